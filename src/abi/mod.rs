@@ -1,0 +1,13 @@
+//! `#[repr(C)]` types, typedefs and constants, exactly as the C headers
+//! declare them. One file per C header. No functions live here.
+//!
+//! These files are also read by cbindgen and by the ctest2-based ABI test,
+//! so they keep to plain syntax (no `crate::` paths in types, no nested
+//! `use` groups, no `let-else`).
+#![allow(non_camel_case_types)]
+
+pub mod msgport;
+pub mod sys_thread;
+
+pub use msgport::*;
+pub use sys_thread::*;

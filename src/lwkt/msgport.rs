@@ -1,0 +1,347 @@
+//! LWKT message ports: the semantics of DragonFly's `lwkt_msgport.c`
+//! (Generation A) over the `#[repr(C)]` structures of `abi::msgport`.
+//!
+//! Messages are synchronous by default. A port's `mp_putport` either runs
+//! the message at once and returns its real error (synchronous completion)
+//! or queues it and returns `EASYNC`. `lwkt_domsg` hides the difference by
+//! waiting; `lwkt_sendmsg` hides it by replying synchronous completions to
+//! the reply port, so the sender always finds the message there.
+//!
+//! Every function here takes raw pointers into C memory; the `capi` layer
+//! has already rejected NULL for the arguments it documents as required.
+
+use core::ffi::{c_int, c_void};
+use core::ptr;
+
+use super::queue;
+use crate::abi::{
+    EASYNC, MSGF_ASYNC, MSGF_DONE, MSGF_QUEUED, MSGF_REPLY, MSGPORTF_WAITING, lwkt_msg, lwkt_port,
+    thread,
+};
+use crate::fatal;
+
+/// The four vectors of a port, in the order `struct lwkt_port` holds them.
+pub struct PortVectors {
+    pub putport: unsafe extern "C" fn(*mut lwkt_port, *mut lwkt_msg) -> c_int,
+    pub waitport: unsafe extern "C" fn(*mut lwkt_port, *mut lwkt_msg) -> *mut c_void,
+    pub replyport: unsafe extern "C" fn(*mut lwkt_port, *mut lwkt_msg),
+    pub abortport: unsafe extern "C" fn(*mut lwkt_port, *mut lwkt_msg),
+}
+
+/// The default vectors installed by `lwkt_initport`.
+pub const DEFAULT_VECTORS: PortVectors = PortVectors {
+    putport: vec_putport,
+    waitport: vec_waitport,
+    replyport: vec_replyport,
+    abortport: vec_abortport,
+};
+
+/// `lwkt_initport`: zero the port, make `td` its owner, empty its queue and
+/// install `vectors`.
+///
+/// # Safety
+/// `port` must be valid for writes of a whole `struct lwkt_port`.
+pub unsafe fn initport(port: *mut lwkt_port, td: *mut thread, vectors: &PortVectors) {
+    // SAFETY: the caller guarantees `port` is writable; an all-zero
+    // lwkt_port is a valid value (NULL pointers, None vectors).
+    unsafe {
+        ptr::write_bytes(port, 0, 1);
+        queue::init(&raw mut (*port).mp_msgq);
+        (*port).mp_td = td;
+        (*port).mp_putport = Some(vectors.putport);
+        (*port).mp_waitport = Some(vectors.waitport);
+        (*port).mp_replyport = Some(vectors.replyport);
+        (*port).mp_abortport = Some(vectors.abortport);
+    }
+}
+
+/// `lwkt_initmsg`: a fresh, completed message whose replies go to `rport`.
+///
+/// # Safety
+/// `msg` must be valid for writes.
+pub unsafe fn initmsg(msg: *mut lwkt_msg, rport: *mut lwkt_port, cmd: c_int) {
+    // SAFETY: the caller guarantees `msg` is writable.
+    unsafe {
+        (*msg).ms_cmd = cmd;
+        (*msg).ms_flags = MSGF_DONE;
+        (*msg).ms_reply_port = rport;
+        (*msg).ms_msgsize = 0;
+        (*msg).ms_maxsize = 0;
+    }
+}
+
+/// `lwkt_reinitmsg`: keep only the async hint, mark done, new reply port.
+///
+/// # Safety
+/// `msg` must be valid for reads and writes.
+pub unsafe fn reinitmsg(msg: *mut lwkt_msg, rport: *mut lwkt_port) {
+    // SAFETY: the caller guarantees `msg` is valid.
+    unsafe {
+        (*msg).ms_flags = ((*msg).ms_flags & MSGF_ASYNC) | MSGF_DONE;
+        (*msg).ms_reply_port = rport;
+    }
+}
+
+/// `lwkt_beginmsg` / `lwkt_forwardmsg`: record `port` as the message's
+/// target and hand it to the port's `mp_putport`. Returns `EASYNC` when the
+/// message was queued, otherwise the synchronous result.
+///
+/// # Safety
+/// `port` and `msg` must be valid.
+pub unsafe fn beginmsg(func: &str, port: *mut lwkt_port, msg: *mut lwkt_msg) -> c_int {
+    // SAFETY: the caller guarantees both pointers are valid.
+    unsafe {
+        let Some(putport) = (*port).mp_putport else {
+            fatal!(func, "port {port:p} has no mp_putport (not initialised?)")
+        };
+        (*msg).ms_target_port = port;
+        putport(port, msg)
+    }
+}
+
+/// `lwkt_sendmsg`: asynchronous send; a synchronous completion is replied
+/// to the reply port at once.
+///
+/// # Safety
+/// `port` and `msg` must be valid.
+pub unsafe fn sendmsg(port: *mut lwkt_port, msg: *mut lwkt_msg) {
+    // SAFETY: the caller guarantees both pointers are valid.
+    unsafe {
+        if (*msg).ms_reply_port.is_null() {
+            fatal!("lwkt_sendmsg", "message {msg:p} has no reply port");
+        }
+        (*msg).ms_flags = ((*msg).ms_flags | MSGF_ASYNC) & !(MSGF_REPLY | MSGF_QUEUED);
+        let error = beginmsg("lwkt_sendmsg", port, msg);
+        if error != EASYNC {
+            replymsg("lwkt_sendmsg", msg, error);
+        }
+    }
+}
+
+/// `lwkt_domsg`: synchronous send; waits for the reply when the target
+/// queued the message, and returns the final error.
+///
+/// # Safety
+/// `port` and `msg` must be valid.
+pub unsafe fn domsg(port: *mut lwkt_port, msg: *mut lwkt_msg) -> c_int {
+    // SAFETY: the caller guarantees both pointers are valid.
+    unsafe {
+        (*msg).ms_flags &= !(MSGF_ASYNC | MSGF_REPLY | MSGF_QUEUED);
+        let error = beginmsg("lwkt_domsg", port, msg);
+        if error == EASYNC { waitmsg("lwkt_domsg", msg) } else { error }
+    }
+}
+
+/// `lwkt_waitmsg`: wait on the message's reply port for its completion and
+/// return `ms_error`. A port whose wait fails (returns NULL, as a dead CAPS
+/// connection does) still yields the error stored in the message.
+///
+/// # Safety
+/// `msg` must be valid.
+pub unsafe fn waitmsg(func: &str, msg: *mut lwkt_msg) -> c_int {
+    // SAFETY: the caller guarantees `msg` is valid; its reply port is
+    // checked before use.
+    unsafe {
+        let rport = (*msg).ms_reply_port;
+        if rport.is_null() {
+            fatal!(func, "message {msg:p} has no reply port to wait on");
+        }
+        let done = waitport(func, rport, msg).cast::<lwkt_msg>();
+        if done.is_null() { (*msg).ms_error } else { (*done).ms_error }
+    }
+}
+
+/// `lwkt_waitport`: dispatch to the port's `mp_waitport`.
+///
+/// # Safety
+/// `port` must be valid; `msg` NULL or valid.
+pub unsafe fn waitport(func: &str, port: *mut lwkt_port, msg: *mut lwkt_msg) -> *mut c_void {
+    // SAFETY: the caller guarantees `port` is valid.
+    unsafe {
+        let Some(waitport) = (*port).mp_waitport else {
+            fatal!(func, "port {port:p} has no mp_waitport (not initialised?)")
+        };
+        waitport(port, msg)
+    }
+}
+
+/// `lwkt_replymsg`: store the error and hand the message to its reply
+/// port's `mp_replyport`.
+///
+/// # Safety
+/// `msg` must be valid.
+pub unsafe fn replymsg(func: &str, msg: *mut lwkt_msg, error: c_int) {
+    // SAFETY: the caller guarantees `msg` is valid; the reply port is
+    // checked before use.
+    unsafe {
+        let rport = (*msg).ms_reply_port;
+        if rport.is_null() {
+            fatal!(func, "message {msg:p} has no reply port");
+        }
+        let Some(replyport) = (*rport).mp_replyport else {
+            fatal!(func, "reply port {rport:p} has no mp_replyport (not initialised?)")
+        };
+        (*msg).ms_error = error;
+        replyport(rport, msg);
+    }
+}
+
+/// `lwkt_abortmsg`: ask the message's current target to abort it.
+///
+/// # Safety
+/// `msg` must be valid.
+pub unsafe fn abortmsg(msg: *mut lwkt_msg) {
+    // SAFETY: the caller guarantees `msg` is valid; the target is checked.
+    unsafe {
+        let port = (*msg).ms_target_port;
+        if port.is_null() {
+            fatal!("lwkt_abortmsg", "message {msg:p} was never sent (no target port)");
+        }
+        if let Some(abortport) = (*port).mp_abortport {
+            abortport(port, msg);
+        }
+    }
+}
+
+/// `lwkt_getport`: take the first message off the port's queue without
+/// blocking; NULL when the queue is empty.
+///
+/// # Safety
+/// `port` must be valid.
+pub unsafe fn getport(port: *mut lwkt_port) -> *mut lwkt_msg {
+    // SAFETY: the caller guarantees `port` is valid and its queue
+    // initialised; messages on it are valid while queued.
+    unsafe {
+        let msg = queue::first(&raw const (*port).mp_msgq);
+        if !msg.is_null() {
+            queue::remove(&raw mut (*port).mp_msgq, msg);
+            (*msg).ms_flags &= !MSGF_QUEUED;
+        }
+        msg
+    }
+}
+
+/// Default `mp_putport`: queue the message on the port and wake the owner
+/// if it waits there. Always `EASYNC`.
+///
+/// # Safety
+/// Called through a port vector with valid `port` and `msg`.
+pub unsafe fn default_putport(port: *mut lwkt_port, msg: *mut lwkt_msg) -> c_int {
+    // SAFETY: valid pointers per the vector contract.
+    unsafe {
+        if (*msg).ms_flags & MSGF_QUEUED != 0 {
+            fatal!("lwkt_putport", "message {msg:p} is already queued on a port");
+        }
+        (*msg).ms_flags &= !(MSGF_DONE | MSGF_REPLY);
+        queue::insert_tail(&raw mut (*port).mp_msgq, msg);
+        (*msg).ms_flags |= MSGF_QUEUED;
+        wake_owner(port);
+    }
+    EASYNC
+}
+
+/// Default `mp_replyport`: an asynchronous message is queued on the reply
+/// port; a synchronous one is only marked done. Either way the port's owner
+/// is woken if it waits. Replying to a message twice is fatal.
+///
+/// # Safety
+/// Called through a port vector with valid `port` and `msg`.
+pub unsafe fn default_replyport(port: *mut lwkt_port, msg: *mut lwkt_msg) {
+    // SAFETY: valid pointers per the vector contract.
+    unsafe {
+        let flags = (*msg).ms_flags;
+        if flags & MSGF_REPLY != 0 {
+            fatal!("lwkt_replymsg", "message {msg:p} replied twice");
+        }
+        if flags & MSGF_QUEUED != 0 {
+            fatal!("lwkt_replymsg", "message {msg:p} replied while still queued on a port");
+        }
+        if flags & MSGF_ASYNC != 0 {
+            queue::insert_tail(&raw mut (*port).mp_msgq, msg);
+            (*msg).ms_flags |= MSGF_DONE | MSGF_REPLY | MSGF_QUEUED;
+        } else {
+            (*msg).ms_flags |= MSGF_DONE | MSGF_REPLY;
+        }
+        wake_owner(port);
+    }
+}
+
+/// Default `mp_waitport`. With `msg == NULL`: dequeue the next message,
+/// waiting until one arrives (never NULL). With a message: wait until it
+/// is done, take it off the port's queue if it is queued there, return it.
+///
+/// # Safety
+/// Called through a port vector with a valid `port`; `msg` NULL or valid.
+pub unsafe fn default_waitport(port: *mut lwkt_port, msg: *mut lwkt_msg) -> *mut c_void {
+    // SAFETY: valid pointers per the vector contract.
+    unsafe {
+        if msg.is_null() {
+            loop {
+                let m = getport(port);
+                if !m.is_null() {
+                    return m.cast();
+                }
+                block_on_port("lwkt_waitport", port);
+            }
+        }
+        while (*msg).ms_flags & MSGF_DONE == 0 {
+            block_on_port("lwkt_waitmsg", port);
+        }
+        if (*msg).ms_flags & MSGF_QUEUED != 0 {
+            queue::remove(&raw mut (*port).mp_msgq, msg);
+            (*msg).ms_flags &= !MSGF_QUEUED;
+        }
+        msg.cast()
+    }
+}
+
+/// Default `mp_abortport`: a no-op, as in DragonFly from March 2004 on
+/// (Generation A messages have no abort state).
+pub fn default_abortport(_port: *mut lwkt_port, _msg: *mut lwkt_msg) {}
+
+/// Wake the thread that owns `port` if it is waiting on it.
+///
+/// # Safety
+/// `port` must be valid.
+unsafe fn wake_owner(port: *mut lwkt_port) {
+    // SAFETY: the caller guarantees `port` is valid.
+    unsafe {
+        if (*port).mp_flags & MSGPORTF_WAITING != 0 {
+            (*port).mp_flags &= !MSGPORTF_WAITING;
+            // With one thread per process nobody else can be waiting; the
+            // thread subsystem schedules `mp_td` here.
+        }
+    }
+}
+
+/// Block the current thread until something is put on (or replied to)
+/// `port`. Without other threads nothing could ever arrive, so waiting
+/// would hang the process: report it as the deadlock it is.
+///
+/// # Safety
+/// `port` must be valid.
+unsafe fn block_on_port(func: &str, port: *mut lwkt_port) {
+    fatal!(
+        func,
+        "deadlock: waiting on port {port:p} but no other thread exists that could wake it"
+    )
+}
+
+unsafe extern "C" fn vec_putport(port: *mut lwkt_port, msg: *mut lwkt_msg) -> c_int {
+    // SAFETY: the vector is only reached through a port, with its arguments.
+    unsafe { default_putport(port, msg) }
+}
+
+unsafe extern "C" fn vec_waitport(port: *mut lwkt_port, msg: *mut lwkt_msg) -> *mut c_void {
+    // SAFETY: as above.
+    unsafe { default_waitport(port, msg) }
+}
+
+unsafe extern "C" fn vec_replyport(port: *mut lwkt_port, msg: *mut lwkt_msg) {
+    // SAFETY: as above.
+    unsafe { default_replyport(port, msg) }
+}
+
+unsafe extern "C" fn vec_abortport(port: *mut lwkt_port, msg: *mut lwkt_msg) {
+    default_abortport(port, msg)
+}
