@@ -10,5 +10,6 @@
 pub mod abi;
 pub mod caps;
 pub mod capi;
+pub mod cpu;
 pub mod diag;
 pub mod lwkt;
