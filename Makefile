@@ -73,13 +73,15 @@ test: stage check-install
 	LIBCAPS_STAGE=$(STAGE) $(CARGO) test $(CARGO_PROFILE) --locked --workspace
 	LIBCAPS_INCLUDE=$(STAGE)/usr/include/libcaps $(CARGO) run $(CARGO_PROFILE) --locked -p abi-test
 
-# The main job: build, install into build/stage, compile the demo against
-# the installed tree with pkg-config, run it.
+# The main job: build, install into build/stage, compile caps1 against the
+# installed tree with pkg-config, run its server and client against a
+# private rendezvous directory.
+DEMO_ROUNDS ?= 100000
 demo: stage
 	PKG_CONFIG_PATH=$(STAGE)/usr/lib/pkgconfig PKG_CONFIG_SYSROOT_DIR=$(STAGE) \
-	    sh -c 'cc -Wall -Werror -o build/msgport_demo examples/msgport_demo.c \
+	    sh -c 'cc -Wall -Werror -O2 -o build/caps1 c-tests/caps1.c \
 	    $$(pkg-config --cflags --libs libcaps) -Wl,-rpath,$(STAGE)/usr/lib'
-	./build/msgport_demo
+	sh examples/caps1_demo.sh build/caps1 $(DEMO_ROUNDS)
 
 # install/uninstall round trip: SONAME, links, pkg-config, nothing left.
 check-install: lib

@@ -10,33 +10,49 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// One generated header: its name under `gen/`, the Rust files it is made
-/// from, the headers it includes, and the functions the hand-written part
-/// provides as `static inline` (so they must not be declared twice).
+/// from, the headers it includes, and the items the hand-written part
+/// provides itself (`static inline` functions, enums), so they must not be
+/// declared twice.
 struct GenHeader {
     name: &'static str,
     sources: &'static [&'static str],
     includes: &'static [&'static str],
-    inline_fns: &'static [&'static str],
+    handwritten: &'static [&'static str],
+    /// How this header spells types that it uses but another header (or
+    /// the hand-written part) defines: `("thread", "struct thread")`.
+    renames: &'static [(&'static str, &'static str)],
 }
 
-const HEADERS: &[GenHeader] = &[GenHeader {
-    name: "msgport",
-    sources: &["src/abi/msgport.rs", "src/capi/msgport.rs"],
-    includes: &["sys/types.h", "stdint.h"],
-    inline_fns: &[
-        "lwkt_initmsg",
-        "lwkt_reinitmsg",
-        "lwkt_beginmsg",
-        "lwkt_forwardmsg",
-        "lwkt_waitmsg",
-        "lwkt_abortmsg",
-        "lwkt_replymsg",
-    ],
-}];
-
-/// C struct/union tags referenced by the Rust types but defined in another
-/// header: cbindgen must spell them with their tag.
-const FOREIGN_TAGS: &[(&str, &str)] = &[("thread", "struct thread")];
+const HEADERS: &[GenHeader] = &[
+    GenHeader {
+        name: "msgport",
+        sources: &["src/abi/msgport.rs", "src/capi/msgport.rs"],
+        includes: &["sys/types.h", "stdint.h"],
+        handwritten: &[
+            "lwkt_initmsg",
+            "lwkt_reinitmsg",
+            "lwkt_beginmsg",
+            "lwkt_forwardmsg",
+            "lwkt_waitmsg",
+            "lwkt_abortmsg",
+            "lwkt_replymsg",
+        ],
+        renames: &[("thread", "struct thread")],
+    },
+    GenHeader {
+        name: "caps",
+        sources: &["src/abi/caps.rs", "src/capi/caps.rs"],
+        includes: &["sys/types.h", "stdint.h"],
+        handwritten: &["caps_type"],
+        renames: &[
+            ("thread", "struct thread"),
+            ("lwkt_port", "struct lwkt_port"),
+            ("lwkt_msg", "struct lwkt_msg"),
+            ("lwkt_msg_queue", "struct lwkt_msg_queue"),
+            ("caps_type", "enum caps_type"),
+        ],
+    },
+];
 
 fn main() {
     let major = env::var("CARGO_PKG_VERSION_MAJOR").unwrap();
@@ -68,8 +84,8 @@ fn generate(root: &Path, h: &GenHeader) -> String {
     config
         .export
         .exclude
-        .extend(h.inline_fns.iter().map(|s| s.to_string()));
-    for (rust, c) in FOREIGN_TAGS {
+        .extend(h.handwritten.iter().map(|s| s.to_string()));
+    for (rust, c) in h.renames {
         config.export.rename.insert(rust.to_string(), c.to_string());
     }
     let mut builder = cbindgen::Builder::new().with_config(config);

@@ -3,7 +3,7 @@
 //! `cacheid`) so one header serves `caps_service()`/`caps_client()` and the
 //! `caps_sys_*` calls.
 
-use core::ffi::{c_int, c_uint, c_void};
+use core::ffi::{c_int, c_uint};
 
 use super::lwkt_msg;
 use super::lwkt_msg_queue;
@@ -43,7 +43,7 @@ pub type caps_type = c_uint;
 /// client connection. `lport` comes first, so a `caps_port_t` may be used
 /// as an `lwkt_port_t`.
 ///
-/// cbindgen:field-names=[lport, server, type, kqfd, lfd, cfd, flags, clist, centry, wlist, mlist, rmsg_static, rmsg, cred, rbytes, wbytes, caps_private]
+/// cbindgen:field-names=[lport, server, type, kqfd, lfd, cfd, flags, clist, centry, wlist, mlist, rmsg_static, rmsg, cred, rbytes, wbytes]
 #[repr(C)]
 pub struct caps_port {
     pub lport: lwkt_port,
@@ -62,7 +62,6 @@ pub struct caps_port {
     pub cred: caps_cred,
     pub rbytes: c_int,
     pub wbytes: c_int,
-    pub caps_private: *mut c_void,
 }
 
 /// `caps_port_t`

@@ -2,5 +2,6 @@
 //! with kernel-verified credentials.
 
 pub mod cred;
+pub mod port;
 pub mod rendezvous;
 pub mod wire;

@@ -323,7 +323,7 @@ pub fn default_abortport(_port: *mut lwkt_port, _msg: *mut lwkt_msg) {}
 ///
 /// # Safety
 /// `port` must be valid.
-unsafe fn wake_owner(port: *mut lwkt_port) {
+pub(crate) unsafe fn wake_owner(port: *mut lwkt_port) {
     // SAFETY: the caller guarantees `port` is valid.
     unsafe {
         if (*port).mp_flags & MSGPORTF_WAITING != 0 {
@@ -335,12 +335,19 @@ unsafe fn wake_owner(port: *mut lwkt_port) {
 }
 
 /// Block the current thread until something is put on (or replied to)
-/// `port`. Without other threads nothing could ever arrive, so waiting
-/// would hang the process: report it as the deadlock it is.
+/// `port`. With one thread, the only thing that can deliver is the cpu's
+/// event loop (CAPS sockets): wait there. With nothing registered,
+/// nothing could ever arrive: report the deadlock instead of hanging.
 ///
 /// # Safety
 /// `port` must be valid.
-unsafe fn block_on_port(func: &str, port: *mut lwkt_port) {
+pub(crate) unsafe fn block_on_port(func: &str, port: *mut lwkt_port) {
+    if crate::cpu::evloop::sources() > 0 {
+        // SAFETY: the caller guarantees `port` is valid.
+        unsafe { (*port).mp_flags |= MSGPORTF_WAITING };
+        crate::cpu::evloop::poll(-1);
+        return;
+    }
     fatal!(
         func,
         "deadlock: waiting on port {port:p} but no other thread exists that could wake it"

@@ -1,0 +1,1299 @@
+//! CAPS v1 ports: a service (listening socket), a client connection, and
+//! the server's side of each client connection ("remote" port).
+//!
+//! Every port is a `struct caps_port` whose first member is an LWKT port,
+//! so LWKT message calls work on it; its vectors implement CAPS:
+//!
+//! | port | `mp_putport` | `mp_waitport` | `mp_replyport` |
+//! |---|---|---|---|
+//! | service | `EINVAL` | next request from any connection | fatal |
+//! | remote | `EINVAL` | fatal | send the reply back over the socket |
+//! | client | send the request, `EASYNC` | wait for replies | queue the reply on the port |
+//!
+//! Sockets are driven by the cpu's event loop (`crate::cpu::evloop`): a
+//! readable connection turns frames into messages. A request is queued on
+//! the service port (waking its owner); a reply is copied over the
+//! client's original message, which is then completed through its own reply
+//! port. A thread waiting for either blocks; when nothing else can run the
+//! cpu waits in the event loop.
+//!
+//! Memory: the library owns request buffers (allocated with a hidden
+//! header naming the request id and connection) and frees them once the
+//! server has replied. A remote port lives while it is on its service's
+//! list or holds unreplied requests (`lport.mp_refs`).
+
+use std::alloc::{Layout, alloc_zeroed, dealloc, handle_alloc_error};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::mem::{MaybeUninit, size_of};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::ptr;
+
+use super::cred::{Access, Cred};
+use super::rendezvous::{self, Errno, Listener};
+use super::wire::{
+    FrameKind, FrameReader, HELLO_LEN, Header, Hello, HelloKind, MAX_MSGSIZE, WireError,
+};
+use crate::abi::{
+    CAPPF_SHUTDOWN, CAPT_CLIENT, CAPT_REMOTE, CAPT_SERVICE, EASYNC, MSGF_DONE, MSGF_QUEUED,
+    MSGF_REPLY, caps_port, caps_type, lwkt_msg, lwkt_port, thread,
+};
+use crate::cpu::evloop::{self, Token};
+use crate::lwkt::msgport::{self as mp, PortVectors};
+use crate::lwkt::queue;
+use crate::{fatal, warn};
+
+/// `sizeof(struct lwkt_msg)`: the part of a message the frame header
+/// carries; the rest is payload.
+const MSG_HDR: usize = size_of::<lwkt_msg>();
+/// Largest payload in either direction.
+const MAX_BODY: u32 = (MAX_MSGSIZE - MSG_HDR) as u32;
+/// Requests a server holds for one connection before it stops reading it.
+const MAX_HELD: usize = 256;
+/// Reply bytes queued for one connection before the server stops reading
+/// its requests.
+const MAX_OUT: usize = 4 << 20;
+/// Bytes read from a socket at a time.
+const READ_CHUNK: usize = 64 * 1024;
+/// How long `caps_client()` waits for the server's hello.
+const HELLO_TIMEOUT_MS: i32 = 30_000;
+/// Completions remembered for `caps_client_waitreply(port, NULL)`.
+const MAX_COMPLETED: usize = 1024;
+
+/// A CAPS port: the C structure first, then our state.
+#[repr(C)]
+pub struct CapsPort {
+    pub c: caps_port,
+    kind: Kind,
+}
+
+enum Kind {
+    Service(Service),
+    Client(Client),
+    Remote(Remote),
+}
+
+struct Service {
+    name: String,
+    listener: Option<Listener>,
+    token: Option<Token>,
+    access: Access,
+    remotes: Vec<*mut CapsPort>,
+}
+
+struct Client {
+    conn: Conn,
+    next_id: u64,
+    outstanding: HashMap<u64, Pending>,
+    completed: VecDeque<*mut lwkt_msg>,
+    failed: HashSet<*mut lwkt_msg>,
+}
+
+struct Pending {
+    msg: *mut lwkt_msg,
+    capacity: usize,
+}
+
+struct Remote {
+    conn: Conn,
+    service: *mut CapsPort,
+    service_name: String,
+    hello_done: bool,
+    held: usize,
+    paused: bool,
+}
+
+/// One connected socket: buffered input and output, registration.
+struct Conn {
+    fd: Option<OwnedFd>,
+    token: Option<Token>,
+    inbuf: Vec<u8>,
+    in_pos: usize,
+    reader: FrameReader,
+    out: Vec<u8>,
+    out_pos: usize,
+    events: u32,
+    dead: bool,
+}
+
+/// How reading a connection ended.
+enum ReadEnd {
+    Eof,
+    Errno(i32),
+    Protocol(WireError),
+}
+
+impl std::fmt::Display for ReadEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadEnd::Eof => write!(f, "connection closed"),
+            ReadEnd::Errno(e) => write!(f, "{}", std::io::Error::from_raw_os_error(*e)),
+            ReadEnd::Protocol(w) => write!(f, "protocol error: {w}"),
+        }
+    }
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+const EV_IN: u32 = libc::EPOLLIN as u32;
+const EV_OUT: u32 = libc::EPOLLOUT as u32;
+
+impl Conn {
+    fn new(fd: OwnedFd) -> Conn {
+        Conn {
+            fd: Some(fd),
+            token: None,
+            inbuf: Vec::new(),
+            in_pos: 0,
+            reader: FrameReader::default(),
+            out: Vec::new(),
+            out_pos: 0,
+            events: EV_IN,
+            dead: false,
+        }
+    }
+
+    fn raw(&self) -> i32 {
+        self.fd.as_ref().map_or(-1, |f| f.as_raw_fd())
+    }
+
+    fn set_events(&mut self, events: u32) {
+        if events != self.events {
+            self.events = events;
+            if let Some(t) = self.token {
+                evloop::modify(t, events);
+            }
+        }
+    }
+
+    fn queued(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+
+    /// Write as much queued output as the socket takes.
+    fn flush(&mut self) -> Result<(), i32> {
+        while self.out_pos < self.out.len() {
+            // SAFETY: the slice is valid; MSG_NOSIGNAL keeps SIGPIPE away.
+            let n = unsafe {
+                libc::send(
+                    self.raw(),
+                    self.out[self.out_pos..].as_ptr().cast(),
+                    self.out.len() - self.out_pos,
+                    libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+                )
+            };
+            if n < 0 {
+                match errno() {
+                    libc::EINTR => continue,
+                    libc::EAGAIN => break,
+                    e => return Err(e),
+                }
+            }
+            self.out_pos += n as usize;
+        }
+        if self.out_pos == self.out.len() {
+            self.out.clear();
+            self.out_pos = 0;
+        }
+        let want_out = self.queued() > 0;
+        let events = (self.events & !EV_OUT) | if want_out { EV_OUT } else { 0 };
+        self.set_events(events);
+        Ok(())
+    }
+
+    /// Queue one frame.
+    fn push_frame(&mut self, h: &Header, body: &[u8]) {
+        self.out.extend_from_slice(&h.encode());
+        self.out.extend_from_slice(body);
+    }
+
+    /// Read more bytes into the input buffer: Ok(true) if some arrived,
+    /// Ok(false) if none are available now.
+    fn fill(&mut self) -> Result<bool, ReadEnd> {
+        if self.in_pos < self.inbuf.len() {
+            return Ok(true);
+        }
+        self.inbuf.resize(READ_CHUNK, 0);
+        self.in_pos = 0;
+        loop {
+            // SAFETY: `inbuf` is writable for READ_CHUNK bytes.
+            let n = unsafe {
+                libc::recv(
+                    self.raw(),
+                    self.inbuf.as_mut_ptr().cast(),
+                    READ_CHUNK,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n > 0 {
+                self.inbuf.truncate(n as usize);
+                return Ok(true);
+            }
+            self.inbuf.clear();
+            if n == 0 {
+                return Err(ReadEnd::Eof);
+            }
+            match errno() {
+                libc::EINTR => continue,
+                libc::EAGAIN => return Ok(false),
+                e => return Err(ReadEnd::Errno(e)),
+            }
+        }
+    }
+
+    /// The next whole frame from the input, reading the socket as needed.
+    fn next_frame(&mut self) -> Result<Option<(Header, Vec<u8>)>, ReadEnd> {
+        loop {
+            if self.in_pos == self.inbuf.len() && !self.fill()? {
+                return Ok(None);
+            }
+            let (n, frame) = self
+                .reader
+                .feed(&self.inbuf[self.in_pos..], MAX_BODY)
+                .map_err(ReadEnd::Protocol)?;
+            self.in_pos += n;
+            if frame.is_some() {
+                return Ok(frame);
+            }
+        }
+    }
+
+    /// Take exactly `HELLO_LEN` bytes of hello from the input, if there.
+    fn take_hello(&mut self) -> Result<Option<[u8; HELLO_LEN]>, ReadEnd> {
+        while self.inbuf.len() - self.in_pos < HELLO_LEN {
+            // keep what we have, read more behind it
+            let have = self.inbuf[self.in_pos..].to_vec();
+            let mut buf = [0u8; HELLO_LEN];
+            // SAFETY: `buf` is writable for the bytes asked for.
+            let n = unsafe {
+                libc::recv(
+                    self.raw(),
+                    buf.as_mut_ptr().cast(),
+                    HELLO_LEN - have.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n == 0 {
+                return Err(ReadEnd::Eof);
+            }
+            if n < 0 {
+                match errno() {
+                    libc::EINTR => continue,
+                    libc::EAGAIN => return Ok(None),
+                    e => return Err(ReadEnd::Errno(e)),
+                }
+            }
+            self.inbuf = have;
+            self.inbuf.extend_from_slice(&buf[..n as usize]);
+            self.in_pos = 0;
+        }
+        let mut h = [0u8; HELLO_LEN];
+        h.copy_from_slice(&self.inbuf[self.in_pos..self.in_pos + HELLO_LEN]);
+        self.in_pos += HELLO_LEN;
+        Ok(Some(h))
+    }
+
+    /// Stop watching and close the socket.
+    fn close(&mut self) {
+        self.dead = true;
+        if let Some(t) = self.token.take() {
+            evloop::unregister(t);
+        }
+        self.fd = None;
+        self.out.clear();
+        self.out_pos = 0;
+    }
+}
+
+// ---- request buffers ---------------------------------------------------
+
+/// Hidden header in front of every request buffer the library allocates.
+#[repr(C, align(16))]
+struct ReqHead {
+    magic: u64,
+    id: u64,
+    remote: *mut CapsPort,
+    size: usize,
+}
+
+const REQ_MAGIC: u64 = u64::from_le_bytes(*b"CAPSREQ1");
+const REQ_DEAD: u64 = u64::from_le_bytes(*b"caps-dea");
+const HIDDEN: usize = size_of::<ReqHead>();
+
+/// A zeroed request buffer with room for `MSG_HDR + capacity` bytes.
+fn alloc_request(remote: *mut CapsPort, id: u64, capacity: usize) -> *mut lwkt_msg {
+    let size = HIDDEN + MSG_HDR + capacity;
+    let layout = Layout::from_size_align(size, 16).expect("request layout");
+    // SAFETY: `layout` has a non-zero size.
+    let p = unsafe { alloc_zeroed(layout) };
+    if p.is_null() {
+        handle_alloc_error(layout);
+    }
+    // SAFETY: `p` is a fresh allocation, 16-aligned, big enough for the
+    // header followed by the message.
+    unsafe {
+        p.cast::<ReqHead>().write(ReqHead {
+            magic: REQ_MAGIC,
+            id,
+            remote,
+            size,
+        });
+        p.add(HIDDEN).cast()
+    }
+}
+
+/// The hidden header of a request buffer.
+///
+/// # Safety
+/// `msg` must come from `alloc_request` and not be freed.
+unsafe fn req_head(msg: *mut lwkt_msg) -> *mut ReqHead {
+    // SAFETY: per the contract the header sits HIDDEN bytes before.
+    unsafe { msg.cast::<u8>().sub(HIDDEN).cast() }
+}
+
+/// # Safety
+/// `msg` must come from `alloc_request` and not be used afterwards.
+unsafe fn free_request(msg: *mut lwkt_msg) {
+    // SAFETY: per the contract.
+    unsafe {
+        let head = req_head(msg);
+        let size = (*head).size;
+        (*head).magic = REQ_DEAD;
+        dealloc(head.cast(), Layout::from_size_align_unchecked(size, 16));
+    }
+}
+
+// ---- creating ports ----------------------------------------------------
+
+fn vectors(kind: caps_type) -> PortVectors {
+    match kind {
+        CAPT_SERVICE => PortVectors {
+            putport: service_putport,
+            waitport: service_waitport,
+            replyport: service_replyport,
+            abortport: mp::DEFAULT_VECTORS.abortport,
+        },
+        CAPT_REMOTE => PortVectors {
+            putport: remote_putport,
+            waitport: remote_waitport,
+            replyport: remote_replyport,
+            abortport: mp::DEFAULT_VECTORS.abortport,
+        },
+        _ => PortVectors {
+            putport: client_putport,
+            waitport: client_waitport,
+            replyport: client_replyport,
+            abortport: mp::DEFAULT_VECTORS.abortport,
+        },
+    }
+}
+
+/// Allocate a port of `ty` owned by thread `td`.
+fn mkport(ty: caps_type, td: *mut thread, kind: Kind) -> *mut CapsPort {
+    // SAFETY: caps_port is plain C data; all-zero is a valid value.
+    let c: caps_port = unsafe { MaybeUninit::zeroed().assume_init() };
+    let p = Box::into_raw(Box::new(CapsPort { c, kind }));
+    // SAFETY: `p` is a fresh, live allocation.
+    unsafe {
+        let c = &raw mut (*p).c;
+        mp::initport(&raw mut (*c).lport, td, &vectors(ty));
+        (*c).lport.mp_refs = 1;
+        (*c).type_ = ty;
+        (*c).kqfd = -1;
+        (*c).lfd = -1;
+        (*c).cfd = -1;
+        (*c).clist.tqh_last = &raw mut (*c).clist.tqh_first;
+        queue::init(&raw mut (*c).wlist);
+        queue::init(&raw mut (*c).mlist);
+        (*c).rmsg = &raw mut (*c).rmsg_static;
+        (*c).cred.pid = -1;
+        (*c).cred.uid = u32::MAX;
+        (*c).cred.euid = u32::MAX;
+        (*c).cred.gid = u32::MAX;
+    }
+    p
+}
+
+/// Register a port's socket with this cpu's event loop.
+///
+/// # Safety
+/// `p` must be a live port that unregisters before it is freed.
+unsafe fn watch(p: *mut CapsPort, fd: i32, events: u32) -> Result<Token, Errno> {
+    evloop::register(
+        fd,
+        events,
+        Box::new(move |bits| {
+            // SAFETY: the registration is removed before `p` is freed.
+            unsafe { on_event(p, bits) }
+        }),
+    )
+}
+
+/// `caps_service()`: publish service `name` for the calling user.
+pub fn service(
+    name: &[u8],
+    gid: u32,
+    mode: u32,
+    flags: i32,
+    td: *mut thread,
+) -> Result<*mut CapsPort, Errno> {
+    // SAFETY: plain id queries.
+    let (uid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let path = rendezvous::service_path(name, uid)?;
+    rendezvous::ensure_service_dir(uid)?;
+    let listener = rendezvous::listen(&path, mode, flags & crate::abi::CAPS_EXCL != 0)?;
+    let lfd = listener.fd.as_raw_fd();
+    let access = Access {
+        owner_uid: uid,
+        gid: if gid == u32::MAX { egid } else { gid },
+        flags,
+    };
+    let svc = Service {
+        name: String::from_utf8_lossy(name).into_owned(),
+        listener: Some(listener),
+        token: None,
+        access,
+        remotes: Vec::new(),
+    };
+    let p = mkport(CAPT_SERVICE, td, Kind::Service(svc));
+    // SAFETY: `p` is live; it unregisters in `close`.
+    unsafe {
+        (*p).c.lfd = lfd;
+        (*p).c.flags = flags;
+        Cred::of_self().to_c(&mut (*p).c.cred);
+        match watch(p, lfd, EV_IN) {
+            Ok(t) => {
+                if let Kind::Service(s) = &mut (*p).kind {
+                    s.token = Some(t);
+                }
+            }
+            Err(e) => {
+                close(p);
+                return Err(e);
+            }
+        }
+    }
+    Ok(p)
+}
+
+/// `caps_client()`: connect to service `name` of user `uid` (`u32::MAX`:
+/// the caller's, then root's).
+pub fn client(name: &[u8], uid: u32, td: *mut thread) -> Result<*mut CapsPort, Errno> {
+    if uid == u32::MAX {
+        // SAFETY: plain id query.
+        let me = unsafe { libc::geteuid() };
+        let first = client(name, me, td);
+        if first.is_ok() || me == 0 {
+            return first;
+        }
+        return client(name, 0, td);
+    }
+    let path = rendezvous::service_path(name, uid)?;
+    let fd = rendezvous::connect(&path)?;
+    let hello = Hello {
+        kind: HelloKind::Client,
+        max_msgsize: MAX_MSGSIZE as u32,
+        status: 0,
+    };
+    write_all(fd.as_raw_fd(), &hello.encode())?;
+    let mut buf = [0u8; HELLO_LEN];
+    read_exact_timeout(fd.as_raw_fd(), &mut buf, HELLO_TIMEOUT_MS)?;
+    let reply = Hello::decode(&buf, HelloKind::Server).map_err(|w| {
+        warn!(
+            "caps_client",
+            "service {}: {w}",
+            String::from_utf8_lossy(name)
+        );
+        libc::EPROTO
+    })?;
+    if reply.status != 0 {
+        return Err(reply.status as i32);
+    }
+    let cfd = fd.as_raw_fd();
+    // SAFETY: `cfd` is our connected socket.
+    unsafe {
+        let fl = libc::fcntl(cfd, libc::F_GETFL);
+        libc::fcntl(cfd, libc::F_SETFL, fl | libc::O_NONBLOCK);
+    }
+    let peer = Cred::of_peer(cfd).unwrap_or_default();
+    let cl = Client {
+        conn: Conn::new(fd),
+        next_id: 1,
+        outstanding: HashMap::new(),
+        completed: VecDeque::new(),
+        failed: HashSet::new(),
+    };
+    let p = mkport(CAPT_CLIENT, td, Kind::Client(cl));
+    // SAFETY: `p` is live; it unregisters in `close`.
+    unsafe {
+        (*p).c.cfd = cfd;
+        peer.to_c(&mut (*p).c.cred);
+        match watch(p, cfd, EV_IN) {
+            Ok(t) => {
+                if let Kind::Client(c) = &mut (*p).kind {
+                    c.conn.token = Some(t);
+                }
+            }
+            Err(e) => {
+                close(p);
+                return Err(e);
+            }
+        }
+    }
+    Ok(p)
+}
+
+fn write_all(fd: i32, mut buf: &[u8]) -> Result<(), Errno> {
+    while !buf.is_empty() {
+        // SAFETY: valid buffer; MSG_NOSIGNAL keeps SIGPIPE away.
+        let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
+        if n < 0 {
+            let e = errno();
+            if e == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        buf = &buf[n as usize..];
+    }
+    Ok(())
+}
+
+fn read_exact_timeout(fd: i32, buf: &mut [u8], timeout_ms: i32) -> Result<(), Errno> {
+    let mut got = 0;
+    while got < buf.len() {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        if r == 0 {
+            return Err(libc::ETIMEDOUT);
+        }
+        if r < 0 {
+            if errno() == libc::EINTR {
+                continue;
+            }
+            return Err(errno());
+        }
+        // SAFETY: the rest of `buf` is writable.
+        let n = unsafe { libc::recv(fd, buf[got..].as_mut_ptr().cast(), buf.len() - got, 0) };
+        if n == 0 {
+            return Err(libc::ECONNRESET);
+        }
+        if n < 0 {
+            if errno() == libc::EINTR {
+                continue;
+            }
+            return Err(errno());
+        }
+        got += n as usize;
+    }
+    Ok(())
+}
+
+// ---- events ------------------------------------------------------------
+
+/// Socket readiness for port `p`.
+///
+/// # Safety
+/// `p` must be live.
+unsafe fn on_event(p: *mut CapsPort, bits: u32) {
+    // SAFETY: `p` is live per the contract.
+    let ty = unsafe { (*p).c.type_ };
+    // SAFETY: as above; each handler keeps `p` valid or frees it last.
+    unsafe {
+        match ty {
+            CAPT_SERVICE => accept_all(p),
+            CAPT_REMOTE => remote_event(p, bits),
+            _ => client_event(p, bits),
+        }
+    }
+}
+
+/// Accept every pending connection on a service.
+unsafe fn accept_all(svc: *mut CapsPort) {
+    loop {
+        // SAFETY: `svc` is live; its listen descriptor is open.
+        let fd = unsafe {
+            libc::accept4(
+                (*svc).c.lfd,
+                ptr::null_mut(),
+                ptr::null_mut(),
+                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            match errno() {
+                libc::EINTR | libc::ECONNABORTED => continue,
+                libc::EAGAIN => return,
+                e => {
+                    // EMFILE and friends: leave it pending, try on the next event.
+                    // SAFETY: `svc` is live.
+                    let name = unsafe { service_name(svc) };
+                    warn!(
+                        "caps_service",
+                        "{name}: accept: {}",
+                        std::io::Error::from_raw_os_error(e)
+                    );
+                    return;
+                }
+            }
+        }
+        // SAFETY: `fd` is new and ours.
+        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        let raw = fd.as_raw_fd();
+        let peer = Cred::of_peer(raw).unwrap_or_default();
+        // SAFETY: `svc` is live.
+        let (td, name) = unsafe { ((*svc).c.lport.mp_td, service_name(svc)) };
+        let remote = Remote {
+            conn: Conn::new(fd),
+            service: svc,
+            service_name: name,
+            hello_done: false,
+            held: 0,
+            paused: false,
+        };
+        let r = mkport(CAPT_REMOTE, td, Kind::Remote(remote));
+        // SAFETY: `r` and `svc` are live; `r` unregisters when shut down.
+        unsafe {
+            (*r).c.cfd = raw;
+            (*r).c.server = &raw mut (*svc).c;
+            peer.to_c(&mut (*r).c.cred);
+            match watch(r, raw, EV_IN) {
+                Ok(t) => {
+                    if let Kind::Remote(rm) = &mut (*r).kind {
+                        rm.conn.token = Some(t);
+                    }
+                    if let Kind::Service(s) = &mut (*svc).kind {
+                        s.remotes.push(r);
+                    }
+                }
+                Err(_) => free_port(r),
+            }
+        }
+    }
+}
+
+/// # Safety
+/// `p` must be a live service port.
+unsafe fn service_name(p: *mut CapsPort) -> String {
+    // SAFETY: per the contract.
+    match unsafe { &(*p).kind } {
+        Kind::Service(s) => s.name.clone(),
+        _ => String::new(),
+    }
+}
+
+fn remote_of<'a>(p: *mut CapsPort) -> &'a mut Remote {
+    // SAFETY: callers pass live remote ports; the reference does not
+    // outlive the call that uses it.
+    match unsafe { &mut (*p).kind } {
+        Kind::Remote(r) => r,
+        _ => fatal!("libcaps", "port {p:p} is not a CAPS connection"),
+    }
+}
+
+fn client_of<'a>(p: *mut CapsPort) -> &'a mut Client {
+    // SAFETY: as for `remote_of`.
+    match unsafe { &mut (*p).kind } {
+        Kind::Client(c) => c,
+        _ => fatal!("libcaps", "port {p:p} is not a CAPS client port"),
+    }
+}
+
+/// Readiness of the server's side of a connection.
+unsafe fn remote_event(r: *mut CapsPort, bits: u32) {
+    let rm = remote_of(r);
+    if rm.conn.dead {
+        return;
+    }
+    if bits & EV_OUT != 0
+        && let Err(e) = rm.conn.flush()
+    {
+        // SAFETY: `r` is live.
+        unsafe { remote_shutdown(r, Some(&ReadEnd::Errno(e))) };
+        return;
+    }
+    // SAFETY: `r` is live.
+    unsafe { remote_read(r) };
+}
+
+/// Read requests from a connection while the server can take them.
+unsafe fn remote_read(r: *mut CapsPort) {
+    let rm = remote_of(r);
+    if !rm.hello_done {
+        match rm.conn.take_hello() {
+            Ok(None) => return,
+            Ok(Some(bytes)) => {
+                // SAFETY: `r` is live.
+                let peer = unsafe { cred_of(r) };
+                let status = match Hello::decode(&bytes, HelloKind::Client) {
+                    Err(w) => {
+                        warn!(
+                            "caps_service",
+                            "{}: dropping client pid {}: bad hello: {w}", rm.service_name, peer.pid
+                        );
+                        libc::EPROTO
+                    }
+                    // SAFETY: the service outlives its listed remotes.
+                    Ok(_) if !unsafe { admits(rm.service, &peer) } => libc::EACCES,
+                    Ok(_) => 0,
+                };
+                let reply = Hello {
+                    kind: HelloKind::Server,
+                    max_msgsize: MAX_MSGSIZE as u32,
+                    status: status as u32,
+                };
+                rm.conn.out.extend_from_slice(&reply.encode());
+                let flushed = rm.conn.flush();
+                if status != 0 || flushed.is_err() {
+                    // SAFETY: `r` is live.
+                    unsafe { remote_shutdown(r, None) };
+                    return;
+                }
+                rm.hello_done = true;
+            }
+            Err(end) => {
+                // SAFETY: `r` is live.
+                unsafe { remote_shutdown(r, Some(&end)) };
+                return;
+            }
+        }
+    }
+    loop {
+        let rm = remote_of(r);
+        if rm.held >= MAX_HELD || rm.conn.queued() >= MAX_OUT {
+            rm.paused = true;
+            let ev = rm.conn.events & !EV_IN;
+            rm.conn.set_events(ev);
+            return;
+        }
+        match rm.conn.next_frame() {
+            Ok(None) => return,
+            Ok(Some((h, body))) if h.kind == FrameKind::Request => {
+                // SAFETY: `r` is live.
+                unsafe { deliver_request(r, &h, &body) };
+            }
+            Ok(Some(_)) => {
+                // SAFETY: `r` is live.
+                unsafe {
+                    remote_shutdown(
+                        r,
+                        Some(&ReadEnd::Protocol(WireError::BadKind(
+                            FrameKind::Reply as u16,
+                        ))),
+                    )
+                };
+                return;
+            }
+            Err(end) => {
+                // SAFETY: `r` is live.
+                unsafe { remote_shutdown(r, Some(&end)) };
+                return;
+            }
+        }
+    }
+}
+
+/// # Safety
+/// `r` must be live.
+unsafe fn cred_of(r: *mut CapsPort) -> Cred {
+    // SAFETY: per the contract.
+    let c = unsafe { &(*r).c.cred };
+    let n = (c.ngroups.max(0) as usize).min(c.groups.len());
+    Cred {
+        pid: c.pid,
+        uid: c.uid,
+        gid: c.gid,
+        groups: c.groups[..n].to_vec(),
+    }
+}
+
+/// # Safety
+/// `svc` must be NULL or live.
+unsafe fn admits(svc: *mut CapsPort, peer: &Cred) -> bool {
+    if svc.is_null() {
+        return false;
+    }
+    // SAFETY: per the contract.
+    match unsafe { &(*svc).kind } {
+        Kind::Service(s) => s.access.admits(peer),
+        _ => false,
+    }
+}
+
+/// Turn a request frame into a message on the service port.
+unsafe fn deliver_request(r: *mut CapsPort, h: &Header, body: &[u8]) {
+    let rm = remote_of(r);
+    if rm.service.is_null() {
+        return;
+    }
+    let msg = alloc_request(r, h.id, h.capacity as usize);
+    // SAFETY: `msg` has room for MSG_HDR + capacity >= MSG_HDR + body bytes;
+    // `r` and its service are live.
+    unsafe {
+        (*msg).ms_cmd = h.cmd;
+        (*msg).ms_msgsize = (MSG_HDR + body.len()) as i32;
+        (*msg).ms_maxsize = (MSG_HDR + h.capacity as usize) as i32;
+        (*msg).u.ms_result64 = h.result as i64;
+        (*msg).ms_pad = h.pad;
+        (*msg).ms_reply_port = &raw mut (*r).c.lport;
+        ptr::copy_nonoverlapping(body.as_ptr(), msg.cast::<u8>().add(MSG_HDR), body.len());
+        rm.held += 1;
+        (*r).c.lport.mp_refs += 1;
+        let svc_port = &raw mut (*rm.service).c.lport;
+        (*msg).ms_target_port = svc_port;
+        mp::default_putport(svc_port, msg);
+    }
+}
+
+/// Shut down the server's side of a connection. Requests it still holds
+/// keep the port alive until they are replied.
+unsafe fn remote_shutdown(r: *mut CapsPort, why: Option<&ReadEnd>) {
+    let rm = remote_of(r);
+    if rm.conn.dead {
+        return;
+    }
+    if let Some(why @ ReadEnd::Protocol(_)) = why {
+        // SAFETY: `r` is live.
+        let pid = unsafe { (*r).c.cred.pid };
+        warn!(
+            "caps_service",
+            "{}: dropping client pid {pid}: {why}", rm.service_name
+        );
+    }
+    rm.conn.close();
+    // SAFETY: `r` is live; the service (if any) is live.
+    unsafe {
+        (*r).c.cfd = -1;
+        (*r).c.flags |= CAPPF_SHUTDOWN;
+        if !rm.service.is_null()
+            && let Kind::Service(s) = &mut (*rm.service).kind
+        {
+            s.remotes.retain(|&x| x != r);
+        }
+        rm.service = ptr::null_mut();
+        release(r);
+    }
+}
+
+/// Drop one reference of a remote port; free it at zero.
+unsafe fn release(r: *mut CapsPort) {
+    // SAFETY: `r` is live until its last reference goes.
+    unsafe {
+        (*r).c.lport.mp_refs -= 1;
+        if (*r).c.lport.mp_refs <= 0 {
+            free_port(r);
+        }
+    }
+}
+
+unsafe fn free_port(p: *mut CapsPort) {
+    // SAFETY: `p` came from Box::into_raw in `mkport` and is unregistered.
+    drop(unsafe { Box::from_raw(p) });
+}
+
+/// Readiness of a client connection: replies.
+unsafe fn client_event(p: *mut CapsPort, bits: u32) {
+    let cl = client_of(p);
+    if cl.conn.dead {
+        return;
+    }
+    if bits & EV_OUT != 0
+        && let Err(e) = cl.conn.flush()
+    {
+        // SAFETY: `p` is live.
+        unsafe { client_shutdown(p, Some(&ReadEnd::Errno(e))) };
+        return;
+    }
+    loop {
+        let cl = client_of(p);
+        match cl.conn.next_frame() {
+            Ok(None) => return,
+            Ok(Some((h, body))) => {
+                // SAFETY: `p` is live.
+                if let Err(w) = unsafe { deliver_reply(p, &h, &body) } {
+                    // SAFETY: `p` is live.
+                    unsafe { client_shutdown(p, Some(&ReadEnd::Protocol(w))) };
+                    return;
+                }
+            }
+            Err(end) => {
+                // SAFETY: `p` is live.
+                unsafe { client_shutdown(p, Some(&end)) };
+                return;
+            }
+        }
+    }
+}
+
+/// Copy a reply over the client's original message and complete it
+/// through the message's reply port.
+unsafe fn deliver_reply(p: *mut CapsPort, h: &Header, body: &[u8]) -> Result<(), WireError> {
+    let cl = client_of(p);
+    if h.kind != FrameKind::Reply {
+        return Err(WireError::BadKind(h.kind as u16));
+    }
+    let Some(pend) = cl.outstanding.remove(&h.id) else {
+        return Err(WireError::BadField("reply id", h.id));
+    };
+    if body.len() > pend.capacity {
+        cl.outstanding.insert(h.id, pend);
+        return Err(WireError::TooLarge(body.len() as u64));
+    }
+    let msg = pend.msg;
+    // SAFETY: the client keeps `msg` alive while its request is
+    // outstanding; it has room for MSG_HDR + capacity bytes.
+    unsafe {
+        (*msg).ms_cmd = h.cmd;
+        (*msg).ms_error = h.error;
+        (*msg).u.ms_result64 = h.result as i64;
+        (*msg).ms_pad = h.pad;
+        (*msg).ms_msgsize = (MSG_HDR + body.len()) as i32;
+        ptr::copy_nonoverlapping(body.as_ptr(), msg.cast::<u8>().add(MSG_HDR), body.len());
+        complete(p, msg);
+    }
+    Ok(())
+}
+
+/// Hand a finished message back through its reply port and remember it
+/// for `caps_client_waitreply(port, NULL)`.
+unsafe fn complete(p: *mut CapsPort, msg: *mut lwkt_msg) {
+    let cl = client_of(p);
+    if cl.completed.len() >= MAX_COMPLETED {
+        cl.completed.pop_front();
+    }
+    cl.completed.push_back(msg);
+    // SAFETY: `msg` is live (see deliver_reply); its reply port, if any,
+    // is a valid port of the application.
+    unsafe {
+        let rport = (*msg).ms_reply_port;
+        match rport.as_ref().and_then(|r| r.mp_replyport) {
+            Some(reply) => reply(rport, msg),
+            None => (*msg).ms_flags |= MSGF_DONE | MSGF_REPLY,
+        }
+        mp::wake_owner(&raw mut (*p).c.lport);
+    }
+}
+
+/// Shut down a client connection: every outstanding request completes
+/// with `EIO` through its reply port.
+unsafe fn client_shutdown(p: *mut CapsPort, why: Option<&ReadEnd>) {
+    let cl = client_of(p);
+    if cl.conn.dead {
+        return;
+    }
+    if let Some(why @ ReadEnd::Protocol(_)) = why {
+        warn!("caps_client", "dropping connection: {why}");
+    }
+    cl.conn.close();
+    // SAFETY: `p` is live.
+    unsafe {
+        (*p).c.cfd = -1;
+        (*p).c.flags |= CAPPF_SHUTDOWN;
+    }
+    let mut pending: Vec<(u64, Pending)> = cl.outstanding.drain().collect();
+    pending.sort_by_key(|(id, _)| *id);
+    for (_, pend) in pending {
+        // SAFETY: outstanding messages are live (the client keeps them).
+        unsafe {
+            (*pend.msg).ms_error = libc::EIO;
+            client_of(p).failed.insert(pend.msg);
+            complete(p, pend.msg);
+        }
+    }
+}
+
+// ---- port vectors --------------------------------------------------------
+
+unsafe extern "C" fn service_putport(_port: *mut lwkt_port, _msg: *mut lwkt_msg) -> i32 {
+    libc::EINVAL
+}
+
+/// Next request from any connection; NULL for a specific message or once
+/// the service is closed.
+unsafe extern "C" fn service_waitport(
+    port: *mut lwkt_port,
+    msg: *mut lwkt_msg,
+) -> *mut libc::c_void {
+    if !msg.is_null() {
+        return ptr::null_mut();
+    }
+    let p = port.cast::<CapsPort>();
+    loop {
+        // SAFETY: `port` is the first member of a live service port.
+        unsafe {
+            let m = mp::getport(port);
+            if !m.is_null() {
+                return m.cast();
+            }
+            if (*p).c.flags & CAPPF_SHUTDOWN != 0 {
+                return ptr::null_mut();
+            }
+            mp::block_on_port("lwkt_waitport", port);
+        }
+    }
+}
+
+unsafe extern "C" fn service_replyport(port: *mut lwkt_port, msg: *mut lwkt_msg) {
+    fatal!(
+        "lwkt_replymsg",
+        "message {msg:p} has service port {port:p} as its reply port"
+    )
+}
+
+unsafe extern "C" fn remote_putport(_port: *mut lwkt_port, _msg: *mut lwkt_msg) -> i32 {
+    libc::EINVAL
+}
+
+unsafe extern "C" fn remote_waitport(
+    port: *mut lwkt_port,
+    _msg: *mut lwkt_msg,
+) -> *mut libc::c_void {
+    fatal!(
+        "lwkt_waitport",
+        "port {port:p} is a CAPS connection: wait on its service port"
+    )
+}
+
+/// The server replies: send the message back, free it.
+unsafe extern "C" fn remote_replyport(port: *mut lwkt_port, msg: *mut lwkt_msg) {
+    let r = port.cast::<CapsPort>();
+    // SAFETY: `msg` was delivered by `deliver_request` (checked through
+    // the hidden header's magic and owner before anything else is used).
+    unsafe {
+        let head = req_head(msg);
+        if (*head).magic != REQ_MAGIC || (*head).remote != r {
+            fatal!(
+                "lwkt_replymsg",
+                "message {msg:p} was not received on connection {port:p} (or was replied twice)"
+            );
+        }
+        let rm = remote_of(r);
+        rm.held -= 1;
+        if !rm.conn.dead {
+            let max = (*head).size - HIDDEN;
+            let size = (*msg).ms_msgsize as usize;
+            let (error, body_len) = if (MSG_HDR..=max).contains(&size) {
+                ((*msg).ms_error, size - MSG_HDR)
+            } else {
+                warn!(
+                    "lwkt_replymsg",
+                    "{}: reply size {size} outside {MSG_HDR}..={max}: sent as EMSGSIZE",
+                    rm.service_name
+                );
+                (libc::EMSGSIZE, 0)
+            };
+            let h = Header {
+                kind: FrameKind::Reply,
+                body_len: body_len as u32,
+                id: (*head).id,
+                capacity: 0,
+                cmd: (*msg).ms_cmd,
+                error,
+                result: (*msg).u.ms_result64 as u64,
+                pad: (*msg).ms_pad,
+            };
+            let body = std::slice::from_raw_parts(msg.cast::<u8>().add(MSG_HDR), body_len);
+            rm.conn.push_frame(&h, body);
+            if let Err(e) = rm.conn.flush() {
+                free_request(msg);
+                remote_shutdown(r, Some(&ReadEnd::Errno(e)));
+                release(r);
+                return;
+            }
+            if rm.paused && rm.held < MAX_HELD && rm.conn.queued() < MAX_OUT {
+                rm.paused = false;
+                let ev = rm.conn.events | EV_IN;
+                rm.conn.set_events(ev);
+                free_request(msg);
+                remote_read(r);
+                release(r);
+                return;
+            }
+        }
+        free_request(msg);
+        release(r);
+    }
+}
+
+/// The client sends a request: `EASYNC`, or an error at once.
+unsafe extern "C" fn client_putport(port: *mut lwkt_port, msg: *mut lwkt_msg) -> i32 {
+    let p = port.cast::<CapsPort>();
+    let cl = client_of(p);
+    // SAFETY: `msg` is the caller's live message of at least
+    // `ms_msgsize` bytes (checked against the limits first).
+    unsafe {
+        let (size, max) = ((*msg).ms_msgsize, (*msg).ms_maxsize);
+        if size < MSG_HDR as i32 || size > max || max > MAX_MSGSIZE as i32 {
+            warn!(
+                "lwkt_beginmsg",
+                "CAPS message {msg:p}: need {MSG_HDR} <= ms_msgsize ({size}) <= ms_maxsize ({max}) <= {MAX_MSGSIZE}"
+            );
+            return libc::EINVAL;
+        }
+        if cl.conn.dead {
+            return libc::EIO;
+        }
+        (*msg).ms_flags &= !(MSGF_DONE | MSGF_REPLY | MSGF_QUEUED);
+        let id = cl.next_id;
+        cl.next_id += 1;
+        let body_len = size as usize - MSG_HDR;
+        let h = Header {
+            kind: FrameKind::Request,
+            body_len: body_len as u32,
+            id,
+            capacity: (max as usize - MSG_HDR) as u32,
+            cmd: (*msg).ms_cmd,
+            error: 0,
+            result: (*msg).u.ms_result64 as u64,
+            pad: (*msg).ms_pad,
+        };
+        let body = std::slice::from_raw_parts(msg.cast::<u8>().add(MSG_HDR), body_len);
+        cl.conn.push_frame(&h, body);
+        cl.outstanding.insert(
+            id,
+            Pending {
+                msg,
+                capacity: max as usize - MSG_HDR,
+            },
+        );
+        cl.failed.remove(&msg);
+        if let Err(e) = cl.conn.flush() {
+            client_shutdown(p, Some(&ReadEnd::Errno(e)));
+        }
+    }
+    EASYNC
+}
+
+/// `caps_client_waitreply`: wait for `msg`'s reply (NULL: any reply).
+/// NULL when the connection failed.
+unsafe extern "C" fn client_waitport(
+    port: *mut lwkt_port,
+    msg: *mut lwkt_msg,
+) -> *mut libc::c_void {
+    let p = port.cast::<CapsPort>();
+    loop {
+        let cl = client_of(p);
+        // SAFETY: `msg` (when given) is the caller's live message; messages
+        // in `completed` were completed by us and belong to the caller.
+        unsafe {
+            let done = if msg.is_null() {
+                cl.completed.pop_front()
+            } else if ptr::read_volatile(&raw const (*msg).ms_flags) & MSGF_DONE != 0 {
+                cl.completed.retain(|&m| m != msg);
+                Some(msg)
+            } else {
+                None
+            };
+            if let Some(m) = done {
+                unqueue_from_reply_port(m);
+                if cl.failed.remove(&m) {
+                    return ptr::null_mut();
+                }
+                return m.cast();
+            }
+            if cl.conn.dead {
+                return ptr::null_mut();
+            }
+            mp::block_on_port("caps_client_waitreply", port);
+        }
+    }
+}
+
+/// A completed message may sit on its reply port's queue (asynchronous
+/// reply); the caller of waitreply takes it from there.
+unsafe fn unqueue_from_reply_port(m: *mut lwkt_msg) {
+    // SAFETY: `m` is live; if queued, it is on its reply port's queue.
+    unsafe {
+        let rport = (*m).ms_reply_port;
+        if (*m).ms_flags & MSGF_QUEUED != 0 && !rport.is_null() {
+            queue::remove(&raw mut (*rport).mp_msgq, m);
+            (*m).ms_flags &= !MSGF_QUEUED;
+        }
+    }
+}
+
+/// Replies to messages whose reply port is the client port itself are
+/// queued there (`lwkt_getport`, `caps_client_waitreply`).
+unsafe extern "C" fn client_replyport(port: *mut lwkt_port, msg: *mut lwkt_msg) {
+    // SAFETY: both are live (vector contract).
+    unsafe {
+        queue::insert_tail(&raw mut (*port).mp_msgq, msg);
+        (*msg).ms_flags |= MSGF_DONE | MSGF_REPLY | MSGF_QUEUED;
+        mp::wake_owner(port);
+    }
+}
+
+// ---- closing -------------------------------------------------------------
+
+/// `caps_close()`: shut the port down and free it. A service stops
+/// listening, removes its socket node and drops every connection; a client
+/// completes its outstanding requests with `EIO`; a connection is dropped
+/// (its unreplied requests stay valid until replied).
+///
+/// # Safety
+/// `p` must be a live port made by this module; it is freed (a connection
+/// port once its requests are replied).
+pub unsafe fn close(p: *mut CapsPort) {
+    // SAFETY: `p` is live per the contract.
+    unsafe {
+        match (*p).c.type_ {
+            CAPT_SERVICE => {
+                let Kind::Service(s) = &mut (*p).kind else {
+                    unreachable!()
+                };
+                if let Some(t) = s.token.take() {
+                    evloop::unregister(t);
+                }
+                if let Some(l) = s.listener.take() {
+                    l.unlink();
+                }
+                (*p).c.lfd = -1;
+                (*p).c.flags |= CAPPF_SHUTDOWN;
+                for r in std::mem::take(&mut s.remotes) {
+                    remote_of(r).service = ptr::null_mut();
+                    remote_shutdown(r, None);
+                }
+                // requests received but never retrieved
+                loop {
+                    let m = mp::getport(&raw mut (*p).c.lport);
+                    if m.is_null() {
+                        break;
+                    }
+                    let r = (*req_head(m)).remote;
+                    remote_of(r).held -= 1;
+                    free_request(m);
+                    release(r);
+                }
+                free_port(p);
+            }
+            CAPT_REMOTE => {
+                remote_shutdown(p, None);
+            }
+            CAPT_CLIENT => {
+                client_shutdown(p, None);
+                free_port(p);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Is `p` a live CAPS port we made? (Type check for the C API.)
+///
+/// # Safety
+/// `p` must point to readable memory of a `caps_port`.
+pub unsafe fn type_of(p: *mut caps_port) -> caps_type {
+    // SAFETY: per the contract.
+    unsafe { (*p).type_ }
+}
+
+/// The client's type constant, for the C API.
+pub const CLIENT: caps_type = CAPT_CLIENT;
