@@ -1,0 +1,239 @@
+/*
+ * caps_echo -- CAPS stress and fault-injection program.
+ *
+ * Server:  caps_echo -s NAME [-f FLAGS] [-g GID] [-m MODE] [-h HOLD] [-n N]
+ *	Serves NAME. Each request's payload is complemented byte by byte,
+ *	u.ms_result complemented, and the reply carries error = ms_cmd.
+ *	With -h HOLD it keeps HOLD requests and replies to them in reverse
+ *	order. Command 2 ("grow") makes the reply fill the whole buffer.
+ *	Stops after N requests (-n) or when the service is closed.
+ *
+ * Client:  caps_echo -c NAME [-u UID] [-G GID] [-r ROUNDS] [-z SIZE] [-p PIPE]
+ *		[-o OWNER] [-x]
+ *	Optionally drops to group GID and user UID, connects to NAME of user
+ *	OWNER (default -1), and runs ROUNDS requests of SIZE payload bytes,
+ *	PIPE outstanding at a time, checking every reply. -x asks for grown
+ *	replies. Prints "ok ROUNDS" or, if the server goes away, how the
+ *	outstanding requests ended.
+ */
+#include <sys/types.h>
+#include <sys/msgport.h>
+#include <sys/msgport2.h>
+#include <sys/caps.h>
+
+#include <errno.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CMD_ECHO	1
+#define CMD_GROW	2
+
+static unsigned char
+pattern(long seq, size_t i)
+{
+	return ((unsigned char)(seq * 31 + i * 7));
+}
+
+static int
+server(const char *name, int flags, gid_t gid, mode_t mode, int hold, long limit)
+{
+	caps_port_t port;
+	lwkt_msg_t held[64];
+	long served = 0;
+	int nheld = 0;
+
+	port = caps_service(name, gid, mode, flags);
+	if (port == NULL) {
+		printf("caps_service: %s\n", strerror(errno));
+		return (1);
+	}
+	printf("serving %s\n", name);
+	fflush(stdout);
+	while (limit < 0 || served < limit) {
+		lwkt_msg_t msg = lwkt_waitport(&port->lport, NULL);
+		unsigned char *p;
+		size_t i, n;
+
+		if (msg == NULL)
+			break;
+		p = (unsigned char *)(msg + 1);
+		if (msg->ms_cmd == CMD_GROW) {
+			msg->ms_msgsize = msg->ms_maxsize;
+		}
+		n = msg->ms_msgsize - sizeof(*msg);
+		for (i = 0; i < n; ++i)
+			p[i] = ~p[i];
+		msg->u.ms_result = ~msg->u.ms_result;
+		++served;
+		if (hold > 1) {
+			held[nheld++] = msg;
+			if (nheld < hold)
+				continue;
+			while (nheld > 0) {
+				msg = held[--nheld];
+				lwkt_replymsg(msg, msg->ms_cmd);
+			}
+		} else {
+			lwkt_replymsg(msg, msg->ms_cmd);
+		}
+	}
+	while (nheld > 0) {
+		lwkt_msg_t msg = held[--nheld];
+		lwkt_replymsg(msg, msg->ms_cmd);
+	}
+	printf("served %ld\n", served);
+	caps_close(port);
+	return (0);
+}
+
+struct req {
+	long	seq;
+	size_t	size;
+	struct lwkt_msg *msg;
+};
+
+static void
+fill(struct req *r, long seq, int grow, lwkt_port_t rport)
+{
+	unsigned char *p = (unsigned char *)(r->msg + 1);
+	size_t i;
+
+	lwkt_initmsg(r->msg, rport, grow ? CMD_GROW : CMD_ECHO);
+	r->seq = seq;
+	for (i = 0; i < r->size; ++i)
+		p[i] = pattern(seq, i);
+	r->msg->u.ms_result = (int)seq;
+	r->msg->ms_msgsize = sizeof(struct lwkt_msg) + r->size;
+	r->msg->ms_maxsize = grow ? CAPMSG_MAXSIZE : (int)(sizeof(struct lwkt_msg) + r->size);
+}
+
+static int
+check(struct req *r, int grow)
+{
+	unsigned char *p = (unsigned char *)(r->msg + 1);
+	size_t i, n = r->msg->ms_msgsize - sizeof(struct lwkt_msg);
+
+	if (r->msg->ms_error != (grow ? CMD_GROW : CMD_ECHO))
+		return (printf("seq %ld: error %d\n", r->seq, r->msg->ms_error), 0);
+	if (~r->msg->u.ms_result != (int)r->seq)
+		return (printf("seq %ld: result %d\n", r->seq, ~r->msg->u.ms_result), 0);
+	if (n != (grow ? CAPMSG_MAXSIZE - sizeof(struct lwkt_msg) : r->size))
+		return (printf("seq %ld: reply size %zu\n", r->seq, n), 0);
+	for (i = 0; i < r->size; ++i) {
+		if (p[i] != (unsigned char)~pattern(r->seq, i))
+			return (printf("seq %ld: byte %zu\n", r->seq, i), 0);
+	}
+	return (1);
+}
+
+static int
+client(const char *name, uid_t owner, long rounds, size_t size, int pipe, int grow)
+{
+	struct lwkt_port rport;
+	struct req *reqs;
+	caps_port_t port;
+	long sent = 0, done = 0;
+	size_t bufsize = grow ? CAPMSG_MAXSIZE : sizeof(struct lwkt_msg) + size;
+	int i;
+
+	lwkt_initport(&rport, NULL);
+	port = caps_client(name, owner, 0);
+	if (port == NULL) {
+		printf("caps_client: %s\n", strerror(errno));
+		return (1);
+	}
+	reqs = calloc(pipe, sizeof(*reqs));
+	for (i = 0; i < pipe; ++i) {
+		reqs[i].msg = malloc(bufsize);
+		reqs[i].size = size;
+	}
+	for (i = 0; i < pipe && sent < rounds; ++i) {
+		fill(&reqs[i], sent++, grow, &rport);
+		lwkt_beginmsg(&port->lport, reqs[i].msg);
+	}
+	while (done < rounds) {
+		lwkt_msg_t m = caps_client_waitreply(port, NULL);
+		struct req *r = NULL;
+		int eio = 0;
+
+		if (m == NULL) {
+			for (i = 0; i < pipe; ++i) {
+				if (!(reqs[i].msg->ms_flags & MSGF_DONE)) {
+					printf("request %ld never completed\n", reqs[i].seq);
+					return (4);
+				}
+				eio += reqs[i].msg->ms_error == EIO;
+			}
+			printf("server gone after %ld replies: every request done, %d with EIO\n",
+			    done, eio);
+			return (3);
+		}
+		for (i = 0; i < pipe; ++i) {
+			if (reqs[i].msg == m)
+				r = &reqs[i];
+		}
+		if (r == NULL || !check(r, grow))
+			return (2);
+		++done;
+		if (sent < rounds) {
+			fill(r, sent++, grow, &rport);
+			lwkt_beginmsg(&port->lport, r->msg);
+		}
+	}
+	printf("ok %ld\n", done);
+	caps_close(port);
+	return (0);
+}
+
+int
+main(int ac, char **av)
+{
+	int mode = 0, flags = 0, hold = 0, pipe = 1, grow = 0, ch;
+	long limit = -1, rounds = 1;
+	size_t size = 0;
+	gid_t gid = (gid_t)-1, newgid = (gid_t)-1;
+	uid_t owner = (uid_t)-1, newuid = (uid_t)-1;
+	mode_t fmode = 0666;
+	const char *name = NULL;
+
+	signal(SIGPIPE, SIG_IGN);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	while ((ch = getopt(ac, av, "s:c:f:g:m:h:n:u:G:r:z:p:o:x")) != -1) {
+		switch (ch) {
+		case 's': mode = 's'; name = optarg; break;
+		case 'c': mode = 'c'; name = optarg; break;
+		case 'f': flags = (int)strtol(optarg, NULL, 0); break;
+		case 'g': gid = (gid_t)strtol(optarg, NULL, 0); break;
+		case 'm': fmode = (mode_t)strtol(optarg, NULL, 8); break;
+		case 'h': hold = (int)strtol(optarg, NULL, 0); break;
+		case 'n': limit = strtol(optarg, NULL, 0); break;
+		case 'u': newuid = (uid_t)strtol(optarg, NULL, 0); break;
+		case 'G': newgid = (gid_t)strtol(optarg, NULL, 0); break;
+		case 'r': rounds = strtol(optarg, NULL, 0); break;
+		case 'z': size = (size_t)strtol(optarg, NULL, 0); break;
+		case 'p': pipe = (int)strtol(optarg, NULL, 0); break;
+		case 'o': owner = (uid_t)strtol(optarg, NULL, 0); break;
+		case 'x': grow = 1; break;
+		default: return (64);
+		}
+	}
+	if (hold > 64)
+		hold = 64;
+	if (newgid != (gid_t)-1 && (setgroups(0, NULL) != 0 || setgid(newgid) != 0)) {
+		perror("setgid");
+		return (65);
+	}
+	if (newuid != (uid_t)-1 && setuid(newuid) != 0) {
+		perror("setuid");
+		return (65);
+	}
+	if (mode == 's')
+		return (server(name, flags, gid, fmode, hold, limit));
+	if (mode == 'c')
+		return (client(name, owner, rounds, size, pipe, grow));
+	return (64);
+}
