@@ -17,22 +17,44 @@ struct GenHeader {
     sources: &'static [&'static str],
     includes: &'static [&'static str],
     inline_fns: &'static [&'static str],
+    /// Types to emit even though no generated item refers to them (they
+    /// are only used through a typedef the hand-written part provides).
+    force: &'static [&'static str],
 }
 
-const HEADERS: &[GenHeader] = &[GenHeader {
-    name: "msgport",
-    sources: &["src/abi/msgport.rs", "src/capi/msgport.rs"],
-    includes: &["sys/types.h", "stdint.h"],
-    inline_fns: &[
-        "lwkt_initmsg",
-        "lwkt_reinitmsg",
-        "lwkt_beginmsg",
-        "lwkt_forwardmsg",
-        "lwkt_waitmsg",
-        "lwkt_abortmsg",
-        "lwkt_replymsg",
-    ],
-}];
+const HEADERS: &[GenHeader] = &[
+    GenHeader {
+        name: "msgport",
+        sources: &["src/abi/msgport.rs", "src/capi/msgport.rs"],
+        includes: &["sys/types.h", "stdint.h"],
+        inline_fns: &[
+            "lwkt_initmsg",
+            "lwkt_reinitmsg",
+            "lwkt_beginmsg",
+            "lwkt_forwardmsg",
+            "lwkt_waitmsg",
+            "lwkt_abortmsg",
+            "lwkt_replymsg",
+        ],
+        force: &[],
+    },
+    GenHeader {
+        name: "caps_struct",
+        sources: &["src/abi/libcaps_caps_struct.rs", "src/capi/caps_struct.rs"],
+        includes: &["sys/types.h", "stdint.h"],
+        // The three pointer typedefs come first in the hand-written
+        // header: `struct caps_label` uses `caps_struct_t` before cbindgen
+        // would define it.
+        inline_fns: &[
+            "caps_msgbuf_getc",
+            "caps_msgbuf_putc",
+            "caps_label_t",
+            "caps_struct_t",
+            "caps_msgbuf_t",
+        ],
+        force: &["caps_msgbuf"],
+    },
+];
 
 /// C struct/union tags referenced by the Rust types but defined in another
 /// header: cbindgen must spell them with their tag.
@@ -64,6 +86,7 @@ fn generate(root: &Path, h: &GenHeader) -> String {
     config.include_guard = Some(format!("_LIBCAPS_GEN_{}_H_", h.name.to_uppercase()));
     config.sys_includes = h.includes.iter().map(|s| s.to_string()).collect();
     config.export.exclude.extend(h.inline_fns.iter().map(|s| s.to_string()));
+    config.export.include.extend(h.force.iter().map(|s| s.to_string()));
     for (rust, c) in FOREIGN_TAGS {
         config.export.rename.insert(rust.to_string(), c.to_string());
     }

@@ -10,4 +10,5 @@
 pub mod abi;
 pub mod capi;
 pub mod diag;
+pub mod encoding;
 pub mod lwkt;

@@ -6,8 +6,10 @@
 //! `use` groups, no `let-else`).
 #![allow(non_camel_case_types)]
 
+pub mod libcaps_caps_struct;
 pub mod msgport;
 pub mod sys_thread;
 
+pub use libcaps_caps_struct::*;
 pub use msgport::*;
 pub use sys_thread::*;

@@ -3,4 +3,5 @@
 //! returns an error, otherwise a one-line diagnostic and `abort()`), then
 //! calls the core.
 
+pub mod caps_struct;
 pub mod msgport;
