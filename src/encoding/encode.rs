@@ -162,6 +162,7 @@ pub unsafe fn data(w: &mut Writer<'_>, ptr: *const u8, ty: c_int, size: c_int) {
     w.putc(b'D');
     let usize_size = size.max(0) as usize;
     match ty {
+        // SAFETY: `ptr` is valid for `size` bytes (contract).
         CAPS_OP_INT_T => match unsafe { read_signed(ptr, size) } {
             Some(v) if v < 0 => {
                 w.putc(b'-');
@@ -170,7 +171,7 @@ pub unsafe fn data(w: &mut Writer<'_>, ptr: *const u8, ty: c_int, size: c_int) {
             Some(v) => w.put_hex(v as u64),
             None => unsupported(w),
         },
-        // SAFETY (above and below): `ptr` is valid for `size` bytes.
+        // SAFETY: `ptr` is valid for `size` bytes (contract).
         CAPS_OP_UINT_T => match unsafe { read_unsigned(ptr, size) } {
             Some(v) => w.put_hex(v),
             None => unsupported(w),

@@ -72,3 +72,6 @@ pub unsafe fn decode(input: &[u8], data: *mut u8, cs: &caps_struct) -> (usize, c
     };
     (r.index, error)
 }
+
+#[cfg(test)]
+mod tests;

@@ -42,8 +42,8 @@ pub unsafe fn labels<'a>(cs: &'a caps_struct) -> impl Iterator<Item = &'a caps_l
 /// The wire name of `cs` (empty for a NULL name).
 ///
 /// # Safety
-/// `cs.name` is NULL or a NUL-terminated string valid for `'a`.
-pub unsafe fn name<'a>(cs: &'a caps_struct) -> &'a [u8] {
+/// `cs.name` is NULL or a NUL-terminated string that lives as long as `cs`.
+pub unsafe fn name(cs: &caps_struct) -> &[u8] {
     if cs.name.is_null() {
         return b"";
     }
