@@ -75,7 +75,9 @@ fn main() {
         let text = generate(&root, h);
         fs::write(out.join(format!("{}.h", h.name)), &text).unwrap();
         if update {
-            let dst = root.join("include/libcaps/gen").join(format!("{}.h", h.name));
+            let dst = root
+                .join("include/libcaps/gen")
+                .join(format!("{}.h", h.name));
             fs::write(dst, &text).unwrap();
         }
     }
@@ -85,8 +87,14 @@ fn generate(root: &Path, h: &GenHeader) -> String {
     let mut config = cbindgen::Config::from_file(root.join("cbindgen.toml")).unwrap();
     config.include_guard = Some(format!("_LIBCAPS_GEN_{}_H_", h.name.to_uppercase()));
     config.sys_includes = h.includes.iter().map(|s| s.to_string()).collect();
-    config.export.exclude.extend(h.inline_fns.iter().map(|s| s.to_string()));
-    config.export.include.extend(h.force.iter().map(|s| s.to_string()));
+    config
+        .export
+        .exclude
+        .extend(h.inline_fns.iter().map(|s| s.to_string()));
+    config
+        .export
+        .include
+        .extend(h.force.iter().map(|s| s.to_string()));
     for (rust, c) in FOREIGN_TAGS {
         config.export.rename.insert(rust.to_string(), c.to_string());
     }

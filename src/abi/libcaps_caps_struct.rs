@@ -13,12 +13,14 @@ pub type caps_fid_t = u32;
 
 /// One field of a structure description. A table of labels ends with an
 /// entry whose `offset` is negative (`{ -1 }`).
+///
+/// cbindgen:field-names=[offset, type, size, fid, nary, csinfo]
 #[repr(C)]
 pub struct caps_label {
     /// Byte offset of the field in the C structure.
     pub offset: c_int,
-    /// `CAPS_OP_*` type code.
-    pub r#type: c_int,
+    /// `CAPS_OP_*` type code (`type` in C).
+    pub type_: c_int,
     /// Size of the field (integers: 1, 2, 4 or 8; strings: maximum length,
     /// 0 = unlimited for `CAPS_OP_STRPTR_T`); element size for arrays.
     pub size: c_int,

@@ -7,7 +7,9 @@
 
 use core::ffi::{c_char, c_int, c_void};
 
-use crate::abi::{caps_label, caps_label_t, caps_msgbuf, caps_msgbuf_t, caps_struct, caps_struct_t};
+use crate::abi::{
+    caps_label, caps_label_t, caps_msgbuf, caps_msgbuf_t, caps_struct, caps_struct_t,
+};
 use crate::encoding::buf::{Reader, Writer};
 use crate::encoding::decode::{self, Decoder};
 use crate::encoding::schema::{PASSWD_LABELS, PASSWD_NAME, PASSWD_NLABELS, Shared};
@@ -52,7 +54,11 @@ unsafe fn in_slice<'a>(base: *const u8, len: c_int) -> &'a [u8] {
 /// # Safety
 /// `msg` is valid and its `base` is valid for `bufsize` bytes.
 unsafe fn writer<'a>(msg: &caps_msgbuf) -> Writer<'a> {
-    let cap = if msg.base.is_null() { 0 } else { msg.bufsize.max(0) as usize };
+    let cap = if msg.base.is_null() {
+        0
+    } else {
+        msg.bufsize.max(0) as usize
+    };
     // SAFETY: `base` valid for `bufsize` bytes (contract).
     let mut w = unsafe { Writer::from_raw(msg.base, cap, msg.index.max(0) as usize) };
     w.error = msg.error;
@@ -102,14 +108,31 @@ unsafe fn msgbuf<'a>(func: &str, msg: caps_msgbuf_t) -> &'a mut caps_msgbuf {
 ///
 /// Context: any thread; no locks, no allocation.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn caps_encode(buf: *mut c_void, bytes: c_int, data: *mut c_void, cs: caps_struct_t) -> c_int {
+pub unsafe extern "C" fn caps_encode(
+    buf: *mut c_void,
+    bytes: c_int,
+    data: *mut c_void,
+    cs: caps_struct_t,
+) -> c_int {
     if data.is_null() || cs.is_null() {
-        fatal!("caps_encode", "NULL {}", if cs.is_null() { "structure description" } else { "data" });
+        fatal!(
+            "caps_encode",
+            "NULL {}",
+            if cs.is_null() {
+                "structure description"
+            } else {
+                "data"
+            }
+        );
     }
     if buf.is_null() && bytes > 0 {
         fatal!("caps_encode", "NULL buffer of {bytes} bytes");
     }
-    let cap = if buf.is_null() { 0 } else { bytes.max(0) as usize };
+    let cap = if buf.is_null() {
+        0
+    } else {
+        bytes.max(0) as usize
+    };
     // SAFETY: `buf` is valid for `bytes` bytes (contract, checked for NULL).
     let mut w = unsafe { Writer::from_raw(buf.cast(), cap, 0) };
     // SAFETY: `cs` is a valid description of `data` (contract).
@@ -236,7 +259,11 @@ pub unsafe extern "C" fn caps_msgbuf_putc(msg: caps_msgbuf_t, c: u8) {
 /// index at the offending byte). `pptr` and `plen` may be NULL. Aborts if
 /// `msg` is NULL.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn caps_msgbuf_getclass(msg: caps_msgbuf_t, pptr: *mut *mut u8, plen: *mut c_int) -> u8 {
+pub unsafe extern "C" fn caps_msgbuf_getclass(
+    msg: caps_msgbuf_t,
+    pptr: *mut *mut u8,
+    plen: *mut c_int,
+) -> u8 {
     // SAFETY: `msg` is NULL or valid (contract).
     let m = unsafe { msgbuf("caps_msgbuf_getclass", msg) };
     // SAFETY: `base` is valid for `bufsize` bytes (contract).
@@ -246,7 +273,13 @@ pub unsafe extern "C" fn caps_msgbuf_getclass(msg: caps_msgbuf_t, pptr: *mut *mu
     if !pptr.is_null() {
         // SAFETY: non-NULL out-pointer (contract); the range lies inside
         // the buffer, so the offset stays in it.
-        unsafe { *pptr = if m.base.is_null() { m.base } else { m.base.add(range.start) } };
+        unsafe {
+            *pptr = if m.base.is_null() {
+                m.base
+            } else {
+                m.base.add(range.start)
+            }
+        };
     }
     if !plen.is_null() {
         // SAFETY: non-NULL out-pointer (contract).
@@ -257,9 +290,16 @@ pub unsafe extern "C" fn caps_msgbuf_getclass(msg: caps_msgbuf_t, pptr: *mut *mu
 
 /// Append `Sname{…}` for the structure at `data`. Aborts on NULL arguments.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn caps_msg_encode_structure(msg: caps_msgbuf_t, data: *mut c_void, cs: caps_struct_t) {
+pub unsafe extern "C" fn caps_msg_encode_structure(
+    msg: caps_msgbuf_t,
+    data: *mut c_void,
+    cs: caps_struct_t,
+) {
     if data.is_null() || cs.is_null() {
-        fatal!("caps_msg_encode_structure", "NULL data or structure description");
+        fatal!(
+            "caps_msg_encode_structure",
+            "NULL data or structure description"
+        );
     }
     // SAFETY: `msg` is NULL or valid (contract).
     let m = unsafe { msgbuf("caps_msg_encode_structure", msg) };
@@ -273,7 +313,11 @@ pub unsafe extern "C" fn caps_msg_encode_structure(msg: caps_msgbuf_t, data: *mu
 /// Append `Acount{elem,…,}` for the `label->nary` elements starting at
 /// `data`. Aborts on NULL arguments.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn caps_msg_encode_array(msg: caps_msgbuf_t, data: *mut c_void, label: caps_label_t) {
+pub unsafe extern "C" fn caps_msg_encode_array(
+    msg: caps_msgbuf_t,
+    data: *mut c_void,
+    label: caps_label_t,
+) {
     if data.is_null() || label.is_null() {
         fatal!("caps_msg_encode_array", "NULL data or label");
     }
@@ -289,7 +333,12 @@ pub unsafe extern "C" fn caps_msg_encode_array(msg: caps_msgbuf_t, data: *mut c_
 /// Append `D` and the scalar at `data` (`D?` and `msg->error = EINVAL` for
 /// an unsupported type or size). Aborts on NULL arguments.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn caps_msg_encode_data(msg: caps_msgbuf_t, data: *mut c_void, r#type: c_int, size: c_int) {
+pub unsafe extern "C" fn caps_msg_encode_data(
+    msg: caps_msgbuf_t,
+    data: *mut c_void,
+    ty: c_int,
+    size: c_int,
+) {
     if data.is_null() {
         fatal!("caps_msg_encode_data", "NULL data");
     }
@@ -298,7 +347,7 @@ pub unsafe extern "C" fn caps_msg_encode_data(msg: caps_msgbuf_t, data: *mut c_v
     // SAFETY: `base` is valid for `bufsize` bytes (contract).
     let mut w = unsafe { writer(m) };
     // SAFETY: `data` is a field of that type and size (contract).
-    unsafe { encode::data(&mut w, data.cast(), r#type, size) };
+    unsafe { encode::data(&mut w, data.cast(), ty, size) };
     put_writer(m, w);
 }
 
@@ -307,9 +356,16 @@ pub unsafe extern "C" fn caps_msg_encode_data(msg: caps_msgbuf_t, data: *mut c_v
 /// to `msg->error` (`EINVAL`, index at the offending byte; strings this
 /// call allocated are then freed again). Aborts on NULL arguments.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn caps_msg_decode_structure(msg: caps_msgbuf_t, data: *mut c_void, cs: caps_struct_t) {
+pub unsafe extern "C" fn caps_msg_decode_structure(
+    msg: caps_msgbuf_t,
+    data: *mut c_void,
+    cs: caps_struct_t,
+) {
     if data.is_null() || cs.is_null() {
-        fatal!("caps_msg_decode_structure", "NULL data or structure description");
+        fatal!(
+            "caps_msg_decode_structure",
+            "NULL data or structure description"
+        );
     }
     // SAFETY: `msg` is NULL or valid (contract).
     let m = unsafe { msgbuf("caps_msg_decode_structure", msg) };
@@ -325,7 +381,12 @@ pub unsafe extern "C" fn caps_msg_decode_structure(msg: caps_msgbuf_t, data: *mu
 /// At most `label->nary` elements are stored. Errors as for
 /// `caps_msg_decode_structure`. Aborts on NULL arguments.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn caps_msg_decode_array(msg: caps_msgbuf_t, data: *mut c_void, nary: c_int, label: caps_label_t) {
+pub unsafe extern "C" fn caps_msg_decode_array(
+    msg: caps_msgbuf_t,
+    data: *mut c_void,
+    nary: c_int,
+    label: caps_label_t,
+) {
     if data.is_null() || label.is_null() {
         fatal!("caps_msg_decode_array", "NULL data or label");
     }
@@ -345,12 +406,18 @@ pub unsafe extern "C" fn caps_msg_decode_array(msg: caps_msgbuf_t, data: *mut c_
 /// `malloc`ed string; its previous value is not freed. Aborts if `data`
 /// is NULL, or `ptr` is NULL with `len > 0`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn caps_msg_decode_data(ptr: *mut c_char, len: c_int, data: *mut c_void, r#type: c_int, size: c_int) {
+pub unsafe extern "C" fn caps_msg_decode_data(
+    ptr: *mut c_char,
+    len: c_int,
+    data: *mut c_void,
+    ty: c_int,
+    size: c_int,
+) {
     if data.is_null() || (ptr.is_null() && len > 0) {
         fatal!("caps_msg_decode_data", "NULL data or token");
     }
     // SAFETY: `ptr` is valid for `len` bytes (contract).
     let tok = unsafe { in_slice(ptr.cast(), len) };
     // SAFETY: `data` is a field of that type and size (contract).
-    let _ = unsafe { decode::store(data.cast(), r#type, size, tok) };
+    let _ = unsafe { decode::store(data.cast(), ty, size, tok) };
 }

@@ -18,7 +18,13 @@ pub struct Writer<'a> {
 impl<'a> Writer<'a> {
     /// A writer over a Rust buffer, starting at index 0.
     pub fn new(buf: &'a mut [u8]) -> Self {
-        Writer { base: buf.as_mut_ptr(), cap: buf.len(), index: 0, error: 0, _buf: PhantomData }
+        Writer {
+            base: buf.as_mut_ptr(),
+            cap: buf.len(),
+            index: 0,
+            error: 0,
+            _buf: PhantomData,
+        }
     }
 
     /// A writer over C memory.
@@ -27,7 +33,13 @@ impl<'a> Writer<'a> {
     /// `base` must be valid for writes of `cap` bytes for `'a` (or `cap`
     /// must be 0), and nothing else may access those bytes meanwhile.
     pub unsafe fn from_raw(base: *mut u8, cap: usize, index: usize) -> Self {
-        Writer { base, cap, index, error: 0, _buf: PhantomData }
+        Writer {
+            base,
+            cap,
+            index,
+            error: 0,
+            _buf: PhantomData,
+        }
     }
 
     /// Store `c` if there is room; count it either way.
@@ -100,7 +112,11 @@ pub fn is_unquoted_char(c: u8) -> bool {
 
 impl<'a> Reader<'a> {
     pub fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, index: 0, error: 0 }
+        Reader {
+            buf,
+            index: 0,
+            error: 0,
+        }
     }
 
     /// `caps_msgbuf_getc`: the byte at `index` (0 past the end); always

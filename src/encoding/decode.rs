@@ -138,7 +138,11 @@ pub unsafe fn store(ptr: *mut u8, ty: c_int, size: c_int, tok: &[u8]) -> Result<
             let s: *mut c_char = if tok.is_empty() {
                 core::ptr::null_mut()
             } else {
-                let limit = if usize_size == 0 { usize::MAX } else { usize_size };
+                let limit = if usize_size == 0 {
+                    usize::MAX
+                } else {
+                    usize_size
+                };
                 let mut bytes = Vec::new();
                 unquote(tok, limit, &mut bytes)?;
                 // SAFETY: plain allocation; checked for NULL below.
@@ -175,7 +179,8 @@ pub unsafe fn store(ptr: *mut u8, ty: c_int, size: c_int, tok: &[u8]) -> Result<
             // SAFETY: `bytes.len() <= size`; the rest of the field is zeroed.
             unsafe {
                 ptr.copy_from_nonoverlapping(bytes.as_ptr(), bytes.len());
-                ptr.add(bytes.len()).write_bytes(0, usize_size - bytes.len());
+                ptr.add(bytes.len())
+                    .write_bytes(0, usize_size - bytes.len());
             }
             Ok(())
         }
@@ -192,7 +197,10 @@ pub struct Decoder<'a> {
 
 impl<'a> Decoder<'a> {
     pub fn new(r: Reader<'a>) -> Self {
-        Decoder { r, filled: Vec::new() }
+        Decoder {
+            r,
+            filled: Vec::new(),
+        }
     }
 
     /// Finish: on error free every string this decoder allocated and NULL
@@ -327,7 +335,9 @@ impl<'a> Decoder<'a> {
                     Some(l) if self.tok(&range) == unsafe { schema::name(&*l.csinfo) } => {
                         // SAFETY: the embedded structure lies at `offset`
                         // and `csinfo` describes it.
-                        unsafe { self.structure_body(data.add(l.offset as usize), &*l.csinfo, depth + 1) }
+                        unsafe {
+                            self.structure_body(data.add(l.offset as usize), &*l.csinfo, depth + 1)
+                        }
                     }
                     _ => self.skip_group(),
                 },
@@ -380,7 +390,8 @@ impl<'a> Decoder<'a> {
                 }
                 b'S' => {
                     // SAFETY: a label's non-NULL `csinfo` is valid.
-                    let ok = !l.csinfo.is_null() && self.tok(&range) == unsafe { schema::name(&*l.csinfo) };
+                    let ok = !l.csinfo.is_null()
+                        && self.tok(&range) == unsafe { schema::name(&*l.csinfo) };
                     if i < limit && ok {
                         // SAFETY: element `i` < nary, described by `csinfo`.
                         unsafe { self.structure_body(ptr.add(i * step), &*l.csinfo, depth + 1) };
@@ -401,7 +412,7 @@ impl<'a> Decoder<'a> {
     /// `ptr` points to a field described by `l` (type and size).
     unsafe fn data(&mut self, ptr: *mut u8, l: &caps_label, range: Range<usize>) {
         let tok = self.tok(&range);
-        let strptr = l.r#type == CAPS_OP_STRPTR_T;
+        let strptr = l.type_ == CAPS_OP_STRPTR_T;
         let slot = ptr.cast::<*mut c_char>();
         let again = strptr && self.filled.contains(&slot);
         if again {
@@ -414,7 +425,7 @@ impl<'a> Decoder<'a> {
             }
         }
         // SAFETY: passed through (contract).
-        match unsafe { store(ptr, l.r#type, l.size, tok) } {
+        match unsafe { store(ptr, l.type_, l.size, tok) } {
             Ok(()) => {
                 if strptr && !again {
                     self.filled.push(slot);
@@ -454,7 +465,7 @@ pub unsafe fn free_array(ptr: *mut u8, l: &caps_label, depth: u32) {
         if !l.csinfo.is_null() {
             // SAFETY: `csinfo` describes each element.
             unsafe { free_structure(elem, &*l.csinfo, depth + 1) };
-        } else if l.r#type & crate::abi::CAPS_OPF_PTR != 0 {
+        } else if l.type_ & crate::abi::CAPS_OPF_PTR != 0 {
             let slot = elem.cast::<*mut c_void>();
             // SAFETY: the field is a malloc'ed pointer or NULL (contract).
             unsafe {

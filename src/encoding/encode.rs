@@ -75,7 +75,7 @@ pub unsafe fn field(w: &mut Writer<'_>, ptr: *const u8, l: &caps_label, depth: u
         unsafe { structure(w, ptr, &*l.csinfo, depth + 1) }
     } else {
         // SAFETY: passed through (contract).
-        unsafe { data(w, ptr, l.r#type, l.size) }
+        unsafe { data(w, ptr, l.type_, l.size) }
     }
 }
 
@@ -96,7 +96,7 @@ pub unsafe fn array(w: &mut Writer<'_>, ptr: *const u8, l: &caps_label, depth: u
         let elem = unsafe { ptr.add(i * step) };
         if l.csinfo.is_null() {
             // SAFETY: as above.
-            unsafe { data(w, elem, l.r#type, l.size) };
+            unsafe { data(w, elem, l.type_, l.size) };
         } else {
             // SAFETY: `csinfo` describes each element (contract).
             unsafe { structure(w, elem, &*l.csinfo, depth + 1) };
@@ -180,7 +180,11 @@ pub unsafe fn data(w: &mut Writer<'_>, ptr: *const u8, ty: c_int, size: c_int) {
             // SAFETY: the field holds a `char *`.
             let s = unsafe { ptr.cast::<*const c_char>().read_unaligned() };
             if !s.is_null() {
-                let max = if usize_size == 0 { usize::MAX } else { usize_size };
+                let max = if usize_size == 0 {
+                    usize::MAX
+                } else {
+                    usize_size
+                };
                 // SAFETY: a non-NULL string field is NUL-terminated.
                 let n = unsafe { bounded_strlen(s.cast(), max) };
                 // SAFETY: the first `n` bytes were just read.

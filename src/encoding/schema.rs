@@ -55,7 +55,7 @@ pub unsafe fn name(cs: &caps_struct) -> &[u8] {
 /// except for `CAPS_OP_STRPTR_T`, whose `size` limits the string length and
 /// whose elements are pointers.
 pub fn stride(l: &caps_label) -> usize {
-    if l.csinfo.is_null() && l.r#type == CAPS_OP_STRPTR_T {
+    if l.csinfo.is_null() && l.type_ == CAPS_OP_STRPTR_T {
         size_of::<*mut c_char>()
     } else {
         l.size.max(0) as usize
@@ -79,8 +79,15 @@ pub const CAPS_PW_GECOS: u32 = 7;
 pub const CAPS_PW_DIR: u32 = 8;
 pub const CAPS_PW_SHELL: u32 = 9;
 
-const fn label(offset: usize, r#type: c_int, size: usize, fid: u32) -> caps_label {
-    caps_label { offset: offset as c_int, r#type, size: size as c_int, fid, nary: 0, csinfo: core::ptr::null() }
+const fn label(offset: usize, ty: c_int, size: usize, fid: u32) -> caps_label {
+    caps_label {
+        offset: offset as c_int,
+        type_: ty,
+        size: size as c_int,
+        fid,
+        nary: 0,
+        csinfo: core::ptr::null(),
+    }
 }
 
 /// Entries in `caps_passwd_label`, terminator included.
@@ -88,14 +95,56 @@ pub const PASSWD_NLABELS: usize = 8;
 
 /// The label table of `struct passwd` (glibc layout).
 pub const PASSWD_LABELS: [caps_label; PASSWD_NLABELS] = [
-    label(offset_of!(libc::passwd, pw_name), CAPS_OP_STRPTR_T, 0, CAPS_PW_NAME),
-    label(offset_of!(libc::passwd, pw_passwd), CAPS_OP_STRPTR_T, 0, CAPS_PW_PASSWD),
-    label(offset_of!(libc::passwd, pw_uid), CAPS_OP_INT_T, size_of::<libc::uid_t>(), CAPS_PW_UID),
-    label(offset_of!(libc::passwd, pw_gid), CAPS_OP_INT_T, size_of::<libc::gid_t>(), CAPS_PW_GID),
-    label(offset_of!(libc::passwd, pw_gecos), CAPS_OP_STRPTR_T, 0, CAPS_PW_GECOS),
-    label(offset_of!(libc::passwd, pw_dir), CAPS_OP_STRPTR_T, 0, CAPS_PW_DIR),
-    label(offset_of!(libc::passwd, pw_shell), CAPS_OP_STRPTR_T, 0, CAPS_PW_SHELL),
-    caps_label { offset: -1, r#type: 0, size: 0, fid: 0, nary: 0, csinfo: core::ptr::null() },
+    label(
+        offset_of!(libc::passwd, pw_name),
+        CAPS_OP_STRPTR_T,
+        0,
+        CAPS_PW_NAME,
+    ),
+    label(
+        offset_of!(libc::passwd, pw_passwd),
+        CAPS_OP_STRPTR_T,
+        0,
+        CAPS_PW_PASSWD,
+    ),
+    label(
+        offset_of!(libc::passwd, pw_uid),
+        CAPS_OP_INT_T,
+        size_of::<libc::uid_t>(),
+        CAPS_PW_UID,
+    ),
+    label(
+        offset_of!(libc::passwd, pw_gid),
+        CAPS_OP_INT_T,
+        size_of::<libc::gid_t>(),
+        CAPS_PW_GID,
+    ),
+    label(
+        offset_of!(libc::passwd, pw_gecos),
+        CAPS_OP_STRPTR_T,
+        0,
+        CAPS_PW_GECOS,
+    ),
+    label(
+        offset_of!(libc::passwd, pw_dir),
+        CAPS_OP_STRPTR_T,
+        0,
+        CAPS_PW_DIR,
+    ),
+    label(
+        offset_of!(libc::passwd, pw_shell),
+        CAPS_OP_STRPTR_T,
+        0,
+        CAPS_PW_SHELL,
+    ),
+    caps_label {
+        offset: -1,
+        type_: 0,
+        size: 0,
+        fid: 0,
+        nary: 0,
+        csinfo: core::ptr::null(),
+    },
 ];
 
 /// Wire name of the passwd schema.

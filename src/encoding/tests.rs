@@ -9,11 +9,24 @@ use super::schema::{PASSWD_LABELS, PASSWD_NAME, Shared};
 use super::*;
 use crate::abi::*;
 
-const END: caps_label =
-    caps_label { offset: -1, r#type: 0, size: 0, fid: 0, nary: 0, csinfo: core::ptr::null() };
+const END: caps_label = caps_label {
+    offset: -1,
+    type_: 0,
+    size: 0,
+    fid: 0,
+    nary: 0,
+    csinfo: core::ptr::null(),
+};
 
-const fn lab(offset: usize, r#type: c_int, size: usize, fid: u32) -> caps_label {
-    caps_label { offset: offset as c_int, r#type, size: size as c_int, fid, nary: 0, csinfo: core::ptr::null() }
+const fn lab(offset: usize, ty: c_int, size: usize, fid: u32) -> caps_label {
+    caps_label {
+        offset: offset as c_int,
+        type_: ty,
+        size: size as c_int,
+        fid,
+        nary: 0,
+        csinfo: core::ptr::null(),
+    }
 }
 
 /// DragonFly's i386 `struct passwd` (4-byte `time_t`).
@@ -44,11 +57,15 @@ static BSD_LABELS: Shared<[caps_label; 11]> = Shared([
     lab(offset_of!(BsdPasswd, pw_expire), CAPS_OP_UINT_T, 4, 10),
     END,
 ]);
-static BSD_STRUCT: Shared<caps_struct> =
-    Shared(caps_struct { name: c"passwd".as_ptr() as *mut c_char, labels: BSD_LABELS.0.as_ptr() });
+static BSD_STRUCT: Shared<caps_struct> = Shared(caps_struct {
+    name: c"passwd".as_ptr() as *mut c_char,
+    labels: BSD_LABELS.0.as_ptr(),
+});
 static PW_LABELS: Shared<[caps_label; 8]> = Shared(PASSWD_LABELS);
-static PW_STRUCT: Shared<caps_struct> =
-    Shared(caps_struct { name: PASSWD_NAME.as_ptr() as *mut c_char, labels: PW_LABELS.0.as_ptr() });
+static PW_STRUCT: Shared<caps_struct> = Shared(caps_struct {
+    name: PASSWD_NAME.as_ptr() as *mut c_char,
+    labels: PW_LABELS.0.as_ptr(),
+});
 
 const SPEC_EXAMPLE: &str = r#"Spasswd{F1D"root",F2D"%2a",F3D0,F4D0,F5D0,F6D"",F7D"Charlie%20%26",F8D"/root",F9D"/bin/csh",FaD0}"#;
 
@@ -57,7 +74,11 @@ fn cstr(p: *const c_char) -> Option<String> {
         None
     } else {
         // SAFETY: test strings are NUL-terminated.
-        Some(unsafe { core::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned())
+        Some(
+            unsafe { core::ffi::CStr::from_ptr(p) }
+                .to_string_lossy()
+                .into_owned(),
+        )
     }
 }
 
@@ -83,7 +104,13 @@ fn spec_example_is_reproduced_exactly() {
     // SAFETY: all-zero is a valid BsdPasswd (NULL pointers, zero ints).
     let mut back: BsdPasswd = unsafe { core::mem::zeroed() };
     // SAFETY: BSD_STRUCT describes BsdPasswd.
-    let (n, e) = unsafe { decode(SPEC_EXAMPLE.as_bytes(), (&raw mut back).cast(), &BSD_STRUCT.0) };
+    let (n, e) = unsafe {
+        decode(
+            SPEC_EXAMPLE.as_bytes(),
+            (&raw mut back).cast(),
+            &BSD_STRUCT.0,
+        )
+    };
     assert_eq!((n, e), (97, 0));
     assert_eq!(cstr(back.pw_passwd).as_deref(), Some("*"));
     assert_eq!(cstr(back.pw_class).as_deref(), Some(""));
@@ -132,8 +159,10 @@ static INT_LABELS: Shared<[caps_label; 9]> = Shared([
     lab(offset_of!(Ints, h), CAPS_OP_UINT_T, 8, 8),
     END,
 ]);
-static INT_STRUCT: Shared<caps_struct> =
-    Shared(caps_struct { name: c"ints".as_ptr() as *mut c_char, labels: INT_LABELS.0.as_ptr() });
+static INT_STRUCT: Shared<caps_struct> = Shared(caps_struct {
+    name: c"ints".as_ptr() as *mut c_char,
+    labels: INT_LABELS.0.as_ptr(),
+});
 
 fn roundtrip_ints(v: Ints) -> (String, Ints) {
     // SAFETY: INT_STRUCT describes Ints.
@@ -147,10 +176,22 @@ fn roundtrip_ints(v: Ints) -> (String, Ints) {
 
 #[test]
 fn negative_integers_of_every_size_roundtrip() {
-    let min = Ints { a: i8::MIN, b: i16::MIN, c: i32::MIN, d: i64::MIN, e: 0, f: 0, g: 0, h: 0 };
+    let min = Ints {
+        a: i8::MIN,
+        b: i16::MIN,
+        c: i32::MIN,
+        d: i64::MIN,
+        e: 0,
+        f: 0,
+        g: 0,
+        h: 0,
+    };
     let (s, back) = roundtrip_ints(min);
     assert_eq!(back, min);
-    assert_eq!(s, "Sints{F1D-80,F2D-8000,F3D-80000000,F4D-8000000000000000,F5D0,F6D0,F7D0,F8D0}");
+    assert_eq!(
+        s,
+        "Sints{F1D-80,F2D-8000,F3D-80000000,F4D-8000000000000000,F5D0,F6D0,F7D0,F8D0}"
+    );
     let max = Ints {
         a: i8::MAX,
         b: i16::MAX,
@@ -163,17 +204,29 @@ fn negative_integers_of_every_size_roundtrip() {
     };
     let (s, back) = roundtrip_ints(max);
     assert_eq!(back, max);
-    assert_eq!(s, "Sints{F1D7f,F2D7fff,F3D7fffffff,F4D7fffffffffffffff,F5Dff,F6Dffff,F7Dffffffff,F8Dffffffffffffffff}");
-    let m1 = Ints { a: -1, b: -1, c: -1, d: -1, e: 1, f: 1, g: 1, h: 1 };
+    assert_eq!(
+        s,
+        "Sints{F1D7f,F2D7fff,F3D7fffffff,F4D7fffffffffffffff,F5Dff,F6Dffff,F7Dffffffff,F8Dffffffffffffffff}"
+    );
+    let m1 = Ints {
+        a: -1,
+        b: -1,
+        c: -1,
+        d: -1,
+        e: 1,
+        f: 1,
+        g: 1,
+        h: 1,
+    };
     assert_eq!(roundtrip_ints(m1).1, m1);
 }
 
 #[test]
 fn integers_that_do_not_fit_or_bad_digits_are_errors() {
     for (input, at) in [
-        ("Sints{F1D100}", 11),   // 256 in one byte
-        ("Sints{F1D-81}", 11),   // -129 in one byte
-        ("Sints{F3D12g4}", 11),  // 'g' is in the unquoted run, not a hex digit
+        ("Sints{F1D100}", 11),               // 256 in one byte
+        ("Sints{F1D-81}", 11),               // -129 in one byte
+        ("Sints{F3D12g4}", 11),              // 'g' is in the unquoted run, not a hex digit
         ("Sints{F4D10000000000000000}", 25), // 17th digit overflows 64 bits
         ("Sints{F1D}", 9),
         ("Sints{F1D?}", 9),
@@ -218,16 +271,26 @@ fn escapes_in_either_case_and_bad_escapes() {
     let (_, e) = unsafe { decode(input, (&raw mut pw).cast(), &PW_STRUCT.0) };
     assert_eq!(e, 0);
     // SAFETY: decoded string, NUL-terminated.
-    assert_eq!(unsafe { core::ffi::CStr::from_ptr(pw.pw_name) }.to_bytes(), b"a*b*c\xff");
+    let name = unsafe { core::ffi::CStr::from_ptr(pw.pw_name) };
+    assert_eq!(name.to_bytes(), b"a*b*c\xff");
     // SAFETY: allocated by decode.
     unsafe { decode::free_structure((&raw mut pw).cast(), &PW_STRUCT.0, 0) };
 
-    for (input, at) in [(&br#"Spasswd{F1D"a%zz"}"#[..], 13), (br#"Spasswd{F1D"a%2"}"#, 13), (br#"Spasswd{F1D"a b"}"#, 13)] {
+    for (input, at) in [
+        (&br#"Spasswd{F1D"a%zz"}"#[..], 13),
+        (br#"Spasswd{F1D"a%2"}"#, 13),
+        (br#"Spasswd{F1D"a b"}"#, 13),
+    ] {
         // SAFETY: all-zero is a valid libc::passwd.
         let mut pw: libc::passwd = unsafe { core::mem::zeroed() };
         // SAFETY: PW_STRUCT describes libc::passwd.
         let (n, e) = unsafe { decode(input, (&raw mut pw).cast(), &PW_STRUCT.0) };
-        assert_eq!((n, e), (at, libc::EINVAL), "{}", String::from_utf8_lossy(input));
+        assert_eq!(
+            (n, e),
+            (at, libc::EINVAL),
+            "{}",
+            String::from_utf8_lossy(input)
+        );
         assert!(pw.pw_name.is_null());
     }
 }
@@ -250,8 +313,10 @@ fn unsupported_types_encode_as_question_mark_and_fail_to_decode() {
         x: [u8; 3],
     }
     static ODD_LABELS: Shared<[caps_label; 2]> = Shared([lab(0, CAPS_OP_INT_T, 3, 1), END]);
-    static ODD: Shared<caps_struct> =
-        Shared(caps_struct { name: c"odd".as_ptr() as *mut c_char, labels: ODD_LABELS.0.as_ptr() });
+    static ODD: Shared<caps_struct> = Shared(caps_struct {
+        name: c"odd".as_ptr() as *mut c_char,
+        labels: ODD_LABELS.0.as_ptr(),
+    });
     let mut v = Odd { x: [1, 2, 3] };
     let mut out = [0u8; 64];
     // SAFETY: ODD describes Odd.
@@ -272,8 +337,14 @@ struct Arr {
 }
 
 static ARR_LABELS: Shared<[caps_label; 4]> = Shared([
-    caps_label { nary: 4, ..lab(offset_of!(Arr, n), CAPS_OP_INT_T, 2, 1) },
-    caps_label { nary: 3, ..lab(offset_of!(Arr, s), CAPS_OP_STRPTR_T, 0, 2) },
+    caps_label {
+        nary: 4,
+        ..lab(offset_of!(Arr, n), CAPS_OP_INT_T, 2, 1)
+    },
+    caps_label {
+        nary: 3,
+        ..lab(offset_of!(Arr, s), CAPS_OP_STRPTR_T, 0, 2)
+    },
     caps_label {
         nary: 2,
         csinfo: &INT_STRUCT.0,
@@ -281,21 +352,34 @@ static ARR_LABELS: Shared<[caps_label; 4]> = Shared([
     },
     END,
 ]);
-static ARR: Shared<caps_struct> =
-    Shared(caps_struct { name: c"arr".as_ptr() as *mut c_char, labels: ARR_LABELS.0.as_ptr() });
+static ARR: Shared<caps_struct> = Shared(caps_struct {
+    name: c"arr".as_ptr() as *mut c_char,
+    labels: ARR_LABELS.0.as_ptr(),
+});
 
 #[test]
 fn arrays_roundtrip_and_the_original_form_decodes() {
-    let i0 = Ints { a: -3, h: 9, ..Ints::default() };
+    let i0 = Ints {
+        a: -3,
+        h: 9,
+        ..Ints::default()
+    };
     let v = Arr {
         n: [1, -2, i16::MIN, 4],
-        s: [c"a b".as_ptr() as *mut c_char, null_mut(), c"".as_ptr() as *mut c_char],
+        s: [
+            c"a b".as_ptr() as *mut c_char,
+            null_mut(),
+            c"".as_ptr() as *mut c_char,
+        ],
         inner: [i0, Ints::default()],
     };
     // SAFETY: ARR describes Arr.
     let out = unsafe { encode_to_vec((&raw const v).cast(), &ARR.0) };
     let text = String::from_utf8(out.clone()).unwrap();
-    assert!(text.starts_with(r#"Sarr{F1A4{D1,D-2,D-8000,D4,},F2A3{D"a%20b",D,D"",},F3A2{Sints{F1D-3,"#), "{text}");
+    assert!(
+        text.starts_with(r#"Sarr{F1A4{D1,D-2,D-8000,D4,},F2A3{D"a%20b",D,D"",},F3A2{Sints{F1D-3,"#),
+        "{text}"
+    );
     // SAFETY: all-zero is a valid Arr.
     let mut back: Arr = unsafe { core::mem::zeroed() };
     // SAFETY: ARR describes Arr.
@@ -322,7 +406,12 @@ fn arrays_roundtrip_and_the_original_form_decodes() {
 
 #[test]
 fn encode_never_writes_past_the_buffer_and_counts_everything() {
-    let v = Ints { a: -1, d: i64::MIN, h: u64::MAX, ..Ints::default() };
+    let v = Ints {
+        a: -1,
+        d: i64::MIN,
+        h: u64::MAX,
+        ..Ints::default()
+    };
     // SAFETY: INT_STRUCT describes Ints.
     let full = unsafe { encode_to_vec((&raw const v).cast(), &INT_STRUCT.0) };
     for cap in 0..full.len() + 3 {
@@ -348,12 +437,22 @@ fn tokenizer_classes_and_errors() {
         if c == 0 {
             break;
         }
-        seen.push((c as char, String::from_utf8_lossy(&r.buf[range]).into_owned()));
+        seen.push((
+            c as char,
+            String::from_utf8_lossy(&r.buf[range]).into_owned(),
+        ));
     }
-    let want: Vec<(char, String)> = [('S', "passwd"), ('{', ""), ('F', "1"), ('D', "\"a%20\""), (',', ""), ('}', "")]
-        .iter()
-        .map(|&(c, s)| (c, s.to_string()))
-        .collect();
+    let want: Vec<(char, String)> = [
+        ('S', "passwd"),
+        ('{', ""),
+        ('F', "1"),
+        ('D', "\"a%20\""),
+        (',', ""),
+        ('}', ""),
+    ]
+    .iter()
+    .map(|&(c, s)| (c, s.to_string()))
+    .collect();
     assert_eq!(seen, want);
     assert_eq!((r.error, r.index), (libc::EINVAL, 23));
 }

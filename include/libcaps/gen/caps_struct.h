@@ -15,6 +15,7 @@ typedef uint32_t caps_fid_t;
 /*
  One field of a structure description. A table of labels ends with an
  entry whose `offset` is negative (`{ -1 }`).
+
  */
 struct caps_label {
     /*
@@ -22,7 +23,7 @@ struct caps_label {
      */
     int offset;
     /*
-     `CAPS_OP_*` type code.
+     `CAPS_OP_*` type code (`type` in C).
      */
     int type;
     /*
@@ -146,7 +147,7 @@ void caps_msg_encode_array(caps_msgbuf_t msg, void *data, caps_label_t label);
  Append `D` and the scalar at `data` (`D?` and `msg->error = EINVAL` for
  an unsupported type or size). Aborts on NULL arguments.
  */
-void caps_msg_encode_data(caps_msgbuf_t msg, void *data, int type, int size);
+void caps_msg_encode_data(caps_msgbuf_t msg, void *data, int ty, int size);
 
 /*
  Decode the `{…}` body of a structure into `data`; the caller has
@@ -172,7 +173,7 @@ void caps_msg_decode_array(caps_msgbuf_t msg, void *data, int nary, caps_label_t
  `malloc`ed string; its previous value is not freed. Aborts if `data`
  is NULL, or `ptr` is NULL with `len > 0`.
  */
-void caps_msg_decode_data(char *ptr, int len, void *data, int type, int size);
+void caps_msg_decode_data(char *ptr, int len, void *data, int ty, int size);
 
 #ifdef __cplusplus
 }  // extern "C"
