@@ -79,7 +79,8 @@ pub const CAPS_PW_GECOS: u32 = 7;
 pub const CAPS_PW_DIR: u32 = 8;
 pub const CAPS_PW_SHELL: u32 = 9;
 
-const fn label(offset: usize, ty: c_int, size: usize, fid: u32) -> caps_label {
+/// A scalar label: `offset`, `CAPS_OP_*` type, size, field id.
+pub const fn label(offset: usize, ty: c_int, size: usize, fid: u32) -> caps_label {
     caps_label {
         offset: offset as c_int,
         type_: ty,
@@ -89,6 +90,16 @@ const fn label(offset: usize, ty: c_int, size: usize, fid: u32) -> caps_label {
         csinfo: core::ptr::null(),
     }
 }
+
+/// The terminating entry of a label table.
+pub const END: caps_label = caps_label {
+    offset: -1,
+    type_: 0,
+    size: 0,
+    fid: 0,
+    nary: 0,
+    csinfo: core::ptr::null(),
+};
 
 /// Entries in `caps_passwd_label`, terminator included.
 pub const PASSWD_NLABELS: usize = 8;
@@ -137,14 +148,7 @@ pub const PASSWD_LABELS: [caps_label; PASSWD_NLABELS] = [
         0,
         CAPS_PW_SHELL,
     ),
-    caps_label {
-        offset: -1,
-        type_: 0,
-        size: 0,
-        fid: 0,
-        nary: 0,
-        csinfo: core::ptr::null(),
-    },
+    END,
 ];
 
 /// Wire name of the passwd schema.

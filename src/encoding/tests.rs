@@ -1,7 +1,7 @@
 //! Unit tests of the codec: the spec's example byte for byte, each fixed
 //! defect of spec §10.3 (18–21), truncation and error offsets.
 
-use core::ffi::{c_char, c_int};
+use core::ffi::c_char;
 use core::mem::offset_of;
 use core::ptr::null_mut;
 
@@ -9,25 +9,7 @@ use super::schema::{PASSWD_LABELS, PASSWD_NAME, Shared};
 use super::*;
 use crate::abi::*;
 
-const END: caps_label = caps_label {
-    offset: -1,
-    type_: 0,
-    size: 0,
-    fid: 0,
-    nary: 0,
-    csinfo: core::ptr::null(),
-};
-
-const fn lab(offset: usize, ty: c_int, size: usize, fid: u32) -> caps_label {
-    caps_label {
-        offset: offset as c_int,
-        type_: ty,
-        size: size as c_int,
-        fid,
-        nary: 0,
-        csinfo: core::ptr::null(),
-    }
-}
+use super::schema::{END, label as lab};
 
 /// DragonFly's i386 `struct passwd` (4-byte `time_t`).
 #[repr(C)]
