@@ -21,6 +21,9 @@ struct GenHeader {
     /// How this header spells types that it uses but another header (or
     /// the hand-written part) defines: `("thread", "struct thread")`.
     renames: &'static [(&'static str, &'static str)],
+    /// Types to emit even though no generated item refers to them (they
+    /// are only used through a typedef the hand-written part provides).
+    force: &'static [&'static str],
 }
 
 const HEADERS: &[GenHeader] = &[
@@ -38,6 +41,7 @@ const HEADERS: &[GenHeader] = &[
             "lwkt_replymsg",
         ],
         renames: &[("thread", "struct thread")],
+        force: &[],
     },
     GenHeader {
         name: "caps",
@@ -51,6 +55,24 @@ const HEADERS: &[GenHeader] = &[
             ("lwkt_msg_queue", "struct lwkt_msg_queue"),
             ("caps_type", "enum caps_type"),
         ],
+        force: &[],
+    },
+    GenHeader {
+        name: "caps_struct",
+        sources: &["src/abi/libcaps_caps_struct.rs", "src/capi/caps_struct.rs"],
+        includes: &["sys/types.h", "stdint.h"],
+        // The three pointer typedefs come first in the hand-written
+        // header: `struct caps_label` uses `caps_struct_t` before cbindgen
+        // would define it.
+        handwritten: &[
+            "caps_msgbuf_getc",
+            "caps_msgbuf_putc",
+            "caps_label_t",
+            "caps_struct_t",
+            "caps_msgbuf_t",
+        ],
+        renames: &[],
+        force: &["caps_msgbuf"],
     },
 ];
 
@@ -85,6 +107,10 @@ fn generate(root: &Path, h: &GenHeader) -> String {
         .export
         .exclude
         .extend(h.handwritten.iter().map(|s| s.to_string()));
+    config
+        .export
+        .include
+        .extend(h.force.iter().map(|s| s.to_string()));
     for (rust, c) in h.renames {
         config.export.rename.insert(rust.to_string(), c.to_string());
     }

@@ -23,6 +23,8 @@ const INLINE_FNS: &[&str] = &[
     "lwkt_waitmsg",
     "lwkt_abortmsg",
     "lwkt_replymsg",
+    "caps_msgbuf_getc",
+    "caps_msgbuf_putc",
 ];
 
 /// Public headers: every header in `sys/` and `libcaps/` of the include
@@ -68,7 +70,6 @@ fn main() {
         cfg.header(&h);
     }
     cfg.flag("-Wno-unused-parameter")
-        .field_name(|_s, field| field.trim_end_matches('_').to_string())
         .type_name(|ty, is_struct, is_union| {
             if ty == "caps_type" {
                 "enum caps_type".to_string()
@@ -78,6 +79,14 @@ fn main() {
                 format!("union {ty}")
             } else {
                 ty.to_string()
+            }
+        })
+        // `type` is a Rust keyword: the Rust field is `type_`.
+        .field_name(|_, field| {
+            if field == "type_" {
+                "type".to_string()
+            } else {
+                field.to_string()
             }
         })
         .skip_fn_ptrcheck(|name| INLINE_FNS.contains(&name))

@@ -12,4 +12,5 @@ pub mod capi;
 pub mod caps;
 pub mod cpu;
 pub mod diag;
+pub mod encoding;
 pub mod lwkt;

@@ -254,6 +254,79 @@ c_test!(msgport_no_vectors, src: "msgport_bad", args: &["no-vectors"],
 c_test!(msgport_wait_forever, src: "msgport_bad", args: &["wait-forever"],
     exit: Exit::Signal(SIGABRT), stderr_has: &["lwkt_waitport: deadlock"]);
 
+// ---- structural encoding (caps_struct) ----------------------------------
+c_test!(caps_d_errors, src: "caps_d", exit: Exit::Code(1), stdin: Some(concat!(
+    "Spasswd{F1D\"ro ot\",F3D0}\n",
+    "Spasswd{F1D\"root\"\n",
+    "Spasswd{F3Dzz}\n",
+    "Spasswd{F1D\"a%zz\"}\n",
+    "Sgroup{F1D\"wheel\"}\n",
+    "Spasswd{F1D\"root\",F2D\"%2a\",F3D0,F4D0,F5D0,F6D\"\",F7D\"Charlie%20%26\",F8D\"/root\",F9D\"/bin/csh\",FaD0}\n",
+    "Spasswd{F3D-1,F4D100000000}\n",
+)));
+c_test!(caps_e_unknown_user, src: "caps_e", args: &["no-such-user-libcaps"], exit: Exit::Code(1),
+    stderr_has: &["caps_e: no-such-user-libcaps: lookup failed"]);
+
+/// `caps_e USERS | caps_d` for users present on Debian and here: every
+/// field caps_d prints matches getpwnam().
+#[test]
+fn caps_e_pipe_caps_d() {
+    let users = ["root", "daemon", "bin", "sys", "nobody"];
+    let enc = compile(&CTest {
+        name: "caps_e",
+        src: "caps_e",
+        ..DEFAULT
+    });
+    let dec = compile(&CTest {
+        name: "caps_d",
+        src: "caps_d",
+        ..DEFAULT
+    });
+    let e = Command::new(&enc).args(users).output().expect("run caps_e");
+    assert!(
+        e.status.success(),
+        "caps_e: {}",
+        String::from_utf8_lossy(&e.stderr)
+    );
+    let lines = String::from_utf8(e.stdout.clone()).unwrap();
+    assert_eq!(lines.lines().count(), users.len(), "{lines}");
+    for l in lines.lines() {
+        assert!(l.starts_with("Spasswd{F1D\"") && l.ends_with('}'), "{l}");
+    }
+    let mut child = Command::new(&dec)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn caps_d");
+    child.stdin.take().unwrap().write_all(&e.stdout).unwrap();
+    let d = child.wait_with_output().unwrap();
+    assert!(d.status.success(), "caps_d failed");
+    let out = String::from_utf8(d.stdout).unwrap();
+    let mut blocks = out.split("decode ").skip(1);
+    for (user, line) in users.iter().zip(lines.lines()) {
+        let block = blocks
+            .next()
+            .unwrap_or_else(|| panic!("no block for {user}:\n{out}"));
+        assert!(
+            block.starts_with(&format!("{} bytes error 0\n{{\n", line.len())),
+            "{block}"
+        );
+        let pw = nix::unistd::User::from_name(user).unwrap().unwrap();
+        let want = format!(
+            "    pw_name = \"{}\"\n    pw_passwd = \"{}\"\n    pw_uid = {}\n    pw_gid = {}\n    pw_gecos = \"{}\"\n    pw_dir = \"{}\"\n    pw_shell = \"{}\"\n}}\n",
+            pw.name,
+            pw.passwd.to_str().unwrap(),
+            pw.uid.as_raw() as i32,
+            pw.gid.as_raw() as i32,
+            pw.gecos.to_str().unwrap(),
+            pw.dir.display(),
+            pw.shell.display()
+        );
+        assert!(block.ends_with(&want), "{user}: got\n{block}\nwant\n{want}");
+    }
+    assert!(blocks.next().is_none(), "{out}");
+}
+
 /// Every installed header compiles on its own (after `<sys/types.h>`), as
 /// C11 and as C++, with warnings as errors.
 #[test]

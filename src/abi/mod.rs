@@ -7,9 +7,11 @@
 #![allow(non_camel_case_types)]
 
 pub mod caps;
+pub mod libcaps_caps_struct;
 pub mod msgport;
 pub mod sys_thread;
 
 pub use caps::*;
+pub use libcaps_caps_struct::*;
 pub use msgport::*;
 pub use sys_thread::*;

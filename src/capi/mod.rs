@@ -4,4 +4,5 @@
 //! calls the core.
 
 pub mod caps;
+pub mod caps_struct;
 pub mod msgport;
