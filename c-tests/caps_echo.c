@@ -6,7 +6,9 @@
  *	u.ms_result complemented, and the reply carries error = ms_cmd.
  *	With -h HOLD it keeps HOLD requests and replies to them in reverse
  *	order. Command 2 ("grow") makes the reply fill the whole buffer.
- *	Stops after N requests (-n) or when the service is closed.
+ *	Stops after N requests (-n) or when the service is closed. With -k K
+ *	it closes the service on the K-th request, leaving the held ones
+ *	unanswered.
  *
  * Client:  caps_echo -c NAME [-u UID] [-G GID] [-r ROUNDS] [-z SIZE] [-p PIPE]
  *		[-o OWNER] [-x]
@@ -14,7 +16,8 @@
  *	OWNER (default -1), and runs ROUNDS requests of SIZE payload bytes,
  *	PIPE outstanding at a time, checking every reply. -x asks for grown
  *	replies. Prints "ok ROUNDS" or, if the server goes away, how the
- *	outstanding requests ended.
+ *	outstanding requests ended. -C closes the port right after sending
+ *	the first PIPE requests and reports how they ended.
  */
 #include <sys/types.h>
 #include <sys/msgport.h>
@@ -39,7 +42,7 @@ pattern(long seq, size_t i)
 }
 
 static int
-server(const char *name, int flags, gid_t gid, mode_t mode, int hold, long limit)
+server(const char *name, int flags, gid_t gid, mode_t mode, int hold, long limit, long abandon)
 {
 	caps_port_t port;
 	lwkt_msg_t held[64];
@@ -54,28 +57,40 @@ server(const char *name, int flags, gid_t gid, mode_t mode, int hold, long limit
 	printf("serving %s\n", name);
 	fflush(stdout);
 	while (limit < 0 || served < limit) {
-		lwkt_msg_t msg = lwkt_waitport(&port->lport, NULL);
+		lwkt_msg_t msg = nheld > 0 ? lwkt_getport(&port->lport) : NULL;
 		unsigned char *p;
 		size_t i, n;
 
-		if (msg == NULL)
-			break;
-		p = (unsigned char *)(msg + 1);
-		if (msg->ms_cmd == CMD_GROW) {
-			msg->ms_msgsize = msg->ms_maxsize;
+		if (msg == NULL) {
+			/* nothing more queued: answer what we hold, newest first */
+			while (nheld > 0) {
+				lwkt_msg_t h = held[--nheld];
+				lwkt_replymsg(h, h->ms_cmd);
+			}
+			msg = lwkt_waitport(&port->lport, NULL);
+			if (msg == NULL)
+				break;
 		}
+		p = (unsigned char *)(msg + 1);
+		if (msg->ms_cmd == CMD_GROW)
+			msg->ms_msgsize = msg->ms_maxsize;
 		n = msg->ms_msgsize - sizeof(*msg);
 		for (i = 0; i < n; ++i)
 			p[i] = ~p[i];
 		msg->u.ms_result = ~msg->u.ms_result;
 		++served;
+		if (abandon > 0 && served >= abandon) {
+			printf("closing the service with %d requests unanswered\n", nheld + 1);
+			caps_close(port);
+			return (0);
+		}
 		if (hold > 1) {
 			held[nheld++] = msg;
-			if (nheld < hold)
-				continue;
-			while (nheld > 0) {
-				msg = held[--nheld];
-				lwkt_replymsg(msg, msg->ms_cmd);
+			if (nheld == hold) {
+				while (nheld > 0) {
+					lwkt_msg_t h = held[--nheld];
+					lwkt_replymsg(h, h->ms_cmd);
+				}
 			}
 		} else {
 			lwkt_replymsg(msg, msg->ms_cmd);
@@ -130,8 +145,21 @@ check(struct req *r, int grow)
 	return (1);
 }
 
+/* Send; a request the port refuses at once is complete with that error. */
+static void
+send(caps_port_t port, lwkt_msg_t msg)
+{
+	int error = lwkt_beginmsg(&port->lport, msg);
+
+	if (error != EASYNC) {
+		msg->ms_error = error;
+		msg->ms_flags |= MSGF_DONE;
+	}
+}
+
 static int
-client(const char *name, uid_t owner, long rounds, size_t size, int pipe, int grow)
+client(const char *name, uid_t owner, long rounds, size_t size, int pipe, int grow,
+    int close_early)
 {
 	struct lwkt_port rport;
 	struct req *reqs;
@@ -153,7 +181,18 @@ client(const char *name, uid_t owner, long rounds, size_t size, int pipe, int gr
 	}
 	for (i = 0; i < pipe && sent < rounds; ++i) {
 		fill(&reqs[i], sent++, grow, &rport);
-		lwkt_beginmsg(&port->lport, reqs[i].msg);
+		send(port, reqs[i].msg);
+	}
+	if (close_early) {
+		int eio = 0, ndone = 0;
+
+		caps_close(port);
+		for (i = 0; i < pipe; ++i) {
+			ndone += (reqs[i].msg->ms_flags & MSGF_DONE) != 0;
+			eio += reqs[i].msg->ms_error == EIO;
+		}
+		printf("closed with %d outstanding: %d done, %d with EIO\n", pipe, ndone, eio);
+		return (0);
 	}
 	while (done < rounds) {
 		lwkt_msg_t m = caps_client_waitreply(port, NULL);
@@ -181,7 +220,7 @@ client(const char *name, uid_t owner, long rounds, size_t size, int pipe, int gr
 		++done;
 		if (sent < rounds) {
 			fill(r, sent++, grow, &rport);
-			lwkt_beginmsg(&port->lport, r->msg);
+			send(port, r->msg);
 		}
 	}
 	printf("ok %ld\n", done);
@@ -192,8 +231,8 @@ client(const char *name, uid_t owner, long rounds, size_t size, int pipe, int gr
 int
 main(int ac, char **av)
 {
-	int mode = 0, flags = 0, hold = 0, pipe = 1, grow = 0, ch;
-	long limit = -1, rounds = 1;
+	int mode = 0, flags = 0, hold = 0, pipe = 1, grow = 0, close_early = 0, ch;
+	long limit = -1, rounds = 1, abandon = 0;
 	size_t size = 0;
 	gid_t gid = (gid_t)-1, newgid = (gid_t)-1;
 	uid_t owner = (uid_t)-1, newuid = (uid_t)-1;
@@ -202,7 +241,7 @@ main(int ac, char **av)
 
 	signal(SIGPIPE, SIG_IGN);
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	while ((ch = getopt(ac, av, "s:c:f:g:m:h:n:u:G:r:z:p:o:x")) != -1) {
+	while ((ch = getopt(ac, av, "s:c:f:g:m:h:n:k:u:G:r:z:p:o:xC")) != -1) {
 		switch (ch) {
 		case 's': mode = 's'; name = optarg; break;
 		case 'c': mode = 'c'; name = optarg; break;
@@ -218,6 +257,8 @@ main(int ac, char **av)
 		case 'p': pipe = (int)strtol(optarg, NULL, 0); break;
 		case 'o': owner = (uid_t)strtol(optarg, NULL, 0); break;
 		case 'x': grow = 1; break;
+		case 'C': close_early = 1; break;
+		case 'k': abandon = strtol(optarg, NULL, 0); break;
 		default: return (64);
 		}
 	}
@@ -232,8 +273,8 @@ main(int ac, char **av)
 		return (65);
 	}
 	if (mode == 's')
-		return (server(name, flags, gid, fmode, hold, limit));
+		return (server(name, flags, gid, fmode, hold, limit, abandon));
 	if (mode == 'c')
-		return (client(name, owner, rounds, size, pipe, grow));
+		return (client(name, owner, rounds, size, pipe, grow, close_early));
 	return (64);
 }

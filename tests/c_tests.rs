@@ -10,9 +10,11 @@
 //! digits) or end in `{ANY}` (the rest of the line).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{compile_c, root, stage};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 
 /// How a test program must end.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -46,90 +48,9 @@ const DEFAULT: CTest = CTest {
     static_link: false,
 };
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The install tree (`DESTDIR` + `/usr`) the tests compile against.
-fn stage() -> &'static Path {
-    static STAGE: OnceLock<PathBuf> = OnceLock::new();
-    STAGE.get_or_init(|| {
-        if let Some(s) = std::env::var_os("LIBCAPS_STAGE") {
-            return PathBuf::from(s);
-        }
-        let dest = root().join("target/c-stage");
-        let _ = std::fs::remove_dir_all(&dest);
-        let status = Command::new("make")
-            .arg("-C")
-            .arg(root())
-            .arg("install")
-            .arg("PROFILE=debug")
-            .arg("PREFIX=/usr")
-            .arg(format!("DESTDIR={}", dest.display()))
-            .stdout(Stdio::null())
-            .status()
-            .expect("run make install");
-        assert!(
-            status.success(),
-            "make install into {} failed",
-            dest.display()
-        );
-        dest
-    })
-}
-
-/// `pkg-config ARGS libcaps` against the staged tree.
-fn pkg_config(args: &[&str]) -> Vec<String> {
-    let stage = stage();
-    let out = Command::new("pkg-config")
-        .args(args)
-        .arg("libcaps")
-        .env("PKG_CONFIG_PATH", stage.join("usr/lib/pkgconfig"))
-        .env("PKG_CONFIG_SYSROOT_DIR", stage)
-        .output()
-        .expect("run pkg-config");
-    assert!(
-        out.status.success(),
-        "pkg-config {args:?} failed: {:?}",
-        out
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .split_whitespace()
-        .map(String::from)
-        .collect()
-}
-
-/// Compile `c-tests/SRC.c` into `target/c-tests/NAME`.
+/// Compile the test's program.
 fn compile(t: &CTest) -> PathBuf {
-    let out_dir = root().join("target/c-tests");
-    std::fs::create_dir_all(&out_dir).unwrap();
-    let exe = out_dir.join(t.name);
-    let mut cmd = Command::new("cc");
-    cmd.args(["-Wall", "-Werror", "-O1", "-g", "-DSMP", "-o"])
-        .arg(&exe);
-    cmd.arg(root().join("c-tests").join(format!("{}.c", t.src)));
-    cmd.args(pkg_config(&["--cflags"]));
-    if t.static_link {
-        let libdir = stage().join("usr/lib");
-        cmd.arg(libdir.join("libcaps.a"));
-        let libs = pkg_config(&["--static", "--libs"]);
-        cmd.args(
-            libs.iter()
-                .filter(|a| !a.starts_with("-L") && *a != "-lcaps"),
-        );
-    } else {
-        cmd.args(pkg_config(&["--libs"]));
-        cmd.arg(format!("-Wl,-rpath,{}", stage().join("usr/lib").display()));
-    }
-    let out = cmd.output().expect("run cc");
-    assert!(
-        out.status.success(),
-        "compiling {}.c failed:\n{}",
-        t.src,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    exe
+    compile_c(t.name, t.src, t.static_link)
 }
 
 fn run(t: &CTest) -> Output {
