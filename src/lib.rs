@@ -9,5 +9,6 @@
 
 pub mod abi;
 pub mod capi;
+pub mod cpu;
 pub mod diag;
 pub mod lwkt;

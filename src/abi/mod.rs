@@ -6,8 +6,12 @@
 //! `use` groups, no `let-else`).
 #![allow(non_camel_case_types)]
 
+pub mod libcaps_globaldata;
 pub mod msgport;
+pub mod opaque;
 pub mod sys_thread;
 
+pub use libcaps_globaldata::*;
 pub use msgport::*;
+pub use opaque::*;
 pub use sys_thread::*;

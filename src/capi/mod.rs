@@ -3,4 +3,7 @@
 //! returns an error, otherwise a one-line diagnostic and `abort()`), then
 //! calls the core.
 
+pub mod globaldata;
 pub mod msgport;
+pub mod shim;
+pub mod thread;
