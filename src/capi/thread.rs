@@ -85,13 +85,11 @@ pub extern "C" fn lwkt_start_threading(_td: thread_t) {
     lt::switch("lwkt_start_threading")
 }
 
-/// Let every other runnable thread of the same priority run once.
+/// Let every other runnable thread of the same (or higher) priority run
+/// once: the caller is put at the tail of its run queue and switches.
 #[unsafe(no_mangle)]
 pub extern "C" fn lwkt_yield() {
-    let td = current();
-    // SAFETY: the current thread is valid.
-    unsafe { lt::schedule(td) };
-    lt::switch("lwkt_yield")
+    lt::yield_self()
 }
 
 /// Switch only if a thread of higher priority is runnable and the caller

@@ -121,6 +121,7 @@ pub fn adopt() -> *mut globaldata {
         (*gd).gd_idlethread.td_flags &= !TDF_RUNNING;
         (*gd).gd_curthread = td;
         (*cpu_priv(gd)).main_td = td;
+        lt::set_comm(td, c"main".as_ptr());
         // Threads are born in a critical section; main leaves it at once.
         (*td).td_pri -= TDPRI_CRIT;
         get_mplock();

@@ -488,6 +488,21 @@ pub unsafe fn schedule(td: *mut thread) {
     }
 }
 
+/// `lwkt_yield()`: `lwkt_schedule_self()` + `lwkt_switch()`, except that a
+/// caller already on its run queue first moves to the tail, so that every
+/// other runnable thread of its priority runs before it again.
+pub fn yield_self() {
+    let gd = mycpu();
+    // SAFETY: current cpu and thread.
+    unsafe {
+        let td = (*gd).gd_curthread;
+        check_not_critical("lwkt_yield", gd, td);
+        dequeue(gd, td);
+        enqueue(gd, td);
+        do_switch(gd, td);
+    }
+}
+
 /// `lwkt_deschedule(td)`: take `td` off the run queue; a running thread
 /// keeps running until it switches.
 ///
