@@ -25,10 +25,16 @@ unsafe extern "C" {
     fn libcaps_tls_set_gd(gd: *mut globaldata);
 }
 
+/// An all-zero value of a C structure.
+const fn zeroed<T>() -> T {
+    // SAFETY: only used for the C structures below, whose all-zero bit
+    // pattern is valid (NULL pointers, None function pointers, zeros).
+    unsafe { core::mem::zeroed() }
+}
+
 /// One `struct globaldata` per possible virtual cpu (`gdary[MAXVCPU]`).
 #[unsafe(no_mangle)]
-// SAFETY (zeroed): an all-zero globaldata is valid (NULL pointers, zeros).
-pub static mut gdary: [globaldata; MAXVCPU as usize] = unsafe { core::mem::zeroed() };
+pub static mut gdary: [globaldata; MAXVCPU as usize] = zeroed();
 
 /// Number of virtual cpus started (cpu 0 is the adopted kernel thread).
 #[unsafe(no_mangle)]
@@ -43,8 +49,7 @@ pub static smp_active: AtomicI32 = AtomicI32::new(1);
 pub static mp_lock: AtomicI32 = AtomicI32::new(-1);
 
 /// The thread standing for `main()` (libcaps' `main_td`).
-// SAFETY (zeroed): an all-zero thread is a valid value.
-static mut MAIN_TD: thread = unsafe { core::mem::zeroed() };
+static mut MAIN_TD: thread = zeroed();
 
 static CPU0_TAKEN: AtomicBool = AtomicBool::new(false);
 

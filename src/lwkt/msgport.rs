@@ -285,7 +285,11 @@ pub unsafe fn default_waitport(port: *mut lwkt_port, msg: *mut lwkt_msg) -> *mut
                 block_on_port("lwkt_waitport", port);
             }
         }
-        while (*msg).ms_flags & MSGF_DONE == 0 {
+        // Another thread sets MSGF_DONE while this one is blocked.
+        loop {
+            if (*msg).ms_flags & MSGF_DONE != 0 {
+                break;
+            }
             block_on_port("lwkt_waitmsg", port);
         }
         if (*msg).ms_flags & MSGF_QUEUED != 0 {
