@@ -8,6 +8,7 @@
 //! core (`lwkt`, ...). Data flows one way: `capi` → core → `abi`.
 
 pub mod abi;
+pub mod caps;
 pub mod capi;
 pub mod cpu;
 pub mod diag;

@@ -6,11 +6,13 @@
 //! `use` groups, no `let-else`).
 #![allow(non_camel_case_types)]
 
+pub mod caps;
 pub mod libcaps_globaldata;
 pub mod msgport;
 pub mod opaque;
 pub mod sys_thread;
 
+pub use caps::*;
 pub use libcaps_globaldata::*;
 pub use msgport::*;
 pub use opaque::*;

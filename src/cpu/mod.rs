@@ -10,6 +10,8 @@
 //! `smp_active`, `mp_lock`) are defined here, next to the code that owns
 //! them, with C names.
 
+pub mod evloop;
+
 use core::ffi::c_int;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};

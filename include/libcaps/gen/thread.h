@@ -240,7 +240,8 @@ void lwkt_switch(void);
 void lwkt_start_threading(thread_t _td);
 
 /*
- Let every other runnable thread of the same priority run once.
+ Let every other runnable thread of the same (or higher) priority run
+ once: the caller is put at the tail of its run queue and switches.
  */
 void lwkt_yield(void);
 
