@@ -356,7 +356,7 @@ unsafe fn block_on_port(func: &str, port: *mut lwkt_port) {
                  waiting on it (lwkt_initport(port, curthread))"
             );
         }
-        check_owner(func, port);
+        // default_waitport checked on entry that the caller owns the port.
         (*port).mp_flags |= MSGPORTF_WAITING;
         super::thread::block_self(func, c"waitport".as_ptr());
     }
