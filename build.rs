@@ -74,6 +74,43 @@ const HEADERS: &[GenHeader] = &[
         renames: &[],
         force: &["caps_msgbuf"],
     },
+    GenHeader {
+        name: "thread",
+        sources: &["src/abi/sys_thread.rs", "src/capi/thread.rs"],
+        includes: &["sys/types.h", "stdint.h"],
+        handwritten: &[],
+        renames: &[
+            ("globaldata", "struct globaldata"),
+            ("lwkt_port", "struct lwkt_port"),
+            ("proc_", "struct proc"),
+            ("pcb", "struct pcb"),
+            ("md_intr_info", "struct md_intr_info"),
+        ],
+        force: &["lwkt_ipiq", "lwkt_ipiq_t", "ipifunc_t", "lwkt_queue"],
+    },
+    GenHeader {
+        name: "globaldata",
+        sources: &["src/abi/libcaps_globaldata.rs", "src/capi/globaldata.rs"],
+        includes: &["sys/types.h", "stdint.h"],
+        handwritten: &[],
+        renames: &[
+            ("thread", "struct thread"),
+            ("thread_queue", "struct thread_queue"),
+            ("lwkt_ipiq", "struct lwkt_ipiq"),
+        ],
+        force: &["globaldata_t"],
+    },
+];
+
+/// Symbols defined by the C shim that libcaps.so must export (rustc's
+/// version script only lists Rust items; a second anonymous version script
+/// adds these).
+const SHIM_EXPORTS: &[&str] = &[
+    "__libcaps_mycpu",
+    "panicstr",
+    "lwkt_create",
+    "lwkt_set_comm",
+    "panic",
 ];
 
 fn main() {
@@ -86,6 +123,8 @@ fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("gen");
     fs::create_dir_all(&out).unwrap();
     let update = env::var_os("LIBCAPS_UPDATE_HEADERS").is_some();
+
+    build_shim(&root, &out);
 
     for h in HEADERS {
         let text = generate(&root, h);
@@ -122,4 +161,36 @@ fn generate(root: &Path, h: &GenHeader) -> String {
     let mut buf = Vec::new();
     builder.generate().expect("cbindgen failed").write(&mut buf);
     String::from_utf8(buf).unwrap()
+}
+
+/// Compile the C shim (variadic functions, TLS `mycpu`, valgrind client
+/// requests) and export its symbols from the shared library.
+fn build_shim(root: &Path, out: &Path) {
+    let src = root.join("src/capi/shim.c");
+    println!("cargo:rerun-if-changed={}", src.display());
+    let mut build = cc::Build::new();
+    build
+        .file(&src)
+        .warnings(true)
+        .extra_warnings(true)
+        .flag_if_supported("-Werror");
+    // valgrind.h comes with the valgrind package (Debian: `valgrind`).
+    // Without it the stack registration calls compile to nothing.
+    let vg = Path::new("/usr/include/valgrind/valgrind.h");
+    println!("cargo:rerun-if-changed={}", vg.display());
+    if vg.exists() {
+        build.define("LIBCAPS_HAVE_VALGRIND", None);
+    } else {
+        println!(
+            "cargo:warning=valgrind.h not found: thread stacks will not be registered with valgrind"
+        );
+    }
+    build.compile("caps_shim");
+    let map = out.join("shim-exports.map");
+    let list: String = SHIM_EXPORTS.iter().map(|s| format!("{s}; ")).collect();
+    fs::write(&map, format!("{{ global: {list}}};\n")).unwrap();
+    println!(
+        "cargo:rustc-cdylib-link-arg=-Wl,--version-script={}",
+        map.display()
+    );
 }

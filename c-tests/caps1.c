@@ -10,8 +10,11 @@
  * until the peer goes away. The client ends with the round-trip rate.
  */
 #include <sys/types.h>
+#include <libcaps/globaldata.h>
+#include <sys/thread.h>
 #include <sys/msgport.h>
 #include <sys/msgport2.h>
+#include <sys/thread2.h>
 #include <sys/caps.h>
 #include <sys/time.h>
 
@@ -65,7 +68,7 @@ client(void)
 	long i;
 	double secs;
 
-	lwkt_initport(&replyport, NULL);
+	lwkt_initport(&replyport, curthread);
 	port = caps_client("test", (uid_t)-1, 0);
 	if (quiet == 0)
 		printf("caps_client port %p msg %p\n", (void *)port, (void *)&junkmsg);

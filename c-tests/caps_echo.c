@@ -20,8 +20,11 @@
  *	the first PIPE requests and reports how they ended.
  */
 #include <sys/types.h>
+#include <libcaps/globaldata.h>
+#include <sys/thread.h>
 #include <sys/msgport.h>
 #include <sys/msgport2.h>
+#include <sys/thread2.h>
 #include <sys/caps.h>
 
 #include <errno.h>
@@ -168,7 +171,7 @@ client(const char *name, uid_t owner, long rounds, size_t size, int pipe, int gr
 	size_t bufsize = grow ? CAPMSG_MAXSIZE : sizeof(struct lwkt_msg) + size;
 	int i;
 
-	lwkt_initport(&rport, NULL);
+	lwkt_initport(&rport, curthread);
 	port = caps_client(name, owner, 0);
 	if (port == NULL) {
 		printf("caps_client: %s\n", strerror(errno));

@@ -247,6 +247,28 @@ fn caps_e_pipe_caps_d() {
     }
     assert!(blocks.next().is_none(), "{out}");
 }
+// ---- threads -------------------------------------------------------------
+
+c_test!(thr1, src: "thr1", exit: Exit::Code(1));
+c_test!(thr1_static, src: "thr1", exit: Exit::Code(1), static_link: true);
+c_test!(thr2, src: "thr2");
+c_test!(thr_pingpong, src: "thr_pingpong");
+c_test!(thr_waves, src: "thr_waves");
+c_test!(thr_prio, src: "thr_prio");
+c_test!(thr_wait, src: "thr_wait");
+c_test!(thr_bad_crit_switch, src: "thr_bad", args: &["crit-switch"],
+    exit: Exit::Signal(SIGABRT), stderr_has: &["lwkt_switch: called inside a critical section"]);
+c_test!(thr_bad_crit_block, src: "thr_bad", args: &["crit-block"],
+    exit: Exit::Signal(SIGABRT), stderr_has: &["lwkt_block: called inside a critical section"]);
+c_test!(thr_bad_crit_negative, src: "thr_bad", args: &["crit-negative"],
+    exit: Exit::Signal(SIGABRT), stderr_has: &["crit_exit: negative critical section count"]);
+c_test!(thr_bad_idle_exit, src: "thr_bad", args: &["idle-exit"],
+    exit: Exit::Signal(SIGABRT), stderr_has: &["lwkt_exit: the idle thread of cpu 0 cannot exit"]);
+c_test!(thr_bad_foreign_port, src: "thr_bad", args: &["foreign-port"],
+    exit: Exit::Signal(SIGABRT), stderr_has: &["lwkt_waitport: thread 0x", "only the owner may wait on a port"]);
+c_test!(thr_bad_deadlock, src: "thr_bad", args: &["deadlock"],
+    exit: Exit::Signal(SIGABRT),
+    stderr_has: &["deadlock: every thread on cpu 0 is blocked", "\"main\": blocked in waitport", "\"sleeper\": blocked in forever"]);
 
 /// Every installed header compiles on its own (after `<sys/types.h>`), as
 /// C11 and as C++, with warnings as errors.

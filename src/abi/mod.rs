@@ -8,10 +8,14 @@
 
 pub mod caps;
 pub mod libcaps_caps_struct;
+pub mod libcaps_globaldata;
 pub mod msgport;
+pub mod opaque;
 pub mod sys_thread;
 
 pub use caps::*;
 pub use libcaps_caps_struct::*;
+pub use libcaps_globaldata::*;
 pub use msgport::*;
+pub use opaque::*;
 pub use sys_thread::*;

@@ -13,9 +13,11 @@ fn set_errno(e: c_int) {
     unsafe { *libc::__errno_location() = e };
 }
 
-/// The thread that will own new ports (the thread subsystem supplies it).
+/// The thread that will own new ports: the caller (adopting the calling
+/// kernel thread as cpu 0's current thread if nothing did yet).
 fn owner() -> *mut thread {
-    ptr::null_mut()
+    // SAFETY: mycpu() is this kernel thread's live cpu.
+    unsafe { (*crate::cpu::mycpu()).gd_curthread }
 }
 
 /// The name argument as bytes, or `EINVAL`.

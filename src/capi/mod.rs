@@ -5,4 +5,7 @@
 
 pub mod caps;
 pub mod caps_struct;
+pub mod globaldata;
 pub mod msgport;
+pub mod shim;
+pub mod thread;

@@ -1008,6 +1008,9 @@ unsafe fn client_shutdown(p: *mut CapsPort, why: Option<&ReadEnd>) {
             complete(p, pend.msg);
         }
     }
+    // A thread waiting for any reply learns that none will come.
+    // SAFETY: `p` is live.
+    unsafe { mp::wake_owner(&raw mut (*p).c.lport) };
 }
 
 // ---- port vectors --------------------------------------------------------
@@ -1036,6 +1039,7 @@ unsafe extern "C" fn service_waitport(
             if (*p).c.flags & CAPPF_SHUTDOWN != 0 {
                 return ptr::null_mut();
             }
+            mp::check_owner("lwkt_waitport", port);
             mp::block_on_port("lwkt_waitport", port);
         }
     }
@@ -1202,6 +1206,7 @@ unsafe extern "C" fn client_waitport(
             if cl.conn.dead {
                 return ptr::null_mut();
             }
+            mp::check_owner("caps_client_waitreply", port);
             mp::block_on_port("caps_client_waitreply", port);
         }
     }
@@ -1257,6 +1262,7 @@ pub unsafe fn close(p: *mut CapsPort) {
                 }
                 (*p).c.lfd = -1;
                 (*p).c.flags |= CAPPF_SHUTDOWN;
+                mp::wake_owner(&raw mut (*p).c.lport);
                 for r in std::mem::take(&mut s.remotes) {
                     remote_of(r).service = ptr::null_mut();
                     remote_shutdown(r, None);

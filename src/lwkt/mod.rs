@@ -1,6 +1,12 @@
-//! The LWKT core: message ports (and, as they land, threads, tokens,
-//! wait queues and IPI queues). Nothing here uses C calling conventions;
-//! `crate::capi` wraps it.
+//! The LWKT core: message ports, threads and their scheduler, the context
+//! switch, stacks, wait queues and tokens. Nothing here uses C calling
+//! conventions except callbacks stored in C structures; `crate::capi`
+//! wraps it.
 
+pub mod arch;
 pub mod msgport;
 pub mod queue;
+pub mod stack;
+pub mod tdqueue;
+pub mod thread;
+pub mod wait;

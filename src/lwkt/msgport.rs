@@ -295,6 +295,7 @@ pub unsafe fn default_replyport(port: *mut lwkt_port, msg: *mut lwkt_msg) {
 pub unsafe fn default_waitport(port: *mut lwkt_port, msg: *mut lwkt_msg) -> *mut c_void {
     // SAFETY: valid pointers per the vector contract.
     unsafe {
+        check_owner("lwkt_waitport", port);
         if msg.is_null() {
             loop {
                 let m = getport(port);
@@ -324,34 +325,64 @@ pub fn default_abortport(_port: *mut lwkt_port, _msg: *mut lwkt_msg) {}
 /// # Safety
 /// `port` must be valid.
 pub(crate) unsafe fn wake_owner(port: *mut lwkt_port) {
-    // SAFETY: the caller guarantees `port` is valid.
+    // SAFETY: the caller guarantees `port` is valid; a waiting port's
+    // owner is the live thread that set MSGPORTF_WAITING.
     unsafe {
         if (*port).mp_flags & MSGPORTF_WAITING != 0 {
             (*port).mp_flags &= !MSGPORTF_WAITING;
-            // With one thread per process nobody else can be waiting; the
-            // thread subsystem schedules `mp_td` here.
+            let td = (*port).mp_td;
+            if !td.is_null() {
+                super::thread::schedule(td);
+            }
         }
     }
 }
 
 /// Block the current thread until something is put on (or replied to)
-/// `port`. With one thread, the only thing that can deliver is the cpu's
-/// event loop (CAPS sockets): wait there. With nothing registered,
-/// nothing could ever arrive: report the deadlock instead of hanging.
+/// `port`, letting other threads run. The caller must own the port (it is
+/// the only thread a put or reply wakes); a port without an owner can wake
+/// nobody, so waiting on it is reported as the deadlock it would be.
 ///
 /// # Safety
 /// `port` must be valid.
 pub(crate) unsafe fn block_on_port(func: &str, port: *mut lwkt_port) {
-    if crate::cpu::evloop::sources() > 0 {
-        // SAFETY: the caller guarantees `port` is valid.
-        unsafe { (*port).mp_flags |= MSGPORTF_WAITING };
-        crate::cpu::evloop::poll(-1);
+    // SAFETY: the caller guarantees `port` is valid.
+    unsafe {
+        let owner = (*port).mp_td;
+        if owner.is_null() {
+            fatal!(
+                func,
+                "deadlock: port {port:p} has no owner thread, so nothing could wake a thread \
+                 waiting on it (lwkt_initport(port, curthread))"
+            );
+        }
+        // default_waitport checked on entry that the caller owns the port.
+        (*port).mp_flags |= MSGPORTF_WAITING;
+        super::thread::block_self(func, c"waitport".as_ptr());
+    }
+}
+
+/// Refuse a wait on a port owned by another thread (DragonFly asserted
+/// `mp_td == curthread`). Ports without an owner are not checked.
+///
+/// # Safety
+/// `port` must be valid.
+pub(crate) unsafe fn check_owner(func: &str, port: *mut lwkt_port) {
+    // SAFETY: the caller guarantees `port` is valid.
+    let owner = unsafe { (*port).mp_td };
+    if owner.is_null() {
         return;
     }
-    fatal!(
-        func,
-        "deadlock: waiting on port {port:p} but no other thread exists that could wake it"
-    )
+    let gd = crate::cpu::mycpu();
+    // SAFETY: `gd` is the current cpu; its current thread is valid.
+    let td = unsafe { (*gd).gd_curthread };
+    if owner != td {
+        fatal!(
+            func,
+            "thread {td:p} waits on port {port:p}, which is owned by thread {owner:p}: only \
+             the owner may wait on a port"
+        );
+    }
 }
 
 unsafe extern "C" fn vec_putport(port: *mut lwkt_port, msg: *mut lwkt_msg) -> c_int {

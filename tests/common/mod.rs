@@ -92,4 +92,3 @@ pub fn compile_c(name: &str, src: &str, static_link: bool) -> PathBuf {
     );
     exe
 }
-

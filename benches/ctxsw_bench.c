@@ -1,0 +1,275 @@
+/*
+ * ctxsw_bench -- LWKT thread costs, side by side with two baselines run in
+ * the same process: glibc swapcontext() and a minimal assembly switch
+ * (callee-saved registers + stack pointer, the least any stack switch can
+ * do). Prints ns per operation and the ratios.
+ *
+ *   lwkt_switch   two threads calling lwkt_switch() in turn (thr2 pattern)
+ *   create        lwkt_create + first run + exit, stacks from the cache
+ *   domsg         lwkt_domsg round trip to a thread blocked in waitport
+ *
+ * Usage: ctxsw_bench [scale]   (scale multiplies the iteration counts)
+ */
+#define _GNU_SOURCE
+#include <sys/types.h>
+#include <libcaps/globaldata.h>
+#include <sys/thread.h>
+#include <sys/msgport.h>
+#include <sys/msgport2.h>
+#include <sys/thread2.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <ucontext.h>
+
+static long iters;
+
+static double
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (ts.tv_sec * 1e9 + ts.tv_nsec);
+}
+
+/* ---- baseline 1: swapcontext ------------------------------------------ */
+
+static ucontext_t uc_a, uc_b;
+
+static void
+uc_body(void)
+{
+	for (;;)
+		swapcontext(&uc_b, &uc_a);
+}
+
+static double
+bench_swapcontext(void)
+{
+	static char stk[65536];
+	long i, n = iters / 10;
+	double t0;
+
+	getcontext(&uc_b);
+	uc_b.uc_stack.ss_sp = stk;
+	uc_b.uc_stack.ss_size = sizeof(stk);
+	uc_b.uc_link = NULL;
+	makecontext(&uc_b, uc_body, 0);
+	t0 = now_ns();
+	for (i = 0; i < n; ++i)
+		swapcontext(&uc_a, &uc_b);
+	return ((now_ns() - t0) / (2.0 * n));
+}
+
+/* ---- baseline 2: minimal assembly switch ------------------------------- */
+
+/* void bare_switch(void **save_sp, void *load_sp) */
+#if defined(__x86_64__)
+__asm__(
+    ".text\n"
+    ".globl bare_switch\n"
+    ".type bare_switch,@function\n"
+    "bare_switch:\n"
+    "\tpushq %rbp\n\tpushq %rbx\n\tpushq %r12\n"
+    "\tpushq %r13\n\tpushq %r14\n\tpushq %r15\n"
+    "\tmovq %rsp, (%rdi)\n"
+    "\tmovq %rsi, %rsp\n"
+    "\tpopq %r15\n\tpopq %r14\n\tpopq %r13\n"
+    "\tpopq %r12\n\tpopq %rbx\n\tpopq %rbp\n"
+    "\tret\n"
+    ".size bare_switch, .-bare_switch\n");
+#else
+#error "bare_switch baseline: x86_64 only"
+#endif
+void bare_switch(void **save_sp, void *load_sp);
+
+static void *bare_main_sp, *bare_co_sp;
+
+static void
+bare_body(void)
+{
+	for (;;)
+		bare_switch(&bare_co_sp, bare_main_sp);
+}
+
+static double
+bench_bare(void)
+{
+	static char stk[65536] __attribute__((aligned(16)));
+	uintptr_t *sp = (uintptr_t *)(stk + sizeof(stk));
+	long i;
+	double t0;
+	int r;
+
+	*--sp = 0;			/* alignment slot */
+	*--sp = (uintptr_t)bare_body;	/* "return" address */
+	for (r = 0; r < 6; ++r)
+		*--sp = 0;		/* rbp rbx r12 r13 r14 r15 */
+	bare_co_sp = sp;
+	t0 = now_ns();
+	for (i = 0; i < iters; ++i)
+		bare_switch(&bare_main_sp, bare_co_sp);
+	return ((now_ns() - t0) / (2.0 * iters));
+}
+
+/* ---- libcaps ---------------------------------------------------------- */
+
+static double sw_t0, sw_t1;
+static int sw_done;
+
+static void
+switcher(void *arg)
+{
+	long i;
+
+	(void)arg;
+	for (i = 0; i < iters; ++i)
+		lwkt_switch();
+	if (++sw_done == 2)
+		sw_t1 = now_ns();
+}
+
+static double
+bench_lwkt_switch(void)
+{
+	thread_t a, b;
+
+	lwkt_create(switcher, NULL, &a, NULL, 0, -1, "sw1");
+	lwkt_create(switcher, NULL, &b, NULL, 0, -1, "sw2");
+	a->td_flags &= ~TDF_VERBOSE;
+	b->td_flags &= ~TDF_VERBOSE;
+	sw_done = 0;
+	sw_t0 = now_ns();
+	lwkt_deschedule_self();
+	lwkt_switch();
+	return ((sw_t1 - sw_t0) / (2.0 * iters));
+}
+
+static long created_runs;
+
+static void
+tiny(void *arg)
+{
+	(void)arg;
+	++created_runs;
+}
+
+static double
+bench_create(void)
+{
+	long i, n = iters / 10;
+	thread_t td;
+	double t0;
+
+	/* main stays runnable; each new thread runs once and exits. */
+	lwkt_schedule_self();
+	created_runs = 0;
+	t0 = now_ns();
+	for (i = 0; i < n; ++i) {
+		lwkt_create(tiny, NULL, &td, NULL, 0, -1, "tiny");
+		td->td_flags &= ~TDF_VERBOSE;
+		lwkt_yield();
+	}
+	t0 = (now_ns() - t0) / n;
+	if (created_runs != n) {
+		fprintf(stderr, "create: %ld of %ld threads ran\n", created_runs, n);
+		exit(1);
+	}
+	lwkt_deschedule_self();
+	return (t0);
+}
+
+#define CMD_PING	1
+#define CMD_QUIT	2
+
+static lwkt_port_t srv_port;
+
+static void
+server(void *arg)
+{
+	lwkt_msg_t msg;
+
+	(void)arg;
+	srv_port = &curthread->td_msgport;
+	for (;;) {
+		msg = lwkt_waitport(srv_port, NULL);
+		msg->u.ms_result += 1;
+		lwkt_replymsg(msg, 0);
+		if (msg->ms_cmd == CMD_QUIT)
+			break;
+	}
+}
+
+static double dm_result;
+
+static void
+client(void *arg)
+{
+	struct lwkt_msg msg;
+	lwkt_port_t rport = &curthread->td_msgport;
+	long i;
+	double t0;
+
+	(void)arg;
+	lwkt_initmsg(&msg, rport, CMD_PING);
+	msg.u.ms_result = 0;
+	t0 = now_ns();
+	for (i = 0; i < iters; ++i)
+		lwkt_domsg(srv_port, &msg);
+	dm_result = (now_ns() - t0) / iters;
+	if (msg.u.ms_result != iters) {
+		fprintf(stderr, "domsg: %d replies for %ld sends\n",
+		    msg.u.ms_result, iters);
+		exit(1);
+	}
+	msg.ms_cmd = CMD_QUIT;
+	lwkt_domsg(srv_port, &msg);
+}
+
+static double
+bench_domsg(void)
+{
+	thread_t s, c;
+
+	lwkt_create(server, NULL, &s, NULL, 0, -1, "server");
+	lwkt_create(client, NULL, &c, NULL, 0, -1, "client");
+	s->td_flags &= ~TDF_VERBOSE;
+	c->td_flags &= ~TDF_VERBOSE;
+	lwkt_deschedule_self();
+	lwkt_switch();
+	return (dm_result);
+}
+
+int
+main(int argc, char **argv)
+{
+	double uc, bare, sw, cr, dm;
+	long scale = argc > 1 ? atol(argv[1]) : 1;
+
+	if (scale < 1)
+		scale = 1;
+	iters = 2000000 * scale;
+	uthread_init();
+	/* warm up: caches, stacks, page faults */
+	iters /= 20;
+	bench_lwkt_switch();
+	bench_create();
+	iters *= 20;
+
+	uc = bench_swapcontext();
+	bare = bench_bare();
+	sw = bench_lwkt_switch();
+	cr = bench_create();
+	dm = bench_domsg();
+
+	printf("%-34s %10s %12s\n", "operation", "ns/op", "ratio");
+	printf("%-34s %10.1f %12s\n", "swapcontext (one switch)", uc, "1.00 (base)");
+	printf("%-34s %10.1f %11.2fx\n", "bare asm switch (one switch)", bare, uc / bare);
+	printf("%-34s %10.1f %11.2fx\n", "lwkt_switch, thr2 pattern", sw, uc / sw);
+	printf("%-34s %10.1f %11.2fx\n", "lwkt_switch vs bare asm", sw, sw / bare);
+	printf("%-34s %10.1f\n", "lwkt_create+run+exit (cached)", cr);
+	printf("%-34s %10.1f\n", "lwkt_domsg round trip", dm);
+	return (0);
+}

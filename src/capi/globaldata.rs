@@ -1,0 +1,71 @@
+//! `<libcaps/globaldata.h>`: start-up, cpus and the MP lock.
+
+use core::ffi::c_int;
+use core::sync::atomic::Ordering;
+
+use crate::abi::globaldata_t;
+use crate::cpu;
+use crate::fatal;
+
+/// Start libcaps on the calling kernel thread: it becomes cpu 0, the code
+/// that runs `main()` becomes the current thread (a system thread,
+/// priority `TDPRI_KERN_DAEMON`, outside any critical section, holding
+/// the MP lock). Calling it again does nothing; programs that never call
+/// it get the same set-up on their first LWKT call.
+#[unsafe(no_mangle)]
+pub extern "C" fn uthread_init() {
+    cpu::adopt();
+}
+
+/// Slow path of the `mycpu` macro: the current cpu, set up on first use.
+/// Aborts when called from a kernel thread that is not a libcaps cpu.
+#[unsafe(no_mangle)]
+pub extern "C" fn libcaps_mycpu_slow() -> globaldata_t {
+    cpu::mycpu()
+}
+
+/// The `globaldata` of cpu `cpu` (`0 <= cpu < ncpus`, else abort).
+#[unsafe(no_mangle)]
+pub extern "C" fn globaldata_find(cpu: c_int) -> globaldata_t {
+    let n = cpu::ncpus.load(Ordering::Relaxed);
+    if cpu < 0 || cpu >= n {
+        fatal!("globaldata_find", "no cpu {cpu} (ncpus is {n})");
+    }
+    cpu::globaldata_find(cpu)
+}
+
+/// Whether the current thread should give up the cpu: always 0, since
+/// userland scheduling is cooperative.
+#[unsafe(no_mangle)]
+pub extern "C" fn need_resched() -> c_int {
+    0
+}
+
+/// Run pending interrupt-like work (IPIs) of this cpu: none with one cpu.
+#[unsafe(no_mangle)]
+pub extern "C" fn splz() {}
+
+/// Take (one more hold of) the MP lock for the current thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn get_mplock() {
+    cpu::get_mplock()
+}
+
+/// Drop one hold of the MP lock; released when the count reaches 0.
+/// Aborts if the current thread holds none.
+#[unsafe(no_mangle)]
+pub extern "C" fn rel_mplock() {
+    cpu::rel_mplock()
+}
+
+/// Take one more hold of the MP lock if possible: 1, else 0.
+#[unsafe(no_mangle)]
+pub extern "C" fn try_mplock() -> c_int {
+    cpu::try_mplock()
+}
+
+/// Take the MP lock word for this cpu without counting a hold: 1, else 0.
+#[unsafe(no_mangle)]
+pub extern "C" fn cpu_try_mplock() -> c_int {
+    cpu::cpu_try_mplock()
+}

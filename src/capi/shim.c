@@ -1,0 +1,132 @@
+/*
+ * C part of libcaps for Linux: what stable Rust cannot define.
+ *
+ *  - The variadic functions lwkt_create(), lwkt_set_comm() and panic():
+ *    they format with vsnprintf/vfprintf and call into Rust.
+ *  - The per-kernel-thread pointer behind the `mycpu` macro, as an
+ *    initial-exec TLS variable that C programs read with one instruction.
+ *  - Valgrind client requests that register thread stacks.
+ *
+ * build.rs exports the symbols defined here from libcaps.so (rustc only
+ * exports Rust items by itself).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#ifdef LIBCAPS_HAVE_VALGRIND
+#include <valgrind/valgrind.h>
+#endif
+
+struct globaldata;
+struct thread;
+
+/* The current cpu of this kernel thread; NULL until set up. */
+__thread struct globaldata *__libcaps_mycpu
+    __attribute__((tls_model("initial-exec")));
+
+/* Message of the first panic(), as in DragonFly. */
+const char *panicstr;
+
+struct globaldata *libcaps_tls_gd(void);
+void libcaps_tls_set_gd(struct globaldata *gd);
+unsigned int libcaps_vg_stack_register(void *lo, void *hi);
+void libcaps_vg_stack_deregister(unsigned int id);
+int lwkt_create(void (*func)(void *), void *arg, struct thread **ptd,
+    struct thread *template, int tdflags, int cpu, const char *ctl, ...);
+void lwkt_set_comm(struct thread *td, const char *ctl, ...);
+void panic(const char *ctl, ...) __attribute__((noreturn));
+
+/* Rust (src/capi/shim.rs) */
+int libcaps_thread_create(void (*func)(void *), void *arg, struct thread **ptd,
+    struct thread *template, int tdflags, int cpu, const char *comm);
+void libcaps_thread_set_comm(struct thread *td, const char *comm);
+
+struct globaldata *
+libcaps_tls_gd(void)
+{
+	return (__libcaps_mycpu);
+}
+
+void
+libcaps_tls_set_gd(struct globaldata *gd)
+{
+	__libcaps_mycpu = gd;
+}
+
+unsigned int
+libcaps_vg_stack_register(void *lo, void *hi)
+{
+#ifdef LIBCAPS_HAVE_VALGRIND
+	return (VALGRIND_STACK_REGISTER(lo, hi));
+#else
+	(void)lo;
+	(void)hi;
+	return (0);
+#endif
+}
+
+void
+libcaps_vg_stack_deregister(unsigned int id)
+{
+#ifdef LIBCAPS_HAVE_VALGRIND
+	if (id != 0)
+		VALGRIND_STACK_DEREGISTER(id);
+#else
+	(void)id;
+#endif
+}
+
+/* MAXCOMLEN + 1 */
+#define COMM_SIZE 17
+
+/* Format a thread name into comm (COMM_SIZE bytes); NULL ctl: empty. */
+static void
+format_comm(char *comm, const char *ctl, va_list ap)
+{
+	comm[0] = '\0';
+	if (ctl != NULL)
+		vsnprintf(comm, COMM_SIZE, ctl, ap);
+}
+
+int
+lwkt_create(void (*func)(void *), void *arg, struct thread **ptd,
+    struct thread *template, int tdflags, int cpu, const char *ctl, ...)
+{
+	char comm[COMM_SIZE];
+	va_list ap;
+
+	va_start(ap, ctl);
+	format_comm(comm, ctl, ap);
+	va_end(ap);
+	return (libcaps_thread_create(func, arg, ptd, template, tdflags, cpu,
+	    comm));
+}
+
+void
+lwkt_set_comm(struct thread *td, const char *ctl, ...)
+{
+	char comm[COMM_SIZE];
+	va_list ap;
+
+	va_start(ap, ctl);
+	format_comm(comm, ctl, ap);
+	va_end(ap);
+	libcaps_thread_set_comm(td, comm);
+}
+
+void
+panic(const char *ctl, ...)
+{
+	static char buf[1024];
+	va_list ap;
+
+	va_start(ap, ctl);
+	vsnprintf(buf, sizeof(buf), ctl != NULL ? ctl : "(null)", ap);
+	va_end(ap);
+	if (panicstr == NULL)
+		panicstr = buf;
+	/* Keep what the program printed before the panic. */
+	fflush(stdout);
+	fputs(buf, stderr);
+	abort();
+}

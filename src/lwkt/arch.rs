@@ -1,0 +1,209 @@
+//! The machine-dependent context switch.
+//!
+//! A switched-out thread is nothing but a stack pointer (`td_sp`): the
+//! switch pushes the callee-saved registers on the old stack, stores the
+//! stack pointer, loads the new one, pops the new thread's registers and
+//! returns into it. Everything caller-saved has already been saved by the
+//! compiler around the call, so nothing else needs to move. Like the
+//! original i386 `cpu_lwkt_switch`, the floating-point control words
+//! (MXCSR, x87 CW, FPCR) are not switched: they are per kernel thread.
+//!
+//! A new thread's stack is prepared by [`init_stack`] so that the first
+//! switch into it "returns" into [`thread_trampoline`], which calls
+//! `start(func, arg)`; `start` never returns.
+
+use core::ffi::{c_char, c_void};
+
+/// Entry of a new thread: `start(func, arg)` (never returns).
+pub type StartFn = unsafe extern "C" fn(*mut c_void, *mut c_void) -> !;
+
+#[cfg(target_arch = "x86_64")]
+mod imp {
+    use super::StartFn;
+    use core::ffi::{c_char, c_void};
+
+    /// Save the callee-saved registers of the running thread on its stack,
+    /// store its stack pointer in `*save`, switch to the stack `to` and
+    /// restore the registers saved there.
+    ///
+    /// # Safety
+    /// `to` must be a stack pointer produced by a previous switch away from
+    /// a thread that is not running, or by [`super::init_stack`].
+    #[unsafe(naked)]
+    pub unsafe extern "C" fn switch(save: *mut *mut c_char, to: *mut c_char) {
+        core::arch::naked_asm!(
+            "push rbp",
+            "push rbx",
+            "push r12",
+            "push r13",
+            "push r14",
+            "push r15",
+            "mov [rdi], rsp",
+            "mov rsp, rsi",
+            "pop r15",
+            "pop r14",
+            "pop r13",
+            "pop r12",
+            "pop rbx",
+            "pop rbp",
+            "ret",
+        )
+    }
+
+    /// First code of every new thread: `start(r12, r13)` on an aligned
+    /// stack. `start` never returns.
+    #[unsafe(naked)]
+    unsafe extern "C" fn trampoline() {
+        core::arch::naked_asm!(
+            "mov rdi, r12",
+            "mov rsi, r13",
+            "mov rax, r14",
+            "xor ebp, ebp",
+            "and rsp, -16",
+            "call rax",
+            "ud2",
+        )
+    }
+
+    /// Words below the top of a new stack: return slot, trampoline, then
+    /// rbp rbx r12 r13 r14 r15 in push order.
+    const FRAME_WORDS: usize = 8;
+
+    /// # Safety
+    /// `top` must be the 16-byte aligned end of a writable stack with room
+    /// for [`FRAME_WORDS`] words.
+    pub unsafe fn init_stack(
+        top: *mut c_char,
+        start: StartFn,
+        func: *mut c_void,
+        arg: *mut c_void,
+    ) -> *mut c_char {
+        let sp = top.cast::<usize>();
+        let frame: [usize; FRAME_WORDS] = [
+            0,                                // r15
+            start as usize,                   // r14
+            arg as usize,                     // r13
+            func as usize,                    // r12
+            0,                                // rbx
+            0,                                // rbp
+            trampoline as *const () as usize, // ret
+            0,                                // fake return address of the trampoline
+        ];
+        // SAFETY: the caller guarantees FRAME_WORDS words below `top` are
+        // writable.
+        unsafe {
+            let base = sp.sub(FRAME_WORDS);
+            core::ptr::copy_nonoverlapping(frame.as_ptr(), base, FRAME_WORDS);
+            base.cast()
+        }
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod imp {
+    use super::StartFn;
+    use core::ffi::{c_char, c_void};
+
+    /// As on x86_64: x19-x28, x29 (fp), x30 (lr) and d8-d15 are the
+    /// callee-saved registers of AAPCS64.
+    ///
+    /// # Safety
+    /// As on x86_64.
+    #[unsafe(naked)]
+    pub unsafe extern "C" fn switch(save: *mut *mut c_char, to: *mut c_char) {
+        core::arch::naked_asm!(
+            "sub sp, sp, #160",
+            "stp x19, x20, [sp, #0]",
+            "stp x21, x22, [sp, #16]",
+            "stp x23, x24, [sp, #32]",
+            "stp x25, x26, [sp, #48]",
+            "stp x27, x28, [sp, #64]",
+            "stp x29, x30, [sp, #80]",
+            "stp d8, d9, [sp, #96]",
+            "stp d10, d11, [sp, #112]",
+            "stp d12, d13, [sp, #128]",
+            "stp d14, d15, [sp, #144]",
+            "mov x9, sp",
+            "str x9, [x0]",
+            "mov sp, x1",
+            "ldp x19, x20, [sp, #0]",
+            "ldp x21, x22, [sp, #16]",
+            "ldp x23, x24, [sp, #32]",
+            "ldp x25, x26, [sp, #48]",
+            "ldp x27, x28, [sp, #64]",
+            "ldp x29, x30, [sp, #80]",
+            "ldp d8, d9, [sp, #96]",
+            "ldp d10, d11, [sp, #112]",
+            "ldp d12, d13, [sp, #128]",
+            "ldp d14, d15, [sp, #144]",
+            "add sp, sp, #160",
+            "ret",
+        )
+    }
+
+    /// First code of every new thread: `start(x19, x20)`.
+    #[unsafe(naked)]
+    unsafe extern "C" fn trampoline() {
+        core::arch::naked_asm!(
+            "mov x0, x19",
+            "mov x1, x20",
+            "mov x29, xzr",
+            "mov x30, xzr",
+            "blr x21",
+            "brk #0",
+        )
+    }
+
+    const FRAME_WORDS: usize = 20;
+
+    /// # Safety
+    /// As on x86_64.
+    pub unsafe fn init_stack(
+        top: *mut c_char,
+        start: StartFn,
+        func: *mut c_void,
+        arg: *mut c_void,
+    ) -> *mut c_char {
+        let mut frame = [0usize; FRAME_WORDS];
+        frame[0] = func as usize; // x19
+        frame[1] = arg as usize; // x20
+        frame[2] = start as usize; // x21
+        frame[11] = trampoline as *const () as usize; // x30
+        // SAFETY: the caller guarantees the words below `top` are writable.
+        unsafe {
+            let base = top.cast::<usize>().sub(FRAME_WORDS);
+            core::ptr::copy_nonoverlapping(frame.as_ptr(), base, FRAME_WORDS);
+            base.cast()
+        }
+    }
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+compile_error!("libcaps: no context switch for this architecture (x86_64 and aarch64 only)");
+
+/// Switch stacks (see the module documentation).
+///
+/// # Safety
+/// `save` must be writable; `to` must come from a switch or [`init_stack`]
+/// of a thread that is not running.
+#[inline(always)]
+pub unsafe fn switch(save: *mut *mut c_char, to: *mut c_char) {
+    // SAFETY: forwarded contract.
+    unsafe { imp::switch(save, to) }
+}
+
+/// Prepare a stack whose top is `top` so that switching to the returned
+/// stack pointer runs `start(func, arg)`.
+///
+/// # Safety
+/// `top` must be the 16-byte aligned end of a writable stack of at least
+/// 256 bytes.
+pub unsafe fn init_stack(
+    top: *mut c_char,
+    start: StartFn,
+    func: *mut c_void,
+    arg: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: forwarded contract.
+    unsafe { imp::init_stack(top, start, func, arg) }
+}

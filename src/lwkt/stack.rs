@@ -1,0 +1,128 @@
+//! Thread stacks: anonymous mappings with a `PROT_NONE` guard page below
+//! the usable area, so that an overflow faults instead of running into
+//! another thread's memory. Each stack is registered with valgrind (a no-op
+//! when not running under it) so that its stack switches are understood.
+//!
+//! Reuse is the thread cache's business (`lwkt::thread`): an exited thread
+//! keeps its stack on the cpu's free list.
+
+use core::ffi::{c_char, c_uint, c_void};
+use core::ptr;
+
+use crate::abi::md_thread;
+
+unsafe extern "C" {
+    /// `VALGRIND_STACK_REGISTER(lo, hi)` (C shim); 0 outside valgrind.
+    fn libcaps_vg_stack_register(lo: *mut c_void, hi: *mut c_void) -> c_uint;
+    /// `VALGRIND_STACK_DEREGISTER(id)` (C shim).
+    fn libcaps_vg_stack_deregister(id: c_uint);
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 { n as usize } else { 4096 }
+}
+
+/// Map a stack with `size` usable bytes (rounded up to pages) and a guard
+/// page below it. Returns the lowest usable address and fills `mach`, or
+/// NULL when the kernel refuses the mapping (`vm.max_map_count`, memory).
+///
+/// # Safety
+/// `mach` must be writable.
+pub unsafe fn alloc(size: usize, mach: *mut md_thread) -> *mut c_char {
+    let page = page_size();
+    let usable = size.div_ceil(page) * page;
+    let len = usable + page;
+    // SAFETY: anonymous private mapping, no address hint.
+    let map = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
+            -1,
+            0,
+        )
+    };
+    if map == libc::MAP_FAILED {
+        return ptr::null_mut();
+    }
+    // SAFETY: the first page belongs to the mapping just made.
+    if unsafe { libc::mprotect(map, page, libc::PROT_NONE) } != 0 {
+        // SAFETY: unmapping what was mapped above.
+        unsafe { libc::munmap(map, len) };
+        return ptr::null_mut();
+    }
+    // SAFETY: `map + page .. map + len` is the usable part of the mapping.
+    let lo = unsafe { map.cast::<c_char>().add(page) };
+    // SAFETY: `lo + usable` is the end of the mapping.
+    let hi = unsafe { lo.add(usable) };
+    // SAFETY: the shim only issues a valgrind client request.
+    let vg = unsafe { libcaps_vg_stack_register(lo.cast(), hi.cast()) };
+    // SAFETY: the caller guarantees `mach` is writable.
+    unsafe {
+        (*mach).mtd_stksize = usable;
+        (*mach).mtd_map = map;
+        (*mach).mtd_maplen = len;
+        (*mach).mtd_vgstack = vg;
+    }
+    lo
+}
+
+/// Unmap a stack made by [`alloc`] and clear `mach`. Does nothing for a
+/// thread whose stack is not ours.
+///
+/// # Safety
+/// Nobody may run on the stack any more.
+pub unsafe fn free(mach: *mut md_thread) {
+    // SAFETY: the caller guarantees `mach` is valid and the stack unused.
+    unsafe {
+        if (*mach).mtd_map.is_null() {
+            return;
+        }
+        libcaps_vg_stack_deregister((*mach).mtd_vgstack);
+        libc::munmap((*mach).mtd_map, (*mach).mtd_maplen);
+        (*mach).mtd_map = ptr::null_mut();
+        (*mach).mtd_maplen = 0;
+        (*mach).mtd_stksize = 0;
+        (*mach).mtd_vgstack = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stack_has_guard_page_below_and_is_writable() {
+        // SAFETY: a zeroed md_thread is a valid value (NULL, zeros).
+        let mut mach: md_thread = unsafe { core::mem::zeroed() };
+        // SAFETY: `mach` is a local.
+        let lo = unsafe { alloc(10000, &mut mach) };
+        assert!(!lo.is_null());
+        assert_eq!(mach.mtd_stksize % page_size(), 0);
+        assert!(mach.mtd_stksize >= 10000);
+        // SAFETY: the usable range was just mapped read/write.
+        unsafe {
+            *lo = 1;
+            *lo.add(mach.mtd_stksize - 1) = 2;
+        }
+        // The guard page answers mincore-style probes through mprotect: it
+        // must not be readable. msync on it still succeeds (it is mapped),
+        // so check the protection via /proc/self/maps.
+        let guard = mach.mtd_map as usize;
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let line = maps
+            .lines()
+            .find(|l| l.starts_with(&format!("{guard:x}-")))
+            .expect("guard page mapping present");
+        assert!(
+            line.split_whitespace().nth(1).unwrap().starts_with("---p"),
+            "{line}"
+        );
+        // SAFETY: the stack is not in use.
+        unsafe { free(&mut mach) };
+        assert!(mach.mtd_map.is_null());
+    }
+}

@@ -1,0 +1,809 @@
+//! The LWKT scheduler of one cpu: 32 fixed-priority run queues with a
+//! bitmap, round robin within a priority, cooperative switching, critical
+//! sections counted in `td_pri`, thread creation from a per-cpu cache of
+//! exited threads (with their stacks), exit, and the idle loop that resumes
+//! `main` once every non-system thread has exited.
+//!
+//! Everything here runs on the cpu's own kernel thread; a thread that
+//! belongs to another cpu is refused with a diagnostic (more cpus come with
+//! IPIs in a later step).
+
+use core::ffi::{CStr, c_char, c_int, c_void};
+use core::ptr;
+
+use super::arch;
+use super::msgport as mp;
+use super::stack;
+use super::tdqueue::{self, Link};
+use crate::abi::{
+    TDF_ALLOCATED_STACK, TDF_ALLOCATED_THREAD, TDF_RUNNING, TDF_RUNQ, TDF_STOPREQ, TDF_SYSTHREAD,
+    TDF_VERBOSE, TDPRI_CRIT, TDPRI_IDLE_THREAD, TDPRI_KERN_DAEMON, TDPRI_MASK, TDPRI_MAX,
+    THREAD_STACK, globaldata, md_thread, thread,
+};
+use crate::cpu::{self, cpu_priv, mycpu};
+use crate::{fatal, warn};
+
+/// Private flag: the thread has exited (`lwkt_exit`). Outside every
+/// DragonFly `TDF_*` value.
+pub const TDF_EXITED: c_int = 0x4000_0000;
+/// Private flag: the thread is on its cpu's free list.
+pub const TDF_FREEQ: c_int = 0x2000_0000;
+
+/// Exited threads kept for reuse per cpu; the idle loop frees the rest.
+pub const THREAD_CACHE_MAX: c_int = 64;
+
+/// The name of a thread for diagnostics.
+///
+/// # Safety
+/// `td` must be a valid thread.
+pub unsafe fn name(td: *const thread) -> String {
+    // SAFETY: td_comm is a NUL-terminated array (init_thread zeroes it and
+    // set_comm always terminates).
+    let comm = unsafe { &(*td).td_comm };
+    let bytes: Vec<u8> = comm
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The idle thread of `gd`.
+#[inline]
+fn idle(gd: *mut globaldata) -> *mut thread {
+    // SAFETY: only a field address is computed.
+    unsafe { &raw mut (*gd).gd_idlethread }
+}
+
+/// Put `td` on its priority's run queue (no-op if already there).
+///
+/// # Safety
+/// `td` must be a thread of `gd`, on no other `td_threadq` list.
+#[inline]
+unsafe fn enqueue(gd: *mut globaldata, td: *mut thread) {
+    // SAFETY: per the contract.
+    unsafe {
+        if (*td).td_flags & TDF_RUNQ == 0 {
+            let pri = ((*td).td_pri & TDPRI_MASK) as usize;
+            tdqueue::insert_tail(&raw mut (*gd).gd_tdrunq[pri], td, Link::Threadq);
+            (*gd).gd_runqmask |= 1 << pri;
+            (*td).td_flags |= TDF_RUNQ;
+        }
+    }
+}
+
+/// Take `td` off its run queue (no-op if not there).
+///
+/// # Safety
+/// `td` must be a thread of `gd`.
+#[inline]
+unsafe fn dequeue(gd: *mut globaldata, td: *mut thread) {
+    // SAFETY: per the contract; TDF_RUNQ says which list td is on.
+    unsafe {
+        if (*td).td_flags & TDF_RUNQ != 0 {
+            let pri = ((*td).td_pri & TDPRI_MASK) as usize;
+            let q = &raw mut (*gd).gd_tdrunq[pri];
+            tdqueue::remove(q, td, Link::Threadq);
+            if tdqueue::first(q).is_null() {
+                (*gd).gd_runqmask &= !(1 << pri);
+            }
+            (*td).td_flags &= !TDF_RUNQ;
+        }
+    }
+}
+
+/// `lwkt_gdinit`: empty run queues and thread list, and an idle thread
+/// (own stack, left in a critical section, not counted in
+/// `gd_num_threads`) as the current thread.
+///
+/// # Safety
+/// `gd` must be a cpu being set up by its own kernel thread.
+pub unsafe fn gdinit(gd: *mut globaldata) {
+    // SAFETY: `gd` is valid and not yet in use.
+    unsafe {
+        for q in 0..32 {
+            tdqueue::init(&raw mut (*gd).gd_tdrunq[q]);
+        }
+        (*gd).gd_runqmask = 0;
+        tdqueue::init(&raw mut (*gd).gd_tdallq);
+        let td = idle(gd);
+        ptr::write_bytes(td, 0, 1);
+        let stk = stack::alloc(THREAD_STACK as usize, &raw mut (*td).td_mach);
+        if stk.is_null() {
+            fatal!(
+                "lwkt_gdinit",
+                "cannot map a stack for the idle thread of cpu {}",
+                (*gd).gd_cpuid
+            );
+        }
+        let mach = ptr::read(&raw const (*td).td_mach);
+        init_fields(td, stk, TDF_RUNNING | TDF_SYSTHREAD, gd, Some(mach));
+        (*td).td_pri = TDPRI_IDLE_THREAD + 2 * TDPRI_CRIT;
+        set_comm(td, c"idle".as_ptr());
+        set_handler(td, idle_loop, ptr::null_mut());
+        (*gd).gd_curthread = td;
+    }
+}
+
+/// Set every field of a thread as `lwkt_init_thread` does, without putting
+/// it on the cpu's thread list.
+///
+/// # Safety
+/// `td` valid for writes; `stack` NULL or `mach`'s / a caller's stack of
+/// `THREAD_STACK` bytes.
+unsafe fn init_fields(
+    td: *mut thread,
+    stack: *mut c_char,
+    flags: c_int,
+    gd: *mut globaldata,
+    mach: Option<md_thread>,
+) {
+    // SAFETY: `td` is writable; an all-zero thread is valid.
+    unsafe {
+        ptr::write_bytes(td, 0, 1);
+        if let Some(m) = mach {
+            ptr::write(&raw mut (*td).td_mach, m);
+        } else if !stack.is_null() {
+            (*td).td_mach.mtd_stksize = THREAD_STACK as usize;
+        }
+        (*td).td_kstack = stack;
+        (*td).td_flags = flags;
+        (*td).td_gd = gd;
+        (*td).td_pri = TDPRI_KERN_DAEMON + TDPRI_CRIT;
+        mp::initport(&raw mut (*td).td_msgport, td, &mp::DEFAULT_VECTORS);
+    }
+}
+
+/// `lwkt_init_thread`: initialise `td` on cpu `gd` (priority
+/// `TDPRI_KERN_DAEMON` in one critical section, own message port) and
+/// count it on the cpu. `mach` carries a stack of ours to keep.
+///
+/// # Safety
+/// `td` must not be on any list; `gd` must be the current cpu.
+pub unsafe fn init_thread(
+    td: *mut thread,
+    stack: *mut c_char,
+    flags: c_int,
+    gd: *mut globaldata,
+    mach: Option<md_thread>,
+) {
+    // SAFETY: per the contract.
+    unsafe {
+        init_fields(td, stack, flags, gd, mach);
+        tdqueue::insert_tail(&raw mut (*gd).gd_tdallq, td, Link::Allq);
+        (*gd).gd_num_threads += 1;
+        if flags & TDF_SYSTHREAD != 0 {
+            (*gd).gd_sys_threads += 1;
+        }
+    }
+}
+
+/// Copy a thread name (truncated to `MAXCOMLEN`).
+///
+/// # Safety
+/// `td` valid; `comm` NULL or a C string.
+pub unsafe fn set_comm(td: *mut thread, comm: *const c_char) {
+    // SAFETY: per the contract.
+    unsafe {
+        let dst = &mut (*td).td_comm;
+        dst.fill(0);
+        if comm.is_null() {
+            return;
+        }
+        let src = CStr::from_ptr(comm).to_bytes();
+        let room = dst.len() - 1;
+        for (d, &s) in dst.iter_mut().zip(src.iter().take(room)) {
+            *d = s as c_char;
+        }
+    }
+}
+
+/// Prepare `td`'s stack so that switching to it runs `func(arg)`, then
+/// `lwkt_exit()`.
+///
+/// # Safety
+/// `td` must have a stack and not be running.
+unsafe fn set_handler(td: *mut thread, func: unsafe extern "C" fn(*mut c_void), arg: *mut c_void) {
+    // SAFETY: per the contract.
+    unsafe {
+        if (*td).td_kstack.is_null() {
+            fatal!("lwkt_create", "thread {td:p} has no stack");
+        }
+        let top = (*td).td_kstack.add((*td).td_mach.mtd_stksize);
+        let top = top.wrapping_sub(top as usize & 15);
+        (*td).td_sp = arch::init_stack(top, thread_start, func as *mut c_void, arg);
+    }
+}
+
+/// First Rust code of every thread: leave the critical section a new
+/// thread is born in, run `func(arg)`, exit.
+unsafe extern "C" fn thread_start(func: *mut c_void, arg: *mut c_void) -> ! {
+    let gd = mycpu();
+    // SAFETY: the current thread is valid; `func` was stored by set_handler
+    // from a function pointer of this exact type.
+    unsafe {
+        (*(*gd).gd_curthread).td_pri -= TDPRI_CRIT;
+        let f: unsafe extern "C" fn(*mut c_void) = core::mem::transmute(func);
+        f(arg);
+    }
+    exit_current()
+}
+
+/// The cpu a thread argument refers to, which must be this one.
+///
+/// # Safety
+/// `td` must be a valid thread.
+unsafe fn local_cpu(func: &str, td: *mut thread) -> *mut globaldata {
+    let gd = mycpu();
+    // SAFETY: `td` is valid per the contract.
+    let tgd = unsafe { (*td).td_gd };
+    if tgd != gd {
+        fatal!(
+            func,
+            "thread {td:p} belongs to cpu {:p}, not the current cpu (cross-cpu calls need IPIs)",
+            tgd
+        );
+    }
+    gd
+}
+
+/// `lwkt_alloc_thread(template, cpu)`: a thread from the cpu's cache, or a
+/// new one (`template` non-NULL: that structure), with a stack, initialised
+/// on `cpu` (-1: current). NULL when no stack can be mapped.
+///
+/// # Safety
+/// `template` NULL or a thread structure not in use.
+pub unsafe fn alloc_thread(template: *mut thread, cpu_id: c_int) -> *mut thread {
+    let gd = target_cpu("lwkt_alloc_thread", cpu_id);
+    // SAFETY: `gd` is the current cpu; list manipulation per tdqueue.
+    unsafe {
+        let mut flags = 0;
+        let td;
+        let mut mach: md_thread = core::mem::zeroed();
+        if !template.is_null() {
+            td = template;
+        } else {
+            let cached = tdqueue::first(&raw const (*gd).gd_tdfreeq);
+            if !cached.is_null() {
+                tdqueue::remove(&raw mut (*gd).gd_tdfreeq, cached, Link::Threadq);
+                (*gd).gd_tdfreecount -= 1;
+                mach = ptr::read(&raw const (*cached).td_mach);
+                td = cached;
+            } else {
+                td = libc::calloc(1, core::mem::size_of::<thread>()).cast();
+                if td.is_null() {
+                    warn!("lwkt_alloc_thread", "out of memory");
+                    return ptr::null_mut();
+                }
+            }
+            flags |= TDF_ALLOCATED_THREAD;
+        }
+        let mut stk = (*td).td_kstack;
+        if mach.mtd_map.is_null() {
+            stk = stack::alloc(THREAD_STACK as usize, &mut mach);
+            if stk.is_null() {
+                warn!(
+                    "lwkt_alloc_thread",
+                    "cannot map a thread stack (vm.max_map_count?)"
+                );
+                if template.is_null() {
+                    libc::free(td.cast());
+                }
+                return ptr::null_mut();
+            }
+        }
+        flags |= TDF_ALLOCATED_STACK;
+        init_thread(td, stk, flags, gd, Some(mach));
+        td
+    }
+}
+
+/// The cpu named by a `cpu` argument (-1: current); only the current cpu
+/// exists as a target for now.
+fn target_cpu(func: &str, cpu_id: c_int) -> *mut globaldata {
+    let gd = mycpu();
+    let n = cpu::ncpus.load(core::sync::atomic::Ordering::Relaxed);
+    if cpu_id == -1 {
+        return gd;
+    }
+    if cpu_id < 0 || cpu_id >= n {
+        fatal!(func, "no cpu {cpu_id} (ncpus is {n})");
+    }
+    let tgd = cpu::globaldata_find(cpu_id);
+    if tgd != gd {
+        fatal!(
+            func,
+            "creating threads on another cpu ({cpu_id}) is not supported yet"
+        );
+    }
+    gd
+}
+
+/// `lwkt_create`: a new thread running `func(arg)` named `comm`, scheduled
+/// unless `TDF_STOPREQ` is in `tdflags`. Always 0.
+///
+/// # Safety
+/// `ptd` NULL or writable; `template` NULL or an unused thread structure;
+/// `comm` NULL or a C string.
+pub unsafe fn create(
+    func: unsafe extern "C" fn(*mut c_void),
+    arg: *mut c_void,
+    ptd: *mut *mut thread,
+    template: *mut thread,
+    tdflags: c_int,
+    cpu_id: c_int,
+    comm: *const c_char,
+) -> c_int {
+    // SAFETY: per the contract.
+    unsafe {
+        let td = alloc_thread(template, cpu_id);
+        if td.is_null() {
+            fatal!(
+                "lwkt_create",
+                "cannot create thread: no memory or stack mapping left"
+            );
+        }
+        if !ptd.is_null() {
+            *ptd = td;
+        }
+        set_handler(td, func, arg);
+        (*td).td_flags |= TDF_VERBOSE | tdflags;
+        (*td).td_mpcount = 1;
+        set_comm(td, comm);
+        if (*td).td_flags & TDF_STOPREQ == 0 {
+            schedule(td);
+        } else {
+            (*td).td_flags &= !TDF_STOPREQ;
+        }
+    }
+    0
+}
+
+/// Pick the next thread to run: the head of the highest non-empty run
+/// queue, rotated to the tail of its queue; the idle thread when nothing
+/// is runnable. Takes or drops the MP lock as the chosen thread needs.
+///
+/// # Safety
+/// `gd` must be the current cpu.
+#[inline]
+unsafe fn pick_next(gd: *mut globaldata) -> *mut thread {
+    // SAFETY: run queues of the current cpu.
+    unsafe {
+        let mask = (*gd).gd_runqmask;
+        if mask == 0 {
+            return idle(gd);
+        }
+        let pri = 31 - mask.leading_zeros() as usize;
+        let q = &raw mut (*gd).gd_tdrunq[pri];
+        let ntd = tdqueue::first(q);
+        if !tdqueue::next(ntd, Link::Threadq).is_null() {
+            tdqueue::remove(q, ntd, Link::Threadq);
+            tdqueue::insert_tail(q, ntd, Link::Threadq);
+        }
+        if (*ntd).td_mpcount > 0 {
+            if !cpu::acquire_mplock(gd) {
+                // Another cpu holds it; with one cpu this cannot happen.
+                return idle(gd);
+            }
+        } else {
+            cpu::release_mplock(gd);
+        }
+        ntd
+    }
+}
+
+/// Switch from `td` (current) to `ntd`.
+///
+/// # Safety
+/// `gd` is the current cpu, `td` its current thread, `ntd` a runnable
+/// thread of `gd` that is not running.
+#[inline]
+unsafe fn switch_to(gd: *mut globaldata, td: *mut thread, ntd: *mut thread) {
+    // SAFETY: per the contract; ntd's td_sp was saved by a switch or
+    // prepared by set_handler.
+    unsafe {
+        (*td).td_flags &= !TDF_RUNNING;
+        (*ntd).td_flags |= TDF_RUNNING;
+        (*gd).gd_curthread = ntd;
+        arch::switch(&raw mut (*td).td_sp, (*ntd).td_sp);
+    }
+}
+
+/// Refuse to switch or block inside a critical section (except for the
+/// idle thread, which lives in one).
+///
+/// # Safety
+/// `td` is the current thread of `gd`.
+#[inline]
+unsafe fn check_not_critical(func: &str, gd: *mut globaldata, td: *mut thread) {
+    // SAFETY: valid current thread.
+    unsafe {
+        if (*td).td_pri >= TDPRI_CRIT && td != idle(gd) {
+            fatal!(
+                func,
+                "called inside a critical section by thread {td:p} \"{}\" (td_pri {}, {} level(s))",
+                name(td),
+                (*td).td_pri,
+                (*td).td_pri / TDPRI_CRIT
+            );
+        }
+    }
+}
+
+/// The body of `lwkt_switch` without the critical-section check.
+///
+/// # Safety
+/// `gd` is the current cpu and `td` its current thread.
+#[inline]
+unsafe fn do_switch(gd: *mut globaldata, td: *mut thread) {
+    // SAFETY: per the contract.
+    unsafe {
+        if let Some(release) = (*td).td_release {
+            release(td);
+        }
+        (*td).td_pri += TDPRI_CRIT;
+        let ntd = pick_next(gd);
+        if ntd != td {
+            switch_to(gd, td, ntd);
+        }
+        (*td).td_pri -= TDPRI_CRIT;
+    }
+}
+
+/// `lwkt_switch()`: run the next runnable thread (possibly the caller, if
+/// it is still on a run queue and nothing of higher priority is).
+pub fn switch(func: &str) {
+    let gd = mycpu();
+    // SAFETY: `gd` is the current cpu, its current thread valid.
+    unsafe {
+        let td = (*gd).gd_curthread;
+        check_not_critical(func, gd, td);
+        do_switch(gd, td);
+    }
+}
+
+/// Block the current thread with wait message `wmesg` until someone
+/// schedules it again (it is taken off the run queue first).
+///
+/// # Safety
+/// `wmesg` must be a static C string.
+pub unsafe fn block_self(func: &str, wmesg: *const c_char) {
+    let gd = mycpu();
+    // SAFETY: current cpu and thread.
+    unsafe {
+        let td = (*gd).gd_curthread;
+        check_not_critical(func, gd, td);
+        (*td).td_wmesg = wmesg;
+        dequeue(gd, td);
+        do_switch(gd, td);
+        (*td).td_wmesg = ptr::null();
+    }
+}
+
+/// `lwkt_schedule(td)`: make `td` runnable (taking it off a wait queue it
+/// is blocked on).
+///
+/// # Safety
+/// `td` must be a valid thread.
+pub unsafe fn schedule(td: *mut thread) {
+    // SAFETY: per the contract.
+    unsafe {
+        let gd = local_cpu("lwkt_schedule", td);
+        if (*td).td_flags & TDF_EXITED != 0 {
+            fatal!("lwkt_schedule", "thread {td:p} \"{}\" has exited", name(td));
+        }
+        if td == idle(gd) {
+            return;
+        }
+        let w = (*td).td_wait;
+        if !w.is_null() {
+            tdqueue::remove(&raw mut (*w).wa_waitq, td, Link::Threadq);
+            (*w).wa_count -= 1;
+            (*td).td_wait = ptr::null_mut();
+        }
+        enqueue(gd, td);
+    }
+}
+
+/// `lwkt_yield()`: `lwkt_schedule_self()` + `lwkt_switch()`, except that a
+/// caller already on its run queue first moves to the tail, so that every
+/// other runnable thread of its priority runs before it again.
+pub fn yield_self() {
+    let gd = mycpu();
+    // SAFETY: current cpu and thread.
+    unsafe {
+        let td = (*gd).gd_curthread;
+        check_not_critical("lwkt_yield", gd, td);
+        dequeue(gd, td);
+        enqueue(gd, td);
+        do_switch(gd, td);
+    }
+}
+
+/// `lwkt_deschedule(td)`: take `td` off the run queue; a running thread
+/// keeps running until it switches.
+///
+/// # Safety
+/// `td` must be a valid thread.
+pub unsafe fn deschedule(td: *mut thread) {
+    // SAFETY: per the contract.
+    unsafe {
+        let gd = local_cpu("lwkt_deschedule", td);
+        dequeue(gd, td);
+    }
+}
+
+/// `lwkt_setpri(td, pri)`, moving a queued thread to its new queue.
+///
+/// # Safety
+/// `td` must be a valid thread.
+pub unsafe fn setpri(td: *mut thread, pri: c_int) {
+    if !(0..=TDPRI_MAX).contains(&pri) {
+        fatal!("lwkt_setpri", "priority {pri} out of range 0..{TDPRI_MAX}");
+    }
+    // SAFETY: per the contract.
+    unsafe {
+        let gd = local_cpu("lwkt_setpri", td);
+        let queued = (*td).td_flags & TDF_RUNQ != 0;
+        if queued {
+            dequeue(gd, td);
+        }
+        (*td).td_pri = ((*td).td_pri & !TDPRI_MASK) | pri;
+        if queued {
+            enqueue(gd, td);
+        }
+    }
+}
+
+/// Switch if a thread of strictly higher priority than the current one is
+/// runnable and we are not in a critical section (`lwkt_yield_quick`,
+/// `lwkt_maybe_switch`). The current thread stays runnable.
+pub fn switch_if_higher() {
+    let gd = mycpu();
+    // SAFETY: current cpu and thread.
+    unsafe {
+        let td = (*gd).gd_curthread;
+        if (*td).td_pri >= TDPRI_CRIT {
+            return;
+        }
+        let mine = ((*td).td_pri & TDPRI_MASK) as u32;
+        if (*gd).gd_runqmask >> mine > 1 {
+            enqueue(gd, td);
+            do_switch(gd, td);
+        }
+    }
+}
+
+/// `lwkt_hold` / `lwkt_rele`: references that keep an exited thread's
+/// structure from being reused. The last release of an exited allocated
+/// thread returns it to the cache.
+///
+/// # Safety
+/// `td` must be a valid thread.
+pub unsafe fn rele(td: *mut thread) {
+    // SAFETY: per the contract.
+    unsafe {
+        if (*td).td_refs <= 0 {
+            fatal!("lwkt_rele", "thread {td:p} is not held");
+        }
+        (*td).td_refs -= 1;
+        if (*td).td_refs == 0
+            && (*td).td_flags & (TDF_EXITED | TDF_ALLOCATED_THREAD | TDF_FREEQ)
+                == TDF_EXITED | TDF_ALLOCATED_THREAD
+        {
+            let gd = (*td).td_gd;
+            tdqueue::insert_tail(&raw mut (*gd).gd_tdfreeq, td, Link::Threadq);
+            (*gd).gd_tdfreecount += 1;
+            (*td).td_flags |= TDF_FREEQ;
+        }
+    }
+}
+
+/// `lwkt_free_thread(td)`: release a thread that is not running: its stack
+/// if we mapped it, its structure if we allocated it.
+///
+/// # Safety
+/// `td` must be a valid thread that nobody will use again.
+pub unsafe fn free_thread(td: *mut thread) {
+    // SAFETY: per the contract.
+    unsafe {
+        let gd = local_cpu("lwkt_free_thread", td);
+        if td == (*gd).gd_curthread || td == idle(gd) {
+            fatal!(
+                "lwkt_free_thread",
+                "thread {td:p} is running or is the idle thread"
+            );
+        }
+        if !(*td).td_wait.is_null() {
+            fatal!(
+                "lwkt_free_thread",
+                "thread {td:p} is blocked on a wait queue"
+            );
+        }
+        let flags = (*td).td_flags;
+        if flags & TDF_FREEQ != 0 {
+            tdqueue::remove(&raw mut (*gd).gd_tdfreeq, td, Link::Threadq);
+            (*gd).gd_tdfreecount -= 1;
+        } else if flags & TDF_EXITED == 0 {
+            dequeue(gd, td);
+            forget(gd, td);
+        }
+        stack::free(&raw mut (*td).td_mach);
+        (*td).td_flags = TDF_EXITED;
+        if flags & TDF_ALLOCATED_THREAD != 0 {
+            libc::free(td.cast());
+        }
+    }
+}
+
+/// Take a live thread off the cpu's thread list and counters.
+///
+/// # Safety
+/// `td` is a live (not exited) thread of `gd`.
+unsafe fn forget(gd: *mut globaldata, td: *mut thread) {
+    // SAFETY: per the contract.
+    unsafe {
+        tdqueue::remove(&raw mut (*gd).gd_tdallq, td, Link::Allq);
+        (*gd).gd_num_threads -= 1;
+        if (*td).td_flags & TDF_SYSTHREAD != 0 {
+            (*gd).gd_sys_threads -= 1;
+        }
+    }
+}
+
+/// `lwkt_exit()`: end the current thread. Its structure and stack go to the
+/// cpu's cache (or are released later) and the cpu switches away for good.
+pub fn exit_current() -> ! {
+    let gd = mycpu();
+    // SAFETY: current cpu and thread; the thread never runs again, so its
+    // stack is only reused after the switch below has left it.
+    unsafe {
+        let td = (*gd).gd_curthread;
+        if td == idle(gd) {
+            fatal!(
+                "lwkt_exit",
+                "the idle thread of cpu {} cannot exit",
+                (*gd).gd_cpuid
+            );
+        }
+        if (*td).td_flags & TDF_VERBOSE != 0 {
+            libc::printf(
+                c"kthread %p %s has exited\n".as_ptr(),
+                td,
+                (*td).td_comm.as_ptr(),
+            );
+        }
+        dequeue(gd, td);
+        forget(gd, td);
+        (*td).td_mpcount = 0;
+        (*td).td_flags |= TDF_EXITED;
+        let private = cpu_priv(gd);
+        if td == (*private).main_td {
+            (*private).main_exited = true;
+        }
+        let flags = (*td).td_flags;
+        if flags & TDF_ALLOCATED_THREAD != 0 && (*td).td_refs == 0 {
+            tdqueue::insert_tail(&raw mut (*gd).gd_tdfreeq, td, Link::Threadq);
+            (*gd).gd_tdfreecount += 1;
+            (*td).td_flags |= TDF_FREEQ;
+        } else if !(*td).td_mach.mtd_map.is_null() {
+            // Not cached: the idle thread unmaps the stack once we are off it.
+            (*private)
+                .zombie_stacks
+                .push(ptr::read(&raw const (*td).td_mach));
+            (*td).td_mach.mtd_map = ptr::null_mut();
+        }
+        (*td).td_pri += TDPRI_CRIT;
+        let ntd = pick_next(gd);
+        switch_to(gd, td, ntd);
+    }
+    fatal!("lwkt_exit", "an exited thread was resumed")
+}
+
+/// Free cached threads beyond [`THREAD_CACHE_MAX`] and stacks of exited
+/// threads that were not cached. Runs on the idle thread's stack.
+///
+/// # Safety
+/// `gd` is the current cpu and the caller is its idle thread.
+unsafe fn reap(gd: *mut globaldata) {
+    // SAFETY: none of the threads on the free list or in zombie_stacks is
+    // running, and the idle thread's own stack is never among them.
+    unsafe {
+        while (*gd).gd_tdfreecount > THREAD_CACHE_MAX {
+            let td = tdqueue::first(&raw const (*gd).gd_tdfreeq);
+            tdqueue::remove(&raw mut (*gd).gd_tdfreeq, td, Link::Threadq);
+            (*gd).gd_tdfreecount -= 1;
+            stack::free(&raw mut (*td).td_mach);
+            libc::free(td.cast());
+        }
+        let private = cpu_priv(gd);
+        while let Some(mut m) = (*private).zombie_stacks.pop() {
+            stack::free(&mut m);
+        }
+    }
+}
+
+/// Report that every thread of the cpu is blocked and nothing can wake
+/// any of them, then abort.
+///
+/// # Safety
+/// `gd` is the current cpu.
+unsafe fn report_deadlock(gd: *mut globaldata) -> ! {
+    // SAFETY: walking the cpu's own thread list.
+    unsafe {
+        let mut td = tdqueue::first(&raw const (*gd).gd_tdallq);
+        let mut lines = String::new();
+        while !td.is_null() {
+            let wmesg = (*td).td_wmesg;
+            let why = if wmesg.is_null() {
+                "descheduled (nothing will schedule it)".to_string()
+            } else {
+                format!("blocked in {}", CStr::from_ptr(wmesg).to_string_lossy())
+            };
+            lines.push_str(&format!("\n  thread {td:p} \"{}\": {why}", name(td)));
+            td = tdqueue::next(td, Link::Allq);
+        }
+        fatal!(
+            "deadlock",
+            "every thread on cpu {} is blocked and nothing can wake any of them:{lines}",
+            (*gd).gd_cpuid
+        )
+    }
+}
+
+/// The idle thread: resume `main` when only system threads remain, run
+/// whatever is runnable, and report a deadlock when nothing is and
+/// nothing could become so.
+unsafe extern "C" fn idle_loop(_arg: *mut c_void) {
+    let gd = mycpu();
+    // SAFETY: runs as the idle thread of `gd`, in its critical section.
+    unsafe {
+        let td = idle(gd);
+        loop {
+            reap(gd);
+            let private = cpu_priv(gd);
+            let main = (*private).main_td;
+            if !main.is_null()
+                && !(*private).main_exited
+                && (*main).td_flags & TDF_RUNQ == 0
+                && (*main).td_wmesg.is_null()
+                && (*main).td_wait.is_null()
+                && cpu::only_system_threads_left()
+            {
+                enqueue(gd, main);
+            }
+            if (*gd).gd_runqmask == 0 {
+                if (*private).main_exited && (*gd).gd_num_threads == 0 {
+                    // main() called lwkt_exit() and everything it started is
+                    // done: the program ends as after pthread_exit in main.
+                    libc::exit(0);
+                }
+                // Sockets (CAPS) can still make a thread runnable: wait
+                // for them. Without event sources, on one cpu, nothing can.
+                if crate::cpu::evloop::sources() > 0 {
+                    crate::cpu::evloop::poll(-1);
+                    continue;
+                }
+                report_deadlock(gd);
+            }
+            do_switch(gd, td);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_names_are_truncated_and_terminated() {
+        // SAFETY: a zeroed thread is valid; it is a local.
+        let mut td: thread = unsafe { core::mem::zeroed() };
+        // SAFETY: `td` is a local; the name is a C string.
+        unsafe { set_comm(&mut td, c"a-very-long-thread-name".as_ptr()) };
+        // SAFETY: `td` is valid.
+        assert_eq!(unsafe { name(&td) }, "a-very-long-thre");
+        assert_eq!(td.td_comm[15], b'e' as c_char);
+        assert_eq!(td.td_comm[16], 0);
+    }
+}
