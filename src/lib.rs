@@ -11,3 +11,4 @@ pub mod abi;
 pub mod capi;
 pub mod diag;
 pub mod lwkt;
+pub mod slab;

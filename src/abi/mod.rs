@@ -4,10 +4,15 @@
 //! These files are also read by cbindgen and by the ctest2-based ABI test,
 //! so they keep to plain syntax (no `crate::` paths in types, no nested
 //! `use` groups, no `let-else`).
-#![allow(non_camel_case_types)]
+#![allow(non_camel_case_types, non_snake_case)]
 
+pub mod globaldata;
 pub mod msgport;
+pub mod slaballoc;
 pub mod sys_thread;
 
+#[allow(unused_imports)]
+pub use globaldata::*;
 pub use msgport::*;
+pub use slaballoc::*;
 pub use sys_thread::*;

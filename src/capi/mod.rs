@@ -4,3 +4,4 @@
 //! calls the core.
 
 pub mod msgport;
+pub mod slaballoc;
