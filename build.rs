@@ -19,7 +19,8 @@ struct GenHeader {
     inline_fns: &'static [&'static str],
 }
 
-const HEADERS: &[GenHeader] = &[GenHeader {
+const HEADERS: &[GenHeader] = &[
+    GenHeader {
     name: "msgport",
     sources: &["src/abi/msgport.rs", "src/capi/msgport.rs"],
     includes: &["sys/types.h", "stdint.h"],
@@ -32,11 +33,25 @@ const HEADERS: &[GenHeader] = &[GenHeader {
         "lwkt_abortmsg",
         "lwkt_replymsg",
     ],
-}];
+    },
+    GenHeader {
+        name: "slaballoc",
+        sources: &["src/abi/slaballoc.rs", "src/capi/slaballoc.rs"],
+        includes: &["sys/types.h", "stdint.h"],
+        inline_fns: &[],
+    },
+];
+
+/// Types a generated header must declare although no function of it uses
+/// them (cbindgen only emits what the prototypes reach), by header name.
+const EXTRA_EXPORTS: &[(&str, &[&str])] = &[(
+    "slaballoc",
+    &["SLChunk", "SLZone", "SLGlobalData", "SLOversized"],
+)];
 
 /// C struct/union tags referenced by the Rust types but defined in another
 /// header: cbindgen must spell them with their tag.
-const FOREIGN_TAGS: &[(&str, &str)] = &[("thread", "struct thread")];
+const FOREIGN_TAGS: &[(&str, &str)] = &[("thread", "struct thread"), ("globaldata", "struct globaldata")];
 
 fn main() {
     let major = env::var("CARGO_PKG_VERSION_MAJOR").unwrap();
@@ -64,6 +79,11 @@ fn generate(root: &Path, h: &GenHeader) -> String {
     config.include_guard = Some(format!("_LIBCAPS_GEN_{}_H_", h.name.to_uppercase()));
     config.sys_includes = h.includes.iter().map(|s| s.to_string()).collect();
     config.export.exclude.extend(h.inline_fns.iter().map(|s| s.to_string()));
+    for (name, items) in EXTRA_EXPORTS {
+        if *name == h.name {
+            config.export.include.extend(items.iter().map(|s| s.to_string()));
+        }
+    }
     for (rust, c) in FOREIGN_TAGS {
         config.export.rename.insert(rust.to_string(), c.to_string());
     }
