@@ -84,17 +84,10 @@ pub unsafe fn alloc(
     }
     // SAFETY: descriptor from the slab itself (a zone chunk, never oversized).
     let d = unsafe { super::malloc(size_of::<OvDesc>(), ov_type(), flags) }.cast::<OvDesc>();
-    // SAFETY: fresh anonymous mapping.
-    let m = unsafe {
-        libc::mmap(
-            ptr::null_mut(),
-            bytes,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
+    // Power-of-2 sizes are aligned to their size.
+    let align = if size.is_power_of_two() { size.max(p.os_page) } else { p.os_page };
+    // SAFETY: fresh mapping.
+    let m = unsafe { map_aligned(bytes, align) };
     if d.is_null() || m == libc::MAP_FAILED {
         // SAFETY: undo what succeeded.
         unsafe {
@@ -123,6 +116,38 @@ pub unsafe fn alloc(
     // SAFETY: caller contract.
     unsafe { types::stat(gd, ty, bytes as isize, 1) };
     m
+}
+
+/// Map `bytes` (a page multiple) aligned to `align` (a power of 2 and a
+/// page multiple): map `align` more than needed and trim.
+unsafe fn map_aligned(bytes: usize, align: usize) -> *mut c_void {
+    let extra = if align > 4096 { align } else { 0 };
+    let Some(len) = bytes.checked_add(extra) else {
+        return libc::MAP_FAILED;
+    };
+    // SAFETY: anonymous mapping; the trims unmap only parts of it.
+    unsafe {
+        let m = libc::mmap(
+            ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if m == libc::MAP_FAILED || extra == 0 {
+            return m;
+        }
+        let a = (m as usize).next_multiple_of(align);
+        let lead = a - m as usize;
+        if lead != 0 {
+            libc::munmap(m, lead);
+        }
+        if extra - lead != 0 {
+            libc::munmap((a + bytes) as *mut c_void, extra - lead);
+        }
+        a as *mut c_void
+    }
 }
 
 /// Find the descriptor of `ptr` under the lock; abort if there is none or
