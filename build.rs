@@ -68,7 +68,9 @@ fn main() {
         let text = generate(&root, h);
         fs::write(out.join(format!("{}.h", h.name)), &text).unwrap();
         if update {
-            let dst = root.join("include/libcaps/gen").join(format!("{}.h", h.name));
+            let dst = root
+                .join("include/libcaps/gen")
+                .join(format!("{}.h", h.name));
             fs::write(dst, &text).unwrap();
         }
     }

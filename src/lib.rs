@@ -8,7 +8,9 @@
 //! core (`lwkt`, ...). Data flows one way: `capi` → core → `abi`.
 
 pub mod abi;
+pub mod caps;
 pub mod capi;
+pub mod cpu;
 pub mod diag;
 pub mod lwkt;
 pub mod slab;

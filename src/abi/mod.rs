@@ -6,11 +6,13 @@
 //! `use` groups, no `let-else`).
 #![allow(non_camel_case_types, non_snake_case)]
 
+pub mod caps;
 pub mod globaldata;
 pub mod msgport;
 pub mod slaballoc;
 pub mod sys_thread;
 
+pub use caps::*;
 #[allow(unused_imports)]
 pub use globaldata::*;
 pub use msgport::*;

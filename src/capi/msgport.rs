@@ -185,10 +185,7 @@ pub unsafe extern "C" fn lwkt_default_putport(port: lwkt_port_t, msg: lwkt_msg_t
 
 /// The default `mp_waitport` (see `lwkt_waitport`).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn lwkt_default_waitport(
-    port: lwkt_port_t,
-    msg: lwkt_msg_t,
-) -> *mut c_void {
+pub unsafe extern "C" fn lwkt_default_waitport(port: lwkt_port_t, msg: lwkt_msg_t) -> *mut c_void {
     if port.is_null() {
         fatal!("lwkt_default_waitport", "NULL port");
     }

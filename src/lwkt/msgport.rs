@@ -128,7 +128,11 @@ pub unsafe fn domsg(port: *mut lwkt_port, msg: *mut lwkt_msg) -> c_int {
     unsafe {
         (*msg).ms_flags &= !(MSGF_ASYNC | MSGF_REPLY | MSGF_QUEUED);
         let error = beginmsg("lwkt_domsg", port, msg);
-        if error == EASYNC { waitmsg("lwkt_domsg", msg) } else { error }
+        if error == EASYNC {
+            waitmsg("lwkt_domsg", msg)
+        } else {
+            error
+        }
     }
 }
 
@@ -147,7 +151,11 @@ pub unsafe fn waitmsg(func: &str, msg: *mut lwkt_msg) -> c_int {
             fatal!(func, "message {msg:p} has no reply port to wait on");
         }
         let done = waitport(func, rport, msg).cast::<lwkt_msg>();
-        if done.is_null() { (*msg).ms_error } else { (*done).ms_error }
+        if done.is_null() {
+            (*msg).ms_error
+        } else {
+            (*done).ms_error
+        }
     }
 }
 
@@ -179,7 +187,10 @@ pub unsafe fn replymsg(func: &str, msg: *mut lwkt_msg, error: c_int) {
             fatal!(func, "message {msg:p} has no reply port");
         }
         let Some(replyport) = (*rport).mp_replyport else {
-            fatal!(func, "reply port {rport:p} has no mp_replyport (not initialised?)")
+            fatal!(
+                func,
+                "reply port {rport:p} has no mp_replyport (not initialised?)"
+            )
         };
         (*msg).ms_error = error;
         replyport(rport, msg);
@@ -195,7 +206,10 @@ pub unsafe fn abortmsg(msg: *mut lwkt_msg) {
     unsafe {
         let port = (*msg).ms_target_port;
         if port.is_null() {
-            fatal!("lwkt_abortmsg", "message {msg:p} was never sent (no target port)");
+            fatal!(
+                "lwkt_abortmsg",
+                "message {msg:p} was never sent (no target port)"
+            );
         }
         if let Some(abortport) = (*port).mp_abortport {
             abortport(port, msg);
@@ -230,7 +244,10 @@ pub unsafe fn default_putport(port: *mut lwkt_port, msg: *mut lwkt_msg) -> c_int
     // SAFETY: valid pointers per the vector contract.
     unsafe {
         if (*msg).ms_flags & MSGF_QUEUED != 0 {
-            fatal!("lwkt_putport", "message {msg:p} is already queued on a port");
+            fatal!(
+                "lwkt_putport",
+                "message {msg:p} is already queued on a port"
+            );
         }
         (*msg).ms_flags &= !(MSGF_DONE | MSGF_REPLY);
         queue::insert_tail(&raw mut (*port).mp_msgq, msg);
@@ -254,7 +271,10 @@ pub unsafe fn default_replyport(port: *mut lwkt_port, msg: *mut lwkt_msg) {
             fatal!("lwkt_replymsg", "message {msg:p} replied twice");
         }
         if flags & MSGF_QUEUED != 0 {
-            fatal!("lwkt_replymsg", "message {msg:p} replied while still queued on a port");
+            fatal!(
+                "lwkt_replymsg",
+                "message {msg:p} replied while still queued on a port"
+            );
         }
         if flags & MSGF_ASYNC != 0 {
             queue::insert_tail(&raw mut (*port).mp_msgq, msg);
@@ -284,7 +304,7 @@ pub unsafe fn default_waitport(port: *mut lwkt_port, msg: *mut lwkt_msg) -> *mut
                 block_on_port("lwkt_waitport", port);
             }
         }
-        while (*msg).ms_flags & MSGF_DONE == 0 {
+        while ptr::read_volatile(&raw const (*msg).ms_flags) & MSGF_DONE == 0 {
             block_on_port("lwkt_waitmsg", port);
         }
         if (*msg).ms_flags & MSGF_QUEUED != 0 {
@@ -344,4 +364,114 @@ unsafe extern "C" fn vec_replyport(port: *mut lwkt_port, msg: *mut lwkt_msg) {
 
 unsafe extern "C" fn vec_abortport(port: *mut lwkt_port, msg: *mut lwkt_msg) {
     default_abortport(port, msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::MaybeUninit;
+
+    fn port() -> Box<lwkt_port> {
+        // SAFETY: an all-zero lwkt_port is valid; initport then sets it up.
+        let mut p: Box<lwkt_port> = Box::new(unsafe { MaybeUninit::zeroed().assume_init() });
+        // SAFETY: `p` is a live, writable port.
+        unsafe { initport(&mut *p, ptr::null_mut(), &DEFAULT_VECTORS) };
+        p
+    }
+
+    fn msg(rport: *mut lwkt_port, cmd: c_int) -> Box<lwkt_msg> {
+        // SAFETY: an all-zero lwkt_msg is valid.
+        let mut m: Box<lwkt_msg> = Box::new(unsafe { MaybeUninit::zeroed().assume_init() });
+        // SAFETY: `m` is a live, writable message.
+        unsafe { initmsg(&mut *m, rport, cmd) };
+        m
+    }
+
+    unsafe extern "C" fn sync_put(_port: *mut lwkt_port, msg: *mut lwkt_msg) -> c_int {
+        // SAFETY: called by beginmsg with a valid message.
+        unsafe { (*msg).u.ms_result += 1 };
+        3
+    }
+
+    #[test]
+    fn initport_is_empty_with_default_vectors() {
+        let mut p = port();
+        assert!(p.mp_msgq.tqh_first.is_null());
+        assert_eq!(p.mp_msgq.tqh_last, &raw mut p.mp_msgq.tqh_first);
+        assert!(p.mp_putport.is_some() && p.mp_abortport.is_some());
+        // SAFETY: `p` is initialised.
+        assert!(unsafe { getport(&mut *p) }.is_null());
+    }
+
+    #[test]
+    fn sendmsg_queues_and_reply_comes_back_async() {
+        let (mut target, mut rport) = (port(), port());
+        let mut m = msg(&mut *rport, 7);
+        // SAFETY: all objects are live for the whole test.
+        unsafe {
+            sendmsg(&mut *target, &mut *m);
+            assert_eq!(m.ms_flags, MSGF_ASYNC | MSGF_QUEUED);
+            let got = default_waitport(&mut *target, ptr::null_mut()).cast::<lwkt_msg>();
+            assert_eq!(got, &raw mut *m);
+            replymsg("test", got, 11);
+            assert_eq!(
+                m.ms_flags,
+                MSGF_ASYNC | MSGF_DONE | MSGF_REPLY | MSGF_QUEUED
+            );
+            assert_eq!(waitmsg("test", &mut *m), 11);
+            assert_eq!(m.ms_flags & MSGF_QUEUED, 0);
+            assert!(getport(&mut *rport).is_null());
+        }
+    }
+
+    #[test]
+    fn sync_completion_is_returned_by_domsg_and_replied_by_sendmsg() {
+        let (mut target, mut rport) = (port(), port());
+        target.mp_putport = Some(sync_put);
+        let mut m = msg(&mut *rport, 0);
+        // SAFETY: all objects are live for the whole test.
+        unsafe {
+            assert_eq!(domsg(&mut *target, &mut *m), 3);
+            assert_eq!(m.u.ms_result, 1);
+            assert!(getport(&mut *rport).is_null());
+            sendmsg(&mut *target, &mut *m);
+            assert_eq!(m.ms_error, 3);
+            assert_eq!(getport(&mut *rport), &raw mut *m);
+        }
+    }
+
+    #[test]
+    fn fifo_order_and_remove_from_middle() {
+        let (mut p, mut r) = (port(), port());
+        let mut ms: Vec<Box<lwkt_msg>> = (0..5).map(|i| msg(&mut *r, i)).collect();
+        // SAFETY: the messages outlive their time on the queue.
+        unsafe {
+            for m in ms.iter_mut() {
+                assert_eq!(beginmsg("test", &mut *p, &mut **m), EASYNC);
+            }
+            queue::remove(&mut p.mp_msgq, &mut *ms[2]);
+            let order: Vec<c_int> = std::iter::from_fn(|| {
+                let m = getport(&mut *p);
+                (!m.is_null()).then(|| (*m).ms_cmd)
+            })
+            .collect();
+            assert_eq!(order, [0, 1, 3, 4]);
+            assert_eq!(p.mp_msgq.tqh_last, &raw mut p.mp_msgq.tqh_first);
+        }
+    }
+
+    #[test]
+    fn putport_clears_reply_so_a_reused_message_can_be_replied_again() {
+        let (mut p, mut r) = (port(), port());
+        let mut m = msg(&mut *r, 0);
+        // SAFETY: all objects are live for the whole test.
+        unsafe {
+            for round in 0..3 {
+                assert_eq!(beginmsg("test", &mut *p, &mut *m), EASYNC);
+                let got = getport(&mut *p);
+                replymsg("test", got, round);
+                assert_eq!(waitmsg("test", &mut *m), round);
+            }
+        }
+    }
 }

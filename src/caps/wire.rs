@@ -1,0 +1,323 @@
+//! The CAPS v1 wire protocol (see `docs/wire-protocol.md`): a hello in each
+//! direction, then frames with a fixed little-endian header. No pointer and
+//! no host structure image ever crosses the socket.
+
+/// "CAPS" in little-endian byte order.
+pub const MAGIC: u32 = u32::from_le_bytes(*b"CAPS");
+/// Protocol version spoken by this library.
+pub const VERSION: u16 = 1;
+/// Bytes in a hello.
+pub const HELLO_LEN: usize = 16;
+/// Bytes in a frame header.
+pub const HEADER_LEN: usize = 48;
+/// Largest whole message (`struct lwkt_msg` plus payload), `CAPMSG_MAXSIZE`.
+pub const MAX_MSGSIZE: usize = 1024 + 64 * 1024;
+
+/// Who sends a hello.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u16)]
+pub enum HelloKind {
+    Client = 1,
+    Server = 2,
+}
+
+/// The first 16 bytes in each direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hello {
+    pub kind: HelloKind,
+    /// Largest message the sender accepts (`CAPMSG_MAXSIZE`).
+    pub max_msgsize: u32,
+    /// Server: 0 = accepted, else the errno the client reports (`EACCES`).
+    pub status: u32,
+}
+
+/// Why bytes from a peer were rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WireError {
+    BadMagic(u32),
+    BadVersion(u16),
+    BadKind(u16),
+    /// A header field is outside its documented range.
+    BadField(&'static str, u64),
+    /// The payload is larger than the receiver's limit.
+    TooLarge(u64),
+}
+
+impl std::fmt::Display for WireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WireError::BadMagic(m) => write!(f, "bad magic {m:#010x}"),
+            WireError::BadVersion(v) => write!(f, "unsupported protocol version {v}"),
+            WireError::BadKind(k) => write!(f, "unknown frame kind {k}"),
+            WireError::BadField(name, v) => write!(f, "bad {name} {v}"),
+            WireError::TooLarge(n) => write!(f, "payload of {n} bytes exceeds the limit"),
+        }
+    }
+}
+
+impl Hello {
+    pub fn encode(&self) -> [u8; HELLO_LEN] {
+        let mut b = [0u8; HELLO_LEN];
+        b[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+        b[4..6].copy_from_slice(&VERSION.to_le_bytes());
+        b[6..8].copy_from_slice(&(self.kind as u16).to_le_bytes());
+        b[8..12].copy_from_slice(&self.max_msgsize.to_le_bytes());
+        b[12..16].copy_from_slice(&self.status.to_le_bytes());
+        b
+    }
+
+    /// Parse a hello; `expect` is the kind the peer must send.
+    pub fn decode(b: &[u8; HELLO_LEN], expect: HelloKind) -> Result<Hello, WireError> {
+        let magic = u32::from_le_bytes(b[0..4].try_into().unwrap());
+        if magic != MAGIC {
+            return Err(WireError::BadMagic(magic));
+        }
+        let version = u16::from_le_bytes(b[4..6].try_into().unwrap());
+        if version != VERSION {
+            return Err(WireError::BadVersion(version));
+        }
+        let kind = u16::from_le_bytes(b[6..8].try_into().unwrap());
+        if kind != expect as u16 {
+            return Err(WireError::BadKind(kind));
+        }
+        let max_msgsize = u32::from_le_bytes(b[8..12].try_into().unwrap());
+        if (max_msgsize as usize) < HEADER_LEN {
+            return Err(WireError::BadField("max_msgsize", max_msgsize.into()));
+        }
+        Ok(Hello { kind: expect, max_msgsize, status: u32::from_le_bytes(b[12..16].try_into().unwrap()) })
+    }
+}
+
+/// Request (client → server) or reply (server → client).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u16)]
+pub enum FrameKind {
+    Request = 1,
+    Reply = 2,
+}
+
+/// A frame header. The payload (`body_len` bytes: the message bytes after
+/// `struct lwkt_msg`) follows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub kind: FrameKind,
+    pub body_len: u32,
+    /// Chosen by the client, unique among its outstanding requests; echoed
+    /// by the reply.
+    pub id: u64,
+    /// Request: payload capacity of the requester's buffer (`ms_maxsize`
+    /// less `sizeof(struct lwkt_msg)`), at least `body_len`. Reply: 0.
+    pub capacity: u32,
+    pub cmd: i32,
+    pub error: i32,
+    /// The 8 bytes of the message's `u` union.
+    pub result: u64,
+    pub pad: [i32; 2],
+}
+
+impl Header {
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[0..2].copy_from_slice(&(self.kind as u16).to_le_bytes());
+        // 2..4 reserved, zero
+        b[4..8].copy_from_slice(&self.body_len.to_le_bytes());
+        b[8..16].copy_from_slice(&self.id.to_le_bytes());
+        b[16..20].copy_from_slice(&self.capacity.to_le_bytes());
+        b[20..24].copy_from_slice(&self.cmd.to_le_bytes());
+        b[24..28].copy_from_slice(&self.error.to_le_bytes());
+        // 28..32 reserved, zero
+        b[32..40].copy_from_slice(&self.result.to_le_bytes());
+        b[40..44].copy_from_slice(&self.pad[0].to_le_bytes());
+        b[44..48].copy_from_slice(&self.pad[1].to_le_bytes());
+        b
+    }
+
+    /// Parse and validate a header. `max_body` is the receiver's payload
+    /// limit.
+    pub fn decode(b: &[u8; HEADER_LEN], max_body: u32) -> Result<Header, WireError> {
+        let u16_at = |i: usize| u16::from_le_bytes(b[i..i + 2].try_into().unwrap());
+        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
+        let kind = match u16_at(0) {
+            1 => FrameKind::Request,
+            2 => FrameKind::Reply,
+            k => return Err(WireError::BadKind(k)),
+        };
+        if u16_at(2) != 0 {
+            return Err(WireError::BadField("reserved", u16_at(2).into()));
+        }
+        if u32_at(28) != 0 {
+            return Err(WireError::BadField("reserved", u32_at(28).into()));
+        }
+        let body_len = u32_at(4);
+        if body_len > max_body {
+            return Err(WireError::TooLarge(body_len.into()));
+        }
+        let capacity = u32_at(16);
+        match kind {
+            FrameKind::Request if capacity < body_len || capacity > max_body => {
+                return Err(WireError::BadField("capacity", capacity.into()));
+            }
+            FrameKind::Reply if capacity != 0 => {
+                return Err(WireError::BadField("capacity", capacity.into()));
+            }
+            _ => {}
+        }
+        Ok(Header {
+            kind,
+            body_len,
+            id: u64::from_le_bytes(b[8..16].try_into().unwrap()),
+            capacity,
+            cmd: u32_at(20) as i32,
+            error: u32_at(24) as i32,
+            result: u64::from_le_bytes(b[32..40].try_into().unwrap()),
+            pad: [u32_at(40) as i32, u32_at(44) as i32],
+        })
+    }
+}
+
+/// Incremental frame reader: feed it bytes as they arrive, take whole
+/// frames out. Nothing is allocated for a frame before its header has been
+/// validated, so a peer cannot make us allocate more than the limit.
+#[derive(Default)]
+pub struct FrameReader {
+    header: Option<Header>,
+    buf: Vec<u8>,
+}
+
+impl FrameReader {
+    /// How many bytes the reader wants next (it never asks for more than
+    /// the rest of the current header or body).
+    pub fn want(&self) -> usize {
+        match &self.header {
+            None => HEADER_LEN - self.buf.len(),
+            Some(h) => h.body_len as usize - self.buf.len(),
+        }
+    }
+
+    /// Consume bytes from `input`; returns how many were used and, when a
+    /// frame completed, the frame.
+    pub fn feed(&mut self, input: &[u8], max_body: u32) -> Result<(usize, Option<(Header, Vec<u8>)>), WireError> {
+        let n = input.len().min(self.want());
+        self.buf.extend_from_slice(&input[..n]);
+        if self.header.is_none() && self.buf.len() == HEADER_LEN {
+            let h = Header::decode(self.buf[..].try_into().unwrap(), max_body)?;
+            self.buf.clear();
+            self.buf.reserve_exact(h.body_len as usize);
+            self.header = Some(h);
+        }
+        match self.header {
+            Some(h) if self.buf.len() == h.body_len as usize => {
+                self.header = None;
+                Ok((n, Some((h, std::mem::take(&mut self.buf)))))
+            }
+            _ => Ok((n, None)),
+        }
+    }
+
+    /// True when no partial frame is buffered.
+    pub fn is_idle(&self) -> bool {
+        self.header.is_none() && self.buf.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(kind: FrameKind, body_len: u32) -> Header {
+        Header {
+            kind,
+            body_len,
+            id: 0x0102_0304_0506_0708,
+            capacity: if kind == FrameKind::Request { body_len + 10 } else { 0 },
+            cmd: -5,
+            error: 23,
+            result: u64::MAX - 1,
+            pad: [i32::MIN, 7],
+        }
+    }
+
+    #[test]
+    fn hello_round_trip_and_rejections() {
+        let h = Hello { kind: HelloKind::Server, max_msgsize: MAX_MSGSIZE as u32, status: 13 };
+        let b = h.encode();
+        assert_eq!(&b[0..4], b"CAPS");
+        assert_eq!(Hello::decode(&b, HelloKind::Server), Ok(h));
+        assert_eq!(Hello::decode(&b, HelloKind::Client), Err(WireError::BadKind(2)));
+        let mut bad = b;
+        bad[4] = 9;
+        assert_eq!(Hello::decode(&bad, HelloKind::Server), Err(WireError::BadVersion(9)));
+        bad = b;
+        bad[0] = b'X';
+        assert!(matches!(Hello::decode(&bad, HelloKind::Server), Err(WireError::BadMagic(_))));
+    }
+
+    #[test]
+    fn header_is_little_endian_and_round_trips() {
+        let h = header(FrameKind::Request, 300);
+        let b = h.encode();
+        assert_eq!(&b[0..2], &[1, 0]);
+        assert_eq!(&b[4..8], &300u32.to_le_bytes());
+        assert_eq!(&b[8..16], &[8, 7, 6, 5, 4, 3, 2, 1]);
+        assert_eq!(Header::decode(&b, 1000), Ok(h));
+        let r = header(FrameKind::Reply, 0);
+        assert_eq!(Header::decode(&r.encode(), 1000), Ok(r));
+    }
+
+    #[test]
+    fn header_limits() {
+        let b = header(FrameKind::Request, 2000).encode();
+        assert_eq!(Header::decode(&b, 1000), Err(WireError::TooLarge(2000)));
+        let mut h = header(FrameKind::Request, 100);
+        h.capacity = 99;
+        assert!(matches!(Header::decode(&h.encode(), 1000), Err(WireError::BadField("capacity", 99))));
+        h.capacity = 5000;
+        assert!(Header::decode(&h.encode(), 1000).is_err());
+        let mut r = header(FrameKind::Reply, 10).encode();
+        r[16] = 1;
+        assert!(Header::decode(&r, 1000).is_err());
+        let mut k = header(FrameKind::Reply, 10).encode();
+        k[0] = 3;
+        assert_eq!(Header::decode(&k, 1000), Err(WireError::BadKind(3)));
+        let mut res = header(FrameKind::Reply, 10).encode();
+        res[30] = 1;
+        assert!(Header::decode(&res, 1000).is_err());
+    }
+
+    #[test]
+    fn reader_reassembles_byte_by_byte_and_in_bulk() {
+        let mut stream = Vec::new();
+        let bodies: Vec<Vec<u8>> = (0..5u32).map(|i| (0..i * 37).map(|x| x as u8).collect()).collect();
+        for (i, body) in bodies.iter().enumerate() {
+            let mut h = header(FrameKind::Request, body.len() as u32);
+            h.id = i as u64;
+            stream.extend_from_slice(&h.encode());
+            stream.extend_from_slice(body);
+        }
+        for chunk in [1usize, 7, 48, 1000] {
+            let mut r = FrameReader::default();
+            let mut got = Vec::new();
+            let mut rest = &stream[..];
+            while !rest.is_empty() {
+                let (n, frame) = r.feed(&rest[..chunk.min(rest.len())], 10_000).unwrap();
+                rest = &rest[n..];
+                if let Some((h, body)) = frame {
+                    got.push((h.id, body));
+                }
+            }
+            assert!(r.is_idle());
+            assert_eq!(got.len(), 5, "chunk {chunk}");
+            for (i, (id, body)) in got.into_iter().enumerate() {
+                assert_eq!(id, i as u64);
+                assert_eq!(body, bodies[i]);
+            }
+        }
+    }
+
+    #[test]
+    fn reader_rejects_oversized_before_allocating() {
+        let mut r = FrameReader::default();
+        let b = header(FrameKind::Request, 70_000).encode();
+        assert_eq!(r.feed(&b, 66_480), Err(WireError::TooLarge(70_000)));
+    }
+}

@@ -1,0 +1,253 @@
+//! The per-cpu event loop: one epoll instance per virtual cpu (that is,
+//! per kernel thread running LWKT threads), with an eventfd other kernel
+//! threads write to wake it. Sockets register a callback; when nothing on
+//! the cpu is runnable, the cpu waits here, and the callbacks turn socket
+//! readiness into messages on ports and runnable threads.
+
+use std::cell::RefCell;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+
+/// A readiness callback; gets the epoll event bits.
+pub type Callback = Box<dyn FnMut(u32)>;
+
+/// Names one registration. Stale tokens (unregistered) are ignored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Token {
+    slot: u32,
+    generation: u32,
+}
+
+impl Token {
+    fn key(self) -> u64 {
+        (u64::from(self.generation) << 32) | u64::from(self.slot)
+    }
+    fn from_key(k: u64) -> Token {
+        Token { slot: k as u32, generation: (k >> 32) as u32 }
+    }
+}
+
+/// Epoll data value of the wakeup eventfd.
+const WAKE_KEY: u64 = u64::MAX;
+
+struct Slot {
+    generation: u32,
+    fd: RawFd,
+    /// `None` while the callback runs (or when the slot is free).
+    cb: Option<Callback>,
+    live: bool,
+}
+
+struct EvLoop {
+    ep: OwnedFd,
+    waker: Arc<Waker>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    live: usize,
+}
+
+/// Wakes a cpu's event loop from any kernel thread.
+pub struct Waker {
+    fd: OwnedFd,
+}
+
+impl Waker {
+    /// Make the owning cpu's next (or current) wait return.
+    pub fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: writing 8 bytes from a valid u64 to our eventfd. A full
+        // counter (EAGAIN) already means a wakeup is pending.
+        unsafe { libc::write(self.fd.as_raw_fd(), (&raw const one).cast(), 8) };
+    }
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+}
+
+impl EvLoop {
+    fn new() -> EvLoop {
+        // SAFETY: plain syscalls; results checked.
+        let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        // SAFETY: as above.
+        let ev = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if ep < 0 || ev < 0 {
+            crate::fatal!("libcaps", "cannot create the cpu event loop: errno {}", errno());
+        }
+        // SAFETY: both descriptors are new and owned by nobody else.
+        let (ep, ev) = unsafe { (OwnedFd::from_raw_fd(ep), OwnedFd::from_raw_fd(ev)) };
+        let mut e = libc::epoll_event { events: libc::EPOLLIN as u32, u64: WAKE_KEY };
+        // SAFETY: valid epoll and event descriptors, valid event struct.
+        if unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, ev.as_raw_fd(), &mut e) } != 0 {
+            crate::fatal!("libcaps", "cannot register the cpu wakeup: errno {}", errno());
+        }
+        EvLoop { ep, waker: Arc::new(Waker { fd: ev }), slots: Vec::new(), free: Vec::new(), live: 0 }
+    }
+}
+
+thread_local! {
+    static LOOP: RefCell<Option<EvLoop>> = const { RefCell::new(None) };
+}
+
+fn with<R>(f: impl FnOnce(&mut EvLoop) -> R) -> R {
+    LOOP.with(|l| {
+        let mut l = l.borrow_mut();
+        f(l.get_or_insert_with(EvLoop::new))
+    })
+}
+
+/// Watch `fd` for `events` (`EPOLLIN`, `EPOLLOUT`, ...) on this cpu.
+pub fn register(fd: RawFd, events: u32, cb: Callback) -> Result<Token, i32> {
+    with(|l| {
+        let slot = match l.free.pop() {
+            Some(s) => s,
+            None => {
+                l.slots.push(Slot { generation: 0, fd: -1, cb: None, live: false });
+                (l.slots.len() - 1) as u32
+            }
+        };
+        let s = &mut l.slots[slot as usize];
+        s.generation = s.generation.wrapping_add(1);
+        let token = Token { slot, generation: s.generation };
+        let mut e = libc::epoll_event { events, u64: token.key() };
+        // SAFETY: valid epoll descriptor and event struct.
+        if unsafe { libc::epoll_ctl(l.ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut e) } != 0 {
+            let err = errno();
+            l.free.push(slot);
+            return Err(err);
+        }
+        *s = Slot { generation: token.generation, fd, cb: Some(cb), live: true };
+        l.live += 1;
+        Ok(token)
+    })
+}
+
+/// Change the events watched for a registration.
+pub fn modify(token: Token, events: u32) {
+    with(|l| {
+        let Some(s) = l.slots.get(token.slot as usize) else { return };
+        if !s.live || s.generation != token.generation {
+            return;
+        }
+        let mut e = libc::epoll_event { events, u64: token.key() };
+        // SAFETY: valid epoll descriptor and event struct.
+        unsafe { libc::epoll_ctl(l.ep.as_raw_fd(), libc::EPOLL_CTL_MOD, s.fd, &mut e) };
+    })
+}
+
+/// Stop watching (call before closing the descriptor).
+pub fn unregister(token: Token) {
+    with(|l| {
+        let Some(s) = l.slots.get_mut(token.slot as usize) else { return };
+        if !s.live || s.generation != token.generation {
+            return;
+        }
+        // SAFETY: valid epoll descriptor; a NULL event is allowed for DEL.
+        unsafe { libc::epoll_ctl(l.ep.as_raw_fd(), libc::EPOLL_CTL_DEL, s.fd, std::ptr::null_mut()) };
+        s.live = false;
+        s.cb = None;
+        s.fd = -1;
+        l.free.push(token.slot);
+        l.live -= 1;
+    })
+}
+
+/// Number of registered descriptors on this cpu.
+pub fn sources() -> usize {
+    with(|l| l.live)
+}
+
+/// This cpu's waker, for other kernel threads.
+pub fn waker() -> Arc<Waker> {
+    with(|l| Arc::clone(&l.waker))
+}
+
+/// Wait for readiness (up to `timeout_ms`, -1 = until something happens)
+/// and run the callbacks of ready descriptors. Returns the number of
+/// events handled, counting a wakeup.
+pub fn poll(timeout_ms: i32) -> usize {
+    const MAX: usize = 64;
+    let mut evs = [libc::epoll_event { events: 0, u64: 0 }; MAX];
+    let ep = with(|l| l.ep.as_raw_fd());
+    // SAFETY: `evs` has room for MAX events.
+    let n = unsafe { libc::epoll_wait(ep, evs.as_mut_ptr(), MAX as i32, timeout_ms) };
+    if n <= 0 {
+        return 0;
+    }
+    for ev in &evs[..n as usize] {
+        let (key, bits) = (ev.u64, ev.events);
+        if key == WAKE_KEY {
+            let fd = with(|l| l.waker.fd.as_raw_fd());
+            let mut v = 0u64;
+            // SAFETY: reading 8 bytes into a valid u64 from our eventfd.
+            unsafe { libc::read(fd, (&raw mut v).cast(), 8) };
+            continue;
+        }
+        let token = Token::from_key(key);
+        // Take the callback out so it may register/unregister while it runs.
+        let cb = with(|l| match l.slots.get_mut(token.slot as usize) {
+            Some(s) if s.live && s.generation == token.generation => s.cb.take(),
+            _ => None,
+        });
+        let Some(mut cb) = cb else { continue };
+        cb(bits);
+        with(|l| {
+            if let Some(s) = l.slots.get_mut(token.slot as usize) {
+                if s.live && s.generation == token.generation && s.cb.is_none() {
+                    s.cb = Some(cb);
+                }
+            }
+        });
+    }
+    n as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    use std::rc::Rc;
+
+    #[test]
+    fn readiness_runs_callbacks_and_unregister_stops_them() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let hits = Rc::new(Cell::new(0));
+        let h = Rc::clone(&hits);
+        let t = register(b.as_raw_fd(), libc::EPOLLIN as u32, Box::new(move |_| h.set(h.get() + 1))).unwrap();
+        assert_eq!(sources(), 1);
+        assert_eq!(poll(0), 0);
+        a.write_all(b"x").unwrap();
+        assert_eq!(poll(1000), 1);
+        assert_eq!(hits.get(), 1);
+        unregister(t);
+        assert_eq!(sources(), 0);
+        assert_eq!(poll(0), 0);
+        assert_eq!(hits.get(), 1);
+        unregister(t); // stale: harmless
+    }
+
+    #[test]
+    fn waker_interrupts_a_blocking_poll() {
+        let w = waker();
+        let th = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            w.wake();
+        });
+        assert_eq!(poll(5000), 1);
+        th.join().unwrap();
+    }
+
+    #[test]
+    fn a_callback_may_unregister_itself() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let me: Rc<Cell<Option<Token>>> = Rc::new(Cell::new(None));
+        let m = Rc::clone(&me);
+        let t = register(b.as_raw_fd(), libc::EPOLLIN as u32, Box::new(move |_| unregister(m.get().unwrap()))).unwrap();
+        me.set(Some(t));
+        a.write_all(b"x").unwrap();
+        assert_eq!(poll(1000), 1);
+        assert_eq!(sources(), 0);
+    }
+}
