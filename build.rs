@@ -21,18 +21,18 @@ struct GenHeader {
 
 const HEADERS: &[GenHeader] = &[
     GenHeader {
-    name: "msgport",
-    sources: &["src/abi/msgport.rs", "src/capi/msgport.rs"],
-    includes: &["sys/types.h", "stdint.h"],
-    inline_fns: &[
-        "lwkt_initmsg",
-        "lwkt_reinitmsg",
-        "lwkt_beginmsg",
-        "lwkt_forwardmsg",
-        "lwkt_waitmsg",
-        "lwkt_abortmsg",
-        "lwkt_replymsg",
-    ],
+        name: "msgport",
+        sources: &["src/abi/msgport.rs", "src/capi/msgport.rs"],
+        includes: &["sys/types.h", "stdint.h"],
+        inline_fns: &[
+            "lwkt_initmsg",
+            "lwkt_reinitmsg",
+            "lwkt_beginmsg",
+            "lwkt_forwardmsg",
+            "lwkt_waitmsg",
+            "lwkt_abortmsg",
+            "lwkt_replymsg",
+        ],
     },
     GenHeader {
         name: "slaballoc",
@@ -51,7 +51,10 @@ const EXTRA_EXPORTS: &[(&str, &[&str])] = &[(
 
 /// C struct/union tags referenced by the Rust types but defined in another
 /// header: cbindgen must spell them with their tag.
-const FOREIGN_TAGS: &[(&str, &str)] = &[("thread", "struct thread"), ("globaldata", "struct globaldata")];
+const FOREIGN_TAGS: &[(&str, &str)] = &[
+    ("thread", "struct thread"),
+    ("globaldata", "struct globaldata"),
+];
 
 fn main() {
     let major = env::var("CARGO_PKG_VERSION_MAJOR").unwrap();
@@ -80,10 +83,16 @@ fn generate(root: &Path, h: &GenHeader) -> String {
     let mut config = cbindgen::Config::from_file(root.join("cbindgen.toml")).unwrap();
     config.include_guard = Some(format!("_LIBCAPS_GEN_{}_H_", h.name.to_uppercase()));
     config.sys_includes = h.includes.iter().map(|s| s.to_string()).collect();
-    config.export.exclude.extend(h.inline_fns.iter().map(|s| s.to_string()));
+    config
+        .export
+        .exclude
+        .extend(h.inline_fns.iter().map(|s| s.to_string()));
     for (name, items) in EXTRA_EXPORTS {
         if *name == h.name {
-            config.export.include.extend(items.iter().map(|s| s.to_string()));
+            config
+                .export
+                .include
+                .extend(items.iter().map(|s| s.to_string()));
         }
     }
     for (rust, c) in FOREIGN_TAGS {

@@ -52,7 +52,7 @@ fn main() {
 
     let thread_defined = defines_field(&root, "td_pri");
     let globaldata_defined = fs::read_to_string(root.join("src/abi/globaldata.rs"))
-        .map(|s| s.contains("gd_slab"))
+        .map(|s| s.contains("pub gd_slab"))
         .unwrap_or(false);
     let mut cfg = ctest2::TestGenerator::new();
     cfg.include(&include);

@@ -8,8 +8,8 @@
 //! core (`lwkt`, ...). Data flows one way: `capi` → core → `abi`.
 
 pub mod abi;
-pub mod caps;
 pub mod capi;
+pub mod caps;
 pub mod cpu;
 pub mod diag;
 pub mod lwkt;

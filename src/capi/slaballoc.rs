@@ -46,7 +46,7 @@ pub unsafe extern "C" fn slab_malloc_uninit(data: *mut c_void) {
     unsafe { slab::types::unregister(data.cast()) };
 }
 
-/// Allocate `size` bytes accounted to `type`. Power-of-2 sizes are aligned
+/// Allocate `size` bytes accounted to `mtype`. Power-of-2 sizes are aligned
 /// to their size, others to 8 bytes; sizes of 16 KiB and more (less on
 /// machines with little RAM) and page multiples are page-aligned mappings.
 /// `slab_malloc(0, ...)` returns a non-NULL pointer that must not be
@@ -55,15 +55,19 @@ pub unsafe extern "C" fn slab_malloc_uninit(data: *mut c_void) {
 /// Flags: `M_ZERO` zeroes the memory; `M_NOWAIT` or `M_NULLOK` make it
 /// return NULL when the type's `ks_limit` would be exceeded or memory
 /// cannot be mapped (otherwise the process aborts with a message).
-/// Aborts if `type` is NULL or lacks `M_MAGIC`.
+/// Aborts if `mtype` is NULL or lacks `M_MAGIC`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn slab_malloc(size: c_ulong, r#type: *mut malloc_type, flags: c_int) -> *mut c_void {
-    need_type("slab_malloc", r#type);
+pub unsafe extern "C" fn slab_malloc(
+    size: c_ulong,
+    mtype: *mut malloc_type,
+    flags: c_int,
+) -> *mut c_void {
+    need_type("slab_malloc", mtype);
     // SAFETY: non-NULL type supplied by the caller.
-    unsafe { slab::malloc(size as usize, r#type, flags) }
+    unsafe { slab::malloc(size as usize, mtype, flags) }
 }
 
-/// Resize an allocation of `type`: NULL (or the zero-length pointer)
+/// Resize an allocation of `mtype`: NULL (or the zero-length pointer)
 /// allocates, `size` 0 frees and returns NULL; the same pointer is
 /// returned when the size class (or page count) does not change; else the
 /// contents move to a new allocation. NULL on failure under
@@ -72,24 +76,24 @@ pub unsafe extern "C" fn slab_malloc(size: c_ulong, r#type: *mut malloc_type, fl
 pub unsafe extern "C" fn slab_realloc(
     ptr: *mut c_void,
     size: c_ulong,
-    r#type: *mut malloc_type,
+    mtype: *mut malloc_type,
     flags: c_int,
 ) -> *mut c_void {
-    need_type("slab_realloc", r#type);
+    need_type("slab_realloc", mtype);
     // SAFETY: non-NULL type supplied by the caller.
-    unsafe { slab::realloc(ptr, size as usize, r#type, flags) }
+    unsafe { slab::realloc(ptr, size as usize, mtype, flags) }
 }
 
 /// Free memory obtained from `slab_malloc`/`slab_realloc` with the same
-/// `type`, from any thread. Aborts with a message on a pointer the
+/// `mtype`, from any thread. Aborts with a message on a pointer the
 /// allocator did not return, a double free, or the wrong type.
 /// `slab_free(NULL, type)` does nothing, like `free(3)`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn slab_free(ptr: *mut c_void, r#type: *mut malloc_type) {
-    need_type("slab_free", r#type);
+pub unsafe extern "C" fn slab_free(ptr: *mut c_void, mtype: *mut malloc_type) {
+    need_type("slab_free", mtype);
     if ptr.is_null() {
         return;
     }
     // SAFETY: non-NULL type supplied by the caller.
-    unsafe { slab::free(ptr, r#type) }
+    unsafe { slab::free(ptr, mtype) }
 }

@@ -23,16 +23,33 @@ pub struct Cred {
 impl Cred {
     /// Read the credentials of the peer of connected socket `fd`.
     pub fn of_peer(fd: RawFd) -> Result<Cred, i32> {
-        let mut uc = libc::ucred { pid: 0, uid: 0, gid: 0 };
+        let mut uc = libc::ucred {
+            pid: 0,
+            uid: 0,
+            gid: 0,
+        };
         let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
         // SAFETY: `uc` is a writable ucred of `len` bytes.
         let r = unsafe {
-            libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_PEERCRED, (&raw mut uc).cast(), &mut len)
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_PEERCRED,
+                (&raw mut uc).cast(),
+                &mut len,
+            )
         };
         if r != 0 {
-            return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO));
+            return Err(std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO));
         }
-        Ok(Cred { pid: uc.pid, uid: uc.uid, gid: uc.gid, groups: peer_groups(fd) })
+        Ok(Cred {
+            pid: uc.pid,
+            uid: uc.uid,
+            gid: uc.gid,
+            groups: peer_groups(fd),
+        })
     }
 
     /// Our own credentials (what a peer would see of us).
@@ -45,7 +62,12 @@ impl Cred {
         // SAFETY: `groups` has room for `n` entries.
         let got = unsafe { libc::getgroups(n as i32, groups.as_mut_ptr()) }.max(0) as usize;
         groups.truncate(got);
-        Cred { pid, uid, gid, groups }
+        Cred {
+            pid,
+            uid,
+            gid,
+            groups,
+        }
     }
 
     /// Fill a C `struct caps_cred` (at most `CAPS_MAXGROUPS` groups).
@@ -73,7 +95,13 @@ fn peer_groups(fd: RawFd) -> Vec<u32> {
         let mut len = (groups.len() * std::mem::size_of::<libc::gid_t>()) as libc::socklen_t;
         // SAFETY: `groups` is writable for `len` bytes.
         let r = unsafe {
-            libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_PEERGROUPS, groups.as_mut_ptr().cast(), &mut len)
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
         };
         let count = len as usize / std::mem::size_of::<libc::gid_t>();
         if r == 0 {
@@ -124,12 +152,21 @@ mod tests {
     use std::os::unix::net::UnixStream;
 
     fn peer(uid: u32, gid: u32, groups: &[u32]) -> Cred {
-        Cred { pid: 1, uid, gid, groups: groups.to_vec() }
+        Cred {
+            pid: 1,
+            uid,
+            gid,
+            groups: groups.to_vec(),
+        }
     }
 
     #[test]
     fn access_rule() {
-        let svc = |flags| Access { owner_uid: 1000, gid: 50, flags };
+        let svc = |flags| Access {
+            owner_uid: 1000,
+            gid: 50,
+            flags,
+        };
         let owner = peer(1000, 1000, &[]);
         let member = peer(2000, 2000, &[7, 50]);
         let primary = peer(2001, 50, &[]);

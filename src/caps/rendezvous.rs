@@ -32,7 +32,11 @@ pub fn base_dir() -> PathBuf {
 
 /// The directory holding the services of `uid`.
 pub fn service_dir(uid: u32) -> PathBuf {
-    if uid == 0 { base_dir().join("root") } else { base_dir().join("users").join(uid.to_string()) }
+    if uid == 0 {
+        base_dir().join("root")
+    } else {
+        base_dir().join("users").join(uid.to_string())
+    }
 }
 
 /// Check a service name: non-empty, no `/`, not `.` or `..`.
@@ -54,7 +58,9 @@ pub fn service_path(name: &[u8], uid: u32) -> Result<PathBuf, Errno> {
 }
 
 fn last_errno() -> Errno {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 fn cpath(p: &Path) -> Result<CString, Errno> {
@@ -107,7 +113,8 @@ fn sockaddr(path: &Path) -> Result<(libc::sockaddr_un, libc::socklen_t), Errno> 
 }
 
 fn unix_socket(nonblock: bool) -> Result<OwnedFd, Errno> {
-    let flags = libc::SOCK_STREAM | libc::SOCK_CLOEXEC | if nonblock { libc::SOCK_NONBLOCK } else { 0 };
+    let flags =
+        libc::SOCK_STREAM | libc::SOCK_CLOEXEC | if nonblock { libc::SOCK_NONBLOCK } else { 0 };
     // SAFETY: plain socket(2) call.
     let fd = unsafe { libc::socket(libc::AF_UNIX, flags, 0) };
     if fd < 0 {
@@ -136,8 +143,12 @@ pub fn connect(path: &Path) -> Result<OwnedFd, Errno> {
 
 /// Is a live service listening at `path`? (A stale socket refuses.)
 fn is_live(path: &Path) -> bool {
-    let Ok((sa, len)) = sockaddr(path) else { return false };
-    let Ok(fd) = unix_socket(true) else { return false };
+    let Ok((sa, len)) = sockaddr(path) else {
+        return false;
+    };
+    let Ok(fd) = unix_socket(true) else {
+        return false;
+    };
     // SAFETY: `sa` is a valid sockaddr_un of `len` bytes.
     let r = unsafe { libc::connect(fd.as_raw_fd(), (&raw const sa).cast(), len) };
     // A full backlog (EAGAIN) still means somebody listens.
@@ -152,7 +163,12 @@ impl DirLock {
     fn new(dir: &Path) -> Result<DirLock, Errno> {
         let c = cpath(dir)?;
         // SAFETY: `c` is a valid path; the result is checked.
-        let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
         if fd < 0 {
             return Err(last_errno());
         }
@@ -181,7 +197,11 @@ pub fn listen(path: &Path, mode: u32, excl: bool) -> Result<Listener, Errno> {
         return Err(libc::EEXIST);
     }
     let mut tmp: OsString = dir.as_os_str().to_owned();
-    tmp.push(format!("/.caps.{}.{}", std::process::id(), TEMP_SEQ.fetch_add(1, Ordering::Relaxed)));
+    tmp.push(format!(
+        "/.caps.{}.{}",
+        std::process::id(),
+        TEMP_SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
     let tmp = PathBuf::from(tmp);
     let (sa, len) = sockaddr(&tmp)?;
     let fd = unix_socket(true)?;
@@ -215,7 +235,11 @@ pub fn listen(path: &Path, mode: u32, excl: bool) -> Result<Listener, Errno> {
         return Err(e);
     }
     let node = node_id(path).ok_or(libc::ENOENT)?;
-    Ok(Listener { fd, path: path.to_owned(), node })
+    Ok(Listener {
+        fd,
+        path: path.to_owned(),
+        node,
+    })
 }
 
 /// A service's listening socket and the filesystem node it was published
@@ -296,7 +320,10 @@ mod tests {
         // the dead service's node is still there and is replaced
         assert!(path.exists() && !is_live(&path));
         let l2 = listen(&path, 0o666, true).unwrap();
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777, 0o666);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777,
+            0o666
+        );
         // a replaced node is not removed by its former owner
         let l3 = listen(&path, 0o600, false).unwrap();
         l2.unlink();

@@ -84,7 +84,11 @@ impl Hello {
         if (max_msgsize as usize) < HEADER_LEN {
             return Err(WireError::BadField("max_msgsize", max_msgsize.into()));
         }
-        Ok(Hello { kind: expect, max_msgsize, status: u32::from_le_bytes(b[12..16].try_into().unwrap()) })
+        Ok(Hello {
+            kind: expect,
+            max_msgsize,
+            status: u32::from_le_bytes(b[12..16].try_into().unwrap()),
+        })
     }
 }
 
@@ -196,7 +200,11 @@ impl FrameReader {
 
     /// Consume bytes from `input`; returns how many were used and, when a
     /// frame completed, the frame.
-    pub fn feed(&mut self, input: &[u8], max_body: u32) -> Result<(usize, Option<(Header, Vec<u8>)>), WireError> {
+    pub fn feed(
+        &mut self,
+        input: &[u8],
+        max_body: u32,
+    ) -> Result<(usize, Option<(Header, Vec<u8>)>), WireError> {
         let n = input.len().min(self.want());
         self.buf.extend_from_slice(&input[..n]);
         if self.header.is_none() && self.buf.len() == HEADER_LEN {
@@ -229,7 +237,11 @@ mod tests {
             kind,
             body_len,
             id: 0x0102_0304_0506_0708,
-            capacity: if kind == FrameKind::Request { body_len + 10 } else { 0 },
+            capacity: if kind == FrameKind::Request {
+                body_len + 10
+            } else {
+                0
+            },
             cmd: -5,
             error: 23,
             result: u64::MAX - 1,
@@ -239,17 +251,30 @@ mod tests {
 
     #[test]
     fn hello_round_trip_and_rejections() {
-        let h = Hello { kind: HelloKind::Server, max_msgsize: MAX_MSGSIZE as u32, status: 13 };
+        let h = Hello {
+            kind: HelloKind::Server,
+            max_msgsize: MAX_MSGSIZE as u32,
+            status: 13,
+        };
         let b = h.encode();
         assert_eq!(&b[0..4], b"CAPS");
         assert_eq!(Hello::decode(&b, HelloKind::Server), Ok(h));
-        assert_eq!(Hello::decode(&b, HelloKind::Client), Err(WireError::BadKind(2)));
+        assert_eq!(
+            Hello::decode(&b, HelloKind::Client),
+            Err(WireError::BadKind(2))
+        );
         let mut bad = b;
         bad[4] = 9;
-        assert_eq!(Hello::decode(&bad, HelloKind::Server), Err(WireError::BadVersion(9)));
+        assert_eq!(
+            Hello::decode(&bad, HelloKind::Server),
+            Err(WireError::BadVersion(9))
+        );
         bad = b;
         bad[0] = b'X';
-        assert!(matches!(Hello::decode(&bad, HelloKind::Server), Err(WireError::BadMagic(_))));
+        assert!(matches!(
+            Hello::decode(&bad, HelloKind::Server),
+            Err(WireError::BadMagic(_))
+        ));
     }
 
     #[test]
@@ -270,7 +295,10 @@ mod tests {
         assert_eq!(Header::decode(&b, 1000), Err(WireError::TooLarge(2000)));
         let mut h = header(FrameKind::Request, 100);
         h.capacity = 99;
-        assert!(matches!(Header::decode(&h.encode(), 1000), Err(WireError::BadField("capacity", 99))));
+        assert!(matches!(
+            Header::decode(&h.encode(), 1000),
+            Err(WireError::BadField("capacity", 99))
+        ));
         h.capacity = 5000;
         assert!(Header::decode(&h.encode(), 1000).is_err());
         let mut r = header(FrameKind::Reply, 10).encode();
@@ -287,7 +315,9 @@ mod tests {
     #[test]
     fn reader_reassembles_byte_by_byte_and_in_bulk() {
         let mut stream = Vec::new();
-        let bodies: Vec<Vec<u8>> = (0..5u32).map(|i| (0..i * 37).map(|x| x as u8).collect()).collect();
+        let bodies: Vec<Vec<u8>> = (0..5u32)
+            .map(|i| (0..i * 37).map(|x| x as u8).collect())
+            .collect();
         for (i, body) in bodies.iter().enumerate() {
             let mut h = header(FrameKind::Request, body.len() as u32);
             h.id = i as u64;

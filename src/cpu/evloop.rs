@@ -23,7 +23,10 @@ impl Token {
         (u64::from(self.generation) << 32) | u64::from(self.slot)
     }
     fn from_key(k: u64) -> Token {
-        Token { slot: k as u32, generation: (k >> 32) as u32 }
+        Token {
+            slot: k as u32,
+            generation: (k >> 32) as u32,
+        }
     }
 }
 
@@ -62,7 +65,9 @@ impl Waker {
 }
 
 fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 impl EvLoop {
@@ -72,16 +77,35 @@ impl EvLoop {
         // SAFETY: as above.
         let ev = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         if ep < 0 || ev < 0 {
-            crate::fatal!("libcaps", "cannot create the cpu event loop: errno {}", errno());
+            crate::fatal!(
+                "libcaps",
+                "cannot create the cpu event loop: errno {}",
+                errno()
+            );
         }
         // SAFETY: both descriptors are new and owned by nobody else.
         let (ep, ev) = unsafe { (OwnedFd::from_raw_fd(ep), OwnedFd::from_raw_fd(ev)) };
-        let mut e = libc::epoll_event { events: libc::EPOLLIN as u32, u64: WAKE_KEY };
+        let mut e = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: WAKE_KEY,
+        };
         // SAFETY: valid epoll and event descriptors, valid event struct.
-        if unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, ev.as_raw_fd(), &mut e) } != 0 {
-            crate::fatal!("libcaps", "cannot register the cpu wakeup: errno {}", errno());
+        if unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, ev.as_raw_fd(), &mut e) }
+            != 0
+        {
+            crate::fatal!(
+                "libcaps",
+                "cannot register the cpu wakeup: errno {}",
+                errno()
+            );
         }
-        EvLoop { ep, waker: Arc::new(Waker { fd: ev }), slots: Vec::new(), free: Vec::new(), live: 0 }
+        EvLoop {
+            ep,
+            waker: Arc::new(Waker { fd: ev }),
+            slots: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+        }
     }
 }
 
@@ -102,21 +126,37 @@ pub fn register(fd: RawFd, events: u32, cb: Callback) -> Result<Token, i32> {
         let slot = match l.free.pop() {
             Some(s) => s,
             None => {
-                l.slots.push(Slot { generation: 0, fd: -1, cb: None, live: false });
+                l.slots.push(Slot {
+                    generation: 0,
+                    fd: -1,
+                    cb: None,
+                    live: false,
+                });
                 (l.slots.len() - 1) as u32
             }
         };
         let s = &mut l.slots[slot as usize];
         s.generation = s.generation.wrapping_add(1);
-        let token = Token { slot, generation: s.generation };
-        let mut e = libc::epoll_event { events, u64: token.key() };
+        let token = Token {
+            slot,
+            generation: s.generation,
+        };
+        let mut e = libc::epoll_event {
+            events,
+            u64: token.key(),
+        };
         // SAFETY: valid epoll descriptor and event struct.
         if unsafe { libc::epoll_ctl(l.ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut e) } != 0 {
             let err = errno();
             l.free.push(slot);
             return Err(err);
         }
-        *s = Slot { generation: token.generation, fd, cb: Some(cb), live: true };
+        *s = Slot {
+            generation: token.generation,
+            fd,
+            cb: Some(cb),
+            live: true,
+        };
         l.live += 1;
         Ok(token)
     })
@@ -125,11 +165,16 @@ pub fn register(fd: RawFd, events: u32, cb: Callback) -> Result<Token, i32> {
 /// Change the events watched for a registration.
 pub fn modify(token: Token, events: u32) {
     with(|l| {
-        let Some(s) = l.slots.get(token.slot as usize) else { return };
+        let Some(s) = l.slots.get(token.slot as usize) else {
+            return;
+        };
         if !s.live || s.generation != token.generation {
             return;
         }
-        let mut e = libc::epoll_event { events, u64: token.key() };
+        let mut e = libc::epoll_event {
+            events,
+            u64: token.key(),
+        };
         // SAFETY: valid epoll descriptor and event struct.
         unsafe { libc::epoll_ctl(l.ep.as_raw_fd(), libc::EPOLL_CTL_MOD, s.fd, &mut e) };
     })
@@ -138,12 +183,21 @@ pub fn modify(token: Token, events: u32) {
 /// Stop watching (call before closing the descriptor).
 pub fn unregister(token: Token) {
     with(|l| {
-        let Some(s) = l.slots.get_mut(token.slot as usize) else { return };
+        let Some(s) = l.slots.get_mut(token.slot as usize) else {
+            return;
+        };
         if !s.live || s.generation != token.generation {
             return;
         }
         // SAFETY: valid epoll descriptor; a NULL event is allowed for DEL.
-        unsafe { libc::epoll_ctl(l.ep.as_raw_fd(), libc::EPOLL_CTL_DEL, s.fd, std::ptr::null_mut()) };
+        unsafe {
+            libc::epoll_ctl(
+                l.ep.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                s.fd,
+                std::ptr::null_mut(),
+            )
+        };
         s.live = false;
         s.cb = None;
         s.fd = -1;
@@ -215,7 +269,12 @@ mod tests {
         let (mut a, b) = UnixStream::pair().unwrap();
         let hits = Rc::new(Cell::new(0));
         let h = Rc::clone(&hits);
-        let t = register(b.as_raw_fd(), libc::EPOLLIN as u32, Box::new(move |_| h.set(h.get() + 1))).unwrap();
+        let t = register(
+            b.as_raw_fd(),
+            libc::EPOLLIN as u32,
+            Box::new(move |_| h.set(h.get() + 1)),
+        )
+        .unwrap();
         assert_eq!(sources(), 1);
         assert_eq!(poll(0), 0);
         a.write_all(b"x").unwrap();
@@ -244,7 +303,12 @@ mod tests {
         let (mut a, b) = UnixStream::pair().unwrap();
         let me: Rc<Cell<Option<Token>>> = Rc::new(Cell::new(None));
         let m = Rc::clone(&me);
-        let t = register(b.as_raw_fd(), libc::EPOLLIN as u32, Box::new(move |_| unregister(m.get().unwrap()))).unwrap();
+        let t = register(
+            b.as_raw_fd(),
+            libc::EPOLLIN as u32,
+            Box::new(move |_| unregister(m.get().unwrap())),
+        )
+        .unwrap();
         me.set(Some(t));
         a.write_all(b"x").unwrap();
         assert_eq!(poll(1000), 1);

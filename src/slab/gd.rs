@@ -9,10 +9,10 @@
 use core::cell::Cell;
 use core::ptr;
 use core::sync::atomic::{AtomicU32, Ordering};
-use std::alloc::{alloc_zeroed, Layout};
+use std::alloc::{Layout, alloc_zeroed};
 use std::sync::Mutex;
 
-use crate::abi::{SLGlobalData, M_MAGIC, SMP_MAXCPU};
+use crate::abi::{M_MAGIC, SLGlobalData, SMP_MAXCPU};
 use crate::fatal;
 
 use super::{types, zone};
@@ -74,7 +74,10 @@ fn attach() -> *mut SLGlobalData {
         // SAFETY: non-zero-sized layout.
         let gd = unsafe { alloc_zeroed(Layout::new::<SLGlobalData>()) }.cast::<SLGlobalData>();
         if gd.is_null() {
-            fatal!("slab_malloc", "out of memory for per-thread allocator state");
+            fatal!(
+                "slab_malloc",
+                "out of memory for per-thread allocator state"
+            );
         }
         // SAFETY: fresh zeroed state.
         unsafe { gd_setup(gd) };
@@ -102,7 +105,8 @@ pub unsafe fn gd_setup(gd: *mut SLGlobalData) {
     // SAFETY: caller contract.
     unsafe {
         if slot < 0 {
-            (*gd).sl_Slot = (SHARED_NEXT.fetch_add(1, Ordering::Relaxed) % SMP_MAXCPU as u32) as i32;
+            (*gd).sl_Slot =
+                (SHARED_NEXT.fetch_add(1, Ordering::Relaxed) % SMP_MAXCPU as u32) as i32;
             (*gd).sl_Flags |= SLGD_SHARED;
         } else {
             (*gd).sl_Slot = slot;

@@ -25,8 +25,8 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Once;
 
 use crate::abi::{
-    malloc_type, M_NOWAIT, M_NULLOK, M_PASSIVE_ZERO, M_ZERO, PAGE_SIZE, ZALLOC_MAX_ZONE_SIZE,
-    ZALLOC_MIN_ZONE_SIZE, ZALLOC_ZONE_LIMIT,
+    M_NOWAIT, M_NULLOK, M_PASSIVE_ZERO, M_ZERO, PAGE_SIZE, ZALLOC_MAX_ZONE_SIZE,
+    ZALLOC_MIN_ZONE_SIZE, ZALLOC_ZONE_LIMIT, malloc_type,
 };
 use crate::fatal;
 
@@ -60,10 +60,22 @@ static INIT: Once = Once::new();
 pub fn init() {
     INIT.call_once(|| {
         // SAFETY: sysconf has no memory-safety preconditions.
-        let (pages, psize) =
-            unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
-        let psize = if psize <= 0 { PAGE_SIZE } else { psize as usize };
-        let phys_kb = if pages <= 0 { 0 } else { pages as usize * (psize / 1024) };
+        let (pages, psize) = unsafe {
+            (
+                libc::sysconf(libc::_SC_PHYS_PAGES),
+                libc::sysconf(libc::_SC_PAGESIZE),
+            )
+        };
+        let psize = if psize <= 0 {
+            PAGE_SIZE
+        } else {
+            psize as usize
+        };
+        let phys_kb = if pages <= 0 {
+            0
+        } else {
+            pages as usize * (psize / 1024)
+        };
         let mut zs = ZALLOC_MIN_ZONE_SIZE as usize;
         while zs < ZALLOC_MAX_ZONE_SIZE as usize && zs * 2 < phys_kb {
             zs *= 2;
@@ -150,7 +162,12 @@ pub unsafe fn malloc(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_
     if c.is_null() {
         // SAFETY: valid type; undo the charge taken above.
         unsafe { types::uncharge(ty, cs) };
-        return fail("slab_malloc", ty, flags, "out of memory (cannot map a zone)");
+        return fail(
+            "slab_malloc",
+            ty,
+            flags,
+            "out of memory (cannot map a zone)",
+        );
     }
     // SAFETY: valid type, this thread's cpu state.
     unsafe { types::stat(gd, ty, cs as isize, 1) };

@@ -7,10 +7,10 @@ use core::ffi::{c_int, c_void};
 use core::ptr::{self, addr_of_mut};
 use std::sync::Mutex;
 
-use crate::abi::{malloc_type, SLGlobalData, SLOversized, M_MAGIC, ZALLOC_OVSZ_MAGIC};
+use crate::abi::{M_MAGIC, SLGlobalData, SLOversized, ZALLOC_OVSZ_MAGIC, malloc_type};
 use crate::fatal;
 
-use super::{types, Params};
+use super::{Params, types};
 
 const HSIZE: usize = 8192;
 
@@ -74,7 +74,9 @@ pub unsafe fn alloc(
     flags: c_int,
     p: &Params,
 ) -> *mut c_void {
-    let Some(bytes) = size.checked_next_multiple_of(p.os_page).filter(|b| *b <= isize::MAX as usize)
+    let Some(bytes) = size
+        .checked_next_multiple_of(p.os_page)
+        .filter(|b| *b <= isize::MAX as usize)
     else {
         return super::fail("slab_malloc", ty, flags, "request too large");
     };
@@ -85,7 +87,11 @@ pub unsafe fn alloc(
     // SAFETY: descriptor from the slab itself (a zone chunk, never oversized).
     let d = unsafe { super::malloc(size_of::<OvDesc>(), ov_type(), flags) }.cast::<OvDesc>();
     // Power-of-2 sizes are aligned to their size.
-    let align = if size.is_power_of_two() { size.max(p.os_page) } else { p.os_page };
+    let align = if size.is_power_of_two() {
+        size.max(p.os_page)
+    } else {
+        p.os_page
+    };
     // SAFETY: fresh mapping.
     let m = unsafe { map_aligned(bytes, align) };
     if d.is_null() || m == libc::MAP_FAILED {
@@ -106,7 +112,11 @@ pub unsafe fn alloc(
     // SAFETY: `d` is a fresh chunk large enough for an `OvDesc`.
     unsafe {
         d.write(OvDesc {
-            ov: SLOversized { ov_Next: (*b).cast(), ov_Ptr: m, ov_Bytes: bytes },
+            ov: SLOversized {
+                ov_Next: (*b).cast(),
+                ov_Ptr: m,
+                ov_Bytes: bytes,
+            },
             ty,
             magic: ZALLOC_OVSZ_MAGIC,
         });
@@ -152,7 +162,12 @@ unsafe fn map_aligned(bytes: usize, align: usize) -> *mut c_void {
 
 /// Find the descriptor of `ptr` under the lock; abort if there is none or
 /// it belongs to another type. Returns the link that points to it.
-unsafe fn find(func: &str, t: &mut Table, ptr: *mut c_void, ty: *mut malloc_type) -> *mut *mut OvDesc {
+unsafe fn find(
+    func: &str,
+    t: &mut Table,
+    ptr: *mut c_void,
+    ty: *mut malloc_type,
+) -> *mut *mut OvDesc {
     let mut pp: *mut *mut OvDesc = &mut t.0[hash(ptr as usize)];
     // SAFETY: descriptors in the table are live slab chunks.
     unsafe {
@@ -163,15 +178,22 @@ unsafe fn find(func: &str, t: &mut Table, ptr: *mut c_void, ty: *mut malloc_type
                     fatal!(func, "{ptr:p}: oversized descriptor corrupted");
                 }
                 if (*d).ty != ty {
-                    fatal!(func, "wrong malloc_type for {ptr:p}: freed as {} but allocated as {}",
-                        types::name(ty), types::name((*d).ty));
+                    fatal!(
+                        func,
+                        "wrong malloc_type for {ptr:p}: freed as {} but allocated as {}",
+                        types::name(ty),
+                        types::name((*d).ty)
+                    );
                 }
                 return pp;
             }
             pp = addr_of_mut!((*d).ov.ov_Next).cast();
         }
     }
-    fatal!(func, "pointer {ptr:p} was not returned by slab_malloc, or was already freed (double free)")
+    fatal!(
+        func,
+        "pointer {ptr:p} was not returned by slab_malloc, or was already freed (double free)"
+    )
 }
 
 /// Unmap the oversized allocation `ptr`.

@@ -74,12 +74,8 @@ pub fn set(base: usize, live: bool) -> bool {
             return false;
         }
         let fresh = p.cast::<AtomicU64>();
-        match TOP[top].compare_exchange(
-            ptr::null_mut(),
-            fresh,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
+        match TOP[top].compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire)
+        {
             Ok(_) => leaf = fresh,
             Err(other) => {
                 // SAFETY: `p` is our own unpublished mapping of `bytes`.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::mpsc;
 
 use super::*;
-use crate::abi::{malloc_type, M_MAGIC, M_NULLOK, M_ZERO, NZONES, SMP_MAXCPU};
+use crate::abi::{M_MAGIC, M_NULLOK, M_ZERO, NZONES, SMP_MAXCPU, malloc_type};
 
 fn new_type(name: &'static core::ffi::CStr) -> *mut malloc_type {
     // SAFETY: all-zero is a valid `malloc_type` (NULL pointers, zero counts).
@@ -123,7 +123,10 @@ fn fill(p: *mut c_void, n: usize, v: u8) {
 fn check(p: *mut c_void, n: usize, v: u8) {
     // SAFETY: `p` holds at least `n` initialised bytes.
     let s = unsafe { core::slice::from_raw_parts(p.cast::<u8>(), n) };
-    assert!(s.iter().all(|b| *b == v), "contents of {p:p} ({n} bytes) lost");
+    assert!(
+        s.iter().all(|b| *b == v),
+        "contents of {p:p} ({n} bytes) lost"
+    );
 }
 
 /// Random malloc/free/realloc against a model: contents survive, live
@@ -331,7 +334,9 @@ fn blocks_outlive_the_thread_that_allocated_them() {
     }
     assert_eq!(totals(ty), (0, 0, 15000));
     // The pooled states are adopted by new threads and work.
-    std::thread::spawn(move || model_run(5, 500, new_type(c"adopter"))).join().unwrap();
+    std::thread::spawn(move || model_run(5, 500, new_type(c"adopter")))
+        .join()
+        .unwrap();
 }
 
 #[test]
@@ -352,7 +357,10 @@ fn free_zones_are_unmapped() {
             unsafe { free(p as *mut c_void, ty) };
         }
         let after = zones();
-        assert!(after - before <= ZONE_CACHE_MAX as i64 + 1, "{after} zones still mapped");
+        assert!(
+            after - before <= ZONE_CACHE_MAX as i64 + 1,
+            "{after} zones still mapped"
+        );
     })
     .join()
     .unwrap();

@@ -5,12 +5,12 @@
 //! registered; `tag` (2..=254, or 255 when more than 253 types exist and
 //! the type check is skipped) is what each chunk of the type carries.
 
-use core::ffi::{c_long, CStr};
+use core::ffi::{CStr, c_long};
 use core::ptr::{self, addr_of_mut};
 use core::sync::atomic::{AtomicI64, AtomicIsize, AtomicPtr, Ordering};
 use std::sync::Mutex;
 
-use crate::abi::{malloc_type, SLGlobalData, M_MAGIC, SMP_MAXCPU};
+use crate::abi::{M_MAGIC, SLGlobalData, SMP_MAXCPU, malloc_type};
 use crate::{fatal, warn};
 
 use super::gd::SLGD_SHARED;
@@ -31,7 +31,10 @@ struct Registry {
 // SAFETY: the raw list head is only touched under the mutex.
 unsafe impl Send for Registry {}
 
-static REGISTRY: Mutex<Registry> = Mutex::new(Registry { head: ptr::null_mut(), next_tag: FIRST_TAG });
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+    head: ptr::null_mut(),
+    next_tag: FIRST_TAG,
+});
 /// Type of each tag, for messages.
 static BY_TAG: [AtomicPtr<malloc_type>; 256] = [const { AtomicPtr::new(ptr::null_mut()) }; 256];
 
@@ -93,7 +96,10 @@ pub unsafe fn check(ty: *mut malloc_type, func: &str) -> u8 {
 
 #[cold]
 fn no_magic(ty: *mut malloc_type, func: &str) -> ! {
-    fatal!(func, "malloc type {ty:p} lacks magic (ks_magic is not M_MAGIC): not a malloc_type, or not declared with MALLOC_DEFINE")
+    fatal!(
+        func,
+        "malloc type {ty:p} lacks magic (ks_magic is not M_MAGIC): not a malloc_type, or not declared with MALLOC_DEFINE"
+    )
 }
 
 /// `slab_malloc_init`: link the type on the statistics list, give it a tag
@@ -163,7 +169,11 @@ pub unsafe fn unregister(ty: *mut malloc_type) {
         (*ty).ks_next = ptr::null_mut();
         let (mem, n) = totals(ty);
         if n != 0 {
-            warn!("slab_malloc_uninit", "{}: {mem} bytes in {n} allocations still allocated", name(ty));
+            warn!(
+                "slab_malloc_uninit",
+                "{}: {mem} bytes in {n} allocations still allocated",
+                name(ty)
+            );
         }
         slot(addr_of_mut!((*ty).ks_limit)).store(0, Ordering::Relaxed);
     }
@@ -210,8 +220,12 @@ pub unsafe fn count_call(ty: *mut malloc_type) {
 #[inline]
 pub unsafe fn charge(ty: *mut malloc_type, bytes: usize) -> bool {
     // SAFETY: caller contract.
-    let (loose, lim) =
-        unsafe { (slot(addr_of_mut!((*ty).ks_loosememuse)), slot(addr_of_mut!((*ty).ks_limit))) };
+    let (loose, lim) = unsafe {
+        (
+            slot(addr_of_mut!((*ty).ks_loosememuse)),
+            slot(addr_of_mut!((*ty).ks_limit)),
+        )
+    };
     let b = bytes as isize;
     let limit = lim.load(Ordering::Relaxed);
     let mut l = loose.load(Ordering::Relaxed);
@@ -235,7 +249,10 @@ pub unsafe fn charge(ty: *mut malloc_type, bytes: usize) -> bool {
 pub unsafe fn uncharge(ty: *mut malloc_type, bytes: usize) {
     // SAFETY: caller contract.
     let loose = unsafe { slot(addr_of_mut!((*ty).ks_loosememuse)) };
-    loose.store(loose.load(Ordering::Relaxed) - bytes as isize, Ordering::Relaxed);
+    loose.store(
+        loose.load(Ordering::Relaxed) - bytes as isize,
+        Ordering::Relaxed,
+    );
 }
 
 /// Add `mem` bytes and `n` allocations to this cpu's slot of the type.

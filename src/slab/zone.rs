@@ -13,13 +13,13 @@ use core::ptr::{self, addr_of_mut};
 use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
 use crate::abi::{
-    malloc_type, SLChunk, SLGlobalData, SLZone, PAGE_SIZE, SLZF_UNOTZEROD, SLZONE_NPAGES,
-    ZALLOC_MAX_ZONE_SIZE, ZALLOC_SLAB_MAGIC, ZALLOC_SLAB_SLIDE,
+    PAGE_SIZE, SLChunk, SLGlobalData, SLZF_UNOTZEROD, SLZONE_NPAGES, SLZone, ZALLOC_MAX_ZONE_SIZE,
+    ZALLOC_SLAB_MAGIC, ZALLOC_SLAB_SLIDE, malloc_type,
 };
 use crate::fatal;
 
 use super::types::{self, TAG_UNCHECKED};
-use super::{params, registry, ZONE_CACHE_MAX};
+use super::{ZONE_CACHE_MAX, params, registry};
 
 /// Tag of a chunk never handed out since the zone took its size class.
 const TAG_NEVER: u8 = 0;
@@ -89,7 +89,11 @@ pub unsafe fn alloc(gd: *mut SLGlobalData, idx: usize, cs: usize, t: u8, zero: b
                 n = 0;
             }
             if n == (*h).z_UEndIndex && (*h).z_NFree != 1 {
-                fatal!("slab_malloc", "corrupted zone {z:p}: never-used area exhausted with {} chunks free", (*h).z_NFree);
+                fatal!(
+                    "slab_malloc",
+                    "corrupted zone {z:p}: never-used area exhausted with {} chunks free",
+                    (*h).z_NFree
+                );
             }
             (*h).z_UIndex = n;
             fresh = (*h).z_Flags & SLZF_UNOTZEROD == 0;
@@ -99,7 +103,7 @@ pub unsafe fn alloc(gd: *mut SLGlobalData, idx: usize, cs: usize, t: u8, zero: b
             (*gd).ZoneAry[idx] = (*h).z_Next;
             (*h).z_Next = ptr::null_mut();
         }
-        let i = (c as usize - (*h).z_BasePtr as usize) * (*z).recip as usize >> 32;
+        let i = ((c as usize - (*h).z_BasePtr as usize) * (*z).recip as usize) >> 32;
         tag(z, i).store(t, Ordering::Relaxed);
         if zero && !fresh {
             ptr::write_bytes(c, 0, cs);
@@ -238,7 +242,7 @@ unsafe fn locate(func: &str, base: usize, c: *mut u8) -> (*mut Zone, usize) {
         if off >= (*z).h.z_NMax as usize * cs {
             bad_ptr(func, c, "points into a slab zone header, not at a chunk");
         }
-        let i = off * (*z).recip as usize >> 32;
+        let i = (off * (*z).recip as usize) >> 32;
         if i * cs != off {
             bad_ptr(func, c, "points inside a chunk, not at its start");
         }
@@ -267,9 +271,15 @@ fn tag_mismatch(func: &str, ty: *mut malloc_type, c: *mut u8, have: u8, t: u8) {
         TAG_NEVER => bad_ptr(func, c, "that chunk was never allocated"),
         TAG_FREE => fatal!(func, "double free of {c:p}: the chunk is already free"),
         _ if have == TAG_UNCHECKED || t == TAG_UNCHECKED => {}
-        // SAFETY: `ty` was validated by the caller.
-        _ => fatal!(func, "wrong malloc_type for {c:p}: freed as {} but allocated as {}",
-            unsafe { types::name(ty) }, types::name_of_tag(have)),
+        _ => {
+            // SAFETY: `ty` was validated by the caller.
+            let freed_as = unsafe { types::name(ty) };
+            fatal!(
+                func,
+                "wrong malloc_type for {c:p}: freed as {freed_as} but allocated as {}",
+                types::name_of_tag(have)
+            )
+        }
     }
 }
 
@@ -292,7 +302,13 @@ pub unsafe fn usable(func: &str, base: usize, c: *mut u8, ty: *mut malloc_type, 
 /// `base` is `c & ~ZoneMask` and a registered zone; `gd` is the calling
 /// thread's cpu state; `ty` is valid.
 #[inline]
-pub unsafe fn free(gd: *mut SLGlobalData, base: usize, c: *mut u8, ty: *mut malloc_type, t: u8) -> usize {
+pub unsafe fn free(
+    gd: *mut SLGlobalData,
+    base: usize,
+    c: *mut u8,
+    ty: *mut malloc_type,
+    t: u8,
+) -> usize {
     // SAFETY: caller contract.
     unsafe {
         let (z, i) = locate("slab_free", base, c);

@@ -199,7 +199,7 @@ void slab_malloc_init(void *data);
 void slab_malloc_uninit(void *data);
 
 /*
- Allocate `size` bytes accounted to `type`. Power-of-2 sizes are aligned
+ Allocate `size` bytes accounted to `mtype`. Power-of-2 sizes are aligned
  to their size, others to 8 bytes; sizes of 16 KiB and more (less on
  machines with little RAM) and page multiples are page-aligned mappings.
  `slab_malloc(0, ...)` returns a non-NULL pointer that must not be
@@ -208,26 +208,26 @@ void slab_malloc_uninit(void *data);
  Flags: `M_ZERO` zeroes the memory; `M_NOWAIT` or `M_NULLOK` make it
  return NULL when the type's `ks_limit` would be exceeded or memory
  cannot be mapped (otherwise the process aborts with a message).
- Aborts if `type` is NULL or lacks `M_MAGIC`.
+ Aborts if `mtype` is NULL or lacks `M_MAGIC`.
  */
-void *slab_malloc(unsigned long size, struct malloc_type *type, int flags);
+void *slab_malloc(unsigned long size, struct malloc_type *mtype, int flags);
 
 /*
- Resize an allocation of `type`: NULL (or the zero-length pointer)
+ Resize an allocation of `mtype`: NULL (or the zero-length pointer)
  allocates, `size` 0 frees and returns NULL; the same pointer is
  returned when the size class (or page count) does not change; else the
  contents move to a new allocation. NULL on failure under
  `M_NOWAIT`/`M_NULLOK` (the old block is then untouched).
  */
-void *slab_realloc(void *ptr, unsigned long size, struct malloc_type *type, int flags);
+void *slab_realloc(void *ptr, unsigned long size, struct malloc_type *mtype, int flags);
 
 /*
  Free memory obtained from `slab_malloc`/`slab_realloc` with the same
- `type`, from any thread. Aborts with a message on a pointer the
+ `mtype`, from any thread. Aborts with a message on a pointer the
  allocator did not return, a double free, or the wrong type.
  `slab_free(NULL, type)` does nothing, like `free(3)`.
  */
-void slab_free(void *ptr, struct malloc_type *type);
+void slab_free(void *ptr, struct malloc_type *mtype);
 
 #ifdef __cplusplus
 }  // extern "C"
