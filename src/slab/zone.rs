@@ -38,6 +38,9 @@ pub struct Zone {
     pub owner: *mut SLGlobalData,
     /// `ceil(2^32 / chunk size)`: chunk index by multiplication.
     pub recip: u64,
+    /// Chunks on the per-page free lists (`z_FirstFreePg` is then a lower
+    /// bound of the first page that has one).
+    pub listed: usize,
 }
 
 #[inline]
@@ -64,21 +67,19 @@ pub unsafe fn alloc(gd: *mut SLGlobalData, idx: usize, cs: usize, t: u8, zero: b
             }
         }
         let h = addr_of_mut!((*z).h);
-        let pg = (*h).z_FirstFreePg;
         let c: *mut u8;
         let fresh;
-        if pg < NO_PAGE {
+        if (*z).listed != 0 {
+            // Lowest page with a free chunk first.
             let pa = addr_of_mut!((*h).z_PageAry) as *mut *mut SLChunk;
-            let head = *pa.add(pg as usize);
-            let next = (*head).c_Next;
-            *pa.add(pg as usize) = next;
-            if next.is_null() {
-                let mut p = pg as usize + 1;
-                while p < SLZONE_NPAGES && (*pa.add(p)).is_null() {
-                    p += 1;
-                }
-                (*h).z_FirstFreePg = p as i32;
+            let mut pg = (*h).z_FirstFreePg as usize;
+            while (*pa.add(pg)).is_null() {
+                pg += 1;
             }
+            (*h).z_FirstFreePg = pg as i32;
+            let head = *pa.add(pg);
+            *pa.add(pg) = (*head).c_Next;
+            (*z).listed -= 1;
             c = head.cast();
             fresh = false;
         } else {
@@ -164,6 +165,7 @@ unsafe fn refill(gd: *mut SLGlobalData, idx: usize, cs: usize) -> *mut Zone {
             },
             owner: gd,
             recip: (1u64 << 32).div_ceil(cs as u64),
+            listed: 0,
         });
         (*gd).ZoneAry[idx] = z.cast();
         z
@@ -345,6 +347,7 @@ unsafe fn free_local(gd: *mut SLGlobalData, z: *mut Zone, c: *mut u8) {
         let ch = c.cast::<SLChunk>();
         (*ch).c_Next = *pa.add(pg as usize);
         *pa.add(pg as usize) = ch;
+        (*z).listed += 1;
         if pg < (*h).z_FirstFreePg {
             (*h).z_FirstFreePg = pg;
         }
