@@ -100,6 +100,18 @@ const HEADERS: &[GenHeader] = &[
         ],
         force: &["globaldata_t"],
     },
+    GenHeader {
+        name: "slaballoc",
+        sources: &["src/abi/slaballoc.rs", "src/capi/slaballoc.rs"],
+        includes: &["sys/types.h", "stdint.h"],
+        handwritten: &[],
+        renames: &[
+            ("thread", "struct thread"),
+            ("globaldata", "struct globaldata"),
+        ],
+        // No prototype uses these, so cbindgen would not emit them.
+        force: &["SLChunk", "SLZone", "SLGlobalData", "SLOversized"],
+    },
 ];
 
 /// Symbols defined by the C shim that libcaps.so must export (rustc's

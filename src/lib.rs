@@ -14,3 +14,4 @@ pub mod cpu;
 pub mod diag;
 pub mod encoding;
 pub mod lwkt;
+pub mod slab;

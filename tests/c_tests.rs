@@ -269,6 +269,33 @@ c_test!(thr_bad_foreign_port, src: "thr_bad", args: &["foreign-port"],
 c_test!(thr_bad_deadlock, src: "thr_bad", args: &["deadlock"],
     exit: Exit::Signal(SIGABRT),
     stderr_has: &["deadlock: every thread on cpu 0 is blocked", "\"main\": blocked in waitport", "\"sleeper\": blocked in forever"]);
+// ---- slab allocator ----------------------------------------------------
+c_test!(slab_basic, src: "slab_basic");
+c_test!(slab_basic_static, src: "slab_basic", static_link: true);
+c_test!(slab_threads, src: "slab_threads");
+c_test!(slab_limit_nullok, src: "slab_bad", args: &["limit-nullok"]);
+c_test!(slab_bad_foreign, src: "slab_bad", args: &["foreign"],
+    exit: Exit::Signal(SIGABRT), stderr_has: &["slab_free: pointer 0x", "was not returned by slab_malloc"]);
+c_test!(slab_bad_stack, src: "slab_bad", args: &["stack"],
+    exit: Exit::Signal(SIGABRT), stderr_has: &["slab_free: pointer 0x", "was not returned by slab_malloc"]);
+c_test!(slab_bad_interior, src: "slab_bad", args: &["interior"],
+    exit: Exit::Signal(SIGABRT), stderr_has: &["points inside a chunk, not at its start"]);
+c_test!(slab_bad_double, src: "slab_bad", args: &["double"],
+    exit: Exit::Signal(SIGABRT), stderr_has: &["slab_free: double free of 0x"]);
+c_test!(slab_bad_double_remote, src: "slab_bad", args: &["double-remote"],
+    exit: Exit::Signal(SIGABRT), stderr_has: &["slab_free: double free of 0x"]);
+c_test!(slab_bad_double_oversized, src: "slab_bad", args: &["double-oversized"],
+    exit: Exit::Signal(SIGABRT), stderr_has: &["or was already freed (double free)"]);
+c_test!(slab_bad_wrong_type, src: "slab_bad", args: &["wrong-type"],
+    exit: Exit::Signal(SIGABRT),
+    stderr_has: &["wrong malloc_type for 0x", "freed as malloc type 'two' but allocated as malloc type 'one'"]);
+c_test!(slab_bad_wrong_type_oversized, src: "slab_bad", args: &["wrong-type-oversized"],
+    exit: Exit::Signal(SIGABRT),
+    stderr_has: &["freed as malloc type 'two' but allocated as malloc type 'one'"]);
+c_test!(slab_bad_no_magic, src: "slab_bad", args: &["no-magic"],
+    exit: Exit::Signal(SIGABRT), stderr_has: &["slab_malloc: malloc type 0x", "lacks magic"]);
+c_test!(slab_bad_limit, src: "slab_bad", args: &["limit"],
+    exit: Exit::Signal(SIGABRT), stderr_has: &["slab_malloc: malloc type 'one': malloc limit exceeded"]);
 
 /// Every installed header compiles on its own (after `<sys/types.h>`), as
 /// C11 and as C++, with warnings as errors.

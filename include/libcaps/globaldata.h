@@ -14,6 +14,7 @@
 #include <sys/types.h>
 #include <assert.h>
 #include <sys/thread.h>		/* struct thread is embedded (gd_idlethread) */
+#include <libcaps/slaballoc.h>	/* SLGlobalData is embedded (gd_slab) */
 
 #include <libcaps/gen/globaldata.h>
 

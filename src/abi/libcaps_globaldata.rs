@@ -15,17 +15,10 @@
 
 use core::ffi::{c_int, c_void};
 
+use super::SLGlobalData;
 use super::lwkt_ipiq;
 use super::thread;
 use super::thread_queue;
-
-/// Space reserved for the slab allocator's per-cpu state
-/// (`SLGlobalData gd_slab`). Placeholder until the allocator lands; its
-/// owner replaces this type with the real `SLGlobalData`.
-#[repr(C)]
-pub struct gd_slab_space {
-    pub gs_opaque: [u64; 64],
-}
 
 /// Per-cpu data. `mycpu` is the current cpu's.
 #[repr(C)]
@@ -55,7 +48,8 @@ pub struct globaldata {
     /// Linux thread id of the kernel thread that runs this cpu.
     pub gd_pid: c_int,
     pub gd_idlethread: thread,
-    pub gd_slab: gd_slab_space,
+    /// The slab allocator's state for this cpu.
+    pub gd_slab: SLGlobalData,
     /// Threads of this cpu (idle thread excluded).
     pub gd_num_threads: c_int,
     /// How many of them are system threads (`TDF_SYSTHREAD`).

@@ -4,13 +4,14 @@
 //! These files are also read by cbindgen and by the ctest2-based ABI test,
 //! so they keep to plain syntax (no `crate::` paths in types, no nested
 //! `use` groups, no `let-else`).
-#![allow(non_camel_case_types)]
+#![allow(non_camel_case_types, non_snake_case)]
 
 pub mod caps;
 pub mod libcaps_caps_struct;
 pub mod libcaps_globaldata;
 pub mod msgport;
 pub mod opaque;
+pub mod slaballoc;
 pub mod sys_thread;
 
 pub use caps::*;
@@ -18,4 +19,5 @@ pub use libcaps_caps_struct::*;
 pub use libcaps_globaldata::*;
 pub use msgport::*;
 pub use opaque::*;
+pub use slaballoc::*;
 pub use sys_thread::*;

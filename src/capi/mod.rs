@@ -8,4 +8,5 @@ pub mod caps_struct;
 pub mod globaldata;
 pub mod msgport;
 pub mod shim;
+pub mod slaballoc;
 pub mod thread;

@@ -133,8 +133,8 @@ pub fn adopt() -> *mut globaldata {
         (*td).td_pri -= TDPRI_CRIT;
         get_mplock();
     }
-    // The slab allocator's per-cpu initialisation (slab_init) belongs here
-    // once it lands.
+    // SAFETY: gd_slab of the cpu just set up on this kernel thread.
+    unsafe { crate::slab::gd::adopt_cpu(&raw mut (*gd).gd_slab) };
     gd
 }
 

@@ -8,15 +8,6 @@
 #include <stdint.h>
 
 /*
- Space reserved for the slab allocator's per-cpu state
- (`SLGlobalData gd_slab`). Placeholder until the allocator lands; its
- owner replaces this type with the real `SLGlobalData`.
- */
-struct gd_slab_space {
-    uint64_t gs_opaque[64];
-};
-
-/*
  Per-cpu data. `mycpu` is the current cpu's.
  */
 struct globaldata {
@@ -67,7 +58,10 @@ struct globaldata {
      */
     int gd_pid;
     struct thread gd_idlethread;
-    struct gd_slab_space gd_slab;
+    /*
+     The slab allocator's state for this cpu.
+     */
+    SLGlobalData gd_slab;
     /*
      Threads of this cpu (idle thread excluded).
      */

@@ -1,0 +1,132 @@
+//! Which cpu state (`SLGlobalData`) the calling thread allocates from.
+//!
+//! [`current_gd`] is the only place that knows. Until virtual cpus exist,
+//! every OS thread gets its own state on first use (lazily, so a pthread
+//! that never called into libcaps works too). At thread exit the state
+//! gives its free zones back and goes to a pool; the next new thread adopts
+//! it, with the zones that still hold live chunks and its remote-free list.
+
+use core::cell::Cell;
+use core::ptr;
+use core::sync::atomic::{AtomicU32, Ordering};
+use std::alloc::{Layout, alloc_zeroed};
+use std::sync::Mutex;
+
+use crate::abi::{M_MAGIC, SLGlobalData, SMP_MAXCPU};
+use crate::fatal;
+
+use super::{types, zone};
+
+/// `sl_Flags`: the statistics slot is shared with other cpus, so its
+/// counters are updated with atomic adds.
+pub const SLGD_SHARED: i32 = 0x0001;
+
+/// Slot order: far apart first, so the first cpus' counters in
+/// `ks_memuse[]`/`ks_inuse[]` sit on different cache lines.
+const SLOT_ORDER: [i32; SMP_MAXCPU] = [0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15];
+static SLOTS: AtomicU32 = AtomicU32::new(0);
+static SHARED_NEXT: AtomicU32 = AtomicU32::new(0);
+
+struct Pool(Vec<*mut SLGlobalData>);
+// SAFETY: pooled states belong to no thread; the mutex hands them over.
+unsafe impl Send for Pool {}
+static POOL: Mutex<Pool> = Mutex::new(Pool(Vec::new()));
+
+thread_local! {
+    static CUR: Cell<*mut SLGlobalData> = const { Cell::new(ptr::null_mut()) };
+    static GUARD: Guard = const { Guard };
+}
+
+struct Guard;
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let gd = CUR.get();
+        if gd.is_null() {
+            return;
+        }
+        // SAFETY: `gd` is this thread's state; after this no code of this
+        // thread uses it (CUR is cleared below).
+        unsafe { zone::release_free(gd) };
+        CUR.set(ptr::null_mut());
+        POOL.lock().unwrap_or_else(|e| e.into_inner()).0.push(gd);
+    }
+}
+
+/// The calling cpu's allocator state.
+#[inline]
+pub fn current_gd() -> *mut SLGlobalData {
+    let gd = CUR.get();
+    if gd.is_null() { attach() } else { gd }
+}
+
+#[cold]
+fn attach() -> *mut SLGlobalData {
+    super::init();
+    // Registering the guard fails only while the thread's TLS is being
+    // torn down; such a late state is never pooled (it leaks).
+    let pooled = if GUARD.try_with(|_| ()).is_ok() {
+        POOL.lock().unwrap_or_else(|e| e.into_inner()).0.pop()
+    } else {
+        None
+    };
+    let gd = pooled.unwrap_or_else(|| {
+        // SAFETY: non-zero-sized layout.
+        let gd = unsafe { alloc_zeroed(Layout::new::<SLGlobalData>()) }.cast::<SLGlobalData>();
+        if gd.is_null() {
+            fatal!(
+                "slab_malloc",
+                "out of memory for per-thread allocator state"
+            );
+        }
+        // SAFETY: fresh zeroed state.
+        unsafe { gd_setup(gd) };
+        gd
+    });
+    CUR.set(gd);
+    gd
+}
+
+/// A new cpu was set up on the calling kernel thread: allocate from its
+/// `gd_slab` from now on, unless this thread already has allocator state
+/// (it keeps that; chunks always go back to the zone they came from).
+///
+/// # Safety
+/// `gd` is the calling thread's new cpu's zeroed `gd_slab`.
+pub unsafe fn adopt_cpu(gd: *mut SLGlobalData) {
+    if CUR.get().is_null() {
+        // SAFETY: caller contract.
+        unsafe { gd_setup(gd) };
+        CUR.set(gd);
+    }
+}
+
+/// Prepare a zeroed `SLGlobalData` (the `gd_slab` of a new cpu): claim a
+/// statistics slot (shared, with atomic counters, once all
+/// `SMP_MAXCPU` are taken) and set up `ZoneInfo`.
+///
+/// # Safety
+/// `gd` points to a zeroed `SLGlobalData` that no one else uses yet.
+pub unsafe fn gd_setup(gd: *mut SLGlobalData) {
+    super::init();
+    let mut slot = -1;
+    for s in SLOT_ORDER {
+        if SLOTS.fetch_or(1 << s, Ordering::Relaxed) & (1 << s) == 0 {
+            slot = s;
+            break;
+        }
+    }
+    // SAFETY: caller contract.
+    unsafe {
+        if slot < 0 {
+            (*gd).sl_Slot =
+                (SHARED_NEXT.fetch_add(1, Ordering::Relaxed) % SMP_MAXCPU as u32) as i32;
+            (*gd).sl_Flags |= SLGD_SHARED;
+        } else {
+            (*gd).sl_Slot = slot;
+        }
+        (*gd).ZoneInfo.ks_magic = M_MAGIC;
+        (*gd).ZoneInfo.ks_shortdesc = c"slab zones".as_ptr();
+        (*gd).ZoneInfo.ks_limit = types::UNLIMITED;
+    }
+}

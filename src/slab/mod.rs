@@ -1,0 +1,255 @@
+//! The slab allocator (spec §6): per-cpu zones of 72 size classes up to
+//! 16 KiB, page mappings above, `struct malloc_type` statistics.
+//!
+//! * A "cpu" is an `SLGlobalData` found by [`gd::current_gd`]; the owner
+//!   allocates and frees in its zones with plain loads and stores.
+//! * A free from another cpu checks the chunk, marks it free and pushes it
+//!   on the owner's remote-free list (one compare-and-swap); the owner
+//!   takes the whole list back when a size class runs dry.
+//! * Zones are `ZoneSize`-aligned (mapped twice as large and trimmed), so
+//!   `ptr & ~ZoneMask` is the zone header, and power-of-2 chunks are
+//!   aligned to their size.
+//! * Every chunk has a one-byte tag after the zone header: never allocated,
+//!   freed, or the id of the `malloc_type` that owns it. `slab_free` of a
+//!   foreign pointer, a double free or a free with the wrong type aborts
+//!   with a message naming the problem.
+
+pub mod gd;
+mod oversized;
+mod registry;
+pub mod types;
+mod zone;
+
+use core::ffi::{c_int, c_void};
+use core::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Once;
+
+use crate::abi::{
+    M_NOWAIT, M_NULLOK, M_PASSIVE_ZERO, M_ZERO, PAGE_SIZE, ZALLOC_MAX_ZONE_SIZE,
+    ZALLOC_MIN_ZONE_SIZE, ZALLOC_ZONE_LIMIT, malloc_type,
+};
+use crate::fatal;
+
+pub use gd::current_gd;
+
+/// What `slab_malloc(0, ...)` returns: non-NULL, never dereferenceable.
+pub const ZERO_LENGTH_PTR: *mut c_void = -8isize as *mut c_void;
+
+/// Fully free zones a cpu keeps mapped for reuse; more are unmapped at
+/// once. (DragonFly's `ZONE_RELS_THRESH` is 2; see docs/compat.md.)
+pub const ZONE_CACHE_MAX: i32 = 16;
+
+/// Allocator geometry, fixed by `slab_init()`.
+#[derive(Clone, Copy)]
+pub struct Params {
+    pub zone_size: usize,
+    pub zone_mask: usize,
+    pub zone_shift: u32,
+    pub zone_limit: usize,
+    pub zone_pages: usize,
+    /// The system page size (oversized rounding and the page-multiple rule).
+    pub os_page: usize,
+}
+
+static ZONE_SIZE: AtomicUsize = AtomicUsize::new(0);
+static ZONE_LIMIT: AtomicUsize = AtomicUsize::new(0);
+static OS_PAGE: AtomicUsize = AtomicUsize::new(0);
+static INIT: Once = Once::new();
+
+/// Choose the zone size (spec §6.3: about 1/1024 of RAM, 32–128 KiB).
+pub fn init() {
+    INIT.call_once(|| {
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let (pages, psize) = unsafe {
+            (
+                libc::sysconf(libc::_SC_PHYS_PAGES),
+                libc::sysconf(libc::_SC_PAGESIZE),
+            )
+        };
+        let psize = if psize <= 0 {
+            PAGE_SIZE
+        } else {
+            psize as usize
+        };
+        let phys_kb = if pages <= 0 {
+            0
+        } else {
+            pages as usize * (psize / 1024)
+        };
+        let mut zs = ZALLOC_MIN_ZONE_SIZE as usize;
+        while zs < ZALLOC_MAX_ZONE_SIZE as usize && zs * 2 < phys_kb {
+            zs *= 2;
+        }
+        OS_PAGE.store(psize, Ordering::Relaxed);
+        ZONE_LIMIT.store((zs / 4).min(ZALLOC_ZONE_LIMIT as usize), Ordering::Relaxed);
+        ZONE_SIZE.store(zs, Ordering::Release);
+    });
+}
+
+/// The geometry. Valid once any cpu state exists (creating one runs
+/// [`init`]).
+#[inline]
+pub fn params() -> Params {
+    let zs = ZONE_SIZE.load(Ordering::Relaxed);
+    Params {
+        zone_size: zs,
+        zone_mask: zs.wrapping_sub(1),
+        zone_shift: zs.trailing_zeros(),
+        zone_limit: ZONE_LIMIT.load(Ordering::Relaxed),
+        zone_pages: zs / PAGE_SIZE,
+        os_page: OS_PAGE.load(Ordering::Relaxed),
+    }
+}
+
+/// Size class of a request of `n` bytes (1..=16383): (zone index, chunk
+/// size), per the table of spec §6.3.
+#[inline]
+pub fn zoneindex(n: usize) -> (usize, usize) {
+    if n < 128 {
+        let c = (n + 7) & !7;
+        (c / 8 - 1, c)
+    } else {
+        let shift = (usize::BITS - 1 - n.leading_zeros()) as usize;
+        let g = 1usize << (shift - 3);
+        let c = (n + g - 1) & !(g - 1);
+        (c / g + 7 + 8 * (shift - 7), c)
+    }
+}
+
+/// Does a request of `n` (> 0) bytes go to a page mapping?
+#[inline]
+fn is_oversized(n: usize, p: &Params) -> bool {
+    n >= p.zone_limit || n & (p.os_page - 1) == 0
+}
+
+/// Out of memory or over the type's limit: NULL if the caller allows it,
+/// else abort with `why`.
+#[cold]
+fn fail(func: &str, ty: *mut malloc_type, flags: c_int, why: &str) -> *mut c_void {
+    if flags & (M_NOWAIT | M_NULLOK) != 0 {
+        return core::ptr::null_mut();
+    }
+    // SAFETY: `ty` was validated by `types::check` before any failure.
+    let name = unsafe { types::name(ty) };
+    fatal!(func, "{name}: {why}")
+}
+
+/// `slab_malloc`.
+///
+/// # Safety
+/// `ty` is non-NULL and points to a `struct malloc_type` that stays valid.
+pub unsafe fn malloc(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_void {
+    // SAFETY: forwarded caller contract.
+    let tag = unsafe { types::check(ty, "slab_malloc") };
+    let gd = current_gd();
+    let p = params();
+    // SAFETY: `ty` is a registered, valid type.
+    unsafe { types::count_call(ty) };
+    if size == 0 {
+        return ZERO_LENGTH_PTR;
+    }
+    if is_oversized(size, &p) {
+        // SAFETY: valid type and this thread's cpu state.
+        return unsafe { oversized::alloc(gd, size, ty, flags, &p) };
+    }
+    let (idx, cs) = zoneindex(size);
+    // SAFETY: valid type.
+    if !unsafe { types::charge(ty, cs) } {
+        return fail("slab_malloc", ty, flags, "malloc limit exceeded");
+    }
+    // SAFETY: `gd` is this thread's cpu state; `idx < NZONES`.
+    let c = unsafe { zone::alloc(gd, idx, cs, tag, flags & (M_ZERO | M_PASSIVE_ZERO) != 0) };
+    if c.is_null() {
+        // SAFETY: valid type; undo the charge taken above.
+        unsafe { types::uncharge(ty, cs) };
+        return fail(
+            "slab_malloc",
+            ty,
+            flags,
+            "out of memory (cannot map a zone)",
+        );
+    }
+    // SAFETY: valid type, this thread's cpu state.
+    unsafe { types::stat(gd, ty, cs as isize, 1) };
+    c.cast()
+}
+
+/// `slab_free`.
+///
+/// # Safety
+/// `ty` is non-NULL and points to a valid `struct malloc_type`.
+pub unsafe fn free(ptr: *mut c_void, ty: *mut malloc_type) {
+    if ptr == ZERO_LENGTH_PTR {
+        return;
+    }
+    // SAFETY: forwarded caller contract.
+    let tag = unsafe { types::check(ty, "slab_free") };
+    let gd = current_gd();
+    let p = params();
+    let base = ptr as usize & !p.zone_mask;
+    if registry::is_zone(base) {
+        // SAFETY: `base` is a live zone; `gd` is this thread's cpu state.
+        let cs = unsafe { zone::free(gd, base, ptr.cast(), ty, tag) };
+        // SAFETY: valid type, this thread's cpu state.
+        unsafe { types::stat(gd, ty, -(cs as isize), -1) };
+    } else {
+        // SAFETY: valid type, this thread's cpu state.
+        unsafe { oversized::free(gd, ptr, ty, &p) };
+    }
+}
+
+/// `slab_realloc`.
+///
+/// # Safety
+/// `ty` is non-NULL and points to a valid `struct malloc_type`.
+pub unsafe fn realloc(
+    ptr: *mut c_void,
+    size: usize,
+    ty: *mut malloc_type,
+    flags: c_int,
+) -> *mut c_void {
+    if ptr.is_null() || ptr == ZERO_LENGTH_PTR {
+        // SAFETY: forwarded caller contract.
+        return unsafe { malloc(size, ty, flags) };
+    }
+    if size == 0 {
+        // SAFETY: forwarded caller contract.
+        unsafe { free(ptr, ty) };
+        return core::ptr::null_mut();
+    }
+    // SAFETY: forwarded caller contract.
+    let tag = unsafe { types::check(ty, "slab_realloc") };
+    let _ = current_gd();
+    let p = params();
+    let base = ptr as usize & !p.zone_mask;
+    let old = if registry::is_zone(base) {
+        // SAFETY: `base` is a live zone.
+        let cs = unsafe { zone::usable("slab_realloc", base, ptr.cast(), ty, tag) };
+        if !is_oversized(size, &p) && zoneindex(size).1 == cs {
+            return ptr;
+        }
+        cs
+    } else {
+        // SAFETY: valid type.
+        let bytes = unsafe { oversized::usable(ptr, ty) };
+        if size.div_ceil(p.os_page) * p.os_page == bytes {
+            return ptr;
+        }
+        bytes
+    };
+    // SAFETY: forwarded caller contract.
+    let new = unsafe { malloc(size, ty, flags) };
+    if new.is_null() {
+        return new;
+    }
+    // SAFETY: `ptr` holds `old` usable bytes and `new` at least `size`;
+    // they are distinct live allocations.
+    unsafe {
+        core::ptr::copy_nonoverlapping(ptr.cast::<u8>(), new.cast::<u8>(), old.min(size));
+        free(ptr, ty);
+    }
+    new
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,96 @@
+//! Which `ZoneSize`-aligned blocks are live zones of this allocator.
+//!
+//! `slab_free()` finds a chunk's zone with `ptr & ~ZoneMask`; before it
+//! reads that header it asks here, so a pointer the allocator never handed
+//! out is reported instead of dereferenced. Two levels: the top table is
+//! indexed by address bits 47..32, each leaf is a bitmap of the zones in
+//! one 4 GiB stretch. Lookups are two loads; only zone creation and
+//! release write.
+
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+
+use super::params;
+
+const TOP_SHIFT: u32 = 32;
+const TOP_ENTRIES: usize = 1 << (47 - TOP_SHIFT);
+/// Words of one leaf: one bit per smallest zone (32 KiB) in 4 GiB.
+const LEAF_WORDS: usize = (1 << (TOP_SHIFT - 15)) / 64;
+
+static TOP: [AtomicPtr<AtomicU64>; TOP_ENTRIES] =
+    [const { AtomicPtr::new(ptr::null_mut()) }; TOP_ENTRIES];
+
+/// Bit position of the zone starting at `base`: (leaf index, word, bit).
+#[inline]
+fn locate(base: usize) -> Option<(usize, usize, u64)> {
+    let top = base >> TOP_SHIFT;
+    if top >= TOP_ENTRIES {
+        return None;
+    }
+    let g = (base & ((1usize << TOP_SHIFT) - 1)) >> params().zone_shift;
+    Some((top, g / 64, 1u64 << (g % 64)))
+}
+
+/// Is `base` (already masked with `~ZoneMask`) the start of a live zone?
+#[inline]
+pub fn is_zone(base: usize) -> bool {
+    let Some((top, word, bit)) = locate(base) else {
+        return false;
+    };
+    let leaf = TOP[top].load(Ordering::Acquire);
+    if leaf.is_null() {
+        return false;
+    }
+    // SAFETY: a published leaf is a live mapping of LEAF_WORDS words that is
+    // never unmapped, and `word < LEAF_WORDS` because the zone shift is >= 15.
+    let w = unsafe { &*leaf.add(word) };
+    w.load(Ordering::Acquire) & bit != 0
+}
+
+/// Record (`live`) or forget the zone at `base`. Returns false if the leaf
+/// table could not be allocated.
+pub fn set(base: usize, live: bool) -> bool {
+    let Some((top, word, bit)) = locate(base) else {
+        return false;
+    };
+    let mut leaf = TOP[top].load(Ordering::Acquire);
+    if leaf.is_null() {
+        if !live {
+            return true;
+        }
+        let bytes = LEAF_WORDS * 8;
+        // SAFETY: anonymous private mapping, no existing memory involved.
+        let p = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return false;
+        }
+        let fresh = p.cast::<AtomicU64>();
+        match TOP[top].compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => leaf = fresh,
+            Err(other) => {
+                // SAFETY: `p` is our own unpublished mapping of `bytes`.
+                unsafe { libc::munmap(p, bytes) };
+                leaf = other;
+            }
+        }
+    }
+    // SAFETY: as in `is_zone`: published leaves live forever and `word` is
+    // in range.
+    let w = unsafe { &*leaf.add(word) };
+    if live {
+        w.fetch_or(bit, Ordering::Release);
+    } else {
+        w.fetch_and(!bit, Ordering::Release);
+    }
+    true
+}

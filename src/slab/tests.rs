@@ -1,0 +1,404 @@
+//! Unit and property tests of the slab allocator core. Each test uses its
+//! own malloc types, so the exact statistics checks hold while tests run
+//! in parallel threads.
+
+use core::ffi::c_void;
+use core::ptr;
+use std::collections::BTreeMap;
+use std::sync::mpsc;
+
+use super::*;
+use crate::abi::{M_MAGIC, M_NULLOK, M_ZERO, NZONES, SMP_MAXCPU, malloc_type};
+
+fn new_type(name: &'static core::ffi::CStr) -> *mut malloc_type {
+    // SAFETY: all-zero is a valid `malloc_type` (NULL pointers, zero counts).
+    let mut t: Box<malloc_type> = Box::new(unsafe { core::mem::zeroed() });
+    t.ks_magic = M_MAGIC;
+    t.ks_shortdesc = name.as_ptr();
+    Box::into_raw(t)
+}
+
+fn totals(ty: *mut malloc_type) -> (isize, isize, i64) {
+    // SAFETY: live test type.
+    unsafe {
+        let (m, n) = types::totals(ty);
+        (m, n, core::ptr::read_volatile(&(*ty).ks_calls))
+    }
+}
+
+/// xorshift64*: small, deterministic, good enough for test sequences.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545F4914F6CDD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn size(&mut self) -> usize {
+        match self.below(20) {
+            0 => 0,
+            1 => 4096 * (1 + self.below(3) as usize),
+            2 => 16384 + self.below(50000) as usize,
+            3..=6 => 1 + self.below(16383) as usize,
+            _ => 1 + self.below(1024) as usize,
+        }
+    }
+}
+
+/// Bytes a request of `n` is charged (and may use).
+fn charged(n: usize) -> usize {
+    let p = params();
+    if n == 0 {
+        0
+    } else if is_oversized(n, &p) {
+        n.div_ceil(p.os_page) * p.os_page
+    } else {
+        zoneindex(n).1
+    }
+}
+
+#[test]
+fn zoneindex_matches_spec_table() {
+    assert_eq!(zoneindex(1), (0, 8));
+    assert_eq!(zoneindex(8), (0, 8));
+    assert_eq!(zoneindex(121), (15, 128));
+    assert_eq!(zoneindex(128), (15, 128));
+    assert_eq!(zoneindex(129), (16, 144));
+    assert_eq!(zoneindex(255), (23, 256));
+    assert_eq!(zoneindex(256), (23, 256));
+    assert_eq!(zoneindex(1024), (39, 1024));
+    assert_eq!(zoneindex(16383), (71, 16384));
+    let mut last = (0, 8);
+    for n in 1..16384 {
+        let (i, c) = zoneindex(n);
+        assert!(c >= n && i < NZONES);
+        assert!(i >= last.0 && c >= last.1);
+        if i == last.0 {
+            assert_eq!(c, last.1, "one chunk size per class");
+        }
+        last = (i, c);
+    }
+    assert_eq!(last.0, NZONES - 1);
+}
+
+#[test]
+fn alignment_of_every_size_class() {
+    let ty = new_type(c"align");
+    let mut held = Vec::new();
+    for n in 1..16384usize {
+        // SAFETY: valid type.
+        let p = unsafe { malloc(n, ty, 0) } as usize;
+        let want = if n.is_power_of_two() { n.max(8) } else { 8 };
+        assert_eq!(p % want, 0, "size {n} at {p:#x}");
+        if n % 4096 == 0 {
+            assert_eq!(p % 4096, 0, "page multiple {n}");
+        }
+        held.push(p);
+        // Several chunks per class, so alignment holds past the first.
+        if n.is_power_of_two() {
+            for _ in 0..300 {
+                // SAFETY: valid type.
+                let q = unsafe { malloc(n, ty, 0) } as usize;
+                assert_eq!(q % want, 0, "size {n} at {q:#x}");
+                held.push(q);
+            }
+        }
+    }
+    for p in held {
+        // SAFETY: allocated above with `ty`.
+        unsafe { free(p as *mut c_void, ty) };
+    }
+    assert_eq!(totals(ty).1, 0);
+}
+
+fn fill(p: *mut c_void, n: usize, v: u8) {
+    // SAFETY: `p` holds at least `n` bytes.
+    unsafe { ptr::write_bytes(p.cast::<u8>(), v, n) };
+}
+
+fn check(p: *mut c_void, n: usize, v: u8) {
+    // SAFETY: `p` holds at least `n` initialised bytes.
+    let s = unsafe { core::slice::from_raw_parts(p.cast::<u8>(), n) };
+    assert!(
+        s.iter().all(|b| *b == v),
+        "contents of {p:p} ({n} bytes) lost"
+    );
+}
+
+/// Random malloc/free/realloc against a model: contents survive, live
+/// blocks never overlap, the statistics are exact after every step.
+fn model_run(seed: u64, steps: usize, ty: *mut malloc_type) {
+    let mut rng = Rng(seed | 1);
+    // address -> (requested size, fill byte)
+    let mut live: BTreeMap<usize, (usize, u8, usize, bool)> = BTreeMap::new();
+    let mut zero_len = 0usize;
+    let (mut calls, base_calls) = (0i64, totals(ty).2);
+    let no_overlap = |live: &BTreeMap<usize, (usize, u8, usize, bool)>, p: usize, c: usize| {
+        if let Some((&q, &(_, _, qc, _))) = live.range(..=p).next_back() {
+            assert!(q + qc <= p, "{p:#x} overlaps block at {q:#x}");
+        }
+        if let Some((&q, _)) = live.range(p..).next() {
+            assert!(p + c <= q, "{p:#x} overlaps block at {q:#x}");
+        }
+    };
+    let mut prev = (0usize, 0usize);
+    for step in 0..steps {
+        let op = rng.below(10);
+        if op < 5 || live.is_empty() {
+            let n = rng.size();
+            prev = (1, n);
+            let zero = rng.below(4) == 0;
+            // SAFETY: valid type.
+            let p = unsafe { malloc(n, ty, if zero { M_ZERO } else { 0 }) };
+            calls += 1;
+            assert!(!p.is_null());
+            if n == 0 {
+                assert_eq!(p, ZERO_LENGTH_PTR);
+                zero_len += 1;
+                continue;
+            }
+            if zero {
+                check(p, n, 0);
+            }
+            no_overlap(&live, p as usize, charged(n));
+            let v = (step % 251) as u8 + 1;
+            fill(p, n, v);
+            live.insert(p as usize, (n, v, charged(n), is_oversized(n, &params())));
+        } else {
+            let k = rng.below(live.len() as u64) as usize;
+            let (&p, &(n, v, pc, mapped)) = live.iter().nth(k).unwrap();
+            check(p as *mut c_void, n, v);
+            live.remove(&p);
+            if op < 8 {
+                // SAFETY: live block of `ty`.
+                unsafe { free(p as *mut c_void, ty) };
+            } else {
+                let m = rng.size();
+                prev = (n, m);
+                // SAFETY: live block of `ty`.
+                let q = unsafe { realloc(p as *mut c_void, m, ty, 0) };
+                if m == 0 {
+                    assert!(q.is_null());
+                } else {
+                    let pr = params();
+                    let same = if mapped {
+                        m.div_ceil(pr.os_page) * pr.os_page == pc
+                    } else {
+                        !is_oversized(m, &pr) && charged(m) == pc
+                    };
+                    let (qc, qm) = if same {
+                        assert_eq!(q as usize, p, "realloc {n}->{m} should stay in place");
+                        (pc, mapped)
+                    } else {
+                        calls += 1;
+                        (charged(m), is_oversized(m, &pr))
+                    };
+                    check(q, n.min(m), v);
+                    no_overlap(&live, q as usize, qc);
+                    fill(q, m, v);
+                    live.insert(q as usize, (m, v, qc, qm));
+                }
+            }
+        }
+        let (mem, inuse, c) = totals(ty);
+        let want: usize = live.values().map(|b| b.2).sum();
+        assert_eq!(inuse as usize, live.len(), "ks_inuse at step {step}");
+        assert_eq!(mem as usize, want, "ks_memuse at step {step} op {prev:?}");
+        assert_eq!(c - base_calls, calls, "ks_calls at step {step}");
+    }
+    for (&p, &(n, v, _, _)) in &live {
+        check(p as *mut c_void, n, v);
+        // SAFETY: live block of `ty`.
+        unsafe { free(p as *mut c_void, ty) };
+    }
+    for _ in 0..zero_len {
+        // SAFETY: the zero-length pointer is always accepted.
+        unsafe { free(ZERO_LENGTH_PTR, ty) };
+    }
+    assert_eq!(totals(ty).0, 0);
+    assert_eq!(totals(ty).1, 0);
+}
+
+#[test]
+fn model_random_sequences() {
+    for seed in 1..=8u64 {
+        let ty = new_type(c"model");
+        model_run(seed.wrapping_mul(0x9E3779B97F4A7C15), 3000, ty);
+    }
+}
+
+#[test]
+fn model_in_parallel_threads() {
+    let hs: Vec<_> = (0..4u64)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let ty = new_type(c"model-mt");
+                model_run(i + 77, 3000, ty);
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+}
+
+#[test]
+fn shared_type_across_threads_keeps_exact_totals() {
+    let ty = new_type(c"shared") as usize;
+    let hs: Vec<_> = (0..4)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let ty = ty as *mut malloc_type;
+                let mut v = Vec::new();
+                for k in 0..20000usize {
+                    // SAFETY: valid type.
+                    v.push(unsafe { malloc(1 + (k * 7 + i) % 700, ty, 0) } as usize);
+                    if k % 3 == 0 {
+                        let p = v.swap_remove(k % v.len());
+                        // SAFETY: live block of `ty`.
+                        unsafe { free(p as *mut c_void, ty) };
+                    }
+                }
+                v
+            })
+        })
+        .collect();
+    let blocks: Vec<usize> = hs.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let ty = ty as *mut malloc_type;
+    let (_, inuse, calls) = totals(ty);
+    assert_eq!(calls, 4 * 20000);
+    assert_eq!(inuse as usize, blocks.len());
+    // Free everything from this thread: all cross-thread frees.
+    for p in blocks {
+        // SAFETY: live blocks of `ty`.
+        unsafe { free(p as *mut c_void, ty) };
+    }
+    assert_eq!(totals(ty).0, 0);
+    assert_eq!(totals(ty).1, 0);
+}
+
+#[test]
+fn cross_thread_frees_return_to_the_owner() {
+    let ty = new_type(c"xfree") as usize;
+    let (tx, rx) = mpsc::sync_channel::<usize>(1024);
+    let consumer = std::thread::spawn(move || {
+        let ty = ty as *mut malloc_type;
+        while let Ok(p) = rx.recv() {
+            check(p as *mut c_void, 256, 0xab);
+            // SAFETY: block of `ty` handed over by the producer.
+            unsafe { free(p as *mut c_void, ty) };
+        }
+    });
+    let ty = ty as *mut malloc_type;
+    let gd = current_gd();
+    for _ in 0..200_000 {
+        // SAFETY: valid type.
+        let p = unsafe { malloc(256, ty, 0) };
+        fill(p, 256, 0xab);
+        tx.send(p as usize).unwrap();
+    }
+    drop(tx);
+    consumer.join().unwrap();
+    assert_eq!(totals(ty).1, 0);
+    // 200000 x 256 bytes is 50 MB; if remote frees came back, a few zones
+    // did the job.
+    // SAFETY: this thread's state.
+    let zones = unsafe { (*gd).ZoneInfo.ks_inuse[0] };
+    assert!(zones < 40, "{zones} zones mapped: remote frees not reused");
+}
+
+#[test]
+fn blocks_outlive_the_thread_that_allocated_them() {
+    let ty = new_type(c"orphan") as usize;
+    let blocks: Vec<usize> = (0..3)
+        .flat_map(|_| {
+            std::thread::spawn(move || {
+                (0..5000)
+                    // SAFETY: valid type.
+                    .map(|k| unsafe { malloc(16 + k % 300, ty as *mut malloc_type, 0) } as usize)
+                    .collect::<Vec<_>>()
+            })
+            .join()
+            .unwrap()
+        })
+        .collect();
+    let ty = ty as *mut malloc_type;
+    assert_eq!(totals(ty).1, 15000);
+    for p in blocks {
+        // SAFETY: live blocks of `ty`.
+        unsafe { free(p as *mut c_void, ty) };
+    }
+    assert_eq!(totals(ty), (0, 0, 15000));
+    // The pooled states are adopted by new threads and work.
+    std::thread::spawn(move || model_run(5, 500, new_type(c"adopter")))
+        .join()
+        .unwrap();
+}
+
+#[test]
+fn free_zones_are_unmapped() {
+    std::thread::spawn(|| {
+        let ty = new_type(c"rss");
+        let gd = current_gd();
+        // SAFETY: this thread's state.
+        let zones = || unsafe { (*gd).ZoneInfo.ks_inuse[0] };
+        let before = zones();
+        let v: Vec<usize> =
+            // SAFETY: valid type.
+            (0..100_000).map(|_| unsafe { malloc(1000, ty, 0) } as usize).collect();
+        let peak = zones();
+        assert!(peak - before > 100);
+        for p in v {
+            // SAFETY: live blocks.
+            unsafe { free(p as *mut c_void, ty) };
+        }
+        let after = zones();
+        assert!(
+            after - before <= ZONE_CACHE_MAX as i64 + 1,
+            "{after} zones still mapped"
+        );
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn limit_is_enforced() {
+    let ty = new_type(c"limited");
+    // SAFETY: live test type.
+    unsafe { (*ty).ks_limit = 10_000 };
+    let mut v = Vec::new();
+    loop {
+        // SAFETY: valid type.
+        let p = unsafe { malloc(1000, ty, M_NULLOK) };
+        if p.is_null() {
+            break;
+        }
+        v.push(p);
+    }
+    assert_eq!(v.len(), 9, "1024-byte chunks under a 10000-byte limit");
+    assert!(totals(ty).0 <= 10_000);
+    // SAFETY: valid type.
+    assert!(unsafe { malloc(50_000, ty, M_NULLOK) }.is_null());
+    for p in v.drain(..) {
+        // SAFETY: live blocks.
+        unsafe { free(p, ty) };
+    }
+    // SAFETY: valid type.
+    let p = unsafe { malloc(1000, ty, M_NULLOK) };
+    assert!(!p.is_null(), "limit frees up again");
+    // SAFETY: live block.
+    unsafe { free(p, ty) };
+}
+
+#[test]
+fn stats_slots_are_in_range() {
+    let gd = current_gd();
+    // SAFETY: this thread's state.
+    let s = unsafe { (*gd).sl_Slot };
+    assert!((0..SMP_MAXCPU as i32).contains(&s));
+}

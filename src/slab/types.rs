@@ -1,0 +1,278 @@
+//! `struct malloc_type`: registration (`slab_malloc_init`), the statistics
+//! counters and the `ks_limit` check.
+//!
+//! `ks_reserved[0]` holds `REG_SIG << 8 | tag` once the type is
+//! registered; `tag` (2..=254, or 255 when more than 253 types exist and
+//! the type check is skipped) is what each chunk of the type carries.
+
+use core::ffi::{CStr, c_long};
+use core::ptr::{self, addr_of_mut};
+use core::sync::atomic::{AtomicI64, AtomicIsize, AtomicPtr, Ordering};
+use std::sync::Mutex;
+
+use crate::abi::{M_MAGIC, SLGlobalData, SMP_MAXCPU, malloc_type};
+use crate::{fatal, warn};
+
+use super::gd::SLGD_SHARED;
+
+const REG_SIG: isize = 0x736c6162;
+/// Tag of a type registered after the table filled up: not checked.
+pub const TAG_UNCHECKED: u8 = 255;
+const FIRST_TAG: u8 = 2;
+
+/// `ks_limit` of a type that did not set one: `(vm_poff_t)-1 / 10` taken
+/// as unsigned (the original's defect 17 would have made it 0).
+pub const UNLIMITED: c_long = (u64::MAX / 10) as c_long;
+
+struct Registry {
+    head: *mut malloc_type,
+    next_tag: u8,
+}
+// SAFETY: the raw list head is only touched under the mutex.
+unsafe impl Send for Registry {}
+
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+    head: ptr::null_mut(),
+    next_tag: FIRST_TAG,
+});
+/// Type of each tag, for messages.
+static BY_TAG: [AtomicPtr<malloc_type>; 256] = [const { AtomicPtr::new(ptr::null_mut()) }; 256];
+
+/// View a `long` field of a live `malloc_type` as an atomic.
+///
+/// # Safety
+/// `p` points to a `c_long` that stays valid while the result is used.
+#[inline]
+unsafe fn slot<'a>(p: *mut c_long) -> &'a AtomicIsize {
+    // SAFETY: `c_long` and `isize` have the same size and alignment on
+    // Linux; validity is the caller's contract.
+    unsafe { AtomicIsize::from_ptr(p.cast::<isize>()) }
+}
+
+/// The type's short description, for messages.
+///
+/// # Safety
+/// `ty` is a valid `malloc_type`.
+pub unsafe fn name(ty: *mut malloc_type) -> String {
+    // SAFETY: caller contract.
+    let d = unsafe { (*ty).ks_shortdesc };
+    if d.is_null() {
+        return format!("malloc type {ty:p}");
+    }
+    // SAFETY: C code gives a NUL-terminated string as description.
+    let s = unsafe { CStr::from_ptr(d) };
+    format!("malloc type '{}'", s.to_string_lossy())
+}
+
+/// Name of the type that owns chunks tagged `tag`.
+pub fn name_of_tag(tag: u8) -> String {
+    let t = BY_TAG[tag as usize].load(Ordering::Acquire);
+    if t.is_null() {
+        return format!("an unregistered malloc type (tag {tag})");
+    }
+    // SAFETY: registered types stay valid until `slab_malloc_uninit`.
+    unsafe { name(t) }
+}
+
+/// Check `ks_magic` and register the type if needed; returns the tag its
+/// chunks carry.
+///
+/// # Safety
+/// `ty` is non-NULL and points to a `malloc_type`.
+#[inline]
+pub unsafe fn check(ty: *mut malloc_type, func: &str) -> u8 {
+    // SAFETY: caller contract.
+    if unsafe { (*ty).ks_magic } != M_MAGIC {
+        no_magic(ty, func);
+    }
+    // SAFETY: caller contract: the field is part of a live `malloc_type`.
+    let r = unsafe { slot(addr_of_mut!((*ty).ks_reserved[0])) }.load(Ordering::Acquire);
+    if r >> 8 == REG_SIG {
+        return r as u8;
+    }
+    // SAFETY: caller contract.
+    unsafe { register(ty, func) }
+}
+
+#[cold]
+fn no_magic(ty: *mut malloc_type, func: &str) -> ! {
+    fatal!(
+        func,
+        "malloc type {ty:p} lacks magic (ks_magic is not M_MAGIC): not a malloc_type, or not declared with MALLOC_DEFINE"
+    )
+}
+
+/// `slab_malloc_init`: link the type on the statistics list, give it a tag
+/// and an unlimited `ks_limit` if it has none.
+///
+/// # Safety
+/// `ty` is non-NULL and points to a `malloc_type` that stays valid until
+/// `slab_malloc_uninit`.
+#[cold]
+pub unsafe fn register(ty: *mut malloc_type, func: &str) -> u8 {
+    // SAFETY: caller contract.
+    if unsafe { (*ty).ks_magic } != M_MAGIC {
+        no_magic(ty, func);
+    }
+    let mut reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: caller contract.
+    let r0 = unsafe { slot(addr_of_mut!((*ty).ks_reserved[0])) };
+    let r = r0.load(Ordering::Acquire);
+    if r >> 8 == REG_SIG {
+        return r as u8;
+    }
+    let tag = if reg.next_tag < TAG_UNCHECKED {
+        reg.next_tag += 1;
+        reg.next_tag - 1
+    } else {
+        TAG_UNCHECKED
+    };
+    if tag != TAG_UNCHECKED {
+        BY_TAG[tag as usize].store(ty, Ordering::Release);
+    }
+    // SAFETY: caller contract; the list is protected by the mutex.
+    unsafe {
+        let lim = slot(addr_of_mut!((*ty).ks_limit));
+        if lim.load(Ordering::Relaxed) == 0 {
+            lim.store(UNLIMITED as isize, Ordering::Relaxed);
+        }
+        (*ty).ks_next = reg.head;
+    }
+    reg.head = ty;
+    r0.store(REG_SIG << 8 | tag as isize, Ordering::Release);
+    tag
+}
+
+/// `slab_malloc_uninit`: unlink the type; warn if it still has memory.
+///
+/// # Safety
+/// `ty` is non-NULL and points to a `malloc_type`.
+pub unsafe fn unregister(ty: *mut malloc_type) {
+    let mut reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: caller contract.
+    let r0 = unsafe { slot(addr_of_mut!((*ty).ks_reserved[0])) };
+    let r = r0.load(Ordering::Acquire);
+    if r >> 8 != REG_SIG {
+        return;
+    }
+    // SAFETY: caller contract; list protected by the mutex; all listed
+    // types are live (they are unlinked here before they go away).
+    unsafe {
+        let mut pp: *mut *mut malloc_type = &mut reg.head;
+        while !(*pp).is_null() {
+            if *pp == ty {
+                *pp = (*ty).ks_next;
+                break;
+            }
+            pp = addr_of_mut!((**pp).ks_next);
+        }
+        (*ty).ks_next = ptr::null_mut();
+        let (mem, n) = totals(ty);
+        if n != 0 {
+            warn!(
+                "slab_malloc_uninit",
+                "{}: {mem} bytes in {n} allocations still allocated",
+                name(ty)
+            );
+        }
+        slot(addr_of_mut!((*ty).ks_limit)).store(0, Ordering::Relaxed);
+    }
+    let tag = r as u8;
+    if tag != TAG_UNCHECKED {
+        BY_TAG[tag as usize].store(ptr::null_mut(), Ordering::Release);
+    }
+    r0.store(0, Ordering::Release);
+}
+
+/// Sums of `ks_memuse` and `ks_inuse` over all cpus.
+///
+/// # Safety
+/// `ty` is a valid `malloc_type`.
+pub unsafe fn totals(ty: *mut malloc_type) -> (isize, isize) {
+    let mut mem = 0isize;
+    let mut n = 0isize;
+    for i in 0..SMP_MAXCPU {
+        // SAFETY: caller contract.
+        unsafe {
+            mem += slot(addr_of_mut!((*ty).ks_memuse[i])).load(Ordering::Relaxed);
+            n += slot(addr_of_mut!((*ty).ks_inuse[i])).load(Ordering::Relaxed);
+        }
+    }
+    (mem, n)
+}
+
+/// `ks_calls++`.
+///
+/// # Safety
+/// `ty` is a valid `malloc_type`.
+#[inline]
+pub unsafe fn count_call(ty: *mut malloc_type) {
+    // SAFETY: caller contract; `int64_t` field, 8-byte aligned.
+    let c = unsafe { AtomicI64::from_ptr(addr_of_mut!((*ty).ks_calls)) };
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Charge `bytes` against `ks_limit` (through `ks_loosememuse`). False if
+/// the type would go over its limit.
+///
+/// # Safety
+/// `ty` is a valid `malloc_type`.
+#[inline]
+pub unsafe fn charge(ty: *mut malloc_type, bytes: usize) -> bool {
+    // SAFETY: caller contract.
+    let (loose, lim) = unsafe {
+        (
+            slot(addr_of_mut!((*ty).ks_loosememuse)),
+            slot(addr_of_mut!((*ty).ks_limit)),
+        )
+    };
+    let b = bytes as isize;
+    let limit = lim.load(Ordering::Relaxed);
+    let mut l = loose.load(Ordering::Relaxed);
+    if l.saturating_add(b) > limit {
+        // SAFETY: caller contract.
+        let (mem, _) = unsafe { totals(ty) };
+        if mem.saturating_add(b) > limit {
+            loose.store(mem, Ordering::Relaxed);
+            return false;
+        }
+        l = mem;
+    }
+    loose.store(l + b, Ordering::Relaxed);
+    true
+}
+
+/// Give back a charge whose allocation failed.
+///
+/// # Safety
+/// `ty` is a valid `malloc_type`.
+pub unsafe fn uncharge(ty: *mut malloc_type, bytes: usize) {
+    // SAFETY: caller contract.
+    let loose = unsafe { slot(addr_of_mut!((*ty).ks_loosememuse)) };
+    loose.store(
+        loose.load(Ordering::Relaxed) - bytes as isize,
+        Ordering::Relaxed,
+    );
+}
+
+/// Add `mem` bytes and `n` allocations to this cpu's slot of the type.
+/// Plain load and store when the cpu owns its slot.
+///
+/// # Safety
+/// `gd` is the calling thread's cpu state; `ty` is a valid `malloc_type`.
+#[inline]
+pub unsafe fn stat(gd: *mut SLGlobalData, ty: *mut malloc_type, mem: isize, n: isize) {
+    // SAFETY: caller contract; the slot is < SMP_MAXCPU (set by gd_setup).
+    unsafe {
+        let s = (*gd).sl_Slot as usize % SMP_MAXCPU;
+        let m = slot(addr_of_mut!((*ty).ks_memuse[s]));
+        let u = slot(addr_of_mut!((*ty).ks_inuse[s]));
+        if (*gd).sl_Flags & SLGD_SHARED == 0 {
+            m.store(m.load(Ordering::Relaxed) + mem, Ordering::Relaxed);
+            u.store(u.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+        } else {
+            m.fetch_add(mem, Ordering::Relaxed);
+            u.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
