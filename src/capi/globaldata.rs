@@ -34,6 +34,17 @@ pub extern "C" fn globaldata_find(cpu: c_int) -> globaldata_t {
     cpu::globaldata_find(cpu)
 }
 
+/// Start a new virtual cpu: a Linux kernel thread (pthread) with its own
+/// `globaldata`, run queues, idle thread, event loop and slab state.
+/// Returns its cpu id (1, 2, ...), usable as the `cpu` argument of
+/// `lwkt_create()`, or -1 once `MAXVCPU` cpus exist (or if the kernel
+/// refuses a new thread). A cpu with nothing to run sleeps; cpus live
+/// until the process exits.
+#[unsafe(no_mangle)]
+pub extern "C" fn caps_fork_vcpu() -> c_int {
+    cpu::fork_vcpu()
+}
+
 /// Whether the current thread should give up the cpu: always 0, since
 /// userland scheduling is cooperative.
 #[unsafe(no_mangle)]
@@ -41,9 +52,12 @@ pub extern "C" fn need_resched() -> c_int {
     0
 }
 
-/// Run pending interrupt-like work (IPIs) of this cpu: none with one cpu.
+/// Run the IPIs other cpus queued for this cpu (`lwkt_process_ipiq()`).
 #[unsafe(no_mangle)]
-pub extern "C" fn splz() {}
+pub extern "C" fn splz() {
+    // SAFETY: mycpu() is the current cpu.
+    unsafe { cpu::ipi::process(cpu::mycpu()) }
+}
 
 /// Take (one more hold of) the MP lock for the current thread.
 #[unsafe(no_mangle)]
@@ -68,4 +82,11 @@ pub extern "C" fn try_mplock() -> c_int {
 #[unsafe(no_mangle)]
 pub extern "C" fn cpu_try_mplock() -> c_int {
     cpu::cpu_try_mplock()
+}
+
+/// Take the MP lock word for this cpu without counting a hold, waiting
+/// (with `sched_yield`) while another cpu has it.
+#[unsafe(no_mangle)]
+pub extern "C" fn cpu_get_initial_mplock() {
+    cpu::cpu_get_initial_mplock()
 }

@@ -6,12 +6,16 @@
 //!
 //! Context: every call acts on the current cpu (the calling kernel thread;
 //! the first call of a program that never called `uthread_init()` makes
-//! it cpu 0). Threads of other cpus are refused with a diagnostic.
+//! it cpu 0). `lwkt_create`, `lwkt_alloc_thread`, `lwkt_init_thread`,
+//! `lwkt_schedule` and `lwkt_deschedule` reach threads of other cpus by
+//! IPI; the other calls refuse a thread of another cpu with a diagnostic.
 
 use core::ffi::{c_char, c_int, c_void};
 
+use core::sync::atomic::Ordering;
+
 use crate::abi::{globaldata, lwkt_token_t, lwkt_wait_t, thread, thread_t};
-use crate::cpu::mycpu;
+use crate::cpu::{self, mycpu};
 use crate::fatal;
 use crate::lwkt::thread as lt;
 use crate::lwkt::wait;
@@ -53,11 +57,19 @@ pub unsafe extern "C" fn lwkt_init_thread(
     need("lwkt_init_thread", td);
     let cur = mycpu();
     let gd = if gd.is_null() { cur } else { gd };
-    if gd != cur {
-        fatal!("lwkt_init_thread", "cpu {gd:p} is not the current cpu");
+    if gd == cur {
+        // SAFETY: `td` is the caller's structure, not on any list.
+        return unsafe { lt::init_thread(td, stack.cast(), flags, gd, None) };
     }
-    // SAFETY: `td` is the caller's structure, not on any list.
-    unsafe { lt::init_thread(td, stack.cast(), flags, gd, None) }
+    let n = cpu::ncpus.load(Ordering::Acquire);
+    if !(0..n).any(|c| cpu::globaldata_find(c) == gd) {
+        fatal!(
+            "lwkt_init_thread",
+            "{gd:p} is not the globaldata of a started cpu"
+        );
+    }
+    // SAFETY: as above; `gd` is a started cpu other than this one.
+    unsafe { lt::init_thread_remote(td, stack.cast(), flags, gd) }
 }
 
 /// Release a thread that is not running: the stack if libcaps mapped it,
@@ -196,8 +208,12 @@ pub unsafe extern "C" fn lwkt_gdinit(gd: *mut globaldata) {
     // The current cpu was set up by mycpu(): nothing to do.
 }
 
-/// Run `func(arg)` on cpu `dcpu`. With one cpu that is the current cpu and
-/// the function runs at once; returns 0.
+/// Run `func(arg)` on cpu `dcpu` (December 2003 signature). For the
+/// current cpu the function runs at once; for another cpu it is queued
+/// and runs on that cpu's kernel thread at its next scheduling point
+/// (`lwkt_switch`, its idle loop, `splz`, `lwkt_process_ipiq`), in the
+/// order sent. The target cpu is woken if it sleeps. Returns 0; an
+/// unknown cpu or a NULL function is a fatal error.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn lwkt_send_ipiq(
     dcpu: c_int,
@@ -207,25 +223,31 @@ pub unsafe extern "C" fn lwkt_send_ipiq(
     let Some(func) = func else {
         fatal!("lwkt_send_ipiq", "NULL function")
     };
-    // SAFETY: mycpu() is set up.
-    let me = unsafe { (*mycpu()).gd_cpuid } as c_int;
-    if dcpu != me {
-        fatal!(
-            "lwkt_send_ipiq",
-            "no cpu {dcpu} to send to (one cpu only for now)"
-        );
+    let gd = mycpu();
+    let n = cpu::ncpus.load(Ordering::Acquire);
+    if dcpu < 0 || dcpu >= n {
+        fatal!("lwkt_send_ipiq", "no cpu {dcpu} (ncpus is {n})");
     }
-    // SAFETY: the caller's function and argument.
-    unsafe { func(arg) };
+    let tgd = cpu::globaldata_find(dcpu);
+    if tgd == gd {
+        // SAFETY: the caller's function and argument.
+        unsafe { func(arg) };
+    } else {
+        // SAFETY: `tgd` is a started cpu other than this one.
+        unsafe { cpu::ipi::send(tgd, func, arg) };
+    }
     0
 }
 
-/// Run the IPI functions queued for this cpu (none with one cpu).
+/// Run the IPI functions other cpus queued for this cpu.
 #[unsafe(no_mangle)]
-pub extern "C" fn lwkt_process_ipiq() {}
+pub extern "C" fn lwkt_process_ipiq() {
+    // SAFETY: mycpu() is the current cpu.
+    unsafe { cpu::ipi::process(mycpu()) }
+}
 
-/// Make `td` (a thread of another cpu) belong to this one. Only threads of
-/// the current cpu exist for now; anything else is refused.
+/// Make `td` (a thread of another cpu) belong to this one. Threads never
+/// migrate here: a thread of another cpu is refused.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn lwkt_acquire(td: thread_t) {
     need("lwkt_acquire", td);

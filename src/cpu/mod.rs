@@ -1,5 +1,11 @@
 //! Virtual cpus: the `globaldata` array, `mycpu`, adoption of the calling
-//! kernel thread as cpu 0, and the MP lock.
+//! kernel thread as cpu 0, `caps_fork_vcpu` (cpus 1.. as kernel threads),
+//! the wakeup protocol between cpus, and the MP lock.
+//!
+//! Every cpu is one kernel thread. Other cpus reach it only through its IPI
+//! queue (`ipi`) and the request bits in `gd_reqflags`; a cpu with nothing
+//! to run spins briefly (bounded, adaptive) and then sleeps in its event
+//! loop, from which [`notify`] wakes it through the loop's eventfd.
 //!
 //! `mycpu` is a thread-local pointer of the kernel thread that runs a cpu.
 //! It lives in the C shim (`__libcaps_mycpu`, initial-exec TLS) so that the
@@ -11,10 +17,12 @@
 //! them, with C names.
 
 pub mod evloop;
+pub mod ipi;
 
 use core::ffi::c_int;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::abi::{
     MAXVCPU, TDF_RUNNING, TDF_SYSTHREAD, TDPRI_CRIT, globaldata, lwkt_ipiq, md_thread, thread,
@@ -23,6 +31,7 @@ use crate::fatal;
 use crate::lwkt::thread as lt;
 
 unsafe extern "C" {
+    #[cfg(not(target_arch = "x86_64"))]
     fn libcaps_tls_gd() -> *mut globaldata;
     fn libcaps_tls_set_gd(gd: *mut globaldata);
 }
@@ -55,15 +64,51 @@ static mut MAIN_TD: thread = zeroed();
 
 static CPU0_TAKEN: AtomicBool = AtomicBool::new(false);
 
+/// Live threads without `TDF_SYSTHREAD`, on every cpu. Counted when a
+/// thread is initialised (by its creator, before it reaches a remote cpu)
+/// and uncounted when it exits, so that it never reads 0 while a thread is
+/// on its way to another cpu.
+pub static USER_THREADS: AtomicI32 = AtomicI32::new(0);
+
+/// Cpus whose idle thread waits for the MP lock (bit per cpu).
+static MP_WAITERS: AtomicU32 = AtomicU32::new(0);
+
+/// `gd_reqflags` bit: the cpu's IPI queue has entries.
+pub const RQF_IPIQ: c_int = 0x0001;
+/// `gd_reqflags` bit: something the idle loop waits for may have changed
+/// (the MP lock was released, the last user thread exited).
+pub const RQF_WAKE: c_int = 0x0002;
+
+/// Idle spin before sleeping, in `spin_loop` iterations: the budget
+/// doubles after a spin that found work and halves after one that did not.
+pub const SPIN_MAX: u32 = 1 << 14;
+pub const SPIN_MIN: u32 = 32;
+
 /// Per-cpu state that C never sees; `gd_vcpu` points to it.
+///
+/// Fields marked "owner" are only touched by the cpu's own kernel thread;
+/// the others are shared and synchronised.
 pub struct CpuPriv {
-    /// The thread resumed by the idle loop when only system threads remain.
+    /// Owner. The thread resumed by the idle loop when only system threads
+    /// remain (cpu 0 only).
     pub main_td: *mut thread,
-    /// `main_td` called `lwkt_exit()`.
+    /// Owner. `main_td` called `lwkt_exit()`.
     pub main_exited: bool,
-    /// Stacks of exited threads that are not cached, unmapped by the idle
-    /// thread (their owner cannot unmap the stack it runs on).
+    /// Owner. Stacks of exited threads that are not cached, unmapped by the
+    /// idle thread (their owner cannot unmap the stack it runs on).
     pub zombie_stacks: Vec<md_thread>,
+    /// Shared. Functions queued for this cpu by others (`lwkt_send_ipiq`).
+    pub ipiq: Mutex<Vec<ipi::Ipi>>,
+    /// Owner. The batch being run (kept to reuse its allocation).
+    pub ipi_work: Vec<ipi::Ipi>,
+    /// Shared. The cpu sleeps (or is about to) in its event loop.
+    pub sleeping: AtomicBool,
+    /// Shared, set once before the cpu is published in `ncpus`.
+    pub waker: OnceLock<Arc<evloop::Waker>>,
+    /// Owner. Current idle spin budget (see [`SPIN_MAX`]).
+    pub spin: u32,
+    /// Owner. Idle waits that ended in the event loop (statistics).
+    pub sleeps: u64,
 }
 
 /// The private state of `gd`.
@@ -78,19 +123,113 @@ pub unsafe fn cpu_priv(gd: *mut globaldata) -> *mut CpuPriv {
 
 /// The current cpu's `globaldata`; the first call from a program that never
 /// called `uthread_init()` adopts the calling kernel thread as cpu 0.
-#[inline]
+#[inline(always)]
 pub fn mycpu() -> *mut globaldata {
-    // SAFETY: reads a thread-local pointer in the shim.
-    let gd = unsafe { libcaps_tls_gd() };
+    let gd = mycpu_if_any();
     if gd.is_null() { adopt() } else { gd }
 }
 
 /// The current cpu if one is set up on this kernel thread, else NULL
 /// (never adopts).
+///
+/// On x86_64 this reads the shim's initial-exec TLS variable
+/// `__libcaps_mycpu` inline, exactly as C code compiled with
+/// `-ftls-model=initial-exec` does (one `fs`-relative load through the
+/// GOT), instead of calling into the shim: the message-port paths ask for
+/// the current cpu several times per message.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub fn mycpu_if_any() -> *mut globaldata {
+    let gd: *mut globaldata;
+    // SAFETY: `__libcaps_mycpu` is an initial-exec `__thread` pointer
+    // defined in shim.c and linked into the same object; the GOT entry
+    // holds its offset from the thread pointer (`fs` base). The asm only
+    // reads memory; the value changes only through libcaps_tls_set_gd, an
+    // opaque call the compiler cannot move this read across.
+    unsafe {
+        core::arch::asm!(
+            "mov {0}, qword ptr [rip + __libcaps_mycpu@GOTTPOFF]",
+            "mov {0}, qword ptr fs:[{0}]",
+            out(reg) gd,
+            options(nostack, readonly, preserves_flags),
+        );
+    }
+    gd
+}
+
+/// The current cpu if one is set up on this kernel thread, else NULL
+/// (never adopts).
+#[cfg(not(target_arch = "x86_64"))]
 #[inline]
 pub fn mycpu_if_any() -> *mut globaldata {
     // SAFETY: reads a thread-local pointer in the shim.
     unsafe { libcaps_tls_gd() }
+}
+
+/// `gd_reqflags` of `gd` as an atomic (other cpus set bits in it).
+///
+/// # Safety
+/// `gd` must be an element of `gdary`.
+#[inline(always)]
+pub unsafe fn reqflags<'a>(gd: *mut globaldata) -> &'a AtomicI32 {
+    // SAFETY: gdary is static, the field is an aligned int, and every
+    // access to it from Rust goes through this atomic view (C code reads
+    // it with a plain load in crit_exit, as it did in DragonFly).
+    unsafe { AtomicI32::from_ptr(&raw mut (*gd).gd_reqflags) }
+}
+
+/// Set request `bit` on cpu `gd` and wake it if it sleeps.
+///
+/// # Safety
+/// `gd` must be a started cpu.
+pub unsafe fn notify(gd: *mut globaldata, bit: c_int) {
+    // SAFETY: per the contract; the private state of a started cpu is
+    // valid forever and its shared fields are synchronised.
+    unsafe {
+        reqflags(gd).fetch_or(bit, Ordering::SeqCst);
+        let p = &*cpu_priv(gd);
+        // Pairs with the sleeper's store of `sleeping` followed by its
+        // load of gd_reqflags (both SeqCst): either it sees our bit or we
+        // see it sleeping.
+        if p.sleeping.load(Ordering::SeqCst)
+            && p.sleeping.swap(false, Ordering::SeqCst)
+            && let Some(w) = p.waker.get()
+        {
+            w.wake();
+        }
+    }
+}
+
+/// Wait until a request bit is set on this cpu or an event source is
+/// ready: a bounded adaptive spin, then a sleep in the event loop.
+///
+/// # Safety
+/// `gd` is the current cpu and the caller its idle thread.
+pub unsafe fn wait_for_work(gd: *mut globaldata) {
+    // SAFETY: per the contract (owner fields of the current cpu).
+    unsafe {
+        let rf = reqflags(gd);
+        let p = cpu_priv(gd);
+        if ncpus.load(Ordering::Relaxed) > 1 {
+            let budget = (*p).spin;
+            let mut i = 0;
+            while i < budget {
+                if rf.load(Ordering::Relaxed) != 0 {
+                    (*p).spin = (budget * 2).min(SPIN_MAX);
+                    return;
+                }
+                core::hint::spin_loop();
+                i += 1;
+            }
+            (*p).spin = (budget / 2).max(SPIN_MIN);
+        }
+        (*p).sleeping.store(true, Ordering::SeqCst);
+        if rf.load(Ordering::SeqCst) == 0 {
+            (*p).sleeps += 1;
+            evloop::poll(-1);
+        }
+        (*p).sleeping.store(false, Ordering::SeqCst);
+    }
 }
 
 /// `&gdary[cpu]`.
@@ -135,7 +274,100 @@ pub fn adopt() -> *mut globaldata {
     }
     // SAFETY: gd_slab of the cpu just set up on this kernel thread.
     unsafe { crate::slab::gd::adopt_cpu(&raw mut (*gd).gd_slab) };
+    // SAFETY: gd is set up; only this thread sets its waker.
+    let _ = unsafe { (*cpu_priv(gd)).waker.set(evloop::waker()) };
     gd
+}
+
+/// Serialises `caps_fork_vcpu` calls.
+static FORK_LOCK: Mutex<()> = Mutex::new(());
+
+/// `caps_fork_vcpu()`: start the next virtual cpu on a new kernel thread
+/// (its own globaldata, run queues, idle thread, event loop and slab
+/// state) and return its id; -1 once `MAXVCPU` cpus exist or when the
+/// kernel refuses a new thread.
+pub fn fork_vcpu() -> c_int {
+    // Cpu 0 must exist first (a program may fork before any LWKT call).
+    mycpu();
+    let _g = FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let n = ncpus.load(Ordering::Acquire);
+    if n >= MAXVCPU {
+        return -1;
+    }
+    let gd = globaldata_find(n);
+    // SAFETY: gdary[n] has never been used (ncpus only grows, under
+    // FORK_LOCK).
+    unsafe { gdinit_cpu(gd, n) };
+    let ready = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let r2 = Arc::clone(&ready);
+    let gda = gd as usize;
+    let spawned = std::thread::Builder::new()
+        .name(format!("libcaps-cpu{n}"))
+        .stack_size(64 * 1024)
+        .spawn(move || vcpu_main(gda as *mut globaldata, r2));
+    if let Err(e) = spawned {
+        crate::warn!("caps_fork_vcpu", "cannot start a kernel thread: {e}");
+        // SAFETY: the cpu was never published; free what gdinit_cpu made.
+        unsafe { gdfree_cpu(gd) };
+        return -1;
+    }
+    let (m, cv) = &*ready;
+    let mut started = m.lock().unwrap_or_else(|e| e.into_inner());
+    while !*started {
+        started = cv.wait(started).unwrap_or_else(|e| e.into_inner());
+    }
+    drop(started);
+    let bit = 1u32 << n;
+    for cpu in 0..n {
+        let o = globaldata_find(cpu);
+        // SAFETY: started cpus; the masks are only updated here, under
+        // FORK_LOCK, through atomic views.
+        unsafe {
+            AtomicU32::from_ptr(&raw mut (*o).gd_other_cpus).fetch_or(bit, Ordering::Relaxed)
+        };
+    }
+    // SAFETY: as above; the new cpu reads its own mask only after this.
+    unsafe {
+        let others = (1u32 << n) - 1;
+        AtomicU32::from_ptr(&raw mut (*gd).gd_other_cpus).store(others, Ordering::Relaxed);
+    }
+    ncpus.store(n + 1, Ordering::Release);
+    n
+}
+
+/// First code of a virtual cpu's kernel thread: set the cpu up, report
+/// readiness and become its idle thread for good.
+fn vcpu_main(gd: *mut globaldata, ready: Arc<(Mutex<bool>, std::sync::Condvar)>) {
+    // SAFETY: `gd` was prepared by fork_vcpu for this thread only.
+    unsafe {
+        libcaps_tls_set_gd(gd);
+        (*gd).gd_pid = libc::gettid();
+        lt::gdinit(gd);
+        crate::slab::gd::adopt_cpu(&raw mut (*gd).gd_slab);
+        let _ = (*cpu_priv(gd)).waker.set(evloop::waker());
+    }
+    {
+        let (m, cv) = &*ready;
+        *m.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cv.notify_one();
+    }
+    drop(ready);
+    // SAFETY: the cpu is set up on this kernel thread, its idle thread
+    // current but not yet started.
+    unsafe { lt::run_idle(gd) }
+}
+
+/// Undo [`gdinit_cpu`] for a cpu that never started.
+///
+/// # Safety
+/// `gd` was set up by gdinit_cpu and never published.
+unsafe fn gdfree_cpu(gd: *mut globaldata) {
+    // SAFETY: per the contract.
+    unsafe {
+        libc::free((*gd).gd_ipiq.cast());
+        drop(Box::from_raw((*gd).gd_vcpu.cast::<CpuPriv>()));
+        ptr::write_bytes(gd, 0, 1);
+    }
 }
 
 /// `mi_gdinit1`: zero `gd` and set its identity, free list, IPI queues and
@@ -165,45 +397,105 @@ unsafe fn gdinit_cpu(gd: *mut globaldata, cpuid: c_int) {
             main_td: ptr::null_mut(),
             main_exited: false,
             zombie_stacks: Vec::new(),
+            ipiq: Mutex::new(Vec::new()),
+            ipi_work: Vec::new(),
+            sleeping: AtomicBool::new(false),
+            waker: OnceLock::new(),
+            spin: SPIN_MAX,
+            sleeps: 0,
         });
         (*gd).gd_vcpu = Box::into_raw(private).cast();
     }
 }
 
 /// `get_mplock()`: count one more hold of the MP lock by the current
-/// thread and make sure this cpu owns it.
+/// thread and make sure this cpu owns it. When another cpu owns it the
+/// thread yields (stays runnable; the scheduler runs it again only once
+/// the lock is ours) instead of spinning.
 pub fn get_mplock() {
     let gd = mycpu();
     // SAFETY: `gd` is this cpu's set-up globaldata.
     unsafe {
         let td = (*gd).gd_curthread;
         (*td).td_mpcount += 1;
-        acquire_mplock(gd);
+        if acquire_mplock(gd) {
+            return;
+        }
+        lt::wait_for_mplock(gd, td);
     }
 }
 
-/// Make this cpu the MP lock owner. With one cpu it is always free or ours.
+/// Make this cpu the MP lock owner if it is free or already ours.
 ///
 /// # Safety
 /// `gd` must be the current cpu.
+#[inline(always)]
 pub unsafe fn acquire_mplock(gd: *mut globaldata) -> bool {
     // SAFETY: reading the id of the current cpu.
     let me = unsafe { (*gd).gd_cpuid } as i32;
     let cur = mp_lock.load(Ordering::Relaxed);
     cur == me
-        || mp_lock
-            .compare_exchange(-1, me, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
+        || (cur == -1
+            && mp_lock
+                .compare_exchange(-1, me, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok())
 }
 
-/// Give up the MP lock if this cpu holds it.
+/// Give up the MP lock if this cpu holds it, and wake the cpus waiting
+/// for it.
 ///
 /// # Safety
 /// `gd` must be the current cpu.
+#[inline(always)]
 pub unsafe fn release_mplock(gd: *mut globaldata) {
     // SAFETY: reading the id of the current cpu.
     let me = unsafe { (*gd).gd_cpuid } as i32;
-    let _ = mp_lock.compare_exchange(me, -1, Ordering::Release, Ordering::Relaxed);
+    if mp_lock.load(Ordering::Relaxed) == me {
+        // SeqCst: pairs with a waiter that registers in MP_WAITERS and
+        // then looks at the lock again.
+        mp_lock.store(-1, Ordering::SeqCst);
+        if MP_WAITERS.load(Ordering::SeqCst) != 0 {
+            wake_mplock_waiters();
+        }
+    }
+}
+
+#[cold]
+fn wake_mplock_waiters() {
+    let mut w = MP_WAITERS.load(Ordering::SeqCst);
+    while w != 0 {
+        let cpu = w.trailing_zeros() as c_int;
+        w &= w - 1;
+        // SAFETY: only started cpus register as waiters.
+        unsafe { notify(globaldata_find(cpu), RQF_WAKE) };
+    }
+}
+
+/// The idle thread of `gd` found runnable threads that all need the MP
+/// lock, which another cpu holds: register for a wakeup on release.
+/// Returns false when the lock became free meanwhile (retry at once).
+///
+/// # Safety
+/// `gd` must be the current cpu.
+pub unsafe fn mplock_wait_register(gd: *mut globaldata) -> bool {
+    // SAFETY: reading the id of the current cpu.
+    let bit = 1u32 << unsafe { (*gd).gd_cpuid };
+    MP_WAITERS.fetch_or(bit, Ordering::SeqCst);
+    if mp_lock.load(Ordering::SeqCst) == -1 {
+        MP_WAITERS.fetch_and(!bit, Ordering::SeqCst);
+        return false;
+    }
+    true
+}
+
+/// Undo [`mplock_wait_register`].
+///
+/// # Safety
+/// `gd` must be the current cpu.
+pub unsafe fn mplock_wait_unregister(gd: *mut globaldata) {
+    // SAFETY: reading the id of the current cpu.
+    let bit = 1u32 << unsafe { (*gd).gd_cpuid };
+    MP_WAITERS.fetch_and(!bit, Ordering::SeqCst);
 }
 
 /// `rel_mplock()`: drop one hold; the lock is released at zero.
@@ -242,13 +534,23 @@ pub fn cpu_try_mplock() -> c_int {
     c_int::from(unsafe { acquire_mplock(mycpu()) })
 }
 
+/// `cpu_get_initial_mplock()`: take the lock word for this cpu (no hold
+/// counted), waiting for it with `sched_yield` if another cpu has it.
+pub fn cpu_get_initial_mplock() {
+    let gd = mycpu();
+    // SAFETY: `gd` is the current cpu.
+    while !unsafe { acquire_mplock(gd) } {
+        // SAFETY: no preconditions.
+        unsafe { libc::sched_yield() };
+    }
+}
+
 /// True when no cpu runs anything but system threads (the idle loop then
 /// resumes `main`).
+#[inline]
 pub fn only_system_threads_left() -> bool {
-    let n = ncpus.load(Ordering::Relaxed);
-    (0..n).all(|cpu| {
-        let gd = globaldata_find(cpu);
-        // SAFETY: gdary elements below ncpus are set up.
-        unsafe { (*gd).gd_num_threads == (*gd).gd_sys_threads }
-    })
+    USER_THREADS.load(Ordering::Acquire) == 0
 }
+
+/// The cpu whose idle loop resumes `main`.
+pub const MAIN_CPU: c_int = 0;

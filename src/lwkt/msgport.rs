@@ -9,16 +9,46 @@
 //!
 //! Every function here takes raw pointers into C memory; the `capi` layer
 //! has already rejected NULL for the arguments it documents as required.
+//!
+//! Across cpus: a port's queue and `MSGPORTF_WAITING` belong to the cpu of
+//! the port's owner thread. A put or reply from another cpu does its
+//! checks and flag changes on the sending side, then hands the message to
+//! the owner's cpu as an IPI, which queues it (or marks it done) and wakes
+//! the owner there. The message belongs to whoever holds it: the sender
+//! until the IPI, the owner's cpu after it.
 
 use core::ffi::{c_int, c_void};
 use core::ptr;
 
 use super::queue;
 use crate::abi::{
-    EASYNC, MSGF_ASYNC, MSGF_DONE, MSGF_QUEUED, MSGF_REPLY, MSGPORTF_WAITING, lwkt_msg, lwkt_port,
-    thread,
+    EASYNC, MSGF_ASYNC, MSGF_DONE, MSGF_QUEUED, MSGF_REPLY, MSGPORTF_WAITING, globaldata, lwkt_msg,
+    lwkt_port, thread,
 };
+use crate::cpu::{ipi, mycpu};
 use crate::fatal;
+
+/// `(current cpu, cpu of the port's owner when that is another cpu)`.
+/// A port without an owner is used where it is: both NULL, and the
+/// current cpu is not even looked up (such ports work on any kernel
+/// thread).
+///
+/// # Safety
+/// `port` must be valid.
+#[inline(always)]
+unsafe fn port_cpus(port: *mut lwkt_port) -> (*mut globaldata, *mut globaldata) {
+    // SAFETY: per the contract; an owner thread is valid while it owns
+    // the port.
+    unsafe {
+        let owner = (*port).mp_td;
+        if owner.is_null() {
+            return (ptr::null_mut(), ptr::null_mut());
+        }
+        let gd = mycpu();
+        let ogd = (*owner).td_gd;
+        (gd, if ogd == gd { ptr::null_mut() } else { ogd })
+    }
+}
 
 /// The four vectors of a port, in the order `struct lwkt_port` holds them.
 pub struct PortVectors {
@@ -240,6 +270,7 @@ pub unsafe fn getport(port: *mut lwkt_port) -> *mut lwkt_msg {
 ///
 /// # Safety
 /// Called through a port vector with valid `port` and `msg`.
+#[inline]
 pub unsafe fn default_putport(port: *mut lwkt_port, msg: *mut lwkt_msg) -> c_int {
     // SAFETY: valid pointers per the vector contract.
     unsafe {
@@ -250,11 +281,49 @@ pub unsafe fn default_putport(port: *mut lwkt_port, msg: *mut lwkt_msg) -> c_int
             );
         }
         (*msg).ms_flags &= !(MSGF_DONE | MSGF_REPLY);
+        let (gd, rgd) = port_cpus(port);
+        if !rgd.is_null() {
+            (*msg).ms_target_port = port;
+            ipi::send(rgd, putport_ipi, msg.cast());
+            return EASYNC;
+        }
         queue::insert_tail(&raw mut (*port).mp_msgq, msg);
         (*msg).ms_flags |= MSGF_QUEUED;
-        wake_owner(port);
+        wake_owner_local(gd, port);
     }
     EASYNC
+}
+
+/// IPI: the queueing half of a put from another cpu, on the owner's cpu.
+unsafe extern "C" fn putport_ipi(arg: *mut c_void) {
+    let gd = mycpu();
+    let msg = arg.cast::<lwkt_msg>();
+    // SAFETY: the sender handed over a valid message whose target port is
+    // owned by a thread of this cpu.
+    unsafe {
+        let port = (*msg).ms_target_port;
+        queue::insert_tail(&raw mut (*port).mp_msgq, msg);
+        (*msg).ms_flags |= MSGF_QUEUED;
+        wake_owner_local(gd, port);
+    }
+}
+
+/// IPI: the completion half of a reply from another cpu, on the cpu of
+/// the reply port's owner.
+unsafe extern "C" fn replyport_ipi(arg: *mut c_void) {
+    let gd = mycpu();
+    let msg = arg.cast::<lwkt_msg>();
+    // SAFETY: as above, for the reply port.
+    unsafe {
+        let port = (*msg).ms_reply_port;
+        if (*msg).ms_flags & MSGF_ASYNC != 0 {
+            queue::insert_tail(&raw mut (*port).mp_msgq, msg);
+            (*msg).ms_flags |= MSGF_DONE | MSGF_QUEUED;
+        } else {
+            (*msg).ms_flags |= MSGF_DONE;
+        }
+        wake_owner_local(gd, port);
+    }
 }
 
 /// Default `mp_replyport`: an asynchronous message is queued on the reply
@@ -263,6 +332,7 @@ pub unsafe fn default_putport(port: *mut lwkt_port, msg: *mut lwkt_msg) -> c_int
 ///
 /// # Safety
 /// Called through a port vector with valid `port` and `msg`.
+#[inline]
 pub unsafe fn default_replyport(port: *mut lwkt_port, msg: *mut lwkt_msg) {
     // SAFETY: valid pointers per the vector contract.
     unsafe {
@@ -276,13 +346,26 @@ pub unsafe fn default_replyport(port: *mut lwkt_port, msg: *mut lwkt_msg) {
                 "message {msg:p} replied while still queued on a port"
             );
         }
+        let (gd, rgd) = port_cpus(port);
+        if !rgd.is_null() {
+            if port != (*msg).ms_reply_port {
+                fatal!(
+                    "lwkt_replymsg",
+                    "message {msg:p}: replying through port {port:p}, owned by a thread of \
+                     another cpu, which is not the message's reply port"
+                );
+            }
+            (*msg).ms_flags |= MSGF_REPLY;
+            ipi::send(rgd, replyport_ipi, msg.cast());
+            return;
+        }
         if flags & MSGF_ASYNC != 0 {
             queue::insert_tail(&raw mut (*port).mp_msgq, msg);
             (*msg).ms_flags |= MSGF_DONE | MSGF_REPLY | MSGF_QUEUED;
         } else {
             (*msg).ms_flags |= MSGF_DONE | MSGF_REPLY;
         }
-        wake_owner(port);
+        wake_owner_local(gd, port);
     }
 }
 
@@ -292,6 +375,7 @@ pub unsafe fn default_replyport(port: *mut lwkt_port, msg: *mut lwkt_msg) {
 ///
 /// # Safety
 /// Called through a port vector with a valid `port`; `msg` NULL or valid.
+#[inline]
 pub unsafe fn default_waitport(port: *mut lwkt_port, msg: *mut lwkt_msg) -> *mut c_void {
     // SAFETY: valid pointers per the vector contract.
     unsafe {
@@ -325,6 +409,30 @@ pub fn default_abortport(_port: *mut lwkt_port, _msg: *mut lwkt_msg) {}
 /// # Safety
 /// `port` must be valid.
 pub(crate) unsafe fn wake_owner(port: *mut lwkt_port) {
+    // SAFETY: the caller guarantees `port` is valid.
+    unsafe {
+        let (gd, rgd) = port_cpus(port);
+        if rgd.is_null() {
+            wake_owner_local(gd, port);
+        } else {
+            ipi::send(rgd, wake_owner_ipi, port.cast());
+        }
+    }
+}
+
+/// IPI: [`wake_owner`] on the owner's cpu.
+unsafe extern "C" fn wake_owner_ipi(arg: *mut c_void) {
+    // SAFETY: the sender passed a valid port owned by a thread of this cpu.
+    unsafe { wake_owner_local(mycpu(), arg.cast()) }
+}
+
+/// [`wake_owner`] when the owner (if any) runs on the current cpu `gd`.
+///
+/// # Safety
+/// `port` must be valid; `gd` is the current cpu (NULL only for a port
+/// without an owner).
+#[inline(always)]
+unsafe fn wake_owner_local(gd: *mut globaldata, port: *mut lwkt_port) {
     // SAFETY: the caller guarantees `port` is valid; a waiting port's
     // owner is the live thread that set MSGPORTF_WAITING.
     unsafe {
@@ -332,7 +440,7 @@ pub(crate) unsafe fn wake_owner(port: *mut lwkt_port) {
             (*port).mp_flags &= !MSGPORTF_WAITING;
             let td = (*port).mp_td;
             if !td.is_null() {
-                super::thread::schedule(td);
+                super::thread::schedule_local(gd, td);
             }
         }
     }
@@ -367,13 +475,14 @@ pub(crate) unsafe fn block_on_port(func: &str, port: *mut lwkt_port) {
 ///
 /// # Safety
 /// `port` must be valid.
+#[inline(always)]
 pub(crate) unsafe fn check_owner(func: &str, port: *mut lwkt_port) {
     // SAFETY: the caller guarantees `port` is valid.
     let owner = unsafe { (*port).mp_td };
     if owner.is_null() {
         return;
     }
-    let gd = crate::cpu::mycpu();
+    let gd = mycpu();
     // SAFETY: `gd` is the current cpu; its current thread is valid.
     let td = unsafe { (*gd).gd_curthread };
     if owner != td {

@@ -4,12 +4,13 @@
 //! exited threads (with their stacks), exit, and the idle loop that resumes
 //! `main` once every non-system thread has exited.
 //!
-//! Everything here runs on the cpu's own kernel thread; a thread that
-//! belongs to another cpu is refused with a diagnostic (more cpus come with
-//! IPIs in a later step).
+//! Everything here runs on the cpu's own kernel thread. A thread belongs to
+//! one cpu for life; acting on a thread of another cpu (scheduling it,
+//! registering a new one) is forwarded to that cpu as an IPI.
 
 use core::ffi::{CStr, c_char, c_int, c_void};
 use core::ptr;
+use core::sync::atomic::Ordering;
 
 use super::arch;
 use super::msgport as mp;
@@ -20,7 +21,7 @@ use crate::abi::{
     TDF_VERBOSE, TDPRI_CRIT, TDPRI_IDLE_THREAD, TDPRI_KERN_DAEMON, TDPRI_MASK, TDPRI_MAX,
     THREAD_STACK, globaldata, md_thread, thread,
 };
-use crate::cpu::{self, cpu_priv, mycpu};
+use crate::cpu::{self, cpu_priv, ipi, mycpu};
 use crate::{fatal, warn};
 
 /// Private flag: the thread has exited (`lwkt_exit`). Outside every
@@ -170,11 +171,75 @@ pub unsafe fn init_thread(
     // SAFETY: per the contract.
     unsafe {
         init_fields(td, stack, flags, gd, mach);
+        count_user(td);
+        register(gd, td);
+    }
+}
+
+/// Count a new thread in [`cpu::USER_THREADS`] unless it is a system
+/// thread.
+///
+/// # Safety
+/// `td` must be a valid, initialised thread.
+unsafe fn count_user(td: *mut thread) {
+    // SAFETY: per the contract.
+    if unsafe { (*td).td_flags } & TDF_SYSTHREAD == 0 {
+        cpu::USER_THREADS.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// Put an initialised thread on its cpu's thread list and counters.
+///
+/// # Safety
+/// `gd` is the current cpu and `td_gd` of `td`.
+unsafe fn register(gd: *mut globaldata, td: *mut thread) {
+    // SAFETY: per the contract.
+    unsafe {
         tdqueue::insert_tail(&raw mut (*gd).gd_tdallq, td, Link::Allq);
         (*gd).gd_num_threads += 1;
-        if flags & TDF_SYSTHREAD != 0 {
+        if (*td).td_flags & TDF_SYSTHREAD != 0 {
             (*gd).gd_sys_threads += 1;
         }
+    }
+}
+
+/// IPI: register a thread created for this cpu by another one.
+unsafe extern "C" fn register_ipi(arg: *mut c_void) {
+    let td = arg.cast::<thread>();
+    let gd = mycpu();
+    // SAFETY: the creator initialised `td` for this cpu and handed it over.
+    unsafe { register(gd, td) };
+}
+
+/// IPI: register a thread created for this cpu by another one and make
+/// it runnable.
+unsafe extern "C" fn register_schedule_ipi(arg: *mut c_void) {
+    let td = arg.cast::<thread>();
+    let gd = mycpu();
+    // SAFETY: as above.
+    unsafe {
+        register(gd, td);
+        schedule_local(gd, td);
+    }
+}
+
+/// `lwkt_init_thread` for a thread of another cpu: initialise it here and
+/// let its cpu register it.
+///
+/// # Safety
+/// As [`init_thread`], except that `gd` is a started cpu other than the
+/// current one.
+pub unsafe fn init_thread_remote(
+    td: *mut thread,
+    stack: *mut c_char,
+    flags: c_int,
+    gd: *mut globaldata,
+) {
+    // SAFETY: per the contract.
+    unsafe {
+        init_fields(td, stack, flags, gd, None);
+        count_user(td);
+        ipi::send(gd, register_ipi, td.cast());
     }
 }
 
@@ -240,8 +305,12 @@ unsafe fn local_cpu(func: &str, td: *mut thread) -> *mut globaldata {
     if tgd != gd {
         fatal!(
             func,
-            "thread {td:p} belongs to cpu {:p}, not the current cpu (cross-cpu calls need IPIs)",
-            tgd
+            "thread {td:p} belongs to cpu {}, not the current cpu {} (only lwkt_schedule \
+             and lwkt_deschedule reach threads of other cpus)",
+            // SAFETY: td_gd of a valid thread is a started cpu.
+            unsafe { (*tgd).gd_cpuid },
+            // SAFETY: the current cpu.
+            unsafe { (*gd).gd_cpuid }
         );
     }
     gd
@@ -254,7 +323,33 @@ unsafe fn local_cpu(func: &str, td: *mut thread) -> *mut globaldata {
 /// # Safety
 /// `template` NULL or a thread structure not in use.
 pub unsafe fn alloc_thread(template: *mut thread, cpu_id: c_int) -> *mut thread {
-    let gd = target_cpu("lwkt_alloc_thread", cpu_id);
+    // SAFETY: per the contract.
+    let td = unsafe { alloc_thread_for(template, cpu_id) };
+    if !td.is_null() {
+        // SAFETY: `td` was initialised for its cpu by alloc_thread_for.
+        unsafe {
+            let tgd = (*td).td_gd;
+            if tgd == mycpu() {
+                register(tgd, td);
+            } else {
+                ipi::send(tgd, register_ipi, td.cast());
+            }
+        }
+    }
+    td
+}
+
+/// The allocation part of [`alloc_thread`]: the thread is initialised for
+/// its cpu and counted, but not yet on that cpu's thread list.
+///
+/// # Safety
+/// As [`alloc_thread`].
+unsafe fn alloc_thread_for(template: *mut thread, cpu_id: c_int) -> *mut thread {
+    let tgd = target_cpu("lwkt_alloc_thread", cpu_id);
+    // Structures and stacks come from the current cpu's cache, whatever
+    // cpu the thread will run on (an exited thread is cached by the cpu it
+    // ran on).
+    let gd = mycpu();
     // SAFETY: `gd` is the current cpu; list manipulation per tdqueue.
     unsafe {
         let mut flags = 0;
@@ -293,30 +388,22 @@ pub unsafe fn alloc_thread(template: *mut thread, cpu_id: c_int) -> *mut thread 
             }
         }
         flags |= TDF_ALLOCATED_STACK;
-        init_thread(td, stk, flags, gd, Some(mach));
+        init_fields(td, stk, flags, tgd, Some(mach));
+        count_user(td);
         td
     }
 }
 
-/// The cpu named by a `cpu` argument (-1: current); only the current cpu
-/// exists as a target for now.
-fn target_cpu(func: &str, cpu_id: c_int) -> *mut globaldata {
-    let gd = mycpu();
-    let n = cpu::ncpus.load(core::sync::atomic::Ordering::Relaxed);
+/// The cpu named by a `cpu` argument (-1: current).
+pub fn target_cpu(func: &str, cpu_id: c_int) -> *mut globaldata {
     if cpu_id == -1 {
-        return gd;
+        return mycpu();
     }
+    let n = cpu::ncpus.load(Ordering::Acquire);
     if cpu_id < 0 || cpu_id >= n {
         fatal!(func, "no cpu {cpu_id} (ncpus is {n})");
     }
-    let tgd = cpu::globaldata_find(cpu_id);
-    if tgd != gd {
-        fatal!(
-            func,
-            "creating threads on another cpu ({cpu_id}) is not supported yet"
-        );
-    }
-    gd
+    cpu::globaldata_find(cpu_id)
 }
 
 /// `lwkt_create`: a new thread running `func(arg)` named `comm`, scheduled
@@ -336,7 +423,7 @@ pub unsafe fn create(
 ) -> c_int {
     // SAFETY: per the contract.
     unsafe {
-        let td = alloc_thread(template, cpu_id);
+        let td = alloc_thread_for(template, cpu_id);
         if td.is_null() {
             fatal!(
                 "lwkt_create",
@@ -350,10 +437,19 @@ pub unsafe fn create(
         (*td).td_flags |= TDF_VERBOSE | tdflags;
         (*td).td_mpcount = 1;
         set_comm(td, comm);
-        if (*td).td_flags & TDF_STOPREQ == 0 {
-            schedule(td);
+        let run = (*td).td_flags & TDF_STOPREQ == 0;
+        (*td).td_flags &= !TDF_STOPREQ;
+        let tgd = (*td).td_gd;
+        let gd = mycpu();
+        if tgd == gd {
+            register(gd, td);
+            if run {
+                schedule_local(gd, td);
+            }
+        } else if run {
+            ipi::send(tgd, register_schedule_ipi, td.cast());
         } else {
-            (*td).td_flags &= !TDF_STOPREQ;
+            ipi::send(tgd, register_ipi, td.cast());
         }
     }
     0
@@ -371,24 +467,54 @@ unsafe fn pick_next(gd: *mut globaldata) -> *mut thread {
     unsafe {
         let mask = (*gd).gd_runqmask;
         if mask == 0 {
+            cpu::release_mplock(gd);
             return idle(gd);
         }
         let pri = 31 - mask.leading_zeros() as usize;
         let q = &raw mut (*gd).gd_tdrunq[pri];
         let ntd = tdqueue::first(q);
-        if !tdqueue::next(ntd, Link::Threadq).is_null() {
-            tdqueue::remove(q, ntd, Link::Threadq);
-            tdqueue::insert_tail(q, ntd, Link::Threadq);
-        }
         if (*ntd).td_mpcount > 0 {
             if !cpu::acquire_mplock(gd) {
-                // Another cpu holds it; with one cpu this cannot happen.
-                return idle(gd);
+                // Another cpu holds the MP lock: look for a thread that
+                // does not need it.
+                return pick_without_mplock(gd);
             }
         } else {
             cpu::release_mplock(gd);
         }
+        if !tdqueue::next(ntd, Link::Threadq).is_null() {
+            tdqueue::remove(q, ntd, Link::Threadq);
+            tdqueue::insert_tail(q, ntd, Link::Threadq);
+        }
         ntd
+    }
+}
+
+/// The highest-priority runnable thread that does not need the MP lock
+/// (rotated to the tail of its queue), or the idle thread.
+///
+/// # Safety
+/// `gd` is the current cpu, which does not hold the MP lock.
+#[cold]
+unsafe fn pick_without_mplock(gd: *mut globaldata) -> *mut thread {
+    // SAFETY: run queues of the current cpu.
+    unsafe {
+        let mut mask = (*gd).gd_runqmask;
+        while mask != 0 {
+            let pri = 31 - mask.leading_zeros() as usize;
+            mask &= !(1 << pri);
+            let q = &raw mut (*gd).gd_tdrunq[pri];
+            let mut td = tdqueue::first(q);
+            while !td.is_null() {
+                if (*td).td_mpcount == 0 {
+                    tdqueue::remove(q, td, Link::Threadq);
+                    tdqueue::insert_tail(q, td, Link::Threadq);
+                    return td;
+                }
+                td = tdqueue::next(td, Link::Threadq);
+            }
+        }
+        idle(gd)
     }
 }
 
@@ -441,6 +567,7 @@ unsafe fn do_switch(gd: *mut globaldata, td: *mut thread) {
         if let Some(release) = (*td).td_release {
             release(td);
         }
+        ipi::process(gd);
         (*td).td_pri += TDPRI_CRIT;
         let ntd = pick_next(gd);
         if ntd != td {
@@ -485,21 +612,56 @@ pub unsafe fn block_self(func: &str, wmesg: *const c_char) {
 ///
 /// # Safety
 /// `td` must be a valid thread.
+#[inline]
 pub unsafe fn schedule(td: *mut thread) {
+    let gd = mycpu();
     // SAFETY: per the contract.
     unsafe {
-        let gd = local_cpu("lwkt_schedule", td);
+        let tgd = (*td).td_gd;
+        if tgd == gd {
+            schedule_local(gd, td);
+        } else {
+            if tgd.is_null() || (*tgd).gd_self != tgd {
+                fatal!(
+                    "lwkt_schedule",
+                    "thread {td:p} has no cpu (not initialised?)"
+                );
+            }
+            ipi::send(tgd, schedule_ipi, td.cast());
+        }
+    }
+}
+
+/// IPI: `lwkt_schedule` of a thread of this cpu sent by another cpu.
+unsafe extern "C" fn schedule_ipi(arg: *mut c_void) {
+    let gd = mycpu();
+    // SAFETY: the sender passed a thread of this cpu.
+    unsafe { schedule_local(gd, arg.cast()) }
+}
+
+/// IPI: `lwkt_deschedule` of a thread of this cpu sent by another cpu.
+unsafe extern "C" fn deschedule_ipi(arg: *mut c_void) {
+    let gd = mycpu();
+    // SAFETY: the sender passed a thread of this cpu.
+    unsafe { dequeue(gd, arg.cast()) }
+}
+
+/// `lwkt_schedule` of a thread of the current cpu `gd`.
+///
+/// # Safety
+/// `gd` is the current cpu and `td` a valid thread of it.
+#[inline]
+pub unsafe fn schedule_local(gd: *mut globaldata, td: *mut thread) {
+    // SAFETY: per the contract.
+    unsafe {
         if (*td).td_flags & TDF_EXITED != 0 {
             fatal!("lwkt_schedule", "thread {td:p} \"{}\" has exited", name(td));
         }
         if td == idle(gd) {
             return;
         }
-        let w = (*td).td_wait;
-        if !w.is_null() {
-            tdqueue::remove(&raw mut (*w).wa_waitq, td, Link::Threadq);
-            (*w).wa_count -= 1;
-            (*td).td_wait = ptr::null_mut();
+        if !(*td).td_wait.is_null() {
+            super::wait::unlink_waiter(td);
         }
         enqueue(gd, td);
     }
@@ -526,10 +688,21 @@ pub fn yield_self() {
 /// # Safety
 /// `td` must be a valid thread.
 pub unsafe fn deschedule(td: *mut thread) {
+    let gd = mycpu();
     // SAFETY: per the contract.
     unsafe {
-        let gd = local_cpu("lwkt_deschedule", td);
-        dequeue(gd, td);
+        let tgd = (*td).td_gd;
+        if tgd == gd {
+            dequeue(gd, td);
+        } else {
+            if tgd.is_null() || (*tgd).gd_self != tgd {
+                fatal!(
+                    "lwkt_deschedule",
+                    "thread {td:p} has no cpu (not initialised?)"
+                );
+            }
+            ipi::send(tgd, deschedule_ipi, td.cast());
+        }
     }
 }
 
@@ -566,6 +739,7 @@ pub fn switch_if_higher() {
         if (*td).td_pri >= TDPRI_CRIT {
             return;
         }
+        ipi::process(gd);
         let mine = ((*td).td_pri & TDPRI_MASK) as u32;
         if (*gd).gd_runqmask >> mine > 1 {
             enqueue(gd, td);
@@ -647,6 +821,12 @@ unsafe fn forget(gd: *mut globaldata, td: *mut thread) {
         (*gd).gd_num_threads -= 1;
         if (*td).td_flags & TDF_SYSTHREAD != 0 {
             (*gd).gd_sys_threads -= 1;
+        } else if cpu::USER_THREADS.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // The last user thread: the cpu of main may be asleep.
+            let mgd = cpu::globaldata_find(cpu::MAIN_CPU);
+            if mgd != gd {
+                cpu::notify(mgd, cpu::RQF_WAKE);
+            }
         }
     }
 }
@@ -751,15 +931,52 @@ unsafe fn report_deadlock(gd: *mut globaldata) -> ! {
     }
 }
 
-/// The idle thread: resume `main` when only system threads remain, run
-/// whatever is runnable, and report a deadlock when nothing is and
-/// nothing could become so.
+/// Start the idle thread of a new cpu on its kernel thread; never returns.
+///
+/// # Safety
+/// `gd` is the current cpu, just set up by [`gdinit`].
+pub unsafe fn run_idle(gd: *mut globaldata) -> ! {
+    let mut boot_sp: *mut c_char = ptr::null_mut();
+    // SAFETY: the idle thread's stack was prepared by gdinit; the boot
+    // stack is left for good (nothing switches back to it).
+    unsafe { arch::switch(&raw mut boot_sp, (*idle(gd)).td_sp) };
+    fatal!("caps_fork_vcpu", "the boot stack of a cpu was resumed")
+}
+
+/// `get_mplock()` when another cpu holds the lock: stay runnable and
+/// switch until the scheduler picks this thread, which it does only once
+/// this cpu owns the lock.
+///
+/// # Safety
+/// `gd` is the current cpu and `td` its current thread, which counts a
+/// hold in `td_mpcount`.
+pub unsafe fn wait_for_mplock(gd: *mut globaldata, td: *mut thread) {
+    // SAFETY: per the contract.
+    unsafe {
+        check_not_critical("get_mplock", gd, td);
+        let queued = (*td).td_flags & TDF_RUNQ != 0;
+        enqueue(gd, td);
+        while !cpu::acquire_mplock(gd) {
+            do_switch(gd, td);
+        }
+        if !queued {
+            dequeue(gd, td);
+        }
+    }
+}
+
+/// The idle thread: run IPIs, resume `main` when only system threads
+/// remain, run whatever is runnable, and otherwise wait for work: a short
+/// spin, then a sleep in the cpu's event loop (sockets, IPIs, the MP
+/// lock's release). With a single cpu and no event source nothing could
+/// ever wake anyone: that deadlock is reported.
 unsafe extern "C" fn idle_loop(_arg: *mut c_void) {
     let gd = mycpu();
     // SAFETY: runs as the idle thread of `gd`, in its critical section.
     unsafe {
         let td = idle(gd);
         loop {
+            ipi::process(gd);
             reap(gd);
             let private = cpu_priv(gd);
             let main = (*private).main_td;
@@ -772,21 +989,39 @@ unsafe extern "C" fn idle_loop(_arg: *mut c_void) {
             {
                 enqueue(gd, main);
             }
-            if (*gd).gd_runqmask == 0 {
-                if (*private).main_exited && (*gd).gd_num_threads == 0 {
-                    // main() called lwkt_exit() and everything it started is
-                    // done: the program ends as after pthread_exit in main.
-                    libc::exit(0);
+            if let Some(release) = (*td).td_release {
+                release(td);
+            }
+            let ntd = pick_next(gd);
+            if ntd != td {
+                switch_to(gd, td, ntd);
+                continue;
+            }
+            if (*gd).gd_runqmask != 0 {
+                // Runnable threads all need the MP lock, held elsewhere.
+                if cpu::mplock_wait_register(gd) {
+                    cpu::wait_for_work(gd);
+                    cpu::mplock_wait_unregister(gd);
                 }
-                // Sockets (CAPS) can still make a thread runnable: wait
-                // for them. Without event sources, on one cpu, nothing can.
-                if crate::cpu::evloop::sources() > 0 {
-                    crate::cpu::evloop::poll(-1);
-                    continue;
-                }
+                continue;
+            }
+            if (*private).main_exited
+                && (*gd).gd_num_threads == 0
+                && cpu::only_system_threads_left()
+            {
+                // main() called lwkt_exit() and everything it started is
+                // done: the program ends as after pthread_exit in main.
+                libc::exit(0);
+            }
+            if cpu::ncpus.load(Ordering::Acquire) == 1
+                && crate::cpu::evloop::sources() == 0
+                && cpu::reqflags(gd).load(Ordering::SeqCst) == 0
+            {
+                // One cpu and no sockets: nothing can make a thread
+                // runnable again.
                 report_deadlock(gd);
             }
-            do_switch(gd, td);
+            cpu::wait_for_work(gd);
         }
     }
 }

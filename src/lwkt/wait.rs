@@ -2,21 +2,76 @@
 //! the December 2003 token calls.
 //!
 //! Tokens are soft locks owned by a cpu, not a thread. Every thread of a
-//! cpu therefore "holds" a token its cpu owns; `t_gen` is bumped by every
-//! acquisition so that a thread which may have lost the token while
-//! blocked can tell (`lwkt_gentoken`). DragonFly's `lwkt_gettoken` also
-//! entered a critical section; here scheduling is cooperative, so nothing
-//! can take the cpu away while a thread runs and the critical section is
-//! left out (it would forbid blocking with a token held).
+//! cpu therefore "holds" a token its cpu owns. Another cpu that wants it
+//! sends the owner an IPI and blocks; the owner hands the token over when
+//! it processes its IPIs, i.e. at its next scheduling point (a switch,
+//! block or yield of the thread that was using it). So a thread keeps the
+//! token, exclusively among cpus, from `lwkt_gettoken` until it releases
+//! it or next switches; after a switch it may have lost it, which
+//! `lwkt_regettoken`/`lwkt_gentoken` detect through `t_gen`, bumped by
+//! every acquisition. DragonFly's `lwkt_gettoken` also entered a critical
+//! section; here scheduling is cooperative, so nothing can take the cpu
+//! away while a thread runs and the critical section is left out (it
+//! would forbid blocking with a token held).
+//!
+//! Wait queues may hold threads of several cpus: their lists are changed
+//! under one process-wide lock (short sections, never held across a
+//! switch).
 
-use core::ffi::{c_char, c_int};
+use core::ffi::{c_char, c_int, c_void};
 use core::ptr;
+use core::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use super::tdqueue::{self, Link};
 use super::thread as lt;
-use crate::abi::{lwkt_token, lwkt_wait};
-use crate::cpu::mycpu;
+use crate::abi::{TDPRI_CRIT, globaldata, lwkt_token, lwkt_wait, thread};
+use crate::cpu::{ipi, mycpu};
 use crate::fatal;
+
+/// Guards every wait queue's list, `wa_count` and the `td_wait` of the
+/// threads on it.
+static WAITQ: Mutex<()> = Mutex::new(());
+
+fn waitq_lock() -> MutexGuard<'static, ()> {
+    WAITQ.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `t_cpu` of a token as an atomic.
+///
+/// # Safety
+/// `tok` must be valid.
+unsafe fn owner_of<'a>(tok: *mut lwkt_token) -> &'a AtomicPtr<globaldata> {
+    // SAFETY: an aligned pointer field of a live token; every Rust access
+    // to it goes through this atomic view.
+    unsafe { AtomicPtr::from_ptr(&raw mut (*tok).t_cpu) }
+}
+
+/// A request for a token, on the requesting thread's stack while it
+/// blocks.
+struct TokReq {
+    tok: *mut lwkt_token,
+    gd: *mut globaldata,
+    td: *mut thread,
+}
+
+/// IPI on the cpu that (last we knew) owns the token: hand it over if it
+/// is still ours, then let the requester look again.
+unsafe extern "C" fn tokreq_ipi(arg: *mut c_void) {
+    let gd = mycpu();
+    // SAFETY: `arg` is a TokReq whose thread blocks until scheduled below;
+    // its fields are copied before that.
+    unsafe {
+        let req = &*arg.cast::<TokReq>();
+        let (tok, rgd, rtd) = (req.tok, req.gd, req.td);
+        let owner = owner_of(tok);
+        if owner.load(Ordering::Relaxed) == gd {
+            (*tok).t_reqcpu = rgd;
+            owner.store(rgd, Ordering::Release);
+        }
+        lt::schedule(rtd);
+    }
+}
 
 /// `lwkt_inittoken`: unowned, generation 0.
 ///
@@ -35,15 +90,39 @@ unsafe fn own(func: &str, tok: *mut lwkt_token) {
     let gd = mycpu();
     // SAFETY: per the contract.
     unsafe {
-        let owner = (*tok).t_cpu;
-        if owner != gd {
-            if !owner.is_null() && (*owner).gd_self != owner {
-                fatal!(func, "token {tok:p} is not initialised (owner {owner:p})");
+        let owner = owner_of(tok);
+        loop {
+            let cur = owner.load(Ordering::Acquire);
+            if cur == gd {
+                return;
             }
-            // Another cpu would have to hand it over by IPI; with one cpu
-            // the owner is NULL or ourselves.
-            (*tok).t_cpu = gd;
-            (*tok).t_reqcpu = gd;
+            if cur.is_null() {
+                if owner
+                    .compare_exchange(cur, gd, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    (*tok).t_reqcpu = gd;
+                    return;
+                }
+                continue;
+            }
+            if (*cur).gd_self != cur {
+                fatal!(func, "token {tok:p} is not initialised (owner {cur:p})");
+            }
+            let td = (*gd).gd_curthread;
+            if td == &raw mut (*gd).gd_idlethread || (*td).td_pri >= TDPRI_CRIT {
+                fatal!(
+                    func,
+                    "token {tok:p} is owned by cpu {}: cannot wait for it inside a critical \
+                     section",
+                    (*cur).gd_cpuid
+                );
+            }
+            // Ask the owner; it schedules us back once it has handed the
+            // token over (or found it gone), and we look again.
+            let req = TokReq { tok, gd, td };
+            ipi::send(cur, tokreq_ipi, (&raw const req).cast_mut().cast());
+            lt::block_self(func, c"token".as_ptr());
         }
     }
 }
@@ -67,8 +146,22 @@ pub unsafe fn gettoken(tok: *mut lwkt_token) -> c_int {
 /// # Safety
 /// `tok` must be valid.
 pub unsafe fn trytoken(tok: *mut lwkt_token) -> c_int {
+    let gd = mycpu();
     // SAFETY: per the contract.
-    unsafe { gettoken(tok) };
+    unsafe {
+        let owner = owner_of(tok);
+        let cur = owner.load(Ordering::Acquire);
+        if cur != gd
+            && (!cur.is_null()
+                || owner
+                    .compare_exchange(cur, gd, Ordering::Acquire, Ordering::Relaxed)
+                    .is_err())
+        {
+            return 0;
+        }
+        (*tok).t_reqcpu = gd;
+        (*tok).t_gen = (*tok).t_gen.wrapping_add(1);
+    }
     1
 }
 
@@ -90,7 +183,7 @@ pub unsafe fn reltoken(tok: *mut lwkt_token) -> c_int {
 pub unsafe fn regettoken(tok: *mut lwkt_token) -> c_int {
     // SAFETY: per the contract.
     unsafe {
-        if (*tok).t_cpu != mycpu() {
+        if owner_of(tok).load(Ordering::Acquire) != mycpu() {
             own("lwkt_regettoken", tok);
             (*tok).t_gen = (*tok).t_gen.wrapping_add(1);
         }
@@ -155,12 +248,22 @@ pub unsafe fn block(w: *mut lwkt_wait, wmesg: *const c_char, generation: *mut c_
         } else {
             wmesg
         };
-        // Take td off the run queue first: td_threadq then links it on w.
-        lt::deschedule(td);
-        tdqueue::insert_tail(&raw mut (*w).wa_waitq, td, Link::Threadq);
-        (*w).wa_count += 1;
-        (*td).td_wait = w;
+        {
+            let _g = waitq_lock();
+            if *generation != (*w).wa_gen {
+                *generation = (*w).wa_gen;
+                return;
+            }
+            // Take td off the run queue first: td_threadq then links it
+            // on w. A signal from another cpu between here and the switch
+            // arrives as an IPI, which the switch runs before it picks.
+            lt::deschedule(td);
+            tdqueue::insert_tail(&raw mut (*w).wa_waitq, td, Link::Threadq);
+            (*w).wa_count += 1;
+            (*td).td_wait = w;
+        }
         lt::block_self("lwkt_block", wmesg);
+        let _g = waitq_lock();
         if !(*td).td_wait.is_null() {
             fatal!(
                 "lwkt_block",
@@ -177,19 +280,49 @@ pub unsafe fn block(w: *mut lwkt_wait, wmesg: *const c_char, generation: *mut c_
 /// # Safety
 /// `w` valid and initialised.
 pub unsafe fn signal(w: *mut lwkt_wait, count: c_int) {
+    let gd = mycpu();
+    let mut woken: Vec<*mut thread> = Vec::new();
     // SAFETY: per the contract; threads on the queue are valid.
     unsafe {
-        (*w).wa_gen = (*w).wa_gen.wrapping_add(1);
-        let mut n = if count < 0 { (*w).wa_count } else { count };
-        while n > 0 {
-            let td = tdqueue::first(&raw const (*w).wa_waitq);
-            if td.is_null() {
-                break;
+        {
+            let _g = waitq_lock();
+            (*w).wa_gen = (*w).wa_gen.wrapping_add(1);
+            let mut n = if count < 0 { (*w).wa_count } else { count };
+            while n > 0 {
+                let td = tdqueue::first(&raw const (*w).wa_waitq);
+                if td.is_null() {
+                    break;
+                }
+                tdqueue::remove(&raw mut (*w).wa_waitq, td, Link::Threadq);
+                (*w).wa_count -= 1;
+                (*td).td_wait = ptr::null_mut();
+                woken.push(td);
+                n -= 1;
             }
-            // lwkt_schedule takes it off the wait queue.
+        }
+        for td in woken {
+            if (*td).td_gd == gd {
+                (*td).td_wmesg = ptr::null();
+            }
             lt::schedule(td);
-            (*td).td_wmesg = ptr::null();
-            n -= 1;
+        }
+    }
+}
+
+/// Take `td` off the wait queue it sleeps on (`lwkt_schedule` of a
+/// blocked thread), unless a signal already did.
+///
+/// # Safety
+/// `td` is a valid thread of the current cpu.
+pub unsafe fn unlink_waiter(td: *mut thread) {
+    let _g = waitq_lock();
+    // SAFETY: per the contract; td_wait is only changed under WAITQ.
+    unsafe {
+        let w = (*td).td_wait;
+        if !w.is_null() {
+            tdqueue::remove(&raw mut (*w).wa_waitq, td, Link::Threadq);
+            (*w).wa_count -= 1;
+            (*td).td_wait = ptr::null_mut();
         }
     }
 }

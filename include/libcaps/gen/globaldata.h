@@ -110,13 +110,23 @@ globaldata_t libcaps_mycpu_slow(void);
 globaldata_t globaldata_find(int cpu);
 
 /*
+ Start a new virtual cpu: a Linux kernel thread (pthread) with its own
+ `globaldata`, run queues, idle thread, event loop and slab state.
+ Returns its cpu id (1, 2, ...), usable as the `cpu` argument of
+ `lwkt_create()`, or -1 once `MAXVCPU` cpus exist (or if the kernel
+ refuses a new thread). A cpu with nothing to run sleeps; cpus live
+ until the process exits.
+ */
+int caps_fork_vcpu(void);
+
+/*
  Whether the current thread should give up the cpu: always 0, since
  userland scheduling is cooperative.
  */
 int need_resched(void);
 
 /*
- Run pending interrupt-like work (IPIs) of this cpu: none with one cpu.
+ Run the IPIs other cpus queued for this cpu (`lwkt_process_ipiq()`).
  */
 void splz(void);
 
@@ -140,6 +150,12 @@ int try_mplock(void);
  Take the MP lock word for this cpu without counting a hold: 1, else 0.
  */
 int cpu_try_mplock(void);
+
+/*
+ Take the MP lock word for this cpu without counting a hold, waiting
+ (with `sched_yield`) while another cpu has it.
+ */
+void cpu_get_initial_mplock(void);
 
 #ifdef __cplusplus
 }  // extern "C"

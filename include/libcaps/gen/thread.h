@@ -315,19 +315,23 @@ void lwkt_exit(void);
 void lwkt_gdinit(struct globaldata *gd);
 
 /*
- Run `func(arg)` on cpu `dcpu`. With one cpu that is the current cpu and
- the function runs at once; returns 0.
+ Run `func(arg)` on cpu `dcpu` (December 2003 signature). For the
+ current cpu the function runs at once; for another cpu it is queued
+ and runs on that cpu's kernel thread at its next scheduling point
+ (`lwkt_switch`, its idle loop, `splz`, `lwkt_process_ipiq`), in the
+ order sent. The target cpu is woken if it sleeps. Returns 0; an
+ unknown cpu or a NULL function is a fatal error.
  */
 int lwkt_send_ipiq(int dcpu, void (*func)(void*), void *arg);
 
 /*
- Run the IPI functions queued for this cpu (none with one cpu).
+ Run the IPI functions other cpus queued for this cpu.
  */
 void lwkt_process_ipiq(void);
 
 /*
- Make `td` (a thread of another cpu) belong to this one. Only threads of
- the current cpu exist for now; anything else is refused.
+ Make `td` (a thread of another cpu) belong to this one. Threads never
+ migrate here: a thread of another cpu is refused.
  */
 void lwkt_acquire(thread_t td);
 
