@@ -1013,7 +1013,8 @@ unsafe extern "C" fn idle_loop(_arg: *mut c_void) {
                 // done: the program ends as after pthread_exit in main.
                 libc::exit(0);
             }
-            if cpu::ncpus.load(Ordering::Acquire) == 1
+            if (*gd).gd_cpuid == 0
+                && cpu::ncpus.load(Ordering::Acquire) == 1
                 && crate::cpu::evloop::sources() == 0
                 && cpu::reqflags(gd).load(Ordering::SeqCst) == 0
             {
