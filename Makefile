@@ -96,6 +96,13 @@ bench: stage
 	    -I$(STAGE)/usr/include/libcaps -L$(STAGE)/usr/lib -lcaps -lmimalloc -lpthread \
 	    -Wl,-rpath,$(STAGE)/usr/lib
 	./build/slab_bench $(BENCH_SCALE)
+	sh benches/run-threads.sh $(BENCH_SCALE)
+	cc -O2 -Wall -Werror -DSMP -o build/vcpu_bench benches/vcpu_bench.c \
+	    -I$(STAGE)/usr/include/libcaps -L$(STAGE)/usr/lib -lcaps -lpthread \
+	    -Wl,-rpath,$(STAGE)/usr/lib
+	./build/vcpu_bench $(BENCH_SCALE)
+	$(CARGO) run --release --locked -q --example bench_xbeam_pingpong -- \
+	    $$(awk 'BEGIN { print int(200000 * $(BENCH_SCALE)) }')
 
 headers:
 	LIBCAPS_UPDATE_HEADERS=1 $(CARGO) build --locked -p libcaps --lib
