@@ -34,5 +34,8 @@ fn main() {
     let ns = t0.elapsed().as_nanos() as f64 / rounds as f64;
     drop(req_tx);
     server.join().unwrap();
-    println!("{:<44} {:>10.1}", "crossbeam bounded(1) ping-pong, 2 threads", ns);
+    println!(
+        "{:<44} {:>10.1}",
+        "crossbeam bounded(1) ping-pong, 2 threads", ns
+    );
 }

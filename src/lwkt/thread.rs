@@ -617,18 +617,27 @@ pub unsafe fn schedule(td: *mut thread) {
     let gd = mycpu();
     // SAFETY: per the contract.
     unsafe {
-        let tgd = (*td).td_gd;
-        if tgd == gd {
+        if (*td).td_gd == gd {
             schedule_local(gd, td);
         } else {
-            if tgd.is_null() || (*tgd).gd_self != tgd {
-                fatal!(
-                    "lwkt_schedule",
-                    "thread {td:p} has no cpu (not initialised?)"
-                );
-            }
-            ipi::send(tgd, schedule_ipi, td.cast());
+            forward("lwkt_schedule", td, schedule_ipi);
         }
+    }
+}
+
+/// Send `func(td)` to the cpu of `td`, another cpu than the current one.
+///
+/// # Safety
+/// `td` must be a valid thread; `func` must accept it.
+#[cold]
+unsafe fn forward(func_name: &str, td: *mut thread, func: ipi::IpiFn) {
+    // SAFETY: per the contract.
+    unsafe {
+        let tgd = (*td).td_gd;
+        if tgd.is_null() || (*tgd).gd_self != tgd {
+            fatal!(func_name, "thread {td:p} has no cpu (not initialised?)");
+        }
+        ipi::send(tgd, func, td.cast());
     }
 }
 
@@ -691,17 +700,10 @@ pub unsafe fn deschedule(td: *mut thread) {
     let gd = mycpu();
     // SAFETY: per the contract.
     unsafe {
-        let tgd = (*td).td_gd;
-        if tgd == gd {
+        if (*td).td_gd == gd {
             dequeue(gd, td);
         } else {
-            if tgd.is_null() || (*tgd).gd_self != tgd {
-                fatal!(
-                    "lwkt_deschedule",
-                    "thread {td:p} has no cpu (not initialised?)"
-                );
-            }
-            ipi::send(tgd, deschedule_ipi, td.cast());
+            forward("lwkt_deschedule", td, deschedule_ipi);
         }
     }
 }
