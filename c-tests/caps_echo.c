@@ -65,8 +65,9 @@ server(const char *name, int flags, gid_t gid, mode_t mode, int hold, long limit
 		size_t i, n;
 
 		if (msg == NULL) {
-			/* nothing more queued: answer what we hold, newest first */
-			while (nheld > 0) {
+			/* nothing more queued: answer what we hold, newest first
+			 * (unless the service is to be abandoned with them) */
+			while (nheld > 0 && abandon == 0) {
 				lwkt_msg_t h = held[--nheld];
 				lwkt_replymsg(h, h->ms_cmd);
 			}
@@ -148,6 +149,10 @@ check(struct req *r, int grow)
 	return (1);
 }
 
+/* Requests the port refused at once: complete, no reply will come. */
+static lwkt_msg_t refused[64];
+static int nrefused;
+
 /* Send; a request the port refuses at once is complete with that error. */
 static void
 send(caps_port_t port, lwkt_msg_t msg)
@@ -157,6 +162,8 @@ send(caps_port_t port, lwkt_msg_t msg)
 	if (error != EASYNC) {
 		msg->ms_error = error;
 		msg->ms_flags |= MSGF_DONE;
+		if (nrefused < 64)
+			refused[nrefused++] = msg;
 	}
 }
 
@@ -198,11 +205,12 @@ client(const char *name, uid_t owner, long rounds, size_t size, int pipe, int gr
 		return (0);
 	}
 	while (done < rounds) {
-		lwkt_msg_t m = caps_client_waitreply(port, NULL);
+		lwkt_msg_t m = nrefused > 0 ? refused[--nrefused] :
+		    caps_client_waitreply(port, NULL);
 		struct req *r = NULL;
 		int eio = 0;
 
-		if (m == NULL) {
+		if (m == NULL || m->ms_error == EIO) {	/* connection lost */
 			for (i = 0; i < pipe; ++i) {
 				if (!(reqs[i].msg->ms_flags & MSGF_DONE)) {
 					printf("request %ld never completed\n", reqs[i].seq);
@@ -267,6 +275,8 @@ main(int ac, char **av)
 	}
 	if (hold > 64)
 		hold = 64;
+	if (pipe > 64)
+		pipe = 64;
 	if (newgid != (gid_t)-1 && (setgroups(0, NULL) != 0 || setgid(newgid) != 0)) {
 		perror("setgid");
 		return (65);

@@ -462,7 +462,6 @@ pub fn service(
     // SAFETY: `p` is live; it unregisters in `close`.
     unsafe {
         (*p).c.lfd = lfd;
-        (*p).c.flags = flags;
         Cred::of_self().to_c(&mut (*p).c.cred);
         match watch(p, lfd, EV_IN) {
             Ok(t) => {
