@@ -31,7 +31,8 @@ STAGE      := $(CURDIR)/build/stage
 HEADERS    := $(shell cd include && find . -name '*.h' | sed 's|^\./||' | sort)
 HEADER_DIRS := $(shell cd include && find . -mindepth 1 -type d | sed 's|^\./||' | sort -r)
 
-.PHONY: all lib install uninstall stage test check-install demo bench headers clean
+.PHONY: all lib install uninstall stage test check-install demo bench bench-caps bench-threads \
+	bench-slab bench-encoding headers clean
 
 all: lib
 
@@ -91,11 +92,26 @@ check-install: lib
 # BENCH_SCALE shortens (0.2) or lengthens (5) every run. Needs
 # libmimalloc-dev for the side-by-side comparison.
 BENCH_SCALE ?= 1
-bench: stage
-	cc -O2 -Wall -Werror -o build/slab_bench benches/slab_bench.c \
-	    -I$(STAGE)/usr/include/libcaps -L$(STAGE)/usr/lib -lcaps -lmimalloc -lpthread \
-	    -Wl,-rpath,$(STAGE)/usr/lib
+# Benchmarks (BENCHMARKS.md): each prints its baselines from the same run.
+BENCH_CC = cc -O2 -Wall -Werror -DSMP -I$(STAGE)/usr/include/libcaps -L$(STAGE)/usr/lib \
+	   -Wl,-rpath,$(STAGE)/usr/lib
+BENCH_ROUNDS ?= 20000
+bench: bench-caps bench-threads bench-slab bench-encoding
+
+bench-caps: stage
+	$(BENCH_CC) -o build/caps_bench benches/caps_bench.c -lcaps
+	./build/caps_bench $(BENCH_ROUNDS)
+
+bench-threads: stage
+	$(BENCH_CC) -o build/ctxsw_bench benches/ctxsw_bench.c -lcaps
+	./build/ctxsw_bench $(BENCH_SCALE)
+
+bench-slab: stage
+	$(BENCH_CC) -o build/slab_bench benches/slab_bench.c -lcaps -lmimalloc -lpthread
 	./build/slab_bench $(BENCH_SCALE)
+
+bench-encoding:
+	$(CARGO) run --release --locked --example bench_encoding
 
 headers:
 	LIBCAPS_UPDATE_HEADERS=1 $(CARGO) build --locked -p libcaps --lib
