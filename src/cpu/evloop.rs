@@ -11,6 +11,9 @@ use std::sync::Arc;
 /// A readiness callback; gets the epoll event bits.
 pub type Callback = Box<dyn FnMut(u32)>;
 
+/// Work to do before the cpu blocks.
+pub type IdleHook = Box<dyn FnMut()>;
+
 /// Names one registration. Stale tokens (unregistered) are ignored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Token {
@@ -44,7 +47,7 @@ struct Slot {
 struct EvLoop {
     ep: OwnedFd,
     /// Run before the cpu blocks (`poll` with a non-zero timeout).
-    idle_hooks: Vec<(u64, Option<Box<dyn FnMut()>>)>,
+    idle_hooks: Vec<(u64, Option<IdleHook>)>,
     next_hook: u64,
     waker: Arc<Waker>,
     slots: Vec<Slot>,
@@ -213,7 +216,7 @@ pub fn unregister(token: Token) {
 
 /// Run `hook` each time this cpu is about to block in `poll` (work that
 /// was deferred while threads kept running, such as batched writes).
-pub fn add_idle_hook(hook: Box<dyn FnMut()>) -> u64 {
+pub fn add_idle_hook(hook: IdleHook) -> u64 {
     with(|l| {
         l.next_hook += 1;
         l.idle_hooks.push((l.next_hook, Some(hook)));
