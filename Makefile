@@ -14,6 +14,8 @@ PREFIX     ?= /usr/local
 LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+# CAPS rendezvous directory (services live in root/ and users/UID/)
+CAPSDIR    ?= /var/caps
 DESTDIR    ?=
 PROFILE    ?= release
 CARGO      ?= cargo
@@ -55,6 +57,8 @@ install: lib
 	for h in $(HEADERS); do \
 	    install -D -m 644 include/$$h $(DESTDIR)$(INCLUDEDIR)/libcaps/$$h || exit 1; \
 	done
+	install -d -m 755 $(DESTDIR)$(CAPSDIR) $(DESTDIR)$(CAPSDIR)/root
+	install -d -m 1777 $(DESTDIR)$(CAPSDIR)/users
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libcaps.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libcaps.so.$(MAJOR) \
@@ -63,6 +67,9 @@ uninstall:
 	for h in $(HEADERS); do rm -f $(DESTDIR)$(INCLUDEDIR)/libcaps/$$h; done
 	for d in $(HEADER_DIRS); do rmdir $(DESTDIR)$(INCLUDEDIR)/libcaps/$$d 2>/dev/null || true; done
 	rmdir $(DESTDIR)$(INCLUDEDIR)/libcaps 2>/dev/null || true
+	# the rendezvous directories go only if no service lives there
+	rmdir $(DESTDIR)$(CAPSDIR)/root $(DESTDIR)$(CAPSDIR)/users 2>/dev/null || true
+	rmdir $(DESTDIR)$(CAPSDIR) 2>/dev/null || true
 
 # Install into build/stage (PREFIX=/usr): what the C tests and the ABI test
 # compile against.
