@@ -18,6 +18,8 @@
  *	replies. Prints "ok ROUNDS" or, if the server goes away, how the
  *	outstanding requests ended. -C closes the port right after sending
  *	the first PIPE requests and reports how they ended.
+ *
+ * SIGPIPE is ignored unless -P is given (the library never raises it).
  */
 #include <sys/types.h>
 #include <libcaps/globaldata.h>
@@ -243,6 +245,7 @@ int
 main(int ac, char **av)
 {
 	int mode = 0, flags = 0, hold = 0, pipe = 1, grow = 0, close_early = 0, ch;
+	int keep_sigpipe = 0;
 	long limit = -1, rounds = 1, abandon = 0;
 	size_t size = 0;
 	gid_t gid = (gid_t)-1, newgid = (gid_t)-1;
@@ -250,9 +253,8 @@ main(int ac, char **av)
 	mode_t fmode = 0666;
 	const char *name = NULL;
 
-	signal(SIGPIPE, SIG_IGN);
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	while ((ch = getopt(ac, av, "s:c:f:g:m:h:n:k:u:G:r:z:p:o:xC")) != -1) {
+	while ((ch = getopt(ac, av, "s:c:f:g:m:h:n:k:u:G:r:z:p:o:xCP")) != -1) {
 		switch (ch) {
 		case 's': mode = 's'; name = optarg; break;
 		case 'c': mode = 'c'; name = optarg; break;
@@ -269,10 +271,13 @@ main(int ac, char **av)
 		case 'o': owner = (uid_t)strtol(optarg, NULL, 0); break;
 		case 'x': grow = 1; break;
 		case 'C': close_early = 1; break;
+		case 'P': keep_sigpipe = 1; break;
 		case 'k': abandon = strtol(optarg, NULL, 0); break;
 		default: return (64);
 		}
 	}
+	if (!keep_sigpipe)
+		signal(SIGPIPE, SIG_IGN);
 	if (hold > 64)
 		hold = 64;
 	if (pipe > 64)

@@ -339,9 +339,11 @@ fn oversized_message_is_refused_at_send() {
 fn server_kill9_with_requests_in_flight() {
     let rdv = Rdv::new("kill9");
     let mut srv = rdv.serve(echo(), "kill9", &["-s", "kill9", "-h", "16"]);
+    // -P: the client keeps the default SIGPIPE action; the library's
+    // writes to the dead server must not raise it.
     let client = rdv
         .cmd(echo())
-        .args(["-c", "kill9", "-r", "1000000000", "-p", "16", "-z", "100"])
+        .args(["-c", "kill9", "-r", "1000000000", "-p", "16", "-z", "100", "-P"])
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(400));
