@@ -210,18 +210,31 @@ client(const char *name, uid_t owner, long rounds, size_t size, int pipe, int gr
 		lwkt_msg_t m = nrefused > 0 ? refused[--nrefused] :
 		    caps_client_waitreply(port, NULL);
 		struct req *r = NULL;
-		int eio = 0;
 
 		if (m == NULL || m->ms_error == EIO) {	/* connection lost */
+			int eio = 0, replied = 0;
+
+			/*
+			 * Every request must be complete: with EIO if it was
+			 * in flight, or with its (correct) reply if that came
+			 * before the connection died.
+			 */
 			for (i = 0; i < pipe; ++i) {
 				if (!(reqs[i].msg->ms_flags & MSGF_DONE)) {
 					printf("request %ld never completed\n", reqs[i].seq);
 					return (4);
 				}
-				eio += reqs[i].msg->ms_error == EIO;
+				if (reqs[i].msg->ms_error == EIO)
+					++eio;
+				else if (check(&reqs[i], grow))
+					++replied;
+				else
+					return (2);
 			}
-			printf("server gone after %ld replies: every request done, %d with EIO\n",
-			    done, eio);
+			printf("server gone after %ld replies: all %d requests done, %s\n",
+			    done, pipe, eio > 0 ? "some with EIO, the others replied" :
+			    "NONE with EIO");
+			fprintf(stderr, "%d with EIO, %d replied\n", eio, replied);
 			return (3);
 		}
 		for (i = 0; i < pipe; ++i) {
