@@ -64,12 +64,14 @@ impl Rdv {
         }
     }
 
-    /// Start a server and wait until its socket exists.
+    /// Start a server and wait until it accepts connections.
     fn serve(&self, prog: &Path, name: &str, args: &[&str]) -> Server {
         let child = self.cmd(prog).args(args).spawn().expect("spawn server");
         let sock = self.socket(name);
         let t0 = Instant::now();
-        while !sock.exists() {
+        // Connectable, not just present: a dead service's stale socket
+        // may still be there until the new one replaces it.
+        while UnixStream::connect(&sock).is_err() {
             assert!(
                 t0.elapsed() < Duration::from_secs(10),
                 "server {name} did not come up"
