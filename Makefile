@@ -80,6 +80,7 @@ stage:
 test: stage check-install
 	LIBCAPS_STAGE=$(STAGE) $(CARGO) test $(CARGO_PROFILE) --locked --workspace
 	LIBCAPS_INCLUDE=$(STAGE)/usr/include/libcaps $(CARGO) run --locked -p abi-test
+	sh tests/valgrind.sh
 
 # The main job: build, install into build/stage, compile caps1 against the
 # installed tree with pkg-config, run its server and client against a

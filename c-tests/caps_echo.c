@@ -188,7 +188,7 @@ client(const char *name, uid_t owner, long rounds, size_t size, int pipe, int gr
 	}
 	reqs = calloc(pipe, sizeof(*reqs));
 	for (i = 0; i < pipe; ++i) {
-		reqs[i].msg = malloc(bufsize);
+		reqs[i].msg = calloc(1, bufsize);	/* every byte sent is defined */
 		reqs[i].size = size;
 	}
 	for (i = 0; i < pipe && sent < rounds; ++i) {
@@ -251,6 +251,9 @@ client(const char *name, uid_t owner, long rounds, size_t size, int pipe, int gr
 	}
 	printf("ok %ld\n", done);
 	caps_close(port);
+	for (i = 0; i < pipe; ++i)
+		free(reqs[i].msg);
+	free(reqs);
 	return (0);
 }
 

@@ -47,6 +47,7 @@ worker(void *arg)
 	long i;
 	int j, error;
 
+	memset(&m, 0, sizeof(m));	/* every byte sent is defined */
 	lwkt_initport(&rport, curthread);
 	for (i = 0; i < rounds; ++i) {
 		int tag = w->id * 1000000 + (int)i;
