@@ -88,14 +88,16 @@ check-install: lib
 	sh tests/install_tree.sh
 
 # Benchmarks: built -O2 against the release library staged in build/stage.
-# BENCH_SCALE shortens (0.2) or lengthens (5) every run. Needs
+# BENCH_SCALE shortens (0.2) or lengthens (5) every run; BENCH_REPS is
+# the number of repetitions each figure is the median of. Needs
 # libmimalloc-dev for the side-by-side comparison.
 BENCH_SCALE ?= 1
+BENCH_REPS ?= 5
 bench: stage
 	cc -O2 -Wall -Werror -o build/slab_bench benches/slab_bench.c \
 	    -I$(STAGE)/usr/include/libcaps -L$(STAGE)/usr/lib -lcaps -lmimalloc -lpthread \
 	    -Wl,-rpath,$(STAGE)/usr/lib
-	./build/slab_bench $(BENCH_SCALE)
+	./build/slab_bench $(BENCH_SCALE) $(BENCH_REPS)
 
 headers:
 	LIBCAPS_UPDATE_HEADERS=1 $(CARGO) build --locked -p libcaps --lib

@@ -125,6 +125,7 @@ pub unsafe fn gd_setup(gd: *mut SLGlobalData) {
         } else {
             (*gd).sl_Slot = slot;
         }
+        (*gd).sl_CacheMax = super::ZONE_CACHE_MAX;
         (*gd).ZoneInfo.ks_magic = M_MAGIC;
         (*gd).ZoneInfo.ks_shortdesc = c"slab zones".as_ptr();
         (*gd).ZoneInfo.ks_limit = types::UNLIMITED;

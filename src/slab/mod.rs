@@ -39,9 +39,15 @@ use crate::abi::SLGlobalData;
 /// What `slab_malloc(0, ...)` returns: non-NULL, never dereferenceable.
 pub const ZERO_LENGTH_PTR: *mut c_void = -8isize as *mut c_void;
 
-/// Fully free zones a cpu keeps mapped for reuse; more are unmapped at
-/// once. (DragonFly's `ZONE_RELS_THRESH` is 2; see docs/compat.md.)
+/// Fully free zones a cpu keeps mapped for reuse, at least; more are
+/// unmapped at once. (DragonFly's `ZONE_RELS_THRESH` is 2; see
+/// docs/compat.md.)
 pub const ZONE_CACHE_MAX: i32 = 16;
+
+/// Bound of the adaptive zone cache: a cpu that unmaps zones and then has
+/// to map new ones doubles its cache up to this many zones; one that
+/// unmaps more than its cache holds without mapping any halves it again.
+pub const ZONE_CACHE_HIGH: i32 = 64;
 
 /// Allocator geometry, fixed by `slab_init()`.
 #[derive(Clone, Copy)]
@@ -287,7 +293,7 @@ pub unsafe fn free(ptr: *mut c_void, ty: *mut malloc_type) {
     let base = ptr as usize & !ZONE_SIZE.load(Ordering::Relaxed).wrapping_sub(1);
     if !gd.is_null() && registry::is_zone(base) {
         // SAFETY: forwarded caller contract.
-        if let Some(tag) = unsafe { types::fast_tag(ty) } {
+        if let Some(tag) = unsafe { types::registered_tag(ty) } {
             // SAFETY: `base` is a live zone; `gd` is this thread's cpu
             // state; `ty` is registered with tag `tag`.
             return unsafe { zone::free_fast(gd, base, ptr.cast(), ty, tag) };

@@ -115,6 +115,24 @@ pub unsafe fn fast_tag(ty: *mut malloc_type) -> Option<u8> {
     }
 }
 
+/// The tag of `ty` if it is registered, without reading `ks_magic`
+/// (registration checked it; the free path does not read the cache line
+/// `ks_calls` shares with `ks_magic`, which the allocating cpu writes).
+/// `None` sends the caller to [`check`].
+///
+/// # Safety
+/// `ty` is non-NULL and points to a `malloc_type`.
+#[inline(always)]
+pub unsafe fn registered_tag(ty: *mut malloc_type) -> Option<u8> {
+    // SAFETY: caller contract.
+    let r = unsafe { slot(addr_of_mut!((*ty).ks_reserved[0])) }.load(Ordering::Acquire);
+    if r >> 8 == REG_SIG {
+        Some(r as u8)
+    } else {
+        None
+    }
+}
+
 #[cold]
 fn no_magic(ty: *mut malloc_type, func: &str) -> ! {
     fatal!(

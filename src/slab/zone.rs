@@ -26,7 +26,7 @@ use crate::abi::{
 use crate::fatal;
 
 use super::types::{self, TAG_UNCHECKED};
-use super::{ZONE_CACHE_MAX, params, registry};
+use super::{ZONE_CACHE_HIGH, ZONE_CACHE_MAX, params, registry};
 
 /// Tag of a chunk never handed out since the zone took its size class.
 const TAG_NEVER: u8 = 0;
@@ -72,10 +72,23 @@ unsafe fn tag<'a>(z: *mut Zone, i: usize) -> &'a AtomicU8 {
     unsafe { AtomicU8::from_ptr(z.cast::<u8>().add(size_of::<Zone>() + i)) }
 }
 
-/// Index of the chunk at byte offset `off` (< `span`) of the array.
+/// Index of the chunk at byte offset `off` (< `span`) of the array, and
+/// whether `off` is the start of that chunk.
+///
+/// With `recip = ceil(2^32 / cs)` = `(2^32 + e) / cs` (`0 <= e < cs`) and
+/// `off = i * cs + r`, `off * recip = i * 2^32 + i * e + r * recip`.
+/// Since `off < 2^17` (a zone is at most 128 KiB) and `cs <= 2^14`,
+/// `i * e < 2^17 <= 2^18 <= recip`: the high half is `i`, and the low half
+/// is below `recip` exactly when `r == 0`.
 #[inline(always)]
-fn index(off: usize, recip: u32) -> usize {
-    ((off as u64 * recip as u64) >> 32) as usize
+pub(super) fn index(off: usize, recip: u32) -> (usize, bool) {
+    let p = off as u64 * recip as u64;
+    ((p >> 32) as usize, (p as u32) < recip)
+}
+
+/// `ceil(2^32 / cs)`.
+pub(super) fn recip(cs: usize) -> u32 {
+    (1u64 << 32).div_ceil(cs as u64) as u32
 }
 
 /// The fast path of [`alloc`]: take the first free-listed chunk of class
@@ -104,7 +117,7 @@ pub unsafe fn pop(gd: *mut SLGlobalData, idx: usize, t: u8) -> *mut u8 {
             (*z).h.z_Next = ptr::null_mut();
         }
         let c = c.cast::<u8>();
-        tag(z, index(c as usize - (*z).f.base, (*z).f.recip)).store(t, Ordering::Relaxed);
+        tag(z, index(c as usize - (*z).f.base, (*z).f.recip).0).store(t, Ordering::Relaxed);
         c
     }
 }
@@ -201,12 +214,16 @@ unsafe fn refill(gd: *mut SLGlobalData, idx: usize, cs: usize) -> *mut Zone {
             return z;
         }
         let p = params();
-        let (z, reused) = if !(*gd).FreeZones.is_null() {
-            let z = (*gd).FreeZones.cast::<Zone>();
-            (*gd).FreeZones = (*z).h.z_Next;
-            (*gd).NFreeZones -= 1;
-            (z, true)
+        let cached = pop_cached(gd);
+        let (z, reused) = if !cached.is_null() {
+            (cached, true)
         } else {
+            // The cache is empty: if it threw zones away since the last
+            // mapping, it was too small for this cpu's working set.
+            if (*gd).sl_Unmapped > 0 {
+                (*gd).sl_CacheMax = ((*gd).sl_CacheMax * 2).clamp(ZONE_CACHE_MAX, ZONE_CACHE_HIGH);
+            }
+            (*gd).sl_Unmapped = 0;
             let z = map_zone(gd, p.zone_size);
             if z.is_null() {
                 return z;
@@ -246,7 +263,7 @@ unsafe fn refill(gd: *mut SLGlobalData, idx: usize, cs: usize) -> *mut Zone {
                 magic: ZALLOC_SLAB_MAGIC,
                 cs: cs as u32,
                 span: (nmax * cs) as u32,
-                recip: (1u64 << 32).div_ceil(cs as u64) as u32,
+                recip: recip(cs),
                 base: base as usize,
                 owner: gd,
                 idx: idx as u32,
@@ -331,8 +348,8 @@ unsafe fn locate(func: &str, base: usize, c: *mut u8) -> (*mut Zone, usize) {
         if off >= f.span as usize {
             bad_ptr(func, c, "points into a slab zone header, not at a chunk");
         }
-        let i = index(off, f.recip);
-        if i * f.cs as usize != off {
+        let (i, exact) = index(off, f.recip);
+        if !exact {
             bad_ptr(func, c, "points inside a chunk, not at its start");
         }
         (z, i)
@@ -538,16 +555,42 @@ unsafe fn unlink(gd: *mut SLGlobalData, z: *mut Zone) {
 }
 
 /// Cache a fully free, unlinked zone, or unmap it if the cache is full.
+/// A cpu that unmaps more zones than its cache holds without needing a
+/// new one halves an enlarged cache (down to `ZONE_CACHE_MAX`) and unmaps
+/// what no longer fits.
 unsafe fn retire(gd: *mut SLGlobalData, z: *mut Zone) {
-    // SAFETY: `gd` owns `z`.
+    // SAFETY: `gd` owns `z` and its cached zones.
     unsafe {
-        if (*gd).NFreeZones < ZONE_CACHE_MAX {
+        let cap = (*gd).sl_CacheMax.max(ZONE_CACHE_MAX);
+        if (*gd).NFreeZones < cap {
             (*z).h.z_Next = (*gd).FreeZones;
             (*gd).FreeZones = z.cast();
             (*gd).NFreeZones += 1;
-        } else {
-            release(gd, z);
+            return;
         }
+        release(gd, z);
+        (*gd).sl_Unmapped += 1;
+        if (*gd).sl_Unmapped > cap && cap > ZONE_CACHE_MAX {
+            let cap = (cap / 2).max(ZONE_CACHE_MAX);
+            (*gd).sl_CacheMax = cap;
+            (*gd).sl_Unmapped = 0;
+            for _ in cap..(*gd).NFreeZones {
+                release(gd, pop_cached(gd));
+            }
+        }
+    }
+}
+
+/// Take a zone off the cache of fully free zones; NULL if it is empty.
+unsafe fn pop_cached(gd: *mut SLGlobalData) -> *mut Zone {
+    // SAFETY: `gd` is ours, and so are the zones on its cache.
+    unsafe {
+        let z = (*gd).FreeZones.cast::<Zone>();
+        if !z.is_null() {
+            (*gd).FreeZones = (*z).h.z_Next;
+            (*gd).NFreeZones -= 1;
+        }
+        z
     }
 }
 
@@ -581,12 +624,15 @@ pub unsafe fn release_free(gd: *mut SLGlobalData) {
     // SAFETY: `gd` is ours and so are all zones reachable from it.
     unsafe {
         drain_remote(gd);
-        while !(*gd).FreeZones.is_null() {
-            let z = (*gd).FreeZones.cast::<Zone>();
-            (*gd).FreeZones = (*z).h.z_Next;
-            (*gd).NFreeZones -= 1;
+        loop {
+            let z = pop_cached(gd);
+            if z.is_null() {
+                break;
+            }
             release(gd, z);
         }
+        (*gd).sl_CacheMax = ZONE_CACHE_MAX;
+        (*gd).sl_Unmapped = 0;
         for idx in 0..(*gd).ZoneAry.len() {
             let mut z = (*gd).ZoneAry[idx].cast::<Zone>();
             while !z.is_null() {
