@@ -199,18 +199,11 @@ pub unsafe fn malloc(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_
         }
         types::stat(gd, ty, cs as isize, 1);
         if flags & (M_ZERO | M_PASSIVE_ZERO) != 0 {
-            return zero(c, cs);
+            // A tail call of memset, which returns `c`.
+            ptr::write_bytes(c, 0, cs);
         }
         c.cast()
     }
-}
-
-/// Zero `cs` bytes at `c`; returns `c`.
-#[inline(never)]
-unsafe fn zero(c: *mut u8, cs: usize) -> *mut c_void {
-    // SAFETY: `c` is a fresh chunk of `cs` bytes.
-    unsafe { ptr::write_bytes(c, 0, cs) };
-    c.cast()
 }
 
 /// A chunk of `class` (`chunk size << 8 | zone index`) for `ty` tagged

@@ -455,9 +455,17 @@ pub unsafe fn free_fast(
     // SAFETY: caller contract; `Fixed` is read-only while the zone has
     // live chunks, the rest of the zone is ours when `owner == gd`.
     unsafe {
-        let (z, i) = locate("slab_free", base, c);
+        // The checks of `locate` and `check_tag`; anything wrong goes to
+        // `free_slow`, which makes them again and reports.
+        let z = base as *mut Zone;
+        let f = &(*z).f;
+        let off = (c as usize).wrapping_sub(f.base);
+        if f.magic != ZALLOC_SLAB_MAGIC || off >= f.span as usize {
+            return super::free_slow(c.cast(), ty);
+        }
+        let (i, exact) = index(off, f.recip);
         let tg = tag(z, i);
-        if tg.load(Ordering::Relaxed) != t {
+        if !exact || tg.load(Ordering::Relaxed) != t {
             return super::free_slow(c.cast(), ty);
         }
         tg.store(TAG_FREE, Ordering::Relaxed);
