@@ -1,8 +1,13 @@
 //! The slab allocator (spec §6): per-cpu zones of 72 size classes up to
 //! 16 KiB, page mappings above, `struct malloc_type` statistics.
 //!
-//! * A "cpu" is an `SLGlobalData` found by [`gd::current_gd`]; the owner
-//!   allocates and frees in its zones with plain loads and stores.
+//! * A "cpu" is an `SLGlobalData` found by [`gd::current_gd`] (one
+//!   thread-local load, `tls`); the owner allocates and frees in its
+//!   zones with plain loads and stores (the one atomic add on that path is
+//!   `ks_calls`, a field all cpus share that must stay exact).
+//! * `malloc`/`free` are inline fast paths for the common case that
+//!   tail-call `malloc_slow`/`free_slow` for everything else (first use,
+//!   size 0 or large, an unregistered type, a bad pointer to report).
 //! * A free from another cpu checks the chunk, marks it free and pushes it
 //!   on the owner's remote-free list (one compare-and-swap); the owner
 //!   takes the whole list back when a size class runs dry.
@@ -54,7 +59,6 @@ pub const ZONE_CACHE_HIGH: i32 = 64;
 pub struct Params {
     pub zone_size: usize,
     pub zone_mask: usize,
-    pub zone_shift: u32,
     pub zone_limit: usize,
     pub zone_pages: usize,
     /// The system page size (oversized rounding and the page-multiple rule).
@@ -104,7 +108,6 @@ pub fn params() -> Params {
     Params {
         zone_size: zs,
         zone_mask: zs.wrapping_sub(1),
-        zone_shift: zs.trailing_zeros(),
         zone_limit: ZONE_LIMIT.load(Ordering::Relaxed),
         zone_pages: zs / PAGE_SIZE,
         os_page: OS_PAGE.load(Ordering::Relaxed),
@@ -168,7 +171,7 @@ fn fail(func: &str, ty: *mut malloc_type, flags: c_int, why: &str) -> *mut c_voi
 /// `slab_malloc`.
 ///
 /// The fast path: a thread with allocator state, a registered type and a
-/// request below a page. Everything else is [`malloc_slow`].
+/// request below a page. Everything else is `malloc_slow`.
 ///
 /// # Safety
 /// `ty` is non-NULL and points to a `struct malloc_type` that stays valid.
@@ -275,7 +278,7 @@ unsafe fn malloc_slow(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c
 /// `slab_free`.
 ///
 /// The fast path: a thread with allocator state, a chunk of a zone, a
-/// registered type. Everything else is [`free_slow`].
+/// registered type. Everything else is `free_slow`.
 ///
 /// # Safety
 /// `ty` is non-NULL and points to a valid `struct malloc_type`.

@@ -86,6 +86,14 @@ fn zoneindex_matches_spec_table() {
 }
 
 #[test]
+fn small_class_table_matches_zoneindex() {
+    for n in 1..=SMALL_MAX {
+        let (i, c) = zoneindex(n);
+        assert_eq!(SMALL_CLASS[n.div_ceil(8)], (c << 8 | i) as u32, "size {n}");
+    }
+}
+
+#[test]
 fn alignment_of_every_size_class() {
     let ty = new_type(c"align");
     let mut held = Vec::new();
