@@ -96,14 +96,16 @@ demo: stage
 check-install: lib
 	sh tests/install_tree.sh
 
-# Benchmarks: built -O2 against the release library staged in build/stage.
-# BENCH_SCALE shortens (0.2) or lengthens (5) every run. Needs
-# libmimalloc-dev for the side-by-side comparison.
-BENCH_SCALE ?= 1
-# Benchmarks (BENCHMARKS.md): each prints its baselines from the same run.
+# Benchmarks (BENCHMARKS.md): built -O2 against the release library staged
+# in build/stage; each prints its baselines from the same run.
+# BENCH_SCALE shortens (0.2) or lengthens (5) the thread and slab runs;
+# BENCH_REPS is the number of repetitions a slab figure is the median of;
+# BENCH_ROUNDS the CAPS round trips. bench-slab needs libmimalloc-dev.
 BENCH_CC = cc -O2 -Wall -Werror -DSMP -I$(STAGE)/usr/include/libcaps -L$(STAGE)/usr/lib \
 	   -Wl,-rpath,$(STAGE)/usr/lib
 BENCH_ROUNDS ?= 20000
+BENCH_SCALE ?= 1
+BENCH_REPS ?= 5
 bench: bench-caps bench-threads bench-slab bench-encoding
 
 bench-caps: stage
@@ -116,7 +118,7 @@ bench-threads: stage
 
 bench-slab: stage
 	$(BENCH_CC) -o build/slab_bench benches/slab_bench.c -lcaps -lmimalloc -lpthread
-	./build/slab_bench $(BENCH_SCALE)
+	./build/slab_bench $(BENCH_SCALE) $(BENCH_REPS)
 
 bench-encoding:
 	$(CARGO) run --release --locked --example bench_encoding
