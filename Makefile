@@ -14,6 +14,8 @@ PREFIX     ?= /usr/local
 LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+# CAPS rendezvous directory (services live in root/ and users/UID/)
+CAPSDIR    ?= /var/caps
 DESTDIR    ?=
 PROFILE    ?= release
 CARGO      ?= cargo
@@ -31,7 +33,8 @@ STAGE      := $(CURDIR)/build/stage
 HEADERS    := $(shell cd include && find . -name '*.h' | sed 's|^\./||' | sort)
 HEADER_DIRS := $(shell cd include && find . -mindepth 1 -type d | sed 's|^\./||' | sort -r)
 
-.PHONY: all lib install uninstall stage test check-install demo bench headers clean
+.PHONY: all lib install uninstall stage test check-install demo bench bench-caps bench-threads \
+	bench-slab bench-encoding headers clean
 
 all: lib
 
@@ -54,6 +57,8 @@ install: lib
 	for h in $(HEADERS); do \
 	    install -D -m 644 include/$$h $(DESTDIR)$(INCLUDEDIR)/libcaps/$$h || exit 1; \
 	done
+	install -d -m 755 $(DESTDIR)$(CAPSDIR) $(DESTDIR)$(CAPSDIR)/root
+	install -d -m 1777 $(DESTDIR)$(CAPSDIR)/users
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libcaps.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libcaps.so.$(MAJOR) \
@@ -62,6 +67,9 @@ uninstall:
 	for h in $(HEADERS); do rm -f $(DESTDIR)$(INCLUDEDIR)/libcaps/$$h; done
 	for d in $(HEADER_DIRS); do rmdir $(DESTDIR)$(INCLUDEDIR)/libcaps/$$d 2>/dev/null || true; done
 	rmdir $(DESTDIR)$(INCLUDEDIR)/libcaps 2>/dev/null || true
+	# the rendezvous directories go only if no service lives there
+	rmdir $(DESTDIR)$(CAPSDIR)/root $(DESTDIR)$(CAPSDIR)/users 2>/dev/null || true
+	rmdir $(DESTDIR)$(CAPSDIR) 2>/dev/null || true
 
 # Install into build/stage (PREFIX=/usr): what the C tests and the ABI test
 # compile against.
@@ -72,6 +80,7 @@ stage:
 test: stage check-install
 	LIBCAPS_STAGE=$(STAGE) $(CARGO) test $(CARGO_PROFILE) --locked --workspace
 	LIBCAPS_INCLUDE=$(STAGE)/usr/include/libcaps $(CARGO) run --locked -p abi-test
+	sh tests/valgrind.sh
 
 # The main job: build, install into build/stage, compile caps1 against the
 # installed tree with pkg-config, run its server and client against a
@@ -87,19 +96,37 @@ demo: stage
 check-install: lib
 	sh tests/install_tree.sh
 
-# Benchmarks: built -O2 against the release library staged in build/stage.
-# BENCH_SCALE shortens (0.2) or lengthens (5) every run. Needs
-# libmimalloc-dev for the side-by-side comparison.
+# Benchmarks (BENCHMARKS.md): built -O2 against the release library staged
+# in build/stage; each prints its baselines from the same run.
+# BENCH_SCALE shortens (0.2) or lengthens (5) the thread and slab runs;
+# BENCH_REPS is the number of repetitions a slab figure is the median of;
+# BENCH_ROUNDS the CAPS round trips. bench-slab needs libmimalloc-dev.
+BENCH_CC = cc -O2 -Wall -Werror -DSMP -I$(STAGE)/usr/include/libcaps -L$(STAGE)/usr/lib \
+	   -Wl,-rpath,$(STAGE)/usr/lib
+BENCH_ROUNDS ?= 20000
 BENCH_SCALE ?= 1
-bench: stage
-	cc -O2 -Wall -Werror -o build/slab_bench benches/slab_bench.c \
-	    -I$(STAGE)/usr/include/libcaps -L$(STAGE)/usr/lib -lcaps -lmimalloc -lpthread \
-	    -Wl,-rpath,$(STAGE)/usr/lib
-	./build/slab_bench $(BENCH_SCALE)
-	sh benches/run-threads.sh $(BENCH_SCALE)
-	cc -O2 -Wall -Werror -DSMP -o build/vcpu_bench benches/vcpu_bench.c \
-	    -I$(STAGE)/usr/include/libcaps -L$(STAGE)/usr/lib -lcaps -lpthread \
-	    -Wl,-rpath,$(STAGE)/usr/lib
+BENCH_REPS ?= 5
+bench: bench-caps bench-threads bench-slab bench-encoding bench-vcpu
+
+bench-caps: stage
+	$(BENCH_CC) -o build/caps_bench benches/caps_bench.c -lcaps
+	./build/caps_bench $(BENCH_ROUNDS)
+
+bench-threads: stage
+	$(BENCH_CC) -o build/ctxsw_bench benches/ctxsw_bench.c -lcaps
+	./build/ctxsw_bench $(BENCH_SCALE)
+
+bench-slab: stage
+	$(BENCH_CC) -o build/slab_bench benches/slab_bench.c -lcaps -lmimalloc -lpthread
+	./build/slab_bench $(BENCH_SCALE) $(BENCH_REPS)
+
+bench-encoding:
+	$(CARGO) run --release --locked --example bench_encoding
+
+# Round trip between two virtual cpus, beside a pthread condvar ping-pong
+# and crossbeam-channel (a Rust example) run right after it.
+bench-vcpu: stage
+	$(BENCH_CC) -o build/vcpu_bench benches/vcpu_bench.c -lcaps -lpthread
 	./build/vcpu_bench $(BENCH_SCALE)
 	$(CARGO) run --release --locked -q --example bench_xbeam_pingpong -- \
 	    $$(awk 'BEGIN { print int(200000 * $(BENCH_SCALE)) }')

@@ -18,6 +18,8 @@
  *	replies. Prints "ok ROUNDS" or, if the server goes away, how the
  *	outstanding requests ended. -C closes the port right after sending
  *	the first PIPE requests and reports how they ended.
+ *
+ * SIGPIPE is ignored unless -P is given (the library never raises it).
  */
 #include <sys/types.h>
 #include <libcaps/globaldata.h>
@@ -65,8 +67,9 @@ server(const char *name, int flags, gid_t gid, mode_t mode, int hold, long limit
 		size_t i, n;
 
 		if (msg == NULL) {
-			/* nothing more queued: answer what we hold, newest first */
-			while (nheld > 0) {
+			/* nothing more queued: answer what we hold, newest first
+			 * (unless the service is to be abandoned with them) */
+			while (nheld > 0 && abandon == 0) {
 				lwkt_msg_t h = held[--nheld];
 				lwkt_replymsg(h, h->ms_cmd);
 			}
@@ -148,6 +151,10 @@ check(struct req *r, int grow)
 	return (1);
 }
 
+/* Requests the port refused at once: complete, no reply will come. */
+static lwkt_msg_t refused[64];
+static int nrefused;
+
 /* Send; a request the port refuses at once is complete with that error. */
 static void
 send(caps_port_t port, lwkt_msg_t msg)
@@ -157,6 +164,8 @@ send(caps_port_t port, lwkt_msg_t msg)
 	if (error != EASYNC) {
 		msg->ms_error = error;
 		msg->ms_flags |= MSGF_DONE;
+		if (nrefused < 64)
+			refused[nrefused++] = msg;
 	}
 }
 
@@ -179,7 +188,7 @@ client(const char *name, uid_t owner, long rounds, size_t size, int pipe, int gr
 	}
 	reqs = calloc(pipe, sizeof(*reqs));
 	for (i = 0; i < pipe; ++i) {
-		reqs[i].msg = malloc(bufsize);
+		reqs[i].msg = calloc(1, bufsize);	/* every byte sent is defined */
 		reqs[i].size = size;
 	}
 	for (i = 0; i < pipe && sent < rounds; ++i) {
@@ -198,20 +207,34 @@ client(const char *name, uid_t owner, long rounds, size_t size, int pipe, int gr
 		return (0);
 	}
 	while (done < rounds) {
-		lwkt_msg_t m = caps_client_waitreply(port, NULL);
+		lwkt_msg_t m = nrefused > 0 ? refused[--nrefused] :
+		    caps_client_waitreply(port, NULL);
 		struct req *r = NULL;
-		int eio = 0;
 
-		if (m == NULL) {
+		if (m == NULL || m->ms_error == EIO) {	/* connection lost */
+			int eio = 0, replied = 0;
+
+			/*
+			 * Every request must be complete: with EIO if it was
+			 * in flight, or with its (correct) reply if that came
+			 * before the connection died.
+			 */
 			for (i = 0; i < pipe; ++i) {
 				if (!(reqs[i].msg->ms_flags & MSGF_DONE)) {
 					printf("request %ld never completed\n", reqs[i].seq);
 					return (4);
 				}
-				eio += reqs[i].msg->ms_error == EIO;
+				if (reqs[i].msg->ms_error == EIO)
+					++eio;
+				else if (check(&reqs[i], grow))
+					++replied;
+				else
+					return (2);
 			}
-			printf("server gone after %ld replies: every request done, %d with EIO\n",
-			    done, eio);
+			printf("server gone after %ld replies: all %d requests done, %s\n",
+			    done, pipe, eio > 0 ? "some with EIO, the others replied" :
+			    "NONE with EIO");
+			fprintf(stderr, "%d with EIO, %d replied\n", eio, replied);
 			return (3);
 		}
 		for (i = 0; i < pipe; ++i) {
@@ -228,6 +251,9 @@ client(const char *name, uid_t owner, long rounds, size_t size, int pipe, int gr
 	}
 	printf("ok %ld\n", done);
 	caps_close(port);
+	for (i = 0; i < pipe; ++i)
+		free(reqs[i].msg);
+	free(reqs);
 	return (0);
 }
 
@@ -235,6 +261,7 @@ int
 main(int ac, char **av)
 {
 	int mode = 0, flags = 0, hold = 0, pipe = 1, grow = 0, close_early = 0, ch;
+	int keep_sigpipe = 0;
 	long limit = -1, rounds = 1, abandon = 0;
 	size_t size = 0;
 	gid_t gid = (gid_t)-1, newgid = (gid_t)-1;
@@ -242,9 +269,8 @@ main(int ac, char **av)
 	mode_t fmode = 0666;
 	const char *name = NULL;
 
-	signal(SIGPIPE, SIG_IGN);
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	while ((ch = getopt(ac, av, "s:c:f:g:m:h:n:k:u:G:r:z:p:o:xC")) != -1) {
+	while ((ch = getopt(ac, av, "s:c:f:g:m:h:n:k:u:G:r:z:p:o:xCP")) != -1) {
 		switch (ch) {
 		case 's': mode = 's'; name = optarg; break;
 		case 'c': mode = 'c'; name = optarg; break;
@@ -261,12 +287,17 @@ main(int ac, char **av)
 		case 'o': owner = (uid_t)strtol(optarg, NULL, 0); break;
 		case 'x': grow = 1; break;
 		case 'C': close_early = 1; break;
+		case 'P': keep_sigpipe = 1; break;
 		case 'k': abandon = strtol(optarg, NULL, 0); break;
 		default: return (64);
 		}
 	}
+	if (!keep_sigpipe)
+		signal(SIGPIPE, SIG_IGN);
 	if (hold > 64)
 		hold = 64;
+	if (pipe > 64)
+		pipe = 64;
 	if (newgid != (gid_t)-1 && (setgroups(0, NULL) != 0 || setgid(newgid) != 0)) {
 		perror("setgid");
 		return (65);

@@ -18,6 +18,8 @@ soname=$(readelf -d "$lib/libcaps.so.1.0.0" | sed -n 's/.*Library soname: \[\(.*
 [ "$(readlink "$lib/libcaps.so")" = libcaps.so.1 ] && ok "libcaps.so link" || bad "libcaps.so link"
 [ -f "$lib/libcaps.a" ] && ok "libcaps.a" || bad "libcaps.a missing"
 [ -f "$dest/opt/caps/include/libcaps/sys/msgport.h" ] && ok "headers under include/libcaps" || bad "headers"
+[ "$(stat -c %a "$dest/var/caps/root")" = 755 ] && ok "var/caps/root 0755" || bad "var/caps/root mode"
+[ "$(stat -c %a "$dest/var/caps/users")" = 1777 ] && ok "var/caps/users 1777" || bad "var/caps/users mode"
 
 flags=$(PKG_CONFIG_PATH=$lib/pkgconfig PKG_CONFIG_SYSROOT_DIR=$dest pkg-config --cflags --libs libcaps)
 case "$flags" in
@@ -36,6 +38,7 @@ make -s uninstall DESTDIR="$dest" PREFIX=/opt/caps >/dev/null
 left=$(find "$dest" ! -type d)
 [ -z "$left" ] && ok "uninstall removed every file" || bad "uninstall left: $left"
 [ ! -d "$dest/opt/caps/include/libcaps" ] && ok "uninstall removed include/libcaps" || bad "include/libcaps remains"
+[ ! -d "$dest/var/caps" ] && ok "uninstall removed the empty var/caps" || bad "var/caps remains"
 
 echo "install: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -120,7 +120,8 @@ pub struct SLZone {
 /// Per-cpu allocator state, embedded in `struct globaldata` as `gd_slab`.
 ///
 /// The fields after `ZoneInfo` are libcaps for Linux additions (the
-/// remote-free list and the statistics slot); C code must not touch them.
+/// remote-free list, the statistics slot, the zone cache bound); C code
+/// must not touch them.
 #[repr(C)]
 pub struct SLGlobalData {
     /// linked list of zones NFree > 0
@@ -138,7 +139,12 @@ pub struct SLGlobalData {
     pub sl_Slot: c_int,
     /// `SLGD_*` flags
     pub sl_Flags: c_int,
-    pub sl_Pad0: [c_long; 8],
+    /// most fully free zones kept mapped (grows when zones are unmapped and
+    /// then needed again, shrinks back when they are not)
+    pub sl_CacheMax: c_int,
+    /// zones unmapped for a full cache since a zone was last mapped
+    pub sl_Unmapped: c_int,
+    pub sl_Pad0: [c_long; 7],
     /// chunks freed by other cpus, pushed lock-free, drained by the owner
     pub sl_Remote: *mut SLChunk,
     pub sl_Pad1: [c_long; 7],

@@ -54,6 +54,8 @@ const MAX_HELD: usize = 256;
 const MAX_OUT: usize = 4 << 20;
 /// Bytes read from a socket at a time.
 const READ_CHUNK: usize = 64 * 1024;
+/// Queued reply bytes that make a connection write at once.
+const FLUSH_AT: usize = 64 * 1024;
 /// How long `caps_client()` waits for the server's hello.
 const HELLO_TIMEOUT_MS: i32 = 30_000;
 /// Completions remembered for `caps_client_waitreply(port, NULL)`.
@@ -78,6 +80,10 @@ struct Service {
     token: Option<Token>,
     access: Access,
     remotes: Vec<*mut CapsPort>,
+    /// Connections with replies queued but not yet written: written when
+    /// the server has no more requests at hand or the cpu goes idle.
+    dirty: Vec<*mut CapsPort>,
+    idle_hook: Option<u64>,
 }
 
 struct Client {
@@ -95,6 +101,8 @@ struct Pending {
 
 struct Remote {
     conn: Conn,
+    /// On its service's `dirty` list.
+    dirty: bool,
     service: *mut CapsPort,
     service_name: String,
     hello_done: bool,
@@ -106,8 +114,12 @@ struct Remote {
 struct Conn {
     fd: Option<OwnedFd>,
     token: Option<Token>,
-    inbuf: Vec<u8>,
+    /// Bytes read but not yet consumed: `inbuf[in_pos..in_end]`.
+    inbuf: Box<[u8]>,
     in_pos: usize,
+    in_end: usize,
+    /// The last read emptied the socket; wait for the next event.
+    drained: bool,
     reader: FrameReader,
     out: Vec<u8>,
     out_pos: usize,
@@ -146,8 +158,10 @@ impl Conn {
         Conn {
             fd: Some(fd),
             token: None,
-            inbuf: Vec::new(),
+            inbuf: Box::default(),
             in_pos: 0,
+            in_end: 0,
+            drained: false,
             reader: FrameReader::default(),
             out: Vec::new(),
             out_pos: 0,
@@ -210,35 +224,51 @@ impl Conn {
         self.out.extend_from_slice(body);
     }
 
-    /// Read more bytes into the input buffer: Ok(true) if some arrived,
-    /// Ok(false) if none are available now.
+    /// Read more bytes behind the unconsumed input: Ok(true) if some
+    /// arrived, Ok(false) if none are available now. A short read means
+    /// the socket is empty for now; the next readiness event clears
+    /// `drained` (level-triggered epoll), which saves a `recv` that would
+    /// only say `EAGAIN`.
     fn fill(&mut self) -> Result<bool, ReadEnd> {
-        if self.in_pos < self.inbuf.len() {
-            return Ok(true);
+        if self.drained {
+            return Ok(false);
         }
-        self.inbuf.resize(READ_CHUNK, 0);
-        self.in_pos = 0;
+        if self.inbuf.is_empty() {
+            self.inbuf = vec![0u8; READ_CHUNK].into_boxed_slice();
+        }
+        if self.in_pos == self.in_end {
+            self.in_pos = 0;
+            self.in_end = 0;
+        } else if self.in_end == READ_CHUNK {
+            self.inbuf.copy_within(self.in_pos..self.in_end, 0);
+            self.in_end -= self.in_pos;
+            self.in_pos = 0;
+        }
+        let room = READ_CHUNK - self.in_end;
         loop {
-            // SAFETY: `inbuf` is writable for READ_CHUNK bytes.
+            // SAFETY: `inbuf[in_end..]` is writable for `room` bytes.
             let n = unsafe {
                 libc::recv(
                     self.raw(),
-                    self.inbuf.as_mut_ptr().cast(),
-                    READ_CHUNK,
+                    self.inbuf[self.in_end..].as_mut_ptr().cast(),
+                    room,
                     libc::MSG_DONTWAIT,
                 )
             };
             if n > 0 {
-                self.inbuf.truncate(n as usize);
+                self.in_end += n as usize;
+                self.drained = (n as usize) < room;
                 return Ok(true);
             }
-            self.inbuf.clear();
             if n == 0 {
                 return Err(ReadEnd::Eof);
             }
             match errno() {
                 libc::EINTR => continue,
-                libc::EAGAIN => return Ok(false),
+                libc::EAGAIN => {
+                    self.drained = true;
+                    return Ok(false);
+                }
                 e => return Err(ReadEnd::Errno(e)),
             }
         }
@@ -247,12 +277,12 @@ impl Conn {
     /// The next whole frame from the input, reading the socket as needed.
     fn next_frame(&mut self) -> Result<Option<(Header, Vec<u8>)>, ReadEnd> {
         loop {
-            if self.in_pos == self.inbuf.len() && !self.fill()? {
+            if self.in_pos == self.in_end && !self.fill()? {
                 return Ok(None);
             }
             let (n, frame) = self
                 .reader
-                .feed(&self.inbuf[self.in_pos..], MAX_BODY)
+                .feed(&self.inbuf[self.in_pos..self.in_end], MAX_BODY)
                 .map_err(ReadEnd::Protocol)?;
             self.in_pos += n;
             if frame.is_some() {
@@ -263,32 +293,10 @@ impl Conn {
 
     /// Take exactly `HELLO_LEN` bytes of hello from the input, if there.
     fn take_hello(&mut self) -> Result<Option<[u8; HELLO_LEN]>, ReadEnd> {
-        while self.inbuf.len() - self.in_pos < HELLO_LEN {
-            // keep what we have, read more behind it
-            let have = self.inbuf[self.in_pos..].to_vec();
-            let mut buf = [0u8; HELLO_LEN];
-            // SAFETY: `buf` is writable for the bytes asked for.
-            let n = unsafe {
-                libc::recv(
-                    self.raw(),
-                    buf.as_mut_ptr().cast(),
-                    HELLO_LEN - have.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if n == 0 {
-                return Err(ReadEnd::Eof);
+        while self.in_end - self.in_pos < HELLO_LEN {
+            if !self.fill()? {
+                return Ok(None);
             }
-            if n < 0 {
-                match errno() {
-                    libc::EINTR => continue,
-                    libc::EAGAIN => return Ok(None),
-                    e => return Err(ReadEnd::Errno(e)),
-                }
-            }
-            self.inbuf = have;
-            self.inbuf.extend_from_slice(&buf[..n as usize]);
-            self.in_pos = 0;
         }
         let mut h = [0u8; HELLO_LEN];
         h.copy_from_slice(&self.inbuf[self.in_pos..self.in_pos + HELLO_LEN]);
@@ -457,17 +465,20 @@ pub fn service(
         token: None,
         access,
         remotes: Vec::new(),
+        dirty: Vec::new(),
+        idle_hook: None,
     };
     let p = mkport(CAPT_SERVICE, td, Kind::Service(svc));
     // SAFETY: `p` is live; it unregisters in `close`.
     unsafe {
         (*p).c.lfd = lfd;
-        (*p).c.flags = flags;
         Cred::of_self().to_c(&mut (*p).c.cred);
         match watch(p, lfd, EV_IN) {
             Ok(t) => {
                 if let Kind::Service(s) = &mut (*p).kind {
                     s.token = Some(t);
+                    // SAFETY (of the hook): it is removed before `p` is freed.
+                    s.idle_hook = Some(evloop::add_idle_hook(Box::new(move || flush_dirty(p))));
                 }
             }
             Err(e) => {
@@ -655,6 +666,7 @@ unsafe fn accept_all(svc: *mut CapsPort) {
             conn: Conn::new(fd),
             service: svc,
             service_name: name,
+            dirty: false,
             hello_done: false,
             held: 0,
             paused: false,
@@ -712,6 +724,9 @@ unsafe fn remote_event(r: *mut CapsPort, bits: u32) {
     let rm = remote_of(r);
     if rm.conn.dead {
         return;
+    }
+    if bits & !EV_OUT != 0 {
+        rm.conn.drained = false;
     }
     if bits & EV_OUT != 0
         && let Err(e) = rm.conn.flush()
@@ -853,6 +868,26 @@ unsafe fn deliver_request(r: *mut CapsPort, h: &Header, body: &[u8]) {
     }
 }
 
+/// Write the queued replies of every connection on `svc`'s dirty list.
+///
+/// # Safety
+/// `svc` must be a live service port.
+unsafe fn flush_dirty(svc: *mut CapsPort) {
+    // SAFETY: listed remotes are live (shutdown takes them off the list).
+    unsafe {
+        let Kind::Service(s) = &mut (*svc).kind else {
+            return;
+        };
+        for r in std::mem::take(&mut s.dirty) {
+            let rm = remote_of(r);
+            rm.dirty = false;
+            if let Err(e) = rm.conn.flush() {
+                remote_shutdown(r, Some(&ReadEnd::Errno(e)));
+            }
+        }
+    }
+}
+
 /// Shut down the server's side of a connection. Requests it still holds
 /// keep the port alive until they are replied.
 unsafe fn remote_shutdown(r: *mut CapsPort, why: Option<&ReadEnd>) {
@@ -877,7 +912,9 @@ unsafe fn remote_shutdown(r: *mut CapsPort, why: Option<&ReadEnd>) {
             && let Kind::Service(s) = &mut (*rm.service).kind
         {
             s.remotes.retain(|&x| x != r);
+            s.dirty.retain(|&x| x != r);
         }
+        rm.dirty = false;
         rm.service = ptr::null_mut();
         release(r);
     }
@@ -904,6 +941,9 @@ unsafe fn client_event(p: *mut CapsPort, bits: u32) {
     let cl = client_of(p);
     if cl.conn.dead {
         return;
+    }
+    if bits & !EV_OUT != 0 {
+        cl.conn.drained = false;
     }
     if bits & EV_OUT != 0
         && let Err(e) = cl.conn.flush()
@@ -1106,7 +1146,26 @@ unsafe extern "C" fn remote_replyport(port: *mut lwkt_port, msg: *mut lwkt_msg) 
             };
             let body = std::slice::from_raw_parts(msg.cast::<u8>().add(MSG_HDR), body_len);
             rm.conn.push_frame(&h, body);
-            if let Err(e) = rm.conn.flush() {
+            let svc = rm.service;
+            let more_at_hand =
+                !svc.is_null() && !queue::first(&raw const (*svc).c.lport.mp_msgq).is_null();
+            if more_at_hand && rm.conn.queued() < FLUSH_AT {
+                // The server will take its next request without blocking:
+                // let replies accumulate and write them in one go.
+                if !rm.dirty {
+                    rm.dirty = true;
+                    if let Kind::Service(s) = &mut (*svc).kind {
+                        s.dirty.push(r);
+                    }
+                }
+                free_request(msg);
+                release(r);
+                return;
+            }
+            if !svc.is_null() {
+                flush_dirty(svc);
+            }
+            if let Err(e) = remote_of(r).conn.flush() {
                 free_request(msg);
                 remote_shutdown(r, Some(&ReadEnd::Errno(e)));
                 release(r);
@@ -1114,6 +1173,7 @@ unsafe extern "C" fn remote_replyport(port: *mut lwkt_port, msg: *mut lwkt_msg) 
             }
             if rm.paused && rm.held < MAX_HELD && rm.conn.queued() < MAX_OUT {
                 rm.paused = false;
+                rm.conn.drained = false;
                 let ev = rm.conn.events | EV_IN;
                 rm.conn.set_events(ev);
                 free_request(msg);
@@ -1251,9 +1311,13 @@ pub unsafe fn close(p: *mut CapsPort) {
     unsafe {
         match (*p).c.type_ {
             CAPT_SERVICE => {
+                flush_dirty(p);
                 let Kind::Service(s) = &mut (*p).kind else {
                     unreachable!()
                 };
+                if let Some(h) = s.idle_hook.take() {
+                    evloop::remove_idle_hook(h);
+                }
                 if let Some(t) = s.token.take() {
                     evloop::unregister(t);
                 }

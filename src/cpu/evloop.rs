@@ -11,6 +11,9 @@ use std::sync::Arc;
 /// A readiness callback; gets the epoll event bits.
 pub type Callback = Box<dyn FnMut(u32)>;
 
+/// Work to do before the cpu blocks.
+pub type IdleHook = Box<dyn FnMut()>;
+
 /// Names one registration. Stale tokens (unregistered) are ignored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Token {
@@ -43,6 +46,9 @@ struct Slot {
 
 struct EvLoop {
     ep: OwnedFd,
+    /// Run before the cpu blocks (`poll` with a non-zero timeout).
+    idle_hooks: Vec<(u64, Option<IdleHook>)>,
+    next_hook: u64,
     waker: Arc<Waker>,
     slots: Vec<Slot>,
     free: Vec<u32>,
@@ -101,6 +107,8 @@ impl EvLoop {
         }
         EvLoop {
             ep,
+            idle_hooks: Vec::new(),
+            next_hook: 0,
             waker: Arc::new(Waker { fd: ev }),
             slots: Vec::new(),
             free: Vec::new(),
@@ -206,6 +214,46 @@ pub fn unregister(token: Token) {
     })
 }
 
+/// Run `hook` each time this cpu is about to block in `poll` (work that
+/// was deferred while threads kept running, such as batched writes).
+pub fn add_idle_hook(hook: IdleHook) -> u64 {
+    with(|l| {
+        l.next_hook += 1;
+        l.idle_hooks.push((l.next_hook, Some(hook)));
+        l.next_hook
+    })
+}
+
+/// Remove a hook added by [`add_idle_hook`].
+pub fn remove_idle_hook(id: u64) {
+    with(|l| l.idle_hooks.retain(|(i, _)| *i != id));
+}
+
+/// Whether this cpu has idle hooks.
+pub fn has_idle_hooks() -> bool {
+    with(|l| !l.idle_hooks.is_empty())
+}
+
+/// Run the idle hooks (each may add or remove hooks).
+pub fn run_idle_hooks() {
+    let ids: Vec<u64> = with(|l| l.idle_hooks.iter().map(|(i, _)| *i).collect());
+    for id in ids {
+        let hook = with(|l| {
+            l.idle_hooks
+                .iter_mut()
+                .find(|(i, _)| *i == id)
+                .and_then(|(_, h)| h.take())
+        });
+        let Some(mut hook) = hook else { continue };
+        hook();
+        with(|l| {
+            if let Some((_, h)) = l.idle_hooks.iter_mut().find(|(i, _)| *i == id) {
+                *h = Some(hook);
+            }
+        });
+    }
+}
+
 /// Number of registered descriptors on this cpu.
 pub fn sources() -> usize {
     with(|l| l.live)
@@ -221,6 +269,9 @@ pub fn waker() -> Arc<Waker> {
 /// events handled, counting a wakeup.
 pub fn poll(timeout_ms: i32) -> usize {
     const MAX: usize = 64;
+    if timeout_ms != 0 && with(|l| !l.idle_hooks.is_empty()) {
+        run_idle_hooks();
+    }
     let mut evs = [libc::epoll_event { events: 0, u64: 0 }; MAX];
     let ep = with(|l| l.ep.as_raw_fd());
     // SAFETY: `evs` has room for MAX events.
@@ -287,6 +338,20 @@ mod tests {
         assert_eq!(poll(0), 0);
         assert_eq!(hits.get(), 1);
         unregister(t); // stale: harmless
+    }
+
+    #[test]
+    fn idle_hooks_run_before_blocking_only() {
+        let n = Rc::new(Cell::new(0));
+        let m = Rc::clone(&n);
+        let id = add_idle_hook(Box::new(move || m.set(m.get() + 1)));
+        poll(0);
+        assert_eq!(n.get(), 0);
+        poll(1);
+        assert_eq!(n.get(), 1);
+        remove_idle_hook(id);
+        poll(1);
+        assert_eq!(n.get(), 1);
     }
 
     #[test]

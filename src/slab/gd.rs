@@ -6,7 +6,6 @@
 //! gives its free zones back and goes to a pool; the next new thread adopts
 //! it, with the zones that still hold live chunks and its remote-free list.
 
-use core::cell::Cell;
 use core::ptr;
 use core::sync::atomic::{AtomicU32, Ordering};
 use std::alloc::{Layout, alloc_zeroed};
@@ -15,7 +14,7 @@ use std::sync::Mutex;
 use crate::abi::{M_MAGIC, SLGlobalData, SMP_MAXCPU};
 use crate::fatal;
 
-use super::{types, zone};
+use super::{tls, types, zone};
 
 /// `sl_Flags`: the statistics slot is shared with other cpus, so its
 /// counters are updated with atomic adds.
@@ -33,7 +32,8 @@ unsafe impl Send for Pool {}
 static POOL: Mutex<Pool> = Mutex::new(Pool(Vec::new()));
 
 thread_local! {
-    static CUR: Cell<*mut SLGlobalData> = const { Cell::new(ptr::null_mut()) };
+    /// Registered on a thread's first use only: its destructor pools the
+    /// state. The fast paths read [`tls::get`] alone.
     static GUARD: Guard = const { Guard };
 }
 
@@ -41,14 +41,14 @@ struct Guard;
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let gd = CUR.get();
+        let gd = tls::get();
         if gd.is_null() {
             return;
         }
         // SAFETY: `gd` is this thread's state; after this no code of this
-        // thread uses it (CUR is cleared below).
+        // thread uses it (the slot is cleared below).
         unsafe { zone::release_free(gd) };
-        CUR.set(ptr::null_mut());
+        tls::set(ptr::null_mut());
         POOL.lock().unwrap_or_else(|e| e.into_inner()).0.push(gd);
     }
 }
@@ -56,7 +56,7 @@ impl Drop for Guard {
 /// The calling cpu's allocator state.
 #[inline]
 pub fn current_gd() -> *mut SLGlobalData {
-    let gd = CUR.get();
+    let gd = tls::get();
     if gd.is_null() { attach() } else { gd }
 }
 
@@ -83,7 +83,7 @@ fn attach() -> *mut SLGlobalData {
         unsafe { gd_setup(gd) };
         gd
     });
-    CUR.set(gd);
+    tls::set(gd);
     gd
 }
 
@@ -94,10 +94,10 @@ fn attach() -> *mut SLGlobalData {
 /// # Safety
 /// `gd` is the calling thread's new cpu's zeroed `gd_slab`.
 pub unsafe fn adopt_cpu(gd: *mut SLGlobalData) {
-    if CUR.get().is_null() {
+    if tls::get().is_null() {
         // SAFETY: caller contract.
         unsafe { gd_setup(gd) };
-        CUR.set(gd);
+        tls::set(gd);
     }
 }
 
@@ -125,6 +125,7 @@ pub unsafe fn gd_setup(gd: *mut SLGlobalData) {
         } else {
             (*gd).sl_Slot = slot;
         }
+        (*gd).sl_CacheMax = super::ZONE_CACHE_MAX;
         (*gd).ZoneInfo.ks_magic = M_MAGIC;
         (*gd).ZoneInfo.ks_shortdesc = c"slab zones".as_ptr();
         (*gd).ZoneInfo.ks_limit = types::UNLIMITED;

@@ -1,8 +1,13 @@
 //! The slab allocator (spec §6): per-cpu zones of 72 size classes up to
 //! 16 KiB, page mappings above, `struct malloc_type` statistics.
 //!
-//! * A "cpu" is an `SLGlobalData` found by [`gd::current_gd`]; the owner
-//!   allocates and frees in its zones with plain loads and stores.
+//! * A "cpu" is an `SLGlobalData` found by [`gd::current_gd`] (one
+//!   thread-local load, `tls`); the owner allocates and frees in its
+//!   zones with plain loads and stores (the one atomic add on that path is
+//!   `ks_calls`, a field all cpus share that must stay exact).
+//! * `malloc`/`free` are inline fast paths for the common case that
+//!   tail-call `malloc_slow`/`free_slow` for everything else (first use,
+//!   size 0 or large, an unregistered type, a bad pointer to report).
 //! * A free from another cpu checks the chunk, marks it free and pushes it
 //!   on the owner's remote-free list (one compare-and-swap); the owner
 //!   takes the whole list back when a size class runs dry.
@@ -17,10 +22,12 @@
 pub mod gd;
 mod oversized;
 mod registry;
+mod tls;
 pub mod types;
 mod zone;
 
 use core::ffi::{c_int, c_void};
+use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Once;
 
@@ -32,19 +39,26 @@ use crate::fatal;
 
 pub use gd::current_gd;
 
+use crate::abi::SLGlobalData;
+
 /// What `slab_malloc(0, ...)` returns: non-NULL, never dereferenceable.
 pub const ZERO_LENGTH_PTR: *mut c_void = -8isize as *mut c_void;
 
-/// Fully free zones a cpu keeps mapped for reuse; more are unmapped at
-/// once. (DragonFly's `ZONE_RELS_THRESH` is 2; see docs/compat.md.)
+/// Fully free zones a cpu keeps mapped for reuse, at least; more are
+/// unmapped at once. (DragonFly's `ZONE_RELS_THRESH` is 2; see
+/// docs/compat.md.)
 pub const ZONE_CACHE_MAX: i32 = 16;
+
+/// Bound of the adaptive zone cache: a cpu that unmaps zones and then has
+/// to map new ones doubles its cache up to this many zones; one that
+/// unmaps more than its cache holds without mapping any halves it again.
+pub const ZONE_CACHE_HIGH: i32 = 64;
 
 /// Allocator geometry, fixed by `slab_init()`.
 #[derive(Clone, Copy)]
 pub struct Params {
     pub zone_size: usize,
     pub zone_mask: usize,
-    pub zone_shift: u32,
     pub zone_limit: usize,
     pub zone_pages: usize,
     /// The system page size (oversized rounding and the page-multiple rule).
@@ -94,7 +108,6 @@ pub fn params() -> Params {
     Params {
         zone_size: zs,
         zone_mask: zs.wrapping_sub(1),
-        zone_shift: zs.trailing_zeros(),
         zone_limit: ZONE_LIMIT.load(Ordering::Relaxed),
         zone_pages: zs / PAGE_SIZE,
         os_page: OS_PAGE.load(Ordering::Relaxed),
@@ -104,7 +117,7 @@ pub fn params() -> Params {
 /// Size class of a request of `n` bytes (1..=16383): (zone index, chunk
 /// size), per the table of spec §6.3.
 #[inline]
-pub fn zoneindex(n: usize) -> (usize, usize) {
+pub const fn zoneindex(n: usize) -> (usize, usize) {
     if n < 128 {
         let c = (n + 7) & !7;
         (c / 8 - 1, c)
@@ -115,6 +128,27 @@ pub fn zoneindex(n: usize) -> (usize, usize) {
         (c / g + 7 + 8 * (shift - 7), c)
     }
 }
+
+/// Requests of 1..=`SMALL_MAX` bytes always go to a zone: below the
+/// smallest page size Linux uses, so never a page multiple, and below
+/// the smallest `ZoneLimit` (`ZALLOC_MIN_ZONE_SIZE / 4`).
+const SMALL_MAX: usize = 4095;
+const _: () = assert!(SMALL_MAX < ZALLOC_MIN_ZONE_SIZE as usize / 4);
+
+/// Size class of a request of 1..=`SMALL_MAX` bytes by `(n + 7) / 8`:
+/// zone index in the low byte, chunk size above. (A class boundary is a
+/// multiple of 8 there, so rounding `n` up to 8 first does not change its
+/// class.) A `const`, so it is addressed directly, not through the GOT.
+const SMALL_CLASS: [u32; SMALL_MAX.div_ceil(8) + 1] = {
+    let mut t = [0u32; SMALL_MAX.div_ceil(8) + 1];
+    let mut k = 1;
+    while k < t.len() {
+        let (i, c) = zoneindex(k * 8);
+        t[k] = (c << 8 | i) as u32;
+        k += 1;
+    }
+    t
+};
 
 /// Does a request of `n` (> 0) bytes go to a page mapping?
 #[inline]
@@ -136,9 +170,93 @@ fn fail(func: &str, ty: *mut malloc_type, flags: c_int, why: &str) -> *mut c_voi
 
 /// `slab_malloc`.
 ///
+/// The fast path: a thread with allocator state, a registered type and a
+/// request below a page. Everything else is `malloc_slow`.
+///
 /// # Safety
 /// `ty` is non-NULL and points to a `struct malloc_type` that stays valid.
+#[inline(always)]
 pub unsafe fn malloc(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_void {
+    let gd = tls::get();
+    if gd.is_null() || size.wrapping_sub(1) >= SMALL_MAX {
+        // SAFETY: forwarded caller contract.
+        return unsafe { malloc_slow(size, ty, flags) };
+    }
+    // SAFETY: forwarded caller contract.
+    let Some(tag) = (unsafe { types::fast_tag(ty) }) else {
+        // SAFETY: forwarded caller contract.
+        return unsafe { malloc_slow(size, ty, flags) };
+    };
+    let class = SMALL_CLASS[size.div_ceil(8)];
+    let (idx, cs) = ((class & 0xff) as usize, (class >> 8) as usize);
+    // SAFETY: `ty` is a registered, valid type; `gd` is this thread's cpu
+    // state; `idx < NZONES` with chunk size `cs`.
+    unsafe {
+        types::count_call(ty);
+        if !types::charge_fast(ty, cs) {
+            return zone_malloc(gd, class, ty, tag, flags, false);
+        }
+        let c = zone::pop(gd, idx, tag);
+        if c.is_null() {
+            return zone_malloc(gd, class, ty, tag, flags, true);
+        }
+        types::stat(gd, ty, cs as isize, 1);
+        if flags & (M_ZERO | M_PASSIVE_ZERO) != 0 {
+            // A tail call of memset, which returns `c`.
+            ptr::write_bytes(c, 0, cs);
+        }
+        c.cast()
+    }
+}
+
+/// A chunk of `class` (`chunk size << 8 | zone index`) for `ty` tagged
+/// `tag`, charged (unless `charged` says it is already) and counted.
+///
+/// # Safety
+/// `gd` is this thread's cpu state, `ty` a registered type with tag `tag`.
+#[inline(never)]
+unsafe fn zone_malloc(
+    gd: *mut SLGlobalData,
+    class: u32,
+    ty: *mut malloc_type,
+    tag: u8,
+    flags: c_int,
+    charged: bool,
+) -> *mut c_void {
+    let (idx, cs) = ((class & 0xff) as usize, (class >> 8) as usize);
+    // SAFETY: valid type.
+    if !charged && !unsafe { types::charge(ty, cs) } {
+        return fail("slab_malloc", ty, flags, "malloc limit exceeded");
+    }
+    // SAFETY: `gd` is this thread's cpu state; `idx < NZONES`.
+    let c = unsafe { zone::alloc(gd, idx, cs, tag, flags & (M_ZERO | M_PASSIVE_ZERO) != 0) };
+    if c.is_null() {
+        // SAFETY: valid type.
+        return unsafe { no_zone(ty, cs, flags) };
+    }
+    // SAFETY: valid type, this thread's cpu state.
+    unsafe { types::stat(gd, ty, cs as isize, 1) };
+    c.cast()
+}
+
+/// No zone could be mapped: give the charge back and fail.
+#[cold]
+unsafe fn no_zone(ty: *mut malloc_type, cs: usize, flags: c_int) -> *mut c_void {
+    // SAFETY: valid type; undo the charge taken by the caller.
+    unsafe { types::uncharge(ty, cs) };
+    fail(
+        "slab_malloc",
+        ty,
+        flags,
+        "out of memory (cannot map a zone)",
+    )
+}
+
+/// `slab_malloc` in full: first use of the thread or the type, size 0,
+/// larger requests.
+#[cold]
+#[inline(never)]
+unsafe fn malloc_slow(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_void {
     // SAFETY: forwarded caller contract.
     let tag = unsafe { types::check(ty, "slab_malloc") };
     let gd = current_gd();
@@ -153,32 +271,38 @@ pub unsafe fn malloc(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_
         return unsafe { oversized::alloc(gd, size, ty, flags, &p) };
     }
     let (idx, cs) = zoneindex(size);
-    // SAFETY: valid type.
-    if !unsafe { types::charge(ty, cs) } {
-        return fail("slab_malloc", ty, flags, "malloc limit exceeded");
-    }
-    // SAFETY: `gd` is this thread's cpu state; `idx < NZONES`.
-    let c = unsafe { zone::alloc(gd, idx, cs, tag, flags & (M_ZERO | M_PASSIVE_ZERO) != 0) };
-    if c.is_null() {
-        // SAFETY: valid type; undo the charge taken above.
-        unsafe { types::uncharge(ty, cs) };
-        return fail(
-            "slab_malloc",
-            ty,
-            flags,
-            "out of memory (cannot map a zone)",
-        );
-    }
-    // SAFETY: valid type, this thread's cpu state.
-    unsafe { types::stat(gd, ty, cs as isize, 1) };
-    c.cast()
+    // SAFETY: as in `malloc`.
+    unsafe { zone_malloc(gd, (cs << 8 | idx) as u32, ty, tag, flags, false) }
 }
 
 /// `slab_free`.
 ///
+/// The fast path: a thread with allocator state, a chunk of a zone, a
+/// registered type. Everything else is `free_slow`.
+///
 /// # Safety
 /// `ty` is non-NULL and points to a valid `struct malloc_type`.
+#[inline(always)]
 pub unsafe fn free(ptr: *mut c_void, ty: *mut malloc_type) {
+    let gd = tls::get();
+    // Zero before any state exists: then `base` is not a zone either.
+    let base = ptr as usize & !ZONE_SIZE.load(Ordering::Relaxed).wrapping_sub(1);
+    if !gd.is_null() && registry::is_zone(base) {
+        // SAFETY: forwarded caller contract.
+        if let Some(tag) = unsafe { types::registered_tag(ty) } {
+            // SAFETY: `base` is a live zone; `gd` is this thread's cpu
+            // state; `ty` is registered with tag `tag`.
+            return unsafe { zone::free_fast(gd, base, ptr.cast(), ty, tag) };
+        }
+    }
+    // SAFETY: forwarded caller contract.
+    unsafe { free_slow(ptr, ty) }
+}
+
+/// `slab_free` in full.
+#[cold]
+#[inline(never)]
+pub(crate) unsafe fn free_slow(ptr: *mut c_void, ty: *mut malloc_type) {
     if ptr == ZERO_LENGTH_PTR {
         return;
     }

@@ -4,35 +4,38 @@
 //! reads that header it asks here, so a pointer the allocator never handed
 //! out is reported instead of dereferenced. Two levels: the top table is
 //! indexed by address bits 47..32, each leaf is a bitmap of the zones in
-//! one 4 GiB stretch. Lookups are two loads; only zone creation and
-//! release write.
+//! one 4 GiB stretch, one bit per 32 KiB (the smallest zone size; a
+//! larger zone is recorded at the bit of its first 32 KiB). Lookups are
+//! two loads and shifts by constants; only zone creation and release
+//! write.
 
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
-use super::params;
-
 const TOP_SHIFT: u32 = 32;
 const TOP_ENTRIES: usize = 1 << (47 - TOP_SHIFT);
+/// log2 of the smallest zone size (`ZALLOC_MIN_ZONE_SIZE`).
+const GRAIN_SHIFT: u32 = 15;
+const _: () = assert!(1 << GRAIN_SHIFT == crate::abi::ZALLOC_MIN_ZONE_SIZE as usize);
 /// Words of one leaf: one bit per smallest zone (32 KiB) in 4 GiB.
-const LEAF_WORDS: usize = (1 << (TOP_SHIFT - 15)) / 64;
+const LEAF_WORDS: usize = (1 << (TOP_SHIFT - GRAIN_SHIFT)) / 64;
 
 static TOP: [AtomicPtr<AtomicU64>; TOP_ENTRIES] =
     [const { AtomicPtr::new(ptr::null_mut()) }; TOP_ENTRIES];
 
 /// Bit position of the zone starting at `base`: (leaf index, word, bit).
-#[inline]
+#[inline(always)]
 fn locate(base: usize) -> Option<(usize, usize, u64)> {
     let top = base >> TOP_SHIFT;
     if top >= TOP_ENTRIES {
         return None;
     }
-    let g = (base & ((1usize << TOP_SHIFT) - 1)) >> params().zone_shift;
+    let g = (base & ((1usize << TOP_SHIFT) - 1)) >> GRAIN_SHIFT;
     Some((top, g / 64, 1u64 << (g % 64)))
 }
 
 /// Is `base` (already masked with `~ZoneMask`) the start of a live zone?
-#[inline]
+#[inline(always)]
 pub fn is_zone(base: usize) -> bool {
     let Some((top, word, bit)) = locate(base) else {
         return false;
@@ -42,7 +45,7 @@ pub fn is_zone(base: usize) -> bool {
         return false;
     }
     // SAFETY: a published leaf is a live mapping of LEAF_WORDS words that is
-    // never unmapped, and `word < LEAF_WORDS` because the zone shift is >= 15.
+    // never unmapped, and `word < LEAF_WORDS` by construction of `locate`.
     let w = unsafe { &*leaf.add(word) };
     w.load(Ordering::Acquire) & bit != 0
 }

@@ -86,6 +86,14 @@ fn zoneindex_matches_spec_table() {
 }
 
 #[test]
+fn small_class_table_matches_zoneindex() {
+    for n in 1..=SMALL_MAX {
+        let (i, c) = zoneindex(n);
+        assert_eq!(SMALL_CLASS[n.div_ceil(8)], (c << 8 | i) as u32, "size {n}");
+    }
+}
+
+#[test]
 fn alignment_of_every_size_class() {
     let ty = new_type(c"align");
     let mut held = Vec::new();
@@ -367,6 +375,55 @@ fn free_zones_are_unmapped() {
 }
 
 #[test]
+fn zone_cache_grows_under_churn_and_shrinks_back() {
+    std::thread::spawn(|| {
+        let ty = new_type(c"churn");
+        let gd = current_gd();
+        // `ks_calls` of `ZoneInfo` counts zone mappings, `ks_inuse[0]`
+        // mapped zones.
+        // SAFETY: this thread's state.
+        let maps = || unsafe { (*gd).ZoneInfo.ks_calls };
+        // SAFETY: this thread's state.
+        let zones = || unsafe { (*gd).ZoneInfo.ks_inuse[0] };
+        // SAFETY: this thread's state.
+        let cap = || unsafe { (*gd).sl_CacheMax };
+        assert_eq!(cap(), ZONE_CACHE_MAX);
+        // 40 zones' worth of 1000-byte blocks, allocated and freed in turn:
+        // more than the initial cache holds.
+        let round = |n: usize| {
+            let v: Vec<usize> =
+                // SAFETY: valid type.
+                (0..n).map(|_| unsafe { malloc(1000, ty, 0) } as usize).collect();
+            for p in v {
+                // SAFETY: live blocks.
+                unsafe { free(p as *mut c_void, ty) };
+            }
+        };
+        let per_round = 40 * params().zone_size / 1024;
+        for _ in 0..4 {
+            round(per_round);
+        }
+        assert!(cap() > ZONE_CACHE_MAX, "cache did not grow: {}", cap());
+        assert!(cap() <= ZONE_CACHE_HIGH);
+        let before = maps();
+        for _ in 0..4 {
+            round(per_round);
+        }
+        assert_eq!(maps(), before, "zones mapped again in steady state");
+        // A large free-all phase: the cache shrinks back and the zones go.
+        round(100_000);
+        assert_eq!(cap(), ZONE_CACHE_MAX);
+        assert!(
+            zones() <= ZONE_CACHE_MAX as i64 + 1,
+            "{} zones mapped",
+            zones()
+        );
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
 fn limit_is_enforced() {
     let ty = new_type(c"limited");
     // SAFETY: live test type.
@@ -401,4 +458,24 @@ fn stats_slots_are_in_range() {
     // SAFETY: this thread's state.
     let s = unsafe { (*gd).sl_Slot };
     assert!((0..SMP_MAXCPU as i32).contains(&s));
+}
+
+#[test]
+fn chunk_index_by_reciprocal_is_exact() {
+    // Every chunk size, every offset of the largest zone.
+    let mut sizes: Vec<usize> = (1..ZALLOC_ZONE_LIMIT as usize)
+        .map(|n| zoneindex(n).1)
+        .collect();
+    sizes.dedup();
+    assert_eq!(sizes.len(), NZONES);
+    for cs in sizes {
+        let r = zone::recip(cs);
+        for off in 0..ZALLOC_MAX_ZONE_SIZE as usize {
+            assert_eq!(
+                zone::index(off, r),
+                (off / cs, off % cs == 0),
+                "chunk size {cs}, offset {off}"
+            );
+        }
+    }
 }

@@ -94,6 +94,45 @@ pub unsafe fn check(ty: *mut malloc_type, func: &str) -> u8 {
     unsafe { register(ty, func) }
 }
 
+/// The tag of `ty` if it has `M_MAGIC` and is registered; `None` sends
+/// the caller to [`check`].
+///
+/// # Safety
+/// `ty` is non-NULL and points to a `malloc_type`.
+#[inline(always)]
+pub unsafe fn fast_tag(ty: *mut malloc_type) -> Option<u8> {
+    // SAFETY: caller contract.
+    let (m, r) = unsafe {
+        (
+            (*ty).ks_magic,
+            slot(addr_of_mut!((*ty).ks_reserved[0])).load(Ordering::Acquire),
+        )
+    };
+    if m == M_MAGIC && r >> 8 == REG_SIG {
+        Some(r as u8)
+    } else {
+        None
+    }
+}
+
+/// The tag of `ty` if it is registered, without reading `ks_magic`
+/// (registration checked it; the free path does not read the cache line
+/// `ks_calls` shares with `ks_magic`, which the allocating cpu writes).
+/// `None` sends the caller to [`check`].
+///
+/// # Safety
+/// `ty` is non-NULL and points to a `malloc_type`.
+#[inline(always)]
+pub unsafe fn registered_tag(ty: *mut malloc_type) -> Option<u8> {
+    // SAFETY: caller contract.
+    let r = unsafe { slot(addr_of_mut!((*ty).ks_reserved[0])) }.load(Ordering::Acquire);
+    if r >> 8 == REG_SIG {
+        Some(r as u8)
+    } else {
+        None
+    }
+}
+
 #[cold]
 fn no_magic(ty: *mut malloc_type, func: &str) -> ! {
     fatal!(
@@ -205,7 +244,7 @@ pub unsafe fn totals(ty: *mut malloc_type) -> (isize, isize) {
 ///
 /// # Safety
 /// `ty` is a valid `malloc_type`.
-#[inline]
+#[inline(always)]
 pub unsafe fn count_call(ty: *mut malloc_type) {
     // SAFETY: caller contract; `int64_t` field, 8-byte aligned.
     let c = unsafe { AtomicI64::from_ptr(addr_of_mut!((*ty).ks_calls)) };
@@ -217,7 +256,7 @@ pub unsafe fn count_call(ty: *mut malloc_type) {
 ///
 /// # Safety
 /// `ty` is a valid `malloc_type`.
-#[inline]
+#[inline(always)]
 pub unsafe fn charge(ty: *mut malloc_type, bytes: usize) -> bool {
     // SAFETY: caller contract.
     let (loose, lim) = unsafe {
@@ -227,19 +266,54 @@ pub unsafe fn charge(ty: *mut malloc_type, bytes: usize) -> bool {
         )
     };
     let b = bytes as isize;
-    let limit = lim.load(Ordering::Relaxed);
-    let mut l = loose.load(Ordering::Relaxed);
-    if l.saturating_add(b) > limit {
+    let l = loose.load(Ordering::Relaxed);
+    if l.saturating_add(b) > lim.load(Ordering::Relaxed) {
         // SAFETY: caller contract.
-        let (mem, _) = unsafe { totals(ty) };
+        return unsafe { charge_exact(ty, b) };
+    }
+    loose.store(l + b, Ordering::Relaxed);
+    true
+}
+
+/// The fast part of [`charge`]: charge `bytes` if the loose sum stays
+/// within the limit; false (and nothing changed) otherwise.
+///
+/// # Safety
+/// `ty` is a valid `malloc_type`.
+#[inline(always)]
+pub unsafe fn charge_fast(ty: *mut malloc_type, bytes: usize) -> bool {
+    // SAFETY: caller contract.
+    let (loose, lim) = unsafe {
+        (
+            slot(addr_of_mut!((*ty).ks_loosememuse)),
+            slot(addr_of_mut!((*ty).ks_limit)),
+        )
+    };
+    let l = loose.load(Ordering::Relaxed).saturating_add(bytes as isize);
+    if l > lim.load(Ordering::Relaxed) {
+        return false;
+    }
+    loose.store(l, Ordering::Relaxed);
+    true
+}
+
+/// `charge` when the loose sum says the limit is near: recompute it from
+/// the per-cpu counters.
+#[cold]
+#[inline(never)]
+unsafe fn charge_exact(ty: *mut malloc_type, b: isize) -> bool {
+    // SAFETY: caller contract of `charge`.
+    unsafe {
+        let loose = slot(addr_of_mut!((*ty).ks_loosememuse));
+        let limit = slot(addr_of_mut!((*ty).ks_limit)).load(Ordering::Relaxed);
+        let (mem, _) = totals(ty);
         if mem.saturating_add(b) > limit {
             loose.store(mem, Ordering::Relaxed);
             return false;
         }
-        l = mem;
+        loose.store(mem + b, Ordering::Relaxed);
+        true
     }
-    loose.store(l + b, Ordering::Relaxed);
-    true
 }
 
 /// Give back a charge whose allocation failed.
@@ -260,7 +334,7 @@ pub unsafe fn uncharge(ty: *mut malloc_type, bytes: usize) {
 ///
 /// # Safety
 /// `gd` is the calling thread's cpu state; `ty` is a valid `malloc_type`.
-#[inline]
+#[inline(always)]
 pub unsafe fn stat(gd: *mut SLGlobalData, ty: *mut malloc_type, mem: isize, n: isize) {
     // SAFETY: caller contract; the slot is < SMP_MAXCPU (set by gd_setup).
     unsafe {

@@ -3,9 +3,16 @@
 //! chunk, then the chunk array (aligned to the chunk size when that is a
 //! power of 2, else to 8).
 //!
-//! Only the owning cpu changes a zone's header and free lists. Other cpus
-//! read the fields that stay fixed while the zone has live chunks (magic,
-//! base, chunk size, owner) and change the tag of the chunk they free.
+//! Only the owning cpu changes a zone's header and free list. Other cpus
+//! read only [`Fixed`], which stays unchanged while the zone has live
+//! chunks and sits on its own cache line (so a remote free does not pull
+//! the line the owner writes on every allocation), and change the tag of
+//! the chunk they free.
+//!
+//! Free chunks are on one LIFO list per zone, linked through their first
+//! word, rather than the original's per-page lists (`z_PageAry` and
+//! `z_FirstFreePg` stay in the header, unused): the pair and batch paths
+//! are then a load and a store each way.
 
 use core::ffi::c_long;
 use core::mem::size_of;
@@ -13,41 +20,106 @@ use core::ptr::{self, addr_of_mut};
 use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
 use crate::abi::{
-    PAGE_SIZE, SLChunk, SLGlobalData, SLZF_UNOTZEROD, SLZONE_NPAGES, SLZone, ZALLOC_MAX_ZONE_SIZE,
+    SLChunk, SLGlobalData, SLZF_UNOTZEROD, SLZONE_NPAGES, SLZone, ZALLOC_MAX_ZONE_SIZE,
     ZALLOC_SLAB_MAGIC, ZALLOC_SLAB_SLIDE, malloc_type,
 };
 use crate::fatal;
 
 use super::types::{self, TAG_UNCHECKED};
-use super::{ZONE_CACHE_MAX, params, registry};
+use super::{ZONE_CACHE_HIGH, ZONE_CACHE_MAX, params, registry};
 
 /// Tag of a chunk never handed out since the zone took its size class.
 const TAG_NEVER: u8 = 0;
 /// Tag of a freed chunk.
 const TAG_FREE: u8 = 1;
-/// `z_FirstFreePg` when no page has a free-list chunk.
+/// `z_FirstFreePg`: no per-page list is used.
 const NO_PAGE: i32 = SLZONE_NPAGES as i32;
-const PAGE_SHIFT: u32 = PAGE_SIZE.trailing_zeros();
+
+/// What other cpus read of a zone: set when the zone takes its size class,
+/// unchanged while it has live chunks.
+#[repr(C, align(64))]
+pub struct Fixed {
+    /// `ZALLOC_SLAB_MAGIC` while the zone is live.
+    pub magic: i32,
+    /// Chunk size.
+    pub cs: u32,
+    /// `z_NMax * cs`: offsets from `base` below this are in the array.
+    pub span: u32,
+    /// `ceil(2^32 / cs)`: chunk index by multiplication.
+    pub recip: u32,
+    /// Start of the chunk array (`z_BasePtr`).
+    pub base: usize,
+    /// The owning cpu state.
+    pub owner: *mut SLGlobalData,
+    /// The size class (`z_ZoneIndex`).
+    pub idx: u32,
+}
 
 /// A zone header: the C-visible `SLZone` plus what this implementation
 /// needs.
 #[repr(C)]
 pub struct Zone {
     pub h: SLZone,
-    /// The owning cpu state.
-    pub owner: *mut SLGlobalData,
-    /// `ceil(2^32 / chunk size)`: chunk index by multiplication.
-    pub recip: u64,
-    /// Chunks on the per-page free lists (`z_FirstFreePg` is then a lower
-    /// bound of the first page that has one).
-    pub listed: usize,
+    /// The owner's free list.
+    pub free: *mut SLChunk,
+    pub f: Fixed,
 }
 
-#[inline]
+#[inline(always)]
 unsafe fn tag<'a>(z: *mut Zone, i: usize) -> &'a AtomicU8 {
     // SAFETY: the caller passes `i < z_NMax`; the tag array of `z_NMax`
     // bytes follows the header inside the zone's mapping.
     unsafe { AtomicU8::from_ptr(z.cast::<u8>().add(size_of::<Zone>() + i)) }
+}
+
+/// Index of the chunk at byte offset `off` (< `span`) of the array, and
+/// whether `off` is the start of that chunk.
+///
+/// With `recip = ceil(2^32 / cs)` = `(2^32 + e) / cs` (`0 <= e < cs`) and
+/// `off = i * cs + r`, `off * recip = i * 2^32 + i * e + r * recip`.
+/// Since `off < 2^17` (a zone is at most 128 KiB) and `cs <= 2^14`,
+/// `i * e < 2^17 <= 2^18 <= recip`: the high half is `i`, and the low half
+/// is below `recip` exactly when `r == 0`.
+#[inline(always)]
+pub(super) fn index(off: usize, recip: u32) -> (usize, bool) {
+    let p = off as u64 * recip as u64;
+    ((p >> 32) as usize, (p as u32) < recip)
+}
+
+/// `ceil(2^32 / cs)`.
+pub(super) fn recip(cs: usize) -> u32 {
+    (1u64 << 32).div_ceil(cs as u64) as u32
+}
+
+/// The fast path of [`alloc`]: take the first free-listed chunk of class
+/// `idx` for the cpu `gd`, tagged `t`; NULL if the class has no zone or
+/// its first zone has an empty free list (then call [`alloc`]).
+///
+/// # Safety
+/// `gd` is the calling thread's cpu state; `idx < NZONES`.
+#[inline(always)]
+pub unsafe fn pop(gd: *mut SLGlobalData, idx: usize, t: u8) -> *mut u8 {
+    // SAFETY: `gd` is ours; zones on `ZoneAry` are live and ours.
+    unsafe {
+        let z = (*gd).ZoneAry[idx].cast::<Zone>();
+        if z.is_null() {
+            return ptr::null_mut();
+        }
+        let c = (*z).free;
+        if c.is_null() {
+            return ptr::null_mut();
+        }
+        (*z).free = (*c).c_Next;
+        let nf = (*z).h.z_NFree - 1;
+        (*z).h.z_NFree = nf;
+        if nf == 0 {
+            (*gd).ZoneAry[idx] = (*z).h.z_Next;
+            (*z).h.z_Next = ptr::null_mut();
+        }
+        let c = c.cast::<u8>();
+        tag(z, index(c as usize - (*z).f.base, (*z).f.recip).0).store(t, Ordering::Relaxed);
+        c
+    }
 }
 
 /// Take a chunk of class `idx` (size `cs`) for the cpu `gd`, tagged `t`.
@@ -55,66 +127,84 @@ unsafe fn tag<'a>(z: *mut Zone, i: usize) -> &'a AtomicU8 {
 ///
 /// # Safety
 /// `gd` is the calling thread's cpu state; `idx < NZONES`, `cs` its size.
-#[inline]
+#[inline(never)]
 pub unsafe fn alloc(gd: *mut SLGlobalData, idx: usize, cs: usize, t: u8, zero: bool) -> *mut u8 {
     // SAFETY: `gd` is ours; zones on `ZoneAry` are live and ours.
     unsafe {
-        let mut z = (*gd).ZoneAry[idx].cast::<Zone>();
-        if z.is_null() {
-            z = refill(gd, idx, cs);
+        let mut c = pop(gd, idx, t);
+        if c.is_null() {
+            let mut z = (*gd).ZoneAry[idx].cast::<Zone>();
             if z.is_null() {
-                return ptr::null_mut();
+                z = refill(gd, idx, cs);
+                if z.is_null() {
+                    return ptr::null_mut();
+                }
+                // Remote frees taken back may have filled its free list.
+                c = pop(gd, idx, t);
+            }
+            if c.is_null() {
+                return alloc_fresh(gd, z, idx, t, zero);
             }
         }
-        let h = addr_of_mut!((*z).h);
-        let c: *mut u8;
-        let fresh;
-        if (*z).listed != 0 {
-            // Lowest page with a free chunk first.
-            let pa = addr_of_mut!((*h).z_PageAry) as *mut *mut SLChunk;
-            let mut pg = (*h).z_FirstFreePg as usize;
-            while (*pa.add(pg)).is_null() {
-                pg += 1;
-            }
-            (*h).z_FirstFreePg = pg as i32;
-            let head = *pa.add(pg);
-            *pa.add(pg) = (*head).c_Next;
-            (*z).listed -= 1;
-            c = head.cast();
-            fresh = false;
-        } else {
-            let ui = (*h).z_UIndex;
-            c = (*h).z_BasePtr.cast::<u8>().add(ui as usize * cs);
-            let mut n = ui + 1;
-            if n == (*h).z_NMax {
-                n = 0;
-            }
-            if n == (*h).z_UEndIndex && (*h).z_NFree != 1 {
-                fatal!(
-                    "slab_malloc",
-                    "corrupted zone {z:p}: never-used area exhausted with {} chunks free",
-                    (*h).z_NFree
-                );
-            }
-            (*h).z_UIndex = n;
-            fresh = (*h).z_Flags & SLZF_UNOTZEROD == 0;
-        }
-        (*h).z_NFree -= 1;
-        if (*h).z_NFree == 0 {
-            (*gd).ZoneAry[idx] = (*h).z_Next;
-            (*h).z_Next = ptr::null_mut();
-        }
-        let i = ((c as usize - (*h).z_BasePtr as usize) * (*z).recip as usize) >> 32;
-        tag(z, i).store(t, Ordering::Relaxed);
-        if zero && !fresh {
+        if zero {
             ptr::write_bytes(c, 0, cs);
         }
         c
     }
 }
 
+/// Take a never-used chunk of `z` (its free list is empty).
+#[inline(never)]
+unsafe fn alloc_fresh(
+    gd: *mut SLGlobalData,
+    z: *mut Zone,
+    idx: usize,
+    t: u8,
+    zero: bool,
+) -> *mut u8 {
+    // SAFETY: `gd` owns the live zone `z`, which has a free chunk.
+    unsafe {
+        let h = addr_of_mut!((*z).h);
+        let ui = (*h).z_UIndex;
+        let cs = (*z).f.cs as usize;
+        let c = ((*z).f.base as *mut u8).add(ui as usize * cs);
+        let mut n = ui + 1;
+        if n == (*h).z_NMax {
+            n = 0;
+        }
+        if n == (*h).z_UEndIndex && (*h).z_NFree != 1 {
+            fatal!(
+                "slab_malloc",
+                "corrupted zone {z:p}: never-used area exhausted with {} chunks free",
+                (*h).z_NFree
+            );
+        }
+        (*h).z_UIndex = n;
+        (*h).z_NFree -= 1;
+        if (*h).z_NFree == 0 {
+            full(gd, z, idx);
+        }
+        tag(z, ui as usize).store(t, Ordering::Relaxed);
+        if zero && (*h).z_Flags & SLZF_UNOTZEROD != 0 {
+            ptr::write_bytes(c, 0, cs);
+        }
+        c
+    }
+}
+
+/// `z` has no free chunk left: take it off its class list (it is first).
+#[cold]
+unsafe fn full(gd: *mut SLGlobalData, z: *mut Zone, idx: usize) {
+    // SAFETY: `gd` owns `z`, the head of `ZoneAry[idx]`.
+    unsafe {
+        (*gd).ZoneAry[idx] = (*z).h.z_Next;
+        (*z).h.z_Next = ptr::null_mut();
+    }
+}
+
 /// Slow path of `alloc`: take back remote frees, else start a zone.
 #[cold]
+#[inline(never)]
 unsafe fn refill(gd: *mut SLGlobalData, idx: usize, cs: usize) -> *mut Zone {
     // SAFETY: `gd` is the calling thread's cpu state.
     unsafe {
@@ -124,12 +214,16 @@ unsafe fn refill(gd: *mut SLGlobalData, idx: usize, cs: usize) -> *mut Zone {
             return z;
         }
         let p = params();
-        let (z, reused) = if !(*gd).FreeZones.is_null() {
-            let z = (*gd).FreeZones.cast::<Zone>();
-            (*gd).FreeZones = (*z).h.z_Next;
-            (*gd).NFreeZones -= 1;
-            (z, true)
+        let cached = pop_cached(gd);
+        let (z, reused) = if !cached.is_null() {
+            (cached, true)
         } else {
+            // The cache is empty: if it threw zones away since the last
+            // mapping, it was too small for this cpu's working set.
+            if (*gd).sl_Unmapped > 0 {
+                (*gd).sl_CacheMax = ((*gd).sl_CacheMax * 2).clamp(ZONE_CACHE_MAX, ZONE_CACHE_HIGH);
+            }
+            (*gd).sl_Unmapped = 0;
             let z = map_zone(gd, p.zone_size);
             if z.is_null() {
                 return z;
@@ -146,6 +240,7 @@ unsafe fn refill(gd: *mut SLGlobalData, idx: usize, cs: usize) -> *mut Zone {
         }
         let start = (*gd).JunkIndex as usize % nmax;
         (*gd).JunkIndex = ((*gd).JunkIndex + ZALLOC_SLAB_SLIDE) & (ZALLOC_MAX_ZONE_SIZE - 1);
+        let base = z.cast::<u8>().add(off);
         z.write(Zone {
             h: SLZone {
                 z_Magic: ZALLOC_SLAB_MAGIC,
@@ -154,7 +249,7 @@ unsafe fn refill(gd: *mut SLGlobalData, idx: usize, cs: usize) -> *mut Zone {
                 z_NFree: nmax as i32,
                 z_Next: ptr::null_mut(),
                 z_NMax: nmax as i32,
-                z_BasePtr: z.cast::<u8>().add(off).cast(),
+                z_BasePtr: base.cast(),
                 z_UIndex: start as i32,
                 z_UEndIndex: start as i32,
                 z_ChunkSize: cs as i32,
@@ -163,9 +258,16 @@ unsafe fn refill(gd: *mut SLGlobalData, idx: usize, cs: usize) -> *mut Zone {
                 z_Flags: if reused { SLZF_UNOTZEROD } else { 0 },
                 z_PageAry: [ptr::null_mut(); SLZONE_NPAGES],
             },
-            owner: gd,
-            recip: (1u64 << 32).div_ceil(cs as u64),
-            listed: 0,
+            free: ptr::null_mut(),
+            f: Fixed {
+                magic: ZALLOC_SLAB_MAGIC,
+                cs: cs as u32,
+                span: (nmax * cs) as u32,
+                recip: recip(cs),
+                base: base as usize,
+                owner: gd,
+                idx: idx as u32,
+            },
         });
         (*gd).ZoneAry[idx] = z.cast();
         z
@@ -223,6 +325,7 @@ unsafe fn release(gd: *mut SLGlobalData, z: *mut Zone) {
     // SAFETY: the zone is ours, unlinked and empty.
     unsafe {
         (*z).h.z_Magic = 0;
+        (*z).f.magic = 0;
         registry::set(z as usize, false);
         libc::munmap(z.cast(), zs);
         zone_stat(gd, -(zs as isize));
@@ -231,25 +334,31 @@ unsafe fn release(gd: *mut SLGlobalData, z: *mut Zone) {
 
 /// Validate `c` as a chunk of the live zone at `base`; return (zone, chunk
 /// index).
-#[inline]
+#[inline(always)]
 unsafe fn locate(func: &str, base: usize, c: *mut u8) -> (*mut Zone, usize) {
     let z = base as *mut Zone;
-    // SAFETY: `base` is a registered, mapped zone.
+    // SAFETY: `base` is a registered, mapped zone; `Fixed` is read-only
+    // while the zone has live chunks.
     unsafe {
-        if (*z).h.z_Magic != ZALLOC_SLAB_MAGIC {
-            fatal!(func, "{c:p}: zone header at {z:p} is corrupted (bad magic)");
+        let f = &(*z).f;
+        if f.magic != ZALLOC_SLAB_MAGIC {
+            bad_magic(func, c, z);
         }
-        let cs = (*z).h.z_ChunkSize as usize;
-        let off = (c as usize).wrapping_sub((*z).h.z_BasePtr as usize);
-        if off >= (*z).h.z_NMax as usize * cs {
+        let off = (c as usize).wrapping_sub(f.base);
+        if off >= f.span as usize {
             bad_ptr(func, c, "points into a slab zone header, not at a chunk");
         }
-        let i = (off * (*z).recip as usize) >> 32;
-        if i * cs != off {
+        let (i, exact) = index(off, f.recip);
+        if !exact {
             bad_ptr(func, c, "points inside a chunk, not at its start");
         }
         (z, i)
     }
+}
+
+#[cold]
+fn bad_magic(func: &str, c: *mut u8, z: *mut Zone) -> ! {
+    fatal!(func, "{c:p}: zone header at {z:p} is corrupted (bad magic)")
 }
 
 #[cold]
@@ -258,7 +367,7 @@ fn bad_ptr(func: &str, c: *mut u8, why: &str) -> ! {
 }
 
 /// Check the chunk's tag against the type's tag `t`.
-#[inline]
+#[inline(always)]
 unsafe fn check_tag(func: &str, ty: *mut malloc_type, z: *mut Zone, i: usize, c: *mut u8, t: u8) {
     // SAFETY: `i` was validated by `locate`.
     let have = unsafe { tag(z, i) }.load(Ordering::Relaxed);
@@ -268,6 +377,7 @@ unsafe fn check_tag(func: &str, ty: *mut malloc_type, z: *mut Zone, i: usize, c:
 }
 
 #[cold]
+#[inline(never)]
 fn tag_mismatch(func: &str, ty: *mut malloc_type, c: *mut u8, have: u8, t: u8) {
     match have {
         TAG_NEVER => bad_ptr(func, c, "that chunk was never allocated"),
@@ -294,7 +404,7 @@ pub unsafe fn usable(func: &str, base: usize, c: *mut u8, ty: *mut malloc_type, 
     unsafe {
         let (z, i) = locate(func, base, c);
         check_tag(func, ty, z, i, c, t);
-        (*z).h.z_ChunkSize as usize
+        (*z).f.cs as usize
     }
 }
 
@@ -303,7 +413,7 @@ pub unsafe fn usable(func: &str, base: usize, c: *mut u8, ty: *mut malloc_type, 
 /// # Safety
 /// `base` is `c & ~ZoneMask` and a registered zone; `gd` is the calling
 /// thread's cpu state; `ty` is valid.
-#[inline]
+#[inline(always)]
 pub unsafe fn free(
     gd: *mut SLGlobalData,
     base: usize,
@@ -316,42 +426,114 @@ pub unsafe fn free(
         let (z, i) = locate("slab_free", base, c);
         check_tag("slab_free", ty, z, i, c, t);
         tag(z, i).store(TAG_FREE, Ordering::Relaxed);
-        let cs = (*z).h.z_ChunkSize as usize;
-        let owner = (*z).owner;
+        let cs = (*z).f.cs as usize;
+        let owner = (*z).f.owner;
         if owner == gd {
             free_local(gd, z, c);
         } else {
-            let head = AtomicPtr::from_ptr(addr_of_mut!((*owner).sl_Remote));
-            let ch = c.cast::<SLChunk>();
-            let mut cur = head.load(Ordering::Relaxed);
-            loop {
-                (*ch).c_Next = cur;
-                match head.compare_exchange_weak(cur, ch, Ordering::Release, Ordering::Relaxed) {
-                    Ok(_) => break,
-                    Err(now) => cur = now,
-                }
-            }
+            free_remote(owner, c);
         }
         cs
     }
 }
 
-/// Put `c` back on its page's free list in zone `z` owned by `gd`.
-#[inline]
+/// The fast path of `slab_free` for a chunk of the live zone at `base`:
+/// checks, statistics, and back to the free list. Anything unusual (a
+/// tag that does not match) goes to `free_slow`, which reports it.
+///
+/// # Safety
+/// `base` is `c & ~ZoneMask` and a registered zone; `gd` is the calling
+/// thread's cpu state; `ty` is a registered type of tag `t`.
+#[inline(always)]
+pub unsafe fn free_fast(
+    gd: *mut SLGlobalData,
+    base: usize,
+    c: *mut u8,
+    ty: *mut malloc_type,
+    t: u8,
+) {
+    // SAFETY: caller contract; `Fixed` is read-only while the zone has
+    // live chunks, the rest of the zone is ours when `owner == gd`.
+    unsafe {
+        // The checks of `locate` and `check_tag`; anything wrong goes to
+        // `free_slow`, which makes them again and reports.
+        let z = base as *mut Zone;
+        let f = &(*z).f;
+        let off = (c as usize).wrapping_sub(f.base);
+        if f.magic != ZALLOC_SLAB_MAGIC || off >= f.span as usize {
+            return super::free_slow(c.cast(), ty);
+        }
+        let (i, exact) = index(off, f.recip);
+        let tg = tag(z, i);
+        if !exact || tg.load(Ordering::Relaxed) != t {
+            return super::free_slow(c.cast(), ty);
+        }
+        tg.store(TAG_FREE, Ordering::Relaxed);
+        let cs = (*z).f.cs;
+        let owner = (*z).f.owner;
+        types::stat(gd, ty, -(cs as isize), -1);
+        if owner != gd {
+            return free_remote(owner, c);
+        }
+        let ch = c.cast::<SLChunk>();
+        (*ch).c_Next = (*z).free;
+        (*z).free = ch;
+        let nf = (*z).h.z_NFree + 1;
+        (*z).h.z_NFree = nf;
+        if nf == 1
+            || (nf == (*z).h.z_NMax
+                && ((*gd).ZoneAry[(*z).f.idx as usize] != z.cast() || !(*z).h.z_Next.is_null()))
+        {
+            relist(gd, z);
+        }
+    }
+}
+
+/// Push `c` on `owner`'s remote-free list: one compare-and-swap unless
+/// another cpu pushes at the same time.
+#[inline(never)]
+unsafe fn free_remote(owner: *mut SLGlobalData, c: *mut u8) {
+    // SAFETY: `owner` is the live state owning the zone of `c` (states
+    // are pooled, never freed); `c` is a chunk we just marked free.
+    unsafe {
+        let head = AtomicPtr::from_ptr(addr_of_mut!((*owner).sl_Remote));
+        let ch = c.cast::<SLChunk>();
+        let mut cur = head.load(Ordering::Relaxed);
+        loop {
+            (*ch).c_Next = cur;
+            match head.compare_exchange_weak(cur, ch, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+    }
+}
+
+/// Put `c` back on the free list of zone `z` owned by `gd`.
+#[inline(always)]
 unsafe fn free_local(gd: *mut SLGlobalData, z: *mut Zone, c: *mut u8) {
     // SAFETY: `gd` owns `z`, which is live; `c` is a chunk of `z`.
     unsafe {
-        let h = addr_of_mut!((*z).h);
-        let pg = ((c as usize - z as usize) >> PAGE_SHIFT) as i32;
-        let pa = addr_of_mut!((*h).z_PageAry) as *mut *mut SLChunk;
         let ch = c.cast::<SLChunk>();
-        (*ch).c_Next = *pa.add(pg as usize);
-        *pa.add(pg as usize) = ch;
-        (*z).listed += 1;
-        if pg < (*h).z_FirstFreePg {
-            (*h).z_FirstFreePg = pg;
+        (*ch).c_Next = (*z).free;
+        (*z).free = ch;
+        let nf = (*z).h.z_NFree + 1;
+        (*z).h.z_NFree = nf;
+        if nf == 1 || nf == (*z).h.z_NMax {
+            relist(gd, z);
         }
-        (*h).z_NFree += 1;
+    }
+}
+
+/// `z` just got its first free chunk (put it back on its class list) or
+/// became fully free (cache or unmap it unless it is its class's only
+/// zone).
+#[cold]
+#[inline(never)]
+unsafe fn relist(gd: *mut SLGlobalData, z: *mut Zone) {
+    // SAFETY: `gd` owns the live zone `z`.
+    unsafe {
+        let h = addr_of_mut!((*z).h);
         let idx = (*h).z_ZoneIndex as usize;
         if (*h).z_NFree == 1 {
             (*h).z_Next = (*gd).ZoneAry[idx];
@@ -381,16 +563,42 @@ unsafe fn unlink(gd: *mut SLGlobalData, z: *mut Zone) {
 }
 
 /// Cache a fully free, unlinked zone, or unmap it if the cache is full.
+/// A cpu that unmaps more zones than its cache holds without needing a
+/// new one halves an enlarged cache (down to `ZONE_CACHE_MAX`) and unmaps
+/// what no longer fits.
 unsafe fn retire(gd: *mut SLGlobalData, z: *mut Zone) {
-    // SAFETY: `gd` owns `z`.
+    // SAFETY: `gd` owns `z` and its cached zones.
     unsafe {
-        if (*gd).NFreeZones < ZONE_CACHE_MAX {
+        let cap = (*gd).sl_CacheMax.max(ZONE_CACHE_MAX);
+        if (*gd).NFreeZones < cap {
             (*z).h.z_Next = (*gd).FreeZones;
             (*gd).FreeZones = z.cast();
             (*gd).NFreeZones += 1;
-        } else {
-            release(gd, z);
+            return;
         }
+        release(gd, z);
+        (*gd).sl_Unmapped += 1;
+        if (*gd).sl_Unmapped > cap && cap > ZONE_CACHE_MAX {
+            let cap = (cap / 2).max(ZONE_CACHE_MAX);
+            (*gd).sl_CacheMax = cap;
+            (*gd).sl_Unmapped = 0;
+            for _ in cap..(*gd).NFreeZones {
+                release(gd, pop_cached(gd));
+            }
+        }
+    }
+}
+
+/// Take a zone off the cache of fully free zones; NULL if it is empty.
+unsafe fn pop_cached(gd: *mut SLGlobalData) -> *mut Zone {
+    // SAFETY: `gd` is ours, and so are the zones on its cache.
+    unsafe {
+        let z = (*gd).FreeZones.cast::<Zone>();
+        if !z.is_null() {
+            (*gd).FreeZones = (*z).h.z_Next;
+            (*gd).NFreeZones -= 1;
+        }
+        z
     }
 }
 
@@ -424,12 +632,15 @@ pub unsafe fn release_free(gd: *mut SLGlobalData) {
     // SAFETY: `gd` is ours and so are all zones reachable from it.
     unsafe {
         drain_remote(gd);
-        while !(*gd).FreeZones.is_null() {
-            let z = (*gd).FreeZones.cast::<Zone>();
-            (*gd).FreeZones = (*z).h.z_Next;
-            (*gd).NFreeZones -= 1;
+        loop {
+            let z = pop_cached(gd);
+            if z.is_null() {
+                break;
+            }
             release(gd, z);
         }
+        (*gd).sl_CacheMax = ZONE_CACHE_MAX;
+        (*gd).sl_Unmapped = 0;
         for idx in 0..(*gd).ZoneAry.len() {
             let mut z = (*gd).ZoneAry[idx].cast::<Zone>();
             while !z.is_null() {

@@ -124,7 +124,8 @@ struct SLZone {
  Per-cpu allocator state, embedded in `struct globaldata` as `gd_slab`.
 
  The fields after `ZoneInfo` are libcaps for Linux additions (the
- remote-free list and the statistics slot); C code must not touch them.
+ remote-free list, the statistics slot, the zone cache bound); C code
+ must not touch them.
  */
 struct SLGlobalData {
     /*
@@ -156,7 +157,16 @@ struct SLGlobalData {
      `SLGD_*` flags
      */
     int sl_Flags;
-    long sl_Pad0[8];
+    /*
+     most fully free zones kept mapped (grows when zones are unmapped and
+     then needed again, shrinks back when they are not)
+     */
+    int sl_CacheMax;
+    /*
+     zones unmapped for a full cache since a zone was last mapped
+     */
+    int sl_Unmapped;
+    long sl_Pad0[7];
     /*
      chunks freed by other cpus, pushed lock-free, drained by the owner
      */

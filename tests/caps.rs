@@ -1,0 +1,768 @@
+//! CAPS IPC between processes: the C programs `caps1` and `caps_echo`
+//! (compiled against the installed library) as servers and clients, plus
+//! raw sockets that break the protocol. Every test has its own rendezvous
+//! directory (`LIBCAPS_DIR`) and a deadline: a hang fails the test.
+
+mod common;
+
+use common::compile_c;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The deadline of any one program run.
+const DEADLINE: Duration = Duration::from_secs(120);
+
+fn caps1() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| compile_c("caps1-ipc", "caps1", false))
+}
+
+fn echo() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| compile_c("caps_echo-ipc", "caps_echo", false))
+}
+
+/// A private rendezvous directory (0755 so other uids can reach root's
+/// services through it), removed at the end.
+struct Rdv(PathBuf);
+
+impl Rdv {
+    fn new(tag: &str) -> Rdv {
+        Rdv::with_mode(tag, 0o755)
+    }
+
+    fn with_mode(tag: &str, mode: u32) -> Rdv {
+        let d = std::env::temp_dir().join(format!("libcaps-test-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode)).unwrap();
+        Rdv(d)
+    }
+
+    fn cmd(&self, prog: &Path) -> Command {
+        let mut c = Command::new(prog);
+        c.env("LIBCAPS_DIR", &self.0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    /// The socket of service `name` of the current user.
+    fn socket(&self, name: &str) -> PathBuf {
+        // SAFETY: geteuid has no preconditions.
+        let uid = unsafe { libc::geteuid() };
+        if uid == 0 {
+            self.0.join("root").join(name)
+        } else {
+            self.0.join("users").join(uid.to_string()).join(name)
+        }
+    }
+
+    /// Start a server and wait until it accepts connections.
+    fn serve(&self, prog: &Path, name: &str, args: &[&str]) -> Server {
+        let child = self.cmd(prog).args(args).spawn().expect("spawn server");
+        let sock = self.socket(name);
+        let t0 = Instant::now();
+        // Connectable, not just present: a dead service's stale socket
+        // may still be there until the new one replaces it.
+        while UnixStream::connect(&sock).is_err() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "server {name} did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Server(Some(child))
+    }
+}
+
+impl Drop for Rdv {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running server process; killed if the test ends early.
+struct Server(Option<Child>);
+
+impl Server {
+    fn pid(&self) -> i32 {
+        self.0.as_ref().unwrap().id() as i32
+    }
+
+    fn kill(&mut self, sig: i32) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    fn finish(mut self) -> Output {
+        wait_deadline(self.0.take().unwrap())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Wait for a child, killing it (and failing) past the deadline.
+fn wait_deadline(mut child: Child) -> Output {
+    let t0 = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if t0.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "program hung; stdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn run(mut c: Command) -> Output {
+    wait_deadline(c.spawn().expect("spawn"))
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn expect_ok(out: &Output, stdout: &str) {
+    assert!(
+        out.status.success() && text(&out.stdout) == stdout,
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+// ---- caps1 -------------------------------------------------------------
+
+#[test]
+fn caps1_server_and_client() {
+    let rdv = Rdv::new("caps1");
+    let srv = rdv.serve(caps1(), "test", &["-s", "-n5"]);
+    let out = run({
+        let mut c = rdv.cmd(caps1());
+        c.args(["-c", "-n5"]);
+        c
+    });
+    let so = text(&out.stdout);
+    let lines: Vec<&str> = so.lines().collect();
+    assert!(out.status.success(), "client: {so}\n{}", text(&out.stderr));
+    assert!(
+        lines[0].starts_with("caps_client port 0x") && lines[0].contains(" msg 0x"),
+        "{so}"
+    );
+    for i in 0..5 {
+        assert_eq!(
+            lines[1 + i],
+            format!("reply: error=23/23 res={i}/{i}"),
+            "{so}"
+        );
+    }
+    assert!(lines[6].starts_with("rate: 5 round trips in "), "{so}");
+    assert_eq!(lines[7..], ["exit"], "{so}");
+
+    let out = srv.finish();
+    let so = text(&out.stdout);
+    let lines: Vec<&str> = so.lines().collect();
+    assert!(out.status.success(), "server: {so}");
+    assert!(lines[0].starts_with("caps_service port 0x"), "{so}");
+    assert_eq!(lines.len(), 1 + 5 * 2 + 1, "{so}");
+    for pair in lines[1..11].chunks(2) {
+        assert!(
+            pair[0].starts_with("received msg 0x") && pair[0].ends_with(" 00000000"),
+            "{so}"
+        );
+        assert!(pair[1].starts_with("replyport: 0x"), "{so}");
+    }
+    assert_eq!(lines[11], "exit");
+}
+
+#[test]
+fn caps1_client_without_server_fails_cleanly() {
+    let rdv = Rdv::new("noserver");
+    let out = run({
+        let mut c = rdv.cmd(caps1());
+        c.args(["-c", "-n1"]);
+        c
+    });
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).ends_with("failed to connect\n"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn server_killed_mid_stream_caps1_client_reports_failure() {
+    let rdv = Rdv::new("caps1kill");
+    let mut srv = rdv.serve(caps1(), "test", &["-s", "-q2"]);
+    let client = rdv.cmd(caps1()).args(["-c", "-q2"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    srv.kill(libc::SIGKILL);
+    let out = wait_deadline(client);
+    let so = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        so.contains("client failed\n") && so.ends_with("exit\n"),
+        "{so}"
+    );
+}
+
+// ---- threads meet IPC ----------------------------------------------------
+
+#[test]
+fn eight_lwkt_threads_block_in_domsg_on_one_connection() {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    let prog = P.get_or_init(|| compile_c("caps_threads-ipc", "caps_threads", false));
+    let rdv = Rdv::new("threads");
+    // The server answers in bursts of up to 8, newest first, so replies
+    // arrive out of order across the threads.
+    let srv = rdv.serve(echo(), "thr", &["-s", "thr", "-h", "8"]);
+    let mut c = rdv.cmd(prog);
+    c.args(["thr", "2000"]);
+    let mut want = String::new();
+    for i in 0..8 {
+        let how = ["domsg", "beginmsg+waitmsg", "sendmsg+waitport"][i % 3];
+        want += &format!("worker {i} ({how}): 2000 ok, 0 bad\n");
+    }
+    want += "ticker ran 1000 times, workers left 0\n";
+    let out = run(c);
+    // The library's own "kthread ADDR NAME has exited" lines (TDF_VERBOSE)
+    // come first, one per thread, in exit order.
+    let so = text(&out.stdout);
+    let (exits, rest): (Vec<&str>, Vec<&str>) =
+        so.lines().partition(|l| l.starts_with("kthread 0x"));
+    assert_eq!(exits.len(), 9, "{so}");
+    assert!(exits.iter().all(|l| l.ends_with(" has exited")), "{so}");
+    assert!(out.status.success(), "{so}\n{}", text(&out.stderr));
+    assert_eq!(rest.join("\n") + "\n", want);
+    drop(srv);
+}
+
+// ---- load and message sizes --------------------------------------------
+
+#[test]
+fn fifty_clients_ten_thousand_round_trips_each() {
+    let rdv = Rdv::new("fifty");
+    let srv = rdv.serve(echo(), "fifty", &["-s", "fifty", "-h", "8"]);
+    let clients: Vec<Child> = (0..50)
+        .map(|_| {
+            rdv.cmd(echo())
+                .args(["-c", "fifty", "-r", "10000", "-z", "24", "-p", "4"])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in clients {
+        expect_ok(&wait_deadline(c), "ok 10000\n");
+    }
+    drop(srv);
+}
+
+#[test]
+fn largest_messages_both_directions() {
+    let rdv = Rdv::new("big");
+    let srv = rdv.serve(echo(), "big", &["-s", "big", "-h", "2"]);
+    // 66,560-byte requests (the whole CAPMSG_MAXSIZE) and replies
+    let full = (66560 - 80).to_string();
+    expect_ok(
+        &run({
+            let mut c = rdv.cmd(echo());
+            c.args(["-c", "big", "-r", "300", "-z", &full, "-p", "3"]);
+            c
+        }),
+        "ok 300\n",
+    );
+    // small requests whose replies grow to the whole buffer
+    expect_ok(
+        &run({
+            let mut c = rdv.cmd(echo());
+            c.args(["-c", "big", "-r", "300", "-z", "10", "-p", "2", "-x"]);
+            c
+        }),
+        "ok 300\n",
+    );
+    drop(srv);
+}
+
+#[test]
+fn oversized_message_is_refused_at_send() {
+    let rdv = Rdv::new("oversize");
+    let srv = rdv.serve(echo(), "oversize", &["-s", "oversize"]);
+    let out = run({
+        let mut c = rdv.cmd(echo());
+        c.args(["-c", "oversize", "-z", "66481"]);
+        c
+    });
+    // The client program treats the refusal as a reply with EINVAL.
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("seq 0: error 22"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stderr).contains("lwkt_beginmsg: CAPS message"),
+        "{}",
+        text(&out.stderr)
+    );
+    drop(srv);
+}
+
+// ---- faults --------------------------------------------------------------
+
+#[test]
+fn server_kill9_with_requests_in_flight() {
+    let rdv = Rdv::new("kill9");
+    let mut srv = rdv.serve(echo(), "kill9", &["-s", "kill9", "-h", "16"]);
+    // -P: the client keeps the default SIGPIPE action; the library's
+    // writes to the dead server must not raise it.
+    let client = rdv
+        .cmd(echo())
+        .args([
+            "-c",
+            "kill9",
+            "-r",
+            "1000000000",
+            "-p",
+            "16",
+            "-z",
+            "100",
+            "-P",
+        ])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    srv.kill(libc::SIGKILL);
+    let out = wait_deadline(client);
+    let so = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{so}\n{}", text(&out.stderr));
+    assert!(so.starts_with("server gone after "), "{so}");
+    assert!(
+        so.ends_with(" replies: all 16 requests done, some with EIO, the others replied\n"),
+        "{so}"
+    );
+}
+
+#[test]
+fn client_killed_server_keeps_serving() {
+    let rdv = Rdv::new("clientkill");
+    let srv = rdv.serve(echo(), "ck", &["-s", "ck", "-h", "4"]);
+    for _ in 0..3 {
+        let mut c = rdv
+            .cmd(echo())
+            .args(["-c", "ck", "-r", "1000000000", "-p", "8"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+    expect_ok(
+        &run({
+            let mut c = rdv.cmd(echo());
+            c.args(["-c", "ck", "-r", "2000", "-p", "4"]);
+            c
+        }),
+        "ok 2000\n",
+    );
+    drop(srv);
+}
+
+#[test]
+fn client_close_completes_outstanding_with_eio() {
+    let rdv = Rdv::new("cclose");
+    // The server holds up to 64 requests: none of the 8 gets an answer
+    // before the client closes.
+    let srv = rdv.serve(echo(), "cc", &["-s", "cc", "-h", "64"]);
+    expect_ok(
+        &run({
+            let mut c = rdv.cmd(echo());
+            c.args(["-c", "cc", "-p", "8", "-r", "8", "-C"]);
+            c
+        }),
+        "closed with 8 outstanding: 8 done, 8 with EIO\n",
+    );
+    drop(srv);
+}
+
+#[test]
+fn service_close_completes_clients_requests_with_eio() {
+    let rdv = Rdv::new("sclose");
+    let srv = rdv.serve(echo(), "sc", &["-s", "sc", "-h", "64", "-k", "6"]);
+    let out = run({
+        let mut c = rdv.cmd(echo());
+        c.args(["-c", "sc", "-p", "6", "-r", "100"]);
+        c
+    });
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
+    assert_eq!(
+        text(&out.stdout),
+        "server gone after 0 replies: all 6 requests done, some with EIO, the others replied\n"
+    );
+    assert_eq!(text(&out.stderr), "6 with EIO, 0 replied\n");
+    let s = srv.finish();
+    assert_eq!(
+        text(&s.stdout),
+        "serving sc\nclosing the service with 6 requests unanswered\n"
+    );
+    assert!(!rdv.socket("sc").exists(), "service socket left behind");
+}
+
+/// Bytes of a client hello.
+fn hello() -> Vec<u8> {
+    let mut h = b"CAPS".to_vec();
+    h.extend_from_slice(&1u16.to_le_bytes());
+    h.extend_from_slice(&1u16.to_le_bytes());
+    h.extend_from_slice(&66560u32.to_le_bytes());
+    h.extend_from_slice(&0u32.to_le_bytes());
+    h
+}
+
+/// A request header (see docs/wire-protocol.md).
+fn request(kind: u16, body_len: u32, id: u64, capacity: u32) -> Vec<u8> {
+    let mut h = Vec::new();
+    h.extend_from_slice(&kind.to_le_bytes());
+    h.extend_from_slice(&0u16.to_le_bytes());
+    h.extend_from_slice(&body_len.to_le_bytes());
+    h.extend_from_slice(&id.to_le_bytes());
+    h.extend_from_slice(&capacity.to_le_bytes());
+    h.extend_from_slice(&[0u8; 28]);
+    h
+}
+
+/// Send `bytes` on a fresh connection and read until the server closes
+/// it; returns what the server sent.
+fn raw_exchange(sock: &Path, bytes: &[u8]) -> Vec<u8> {
+    let mut s = UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let _ = s.write_all(bytes);
+    let mut got = Vec::new();
+    s.read_to_end(&mut got)
+        .expect("server must close the connection");
+    got
+}
+
+#[test]
+fn malformed_frames_drop_only_that_connection() {
+    let rdv = Rdv::new("malformed");
+    let srv = rdv.serve(echo(), "mf", &["-s", "mf"]);
+    let sock = rdv.socket("mf");
+    let good = || {
+        let mut c = rdv.cmd(echo());
+        c.args(["-c", "mf", "-r", "200", "-z", "16"]);
+        expect_ok(&run(c), "ok 200\n");
+    };
+
+    // a wrong hello: the server answers EPROTO (71) and closes
+    let mut bad = hello();
+    bad[0] = b'X';
+    let got = raw_exchange(&sock, &bad);
+    assert_eq!(got.len(), 16);
+    assert_eq!(&got[0..4], b"CAPS");
+    assert_eq!(
+        u32::from_le_bytes(got[12..16].try_into().unwrap()),
+        libc::EPROTO as u32
+    );
+    good();
+
+    // an unknown frame kind after a good hello
+    let mut b = hello();
+    b.extend(request(7, 0, 1, 0));
+    assert_eq!(raw_exchange(&sock, &b).len(), 16);
+    good();
+
+    // an oversized frame
+    let mut b = hello();
+    b.extend(request(1, 70_000, 1, 70_000));
+    assert_eq!(raw_exchange(&sock, &b).len(), 16);
+    good();
+
+    // a request that claims less capacity than it carries
+    let mut b = hello();
+    b.extend(request(1, 100, 1, 50));
+    b.extend([0u8; 100]);
+    assert_eq!(raw_exchange(&sock, &b).len(), 16);
+
+    // a truncated frame, then the peer goes away
+    let mut b = hello();
+    b.extend(&request(1, 1000, 1, 1000)[..30]);
+    drop({
+        let mut s = UnixStream::connect(&sock).unwrap();
+        s.write_all(&b).unwrap();
+        s
+    });
+    good();
+
+    drop(srv);
+    // SIGKILL by Drop: collect the log lines the server wrote
+}
+
+#[test]
+fn malformed_frames_are_logged_one_line_each() {
+    let rdv = Rdv::new("mflog");
+    let srv = rdv.serve(echo(), "ml", &["-s", "ml", "-n", "10"]);
+    let sock = rdv.socket("ml");
+    let mut b = hello();
+    b.extend(request(9, 0, 1, 0));
+    raw_exchange(&sock, &b);
+    let mut b = hello();
+    b.extend(request(1, 80_000, 1, 80_000));
+    raw_exchange(&sock, &b);
+    let mut c = rdv.cmd(echo());
+    c.args(["-c", "ml", "-r", "10"]);
+    expect_ok(&run(c), "ok 10\n");
+    let out = srv.finish();
+    let err = text(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].starts_with("libcaps: caps_service: ml: dropping client pid "),
+        "{err}"
+    );
+    assert!(
+        lines[0].ends_with("protocol error: unknown frame kind 9"),
+        "{err}"
+    );
+    assert!(
+        lines[1].ends_with("protocol error: payload of 80000 bytes exceeds the limit"),
+        "{err}"
+    );
+    assert_eq!(text(&out.stdout), "serving ml\nserved 10\n");
+}
+
+#[test]
+fn a_client_that_never_reads_replies_does_not_block_the_server() {
+    let rdv = Rdv::new("noread");
+    let srv = rdv.serve(echo(), "nr", &["-s", "nr"]);
+    let sock = rdv.socket("nr");
+    // Flood requests with large payloads and never read a reply.
+    let mut s = UnixStream::connect(&sock).unwrap();
+    s.write_all(&hello()).unwrap();
+    s.set_nonblocking(true).unwrap();
+    let body = vec![0x5au8; 60_000];
+    let mut frame = request(1, body.len() as u32, 0, body.len() as u32);
+    frame.extend_from_slice(&body);
+    let mut sent_frames = 0u64;
+    let t0 = Instant::now();
+    'flood: while t0.elapsed() < Duration::from_secs(3) {
+        let mut f = frame.clone();
+        f[8..16].copy_from_slice(&sent_frames.to_le_bytes());
+        let mut off = 0;
+        while off < f.len() {
+            if t0.elapsed() > Duration::from_secs(3) {
+                break 'flood;
+            }
+            match s.write(&f[off..]) {
+                Ok(n) => off += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if off == 0 {
+                        break 'flood;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        sent_frames += 1;
+    }
+    assert!(
+        sent_frames > 20,
+        "the server stopped reading after {sent_frames} frames only"
+    );
+    // The server has stopped reading the flooder; others are served.
+    let mut c = rdv.cmd(echo());
+    c.args(["-c", "nr", "-r", "2000", "-z", "32", "-p", "2"]);
+    expect_ok(&run(c), "ok 2000\n");
+    drop(s);
+    drop(srv);
+}
+
+// ---- rendezvous ---------------------------------------------------------
+
+#[test]
+fn exclusive_service_and_socket_mode() {
+    let rdv = Rdv::new("excl");
+    let srv = rdv.serve(echo(), "ex", &["-s", "ex", "-f", "8", "-m", "640"]);
+    let mode = std::fs::metadata(rdv.socket("ex"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777;
+    assert_eq!(mode, 0o640);
+    let mut second = rdv.cmd(echo());
+    second.args(["-s", "ex", "-f", "8"]);
+    let out = run(second);
+    assert_eq!(text(&out.stdout), "caps_service: File exists\n");
+    drop(srv); // SIGKILL: the socket node stays behind, stale
+    assert!(rdv.socket("ex").exists());
+    let srv = rdv.serve(echo(), "ex", &["-s", "ex", "-f", "8", "-n", "1"]);
+    let mut c = rdv.cmd(echo());
+    c.args(["-c", "ex"]);
+    expect_ok(&run(c), "ok 1\n");
+    assert!(srv.finish().status.success());
+}
+
+// ---- access control (needs root to act as another user) -------------------
+
+/// Run a client as `uid`/`gid` against root's service `name`.
+fn client_as(rdv: &Rdv, name: &str, uid: u32, gid: u32) -> Output {
+    let mut c = rdv.cmd(echo());
+    c.args([
+        "-c",
+        name,
+        "-o",
+        "0",
+        "-u",
+        &uid.to_string(),
+        "-G",
+        &gid.to_string(),
+    ]);
+    run(c)
+}
+
+#[test]
+fn access_control_user_group_world() {
+    if !is_root() {
+        eprintln!("access_control_user_group_world: skipped (needs root to switch uid)");
+        return;
+    }
+    let rdv = Rdv::new("acl");
+    let (nobody, other_gid) = (65534u32, 4242u32);
+    let denied = "caps_client: Permission denied\n";
+
+    // flags 0: only the socket mode decides (0666: everyone)
+    let s = rdv.serve(echo(), "open", &["-s", "open", "-f", "0"]);
+    expect_ok(&client_as(&rdv, "open", nobody, nobody), "ok 1\n");
+    drop(s);
+
+    // mode 0600 and flags 0: the file system refuses other users
+    let s = rdv.serve(
+        echo(),
+        "private",
+        &["-s", "private", "-f", "0", "-m", "600"],
+    );
+    assert_eq!(
+        text(&client_as(&rdv, "private", nobody, nobody).stdout),
+        denied
+    );
+    drop(s);
+
+    // CAPS_USER: only the owner (root)
+    let s = rdv.serve(echo(), "user", &["-s", "user", "-f", "1"]);
+    assert_eq!(
+        text(&client_as(&rdv, "user", nobody, nobody).stdout),
+        denied
+    );
+    expect_ok(&client_as(&rdv, "user", 0, 0), "ok 1\n");
+    drop(s);
+
+    // CAPS_GROUP with gid 4242: members of 4242 only
+    let s = rdv.serve(
+        echo(),
+        "group",
+        &["-s", "group", "-f", "2", "-g", &other_gid.to_string()],
+    );
+    expect_ok(&client_as(&rdv, "group", nobody, other_gid), "ok 1\n");
+    assert_eq!(
+        text(&client_as(&rdv, "group", nobody, nobody).stdout),
+        denied
+    );
+    assert_eq!(text(&client_as(&rdv, "group", 0, 0).stdout), denied);
+    drop(s);
+
+    // CAPS_WORLD: anybody
+    let s = rdv.serve(echo(), "world", &["-s", "world", "-f", "4"]);
+    expect_ok(&client_as(&rdv, "world", nobody, nobody), "ok 1\n");
+    expect_ok(&client_as(&rdv, "world", 0, other_gid), "ok 1\n");
+    drop(s);
+
+    // CAPS_USER|CAPS_GROUP: the owner or the group
+    let s = rdv.serve(
+        echo(),
+        "ug",
+        &["-s", "ug", "-f", "3", "-g", &other_gid.to_string()],
+    );
+    expect_ok(&client_as(&rdv, "ug", 0, 0), "ok 1\n");
+    expect_ok(&client_as(&rdv, "ug", nobody, other_gid), "ok 1\n");
+    assert_eq!(text(&client_as(&rdv, "ug", nobody, nobody).stdout), denied);
+    drop(s);
+}
+
+#[test]
+fn user_services_live_in_their_own_directory() {
+    if !is_root() {
+        eprintln!("user_services_live_in_their_own_directory: skipped (needs root to switch uid)");
+        return;
+    }
+    // a base directory anybody may create in, as /var/caps is set up
+    let rdv = Rdv::with_mode("peruser", 0o777);
+    let nobody = 65534u32;
+    // a service started as nobody lands in users/65534/, created on demand
+    let mut s = rdv.cmd(echo());
+    s.args([
+        "-s",
+        "mine",
+        "-u",
+        &nobody.to_string(),
+        "-G",
+        &nobody.to_string(),
+        "-n",
+        "1",
+    ]);
+    let srv = Server(Some(s.spawn().unwrap()));
+    let sock = rdv.0.join("users").join(nobody.to_string()).join("mine");
+    let t0 = Instant::now();
+    while !sock.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no socket at {}",
+            sock.display()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let users = std::fs::metadata(rdv.0.join("users"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777;
+    assert_eq!(users, 0o1777);
+    // nobody's own client finds it with uid -1 (its own uid first)
+    let mut c = rdv.cmd(echo());
+    c.args([
+        "-c",
+        "mine",
+        "-u",
+        &nobody.to_string(),
+        "-G",
+        &nobody.to_string(),
+    ]);
+    expect_ok(&run(c), "ok 1\n");
+    assert!(srv.finish().status.success());
+}

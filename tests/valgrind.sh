@@ -1,0 +1,66 @@
+#!/bin/sh
+# C test programs under valgrind (memcheck): no invalid access, no
+# uninitialised read, no definite leak. Run by `make test` after the C
+# tests built the programs into target/c-tests/.
+set -u
+dir=target/c-tests
+if ! command -v valgrind >/dev/null 2>&1; then
+	echo "valgrind: skipped (valgrind is not installed)"
+	exit 0
+fi
+pass=0 fail=0
+vg() {	# vg EXPECTED-EXIT NAME ARGS...
+	want=$1 name=$2
+	shift 2
+	if [ ! -x "$dir/$name" ]; then
+		echo "FAIL $name: not built (run the C tests first)"
+		fail=$((fail + 1))
+		return
+	fi
+	valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+	    "$dir/$name" "$@" > /dev/null 2> "$tmp/$name.err" < /dev/null
+	rc=$?
+	if [ "$rc" = "$want" ]; then
+		pass=$((pass + 1)); echo "ok   $name"
+	else
+		fail=$((fail + 1)); echo "FAIL $name: exit $rc, wanted $want"; sed 's/^/     /' "$tmp/$name.err" | head -30
+	fi
+}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+vg 0 msgport
+vg 1 thr1			# exit(1) after main is resumed, as the original
+vg 0 thr_pingpong
+vg 0 thr_wait
+vg 0 thr_prio
+vg 0 slab_basic
+
+# caps_e | caps_d: the decoder under valgrind
+if "$dir/caps_e" root daemon nobody > "$tmp/enc" 2>/dev/null; then
+	valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+	    "$dir/caps_d" < "$tmp/enc" > /dev/null 2> "$tmp/caps_d.err"
+	rc=$?
+	if [ $rc = 0 ]; then pass=$((pass + 1)); echo "ok   caps_d"; else
+		fail=$((fail + 1)); echo "FAIL caps_d: exit $rc"; head -30 "$tmp/caps_d.err"; fi
+fi
+
+# a CAPS server and a threaded client, both under valgrind
+export LIBCAPS_DIR="$tmp/rdv"
+valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+    "$dir/caps_echo-ipc" -s vg -h 8 -n 1200 > /dev/null 2> "$tmp/server.err" &
+srv=$!
+i=0
+while [ ! -S "$LIBCAPS_DIR/root/vg" ] && [ ! -S "$LIBCAPS_DIR/users/$(id -u)/vg" ]; do
+	i=$((i + 1)); [ $i -lt 400 ] || break
+	sleep 0.05
+done
+vg 0 caps_threads-ipc vg 100	# 8 threads x 100 = 800 requests
+vg 0 caps_echo-ipc -c vg -r 400 -p 4 -z 1000
+wait $srv
+rc=$?
+if [ $rc = 0 ]; then pass=$((pass + 1)); echo "ok   caps_echo server"; else
+	fail=$((fail + 1)); echo "FAIL caps_echo server: exit $rc"; head -30 "$tmp/server.err"; fi
+
+echo "valgrind: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
