@@ -37,13 +37,16 @@ static void
 server(void *arg)
 {
 	lwkt_msg_t msg;
+	int last;
 
 	(void)arg;
 	rel_mplock();
 	for (;;) {
 		msg = lwkt_waitport(&curthread->td_msgport, NULL);
+		/* read before replying: the reply gives the message back */
+		last = msg->ms_cmd == 2;
 		lwkt_replymsg(msg, 0);
-		if (msg->ms_cmd == 2)
+		if (last)
 			break;
 	}
 }

@@ -297,6 +297,11 @@ c_test!(slab_bad_no_magic, src: "slab_bad", args: &["no-magic"],
 c_test!(slab_bad_limit, src: "slab_bad", args: &["limit"],
     exit: Exit::Signal(SIGABRT), stderr_has: &["slab_malloc: malloc type 'one': malloc limit exceeded"]);
 
+// ---- virtual cpus --------------------------------------------------------
+c_test!(vcpu_deadlock, src: "vcpu_deadlock", exit: Exit::Signal(SIGABRT),
+    stderr_has: &["libcaps: deadlock: all 2 cpus sleep and nothing can wake any of their threads",
+        "\"waiter\": blocked in waitport", "\"main\": descheduled"]);
+
 /// Every installed header compiles on its own (after `<sys/types.h>`), as
 /// C11 and as C++, with warnings as errors.
 #[test]

@@ -33,6 +33,15 @@ impl Token {
     }
 }
 
+/// Registered descriptors on every cpu (for the deadlock check: a
+/// process with sockets can always be woken from outside).
+static ALL_SOURCES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Registered descriptors on all cpus together.
+pub fn all_sources() -> usize {
+    ALL_SOURCES.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Epoll data value of the wakeup eventfd.
 const WAKE_KEY: u64 = u64::MAX;
 
@@ -166,6 +175,7 @@ pub fn register(fd: RawFd, events: u32, cb: Callback) -> Result<Token, i32> {
             live: true,
         };
         l.live += 1;
+        ALL_SOURCES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(token)
     })
 }
@@ -211,6 +221,7 @@ pub fn unregister(token: Token) {
         s.fd = -1;
         l.free.push(token.slot);
         l.live -= 1;
+        ALL_SOURCES.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     })
 }
 

@@ -84,9 +84,12 @@ pub const RQF_WAKE: c_int = 0x0002;
 pub const SPIN_MAX: u32 = 1 << 14;
 pub const SPIN_MIN: u32 = 32;
 
-/// Longest sleep of an idle cpu while several cpus run (see
-/// [`wait_for_work`]).
-pub const SAFETY_NAP_MS: i32 = 100;
+/// Cpus asleep in [`wait_for_work`] with nothing pending.
+static ASLEEP: AtomicI32 = AtomicI32::new(0);
+/// Cpus whose kernel thread runs (cpu ids `0..STARTED`): a new cpu counts
+/// itself before it can first sleep, while `ncpus` only grows once its
+/// creator resumes.
+static STARTED: AtomicI32 = AtomicI32::new(0);
 
 /// Per-cpu state that C never sees; `gd_vcpu` points to it.
 ///
@@ -237,15 +240,30 @@ pub unsafe fn wait_for_work(gd: *mut globaldata) {
         (*p).sleeping.store(true, Ordering::SeqCst);
         if rf.load(Ordering::SeqCst) == 0 {
             (*p).sleeps += 1;
-            // With several cpus the sleep is bounded (SAFETY_NAP_MS): a
-            // safety net after a hang with every cpu asleep was seen once
-            // in about a hundred runs of tests/vcpu.rs and not yet
-            // explained. Ten wakeups a second cost no measurable CPU.
-            let multi = ncpus.load(Ordering::Relaxed) > 1;
-            evloop::poll(if multi { SAFETY_NAP_MS } else { -1 });
+            let n = STARTED.load(Ordering::SeqCst);
+            if ASLEEP.fetch_add(1, Ordering::SeqCst) + 1 == n && n > 1 && nothing_can_wake(n) {
+                lt::report_deadlock_all(n);
+            }
+            evloop::poll(-1);
+            ASLEEP.fetch_sub(1, Ordering::SeqCst);
         }
         (*p).sleeping.store(false, Ordering::SeqCst);
     }
+}
+
+/// Called by the last of the `n` started cpus to fall asleep: is every cpu
+/// asleep with no request pending, and no socket anywhere that could wake
+/// one? (A cpu woken by a request has it in its `gd_reqflags` until it
+/// runs; only a running cpu sends requests, and none runs. A cpu being
+/// created keeps its creator awake until it has counted itself.)
+fn nothing_can_wake(n: i32) -> bool {
+    if evloop::all_sources() != 0 || ASLEEP.load(Ordering::SeqCst) != n {
+        return false;
+    }
+    (0..n).all(|cpu| {
+        // SAFETY: cpus below ncpus are started.
+        unsafe { reqflags(globaldata_find(cpu)).load(Ordering::SeqCst) == 0 }
+    })
 }
 
 /// `&gdary[cpu]`.
@@ -292,6 +310,7 @@ pub fn adopt() -> *mut globaldata {
     unsafe { crate::slab::gd::adopt_cpu(&raw mut (*gd).gd_slab) };
     // SAFETY: gd is set up; only this thread sets its waker.
     let _ = unsafe { (*cpu_priv(gd)).waker.set(evloop::waker()) };
+    STARTED.fetch_add(1, Ordering::SeqCst);
     gd
 }
 
@@ -362,6 +381,7 @@ fn vcpu_main(gd: *mut globaldata, ready: Arc<(Mutex<bool>, std::sync::Condvar)>)
         crate::slab::gd::adopt_cpu(&raw mut (*gd).gd_slab);
         let _ = (*cpu_priv(gd)).waker.set(evloop::waker());
     }
+    STARTED.fetch_add(1, Ordering::SeqCst);
     {
         let (m, cv) = &*ready;
         *m.lock().unwrap_or_else(|e| e.into_inner()) = true;

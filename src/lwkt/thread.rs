@@ -912,9 +912,25 @@ unsafe fn reap(gd: *mut globaldata) {
 /// `gd` is the current cpu.
 unsafe fn report_deadlock(gd: *mut globaldata) -> ! {
     // SAFETY: walking the cpu's own thread list.
+    let lines = unsafe { thread_states(gd) };
+    fatal!(
+        "deadlock",
+        "every thread on cpu {} is blocked and nothing can wake any of them:{lines}",
+        // SAFETY: `gd` is the current cpu.
+        unsafe { (*gd).gd_cpuid }
+    )
+}
+
+/// One line per thread of `gd`: what it waits for.
+///
+/// # Safety
+/// `gd` must be a started cpu whose thread list nobody changes meanwhile
+/// (its own, or one asleep).
+unsafe fn thread_states(gd: *mut globaldata) -> String {
+    let mut lines = String::new();
+    // SAFETY: per the contract.
     unsafe {
         let mut td = tdqueue::first(&raw const (*gd).gd_tdallq);
-        let mut lines = String::new();
         while !td.is_null() {
             let wmesg = (*td).td_wmesg;
             let why = if wmesg.is_null() {
@@ -922,15 +938,33 @@ unsafe fn report_deadlock(gd: *mut globaldata) -> ! {
             } else {
                 format!("blocked in {}", CStr::from_ptr(wmesg).to_string_lossy())
             };
-            lines.push_str(&format!("\n  thread {td:p} \"{}\": {why}", name(td)));
+            lines.push_str(&format!(
+                "\n  cpu {} thread {td:p} \"{}\": {why}",
+                (*gd).gd_cpuid,
+                name(td)
+            ));
             td = tdqueue::next(td, Link::Allq);
         }
-        fatal!(
-            "deadlock",
-            "every thread on cpu {} is blocked and nothing can wake any of them:{lines}",
-            (*gd).gd_cpuid
-        )
     }
+    lines
+}
+
+/// Every cpu sleeps with nothing pending and no socket that could wake
+/// one: report every thread and abort, instead of hanging.
+///
+/// # Safety
+/// Called by the last cpu to fall asleep, after checking that every other
+/// cpu sleeps with no request pending (their lists are not changing).
+pub unsafe fn report_deadlock_all(ncpus: i32) -> ! {
+    let mut lines = String::new();
+    for cpu in 0..ncpus {
+        // SAFETY: per the contract; started cpus are valid forever.
+        lines += &unsafe { thread_states(cpu::globaldata_find(cpu)) };
+    }
+    fatal!(
+        "deadlock",
+        "all {ncpus} cpus sleep and nothing can wake any of their threads:{lines}"
+    )
 }
 
 /// Start the idle thread of a new cpu on its kernel thread; never returns.
