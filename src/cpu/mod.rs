@@ -116,6 +116,8 @@ pub struct CpuPriv {
     pub spin: u32,
     /// Owner. Idle waits that ended in the event loop (statistics).
     pub sleeps: u64,
+    /// Owner. `lwkt_yield` calls, to look at the sockets every so often.
+    pub yields: u32,
 }
 
 /// The private state of `gd`.
@@ -439,6 +441,7 @@ unsafe fn gdinit_cpu(gd: *mut globaldata, cpuid: c_int) {
             waker: OnceLock::new(),
             spin: SPIN_MAX,
             sleeps: 0,
+            yields: 0,
         });
         (*gd).gd_vcpu = Box::into_raw(private).cast();
     }

@@ -685,9 +685,30 @@ pub fn yield_self() {
     unsafe {
         let td = (*gd).gd_curthread;
         check_not_critical("lwkt_yield", gd, td);
+        // A thread that keeps yielding never lets the cpu go idle, where
+        // its sockets are read and deferred writes made: do both now and
+        // then, so that it cannot starve CAPS traffic.
+        let p = cpu_priv(gd);
+        (*p).yields = (*p).yields.wrapping_add(1);
+        if (*p).yields % YIELDS_PER_POLL == 0 {
+            poll_sources();
+        }
         dequeue(gd, td);
         enqueue(gd, td);
         do_switch(gd, td);
+    }
+}
+
+/// `lwkt_yield` calls between two looks at the cpu's sockets.
+const YIELDS_PER_POLL: u32 = 32;
+
+#[cold]
+fn poll_sources() {
+    if crate::cpu::evloop::has_idle_hooks() {
+        crate::cpu::evloop::run_idle_hooks();
+    }
+    if crate::cpu::evloop::sources() > 0 {
+        crate::cpu::evloop::poll(0);
     }
 }
 
