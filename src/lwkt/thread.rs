@@ -690,7 +690,7 @@ pub fn yield_self() {
         // then, so that it cannot starve CAPS traffic.
         let p = cpu_priv(gd);
         (*p).yields = (*p).yields.wrapping_add(1);
-        if (*p).yields % YIELDS_PER_POLL == 0 {
+        if (*p).yields.is_multiple_of(YIELDS_PER_POLL) {
             poll_sources();
         }
         dequeue(gd, td);
