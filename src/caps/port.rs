@@ -24,6 +24,7 @@
 
 use std::alloc::{Layout, alloc_zeroed, dealloc, handle_alloc_error};
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::mem::{MaybeUninit, size_of};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::ptr;
@@ -89,9 +90,28 @@ struct Service {
 struct Client {
     conn: Conn,
     next_id: u64,
-    outstanding: HashMap<u64, Pending>,
+    outstanding: HashMap<u64, Pending, BuildHasherDefault<IdHasher>>,
     completed: VecDeque<*mut lwkt_msg>,
     failed: HashSet<*mut lwkt_msg>,
+}
+
+/// Request ids are a counter: spreading them with one multiplication is
+/// hash enough (and much cheaper than SipHash on every request and reply).
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 struct Pending {
@@ -335,7 +355,9 @@ const HIDDEN: usize = size_of::<ReqHead>();
 fn alloc_request(remote: *mut CapsPort, id: u64, capacity: usize) -> *mut lwkt_msg {
     let size = HIDDEN + MSG_HDR + capacity;
     let layout = Layout::from_size_align(size, 16).expect("request layout");
-    // SAFETY: `layout` has a non-zero size.
+    // SAFETY: `layout` has a non-zero size. Zeroed: whatever part of the
+    // buffer the server sends back without writing must not carry old
+    // heap contents to another process.
     let p = unsafe { alloc_zeroed(layout) };
     if p.is_null() {
         handle_alloc_error(layout);
@@ -533,7 +555,7 @@ pub fn client(name: &[u8], uid: u32, td: *mut thread) -> Result<*mut CapsPort, E
     let cl = Client {
         conn: Conn::new(fd),
         next_id: 1,
-        outstanding: HashMap::new(),
+        outstanding: HashMap::default(),
         completed: VecDeque::new(),
         failed: HashSet::new(),
     };

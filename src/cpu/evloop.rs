@@ -247,21 +247,19 @@ pub fn has_idle_hooks() -> bool {
 
 /// Run the idle hooks (each may add or remove hooks).
 pub fn run_idle_hooks() {
-    let ids: Vec<u64> = with(|l| l.idle_hooks.iter().map(|(i, _)| *i).collect());
-    for id in ids {
-        let hook = with(|l| {
-            l.idle_hooks
-                .iter_mut()
-                .find(|(i, _)| *i == id)
-                .and_then(|(_, h)| h.take())
-        });
-        let Some(mut hook) = hook else { continue };
-        hook();
-        with(|l| {
-            if let Some((_, h)) = l.idle_hooks.iter_mut().find(|(i, _)| *i == id) {
-                *h = Some(hook);
-            }
-        });
+    // By position, without allocating: a hook may add or remove hooks; an
+    // added one runs next time, a removed one is not put back.
+    let mut i = 0;
+    while let Some((id, hook)) = with(|l| l.idle_hooks.get_mut(i).map(|(id, h)| (*id, h.take()))) {
+        if let Some(mut hook) = hook {
+            hook();
+            with(|l| {
+                if let Some((_, h)) = l.idle_hooks.iter_mut().find(|(x, _)| *x == id) {
+                    *h = Some(hook);
+                }
+            });
+        }
+        i += 1;
     }
 }
 
