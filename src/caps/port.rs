@@ -1378,7 +1378,7 @@ pub unsafe fn close(p: *mut CapsPort) {
     }
 }
 
-/// Is `p` a live CAPS port we made? (Type check for the C API.)
+/// The `type` of a CAPS port (the C API dispatches on it).
 ///
 /// # Safety
 /// `p` must point to readable memory of a `caps_port`.
@@ -1386,6 +1386,3 @@ pub unsafe fn type_of(p: *mut caps_port) -> caps_type {
     // SAFETY: per the contract.
     unsafe { (*p).type_ }
 }
-
-/// The client's type constant, for the C API.
-pub const CLIENT: caps_type = CAPT_CLIENT;

@@ -9,7 +9,7 @@
 
 use std::ffi::{CString, OsString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -270,11 +270,6 @@ fn node_id(path: &Path) -> Option<(u64, u64)> {
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: valid path and writable buffer.
     (unsafe { libc::lstat(c.as_ptr(), &mut st) } == 0).then_some((st.st_dev, st.st_ino))
-}
-
-/// For messages: the path as raw bytes.
-pub fn path_bytes(p: &Path) -> Vec<u8> {
-    p.as_os_str().to_owned().into_vec()
 }
 
 #[cfg(test)]
