@@ -84,6 +84,14 @@ pub const RQF_WAKE: c_int = 0x0002;
 pub const SPIN_MAX: u32 = 1 << 14;
 pub const SPIN_MIN: u32 = 32;
 
+/// Polling the cpu's sockets before sleeping: a reply from a process on
+/// another core arrives in microseconds, while a sleep and its wakeup cost
+/// tens of microseconds on a virtual machine. The budget doubles after a
+/// poll that found something and halves (down to the minimum) after one
+/// that did not, so a cpu whose sockets are quiet soon stops polling.
+pub const SOCK_SPIN_MAX_NS: u32 = 50_000;
+pub const SOCK_SPIN_MIN_NS: u32 = 1_000;
+
 /// Cpus asleep in [`wait_for_work`] with nothing pending.
 static ASLEEP: AtomicI32 = AtomicI32::new(0);
 /// Cpus whose kernel thread runs (cpu ids `0..STARTED`): a new cpu counts
@@ -114,6 +122,9 @@ pub struct CpuPriv {
     pub waker: OnceLock<Arc<evloop::Waker>>,
     /// Owner. Current idle spin budget (see [`SPIN_MAX`]).
     pub spin: u32,
+    /// Owner. Current budget, in ns, for polling the cpu's sockets before
+    /// sleeping (see [`SOCK_SPIN_MAX_NS`]).
+    pub sock_spin_ns: u32,
     /// Owner. Idle waits that ended in the event loop (statistics).
     pub sleeps: u64,
     /// Owner. `lwkt_yield` calls, to look at the sockets every so often.
@@ -239,6 +250,9 @@ pub unsafe fn wait_for_work(gd: *mut globaldata) {
             }
             (*p).spin = (budget / 2).max(SPIN_MIN);
         }
+        if evloop::sources() > 0 && poll_sockets_briefly(p, rf) {
+            return;
+        }
         (*p).sleeping.store(true, Ordering::SeqCst);
         if rf.load(Ordering::SeqCst) == 0 {
             (*p).sleeps += 1;
@@ -246,10 +260,50 @@ pub unsafe fn wait_for_work(gd: *mut globaldata) {
             if ASLEEP.fetch_add(1, Ordering::SeqCst) + 1 == n && n > 1 && nothing_can_wake(n) {
                 lt::report_deadlock_all(n);
             }
-            evloop::poll(-1);
+            let t0 = std::time::Instant::now();
+            let woke = evloop::poll(-1);
             ASLEEP.fetch_sub(1, Ordering::SeqCst);
+            // A socket that became ready soon after the cpu fell asleep
+            // would have been caught by polling that long: let the
+            // budget grow back to it (it cannot grow from polls alone
+            // once it is below the peers' answer time).
+            let slept = t0.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32;
+            if woke > 0 && slept < SOCK_SPIN_MAX_NS {
+                (*p).sock_spin_ns = (*p)
+                    .sock_spin_ns
+                    .max(slept.saturating_mul(2))
+                    .min(SOCK_SPIN_MAX_NS);
+            }
         }
         (*p).sleeping.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Poll this cpu's sockets for up to its adaptive budget (see
+/// [`SOCK_SPIN_MAX_NS`]); true when an event or a request came.
+///
+/// # Safety
+/// `p` is the current cpu's private state.
+unsafe fn poll_sockets_briefly(p: *mut CpuPriv, rf: &AtomicI32) -> bool {
+    // SAFETY: owner field of the current cpu.
+    let budget = unsafe { (*p).sock_spin_ns };
+    let t0 = std::time::Instant::now();
+    loop {
+        // Let a peer that shares this core (a server on the same cpu) run
+        // and answer first; with the peer on another core this returns at
+        // once.
+        // SAFETY: no preconditions.
+        unsafe { libc::sched_yield() };
+        if evloop::poll(0) > 0 || rf.load(Ordering::Relaxed) != 0 {
+            // SAFETY: as above.
+            unsafe { (*p).sock_spin_ns = budget.saturating_mul(2).min(SOCK_SPIN_MAX_NS) };
+            return true;
+        }
+        if t0.elapsed().as_nanos() >= u128::from(budget) {
+            // SAFETY: as above.
+            unsafe { (*p).sock_spin_ns = (budget / 2).max(SOCK_SPIN_MIN_NS) };
+            return false;
+        }
     }
 }
 
@@ -440,6 +494,7 @@ unsafe fn gdinit_cpu(gd: *mut globaldata, cpuid: c_int) {
             sleeping: AtomicBool::new(false),
             waker: OnceLock::new(),
             spin: SPIN_MAX,
+            sock_spin_ns: SOCK_SPIN_MAX_NS,
             sleeps: 0,
             yields: 0,
         });
