@@ -379,24 +379,57 @@ pub unsafe fn default_replyport(port: *mut lwkt_port, msg: *mut lwkt_msg) {
 pub unsafe fn default_waitport(port: *mut lwkt_port, msg: *mut lwkt_msg) -> *mut c_void {
     // SAFETY: valid pointers per the vector contract.
     unsafe {
-        check_owner("lwkt_waitport", port);
-        if msg.is_null() {
-            loop {
-                let m = getport(port);
-                if !m.is_null() {
-                    return m.cast();
-                }
-                block_on_port("lwkt_waitport", port);
+        // The owner, which must be the caller (NULL for a port without
+        // an owner), and the current cpu, looked up once for the wait.
+        let (gd, owner) = owner_cpu("lwkt_waitport", port);
+        let func = if msg.is_null() {
+            "lwkt_waitport"
+        } else {
+            "lwkt_waitmsg"
+        };
+        loop {
+            // One loop with one call that blocks, for both kinds of wait:
+            // a thread blocked here resumes at the same return address
+            // whichever kind of wait put it to sleep, so the cpu's return
+            // predictor stays right across the switch (a server waiting
+            // for a request and a client waiting for its reply return
+            // through the same frames). black_box keeps the compiler from
+            // splitting the loop in two on `msg`, which would bring back
+            // two blocking calls.
+            let ready = if core::hint::black_box(msg).is_null() {
+                getport(port)
+            } else {
+                wait_done(port, msg)
+            };
+            if !ready.is_null() {
+                return ready.cast();
             }
+            if owner.is_null() {
+                ownerless_wait(func, port);
+            }
+            (*port).mp_flags |= MSGPORTF_WAITING;
+            super::thread::block_current(func, gd, owner, c"waitport".as_ptr());
         }
-        while ptr::read_volatile(&raw const (*msg).ms_flags) & MSGF_DONE == 0 {
-            block_on_port("lwkt_waitmsg", port);
+    }
+}
+
+/// The waited-for message `msg` once it is done (taken off `port`'s
+/// queue if it is queued there), else NULL.
+///
+/// # Safety
+/// `port` and `msg` must be valid.
+#[inline(always)]
+unsafe fn wait_done(port: *mut lwkt_port, msg: *mut lwkt_msg) -> *mut lwkt_msg {
+    // SAFETY: per the contract; a queued message is on `port`'s queue.
+    unsafe {
+        if ptr::read_volatile(&raw const (*msg).ms_flags) & MSGF_DONE == 0 {
+            return ptr::null_mut();
         }
         if (*msg).ms_flags & MSGF_QUEUED != 0 {
             queue::remove(&raw mut (*port).mp_msgq, msg);
             (*msg).ms_flags &= !MSGF_QUEUED;
         }
-        msg.cast()
+        msg
     }
 }
 
@@ -456,18 +489,23 @@ unsafe fn wake_owner_local(gd: *mut globaldata, port: *mut lwkt_port) {
 pub(crate) unsafe fn block_on_port(func: &str, port: *mut lwkt_port) {
     // SAFETY: the caller guarantees `port` is valid.
     unsafe {
-        let owner = (*port).mp_td;
-        if owner.is_null() {
-            fatal!(
-                func,
-                "deadlock: port {port:p} has no owner thread, so nothing could wake a thread \
-                 waiting on it (lwkt_initport(port, curthread))"
-            );
+        if (*port).mp_td.is_null() {
+            ownerless_wait(func, port);
         }
         // default_waitport checked on entry that the caller owns the port.
         (*port).mp_flags |= MSGPORTF_WAITING;
         super::thread::block_self(func, c"waitport".as_ptr());
     }
+}
+
+/// A wait on a port without an owner: nothing could ever wake the waiter.
+#[cold]
+fn ownerless_wait(func: &str, port: *mut lwkt_port) -> ! {
+    fatal!(
+        func,
+        "deadlock: port {port:p} has no owner thread, so nothing could wake a thread \
+         waiting on it (lwkt_initport(port, curthread))"
+    )
 }
 
 /// Refuse a wait on a port owned by another thread (DragonFly asserted
@@ -478,9 +516,21 @@ pub(crate) unsafe fn block_on_port(func: &str, port: *mut lwkt_port) {
 #[inline(always)]
 pub(crate) unsafe fn check_owner(func: &str, port: *mut lwkt_port) {
     // SAFETY: the caller guarantees `port` is valid.
+    unsafe { owner_cpu(func, port) };
+}
+
+/// [`check_owner`], returning `(current cpu, owner)` for a port with an
+/// owner (the owner is then the current thread) and `(NULL, NULL)` for a
+/// port without one.
+///
+/// # Safety
+/// `port` must be valid.
+#[inline(always)]
+unsafe fn owner_cpu(func: &str, port: *mut lwkt_port) -> (*mut globaldata, *mut thread) {
+    // SAFETY: the caller guarantees `port` is valid.
     let owner = unsafe { (*port).mp_td };
     if owner.is_null() {
-        return;
+        return (ptr::null_mut(), ptr::null_mut());
     }
     let gd = mycpu();
     // SAFETY: `gd` is the current cpu; its current thread is valid.
@@ -492,6 +542,7 @@ pub(crate) unsafe fn check_owner(func: &str, port: *mut lwkt_port) {
              the owner may wait on a port"
         );
     }
+    (gd, owner)
 }
 
 unsafe extern "C" fn vec_putport(port: *mut lwkt_port, msg: *mut lwkt_msg) -> c_int {

@@ -596,9 +596,25 @@ pub fn switch(func: &str) {
 /// `wmesg` must be a static C string.
 pub unsafe fn block_self(func: &str, wmesg: *const c_char) {
     let gd = mycpu();
-    // SAFETY: current cpu and thread.
+    // SAFETY: current cpu and thread; `wmesg` per the contract.
+    unsafe { block_current(func, gd, (*gd).gd_curthread, wmesg) }
+}
+
+/// [`block_self`] for a caller that has already looked up the current
+/// cpu `gd` and its current thread `td`.
+///
+/// # Safety
+/// `gd` is the current cpu, `td` its current thread; `wmesg` must be a
+/// static C string.
+#[inline]
+pub unsafe fn block_current(
+    func: &str,
+    gd: *mut globaldata,
+    td: *mut thread,
+    wmesg: *const c_char,
+) {
+    // SAFETY: per the contract.
     unsafe {
-        let td = (*gd).gd_curthread;
         check_not_critical(func, gd, td);
         (*td).td_wmesg = wmesg;
         dequeue(gd, td);
