@@ -766,3 +766,70 @@ fn user_services_live_in_their_own_directory() {
     expect_ok(&run(c), "ok 1\n");
     assert!(srv.finish().status.success());
 }
+
+/// A small deterministic generator (xorshift) for the fuzz test below.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[test]
+fn random_and_mutated_frames_never_take_the_service_down() {
+    let rdv = Rdv::new("fuzz");
+    let srv = rdv.serve(echo(), "fz", &["-s", "fz"]);
+    let sock = rdv.socket("fz");
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let valid = {
+        let mut f = request(1, 16, 7, 16);
+        f.extend([0xa5u8; 16]);
+        f
+    };
+    for round in 0..300 {
+        let mut bytes = if round % 3 == 0 { Vec::new() } else { hello() };
+        match round % 4 {
+            // pure noise
+            0 => (0..rng.below(200)).for_each(|_| bytes.push(rng.next() as u8)),
+            // a valid request with a few bytes flipped
+            1 => {
+                let mut f = valid.clone();
+                for _ in 0..1 + rng.below(4) {
+                    let i = rng.below(f.len() as u64) as usize;
+                    f[i] ^= 1 << rng.below(8);
+                }
+                bytes.extend(f);
+            }
+            // valid requests cut at a random point
+            2 => {
+                let mut f = valid.repeat(3);
+                f.truncate(rng.below(f.len() as u64) as usize);
+                bytes.extend(f);
+            }
+            // a random header followed by noise
+            _ => {
+                bytes.extend((0..48).map(|_| rng.next() as u8));
+                (0..rng.below(100)).for_each(|_| bytes.push(rng.next() as u8));
+            }
+        }
+        let mut s = UnixStream::connect(&sock).expect("the service must keep accepting");
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let _ = s.write_all(&bytes);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let mut sink = Vec::new();
+        // The server answers what it can and closes: never hangs.
+        s.read_to_end(&mut sink)
+            .expect("the server must close a broken connection");
+    }
+    let mut c = rdv.cmd(echo());
+    c.args(["-c", "fz", "-r", "500", "-z", "64", "-p", "4"]);
+    expect_ok(&run(c), "ok 500\n");
+    drop(srv);
+}
