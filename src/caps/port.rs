@@ -1250,7 +1250,6 @@ unsafe extern "C" fn client_putport(port: *mut lwkt_port, msg: *mut lwkt_msg) ->
                 capacity: max as usize - MSG_HDR,
             },
         );
-        cl.failed.remove(&msg);
         if let Err(e) = cl.conn.flush() {
             client_shutdown(p, Some(&ReadEnd::Errno(e)));
         }
@@ -1280,7 +1279,8 @@ unsafe extern "C" fn client_waitport(
             };
             if let Some(m) = done {
                 unqueue_from_reply_port(m);
-                if cl.failed.remove(&m) {
+                // Only a dead connection has failed messages.
+                if cl.conn.dead && cl.failed.remove(&m) {
                     return ptr::null_mut();
                 }
                 return m.cast();
