@@ -144,7 +144,11 @@ pub struct SLGlobalData {
     pub sl_CacheMax: c_int,
     /// zones unmapped for a full cache since a zone was last mapped
     pub sl_Unmapped: c_int,
-    pub sl_Pad0: [c_long; 7],
+    /// non-zero while this cpu updates a type's `ks_calls` and
+    /// `ks_loosememuse` with plain stores (see `src/slab/account.rs`)
+    pub sl_Counting: c_int,
+    pub sl_Spare: c_int,
+    pub sl_Pad0: [c_long; 6],
     /// chunks freed by other cpus, pushed lock-free, drained by the owner
     pub sl_Remote: *mut SLChunk,
     pub sl_Pad1: [c_long; 7],

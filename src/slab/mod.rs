@@ -3,8 +3,8 @@
 //!
 //! * A "cpu" is an `SLGlobalData` found by [`gd::current_gd`] (one
 //!   thread-local load, `tls`); the owner allocates and frees in its
-//!   zones with plain loads and stores (the one atomic add on that path is
-//!   `ks_calls`, a field all cpus share that must stay exact).
+//!   zones with plain loads and stores. `ks_calls` and the limit check are
+//!   plain too while one cpu allocates a type (`account`).
 //! * `malloc`/`free` are inline fast paths for the common case that
 //!   tail-call `malloc_slow`/`free_slow` for everything else (first use,
 //!   size 0 or large, an unregistered type, a bad pointer to report).
@@ -19,6 +19,7 @@
 //!   foreign pointer, a double free or a free with the wrong type aborts
 //!   with a message naming the problem.
 
+mod account;
 pub mod gd;
 mod oversized;
 mod registry;
@@ -94,6 +95,7 @@ pub fn init() {
         while zs < ZALLOC_MAX_ZONE_SIZE as usize && zs * 2 < phys_kb {
             zs *= 2;
         }
+        account::init();
         OS_PAGE.store(psize, Ordering::Relaxed);
         ZONE_LIMIT.store((zs / 4).min(ZALLOC_ZONE_LIMIT as usize), Ordering::Relaxed);
         ZONE_SIZE.store(zs, Ordering::Release);
@@ -192,13 +194,12 @@ pub unsafe fn malloc(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_
     // SAFETY: `ty` is a registered, valid type; `gd` is this thread's cpu
     // state; `idx < NZONES` with chunk size `cs`.
     unsafe {
-        types::count_call(ty);
-        if !types::charge_fast(ty, cs) {
-            return zone_malloc(gd, class, ty, tag, flags, false);
+        if !account::home_charge(gd, ty, cs) {
+            return malloc_away(gd, class, ty, tag, flags);
         }
         let c = zone::pop(gd, idx, tag);
         if c.is_null() {
-            return zone_malloc(gd, class, ty, tag, flags, true);
+            return zone_malloc(gd, class, ty, tag, flags);
         }
         types::stat(gd, ty, cs as isize, 1);
         if flags & (M_ZERO | M_PASSIVE_ZERO) != 0 {
@@ -209,8 +210,46 @@ pub unsafe fn malloc(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_
     }
 }
 
+/// [`malloc`] of a zone chunk when the type is not this cpu's alone (or
+/// its limit is near): count and charge in full, then allocate.
+///
+/// # Safety
+/// As [`zone_malloc`].
+#[inline(never)]
+unsafe fn malloc_away(
+    gd: *mut SLGlobalData,
+    class: u32,
+    ty: *mut malloc_type,
+    tag: u8,
+    flags: c_int,
+) -> *mut c_void {
+    let (idx, cs) = ((class & 0xff) as usize, (class >> 8) as usize);
+    // SAFETY: caller contract.
+    unsafe {
+        if !account::account(gd, ty, cs) {
+            return over_limit(ty, flags);
+        }
+        let c = zone::pop(gd, idx, tag);
+        if c.is_null() {
+            return zone_malloc(gd, class, ty, tag, flags);
+        }
+        types::stat(gd, ty, cs as isize, 1);
+        if flags & (M_ZERO | M_PASSIVE_ZERO) != 0 {
+            ptr::write_bytes(c, 0, cs);
+        }
+        c.cast()
+    }
+}
+
+/// The type's limit refused the request.
+#[cold]
+#[inline(never)]
+fn over_limit(ty: *mut malloc_type, flags: c_int) -> *mut c_void {
+    fail("slab_malloc", ty, flags, "malloc limit exceeded")
+}
+
 /// A chunk of `class` (`chunk size << 8 | zone index`) for `ty` tagged
-/// `tag`, charged (unless `charged` says it is already) and counted.
+/// `tag`; the call is already counted and charged.
 ///
 /// # Safety
 /// `gd` is this thread's cpu state, `ty` a registered type with tag `tag`.
@@ -221,13 +260,8 @@ unsafe fn zone_malloc(
     ty: *mut malloc_type,
     tag: u8,
     flags: c_int,
-    charged: bool,
 ) -> *mut c_void {
     let (idx, cs) = ((class & 0xff) as usize, (class >> 8) as usize);
-    // SAFETY: valid type.
-    if !charged && !unsafe { types::charge(ty, cs) } {
-        return fail("slab_malloc", ty, flags, "malloc limit exceeded");
-    }
     // SAFETY: `gd` is this thread's cpu state; `idx < NZONES`.
     let c = unsafe { zone::alloc(gd, idx, cs, tag, flags & (M_ZERO | M_PASSIVE_ZERO) != 0) };
     if c.is_null() {
@@ -243,7 +277,7 @@ unsafe fn zone_malloc(
 #[cold]
 unsafe fn no_zone(ty: *mut malloc_type, cs: usize, flags: c_int) -> *mut c_void {
     // SAFETY: valid type; undo the charge taken by the caller.
-    unsafe { types::uncharge(ty, cs) };
+    unsafe { account::uncharge(ty, cs) };
     fail(
         "slab_malloc",
         ty,
@@ -261,9 +295,9 @@ unsafe fn malloc_slow(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c
     let tag = unsafe { types::check(ty, "slab_malloc") };
     let gd = current_gd();
     let p = params();
-    // SAFETY: `ty` is a registered, valid type.
-    unsafe { types::count_call(ty) };
     if size == 0 {
+        // SAFETY: `ty` is a registered, valid type; this thread's state.
+        unsafe { account::account(gd, ty, 0) };
         return ZERO_LENGTH_PTR;
     }
     if is_oversized(size, &p) {
@@ -272,7 +306,12 @@ unsafe fn malloc_slow(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c
     }
     let (idx, cs) = zoneindex(size);
     // SAFETY: as in `malloc`.
-    unsafe { zone_malloc(gd, (cs << 8 | idx) as u32, ty, tag, flags, false) }
+    unsafe {
+        if !account::account(gd, ty, cs) {
+            return over_limit(ty, flags);
+        }
+        zone_malloc(gd, (cs << 8 | idx) as u32, ty, tag, flags)
+    }
 }
 
 /// `slab_free`.

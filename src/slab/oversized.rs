@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use crate::abi::{M_MAGIC, SLGlobalData, SLOversized, ZALLOC_OVSZ_MAGIC, malloc_type};
 use crate::fatal;
 
-use super::{Params, types};
+use super::{Params, account, types};
 
 const HSIZE: usize = 8192;
 
@@ -78,10 +78,12 @@ pub unsafe fn alloc(
         .checked_next_multiple_of(p.os_page)
         .filter(|b| *b <= isize::MAX as usize)
     else {
+        // SAFETY: caller contract.
+        unsafe { account::account(gd, ty, 0) };
         return super::fail("slab_malloc", ty, flags, "request too large");
     };
     // SAFETY: caller contract.
-    if !unsafe { types::charge(ty, bytes) } {
+    if !unsafe { account::account(gd, ty, bytes) } {
         return super::fail("slab_malloc", ty, flags, "malloc limit exceeded");
     }
     // SAFETY: descriptor from the slab itself (a zone chunk, never oversized).
@@ -97,7 +99,7 @@ pub unsafe fn alloc(
     if d.is_null() || m == libc::MAP_FAILED {
         // SAFETY: undo what succeeded.
         unsafe {
-            types::uncharge(ty, bytes);
+            account::uncharge(ty, bytes);
             if !d.is_null() {
                 super::free(d.cast(), ov_type());
             }

@@ -289,6 +289,102 @@ fn shared_type_across_threads_keeps_exact_totals() {
     assert_eq!(totals(ty).1, 0);
 }
 
+/// A type allocated by one thread only is counted with plain stores (its
+/// home); when other threads start allocating it while the home is busy
+/// with it, the switch to atomic counting loses no call. Many fresh types,
+/// so the switch races with the home's update many times.
+#[test]
+fn home_to_shared_switch_loses_no_count() {
+    use std::sync::Barrier;
+    use std::sync::atomic::AtomicBool;
+    const ROUNDS: usize = 200;
+    // Stretch every home update (other tests running meanwhile are only
+    // slowed down); cleared at the end.
+    account::WIDEN.store(true, Ordering::Relaxed);
+    for round in 0..ROUNDS {
+        let ty = new_type(c"switch") as usize;
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let go = std::sync::Arc::new(Barrier::new(3));
+        let home = {
+            let (stop, go) = (stop.clone(), go.clone());
+            std::thread::spawn(move || {
+                let ty = ty as *mut malloc_type;
+                let mut n = 0i64;
+                // SAFETY: valid type; the block is freed at once.
+                let first = unsafe { malloc(24, ty, 0) };
+                // SAFETY: live block of `ty`.
+                unsafe { free(first, ty) };
+                n += 1;
+                // SAFETY: the owner word is `ks_reserved[1]`.
+                let own = unsafe { core::ptr::read_volatile(&(*ty).ks_reserved[1]) };
+                assert_eq!(
+                    own as usize,
+                    current_gd() as usize,
+                    "first allocator is home"
+                );
+                go.wait();
+                while !stop.load(Ordering::Relaxed) || n < 1000 {
+                    // SAFETY: valid type.
+                    let p = unsafe { malloc(24, ty, 0) };
+                    // SAFETY: live block of `ty`.
+                    unsafe { free(p, ty) };
+                    n += 1;
+                }
+                n
+            })
+        };
+        let others: Vec<_> = (0..2)
+            .map(|_| {
+                let go = go.clone();
+                std::thread::spawn(move || {
+                    let ty = ty as *mut malloc_type;
+                    go.wait();
+                    for _ in 0..500 {
+                        // SAFETY: valid type.
+                        let p = unsafe { malloc(40, ty, 0) };
+                        // SAFETY: live block of `ty`.
+                        unsafe { free(p, ty) };
+                    }
+                    500i64
+                })
+            })
+            .collect();
+        let mut want: i64 = others.into_iter().map(|h| h.join().unwrap()).sum();
+        stop.store(true, Ordering::Relaxed);
+        want += home.join().unwrap();
+        let ty = ty as *mut malloc_type;
+        let (mem, inuse, calls) = totals(ty);
+        assert_eq!(calls, want, "ks_calls in round {round}");
+        assert_eq!((mem, inuse), (0, 0));
+        // SAFETY: the owner word is `ks_reserved[1]`.
+        let own = unsafe { (*ty).ks_reserved[1] };
+        assert_eq!(own, 1, "type shared after the switch");
+        // SAFETY: `ty` came from `new_type` and nothing uses it any more.
+        unsafe {
+            types::unregister(ty);
+            drop(Box::from_raw(ty));
+        }
+    }
+    account::WIDEN.store(false, Ordering::Relaxed);
+}
+
+/// Registration clears whatever a C program left in the owner word, so a
+/// garbage value is never taken for a cpu state.
+#[test]
+fn registration_resets_the_owner_word() {
+    let ty = new_type(c"garbage");
+    // SAFETY: live test type, not registered yet.
+    unsafe { (*ty).ks_reserved[1] = 0x5a5a_5a5a_5a5a };
+    // SAFETY: valid type.
+    let p = unsafe { malloc(100, ty, 0) };
+    // SAFETY: live block of `ty`; the type is still valid.
+    unsafe {
+        free(p, ty);
+        assert_eq!((*ty).ks_reserved[1] as usize, current_gd() as usize);
+        assert_eq!((*ty).ks_calls, 1);
+    }
+}
+
 #[test]
 fn cross_thread_frees_return_to_the_owner() {
     let ty = new_type(c"xfree") as usize;

@@ -7,7 +7,7 @@
 
 use core::ffi::{CStr, c_long};
 use core::ptr::{self, addr_of_mut};
-use core::sync::atomic::{AtomicI64, AtomicIsize, AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicIsize, AtomicPtr, Ordering};
 use std::sync::Mutex;
 
 use crate::abi::{M_MAGIC, SLGlobalData, SMP_MAXCPU, malloc_type};
@@ -178,6 +178,8 @@ pub unsafe fn register(ty: *mut malloc_type, func: &str) -> u8 {
         (*ty).ks_next = reg.head;
     }
     reg.head = ty;
+    // SAFETY: caller contract; not registered, so no cpu allocates from it.
+    unsafe { super::account::reset(ty) };
     r0.store(REG_SIG << 8 | tag as isize, Ordering::Release);
     tag
 }
@@ -238,95 +240,6 @@ pub unsafe fn totals(ty: *mut malloc_type) -> (isize, isize) {
         }
     }
     (mem, n)
-}
-
-/// `ks_calls++`.
-///
-/// # Safety
-/// `ty` is a valid `malloc_type`.
-#[inline(always)]
-pub unsafe fn count_call(ty: *mut malloc_type) {
-    // SAFETY: caller contract; `int64_t` field, 8-byte aligned.
-    let c = unsafe { AtomicI64::from_ptr(addr_of_mut!((*ty).ks_calls)) };
-    c.fetch_add(1, Ordering::Relaxed);
-}
-
-/// Charge `bytes` against `ks_limit` (through `ks_loosememuse`). False if
-/// the type would go over its limit.
-///
-/// # Safety
-/// `ty` is a valid `malloc_type`.
-#[inline(always)]
-pub unsafe fn charge(ty: *mut malloc_type, bytes: usize) -> bool {
-    // SAFETY: caller contract.
-    let (loose, lim) = unsafe {
-        (
-            slot(addr_of_mut!((*ty).ks_loosememuse)),
-            slot(addr_of_mut!((*ty).ks_limit)),
-        )
-    };
-    let b = bytes as isize;
-    let l = loose.load(Ordering::Relaxed);
-    if l.saturating_add(b) > lim.load(Ordering::Relaxed) {
-        // SAFETY: caller contract.
-        return unsafe { charge_exact(ty, b) };
-    }
-    loose.store(l + b, Ordering::Relaxed);
-    true
-}
-
-/// The fast part of [`charge`]: charge `bytes` if the loose sum stays
-/// within the limit; false (and nothing changed) otherwise.
-///
-/// # Safety
-/// `ty` is a valid `malloc_type`.
-#[inline(always)]
-pub unsafe fn charge_fast(ty: *mut malloc_type, bytes: usize) -> bool {
-    // SAFETY: caller contract.
-    let (loose, lim) = unsafe {
-        (
-            slot(addr_of_mut!((*ty).ks_loosememuse)),
-            slot(addr_of_mut!((*ty).ks_limit)),
-        )
-    };
-    let l = loose.load(Ordering::Relaxed).saturating_add(bytes as isize);
-    if l > lim.load(Ordering::Relaxed) {
-        return false;
-    }
-    loose.store(l, Ordering::Relaxed);
-    true
-}
-
-/// `charge` when the loose sum says the limit is near: recompute it from
-/// the per-cpu counters.
-#[cold]
-#[inline(never)]
-unsafe fn charge_exact(ty: *mut malloc_type, b: isize) -> bool {
-    // SAFETY: caller contract of `charge`.
-    unsafe {
-        let loose = slot(addr_of_mut!((*ty).ks_loosememuse));
-        let limit = slot(addr_of_mut!((*ty).ks_limit)).load(Ordering::Relaxed);
-        let (mem, _) = totals(ty);
-        if mem.saturating_add(b) > limit {
-            loose.store(mem, Ordering::Relaxed);
-            return false;
-        }
-        loose.store(mem + b, Ordering::Relaxed);
-        true
-    }
-}
-
-/// Give back a charge whose allocation failed.
-///
-/// # Safety
-/// `ty` is a valid `malloc_type`.
-pub unsafe fn uncharge(ty: *mut malloc_type, bytes: usize) {
-    // SAFETY: caller contract.
-    let loose = unsafe { slot(addr_of_mut!((*ty).ks_loosememuse)) };
-    loose.store(
-        loose.load(Ordering::Relaxed) - bytes as isize,
-        Ordering::Relaxed,
-    );
 }
 
 /// Add `mem` bytes and `n` allocations to this cpu's slot of the type.

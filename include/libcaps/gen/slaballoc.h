@@ -166,7 +166,13 @@ struct SLGlobalData {
      zones unmapped for a full cache since a zone was last mapped
      */
     int sl_Unmapped;
-    long sl_Pad0[7];
+    /*
+     non-zero while this cpu updates a type's `ks_calls` and
+     `ks_loosememuse` with plain stores (see `src/slab/account.rs`)
+     */
+    int sl_Counting;
+    int sl_Spare;
+    long sl_Pad0[6];
     /*
      chunks freed by other cpus, pushed lock-free, drained by the owner
      */

@@ -1,0 +1,311 @@
+//! `ks_calls` and the `ks_limit` check (`ks_loosememuse`): two fields of a
+//! `malloc_type` that every cpu allocating the type updates, kept exact
+//! without an atomic read-modify-write on the local path.
+//!
+//! `ks_reserved[1]` says who writes them:
+//!
+//! * `OWNER_NONE`: nobody yet. The first cpu that allocates the type
+//!   claims it (one compare-and-swap, once per type).
+//! * a cpu's `SLGlobalData` address, its *home*: only that cpu allocates
+//!   the type, and it updates both fields with plain loads and stores.
+//! * `OWNER_SWITCHING`, then `OWNER_SHARED`: a second cpu allocated the
+//!   type. From then on every cpu updates the fields with atomic adds (the
+//!   cache line is shared anyway; a plain increment would lose counts).
+//!
+//! Leaving home mode must not race with an update the home is doing with
+//! plain stores. The home brackets each update with `sl_Counting = 1 ...
+//! = 0` and re-reads the owner word in between; the cpu that takes the type
+//! shared writes `OWNER_SWITCHING` and then calls
+//! `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`, which runs a full memory
+//! barrier on every cpu running a thread of this process. After it, either
+//! the home's `sl_Counting = 1` is visible (so it waits until it is 0
+//! again, and the home's last plain store is visible with it), or the home
+//! reads the new owner word and takes the shared path itself. This is the
+//! asymmetric Dekker pattern: the home pays a compiler barrier, the rare
+//! switch pays a system call (about 0.4 µs on a 2-cpu machine). If the
+//! kernel refuses the membarrier registration, types go straight to
+//! shared mode.
+
+use core::ffi::c_long;
+use core::ptr::addr_of_mut;
+use core::sync::atomic::compiler_fence;
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicIsize, AtomicUsize, Ordering};
+
+use crate::abi::{SLGlobalData, malloc_type};
+
+use super::types::totals;
+
+const OWNER_NONE: usize = 0;
+const OWNER_SHARED: usize = 1;
+const OWNER_SWITCHING: usize = 2;
+
+/// Home mode is allowed: the membarrier registration succeeded.
+static HOME_OK: AtomicBool = AtomicBool::new(false);
+
+/// Register for private expedited membarriers (once, from `slab::init`).
+pub fn init() {
+    // SAFETY: membarrier takes no pointers.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_membarrier,
+            libc::MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
+            0,
+            0,
+        )
+    };
+    HOME_OK.store(r == 0, Ordering::Relaxed);
+}
+
+/// Forget who wrote the type's counters (registration: the word may hold
+/// anything a C program left in `ks_reserved[1]`).
+///
+/// # Safety
+/// `ty` is a valid `malloc_type` no cpu allocates from yet.
+pub unsafe fn reset(ty: *mut malloc_type) {
+    // SAFETY: caller contract.
+    unsafe { owner(ty) }.store(OWNER_NONE, Ordering::Relaxed);
+}
+
+/// # Safety
+/// `ty` is a valid `malloc_type`.
+#[inline(always)]
+unsafe fn owner<'a>(ty: *mut malloc_type) -> &'a AtomicUsize {
+    // SAFETY: caller contract; `long` and `usize` have the same size and
+    // alignment on Linux.
+    unsafe { AtomicUsize::from_ptr(addr_of_mut!((*ty).ks_reserved[1]).cast()) }
+}
+
+/// # Safety
+/// `p` points to a live `long` field.
+#[inline(always)]
+unsafe fn long<'a>(p: *mut c_long) -> &'a AtomicIsize {
+    // SAFETY: caller contract; same size and alignment.
+    unsafe { AtomicIsize::from_ptr(p.cast()) }
+}
+
+/// Unit tests set this to stretch the home's update (between the load and
+/// the store of `ks_calls`) to a few microseconds, so a switch to shared
+/// mode that did not wait for it would lose counts.
+#[cfg(test)]
+pub static WIDEN: AtomicBool = AtomicBool::new(false);
+
+#[cfg(test)]
+fn widen_window() {
+    if WIDEN.load(Ordering::Relaxed) {
+        for _ in 0..2000 {
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// The local fast path of [`account`]: when the calling cpu is the
+/// type's home and the loose sum leaves room, count the call and charge
+/// `bytes` with plain stores and return true. Otherwise change nothing and
+/// return false: the caller goes to [`account`]. No call, so the caller's
+/// fast path stays a leaf.
+///
+/// # Safety
+/// `gd` is the calling thread's cpu state, `ty` a valid registered type.
+#[inline(always)]
+pub unsafe fn home_charge(gd: *mut SLGlobalData, ty: *mut malloc_type, bytes: usize) -> bool {
+    // SAFETY: caller contract: live fields of `gd` and `ty`.
+    let (busy, own, calls, loose, lim) = unsafe {
+        (
+            AtomicI32::from_ptr(addr_of_mut!((*gd).sl_Counting)),
+            owner(ty),
+            AtomicI64::from_ptr(addr_of_mut!((*ty).ks_calls)),
+            long(addr_of_mut!((*ty).ks_loosememuse)),
+            long(addr_of_mut!((*ty).ks_limit)),
+        )
+    };
+    busy.store(1, Ordering::Relaxed);
+    compiler_fence(Ordering::SeqCst);
+    let mut ok = false;
+    if own.load(Ordering::Relaxed) == gd as usize {
+        let l = loose.load(Ordering::Relaxed).saturating_add(bytes as isize);
+        if l <= lim.load(Ordering::Relaxed) {
+            let c = calls.load(Ordering::Relaxed);
+            #[cfg(test)]
+            widen_window();
+            calls.store(c + 1, Ordering::Relaxed);
+            loose.store(l, Ordering::Relaxed);
+            ok = true;
+        }
+    }
+    compiler_fence(Ordering::SeqCst);
+    busy.store(0, Ordering::Release);
+    ok
+}
+
+/// `ks_calls++` and charge `bytes` against `ks_limit`. False (the call is
+/// still counted, nothing charged) if the type would go over its limit.
+///
+/// # Safety
+/// `gd` is the calling thread's cpu state, `ty` a valid registered type.
+#[inline(always)]
+pub unsafe fn account(gd: *mut SLGlobalData, ty: *mut malloc_type, bytes: usize) -> bool {
+    // SAFETY: caller contract: live fields of `gd` and `ty`.
+    let (busy, own, calls, loose, lim) = unsafe {
+        (
+            AtomicI32::from_ptr(addr_of_mut!((*gd).sl_Counting)),
+            owner(ty),
+            AtomicI64::from_ptr(addr_of_mut!((*ty).ks_calls)),
+            long(addr_of_mut!((*ty).ks_loosememuse)),
+            long(addr_of_mut!((*ty).ks_limit)),
+        )
+    };
+    busy.store(1, Ordering::Relaxed);
+    compiler_fence(Ordering::SeqCst);
+    if own.load(Ordering::Relaxed) == gd as usize {
+        let c = calls.load(Ordering::Relaxed);
+        #[cfg(test)]
+        widen_window();
+        calls.store(c + 1, Ordering::Relaxed);
+        let l = loose.load(Ordering::Relaxed).saturating_add(bytes as isize);
+        let ok = if l <= lim.load(Ordering::Relaxed) {
+            loose.store(l, Ordering::Relaxed);
+            true
+        } else {
+            // SAFETY: caller contract.
+            unsafe { charge_exact(ty, bytes as isize) }
+        };
+        compiler_fence(Ordering::SeqCst);
+        busy.store(0, Ordering::Release);
+        return ok;
+    }
+    busy.store(0, Ordering::Release);
+    // SAFETY: caller contract.
+    unsafe { account_shared(gd, ty, bytes) }
+}
+
+/// [`account`] when the calling cpu is not the type's home.
+#[inline(never)]
+unsafe fn account_shared(gd: *mut SLGlobalData, ty: *mut malloc_type, bytes: usize) -> bool {
+    // SAFETY: caller contract.
+    let own = unsafe { owner(ty) };
+    let mut o = own.load(Ordering::Acquire);
+    if o != OWNER_SHARED {
+        // SAFETY: caller contract.
+        match unsafe { settle(gd, own, o) } {
+            // SAFETY: caller contract; this cpu is the home now.
+            None => return unsafe { account(gd, ty, bytes) },
+            Some(v) => o = v,
+        }
+    }
+    debug_assert_eq!(o, OWNER_SHARED);
+    // SAFETY: caller contract.
+    let (calls, loose, lim) = unsafe {
+        (
+            AtomicI64::from_ptr(addr_of_mut!((*ty).ks_calls)),
+            long(addr_of_mut!((*ty).ks_loosememuse)),
+            long(addr_of_mut!((*ty).ks_limit)).load(Ordering::Relaxed),
+        )
+    };
+    calls.fetch_add(1, Ordering::Relaxed);
+    let b = bytes as isize;
+    let old = loose.fetch_add(b, Ordering::Relaxed);
+    if old.saturating_add(b) <= lim {
+        return true;
+    }
+    loose.fetch_sub(b, Ordering::Relaxed);
+    // SAFETY: caller contract.
+    unsafe { charge_exact(ty, b) }
+}
+
+/// The owner word is not `OWNER_SHARED`: claim the type (`None`: the
+/// calling cpu is its home now) or take it shared (`Some(OWNER_SHARED)`).
+#[cold]
+#[inline(never)]
+unsafe fn settle(gd: *mut SLGlobalData, own: &AtomicUsize, mut o: usize) -> Option<usize> {
+    loop {
+        match o {
+            OWNER_SHARED => return Some(o),
+            OWNER_NONE => {
+                let want = if HOME_OK.load(Ordering::Relaxed) {
+                    gd as usize
+                } else {
+                    OWNER_SHARED
+                };
+                if let Err(v) = own.compare_exchange(o, want, Ordering::AcqRel, Ordering::Acquire) {
+                    o = v;
+                    continue;
+                }
+                if want == gd as usize {
+                    return None;
+                }
+                return Some(OWNER_SHARED);
+            }
+            OWNER_SWITCHING => {
+                // Another cpu is taking the type shared: wait for it.
+                std::thread::yield_now();
+                o = own.load(Ordering::Acquire);
+            }
+            h if h == gd as usize => return None,
+            home => {
+                if let Err(v) =
+                    own.compare_exchange(home, OWNER_SWITCHING, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    o = v;
+                    continue;
+                }
+                // SAFETY: membarrier takes no pointers; registered in `init`
+                // (home mode exists only when it succeeded).
+                let r = unsafe {
+                    libc::syscall(
+                        libc::SYS_membarrier,
+                        libc::MEMBARRIER_CMD_PRIVATE_EXPEDITED,
+                        0,
+                        0,
+                    )
+                };
+                debug_assert_eq!(r, 0);
+                // SAFETY: a home is an `SLGlobalData` that is never freed
+                // (thread states are pooled, cpu states live until exit).
+                let busy = unsafe {
+                    AtomicI32::from_ptr(addr_of_mut!((*(home as *mut SLGlobalData)).sl_Counting))
+                };
+                let mut spins = 0u32;
+                while busy.load(Ordering::Acquire) != 0 {
+                    spins += 1;
+                    if spins < 64 {
+                        core::hint::spin_loop();
+                    } else {
+                        // The home was preempted inside its update.
+                        std::thread::yield_now();
+                    }
+                }
+                own.store(OWNER_SHARED, Ordering::Release);
+                return Some(OWNER_SHARED);
+            }
+        }
+    }
+}
+
+/// The loose sum says the limit is near: recompute it from the per-cpu
+/// counters and charge `b` if the exact sum allows it.
+#[cold]
+#[inline(never)]
+unsafe fn charge_exact(ty: *mut malloc_type, b: isize) -> bool {
+    // SAFETY: caller contract of `account`.
+    unsafe {
+        let loose = long(addr_of_mut!((*ty).ks_loosememuse));
+        let limit = long(addr_of_mut!((*ty).ks_limit)).load(Ordering::Relaxed);
+        let (mem, _) = totals(ty);
+        if mem.saturating_add(b) > limit {
+            loose.store(mem, Ordering::Relaxed);
+            return false;
+        }
+        loose.store(mem + b, Ordering::Relaxed);
+        true
+    }
+}
+
+/// Give back `bytes` charged by [`account`] whose allocation failed.
+///
+/// # Safety
+/// `ty` is a valid `malloc_type`.
+pub unsafe fn uncharge(ty: *mut malloc_type, bytes: usize) {
+    // SAFETY: caller contract.
+    let loose = unsafe { long(addr_of_mut!((*ty).ks_loosememuse)) };
+    loose.fetch_sub(bytes as isize, Ordering::Relaxed);
+}
