@@ -33,6 +33,7 @@ use core::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicIsize, AtomicUs
 
 use crate::abi::{SLGlobalData, malloc_type};
 
+use super::gd::SLGD_SHARED;
 use super::types::totals;
 
 const OWNER_NONE: usize = 0;
@@ -122,7 +123,9 @@ pub unsafe fn home_charge(gd: *mut SLGlobalData, ty: *mut malloc_type, bytes: us
     compiler_fence(Ordering::SeqCst);
     let mut ok = false;
     if own.load(Ordering::Relaxed) == gd as usize {
-        let l = loose.load(Ordering::Relaxed).saturating_add(bytes as isize);
+        // No overflow: the loose sum only grows by what this process
+        // allocated since it was last set from the exact sums.
+        let l = loose.load(Ordering::Relaxed) + bytes as isize;
         if l <= lim.load(Ordering::Relaxed) {
             let c = calls.load(Ordering::Relaxed);
             #[cfg(test)]
@@ -221,7 +224,12 @@ unsafe fn settle(gd: *mut SLGlobalData, own: &AtomicUsize, mut o: usize) -> Opti
         match o {
             OWNER_SHARED => return Some(o),
             OWNER_NONE => {
-                let want = if HOME_OK.load(Ordering::Relaxed) {
+                // A cpu whose statistics slot is shared with others
+                // updates it with atomic adds: it never becomes a home
+                // (the home's fast path updates its slot plainly).
+                // SAFETY: `gd` is the calling thread's cpu state.
+                let own_slot = unsafe { (*gd).sl_Flags } & SLGD_SHARED == 0;
+                let want = if HOME_OK.load(Ordering::Relaxed) && own_slot {
                     gd as usize
                 } else {
                     OWNER_SHARED

@@ -172,8 +172,9 @@ fn fail(func: &str, ty: *mut malloc_type, flags: c_int, why: &str) -> *mut c_voi
 
 /// `slab_malloc`.
 ///
-/// The fast path: a thread with allocator state, a registered type and a
-/// request below a page. Everything else is `malloc_slow`.
+/// The fast path: a thread with allocator state, a registered type of
+/// which this cpu is the home, and a request below a page. Everything
+/// else is `malloc_slow` or `malloc_away`.
 ///
 /// # Safety
 /// `ty` is non-NULL and points to a `struct malloc_type` that stays valid.
@@ -185,7 +186,7 @@ pub unsafe fn malloc(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_
         return unsafe { malloc_slow(size, ty, flags) };
     }
     // SAFETY: forwarded caller contract.
-    let Some(tag) = (unsafe { types::fast_tag(ty) }) else {
+    let Some(tag) = (unsafe { types::registered_tag(ty) }) else {
         // SAFETY: forwarded caller contract.
         return unsafe { malloc_slow(size, ty, flags) };
     };
@@ -201,7 +202,7 @@ pub unsafe fn malloc(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_
         if c.is_null() {
             return zone_malloc(gd, class, ty, tag, flags);
         }
-        types::stat(gd, ty, cs as isize, 1);
+        types::stat_home(gd, ty, cs as isize, 1);
         if flags & (M_ZERO | M_PASSIVE_ZERO) != 0 {
             // A tail call of memset, which returns `c`.
             ptr::write_bytes(c, 0, cs);

@@ -94,31 +94,11 @@ pub unsafe fn check(ty: *mut malloc_type, func: &str) -> u8 {
     unsafe { register(ty, func) }
 }
 
-/// The tag of `ty` if it has `M_MAGIC` and is registered; `None` sends
-/// the caller to [`check`].
-///
-/// # Safety
-/// `ty` is non-NULL and points to a `malloc_type`.
-#[inline(always)]
-pub unsafe fn fast_tag(ty: *mut malloc_type) -> Option<u8> {
-    // SAFETY: caller contract.
-    let (m, r) = unsafe {
-        (
-            (*ty).ks_magic,
-            slot(addr_of_mut!((*ty).ks_reserved[0])).load(Ordering::Acquire),
-        )
-    };
-    if m == M_MAGIC && r >> 8 == REG_SIG {
-        Some(r as u8)
-    } else {
-        None
-    }
-}
-
 /// The tag of `ty` if it is registered, without reading `ks_magic`
-/// (registration checked it; the free path does not read the cache line
-/// `ks_calls` shares with `ks_magic`, which the allocating cpu writes).
-/// `None` sends the caller to [`check`].
+/// (registration checked it; the fast paths skip the load and the free
+/// path does not read the cache line `ks_calls` shares with `ks_magic`,
+/// which the allocating cpu writes). `None` sends the caller to
+/// [`check`].
 ///
 /// # Safety
 /// `ty` is non-NULL and points to a `malloc_type`.
@@ -240,6 +220,24 @@ pub unsafe fn totals(ty: *mut malloc_type) -> (isize, isize) {
         }
     }
     (mem, n)
+}
+
+/// [`stat`] for a cpu that is the type's home (see `account`): its
+/// statistics slot is its own (a cpu with a shared slot never becomes a
+/// home), so plain loads and stores, and no flag test.
+///
+/// # Safety
+/// As [`stat`], and `gd` is `ty`'s home.
+#[inline(always)]
+pub unsafe fn stat_home(gd: *mut SLGlobalData, ty: *mut malloc_type, mem: isize, n: isize) {
+    // SAFETY: caller contract; the slot is < SMP_MAXCPU (set by gd_setup).
+    unsafe {
+        let s = (*gd).sl_Slot as usize % SMP_MAXCPU;
+        let m = slot(addr_of_mut!((*ty).ks_memuse[s]));
+        let u = slot(addr_of_mut!((*ty).ks_inuse[s]));
+        m.store(m.load(Ordering::Relaxed) + mem, Ordering::Relaxed);
+        u.store(u.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
 }
 
 /// Add `mem` bytes and `n` allocations to this cpu's slot of the type.
