@@ -55,6 +55,21 @@ pub struct Fixed {
     pub idx: u32,
 }
 
+impl Fixed {
+    /// `magic | cs << 32` and `span | recip << 32`: the four 32-bit
+    /// fields the free path checks, read as two 64-bit words.
+    #[inline(always)]
+    fn pairs(&self) -> (u64, u64) {
+        const _: () = assert!(cfg!(target_endian = "little"));
+        let p = (self as *const Fixed).cast::<u64>();
+        // SAFETY: `Fixed` is `repr(C)` and 64-byte aligned; `magic, cs`
+        // and `span, recip` are its first two 8-byte-aligned pairs of
+        // `u32`/`i32`, which on a little-endian target read as these
+        // 64-bit values.
+        unsafe { (p.read(), p.add(1).read()) }
+    }
+}
+
 /// A zone header: the C-visible `SLZone` plus what this implementation
 /// needs.
 #[repr(C)]
@@ -459,17 +474,19 @@ pub unsafe fn free_fast(
         // `free_slow`, which makes them again and reports.
         let z = base as *mut Zone;
         let f = &(*z).f;
+        // `magic, cs` and `span, recip` each in one load.
+        let (mc, sr) = f.pairs();
         let off = (c as usize).wrapping_sub(f.base);
-        if f.magic != ZALLOC_SLAB_MAGIC || off >= f.span as usize {
+        if mc as u32 != ZALLOC_SLAB_MAGIC as u32 || off >= (sr as u32) as usize {
             return super::free_slow(c.cast(), ty);
         }
-        let (i, exact) = index(off, f.recip);
+        let (i, exact) = index(off, (sr >> 32) as u32);
         let tg = tag(z, i);
         if !exact || tg.load(Ordering::Relaxed) != t {
             return super::free_slow(c.cast(), ty);
         }
         tg.store(TAG_FREE, Ordering::Relaxed);
-        let cs = (*z).f.cs;
+        let cs = (mc >> 32) as u32;
         let owner = (*z).f.owner;
         types::stat(gd, ty, -(cs as isize), -1);
         if owner != gd {
