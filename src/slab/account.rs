@@ -145,8 +145,16 @@ pub unsafe fn home_charge(gd: *mut SLGlobalData, ty: *mut malloc_type, bytes: us
 ///
 /// # Safety
 /// `gd` is the calling thread's cpu state, `ty` a valid registered type.
-#[inline(always)]
+#[inline]
 pub unsafe fn account(gd: *mut SLGlobalData, ty: *mut malloc_type, bytes: usize) -> bool {
+    // SAFETY: caller contract.
+    unsafe { home_charge(gd, ty, bytes) || account_slow(gd, ty, bytes) }
+}
+
+/// [`account`] when [`home_charge`] could not: the type is not this cpu's
+/// alone, or its loose sum says the limit is near.
+#[inline(never)]
+unsafe fn account_slow(gd: *mut SLGlobalData, ty: *mut malloc_type, bytes: usize) -> bool {
     // SAFETY: caller contract: live fields of `gd` and `ty`.
     let (busy, own, calls, loose, lim) = unsafe {
         (
@@ -154,137 +162,104 @@ pub unsafe fn account(gd: *mut SLGlobalData, ty: *mut malloc_type, bytes: usize)
             owner(ty),
             AtomicI64::from_ptr(addr_of_mut!((*ty).ks_calls)),
             long(addr_of_mut!((*ty).ks_loosememuse)),
-            long(addr_of_mut!((*ty).ks_limit)),
-        )
-    };
-    busy.store(1, Ordering::Relaxed);
-    compiler_fence(Ordering::SeqCst);
-    if own.load(Ordering::Relaxed) == gd as usize {
-        let c = calls.load(Ordering::Relaxed);
-        #[cfg(test)]
-        widen_window();
-        calls.store(c + 1, Ordering::Relaxed);
-        let l = loose.load(Ordering::Relaxed).saturating_add(bytes as isize);
-        let ok = if l <= lim.load(Ordering::Relaxed) {
-            loose.store(l, Ordering::Relaxed);
-            true
-        } else {
-            // SAFETY: caller contract.
-            unsafe { charge_exact(ty, bytes as isize) }
-        };
-        compiler_fence(Ordering::SeqCst);
-        busy.store(0, Ordering::Release);
-        return ok;
-    }
-    busy.store(0, Ordering::Release);
-    // SAFETY: caller contract.
-    unsafe { account_shared(gd, ty, bytes) }
-}
-
-/// [`account`] when the calling cpu is not the type's home.
-#[inline(never)]
-unsafe fn account_shared(gd: *mut SLGlobalData, ty: *mut malloc_type, bytes: usize) -> bool {
-    // SAFETY: caller contract.
-    let own = unsafe { owner(ty) };
-    let mut o = own.load(Ordering::Acquire);
-    if o != OWNER_SHARED {
-        // SAFETY: caller contract.
-        match unsafe { settle(gd, own, o) } {
-            // SAFETY: caller contract; this cpu is the home now.
-            None => return unsafe { account(gd, ty, bytes) },
-            Some(v) => o = v,
-        }
-    }
-    debug_assert_eq!(o, OWNER_SHARED);
-    // SAFETY: caller contract.
-    let (calls, loose, lim) = unsafe {
-        (
-            AtomicI64::from_ptr(addr_of_mut!((*ty).ks_calls)),
-            long(addr_of_mut!((*ty).ks_loosememuse)),
             long(addr_of_mut!((*ty).ks_limit)).load(Ordering::Relaxed),
         )
     };
-    calls.fetch_add(1, Ordering::Relaxed);
-    let b = bytes as isize;
-    let old = loose.fetch_add(b, Ordering::Relaxed);
-    if old.saturating_add(b) <= lim {
-        return true;
+    loop {
+        let o = own.load(Ordering::Acquire);
+        if o == gd as usize {
+            // The home, near the limit: count, and charge from the exact
+            // sums, inside the window a switch to shared mode waits for.
+            busy.store(1, Ordering::Relaxed);
+            compiler_fence(Ordering::SeqCst);
+            let mut ok = None;
+            if own.load(Ordering::Relaxed) == gd as usize {
+                calls.store(calls.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                // SAFETY: caller contract.
+                ok = Some(unsafe { charge_exact(ty, bytes as isize) });
+            }
+            compiler_fence(Ordering::SeqCst);
+            busy.store(0, Ordering::Release);
+            match ok {
+                Some(ok) => return ok,
+                None => continue,
+            }
+        }
+        if o != OWNER_SHARED {
+            // SAFETY: caller contract.
+            unsafe { settle(gd, own, o) };
+            continue;
+        }
+        calls.fetch_add(1, Ordering::Relaxed);
+        let b = bytes as isize;
+        let old = loose.fetch_add(b, Ordering::Relaxed);
+        if old.saturating_add(b) <= lim {
+            return true;
+        }
+        loose.fetch_sub(b, Ordering::Relaxed);
+        // SAFETY: caller contract.
+        return unsafe { charge_exact(ty, b) };
     }
-    loose.fetch_sub(b, Ordering::Relaxed);
-    // SAFETY: caller contract.
-    unsafe { charge_exact(ty, b) }
 }
 
-/// The owner word is not `OWNER_SHARED`: claim the type (`None`: the
-/// calling cpu is its home now) or take it shared (`Some(OWNER_SHARED)`).
+/// One step of moving the owner word on from `o` (neither `OWNER_SHARED`
+/// nor `gd`): claim an unowned type as `gd`'s home, wait for a switch in
+/// progress, or switch another cpu's home type to shared mode. The caller
+/// reads the word again.
 #[cold]
 #[inline(never)]
-unsafe fn settle(gd: *mut SLGlobalData, own: &AtomicUsize, mut o: usize) -> Option<usize> {
-    loop {
-        match o {
-            OWNER_SHARED => return Some(o),
-            OWNER_NONE => {
-                // A cpu whose statistics slot is shared with others
-                // updates it with atomic adds: it never becomes a home
-                // (the home's fast path updates its slot plainly).
-                // SAFETY: `gd` is the calling thread's cpu state.
-                let own_slot = unsafe { (*gd).sl_Flags } & SLGD_SHARED == 0;
-                let want = if HOME_OK.load(Ordering::Relaxed) && own_slot {
-                    gd as usize
+unsafe fn settle(gd: *mut SLGlobalData, own: &AtomicUsize, o: usize) {
+    match o {
+        OWNER_NONE => {
+            // A cpu whose statistics slot is shared with others updates it
+            // with atomic adds: it never becomes a home (the home's fast
+            // path updates its slot plainly).
+            // SAFETY: `gd` is the calling thread's cpu state.
+            let own_slot = unsafe { (*gd).sl_Flags } & SLGD_SHARED == 0;
+            let want = if HOME_OK.load(Ordering::Relaxed) && own_slot {
+                gd as usize
+            } else {
+                OWNER_SHARED
+            };
+            // Lost the race: the caller sees who won.
+            let _ = own.compare_exchange(o, want, Ordering::AcqRel, Ordering::Acquire);
+        }
+        // Another cpu is taking the type shared: let it finish.
+        OWNER_SWITCHING => std::thread::yield_now(),
+        home => {
+            if own
+                .compare_exchange(home, OWNER_SWITCHING, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                return;
+            }
+            // SAFETY: membarrier takes no pointers; registered in `init`
+            // (home mode exists only when it succeeded).
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_membarrier,
+                    libc::MEMBARRIER_CMD_PRIVATE_EXPEDITED,
+                    0,
+                    0,
+                )
+            };
+            debug_assert_eq!(r, 0);
+            // SAFETY: a home is an `SLGlobalData` that is never freed
+            // (thread states are pooled, cpu states live until exit).
+            let busy = unsafe {
+                AtomicI32::from_ptr(addr_of_mut!((*(home as *mut SLGlobalData)).sl_Counting))
+            };
+            let mut spins = 0u32;
+            while busy.load(Ordering::Acquire) != 0 {
+                spins += 1;
+                if spins < 64 {
+                    core::hint::spin_loop();
                 } else {
-                    OWNER_SHARED
-                };
-                if let Err(v) = own.compare_exchange(o, want, Ordering::AcqRel, Ordering::Acquire) {
-                    o = v;
-                    continue;
+                    // The home was preempted inside its update.
+                    std::thread::yield_now();
                 }
-                if want == gd as usize {
-                    return None;
-                }
-                return Some(OWNER_SHARED);
             }
-            OWNER_SWITCHING => {
-                // Another cpu is taking the type shared: wait for it.
-                std::thread::yield_now();
-                o = own.load(Ordering::Acquire);
-            }
-            h if h == gd as usize => return None,
-            home => {
-                if let Err(v) =
-                    own.compare_exchange(home, OWNER_SWITCHING, Ordering::AcqRel, Ordering::Acquire)
-                {
-                    o = v;
-                    continue;
-                }
-                // SAFETY: membarrier takes no pointers; registered in `init`
-                // (home mode exists only when it succeeded).
-                let r = unsafe {
-                    libc::syscall(
-                        libc::SYS_membarrier,
-                        libc::MEMBARRIER_CMD_PRIVATE_EXPEDITED,
-                        0,
-                        0,
-                    )
-                };
-                debug_assert_eq!(r, 0);
-                // SAFETY: a home is an `SLGlobalData` that is never freed
-                // (thread states are pooled, cpu states live until exit).
-                let busy = unsafe {
-                    AtomicI32::from_ptr(addr_of_mut!((*(home as *mut SLGlobalData)).sl_Counting))
-                };
-                let mut spins = 0u32;
-                while busy.load(Ordering::Acquire) != 0 {
-                    spins += 1;
-                    if spins < 64 {
-                        core::hint::spin_loop();
-                    } else {
-                        // The home was preempted inside its update.
-                        std::thread::yield_now();
-                    }
-                }
-                own.store(OWNER_SHARED, Ordering::Release);
-                return Some(OWNER_SHARED);
-            }
+            own.store(OWNER_SHARED, Ordering::Release);
         }
     }
 }
