@@ -12,6 +12,9 @@
  *           and hands them over; another thread frees them, timing only
  *           its free loop; per free (the owner taking them back is in
  *           its next round of allocations, not timed: see xthread)
+ *   shared  two threads at once each doing pair on the same malloc_type
+ *           (its own type for the slab, so the other tests keep one
+ *           allocating cpu per type); time per pair, wall clock
  *   rss     resident memory after allocating 256 MiB in 1 KiB blocks and
  *           freeing them all (each allocator in its own forked child)
  *
@@ -38,6 +41,7 @@
 #include <unistd.h>
 
 MALLOC_DEFINE(M_BENCH, "bench", "benchmark blocks");
+MALLOC_DEFINE(M_SHARED, "shared", "blocks of two threads at once");
 
 enum { A_SLAB, A_GLIBC, A_MI, NALLOC };
 static const char *const names[NALLOC] = { "libcaps slab", "glibc", "mimalloc" };
@@ -160,6 +164,43 @@ bench_xthr(int a, size_t sz, long n)
 	return (now_ns() - t0) / n;
 }
 
+/* shared: both threads run pair loops on one type. */
+static size_t sh_sz;
+static long sh_n;
+
+static void
+sh_loop(int a)
+{
+	for (long i = 0; i < sh_n; i++) {
+		void *p = a == A_SLAB ? slab_malloc(sh_sz, M_SHARED, M_WAITOK) : xalloc(a, sh_sz);
+		sink = p;
+		if (a == A_SLAB)
+			slab_free(p, M_SHARED);
+		else
+			xfree(a, p);
+	}
+}
+
+static void *
+sh_thread(void *arg)
+{
+	sh_loop(*(int *)arg);
+	return NULL;
+}
+
+static double
+bench_shared(int a, size_t sz, long n)
+{
+	pthread_t th;
+	sh_sz = sz;
+	sh_n = n;
+	double t0 = now_ns();
+	pthread_create(&th, NULL, sh_thread, &a);
+	sh_loop(a);
+	pthread_join(th, NULL);
+	return (now_ns() - t0) / n;
+}
+
 /* xfree: hand-over of batches of XF blocks, timed on the freeing side. */
 #define XF 1000
 static void *xf_blk[XF];
@@ -276,7 +317,7 @@ median(double *v, int n)
 }
 
 #define NSIZES 4
-#define NTESTS 4
+#define NTESTS 5
 #define MAXREPS 99
 
 int
@@ -297,7 +338,7 @@ main(int argc, char **argv)
 	if (nxf < 2)
 		nxf = 2;
 	static const size_t sizes[NSIZES] = { 16, 64, 256, 1024 };
-	static const char *const tests[NTESTS] = { "pair", "batch", "xthread", "xfree" };
+	static const char *const tests[NTESTS] = { "pair", "batch", "xthread", "xfree", "shared" };
 	static double runs[NSIZES][NTESTS][NALLOC][MAXREPS];
 	double res[NSIZES][NTESTS][NALLOC];
 	long rss[NALLOC][2];
@@ -313,6 +354,7 @@ main(int argc, char **argv)
 				runs[k][1][a][r] = bench_batch(a, sizes[k], nbatch);
 				runs[k][2][a][r] = bench_xthr(a, sizes[k], nx);
 				runs[k][3][a][r] = bench_xfree(a, sizes[k], nxf);
+				runs[k][4][a][r] = bench_shared(a, sizes[k], npair / 4);
 			}
 	for (int k = 0; k < NSIZES; k++)
 		for (int j = 0; j < NTESTS; j++)
