@@ -57,6 +57,31 @@ pub fn init() {
     HOME_OK.store(r == 0, Ordering::Relaxed);
 }
 
+/// A full memory barrier on every cpu running a thread of this process.
+/// The private expedited command was registered by [`init`] (home mode
+/// exists only when that succeeded; the registration survives `fork`);
+/// should it fail anyway, the global command does the same, slower; if
+/// both fail (never seen), say so once and go on.
+#[cold]
+fn barrier_all() {
+    for cmd in [
+        libc::MEMBARRIER_CMD_PRIVATE_EXPEDITED,
+        libc::MEMBARRIER_CMD_GLOBAL,
+    ] {
+        // SAFETY: membarrier takes no pointers.
+        if unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0, 0) } == 0 {
+            return;
+        }
+    }
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        crate::warn!(
+            "slab_malloc",
+            "membarrier failed after its registration succeeded: a call racing with a malloc type's switch to shared counting may go uncounted in ks_calls"
+        );
+    }
+}
+
 /// Forget who wrote the type's counters (registration: the word may hold
 /// anything a C program left in `ks_reserved[1]`).
 ///
@@ -233,17 +258,7 @@ unsafe fn settle(gd: *mut SLGlobalData, own: &AtomicUsize, o: usize) {
             {
                 return;
             }
-            // SAFETY: membarrier takes no pointers; registered in `init`
-            // (home mode exists only when it succeeded).
-            let r = unsafe {
-                libc::syscall(
-                    libc::SYS_membarrier,
-                    libc::MEMBARRIER_CMD_PRIVATE_EXPEDITED,
-                    0,
-                    0,
-                )
-            };
-            debug_assert_eq!(r, 0);
+            barrier_all();
             // SAFETY: a home is an `SLGlobalData` that is never freed
             // (thread states are pooled, cpu states live until exit).
             let busy = unsafe {
