@@ -5,4 +5,5 @@ mod conn;
 pub mod cred;
 pub mod port;
 pub mod rendezvous;
+pub mod sys;
 pub mod wire;
