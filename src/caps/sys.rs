@@ -533,6 +533,8 @@ impl Svc {
             }
             FrameKind::Dispose => {
                 let sid = c.replied.remove(&h.id).ok_or("dispose of no reply")?;
+                // The client no longer counts it either.
+                c.inflight = c.inflight.saturating_sub(1);
                 self.queue.push_back(Queued::Dispose { sid, conn: k });
                 Ok(())
             }
@@ -622,9 +624,6 @@ impl Svc {
                 self.queue.pop_front();
                 if self.held.get(&sid).is_some_and(|h| h.conn.is_none()) {
                     self.held.remove(&sid);
-                }
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.inflight = c.inflight.saturating_sub(1);
                 }
                 if !self.conns.contains_key(&conn)
                     && !self
