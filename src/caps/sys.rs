@@ -292,6 +292,24 @@ extern "C" fn fork_child() {
     raw_unlock();
 }
 
+/// At `exit()`: remove the socket nodes of this process's services (a
+/// killed process leaves them; lookups skip such dead nodes and the next
+/// registration replaces them). Skipped if another thread holds the table.
+extern "C" fn unlink_at_exit() {
+    // SAFETY: a statically initialised mutex; trylock cannot hang exit().
+    if unsafe { libc::pthread_mutex_trylock(SHARED.mutex.get()) } != 0 {
+        return;
+    }
+    // SAFETY: we hold the mutex.
+    let t = unsafe { &mut *SHARED.table.get() };
+    for e in t.entries.values_mut() {
+        if let Kind::Service(s) = &mut e.kind {
+            s.close();
+        }
+    }
+    raw_unlock();
+}
+
 impl Table {
     fn insert(&mut self, flags: i32, kind: Kind) -> Result<i32, Errno> {
         let id = self.entries.keys().next_back().map_or(1, |k| k + 1);
@@ -362,6 +380,11 @@ pub fn service(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno
         generation: 0,
         gone: HashMap::new(),
     };
+    static AT_EXIT: Once = Once::new();
+    AT_EXIT.call_once(|| {
+        // SAFETY: a plain function that lives forever.
+        unsafe { libc::atexit(unlink_at_exit) };
+    });
     let r = lock().insert(flags, Kind::Service(Box::new(svc)));
     if let Err(e) = &r {
         warn!("caps_sys_service", "{}: {}", path.display(), errstr(*e));
