@@ -309,3 +309,32 @@ pub(super) fn set_nonblocking(fd: i32) {
         libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
     }
 }
+
+/// Accept one pending connection on listening socket `lfd`, non-blocking
+/// and close-on-exec: `Ok(None)` when none is pending. Other errors
+/// (`EMFILE` and friends) leave the connection pending for a later try.
+pub(super) fn accept(lfd: i32) -> Result<Option<OwnedFd>, Errno> {
+    loop {
+        // SAFETY: accept4 on a listening socket the caller owns; no
+        // address is asked for.
+        let fd = unsafe {
+            libc::accept4(
+                lfd,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: a new descriptor nobody else owns.
+            return Ok(Some(unsafe {
+                <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+            }));
+        }
+        match errno() {
+            libc::EINTR | libc::ECONNABORTED => continue,
+            libc::EAGAIN => return Ok(None),
+            e => return Err(e),
+        }
+    }
+}

@@ -26,10 +26,10 @@ use std::alloc::{Layout, alloc_zeroed, dealloc, handle_alloc_error};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::mem::{MaybeUninit, size_of};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::ptr;
 
-use super::conn::{Conn, EV_IN, EV_OUT, ReadEnd, errno, handshake, set_nonblocking};
+use super::conn::{Conn, EV_IN, EV_OUT, ReadEnd, accept, handshake, set_nonblocking};
 use super::cred::{Access, Cred};
 use super::rendezvous::{self, Errno, Listener};
 use super::wire::{FrameKind, Header, Hello, HelloKind, MAX_MSGSIZE, VERSION, WireError};
@@ -374,33 +374,20 @@ unsafe fn on_event(p: *mut CapsPort, bits: u32) {
 unsafe fn accept_all(svc: *mut CapsPort) {
     loop {
         // SAFETY: `svc` is live; its listen descriptor is open.
-        let fd = unsafe {
-            libc::accept4(
-                (*svc).c.lfd,
-                ptr::null_mut(),
-                ptr::null_mut(),
-                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            match errno() {
-                libc::EINTR | libc::ECONNABORTED => continue,
-                libc::EAGAIN => return,
-                e => {
-                    // EMFILE and friends: leave it pending, try on the next event.
-                    // SAFETY: `svc` is live.
-                    let name = unsafe { service_name(svc) };
-                    warn!(
-                        "caps_service",
-                        "{name}: accept: {}",
-                        std::io::Error::from_raw_os_error(e)
-                    );
-                    return;
-                }
+        let fd = match accept(unsafe { (*svc).c.lfd }) {
+            Ok(Some(fd)) => fd,
+            Ok(None) => return,
+            Err(e) => {
+                // SAFETY: `svc` is live.
+                let name = unsafe { service_name(svc) };
+                warn!(
+                    "caps_service",
+                    "{name}: accept: {}",
+                    std::io::Error::from_raw_os_error(e)
+                );
+                return;
             }
-        }
-        // SAFETY: `fd` is new and ours.
-        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        };
         let raw = fd.as_raw_fd();
         let peer = Cred::of_peer(raw).unwrap_or_default();
         // SAFETY: `svc` is live.

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Once};
 
 use super::conn::{
-    Conn, HELLO_TIMEOUT_MS, ReadEnd, errno, handshake, read_exact_timeout, set_nonblocking,
+    Conn, HELLO_TIMEOUT_MS, ReadEnd, accept, errno, handshake, read_exact_timeout, set_nonblocking,
 };
 use super::cred::{Cred, SysAccess};
 use super::rendezvous::{self, Errno, Listener};
@@ -409,32 +409,19 @@ impl Svc {
 
     fn accept_all(&mut self) {
         loop {
-            // SAFETY: accept4 on our listening socket.
-            let fd = unsafe {
-                libc::accept4(
-                    self.listener.fd.as_raw_fd(),
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                    libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                )
-            };
-            if fd < 0 {
-                match errno() {
-                    libc::EINTR | libc::ECONNABORTED => continue,
-                    libc::EAGAIN => return,
-                    e => {
-                        warn!(
-                            "caps_sys_service",
-                            "{}: accept: {}",
-                            self.listener.path.display(),
-                            errstr(e)
-                        );
-                        return;
-                    }
+            let fd = match accept(self.listener.fd.as_raw_fd()) {
+                Ok(Some(fd)) => fd,
+                Ok(None) => return,
+                Err(e) => {
+                    warn!(
+                        "caps_sys_service",
+                        "{}: accept: {}",
+                        self.listener.path.display(),
+                        errstr(e)
+                    );
+                    return;
                 }
-            }
-            // SAFETY: a new descriptor nobody else owns.
-            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            };
             let cred = Cred::of_peer(fd.as_raw_fd()).unwrap_or_default();
             let k = self.next_conn;
             self.next_conn += 1;
