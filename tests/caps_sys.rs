@@ -505,6 +505,23 @@ fn argument_and_state_errors() {
 const CAPF_EXCL_FLAG: i32 = caps::abi::CAPF_EXCL;
 
 #[test]
+fn one_thread_is_client_of_its_own_service() {
+    setup();
+    let (uid, gid) = me();
+    let s = service("self", uid, gid, CAPF_ANYCLIENT).unwrap();
+    let c = client("self", uid, gid, CAPF_ANYCLIENT).unwrap();
+    let id = put(c, b"me").unwrap();
+    let req = recv(s, 16, false).unwrap();
+    assert_eq!((req.state, &req.data[..]), (CAPMS_REQUEST, &b"me"[..]));
+    reply(s, b"you", req.id).unwrap();
+    let rep = recv(c, 16, true).unwrap();
+    assert_eq!((rep.id, &rep.data[..]), (id, &b"you"[..]));
+    assert_eq!(recv(s, 16, true).unwrap().state, CAPMS_DISPOSE);
+    close(c).unwrap();
+    close(s).unwrap();
+}
+
+#[test]
 fn request_reply_dispose_with_credentials() {
     setup();
     let (uid, gid) = me();
@@ -904,6 +921,13 @@ fn wait_is_interrupted_by_a_signal() {
     unsafe { libc::pthread_kill(t.as_pthread_t(), libc::SIGUSR1) };
     assert_eq!(t.join().unwrap(), Some(libc::EINTR));
     close(id).unwrap();
+    // Waiting for a service is interruptible too.
+    let t = std::thread::spawn(move || client("intr.never", uid, gid, CAPF_WAITSVC).err());
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!t.is_finished(), "CAPF_WAITSVC returned without a service");
+    // SAFETY: the thread is alive (it has not finished).
+    unsafe { libc::pthread_kill(t.as_pthread_t(), libc::SIGUSR1) };
+    assert_eq!(t.join().unwrap(), Some(libc::EINTR));
 }
 
 /// CPU time this thread used.

@@ -278,17 +278,21 @@ pub(super) fn read_exact_timeout(fd: i32, buf: &mut [u8], timeout_ms: i32) -> Re
 
 /// Connect to the service socket at `path`, send `hello` and wait (at
 /// most `HELLO_TIMEOUT_MS`) for the server's hello of the same version.
+/// `sent` runs between sending and waiting (v2: this process's own
+/// services answer then, so a program can be a client of its own service).
 /// Returns the connected socket, still blocking. A refusal is the errno
 /// the server put in its status; a malformed answer is `EPROTO`, logged
 /// under `func` with the service `name`.
 pub(super) fn handshake(
     path: &Path,
     hello: &Hello,
+    sent: &dyn Fn(),
     func: &str,
     name: &[u8],
 ) -> Result<OwnedFd, Errno> {
     let fd = rendezvous::connect(path)?;
     write_all(fd.as_raw_fd(), &hello.encode())?;
+    sent();
     let mut buf = [0u8; HELLO_LEN];
     read_exact_timeout(fd.as_raw_fd(), &mut buf, HELLO_TIMEOUT_MS)?;
     let reply = Hello::decode(&buf, HelloKind::Server, hello.version).map_err(|w| {

@@ -14,7 +14,8 @@
 //!   programs; a waiting call sleeps in `poll(2)` with the mutex released
 //!   and blocks the whole calling kernel thread.
 //! * A service accepts connections and reads requests while one of its
-//!   calls runs (`caps_sys_get`/`caps_sys_wait` in practice).
+//!   calls runs (`caps_sys_get`/`caps_sys_wait` in practice), or while a
+//!   client of the same process connects.
 //! * `fork()`: a `pthread_atfork` child handler turns the child's entries
 //!   into placeholders (`CAPT_FORKED`) and closes their sockets.
 
@@ -799,7 +800,7 @@ fn connect_any(
         status: flags as u32,
     };
     for path in matching_nodes(dir, name, uid, gid) {
-        match handshake(&path, &hello, "caps_sys_client", name) {
+        match handshake(&path, &hello, &pump_services, "caps_sys_client", name) {
             Ok(fd) => {
                 // The server follows its hello with its generation.
                 let mut b = [0u8; HEADER_LEN];
@@ -816,6 +817,17 @@ fn connect_any(
         }
     }
     Err(libc::ENOENT)
+}
+
+/// Let this process's services accept and answer hellos (called by a
+/// connecting client, whose service may be one of them).
+fn pump_services() {
+    let mut t = lock();
+    for e in t.entries.values_mut() {
+        if let Kind::Service(s) = &mut e.kind {
+            s.pump();
+        }
+    }
 }
 
 /// An inotify watch on the services directory: wakes a client waiting
