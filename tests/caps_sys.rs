@@ -256,6 +256,13 @@ fn setup() {
         unsafe { std::env::set_var("LIBCAPS_DIR", &d) };
         // SAFETY: a plain function registered once.
         unsafe { libc::atexit(remove_dir) };
+        // The in-process tests block in the library's calls: a hang
+        // there ends the whole test program instead of stalling it.
+        std::thread::spawn(|| {
+            std::thread::sleep(DEADLINE);
+            eprintln!("caps_sys: tests still running after {DEADLINE:?}: something hangs");
+            std::process::abort();
+        });
     });
 }
 
