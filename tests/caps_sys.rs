@@ -972,3 +972,35 @@ fn waitsvc_sleeps_until_the_service_appears() {
     close(c).unwrap();
     drop(s);
 }
+
+#[test]
+fn two_threads_waiting_on_one_service_each_get_a_message() {
+    setup();
+    let (uid, gid) = me();
+    let id = service("two", uid, gid, CAPF_ANYCLIENT).unwrap();
+    let (tx, rx) = channel();
+    for _ in 0..2 {
+        let tx = tx.clone();
+        std::thread::spawn(move || tx.send(recv(id, 64, true)).unwrap());
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    // Whichever thread reads the socket queues both requests; the other
+    // must be woken to take the second.
+    let c = client("two", uid, gid, CAPF_ANYCLIENT).unwrap();
+    put(c, b"a").unwrap();
+    put(c, b"b").unwrap();
+    let mut got: Vec<Vec<u8>> = (0..2)
+        .map(|_| {
+            let m = rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("a waiting thread was not woken")
+                .unwrap();
+            assert_eq!(m.state, CAPMS_REQUEST);
+            m.data
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, [b"a".to_vec(), b"b".to_vec()]);
+    close(c).unwrap();
+    close(id).unwrap();
+}

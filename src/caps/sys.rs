@@ -176,6 +176,9 @@ struct Svc {
     /// Creds of connections that went away while notices about them are
     /// still queued.
     gone: HashMap<u64, Cred>,
+    /// Something was queued or a connection came since other waiters last
+    /// looked (see `Entry::settle`).
+    news: bool,
 }
 
 struct Cli {
@@ -188,6 +191,8 @@ struct Cli {
     /// Replies received, not yet retrieved: (id, data, synthesized).
     replies: VecDeque<(u64, Vec<u8>, bool)>,
     generation: i64,
+    /// A reply arrived or the connection ended (see `Entry::settle`).
+    news: bool,
 }
 
 enum Kind {
@@ -200,12 +205,20 @@ enum Kind {
 struct Entry {
     flags: i32,
     kind: Kind,
-    /// Written when the entry closes, to wake threads waiting on it.
+    /// Written when the entry closes, or when one thread's call queued
+    /// messages while other threads wait on the entry (they sleep on
+    /// sockets whose data that call consumed).
     wake: Option<Arc<OwnedFd>>,
+    /// Threads sleeping in `caps_sys_wait` on this entry.
+    waiters: usize,
+    /// Unique for the process's lifetime: a thread that slept on an entry
+    /// finds out whether its id now names another one.
+    serial: u64,
 }
 
 struct Table {
     entries: BTreeMap<i32, Entry>,
+    serials: u64,
 }
 
 struct Shared {
@@ -220,6 +233,7 @@ static SHARED: Shared = Shared {
     mutex: UnsafeCell::new(libc::PTHREAD_MUTEX_INITIALIZER),
     table: UnsafeCell::new(Table {
         entries: BTreeMap::new(),
+        serials: 0,
     }),
 };
 
@@ -315,12 +329,15 @@ impl Table {
     fn insert(&mut self, flags: i32, kind: Kind) -> Result<i32, Errno> {
         let id = self.entries.keys().next_back().map_or(1, |k| k + 1);
         let wake = new_eventfd()?;
+        self.serials += 1;
         self.entries.insert(
             id,
             Entry {
                 flags,
                 kind,
                 wake: Some(Arc::new(wake)),
+                waiters: 0,
+                serial: self.serials,
             },
         );
         Ok(id)
@@ -328,6 +345,48 @@ impl Table {
 
     fn get(&mut self, id: i32) -> Result<&mut Entry, Errno> {
         self.entries.get_mut(&id).ok_or(libc::EINVAL)
+    }
+}
+
+impl Entry {
+    /// Read whatever has arrived, as any call on the entry does first.
+    fn pump(&mut self) {
+        match &mut self.kind {
+            Kind::Service(s) => s.pump(),
+            Kind::Client(c) => c.pump(),
+            Kind::Forked => {}
+        }
+    }
+
+    /// After a call changed the entry: if it queued something while other
+    /// threads sleep on the entry, wake them to look.
+    fn settle(&mut self) {
+        let news = match &mut self.kind {
+            Kind::Service(s) => std::mem::take(&mut s.news),
+            Kind::Client(c) => std::mem::take(&mut c.news),
+            Kind::Forked => false,
+        };
+        if news && self.waiters > 0 {
+            self.signal();
+        }
+    }
+
+    fn signal(&self) {
+        if let Some(w) = &self.wake {
+            let one: u64 = 1;
+            // SAFETY: an 8-byte write to our eventfd.
+            unsafe { libc::write(w.as_raw_fd(), (&raw const one).cast(), 8) };
+        }
+    }
+
+    /// Consume pending wakeups (only when the entry has nothing to take:
+    /// then no other waiter is owed one).
+    fn drain(&self) {
+        if let Some(w) = &self.wake {
+            let mut v: u64 = 0;
+            // SAFETY: an 8-byte read from our non-blocking eventfd.
+            unsafe { libc::read(w.as_raw_fd(), (&raw mut v).cast(), 8) };
+        }
     }
 }
 
@@ -380,6 +439,7 @@ pub fn service(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno
         next_sid: 1,
         generation: 0,
         gone: HashMap::new(),
+        news: false,
     };
     static AT_EXIT: Once = Once::new();
     AT_EXIT.call_once(|| {
@@ -426,6 +486,7 @@ impl Svc {
             let cred = Cred::of_peer(fd.as_raw_fd()).unwrap_or_default();
             let k = self.next_conn;
             self.next_conn += 1;
+            self.news = true;
             self.conns.insert(
                 k,
                 SConn {
@@ -534,6 +595,7 @@ impl Svc {
                 c.inflight += 1;
                 let sid = self.next_sid;
                 self.next_sid += 1;
+                self.news = true;
                 self.queue.push_back(Queued::Request {
                     sid,
                     conn: k,
@@ -546,6 +608,7 @@ impl Svc {
                 let sid = c.replied.remove(&h.id).ok_or("dispose of no reply")?;
                 // The client no longer counts it either.
                 c.inflight = c.inflight.saturating_sub(1);
+                self.news = true;
                 self.queue.push_back(Queued::Dispose { sid, conn: k });
                 Ok(())
             }
@@ -575,6 +638,7 @@ impl Svc {
                 .queue
                 .iter()
                 .any(|q| matches!(q, Queued::Dispose { conn, .. } if *conn == k));
+        self.news = true;
         for sid in notices {
             self.queue.push_back(Queued::Dispose { sid, conn: k });
         }
@@ -780,6 +844,7 @@ pub fn client(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno>
         outstanding: HashMap::new(),
         replies: VecDeque::new(),
         generation,
+        news: false,
     };
     lock().insert(flags, Kind::Client(Box::new(cli)))
 }
@@ -824,8 +889,9 @@ fn connect_any(
 fn pump_services() {
     let mut t = lock();
     for e in t.entries.values_mut() {
-        if let Kind::Service(s) = &mut e.kind {
-            s.pump();
+        if matches!(e.kind, Kind::Service(_)) {
+            e.pump();
+            e.settle();
         }
     }
 }
@@ -889,6 +955,7 @@ impl Cli {
                         if self.outstanding.contains_key(&h.id)
                             && !self.replies.iter().any(|r| r.0 == h.id) =>
                     {
+                        self.news = true;
                         self.replies.push_back((h.id, body, false));
                     }
                     _ => {
@@ -914,6 +981,7 @@ impl Cli {
     /// The service is gone: every outstanding request without a reply
     /// gets an empty one, as the kernel auto-replied them.
     fn lost(&mut self) {
+        self.news = true;
         self.conn.close();
         let mut ids: Vec<u64> = self
             .outstanding
@@ -928,7 +996,6 @@ impl Cli {
     }
 
     fn put(&mut self, data: &[u8]) -> Result<i64, Errno> {
-        self.pump();
         if self.conn.dead {
             return Err(libc::ENOTCONN);
         }
@@ -1012,11 +1079,7 @@ pub fn close(id: i32) -> Result<(), Errno> {
     if let Kind::Service(s) = &mut e.kind {
         s.close();
     }
-    if let Some(w) = &e.wake {
-        let one: u64 = 1;
-        // SAFETY: an 8-byte write to our eventfd.
-        unsafe { libc::write(w.as_raw_fd(), (&raw const one).cast(), 8) };
-    }
+    e.signal();
     Ok(())
 }
 
@@ -1025,12 +1088,22 @@ pub fn put(id: i32, data: &[u8]) -> Result<i64, Errno> {
     if data.len() > MAX_MSG {
         return Err(libc::EMSGSIZE);
     }
-    let mut t = lock();
-    match &mut t.get(id)?.kind {
+    with_entry(id, |e| match &mut e.kind {
         Kind::Client(c) => c.put(data),
         Kind::Service(_) => Err(libc::EINVAL),
         Kind::Forked => Err(libc::ENOTCONN),
-    }
+    })
+}
+
+/// Run `f` on entry `id` after reading what has arrived for it, then wake
+/// other waiters if that queued something.
+fn with_entry<T>(id: i32, f: impl FnOnce(&mut Entry) -> Result<T, Errno>) -> Result<T, Errno> {
+    let mut t = lock();
+    let e = t.get(id)?;
+    e.pump();
+    let r = f(e);
+    e.settle();
+    r
 }
 
 /// `caps_sys_reply`: answer request `msgid` with `data`.
@@ -1038,15 +1111,11 @@ pub fn reply(id: i32, data: &[u8], msgid: i64) -> Result<(), Errno> {
     if data.len() > MAX_MSG {
         return Err(libc::EMSGSIZE);
     }
-    let mut t = lock();
-    match &mut t.get(id)?.kind {
-        Kind::Service(s) => {
-            s.pump();
-            s.reply(msgid, data)
-        }
+    with_entry(id, |e| match &mut e.kind {
+        Kind::Service(s) => s.reply(msgid, data),
         Kind::Client(_) => Err(libc::EINVAL),
         Kind::Forked => Err(libc::ENOTCONN),
-    }
+    })
 }
 
 /// `caps_sys_get` (`block` false: `EAGAIN` when nothing is there) and
@@ -1059,29 +1128,35 @@ pub fn get(
     block: bool,
 ) -> Result<Got, Errno> {
     let mut fds = Vec::new();
+    // The entry we sleep on, once we did.
+    let mut slept_on: Option<u64> = None;
     loop {
         fds.clear();
         let wake = {
             let mut t = lock();
             let e = t.get(id)?;
-            let wake = e.wake.clone();
-            match &mut e.kind {
-                Kind::Forked => return Err(libc::ENOTCONN),
-                Kind::Service(s) => {
-                    s.pump();
-                    if let Some(g) = s.take(buf, cred.as_deref_mut()) {
-                        return Ok(g);
-                    }
-                    s.poll_fds(&mut fds);
+            if let Some(serial) = slept_on {
+                if e.serial != serial {
+                    // Closed while we slept (and the id reused).
+                    return Err(libc::EINVAL);
                 }
+                e.waiters -= 1;
+            }
+            e.pump();
+            e.settle();
+            let got = match &mut e.kind {
+                Kind::Forked => return Err(libc::ENOTCONN),
+                Kind::Service(s) => s.take(buf, cred.as_deref_mut()),
+                Kind::Client(c) => c.take(buf, cred.as_deref_mut()),
+            };
+            if let Some(g) = got {
+                e.settle();
+                return Ok(g);
+            }
+            match &e.kind {
+                Kind::Service(s) => s.poll_fds(&mut fds),
+                Kind::Client(c) if c.conn.dead => return Err(libc::ENOTCONN),
                 Kind::Client(c) => {
-                    c.pump();
-                    if let Some(g) = c.take(buf, cred.as_deref_mut()) {
-                        return Ok(g);
-                    }
-                    if c.conn.dead {
-                        return Err(libc::ENOTCONN);
-                    }
                     let out = if c.conn.queued() > 0 {
                         libc::POLLOUT
                     } else {
@@ -1089,48 +1164,54 @@ pub fn get(
                     };
                     fds.push(pollfd(c.conn.raw(), libc::POLLIN | out));
                 }
+                Kind::Forked => return Err(libc::ENOTCONN),
             }
-            wake
+            if !block {
+                return Err(libc::EAGAIN);
+            }
+            // Nothing to take: no other waiter is owed a wakeup either.
+            e.drain();
+            e.waiters += 1;
+            slept_on = Some(e.serial);
+            e.wake.clone()
         };
-        if !block {
-            return Err(libc::EAGAIN);
-        }
         // Holding `wake` keeps the eventfd open while we sleep on it.
         let wake = wake.ok_or(libc::ENOTCONN)?;
         fds.push(pollfd(wake.as_raw_fd(), libc::POLLIN));
         // SAFETY: `fds` is a valid array of pollfds.
-        // A signal gives EINTR, as the kernel's interruptible sleep did.
-        if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) } < 0 {
-            return Err(errno());
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if r < 0 {
+            // A signal gives EINTR, as the kernel's interruptible sleep did.
+            let e = errno();
+            if let Ok(en) = lock().get(id)
+                && Some(en.serial) == slept_on
+            {
+                en.waiters -= 1;
+            }
+            return Err(e);
         }
     }
 }
 
 /// `caps_sys_setgen`: set a service's generation; its clients see it.
 pub fn setgen(id: i32, generation: i64) -> Result<(), Errno> {
-    let mut t = lock();
-    match &mut t.get(id)?.kind {
+    with_entry(id, |e| match &mut e.kind {
         Kind::Service(s) => {
-            s.pump();
             s.setgen(generation);
             Ok(())
         }
         Kind::Client(_) => Err(libc::EINVAL),
         Kind::Forked => Err(libc::ENOTCONN),
-    }
+    })
 }
 
 /// `caps_sys_getgen`: the generation of a client's service.
 pub fn getgen(id: i32) -> Result<i64, Errno> {
-    let mut t = lock();
-    match &mut t.get(id)?.kind {
-        Kind::Client(c) => {
-            c.pump();
-            Ok(c.generation)
-        }
+    with_entry(id, |e| match &mut e.kind {
+        Kind::Client(c) => Ok(c.generation),
         Kind::Service(_) => Err(libc::EINVAL),
         Kind::Forked => Err(libc::ENOTCONN),
-    }
+    })
 }
 
 /// `caps_sys_abort`: not implemented (as in the 2004 kernel); a known id
