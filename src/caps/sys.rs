@@ -612,7 +612,7 @@ impl Svc {
                 self.queue.push_back(Queued::Dispose { sid, conn: k });
                 Ok(())
             }
-            _ => Err("unexpected frame kind"),
+            FrameKind::Reply | FrameKind::Gen => Err("a server's frame from a client"),
         }
     }
 

@@ -1,5 +1,6 @@
-//! The CAPS v1 wire protocol (see `docs/wire-protocol.md`): a hello in each
-//! direction, then frames with a fixed little-endian header. No pointer and
+//! The CAPS wire protocol (see `docs/wire-protocol.md`), version 1 for the
+//! v1 ports and 2 for the `caps_sys_*` calls: a hello in each direction,
+//! then frames with a fixed little-endian header. No pointer and
 //! no host structure image ever crosses the socket.
 
 /// "CAPS" in little-endian byte order.
