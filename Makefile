@@ -58,7 +58,7 @@ install: lib
 	    install -D -m 644 include/$$h $(DESTDIR)$(INCLUDEDIR)/libcaps/$$h || exit 1; \
 	done
 	install -d -m 755 $(DESTDIR)$(CAPSDIR) $(DESTDIR)$(CAPSDIR)/root
-	install -d -m 1777 $(DESTDIR)$(CAPSDIR)/users
+	install -d -m 1777 $(DESTDIR)$(CAPSDIR)/users $(DESTDIR)$(CAPSDIR)/sys
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libcaps.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libcaps.so.$(MAJOR) \
@@ -68,7 +68,7 @@ uninstall:
 	for d in $(HEADER_DIRS); do rmdir $(DESTDIR)$(INCLUDEDIR)/libcaps/$$d 2>/dev/null || true; done
 	rmdir $(DESTDIR)$(INCLUDEDIR)/libcaps 2>/dev/null || true
 	# the rendezvous directories go only if no service lives there
-	rmdir $(DESTDIR)$(CAPSDIR)/root $(DESTDIR)$(CAPSDIR)/users 2>/dev/null || true
+	rmdir $(DESTDIR)$(CAPSDIR)/root $(DESTDIR)$(CAPSDIR)/users $(DESTDIR)$(CAPSDIR)/sys 2>/dev/null || true
 	rmdir $(DESTDIR)$(CAPSDIR) 2>/dev/null || true
 
 # Install into build/stage (PREFIX=/usr): what the C tests and the ABI test

@@ -47,7 +47,7 @@ const HEADERS: &[GenHeader] = &[
         name: "caps",
         sources: &["src/abi/caps.rs", "src/capi/caps.rs"],
         includes: &["sys/types.h", "stdint.h"],
-        handwritten: &["caps_type"],
+        handwritten: &["caps_type", "caps_msg_state_t"],
         renames: &[
             ("thread", "struct thread"),
             ("lwkt_port", "struct lwkt_port"),

@@ -20,6 +20,7 @@ soname=$(readelf -d "$lib/libcaps.so.1.0.0" | sed -n 's/.*Library soname: \[\(.*
 [ -f "$dest/opt/caps/include/libcaps/sys/msgport.h" ] && ok "headers under include/libcaps" || bad "headers"
 [ "$(stat -c %a "$dest/var/caps/root")" = 755 ] && ok "var/caps/root 0755" || bad "var/caps/root mode"
 [ "$(stat -c %a "$dest/var/caps/users")" = 1777 ] && ok "var/caps/users 1777" || bad "var/caps/users mode"
+[ "$(stat -c %a "$dest/var/caps/sys")" = 1777 ] && ok "var/caps/sys 1777" || bad "var/caps/sys mode"
 
 flags=$(PKG_CONFIG_PATH=$lib/pkgconfig PKG_CONFIG_SYSROOT_DIR=$dest pkg-config --cflags --libs libcaps)
 case "$flags" in

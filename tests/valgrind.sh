@@ -62,5 +62,25 @@ rc=$?
 if [ $rc = 0 ]; then pass=$((pass + 1)); echo "ok   caps_echo server"; else
 	fail=$((fail + 1)); echo "FAIL caps_echo server: exit $rc"; head -30 "$tmp/server.err"; fi
 
+# CAPS v2: caps_s in the background, caps_c for 1500 round trips (it
+# forks at 1000; valgrind follows the child). caps_s runs until killed, so
+# its errors are read from its log rather than its exit status.
+valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
+    "$dir/caps_s" > /dev/null 2> "$tmp/caps_s.err" &
+srv=$!
+i=0
+while ! ls "$LIBCAPS_DIR"/sys/test,* > /dev/null 2>&1; do
+	i=$((i + 1)); [ $i -lt 400 ] || break
+	sleep 0.05
+done
+vg 0 caps_c 1500
+kill "$srv"
+wait "$srv" 2> /dev/null
+if grep -q 'Invalid\|uninitialised\|definitely lost' "$tmp/caps_s.err"; then
+	fail=$((fail + 1)); echo "FAIL caps_s"; head -30 "$tmp/caps_s.err"
+else
+	pass=$((pass + 1)); echo "ok   caps_s"
+fi
+
 echo "valgrind: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

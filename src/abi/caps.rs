@@ -87,3 +87,53 @@ pub const CAPPF_WREQUESTED: c_int = 0x0004;
 pub const CAPPF_SHUTDOWN: c_int = 0x0008;
 
 pub const CAPMSG_MAXSIZE: c_int = 66560;
+
+// ---- CAPS v2: the caps_sys_* calls (sys/caps.h 1.6) ------------------
+
+/// `CAPT_FORKED`: a `caps_sys_*` entry a child inherited across `fork()`.
+pub const CAPT_FORKED: caps_type = 4;
+
+/// `caps_msg_state_t`: what a message returned by `caps_sys_get` or
+/// `caps_sys_wait` is (the enum itself is declared in the header).
+pub type caps_msg_state_t = c_uint;
+
+pub const CAPMS_REQUEST: caps_msg_state_t = 0;
+pub const CAPMS_REQUEST_RETRY: caps_msg_state_t = 1;
+pub const CAPMS_REPLY: caps_msg_state_t = 2;
+pub const CAPMS_REPLY_RETRY: caps_msg_state_t = 3;
+pub const CAPMS_DISPOSE: caps_msg_state_t = 4;
+
+/// Identifies a message: `c_id` is the id `caps_sys_put` returned (client)
+/// or the id to pass to `caps_sys_reply` (server); `c_state` what it is.
+#[repr(C)]
+pub struct caps_msgid {
+    pub c_id: libc::off_t,
+    pub c_state: caps_msg_state_t,
+    pub c_reserved01: c_int,
+}
+
+/// `caps_msgid_t`
+pub type caps_msgid_t = *mut caps_msgid;
+
+/// A service's generation number (`caps_sys_setgen`, `caps_sys_getgen`).
+pub type caps_gen_t = i64;
+
+pub const CAPF_UFLAGS: c_int = 0xFFFF;
+pub const CAPF_USER: c_int = 0x0001;
+pub const CAPF_GROUP: c_int = 0x0002;
+pub const CAPF_WORLD: c_int = 0x0004;
+pub const CAPF_EXCL: c_int = 0x0008;
+pub const CAPF_ANYCLIENT: c_int = 0x0007;
+pub const CAPF_WCRED: c_int = 0x0010;
+pub const CAPF_NOFORK: c_int = 0x0020;
+pub const CAPF_WAITSVC: c_int = 0x0040;
+
+pub const CAPS_ABORT_NOTIMPL: c_int = 0;
+pub const CAPS_ABORT_RETURNED: c_int = 1;
+pub const CAPS_ABORT_BEFORESERVER: c_int = 2;
+pub const CAPS_ABORT_ATSERVER: c_int = 3;
+
+pub const CAPF_ABORT_HARD: c_int = 0x0001;
+
+pub const CAPS_MAXNAMELEN: c_int = 64;
+pub const CAPS_MAXINPROG: c_int = 128;

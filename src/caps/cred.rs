@@ -6,7 +6,10 @@
 
 use std::os::fd::RawFd;
 
-use crate::abi::{CAPS_ANYCLIENT, CAPS_GROUP, CAPS_MAXGROUPS, CAPS_USER, CAPS_WORLD, caps_cred};
+use crate::abi::{
+    CAPF_GROUP, CAPF_USER, CAPF_WORLD, CAPS_ANYCLIENT, CAPS_GROUP, CAPS_MAXGROUPS, CAPS_USER,
+    CAPS_WORLD, caps_cred,
+};
 
 /// Credentials of a peer (what goes into `struct caps_cred`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -145,6 +148,28 @@ impl Access {
     }
 }
 
+/// Who may connect to a `caps_sys_service()` service (CAPS v2): its
+/// registration `uid`/`gid` (`None` for -1) and flags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SysAccess {
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub flags: i32,
+}
+
+impl SysAccess {
+    /// The 2004 kernel's rule: a client asking with `client_flags` is
+    /// admitted when, among the flags both sides give, `CAPF_USER` and its
+    /// uid is the service's, or `CAPF_GROUP` and it is a member of the
+    /// service's group, or `CAPF_WORLD`. A -1 uid or gid matches nobody.
+    pub fn admits(&self, peer: &Cred, client_flags: i32) -> bool {
+        let f = self.flags & client_flags;
+        f & CAPF_WORLD != 0
+            || (f & CAPF_USER != 0 && self.uid == Some(peer.uid))
+            || (f & CAPF_GROUP != 0 && self.gid.is_some_and(|g| peer.in_group(g)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +209,23 @@ mod tests {
         assert!(svc(CAPS_USER | CAPS_GROUP).admits(&owner));
         assert!(svc(CAPS_USER | CAPS_GROUP).admits(&member));
         assert!(!svc(CAPS_USER | CAPS_GROUP).admits(&stranger));
+    }
+
+    #[test]
+    fn sys_access_rule_needs_both_sides() {
+        let svc = |uid, gid, flags| SysAccess { uid, gid, flags };
+        let me = peer(1000, 100, &[50]);
+        let all = CAPF_USER | CAPF_GROUP | CAPF_WORLD;
+        assert!(svc(Some(1000), None, CAPF_USER).admits(&me, all));
+        assert!(!svc(Some(1000), None, CAPF_USER).admits(&me, CAPF_GROUP));
+        assert!(!svc(None, None, CAPF_USER).admits(&me, all));
+        assert!(!svc(Some(1001), None, CAPF_USER).admits(&me, all));
+        assert!(svc(None, Some(50), CAPF_GROUP).admits(&me, CAPF_GROUP));
+        assert!(svc(None, Some(100), CAPF_GROUP).admits(&me, CAPF_GROUP));
+        assert!(!svc(None, Some(7), CAPF_GROUP).admits(&me, all));
+        assert!(svc(None, None, CAPF_WORLD).admits(&me, CAPF_WORLD));
+        assert!(!svc(None, None, CAPF_WORLD).admits(&me, CAPF_USER));
+        assert!(!svc(Some(1000), Some(100), 0).admits(&me, all));
     }
 
     #[test]

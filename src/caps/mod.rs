@@ -1,7 +1,9 @@
 //! CAPS IPC: named services between processes over Unix-domain sockets,
 //! with kernel-verified credentials.
 
+mod conn;
 pub mod cred;
 pub mod port;
 pub mod rendezvous;
+pub mod sys;
 pub mod wire;

@@ -26,14 +26,13 @@ use std::alloc::{Layout, alloc_zeroed, dealloc, handle_alloc_error};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::mem::{MaybeUninit, size_of};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::ptr;
 
+use super::conn::{Conn, EV_IN, EV_OUT, ReadEnd, accept, handshake, set_nonblocking};
 use super::cred::{Access, Cred};
 use super::rendezvous::{self, Errno, Listener};
-use super::wire::{
-    FrameKind, FrameReader, HELLO_LEN, Header, Hello, HelloKind, MAX_MSGSIZE, WireError,
-};
+use super::wire::{FrameKind, Header, Hello, HelloKind, MAX_MSGSIZE, VERSION, WireError};
 use crate::abi::{
     CAPPF_SHUTDOWN, CAPT_CLIENT, CAPT_REMOTE, CAPT_SERVICE, EASYNC, MSGF_DONE, MSGF_QUEUED,
     MSGF_REPLY, caps_port, caps_type, lwkt_msg, lwkt_port, thread,
@@ -53,12 +52,8 @@ const MAX_HELD: usize = 256;
 /// Reply bytes queued for one connection before the server stops reading
 /// its requests.
 const MAX_OUT: usize = 4 << 20;
-/// Bytes read from a socket at a time.
-const READ_CHUNK: usize = 64 * 1024;
 /// Queued reply bytes that make a connection write at once.
 const FLUSH_AT: usize = 64 * 1024;
-/// How long `caps_client()` waits for the server's hello.
-const HELLO_TIMEOUT_MS: i32 = 30_000;
 /// Completions remembered for `caps_client_waitreply(port, NULL)`.
 const MAX_COMPLETED: usize = 1024;
 
@@ -128,212 +123,6 @@ struct Remote {
     hello_done: bool,
     held: usize,
     paused: bool,
-}
-
-/// One connected socket: buffered input and output, registration.
-struct Conn {
-    fd: Option<OwnedFd>,
-    token: Option<Token>,
-    /// Bytes read but not yet consumed: `inbuf[in_pos..in_end]`.
-    inbuf: Box<[u8]>,
-    in_pos: usize,
-    in_end: usize,
-    /// The last read emptied the socket; wait for the next event.
-    drained: bool,
-    reader: FrameReader,
-    out: Vec<u8>,
-    out_pos: usize,
-    events: u32,
-    dead: bool,
-}
-
-/// How reading a connection ended.
-enum ReadEnd {
-    Eof,
-    Errno(i32),
-    Protocol(WireError),
-}
-
-impl std::fmt::Display for ReadEnd {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ReadEnd::Eof => write!(f, "connection closed"),
-            ReadEnd::Errno(e) => write!(f, "{}", std::io::Error::from_raw_os_error(*e)),
-            ReadEnd::Protocol(w) => write!(f, "protocol error: {w}"),
-        }
-    }
-}
-
-fn errno() -> i32 {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
-}
-
-const EV_IN: u32 = libc::EPOLLIN as u32;
-const EV_OUT: u32 = libc::EPOLLOUT as u32;
-
-impl Conn {
-    fn new(fd: OwnedFd) -> Conn {
-        Conn {
-            fd: Some(fd),
-            token: None,
-            inbuf: Box::default(),
-            in_pos: 0,
-            in_end: 0,
-            drained: false,
-            reader: FrameReader::default(),
-            out: Vec::new(),
-            out_pos: 0,
-            events: EV_IN,
-            dead: false,
-        }
-    }
-
-    fn raw(&self) -> i32 {
-        self.fd.as_ref().map_or(-1, |f| f.as_raw_fd())
-    }
-
-    fn set_events(&mut self, events: u32) {
-        if events != self.events {
-            self.events = events;
-            if let Some(t) = self.token {
-                evloop::modify(t, events);
-            }
-        }
-    }
-
-    fn queued(&self) -> usize {
-        self.out.len() - self.out_pos
-    }
-
-    /// Write as much queued output as the socket takes.
-    fn flush(&mut self) -> Result<(), i32> {
-        while self.out_pos < self.out.len() {
-            // SAFETY: the slice is valid; MSG_NOSIGNAL keeps SIGPIPE away.
-            let n = unsafe {
-                libc::send(
-                    self.raw(),
-                    self.out[self.out_pos..].as_ptr().cast(),
-                    self.out.len() - self.out_pos,
-                    libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-                )
-            };
-            if n < 0 {
-                match errno() {
-                    libc::EINTR => continue,
-                    libc::EAGAIN => break,
-                    e => return Err(e),
-                }
-            }
-            self.out_pos += n as usize;
-        }
-        if self.out_pos == self.out.len() {
-            self.out.clear();
-            self.out_pos = 0;
-        }
-        let want_out = self.queued() > 0;
-        let events = (self.events & !EV_OUT) | if want_out { EV_OUT } else { 0 };
-        self.set_events(events);
-        Ok(())
-    }
-
-    /// Queue one frame.
-    fn push_frame(&mut self, h: &Header, body: &[u8]) {
-        self.out.extend_from_slice(&h.encode());
-        self.out.extend_from_slice(body);
-    }
-
-    /// Read more bytes behind the unconsumed input: Ok(true) if some
-    /// arrived, Ok(false) if none are available now. A short read means
-    /// the socket is empty for now; the next readiness event clears
-    /// `drained` (level-triggered epoll), which saves a `recv` that would
-    /// only say `EAGAIN`.
-    fn fill(&mut self) -> Result<bool, ReadEnd> {
-        if self.drained {
-            return Ok(false);
-        }
-        if self.inbuf.is_empty() {
-            self.inbuf = vec![0u8; READ_CHUNK].into_boxed_slice();
-        }
-        if self.in_pos == self.in_end {
-            self.in_pos = 0;
-            self.in_end = 0;
-        } else if self.in_end == READ_CHUNK {
-            self.inbuf.copy_within(self.in_pos..self.in_end, 0);
-            self.in_end -= self.in_pos;
-            self.in_pos = 0;
-        }
-        let room = READ_CHUNK - self.in_end;
-        loop {
-            // SAFETY: `inbuf[in_end..]` is writable for `room` bytes.
-            let n = unsafe {
-                libc::recv(
-                    self.raw(),
-                    self.inbuf[self.in_end..].as_mut_ptr().cast(),
-                    room,
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if n > 0 {
-                self.in_end += n as usize;
-                self.drained = (n as usize) < room;
-                return Ok(true);
-            }
-            if n == 0 {
-                return Err(ReadEnd::Eof);
-            }
-            match errno() {
-                libc::EINTR => continue,
-                libc::EAGAIN => {
-                    self.drained = true;
-                    return Ok(false);
-                }
-                e => return Err(ReadEnd::Errno(e)),
-            }
-        }
-    }
-
-    /// The next whole frame from the input, reading the socket as needed.
-    fn next_frame(&mut self) -> Result<Option<(Header, Vec<u8>)>, ReadEnd> {
-        loop {
-            if self.in_pos == self.in_end && !self.fill()? {
-                return Ok(None);
-            }
-            let (n, frame) = self
-                .reader
-                .feed(&self.inbuf[self.in_pos..self.in_end], MAX_BODY)
-                .map_err(ReadEnd::Protocol)?;
-            self.in_pos += n;
-            if frame.is_some() {
-                return Ok(frame);
-            }
-        }
-    }
-
-    /// Take exactly `HELLO_LEN` bytes of hello from the input, if there.
-    fn take_hello(&mut self) -> Result<Option<[u8; HELLO_LEN]>, ReadEnd> {
-        while self.in_end - self.in_pos < HELLO_LEN {
-            if !self.fill()? {
-                return Ok(None);
-            }
-        }
-        let mut h = [0u8; HELLO_LEN];
-        h.copy_from_slice(&self.inbuf[self.in_pos..self.in_pos + HELLO_LEN]);
-        self.in_pos += HELLO_LEN;
-        Ok(Some(h))
-    }
-
-    /// Stop watching and close the socket.
-    fn close(&mut self) {
-        self.dead = true;
-        if let Some(t) = self.token.take() {
-            evloop::unregister(t);
-        }
-        self.fd = None;
-        self.out.clear();
-        self.out_pos = 0;
-    }
 }
 
 // ---- request buffers ---------------------------------------------------
@@ -525,35 +314,18 @@ pub fn client(name: &[u8], uid: u32, td: *mut thread) -> Result<*mut CapsPort, E
         return client(name, 0, td);
     }
     let path = rendezvous::service_path(name, uid)?;
-    let fd = rendezvous::connect(&path)?;
     let hello = Hello {
+        version: VERSION,
         kind: HelloKind::Client,
         max_msgsize: MAX_MSGSIZE as u32,
         status: 0,
     };
-    write_all(fd.as_raw_fd(), &hello.encode())?;
-    let mut buf = [0u8; HELLO_LEN];
-    read_exact_timeout(fd.as_raw_fd(), &mut buf, HELLO_TIMEOUT_MS)?;
-    let reply = Hello::decode(&buf, HelloKind::Server).map_err(|w| {
-        warn!(
-            "caps_client",
-            "service {}: {w}",
-            String::from_utf8_lossy(name)
-        );
-        libc::EPROTO
-    })?;
-    if reply.status != 0 {
-        return Err(reply.status as i32);
-    }
+    let fd = handshake(&path, &hello, &|| {}, "caps_client", name)?;
     let cfd = fd.as_raw_fd();
-    // SAFETY: `cfd` is our connected socket.
-    unsafe {
-        let fl = libc::fcntl(cfd, libc::F_GETFL);
-        libc::fcntl(cfd, libc::F_SETFL, fl | libc::O_NONBLOCK);
-    }
+    set_nonblocking(cfd);
     let peer = Cred::of_peer(cfd).unwrap_or_default();
     let cl = Client {
-        conn: Conn::new(fd),
+        conn: Conn::new(fd, MAX_BODY),
         next_id: 1,
         outstanding: HashMap::default(),
         completed: VecDeque::new(),
@@ -579,57 +351,6 @@ pub fn client(name: &[u8], uid: u32, td: *mut thread) -> Result<*mut CapsPort, E
     Ok(p)
 }
 
-fn write_all(fd: i32, mut buf: &[u8]) -> Result<(), Errno> {
-    while !buf.is_empty() {
-        // SAFETY: valid buffer; MSG_NOSIGNAL keeps SIGPIPE away.
-        let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
-        if n < 0 {
-            let e = errno();
-            if e == libc::EINTR {
-                continue;
-            }
-            return Err(e);
-        }
-        buf = &buf[n as usize..];
-    }
-    Ok(())
-}
-
-fn read_exact_timeout(fd: i32, buf: &mut [u8], timeout_ms: i32) -> Result<(), Errno> {
-    let mut got = 0;
-    while got < buf.len() {
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let r = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
-        if r == 0 {
-            return Err(libc::ETIMEDOUT);
-        }
-        if r < 0 {
-            if errno() == libc::EINTR {
-                continue;
-            }
-            return Err(errno());
-        }
-        // SAFETY: the rest of `buf` is writable.
-        let n = unsafe { libc::recv(fd, buf[got..].as_mut_ptr().cast(), buf.len() - got, 0) };
-        if n == 0 {
-            return Err(libc::ECONNRESET);
-        }
-        if n < 0 {
-            if errno() == libc::EINTR {
-                continue;
-            }
-            return Err(errno());
-        }
-        got += n as usize;
-    }
-    Ok(())
-}
-
 // ---- events ------------------------------------------------------------
 
 /// Socket readiness for port `p`.
@@ -653,39 +374,26 @@ unsafe fn on_event(p: *mut CapsPort, bits: u32) {
 unsafe fn accept_all(svc: *mut CapsPort) {
     loop {
         // SAFETY: `svc` is live; its listen descriptor is open.
-        let fd = unsafe {
-            libc::accept4(
-                (*svc).c.lfd,
-                ptr::null_mut(),
-                ptr::null_mut(),
-                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            match errno() {
-                libc::EINTR | libc::ECONNABORTED => continue,
-                libc::EAGAIN => return,
-                e => {
-                    // EMFILE and friends: leave it pending, try on the next event.
-                    // SAFETY: `svc` is live.
-                    let name = unsafe { service_name(svc) };
-                    warn!(
-                        "caps_service",
-                        "{name}: accept: {}",
-                        std::io::Error::from_raw_os_error(e)
-                    );
-                    return;
-                }
+        let fd = match accept(unsafe { (*svc).c.lfd }) {
+            Ok(Some(fd)) => fd,
+            Ok(None) => return,
+            Err(e) => {
+                // SAFETY: `svc` is live.
+                let name = unsafe { service_name(svc) };
+                warn!(
+                    "caps_service",
+                    "{name}: accept: {}",
+                    std::io::Error::from_raw_os_error(e)
+                );
+                return;
             }
-        }
-        // SAFETY: `fd` is new and ours.
-        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        };
         let raw = fd.as_raw_fd();
         let peer = Cred::of_peer(raw).unwrap_or_default();
         // SAFETY: `svc` is live.
         let (td, name) = unsafe { ((*svc).c.lport.mp_td, service_name(svc)) };
         let remote = Remote {
-            conn: Conn::new(fd),
+            conn: Conn::new(fd, MAX_BODY),
             service: svc,
             service_name: name,
             dirty: false,
@@ -770,7 +478,7 @@ unsafe fn remote_read(r: *mut CapsPort) {
             Ok(Some(bytes)) => {
                 // SAFETY: `r` is live.
                 let peer = unsafe { cred_of(r) };
-                let status = match Hello::decode(&bytes, HelloKind::Client) {
+                let status = match Hello::decode(&bytes, HelloKind::Client, VERSION) {
                     Err(w) => {
                         warn!(
                             "caps_service",
@@ -783,6 +491,7 @@ unsafe fn remote_read(r: *mut CapsPort) {
                     Ok(_) => 0,
                 };
                 let reply = Hello {
+                    version: VERSION,
                     kind: HelloKind::Server,
                     max_msgsize: MAX_MSGSIZE as u32,
                     status: status as u32,

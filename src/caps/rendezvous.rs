@@ -30,6 +30,12 @@ pub fn base_dir() -> PathBuf {
     }
 }
 
+/// The directory holding the `caps_sys_service()` (CAPS v2) services of
+/// every user: `BASE/sys`, one flat namespace.
+pub fn sys_dir() -> PathBuf {
+    base_dir().join("sys")
+}
+
 /// The directory holding the services of `uid`.
 pub fn service_dir(uid: u32) -> PathBuf {
     if uid == 0 {
@@ -97,6 +103,23 @@ pub fn ensure_service_dir(uid: u32) -> Result<PathBuf, Errno> {
     Ok(service_dir(uid))
 }
 
+/// Make sure `BASE` (0755) and `BASE/sys` (1777, like `/tmp`: anyone may
+/// publish, nobody may remove another user's node) exist.
+pub fn ensure_sys_dir() -> Result<PathBuf, Errno> {
+    mkdir_exact(&base_dir(), 0o755)?;
+    let dir = sys_dir();
+    mkdir_exact(&dir, 0o1777)?;
+    Ok(dir)
+}
+
+/// Does the path fit in `sun_path`?
+pub fn check_path_len(path: &Path) -> Result<(), Errno> {
+    if path.as_os_str().len() > SUN_PATH_MAX {
+        return Err(libc::ENAMETOOLONG);
+    }
+    Ok(())
+}
+
 fn sockaddr(path: &Path) -> Result<(libc::sockaddr_un, libc::socklen_t), Errno> {
     let bytes = path.as_os_str().as_bytes();
     if bytes.len() > SUN_PATH_MAX {
@@ -142,7 +165,7 @@ pub fn connect(path: &Path) -> Result<OwnedFd, Errno> {
 }
 
 /// Is a live service listening at `path`? (A stale socket refuses.)
-fn is_live(path: &Path) -> bool {
+pub fn is_live(path: &Path) -> bool {
     let Ok((sa, len)) = sockaddr(path) else {
         return false;
     };
@@ -191,9 +214,19 @@ static TEMP_SEQ: AtomicU32 = AtomicU32::new(0);
 /// With `excl`, fail with `EEXIST` while a live service answers there; a
 /// dead service's socket is replaced either way.
 pub fn listen(path: &Path, mode: u32, excl: bool) -> Result<Listener, Errno> {
+    listen_unless(path, mode, || excl && is_live(path))
+}
+
+/// `listen`, failing with `EEXIST` when `conflict()`, which runs while
+/// the directory is locked against other service creations.
+pub fn listen_unless(
+    path: &Path,
+    mode: u32,
+    conflict: impl FnOnce() -> bool,
+) -> Result<Listener, Errno> {
     let dir = path.parent().ok_or(libc::EINVAL)?;
     let _lock = DirLock::new(dir)?;
-    if excl && is_live(path) {
+    if conflict() {
         return Err(libc::EEXIST);
     }
     let mut tmp: OsString = dir.as_os_str().to_owned();

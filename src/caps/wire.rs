@@ -1,11 +1,15 @@
-//! The CAPS v1 wire protocol (see `docs/wire-protocol.md`): a hello in each
-//! direction, then frames with a fixed little-endian header. No pointer and
+//! The CAPS wire protocol (see `docs/wire-protocol.md`), version 1 for the
+//! v1 ports and 2 for the `caps_sys_*` calls: a hello in each direction,
+//! then frames with a fixed little-endian header. No pointer and
 //! no host structure image ever crosses the socket.
 
 /// "CAPS" in little-endian byte order.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"CAPS");
-/// Protocol version spoken by this library.
+/// Protocol version of the v1 port API (`caps_service`/`caps_client`).
 pub const VERSION: u16 = 1;
+/// Protocol version of the v2 `caps_sys_*` API: same hello and frame
+/// header, plus the `Dispose` and `Gen` frames.
+pub const VERSION_SYS: u16 = 2;
 /// Bytes in a hello.
 pub const HELLO_LEN: usize = 16;
 /// Bytes in a frame header.
@@ -24,10 +28,14 @@ pub enum HelloKind {
 /// The first 16 bytes in each direction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Hello {
+    /// `VERSION` or `VERSION_SYS`.
+    pub version: u16,
     pub kind: HelloKind,
     /// Largest message the sender accepts (`CAPMSG_MAXSIZE`).
     pub max_msgsize: u32,
     /// Server: 0 = accepted, else the errno the client reports (`EACCES`).
+    /// v2 client: the access flags it asks for (`CAPF_USER|GROUP|WORLD`);
+    /// v1 client: 0.
     pub status: u32,
 }
 
@@ -59,22 +67,27 @@ impl Hello {
     pub fn encode(&self) -> [u8; HELLO_LEN] {
         let mut b = [0u8; HELLO_LEN];
         b[0..4].copy_from_slice(&MAGIC.to_le_bytes());
-        b[4..6].copy_from_slice(&VERSION.to_le_bytes());
+        b[4..6].copy_from_slice(&self.version.to_le_bytes());
         b[6..8].copy_from_slice(&(self.kind as u16).to_le_bytes());
         b[8..12].copy_from_slice(&self.max_msgsize.to_le_bytes());
         b[12..16].copy_from_slice(&self.status.to_le_bytes());
         b
     }
 
-    /// Parse a hello; `expect` is the kind the peer must send.
-    pub fn decode(b: &[u8; HELLO_LEN], expect: HelloKind) -> Result<Hello, WireError> {
+    /// Parse a hello; `expect` is the kind the peer must send, `version`
+    /// the protocol it must speak.
+    pub fn decode(
+        b: &[u8; HELLO_LEN],
+        expect: HelloKind,
+        version: u16,
+    ) -> Result<Hello, WireError> {
         let magic = u32::from_le_bytes(b[0..4].try_into().unwrap());
         if magic != MAGIC {
             return Err(WireError::BadMagic(magic));
         }
-        let version = u16::from_le_bytes(b[4..6].try_into().unwrap());
-        if version != VERSION {
-            return Err(WireError::BadVersion(version));
+        let got = u16::from_le_bytes(b[4..6].try_into().unwrap());
+        if got != version {
+            return Err(WireError::BadVersion(got));
         }
         let kind = u16::from_le_bytes(b[6..8].try_into().unwrap());
         if kind != expect as u16 {
@@ -85,6 +98,7 @@ impl Hello {
             return Err(WireError::BadField("max_msgsize", max_msgsize.into()));
         }
         Ok(Hello {
+            version,
             kind: expect,
             max_msgsize,
             status: u32::from_le_bytes(b[12..16].try_into().unwrap()),
@@ -92,12 +106,16 @@ impl Hello {
     }
 }
 
-/// Request (client → server) or reply (server → client).
+/// Request (client → server) or reply (server → client); v2 only:
+/// dispose notice (client → server: the reply `id` was read) and
+/// generation (server → client: `result` is the service's generation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u16)]
 pub enum FrameKind {
     Request = 1,
     Reply = 2,
+    Dispose = 3,
+    Gen = 4,
 }
 
 /// A frame header. The payload (`body_len` bytes: the message bytes after
@@ -144,6 +162,8 @@ impl Header {
         let kind = match u16_at(0) {
             1 => FrameKind::Request,
             2 => FrameKind::Reply,
+            3 => FrameKind::Dispose,
+            4 => FrameKind::Gen,
             k => return Err(WireError::BadKind(k)),
         };
         if u16_at(2) != 0 {
@@ -161,8 +181,11 @@ impl Header {
             FrameKind::Request if capacity < body_len || capacity > max_body => {
                 return Err(WireError::BadField("capacity", capacity.into()));
             }
-            FrameKind::Reply if capacity != 0 => {
+            FrameKind::Reply | FrameKind::Dispose | FrameKind::Gen if capacity != 0 => {
                 return Err(WireError::BadField("capacity", capacity.into()));
+            }
+            FrameKind::Dispose | FrameKind::Gen if body_len != 0 => {
+                return Err(WireError::BadField("body_len", body_len.into()));
             }
             _ => {}
         }
@@ -255,27 +278,28 @@ mod tests {
     #[test]
     fn hello_round_trip_and_rejections() {
         let h = Hello {
+            version: VERSION,
             kind: HelloKind::Server,
             max_msgsize: MAX_MSGSIZE as u32,
             status: 13,
         };
         let b = h.encode();
         assert_eq!(&b[0..4], b"CAPS");
-        assert_eq!(Hello::decode(&b, HelloKind::Server), Ok(h));
+        assert_eq!(Hello::decode(&b, HelloKind::Server, VERSION), Ok(h));
         assert_eq!(
-            Hello::decode(&b, HelloKind::Client),
+            Hello::decode(&b, HelloKind::Client, VERSION),
             Err(WireError::BadKind(2))
         );
         let mut bad = b;
         bad[4] = 9;
         assert_eq!(
-            Hello::decode(&bad, HelloKind::Server),
+            Hello::decode(&bad, HelloKind::Server, VERSION),
             Err(WireError::BadVersion(9))
         );
         bad = b;
         bad[0] = b'X';
         assert!(matches!(
-            Hello::decode(&bad, HelloKind::Server),
+            Hello::decode(&bad, HelloKind::Server, VERSION),
             Err(WireError::BadMagic(_))
         ));
     }
@@ -308,8 +332,30 @@ mod tests {
         r[16] = 1;
         assert!(Header::decode(&r, 1000).is_err());
         let mut k = header(FrameKind::Reply, 10).encode();
-        k[0] = 3;
-        assert_eq!(Header::decode(&k, 1000), Err(WireError::BadKind(3)));
+        k[0] = 5;
+        assert_eq!(Header::decode(&k, 1000), Err(WireError::BadKind(5)));
+        // v2 notices carry no payload and no capacity
+        let mut g = header(FrameKind::Reply, 0);
+        g.kind = FrameKind::Gen;
+        assert_eq!(Header::decode(&g.encode(), 1000), Ok(g));
+        g.kind = FrameKind::Dispose;
+        assert_eq!(Header::decode(&g.encode(), 1000), Ok(g));
+        g.body_len = 1;
+        assert!(Header::decode(&g.encode(), 1000).is_err());
+        assert_eq!(
+            Hello::decode(
+                &Hello {
+                    version: VERSION_SYS,
+                    kind: HelloKind::Client,
+                    max_msgsize: 100,
+                    status: 7
+                }
+                .encode(),
+                HelloKind::Client,
+                VERSION
+            ),
+            Err(WireError::BadVersion(VERSION_SYS))
+        );
         let mut res = header(FrameKind::Reply, 10).encode();
         res[30] = 1;
         assert!(Header::decode(&res, 1000).is_err());

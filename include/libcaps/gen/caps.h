@@ -67,6 +67,26 @@ struct caps_port {
  */
 typedef struct caps_port *caps_port_t;
 
+/*
+ Identifies a message: `c_id` is the id `caps_sys_put` returned (client)
+ or the id to pass to `caps_sys_reply` (server); `c_state` what it is.
+ */
+struct caps_msgid {
+    off_t c_id;
+    caps_msg_state_t c_state;
+    int c_reserved01;
+};
+
+/*
+ `caps_msgid_t`
+ */
+typedef struct caps_msgid *caps_msgid_t;
+
+/*
+ A service's generation number (`caps_sys_setgen`, `caps_sys_getgen`).
+ */
+typedef int64_t caps_gen_t;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -108,6 +128,106 @@ void *caps_client_waitreply(caps_port_t port, lwkt_msg_t msg);
  complete with `EIO`. Do not use the port afterwards.
  */
 void caps_close(caps_port_t port);
+
+/*
+ Register service `name` for `(uid, gid)` (either may be -1: not
+ registered under that search key) and return its port id (1, 2, ...
+ per process). Non-root callers may only give their own effective uid
+ and one of their groups (else `EPERM`). `flags` (low 16 bits kept):
+ `CAPF_EXCL` fails with `EEXIST` while a live matching service exists;
+ `CAPF_USER`/`CAPF_GROUP`/`CAPF_WORLD` say who may connect (a client
+ must ask for a flag the service gives). `upcid` is ignored. The
+ service is the socket `BASE/sys/NAME,UID,GID` (`BASE` = `$LIBCAPS_DIR`
+ or `/var/caps`). Errors: `EINVAL` (empty name or a character outside
+ `[0-9A-Za-z_.]`), `ENAMETOOLONG` (name of 64 bytes or more, or a path
+ longer than a socket address holds), `EPERM`, `EEXIST`. Usable without
+ `uthread_init()`; see docs/compat.md "CAPS v2".
+ */
+int caps_sys_service(const char *name, uid_t uid, gid_t gid, int upcid, int flags);
+
+/*
+ Connect to the service `name` registered for `(uid, gid)` (-1 matches
+ any) and return a new client port id. `flags`: the access the client
+ asks for (`CAPF_USER`, `CAPF_GROUP`, `CAPF_WORLD`; `EACCES` unless the
+ service grants one of them to the caller), `CAPF_WAITSVC` to sleep
+ until such a service appears (`EINTR` on a signal) instead of failing
+ with `ENOENT`, `CAPF_NOFORK` to not inherit the port across `fork()`.
+ The call waits (at most 30 s, then `ETIMEDOUT`) for the service to
+ answer, which it does while inside one of its `caps_sys_*` calls.
+ */
+int caps_sys_client(const char *name, uid_t uid, gid_t gid, int upcid, int flags);
+
+/*
+ Close port `portid` (`EINVAL` if unknown). A service's clients get
+ empty replies to the requests it had not answered and `ENOTCONN`
+ afterwards; a client's requests the service holds come back to the
+ service as `CAPMS_DISPOSE` notices. The only call that works on a port
+ inherited across `fork()`.
+ */
+int caps_sys_close(int portid);
+
+/*
+ Send `msgsize` bytes at `msg` as a request on client port `portid` and
+ return its message id (the `c_id` its reply will carry). The bytes are
+ copied before the call returns: the buffer is free at once. Errors:
+ `EINVAL` (unknown or service port, negative size), `EMSGSIZE` (over
+ 128 KiB), `ENOTCONN` (the service is gone, or a port inherited across
+ `fork()`), `ENOBUFS` (more than `CAPS_MAXINPROG` requests unanswered).
+ */
+off_t caps_sys_put(int portid, void *msg, int msgsize);
+
+/*
+ Reply `msgsize` bytes at `msg` (copied at once) to request `msgid`
+ that service port `portid` retrieved (or left queued because it was
+ larger than the caller's buffer). `EINVAL` for an unknown port or
+ msgid, `ENOTCONN` on a port inherited across `fork()`. Replying to a
+ client that went away succeeds and sends nothing (its `CAPMS_DISPOSE`
+ notice arrives anyway).
+ */
+int caps_sys_reply(int portid, void *msg, int msgsize, off_t msgid);
+
+/*
+ Take the next message of port `portid` without waiting (`EAGAIN`, the
+ same value as `EWOULDBLOCK`, when there is none). Copies at most
+ `maxsize` bytes into `buf` and returns the message's full size; a
+ message larger than `maxsize` stays queued (retry with a bigger
+ buffer; a server may also reply to it unread). Fills `*msgid` (`c_id`,
+ `c_state`) and `*ccr` (the sender's credentials) when not NULL.
+ A service sees `CAPMS_REQUEST` (reply with `caps_sys_reply`) and,
+ once the client has read the reply or went away, `CAPMS_DISPOSE` with
+ the same `c_id`; a client sees `CAPMS_REPLY` (`c_id` as returned by
+ `caps_sys_put`; empty if the service closed before replying).
+ `ENOTCONN`: a port inherited across `fork()`, or a client whose
+ service is gone and that has no reply left to read.
+ */
+int caps_sys_get(int portid, void *buf, int maxsize, caps_msgid_t msgid, struct caps_cred *ccr);
+
+/*
+ `caps_sys_get`, but sleep until a message arrives; `EINTR` when a
+ signal interrupts the sleep. Blocks the calling kernel thread (every
+ LWKT thread on it, if called from one).
+ */
+int caps_sys_wait(int portid, void *buf, int maxsize, caps_msgid_t msgid, struct caps_cred *ccr);
+
+/*
+ Abort a request: not implemented, as in the 2004 kernel. Returns
+ `CAPS_ABORT_NOTIMPL` (0) for a known port, -1 with `EINVAL` otherwise.
+ */
+int caps_sys_abort(int portid, off_t msgid, int flags);
+
+/*
+ Set the generation number of service port `portid`; its clients read
+ it with `caps_sys_getgen`. `EINVAL` for a client or unknown port,
+ `ENOTCONN` on a port inherited across `fork()`.
+ */
+int caps_sys_setgen(int portid, caps_gen_t generation);
+
+/*
+ The generation number of the service client port `portid` is
+ connected to (the last one it heard of). `EINVAL` for a service or
+ unknown port, `ENOTCONN` on a port inherited across `fork()`.
+ */
+caps_gen_t caps_sys_getgen(int portid);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -1,0 +1,344 @@
+//! One connected CAPS socket with buffered, non-blocking input and
+//! output, shared by the v1 ports (`port.rs`, driven by the cpu's event
+//! loop) and the v2 `caps_sys_*` entries (`sys.rs`, driven by `poll`).
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+
+use super::rendezvous::{self, Errno};
+use super::wire::{FrameReader, HELLO_LEN, Header, Hello, HelloKind, WireError};
+use crate::cpu::evloop::{self, Token};
+use crate::warn;
+
+/// How long a client waits for the server's hello.
+pub(super) const HELLO_TIMEOUT_MS: i32 = 30_000;
+
+/// Bytes read from a socket at a time.
+const READ_CHUNK: usize = 64 * 1024;
+
+pub(super) fn errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+pub(super) const EV_IN: u32 = libc::EPOLLIN as u32;
+pub(super) const EV_OUT: u32 = libc::EPOLLOUT as u32;
+
+/// One connected socket: buffered input and output, registration.
+pub(super) struct Conn {
+    pub(super) fd: Option<OwnedFd>,
+    pub(super) token: Option<Token>,
+    /// Bytes read but not yet consumed: `inbuf[in_pos..in_end]`.
+    pub(super) inbuf: Box<[u8]>,
+    pub(super) in_pos: usize,
+    pub(super) in_end: usize,
+    /// The last read emptied the socket; wait for the next event.
+    pub(super) drained: bool,
+    pub(super) reader: FrameReader,
+    pub(super) out: Vec<u8>,
+    pub(super) out_pos: usize,
+    pub(super) events: u32,
+    pub(super) dead: bool,
+    /// Largest payload accepted from the peer.
+    max_body: u32,
+}
+
+/// How reading a connection ended.
+pub(super) enum ReadEnd {
+    Eof,
+    Errno(i32),
+    Protocol(WireError),
+}
+
+impl std::fmt::Display for ReadEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadEnd::Eof => write!(f, "connection closed"),
+            ReadEnd::Errno(e) => write!(f, "{}", std::io::Error::from_raw_os_error(*e)),
+            ReadEnd::Protocol(w) => write!(f, "protocol error: {w}"),
+        }
+    }
+}
+
+impl Conn {
+    pub(super) fn new(fd: OwnedFd, max_body: u32) -> Conn {
+        Conn {
+            fd: Some(fd),
+            token: None,
+            inbuf: Box::default(),
+            in_pos: 0,
+            in_end: 0,
+            drained: false,
+            reader: FrameReader::default(),
+            out: Vec::new(),
+            out_pos: 0,
+            events: EV_IN,
+            dead: false,
+            max_body,
+        }
+    }
+
+    pub(super) fn raw(&self) -> i32 {
+        self.fd.as_ref().map_or(-1, |f| f.as_raw_fd())
+    }
+
+    pub(super) fn set_events(&mut self, events: u32) {
+        if events != self.events {
+            self.events = events;
+            if let Some(t) = self.token {
+                evloop::modify(t, events);
+            }
+        }
+    }
+
+    pub(super) fn queued(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+
+    /// Write as much queued output as the socket takes.
+    pub(super) fn flush(&mut self) -> Result<(), i32> {
+        while self.out_pos < self.out.len() {
+            // SAFETY: the slice is valid; MSG_NOSIGNAL keeps SIGPIPE away.
+            let n = unsafe {
+                libc::send(
+                    self.raw(),
+                    self.out[self.out_pos..].as_ptr().cast(),
+                    self.out.len() - self.out_pos,
+                    libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+                )
+            };
+            if n < 0 {
+                match errno() {
+                    libc::EINTR => continue,
+                    libc::EAGAIN => break,
+                    e => return Err(e),
+                }
+            }
+            self.out_pos += n as usize;
+        }
+        if self.out_pos == self.out.len() {
+            self.out.clear();
+            self.out_pos = 0;
+        }
+        let want_out = self.queued() > 0;
+        let events = (self.events & !EV_OUT) | if want_out { EV_OUT } else { 0 };
+        self.set_events(events);
+        Ok(())
+    }
+
+    /// Queue one frame.
+    pub(super) fn push_frame(&mut self, h: &Header, body: &[u8]) {
+        self.out.extend_from_slice(&h.encode());
+        self.out.extend_from_slice(body);
+    }
+
+    /// Read more bytes behind the unconsumed input: Ok(true) if some
+    /// arrived, Ok(false) if none are available now. A short read means
+    /// the socket is empty for now; the next readiness event clears
+    /// `drained` (level-triggered epoll), which saves a `recv` that would
+    /// only say `EAGAIN`.
+    pub(super) fn fill(&mut self) -> Result<bool, ReadEnd> {
+        if self.drained {
+            return Ok(false);
+        }
+        if self.inbuf.is_empty() {
+            self.inbuf = vec![0u8; READ_CHUNK].into_boxed_slice();
+        }
+        if self.in_pos == self.in_end {
+            self.in_pos = 0;
+            self.in_end = 0;
+        } else if self.in_end == READ_CHUNK {
+            self.inbuf.copy_within(self.in_pos..self.in_end, 0);
+            self.in_end -= self.in_pos;
+            self.in_pos = 0;
+        }
+        let room = READ_CHUNK - self.in_end;
+        loop {
+            // SAFETY: `inbuf[in_end..]` is writable for `room` bytes.
+            let n = unsafe {
+                libc::recv(
+                    self.raw(),
+                    self.inbuf[self.in_end..].as_mut_ptr().cast(),
+                    room,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n > 0 {
+                self.in_end += n as usize;
+                self.drained = (n as usize) < room;
+                return Ok(true);
+            }
+            if n == 0 {
+                return Err(ReadEnd::Eof);
+            }
+            match errno() {
+                libc::EINTR => continue,
+                libc::EAGAIN => {
+                    self.drained = true;
+                    return Ok(false);
+                }
+                e => return Err(ReadEnd::Errno(e)),
+            }
+        }
+    }
+
+    /// The next whole frame from the input, reading the socket as needed.
+    pub(super) fn next_frame(&mut self) -> Result<Option<(Header, Vec<u8>)>, ReadEnd> {
+        loop {
+            if self.in_pos == self.in_end && !self.fill()? {
+                return Ok(None);
+            }
+            let (n, frame) = self
+                .reader
+                .feed(&self.inbuf[self.in_pos..self.in_end], self.max_body)
+                .map_err(ReadEnd::Protocol)?;
+            self.in_pos += n;
+            if frame.is_some() {
+                return Ok(frame);
+            }
+        }
+    }
+
+    /// Take exactly `HELLO_LEN` bytes of hello from the input, if there.
+    pub(super) fn take_hello(&mut self) -> Result<Option<[u8; HELLO_LEN]>, ReadEnd> {
+        while self.in_end - self.in_pos < HELLO_LEN {
+            if !self.fill()? {
+                return Ok(None);
+            }
+        }
+        let mut h = [0u8; HELLO_LEN];
+        h.copy_from_slice(&self.inbuf[self.in_pos..self.in_pos + HELLO_LEN]);
+        self.in_pos += HELLO_LEN;
+        Ok(Some(h))
+    }
+
+    /// Stop watching and close the socket.
+    pub(super) fn close(&mut self) {
+        self.dead = true;
+        if let Some(t) = self.token.take() {
+            evloop::unregister(t);
+        }
+        self.fd = None;
+        self.out.clear();
+        self.out_pos = 0;
+    }
+}
+
+pub(super) fn write_all(fd: i32, mut buf: &[u8]) -> Result<(), Errno> {
+    while !buf.is_empty() {
+        // SAFETY: valid buffer; MSG_NOSIGNAL keeps SIGPIPE away.
+        let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
+        if n < 0 {
+            let e = errno();
+            if e == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        buf = &buf[n as usize..];
+    }
+    Ok(())
+}
+
+pub(super) fn read_exact_timeout(fd: i32, buf: &mut [u8], timeout_ms: i32) -> Result<(), Errno> {
+    let mut got = 0;
+    while got < buf.len() {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        if r == 0 {
+            return Err(libc::ETIMEDOUT);
+        }
+        if r < 0 {
+            if errno() == libc::EINTR {
+                continue;
+            }
+            return Err(errno());
+        }
+        // SAFETY: the rest of `buf` is writable.
+        let n = unsafe { libc::recv(fd, buf[got..].as_mut_ptr().cast(), buf.len() - got, 0) };
+        if n == 0 {
+            return Err(libc::ECONNRESET);
+        }
+        if n < 0 {
+            if errno() == libc::EINTR {
+                continue;
+            }
+            return Err(errno());
+        }
+        got += n as usize;
+    }
+    Ok(())
+}
+
+/// Connect to the service socket at `path`, send `hello` and wait (at
+/// most `HELLO_TIMEOUT_MS`) for the server's hello of the same version.
+/// `sent` runs between sending and waiting (v2: this process's own
+/// services answer then, so a program can be a client of its own service).
+/// Returns the connected socket, still blocking. A refusal is the errno
+/// the server put in its status; a malformed answer is `EPROTO`, logged
+/// under `func` with the service `name`.
+pub(super) fn handshake(
+    path: &Path,
+    hello: &Hello,
+    sent: &dyn Fn(),
+    func: &str,
+    name: &[u8],
+) -> Result<OwnedFd, Errno> {
+    let fd = rendezvous::connect(path)?;
+    write_all(fd.as_raw_fd(), &hello.encode())?;
+    sent();
+    let mut buf = [0u8; HELLO_LEN];
+    read_exact_timeout(fd.as_raw_fd(), &mut buf, HELLO_TIMEOUT_MS)?;
+    let reply = Hello::decode(&buf, HelloKind::Server, hello.version).map_err(|w| {
+        warn!(func, "service {}: {w}", String::from_utf8_lossy(name));
+        libc::EPROTO
+    })?;
+    if reply.status != 0 {
+        return Err(reply.status as i32);
+    }
+    Ok(fd)
+}
+
+/// Put a descriptor in non-blocking mode.
+pub(super) fn set_nonblocking(fd: i32) {
+    // SAFETY: fcntl on a descriptor the caller owns.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
+    }
+}
+
+/// Accept one pending connection on listening socket `lfd`, non-blocking
+/// and close-on-exec: `Ok(None)` when none is pending. Other errors
+/// (`EMFILE` and friends) leave the connection pending for a later try.
+pub(super) fn accept(lfd: i32) -> Result<Option<OwnedFd>, Errno> {
+    loop {
+        // SAFETY: accept4 on a listening socket the caller owns; no
+        // address is asked for.
+        let fd = unsafe {
+            libc::accept4(
+                lfd,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: a new descriptor nobody else owns.
+            return Ok(Some(unsafe {
+                <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+            }));
+        }
+        match errno() {
+            libc::EINTR | libc::ECONNABORTED => continue,
+            libc::EAGAIN => return Ok(None),
+            e => return Err(e),
+        }
+    }
+}
