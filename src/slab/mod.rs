@@ -191,18 +191,43 @@ pub unsafe fn malloc(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_
         return unsafe { malloc_slow(size, ty, flags) };
     };
     let class = SMALL_CLASS[size.div_ceil(8)];
-    let (idx, cs) = ((class & 0xff) as usize, (class >> 8) as usize);
     // SAFETY: `ty` is a registered, valid type; `gd` is this thread's cpu
-    // state; `idx < NZONES` with chunk size `cs`.
+    // state; `class` is a small size class.
     unsafe {
-        if !account::home_charge(gd, ty, cs) {
+        if !account::home_charge(gd, ty, (class >> 8) as usize) {
             return malloc_away(gd, class, ty, tag, flags);
         }
+        take(gd, class, ty, tag, flags, true)
+    }
+}
+
+/// A chunk of `class` (`chunk size << 8 | zone index`) for a call already
+/// counted and charged: the first free-listed chunk, else `zone_malloc`.
+/// `home`: this cpu is the type's home (its statistics slot is its own).
+///
+/// # Safety
+/// As [`zone_malloc`].
+#[inline(always)]
+unsafe fn take(
+    gd: *mut SLGlobalData,
+    class: u32,
+    ty: *mut malloc_type,
+    tag: u8,
+    flags: c_int,
+    home: bool,
+) -> *mut c_void {
+    let (idx, cs) = ((class & 0xff) as usize, (class >> 8) as usize);
+    // SAFETY: caller contract.
+    unsafe {
         let c = zone::pop(gd, idx, tag);
         if c.is_null() {
             return zone_malloc(gd, class, ty, tag, flags);
         }
-        types::stat_home(gd, ty, cs as isize, 1);
+        if home {
+            types::stat_home(gd, ty, cs as isize, 1);
+        } else {
+            types::stat(gd, ty, cs as isize, 1);
+        }
         if flags & (M_ZERO | M_PASSIVE_ZERO) != 0 {
             // A tail call of memset, which returns `c`.
             ptr::write_bytes(c, 0, cs);
@@ -224,21 +249,12 @@ unsafe fn malloc_away(
     tag: u8,
     flags: c_int,
 ) -> *mut c_void {
-    let (idx, cs) = ((class & 0xff) as usize, (class >> 8) as usize);
     // SAFETY: caller contract.
     unsafe {
-        if !account::account(gd, ty, cs) {
+        if !account::account(gd, ty, (class >> 8) as usize) {
             return over_limit(ty, flags);
         }
-        let c = zone::pop(gd, idx, tag);
-        if c.is_null() {
-            return zone_malloc(gd, class, ty, tag, flags);
-        }
-        types::stat(gd, ty, cs as isize, 1);
-        if flags & (M_ZERO | M_PASSIVE_ZERO) != 0 {
-            ptr::write_bytes(c, 0, cs);
-        }
-        c.cast()
+        take(gd, class, ty, tag, flags, false)
     }
 }
 
