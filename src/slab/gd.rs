@@ -20,13 +20,15 @@ use super::{tls, types, zone};
 /// counters are updated with atomic adds.
 pub const SLGD_SHARED: i32 = 0x0001;
 
-/// Slot order: the first two cpus' counters in `ks_memuse[]`/`ks_inuse[]`
-/// on cache lines of their own, away from the lines all cpus touch
-/// (`ks_loosememuse`/`ks_limit` share a line with `ks_inuse[0..4]`): slot
-/// 4 (`ks_memuse` line 0, `ks_inuse` line 3) and slot 12 (line 1, and line
-/// 4 with `ks_calls`, which that cpu writes anyway when it shares a type).
-/// Then spread out.
-const SLOT_ORDER: [i32; SMP_MAXCPU] = [4, 12, 0, 8, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15];
+/// Slot order. `ks_memuse[s]` is on the type's cache line 0 for slots
+/// 0-6, line 1 for 7-14; `ks_inuse[s]` on line 2 for 0-3 (with
+/// `ks_loosememuse` and `ks_limit`, which every allocation reads), line 3
+/// for 4-11, line 4 for 12-15 (with `ks_calls`, which every allocation
+/// writes). The first cpu gets slot 12 (lines 1 and 4: it writes the
+/// `ks_calls` line anyway when it allocates the type), the second slot 4
+/// (lines 0 and 3): so one cpu allocating and another freeing, or both
+/// allocating, share no line but the `ks_calls` one. Then spread out.
+const SLOT_ORDER: [i32; SMP_MAXCPU] = [12, 4, 8, 0, 14, 6, 10, 2, 13, 5, 9, 1, 15, 7, 11, 3];
 static SLOTS: AtomicU32 = AtomicU32::new(0);
 static SHARED_NEXT: AtomicU32 = AtomicU32::new(0);
 
