@@ -9,6 +9,7 @@ use common::compile_c;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -831,5 +832,57 @@ fn random_and_mutated_frames_never_take_the_service_down() {
     let mut c = rdv.cmd(echo());
     c.args(["-c", "fz", "-r", "500", "-z", "64", "-p", "4"]);
     expect_ok(&run(c), "ok 500\n");
+    drop(srv);
+}
+
+/// A socket planted in another user's service directory is not taken for
+/// that user's service: the client checks who listens before it sends a
+/// byte (the v1 directories are world-writable at `users/`).
+#[test]
+fn planted_service_of_another_user_is_refused() {
+    if !is_root() {
+        eprintln!("planted_service_of_another_user_is_refused: skipped (needs root to switch uid)");
+        return;
+    }
+    let rdv = Rdv::new("plant");
+    let nobody = 65534u32;
+    // The impostor: a service of nobody, then moved under uid 1234.
+    std::fs::create_dir_all(rdv.0.join("users")).unwrap();
+    std::fs::set_permissions(rdv.0.join("users"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let mut c = rdv.cmd(echo());
+    c.args(["-s", "plant"]).uid(nobody).gid(nobody);
+    let child = c.spawn().expect("spawn impostor");
+    let srv = Server(Some(child));
+    let own = rdv.0.join("users").join(nobody.to_string()).join("plant");
+    let t0 = Instant::now();
+    while UnixStream::connect(&own).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "impostor did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let victim = rdv.0.join("users").join("1234");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::os::unix::fs::chown(&victim, Some(nobody), Some(nobody)).unwrap();
+    std::fs::rename(&own, victim.join("plant")).unwrap();
+
+    let mut cl = rdv.cmd(echo());
+    cl.args(["-c", "plant", "-o", "1234", "-r", "1"]);
+    let out = run(cl);
+    assert_eq!(
+        text(&out.stdout),
+        "caps_client: No such file or directory\n"
+    );
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("caps_client:") && err.contains("may not publish it"),
+        "{err}"
+    );
+    // Nobody's own clients still reach it under its real owner.
+    std::fs::rename(victim.join("plant"), &own).unwrap();
+    let mut ok = rdv.cmd(echo());
+    ok.args(["-c", "plant", "-o", &nobody.to_string(), "-r", "3"]);
+    expect_ok(&run(ok), "ok 3\n");
     drop(srv);
 }

@@ -1070,3 +1070,74 @@ fn protocol_violations_cost_only_that_connection() {
     close(c).unwrap();
     drop(s);
 }
+
+/// A node whose listener may not claim the node's keys (anyone can create
+/// a socket in the world-writable `sys` directory) is skipped: a client
+/// asking for root's service does not reach another user's.
+#[test]
+fn planted_node_with_keys_its_listener_may_not_claim_is_skipped() {
+    setup();
+    if me().0 != 0 {
+        eprintln!("skipped: needs root to become another user");
+        return;
+    }
+    // `BASE/sys` made by root, as `make install` does.
+    let first = service("plant.root", ANY, ANY, CAPF_WORLD).unwrap();
+    close(first).unwrap();
+    let sys = PathBuf::from(std::env::var_os("LIBCAPS_DIR").unwrap()).join("sys");
+    let (mut up, mut down) = ([0i32; 2], [0i32; 2]);
+    // SAFETY: plain pipe creation into two-int arrays.
+    assert!(unsafe { libc::pipe(up.as_mut_ptr()) == 0 && libc::pipe(down.as_mut_ptr()) == 0 });
+    // SAFETY: the child runs library calls and plain syscalls, then
+    // _exit; the parent only waits for it.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let code = (|| {
+            // SAFETY: plain calls in the single-threaded child.
+            unsafe {
+                libc::setgroups(0, std::ptr::null());
+                if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                    return 10;
+                }
+            }
+            if service("plant", 65534, 65534, CAPF_WORLD).is_err() {
+                return 11;
+            }
+            let from = sys.join("plant,65534,65534");
+            if std::fs::rename(&from, sys.join("plant,0,0")).is_err() {
+                return 12;
+            }
+            let mut b = [0u8; 1];
+            // SAFETY: our pipe ends and a one-byte buffer.
+            unsafe {
+                libc::write(up[1], b.as_ptr().cast(), 1);
+                libc::read(down[0], b.as_mut_ptr().cast(), 1);
+            }
+            0
+        })();
+        // SAFETY: leave the child without the parent's atexit handlers.
+        unsafe { libc::_exit(code) };
+    }
+    let mut b = [0u8; 1];
+    // SAFETY: our pipe end and a one-byte buffer.
+    let got = unsafe { libc::read(up[0], b.as_mut_ptr().cast(), 1) };
+    let asked = [
+        client("plant", 0, 0, CAPF_ANYCLIENT),
+        client("plant", ANY, ANY, CAPF_ANYCLIENT),
+        client("plant", 0, ANY, CAPF_ANYCLIENT),
+    ];
+    // SAFETY: our pipe end, our child.
+    let status = unsafe {
+        libc::write(down[1], b.as_ptr().cast(), 1);
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, 0);
+        for fd in up.into_iter().chain(down) {
+            libc::close(fd);
+        }
+        status
+    };
+    assert_eq!(got, 1, "child exit status {status:#x}");
+    assert_eq!(asked, [Err(libc::ENOENT); 3]);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+}

@@ -5,6 +5,7 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
+use super::cred::Cred;
 use super::rendezvous::{self, Errno};
 use super::wire::{FrameReader, HELLO_LEN, Header, Hello, HelloKind, WireError};
 use crate::cpu::evloop::{self, Token};
@@ -278,7 +279,9 @@ pub(super) fn read_exact_timeout(fd: i32, buf: &mut [u8], timeout_ms: i32) -> Re
 
 /// Connect to the service socket at `path`, send `hello` and wait (at
 /// most `HELLO_TIMEOUT_MS`) for the server's hello of the same version.
-/// `sent` runs between sending and waiting (v2: this process's own
+/// `owner`: the uid and gid the node claims its service runs as; a
+/// listener whose credentials may not claim them is refused (`ENOENT`,
+/// one log line) before anything is sent. `sent` runs between sending and waiting (v2: this process's own
 /// services answer then, so a program can be a client of its own service).
 /// Returns the connected socket, still blocking. A refusal is the errno
 /// the server put in its status; a malformed answer is `EPROTO`, logged
@@ -286,11 +289,26 @@ pub(super) fn read_exact_timeout(fd: i32, buf: &mut [u8], timeout_ms: i32) -> Re
 pub(super) fn handshake(
     path: &Path,
     hello: &Hello,
+    owner: (Option<u32>, Option<u32>),
     sent: &dyn Fn(),
     func: &str,
     name: &[u8],
 ) -> Result<OwnedFd, Errno> {
     let fd = rendezvous::connect(path)?;
+    // Before a byte goes out: is the listener really run by the owner the
+    // node claims (`Cred::may_serve`)? If not, it is not that service.
+    let peer = Cred::of_peer(fd.as_raw_fd())?;
+    if !peer.may_serve(owner.0, owner.1) {
+        warn!(
+            func,
+            "{} is served by pid {} (uid {}, gid {}), which may not publish it: ignored",
+            path.display(),
+            peer.pid,
+            peer.uid,
+            peer.gid
+        );
+        return Err(libc::ENOENT);
+    }
     write_all(fd.as_raw_fd(), &hello.encode())?;
     sent();
     let mut buf = [0u8; HELLO_LEN];

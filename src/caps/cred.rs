@@ -55,6 +55,18 @@ impl Cred {
         })
     }
 
+    /// May a service run with these credentials publish itself for
+    /// `uid` and `gid` (`None`: not registered)? The rule the kernel
+    /// applied at registration: root may claim any, others only their own
+    /// effective uid and their own groups. A client checks it on the
+    /// service it reached, since anyone may create a socket node in a
+    /// world-writable rendezvous directory.
+    pub fn may_serve(&self, uid: Option<u32>, gid: Option<u32>) -> bool {
+        self.uid == 0
+            || (uid.is_none_or(|u| u == self.uid)
+                && gid.is_none_or(|g| g == self.gid || self.groups.contains(&g)))
+    }
+
     /// Our own credentials (what a peer would see of us).
     pub fn of_self() -> Cred {
         // SAFETY: these calls cannot fail.

@@ -320,7 +320,14 @@ pub fn client(name: &[u8], uid: u32, td: *mut thread) -> Result<*mut CapsPort, E
         max_msgsize: MAX_MSGSIZE as u32,
         status: 0,
     };
-    let fd = handshake(&path, &hello, &|| {}, "caps_client", name)?;
+    let fd = handshake(
+        &path,
+        &hello,
+        (Some(uid), None),
+        &|| {},
+        "caps_client",
+        name,
+    )?;
     let cfd = fd.as_raw_fd();
     set_nonblocking(cfd);
     let peer = Cred::of_peer(cfd).unwrap_or_default();

@@ -106,30 +106,44 @@ fn parse_node(file: &[u8]) -> Option<(&[u8], Option<u32>, Option<u32>)> {
 
 /// Nodes in `dir` of services matching `(name, uid, gid)`, where a -1
 /// `uid`/`gid` is a wildcard: the most recently published first.
-fn matching_nodes(dir: &Path, name: &[u8], uid: u32, gid: u32) -> Vec<PathBuf> {
+fn matching_nodes(dir: &Path, name: &[u8], uid: u32, gid: u32) -> Vec<Node> {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
-    let mut found: Vec<(std::time::SystemTime, PathBuf)> = rd
+    let mut found: Vec<(std::time::SystemTime, Node)> = rd
         .filter_map(|e| e.ok())
-        .filter(|e| {
+        .filter_map(|e| {
             let f = e.file_name();
-            parse_node(f.as_bytes()).is_some_and(|(n, u, g)| {
-                n == name
-                    && (uid == u32::MAX || u == Some(uid))
-                    && (gid == u32::MAX || g == Some(gid))
-            })
-        })
-        .map(|e| {
+            let (n, u, g) = parse_node(f.as_bytes())?;
+            let keys_match = n == name
+                && (uid == u32::MAX || u == Some(uid))
+                && (gid == u32::MAX || g == Some(gid));
+            if !keys_match {
+                return None;
+            }
             let t = e
                 .metadata()
                 .and_then(|m| m.modified())
                 .unwrap_or(std::time::UNIX_EPOCH);
-            (t, e.path())
+            Some((
+                t,
+                Node {
+                    path: e.path(),
+                    uid: u,
+                    gid: g,
+                },
+            ))
         })
         .collect();
     found.sort_by_key(|f| std::cmp::Reverse(f.0));
-    found.into_iter().map(|(_, p)| p).collect()
+    found.into_iter().map(|(_, n)| n).collect()
+}
+
+/// A service node found by [`matching_nodes`], with the keys it claims.
+struct Node {
+    path: PathBuf,
+    uid: Option<u32>,
+    gid: Option<u32>,
 }
 
 // ---- the per-process table ---------------------------------------------
@@ -422,7 +436,7 @@ pub fn service(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno
     let listener = rendezvous::listen_unless(&path, 0o666, || {
         excl && matching_nodes(&dir, name, uid, gid)
             .iter()
-            .any(|p| rendezvous::is_live(p))
+            .any(|n| rendezvous::is_live(&n.path))
     })?;
     set_nonblocking(listener.fd.as_raw_fd());
     let svc = Svc {
@@ -864,8 +878,16 @@ fn connect_any(
         max_msgsize: MAX_MSG as u32,
         status: flags as u32,
     };
-    for path in matching_nodes(dir, name, uid, gid) {
-        match handshake(&path, &hello, &pump_services, "caps_sys_client", name) {
+    for node in matching_nodes(dir, name, uid, gid) {
+        let owner = (node.uid, node.gid);
+        match handshake(
+            &node.path,
+            &hello,
+            owner,
+            &pump_services,
+            "caps_sys_client",
+            name,
+        ) {
             Ok(fd) => {
                 // The server follows its hello with its generation.
                 let mut b = [0u8; HEADER_LEN];
