@@ -4,7 +4,8 @@
 //!
 //! `ks_loosememuse` is the loose sum the limit check starts from (as in
 //! DragonFly: it grows by every charge and is set from the exact
-//! `ks_memuse` sums when it reaches the limit). A type without a limit
+//! `ks_memuse` sums when it reaches the limit, or while it is 0, so a
+//! limit set on a type already in use counts what it holds). A type without a limit
 //! (`ks_limit` left 0, so `UNLIMITED`) never needs the check, and its loose
 //! sum is not kept: one store less per allocation, and no contended
 //! cache line when several cpus allocate the type.
@@ -162,10 +163,13 @@ pub unsafe fn home_charge(gd: *mut SLGlobalData, ty: *mut malloc_type, bytes: us
         if lim == UNLIMITED {
             ok = true;
         } else {
-            // No overflow: the loose sum only grows by what this process
-            // allocated since it was last set from the exact sums.
-            let l = loose.load(Ordering::Relaxed) + bytes as isize;
-            if l <= lim {
+            // 0: not set yet (or the limit was set after the type was
+            // used without one): the slow path starts it from the exact
+            // sums. No overflow: the loose sum only grows by what this
+            // process allocated since it was last set from them.
+            let cur = loose.load(Ordering::Relaxed);
+            let l = cur + bytes as isize;
+            if cur != 0 && l <= lim {
                 loose.store(l, Ordering::Relaxed);
                 ok = true;
             }
@@ -238,7 +242,7 @@ unsafe fn account_slow(gd: *mut SLGlobalData, ty: *mut malloc_type, bytes: usize
         }
         let b = bytes as isize;
         let old = loose.fetch_add(b, Ordering::Relaxed);
-        if old.saturating_add(b) <= lim {
+        if old != 0 && old.saturating_add(b) <= lim {
             return true;
         }
         loose.fetch_sub(b, Ordering::Relaxed);

@@ -289,6 +289,31 @@ fn shared_type_across_threads_keeps_exact_totals() {
     assert_eq!(totals(ty).1, 0);
 }
 
+/// A limit set on a type that was used without one counts what the type
+/// already holds (its loose sum was not kept while it had no limit).
+#[test]
+fn limit_set_after_use_counts_what_is_held() {
+    let ty = new_type(c"late limit");
+    // SAFETY: valid type; the blocks are freed below.
+    let held: Vec<_> = (0..10).map(|_| unsafe { malloc(1024, ty, 0) }).collect();
+    // SAFETY: live test type; C programs set the field the same way.
+    unsafe { (*ty).ks_limit = 12 * 1024 };
+    // SAFETY: valid type.
+    let big = unsafe { malloc(4000, ty, M_NULLOK) };
+    assert!(big.is_null(), "10 KiB held + 4 KiB is over a 12 KiB limit");
+    // SAFETY: valid type.
+    let small = unsafe { malloc(1024, ty, M_NULLOK) };
+    assert!(!small.is_null(), "11 KiB is within it");
+    // SAFETY: live blocks of `ty`.
+    unsafe {
+        free(small, ty);
+        for p in held {
+            free(p, ty);
+        }
+    }
+    assert_eq!(totals(ty).0, 0);
+}
+
 /// A type allocated by one thread only is counted with plain stores (its
 /// home); when other threads start allocating it while the home is busy
 /// with it, the switch to atomic counting loses no call. Many fresh types,
