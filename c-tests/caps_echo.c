@@ -2,13 +2,14 @@
  * caps_echo -- CAPS stress and fault-injection program.
  *
  * Server:  caps_echo -s NAME [-f FLAGS] [-g GID] [-m MODE] [-h HOLD] [-n N]
+ *		[-u UID] [-G GID]
  *	Serves NAME. Each request's payload is complemented byte by byte,
  *	u.ms_result complemented, and the reply carries error = ms_cmd.
  *	With -h HOLD it keeps HOLD requests and replies to them in reverse
  *	order. Command 2 ("grow") makes the reply fill the whole buffer.
  *	Stops after N requests (-n) or when the service is closed. With -k K
  *	it closes the service on the K-th request, leaving the held ones
- *	unanswered.
+ *	unanswered. -u/-G: as for the client, dropped to before serving.
  *
  * Client:  caps_echo -c NAME [-u UID] [-G GID] [-r ROUNDS] [-z SIZE] [-p PIPE]
  *		[-o OWNER] [-x]

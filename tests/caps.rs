@@ -9,7 +9,6 @@ use common::compile_c;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -849,9 +848,13 @@ fn planted_service_of_another_user_is_refused() {
     // The impostor: a service of nobody, then moved under uid 1234.
     std::fs::create_dir_all(rdv.0.join("users")).unwrap();
     std::fs::set_permissions(rdv.0.join("users"), std::fs::Permissions::from_mode(0o1777)).unwrap();
-    let mut c = rdv.cmd(echo());
-    c.args(["-s", "plant"]).uid(nobody).gid(nobody);
-    let child = c.spawn().expect("spawn impostor");
+    // The program drops to nobody itself (it may not be reachable by
+    // nobody, nor its library).
+    let child = rdv
+        .cmd(echo())
+        .args(["-s", "plant", "-u", "65534", "-G", "65534"])
+        .spawn()
+        .expect("spawn impostor");
     let srv = Server(Some(child));
     let own = rdv.0.join("users").join(nobody.to_string()).join("plant");
     let t0 = Instant::now();
