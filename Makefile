@@ -33,8 +33,8 @@ STAGE      := $(CURDIR)/build/stage
 HEADERS    := $(shell cd include && find . -name '*.h' | sed 's|^\./||' | sort)
 HEADER_DIRS := $(shell cd include && find . -mindepth 1 -type d | sed 's|^\./||' | sort -r)
 
-.PHONY: all lib install uninstall stage test check-install demo bench bench-caps bench-threads \
-	bench-slab bench-encoding headers clean
+.PHONY: all lib install uninstall stage test check-install demo bench bench-caps bench-caps-sys \
+	bench-threads bench-slab bench-encoding headers clean
 
 all: lib
 
@@ -106,11 +106,17 @@ BENCH_CC = cc -O2 -Wall -Werror -DSMP -I$(STAGE)/usr/include/libcaps -L$(STAGE)/
 BENCH_ROUNDS ?= 20000
 BENCH_SCALE ?= 1
 BENCH_REPS ?= 5
-bench: bench-caps bench-threads bench-slab bench-encoding bench-vcpu
+bench: bench-caps bench-caps-sys bench-threads bench-slab bench-encoding bench-vcpu
 
 bench-caps: stage
 	$(BENCH_CC) -o build/caps_bench benches/caps_bench.c -lcaps
 	./build/caps_bench $(BENCH_ROUNDS)
+
+# CAPS v2: caps_sys_put + caps_sys_wait against caps_sys_wait +
+# caps_sys_reply, beside a raw Unix-socket ping-pong.
+bench-caps-sys: stage
+	$(BENCH_CC) -o build/caps_sys_bench benches/caps_sys_bench.c -lcaps
+	./build/caps_sys_bench $(BENCH_ROUNDS)
 
 bench-threads: stage
 	$(BENCH_CC) -o build/ctxsw_bench benches/ctxsw_bench.c -lcaps

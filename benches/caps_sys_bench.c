@@ -1,0 +1,625 @@
+/*
+ * caps_sys_bench -- CAPS v2 (the 2004 kernel calls caps_sys_*) request and
+ * reply against a plain Unix-socket ping-pong, in one run, on one core and
+ * on two cores.
+ *
+ *	caps_sys_bench [ROUNDS]
+ *
+ * Round trip: a client caps_sys_put()s 64 bytes and caps_sys_wait()s for
+ * the reply; the server (another process) caps_sys_wait()s, answers each
+ * request with caps_sys_reply() and ignores the CAPMS_DISPOSE notices, as
+ * caps_s does. Baseline: two processes writing the same 112 bytes (the
+ * 64-byte payload behind a 48-byte header, what a CAPS frame carries) back
+ * and forth over a Unix stream socket with blocking write/read. p50 and p99
+ * from per-round-trip clock readings. Pipelined: 64 requests outstanding,
+ * replies per second.
+ *
+ * Every reply is checked: the server sends the request's bytes
+ * complemented, the client compares all of them (and, for CAPS, the size,
+ * the state and the message id), so a broken path fails the run (exit 1)
+ * rather than giving a number. Services live in a private rendezvous
+ * directory (LIBCAPS_DIR = a mkdtemp directory, removed at the end).
+ */
+#define _GNU_SOURCE
+#include <sys/types.h>
+#include <sys/caps.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <ftw.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PAYLOAD		64
+#define HDR		48	/* our frame header (docs/wire-protocol.md) */
+#define RAWMSG		(HDR + PAYLOAD)
+#define PIPE		64	/* requests outstanding (CAPS_MAXINPROG is 128) */
+
+static long rounds = 20000;
+static char dir[256];
+
+static double
+now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (ts.tv_sec + ts.tv_nsec / 1e9);
+}
+
+static void
+pin(int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set) != 0) {
+		perror("sched_setaffinity");
+		_exit(1);
+	}
+}
+
+static void
+die(const char *what)
+{
+	fprintf(stderr, "caps_sys_bench: %s\n", what);
+	_exit(2);
+}
+
+/* ---- message contents ---- */
+
+/* The request for sequence number seq: seq, then bytes derived from it. */
+static void
+fill(unsigned char *p, size_t n, uint64_t seq)
+{
+	size_t i;
+
+	memcpy(p, &seq, sizeof(seq));
+	for (i = sizeof(seq); i < n; ++i)
+		p[i] = (unsigned char)(seq * 31 + i);
+}
+
+/* What the servers do to a request. */
+static void
+complement(unsigned char *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; ++i)
+		p[i] = ~p[i];
+}
+
+/* Is p the reply to the request for seq? */
+static int
+is_reply(const unsigned char *p, size_t n, uint64_t seq)
+{
+	unsigned char want[RAWMSG];
+
+	fill(want, n, seq);
+	complement(want, n);
+	return (memcmp(p, want, n) == 0);
+}
+
+/* ---- statistics ---- */
+
+static int
+cmpd(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x < y ? -1 : x > y);
+}
+
+struct result {
+	double	p50, p99, mean;
+};
+
+static struct result
+summarize(double *s, long n)
+{
+	struct result r;
+	double sum = 0;
+	long i;
+
+	for (i = 0; i < n; ++i)
+		sum += s[i];
+	qsort(s, n, sizeof(double), cmpd);
+	r.p50 = s[n / 2] * 1e6;
+	r.p99 = s[n * 99 / 100] * 1e6;
+	r.mean = sum / n * 1e6;
+	return (r);
+}
+
+/* ---- plumbing ---- */
+
+static int
+readn(int fd, void *buf, size_t n)
+{
+	size_t got = 0;
+
+	while (got < n) {
+		ssize_t r = read(fd, (char *)buf + got, n - got);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return (-1);
+		got += r;
+	}
+	return (0);
+}
+
+static int
+writen(int fd, const void *buf, size_t n)
+{
+	size_t put = 0;
+
+	while (put < n) {
+		ssize_t r = write(fd, (const char *)buf + put, n - put);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return (-1);
+		put += r;
+	}
+	return (0);
+}
+
+static pid_t
+xfork(void)
+{
+	pid_t pid;
+
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0) {
+		perror("fork");
+		exit(1);
+	}
+	return (pid);
+}
+
+/* Wait for a child; true if it exited with status 0. */
+static int
+reap(pid_t pid)
+{
+	int status;
+
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return (0);
+	return (WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/*
+ * Run fn(arg, out) in a child process (each measurement gets a fresh
+ * libcaps and its own pinning); its result comes back through a pipe.
+ * Exits the benchmark if the child failed.
+ */
+static void
+in_child(void (*fn)(void *, void *), void *arg, void *out, size_t outsize,
+    pid_t server)
+{
+	int fds[2], ok;
+	pid_t pid;
+
+	if (pipe(fds) != 0) {
+		perror("pipe");
+		exit(1);
+	}
+	pid = xfork();
+	if (pid == 0) {
+		/*
+		 * Watchdog (SIGALRM terminates): a lost reply, or a service
+		 * that never registers, fails the run instead of hanging it.
+		 */
+		alarm(30 + rounds / 100);
+		close(fds[0]);
+		fn(arg, out);
+		if (writen(fds[1], out, outsize) != 0)
+			_exit(1);
+		_exit(0);
+	}
+	close(fds[1]);
+	ok = readn(fds[0], out, outsize) == 0;
+	close(fds[0]);
+	ok &= reap(pid);
+	if (server > 0) {
+		kill(server, SIGTERM);
+		reap(server);
+	}
+	if (!ok) {
+		fprintf(stderr, "caps_sys_bench: a measurement failed\n");
+		exit(1);
+	}
+}
+
+struct place {
+	int	scpu, ccpu;
+	double	*samples;
+	char	name[32];	/* CAPS service name */
+};
+
+/* ---- raw socket ping-pong ---- */
+
+static int raw_fd = -1;
+
+static pid_t
+raw_server(int cpu)
+{
+	unsigned char buf[RAWMSG];
+	int sv[2];
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) {
+		perror("socketpair");
+		exit(1);
+	}
+	pid = xfork();
+	if (pid == 0) {
+		pin(cpu);
+		close(sv[0]);
+		while (readn(sv[1], buf, sizeof(buf)) == 0) {
+			complement(buf, sizeof(buf));
+			if (writen(sv[1], buf, sizeof(buf)) != 0)
+				break;
+		}
+		_exit(0);
+	}
+	close(sv[1]);
+	raw_fd = sv[0];
+	return (pid);
+}
+
+static void
+raw_rtt_client(void *arg, void *out)
+{
+	struct place *p = arg;
+	unsigned char buf[RAWMSG];
+	long i;
+
+	pin(p->ccpu);
+	for (i = -rounds / 10; i < rounds; ++i) {	/* < 0: warm up */
+		uint64_t seq = (uint64_t)(i + rounds);
+		double t0 = now();
+
+		fill(buf, sizeof(buf), seq);
+		if (writen(raw_fd, buf, sizeof(buf)) != 0 ||
+		    readn(raw_fd, buf, sizeof(buf)) != 0)
+			die("raw: connection lost");
+		if (!is_reply(buf, sizeof(buf), seq))
+			die("raw: bad reply");
+		if (i >= 0)
+			p->samples[i] = now() - t0;
+	}
+	*(struct result *)out = summarize(p->samples, rounds);
+}
+
+static struct result
+raw_rtt(struct place *p)
+{
+	pid_t spid = raw_server(p->scpu);
+	struct result r;
+
+	in_child(raw_rtt_client, p, &r, sizeof(r), 0);
+	close(raw_fd);		/* the server reads EOF and exits */
+	reap(spid);
+	return (r);
+}
+
+static void
+raw_pipe_client(void *arg, void *out)
+{
+	struct place *p = arg;
+	unsigned char buf[RAWMSG];
+	long sent = 0, got = 0, total = rounds * 5;
+	double t0;
+
+	pin(p->ccpu);
+	t0 = now();
+	for (; sent < PIPE; ++sent) {
+		fill(buf, sizeof(buf), sent);
+		if (writen(raw_fd, buf, sizeof(buf)) != 0)
+			die("raw: connection lost");
+	}
+	while (got < total) {
+		if (readn(raw_fd, buf, sizeof(buf)) != 0)
+			die("raw: connection lost");
+		if (!is_reply(buf, sizeof(buf), got))	/* in order */
+			die("raw: bad reply");
+		++got;
+		if (sent < total) {
+			fill(buf, sizeof(buf), sent++);
+			if (writen(raw_fd, buf, sizeof(buf)) != 0)
+				die("raw: connection lost");
+		}
+	}
+	*(double *)out = got / (now() - t0);
+}
+
+static double
+raw_pipelined(struct place *p)
+{
+	pid_t spid = raw_server(p->scpu);
+	double rate;
+
+	in_child(raw_pipe_client, p, &rate, sizeof(rate), 0);
+	close(raw_fd);
+	reap(spid);
+	return (rate);
+}
+
+/* ---- CAPS v2 ---- */
+
+/*
+ * The service: answer every request with its bytes complemented, skip
+ * dispose notices. Runs until killed.
+ */
+static pid_t
+caps_server(struct place *p)
+{
+	unsigned char buf[PAYLOAD];
+	struct caps_msgid msgid;
+	pid_t pid;
+	int cid, n;
+
+	pid = xfork();
+	if (pid != 0)
+		return (pid);
+	pin(p->scpu);
+	cid = caps_sys_service(p->name, getuid(), getgid(), 0, CAPF_ANYCLIENT);
+	if (cid < 0) {
+		perror("caps_sys_service");
+		_exit(1);
+	}
+	for (;;) {
+		n = caps_sys_wait(cid, buf, sizeof(buf), &msgid, NULL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			perror("caps_sys_wait (server)");
+			_exit(1);
+		}
+		if (msgid.c_state == CAPMS_DISPOSE)
+			continue;
+		if (msgid.c_state != CAPMS_REQUEST || n != PAYLOAD)
+			die("server: unexpected message");
+		complement(buf, n);
+		if (caps_sys_reply(cid, buf, n, msgid.c_id) != 0) {
+			perror("caps_sys_reply");
+			_exit(1);
+		}
+	}
+}
+
+static int
+caps_connect(struct place *p)
+{
+	int cid;
+
+	pin(p->ccpu);
+	/* CAPF_WAITSVC: the service may not have registered yet. */
+	cid = caps_sys_client(p->name, getuid(), getgid(), 0,
+	    CAPF_ANYCLIENT | CAPF_WAITSVC);
+	if (cid < 0) {
+		perror("caps_sys_client");
+		_exit(1);
+	}
+	return (cid);
+}
+
+/* Wait for one reply; check its state, size and that it answers id. */
+static off_t
+caps_reply(int cid, unsigned char *buf)
+{
+	struct caps_msgid msgid;
+	int n;
+
+	do
+		n = caps_sys_wait(cid, buf, PAYLOAD, &msgid, NULL);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		perror("caps_sys_wait (client)");
+		_exit(1);
+	}
+	if (n != PAYLOAD || msgid.c_state != CAPMS_REPLY)
+		die("CAPS: bad reply (size or state)");
+	return (msgid.c_id);
+}
+
+static void
+caps_rtt_client(void *arg, void *out)
+{
+	struct place *p = arg;
+	unsigned char buf[PAYLOAD];
+	int cid = caps_connect(p);
+	long i;
+
+	for (i = -rounds / 10; i < rounds; ++i) {	/* < 0: warm up */
+		uint64_t seq = (uint64_t)(i + rounds);
+		double t0 = now();
+		off_t id;
+
+		fill(buf, sizeof(buf), seq);
+		id = caps_sys_put(cid, buf, sizeof(buf));
+		if (id < 0) {
+			perror("caps_sys_put");
+			_exit(1);
+		}
+		if (caps_reply(cid, buf) != id || !is_reply(buf, sizeof(buf), seq))
+			die("CAPS: bad reply");
+		if (i >= 0)
+			p->samples[i] = now() - t0;
+	}
+	*(struct result *)out = summarize(p->samples, rounds);
+	caps_sys_close(cid);
+}
+
+static struct result
+caps_rtt(struct place *p)
+{
+	pid_t spid = caps_server(p);
+	struct result r;
+
+	in_child(caps_rtt_client, p, &r, sizeof(r), spid);
+	return (r);
+}
+
+/*
+ * Pipelined: PIPE requests outstanding; each reply, checked, is followed
+ * by a new request. Replies may come in any order: the sequence number of
+ * each outstanding id is kept in a slot indexed by the id.
+ */
+#define SLOTS	256
+
+static void
+caps_pipe_client(void *arg, void *out)
+{
+	static struct { off_t id; uint64_t seq; } slot[SLOTS];
+	struct place *p = arg;
+	unsigned char buf[PAYLOAD];
+	long sent = 0, got = 0, total = rounds * 5;
+	int cid = caps_connect(p), i;
+	double t0;
+
+	for (i = 0; i < SLOTS; ++i)
+		slot[i].id = -1;
+	t0 = now();
+	while (got < total) {
+		while (sent < total && sent - got < PIPE) {
+			off_t id;
+
+			fill(buf, sizeof(buf), sent);
+			id = caps_sys_put(cid, buf, sizeof(buf));
+			if (id < 0) {
+				perror("caps_sys_put");
+				_exit(1);
+			}
+			if (slot[id % SLOTS].id != -1)
+				die("CAPS: message id reused while outstanding");
+			slot[id % SLOTS].id = id;
+			slot[id % SLOTS].seq = sent++;
+		}
+		{
+			off_t id = caps_reply(cid, buf);
+
+			if (id < 0 || slot[id % SLOTS].id != id ||
+			    !is_reply(buf, sizeof(buf), slot[id % SLOTS].seq))
+				die("CAPS: bad reply");
+			slot[id % SLOTS].id = -1;
+			++got;
+		}
+	}
+	*(double *)out = got / (now() - t0);
+	caps_sys_close(cid);
+}
+
+static double
+caps_pipelined(struct place *p)
+{
+	pid_t spid = caps_server(p);
+	double rate;
+
+	in_child(caps_pipe_client, p, &rate, sizeof(rate), spid);
+	return (rate);
+}
+
+/* ---- main ---- */
+
+static int
+rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return (remove(path));
+}
+
+static pid_t parent;
+
+static void
+cleanup(void)
+{
+	if (getpid() == parent && dir[0] != '\0' &&
+	    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+		perror(dir);
+}
+
+int
+main(int ac, char **av)
+{
+	static const struct { const char *name; int scpu, ccpu; } place[] = {
+		{ "one core", 0, 0 }, { "two cores", 0, 1 },
+	};
+	struct place pl;
+	cpu_set_t cpus;
+	int p, nplace = 1;
+
+	if (ac > 1)
+		rounds = strtol(av[1], NULL, 0);
+	if (rounds < 100) {
+		fprintf(stderr, "usage: caps_sys_bench [ROUNDS >= 100]\n");
+		return (1);
+	}
+	if (sched_getaffinity(0, sizeof(cpus), &cpus) == 0 &&
+	    CPU_ISSET(0, &cpus) && CPU_ISSET(1, &cpus))
+		nplace = 2;
+	pl.samples = malloc(rounds * sizeof(double));
+	if (pl.samples == NULL) {
+		perror("malloc");
+		return (1);
+	}
+	snprintf(dir, sizeof(dir), "/tmp/caps-sys-bench.XXXXXX");
+	if (mkdtemp(dir) == NULL) {
+		perror("mkdtemp");
+		return (1);
+	}
+	setenv("LIBCAPS_DIR", dir, 1);
+	parent = getpid();
+	atexit(cleanup);	/* on failures (exit(1)) too */
+	signal(SIGPIPE, SIG_IGN);
+
+	printf("CAPS v2 round trip, %d-byte payload, %ld round trips each (us)\n",
+	    PAYLOAD, rounds);
+	printf("%-10s %-14s %8s %8s %8s %12s\n", "placement", "what", "p50", "p99",
+	    "mean", "p50 vs raw");
+	for (p = 0; p < nplace; ++p) {
+		struct result raw, cps;
+
+		pl.scpu = place[p].scpu;
+		pl.ccpu = place[p].ccpu;
+		snprintf(pl.name, sizeof(pl.name), "rtt%d", p);
+		raw = raw_rtt(&pl);
+		cps = caps_rtt(&pl);
+		printf("%-10s %-14s %8.2f %8.2f %8.2f %12s\n", place[p].name,
+		    "unix socket", raw.p50, raw.p99, raw.mean, "1.00");
+		printf("%-10s %-14s %8.2f %8.2f %8.2f %11.2fx\n", place[p].name,
+		    "caps_sys", cps.p50, cps.p99, cps.mean, cps.p50 / raw.p50);
+	}
+	printf("\npipelined, %d outstanding, %ld replies (replies/s)\n", PIPE,
+	    rounds * 5);
+	for (p = 0; p < nplace; ++p) {
+		double raw, cps;
+
+		pl.scpu = place[p].scpu;
+		pl.ccpu = place[p].ccpu;
+		snprintf(pl.name, sizeof(pl.name), "pipe%d", p);
+		raw = raw_pipelined(&pl);
+		cps = caps_pipelined(&pl);
+		printf("%-10s unix socket %10.0f   caps_sys %10.0f   (%.2fx)\n",
+		    place[p].name, raw, cps, cps / raw);
+	}
+	if (nplace < 2)
+		printf("(two cores skipped: cpus 0 and 1 are not both available)\n");
+	return (0);		/* cleanup() removes the directory */
+}
