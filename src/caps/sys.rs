@@ -24,7 +24,9 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Once};
+use std::time::Instant;
 
 use super::conn::{
     Conn, HELLO_TIMEOUT_MS, ReadEnd, accept, errno, handshake, read_exact_timeout, set_nonblocking,
@@ -36,6 +38,7 @@ use crate::abi::{
     CAPF_EXCL, CAPF_NOFORK, CAPF_UFLAGS, CAPF_WAITSVC, CAPMS_DISPOSE, CAPMS_REPLY, CAPMS_REQUEST,
     CAPS_MAXINPROG, CAPS_MAXNAMELEN, caps_cred, caps_msg_state_t,
 };
+use crate::cpu::{SOCK_SPIN_MAX_NS, SOCK_SPIN_MIN_NS};
 use crate::warn;
 
 /// Largest message `caps_sys_put` or `caps_sys_reply` takes (the man
@@ -51,6 +54,10 @@ const MAX_AT_SERVER: usize = MAX_INPROG + 1;
 /// While waiting for a service to appear, re-scan at least this often
 /// (inotify normally wakes the wait at once).
 const WAITSVC_POLL_MS: i32 = 1000;
+
+/// A service that is not told a connection is pending looks every this
+/// many reads (see `Svc::accept_due`).
+const ACCEPT_EVERY: u32 = 8;
 
 // ---- names -------------------------------------------------------------
 
@@ -193,6 +200,12 @@ struct Svc {
     /// Something was queued or a connection came since other waiters last
     /// looked (see `Entry::settle`).
     news: bool,
+    /// The listener may have a connection pending: accept at the next
+    /// read. Set by a poll that saw it readable; otherwise `accept` runs
+    /// every `ACCEPT_EVERY` reads (a service that never sleeps in
+    /// `caps_sys_wait` still takes new clients), not on every call.
+    accept_due: bool,
+    accept_skipped: u32,
 }
 
 struct Cli {
@@ -225,6 +238,9 @@ struct Entry {
     wake: Option<Arc<OwnedFd>>,
     /// Threads sleeping in `caps_sys_wait` on this entry.
     waiters: usize,
+    /// `wake` was written since it was last drained (the drain is a
+    /// system call saved when it was not).
+    signaled: bool,
     /// Unique for the process's lifetime: a thread that slept on an entry
     /// finds out whether its id now names another one.
     serial: u64,
@@ -351,6 +367,7 @@ impl Table {
                 kind,
                 wake: Some(Arc::new(wake)),
                 waiters: 0,
+                signaled: false,
                 serial: self.serials,
             },
         );
@@ -372,6 +389,15 @@ impl Entry {
         }
     }
 
+    /// Take the first message queued for the entry, if any.
+    fn take(&mut self, buf: &mut [u8], cred: Option<&mut caps_cred>) -> Result<Option<Got>, Errno> {
+        match &mut self.kind {
+            Kind::Forked => Err(libc::ENOTCONN),
+            Kind::Service(s) => Ok(s.take(buf, cred)),
+            Kind::Client(c) => Ok(c.take(buf, cred)),
+        }
+    }
+
     /// After a call changed the entry: if it queued something while other
     /// threads sleep on the entry, wake them to look.
     fn settle(&mut self) {
@@ -385,7 +411,8 @@ impl Entry {
         }
     }
 
-    fn signal(&self) {
+    fn signal(&mut self) {
+        self.signaled = true;
         if let Some(w) = &self.wake {
             let one: u64 = 1;
             // SAFETY: an 8-byte write to our eventfd.
@@ -395,7 +422,10 @@ impl Entry {
 
     /// Consume pending wakeups (only when the entry has nothing to take:
     /// then no other waiter is owed one).
-    fn drain(&self) {
+    fn drain(&mut self) {
+        if !std::mem::take(&mut self.signaled) {
+            return;
+        }
         if let Some(w) = &self.wake {
             let mut v: u64 = 0;
             // SAFETY: an 8-byte read from our non-blocking eventfd.
@@ -454,6 +484,8 @@ pub fn service(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno
         generation: 0,
         gone: HashMap::new(),
         news: false,
+        accept_due: true,
+        accept_skipped: 0,
     };
     static AT_EXIT: Once = Once::new();
     AT_EXIT.call_once(|| {
@@ -475,7 +507,13 @@ impl Svc {
     /// Accept new connections, read every frame available, write what
     /// is queued. Never blocks.
     fn pump(&mut self) {
-        self.accept_all();
+        if self.accept_due || self.accept_skipped >= ACCEPT_EVERY {
+            self.accept_due = false;
+            self.accept_skipped = 0;
+            self.accept_all();
+        } else {
+            self.accept_skipped += 1;
+        }
         let keys: Vec<u64> = self.conns.keys().copied().collect();
         for k in keys {
             self.pump_conn(k);
@@ -911,7 +949,8 @@ fn connect_any(
 fn pump_services() {
     let mut t = lock();
     for e in t.entries.values_mut() {
-        if matches!(e.kind, Kind::Service(_)) {
+        if let Kind::Service(s) = &mut e.kind {
+            s.accept_due = true;
             e.pump();
             e.settle();
         }
@@ -1037,10 +1076,13 @@ impl Cli {
             pad: [0, 0],
         };
         self.conn.push_frame(&h, data);
-        self.outstanding.insert(id, ());
         if self.conn.flush().is_err() {
+            // The service is gone (a put does not read first: the send
+            // tells).
             self.lost();
+            return Err(libc::ENOTCONN);
         }
+        self.outstanding.insert(id, ());
         Ok(id as i64)
     }
 
@@ -1110,7 +1152,7 @@ pub fn put(id: i32, data: &[u8]) -> Result<i64, Errno> {
     if data.len() > MAX_MSG {
         return Err(libc::EMSGSIZE);
     }
-    with_entry(id, |e| match &mut e.kind {
+    with_entry_sending(id, |e| match &mut e.kind {
         Kind::Client(c) => c.put(data),
         Kind::Service(_) => Err(libc::EINVAL),
         Kind::Forked => Err(libc::ENOTCONN),
@@ -1128,12 +1170,27 @@ fn with_entry<T>(id: i32, f: impl FnOnce(&mut Entry) -> Result<T, Errno>) -> Res
     r
 }
 
+/// [`with_entry`] without reading first, for the calls that only send
+/// (`put`, `reply`): a dead peer shows in the send, and whatever arrived
+/// is read by the next call that looks for it. Saves a system call or two
+/// per round trip.
+fn with_entry_sending<T>(
+    id: i32,
+    f: impl FnOnce(&mut Entry) -> Result<T, Errno>,
+) -> Result<T, Errno> {
+    let mut t = lock();
+    let e = t.get(id)?;
+    let r = f(e);
+    e.settle();
+    r
+}
+
 /// `caps_sys_reply`: answer request `msgid` with `data`.
 pub fn reply(id: i32, data: &[u8], msgid: i64) -> Result<(), Errno> {
     if data.len() > MAX_MSG {
         return Err(libc::EMSGSIZE);
     }
-    with_entry(id, |e| match &mut e.kind {
+    with_entry_sending(id, |e| match &mut e.kind {
         Kind::Service(s) => s.reply(msgid, data),
         Kind::Client(_) => Err(libc::EINVAL),
         Kind::Forked => Err(libc::ENOTCONN),
@@ -1152,6 +1209,7 @@ pub fn get(
     let mut fds = Vec::new();
     // The entry we sleep on, once we did.
     let mut slept_on: Option<u64> = None;
+    let mut listener_ready = false;
     loop {
         fds.clear();
         let wake = {
@@ -1164,13 +1222,18 @@ pub fn get(
                 }
                 e.waiters -= 1;
             }
-            e.pump();
-            e.settle();
-            let got = match &mut e.kind {
-                Kind::Forked => return Err(libc::ENOTCONN),
-                Kind::Service(s) => s.take(buf, cred.as_deref_mut()),
-                Kind::Client(c) => c.take(buf, cred.as_deref_mut()),
-            };
+            if let Kind::Service(s) = &mut e.kind {
+                s.accept_due |= std::mem::take(&mut listener_ready);
+            }
+            // What an earlier read queued comes first; the sockets are
+            // read only when nothing is queued (a system call saved per
+            // message that arrived with another).
+            let mut got = e.take(buf, cred.as_deref_mut())?;
+            if got.is_none() {
+                e.pump();
+                e.settle();
+                got = e.take(buf, cred.as_deref_mut())?;
+            }
             if let Some(g) = got {
                 e.settle();
                 return Ok(g);
@@ -1200,8 +1263,9 @@ pub fn get(
         // Holding `wake` keeps the eventfd open while we sleep on it.
         let wake = wake.ok_or(libc::ENOTCONN)?;
         fds.push(pollfd(wake.as_raw_fd(), libc::POLLIN));
-        // SAFETY: `fds` is a valid array of pollfds.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        let r = poll_adaptive(&mut fds);
+        // A service's listener comes first in its poll set.
+        listener_ready = r > 0 && fds[0].revents != 0;
         if r < 0 {
             // A signal gives EINTR, as the kernel's interruptible sleep did.
             let e = errno();
@@ -1213,6 +1277,53 @@ pub fn get(
             return Err(e);
         }
     }
+}
+
+/// How long a blocking `get` polls before it sleeps, in ns: adaptive as
+/// the LWKT cpus' socket polling (`crate::cpu::SOCK_SPIN_MAX_NS`): a peer
+/// on another core answers in microseconds, while a sleep and its wakeup
+/// cost tens of microseconds on a virtual machine.
+static SPIN_NS: AtomicU32 = AtomicU32::new(SOCK_SPIN_MIN_NS);
+
+/// `poll(fds, -1)`, after polling them (with `sched_yield`, so a peer on
+/// the same core runs first) for up to the adaptive budget. The budget
+/// doubles after a poll that found something, halves after one that did
+/// not, and grows back to twice any sleep shorter than the maximum.
+fn poll_adaptive(fds: &mut [libc::pollfd]) -> i32 {
+    let n = fds.len() as libc::nfds_t;
+    let budget = SPIN_NS.load(Ordering::Relaxed);
+    let t0 = Instant::now();
+    loop {
+        // SAFETY: no preconditions.
+        unsafe { libc::sched_yield() };
+        // SAFETY: `fds` is a valid array of `n` pollfds.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), n, 0) };
+        if r != 0 {
+            if r > 0 {
+                SPIN_NS.store(
+                    budget.saturating_mul(2).min(SOCK_SPIN_MAX_NS),
+                    Ordering::Relaxed,
+                );
+            }
+            return r;
+        }
+        if t0.elapsed().as_nanos() >= u128::from(budget) {
+            break;
+        }
+    }
+    SPIN_NS.store((budget / 2).max(SOCK_SPIN_MIN_NS), Ordering::Relaxed);
+    let t1 = Instant::now();
+    // SAFETY: as above.
+    let r = unsafe { libc::poll(fds.as_mut_ptr(), n, -1) };
+    let slept = t1.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32;
+    if r > 0 && slept < SOCK_SPIN_MAX_NS {
+        let b = SPIN_NS.load(Ordering::Relaxed);
+        SPIN_NS.store(
+            b.max(slept.saturating_mul(2)).min(SOCK_SPIN_MAX_NS),
+            Ordering::Relaxed,
+        );
+    }
+    r
 }
 
 /// `caps_sys_setgen`: set a service's generation; its clients see it.
