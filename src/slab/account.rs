@@ -16,21 +16,26 @@
 //!   claims it (one compare-and-swap, once per type).
 //! * a cpu's `SLGlobalData` address, its *home*: only that cpu allocates
 //!   the type, and it updates both fields with plain loads and stores.
-//! * `OWNER_SWITCHING`, then `OWNER_SHARED`: a second cpu allocated the
-//!   type. From then on every cpu updates the fields with atomic adds (the
-//!   cache line is shared anyway; a plain increment would lose counts).
+//! * `OWNER_SWITCHING`: another cpu allocated the type and is taking it
+//!   over. The type then moves to that cpu (its new home), at most
+//!   `MAX_MOVES` times (`ks_reserved[2]` counts), so a type one thread
+//!   sets up and another then uses keeps plain counting; after that it
+//!   becomes
+//! * `OWNER_SHARED`: several cpus allocate the type. From then on every
+//!   cpu updates the fields with atomic adds (the cache line is shared
+//!   anyway; a plain increment would lose counts).
 //!
-//! Leaving home mode must not race with an update the home is doing with
+//! Leaving a home must not race with an update the home is doing with
 //! plain stores. The home brackets each update with `sl_Counting = 1 ...
 //! = 0` and re-reads the owner word in between; the cpu that takes the type
-//! shared writes `OWNER_SWITCHING` and then calls
+//! over writes `OWNER_SWITCHING` and then calls
 //! `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`, which runs a full memory
 //! barrier on every cpu running a thread of this process. After it, either
 //! the home's `sl_Counting = 1` is visible (so it waits until it is 0
 //! again, and the home's last plain store is visible with it), or the home
 //! reads the new owner word and takes the shared path itself. This is the
 //! asymmetric Dekker pattern: the home pays a compiler barrier, the rare
-//! switch pays a system call (about 0.4 µs on a 2-cpu machine). If the
+//! move pays a system call (about 0.4 µs on a 2-cpu machine). If the
 //! kernel refuses the membarrier registration, types go straight to
 //! shared mode.
 
@@ -50,6 +55,10 @@ const UNLIMITED: isize = super::types::UNLIMITED as isize;
 const OWNER_NONE: usize = 0;
 const OWNER_SHARED: usize = 1;
 const OWNER_SWITCHING: usize = 2;
+
+/// A type moves to the cpu allocating it at most this many times; the
+/// next time another cpu allocates it, it becomes shared.
+const MAX_MOVES: usize = 4;
 
 /// Home mode is allowed: the membarrier registration succeeded.
 static HOME_OK: AtomicBool = AtomicBool::new(false);
@@ -100,7 +109,21 @@ fn barrier_all() {
 /// `ty` is a valid `malloc_type` no cpu allocates from yet.
 pub unsafe fn reset(ty: *mut malloc_type) {
     // SAFETY: caller contract.
-    unsafe { owner(ty) }.store(OWNER_NONE, Ordering::Relaxed);
+    unsafe {
+        owner(ty).store(OWNER_NONE, Ordering::Relaxed);
+        moves(ty).store(0, Ordering::Relaxed);
+    }
+}
+
+/// How many times the type moved from one home to another
+/// (`ks_reserved[2]`).
+///
+/// # Safety
+/// `ty` is a valid `malloc_type`.
+unsafe fn moves<'a>(ty: *mut malloc_type) -> &'a AtomicUsize {
+    // SAFETY: caller contract; `long` and `usize` have the same size and
+    // alignment on Linux.
+    unsafe { AtomicUsize::from_ptr(addr_of_mut!((*ty).ks_reserved[2]).cast()) }
 }
 
 /// # Safety
@@ -120,15 +143,15 @@ unsafe fn long<'a>(p: *mut c_long) -> &'a AtomicIsize {
     unsafe { AtomicIsize::from_ptr(p.cast()) }
 }
 
-/// Unit tests set this to stretch the home's update (between the load and
-/// the store of `ks_calls`) to a few microseconds, so a switch to shared
-/// mode that did not wait for it would lose counts.
+/// Unit tests set this to a type whose home's updates (between the load
+/// and the store of `ks_calls`) they stretch to a few microseconds, so a
+/// move or switch that did not wait for the update would lose counts.
 #[cfg(test)]
-pub static WIDEN: AtomicBool = AtomicBool::new(false);
+pub static WIDEN: AtomicUsize = AtomicUsize::new(0);
 
 #[cfg(test)]
-fn widen_window() {
-    if WIDEN.load(Ordering::Relaxed) {
+fn widen_window(ty: *mut malloc_type) {
+    if WIDEN.load(Ordering::Relaxed) == ty as usize {
         for _ in 0..2000 {
             core::hint::spin_loop();
         }
@@ -177,7 +200,7 @@ pub unsafe fn home_charge(gd: *mut SLGlobalData, ty: *mut malloc_type, bytes: us
         if ok {
             let c = calls.load(Ordering::Relaxed);
             #[cfg(test)]
-            widen_window();
+            widen_window(ty);
             calls.store(c + 1, Ordering::Relaxed);
         }
     }
@@ -233,7 +256,7 @@ unsafe fn account_slow(gd: *mut SLGlobalData, ty: *mut malloc_type, bytes: usize
         }
         if o != OWNER_SHARED {
             // SAFETY: caller contract.
-            unsafe { settle(gd, own, o) };
+            unsafe { settle(gd, ty, own, o) };
             continue;
         }
         calls.fetch_add(1, Ordering::Relaxed);
@@ -257,15 +280,10 @@ unsafe fn account_slow(gd: *mut SLGlobalData, ty: *mut malloc_type, bytes: usize
 /// reads the word again.
 #[cold]
 #[inline(never)]
-unsafe fn settle(gd: *mut SLGlobalData, own: &AtomicUsize, o: usize) {
+unsafe fn settle(gd: *mut SLGlobalData, ty: *mut malloc_type, own: &AtomicUsize, o: usize) {
     match o {
         OWNER_NONE => {
-            // A cpu whose statistics slot is shared with others updates it
-            // with atomic adds: it never becomes a home (the home's fast
-            // path updates its slot plainly).
-            // SAFETY: `gd` is the calling thread's cpu state.
-            let own_slot = unsafe { (*gd).sl_Flags } & SLGD_SHARED == 0;
-            let want = if HOME_OK.load(Ordering::Relaxed) && own_slot {
+            let want = if may_be_home(gd) {
                 gd as usize
             } else {
                 OWNER_SHARED
@@ -298,9 +316,29 @@ unsafe fn settle(gd: *mut SLGlobalData, own: &AtomicUsize, o: usize) {
                     std::thread::yield_now();
                 }
             }
-            own.store(OWNER_SHARED, Ordering::Release);
+            // The type moves to this cpu (a type set up by one thread and
+            // then used by another stays uncontended) unless it moved
+            // often already: then several cpus allocate it, for good.
+            // SAFETY: caller contract; only the switching cpu writes it.
+            let moved = unsafe { moves(ty) };
+            let n = moved.load(Ordering::Relaxed) + 1;
+            moved.store(n, Ordering::Relaxed);
+            let next = if n <= MAX_MOVES && may_be_home(gd) {
+                gd as usize
+            } else {
+                OWNER_SHARED
+            };
+            own.store(next, Ordering::Release);
         }
     }
+}
+
+/// Can `gd` count a type with plain stores? Not when membarrier is
+/// unavailable, nor when its statistics slot is shared with other cpus
+/// (the home's fast path updates its slot plainly).
+fn may_be_home(gd: *mut SLGlobalData) -> bool {
+    // SAFETY: `gd` is the calling thread's cpu state.
+    HOME_OK.load(Ordering::Relaxed) && unsafe { (*gd).sl_Flags } & SLGD_SHARED == 0
 }
 
 /// The loose sum says the limit is near: recompute it from the per-cpu

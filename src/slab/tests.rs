@@ -316,18 +316,18 @@ fn limit_set_after_use_counts_what_is_held() {
 
 /// A type allocated by one thread only is counted with plain stores (its
 /// home); when other threads start allocating it while the home is busy
-/// with it, the switch to atomic counting loses no call. Many fresh types,
-/// so the switch races with the home's update many times.
+/// with it, the moves to another home and the switch to atomic counting
+/// lose no call. Many fresh types, so they race with the home's update
+/// many times.
 #[test]
 fn home_to_shared_switch_loses_no_count() {
     use std::sync::Barrier;
     use std::sync::atomic::AtomicBool;
     const ROUNDS: usize = 200;
-    // Stretch every home update (other tests running meanwhile are only
-    // slowed down); cleared at the end.
-    account::WIDEN.store(true, Ordering::Relaxed);
     for round in 0..ROUNDS {
         let ty = new_type(c"switch") as usize;
+        // Stretch this type's home updates.
+        account::WIDEN.store(ty, Ordering::Relaxed);
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let go = std::sync::Arc::new(Barrier::new(3));
         let home = {
@@ -381,16 +381,62 @@ fn home_to_shared_switch_loses_no_count() {
         let (mem, inuse, calls) = totals(ty);
         assert_eq!(calls, want, "ks_calls in round {round}");
         assert_eq!((mem, inuse), (0, 0));
-        // SAFETY: the owner word is `ks_reserved[1]`.
-        let own = unsafe { (*ty).ks_reserved[1] };
-        assert_eq!(own, 1, "type shared after the switch");
         // SAFETY: `ty` came from `new_type` and nothing uses it any more.
         unsafe {
             types::unregister(ty);
             drop(Box::from_raw(ty));
         }
     }
-    account::WIDEN.store(false, Ordering::Relaxed);
+    account::WIDEN.store(0, Ordering::Relaxed);
+}
+
+/// A type one thread sets up and another then uses moves to the user: it
+/// keeps plain counting. Two threads taking turns make it shared after a
+/// few moves.
+#[test]
+fn a_type_moves_to_its_new_user_then_becomes_shared() {
+    let ty = new_type(c"moving") as usize;
+    let owner = |ty: usize| {
+        // SAFETY: the owner word is `ks_reserved[1]` of a live test type.
+        unsafe { core::ptr::read_volatile(&(*(ty as *mut malloc_type)).ks_reserved[1]) as usize }
+    };
+    let one = |ty: usize| {
+        let ty = ty as *mut malloc_type;
+        // SAFETY: valid type; the block is freed at once.
+        unsafe { free(malloc(32, ty, 0), ty) };
+        current_gd() as usize
+    };
+    let first = std::thread::spawn(move || one(ty)).join().unwrap();
+    assert_eq!(owner(ty), first);
+    let user = std::thread::spawn(move || {
+        let me = one(ty);
+        for _ in 0..100 {
+            one(ty);
+        }
+        me
+    })
+    .join()
+    .unwrap();
+    assert_eq!(owner(ty), user, "moved to the thread that uses it");
+    // Two threads taking turns (a channel hands the turn over).
+    let (to_b, from_a) = mpsc::sync_channel::<()>(0);
+    let (to_a, from_b) = mpsc::sync_channel::<()>(0);
+    let b = std::thread::spawn(move || {
+        while from_a.recv().is_ok() {
+            one(ty);
+            to_a.send(()).unwrap();
+        }
+    });
+    for _ in 0..10 {
+        one(ty);
+        to_b.send(()).unwrap();
+        from_b.recv().unwrap();
+    }
+    drop(to_b);
+    b.join().unwrap();
+    assert_eq!(owner(ty), 1, "shared after taking turns");
+    let ty = ty as *mut malloc_type;
+    assert_eq!(totals(ty), (0, 0, 1 + 101 + 20));
 }
 
 /// Registration clears whatever a C program left in the owner word, so a
