@@ -1141,3 +1141,82 @@ fn planted_node_with_keys_its_listener_may_not_claim_is_skipped() {
     assert_eq!(asked, [Err(libc::ENOENT); 3]);
     assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
 }
+
+/// A service that never sleeps in `caps_sys_wait` (it only polls with
+/// `caps_sys_get`) still takes new clients and answers them: it accepts
+/// at least every few reads, not only when a poll saw its listener.
+#[test]
+fn a_service_that_only_polls_with_get_takes_new_clients() {
+    setup();
+    let (uid, gid) = me();
+    let (mut up, mut down) = ([0i32; 2], [0i32; 2]);
+    // SAFETY: plain pipe creation into two-int arrays.
+    assert!(unsafe { libc::pipe(up.as_mut_ptr()) == 0 && libc::pipe(down.as_mut_ptr()) == 0 });
+    // SAFETY: the child runs library calls and plain syscalls, then _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let code = (|| {
+            let Ok(id) = service("getonly", uid, gid, CAPF_ANYCLIENT) else {
+                return 10;
+            };
+            // SAFETY: our pipe end, a one-byte buffer.
+            unsafe { libc::write(up[1], b"r".as_ptr().cast(), 1) };
+            let t0 = Instant::now();
+            let mut answered = 0;
+            while answered < 3 && t0.elapsed() < Duration::from_secs(60) {
+                match recv(id, 64, false) {
+                    Ok(m) if m.state == CAPMS_REQUEST => {
+                        if reply(id, b"polled", m.id).is_err() {
+                            return 11;
+                        }
+                        answered += 1;
+                    }
+                    Ok(_) | Err(libc::EAGAIN) => {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(_) => return 12,
+                }
+            }
+            if answered < 3 {
+                return 13;
+            }
+            let mut b = [0u8; 1];
+            // SAFETY: our pipe end, a one-byte buffer.
+            unsafe { libc::read(down[0], b.as_mut_ptr().cast(), 1) };
+            0
+        })();
+        // SAFETY: leave the child without the parent's atexit handlers.
+        unsafe { libc::_exit(code) };
+    }
+    let mut b = [0u8; 1];
+    // SAFETY: our pipe end and a one-byte buffer.
+    assert_eq!(unsafe { libc::read(up[0], b.as_mut_ptr().cast(), 1) }, 1);
+    for i in 0..3 {
+        let t0 = Instant::now();
+        let c = client("getonly", uid, gid, CAPF_ANYCLIENT).expect("connect to a get-only service");
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "client {i} waited {:?}",
+            t0.elapsed()
+        );
+        put(c, b"hi").unwrap();
+        let m = recv(c, 64, true).unwrap();
+        assert_eq!((m.state, &m.data[..]), (CAPMS_REPLY, &b"polled"[..]));
+        close(c).unwrap();
+    }
+    // SAFETY: our pipe end, our child.
+    let status = unsafe {
+        libc::write(down[1], b.as_ptr().cast(), 1);
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, 0);
+        for fd in up.into_iter().chain(down) {
+            libc::close(fd);
+        }
+        status
+    };
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "child {status:#x}"
+    );
+}
