@@ -180,7 +180,18 @@ pub fn is_live(path: &Path) -> bool {
 
 /// Holds an exclusive `flock` on a directory while services are created
 /// in it, so two `CAPS_EXCL` services cannot both win.
-struct DirLock(#[allow(dead_code)] OwnedFd);
+struct DirLock(OwnedFd);
+
+impl Drop for DirLock {
+    /// Unlock explicitly: closing is not enough when a `fork()` by another
+    /// thread copied the descriptor meanwhile (the lock belongs to the open
+    /// file, which the child then keeps, so the child's own next service
+    /// would wait for it forever).
+    fn drop(&mut self) {
+        // SAFETY: flock on the descriptor we own.
+        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
+    }
+}
 
 impl DirLock {
     fn new(dir: &Path) -> Result<DirLock, Errno> {
@@ -197,7 +208,7 @@ impl DirLock {
         }
         // SAFETY: `fd` is new and ours.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: flock on a descriptor we own; released when it closes.
+        // SAFETY: flock on a descriptor we own; released by `drop`.
         while unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) } != 0 {
             let e = last_errno();
             if e != libc::EINTR {
