@@ -32,10 +32,15 @@ const SLOT_ORDER: [i32; SMP_MAXCPU] = [12, 4, 8, 0, 14, 6, 10, 2, 13, 5, 9, 1, 1
 static SLOTS: AtomicU32 = AtomicU32::new(0);
 static SHARED_NEXT: AtomicU32 = AtomicU32::new(0);
 
-struct Pool(Vec<*mut SLGlobalData>);
+pub(super) struct Pool(Vec<*mut SLGlobalData>);
 // SAFETY: pooled states belong to no thread; the mutex hands them over.
 unsafe impl Send for Pool {}
 static POOL: Mutex<Pool> = Mutex::new(Pool(Vec::new()));
+
+/// The pool's lock, for the `fork()` handlers (see `slab::fork`).
+pub(super) fn pool_lock() -> std::sync::MutexGuard<'static, Pool> {
+    POOL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 thread_local! {
     /// Registered on a thread's first use only: its destructor pools the

@@ -20,6 +20,7 @@
 //!   with a message naming the problem.
 
 mod account;
+mod fork;
 pub mod gd;
 mod oversized;
 mod registry;
@@ -96,6 +97,7 @@ pub fn init() {
             zs *= 2;
         }
         account::init();
+        fork::init();
         OS_PAGE.store(psize, Ordering::Relaxed);
         ZONE_LIMIT.store((zs / 4).min(ZALLOC_ZONE_LIMIT as usize), Ordering::Relaxed);
         ZONE_SIZE.store(zs, Ordering::Release);

@@ -22,7 +22,7 @@ struct OvDesc {
     magic: c_int,
 }
 
-struct Table([*mut OvDesc; HSIZE]);
+pub(super) struct Table([*mut OvDesc; HSIZE]);
 // SAFETY: the descriptors are only reached under the mutex.
 unsafe impl Send for Table {}
 
@@ -59,9 +59,19 @@ fn hash(p: usize) -> usize {
     ((p >> 12) ^ (p >> 24)) & (HSIZE - 1)
 }
 
-fn table() -> std::sync::MutexGuard<'static, Table> {
-    TABLE.lock().unwrap_or_else(|e| e.into_inner())
+pub(super) fn table() -> std::sync::MutexGuard<'static, Table> {
+    let t = TABLE.lock().unwrap_or_else(|e| e.into_inner());
+    #[cfg(test)]
+    if HOLD_TABLE.load(core::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+    t
 }
+
+/// Unit tests set this to hold the table's lock longer, so a `fork()`
+/// lands while another thread holds it.
+#[cfg(test)]
+pub static HOLD_TABLE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 /// Map `size` bytes for `ty`.
 ///

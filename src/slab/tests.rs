@@ -646,3 +646,97 @@ fn chunk_index_by_reciprocal_is_exact() {
         }
     }
 }
+
+/// `fork()` while other threads hold the allocator's locks (mappings,
+/// thread states, type registration): the child can still allocate.
+#[test]
+fn fork_while_other_threads_allocate() {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    let stop = Arc::new(AtomicBool::new(false));
+    let big = new_type(c"fork big") as usize;
+    // The allocator is set up before the other threads start (a fork in
+    // the middle of its one-time setup is not covered: see slab/fork.rs).
+    // SAFETY: valid type; freed at once.
+    unsafe {
+        free(
+            malloc(64 * 1024, big as *mut malloc_type, 0),
+            big as *mut malloc_type,
+        )
+    };
+    // The churning thread holds the table lock for 200 µs at a time.
+    oversized::HOLD_TABLE.store(true, Ordering::Relaxed);
+    let churn: Vec<_> = (0..2)
+        .map(|k| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if k == 0 {
+                        // Mappings: the table lock.
+                        let ty = big as *mut malloc_type;
+                        // SAFETY: valid type; freed at once.
+                        unsafe { free(malloc(64 * 1024, ty, 0), ty) };
+                    } else {
+                        // New thread states and new types: the pool and
+                        // registry locks.
+                        std::thread::spawn(|| {
+                            let ty = new_type(c"fork churn");
+                            // SAFETY: valid type; freed at once; then
+                            // unregistered (the type itself is leaked).
+                            unsafe {
+                                free(malloc(40, ty, 0), ty);
+                                types::unregister(ty);
+                            }
+                        })
+                        .join()
+                        .unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut hung = 0;
+    for _ in 0..200 {
+        if hung > 0 {
+            break;
+        }
+        // SAFETY: the child only allocates, frees and leaves with _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let ty = big as *mut malloc_type;
+            // SAFETY: valid type; blocks freed at once; then _exit.
+            unsafe {
+                free(malloc(64 * 1024, ty, 0), ty);
+                let t = new_type(c"fork child");
+                free(malloc(24, t, 0), t);
+                libc::_exit(0);
+            }
+        }
+        let t0 = std::time::Instant::now();
+        let mut status = 0;
+        loop {
+            // SAFETY: our child.
+            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if r == pid {
+                break;
+            }
+            if t0.elapsed() > std::time::Duration::from_secs(5) {
+                hung += 1;
+                // SAFETY: our child.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, &mut status, 0);
+                }
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in churn {
+        h.join().unwrap();
+    }
+    oversized::HOLD_TABLE.store(false, Ordering::Relaxed);
+    assert_eq!(hung, 0, "children stuck on a lock held at fork time");
+}

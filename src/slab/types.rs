@@ -24,7 +24,7 @@ const FIRST_TAG: u8 = 2;
 /// as unsigned (the original's defect 17 would have made it 0).
 pub const UNLIMITED: c_long = (u64::MAX / 10) as c_long;
 
-struct Registry {
+pub(super) struct Registry {
     head: *mut malloc_type,
     next_tag: u8,
 }
@@ -35,6 +35,11 @@ static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     head: ptr::null_mut(),
     next_tag: FIRST_TAG,
 });
+
+/// The registry's lock, for the `fork()` handlers (see `slab::fork`).
+pub(super) fn registry_lock() -> std::sync::MutexGuard<'static, Registry> {
+    REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
+}
 /// Type of each tag, for messages.
 static BY_TAG: [AtomicPtr<malloc_type>; 256] = [const { AtomicPtr::new(ptr::null_mut()) }; 256];
 

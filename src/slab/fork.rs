@@ -1,0 +1,49 @@
+//! `fork()` while another thread holds one of the allocator's locks (the
+//! type registry, the pool of thread states, the table of mappings): the
+//! child would inherit the lock held by a thread it does not have, and its
+//! next allocation that needs the lock would wait forever. As glibc does
+//! for `malloc`, the forking thread takes every lock before the fork and
+//! releases it in both processes after. Not covered: a fork while another
+//! thread is inside the allocator's one-time setup (`slab::init`, the
+//! first allocation of the process), which registers these handlers.
+
+use core::cell::UnsafeCell;
+use std::sync::MutexGuard;
+
+use super::{gd, oversized, types};
+
+/// The locks the forking thread holds between `prepare` and
+/// `parent`/`child`, in a fixed order (no code path holds two of them at
+/// once, so the order cannot deadlock).
+type Held = (
+    MutexGuard<'static, types::Registry>,
+    MutexGuard<'static, gd::Pool>,
+    MutexGuard<'static, oversized::Table>,
+);
+
+struct Slot(UnsafeCell<Option<Held>>);
+// SAFETY: written only by a thread holding all three locks (in
+// `prepare`) and emptied by that same thread (in `parent`, or in the
+// child's copy of it), so accesses never overlap.
+unsafe impl Sync for Slot {}
+
+static HELD: Slot = Slot(UnsafeCell::new(None));
+
+/// Register the handlers (once, from `slab::init`).
+pub fn init() {
+    // SAFETY: plain functions that live as long as the process.
+    unsafe { libc::pthread_atfork(Some(prepare), Some(release), Some(release)) };
+}
+
+extern "C" fn prepare() {
+    let held = (types::registry_lock(), gd::pool_lock(), oversized::table());
+    // SAFETY: this thread holds all three locks: nobody else reaches
+    // `HELD` until `release` empties it.
+    unsafe { *HELD.0.get() = Some(held) };
+}
+
+extern "C" fn release() {
+    // SAFETY: called in the thread that ran `prepare` (or its copy in the
+    // child), which filled the slot.
+    drop(unsafe { (*HELD.0.get()).take() });
+}
