@@ -889,3 +889,76 @@ fn planted_service_of_another_user_is_refused() {
     expect_ok(&run(ok), "ok 3\n");
     drop(srv);
 }
+
+/// CPU ticks (user + system) a process has used, from `/proc/PID/stat`.
+fn cpu_ticks(pid: i32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the parenthesised command name; utime and stime are
+    // the 14th and 15th of the whole line.
+    let rest = &s[s.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// A service out of file descriptors (a flood of connections that never
+/// say hello) turns new connections away instead of spinning on its
+/// listener: no busy loop, one log line, and it serves again once the
+/// flood is gone.
+#[test]
+fn out_of_descriptors_service_neither_spins_nor_floods_the_log() {
+    use std::os::unix::process::CommandExt;
+    let rdv = Rdv::new("nofile");
+    let mut c = rdv.cmd(echo());
+    c.args(["-s", "nofile"]);
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the
+    // child before exec.
+    unsafe {
+        c.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 24,
+                rlim_max: 24,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = c.spawn().expect("spawn server");
+    let sock = rdv.socket("nofile");
+    let t0 = Instant::now();
+    while UnixStream::connect(&sock).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "server did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let srv = Server(Some(child));
+    let pid = srv.pid();
+    let flood: Vec<UnixStream> = (0..40)
+        .map(|_| UnixStream::connect(&sock).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks(pid) - before;
+    assert!(
+        used < 20,
+        "server used {used} ticks in 1 s while out of descriptors"
+    );
+    drop(flood);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut ok = rdv.cmd(echo());
+    ok.args(["-c", "nofile", "-o", "0", "-r", "3"]);
+    expect_ok(&run(ok), "ok 3\n");
+    let mut srv = srv;
+    srv.kill(libc::SIGTERM);
+    let out = srv.finish();
+    let err = text(&out.stderr);
+    let lines = err
+        .lines()
+        .filter(|l| l.contains("Too many open files"))
+        .count();
+    assert!((1..=3).contains(&lines), "{lines} log lines:\n{err}");
+}

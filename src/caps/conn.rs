@@ -336,6 +336,7 @@ pub(super) fn set_nonblocking(fd: i32) {
 /// and close-on-exec: `Ok(None)` when none is pending. Other errors
 /// (`EMFILE` and friends) leave the connection pending for a later try.
 pub(super) fn accept(lfd: i32) -> Result<Option<OwnedFd>, Errno> {
+    keep_spare(&mut SPARE.lock().unwrap_or_else(|e| e.into_inner()));
     loop {
         // SAFETY: accept4 on a listening socket the caller owns; no
         // address is asked for.
@@ -356,7 +357,84 @@ pub(super) fn accept(lfd: i32) -> Result<Option<OwnedFd>, Errno> {
         match errno() {
             libc::EINTR | libc::ECONNABORTED => continue,
             libc::EAGAIN => return Ok(None),
+            e @ (libc::EMFILE | libc::ENFILE) => {
+                // Out of descriptors (accept4 says so whether or not a
+                // connection is pending): a pending connection would stay
+                // pending and the listener readable, so the service would
+                // spin on it. Turn it away instead (its client sees the
+                // end of the connection), and say so at most once a
+                // second.
+                match shed_one(lfd) {
+                    Some(true) => warn_rarely(e, true),
+                    Some(false) => return Ok(None),
+                    None => {
+                        warn_rarely(e, false);
+                        return Err(e);
+                    }
+                }
+            }
             e => return Err(e),
         }
     }
+}
+
+/// A descriptor kept open to be given up when the process runs out of
+/// them (`-1`: none yet), so one pending connection can be accepted and
+/// closed.
+static SPARE: std::sync::Mutex<i32> = std::sync::Mutex::new(-1);
+
+/// Open the spare descriptor if there is none (from the first accept on).
+fn keep_spare(spare: &mut i32) {
+    if *spare < 0 {
+        // SAFETY: a constant NUL-terminated path.
+        *spare = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    }
+}
+
+/// Accept and close one pending connection on `lfd` using the spare
+/// descriptor: `Some(true)` if one was turned away, `Some(false)` if none
+/// was pending, `None` if there was no spare to give up.
+fn shed_one(lfd: i32) -> Option<bool> {
+    let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
+    if *spare < 0 {
+        return None;
+    }
+    // SAFETY: our own spare descriptor; accept4 on the caller's listener,
+    // and the accepted descriptor closed at once.
+    let shed = unsafe {
+        libc::close(*spare);
+        *spare = -1;
+        let fd = libc::accept4(
+            lfd,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_CLOEXEC,
+        );
+        if fd >= 0 {
+            libc::close(fd);
+        }
+        fd >= 0
+    };
+    keep_spare(&mut spare);
+    Some(shed)
+}
+
+/// One log line for running out of descriptors, at most once a second.
+fn warn_rarely(e: Errno, shed: bool) {
+    static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
+        return;
+    }
+    *last = Some(std::time::Instant::now());
+    warn!(
+        "caps_service",
+        "accept: {}{}",
+        std::io::Error::from_raw_os_error(e),
+        if shed {
+            ": turning new connections away"
+        } else {
+            ""
+        }
+    );
 }
