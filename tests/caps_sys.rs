@@ -790,11 +790,31 @@ fn in_child(f: impl FnOnce() -> i32) -> i32 {
         // handlers or test harness.
         unsafe { libc::_exit(code) };
     }
-    let mut status = 0;
-    // SAFETY: our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let status = wait_child(pid);
     assert!(libc::WIFEXITED(status), "child status {status:#x}");
     libc::WEXITSTATUS(status)
+}
+
+/// Wait for our child `pid` (at most 60 s: then it is killed, and the
+/// test fails on its status) and return its wait status.
+fn wait_child(pid: libc::pid_t) -> i32 {
+    let t0 = Instant::now();
+    let mut status = 0;
+    loop {
+        // SAFETY: our own child.
+        if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+            return status;
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            // SAFETY: our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 #[test]
@@ -1130,8 +1150,7 @@ fn planted_node_with_keys_its_listener_may_not_claim_is_skipped() {
     // SAFETY: our pipe end, our child.
     let status = unsafe {
         libc::write(down[1], b.as_ptr().cast(), 1);
-        let mut status = 0;
-        libc::waitpid(pid, &mut status, 0);
+        let status = wait_child(pid);
         for fd in up.into_iter().chain(down) {
             libc::close(fd);
         }
@@ -1208,8 +1227,7 @@ fn a_service_that_only_polls_with_get_takes_new_clients() {
     // SAFETY: our pipe end, our child.
     let status = unsafe {
         libc::write(down[1], b.as_ptr().cast(), 1);
-        let mut status = 0;
-        libc::waitpid(pid, &mut status, 0);
+        let status = wait_child(pid);
         for fd in up.into_iter().chain(down) {
             libc::close(fd);
         }

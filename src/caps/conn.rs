@@ -4,6 +4,7 @@
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use super::cred::Cred;
 use super::rendezvous::{self, Errno};
@@ -336,7 +337,7 @@ pub(super) fn set_nonblocking(fd: i32) {
 /// and close-on-exec: `Ok(None)` when none is pending. Other errors
 /// (`EMFILE` and friends) leave the connection pending for a later try.
 pub(super) fn accept(lfd: i32) -> Result<Option<OwnedFd>, Errno> {
-    keep_spare(&mut SPARE.lock().unwrap_or_else(|e| e.into_inner()));
+    keep_spare();
     loop {
         // SAFETY: accept4 on a listening socket the caller owns; no
         // address is asked for.
@@ -380,14 +381,24 @@ pub(super) fn accept(lfd: i32) -> Result<Option<OwnedFd>, Errno> {
 
 /// A descriptor kept open to be given up when the process runs out of
 /// them (`-1`: none yet), so one pending connection can be accepted and
-/// closed.
-static SPARE: std::sync::Mutex<i32> = std::sync::Mutex::new(-1);
+/// closed. Atomic rather than under a lock: a `fork()` by another thread
+/// must not leave the child a lock it can never take.
+static SPARE: AtomicI32 = AtomicI32::new(-1);
 
 /// Open the spare descriptor if there is none (from the first accept on).
-fn keep_spare(spare: &mut i32) {
-    if *spare < 0 {
-        // SAFETY: a constant NUL-terminated path.
-        *spare = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+fn keep_spare() {
+    if SPARE.load(Ordering::Relaxed) >= 0 {
+        return;
+    }
+    // SAFETY: a constant NUL-terminated path.
+    let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd >= 0
+        && SPARE
+            .compare_exchange(-1, fd, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+    {
+        // SAFETY: our own descriptor; another thread's spare won.
+        unsafe { libc::close(fd) };
     }
 }
 
@@ -395,15 +406,14 @@ fn keep_spare(spare: &mut i32) {
 /// descriptor: `Some(true)` if one was turned away, `Some(false)` if none
 /// was pending, `None` if there was no spare to give up.
 fn shed_one(lfd: i32) -> Option<bool> {
-    let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
-    if *spare < 0 {
+    let spare = SPARE.swap(-1, Ordering::AcqRel);
+    if spare < 0 {
         return None;
     }
     // SAFETY: our own spare descriptor; accept4 on the caller's listener,
     // and the accepted descriptor closed at once.
     let shed = unsafe {
-        libc::close(*spare);
-        *spare = -1;
+        libc::close(spare);
         let fd = libc::accept4(
             lfd,
             std::ptr::null_mut(),
@@ -415,18 +425,29 @@ fn shed_one(lfd: i32) -> Option<bool> {
         }
         fd >= 0
     };
-    keep_spare(&mut spare);
+    keep_spare();
     Some(shed)
 }
 
 /// One log line for running out of descriptors, at most once a second.
 fn warn_rarely(e: Errno, shed: bool) {
-    static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
-    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
-    if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
+    // Seconds on the monotonic clock of the last line (+1, 0: none yet).
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let now = ts.tv_sec as u64 + 1;
+    let last = LAST.load(Ordering::Relaxed);
+    if last == now
+        || LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
         return;
     }
-    *last = Some(std::time::Instant::now());
     warn!(
         "caps_service",
         "accept: {}{}",
