@@ -33,6 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
+
 #define PAYLOAD		64
 #define PIPE		64
 
@@ -43,67 +45,6 @@ struct bmsg {
 
 static long rounds = 20000;
 static char dir[256];
-
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (ts.tv_sec + ts.tv_nsec / 1e9);
-}
-
-static void
-pin(int cpu)
-{
-	cpu_set_t set;
-
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	sched_setaffinity(0, sizeof(set), &set);
-}
-
-static int
-cmpd(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x < y ? -1 : x > y);
-}
-
-struct result {
-	double	p50, p99, mean;
-};
-
-static struct result
-summarize(double *s, long n)
-{
-	struct result r;
-	double sum = 0;
-	long i;
-
-	for (i = 0; i < n; ++i)
-		sum += s[i];
-	qsort(s, n, sizeof(double), cmpd);
-	r.p50 = s[n / 2] * 1e6;
-	r.p99 = s[n * 99 / 100] * 1e6;
-	r.mean = sum / n * 1e6;
-	return (r);
-}
-
-static int
-readn(int fd, void *buf, size_t n)
-{
-	size_t got = 0;
-
-	while (got < n) {
-		ssize_t r = read(fd, (char *)buf + got, n - got);
-		if (r <= 0)
-			return (-1);
-		got += r;
-	}
-	return (0);
-}
 
 /* ---- raw socket ping-pong ---- */
 
@@ -337,10 +278,16 @@ main(int ac, char **av)
 		{ "one core", 0, 0 }, { "two cores", 0, 1 },
 	};
 	double *samples;
-	int p;
+	cpu_set_t cpus;
+	int p, nplace = 1;
 
 	if (ac > 1)
 		rounds = strtol(av[1], NULL, 0);
+	if (sched_getaffinity(0, sizeof(cpus), &cpus) == 0 &&
+	    CPU_ISSET(0, &cpus) && CPU_ISSET(1, &cpus))
+		nplace = 2;
+	else
+		printf("(two cores skipped: cpus 0 and 1 are not both available)\n");
 	samples = malloc(rounds * sizeof(double));
 	snprintf(dir, sizeof(dir), "/tmp/caps-bench.XXXXXX");
 	if (mkdtemp(dir) == NULL) {
@@ -352,7 +299,7 @@ main(int ac, char **av)
 
 	printf("round trip, %d-byte payload, %ld round trips each (us)\n", PAYLOAD, rounds);
 	printf("%-10s %-14s %8s %8s %8s %12s\n", "placement", "what", "p50", "p99", "mean", "p50 vs raw");
-	for (p = 0; p < 2; ++p) {
+	for (p = 0; p < nplace; ++p) {
 		struct result raw = raw_rtt(place[p].scpu, place[p].ccpu, samples);
 		struct result cps = caps_rtt(place[p].scpu, place[p].ccpu, samples,
 		    p == 0 ? "rtt0" : "rtt1");
@@ -363,7 +310,7 @@ main(int ac, char **av)
 		    cps.p50, cps.p99, cps.mean, cps.p50 / raw.p50);
 	}
 	printf("\npipelined, %d outstanding (requests/s)\n", PIPE);
-	for (p = 0; p < 2; ++p) {
+	for (p = 0; p < nplace; ++p) {
 		double raw = raw_pipelined(place[p].scpu, place[p].ccpu);
 		double cps = caps_pipelined(place[p].scpu, place[p].ccpu,
 		    p == 0 ? "pipe0" : "pipe1");

@@ -37,6 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
+
 #define PAYLOAD		64
 #define HDR		48	/* our frame header (docs/wire-protocol.md) */
 #define RAWMSG		(HDR + PAYLOAD)
@@ -44,28 +46,6 @@
 
 static long rounds = 20000;
 static char dir[256];
-
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (ts.tv_sec + ts.tv_nsec / 1e9);
-}
-
-static void
-pin(int cpu)
-{
-	cpu_set_t set;
-
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	if (sched_setaffinity(0, sizeof(set), &set) != 0) {
-		perror("sched_setaffinity");
-		_exit(1);
-	}
-}
 
 static void
 die(const char *what)
@@ -108,54 +88,7 @@ is_reply(const unsigned char *p, size_t n, uint64_t seq)
 	return (memcmp(p, want, n) == 0);
 }
 
-/* ---- statistics ---- */
-
-static int
-cmpd(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x < y ? -1 : x > y);
-}
-
-struct result {
-	double	p50, p99, mean;
-};
-
-static struct result
-summarize(double *s, long n)
-{
-	struct result r;
-	double sum = 0;
-	long i;
-
-	for (i = 0; i < n; ++i)
-		sum += s[i];
-	qsort(s, n, sizeof(double), cmpd);
-	r.p50 = s[n / 2] * 1e6;
-	r.p99 = s[n * 99 / 100] * 1e6;
-	r.mean = sum / n * 1e6;
-	return (r);
-}
-
 /* ---- plumbing ---- */
-
-static int
-readn(int fd, void *buf, size_t n)
-{
-	size_t got = 0;
-
-	while (got < n) {
-		ssize_t r = read(fd, (char *)buf + got, n - got);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return (-1);
-		got += r;
-	}
-	return (0);
-}
 
 static int
 writen(int fd, const void *buf, size_t n)

@@ -1,0 +1,86 @@
+/*
+ * bench_util.h -- helpers the CAPS benchmarks share: the clock, pinning to
+ * a cpu, percentiles of a sample, reading exactly n bytes.
+ */
+#ifndef BENCH_UTIL_H
+#define BENCH_UTIL_H
+
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Seconds on the monotonic clock. */
+static inline double
+now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (ts.tv_sec + ts.tv_nsec / 1e9);
+}
+
+/* Run the calling process on `cpu` only; a failure ends the process. */
+static inline void
+pin(int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set) != 0) {
+		perror("sched_setaffinity");
+		_exit(1);
+	}
+}
+
+static inline int
+cmpd(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x < y ? -1 : x > y);
+}
+
+struct result {
+	double	p50, p99, mean;
+};
+
+/* p50, p99 and mean, in microseconds, of `n` samples in seconds (sorts them). */
+static inline struct result
+summarize(double *s, long n)
+{
+	struct result r;
+	double sum = 0;
+	long i;
+
+	for (i = 0; i < n; ++i)
+		sum += s[i];
+	qsort(s, n, sizeof(double), cmpd);
+	r.p50 = s[n / 2] * 1e6;
+	r.p99 = s[n * 99 / 100] * 1e6;
+	r.mean = sum / n * 1e6;
+	return (r);
+}
+
+/* Read exactly `n` bytes: 0, or -1 at the end of input or on an error. */
+static inline int
+readn(int fd, void *buf, size_t n)
+{
+	size_t got = 0;
+
+	while (got < n) {
+		ssize_t r = read(fd, (char *)buf + got, n - got);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return (-1);
+		got += r;
+	}
+	return (0);
+}
+
+#endif
