@@ -1091,6 +1091,64 @@ fn protocol_violations_cost_only_that_connection() {
     drop(s);
 }
 
+/// A child process that signals when it is ready and then waits for the
+/// parent's go before it exits: `forked(f)` runs `f(ready)` in the child,
+/// where `ready()` tells the parent and blocks until `Forked::finish`.
+struct Forked {
+    pid: libc::pid_t,
+    up: [i32; 2],
+    down: [i32; 2],
+}
+
+fn forked(f: impl FnOnce(&dyn Fn()) -> i32) -> Forked {
+    let (mut up, mut down) = ([0i32; 2], [0i32; 2]);
+    // SAFETY: plain pipe creation into two-int arrays.
+    assert!(unsafe { libc::pipe(up.as_mut_ptr()) == 0 && libc::pipe(down.as_mut_ptr()) == 0 });
+    // SAFETY: the child runs library calls and plain syscalls, then _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let ready = || {
+            let mut b = [0u8; 1];
+            // SAFETY: our pipe ends and a one-byte buffer.
+            unsafe {
+                libc::write(up[1], b.as_ptr().cast(), 1);
+                libc::read(down[0], b.as_mut_ptr().cast(), 1);
+            }
+        };
+        let code = f(&ready);
+        // SAFETY: leave the child without the parent's atexit handlers.
+        unsafe { libc::_exit(code) };
+    }
+    Forked { pid, up, down }
+}
+
+impl Forked {
+    /// Wait until the child called `ready()`; false if it ended first.
+    fn ready(&self) -> bool {
+        let mut b = [0u8; 1];
+        // SAFETY: our pipe end and a one-byte buffer.
+        unsafe { libc::read(self.up[0], b.as_mut_ptr().cast(), 1) == 1 }
+    }
+
+    /// Let the child go on, wait for it, return its exit code (or a
+    /// description of how it ended otherwise).
+    fn finish(self) -> Result<i32, String> {
+        // SAFETY: our pipe end and a one-byte buffer.
+        unsafe { libc::write(self.down[1], b"g".as_ptr().cast(), 1) };
+        let status = wait_child(self.pid);
+        for fd in self.up.into_iter().chain(self.down) {
+            // SAFETY: our own descriptors, closed once.
+            unsafe { libc::close(fd) };
+        }
+        if libc::WIFEXITED(status) {
+            Ok(libc::WEXITSTATUS(status))
+        } else {
+            Err(format!("child status {status:#x}"))
+        }
+    }
+}
+
 /// A node whose listener may not claim the node's keys (anyone can create
 /// a socket in the world-writable `sys` directory) is skipped: a client
 /// asking for root's service does not reach another user's.
@@ -1105,60 +1163,34 @@ fn planted_node_with_keys_its_listener_may_not_claim_is_skipped() {
     let first = service("plant.root", ANY, ANY, CAPF_WORLD).unwrap();
     close(first).unwrap();
     let sys = PathBuf::from(std::env::var_os("LIBCAPS_DIR").unwrap()).join("sys");
-    let (mut up, mut down) = ([0i32; 2], [0i32; 2]);
-    // SAFETY: plain pipe creation into two-int arrays.
-    assert!(unsafe { libc::pipe(up.as_mut_ptr()) == 0 && libc::pipe(down.as_mut_ptr()) == 0 });
-    // SAFETY: the child runs library calls and plain syscalls, then
-    // _exit; the parent only waits for it.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0);
-    if pid == 0 {
-        let code = (|| {
-            // SAFETY: plain calls in the single-threaded child.
-            unsafe {
-                libc::setgroups(0, std::ptr::null());
-                if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
-                    return 10;
-                }
+    let child = forked(|ready| {
+        // SAFETY: plain calls in the single-threaded child.
+        unsafe {
+            libc::setgroups(0, std::ptr::null());
+            if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                return 10;
             }
-            if service("plant", 65534, 65534, CAPF_WORLD).is_err() {
-                return 11;
-            }
-            let from = sys.join("plant,65534,65534");
-            if std::fs::rename(&from, sys.join("plant,0,0")).is_err() {
-                return 12;
-            }
-            let mut b = [0u8; 1];
-            // SAFETY: our pipe ends and a one-byte buffer.
-            unsafe {
-                libc::write(up[1], b.as_ptr().cast(), 1);
-                libc::read(down[0], b.as_mut_ptr().cast(), 1);
-            }
-            0
-        })();
-        // SAFETY: leave the child without the parent's atexit handlers.
-        unsafe { libc::_exit(code) };
-    }
-    let mut b = [0u8; 1];
-    // SAFETY: our pipe end and a one-byte buffer.
-    let got = unsafe { libc::read(up[0], b.as_mut_ptr().cast(), 1) };
+        }
+        if service("plant", 65534, 65534, CAPF_WORLD).is_err() {
+            return 11;
+        }
+        let from = sys.join("plant,65534,65534");
+        if std::fs::rename(&from, sys.join("plant,0,0")).is_err() {
+            return 12;
+        }
+        ready();
+        0
+    });
+    let got = child.ready();
     let asked = [
         client("plant", 0, 0, CAPF_ANYCLIENT),
         client("plant", ANY, ANY, CAPF_ANYCLIENT),
         client("plant", 0, ANY, CAPF_ANYCLIENT),
     ];
-    // SAFETY: our pipe end, our child.
-    let status = unsafe {
-        libc::write(down[1], b.as_ptr().cast(), 1);
-        let status = wait_child(pid);
-        for fd in up.into_iter().chain(down) {
-            libc::close(fd);
-        }
-        status
-    };
-    assert_eq!(got, 1, "child exit status {status:#x}");
+    let code = child.finish();
+    assert!(got, "child ended early: {code:?}");
     assert_eq!(asked, [Err(libc::ENOENT); 3]);
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    assert_eq!(code, Ok(0));
 }
 
 /// A service that never sleeps in `caps_sys_wait` (it only polls with
@@ -1168,49 +1200,42 @@ fn planted_node_with_keys_its_listener_may_not_claim_is_skipped() {
 fn a_service_that_only_polls_with_get_takes_new_clients() {
     setup();
     let (uid, gid) = me();
-    let (mut up, mut down) = ([0i32; 2], [0i32; 2]);
-    // SAFETY: plain pipe creation into two-int arrays.
-    assert!(unsafe { libc::pipe(up.as_mut_ptr()) == 0 && libc::pipe(down.as_mut_ptr()) == 0 });
-    // SAFETY: the child runs library calls and plain syscalls, then _exit.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0);
-    if pid == 0 {
-        let code = (|| {
-            let Ok(id) = service("getonly", uid, gid, CAPF_ANYCLIENT) else {
-                return 10;
-            };
-            // SAFETY: our pipe end, a one-byte buffer.
-            unsafe { libc::write(up[1], b"r".as_ptr().cast(), 1) };
-            let t0 = Instant::now();
-            let mut answered = 0;
-            while answered < 3 && t0.elapsed() < Duration::from_secs(60) {
-                match recv(id, 64, false) {
-                    Ok(m) if m.state == CAPMS_REQUEST => {
-                        if reply(id, b"polled", m.id).is_err() {
-                            return 11;
-                        }
-                        answered += 1;
+    let child = forked(|ready| {
+        let Ok(id) = service("getonly", uid, gid, CAPF_ANYCLIENT) else {
+            return 10;
+        };
+        // The parent connects once the service exists. Say so with a
+        // file: `ready` would block this, the only thread, which must
+        // keep polling to serve.
+        let _ = std::fs::write(getonly_flag(), b"up");
+        let t0 = Instant::now();
+        let mut answered = 0;
+        while answered < 3 && t0.elapsed() < Duration::from_secs(60) {
+            match recv(id, 64, false) {
+                Ok(m) if m.state == CAPMS_REQUEST => {
+                    if reply(id, b"polled", m.id).is_err() {
+                        return 11;
                     }
-                    Ok(_) | Err(libc::EAGAIN) => {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                    Err(_) => return 12,
+                    answered += 1;
                 }
+                Ok(_) | Err(libc::EAGAIN) => std::thread::sleep(Duration::from_millis(1)),
+                Err(_) => return 12,
             }
-            if answered < 3 {
-                return 13;
-            }
-            let mut b = [0u8; 1];
-            // SAFETY: our pipe end, a one-byte buffer.
-            unsafe { libc::read(down[0], b.as_mut_ptr().cast(), 1) };
-            0
-        })();
-        // SAFETY: leave the child without the parent's atexit handlers.
-        unsafe { libc::_exit(code) };
+        }
+        if answered < 3 {
+            return 13;
+        }
+        ready();
+        0
+    });
+    let t0 = Instant::now();
+    while !getonly_flag().exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "service never came up"
+        );
+        std::thread::sleep(Duration::from_millis(2));
     }
-    let mut b = [0u8; 1];
-    // SAFETY: our pipe end and a one-byte buffer.
-    assert_eq!(unsafe { libc::read(up[0], b.as_mut_ptr().cast(), 1) }, 1);
     for i in 0..3 {
         let t0 = Instant::now();
         let c = client("getonly", uid, gid, CAPF_ANYCLIENT).expect("connect to a get-only service");
@@ -1224,17 +1249,11 @@ fn a_service_that_only_polls_with_get_takes_new_clients() {
         assert_eq!((m.state, &m.data[..]), (CAPMS_REPLY, &b"polled"[..]));
         close(c).unwrap();
     }
-    // SAFETY: our pipe end, our child.
-    let status = unsafe {
-        libc::write(down[1], b.as_ptr().cast(), 1);
-        let status = wait_child(pid);
-        for fd in up.into_iter().chain(down) {
-            libc::close(fd);
-        }
-        status
-    };
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "child {status:#x}"
-    );
+    assert!(child.ready());
+    assert_eq!(child.finish(), Ok(0));
+}
+
+/// Where the get-only service's child says it is up.
+fn getonly_flag() -> PathBuf {
+    PathBuf::from(std::env::var_os("LIBCAPS_DIR").unwrap()).join("getonly.up")
 }
