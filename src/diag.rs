@@ -2,13 +2,26 @@
 //! process the way DragonFly's `KKASSERT` did.
 
 use std::fmt::Arguments;
-use std::io::Write;
 
 /// Write `libcaps: FUNC: MESSAGE` as one line on stderr.
 pub fn warn(func: &str, args: Arguments<'_>) {
     let line = format!("libcaps: {func}: {args}\n");
-    // One write call, so lines from several threads do not interleave.
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    // One write(2) call, so lines from several threads do not interleave,
+    // and no lock: `std::io::stderr()`'s lock, held by another thread at a
+    // `fork()`, would stay held forever in the child.
+    let mut rest = line.as_bytes();
+    while !rest.is_empty() {
+        // SAFETY: writes from a live byte slice to file descriptor 2.
+        let n = unsafe { libc::write(2, rest.as_ptr().cast(), rest.len()) };
+        if n > 0 {
+            rest = &rest[n as usize..];
+        } else if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+        {
+            continue;
+        } else {
+            return;
+        }
+    }
 }
 
 /// Report a broken contract in `func` and abort the process.

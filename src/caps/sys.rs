@@ -24,8 +24,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Once};
 use std::time::Instant;
 
 use super::conn::{
@@ -267,7 +267,22 @@ static SHARED: Shared = Shared {
     }),
 };
 
-static ATFORK: Once = Once::new();
+/// The `fork()` and `exit()` handlers are registered when the library is
+/// loaded (an `.init_array` entry, run before `main` and before any
+/// thread): a registration on first use could be in progress in another
+/// thread at the moment of a fork, leaving the child waiting for it
+/// forever.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static REGISTER_HANDLERS: extern "C" fn() = register_handlers;
+
+extern "C" fn register_handlers() {
+    // SAFETY: the handlers are plain functions that live forever.
+    unsafe {
+        libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
+        libc::atexit(unlink_at_exit);
+    }
+}
 
 fn raw_lock() {
     // SAFETY: a statically initialised mutex, never destroyed.
@@ -284,10 +299,6 @@ fn raw_unlock() {
 struct Guard(());
 
 fn lock() -> Guard {
-    ATFORK.call_once(|| {
-        // SAFETY: the handlers are plain functions that live forever.
-        unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
-    });
     raw_lock();
     Guard(())
 }
@@ -487,11 +498,6 @@ pub fn service(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno
         accept_due: true,
         accept_skipped: 0,
     };
-    static AT_EXIT: Once = Once::new();
-    AT_EXIT.call_once(|| {
-        // SAFETY: a plain function that lives forever.
-        unsafe { libc::atexit(unlink_at_exit) };
-    });
     let r = lock().insert(flags, Kind::Service(Box::new(svc)));
     if let Err(e) = &r {
         warn!("caps_sys_service", "{}: {}", path.display(), errstr(*e));

@@ -5,7 +5,7 @@
 //! for `malloc`, the forking thread takes every lock before the fork and
 //! releases it in both processes after. Not covered: a fork while another
 //! thread is inside the allocator's one-time setup (`slab::init`, the
-//! first allocation of the process), which registers these handlers.
+//! first allocation of the process).
 
 use core::cell::UnsafeCell;
 use std::sync::MutexGuard;
@@ -29,8 +29,14 @@ unsafe impl Sync for Slot {}
 
 static HELD: Slot = Slot(UnsafeCell::new(None));
 
-/// Register the handlers (once, from `slab::init`).
-pub fn init() {
+/// The handlers are registered when the library is loaded (an
+/// `.init_array` entry, run before `main` and before any thread), not on
+/// first use, which another thread could be in the middle of at a fork.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static REGISTER: extern "C" fn() = register;
+
+extern "C" fn register() {
     // SAFETY: plain functions that live as long as the process.
     unsafe { libc::pthread_atfork(Some(prepare), Some(release), Some(release)) };
 }
