@@ -25,7 +25,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Instant;
 
 use super::conn::{
@@ -276,7 +276,13 @@ static SHARED: Shared = Shared {
 #[unsafe(link_section = ".init_array")]
 static REGISTER_HANDLERS: extern "C" fn() = register_handlers;
 
+/// Also called on first use, for a static link that left the
+/// `.init_array` entry out; a flag, not a `Once`, so nothing ever waits.
 extern "C" fn register_handlers() {
+    static DONE: AtomicBool = AtomicBool::new(false);
+    if DONE.swap(true, Ordering::AcqRel) {
+        return;
+    }
     // SAFETY: the handlers are plain functions that live forever.
     unsafe {
         libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
@@ -299,6 +305,7 @@ fn raw_unlock() {
 struct Guard(());
 
 fn lock() -> Guard {
+    register_handlers();
     raw_lock();
     Guard(())
 }

@@ -8,6 +8,7 @@
 //! first allocation of the process).
 
 use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, Ordering};
 use std::sync::MutexGuard;
 
 use super::{gd, oversized, types};
@@ -36,7 +37,13 @@ static HELD: Slot = Slot(UnsafeCell::new(None));
 #[unsafe(link_section = ".init_array")]
 static REGISTER: extern "C" fn() = register;
 
-extern "C" fn register() {
+/// Also called by `slab::init`, for a static link that left the
+/// `.init_array` entry out; a flag, not a `Once`, so nothing ever waits.
+pub extern "C" fn register() {
+    static DONE: AtomicBool = AtomicBool::new(false);
+    if DONE.swap(true, Ordering::AcqRel) {
+        return;
+    }
     // SAFETY: plain functions that live as long as the process.
     unsafe { libc::pthread_atfork(Some(prepare), Some(release), Some(release)) };
 }

@@ -97,6 +97,7 @@ pub fn init() {
             zs *= 2;
         }
         account::init();
+        fork::register();
         OS_PAGE.store(psize, Ordering::Relaxed);
         ZONE_LIMIT.store((zs / 4).min(ZALLOC_ZONE_LIMIT as usize), Ordering::Relaxed);
         ZONE_SIZE.store(zs, Ordering::Release);
