@@ -38,7 +38,7 @@ use crate::abi::{
     CAPF_EXCL, CAPF_NOFORK, CAPF_UFLAGS, CAPF_WAITSVC, CAPMS_DISPOSE, CAPMS_REPLY, CAPMS_REQUEST,
     CAPS_MAXINPROG, CAPS_MAXNAMELEN, caps_cred, caps_msg_state_t,
 };
-use crate::cpu::{SOCK_SPIN_MAX_NS, SOCK_SPIN_MIN_NS};
+use crate::cpu::{SOCK_SPIN_MIN_NS, sock_spin, sock_spin_slept};
 use crate::warn;
 
 /// Largest message `caps_sys_put` or `caps_sys_reply` takes (the man
@@ -1304,38 +1304,22 @@ static SPIN_NS: AtomicU32 = AtomicU32::new(SOCK_SPIN_MIN_NS);
 /// not, and grows back to twice any sleep shorter than the maximum.
 fn poll_adaptive(fds: &mut [libc::pollfd]) -> i32 {
     let n = fds.len() as libc::nfds_t;
-    let budget = SPIN_NS.load(Ordering::Relaxed);
-    let t0 = Instant::now();
-    loop {
-        // SAFETY: no preconditions.
-        unsafe { libc::sched_yield() };
-        // SAFETY: `fds` is a valid array of `n` pollfds.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), n, 0) };
-        if r != 0 {
-            if r > 0 {
-                SPIN_NS.store(
-                    budget.saturating_mul(2).min(SOCK_SPIN_MAX_NS),
-                    Ordering::Relaxed,
-                );
-            }
-            return r;
-        }
-        if t0.elapsed().as_nanos() >= u128::from(budget) {
-            break;
-        }
+    let mut budget = SPIN_NS.load(Ordering::Relaxed);
+    // SAFETY: `fds` is a valid array of `n` pollfds.
+    let r = sock_spin(&mut budget, || unsafe {
+        libc::poll(fds.as_mut_ptr(), n, 0)
+    });
+    if r != 0 {
+        SPIN_NS.store(budget, Ordering::Relaxed);
+        return r;
     }
-    SPIN_NS.store((budget / 2).max(SOCK_SPIN_MIN_NS), Ordering::Relaxed);
-    let t1 = Instant::now();
+    let t0 = Instant::now();
     // SAFETY: as above.
     let r = unsafe { libc::poll(fds.as_mut_ptr(), n, -1) };
-    let slept = t1.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32;
-    if r > 0 && slept < SOCK_SPIN_MAX_NS {
-        let b = SPIN_NS.load(Ordering::Relaxed);
-        SPIN_NS.store(
-            b.max(slept.saturating_mul(2)).min(SOCK_SPIN_MAX_NS),
-            Ordering::Relaxed,
-        );
+    if r > 0 {
+        sock_spin_slept(&mut budget, t0);
     }
+    SPIN_NS.store(budget, Ordering::Relaxed);
     r
 }
 

@@ -267,12 +267,8 @@ pub unsafe fn wait_for_work(gd: *mut globaldata) {
             // would have been caught by polling that long: let the
             // budget grow back to it (it cannot grow from polls alone
             // once it is below the peers' answer time).
-            let slept = t0.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32;
-            if woke > 0 && slept < SOCK_SPIN_MAX_NS {
-                (*p).sock_spin_ns = (*p)
-                    .sock_spin_ns
-                    .max(slept.saturating_mul(2))
-                    .min(SOCK_SPIN_MAX_NS);
+            if woke > 0 {
+                sock_spin_slept(&mut (*p).sock_spin_ns, t0);
             }
         }
         (*p).sleeping.store(false, Ordering::SeqCst);
@@ -286,24 +282,47 @@ pub unsafe fn wait_for_work(gd: *mut globaldata) {
 /// `p` is the current cpu's private state.
 unsafe fn poll_sockets_briefly(p: *mut CpuPriv, rf: &AtomicI32) -> bool {
     // SAFETY: owner field of the current cpu.
-    let budget = unsafe { (*p).sock_spin_ns };
+    let budget = unsafe { &mut (*p).sock_spin_ns };
+    sock_spin(budget, || {
+        i32::from(evloop::poll(0) > 0 || rf.load(Ordering::Relaxed) != 0)
+    }) > 0
+}
+
+/// The socket poll before a sleep, shared by the cpus' idle loop and the
+/// CAPS v2 waits: call `poll0` (a poll with timeout 0) after a
+/// `sched_yield` (a peer that shares this core runs and answers first;
+/// with the peer on another core it returns at once) until it returns
+/// non-zero or `*budget` ns have passed, and return its last result. The
+/// budget doubles after a poll that found something (result > 0) and
+/// halves (down to [`SOCK_SPIN_MIN_NS`]) after one that found nothing.
+pub fn sock_spin(budget: &mut u32, mut poll0: impl FnMut() -> i32) -> i32 {
+    let b = *budget;
     let t0 = std::time::Instant::now();
     loop {
-        // Let a peer that shares this core (a server on the same cpu) run
-        // and answer first; with the peer on another core this returns at
-        // once.
         // SAFETY: no preconditions.
         unsafe { libc::sched_yield() };
-        if evloop::poll(0) > 0 || rf.load(Ordering::Relaxed) != 0 {
-            // SAFETY: as above.
-            unsafe { (*p).sock_spin_ns = budget.saturating_mul(2).min(SOCK_SPIN_MAX_NS) };
-            return true;
+        let r = poll0();
+        if r != 0 {
+            if r > 0 {
+                *budget = b.saturating_mul(2).min(SOCK_SPIN_MAX_NS);
+            }
+            return r;
         }
-        if t0.elapsed().as_nanos() >= u128::from(budget) {
-            // SAFETY: as above.
-            unsafe { (*p).sock_spin_ns = (budget / 2).max(SOCK_SPIN_MIN_NS) };
-            return false;
+        if t0.elapsed().as_nanos() >= u128::from(b) {
+            *budget = (b / 2).max(SOCK_SPIN_MIN_NS);
+            return 0;
         }
+    }
+}
+
+/// A sleep begun at `t0` ended with an event: had the poll lasted that
+/// long it would have caught it, so the budget grows back to twice the
+/// sleep (it cannot grow from polls alone once it is below the peers'
+/// answer time).
+pub fn sock_spin_slept(budget: &mut u32, t0: std::time::Instant) {
+    let slept = t0.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32;
+    if slept < SOCK_SPIN_MAX_NS {
+        *budget = (*budget).max(slept.saturating_mul(2)).min(SOCK_SPIN_MAX_NS);
     }
 }
 
