@@ -158,6 +158,48 @@ fn widen_window(ty: *mut malloc_type) {
     }
 }
 
+/// The home's update window: `sl_Counting` set around the update, the
+/// owner word read again inside it (see the module comment). Returns a
+/// value for `update` to run under `then` when `gd` is still the home;
+/// a cpu taking the type over waits for the window to close.
+///
+/// # Safety
+/// `gd` is the calling thread's cpu state, `ty` a valid registered type.
+#[inline(always)]
+unsafe fn as_home(gd: *mut SLGlobalData, ty: *mut malloc_type) -> HomeWindow {
+    // SAFETY: caller contract: live fields of `gd` and `ty`; a cpu state
+    // is never freed (thread states are pooled), hence `'static`.
+    let (busy, own) = unsafe {
+        (
+            AtomicI32::from_ptr(addr_of_mut!((*gd).sl_Counting)),
+            owner(ty),
+        )
+    };
+    busy.store(1, Ordering::Relaxed);
+    compiler_fence(Ordering::SeqCst);
+    HomeWindow {
+        busy,
+        home: own.load(Ordering::Relaxed) == gd as usize,
+    }
+}
+
+/// An open home window (see [`as_home`]); closed by `then`.
+struct HomeWindow {
+    busy: &'static AtomicI32,
+    home: bool,
+}
+
+impl HomeWindow {
+    /// Run `update` if the caller is the home, then close the window.
+    #[inline(always)]
+    fn then<R>(self, update: impl FnOnce() -> R) -> Option<R> {
+        let r = if self.home { Some(update()) } else { None };
+        compiler_fence(Ordering::SeqCst);
+        self.busy.store(0, Ordering::Release);
+        r
+    }
+}
+
 /// The local fast path of [`account`]: when the calling cpu is the
 /// type's home and the loose sum leaves room, count the call and charge
 /// `bytes` with plain stores and return true. Otherwise change nothing and
@@ -169,44 +211,38 @@ fn widen_window(ty: *mut malloc_type) {
 #[inline(always)]
 pub unsafe fn home_charge(gd: *mut SLGlobalData, ty: *mut malloc_type, bytes: usize) -> bool {
     // SAFETY: caller contract: live fields of `gd` and `ty`.
-    let (busy, own, calls, loose, lim) = unsafe {
+    let (calls, loose, lim) = unsafe {
         (
-            AtomicI32::from_ptr(addr_of_mut!((*gd).sl_Counting)),
-            owner(ty),
             AtomicI64::from_ptr(addr_of_mut!((*ty).ks_calls)),
             long(addr_of_mut!((*ty).ks_loosememuse)),
             long(addr_of_mut!((*ty).ks_limit)),
         )
     };
-    busy.store(1, Ordering::Relaxed);
-    compiler_fence(Ordering::SeqCst);
-    let mut ok = false;
-    if own.load(Ordering::Relaxed) == gd as usize {
+    // SAFETY: caller contract.
+    let charged = unsafe { as_home(gd, ty) }.then(|| {
         let lim = lim.load(Ordering::Relaxed);
-        if lim == UNLIMITED {
-            ok = true;
-        } else {
+        let ok = lim == UNLIMITED || {
             // 0: not set yet (or the limit was set after the type was
             // used without one): the slow path starts it from the exact
             // sums. No overflow: the loose sum only grows by what this
             // process allocated since it was last set from them.
             let cur = loose.load(Ordering::Relaxed);
             let l = cur + bytes as isize;
-            if cur != 0 && l <= lim {
+            let fits = cur != 0 && l <= lim;
+            if fits {
                 loose.store(l, Ordering::Relaxed);
-                ok = true;
             }
-        }
+            fits
+        };
         if ok {
             let c = calls.load(Ordering::Relaxed);
             #[cfg(test)]
             widen_window(ty);
             calls.store(c + 1, Ordering::Relaxed);
         }
-    }
-    compiler_fence(Ordering::SeqCst);
-    busy.store(0, Ordering::Release);
-    ok
+        ok
+    });
+    charged == Some(true)
 }
 
 /// `ks_calls++` and charge `bytes` against `ks_limit`. False (the call is
@@ -225,9 +261,8 @@ pub unsafe fn account(gd: *mut SLGlobalData, ty: *mut malloc_type, bytes: usize)
 #[inline(never)]
 unsafe fn account_slow(gd: *mut SLGlobalData, ty: *mut malloc_type, bytes: usize) -> bool {
     // SAFETY: caller contract: live fields of `gd` and `ty`.
-    let (busy, own, calls, loose, lim) = unsafe {
+    let (own, calls, loose, lim) = unsafe {
         (
-            AtomicI32::from_ptr(addr_of_mut!((*gd).sl_Counting)),
             owner(ty),
             AtomicI64::from_ptr(addr_of_mut!((*ty).ks_calls)),
             long(addr_of_mut!((*ty).ks_loosememuse)),
@@ -238,19 +273,16 @@ unsafe fn account_slow(gd: *mut SLGlobalData, ty: *mut malloc_type, bytes: usize
         let o = own.load(Ordering::Acquire);
         if o == gd as usize {
             // The home, near the limit: count, and charge from the exact
-            // sums, inside the window a switch to shared mode waits for.
-            busy.store(1, Ordering::Relaxed);
-            compiler_fence(Ordering::SeqCst);
-            let mut ok = None;
-            if own.load(Ordering::Relaxed) == gd as usize {
+            // sums.
+            // SAFETY: caller contract.
+            let done = unsafe { as_home(gd, ty) }.then(|| {
                 calls.store(calls.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
                 // SAFETY: caller contract.
-                ok = Some(lim == UNLIMITED || unsafe { charge_exact(ty, bytes as isize) });
-            }
-            compiler_fence(Ordering::SeqCst);
-            busy.store(0, Ordering::Release);
-            match ok {
+                lim == UNLIMITED || unsafe { charge_exact(ty, bytes as isize) }
+            });
+            match done {
                 Some(ok) => return ok,
+                // No longer the home: look again.
                 None => continue,
             }
         }
