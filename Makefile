@@ -71,6 +71,32 @@ uninstall:
 	rmdir $(DESTDIR)$(CAPSDIR)/root $(DESTDIR)$(CAPSDIR)/users $(DESTDIR)$(CAPSDIR)/sys 2>/dev/null || true
 	rmdir $(DESTDIR)$(CAPSDIR) 2>/dev/null || true
 
+# ---- Manual pages (issue 15) ---------------------------------------------
+# man/*.3 (mdoc(7), section 3) go to MANDIR/man3; every other name a page's
+# NAME section lists (.Nm) becomes a symlink NAME.3 -> PAGE.3, so that
+# `man lwkt_domsg` finds lwkt_msgport.3. man/names.sh prints the pairs.
+MANDIR     ?= $(PREFIX)/share/man
+MANPAGES   := $(sort $(wildcard man/*.3))
+
+.PHONY: install-man uninstall-man
+install: install-man
+uninstall: uninstall-man
+
+install-man:
+	install -d $(DESTDIR)$(MANDIR)/man3
+	for p in $(MANPAGES); do install -m 644 $$p $(DESTDIR)$(MANDIR)/man3/ || exit 1; done
+	sh man/names.sh $(MANPAGES) | while read page name; do \
+	    [ "$$name.3" = "$$page" ] || ln -sfn $$page $(DESTDIR)$(MANDIR)/man3/$$name.3 || exit 1; \
+	done
+
+uninstall-man:
+	sh man/names.sh $(MANPAGES) | while read page name; do \
+	    rm -f $(DESTDIR)$(MANDIR)/man3/$$name.3 $(DESTDIR)$(MANDIR)/man3/$$page; \
+	done
+	rmdir $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR) 2>/dev/null || true
+	rmdir $(DESTDIR)$(PREFIX)/share 2>/dev/null || true
+# ---- end of manual pages ---------------------------------------------------
+
 # Install into build/stage (PREFIX=/usr): what the C tests and the ABI test
 # compile against.
 stage:
@@ -78,6 +104,7 @@ stage:
 	$(MAKE) install DESTDIR=$(STAGE) PREFIX=/usr
 
 test: stage check-install
+	LIBCAPS_STAGE=$(STAGE) sh tests/man.sh
 	LIBCAPS_STAGE=$(STAGE) $(CARGO) test $(CARGO_PROFILE) --locked --workspace
 	LIBCAPS_INCLUDE=$(STAGE)/usr/include/libcaps $(CARGO) run --locked -p abi-test
 	sh tests/valgrind.sh
