@@ -102,13 +102,19 @@ n=0
 for p in $pages; do
 	base=${p##*/}
 	base=${base%.3}
-	# each .Bd -literal display of EXAMPLES is one program; undo the
-	# mdoc escapes \& (zero width) and \e (backslash)
+	# each .Bd -literal display of EXAMPLES is one program, except a
+	# display right after a line "It prints", which is the output the
+	# program before it must print; undo the mdoc escapes \& (zero
+	# width) and \e (backslash)
 	awk -v out="$tmp/ex-$base" '
 		/^\.Sh / { inex = ($2 == "EXAMPLES"); next }
-		inex && /^\.Bd -literal/ { f = out "-" ++k ".c"; inblk = 1; next }
+		inex && /^\.Bd -literal/ {
+			f = (last ~ /^It prints/) ? out "-" k ".expected" : out "-" ++k ".c"
+			inblk = 1; next
+		}
 		inblk && /^\.Ed/ { inblk = 0; close(f); next }
-		inblk { print > f }
+		inblk { print > f; next }
+		{ last = $0 }
 	' "$p"
 	for src in "$tmp"/ex-"$base"-*.c; do
 		[ -f "$src" ] || continue
@@ -124,11 +130,21 @@ for p in $pages; do
 			continue
 		fi
 		mkdir -p "$tmp/caps-$name"
-		if LIBCAPS_DIR="$tmp/caps-$name" timeout 60 "$bin" > "$bin.out" 2>&1; then
-			ok "example $name compiles and runs"
+		st=0
+		LIBCAPS_DIR="$tmp/caps-$name" timeout 60 "$bin" > "$bin.out" 2> "$bin.err" || st=$?
+		if [ "$st" -ne 0 ]; then
+			bad "example $name exited with status $st:"
+			cat "$bin.out" "$bin.err"
+		elif [ -f "$bin.expected" ]; then
+			sed -i -e 's/\\&//g' -e 's/\\e/\\/g' "$bin.expected"
+			if cmp -s "$bin.expected" "$bin.out"; then
+				ok "example $name compiles, runs and prints what the page says"
+			else
+				bad "example $name prints other than the page says:"
+				diff "$bin.expected" "$bin.out" || true
+			fi
 		else
-			bad "example $name exited with status $?:"
-			cat "$bin.out"
+			ok "example $name compiles and runs"
 		fi
 	done
 done
