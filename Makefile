@@ -3,6 +3,7 @@
 #   make                      build libcaps.so.1.0.0 and libcaps.a (release)
 #   make install PREFIX=/usr/local DESTDIR=
 #   make uninstall            remove exactly what install put there
+#                             (libraries, headers, pkg-config file, man pages)
 #   make test                 the whole test suite
 #   make demo                 the caps1 demo (see README)
 #   make bench                benchmarks (see BENCHMARKS.md)

@@ -1,8 +1,9 @@
 #!/bin/sh
 # make install / make uninstall round trip into a scratch DESTDIR: the
 # library carries SONAME libcaps.so.1, the links and pkg-config file are
-# right, a program links with `pkg-config --cflags --libs libcaps`, and
-# uninstall leaves no file behind.
+# right, a program links with `pkg-config --cflags --libs libcaps`, the
+# manual pages and their links are there, and uninstall leaves no file
+# behind.
 set -eu
 dest=$(mktemp -d)
 trap 'rm -rf "$dest"' EXIT
@@ -22,6 +23,28 @@ soname=$(readelf -d "$lib/libcaps.so.1.0.0" | sed -n 's/.*Library soname: \[\(.*
 [ "$(stat -c %a "$dest/var/caps/users")" = 1777 ] && ok "var/caps/users 1777" || bad "var/caps/users mode"
 [ "$(stat -c %a "$dest/var/caps/sys")" = 1777 ] && ok "var/caps/sys 1777" || bad "var/caps/sys mode"
 
+# manual pages: every page, and a link for every name a page lists
+man3=$dest/opt/caps/share/man/man3
+pages=$(ls man/*.3)
+missing=
+for p in $pages; do [ -f "$man3/${p##*/}" ] || missing="$missing ${p##*/}"; done
+[ -z "$missing" ] && ok "$(echo $pages | wc -w) manual pages in share/man/man3" || bad "pages missing:$missing"
+nnames=0 badlinks=
+for name in $(sh man/names.sh $pages | awk '{ print $2 }'); do
+	nnames=$((nnames + 1))
+	[ -f "$man3/$name.3" ] || badlinks="$badlinks $name"
+done
+[ -z "$badlinks" ] && ok "$nnames names (.Nm) reach their page" || bad "names without a page:$badlinks"
+if command -v man >/dev/null 2>&1; then
+	found=$(MANPATH=$dest/opt/caps/share/man man -w lwkt_domsg 2>/dev/null || true)
+	[ "$found" = "$man3/lwkt_msgport.3" ] && ok "MANPATH=... man -w lwkt_domsg: lwkt_msgport.3" ||
+	    bad "man -w lwkt_domsg gave '$found'"
+fi
+if command -v mandoc >/dev/null 2>&1; then
+	mandoc -Tascii "$man3/caps_sys_wait.3" 2>/dev/null | grep -q '^CAPS_SYS_GET(3)' &&
+	    ok "caps_sys_wait.3 renders as CAPS_SYS_GET(3)" || bad "caps_sys_wait.3 does not render"
+fi
+
 flags=$(PKG_CONFIG_PATH=$lib/pkgconfig PKG_CONFIG_SYSROOT_DIR=$dest pkg-config --cflags --libs libcaps)
 case "$flags" in
 *"-I$dest/opt/caps/include/libcaps"*"-lcaps"*) ok "pkg-config: $flags" ;;
@@ -40,6 +63,7 @@ left=$(find "$dest" ! -type d)
 [ -z "$left" ] && ok "uninstall removed every file" || bad "uninstall left: $left"
 [ ! -d "$dest/opt/caps/include/libcaps" ] && ok "uninstall removed include/libcaps" || bad "include/libcaps remains"
 [ ! -d "$dest/var/caps" ] && ok "uninstall removed the empty var/caps" || bad "var/caps remains"
+[ ! -d "$dest/opt/caps/share" ] && ok "uninstall removed share/man" || bad "share/man remains"
 
 echo "install: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
