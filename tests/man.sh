@@ -1,6 +1,8 @@
 #!/bin/sh
 # The manual pages (man/*.3), run by `make test` after `make stage`:
-#  1. `mandoc -Tlint -W warning` says nothing about any page;
+#  1. `mandoc -Tlint -W warning` says nothing about any page, and every
+#     page has the sections NAME, LIBRARY, SYNOPSIS, DESCRIPTION, RETURN
+#     VALUES, ERRORS, SEE ALSO, HISTORY and COMPATIBILITY;
 #  2. every API symbol libcaps.so exports, every inline function of the
 #     installed headers and every function-like or lower-case macro
 #     (curthread, mycpu) is a name (.Nm) of some page, every other macro
@@ -49,6 +51,16 @@ else
 		echo "$lint"
 	fi
 fi
+
+# every page has the sections a reader looks for
+missing=
+for p in $pages; do
+	for sec in NAME LIBRARY SYNOPSIS DESCRIPTION "RETURN VALUES" ERRORS "SEE ALSO" HISTORY \
+	    COMPATIBILITY; do
+		grep -q "^\.Sh $sec\$" "$p" || missing="$missing ${p##*/}:'$sec'"
+	done
+done
+[ -z "$missing" ] && ok "every page has NAME ... COMPATIBILITY" || bad "sections missing:$missing"
 
 # ---- 2. every name has a page ------------------------------------------------
 sh man/names.sh $pages | awk '{ print $2 }' | sort > "$tmp/nm_names"
