@@ -109,6 +109,16 @@ sort -u -o "$tmp/known" "$tmp/known"
 unknown=$(comm -23 "$tmp/nm_names" "$tmp/known" | tr '\n' ' ')
 [ -z "$unknown" ] && ok "every .Nm name exists" || bad "pages name what does not exist: $unknown"
 
+# every cross reference to section 3 reaches one of our pages or names,
+# or is one of these pages of the C library
+libc3="abort assert dlopen exit malloc printf pthread_create queue sleep vsnprintf"
+{ for p in $pages; do b=${p##*/}; echo "${b%.3}"; done; cat "$tmp/nm_names"
+  for s in $libc3; do echo "$s"; done; } | sort -u > "$tmp/xr_ok"
+sed -n 's/^\.Xr \([A-Za-z0-9_]*\) 3.*/\1/p' $pages | sort -u > "$tmp/xr"
+dangling=$(comm -23 "$tmp/xr" "$tmp/xr_ok" | tr '\n' ' ')
+[ -z "$dangling" ] && ok "every .Xr NAME 3 reaches a page ($(wc -l < "$tmp/xr") names)" ||
+    bad ".Xr to no page: $dangling"
+
 # ---- 3. EXAMPLES compile and run -----------------------------------------------
 n=0
 for p in $pages; do
