@@ -38,11 +38,12 @@ HEADER_DIRS := $(shell cd include && find . -mindepth 1 -type d | sed 's|^\./||'
 
 all: lib
 
+# libcaps.a and libcaps.so both export exactly the symbols of libcaps.map
+# (tools/link-lib.sh: one relocatable object, everything else local).
 lib:
 	$(CARGO) build $(CARGO_PROFILE) --locked -p libcaps --lib
 	mkdir -p $(OUT)
-	cp -f $(TARGET_DIR)/libcaps.so $(OUT)/libcaps.so.$(VERSION)
-	cp -f $(TARGET_DIR)/libcaps.a $(OUT)/libcaps.a
+	sh tools/link-lib.sh $(TARGET_DIR)/libcaps.a libcaps.map $(OUT) $(VERSION) $(MAJOR)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
 	    libcaps.pc.in > $(OUT)/libcaps.pc
