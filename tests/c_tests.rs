@@ -160,6 +160,10 @@ macro_rules! c_test {
 
 const SIGABRT: i32 = 6;
 
+// ---- <libcaps/defs.h> alone: threads, vcpus, ports, slab, encoder ------
+c_test!(defs_umbrella, src: "defs_umbrella");
+c_test!(defs_umbrella_static, src: "defs_umbrella", static_link: true);
+
 // ---- message ports -----------------------------------------------------
 c_test!(msgport, src: "msgport");
 c_test!(msgport_static, src: "msgport", static_link: true);
