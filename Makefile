@@ -2,6 +2,8 @@
 #
 #   make                      build libcaps.so.1.0.0 and libcaps.a (release)
 #   make install PREFIX=/usr/local DESTDIR=
+#                             install what `make` built (never builds);
+#                             runs ldconfig when DESTDIR is empty
 #   make uninstall            remove exactly what install put there
 #   make test                 the whole test suite
 #   make demo                 the caps1 demo (see README)
@@ -14,6 +16,8 @@ PREFIX     ?= /usr/local
 LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+DOCDIR     ?= $(PREFIX)/share/doc/libcaps
+LDCONFIG   ?= ldconfig
 # CAPS rendezvous directory (services live in root/ and users/UID/)
 CAPSDIR    ?= /var/caps
 DESTDIR    ?=
@@ -44,22 +48,30 @@ lib:
 	$(CARGO) build $(CARGO_PROFILE) --locked -p libcaps --lib
 	mkdir -p $(OUT)
 	sh tools/link-lib.sh $(TARGET_DIR)/libcaps.a libcaps.map $(OUT) $(VERSION) $(MAJOR)
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
-	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
-	    libcaps.pc.in > $(OUT)/libcaps.pc
 
-install: lib
+# install only copies what `make` built (so `sudo make install` never runs
+# cargo as root); without the built files it stops.
+BUILT      := $(OUT)/libcaps.so.$(VERSION) $(OUT)/libcaps.a
+$(BUILT):
+	@echo "$@ is missing: run 'make' first (as yourself), then 'make install'" >&2; exit 1
+
+install: $(BUILT)
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(INCLUDEDIR)/libcaps
 	install -m 755 $(OUT)/libcaps.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libcaps.so.$(VERSION)
 	ln -sfn libcaps.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libcaps.so.$(MAJOR)
 	ln -sfn libcaps.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libcaps.so
 	install -m 644 $(OUT)/libcaps.a $(DESTDIR)$(LIBDIR)/libcaps.a
-	install -m 644 $(OUT)/libcaps.pc $(DESTDIR)$(PKGCONFIGDIR)/libcaps.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	    libcaps.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/libcaps.pc
+	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/libcaps.pc
 	for h in $(HEADERS); do \
 	    install -D -m 644 include/$$h $(DESTDIR)$(INCLUDEDIR)/libcaps/$$h || exit 1; \
 	done
+	install -D -m 644 LICENSE $(DESTDIR)$(DOCDIR)/LICENSE
 	install -d -m 755 $(DESTDIR)$(CAPSDIR) $(DESTDIR)$(CAPSDIR)/root
 	install -d -m 1777 $(DESTDIR)$(CAPSDIR)/users $(DESTDIR)$(CAPSDIR)/sys
+	$(if $(DESTDIR),,$(LDCONFIG))
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libcaps.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libcaps.so.$(MAJOR) \
@@ -68,13 +80,15 @@ uninstall:
 	for h in $(HEADERS); do rm -f $(DESTDIR)$(INCLUDEDIR)/libcaps/$$h; done
 	for d in $(HEADER_DIRS); do rmdir $(DESTDIR)$(INCLUDEDIR)/libcaps/$$d 2>/dev/null || true; done
 	rmdir $(DESTDIR)$(INCLUDEDIR)/libcaps 2>/dev/null || true
+	rm -f $(DESTDIR)$(DOCDIR)/LICENSE
+	rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null || true
 	# the rendezvous directories go only if no service lives there
 	rmdir $(DESTDIR)$(CAPSDIR)/root $(DESTDIR)$(CAPSDIR)/users $(DESTDIR)$(CAPSDIR)/sys 2>/dev/null || true
 	rmdir $(DESTDIR)$(CAPSDIR) 2>/dev/null || true
 
 # Install into build/stage (PREFIX=/usr): what the C tests and the ABI test
 # compile against.
-stage:
+stage: lib
 	rm -rf $(STAGE)
 	$(MAKE) install DESTDIR=$(STAGE) PREFIX=/usr
 

@@ -19,9 +19,11 @@ pub fn stage() -> &'static Path {
         }
         let dest = root().join("target/c-stage");
         let _ = std::fs::remove_dir_all(&dest);
+        // `install` only copies: build first.
         let status = Command::new("make")
             .arg("-C")
             .arg(root())
+            .arg("lib")
             .arg("install")
             .arg("PROFILE=debug")
             .arg("PREFIX=/usr")
