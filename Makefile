@@ -37,7 +37,7 @@ STAGE      := $(CURDIR)/build/stage
 HEADERS    := $(shell cd include && find . -name '*.h' | sed 's|^\./||' | sort)
 HEADER_DIRS := $(shell cd include && find . -mindepth 1 -type d | sed 's|^\./||' | sort -r)
 
-.PHONY: all lib install uninstall stage test check-install demo bench bench-caps bench-caps-sys \
+.PHONY: all lib install uninstall stage test check-install check-exports check-docs demo bench bench-caps bench-caps-sys \
 	bench-threads bench-slab bench-encoding headers clean
 
 all: lib
@@ -92,7 +92,7 @@ stage: lib
 	rm -rf $(STAGE)
 	$(MAKE) install DESTDIR=$(STAGE) PREFIX=/usr
 
-test: stage check-install
+test: stage check-install check-exports check-docs
 	LIBCAPS_STAGE=$(STAGE) $(CARGO) test $(CARGO_PROFILE) --locked --workspace
 	LIBCAPS_INCLUDE=$(STAGE)/usr/include/libcaps $(CARGO) run --locked -p abi-test
 	sh tests/valgrind.sh
@@ -110,6 +110,16 @@ demo: stage
 # install/uninstall round trip: SONAME, links, pkg-config, nothing left.
 check-install: lib
 	sh tests/install_tree.sh
+
+# What libcaps.so and libcaps.a export, against libcaps.map and the headers.
+check-exports: stage
+	sh tests/exports.sh $(STAGE)
+
+# The docs against the tree; the demo ends with its verdict.
+check-docs: stage
+	sh tests/docs.sh
+	$(MAKE) -s demo DEMO_ROUNDS=2000 > build/demo.out 2>&1 || { cat build/demo.out; exit 1; }
+	tail -n 1 build/demo.out | grep '^== demo OK'
 
 # Benchmarks (BENCHMARKS.md): built -O2 against the release library staged
 # in build/stage; each prints its baselines from the same run.
