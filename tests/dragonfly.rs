@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{pkg_config, root, stage};
+use common::{pkg_config, root, stage, wait_deadline};
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -51,25 +51,14 @@ fn build(src: &str) -> PathBuf {
 
 /// Run to completion within the deadline.
 fn run(exe: &Path, args: &[&str]) -> Output {
-    let mut child = Command::new(exe)
+    let child = Command::new(exe)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            panic!(
-                "{} {args:?}: still running after {DEADLINE:?}",
-                exe.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
+    wait_deadline(child, DEADLINE, &format!("{} {args:?}", exe.display()))
 }
 
 fn lines(out: &Output) -> Vec<String> {
@@ -162,7 +151,7 @@ fn thr3_runs_two_rounds_on_two_virtual_cpus() {
         .spawn()
         .unwrap();
     let pid = child.id();
-    let out = wait_deadline(child);
+    let out = wait_deadline(child, DEADLINE, "thr3");
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let l = lines(&out);
     assert_eq!(l.len(), 16, "{l:?}");
@@ -175,18 +164,6 @@ fn thr3_runs_two_rounds_on_two_virtual_cpus() {
     );
     thr3_round(&l[9..15], pid);
     assert_eq!(l[15], "Main thread resumed after second test, exiting");
-}
-
-fn wait_deadline(mut child: Child) -> Output {
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            panic!("still running after {DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
 }
 
 #[test]

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{pkg_config, root, stage};
+use common::{pkg_config, root, stage, wait_deadline};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -56,21 +56,13 @@ fn cc_static(name: &str, src: &Path) -> PathBuf {
 }
 
 fn run(cmd: &mut Command) -> Output {
-    let mut child = cmd
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            panic!("{cmd:?}: still running after {DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
+    wait_deadline(child, DEADLINE, &format!("{cmd:?}"))
 }
 
 #[test]
@@ -92,7 +84,7 @@ fn fully_static_caps_server_and_client_run() {
     let dir = std::env::temp_dir().join(format!("libcaps-static-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let mut server = Command::new(&exe)
+    let server = Command::new(&exe)
         .args(["-s", "-q2", "-n3"])
         .env("LIBCAPS_DIR", &dir)
         .stdout(Stdio::null())
@@ -124,14 +116,8 @@ fn fully_static_caps_server_and_client_run() {
             "{text}"
         );
     }
-    let start = Instant::now();
-    while server.try_wait().unwrap().is_none() {
-        if start.elapsed() > DEADLINE {
-            let _ = server.kill();
-            panic!("the static server did not stop after 3 requests");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let served = wait_deadline(server, DEADLINE, "the static server, after 3 requests");
+    assert!(served.status.success(), "{served:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
