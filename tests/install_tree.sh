@@ -1,9 +1,11 @@
 #!/bin/sh
 # make install / make uninstall round trip into a scratch DESTDIR: the
-# library carries SONAME libcaps.so.1, the links and pkg-config file are
-# right, a program links with `pkg-config --cflags --libs libcaps`, the
-# manual pages and their links are there, and uninstall leaves no file
-# behind.
+# library carries SONAME libcaps.so.1, the links, the pkg-config file and
+# the license are right, a program links with `pkg-config --cflags --libs
+# libcaps`, the manual pages and their links are there, and uninstall
+# leaves no file behind. Also: install never builds (it asks for `make`
+# first), and runs ldconfig only when it installs into the live system
+# (empty DESTDIR).
 set -eu
 dest=$(mktemp -d)
 trap 'rm -rf "$dest"' EXIT
@@ -22,6 +24,8 @@ soname=$(readelf -d "$lib/libcaps.so.1.0.0" | sed -n 's/.*Library soname: \[\(.*
 [ "$(stat -c %a "$dest/var/caps/root")" = 755 ] && ok "var/caps/root 0755" || bad "var/caps/root mode"
 [ "$(stat -c %a "$dest/var/caps/users")" = 1777 ] && ok "var/caps/users 1777" || bad "var/caps/users mode"
 [ "$(stat -c %a "$dest/var/caps/sys")" = 1777 ] && ok "var/caps/sys 1777" || bad "var/caps/sys mode"
+cmp -s LICENSE "$dest/opt/caps/share/doc/libcaps/LICENSE" && ok "share/doc/libcaps/LICENSE" ||
+	bad "the license is not installed under share/doc/libcaps"
 
 # manual pages: every page, and a link for every name a page lists
 man3=$dest/opt/caps/share/man/man3
@@ -63,7 +67,37 @@ left=$(find "$dest" ! -type d)
 [ -z "$left" ] && ok "uninstall removed every file" || bad "uninstall left: $left"
 [ ! -d "$dest/opt/caps/include/libcaps" ] && ok "uninstall removed include/libcaps" || bad "include/libcaps remains"
 [ ! -d "$dest/var/caps" ] && ok "uninstall removed the empty var/caps" || bad "var/caps remains"
-[ ! -d "$dest/opt/caps/share" ] && ok "uninstall removed share/man" || bad "share/man remains"
+[ ! -d "$dest/opt/caps/share" ] && ok "uninstall removed share/ (man pages, doc/libcaps)" ||
+	bad "share/ remains"
+
+# ldconfig: run by an install into the live system (DESTDIR empty; here a
+# scratch PREFIX and CAPSDIR and a stand-in ldconfig), not into a DESTDIR.
+stub=$dest/ldconfig-stub
+printf '#!/bin/sh\necho "$@" > "%s/ldconfig.ran"\n' "$dest" > "$stub"
+chmod +x "$stub"
+make -s install DESTDIR="$dest" PREFIX=/opt/caps LDCONFIG="$stub" >/dev/null
+[ ! -e "$dest/ldconfig.ran" ] && ok "no ldconfig for an install into DESTDIR" ||
+	bad "ldconfig ran for an install into DESTDIR"
+make -s uninstall DESTDIR="$dest" PREFIX=/opt/caps >/dev/null
+make -s install DESTDIR= PREFIX="$dest/live" CAPSDIR="$dest/live/var/caps" LDCONFIG="$stub" >/dev/null
+[ -e "$dest/ldconfig.ran" ] && ok "ldconfig ran for an install into the live system" ||
+	bad "no ldconfig after an install with an empty DESTDIR"
+make -s uninstall DESTDIR= PREFIX="$dest/live" CAPSDIR="$dest/live/var/caps" >/dev/null
+
+# install does not build: with the built files missing it stops and says
+# to run make first, and never starts cargo.
+out=$(make install DESTDIR="$dest/nobuild" PREFIX=/opt/caps OUT="$dest/not-built" 2>&1) &&
+	bad "install succeeded without built files" || true
+case "$out" in
+*"run 'make' first"*) ok "install without built files asks for make" ;;
+*) bad "install without built files said: $out" ;;
+esac
+case "$out" in
+*cargo*|*Compiling*) bad "install started a build: $out" ;;
+*) ok "install started no build" ;;
+esac
+[ -z "$(find "$dest/nobuild" ! -type d 2>/dev/null)" ] && ok "nothing installed without built files" ||
+	bad "files installed without built files"
 
 echo "install: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -23,21 +23,13 @@ ok() { pass=$((pass + 1)); echo "ok   $1"; }
 bad() { fail=$((fail + 1)); echo "FAIL $1"; }
 pages=$(ls man/*.3)
 
-# Exported symbols that are not API and so have no page of their own:
-#   libcaps_thread_create, libcaps_thread_set_comm: the Rust halves of
-#     lwkt_create() and lwkt_set_comm() behind the C shim; branch `link`
-#     (issue 18) stops exporting them.
+# Exported symbols that have no page of their own:
 #   __libcaps_mycpu, libcaps_mycpu_slow: the machinery of the mycpu macro
 #     (lwkt_thread.3 says what they are; programs use mycpu).
-internal="libcaps_thread_create libcaps_thread_set_comm __libcaps_mycpu libcaps_mycpu_slow"
-# Names pages may list although neither the library nor the headers have
-# them yet: `libcaps` is the overview page; main_td (the main program's
-# thread) and DBPRINTF (in <libcaps/defs.h>) come with branch `link`
-# (issue 18). Until it is merged main_td is optional in the check below;
-# once libcaps.so exports it and defs.h defines DBPRINTF, they are
-# required like every other name (they are then found by nm and the
-# header scan, and this list only stops them being reported as unknown).
-extra="libcaps main_td DBPRINTF"
+internal="__libcaps_mycpu libcaps_mycpu_slow"
+# Names pages list that are neither symbols nor header names: `libcaps`
+# is the overview page.
+extra="libcaps"
 
 # ---- 1. mandoc -Tlint ------------------------------------------------------
 if ! command -v mandoc >/dev/null 2>&1; then

@@ -7,8 +7,8 @@
  *    initial-exec TLS variable that C programs read with one instruction.
  *  - Valgrind client requests that register thread stacks.
  *
- * build.rs exports the symbols defined here from libcaps.so (rustc only
- * exports Rust items by itself).
+ * libcaps.map says which of the symbols defined here the libraries export
+ * (the libcaps_* helpers are internal).
  */
 #include <stdarg.h>
 #include <stdio.h>

@@ -59,8 +59,10 @@ pub static smp_active: AtomicI32 = AtomicI32::new(1);
 #[unsafe(no_mangle)]
 pub static mp_lock: AtomicI32 = AtomicI32::new(-1);
 
-/// The thread standing for `main()` (libcaps' `main_td`).
-static mut MAIN_TD: thread = zeroed();
+/// The thread standing for `main()`: `extern struct thread main_td;` in
+/// `<libcaps/defs.h>`, so `curthread == &main_td` in `main`.
+#[unsafe(no_mangle)]
+pub static mut main_td: thread = zeroed();
 
 static CPU0_TAKEN: AtomicBool = AtomicBool::new(false);
 
@@ -366,12 +368,12 @@ pub fn adopt() -> *mut globaldata {
     }
     let gd = globaldata_find(0);
     // SAFETY: cpu 0 was not taken, so nobody else touches gdary[0] or
-    // MAIN_TD; they are static and live forever.
+    // main_td; they are static and live forever.
     unsafe {
         gdinit_cpu(gd, 0);
         libcaps_tls_set_gd(gd);
         lt::gdinit(gd);
-        let td = &raw mut MAIN_TD;
+        let td = &raw mut main_td;
         lt::init_thread(td, ptr::null_mut(), TDF_RUNNING | TDF_SYSTHREAD, gd, None);
         (*gd).gd_idlethread.td_flags &= !TDF_RUNNING;
         (*gd).gd_curthread = td;

@@ -3,8 +3,9 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -19,9 +20,11 @@ pub fn stage() -> &'static Path {
         }
         let dest = root().join("target/c-stage");
         let _ = std::fs::remove_dir_all(&dest);
+        // `install` only copies: build first.
         let status = Command::new("make")
             .arg("-C")
             .arg(root())
+            .arg("lib")
             .arg("install")
             .arg("PROFILE=debug")
             .arg("PREFIX=/usr")
@@ -91,4 +94,18 @@ pub fn compile_c(name: &str, src: &str, static_link: bool) -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     exe
+}
+
+/// Wait for `child` to end, at most `deadline`: past it, kill the child
+/// and fail the test naming `what`.
+pub fn wait_deadline(mut child: Child, deadline: Duration, what: &str) -> Output {
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            panic!("{what}: still running after {deadline:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
 }
