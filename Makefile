@@ -82,7 +82,7 @@ uninstall:
 	for d in $(HEADER_DIRS); do rmdir $(DESTDIR)$(INCLUDEDIR)/libcaps/$$d 2>/dev/null || true; done
 	rmdir $(DESTDIR)$(INCLUDEDIR)/libcaps 2>/dev/null || true
 	rm -f $(DESTDIR)$(DOCDIR)/LICENSE
-	rmdir $(DESTDIR)$(DOCDIR) $(DESTDIR)$(DOCDIR)/.. 2>/dev/null || true
+	rmdir $(DESTDIR)$(DOCDIR) $(DESTDIR)$(dir $(DOCDIR)) 2>/dev/null || true
 	rmdir $(DESTDIR)$(PREFIX)/share 2>/dev/null || true
 	# the rendezvous directories go only if no service lives there
 	rmdir $(DESTDIR)$(CAPSDIR)/root $(DESTDIR)$(CAPSDIR)/users $(DESTDIR)$(CAPSDIR)/sys 2>/dev/null || true
