@@ -19,7 +19,7 @@ grep -q "Rust $rv or newer" README.md && ok "README names Rust $rv (rust-version
 
 ci=$(sed -n 's/^packages=(\(.*\))/\1/p' .ci/run | tr ' ' '\n' | sort | tr '\n' ' ')
 readme=$(tr '\n' ' ' < README.md | sed -n 's/.*On Debian: `apt-get install \([^`]*\)`.*/\1/p' |
-	tr -s ' ' '\n' | sort | tr '\n' ' ')
+	tr -s ' ' '\n' | sed '/^$/d' | sort | tr '\n' ' ')
 [ -n "$ci" ] && [ "$ci" = "$readme" ] && ok "README lists the packages .ci/run installs: $ci" ||
 	bad "README packages '$readme' differ from .ci/run's '$ci'"
 
