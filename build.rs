@@ -176,7 +176,7 @@ fn generate(root: &Path, h: &GenHeader) -> String {
 }
 
 /// Compile the C shim (variadic functions, TLS `mycpu`, valgrind client
-/// requests) and export its symbols from the shared library.
+/// requests, the structure types for gdb) and export its symbols from the shared library.
 fn build_shim(root: &Path, out: &Path) {
     let src = root.join("src/capi/shim.c");
     println!("cargo:rerun-if-changed={}", src.display());
@@ -197,6 +197,10 @@ fn build_shim(root: &Path, out: &Path) {
             "cargo:warning=valgrind.h not found: thread stacks will not be registered with valgrind"
         );
     }
+    // The shim includes the public headers and carries the debug
+    // information of their structures for the gdb extension (always -g:
+    // the release build has line tables only).
+    build.include(root.join("include")).debug(true);
     build.compile("caps_shim");
     let map = out.join("shim-exports.map");
     let list: String = SHIM_EXPORTS.iter().map(|s| format!("{s}; ")).collect();

@@ -6,6 +6,9 @@
  *  - The per-kernel-thread pointer behind the `mycpu` macro, as an
  *    initial-exec TLS variable that C programs read with one instruction.
  *  - Valgrind client requests that register thread stacks.
+ *  - Debug information for the structures the gdb extension
+ *    (gdb/libcaps-gdb.py) walks: build.rs compiles this file with -g, so
+ *    that the extension works on programs compiled without -g.
  *
  * build.rs exports the symbols defined here from libcaps.so (rustc only
  * exports Rust items by itself).
@@ -16,9 +19,10 @@
 #ifdef LIBCAPS_HAVE_VALGRIND
 #include <valgrind/valgrind.h>
 #endif
-
-struct globaldata;
-struct thread;
+#include <sys/types.h>
+#include <libcaps/globaldata.h>
+#include <sys/thread.h>
+#include <sys/msgport.h>
 
 /* The current cpu of this kernel thread; NULL until set up. */
 __thread struct globaldata *__libcaps_mycpu
@@ -26,6 +30,17 @@ __thread struct globaldata *__libcaps_mycpu
 
 /* Message of the first panic(), as in DragonFly. */
 const char *panicstr;
+
+/* Never used: only its type matters, to gdb (see above). */
+struct libcaps_gdb_types {
+	struct globaldata *gd;
+	struct thread *td;
+	struct lwkt_port *port;
+	struct lwkt_msg *msg;
+	struct lwkt_token *tok;
+	struct lwkt_wait *wait;
+};
+__attribute__((used)) static const struct libcaps_gdb_types *libcaps_gdb_types;
 
 struct globaldata *libcaps_tls_gd(void);
 void libcaps_tls_set_gd(struct globaldata *gd);

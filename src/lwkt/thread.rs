@@ -620,6 +620,7 @@ pub unsafe fn block_current(
         dequeue(gd, td);
         do_switch(gd, td);
         (*td).td_wmesg = ptr::null();
+        (*td).td_wchan = ptr::null_mut();
     }
 }
 

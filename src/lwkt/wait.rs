@@ -122,6 +122,8 @@ unsafe fn own(func: &str, tok: *mut lwkt_token) {
             // token over (or found it gone), and we look again.
             let req = TokReq { tok, gd, td };
             ipi::send(cur, tokreq_ipi, (&raw const req).cast_mut().cast());
+            // What the thread waits for, for gdb (block_self clears it).
+            (*td).td_wchan = tok.cast();
             lt::block_self(func, c"token".as_ptr());
         }
     }
