@@ -96,6 +96,7 @@ test: stage check-install
 	LIBCAPS_INCLUDE=$(STAGE)/usr/include/libcaps $(CARGO) run --locked -p abi-test
 	LIBCAPS_STAGE=$(STAGE) sh tests/valgrind.sh
 	LIBCAPS_STAGE=$(STAGE) sh tests/gdb.sh
+	LIBCAPS_STAGE=$(STAGE) sh tests/trace.sh
 
 # The main job: build, install into build/stage, compile caps1 against the
 # installed tree with pkg-config, run its server and client against a

@@ -295,6 +295,37 @@ pub(super) fn handshake(
     func: &str,
     name: &[u8],
 ) -> Result<OwnedFd, Errno> {
+    let r = hello_exchange(path, hello, owner, sent, func, name);
+    match &r {
+        Ok(fd) => {
+            let peer = Cred::of_peer(fd.as_raw_fd()).unwrap_or_default();
+            crate::trace!(
+                func,
+                "connected to {} (server pid {}, uid {})",
+                path.display(),
+                peer.pid,
+                peer.uid
+            );
+        }
+        Err(e) => crate::trace!(
+            func,
+            "cannot connect to {}: {}",
+            path.display(),
+            crate::diag::errno_text(*e)
+        ),
+    }
+    r
+}
+
+/// The work of [`handshake`].
+fn hello_exchange(
+    path: &Path,
+    hello: &Hello,
+    owner: (Option<u32>, Option<u32>),
+    sent: &dyn Fn(),
+    func: &str,
+    name: &[u8],
+) -> Result<OwnedFd, Errno> {
     let fd = rendezvous::connect(path)?;
     // Before a byte goes out: is the listener really run by the owner the
     // node claims (`Cred::may_serve`)? If not, it is not that service.

@@ -442,6 +442,12 @@ pub fn fork_vcpu() -> c_int {
         AtomicU32::from_ptr(&raw mut (*gd).gd_other_cpus).store(others, Ordering::Relaxed);
     }
     ncpus.store(n + 1, Ordering::Release);
+    crate::trace!(
+        "caps_fork_vcpu",
+        "cpu {n} started (kernel thread {})",
+        // SAFETY: set by the new cpu before it reported readiness.
+        unsafe { (*gd).gd_pid }
+    );
     n
 }
 

@@ -1028,6 +1028,13 @@ pub unsafe fn wait_for_mplock(gd: *mut globaldata, td: *mut thread) {
     // SAFETY: per the contract.
     unsafe {
         check_not_critical("get_mplock", gd, td);
+        crate::trace!(
+            "get_mplock",
+            "thread {td:p} \"{}\" on cpu {} waits for the MP lock (held by cpu {})",
+            name(td),
+            (*gd).gd_cpuid,
+            cpu::mp_lock.load(Ordering::Relaxed)
+        );
         let queued = (*td).td_flags & TDF_RUNQ != 0;
         enqueue(gd, td);
         while !cpu::acquire_mplock(gd) {

@@ -124,6 +124,13 @@ unsafe fn own(func: &str, tok: *mut lwkt_token) {
             ipi::send(cur, tokreq_ipi, (&raw const req).cast_mut().cast());
             // What the thread waits for, for gdb (block_self clears it).
             (*td).td_wchan = tok.cast();
+            crate::trace!(
+                func,
+                "thread {td:p} \"{}\" on cpu {} waits for token {tok:p} (owned by cpu {})",
+                lt::name(td),
+                (*gd).gd_cpuid,
+                (*cur).gd_cpuid
+            );
             lt::block_self(func, c"token".as_ptr());
         }
     }
