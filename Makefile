@@ -97,6 +97,7 @@ test: stage check-install
 	LIBCAPS_STAGE=$(STAGE) sh tests/valgrind.sh
 	LIBCAPS_STAGE=$(STAGE) sh tests/gdb.sh
 	LIBCAPS_STAGE=$(STAGE) sh tests/trace.sh
+	LIBCAPS_STAGE=$(STAGE) sh tests/sanitizers.sh
 
 # The main job: build, install into build/stage, compile caps1 against the
 # installed tree with pkg-config, run its server and client against a

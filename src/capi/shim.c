@@ -145,3 +145,105 @@ panic(const char *ctl, ...)
 	fputs(buf, stderr);
 	abort();
 }
+
+/*
+ * Sanitizer hooks (src/lwkt/san.rs). The runtime functions are weak
+ * references: they resolve when the program was built with
+ * -fsanitize=address or -fsanitize=thread and stay NULL otherwise.
+ * libcaps_san_hooks() tells once which runtime is there; the wrappers
+ * below are called only then.
+ */
+void __sanitizer_start_switch_fiber(void **, const void *, size_t)
+    __attribute__((weak));
+void __sanitizer_finish_switch_fiber(void *, const void **, size_t *)
+    __attribute__((weak));
+void __asan_unpoison_memory_region(void const volatile *, size_t)
+    __attribute__((weak));
+void *__tsan_get_current_fiber(void) __attribute__((weak));
+void *__tsan_create_fiber(unsigned) __attribute__((weak));
+void __tsan_destroy_fiber(void *) __attribute__((weak));
+void __tsan_switch_to_fiber(void *, unsigned) __attribute__((weak));
+void __tsan_acquire(void *) __attribute__((weak));
+void __tsan_release(void *) __attribute__((weak));
+
+int libcaps_san_hooks(void);
+void libcaps_asan_start_switch(void **fake, const void *bottom, size_t size);
+void libcaps_asan_finish_switch(void *fake);
+void libcaps_asan_unpoison(void *p, size_t size);
+void *libcaps_tsan_current_fiber(void);
+void *libcaps_tsan_create_fiber(void);
+void libcaps_tsan_destroy_fiber(void *fiber);
+void libcaps_tsan_switch_to_fiber(void *fiber);
+void libcaps_tsan_acquire(void *addr);
+void libcaps_tsan_release(void *addr);
+
+/* Bit 0: AddressSanitizer's fiber calls; bit 1: ThreadSanitizer's. */
+int
+libcaps_san_hooks(void)
+{
+	int hooks = 0;
+
+	if (__sanitizer_start_switch_fiber != NULL &&
+	    __sanitizer_finish_switch_fiber != NULL &&
+	    __asan_unpoison_memory_region != NULL)
+		hooks |= 1;
+	if (__tsan_get_current_fiber != NULL && __tsan_create_fiber != NULL &&
+	    __tsan_destroy_fiber != NULL && __tsan_switch_to_fiber != NULL &&
+	    __tsan_acquire != NULL && __tsan_release != NULL)
+		hooks |= 2;
+	return (hooks);
+}
+
+void
+libcaps_asan_start_switch(void **fake, const void *bottom, size_t size)
+{
+	__sanitizer_start_switch_fiber(fake, bottom, size);
+}
+
+void
+libcaps_asan_finish_switch(void *fake)
+{
+	__sanitizer_finish_switch_fiber(fake, NULL, NULL);
+}
+
+void
+libcaps_asan_unpoison(void *p, size_t size)
+{
+	__asan_unpoison_memory_region(p, size);
+}
+
+void *
+libcaps_tsan_current_fiber(void)
+{
+	return (__tsan_get_current_fiber());
+}
+
+void *
+libcaps_tsan_create_fiber(void)
+{
+	return (__tsan_create_fiber(0));
+}
+
+void
+libcaps_tsan_destroy_fiber(void *fiber)
+{
+	__tsan_destroy_fiber(fiber);
+}
+
+void
+libcaps_tsan_switch_to_fiber(void *fiber)
+{
+	__tsan_switch_to_fiber(fiber, 0);
+}
+
+void
+libcaps_tsan_acquire(void *addr)
+{
+	__tsan_acquire(addr);
+}
+
+void
+libcaps_tsan_release(void *addr)
+{
+	__tsan_release(addr);
+}

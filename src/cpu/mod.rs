@@ -368,6 +368,7 @@ pub fn adopt() -> *mut globaldata {
     // SAFETY: cpu 0 was not taken, so nobody else touches gdary[0] or
     // MAIN_TD; they are static and live forever.
     unsafe {
+        crate::lwkt::san::init();
         gdinit_cpu(gd, 0);
         libcaps_tls_set_gd(gd);
         lt::gdinit(gd);
@@ -427,6 +428,7 @@ pub fn fork_vcpu() -> c_int {
         started = cv.wait(started).unwrap_or_else(|e| e.into_inner());
     }
     drop(started);
+    crate::lwkt::san::acquire(gd);
     let bit = 1u32 << n;
     for cpu in 0..n {
         let o = globaldata_find(cpu);
@@ -463,6 +465,7 @@ fn vcpu_main(gd: *mut globaldata, ready: Arc<(Mutex<bool>, std::sync::Condvar)>)
         let _ = (*cpu_priv(gd)).waker.set(evloop::waker());
     }
     STARTED.fetch_add(1, Ordering::SeqCst);
+    crate::lwkt::san::release(gd);
     {
         let (m, cv) = &*ready;
         *m.lock().unwrap_or_else(|e| e.into_inner()) = true;
@@ -553,11 +556,17 @@ pub unsafe fn acquire_mplock(gd: *mut globaldata) -> bool {
     // SAFETY: reading the id of the current cpu.
     let me = unsafe { (*gd).gd_cpuid } as i32;
     let cur = mp_lock.load(Ordering::Relaxed);
-    cur == me
-        || (cur == -1
-            && mp_lock
-                .compare_exchange(-1, me, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok())
+    if cur == me {
+        return true;
+    }
+    let got = cur == -1
+        && mp_lock
+            .compare_exchange(-1, me, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok();
+    if got {
+        crate::lwkt::san::acquire(&mp_lock);
+    }
+    got
 }
 
 /// Give up the MP lock if this cpu holds it, and wake the cpus waiting
@@ -570,6 +579,7 @@ pub unsafe fn release_mplock(gd: *mut globaldata) {
     // SAFETY: reading the id of the current cpu.
     let me = unsafe { (*gd).gd_cpuid } as i32;
     if mp_lock.load(Ordering::Relaxed) == me {
+        crate::lwkt::san::release(&mp_lock);
         // SeqCst: pairs with a waiter that registers in MP_WAITERS and
         // then looks at the lock again.
         mp_lock.store(-1, Ordering::SeqCst);
