@@ -163,14 +163,14 @@ unsafe fn stack_of(td: *mut thread) -> (*const c_void, usize) {
 /// exits.
 fn tsan_fibers(td: *mut thread, ntd: *mut thread, leave: Leave) -> *mut c_void {
     FIBERS.with_borrow_mut(|fibers| {
-        if !fibers.contains_key(&(td as usize)) {
+        fibers.entry(td as usize).or_insert_with(|| {
             // A thread we never switched to runs on the kernel thread's
             // own fiber (main on cpu 0).
             // SAFETY: a TSan query.
             let native = unsafe { libcaps_tsan_current_fiber() } as usize;
             NATIVE_FIBER.set(native);
-            fibers.insert(td as usize, native);
-        }
+            native
+        });
         let target = *fibers.entry(ntd as usize).or_insert_with(|| {
             // SAFETY: a TSan call.
             unsafe { libcaps_tsan_create_fiber() as usize }
