@@ -210,6 +210,23 @@ a token, a CAPS reply, a wait queue) or descheduled."""
             gdb.write("  ".join(cols) + "  " + r[5] + "\n")
 
 
+def _backtrace():
+    """`backtrace` of the selected kernel thread, down to the first frame
+    of the LWKT thread (the switch's trampoline, which has no caller: gdb
+    would otherwise guess one from whatever lies above it)."""
+    n = 0
+    f = gdb.newest_frame()
+    while f is not None and n < 10000:
+        n += 1
+        if "lwkt::arch::imp::trampoline" in (f.name() or ""):
+            break
+        try:
+            f = f.older()
+        except gdb.error:
+            break
+    gdb.execute("backtrace %d" % n)
+
+
 def _saved_registers(td):
     """The registers the context switch saved for a switched-out thread,
     as (name, value) pairs in the order they are to be written."""
@@ -239,7 +256,7 @@ def _backtrace_saved(td):
     try:
         for name, value in regs:
             gdb.execute("set $%s = %d" % (name, value), to_string=True)
-        gdb.execute("backtrace")
+        _backtrace()
     finally:
         for name, value in old:
             gdb.execute("set $%s = %d" % (name, value), to_string=True)
@@ -265,7 +282,7 @@ def _backtrace_running(gd):
         if t.ptid[1] == lwp:
             t.switch()
             try:
-                gdb.execute("backtrace")
+                _backtrace()
             finally:
                 here.switch()
             return
