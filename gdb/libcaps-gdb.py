@@ -247,6 +247,13 @@ def _saved_registers(td):
 
 
 def _backtrace_saved(td):
+    conn = getattr(gdb.selected_inferior(), "connection", None)
+    if gdb.selected_inferior().pid == 0 or getattr(conn, "type", "") == "core":
+        gdb.write(
+            "(saved context at td_sp 0x%x: unwinding it needs a live process, "
+            "not a core file)\n" % int(td["td_sp"])
+        )
+        return
     frame = gdb.selected_frame()
     thread = gdb.selected_thread()
     newest = gdb.newest_frame()

@@ -23,7 +23,7 @@ ok() { pass=$((pass + 1)); echo "ok   $1"; }
 bad() { fail=$((fail + 1)); echo "FAIL $1"; }
 
 inc=$stage/usr/include/libcaps
-lib=$stage/usr/lib
+lib=$(cd "$stage/usr/lib" && pwd)
 cc -Wall -Werror -O1 -DSMP -I"$inc" -o "$out/gdb_threads" c-tests/gdb_threads.c \
     -L"$lib" -Wl,-rpath,"$lib" -lcaps || { echo "FAIL: cannot build gdb_threads"; exit 1; }
 cc -Wall -Werror -O1 -DSMP -I"$inc" -o "$out/gdb_threads-static" c-tests/gdb_threads.c \

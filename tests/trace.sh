@@ -16,7 +16,7 @@ has() {	# has LABEL FILE PATTERN (grep -E)
 }
 
 inc=$stage/usr/include/libcaps
-lib=$stage/usr/lib
+lib=$(cd "$stage/usr/lib" && pwd)
 for p in caps_echo gdb_threads; do
 	cc -Wall -Werror -O1 -DSMP -I"$inc" -o "$out/$p" "c-tests/$p.c" -L"$lib" -Wl,-rpath,"$lib" -lcaps \
 	    || { echo "FAIL: cannot build $p"; exit 1; }
