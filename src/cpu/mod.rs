@@ -564,7 +564,7 @@ pub unsafe fn acquire_mplock(gd: *mut globaldata) -> bool {
             .compare_exchange(-1, me, Ordering::Acquire, Ordering::Relaxed)
             .is_ok();
     if got {
-        crate::lwkt::san::acquire(&mp_lock);
+        crate::lwkt::san::acquire_out_of_line(&mp_lock);
     }
     got
 }
@@ -579,7 +579,7 @@ pub unsafe fn release_mplock(gd: *mut globaldata) {
     // SAFETY: reading the id of the current cpu.
     let me = unsafe { (*gd).gd_cpuid } as i32;
     if mp_lock.load(Ordering::Relaxed) == me {
-        crate::lwkt::san::release(&mp_lock);
+        crate::lwkt::san::release_out_of_line(&mp_lock);
         // SeqCst: pairs with a waiter that registers in MP_WAITERS and
         // then looks at the lock again.
         mp_lock.store(-1, Ordering::SeqCst);

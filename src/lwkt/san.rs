@@ -126,6 +126,21 @@ pub fn acquire<T>(addr: *const T) {
     }
 }
 
+/// [`release`] for a path that must stay small where it is inlined (the
+/// MP lock, inside the scheduler's pick): the test is out of line too.
+#[cold]
+#[inline(never)]
+pub fn release_out_of_line<T>(addr: *const T) {
+    release(addr)
+}
+
+/// [`acquire`], out of line (see [`release_out_of_line`]).
+#[cold]
+#[inline(never)]
+pub fn acquire_out_of_line<T>(addr: *const T) {
+    acquire(addr)
+}
+
 #[cold]
 #[inline(never)]
 fn tsan_release(addr: *const c_void) {

@@ -469,7 +469,7 @@ pub unsafe fn create(
 ///
 /// # Safety
 /// `gd` must be the current cpu.
-#[inline]
+#[inline(always)]
 unsafe fn pick_next(gd: *mut globaldata) -> *mut thread {
     // SAFETY: run queues of the current cpu.
     unsafe {
