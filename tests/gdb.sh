@@ -9,18 +9,13 @@
 # thread's `lwkt-bt` contains the function it blocked in, and that the
 # program's registers are the same before and after `lwkt-bt all`.
 set -u
-stage=${LIBCAPS_STAGE:-build/stage}
 if ! command -v gdb >/dev/null 2>&1; then
 	echo "gdb: skipped (gdb is not installed; .ci/run installs it)"
 	exit 0
 fi
+. tests/common.sh
 out=target/gdb-tests
 mkdir -p "$out"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
 
 inc=$stage/usr/include/libcaps
 lib=$(cd "$stage/usr/lib" && pwd)
@@ -89,5 +84,4 @@ run_gdb "$tmp/static.log" "$out/gdb_threads-static" \
     -ex "source $stage/usr/share/libcaps/libcaps-gdb.py"
 check "static" "$tmp/static.log"
 
-echo "gdb: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary gdb

@@ -4,14 +4,9 @@
 # still reported (src/lwkt/san.rs, docs/debugging.md). Run by `make test`
 # (LIBCAPS_STAGE: the staged install tree).
 set -u
-stage=${LIBCAPS_STAGE:-build/stage}
+. tests/common.sh
 out=target/san-tests
 mkdir -p "$out"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; sed 's/^/     /' "$2" | head -40; }
 inc=$stage/usr/include/libcaps
 lib=$(cd "$stage/usr/lib" && pwd)
 build() {	# build NAME SRC SANITIZER
@@ -62,11 +57,7 @@ if build san_pingpong-tsan san_pingpong thread && build caps_threads-tsan caps_t
 	export LIBCAPS_DIR="$tmp/rdv"
 	timeout 120 "$out/caps_echo" -s tsan -n 800 > /dev/null 2>&1 &
 	srv=$!
-	i=0
-	while [ ! -S "$LIBCAPS_DIR/root/tsan" ] && [ ! -S "$LIBCAPS_DIR/users/$(id -u)/tsan" ]; do
-		i=$((i + 1)); [ $i -lt 400 ] || break
-		sleep 0.05
-	done
+	wait_service tsan
 	expect "tsan: CAPS client with 8 threads: no race" 0 "" "workers left 0" "ThreadSanitizer" \
 	    "$out/caps_threads-tsan" tsan 100
 	wait $srv
@@ -74,5 +65,4 @@ else
 	echo "tsan: skipped (cc cannot build with -fsanitize=thread: $(head -1 "$tmp/cc.err"); .ci/run installs libtsan2)"
 fi
 
-echo "sanitizers: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary sanitizers

@@ -3,16 +3,11 @@
 # does (docs/debugging.md); without it, not a line. Run by `make test`
 # (LIBCAPS_STAGE: the staged install tree).
 set -u
-stage=${LIBCAPS_STAGE:-build/stage}
+. tests/common.sh
 out=target/trace-tests
 mkdir -p "$out"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
 has() {	# has LABEL FILE PATTERN (grep -E)
-	if grep -Eq -- "$3" "$2"; then ok "$1"; else bad "$1: no /$3/ in:"; sed 's/^/     /' "$2" | head -20; fi
+	if grep -Eq -- "$3" "$2"; then ok "$1"; else bad "$1: no /$3/ in:" "$2"; fi
 }
 
 inc=$stage/usr/include/libcaps
@@ -43,11 +38,7 @@ has "failed caps_client: the call and its errno" "$tmp/fail.err" \
 # A service and a client: created, connected, accepted, dropped, removed.
 timeout 60 "$out/caps_echo" -s tr -n 20 > /dev/null 2> "$tmp/srv.err" &
 srv=$!
-i=0
-while [ ! -S "$svcdir/tr" ]; do
-	i=$((i + 1)); [ $i -lt 400 ] || break
-	sleep 0.05
-done
+wait_service tr
 timeout 60 "$out/caps_echo" -c tr -r 20 > /dev/null 2> "$tmp/cli.err"
 wait $srv
 has "service created" "$tmp/srv.err" "caps: service created: $svcdir/tr \(mode [0-7]+\)"
@@ -67,5 +58,4 @@ has "token wait" "$tmp/thr.err" \
 has "MP-lock wait" "$tmp/thr.err" \
     "get_mplock: thread 0x[0-9a-f]+ \"mpwaiter\" on cpu 1 waits for the MP lock \(held by cpu 0\)"
 
-echo "trace: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary trace

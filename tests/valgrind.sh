@@ -5,8 +5,8 @@
 # suppression file `make install` puts in share/libcaps/ (the TLS of the
 # virtual cpus' kernel threads, docs/debugging.md).
 set -u
+. tests/common.sh
 dir=target/c-tests
-stage=${LIBCAPS_STAGE:-build/stage}
 supp=$stage/usr/share/libcaps/libcaps.supp
 if [ ! -f "$supp" ]; then
 	echo "FAIL: no $supp (run make stage)"
@@ -20,25 +20,21 @@ if ! command -v valgrind >/dev/null 2>&1; then
 	echo "valgrind: skipped (valgrind is not installed)"
 	exit 0
 fi
-pass=0 fail=0
 vg() {	# vg EXPECTED-EXIT NAME ARGS...
 	want=$1 name=$2
 	shift 2
 	if [ ! -x "$dir/$name" ]; then
-		echo "FAIL $name: not built (run the C tests first)"
-		fail=$((fail + 1))
+		bad "$name: not built (run the C tests first)"
 		return
 	fi
 	memcheck --error-exitcode=99 "$dir/$name" "$@" > /dev/null 2> "$tmp/$name.err" < /dev/null
 	rc=$?
 	if [ "$rc" = "$want" ]; then
-		pass=$((pass + 1)); echo "ok   $name"
+		ok "$name"
 	else
-		fail=$((fail + 1)); echo "FAIL $name: exit $rc, wanted $want"; sed 's/^/     /' "$tmp/$name.err" | head -30
+		bad "$name: exit $rc, wanted $want" "$tmp/$name.err"
 	fi
 }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
 
 vg 0 msgport
 vg 1 thr1			# exit(1) after main is resumed, as the original
@@ -60,11 +56,7 @@ fi
 export LIBCAPS_DIR="$tmp/rdv"
 memcheck --error-exitcode=99 "$dir/caps_echo-ipc" -s vg -h 8 -n 1200 > /dev/null 2> "$tmp/server.err" &
 srv=$!
-i=0
-while [ ! -S "$LIBCAPS_DIR/root/vg" ] && [ ! -S "$LIBCAPS_DIR/users/$(id -u)/vg" ]; do
-	i=$((i + 1)); [ $i -lt 400 ] || break
-	sleep 0.05
-done
+wait_service vg
 vg 0 caps_threads-ipc vg 100	# 8 threads x 100 = 800 requests
 vg 0 caps_echo-ipc -c vg -r 400 -p 4 -z 1000
 wait $srv
@@ -91,5 +83,4 @@ else
 	pass=$((pass + 1)); echo "ok   caps_s"
 fi
 
-echo "valgrind: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary valgrind
