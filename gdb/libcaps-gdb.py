@@ -12,8 +12,9 @@
 #     lwkt-bt all            backtraces of every thread
 #
 # The layouts of `struct thread` and `struct globaldata` come from the debug
-# information that the library carries for them (src/capi/gdbtypes.c), or
-# from a C program compiled with -g that includes <sys/thread.h>. A
+# information that the library carries for them (src/capi/shim.c is
+# compiled with -g), or from a C program compiled with -g that includes
+# <sys/thread.h> (docs/debugging.md). A
 # switched-out thread's backtrace is taken from the registers saved on its
 # stack by the context switch: they are loaded into the selected kernel
 # thread for the `backtrace` and put back right after.
@@ -22,7 +23,6 @@ import struct
 
 import gdb
 
-TDF_RUNNING = 0x0001
 TDF_RUNQ = 0x0002
 TDF_EXITED = 0x40000000  # private to libcaps (src/lwkt/thread.rs)
 TDPRI_MASK = 31
