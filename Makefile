@@ -19,6 +19,12 @@ INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 DOCDIR     ?= $(PREFIX)/share/doc/libcaps
 LDCONFIG   ?= ldconfig
+DATADIR    ?= $(PREFIX)/share
+# The gdb extension, where gdb auto-loads it for the library (the objfile
+# convention: the scripts directory + the library's real path + -gdb.py),
+# and a copy to `source` by hand for static links.
+GDBAUTODIR ?= $(DATADIR)/gdb/auto-load$(LIBDIR)
+SHAREDIR   ?= $(DATADIR)/libcaps
 # CAPS rendezvous directory (services live in root/ and users/UID/)
 CAPSDIR    ?= /var/caps
 DESTDIR    ?=
@@ -70,6 +76,9 @@ install: $(BUILT)
 	    install -D -m 644 include/$$h $(DESTDIR)$(INCLUDEDIR)/libcaps/$$h || exit 1; \
 	done
 	install -D -m 644 LICENSE $(DESTDIR)$(DOCDIR)/LICENSE
+	install -D -m 644 gdb/libcaps-gdb.py $(DESTDIR)$(GDBAUTODIR)/libcaps.so.$(VERSION)-gdb.py
+	install -D -m 644 gdb/libcaps-gdb.py $(DESTDIR)$(SHAREDIR)/libcaps-gdb.py
+	install -D -m 644 valgrind/libcaps.supp $(DESTDIR)$(SHAREDIR)/libcaps.supp
 	install -d -m 755 $(DESTDIR)$(CAPSDIR) $(DESTDIR)$(CAPSDIR)/root
 	install -d -m 1777 $(DESTDIR)$(CAPSDIR)/users $(DESTDIR)$(CAPSDIR)/sys
 	$(if $(DESTDIR),,$(LDCONFIG))
@@ -81,6 +90,11 @@ uninstall:
 	for h in $(HEADERS); do rm -f $(DESTDIR)$(INCLUDEDIR)/libcaps/$$h; done
 	for d in $(HEADER_DIRS); do rmdir $(DESTDIR)$(INCLUDEDIR)/libcaps/$$d 2>/dev/null || true; done
 	rmdir $(DESTDIR)$(INCLUDEDIR)/libcaps 2>/dev/null || true
+	rm -f $(DESTDIR)$(GDBAUTODIR)/libcaps.so.$(VERSION)-gdb.py \
+	    $(DESTDIR)$(SHAREDIR)/libcaps-gdb.py $(DESTDIR)$(SHAREDIR)/libcaps.supp
+	rmdir $(DESTDIR)$(SHAREDIR) 2>/dev/null || true
+	# the auto-load tree's empty directories, up to (not including) DATADIR
+	d=$(DESTDIR)$(GDBAUTODIR); while [ "$$d" != "$(DESTDIR)$(DATADIR)" ] && rmdir "$$d" 2>/dev/null; do d=$${d%/*}; done
 	rm -f $(DESTDIR)$(DOCDIR)/LICENSE
 	rmdir $(DESTDIR)$(DOCDIR) $(DESTDIR)$(dir $(DOCDIR)) 2>/dev/null || true
 	rmdir $(DESTDIR)$(PREFIX)/share 2>/dev/null || true
@@ -124,7 +138,10 @@ test: stage check-install check-exports check-docs
 	LIBCAPS_STAGE=$(STAGE) sh tests/man.sh
 	LIBCAPS_STAGE=$(STAGE) $(CARGO) test $(CARGO_PROFILE) --locked --workspace
 	LIBCAPS_INCLUDE=$(STAGE)/usr/include/libcaps $(CARGO) run --locked -p abi-test
-	sh tests/valgrind.sh
+	LIBCAPS_STAGE=$(STAGE) sh tests/valgrind.sh
+	LIBCAPS_STAGE=$(STAGE) sh tests/gdb.sh
+	LIBCAPS_STAGE=$(STAGE) sh tests/trace.sh
+	LIBCAPS_STAGE=$(STAGE) sh tests/sanitizers.sh
 
 # The main job: build, install into build/stage, compile caps1 against the
 # installed tree with pkg-config, run its server and client against a

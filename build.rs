@@ -164,8 +164,8 @@ fn generate(root: &Path, h: &GenHeader) -> String {
 }
 
 /// Compile the C shim (variadic functions, TLS `mycpu`, valgrind client
-/// requests); which of its symbols libraries export is `libcaps.map`'s
-/// business.
+/// requests, the structure types for gdb); which of its symbols libraries
+/// export is `libcaps.map`'s business.
 fn build_shim(root: &Path) {
     let src = root.join("src/capi/shim.c");
     println!("cargo:rerun-if-changed={}", src.display());
@@ -186,5 +186,9 @@ fn build_shim(root: &Path) {
             "cargo:warning=valgrind.h not found: thread stacks will not be registered with valgrind"
         );
     }
+    // The shim includes the public headers and carries the debug
+    // information of their structures for the gdb extension (always -g:
+    // the release build has line tables only).
+    build.include(root.join("include")).debug(true);
     build.compile("caps_shim");
 }

@@ -21,6 +21,10 @@ soname=$(readelf -d "$lib/libcaps.so.1.0.0" | sed -n 's/.*Library soname: \[\(.*
 [ "$(readlink "$lib/libcaps.so")" = libcaps.so.1 ] && ok "libcaps.so link" || bad "libcaps.so link"
 [ -f "$lib/libcaps.a" ] && ok "libcaps.a" || bad "libcaps.a missing"
 [ -f "$dest/opt/caps/include/libcaps/sys/msgport.h" ] && ok "headers under include/libcaps" || bad "headers"
+gdbpy=$dest/opt/caps/share/gdb/auto-load/opt/caps/lib/libcaps.so.1.0.0-gdb.py
+[ -f "$gdbpy" ] && grep -q 'lwkt-bt' "$gdbpy" && ok "gdb auto-load script beside the library's path" || bad "gdb script not at $gdbpy"
+[ -f "$dest/opt/caps/share/libcaps/libcaps-gdb.py" ] && ok "gdb script for static links" || bad "share/libcaps/libcaps-gdb.py missing"
+[ -f "$dest/opt/caps/share/libcaps/libcaps.supp" ] && ok "valgrind suppressions" || bad "share/libcaps/libcaps.supp missing"
 [ "$(stat -c %a "$dest/var/caps/root")" = 755 ] && ok "var/caps/root 0755" || bad "var/caps/root mode"
 [ "$(stat -c %a "$dest/var/caps/users")" = 1777 ] && ok "var/caps/users 1777" || bad "var/caps/users mode"
 [ "$(stat -c %a "$dest/var/caps/sys")" = 1777 ] && ok "var/caps/sys 1777" || bad "var/caps/sys mode"
@@ -66,6 +70,7 @@ make -s uninstall DESTDIR="$dest" PREFIX=/opt/caps >/dev/null
 left=$(find "$dest" ! -type d)
 [ -z "$left" ] && ok "uninstall removed every file" || bad "uninstall left: $left"
 [ ! -d "$dest/opt/caps/include/libcaps" ] && ok "uninstall removed include/libcaps" || bad "include/libcaps remains"
+[ ! -d "$dest/opt/caps/share/gdb" ] && [ ! -d "$dest/opt/caps/share/libcaps" ] && ok "uninstall removed share/gdb and share/libcaps" || bad "share/gdb or share/libcaps remains"
 [ ! -d "$dest/var/caps" ] && ok "uninstall removed the empty var/caps" || bad "var/caps remains"
 [ ! -d "$dest/opt/caps/share" ] && ok "uninstall removed share/ (man pages, doc/libcaps)" ||
 	bad "share/ remains"

@@ -80,7 +80,16 @@ fn mkdir_exact(p: &Path, mode: u32) -> Result<(), Errno> {
     // SAFETY: `c` is a valid NUL-terminated path.
     if unsafe { libc::mkdir(c.as_ptr(), 0o700) } != 0 {
         let e = last_errno();
-        return if e == libc::EEXIST { Ok(()) } else { Err(e) };
+        if e == libc::EEXIST {
+            return Ok(());
+        }
+        crate::trace!(
+            "caps",
+            "cannot create directory {}: {}",
+            p.display(),
+            crate::diag::errno_text(e)
+        );
+        return Err(e);
     }
     // SAFETY: as above.
     if unsafe { libc::chmod(c.as_ptr(), mode) } != 0 {
@@ -235,6 +244,25 @@ pub fn listen_unless(
     mode: u32,
     conflict: impl FnOnce() -> bool,
 ) -> Result<Listener, Errno> {
+    let r = publish(path, mode, conflict);
+    match &r {
+        Ok(_) => crate::trace!(
+            "caps",
+            "service created: {} (mode {mode:o})",
+            path.display()
+        ),
+        Err(e) => crate::trace!(
+            "caps",
+            "cannot create service {}: {}",
+            path.display(),
+            crate::diag::errno_text(*e)
+        ),
+    }
+    r
+}
+
+/// The work of [`listen_unless`].
+fn publish(path: &Path, mode: u32, conflict: impl FnOnce() -> bool) -> Result<Listener, Errno> {
     let dir = path.parent().ok_or(libc::EINVAL)?;
     let _lock = DirLock::new(dir)?;
     if conflict() {
@@ -303,6 +331,7 @@ impl Listener {
         {
             // SAFETY: valid path.
             unsafe { libc::unlink(c.as_ptr()) };
+            crate::trace!("caps", "service removed: {}", self.path.display());
         }
     }
 }

@@ -370,6 +370,7 @@ pub fn adopt() -> *mut globaldata {
     // SAFETY: cpu 0 was not taken, so nobody else touches gdary[0] or
     // main_td; they are static and live forever.
     unsafe {
+        crate::lwkt::san::init();
         gdinit_cpu(gd, 0);
         libcaps_tls_set_gd(gd);
         lt::gdinit(gd);
@@ -429,6 +430,7 @@ pub fn fork_vcpu() -> c_int {
         started = cv.wait(started).unwrap_or_else(|e| e.into_inner());
     }
     drop(started);
+    crate::lwkt::san::acquire(gd);
     let bit = 1u32 << n;
     for cpu in 0..n {
         let o = globaldata_find(cpu);
@@ -444,6 +446,12 @@ pub fn fork_vcpu() -> c_int {
         AtomicU32::from_ptr(&raw mut (*gd).gd_other_cpus).store(others, Ordering::Relaxed);
     }
     ncpus.store(n + 1, Ordering::Release);
+    crate::trace!(
+        "caps_fork_vcpu",
+        "cpu {n} started (kernel thread {})",
+        // SAFETY: set by the new cpu before it reported readiness.
+        unsafe { (*gd).gd_pid }
+    );
     n
 }
 
@@ -459,6 +467,7 @@ fn vcpu_main(gd: *mut globaldata, ready: Arc<(Mutex<bool>, std::sync::Condvar)>)
         let _ = (*cpu_priv(gd)).waker.set(evloop::waker());
     }
     STARTED.fetch_add(1, Ordering::SeqCst);
+    crate::lwkt::san::release(gd);
     {
         let (m, cv) = &*ready;
         *m.lock().unwrap_or_else(|e| e.into_inner()) = true;
@@ -549,11 +558,17 @@ pub unsafe fn acquire_mplock(gd: *mut globaldata) -> bool {
     // SAFETY: reading the id of the current cpu.
     let me = unsafe { (*gd).gd_cpuid } as i32;
     let cur = mp_lock.load(Ordering::Relaxed);
-    cur == me
-        || (cur == -1
-            && mp_lock
-                .compare_exchange(-1, me, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok())
+    if cur == me {
+        return true;
+    }
+    let got = cur == -1
+        && mp_lock
+            .compare_exchange(-1, me, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok();
+    if got {
+        crate::lwkt::san::acquire_out_of_line(&mp_lock);
+    }
+    got
 }
 
 /// Give up the MP lock if this cpu holds it, and wake the cpus waiting
@@ -566,6 +581,7 @@ pub unsafe fn release_mplock(gd: *mut globaldata) {
     // SAFETY: reading the id of the current cpu.
     let me = unsafe { (*gd).gd_cpuid } as i32;
     if mp_lock.load(Ordering::Relaxed) == me {
+        crate::lwkt::san::release_out_of_line(&mp_lock);
         // SeqCst: pairs with a waiter that registers in MP_WAITERS and
         // then looks at the lock again.
         mp_lock.store(-1, Ordering::SeqCst);
