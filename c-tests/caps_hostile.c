@@ -1,0 +1,243 @@
+/*
+ * caps_hostile -- CAPS under fork() and against other users' nodes.
+ *
+ *   caps_hostile [-u UID -G GID] MODE ARGS...
+ *
+ * -u/-G drop to that user and group first (setgroups(0), setgid, setuid).
+ *
+ *   v1fork-client NAME OWNER
+ *	Connects to v1 service NAME of OWNER (a caps_echo server), does one
+ *	round trip, forks. The child sends on the inherited port (which must
+ *	fail at once) and closes it; the parent then does 100 round trips.
+ *   v1fork-service NAME
+ *	Publishes v1 service NAME, forks; the child closes its copy of the
+ *	service port and exits. The parent prints "ready" and serves one
+ *	request (caps_echo semantics: payload complemented, error = cmd).
+ *   v2svc NAME UID
+ *	caps_sys_service(NAME, UID, -1): prints "ok" or the error.
+ *   v2fork-getgen NAME
+ *	Publishes v2 service NAME, connects to it, forks; the child calls
+ *	caps_sys_getgen on the inherited client port and prints the result.
+ */
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <libcaps/globaldata.h>
+#include <sys/thread.h>
+#include <sys/msgport.h>
+#include <sys/msgport2.h>
+#include <sys/thread2.h>
+#include <sys/caps.h>
+
+#include <errno.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define PAYLOAD 64
+
+struct req {
+	struct lwkt_msg msg;
+	unsigned char data[PAYLOAD];
+};
+
+static void
+fill(struct req *r, struct lwkt_port *rport, int seq)
+{
+	int i;
+
+	memset(r, 0, sizeof(*r));
+	lwkt_initmsg(&r->msg, rport, 1);
+	for (i = 0; i < PAYLOAD; ++i)
+		r->data[i] = (unsigned char)(seq + i);
+	r->msg.ms_msgsize = sizeof(*r);
+	r->msg.ms_maxsize = sizeof(*r);
+}
+
+static int
+ok_reply(struct req *r, int seq)
+{
+	int i;
+
+	if (r->msg.ms_error != 1)
+		return (0);
+	for (i = 0; i < PAYLOAD; ++i) {
+		if (r->data[i] != (unsigned char)~(seq + i))
+			return (0);
+	}
+	return (1);
+}
+
+static int
+report_child(pid_t pid)
+{
+	int status;
+
+	if (waitpid(pid, &status, 0) != pid)
+		return (printf("waitpid: %s\n", strerror(errno)), 1);
+	if (WIFSIGNALED(status))
+		return (printf("child killed by signal %d\n", WTERMSIG(status)), 1);
+	return (0);
+}
+
+static int
+v1fork_client(const char *name, uid_t owner)
+{
+	struct lwkt_port rport;
+	struct req r;
+	caps_port_t port;
+	pid_t pid;
+	int i, error;
+
+	lwkt_initport(&rport, curthread);
+	port = caps_client(name, owner, 0);
+	if (port == NULL)
+		return (printf("caps_client: %s\n", strerror(errno)), 1);
+	fill(&r, &rport, 0);
+	if ((error = lwkt_domsg(&port->lport, &r.msg)) != 1 || !ok_reply(&r, 0))
+		return (printf("first round trip: error %d\n", error), 1);
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		return (printf("fork: %s\n", strerror(errno)), 1);
+	if (pid == 0) {
+		alarm(10);	/* a hang shows as SIGALRM */
+		fill(&r, &rport, 1);
+		error = lwkt_domsg(&port->lport, &r.msg);
+		printf("child: lwkt_domsg: %s\n", strerror(error));
+		caps_close(port);
+		printf("child: closed\n");
+		fflush(stdout);
+		_exit(0);
+	}
+	if (report_child(pid))
+		return (1);
+	for (i = 2; i < 102; ++i) {
+		fill(&r, &rport, i);
+		error = lwkt_domsg(&port->lport, &r.msg);
+		if (error != 1 || !ok_reply(&r, i))
+			return (printf("parent: round trip %d: error %d\n", i, error), 1);
+	}
+	printf("parent: ok 100\n");
+	caps_close(port);
+	return (0);
+}
+
+static int
+v1fork_service(const char *name)
+{
+	caps_port_t port;
+	lwkt_msg_t msg;
+	unsigned char *p;
+	size_t i, n;
+	pid_t pid;
+
+	port = caps_service(name, (gid_t)-1, 0666, 0);
+	if (port == NULL)
+		return (printf("caps_service: %s\n", strerror(errno)), 1);
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		return (printf("fork: %s\n", strerror(errno)), 1);
+	if (pid == 0) {
+		alarm(10);
+		caps_close(port);
+		_exit(0);
+	}
+	if (report_child(pid))
+		return (1);
+	printf("ready\n");
+	fflush(stdout);
+	msg = lwkt_waitport(&port->lport, NULL);
+	if (msg == NULL)
+		return (printf("service closed\n"), 1);
+	p = (unsigned char *)(msg + 1);
+	n = msg->ms_msgsize - sizeof(*msg);
+	for (i = 0; i < n; ++i)
+		p[i] = ~p[i];
+	msg->u.ms_result = ~msg->u.ms_result;
+	lwkt_replymsg(msg, msg->ms_cmd);
+	printf("served 1\n");
+	caps_close(port);
+	return (0);
+}
+
+static int
+v2svc(const char *name, uid_t uid)
+{
+	int id = caps_sys_service(name, uid, (gid_t)-1, 0, CAPF_ANYCLIENT);
+
+	if (id < 0)
+		return (printf("caps_sys_service: %s\n", strerror(errno)), 1);
+	printf("ok\n");
+	caps_sys_close(id);
+	return (0);
+}
+
+static int
+v2fork_getgen(const char *name)
+{
+	int s, c;
+	pid_t pid;
+
+	s = caps_sys_service(name, getuid(), (gid_t)-1, 0, CAPF_ANYCLIENT);
+	if (s < 0)
+		return (printf("caps_sys_service: %s\n", strerror(errno)), 1);
+	c = caps_sys_client(name, getuid(), (gid_t)-1, 0, CAPF_ANYCLIENT);
+	if (c < 0)
+		return (printf("caps_sys_client: %s\n", strerror(errno)), 1);
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		return (printf("fork: %s\n", strerror(errno)), 1);
+	if (pid == 0) {
+		caps_gen_t g;
+
+		alarm(10);
+		errno = 0;
+		g = caps_sys_getgen(c);
+		printf("child: getgen %lld: %s\n", (long long)g, strerror(errno));
+		fflush(stdout);
+		_exit(0);
+	}
+	if (report_child(pid))
+		return (1);
+	caps_sys_close(c);
+	caps_sys_close(s);
+	return (0);
+}
+
+int
+main(int ac, char **av)
+{
+	uid_t newuid = (uid_t)-1;
+	gid_t newgid = (gid_t)-1;
+	int ch;
+
+	while ((ch = getopt(ac, av, "+u:G:")) != -1) {
+		switch (ch) {
+		case 'u': newuid = (uid_t)strtol(optarg, NULL, 0); break;
+		case 'G': newgid = (gid_t)strtol(optarg, NULL, 0); break;
+		default: return (64);
+		}
+	}
+	ac -= optind;
+	av += optind;
+	signal(SIGPIPE, SIG_IGN);
+	if (newgid != (gid_t)-1 && (setgroups(0, NULL) != 0 || setgid(newgid) != 0))
+		return (perror("setgid"), 65);
+	if (newuid != (uid_t)-1 && setuid(newuid) != 0)
+		return (perror("setuid"), 65);
+	if (ac == 3 && strcmp(av[0], "v1fork-client") == 0)
+		return (v1fork_client(av[1], (uid_t)strtol(av[2], NULL, 0)));
+	if (ac == 2 && strcmp(av[0], "v1fork-service") == 0)
+		return (v1fork_service(av[1]));
+	if (ac == 3 && strcmp(av[0], "v2svc") == 0)
+		return (v2svc(av[1], (uid_t)strtol(av[2], NULL, 0)));
+	if (ac == 2 && strcmp(av[0], "v2fork-getgen") == 0)
+		return (v2fork_getgen(av[1]));
+	fprintf(stderr, "usage: caps_hostile [-u UID -G GID] MODE ARGS...\n");
+	return (64);
+}
