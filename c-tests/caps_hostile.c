@@ -15,11 +15,16 @@
  *	request (caps_echo semantics: payload complemented, error = cmd).
  *   v2svc NAME UID
  *	caps_sys_service(NAME, UID, -1): prints "ok" or the error.
+ *   v2serve NAME NOFILE
+ *	With at most NOFILE descriptors, serves v2 service (NAME, own uid,
+ *	-1) for every client: prints "serving", then answers each request
+ *	with its own bytes, forever.
  *   v2fork-getgen NAME
  *	Publishes v2 service NAME, connects to it, forks; the child calls
  *	caps_sys_getgen on the inherited client port and prints the result.
  */
 #include <sys/types.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <libcaps/globaldata.h>
 #include <sys/thread.h>
@@ -177,6 +182,37 @@ v2svc(const char *name, uid_t uid)
 }
 
 static int
+v2serve(const char *name, long nofile)
+{
+	static char buf[128 * 1024];
+	struct rlimit rl;
+	int s;
+
+	rl.rlim_cur = rl.rlim_max = (rlim_t)nofile;
+	if (nofile > 0 && setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return (printf("setrlimit: %s\n", strerror(errno)), 1);
+	s = caps_sys_service(name, getuid(), (gid_t)-1, 0, CAPF_ANYCLIENT);
+	if (s < 0)
+		return (printf("caps_sys_service: %s\n", strerror(errno)), 1);
+	printf("serving\n");
+	fflush(stdout);
+	for (;;) {
+		struct caps_msgid mid;
+		int n = caps_sys_wait(s, buf, sizeof(buf), &mid, NULL);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return (printf("caps_sys_wait: %s\n", strerror(errno)), 1);
+		}
+		if (mid.c_state != CAPMS_REQUEST)
+			continue;
+		if (caps_sys_reply(s, buf, n, mid.c_id) < 0)
+			return (printf("caps_sys_reply: %s\n", strerror(errno)), 1);
+	}
+}
+
+static int
 v2fork_getgen(const char *name)
 {
 	int s, c;
@@ -236,6 +272,8 @@ main(int ac, char **av)
 		return (v1fork_service(av[1]));
 	if (ac == 3 && strcmp(av[0], "v2svc") == 0)
 		return (v2svc(av[1], (uid_t)strtol(av[2], NULL, 0)));
+	if (ac == 3 && strcmp(av[0], "v2serve") == 0)
+		return (v2serve(av[1], strtol(av[2], NULL, 0)));
 	if (ac == 2 && strcmp(av[0], "v2fork-getgen") == 0)
 		return (v2fork_getgen(av[1]));
 	fprintf(stderr, "usage: caps_hostile [-u UID -G GID] MODE ARGS...\n");

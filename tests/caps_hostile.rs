@@ -114,7 +114,10 @@ impl Proc {
                     line.clear();
                 }
                 Ok(1) => line.push(b[0]),
-                _ => panic!("program ended before printing {want:?}; got {:?}", text(&line)),
+                _ => panic!(
+                    "program ended before printing {want:?}; got {:?}",
+                    text(&line)
+                ),
             }
         }
     }
@@ -173,8 +176,7 @@ fn as_user(users: &TestUsers, i: usize, prog: &str, args: &[&str]) {
 /// socket over A's file of the same name), and say who owns the link.
 #[test]
 fn planted_symlink_for_users_dir_is_not_followed() {
-    let Some(users) = TestUsers::create("planted_symlink_for_users_dir_is_not_followed", 2)
-    else {
+    let Some(users) = TestUsers::create("planted_symlink_for_users_dir_is_not_followed", 2) else {
         return;
     };
     let (a, a_gid) = users.ids(0);
@@ -195,7 +197,16 @@ fn planted_symlink_for_users_dir_is_not_followed() {
     );
 
     let mut c = base.cmd(echo());
-    c.args(["-s", "notes", "-n", "1", "-u", &a.to_string(), "-G", &a_gid.to_string()]);
+    c.args([
+        "-s",
+        "notes",
+        "-n",
+        "1",
+        "-u",
+        &a.to_string(),
+        "-G",
+        &a_gid.to_string(),
+    ]);
     let out = run(c);
     assert_eq!(
         std::fs::read_to_string(home.join("notes")).unwrap(),
@@ -230,11 +241,25 @@ fn users_dir_made_by_another_user_is_refused() {
     let (b, _) = users.ids(1);
     let base = Base::new("foreigndir");
     let dir = base.base.join("users").join(a.to_string());
-    as_user(&users, 1, "/bin/mkdir", &["-m", "0777", dir.to_str().unwrap()]);
+    as_user(
+        &users,
+        1,
+        "/bin/mkdir",
+        &["-m", "0777", dir.to_str().unwrap()],
+    );
     assert_eq!(std::fs::metadata(&dir).unwrap().uid(), b);
 
     let mut c = base.cmd(echo());
-    c.args(["-s", "svc", "-n", "1", "-u", &a.to_string(), "-G", &a_gid.to_string()]);
+    c.args([
+        "-s",
+        "svc",
+        "-n",
+        "1",
+        "-u",
+        &a.to_string(),
+        "-G",
+        &a_gid.to_string(),
+    ]);
     let out = run(c);
     assert_eq!(
         text(&out.stdout),
@@ -255,15 +280,37 @@ fn users_dir_made_by_another_user_is_refused() {
     std::os::unix::fs::chown(&dir, Some(a), Some(a_gid)).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     let mut c = base.cmd(echo());
-    c.args(["-s", "svc", "-n", "1", "-u", &a.to_string(), "-G", &a_gid.to_string()]);
+    c.args([
+        "-s",
+        "svc",
+        "-n",
+        "1",
+        "-u",
+        &a.to_string(),
+        "-G",
+        &a_gid.to_string(),
+    ]);
     let out = run(c);
     assert_eq!(text(&out.stdout), "caps_service: Operation not permitted\n");
-    assert!(text(&out.stderr).contains("writable by others"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("writable by others"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // Once the administrator removed it, A's service makes its own.
     std::fs::remove_dir(&dir).unwrap();
     let mut srv = base.cmd(echo());
-    srv.args(["-s", "svc", "-n", "1", "-u", &a.to_string(), "-G", &a_gid.to_string()]);
+    srv.args([
+        "-s",
+        "svc",
+        "-n",
+        "1",
+        "-u",
+        &a.to_string(),
+        "-G",
+        &a_gid.to_string(),
+    ]);
     let mut srv = Proc::spawn(srv);
     srv.expect_line("serving svc");
     let st = std::fs::metadata(&dir).unwrap();
@@ -299,7 +346,15 @@ fn planted_v2_nodes_are_refused_naming_their_owner() {
         args.push(node.to_str().unwrap());
         as_user(&users, 1, prog, &args);
         let mut c = base.cmd(hostile());
-        c.args(["-u", &a.to_string(), "-G", &a_gid.to_string(), "v2svc", name, &a.to_string()]);
+        c.args([
+            "-u",
+            &a.to_string(),
+            "-G",
+            &a_gid.to_string(),
+            "v2svc",
+            name,
+            &a.to_string(),
+        ]);
         let out = run(c);
         assert_eq!(
             text(&out.stdout),
@@ -407,10 +462,7 @@ fn service_paths_up_to_107_bytes_work() {
     s.env("LIBCAPS_DIR", &b1).args(["-s", "fifty", "-n", "1"]);
     let mut srv = Proc::spawn(s);
     srv.expect_line("serving fifty");
-    assert_eq!(
-        b1.join(&dir_part[1..]).join("fifty").as_os_str().len(),
-        107
-    );
+    assert_eq!(b1.join(&dir_part[1..]).join("fifty").as_os_str().len(), 107);
     let mut c = Command::new(echo());
     c.env("LIBCAPS_DIR", &b1).args(["-c", "fifty", "-r", "1"]);
     assert_eq!(text(&run(c).stdout), "ok 1\n");
@@ -418,10 +470,7 @@ fn service_paths_up_to_107_bytes_work() {
     // one byte more: ENAMETOOLONG
     let mut s = Command::new(echo());
     s.env("LIBCAPS_DIR", &b1).args(["-s", "sixtyx", "-n", "1"]);
-    assert_eq!(
-        text(&run(s).stdout),
-        "caps_service: File name too long\n"
-    );
+    assert_eq!(text(&run(s).stdout), "caps_service: File name too long\n");
 
     // v2: BASE + "/sys/" + "NAME,UID,-" = 107 bytes.
     let key = format!(",{me},-");
@@ -500,5 +549,42 @@ fn a_reused_outstanding_request_id_drops_the_connection() {
     let err = text(&out.stderr);
     let lines: Vec<&str> = err.lines().filter(|l| l.contains("request id")).collect();
     assert_eq!(lines.len(), 1, "{err}");
-    assert!(lines[0].contains("caps_service") && lines[0].contains("dup"), "{err}");
+    assert!(
+        lines[0].contains("caps_service") && lines[0].contains("dup"),
+        "{err}"
+    );
+}
+
+// ---- 9: the v2 service's log lines name caps_sys_service --------------------
+
+/// The v2 node of `(name, own uid, -1)` under `base`.
+fn v2_node(base: &Path, name: &str) -> PathBuf {
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    base.join("sys").join(format!("{name},{me},-"))
+}
+
+/// A v2 service out of descriptors says so under `caps_sys_service`.
+#[test]
+fn v2_service_log_lines_name_caps_sys_service() {
+    let base = Base::new("v2log");
+    let mut s = base.cmd(hostile());
+    s.args(["v2serve", "logname", "24"]);
+    let mut srv = Proc::spawn(s);
+    srv.expect_line("serving");
+    let node = v2_node(&base.base, "logname");
+    let held: Vec<UnixStream> = (0..40)
+        .filter_map(|_| UnixStream::connect(&node).ok())
+        .collect();
+    // wait for the service to run into its limit (its log line)
+    std::thread::sleep(Duration::from_millis(500));
+    drop(held);
+    let out = srv.kill();
+    let err = text(&out.stderr);
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("libcaps: caps_sys_service: accept:")),
+        "{err}"
+    );
+    assert!(!err.contains("caps_service:"), "{err}");
 }

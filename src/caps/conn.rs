@@ -336,7 +336,8 @@ pub(super) fn set_nonblocking(fd: i32) {
 /// Accept one pending connection on listening socket `lfd`, non-blocking
 /// and close-on-exec: `Ok(None)` when none is pending. Other errors
 /// (`EMFILE` and friends) leave the connection pending for a later try.
-pub(super) fn accept(lfd: i32) -> Result<Option<OwnedFd>, Errno> {
+/// `func`: the service call log lines are written under.
+pub(super) fn accept(lfd: i32, func: &str) -> Result<Option<OwnedFd>, Errno> {
     keep_spare();
     loop {
         // SAFETY: accept4 on a listening socket the caller owns; no
@@ -366,10 +367,10 @@ pub(super) fn accept(lfd: i32) -> Result<Option<OwnedFd>, Errno> {
                 // end of the connection), and say so at most once a
                 // second.
                 match shed_one(lfd) {
-                    Some(true) => warn_rarely(e, true),
+                    Some(true) => warn_rarely(func, e, true),
                     Some(false) => return Ok(None),
                     None => {
-                        warn_rarely(e, false);
+                        warn_rarely(func, e, false);
                         return Err(e);
                     }
                 }
@@ -430,7 +431,7 @@ fn shed_one(lfd: i32) -> Option<bool> {
 }
 
 /// One log line for running out of descriptors, at most once a second.
-fn warn_rarely(e: Errno, shed: bool) {
+fn warn_rarely(func: &str, e: Errno, shed: bool) {
     // Seconds on the monotonic clock of the last line (+1, 0: none yet).
     static LAST: AtomicU64 = AtomicU64::new(0);
     let mut ts = libc::timespec {
@@ -449,7 +450,7 @@ fn warn_rarely(e: Errno, shed: bool) {
         return;
     }
     warn!(
-        "caps_service",
+        func,
         "accept: {}{}",
         std::io::Error::from_raw_os_error(e),
         if shed {

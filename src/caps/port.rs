@@ -262,8 +262,11 @@ pub fn service(
     // SAFETY: plain id queries.
     let (uid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
     let path = rendezvous::service_path(name, uid)?;
-    rendezvous::ensure_service_dir(uid)?;
-    let listener = rendezvous::listen(&path, mode, flags & crate::abi::CAPS_EXCL != 0)?;
+    let dir = rendezvous::open_service_dir("caps_service", uid)?;
+    let excl = flags & crate::abi::CAPS_EXCL != 0;
+    let listener = rendezvous::listen_in("caps_service", dir, name, mode, || {
+        excl && rendezvous::is_live(&path)
+    })?;
     let lfd = listener.fd.as_raw_fd();
     let access = Access {
         owner_uid: uid,
@@ -381,7 +384,7 @@ unsafe fn on_event(p: *mut CapsPort, bits: u32) {
 unsafe fn accept_all(svc: *mut CapsPort) {
     loop {
         // SAFETY: `svc` is live; its listen descriptor is open.
-        let fd = match accept(unsafe { (*svc).c.lfd }) {
+        let fd = match accept(unsafe { (*svc).c.lfd }, "caps_service") {
             Ok(Some(fd)) => fd,
             Ok(None) => return,
             Err(e) => {

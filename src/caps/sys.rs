@@ -477,12 +477,14 @@ pub fn service(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno
             return Err(libc::EPERM);
         }
     }
-    let dir = rendezvous::ensure_sys_dir()?;
-    let path = dir.join(node_name(name, key(uid), key(gid)));
+    let dir = rendezvous::open_sys_dir("caps_sys_service")?;
+    let node = node_name(name, key(uid), key(gid));
+    let path = dir.path.join(&node);
     rendezvous::check_path_len(&path)?;
     let excl = flags & CAPF_EXCL != 0;
-    let listener = rendezvous::listen_unless(&path, 0o666, || {
-        excl && matching_nodes(&dir, name, uid, gid)
+    let sys_path = dir.path.clone();
+    let listener = rendezvous::listen_in("caps_sys_service", dir, node.as_bytes(), 0o666, || {
+        excl && matching_nodes(&sys_path, name, uid, gid)
             .iter()
             .any(|n| rendezvous::is_live(&n.path))
     })?;
@@ -535,7 +537,7 @@ impl Svc {
 
     fn accept_all(&mut self) {
         loop {
-            let fd = match accept(self.listener.fd.as_raw_fd()) {
+            let fd = match accept(self.listener.fd.as_raw_fd(), "caps_sys_service") {
                 Ok(Some(fd)) => fd,
                 Ok(None) => return,
                 Err(e) => {
@@ -886,7 +888,7 @@ pub fn client(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno>
     let flags = flags & CAPF_UFLAGS;
     let dir = rendezvous::sys_dir();
     let watch = if flags & CAPF_WAITSVC != 0 {
-        rendezvous::ensure_sys_dir()?;
+        rendezvous::open_sys_dir("caps_sys_client")?;
         Some(DirWatch::new(&dir)?)
     } else {
         None

@@ -107,7 +107,11 @@ static USERADD: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn account_tool(tool: &str, args: &[&str]) -> bool {
     let _g = USERADD.lock().unwrap_or_else(|e| e.into_inner());
     for _ in 0..50 {
-        match Command::new(tool).args(args).stderr(Stdio::piped()).output() {
+        match Command::new(tool)
+            .args(args)
+            .stderr(Stdio::piped())
+            .output()
+        {
             Ok(o) if o.status.success() => return true,
             // 10: cannot lock /etc/passwd (another tool has it): retry
             Ok(o) if o.status.code() == Some(10) => {
@@ -150,7 +154,13 @@ impl TestUsers {
             );
             let ok = account_tool(
                 "useradd",
-                &["--no-create-home", "--user-group", "-s", "/bin/false", &name],
+                &[
+                    "--no-create-home",
+                    "--user-group",
+                    "-s",
+                    "/bin/false",
+                    &name,
+                ],
             );
             assert!(ok, "{test}: useradd {name} failed");
             made.users.push((name.clone(), 0, 0));
