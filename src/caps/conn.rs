@@ -4,7 +4,7 @@
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 use super::cred::Cred;
 use super::rendezvous::{self, Errno};
@@ -26,6 +26,22 @@ pub(super) fn errno() -> i32 {
 
 pub(super) const EV_IN: u32 = libc::EPOLLIN as u32;
 pub(super) const EV_OUT: u32 = libc::EPOLLOUT as u32;
+
+/// Counts the `fork()`s this process's line of ancestors made: a port
+/// made under an older value was inherited across `fork()`.
+static FORK_GEN: AtomicU32 = AtomicU32::new(0);
+
+/// The current fork generation (see [`FORK_GEN`]).
+pub(super) fn fork_generation() -> u32 {
+    FORK_GEN.load(Ordering::Relaxed)
+}
+
+/// In the child after `fork()` (its only thread): every inherited port is
+/// now dead here, and this cpu's event loop is the child's own.
+pub(super) fn after_fork_child() {
+    FORK_GEN.fetch_add(1, Ordering::Relaxed);
+    evloop::after_fork_child();
+}
 
 /// One connected socket: buffered input and output, registration.
 pub(super) struct Conn {
@@ -213,6 +229,19 @@ impl Conn {
         h.copy_from_slice(&self.inbuf[self.in_pos..self.in_pos + HELLO_LEN]);
         self.in_pos += HELLO_LEN;
         Ok(Some(h))
+    }
+
+    /// An inherited connection in a `fork()` child: forget the event loop
+    /// registration (it is the parent's), close the child's copy of the
+    /// socket, drop what was queued. Later writes fail (`EBADF`), so the
+    /// usual shutdown paths run without touching the parent's socket.
+    pub(super) fn disown(&mut self) {
+        self.token = None;
+        self.fd = None;
+        self.out.clear();
+        self.out_pos = 0;
+        self.in_pos = 0;
+        self.in_end = 0;
     }
 
     /// Stop watching and close the socket.

@@ -29,7 +29,9 @@ use std::mem::{MaybeUninit, size_of};
 use std::os::fd::AsRawFd;
 use std::ptr;
 
-use super::conn::{Conn, EV_IN, EV_OUT, ReadEnd, accept, handshake, set_nonblocking};
+use super::conn::{
+    Conn, EV_IN, EV_OUT, ReadEnd, accept, fork_generation, handshake, set_nonblocking,
+};
 use super::cred::{Access, Cred};
 use super::rendezvous::{self, Errno, Listener};
 use super::wire::{FrameKind, Header, Hello, HelloKind, MAX_MSGSIZE, VERSION, WireError};
@@ -62,6 +64,12 @@ const MAX_COMPLETED: usize = 1024;
 pub struct CapsPort {
     pub c: caps_port,
     kind: Kind,
+    /// The fork generation the port was made in (`conn::fork_generation`):
+    /// an older one means the port was inherited across `fork()`.
+    fork_gen: u32,
+    /// An inherited port let go of the parent's socket, node and event
+    /// loop registrations (see `inherited`).
+    disowned: bool,
 }
 
 enum Kind {
@@ -122,6 +130,9 @@ struct Remote {
     service_name: String,
     hello_done: bool,
     held: usize,
+    /// Ids of the requests delivered and not yet replied: a request may
+    /// not reuse one (docs/wire-protocol.md).
+    ids: HashSet<u64, BuildHasherDefault<IdHasher>>,
     paused: bool,
 }
 
@@ -214,7 +225,13 @@ fn vectors(kind: caps_type) -> PortVectors {
 fn mkport(ty: caps_type, td: *mut thread, kind: Kind) -> *mut CapsPort {
     // SAFETY: caps_port is plain C data; all-zero is a valid value.
     let c: caps_port = unsafe { MaybeUninit::zeroed().assume_init() };
-    let p = Box::into_raw(Box::new(CapsPort { c, kind }));
+    super::sys::register_handlers();
+    let p = Box::into_raw(Box::new(CapsPort {
+        c,
+        kind,
+        fork_gen: fork_generation(),
+        disowned: false,
+    }));
     // SAFETY: `p` is a fresh, live allocation.
     unsafe {
         let c = &raw mut (*p).c;
@@ -409,6 +426,7 @@ unsafe fn accept_all(svc: *mut CapsPort) {
             dirty: false,
             hello_done: false,
             held: 0,
+            ids: HashSet::default(),
             paused: false,
         };
         let r = mkport(CAPT_REMOTE, td, Kind::Remote(remote));
@@ -533,6 +551,12 @@ unsafe fn remote_read(r: *mut CapsPort) {
         match rm.conn.next_frame() {
             Ok(None) => return,
             Ok(Some((h, body))) if h.kind == FrameKind::Request => {
+                if !rm.ids.insert(h.id) {
+                    let why = WireError::BadField("request id (still outstanding)", h.id);
+                    // SAFETY: `r` is live.
+                    unsafe { remote_shutdown(r, Some(&ReadEnd::Protocol(why))) };
+                    return;
+                }
                 // SAFETY: `r` is live.
                 unsafe { deliver_request(r, &h, &body) };
             }
@@ -810,6 +834,10 @@ unsafe extern "C" fn service_waitport(
         return ptr::null_mut();
     }
     let p = port.cast::<CapsPort>();
+    // SAFETY: `p` is a live service port (vector contract).
+    if unsafe { inherited(p, Some("lwkt_waitport")) } {
+        return ptr::null_mut();
+    }
     loop {
         // SAFETY: `port` is the first member of a live service port.
         unsafe {
@@ -862,6 +890,13 @@ unsafe extern "C" fn remote_replyport(port: *mut lwkt_port, msg: *mut lwkt_msg) 
         }
         let rm = remote_of(r);
         rm.held -= 1;
+        rm.ids.remove(&(*head).id);
+        if inherited(r, None) {
+            // Received by the parent: its reply is the parent's to send.
+            free_request(msg);
+            release(r);
+            return;
+        }
         if !rm.conn.dead {
             let max = (*head).size - HIDDEN;
             let size = (*msg).ms_msgsize as usize;
@@ -931,6 +966,10 @@ unsafe extern "C" fn remote_replyport(port: *mut lwkt_port, msg: *mut lwkt_msg) 
 /// The client sends a request: `EASYNC`, or an error at once.
 unsafe extern "C" fn client_putport(port: *mut lwkt_port, msg: *mut lwkt_msg) -> i32 {
     let p = port.cast::<CapsPort>();
+    // SAFETY: `p` is a live client port (vector contract).
+    if unsafe { inherited(p, Some("lwkt_beginmsg")) } {
+        return libc::ENOTCONN;
+    }
     let cl = client_of(p);
     // SAFETY: `msg` is the caller's live message of at least
     // `ms_msgsize` bytes (checked against the limits first).
@@ -983,6 +1022,10 @@ unsafe extern "C" fn client_waitport(
     msg: *mut lwkt_msg,
 ) -> *mut libc::c_void {
     let p = port.cast::<CapsPort>();
+    // SAFETY: `p` is a live client port (vector contract).
+    if unsafe { inherited(p, Some("caps_client_waitreply")) } {
+        return ptr::null_mut();
+    }
     loop {
         let cl = client_of(p);
         // SAFETY: `msg` (when given) is the caller's live message; messages
@@ -1050,6 +1093,8 @@ unsafe extern "C" fn client_replyport(port: *mut lwkt_port, msg: *mut lwkt_msg) 
 pub unsafe fn close(p: *mut CapsPort) {
     // SAFETY: `p` is live per the contract.
     unsafe {
+        // In a fork() child: free only this process's copy.
+        inherited(p, None);
         match (*p).c.type_ {
             CAPT_SERVICE => {
                 flush_dirty(p);
@@ -1093,6 +1138,64 @@ pub unsafe fn close(p: *mut CapsPort) {
                 free_port(p);
             }
             _ => {}
+        }
+    }
+}
+
+/// Was port `p` inherited across `fork()`? Then it is dead in this
+/// process: its first such use lets go of everything that is the
+/// parent's (`disown`), logged under `func` when given (a close is not
+/// logged), and its calls fail with `ENOTCONN`.
+///
+/// # Safety
+/// `p` must be live.
+unsafe fn inherited(p: *mut CapsPort, func: Option<&str>) -> bool {
+    // SAFETY: `p` is live per the contract.
+    unsafe {
+        if (*p).fork_gen == fork_generation() {
+            return false;
+        }
+        if !(*p).disowned {
+            if let Some(func) = func {
+                warn!(
+                    func,
+                    "CAPS port {p:p} was inherited across fork(): it is dead in this process (ENOTCONN)"
+                );
+            }
+            disown(p);
+        }
+    }
+    true
+}
+
+/// Let an inherited port go of the parent's socket, listener node, event
+/// loop registrations and queued output (closing only this process's
+/// copies of the descriptors); a service's connections too.
+///
+/// # Safety
+/// `p` must be live.
+unsafe fn disown(p: *mut CapsPort) {
+    // SAFETY: `p` and the connections listed on a service are live.
+    unsafe {
+        (*p).disowned = true;
+        match &mut (*p).kind {
+            Kind::Service(s) => {
+                s.token = None;
+                s.idle_hook = None;
+                s.dirty.clear();
+                // Closes the copies; the node stays the parent's.
+                s.listener = None;
+                (*p).c.lfd = -1;
+                (*p).c.flags |= CAPPF_SHUTDOWN;
+                for &r in &s.remotes {
+                    disown(r);
+                }
+            }
+            Kind::Client(c) => c.conn.disown(),
+            Kind::Remote(rm) => {
+                rm.conn.disown();
+                rm.dirty = false;
+            }
         }
     }
 }

@@ -278,7 +278,7 @@ static REGISTER_HANDLERS: extern "C" fn() = register_handlers;
 
 /// Also called on first use, for a static link that left the
 /// `.init_array` entry out; a flag, not a `Once`, so nothing ever waits.
-extern "C" fn register_handlers() {
+pub(super) extern "C" fn register_handlers() {
     static DONE: AtomicBool = AtomicBool::new(false);
     if DONE.swap(true, Ordering::AcqRel) {
         return;
@@ -353,6 +353,8 @@ extern "C" fn fork_child() {
         e.wake = None;
     }
     raw_unlock();
+    // The v1 ports too.
+    super::conn::after_fork_child();
 }
 
 /// At `exit()`: remove the socket nodes of this process's services (a
