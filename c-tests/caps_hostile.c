@@ -19,12 +19,28 @@
  *	With at most NOFILE descriptors, serves v2 service (NAME, own uid,
  *	-1) for every client: prints "serving", then answers each request
  *	with its own bytes, forever.
+ *   hold PATH N SECS
+ *	Opens up to N connections to the socket at PATH (non-blocking: a
+ *	full backlog ends the attempt), sends half a hello on each, prints
+ *	"held K" (connected), after a second "open after 1 s: O" (not
+ *	closed by the service), and after SECS seconds "dropped D": how many
+ *	the service has closed by then. Then waits to be killed.
+ *   silent PATH
+ *	Listens at PATH and never accepts nor answers: prints "listening",
+ *	then waits to be killed.
+ *   v2ping NAME
+ *	caps_sys_client(NAME, -1, -1), one request, its reply: prints "ok"
+ *	and how long it took, or the error.
  *   v2fork-getgen NAME
  *	Publishes v2 service NAME, connects to it, forks; the child calls
  *	caps_sys_getgen on the inherited client port and prints the result.
  */
 #include <sys/types.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <fcntl.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <libcaps/globaldata.h>
 #include <sys/thread.h>
@@ -213,6 +229,116 @@ v2serve(const char *name, long nofile)
 }
 
 static int
+unix_addr(struct sockaddr_un *sa, const char *path)
+{
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sa->sun_path))
+		return (-1);
+	strcpy(sa->sun_path, path);
+	return (0);
+}
+
+static int
+hold(const char *path, int n, int secs)
+{
+	static const char half[8] = { 'C', 'A', 'P', 'S', 1, 0, 1, 0 };
+	struct sockaddr_un sa;
+	int *fds = calloc(n, sizeof(int));
+	int i, k = 0, dropped = 0;
+
+	if (fds == NULL || unix_addr(&sa, path) != 0)
+		return (printf("bad path\n"), 1);
+	for (i = 0; i < n; ++i) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+
+		if (fd < 0)
+			break;
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+			close(fd);
+			break;
+		}
+		if (write(fd, half, sizeof(half)) < 0) {
+			close(fd);
+			continue;
+		}
+		fds[k++] = fd;
+	}
+	printf("held %d\n", k);
+	fflush(stdout);
+	sleep(1);
+	for (i = 0; i < k; ++i) {
+		char b[64];
+		ssize_t r = recv(fds[i], b, sizeof(b), MSG_DONTWAIT);
+
+		if (r < 0 && errno == EAGAIN)
+			++dropped;
+	}
+	printf("open after 1 s: %d\n", dropped);
+	fflush(stdout);
+	dropped = 0;
+	sleep(secs - 1);
+	for (i = 0; i < k; ++i) {
+		char b[64];
+		ssize_t r = recv(fds[i], b, sizeof(b), MSG_DONTWAIT);
+
+		if (r == 0 || (r < 0 && errno != EAGAIN))
+			++dropped;
+	}
+	printf("dropped %d\n", dropped);
+	fflush(stdout);
+	for (;;)
+		pause();
+}
+
+static int
+silent(const char *path)
+{
+	struct sockaddr_un sa;
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	if (fd < 0 || unix_addr(&sa, path) != 0)
+		return (printf("socket\n"), 1);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 16) != 0)
+		return (printf("bind: %s\n", strerror(errno)), 1);
+	printf("listening\n");
+	fflush(stdout);
+	for (;;)
+		pause();
+}
+
+static double
+now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (ts.tv_sec + ts.tv_nsec / 1e9);
+}
+
+static int
+v2ping(const char *name)
+{
+	char buf[16], ping[] = "ping";
+	struct caps_msgid mid;
+	double t0 = now();
+	int c, n;
+
+	c = caps_sys_client(name, (uid_t)-1, (gid_t)-1, 0, CAPF_ANYCLIENT);
+	if (c < 0)
+		return (printf("caps_sys_client: %s\n", strerror(errno)), 1);
+	if (caps_sys_put(c, ping, 4) < 0)
+		return (printf("caps_sys_put: %s\n", strerror(errno)), 1);
+	n = caps_sys_wait(c, buf, sizeof(buf), &mid, NULL);
+	if (n != 4 || memcmp(buf, "ping", 4) != 0)
+		return (printf("caps_sys_wait: %d %s\n", n, strerror(errno)), 1);
+	printf("ok\n");
+	fprintf(stderr, "v2ping: %.3f s\n", now() - t0);
+	caps_sys_close(c);
+	return (0);
+}
+
+static int
 v2fork_getgen(const char *name)
 {
 	int s, c;
@@ -274,6 +400,12 @@ main(int ac, char **av)
 		return (v2svc(av[1], (uid_t)strtol(av[2], NULL, 0)));
 	if (ac == 3 && strcmp(av[0], "v2serve") == 0)
 		return (v2serve(av[1], strtol(av[2], NULL, 0)));
+	if (ac == 4 && strcmp(av[0], "hold") == 0)
+		return (hold(av[1], atoi(av[2]), atoi(av[3])));
+	if (ac == 2 && strcmp(av[0], "silent") == 0)
+		return (silent(av[1]));
+	if (ac == 2 && strcmp(av[0], "v2ping") == 0)
+		return (v2ping(av[1]));
 	if (ac == 2 && strcmp(av[0], "v2fork-getgen") == 0)
 		return (v2fork_getgen(av[1]));
 	fprintf(stderr, "usage: caps_hostile [-u UID -G GID] MODE ARGS...\n");

@@ -122,6 +122,17 @@ impl Proc {
         }
     }
 
+    /// The next line of stdout.
+    fn line(&mut self) -> String {
+        let out = self.0.as_mut().unwrap().stdout.as_mut().unwrap();
+        let mut line = Vec::new();
+        let mut b = [0u8; 1];
+        while out.read(&mut b).unwrap() == 1 && b[0] != b'\n' {
+            line.push(b[0]);
+        }
+        text(&line)
+    }
+
     fn finish(mut self) -> Output {
         wait_deadline(self.0.take().unwrap())
     }
@@ -587,4 +598,179 @@ fn v2_service_log_lines_name_caps_sys_service() {
         "{err}"
     );
     assert!(!err.contains("caps_service:"), "{err}");
+}
+
+// ---- 2: one user cannot lock others out of a service ------------------------
+
+/// Run `prog args` with at most `nofile` descriptors (`sh -c ulimit`).
+fn limited(base: &Base, nofile: u32, prog: &Path, args: &[&str]) -> Command {
+    let mut c = base.cmd(Path::new("/bin/sh"));
+    c.arg("-c")
+        .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+        .arg(prog)
+        .args(args);
+    c
+}
+
+/// User B holds as many half-hello connections as it can to user A's
+/// service (128 descriptors): a client of user C still connects and is
+/// served meanwhile, and B's connections are dropped at the hello
+/// deadline. `serve`: the service's command line, `node`: its socket,
+/// `client`: C's client command, expected to print `ok`.
+fn lockout_case(
+    users: &TestUsers,
+    base: &Base,
+    serve: Command,
+    ready: &str,
+    node: &Path,
+    client: Command,
+    ok: &str,
+) {
+    let (b, b_gid) = users.ids(1);
+    let mut srv = Proc::spawn(serve);
+    srv.expect_line(ready);
+    wait_listening(node);
+    let mut atk = base.cmd(hostile());
+    atk.args([
+        "-u",
+        &b.to_string(),
+        "-G",
+        &b_gid.to_string(),
+        "hold",
+        node.to_str().unwrap(),
+        "400",
+        "6",
+    ]);
+    let mut atk = Proc::spawn(atk);
+    let held = atk.line();
+    let t0 = Instant::now();
+    let out = run(client);
+    let waited = t0.elapsed();
+    let open = atk.line();
+    eprintln!("lockout: attacker {held}, {open}; other user's client waited {waited:?}");
+    assert_eq!(text(&out.stdout), ok, "{}", text(&out.stderr));
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+    // Every connection B still held (half a hello each) is dropped at
+    // the hello deadline.
+    let k: usize = held.strip_prefix("held ").unwrap().parse().unwrap();
+    assert!(k > 0, "{held}");
+    assert_eq!(atk.line(), format!("dropped {k}"));
+    let _ = atk.kill();
+    let out = srv.kill();
+    let err = text(&out.stderr);
+    assert!(err.contains("no hello within"), "{err}");
+}
+
+#[test]
+fn one_user_cannot_lock_others_out_v1() {
+    let Some(users) = TestUsers::create("one_user_cannot_lock_others_out_v1", 3) else {
+        return;
+    };
+    let base = Base::new("lockv1");
+    let (a, a_gid) = users.ids(0);
+    let (c, c_gid) = users.ids(2);
+    let (a_s, a_gs) = (a.to_string(), a_gid.to_string());
+    let serve = limited(&base, 128, echo(), &["-s", "lock", "-u", &a_s, "-G", &a_gs]);
+    let node = base.base.join(format!("users/{a}/lock"));
+    let mut client = base.cmd(echo());
+    client.args([
+        "-c",
+        "lock",
+        "-o",
+        &a_s,
+        "-r",
+        "1",
+        "-u",
+        &c.to_string(),
+        "-G",
+        &c_gid.to_string(),
+    ]);
+    lockout_case(
+        &users,
+        &base,
+        serve,
+        "serving lock",
+        &node,
+        client,
+        "ok 1\n",
+    );
+}
+
+#[test]
+fn one_user_cannot_lock_others_out_v2() {
+    let Some(users) = TestUsers::create("one_user_cannot_lock_others_out_v2", 3) else {
+        return;
+    };
+    let base = Base::new("lockv2");
+    let (a, a_gid) = users.ids(0);
+    let (c, c_gid) = users.ids(2);
+    let (a_s, a_gs) = (a.to_string(), a_gid.to_string());
+    let serve = limited(
+        &base,
+        128,
+        hostile(),
+        &["-u", &a_s, "-G", &a_gs, "v2serve", "lock", "0"],
+    );
+    let node = base.base.join(format!("sys/lock,{a},-"));
+    let mut client = base.cmd(hostile());
+    client.args([
+        "-u",
+        &c.to_string(),
+        "-G",
+        &c_gid.to_string(),
+        "v2ping",
+        "lock",
+    ]);
+    lockout_case(&users, &base, serve, "serving", &node, client, "ok\n");
+}
+
+// ---- 5: lookups do not stall on a silent service ------------------------------
+
+/// User B's node of the same name accepts but never says hello; it is
+/// the newest, so tried first: the lookup moves on after a short hello
+/// deadline and reaches user C's live service.
+#[test]
+fn lookup_moves_past_a_silent_candidate() {
+    let Some(users) = TestUsers::create("lookup_moves_past_a_silent_candidate", 2) else {
+        return;
+    };
+    let base = Base::new("silent");
+    let (b, b_gid) = users.ids(0);
+    let (c, c_gid) = users.ids(1);
+    let mut srv = base.cmd(hostile());
+    srv.args([
+        "-u",
+        &c.to_string(),
+        "-G",
+        &c_gid.to_string(),
+        "v2serve",
+        "quiet",
+        "0",
+    ]);
+    let mut srv = Proc::spawn(srv);
+    srv.expect_line("serving");
+    // newer than C's node by a clear margin (lookups try the newest first)
+    std::thread::sleep(Duration::from_millis(1100));
+    let silent_node = base.base.join(format!("sys/quiet,{b},-"));
+    let mut sil = base.cmd(hostile());
+    sil.args([
+        "-u",
+        &b.to_string(),
+        "-G",
+        &b_gid.to_string(),
+        "silent",
+        silent_node.to_str().unwrap(),
+    ]);
+    let mut sil = Proc::spawn(sil);
+    sil.expect_line("listening");
+    let t0 = Instant::now();
+    let mut cl = base.cmd(hostile());
+    cl.args(["v2ping", "quiet"]);
+    let out = run(cl);
+    let waited = t0.elapsed();
+    eprintln!("lookup past a silent candidate: {waited:?}");
+    assert_eq!(text(&out.stdout), "ok\n", "{}", text(&out.stderr));
+    assert!(waited < Duration::from_secs(8), "{waited:?}");
+    drop(sil);
+    drop(srv);
 }

@@ -30,7 +30,8 @@ use std::os::fd::AsRawFd;
 use std::ptr;
 
 use super::conn::{
-    Conn, EV_IN, EV_OUT, ReadEnd, accept, fork_generation, handshake, set_nonblocking,
+    Conn, EV_IN, EV_OUT, Gate, HELLO_DEADLINE, HELLO_TIMEOUT_MS, ReadEnd, Timer, accept,
+    fork_generation, handshake, log_hello_drops, set_nonblocking,
 };
 use super::cred::{Access, Cred};
 use super::rendezvous::{self, Errno, Listener};
@@ -88,6 +89,11 @@ struct Service {
     /// the server has no more requests at hand or the cpu goes idle.
     dirty: Vec<*mut CapsPort>,
     idle_hook: Option<u64>,
+    /// Connections per peer uid (`conn::Gate`).
+    gate: Gate,
+    /// Fires at the hello deadline of the oldest connection still
+    /// without a hello.
+    timer: Option<Timer>,
 }
 
 struct Client {
@@ -298,6 +304,8 @@ pub fn service(
         remotes: Vec::new(),
         dirty: Vec::new(),
         idle_hook: None,
+        gate: Gate::new(uid),
+        timer: None,
     };
     let p = mkport(CAPT_SERVICE, td, Kind::Service(svc));
     // SAFETY: `p` is live; it unregisters in `close`.
@@ -310,6 +318,7 @@ pub fn service(
                     s.token = Some(t);
                     // SAFETY (of the hook): it is removed before `p` is freed.
                     s.idle_hook = Some(evloop::add_idle_hook(Box::new(move || flush_dirty(p))));
+                    s.timer = hello_timer(p);
                 }
             }
             Err(e) => {
@@ -347,6 +356,7 @@ pub fn client(name: &[u8], uid: u32, td: *mut thread) -> Result<*mut CapsPort, E
         &|| {},
         "caps_client",
         name,
+        HELLO_TIMEOUT_MS,
     )?;
     let cfd = fd.as_raw_fd();
     set_nonblocking(cfd);
@@ -419,6 +429,13 @@ unsafe fn accept_all(svc: *mut CapsPort) {
         let peer = Cred::of_peer(raw).unwrap_or_default();
         // SAFETY: `svc` is live.
         let (td, name) = unsafe { ((*svc).c.lport.mp_td, service_name(svc)) };
+        // SAFETY: `svc` is a live service port.
+        let Kind::Service(s) = (unsafe { &mut (*svc).kind }) else {
+            return;
+        };
+        if !s.gate.admit("caps_service", &name, &peer) {
+            continue;
+        }
         let remote = Remote {
             conn: Conn::new(fd, MAX_BODY),
             service: svc,
@@ -442,11 +459,117 @@ unsafe fn accept_all(svc: *mut CapsPort) {
                     }
                     if let Kind::Service(s) = &mut (*svc).kind {
                         s.remotes.push(r);
+                        if let Some(t) = s.timer.as_mut()
+                            && t.at.is_none()
+                        {
+                            t.arm(Some(std::time::Instant::now() + HELLO_DEADLINE));
+                        }
                     }
                 }
-                Err(_) => free_port(r),
+                Err(_) => {
+                    if let Kind::Service(s) = &mut (*svc).kind {
+                        s.gate.release(peer.uid);
+                    }
+                    free_port(r);
+                }
             }
         }
+    }
+}
+
+/// The hello-deadline timer of service `svc`, registered with this cpu's
+/// event loop (`None`, logged, if that fails: then no deadline).
+///
+/// # Safety
+/// `svc` must be a live service port that unregisters the timer before
+/// it is freed.
+unsafe fn hello_timer(svc: *mut CapsPort) -> Option<Timer> {
+    let made = Timer::new().and_then(|mut t| {
+        let fd = t.fd.as_raw_fd();
+        // SAFETY (of the callback): unregistered before `svc` is freed.
+        t.token = Some(evloop::register(
+            fd,
+            EV_IN,
+            Box::new(move |_| unsafe { hello_sweep(svc) }),
+        )?);
+        Ok(t)
+    });
+    match made {
+        Ok(t) => Some(t),
+        Err(e) => {
+            warn!(
+                "caps_service",
+                "no hello deadline: {}",
+                std::io::Error::from_raw_os_error(e)
+            );
+            None
+        }
+    }
+}
+
+/// The hello deadline timer fired: drop every connection of `svc` whose
+/// hello is overdue (after reading what it sent meanwhile), one log line
+/// for all of them, and re-arm for the next one due.
+///
+/// # Safety
+/// `svc` must be a live service port.
+unsafe fn hello_sweep(svc: *mut CapsPort) {
+    // SAFETY: `svc` is live; listed remotes are live (shutdown unlists
+    // them before they can be freed).
+    unsafe {
+        let Kind::Service(s) = &mut (*svc).kind else {
+            return;
+        };
+        if let Some(t) = s.timer.as_mut() {
+            t.clear();
+            t.at = None;
+        }
+        let now = std::time::Instant::now();
+        let overdue: Vec<*mut CapsPort> = s
+            .remotes
+            .iter()
+            .copied()
+            .filter(|&r| remote_of(r).conn.hello_overdue(now))
+            .collect();
+        let mut dropped = 0;
+        let mut last = Cred::default();
+        for r in overdue {
+            if !listed(svc, r) {
+                continue;
+            }
+            remote_read(r);
+            if listed(svc, r) && !remote_of(r).hello_done {
+                last = cred_of(r);
+                remote_shutdown(r, None);
+                dropped += 1;
+            }
+        }
+        let name = service_name(svc);
+        log_hello_drops("caps_service", &name, dropped, &last);
+        let Kind::Service(s) = &mut (*svc).kind else {
+            return;
+        };
+        let next = s
+            .remotes
+            .iter()
+            .filter(|&&r| !remote_of(r).hello_done)
+            .map(|&r| remote_of(r).conn.since + HELLO_DEADLINE)
+            .min();
+        if let Some(t) = s.timer.as_mut() {
+            t.arm(next);
+        }
+    }
+}
+
+/// Is `r` still one of `svc`'s connections?
+///
+/// # Safety
+/// `svc` must be a live service port.
+unsafe fn listed(svc: *mut CapsPort, r: *mut CapsPort) -> bool {
+    // SAFETY: per the contract.
+    match unsafe { &(*svc).kind } {
+        Kind::Service(s) => s.remotes.contains(&r),
+        _ => false,
     }
 }
 
@@ -678,6 +801,7 @@ unsafe fn remote_shutdown(r: *mut CapsPort, why: Option<&ReadEnd>) {
         {
             s.remotes.retain(|&x| x != r);
             s.dirty.retain(|&x| x != r);
+            s.gate.release((*r).c.cred.uid);
         }
         rm.dirty = false;
         rm.service = ptr::null_mut();
@@ -1107,6 +1231,9 @@ pub unsafe fn close(p: *mut CapsPort) {
                 if let Some(t) = s.token.take() {
                     evloop::unregister(t);
                 }
+                if let Some(t) = s.timer.take().and_then(|t| t.token) {
+                    evloop::unregister(t);
+                }
                 if let Some(l) = s.listener.take() {
                     l.unlink();
                 }
@@ -1182,6 +1309,10 @@ unsafe fn disown(p: *mut CapsPort) {
             Kind::Service(s) => {
                 s.token = None;
                 s.idle_hook = None;
+                if let Some(t) = s.timer.as_mut() {
+                    t.token = None;
+                }
+                s.timer = None;
                 s.dirty.clear();
                 // Closes the copies; the node stays the parent's.
                 s.listener = None;

@@ -29,7 +29,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Instant;
 
 use super::conn::{
-    Conn, HELLO_TIMEOUT_MS, ReadEnd, accept, errno, handshake, read_exact_timeout, set_nonblocking,
+    CANDIDATE_HELLO_MS, Conn, Gate, HELLO_DEADLINE, ReadEnd, accept, errno, handshake,
+    log_hello_drops, read_exact_timeout, set_nonblocking,
 };
 use super::cred::{Cred, SysAccess};
 use super::rendezvous::{self, Errno, Listener};
@@ -112,7 +113,9 @@ fn parse_node(file: &[u8]) -> Option<(&[u8], Option<u32>, Option<u32>)> {
 }
 
 /// Nodes in `dir` of services matching `(name, uid, gid)`, where a -1
-/// `uid`/`gid` is a wildcard: the most recently published first.
+/// `uid`/`gid` is a wildcard, in the order a lookup tries them: those
+/// registered for the caller's own uid first, then root's, then the
+/// others; the most recently published first within each group.
 fn matching_nodes(dir: &Path, name: &[u8], uid: u32, gid: u32) -> Vec<Node> {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return Vec::new();
@@ -142,7 +145,14 @@ fn matching_nodes(dir: &Path, name: &[u8], uid: u32, gid: u32) -> Vec<Node> {
             ))
         })
         .collect();
-    found.sort_by_key(|f| std::cmp::Reverse(f.0));
+    // SAFETY: plain id query.
+    let me = unsafe { libc::geteuid() };
+    let rank = |n: &Node| match n.uid {
+        Some(u) if u == me => 0,
+        Some(0) => 1,
+        _ => 2,
+    };
+    found.sort_by_key(|f| (rank(&f.1), std::cmp::Reverse(f.0)));
     found.into_iter().map(|(_, n)| n).collect()
 }
 
@@ -206,6 +216,8 @@ struct Svc {
     /// `caps_sys_wait` still takes new clients), not on every call.
     accept_due: bool,
     accept_skipped: u32,
+    /// Connections per peer uid (`conn::Gate`).
+    gate: Gate,
 }
 
 struct Cli {
@@ -508,6 +520,7 @@ pub fn service(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno
         news: false,
         accept_due: true,
         accept_skipped: 0,
+        gate: Gate::new(me.uid),
     };
     let r = lock().insert(flags, Kind::Service(Box::new(svc)));
     if let Err(e) = &r {
@@ -535,6 +548,48 @@ impl Svc {
         for k in keys {
             self.pump_conn(k);
         }
+        self.hello_sweep();
+    }
+
+    /// Take connection `k` off the table (and off its uid's count).
+    fn remove_conn(&mut self, k: u64) -> Option<SConn> {
+        let mut c = self.conns.remove(&k)?;
+        self.gate.release(c.cred.uid);
+        c.conn.close();
+        Some(c)
+    }
+
+    /// Drop the connections whose hello is overdue (`pump` read what
+    /// they sent), one log line for all.
+    fn hello_sweep(&mut self) {
+        let now = Instant::now();
+        let overdue: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.hello_done && c.conn.hello_overdue(now))
+            .map(|(k, _)| *k)
+            .collect();
+        let mut last = Cred::default();
+        for &k in &overdue {
+            if let Some(c) = self.remove_conn(k) {
+                last = c.cred;
+            }
+        }
+        log_hello_drops(
+            "caps_sys_service",
+            &self.listener.path.display(),
+            overdue.len(),
+            &last,
+        );
+    }
+
+    /// When the next connection without a hello is due to be dropped.
+    fn hello_due(&self) -> Option<Instant> {
+        self.conns
+            .values()
+            .filter(|c| !c.hello_done)
+            .map(|c| c.conn.since + HELLO_DEADLINE)
+            .min()
     }
 
     fn accept_all(&mut self) {
@@ -553,6 +608,12 @@ impl Svc {
                 }
             };
             let cred = Cred::of_peer(fd.as_raw_fd()).unwrap_or_default();
+            if !self
+                .gate
+                .admit("caps_sys_service", &self.listener.path.display(), &cred)
+            {
+                continue;
+            }
             let k = self.next_conn;
             self.next_conn += 1;
             self.news = true;
@@ -603,13 +664,13 @@ impl Svc {
                     }
                     let flushed = c.conn.flush();
                     if status != 0 || flushed.is_err() {
-                        self.conns.remove(&k);
+                        self.remove_conn(k);
                         return;
                     }
                     c.hello_done = true;
                 }
                 Err(_) => {
-                    self.conns.remove(&k);
+                    self.remove_conn(k);
                     return;
                 }
             }
@@ -689,7 +750,7 @@ impl Svc {
     /// the server holds and replies the client never confirmed come back
     /// as dispose notices.
     fn conn_gone(&mut self, k: u64) {
-        let Some(c) = self.conns.remove(&k) else {
+        let Some(c) = self.remove_conn(k) else {
             return;
         };
         self.queue
@@ -933,6 +994,7 @@ fn connect_any(
         max_msgsize: MAX_MSG as u32,
         status: flags as u32,
     };
+    let mut silent = None;
     for node in matching_nodes(dir, name, uid, gid) {
         let owner = (node.uid, node.gid);
         match handshake(
@@ -942,11 +1004,18 @@ fn connect_any(
             &pump_services,
             "caps_sys_client",
             name,
+            CANDIDATE_HELLO_MS,
         ) {
             Ok(fd) => {
                 // The server follows its hello with its generation.
                 let mut b = [0u8; HEADER_LEN];
-                read_exact_timeout(fd.as_raw_fd(), &mut b, HELLO_TIMEOUT_MS)?;
+                match read_exact_timeout(fd.as_raw_fd(), &mut b, CANDIDATE_HELLO_MS) {
+                    Err(libc::ETIMEDOUT) => {
+                        silent = Some(node.path);
+                        continue;
+                    }
+                    r => r?,
+                }
                 let h = Header::decode(&b, 0).map_err(|_| libc::EPROTO)?;
                 if h.kind != FrameKind::Gen {
                     return Err(libc::EPROTO);
@@ -955,8 +1024,22 @@ fn connect_any(
             }
             // A dead service's node, or one removed meanwhile.
             Err(libc::ECONNREFUSED | libc::ENOENT | libc::ECONNRESET) => continue,
+            // Accepts but does not answer: try the next one.
+            Err(libc::ETIMEDOUT) => {
+                silent = Some(node.path);
+                continue;
+            }
             Err(e) => return Err(e),
         }
+    }
+    if let Some(p) = silent {
+        warn!(
+            "caps_sys_client",
+            "service {}: {} accepted but sent no hello within {CANDIDATE_HELLO_MS} ms, and no other candidate answered",
+            String::from_utf8_lossy(name),
+            p.display()
+        );
+        return Err(libc::ETIMEDOUT);
     }
     Err(libc::ENOENT)
 }
@@ -1227,6 +1310,8 @@ pub fn get(
     // The entry we sleep on, once we did.
     let mut slept_on: Option<u64> = None;
     let mut listener_ready = false;
+    // A service sleeps at most until a connection's hello is due.
+    let mut due: Option<Instant>;
     loop {
         fds.clear();
         let wake = {
@@ -1255,8 +1340,12 @@ pub fn get(
                 e.settle();
                 return Ok(g);
             }
+            due = None;
             match &e.kind {
-                Kind::Service(s) => s.poll_fds(&mut fds),
+                Kind::Service(s) => {
+                    s.poll_fds(&mut fds);
+                    due = s.hello_due();
+                }
                 Kind::Client(c) if c.conn.dead => return Err(libc::ENOTCONN),
                 Kind::Client(c) => {
                     let out = if c.conn.queued() > 0 {
@@ -1280,7 +1369,7 @@ pub fn get(
         // Holding `wake` keeps the eventfd open while we sleep on it.
         let wake = wake.ok_or(libc::ENOTCONN)?;
         fds.push(pollfd(wake.as_raw_fd(), libc::POLLIN));
-        let r = poll_adaptive(&mut fds);
+        let r = poll_adaptive(&mut fds, due);
         // A service's listener comes first in its poll set.
         listener_ready = r > 0 && fds[0].revents != 0;
         if r < 0 {
@@ -1302,11 +1391,11 @@ pub fn get(
 /// cost tens of microseconds on a virtual machine.
 static SPIN_NS: AtomicU32 = AtomicU32::new(SOCK_SPIN_MIN_NS);
 
-/// `poll(fds, -1)`, after polling them (with `sched_yield`, so a peer on
+/// `poll(fds)` until something is ready or `until` passes, after polling them (with `sched_yield`, so a peer on
 /// the same core runs first) for up to the adaptive budget. The budget
 /// doubles after a poll that found something, halves after one that did
 /// not, and grows back to twice any sleep shorter than the maximum.
-fn poll_adaptive(fds: &mut [libc::pollfd]) -> i32 {
+fn poll_adaptive(fds: &mut [libc::pollfd], until: Option<Instant>) -> i32 {
     let n = fds.len() as libc::nfds_t;
     let mut budget = SPIN_NS.load(Ordering::Relaxed);
     // SAFETY: `fds` is a valid array of `n` pollfds.
@@ -1318,8 +1407,12 @@ fn poll_adaptive(fds: &mut [libc::pollfd]) -> i32 {
         return r;
     }
     let t0 = Instant::now();
+    let timeout = until.map_or(-1, |t| {
+        let ms = t.saturating_duration_since(t0).as_millis() + 1;
+        ms.min(i32::MAX as u128) as i32
+    });
     // SAFETY: as above.
-    let r = unsafe { libc::poll(fds.as_mut_ptr(), n, -1) };
+    let r = unsafe { libc::poll(fds.as_mut_ptr(), n, timeout) };
     if r > 0 {
         sock_spin_slept(&mut budget, t0);
     }
