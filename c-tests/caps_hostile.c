@@ -25,6 +25,12 @@
  *	"held K" (connected), after a second "open after 1 s: O" (not
  *	closed by the service), and after SECS seconds "dropped D": how many
  *	the service has closed by then. Then waits to be killed.
+ *   flood PATH N SECS
+ *	Opens N v1 connections to the socket at PATH and, for SECS seconds,
+ *	sends on each as many largest-size "grow" requests (command 2 of
+ *	caps_echo: the reply fills the whole buffer) as the socket takes,
+ *	never reading a reply. Prints "flooded K" (connections) at the end,
+ *	then waits to be killed.
  *   silent PATH
  *	Listens at PATH and never accepts nor answers: prints "listening",
  *	then waits to be killed.
@@ -291,6 +297,90 @@ hold(const char *path, int n, int secs)
 		pause();
 }
 
+static double
+now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (ts.tv_sec + ts.tv_nsec / 1e9);
+}
+
+static void
+put16(unsigned char *b, unsigned v)
+{
+	b[0] = v & 0xff;
+	b[1] = (v >> 8) & 0xff;
+}
+
+static void
+put32(unsigned char *b, unsigned long v)
+{
+	int i;
+
+	for (i = 0; i < 4; ++i)
+		b[i] = (v >> (8 * i)) & 0xff;
+}
+
+static void
+put64(unsigned char *b, unsigned long long v)
+{
+	int i;
+
+	for (i = 0; i < 8; ++i)
+		b[i] = (v >> (8 * i)) & 0xff;
+}
+
+static int
+flood(const char *path, int n, int secs)
+{
+	static const unsigned char hello[16] = {
+		'C', 'A', 'P', 'S', 1, 0, 1, 0, 0x00, 0x04, 0x01, 0x00, 0, 0, 0, 0
+	};
+	struct sockaddr_un sa;
+	int *fds = calloc(n, sizeof(int));
+	unsigned long long *ids = calloc(n, sizeof(*ids));
+	double end = now() + secs;
+	int i, k = 0;
+
+	if (fds == NULL || ids == NULL || unix_addr(&sa, path) != 0)
+		return (printf("bad path\n"), 1);
+	for (i = 0; i < n; ++i) {
+		int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+		if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+		    write(fd, hello, sizeof(hello)) != sizeof(hello)) {
+			printf("connect: %s\n", strerror(errno));
+			return (1);
+		}
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+		fds[k++] = fd;
+	}
+	while (now() < end) {
+		int sent = 0;
+
+		for (i = 0; i < k; ++i) {
+			unsigned char h[48];
+
+			memset(h, 0, sizeof(h));
+			put16(h, 1);				/* request */
+			put64(h + 8, ++ids[i]);			/* id */
+			put32(h + 16, CAPMSG_MAXSIZE - sizeof(struct lwkt_msg));
+			put32(h + 20, 2);			/* cmd: grow */
+			if (send(fds[i], h, sizeof(h), MSG_NOSIGNAL) == sizeof(h))
+				++sent;
+			else
+				--ids[i];
+		}
+		if (sent == 0)
+			usleep(10000);
+	}
+	printf("flooded %d\n", k);
+	fflush(stdout);
+	for (;;)
+		pause();
+}
+
 static int
 silent(const char *path)
 {
@@ -305,15 +395,6 @@ silent(const char *path)
 	fflush(stdout);
 	for (;;)
 		pause();
-}
-
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (ts.tv_sec + ts.tv_nsec / 1e9);
 }
 
 static int
@@ -402,6 +483,8 @@ main(int ac, char **av)
 		return (v2serve(av[1], strtol(av[2], NULL, 0)));
 	if (ac == 4 && strcmp(av[0], "hold") == 0)
 		return (hold(av[1], atoi(av[2]), atoi(av[3])));
+	if (ac == 4 && strcmp(av[0], "flood") == 0)
+		return (flood(av[1], atoi(av[2]), atoi(av[3])));
 	if (ac == 2 && strcmp(av[0], "silent") == 0)
 		return (silent(av[1]));
 	if (ac == 2 && strcmp(av[0], "v2ping") == 0)

@@ -774,3 +774,54 @@ fn lookup_moves_past_a_silent_candidate() {
     drop(sil);
     drop(srv);
 }
+
+// ---- 3: one user cannot exhaust the service's memory ---------------------------
+
+/// Resident set of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// 40 connections of user B send largest-size requests whose replies fill
+/// the whole buffer and never read them: the service stays within its
+/// budget (back-pressure), and other clients are still served.
+#[test]
+fn one_user_cannot_exhaust_the_service_memory() {
+    let Some(users) = TestUsers::create("one_user_cannot_exhaust_the_service_memory", 1) else {
+        return;
+    };
+    let base = Base::new("flood");
+    let (b, b_gid) = users.ids(0);
+    let mut srv = base.cmd(echo());
+    srv.args(["-s", "flood"]);
+    let mut srv = Proc::spawn(srv);
+    srv.expect_line("serving flood");
+    let pid = srv.0.as_ref().unwrap().id();
+    let before = rss_kib(pid);
+    let node = base.base.join("root/flood");
+    let mut atk = base.cmd(hostile());
+    atk.args([
+        "-u",
+        &b.to_string(),
+        "-G",
+        &b_gid.to_string(),
+        "flood",
+        node.to_str().unwrap(),
+        "40",
+        "4",
+    ]);
+    let mut atk = Proc::spawn(atk);
+    assert_eq!(atk.line(), "flooded 40");
+    let during = rss_kib(pid);
+    let mut c = base.cmd(echo());
+    c.args(["-c", "flood", "-r", "20", "-z", "1000"]);
+    assert_eq!(text(&run(c).stdout), "ok 20\n");
+    eprintln!("flood: server RSS {before} KiB before, {during} KiB under 40 flooding connections");
+    assert!(during < before + 48 * 1024, "{during} KiB");
+    drop(atk);
+    drop(srv);
+}

@@ -117,6 +117,55 @@ impl Gate {
     }
 }
 
+/// What a service (v1 or v2) may buffer for its connections, requests
+/// received and not yet taken or replied plus replies not yet written:
+/// this much in total...
+pub(super) const BUDGET_TOTAL: usize = 32 << 20;
+/// ...and this much for the connections of one peer uid (root's and the
+/// owner's count only towards the total).
+pub(super) const BUDGET_PER_UID: usize = 8 << 20;
+
+/// The memory budget of one service (v1 and v2 alike): a connection is
+/// read from only while its uid is within its share and the service
+/// within its total; otherwise it waits (back-pressure: its requests stay
+/// in the socket) until replies are written or requests taken.
+pub(super) struct Budget {
+    owner: u32,
+    total: usize,
+    by_uid: HashMap<u32, usize>,
+}
+
+impl Budget {
+    pub(super) fn new(owner: u32) -> Budget {
+        Budget {
+            owner,
+            total: 0,
+            by_uid: HashMap::new(),
+        }
+    }
+
+    /// A connection of `uid` buffered `was` bytes and now buffers `now`.
+    pub(super) fn update(&mut self, uid: u32, was: usize, now: usize) {
+        if was == now {
+            return;
+        }
+        self.total = self.total + now - was;
+        let n = self.by_uid.entry(uid).or_insert(0);
+        *n = *n + now - was;
+        if *n == 0 {
+            self.by_uid.remove(&uid);
+        }
+    }
+
+    /// May a connection of `uid` be read from now?
+    pub(super) fn allows(&self, uid: u32) -> bool {
+        self.total < BUDGET_TOTAL
+            && (uid == 0
+                || uid == self.owner
+                || self.by_uid.get(&uid).copied().unwrap_or(0) < BUDGET_PER_UID)
+    }
+}
+
 /// One log line for the connections a service dropped at the hello
 /// deadline in one sweep.
 pub(super) fn log_hello_drops(func: &str, service: &dyn std::fmt::Display, n: usize, last: &Cred) {

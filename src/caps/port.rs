@@ -30,7 +30,7 @@ use std::os::fd::AsRawFd;
 use std::ptr;
 
 use super::conn::{
-    Conn, EV_IN, EV_OUT, Gate, HELLO_DEADLINE, HELLO_TIMEOUT_MS, ReadEnd, Timer, accept,
+    Budget, Conn, EV_IN, EV_OUT, Gate, HELLO_DEADLINE, HELLO_TIMEOUT_MS, ReadEnd, Timer, accept,
     fork_generation, handshake, log_hello_drops, set_nonblocking,
 };
 use super::cred::{Access, Cred};
@@ -94,6 +94,10 @@ struct Service {
     /// Fires at the hello deadline of the oldest connection still
     /// without a hello.
     timer: Option<Timer>,
+    /// Bytes buffered for the connections (`conn::Budget`).
+    budget: Budget,
+    /// Connections not read from until they may be again.
+    paused: Vec<*mut CapsPort>,
 }
 
 struct Client {
@@ -140,6 +144,10 @@ struct Remote {
     /// not reuse one (docs/wire-protocol.md).
     ids: HashSet<u64, BuildHasherDefault<IdHasher>>,
     paused: bool,
+    /// Bytes of the requests held (delivered, not yet replied).
+    held_bytes: usize,
+    /// What the service's budget counts for this connection.
+    charged: usize,
 }
 
 // ---- request buffers ---------------------------------------------------
@@ -306,6 +314,8 @@ pub fn service(
         idle_hook: None,
         gate: Gate::new(uid),
         timer: None,
+        budget: Budget::new(uid),
+        paused: Vec::new(),
     };
     let p = mkport(CAPT_SERVICE, td, Kind::Service(svc));
     // SAFETY: `p` is live; it unregisters in `close`.
@@ -445,6 +455,8 @@ unsafe fn accept_all(svc: *mut CapsPort) {
             held: 0,
             ids: HashSet::default(),
             paused: false,
+            held_bytes: 0,
+            charged: 0,
         };
         let r = mkport(CAPT_REMOTE, td, Kind::Remote(remote));
         // SAFETY: `r` and `svc` are live; `r` unregisters when shut down.
@@ -609,12 +621,21 @@ unsafe fn remote_event(r: *mut CapsPort, bits: u32) {
     if bits & !EV_OUT != 0 {
         rm.conn.drained = false;
     }
-    if bits & EV_OUT != 0
-        && let Err(e) = rm.conn.flush()
-    {
-        // SAFETY: `r` is live.
-        unsafe { remote_shutdown(r, Some(&ReadEnd::Errno(e))) };
-        return;
+    if bits & EV_OUT != 0 {
+        if let Err(e) = rm.conn.flush() {
+            // SAFETY: `r` is live.
+            unsafe { remote_shutdown(r, Some(&ReadEnd::Errno(e))) };
+            return;
+        }
+        // SAFETY: `r` is live; it stays listed (or was freed) only if
+        // the resumed reads shut it down, so it is looked up again.
+        let svc = rm.service;
+        unsafe {
+            account(r);
+            if svc.is_null() || !listed(svc, r) {
+                return;
+            }
+        }
     }
     // SAFETY: `r` is live.
     unsafe { remote_read(r) };
@@ -665,8 +686,18 @@ unsafe fn remote_read(r: *mut CapsPort) {
     }
     loop {
         let rm = remote_of(r);
-        if rm.held >= MAX_HELD || rm.conn.queued() >= MAX_OUT {
-            rm.paused = true;
+        // SAFETY: `r` is live.
+        if !unsafe { may_read(r) } {
+            if !rm.paused {
+                rm.paused = true;
+                let svc = rm.service;
+                // SAFETY: the service of a listed remote is live.
+                if !svc.is_null()
+                    && let Kind::Service(s) = unsafe { &mut (*svc).kind }
+                {
+                    s.paused.push(r);
+                }
+            }
             let ev = rm.conn.events & !EV_IN;
             rm.conn.set_events(ev);
             return;
@@ -749,10 +780,99 @@ unsafe fn deliver_request(r: *mut CapsPort, h: &Header, body: &[u8]) {
         (*msg).ms_reply_port = &raw mut (*r).c.lport;
         ptr::copy_nonoverlapping(body.as_ptr(), msg.cast::<u8>().add(MSG_HDR), body.len());
         rm.held += 1;
+        rm.held_bytes += (*req_head(msg)).size;
         (*r).c.lport.mp_refs += 1;
         let svc_port = &raw mut (*rm.service).c.lport;
         (*msg).ms_target_port = svc_port;
         mp::default_putport(svc_port, msg);
+        account(r);
+    }
+}
+
+/// May connection `r` be read from: within its own limits (requests held,
+/// replies queued) and its service's budget?
+///
+/// # Safety
+/// `r` must be live.
+unsafe fn may_read(r: *mut CapsPort) -> bool {
+    let rm = remote_of(r);
+    if rm.held >= MAX_HELD || rm.conn.queued() >= MAX_OUT {
+        return false;
+    }
+    // SAFETY: `r` is live; its service, if any, too.
+    unsafe {
+        match (rm.service.as_ref(), (*r).c.cred.uid) {
+            (
+                Some(CapsPort {
+                    kind: Kind::Service(s),
+                    ..
+                }),
+                uid,
+            ) => s.budget.allows(uid),
+            _ => true,
+        }
+    }
+}
+
+/// Bring the service's budget up to date with what connection `r`
+/// buffers now; when that shrank, read the paused connections that may
+/// be read again.
+///
+/// # Safety
+/// `r` must be live.
+unsafe fn account(r: *mut CapsPort) {
+    let rm = remote_of(r);
+    let svc = rm.service;
+    if svc.is_null() {
+        return;
+    }
+    let now = if rm.conn.dead {
+        0
+    } else {
+        rm.held_bytes + rm.conn.queued()
+    };
+    let was = std::mem::replace(&mut rm.charged, now);
+    // SAFETY: `r` and its service are live.
+    unsafe {
+        if let Kind::Service(s) = &mut (*svc).kind {
+            s.budget.update((*r).c.cred.uid, was, now);
+        }
+        if now < was {
+            resume_paused(svc);
+        }
+    }
+}
+
+/// Read again the paused connections of `svc` that may be read.
+///
+/// # Safety
+/// `svc` must be a live service port.
+unsafe fn resume_paused(svc: *mut CapsPort) {
+    // SAFETY: `svc` is live; listed remotes are live.
+    unsafe {
+        let Kind::Service(s) = &mut (*svc).kind else {
+            return;
+        };
+        if s.paused.is_empty() {
+            return;
+        }
+        for r in std::mem::take(&mut s.paused) {
+            if !listed(svc, r) {
+                continue;
+            }
+            if !may_read(r) {
+                if let Kind::Service(s) = &mut (*svc).kind {
+                    s.paused.push(r);
+                }
+                continue;
+            }
+            let rm = remote_of(r);
+            rm.paused = false;
+            rm.conn.drained = false;
+            let ev = rm.conn.events | EV_IN;
+            rm.conn.set_events(ev);
+            remote_read(r);
+        }
     }
 }
 
@@ -767,10 +887,14 @@ unsafe fn flush_dirty(svc: *mut CapsPort) {
             return;
         };
         for r in std::mem::take(&mut s.dirty) {
+            if !listed(svc, r) {
+                continue;
+            }
             let rm = remote_of(r);
             rm.dirty = false;
-            if let Err(e) = rm.conn.flush() {
-                remote_shutdown(r, Some(&ReadEnd::Errno(e)));
+            match rm.conn.flush() {
+                Err(e) => remote_shutdown(r, Some(&ReadEnd::Errno(e))),
+                Ok(()) => account(r),
             }
         }
     }
@@ -801,7 +925,10 @@ unsafe fn remote_shutdown(r: *mut CapsPort, why: Option<&ReadEnd>) {
         {
             s.remotes.retain(|&x| x != r);
             s.dirty.retain(|&x| x != r);
+            s.paused.retain(|&x| x != r);
             s.gate.release((*r).c.cred.uid);
+            s.budget
+                .update((*r).c.cred.uid, std::mem::take(&mut rm.charged), 0);
         }
         rm.dirty = false;
         rm.service = ptr::null_mut();
@@ -1014,6 +1141,7 @@ unsafe extern "C" fn remote_replyport(port: *mut lwkt_port, msg: *mut lwkt_msg) 
         }
         let rm = remote_of(r);
         rm.held -= 1;
+        rm.held_bytes -= (*head).size;
         rm.ids.remove(&(*head).id);
         if inherited(r, None) {
             // Received by the parent: its reply is the parent's to send.
@@ -1059,6 +1187,7 @@ unsafe extern "C" fn remote_replyport(port: *mut lwkt_port, msg: *mut lwkt_msg) 
                     }
                 }
                 free_request(msg);
+                account(r);
                 release(r);
                 return;
             }
@@ -1071,18 +1200,11 @@ unsafe extern "C" fn remote_replyport(port: *mut lwkt_port, msg: *mut lwkt_msg) 
                 release(r);
                 return;
             }
-            if rm.paused && rm.held < MAX_HELD && rm.conn.queued() < MAX_OUT {
-                rm.paused = false;
-                rm.conn.drained = false;
-                let ev = rm.conn.events | EV_IN;
-                rm.conn.set_events(ev);
-                free_request(msg);
-                remote_read(r);
-                release(r);
-                return;
-            }
         }
         free_request(msg);
+        // Less buffered now: this or another paused connection may be
+        // read again.
+        account(r);
         release(r);
     }
 }
