@@ -31,6 +31,10 @@
  *	caps_echo: the reply fills the whole buffer) as the socket takes,
  *	never reading a reply. Prints "flooded K" (connections) at the end,
  *	then waits to be killed.
+ *   v2flood NAME N SECS
+ *	The same against v2 service (NAME, -1, -1): N clients each put as
+ *	many 128 KB requests as they may (CAPS_MAXINPROG) and never read a
+ *	reply, for SECS seconds. Prints "flooded K", then waits to be killed.
  *   silent PATH
  *	Listens at PATH and never accepts nor answers: prints "listening",
  *	then waits to be killed.
@@ -382,6 +386,37 @@ flood(const char *path, int n, int secs)
 }
 
 static int
+v2flood(const char *name, int n, int secs)
+{
+	static char big[128 * 1024];
+	int *ids = calloc(n, sizeof(int));
+	double end = now() + secs;
+	int i;
+
+	if (ids == NULL)
+		return (1);
+	for (i = 0; i < n; ++i) {
+		ids[i] = caps_sys_client(name, (uid_t)-1, (gid_t)-1, 0, CAPF_ANYCLIENT);
+		if (ids[i] < 0)
+			return (printf("caps_sys_client: %s\n", strerror(errno)), 1);
+	}
+	while (now() < end) {
+		int sent = 0;
+
+		for (i = 0; i < n; ++i) {
+			if (caps_sys_put(ids[i], big, sizeof(big)) >= 0)
+				++sent;
+		}
+		if (sent == 0)
+			usleep(10000);
+	}
+	printf("flooded %d\n", n);
+	fflush(stdout);
+	for (;;)
+		pause();
+}
+
+static int
 silent(const char *path)
 {
 	struct sockaddr_un sa;
@@ -485,6 +520,8 @@ main(int ac, char **av)
 		return (hold(av[1], atoi(av[2]), atoi(av[3])));
 	if (ac == 4 && strcmp(av[0], "flood") == 0)
 		return (flood(av[1], atoi(av[2]), atoi(av[3])));
+	if (ac == 4 && strcmp(av[0], "v2flood") == 0)
+		return (v2flood(av[1], atoi(av[2]), atoi(av[3])));
 	if (ac == 2 && strcmp(av[0], "silent") == 0)
 		return (silent(av[1]));
 	if (ac == 2 && strcmp(av[0], "v2ping") == 0)

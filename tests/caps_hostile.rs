@@ -825,3 +825,41 @@ fn one_user_cannot_exhaust_the_service_memory() {
     drop(atk);
     drop(srv);
 }
+
+/// The same for a v2 service: 40 clients of user B put as many 128 KB
+/// requests as they may and never read a reply.
+#[test]
+fn one_user_cannot_exhaust_the_v2_service_memory() {
+    let Some(users) = TestUsers::create("one_user_cannot_exhaust_the_v2_service_memory", 1) else {
+        return;
+    };
+    let base = Base::new("v2flood");
+    let (b, b_gid) = users.ids(0);
+    let mut srv = base.cmd(hostile());
+    srv.args(["v2serve", "vflood", "0"]);
+    let mut srv = Proc::spawn(srv);
+    srv.expect_line("serving");
+    let pid = srv.0.as_ref().unwrap().id();
+    let before = rss_kib(pid);
+    let mut atk = base.cmd(hostile());
+    atk.args([
+        "-u",
+        &b.to_string(),
+        "-G",
+        &b_gid.to_string(),
+        "v2flood",
+        "vflood",
+        "40",
+        "4",
+    ]);
+    let mut atk = Proc::spawn(atk);
+    assert_eq!(atk.line(), "flooded 40");
+    let during = rss_kib(pid);
+    let mut c = base.cmd(hostile());
+    c.args(["v2ping", "vflood"]);
+    assert_eq!(text(&run(c).stdout), "ok\n");
+    eprintln!("v2 flood: server RSS {before} KiB before, {during} KiB under 40 flooding clients");
+    assert!(during < before + 48 * 1024, "{during} KiB");
+    drop(atk);
+    drop(srv);
+}

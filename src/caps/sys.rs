@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Instant;
 
 use super::conn::{
-    CANDIDATE_HELLO_MS, Conn, Gate, HELLO_DEADLINE, ReadEnd, accept, errno, handshake,
+    Budget, CANDIDATE_HELLO_MS, Conn, Gate, HELLO_DEADLINE, ReadEnd, accept, errno, handshake,
     log_hello_drops, read_exact_timeout, set_nonblocking,
 };
 use super::cred::{Cred, SysAccess};
@@ -193,6 +193,10 @@ struct SConn {
     replied: HashMap<u64, i64>,
     /// Requests of this connection at the server in any state.
     inflight: usize,
+    /// Bytes of its requests queued, not yet taken.
+    queued_bytes: usize,
+    /// What the service's budget counts for this connection.
+    charged: usize,
 }
 
 struct Svc {
@@ -218,6 +222,8 @@ struct Svc {
     accept_skipped: u32,
     /// Connections per peer uid (`conn::Gate`).
     gate: Gate,
+    /// Bytes buffered for the connections (`conn::Budget`).
+    budget: Budget,
 }
 
 struct Cli {
@@ -521,6 +527,7 @@ pub fn service(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno
         accept_due: true,
         accept_skipped: 0,
         gate: Gate::new(me.uid),
+        budget: Budget::new(me.uid),
     };
     let r = lock().insert(flags, Kind::Service(Box::new(svc)));
     if let Err(e) = &r {
@@ -555,6 +562,8 @@ impl Svc {
     fn remove_conn(&mut self, k: u64) -> Option<SConn> {
         let mut c = self.conns.remove(&k)?;
         self.gate.release(c.cred.uid);
+        self.budget
+            .update(c.cred.uid, std::mem::take(&mut c.charged), 0);
         c.conn.close();
         Some(c)
     }
@@ -625,6 +634,8 @@ impl Svc {
                     hello_done: false,
                     replied: HashMap::new(),
                     inflight: 0,
+                    queued_bytes: 0,
+                    charged: 0,
                 },
             );
         }
@@ -679,6 +690,10 @@ impl Svc {
             let Some(c) = self.conns.get_mut(&k) else {
                 return;
             };
+            if !self.budget.allows(c.cred.uid) {
+                // Over budget: its requests wait in the socket.
+                break;
+            }
             match c.conn.next_frame() {
                 Ok(None) => break,
                 Ok(Some((h, body))) => {
@@ -712,6 +727,16 @@ impl Svc {
         {
             self.conn_gone(k);
         }
+        self.account(k);
+    }
+
+    /// Bring the budget up to date with what connection `k` buffers now.
+    fn account(&mut self, k: u64) {
+        if let Some(c) = self.conns.get_mut(&k) {
+            let now = c.queued_bytes + c.conn.queued();
+            let was = std::mem::replace(&mut c.charged, now);
+            self.budget.update(c.cred.uid, was, now);
+        }
     }
 
     /// One frame from connection `k`.
@@ -723,6 +748,7 @@ impl Svc {
                     return Err("too many requests in flight");
                 }
                 c.inflight += 1;
+                c.queued_bytes += body.len();
                 let sid = self.next_sid;
                 self.next_sid += 1;
                 self.news = true;
@@ -808,6 +834,10 @@ impl Svc {
                 if let Some(Queued::Request { data, .. }) = self.queue.pop_front() {
                     buf[..size].copy_from_slice(&data);
                 }
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.queued_bytes -= size;
+                }
+                self.account(conn);
                 self.held.insert(
                     sid,
                     Held {
@@ -864,8 +894,16 @@ impl Svc {
                 .ok_or(libc::EINVAL)?;
             match self.queue.remove(pos) {
                 Some(Queued::Request {
-                    conn, client_id, ..
-                }) => (conn, client_id),
+                    conn,
+                    client_id,
+                    data,
+                    ..
+                }) => {
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.queued_bytes -= data.len();
+                    }
+                    (conn, client_id)
+                }
                 _ => return Err(libc::EINVAL),
             }
         };
@@ -887,6 +925,7 @@ impl Svc {
         if c.conn.flush().is_err() {
             self.conn_gone(conn);
         }
+        self.account(conn);
         Ok(())
     }
 
@@ -912,7 +951,12 @@ impl Svc {
             } else {
                 0
             };
-            fds.push(pollfd(c.conn.raw(), libc::POLLIN | out));
+            let inp = if self.budget.allows(c.cred.uid) {
+                libc::POLLIN
+            } else {
+                0
+            };
+            fds.push(pollfd(c.conn.raw(), inp | out));
         }
     }
 
