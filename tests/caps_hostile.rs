@@ -630,6 +630,9 @@ fn lockout_case(
     let mut srv = Proc::spawn(serve);
     srv.expect_line(ready);
     wait_listening(node);
+    // `sh` execs the server: same pid.
+    let pid = srv.0.as_ref().unwrap().id();
+    let rss_before = rss_kib(pid);
     let mut atk = base.cmd(hostile());
     atk.args([
         "-u",
@@ -656,6 +659,10 @@ fn lockout_case(
     assert!(k > 0, "{held}");
     assert_eq!(atk.line(), format!("dropped {k}"));
     let _ = atk.kill();
+    eprintln!(
+        "lockout: server RSS {rss_before} KiB before, {} KiB after",
+        rss_kib(pid)
+    );
     let out = srv.kill();
     let err = text(&out.stderr);
     assert!(err.contains("no hello within"), "{err}");
