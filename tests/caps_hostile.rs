@@ -34,23 +34,8 @@ fn text(b: &[u8]) -> String {
 }
 
 /// Wait for a child, killing it (and failing) past the deadline.
-fn wait_deadline(mut child: Child) -> Output {
-    let t0 = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if t0.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "program hung; stdout:\n{}\nstderr:\n{}",
-                text(&out.stdout),
-                text(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+fn wait_deadline(child: Child) -> Output {
+    common::wait_deadline(child, DEADLINE)
 }
 
 fn run(mut c: Command) -> Output {
@@ -167,6 +152,11 @@ fn wait_listening(p: &Path) {
     }
 }
 
+/// `-u UID -G GID`: the test programs drop to that user and group.
+fn ids_args(uid: u32, gid: u32) -> [String; 4] {
+    ["-u".into(), uid.to_string(), "-G".into(), gid.to_string()]
+}
+
 /// Run a system program (`ln`, `mkdir`, `mkfifo`, ...) as user `i`.
 fn as_user(users: &TestUsers, i: usize, prog: &str, args: &[&str]) {
     let mut c = users.command(i, Path::new(prog));
@@ -181,6 +171,22 @@ fn as_user(users: &TestUsers, i: usize, prog: &str, args: &[&str]) {
 }
 
 // ---- 1: the rendezvous directories are never followed -------------------
+
+/// Start v1 service `name` as `(uid, gid)`, which must fail with `EPERM`;
+/// returns its log.
+fn refused_v1_service(base: &Base, (uid, gid): (u32, u32), name: &str) -> String {
+    let mut c = base.cmd(echo());
+    c.args(ids_args(uid, gid));
+    c.args(["-s", name, "-n", "1"]);
+    let out = run(c);
+    assert_eq!(
+        text(&out.stdout),
+        "caps_service: Operation not permitted\n",
+        "stderr: {}",
+        text(&out.stderr)
+    );
+    text(&out.stderr)
+}
 
 /// User B links `users/<A>` to a directory of A's before A's first
 /// service: A's service must fail (not follow the link and rename its
@@ -207,30 +213,12 @@ fn planted_symlink_for_users_dir_is_not_followed() {
         &["-s", home.to_str().unwrap(), link.to_str().unwrap()],
     );
 
-    let mut c = base.cmd(echo());
-    c.args([
-        "-s",
-        "notes",
-        "-n",
-        "1",
-        "-u",
-        &a.to_string(),
-        "-G",
-        &a_gid.to_string(),
-    ]);
-    let out = run(c);
+    let err = refused_v1_service(&base, (a, a_gid), "notes");
     assert_eq!(
         std::fs::read_to_string(home.join("notes")).unwrap(),
         "A's notes\n",
         "A's file was replaced"
     );
-    assert_eq!(
-        text(&out.stdout),
-        "caps_service: Operation not permitted\n",
-        "stderr: {}",
-        text(&out.stderr)
-    );
-    let err = text(&out.stderr);
     assert!(
         err.contains("caps_service")
             && err.contains(link.to_str().unwrap())
@@ -260,25 +248,7 @@ fn users_dir_made_by_another_user_is_refused() {
     );
     assert_eq!(std::fs::metadata(&dir).unwrap().uid(), b);
 
-    let mut c = base.cmd(echo());
-    c.args([
-        "-s",
-        "svc",
-        "-n",
-        "1",
-        "-u",
-        &a.to_string(),
-        "-G",
-        &a_gid.to_string(),
-    ]);
-    let out = run(c);
-    assert_eq!(
-        text(&out.stdout),
-        "caps_service: Operation not permitted\n",
-        "stderr: {}",
-        text(&out.stderr)
-    );
-    let err = text(&out.stderr);
+    let err = refused_v1_service(&base, (a, a_gid), "svc");
     assert!(
         err.contains(dir.to_str().unwrap()) && err.contains(&format!("uid {b}")),
         "{err}"
@@ -290,38 +260,14 @@ fn users_dir_made_by_another_user_is_refused() {
     std::fs::create_dir(&dir).unwrap();
     std::os::unix::fs::chown(&dir, Some(a), Some(a_gid)).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let mut c = base.cmd(echo());
-    c.args([
-        "-s",
-        "svc",
-        "-n",
-        "1",
-        "-u",
-        &a.to_string(),
-        "-G",
-        &a_gid.to_string(),
-    ]);
-    let out = run(c);
-    assert_eq!(text(&out.stdout), "caps_service: Operation not permitted\n");
-    assert!(
-        text(&out.stderr).contains("writable by others"),
-        "{}",
-        text(&out.stderr)
-    );
+    let err = refused_v1_service(&base, (a, a_gid), "svc");
+    assert!(err.contains("writable by others"), "{err}");
 
     // Once the administrator removed it, A's service makes its own.
     std::fs::remove_dir(&dir).unwrap();
     let mut srv = base.cmd(echo());
-    srv.args([
-        "-s",
-        "svc",
-        "-n",
-        "1",
-        "-u",
-        &a.to_string(),
-        "-G",
-        &a_gid.to_string(),
-    ]);
+    srv.args(ids_args(a, a_gid));
+    srv.args(["-s", "svc", "-n", "1"]);
     let mut srv = Proc::spawn(srv);
     srv.expect_line("serving svc");
     let st = std::fs::metadata(&dir).unwrap();
@@ -357,15 +303,8 @@ fn planted_v2_nodes_are_refused_naming_their_owner() {
         args.push(node.to_str().unwrap());
         as_user(&users, 1, prog, &args);
         let mut c = base.cmd(hostile());
-        c.args([
-            "-u",
-            &a.to_string(),
-            "-G",
-            &a_gid.to_string(),
-            "v2svc",
-            name,
-            &a.to_string(),
-        ]);
+        c.args(ids_args(a, a_gid));
+        c.args(["v2svc", name, &a.to_string()]);
         let out = run(c);
         assert_eq!(
             text(&out.stdout),
@@ -634,16 +573,8 @@ fn lockout_case(
     let pid = srv.0.as_ref().unwrap().id();
     let rss_before = rss_kib(pid);
     let mut atk = base.cmd(hostile());
-    atk.args([
-        "-u",
-        &b.to_string(),
-        "-G",
-        &b_gid.to_string(),
-        "hold",
-        node.to_str().unwrap(),
-        "400",
-        "6",
-    ]);
+    atk.args(ids_args(b, b_gid));
+    atk.args(["hold", node.to_str().unwrap(), "400", "6"]);
     let mut atk = Proc::spawn(atk);
     let held = atk.line();
     let t0 = Instant::now();
@@ -680,18 +611,8 @@ fn one_user_cannot_lock_others_out_v1() {
     let serve = limited(&base, 128, echo(), &["-s", "lock", "-u", &a_s, "-G", &a_gs]);
     let node = base.base.join(format!("users/{a}/lock"));
     let mut client = base.cmd(echo());
-    client.args([
-        "-c",
-        "lock",
-        "-o",
-        &a_s,
-        "-r",
-        "1",
-        "-u",
-        &c.to_string(),
-        "-G",
-        &c_gid.to_string(),
-    ]);
+    client.args(ids_args(c, c_gid));
+    client.args(["-c", "lock", "-o", &a_s, "-r", "1"]);
     lockout_case(
         &users,
         &base,
@@ -720,14 +641,8 @@ fn one_user_cannot_lock_others_out_v2() {
     );
     let node = base.base.join(format!("sys/lock,{a},-"));
     let mut client = base.cmd(hostile());
-    client.args([
-        "-u",
-        &c.to_string(),
-        "-G",
-        &c_gid.to_string(),
-        "v2ping",
-        "lock",
-    ]);
+    client.args(ids_args(c, c_gid));
+    client.args(["v2ping", "lock"]);
     lockout_case(&users, &base, serve, "serving", &node, client, "ok\n");
 }
 
@@ -745,29 +660,16 @@ fn lookup_moves_past_a_silent_candidate() {
     let (b, b_gid) = users.ids(0);
     let (c, c_gid) = users.ids(1);
     let mut srv = base.cmd(hostile());
-    srv.args([
-        "-u",
-        &c.to_string(),
-        "-G",
-        &c_gid.to_string(),
-        "v2serve",
-        "quiet",
-        "0",
-    ]);
+    srv.args(ids_args(c, c_gid));
+    srv.args(["v2serve", "quiet", "0"]);
     let mut srv = Proc::spawn(srv);
     srv.expect_line("serving");
     // newer than C's node by a clear margin (lookups try the newest first)
     std::thread::sleep(Duration::from_millis(1100));
     let silent_node = base.base.join(format!("sys/quiet,{b},-"));
     let mut sil = base.cmd(hostile());
-    sil.args([
-        "-u",
-        &b.to_string(),
-        "-G",
-        &b_gid.to_string(),
-        "silent",
-        silent_node.to_str().unwrap(),
-    ]);
+    sil.args(ids_args(b, b_gid));
+    sil.args(["silent", silent_node.to_str().unwrap()]);
     let mut sil = Proc::spawn(sil);
     sil.expect_line("listening");
     let t0 = Instant::now();
@@ -811,16 +713,8 @@ fn one_user_cannot_exhaust_the_service_memory() {
     let before = rss_kib(pid);
     let node = base.base.join("root/flood");
     let mut atk = base.cmd(hostile());
-    atk.args([
-        "-u",
-        &b.to_string(),
-        "-G",
-        &b_gid.to_string(),
-        "flood",
-        node.to_str().unwrap(),
-        "40",
-        "4",
-    ]);
+    atk.args(ids_args(b, b_gid));
+    atk.args(["flood", node.to_str().unwrap(), "40", "4"]);
     let mut atk = Proc::spawn(atk);
     assert_eq!(atk.line(), "flooded 40");
     let during = rss_kib(pid);
@@ -849,16 +743,8 @@ fn one_user_cannot_exhaust_the_v2_service_memory() {
     let pid = srv.0.as_ref().unwrap().id();
     let before = rss_kib(pid);
     let mut atk = base.cmd(hostile());
-    atk.args([
-        "-u",
-        &b.to_string(),
-        "-G",
-        &b_gid.to_string(),
-        "v2flood",
-        "vflood",
-        "40",
-        "4",
-    ]);
+    atk.args(ids_args(b, b_gid));
+    atk.args(["v2flood", "vflood", "40", "4"]);
     let mut atk = Proc::spawn(atk);
     assert_eq!(atk.line(), "flooded 40");
     let during = rss_kib(pid);

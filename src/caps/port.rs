@@ -498,12 +498,11 @@ unsafe fn accept_all(svc: *mut CapsPort) {
 unsafe fn hello_timer(svc: *mut CapsPort) -> Option<Timer> {
     let made = Timer::new().and_then(|mut t| {
         let fd = t.fd.as_raw_fd();
-        // SAFETY (of the callback): unregistered before `svc` is freed.
-        t.token = Some(evloop::register(
-            fd,
-            EV_IN,
-            Box::new(move |_| unsafe { hello_sweep(svc) }),
-        )?);
+        let sweep = move |_| {
+            // SAFETY: the registration is removed before `svc` is freed.
+            unsafe { hello_sweep(svc) }
+        };
+        t.token = Some(evloop::register(fd, EV_IN, Box::new(sweep))?);
         Ok(t)
     });
     match made {
@@ -627,9 +626,9 @@ unsafe fn remote_event(r: *mut CapsPort, bits: u32) {
             unsafe { remote_shutdown(r, Some(&ReadEnd::Errno(e))) };
             return;
         }
-        // SAFETY: `r` is live; it stays listed (or was freed) only if
-        // the resumed reads shut it down, so it is looked up again.
         let svc = rm.service;
+        // SAFETY: `r` is live; reads resumed by `account` may shut it
+        // down (and free it), so whether it is still listed is checked.
         unsafe {
             account(r);
             if svc.is_null() || !listed(svc, r) {
@@ -692,9 +691,8 @@ unsafe fn remote_read(r: *mut CapsPort) {
                 rm.paused = true;
                 let svc = rm.service;
                 // SAFETY: the service of a listed remote is live.
-                if !svc.is_null()
-                    && let Kind::Service(s) = unsafe { &mut (*svc).kind }
-                {
+                let kind = (!svc.is_null()).then(|| unsafe { &mut (*svc).kind });
+                if let Some(Kind::Service(s)) = kind {
                     s.paused.push(r);
                 }
             }

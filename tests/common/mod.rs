@@ -93,6 +93,30 @@ pub fn compile_c(name: &str, src: &str, static_link: bool) -> PathBuf {
     exe
 }
 
+/// Wait for a child and collect its output, killing it (and failing the
+/// test) past `deadline`.
+pub fn wait_deadline(
+    mut child: std::process::Child,
+    deadline: std::time::Duration,
+) -> std::process::Output {
+    let t0 = std::time::Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if t0.elapsed() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "program hung; stdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
 /// Real local accounts made for one test with `useradd` and removed with
 /// `userdel` when dropped (also when the test fails). Each has its own
 /// group of the same name.
