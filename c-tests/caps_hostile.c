@@ -21,7 +21,7 @@
  *	with its own bytes, forever.
  *   hold PATH N SECS
  *	Opens up to N connections to the socket at PATH (non-blocking: a
- *	full backlog ends the attempt), sends half a hello on each, prints
+ *	backlog full for 0.1 s ends the attempt), sends half a hello on each, prints
  *	"held K" (connected), after a second "open after 1 s: O" (not
  *	closed by the service), and after SECS seconds "dropped D": how many
  *	the service has closed by then. Then waits to be killed.
@@ -260,11 +260,15 @@ hold(const char *path, int n, int secs)
 	if (fds == NULL || unix_addr(&sa, path) != 0)
 		return (printf("bad path\n"), 1);
 	for (i = 0; i < n; ++i) {
-		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0), tries = 0, r;
 
 		if (fd < 0)
 			break;
-		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		/* a full backlog: give the service a moment to accept */
+		while ((r = connect(fd, (struct sockaddr *)&sa, sizeof(sa))) != 0 &&
+		    errno == EAGAIN && ++tries < 100)
+			usleep(1000);
+		if (r != 0) {
 			close(fd);
 			break;
 		}
