@@ -42,6 +42,8 @@ use crate::abi::{
 use crate::cpu::{SOCK_SPIN_MIN_NS, sock_spin, sock_spin_slept};
 use crate::warn;
 
+mod guard;
+
 /// Largest message `caps_sys_put` or `caps_sys_reply` takes (the man
 /// page's 128 KB).
 pub const MAX_MSG: usize = 128 * 1024;
@@ -558,49 +560,6 @@ impl Svc {
         self.hello_sweep();
     }
 
-    /// Take connection `k` off the table (and off its uid's count).
-    fn remove_conn(&mut self, k: u64) -> Option<SConn> {
-        let mut c = self.conns.remove(&k)?;
-        self.gate.release(c.cred.uid);
-        self.budget
-            .update(c.cred.uid, std::mem::take(&mut c.charged), 0);
-        c.conn.close();
-        Some(c)
-    }
-
-    /// Drop the connections whose hello is overdue (`pump` read what
-    /// they sent), one log line for all.
-    fn hello_sweep(&mut self) {
-        let now = Instant::now();
-        let overdue: Vec<u64> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| !c.hello_done && c.conn.hello_overdue(now))
-            .map(|(k, _)| *k)
-            .collect();
-        let mut last = Cred::default();
-        for &k in &overdue {
-            if let Some(c) = self.remove_conn(k) {
-                last = c.cred;
-            }
-        }
-        log_hello_drops(
-            "caps_sys_service",
-            &self.listener.path.display(),
-            overdue.len(),
-            &last,
-        );
-    }
-
-    /// When the next connection without a hello is due to be dropped.
-    fn hello_due(&self) -> Option<Instant> {
-        self.conns
-            .values()
-            .filter(|c| !c.hello_done)
-            .map(|c| c.conn.since + HELLO_DEADLINE)
-            .min()
-    }
-
     fn accept_all(&mut self) {
         loop {
             let fd = match accept(self.listener.fd.as_raw_fd(), "caps_sys_service") {
@@ -728,15 +687,6 @@ impl Svc {
             self.conn_gone(k);
         }
         self.account(k);
-    }
-
-    /// Bring the budget up to date with what connection `k` buffers now.
-    fn account(&mut self, k: u64) {
-        if let Some(c) = self.conns.get_mut(&k) {
-            let now = c.queued_bytes + c.conn.queued();
-            let was = std::mem::replace(&mut c.charged, now);
-            self.budget.update(c.cred.uid, was, now);
-        }
     }
 
     /// One frame from connection `k`.
