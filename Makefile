@@ -2,7 +2,10 @@
 #
 #   make                      build libcaps.so.1.0.0 and libcaps.a (release)
 #   make install PREFIX=/usr/local DESTDIR=
+#                             install what `make` built (never builds);
+#                             runs ldconfig when DESTDIR is empty
 #   make uninstall            remove exactly what install put there
+#                             (libraries, headers, pkg-config file, man pages)
 #   make test                 the whole test suite
 #   make demo                 the caps1 demo (see README)
 #   make bench                benchmarks (see BENCHMARKS.md)
@@ -14,6 +17,14 @@ PREFIX     ?= /usr/local
 LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+DOCDIR     ?= $(PREFIX)/share/doc/libcaps
+LDCONFIG   ?= ldconfig
+DATADIR    ?= $(PREFIX)/share
+# The gdb extension, where gdb auto-loads it for the library (the objfile
+# convention: the scripts directory + the library's real path + -gdb.py),
+# and a copy to `source` by hand for static links.
+GDBAUTODIR ?= $(DATADIR)/gdb/auto-load$(LIBDIR)
+SHAREDIR   ?= $(DATADIR)/libcaps
 # CAPS rendezvous directory (services live in root/ and users/UID/)
 CAPSDIR    ?= /var/caps
 DESTDIR    ?=
@@ -33,32 +44,44 @@ STAGE      := $(CURDIR)/build/stage
 HEADERS    := $(shell cd include && find . -name '*.h' | sed 's|^\./||' | sort)
 HEADER_DIRS := $(shell cd include && find . -mindepth 1 -type d | sed 's|^\./||' | sort -r)
 
-.PHONY: all lib install uninstall stage test check-install demo bench bench-caps bench-caps-sys \
+.PHONY: all lib install uninstall stage test check-install check-exports check-docs demo bench bench-caps bench-caps-sys \
 	bench-threads bench-slab bench-encoding headers clean
 
 all: lib
 
+# libcaps.a and libcaps.so both export exactly the symbols of libcaps.map
+# (tools/link-lib.sh: one relocatable object, everything else local).
 lib:
 	$(CARGO) build $(CARGO_PROFILE) --locked -p libcaps --lib
 	mkdir -p $(OUT)
-	cp -f $(TARGET_DIR)/libcaps.so $(OUT)/libcaps.so.$(VERSION)
-	cp -f $(TARGET_DIR)/libcaps.a $(OUT)/libcaps.a
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
-	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
-	    libcaps.pc.in > $(OUT)/libcaps.pc
+	sh tools/link-lib.sh $(TARGET_DIR)/libcaps.a libcaps.map $(OUT) $(VERSION) $(MAJOR)
 
-install: lib
+# install only copies what `make` built (so `sudo make install` never runs
+# cargo as root); without the built files it stops.
+BUILT      := $(OUT)/libcaps.so.$(VERSION) $(OUT)/libcaps.a
+$(BUILT):
+	@echo "$@ is missing: run 'make' first (as yourself), then 'make install'" >&2; exit 1
+
+install: $(BUILT)
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(INCLUDEDIR)/libcaps
 	install -m 755 $(OUT)/libcaps.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libcaps.so.$(VERSION)
 	ln -sfn libcaps.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libcaps.so.$(MAJOR)
 	ln -sfn libcaps.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libcaps.so
 	install -m 644 $(OUT)/libcaps.a $(DESTDIR)$(LIBDIR)/libcaps.a
-	install -m 644 $(OUT)/libcaps.pc $(DESTDIR)$(PKGCONFIGDIR)/libcaps.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	    libcaps.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/libcaps.pc
+	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/libcaps.pc
 	for h in $(HEADERS); do \
 	    install -D -m 644 include/$$h $(DESTDIR)$(INCLUDEDIR)/libcaps/$$h || exit 1; \
 	done
+	install -D -m 644 LICENSE $(DESTDIR)$(DOCDIR)/LICENSE
+	install -D -m 644 gdb/libcaps-gdb.py $(DESTDIR)$(GDBAUTODIR)/libcaps.so.$(VERSION)-gdb.py
+	install -D -m 644 gdb/libcaps-gdb.py $(DESTDIR)$(SHAREDIR)/libcaps-gdb.py
+	install -D -m 644 valgrind/libcaps.supp $(DESTDIR)$(SHAREDIR)/libcaps.supp
 	install -d -m 755 $(DESTDIR)$(CAPSDIR) $(DESTDIR)$(CAPSDIR)/root
 	install -d -m 1777 $(DESTDIR)$(CAPSDIR)/users $(DESTDIR)$(CAPSDIR)/sys
+	$(if $(DESTDIR),,$(LDCONFIG))
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libcaps.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libcaps.so.$(MAJOR) \
@@ -67,20 +90,58 @@ uninstall:
 	for h in $(HEADERS); do rm -f $(DESTDIR)$(INCLUDEDIR)/libcaps/$$h; done
 	for d in $(HEADER_DIRS); do rmdir $(DESTDIR)$(INCLUDEDIR)/libcaps/$$d 2>/dev/null || true; done
 	rmdir $(DESTDIR)$(INCLUDEDIR)/libcaps 2>/dev/null || true
+	rm -f $(DESTDIR)$(GDBAUTODIR)/libcaps.so.$(VERSION)-gdb.py \
+	    $(DESTDIR)$(SHAREDIR)/libcaps-gdb.py $(DESTDIR)$(SHAREDIR)/libcaps.supp
+	rmdir $(DESTDIR)$(SHAREDIR) 2>/dev/null || true
+	# the auto-load tree's empty directories, up to (not including) DATADIR
+	d=$(DESTDIR)$(GDBAUTODIR); while [ "$$d" != "$(DESTDIR)$(DATADIR)" ] && rmdir "$$d" 2>/dev/null; do d=$${d%/*}; done
+	rm -f $(DESTDIR)$(DOCDIR)/LICENSE
+	rmdir $(DESTDIR)$(DOCDIR) $(DESTDIR)$(dir $(DOCDIR)) 2>/dev/null || true
+	rmdir $(DESTDIR)$(PREFIX)/share 2>/dev/null || true
 	# the rendezvous directories go only if no service lives there
 	rmdir $(DESTDIR)$(CAPSDIR)/root $(DESTDIR)$(CAPSDIR)/users $(DESTDIR)$(CAPSDIR)/sys 2>/dev/null || true
 	rmdir $(DESTDIR)$(CAPSDIR) 2>/dev/null || true
 
+# ---- Manual pages (issue 15) ---------------------------------------------
+# man/*.3 (mdoc(7), section 3) go to MANDIR/man3; every other name a page's
+# NAME section lists (.Nm) becomes a symlink NAME.3 -> PAGE.3, so that
+# `man lwkt_domsg` finds lwkt_msgport.3. man/names.sh prints the pairs.
+MANDIR     ?= $(PREFIX)/share/man
+MANPAGES   := $(sort $(wildcard man/*.3))
+
+.PHONY: install-man uninstall-man
+install: install-man
+uninstall: uninstall-man
+
+install-man:
+	install -d $(DESTDIR)$(MANDIR)/man3
+	for p in $(MANPAGES); do install -m 644 $$p $(DESTDIR)$(MANDIR)/man3/ || exit 1; done
+	sh man/names.sh $(MANPAGES) | while read page name; do \
+	    [ "$$name.3" = "$$page" ] || ln -sfn $$page $(DESTDIR)$(MANDIR)/man3/$$name.3 || exit 1; \
+	done
+
+uninstall-man:
+	sh man/names.sh $(MANPAGES) | while read page name; do \
+	    rm -f $(DESTDIR)$(MANDIR)/man3/$$name.3 $(DESTDIR)$(MANDIR)/man3/$$page; \
+	done
+	rmdir $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR) 2>/dev/null || true
+	rmdir $(DESTDIR)$(PREFIX)/share 2>/dev/null || true
+# ---- end of manual pages ---------------------------------------------------
+
 # Install into build/stage (PREFIX=/usr): what the C tests and the ABI test
 # compile against.
-stage:
+stage: lib
 	rm -rf $(STAGE)
 	$(MAKE) install DESTDIR=$(STAGE) PREFIX=/usr
 
-test: stage check-install
+test: stage check-install check-exports check-docs
+	LIBCAPS_STAGE=$(STAGE) sh tests/man.sh
 	LIBCAPS_STAGE=$(STAGE) $(CARGO) test $(CARGO_PROFILE) --locked --workspace
 	LIBCAPS_INCLUDE=$(STAGE)/usr/include/libcaps $(CARGO) run --locked -p abi-test
-	sh tests/valgrind.sh
+	LIBCAPS_STAGE=$(STAGE) sh tests/valgrind.sh
+	LIBCAPS_STAGE=$(STAGE) sh tests/gdb.sh
+	LIBCAPS_STAGE=$(STAGE) sh tests/trace.sh
+	LIBCAPS_STAGE=$(STAGE) sh tests/sanitizers.sh
 
 # The main job: build, install into build/stage, compile caps1 against the
 # installed tree with pkg-config, run its server and client against a
@@ -95,6 +156,16 @@ demo: stage
 # install/uninstall round trip: SONAME, links, pkg-config, nothing left.
 check-install: lib
 	sh tests/install_tree.sh
+
+# What libcaps.so and libcaps.a export, against libcaps.map and the headers.
+check-exports: stage
+	sh tests/exports.sh $(STAGE)
+
+# The docs against the tree; the demo ends with its verdict.
+check-docs: stage
+	sh tests/docs.sh
+	$(MAKE) -s demo DEMO_ROUNDS=2000 > build/demo.out 2>&1 || { cat build/demo.out; exit 1; }
+	tail -n 1 build/demo.out | grep '^== demo OK'
 
 # Benchmarks (BENCHMARKS.md): built -O2 against the release library staged
 # in build/stage; each prints its baselines from the same run.

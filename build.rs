@@ -1,5 +1,6 @@
 //! Build script: generates the struct and prototype part of each public C
-//! header with cbindgen, and gives the shared library its SONAME.
+//! header with cbindgen, and compiles the C shim. (The shared library is
+//! linked by `tools/link-lib.sh`, which gives it its SONAME and exports.)
 //!
 //! Generated headers go to `$OUT_DIR/gen/`. The committed copies live in
 //! `include/libcaps/gen/`; `tests/headers.rs` fails when they drift, and
@@ -114,20 +115,7 @@ const HEADERS: &[GenHeader] = &[
     },
 ];
 
-/// Symbols defined by the C shim that libcaps.so must export (rustc's
-/// version script only lists Rust items; a second anonymous version script
-/// adds these).
-const SHIM_EXPORTS: &[&str] = &[
-    "__libcaps_mycpu",
-    "panicstr",
-    "lwkt_create",
-    "lwkt_set_comm",
-    "panic",
-];
-
 fn main() {
-    let major = env::var("CARGO_PKG_VERSION_MAJOR").unwrap();
-    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libcaps.so.{major}");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-env-changed=LIBCAPS_UPDATE_HEADERS");
 
@@ -136,7 +124,7 @@ fn main() {
     fs::create_dir_all(&out).unwrap();
     let update = env::var_os("LIBCAPS_UPDATE_HEADERS").is_some();
 
-    build_shim(&root, &out);
+    build_shim(&root);
 
     for h in HEADERS {
         let text = generate(&root, h);
@@ -176,8 +164,9 @@ fn generate(root: &Path, h: &GenHeader) -> String {
 }
 
 /// Compile the C shim (variadic functions, TLS `mycpu`, valgrind client
-/// requests) and export its symbols from the shared library.
-fn build_shim(root: &Path, out: &Path) {
+/// requests, the structure types for gdb); which of its symbols libraries
+/// export is `libcaps.map`'s business.
+fn build_shim(root: &Path) {
     let src = root.join("src/capi/shim.c");
     println!("cargo:rerun-if-changed={}", src.display());
     let mut build = cc::Build::new();
@@ -197,12 +186,9 @@ fn build_shim(root: &Path, out: &Path) {
             "cargo:warning=valgrind.h not found: thread stacks will not be registered with valgrind"
         );
     }
+    // The shim includes the public headers and carries the debug
+    // information of their structures for the gdb extension (always -g:
+    // the release build has line tables only).
+    build.include(root.join("include")).debug(true);
     build.compile("caps_shim");
-    let map = out.join("shim-exports.map");
-    let list: String = SHIM_EXPORTS.iter().map(|s| format!("{s}; ")).collect();
-    fs::write(&map, format!("{{ global: {list}}};\n")).unwrap();
-    println!(
-        "cargo:rustc-cdylib-link-arg=-Wl,--version-script={}",
-        map.display()
-    );
 }

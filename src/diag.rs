@@ -1,11 +1,51 @@
-//! One-line diagnostics on standard error, and the fatal form that ends the
-//! process the way DragonFly's `KKASSERT` did.
+//! One-line diagnostics on standard error, the fatal form that ends the
+//! process the way DragonFly's `KKASSERT` did, and the trace switch:
+//! `LIBCAPS_DEBUG=1` in the environment turns on [`trace!`] lines
+//! (docs/debugging.md lists what is traced).
 
+use core::sync::atomic::{AtomicU8, Ordering};
 use std::fmt::Arguments;
+
+/// The trace switch: 0 not looked at yet, 1 off, 2 on.
+static DEBUG: AtomicU8 = AtomicU8::new(0);
+
+/// Is `LIBCAPS_DEBUG` on? One load once the environment has been read.
+#[inline(always)]
+pub fn debug_on() -> bool {
+    match DEBUG.load(Ordering::Relaxed) {
+        1 => false,
+        2 => true,
+        _ => debug_init(),
+    }
+}
+
+/// Read `LIBCAPS_DEBUG` (set and neither empty nor "0": on).
+#[cold]
+fn debug_init() -> bool {
+    // SAFETY: getenv with a NUL-terminated name; the value is only read
+    // here, before anything else in the library could change it.
+    let on = unsafe {
+        let v = libc::getenv(c"LIBCAPS_DEBUG".as_ptr());
+        !v.is_null() && *v != 0 && !(*v == b'0' as core::ffi::c_char && *v.add(1) == 0)
+    };
+    DEBUG.store(if on { 2 } else { 1 }, Ordering::Relaxed);
+    on
+}
+
+/// Write a trace line `libcaps[PID]: FUNC: MESSAGE` (see [`trace!`]).
+#[cold]
+pub fn trace(func: &str, args: Arguments<'_>) {
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    write_line(&format!("libcaps[{pid}]: {func}: {args}\n"));
+}
 
 /// Write `libcaps: FUNC: MESSAGE` as one line on stderr.
 pub fn warn(func: &str, args: Arguments<'_>) {
-    let line = format!("libcaps: {func}: {args}\n");
+    write_line(&format!("libcaps: {func}: {args}\n"));
+}
+
+fn write_line(line: &str) {
     // One write(2) call, so lines from several threads do not interleave,
     // and no lock: `std::io::stderr()`'s lock, held by another thread at a
     // `fork()`, would stay held forever in the child.
@@ -36,6 +76,22 @@ macro_rules! fatal {
     ($func:expr, $($arg:tt)*) => {
         $crate::diag::fatal($func, format_args!($($arg)*))
     };
+}
+
+/// `trace!("caps_client", "{path}: {err}")`: a line on stderr when
+/// `LIBCAPS_DEBUG` is on; its arguments are not evaluated when it is off.
+#[macro_export]
+macro_rules! trace {
+    ($func:expr, $($arg:tt)*) => {
+        if $crate::diag::debug_on() {
+            $crate::diag::trace($func, format_args!($($arg)*))
+        }
+    };
+}
+
+/// An errno value as text: `No such file or directory (os error 2)`.
+pub fn errno_text(e: i32) -> String {
+    std::io::Error::from_raw_os_error(e).to_string()
 }
 
 /// `warn!("caps_client", "bad hello")`

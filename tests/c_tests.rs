@@ -160,6 +160,10 @@ macro_rules! c_test {
 
 const SIGABRT: i32 = 6;
 
+// ---- <libcaps/defs.h> alone: threads, vcpus, ports, slab, encoder ------
+c_test!(defs_umbrella, src: "defs_umbrella");
+c_test!(defs_umbrella_static, src: "defs_umbrella", static_link: true);
+
 // ---- message ports -----------------------------------------------------
 c_test!(msgport, src: "msgport");
 c_test!(msgport_static, src: "msgport", static_link: true);
@@ -303,7 +307,7 @@ c_test!(vcpu_deadlock, src: "vcpu_deadlock", exit: Exit::Signal(SIGABRT),
         "\"waiter\": blocked in waitport", "\"main\": descheduled"]);
 
 /// Every installed header compiles on its own (after `<sys/types.h>`), as
-/// C11 and as C++, with warnings as errors.
+/// C11, as C++17 and as C++11 with `-pedantic`, with warnings as errors.
 #[test]
 fn headers_compile_standalone() {
     let inc = stage().join("usr/include/libcaps");
@@ -328,12 +332,17 @@ fn headers_compile_standalone() {
                 ),
             )
             .unwrap();
-            for (compiler, std) in [("cc", "-std=gnu11"), ("c++", "-std=gnu++17")] {
+            for (compiler, std, pedantic) in [
+                ("cc", "-std=gnu11", "-Wno-pedantic"),
+                ("c++", "-std=gnu++17", "-Wno-pedantic"),
+                ("c++", "-std=c++11", "-pedantic"),
+            ] {
                 let out = Command::new(compiler)
                     .args([
                         "-Wall",
                         "-Wextra",
                         "-Werror",
+                        pedantic,
                         "-DSMP",
                         std,
                         "-fsyntax-only",
@@ -354,6 +363,37 @@ fn headers_compile_standalone() {
         }
     }
     assert!(checked >= 2, "no headers found under {}", inc.display());
+}
+
+/// `c-tests/cxx_macros.cpp` uses every macro and inline function of the
+/// headers (`MALLOC_DEFINE`, `CAPS_IN_*`, critical sections, the
+/// `msgport2.h` helpers, ...); it compiles as C++11, 14, 17 and 20 with
+/// `-Wall -Wextra -Werror -pedantic`, and each build runs.
+#[test]
+fn cxx_every_macro_and_inline() {
+    let dir = root().join("target/c-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let want = std::fs::read_to_string(root().join("c-tests/expected/cxx_macros.stdout")).unwrap();
+    for std in ["c++11", "c++14", "c++17", "c++20"] {
+        let exe = dir.join(format!("cxx_macros-{std}"));
+        let out = Command::new("c++")
+            .arg(format!("-std={std}"))
+            .args(["-Wall", "-Wextra", "-Werror", "-pedantic", "-DSMP", "-o"])
+            .arg(&exe)
+            .arg(root().join("c-tests/cxx_macros.cpp"))
+            .args(common::pkg_config(&["--cflags", "--libs"]))
+            .arg(format!("-Wl,-rpath,{}", stage().join("usr/lib").display()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cxx_macros.cpp as {std}:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let run = Command::new(&exe).output().unwrap();
+        assert!(run.status.success(), "cxx_macros ({std}): {run:?}");
+        assert_eq!(String::from_utf8_lossy(&run.stdout), want, "{std}");
+    }
 }
 
 #[test]

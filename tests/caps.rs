@@ -117,7 +117,7 @@ impl Drop for Server {
 
 /// Wait for a child, killing it (and failing) past the deadline.
 fn wait_deadline(child: Child) -> Output {
-    common::wait_deadline(child, DEADLINE)
+    common::wait_deadline(child, DEADLINE, "program")
 }
 
 fn run(mut c: Command) -> Output {

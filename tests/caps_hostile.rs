@@ -35,7 +35,7 @@ fn text(b: &[u8]) -> String {
 
 /// Wait for a child, killing it (and failing) past the deadline.
 fn wait_deadline(child: Child) -> Output {
-    common::wait_deadline(child, DEADLINE)
+    common::wait_deadline(child, DEADLINE, "program")
 }
 
 fn run(mut c: Command) -> Output {

@@ -13,6 +13,13 @@
 
 #include <sys/types.h>
 #include <assert.h>
+/*
+ * exit(), abort(): DragonFly's caps1.c calls exit() and strtol() having
+ * included only this header, the kernel ones and <stdio.h>, <signal.h>;
+ * compilers of 2003 let that pass, today's reject the implicit
+ * declarations.
+ */
+#include <stdlib.h>
 #include <sys/thread.h>		/* struct thread is embedded (gd_idlethread) */
 #include <libcaps/slaballoc.h>	/* SLGlobalData is embedded (gd_slab) */
 

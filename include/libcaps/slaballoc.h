@@ -59,11 +59,20 @@ typedef struct SLOversized	SLOversized;
  * type argument); MALLOC_DECLARE(M_FOO) declares it in a header. The type
  * is registered on its first slab_malloc(). The cache-line alignment keeps
  * the per-cpu counters of different types apart.
+ *
+ * Every field is given, in order, so the same initializer is valid C and
+ * C++ from C++11 on (designated initializers are C++20) without
+ * -Wmissing-field-initializers warnings.
  */
 #define MALLOC_DEFINE(type, shortdesc, longdesc)			\
-	struct malloc_type type[1] __attribute__((aligned(64))) = {	\
-		{ .ks_magic = M_MAGIC, .ks_shortdesc = (shortdesc) }	\
-	}
+	struct malloc_type type[1] __attribute__((aligned(64))) = { {	\
+		/* ks_next */ 0, /* ks_memuse */ { 0 },			\
+		/* ks_loosememuse, ks_limit, ks_size */ 0, 0, 0,		\
+		/* ks_inuse */ { 0 }, /* ks_calls, ks_maxused */ 0, 0,	\
+		/* ks_magic */ M_MAGIC, /* ks_shortdesc */ (shortdesc),	\
+		/* ks_limblocks, ks_mapblocks */ 0, 0,			\
+		/* ks_reserved */ { 0 }					\
+	} }
 
 #define MALLOC_DECLARE(type)						\
 	extern struct malloc_type type[1]

@@ -25,6 +25,27 @@ fn owner() -> *mut thread {
     unsafe { (*crate::cpu::mycpu()).gd_curthread }
 }
 
+/// Trace (`LIBCAPS_DEBUG`) a failed call that creates or connects to
+/// service `name`: the lines before it name each path it tried.
+fn trace_failure<T>(func: &str, name: &[u8], uid: u32, r: Result<T, i32>) -> Result<T, i32> {
+    if let Err(e) = &r {
+        crate::trace!(
+            func,
+            "\"{}\" (uid {}) failed in {}: {}",
+            String::from_utf8_lossy(name),
+            uid as i32,
+            if func.starts_with("caps_sys") {
+                crate::caps::rendezvous::sys_dir()
+            } else {
+                crate::caps::rendezvous::base_dir()
+            }
+            .display(),
+            crate::diag::errno_text(*e)
+        );
+    }
+    r
+}
+
 /// The name argument as bytes, or `EINVAL`.
 ///
 /// # Safety
@@ -58,7 +79,16 @@ pub unsafe extern "C" fn caps_service(
     let Some(name) = (unsafe { name_arg("caps_service", name) }) else {
         return ptr::null_mut();
     };
-    match port::service(name, gid, modes, flags, owner()) {
+    let uid = {
+        // SAFETY: a plain id query.
+        unsafe { libc::geteuid() }
+    };
+    match trace_failure(
+        "caps_service",
+        name,
+        uid,
+        port::service(name, gid, modes, flags, owner()),
+    ) {
         Ok(p) => p.cast(),
         Err(e) => {
             set_errno(e);
@@ -85,7 +115,7 @@ pub unsafe extern "C" fn caps_client(
     let Some(name) = (unsafe { name_arg("caps_client", name) }) else {
         return ptr::null_mut();
     };
-    match port::client(name, uid, owner()) {
+    match trace_failure("caps_client", name, uid, port::client(name, uid, owner())) {
         Ok(p) => p.cast(),
         Err(e) => {
             set_errno(e);
@@ -195,7 +225,8 @@ pub unsafe extern "C" fn caps_sys_service(
 ) -> c_int {
     let _ = upcid;
     // SAFETY: the caller passes a C string or NULL.
-    ret(unsafe { sys_name(name) }.and_then(|n| sys::service(n, uid, gid, flags)))
+    ret(unsafe { sys_name(name) }
+        .and_then(|n| trace_failure("caps_sys_service", n, uid, sys::service(n, uid, gid, flags))))
 }
 
 /// Connect to the service `name` registered for `(uid, gid)` (-1 matches
@@ -216,7 +247,8 @@ pub unsafe extern "C" fn caps_sys_client(
 ) -> c_int {
     let _ = upcid;
     // SAFETY: the caller passes a C string or NULL.
-    ret(unsafe { sys_name(name) }.and_then(|n| sys::client(n, uid, gid, flags)))
+    ret(unsafe { sys_name(name) }
+        .and_then(|n| trace_failure("caps_sys_client", n, uid, sys::client(n, uid, gid, flags))))
 }
 
 /// Close port `portid` (`EINVAL` if unknown). A service's clients get

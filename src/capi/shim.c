@@ -6,9 +6,12 @@
  *  - The per-kernel-thread pointer behind the `mycpu` macro, as an
  *    initial-exec TLS variable that C programs read with one instruction.
  *  - Valgrind client requests that register thread stacks.
+ *  - Debug information for the structures the gdb extension
+ *    (gdb/libcaps-gdb.py) walks: build.rs compiles this file with -g, so
+ *    that the extension works on programs compiled without -g.
  *
- * build.rs exports the symbols defined here from libcaps.so (rustc only
- * exports Rust items by itself).
+ * libcaps.map says which of the symbols defined here the libraries export
+ * (the libcaps_* helpers are internal).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,9 +19,10 @@
 #ifdef LIBCAPS_HAVE_VALGRIND
 #include <valgrind/valgrind.h>
 #endif
-
-struct globaldata;
-struct thread;
+#include <sys/types.h>
+#include <libcaps/globaldata.h>
+#include <sys/thread.h>
+#include <sys/msgport.h>
 
 /* The current cpu of this kernel thread; NULL until set up. */
 __thread struct globaldata *__libcaps_mycpu
@@ -26,6 +30,17 @@ __thread struct globaldata *__libcaps_mycpu
 
 /* Message of the first panic(), as in DragonFly. */
 const char *panicstr;
+
+/* Never used: only its type matters, to gdb (see above). */
+struct libcaps_gdb_types {
+	struct globaldata *gd;
+	struct thread *td;
+	struct lwkt_port *port;
+	struct lwkt_msg *msg;
+	struct lwkt_token *tok;
+	struct lwkt_wait *wait;
+};
+__attribute__((used)) static const struct libcaps_gdb_types *libcaps_gdb_types;
 
 struct globaldata *libcaps_tls_gd(void);
 void libcaps_tls_set_gd(struct globaldata *gd);
@@ -129,4 +144,106 @@ panic(const char *ctl, ...)
 	fflush(stdout);
 	fputs(buf, stderr);
 	abort();
+}
+
+/*
+ * Sanitizer hooks (src/lwkt/san.rs). The runtime functions are weak
+ * references: they resolve when the program was built with
+ * -fsanitize=address or -fsanitize=thread and stay NULL otherwise.
+ * libcaps_san_hooks() tells once which runtime is there; the wrappers
+ * below are called only then.
+ */
+void __sanitizer_start_switch_fiber(void **, const void *, size_t)
+    __attribute__((weak));
+void __sanitizer_finish_switch_fiber(void *, const void **, size_t *)
+    __attribute__((weak));
+void __asan_unpoison_memory_region(void const volatile *, size_t)
+    __attribute__((weak));
+void *__tsan_get_current_fiber(void) __attribute__((weak));
+void *__tsan_create_fiber(unsigned) __attribute__((weak));
+void __tsan_destroy_fiber(void *) __attribute__((weak));
+void __tsan_switch_to_fiber(void *, unsigned) __attribute__((weak));
+void __tsan_acquire(void *) __attribute__((weak));
+void __tsan_release(void *) __attribute__((weak));
+
+int libcaps_san_hooks(void);
+void libcaps_asan_start_switch(void **fake, const void *bottom, size_t size);
+void libcaps_asan_finish_switch(void *fake);
+void libcaps_asan_unpoison(void *p, size_t size);
+void *libcaps_tsan_current_fiber(void);
+void *libcaps_tsan_create_fiber(void);
+void libcaps_tsan_destroy_fiber(void *fiber);
+void libcaps_tsan_switch_to_fiber(void *fiber);
+void libcaps_tsan_acquire(void *addr);
+void libcaps_tsan_release(void *addr);
+
+/* Bit 0: AddressSanitizer's fiber calls; bit 1: ThreadSanitizer's. */
+int
+libcaps_san_hooks(void)
+{
+	int hooks = 0;
+
+	if (__sanitizer_start_switch_fiber != NULL &&
+	    __sanitizer_finish_switch_fiber != NULL &&
+	    __asan_unpoison_memory_region != NULL)
+		hooks |= 1;
+	if (__tsan_get_current_fiber != NULL && __tsan_create_fiber != NULL &&
+	    __tsan_destroy_fiber != NULL && __tsan_switch_to_fiber != NULL &&
+	    __tsan_acquire != NULL && __tsan_release != NULL)
+		hooks |= 2;
+	return (hooks);
+}
+
+void
+libcaps_asan_start_switch(void **fake, const void *bottom, size_t size)
+{
+	__sanitizer_start_switch_fiber(fake, bottom, size);
+}
+
+void
+libcaps_asan_finish_switch(void *fake)
+{
+	__sanitizer_finish_switch_fiber(fake, NULL, NULL);
+}
+
+void
+libcaps_asan_unpoison(void *p, size_t size)
+{
+	__asan_unpoison_memory_region(p, size);
+}
+
+void *
+libcaps_tsan_current_fiber(void)
+{
+	return (__tsan_get_current_fiber());
+}
+
+void *
+libcaps_tsan_create_fiber(void)
+{
+	return (__tsan_create_fiber(0));
+}
+
+void
+libcaps_tsan_destroy_fiber(void *fiber)
+{
+	__tsan_destroy_fiber(fiber);
+}
+
+void
+libcaps_tsan_switch_to_fiber(void *fiber)
+{
+	__tsan_switch_to_fiber(fiber, 0);
+}
+
+void
+libcaps_tsan_acquire(void *addr)
+{
+	__tsan_acquire(addr);
+}
+
+void
+libcaps_tsan_release(void *addr)
+{
+	__tsan_release(addr);
 }

@@ -587,33 +587,63 @@ pub(super) fn handshake(
     name: &[u8],
     wait_ms: i32,
 ) -> Result<OwnedFd, Errno> {
-    let fd = rendezvous::connect(path)?;
-    // Before a byte goes out: is the listener really run by the owner the
-    // node claims (`Cred::may_serve`)? If not, it is not that service.
-    let peer = Cred::of_peer(fd.as_raw_fd())?;
-    if !peer.may_serve(owner.0, owner.1) {
-        warn!(
+    let r = (|| {
+        let fd = rendezvous::connect(path)?;
+        // Before a byte goes out: is the listener really run by the owner
+        // the node claims (`Cred::may_serve`)? If not, it is not that
+        // service.
+        let peer = Cred::of_peer(fd.as_raw_fd())?;
+        if !peer.may_serve(owner.0, owner.1) {
+            warn!(
+                func,
+                "{} is served by pid {} (uid {}, gid {}), which may not publish it: ignored",
+                path.display(),
+                peer.pid,
+                peer.uid,
+                peer.gid
+            );
+            return Err(libc::ENOENT);
+        }
+        write_all(fd.as_raw_fd(), &hello.encode())?;
+        sent();
+        let mut buf = [0u8; HELLO_LEN];
+        read_exact_timeout(fd.as_raw_fd(), &mut buf, wait_ms)?;
+        let reply = Hello::decode(&buf, HelloKind::Server, hello.version).map_err(|w| {
+            warn!(func, "service {}: {w}", String::from_utf8_lossy(name));
+            libc::EPROTO
+        })?;
+        if reply.status != 0 {
+            return Err(reply.status as i32);
+        }
+        Ok(fd)
+    })();
+    trace_connect(func, path, &r);
+    r
+}
+
+/// `LIBCAPS_DEBUG`: the outcome of a connection to `path`.
+fn trace_connect(func: &str, path: &Path, r: &Result<OwnedFd, Errno>) {
+    if !crate::diag::debug_on() {
+        return;
+    }
+    match r {
+        Ok(fd) => {
+            let peer = Cred::of_peer(fd.as_raw_fd()).unwrap_or_default();
+            crate::trace!(
+                func,
+                "connected to {} (server pid {}, uid {})",
+                path.display(),
+                peer.pid,
+                peer.uid
+            );
+        }
+        Err(e) => crate::trace!(
             func,
-            "{} is served by pid {} (uid {}, gid {}), which may not publish it: ignored",
+            "cannot connect to {}: {}",
             path.display(),
-            peer.pid,
-            peer.uid,
-            peer.gid
-        );
-        return Err(libc::ENOENT);
+            crate::diag::errno_text(*e)
+        ),
     }
-    write_all(fd.as_raw_fd(), &hello.encode())?;
-    sent();
-    let mut buf = [0u8; HELLO_LEN];
-    read_exact_timeout(fd.as_raw_fd(), &mut buf, wait_ms)?;
-    let reply = Hello::decode(&buf, HelloKind::Server, hello.version).map_err(|w| {
-        warn!(func, "service {}: {w}", String::from_utf8_lossy(name));
-        libc::EPROTO
-    })?;
-    if reply.status != 0 {
-        return Err(reply.status as i32);
-    }
-    Ok(fd)
 }
 
 /// Put a descriptor in non-blocking mode.

@@ -449,6 +449,12 @@ unsafe fn accept_all(svc: *mut CapsPort) {
         if !s.gate.admit("caps_service", &name, &peer) {
             continue;
         }
+        crate::trace!(
+            "caps_service",
+            "{name}: accepted a connection from pid {} (uid {})",
+            peer.pid,
+            peer.uid
+        );
         let remote = Remote {
             conn: Conn::new(fd, MAX_BODY),
             service: svc,
@@ -737,6 +743,13 @@ unsafe fn remote_shutdown(r: *mut CapsPort, why: Option<&ReadEnd>) {
     rm.conn.close();
     // SAFETY: `r` is live; the service (if any) is live.
     unsafe {
+        crate::trace!(
+            "caps_service",
+            "{}: connection from pid {} (uid {}) dropped",
+            rm.service_name,
+            (*r).c.cred.pid,
+            (*r).c.cred.uid
+        );
         (*r).c.cfd = -1;
         (*r).c.flags |= CAPPF_SHUTDOWN;
         if !rm.service.is_null()

@@ -218,7 +218,14 @@ impl Dir {
         // SAFETY: valid descriptor and name.
         let created = unsafe { libc::mkdirat(dfd, c.as_ptr(), 0o700) } == 0;
         if !created && last_errno() != libc::EEXIST {
-            return Err(last_errno());
+            let e = last_errno();
+            crate::trace!(
+                "caps",
+                "cannot create directory {}: {}",
+                path.display(),
+                crate::diag::errno_text(e)
+            );
+            return Err(e);
         }
         // SAFETY: valid descriptor and name; the result is checked.
         let fd = unsafe {
@@ -428,6 +435,32 @@ pub fn listen_in(
     conflict: impl FnOnce() -> bool,
 ) -> Result<Listener, Errno> {
     let path = dir.path.join(std::ffi::OsStr::from_bytes(name));
+    let r = publish(func, dir, name, mode, conflict);
+    match &r {
+        Ok(_) => crate::trace!(
+            "caps",
+            "service created: {} (mode {mode:o})",
+            path.display()
+        ),
+        Err(e) => crate::trace!(
+            "caps",
+            "cannot create service {}: {}",
+            path.display(),
+            crate::diag::errno_text(*e)
+        ),
+    }
+    r
+}
+
+/// The work of [`listen_in`].
+fn publish(
+    func: &str,
+    dir: Dir,
+    name: &[u8],
+    mode: u32,
+    conflict: impl FnOnce() -> bool,
+) -> Result<Listener, Errno> {
+    let path = dir.path.join(std::ffi::OsStr::from_bytes(name));
     check_path_len(&path)?;
     let cname = cstr(name)?;
     let dfd = dir.fd.as_raw_fd();
@@ -519,6 +552,7 @@ impl Listener {
         if lstat_at(dfd, &self.name).map(|st| (st.st_dev, st.st_ino)) == Some(self.node) {
             // SAFETY: valid descriptor and name.
             unsafe { libc::unlinkat(dfd, self.name.as_ptr(), 0) };
+            crate::trace!("caps", "service removed: {}", self.path.display());
         }
     }
 }

@@ -582,6 +582,13 @@ impl Svc {
             {
                 continue;
             }
+            crate::trace!(
+                "caps_sys_service",
+                "{}: accepted a connection from pid {} (uid {})",
+                self.listener.path.display(),
+                cred.pid,
+                cred.uid
+            );
             let k = self.next_conn;
             self.next_conn += 1;
             self.news = true;
@@ -729,6 +736,13 @@ impl Svc {
         let Some(c) = self.remove_conn(k) else {
             return;
         };
+        crate::trace!(
+            "caps_sys_service",
+            "{}: connection from pid {} (uid {}) dropped",
+            self.listener.path.display(),
+            c.cred.pid,
+            c.cred.uid
+        );
         self.queue
             .retain(|q| !matches!(q, Queued::Request { conn, .. } if *conn == k));
         let mut notices: Vec<i64> = c.replied.values().copied().collect();

@@ -59,8 +59,10 @@ pub static smp_active: AtomicI32 = AtomicI32::new(1);
 #[unsafe(no_mangle)]
 pub static mp_lock: AtomicI32 = AtomicI32::new(-1);
 
-/// The thread standing for `main()` (libcaps' `main_td`).
-static mut MAIN_TD: thread = zeroed();
+/// The thread standing for `main()`: `extern struct thread main_td;` in
+/// `<libcaps/defs.h>`, so `curthread == &main_td` in `main`.
+#[unsafe(no_mangle)]
+pub static mut main_td: thread = zeroed();
 
 static CPU0_TAKEN: AtomicBool = AtomicBool::new(false);
 
@@ -366,12 +368,13 @@ pub fn adopt() -> *mut globaldata {
     }
     let gd = globaldata_find(0);
     // SAFETY: cpu 0 was not taken, so nobody else touches gdary[0] or
-    // MAIN_TD; they are static and live forever.
+    // main_td; they are static and live forever.
     unsafe {
+        crate::lwkt::san::init();
         gdinit_cpu(gd, 0);
         libcaps_tls_set_gd(gd);
         lt::gdinit(gd);
-        let td = &raw mut MAIN_TD;
+        let td = &raw mut main_td;
         lt::init_thread(td, ptr::null_mut(), TDF_RUNNING | TDF_SYSTHREAD, gd, None);
         (*gd).gd_idlethread.td_flags &= !TDF_RUNNING;
         (*gd).gd_curthread = td;
@@ -427,6 +430,7 @@ pub fn fork_vcpu() -> c_int {
         started = cv.wait(started).unwrap_or_else(|e| e.into_inner());
     }
     drop(started);
+    crate::lwkt::san::acquire(gd);
     let bit = 1u32 << n;
     for cpu in 0..n {
         let o = globaldata_find(cpu);
@@ -442,6 +446,12 @@ pub fn fork_vcpu() -> c_int {
         AtomicU32::from_ptr(&raw mut (*gd).gd_other_cpus).store(others, Ordering::Relaxed);
     }
     ncpus.store(n + 1, Ordering::Release);
+    crate::trace!(
+        "caps_fork_vcpu",
+        "cpu {n} started (kernel thread {})",
+        // SAFETY: set by the new cpu before it reported readiness.
+        unsafe { (*gd).gd_pid }
+    );
     n
 }
 
@@ -457,6 +467,7 @@ fn vcpu_main(gd: *mut globaldata, ready: Arc<(Mutex<bool>, std::sync::Condvar)>)
         let _ = (*cpu_priv(gd)).waker.set(evloop::waker());
     }
     STARTED.fetch_add(1, Ordering::SeqCst);
+    crate::lwkt::san::release(gd);
     {
         let (m, cv) = &*ready;
         *m.lock().unwrap_or_else(|e| e.into_inner()) = true;
@@ -547,11 +558,17 @@ pub unsafe fn acquire_mplock(gd: *mut globaldata) -> bool {
     // SAFETY: reading the id of the current cpu.
     let me = unsafe { (*gd).gd_cpuid } as i32;
     let cur = mp_lock.load(Ordering::Relaxed);
-    cur == me
-        || (cur == -1
-            && mp_lock
-                .compare_exchange(-1, me, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok())
+    if cur == me {
+        return true;
+    }
+    let got = cur == -1
+        && mp_lock
+            .compare_exchange(-1, me, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok();
+    if got {
+        crate::lwkt::san::acquire_out_of_line(&mp_lock);
+    }
+    got
 }
 
 /// Give up the MP lock if this cpu holds it, and wake the cpus waiting
@@ -564,6 +581,7 @@ pub unsafe fn release_mplock(gd: *mut globaldata) {
     // SAFETY: reading the id of the current cpu.
     let me = unsafe { (*gd).gd_cpuid } as i32;
     if mp_lock.load(Ordering::Relaxed) == me {
+        crate::lwkt::san::release_out_of_line(&mp_lock);
         // SeqCst: pairs with a waiter that registers in MP_WAITERS and
         // then looks at the lock again.
         mp_lock.store(-1, Ordering::SeqCst);

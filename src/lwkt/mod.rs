@@ -6,6 +6,7 @@
 pub mod arch;
 pub mod msgport;
 pub mod queue;
+pub mod san;
 pub mod stack;
 pub mod tdqueue;
 pub mod thread;

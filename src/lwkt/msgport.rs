@@ -408,6 +408,8 @@ pub unsafe fn default_waitport(port: *mut lwkt_port, msg: *mut lwkt_msg) -> *mut
                 ownerless_wait(func, port);
             }
             (*port).mp_flags |= MSGPORTF_WAITING;
+            // What the thread waits on, for gdb (cleared on resuming).
+            (*owner).td_wchan = port.cast();
             super::thread::block_current(func, gd, owner, c"waitport".as_ptr());
         }
     }
@@ -494,6 +496,7 @@ pub(crate) unsafe fn block_on_port(func: &str, port: *mut lwkt_port) {
         }
         // default_waitport checked on entry that the caller owns the port.
         (*port).mp_flags |= MSGPORTF_WAITING;
+        (*(*port).mp_td).td_wchan = port.cast();
         super::thread::block_self(func, c"waitport".as_ptr());
     }
 }

@@ -14,6 +14,7 @@ use core::sync::atomic::Ordering;
 
 use super::arch;
 use super::msgport as mp;
+use super::san::{self, Leave};
 use super::stack;
 use super::tdqueue::{self, Link};
 use crate::abi::{
@@ -274,6 +275,9 @@ unsafe fn set_handler(td: *mut thread, func: unsafe extern "C" fn(*mut c_void), 
         if (*td).td_kstack.is_null() {
             fatal!("lwkt_create", "thread {td:p} has no stack");
         }
+        if san::active() {
+            san::fresh_stack((*td).td_kstack, (*td).td_mach.mtd_stksize);
+        }
         let top = (*td).td_kstack.add((*td).td_mach.mtd_stksize);
         let top = top.wrapping_sub(top as usize & 15);
         (*td).td_sp = arch::init_stack(top, thread_start, func as *mut c_void, arg);
@@ -283,6 +287,10 @@ unsafe fn set_handler(td: *mut thread, func: unsafe extern "C" fn(*mut c_void), 
 /// First Rust code of every thread: leave the critical section a new
 /// thread is born in, run `func(arg)`, exit.
 unsafe extern "C" fn thread_start(func: *mut c_void, arg: *mut c_void) -> ! {
+    if san::active() {
+        // SAFETY: the first code on this thread's stack after the switch.
+        unsafe { san::arrived(ptr::null_mut()) };
+    }
     let gd = mycpu();
     // SAFETY: the current thread is valid; `func` was stored by set_handler
     // from a function pointer of this exact type.
@@ -461,7 +469,7 @@ pub unsafe fn create(
 ///
 /// # Safety
 /// `gd` must be the current cpu.
-#[inline]
+#[inline(always)]
 unsafe fn pick_next(gd: *mut globaldata) -> *mut thread {
     // SAFETY: run queues of the current cpu.
     unsafe {
@@ -518,20 +526,26 @@ unsafe fn pick_without_mplock(gd: *mut globaldata) -> *mut thread {
     }
 }
 
-/// Switch from `td` (current) to `ntd`.
+/// Switch from `td` (current) to `ntd`; `leave` says whether `td` will
+/// be resumed.
 ///
 /// # Safety
 /// `gd` is the current cpu, `td` its current thread, `ntd` a runnable
 /// thread of `gd` that is not running.
 #[inline]
-unsafe fn switch_to(gd: *mut globaldata, td: *mut thread, ntd: *mut thread) {
+unsafe fn switch_to(gd: *mut globaldata, td: *mut thread, ntd: *mut thread, leave: Leave) {
     // SAFETY: per the contract; ntd's td_sp was saved by a switch or
     // prepared by set_handler.
     unsafe {
         (*td).td_flags &= !TDF_RUNNING;
         (*ntd).td_flags |= TDF_RUNNING;
         (*gd).gd_curthread = ntd;
-        arch::switch(&raw mut (*td).td_sp, (*ntd).td_sp);
+        if san::active() {
+            // A program built with a sanitizer (src/lwkt/san.rs).
+            san::switch(td, ntd, leave);
+        } else {
+            arch::switch(&raw mut (*td).td_sp, (*ntd).td_sp);
+        }
     }
 }
 
@@ -571,7 +585,7 @@ unsafe fn do_switch(gd: *mut globaldata, td: *mut thread) {
         (*td).td_pri += TDPRI_CRIT;
         let ntd = pick_next(gd);
         if ntd != td {
-            switch_to(gd, td, ntd);
+            switch_to(gd, td, ntd, Leave::Suspend);
         }
         (*td).td_pri -= TDPRI_CRIT;
     }
@@ -620,6 +634,7 @@ pub unsafe fn block_current(
         dequeue(gd, td);
         do_switch(gd, td);
         (*td).td_wmesg = ptr::null();
+        (*td).td_wchan = ptr::null_mut();
     }
 }
 
@@ -914,7 +929,7 @@ pub fn exit_current() -> ! {
         }
         (*td).td_pri += TDPRI_CRIT;
         let ntd = pick_next(gd);
-        switch_to(gd, td, ntd);
+        switch_to(gd, td, ntd, Leave::Exit);
     }
     fatal!("lwkt_exit", "an exited thread was resumed")
 }
@@ -1012,7 +1027,13 @@ pub unsafe fn run_idle(gd: *mut globaldata) -> ! {
     let mut boot_sp: *mut c_char = ptr::null_mut();
     // SAFETY: the idle thread's stack was prepared by gdinit; the boot
     // stack is left for good (nothing switches back to it).
-    unsafe { arch::switch(&raw mut boot_sp, (*idle(gd)).td_sp) };
+    unsafe {
+        if san::active() {
+            san::switch_from_boot(&raw mut boot_sp, idle(gd));
+        } else {
+            arch::switch(&raw mut boot_sp, (*idle(gd)).td_sp);
+        }
+    }
     fatal!("caps_fork_vcpu", "the boot stack of a cpu was resumed")
 }
 
@@ -1027,6 +1048,13 @@ pub unsafe fn wait_for_mplock(gd: *mut globaldata, td: *mut thread) {
     // SAFETY: per the contract.
     unsafe {
         check_not_critical("get_mplock", gd, td);
+        crate::trace!(
+            "get_mplock",
+            "thread {td:p} \"{}\" on cpu {} waits for the MP lock (held by cpu {})",
+            name(td),
+            (*gd).gd_cpuid,
+            cpu::mp_lock.load(Ordering::Relaxed)
+        );
         let queued = (*td).td_flags & TDF_RUNQ != 0;
         enqueue(gd, td);
         while !cpu::acquire_mplock(gd) {
@@ -1067,7 +1095,7 @@ unsafe extern "C" fn idle_loop(_arg: *mut c_void) {
             }
             let ntd = pick_next(gd);
             if ntd != td {
-                switch_to(gd, td, ntd);
+                switch_to(gd, td, ntd, Leave::Suspend);
                 continue;
             }
             if (*gd).gd_runqmask != 0 {

@@ -66,6 +66,7 @@ unsafe extern "C" fn tokreq_ipi(arg: *mut c_void) {
         let (tok, rgd, rtd) = (req.tok, req.gd, req.td);
         let owner = owner_of(tok);
         if owner.load(Ordering::Relaxed) == gd {
+            super::san::release(tok);
             (*tok).t_reqcpu = rgd;
             owner.store(rgd, Ordering::Release);
         }
@@ -122,7 +123,17 @@ unsafe fn own(func: &str, tok: *mut lwkt_token) {
             // token over (or found it gone), and we look again.
             let req = TokReq { tok, gd, td };
             ipi::send(cur, tokreq_ipi, (&raw const req).cast_mut().cast());
+            // What the thread waits for, for gdb (block_self clears it).
+            (*td).td_wchan = tok.cast();
+            crate::trace!(
+                func,
+                "thread {td:p} \"{}\" on cpu {} waits for token {tok:p} (owned by cpu {})",
+                lt::name(td),
+                (*gd).gd_cpuid,
+                (*cur).gd_cpuid
+            );
             lt::block_self(func, c"token".as_ptr());
+            super::san::acquire(tok);
         }
     }
 }

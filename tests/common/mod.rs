@@ -3,8 +3,9 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -19,9 +20,11 @@ pub fn stage() -> &'static Path {
         }
         let dest = root().join("target/c-stage");
         let _ = std::fs::remove_dir_all(&dest);
+        // `install` only copies: build first.
         let status = Command::new("make")
             .arg("-C")
             .arg(root())
+            .arg("lib")
             .arg("install")
             .arg("PROFILE=debug")
             .arg("PREFIX=/usr")
@@ -93,28 +96,23 @@ pub fn compile_c(name: &str, src: &str, static_link: bool) -> PathBuf {
     exe
 }
 
-/// Wait for a child and collect its output, killing it (and failing the
-/// test) past `deadline`.
-pub fn wait_deadline(
-    mut child: std::process::Child,
-    deadline: std::time::Duration,
-) -> std::process::Output {
-    let t0 = std::time::Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if t0.elapsed() > deadline {
+/// Wait for `child` to end, at most `deadline`: past it, kill the child
+/// and fail the test naming `what` (with what it printed).
+pub fn wait_deadline(mut child: Child, deadline: Duration, what: &str) -> Output {
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > deadline {
             let _ = child.kill();
             let out = child.wait_with_output().unwrap();
             panic!(
-                "program hung; stdout:\n{}\nstderr:\n{}",
+                "{what}: still running after {deadline:?}; stdout:\n{}\nstderr:\n{}",
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        std::thread::sleep(std::time::Duration::from_millis(2));
+        std::thread::sleep(Duration::from_millis(2));
     }
+    child.wait_with_output().unwrap()
 }
 
 /// Real local accounts made for one test with `useradd` and removed with

@@ -1,0 +1,291 @@
+//! What AddressSanitizer and ThreadSanitizer must be told when a program
+//! built with `-fsanitize=address` or `-fsanitize=thread` runs LWKT
+//! threads. The library itself is not instrumented; the sanitizers see
+//! the C program only, and without these calls they take every stack
+//! switch for a wild jump of one kernel thread's stack pointer.
+//!
+//! - AddressSanitizer: every switch is announced with
+//!   `__sanitizer_start_switch_fiber` (the new stack's bounds; NULL for
+//!   the fake-stack slot when the thread is leaving for good) and
+//!   completed on the new stack with `__sanitizer_finish_switch_fiber`;
+//!   a stack is unpoisoned before a new thread is started on it (it may
+//!   hold the redzones of an exited thread's frames).
+//! - ThreadSanitizer: each LWKT thread is a TSan fiber (created on the
+//!   first switch to it, destroyed after its exit), and `__tsan_release`
+//!   / `__tsan_acquire` mark the hand-offs between cpus that go through
+//!   the library: IPIs (which carry messages put on and replied to ports
+//!   of other cpus, tokens handed over and threads scheduled), the MP
+//!   lock and a virtual cpu's start.
+//!
+//! The runtime functions are weak references in the C shim, looked up
+//! once when cpu 0 is set up ([`init`]). A program without sanitizers
+//! pays one load and a branch that is never taken on each switch.
+
+use core::cell::{Cell, RefCell};
+use core::ffi::{c_char, c_int, c_void};
+use core::ptr;
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::collections::BTreeMap;
+
+use super::arch;
+use crate::abi::thread;
+
+unsafe extern "C" {
+    fn libcaps_san_hooks() -> c_int;
+    fn libcaps_asan_start_switch(fake: *mut *mut c_void, bottom: *const c_void, size: usize);
+    fn libcaps_asan_finish_switch(fake: *mut c_void);
+    fn libcaps_asan_unpoison(p: *mut c_void, size: usize);
+    fn libcaps_tsan_current_fiber() -> *mut c_void;
+    fn libcaps_tsan_create_fiber() -> *mut c_void;
+    fn libcaps_tsan_destroy_fiber(fiber: *mut c_void);
+    fn libcaps_tsan_switch_to_fiber(fiber: *mut c_void);
+    fn libcaps_tsan_acquire(addr: *mut c_void);
+    fn libcaps_tsan_release(addr: *mut c_void);
+}
+
+const ASAN: u8 = 1;
+const TSAN: u8 = 2;
+
+/// Which runtimes are there ([`ASAN`], [`TSAN`] bits); set once by [`init`]
+/// before the first switch.
+static HOOKS: AtomicU8 = AtomicU8::new(0);
+
+/// The stack of cpu 0's kernel thread, which `main`'s LWKT thread runs
+/// on (it has no `td_kstack`): lowest address and size.
+static MAIN_STACK: (AtomicUsize, AtomicUsize) = (AtomicUsize::new(0), AtomicUsize::new(0));
+
+thread_local! {
+    /// TSan fiber of each LWKT thread of this cpu (its kernel thread).
+    static FIBERS: RefCell<BTreeMap<usize, usize>> = const { RefCell::new(BTreeMap::new()) };
+    /// The fiber of a thread that exited, destroyed once off it.
+    static DEAD_FIBER: Cell<usize> = const { Cell::new(0) };
+    /// The kernel thread's own fiber (never destroyed).
+    static NATIVE_FIBER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// How the current thread leaves the cpu at a switch.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Leave {
+    /// It will be resumed.
+    Suspend,
+    /// It has exited: its stack and fiber are done with.
+    Exit,
+}
+
+/// Look the sanitizer runtimes up. Called on cpu 0's kernel thread while
+/// it is set up, before any switch.
+#[cold]
+pub fn init() {
+    // SAFETY: the shim only tests weak symbols.
+    let hooks = unsafe { libcaps_san_hooks() } as u8;
+    if hooks & ASAN != 0 {
+        let (lo, size) = current_kernel_stack();
+        MAIN_STACK.0.store(lo, Ordering::Relaxed);
+        MAIN_STACK.1.store(size, Ordering::Relaxed);
+    }
+    HOOKS.store(hooks, Ordering::Release);
+}
+
+/// Lowest address and size of the calling kernel thread's stack.
+fn current_kernel_stack() -> (usize, usize) {
+    // SAFETY: pthread_getattr_np fills `attr` for the calling thread;
+    // it is destroyed after the query.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = core::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            return (0, 0);
+        }
+        let mut lo: *mut c_void = ptr::null_mut();
+        let mut size = 0usize;
+        libc::pthread_attr_getstack(&attr, &mut lo, &mut size);
+        libc::pthread_attr_destroy(&mut attr);
+        (lo as usize, size)
+    }
+}
+
+/// Is any sanitizer runtime there? One load.
+#[inline(always)]
+pub fn active() -> bool {
+    HOOKS.load(Ordering::Relaxed) != 0
+}
+
+/// `__tsan_release(addr)` under ThreadSanitizer: what the current thread
+/// did so far happens before whatever follows an [`acquire`] of `addr`.
+#[inline(always)]
+pub fn release<T>(addr: *const T) {
+    if HOOKS.load(Ordering::Relaxed) & TSAN != 0 {
+        tsan_release(addr.cast());
+    }
+}
+
+/// `__tsan_acquire(addr)` under ThreadSanitizer (see [`release`]).
+#[inline(always)]
+pub fn acquire<T>(addr: *const T) {
+    if HOOKS.load(Ordering::Relaxed) & TSAN != 0 {
+        tsan_acquire(addr.cast());
+    }
+}
+
+/// [`release`] for a path that must stay small where it is inlined (the
+/// MP lock, inside the scheduler's pick): the test is out of line too.
+#[cold]
+#[inline(never)]
+pub fn release_out_of_line<T>(addr: *const T) {
+    release(addr)
+}
+
+/// [`acquire`], out of line (see [`release_out_of_line`]).
+#[cold]
+#[inline(never)]
+pub fn acquire_out_of_line<T>(addr: *const T) {
+    acquire(addr)
+}
+
+#[cold]
+#[inline(never)]
+fn tsan_release(addr: *const c_void) {
+    // SAFETY: TSan only records the address.
+    unsafe { libcaps_tsan_release(addr.cast_mut()) }
+}
+
+#[cold]
+#[inline(never)]
+fn tsan_acquire(addr: *const c_void) {
+    // SAFETY: TSan only records the address.
+    unsafe { libcaps_tsan_acquire(addr.cast_mut()) }
+}
+
+/// The stack a thread runs on: lowest address and size.
+///
+/// # Safety
+/// `td` must be a valid thread.
+unsafe fn stack_of(td: *mut thread) -> (*const c_void, usize) {
+    // SAFETY: per the contract.
+    unsafe {
+        if (*td).td_kstack.is_null() {
+            (
+                MAIN_STACK.0.load(Ordering::Relaxed) as *const c_void,
+                MAIN_STACK.1.load(Ordering::Relaxed),
+            )
+        } else {
+            ((*td).td_kstack.cast(), (*td).td_mach.mtd_stksize)
+        }
+    }
+}
+
+/// The TSan fiber to switch to for `ntd`, made on first use; the current
+/// thread `td`'s fiber is forgotten (and destroyed once off it) when it
+/// exits.
+fn tsan_fibers(td: *mut thread, ntd: *mut thread, leave: Leave) -> *mut c_void {
+    FIBERS.with_borrow_mut(|fibers| {
+        fibers.entry(td as usize).or_insert_with(|| {
+            // A thread we never switched to runs on the kernel thread's
+            // own fiber (main on cpu 0).
+            // SAFETY: a TSan query.
+            let native = unsafe { libcaps_tsan_current_fiber() } as usize;
+            NATIVE_FIBER.set(native);
+            native
+        });
+        let target = *fibers.entry(ntd as usize).or_insert_with(|| {
+            // SAFETY: a TSan call.
+            unsafe { libcaps_tsan_create_fiber() as usize }
+        });
+        if leave == Leave::Exit
+            && let Some(f) = fibers.remove(&(td as usize))
+            && f != NATIVE_FIBER.get()
+        {
+            DEAD_FIBER.set(f);
+        }
+        target as *mut c_void
+    })
+}
+
+/// [`arch::switch`] from `td` to `ntd` with the sanitizers told.
+///
+/// # Safety
+/// As `arch::switch`; `td` is the current thread, `ntd` a thread of the
+/// current cpu that is not running.
+#[cold]
+#[inline(never)]
+pub unsafe fn switch(td: *mut thread, ntd: *mut thread, leave: Leave) {
+    let hooks = HOOKS.load(Ordering::Relaxed);
+    // AddressSanitizer's fake stack of this thread while it is away; it
+    // lives in this frame, on the thread's own stack.
+    let mut fake: *mut c_void = ptr::null_mut();
+    // SAFETY: per the contract; the runtimes only record the switch.
+    unsafe {
+        if hooks & ASAN != 0 {
+            let (lo, size) = stack_of(ntd);
+            let save = if leave == Leave::Exit {
+                ptr::null_mut()
+            } else {
+                &raw mut fake
+            };
+            libcaps_asan_start_switch(save, lo, size);
+        }
+        if hooks & TSAN != 0 {
+            libcaps_tsan_switch_to_fiber(tsan_fibers(td, ntd, leave));
+        }
+        arch::switch(&raw mut (*td).td_sp, (*ntd).td_sp);
+        arrived(fake);
+    }
+}
+
+/// First thing on a stack just switched to: the end of [`switch`] in a
+/// resumed thread (`fake`: the fake stack it saved), or the start of a new
+/// thread (`fake` NULL).
+///
+/// # Safety
+/// Called right after a switch, on the new stack.
+pub unsafe fn arrived(fake: *mut c_void) {
+    let hooks = HOOKS.load(Ordering::Relaxed);
+    // SAFETY: per the contract.
+    unsafe {
+        if hooks & ASAN != 0 {
+            libcaps_asan_finish_switch(fake);
+        }
+        if hooks & TSAN != 0 {
+            let dead = DEAD_FIBER.replace(0);
+            if dead != 0 {
+                libcaps_tsan_destroy_fiber(dead as *mut c_void);
+            }
+        }
+    }
+}
+
+/// A virtual cpu's kernel thread leaves its boot stack for good for the
+/// idle thread `idle`.
+///
+/// # Safety
+/// As [`switch`], from the boot stack; `boot_sp` receives the boot
+/// stack's pointer.
+#[cold]
+pub unsafe fn switch_from_boot(boot_sp: *mut *mut c_char, idle: *mut thread) {
+    let hooks = HOOKS.load(Ordering::Relaxed);
+    // SAFETY: per the contract.
+    unsafe {
+        if hooks & ASAN != 0 {
+            let (lo, size) = stack_of(idle);
+            libcaps_asan_start_switch(ptr::null_mut(), lo, size);
+        }
+        if hooks & TSAN != 0 {
+            let f = libcaps_tsan_create_fiber();
+            FIBERS.with_borrow_mut(|fibers| fibers.insert(idle as usize, f as usize));
+            libcaps_tsan_switch_to_fiber(f);
+        }
+        arch::switch(boot_sp, (*idle).td_sp);
+    }
+}
+
+/// A stack is about to carry a new thread: forget what AddressSanitizer
+/// knew of the frames of the thread that used it before.
+///
+/// # Safety
+/// `lo .. lo + size` must be a thread stack nobody runs on.
+#[cold]
+pub unsafe fn fresh_stack(lo: *mut c_char, size: usize) {
+    if HOOKS.load(Ordering::Relaxed) & ASAN != 0 {
+        // SAFETY: per the contract.
+        unsafe { libcaps_asan_unpoison(lo.cast(), size) }
+    }
+}

@@ -1,0 +1,68 @@
+#!/bin/sh
+# C programs built with -fsanitize=address and -fsanitize=thread against
+# the (uninstrumented) library: correct programs run clean, real bugs are
+# still reported (src/lwkt/san.rs, docs/debugging.md). Run by `make test`
+# (LIBCAPS_STAGE: the staged install tree).
+set -u
+. tests/common.sh
+out=target/san-tests
+mkdir -p "$out"
+inc=$stage/usr/include/libcaps
+lib=$(cd "$stage/usr/lib" && pwd)
+build() {	# build NAME SRC SANITIZER
+	cc -Wall -Werror -O1 -g -fsanitize="$3" -DSMP -I"$inc" -o "$out/$1" "c-tests/$2.c" \
+	    -L"$lib" -Wl,-rpath,"$lib" -lcaps 2> "$tmp/cc.err"
+}
+# expect LABEL WANT-EXIT WANT-STDOUT GREP-MUST GREP-MUST-NOT CMD...
+expect() {
+	label=$1 want=$2 stdout=$3 must=$4 mustnot=$5
+	shift 5
+	timeout 300 "$@" > "$tmp/out" 2> "$tmp/err"
+	rc=$?
+	cat "$tmp/out" >> "$tmp/err"
+	if [ "$want" = nonzero ]; then [ $rc -ne 0 ]; else [ $rc -eq "$want" ]; fi || {
+		bad "$label: exit $rc, wanted $want" "$tmp/err"; return; }
+	[ -z "$stdout" ] || grep -q "^$stdout\$" "$tmp/out" || { bad "$label: no '$stdout'" "$tmp/err"; return; }
+	[ -z "$must" ] || grep -Eq "$must" "$tmp/err" || { bad "$label: no /$must/" "$tmp/err"; return; }
+	[ -z "$mustnot" ] || ! grep -Eq "$mustnot" "$tmp/err" || { bad "$label: /$mustnot/ seen" "$tmp/err"; return; }
+	ok "$label"
+}
+
+# AddressSanitizer
+if build san_stacks-asan san_stacks address; then
+	a="$out/san_stacks-asan"
+	expect "asan: lwkt_exit from nested frames, stacks reused" 0 "exit ok" "" \
+	    "AddressSanitizer|__asan_handle_no_return" "$a" exit
+	ASAN_OPTIONS=detect_stack_use_after_return=1 expect "asan: the same with fake stacks" 0 "exit ok" "" \
+	    "AddressSanitizer|__asan_handle_no_return" "$a" exit
+	expect "asan: a real stack-buffer overflow in an LWKT thread is reported" nonzero "" \
+	    "ERROR: AddressSanitizer: stack-buffer-overflow.*" "__asan_handle_no_return" "$a" overflow
+	grep -q 'in overflow .*san_stacks.c' "$tmp/err" && ok "asan: the report names the function" \
+	    || bad "asan: report without the function" "$tmp/err"
+else
+	echo "asan: skipped (cc cannot build with -fsanitize=address: $(head -1 "$tmp/cc.err"); .ci/run installs libasan8)"
+fi
+
+# ThreadSanitizer
+if build san_pingpong-tsan san_pingpong thread && build caps_threads-tsan caps_threads thread &&
+    cc -Wall -Werror -O1 -DSMP -I"$inc" -o "$out/caps_echo" c-tests/caps_echo.c -L"$lib" \
+    -Wl,-rpath,"$lib" -lcaps; then
+	t="$out/san_pingpong-tsan"
+	expect "tsan: two-cpu ping-pong, IPIs, token hand-over: no race" 0 "pingpong ok" "" \
+	    "ThreadSanitizer" "$t"
+	expect "tsan: a real race between two cpus' threads is reported" nonzero "race done" \
+	    "WARNING: ThreadSanitizer: data race" "" "$t" race
+	grep -q "global 'racy'" "$tmp/err" && ok "tsan: the report names the variable" \
+	    || bad "tsan: report without the variable" "$tmp/err"
+	export LIBCAPS_DIR="$tmp/rdv"
+	timeout 120 "$out/caps_echo" -s tsan -n 800 > /dev/null 2>&1 &
+	srv=$!
+	wait_service tsan
+	expect "tsan: CAPS client with 8 threads: no race" 0 "" "workers left 0" "ThreadSanitizer" \
+	    "$out/caps_threads-tsan" tsan 100
+	wait $srv
+else
+	echo "tsan: skipped (cc cannot build with -fsanitize=thread: $(head -1 "$tmp/cc.err"); .ci/run installs libtsan2)"
+fi
+
+summary sanitizers
