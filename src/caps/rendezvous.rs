@@ -435,7 +435,7 @@ pub fn listen_in(
     conflict: impl FnOnce() -> bool,
 ) -> Result<Listener, Errno> {
     let path = dir.path.join(std::ffi::OsStr::from_bytes(name));
-    let r = publish(func, dir, name, mode, conflict);
+    let r = publish(func, dir, name, &path, mode, conflict);
     match &r {
         Ok(_) => crate::trace!(
             "caps",
@@ -452,16 +452,16 @@ pub fn listen_in(
     r
 }
 
-/// The work of [`listen_in`].
+/// The work of [`listen_in`]; `path` is `dir`'s path joined with `name`.
 fn publish(
     func: &str,
     dir: Dir,
     name: &[u8],
+    path: &Path,
     mode: u32,
     conflict: impl FnOnce() -> bool,
 ) -> Result<Listener, Errno> {
-    let path = dir.path.join(std::ffi::OsStr::from_bytes(name));
-    check_path_len(&path)?;
+    check_path_len(path)?;
     let cname = cstr(name)?;
     let dfd = dir.fd.as_raw_fd();
     let _lock = DirLock::new(&dir)?;
@@ -527,7 +527,7 @@ fn publish(
     let st = lstat_at(dfd, &cname).ok_or(libc::ENOENT)?;
     Ok(Listener {
         fd,
-        path,
+        path: path.to_path_buf(),
         dir,
         name: cname,
         node: (st.st_dev, st.st_ino),
