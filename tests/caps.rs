@@ -116,23 +116,8 @@ impl Drop for Server {
 }
 
 /// Wait for a child, killing it (and failing) past the deadline.
-fn wait_deadline(mut child: Child) -> Output {
-    let t0 = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if t0.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "program hung; stdout:\n{}\nstderr:\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+fn wait_deadline(child: Child) -> Output {
+    common::wait_deadline(child, DEADLINE, "program")
 }
 
 fn run(mut c: Command) -> Output {

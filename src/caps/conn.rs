@@ -2,9 +2,11 @@
 //! output, shared by the v1 ports (`port.rs`, driven by the cpu's event
 //! loop) and the v2 `caps_sys_*` entries (`sys.rs`, driven by `poll`).
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use super::cred::Cred;
 use super::rendezvous::{self, Errno};
@@ -12,8 +14,15 @@ use super::wire::{FrameReader, HELLO_LEN, Header, Hello, HelloKind, WireError};
 use crate::cpu::evloop::{self, Token};
 use crate::warn;
 
-/// How long a client waits for the server's hello.
+/// How long a v1 client waits for the server's hello.
 pub(super) const HELLO_TIMEOUT_MS: i32 = 30_000;
+/// How long a v2 lookup waits for each candidate's hello (and generation)
+/// before it moves on to the next candidate.
+pub(super) const CANDIDATE_HELLO_MS: i32 = 1_000;
+
+/// How long a service (v1 or v2) gives a new connection to complete its
+/// hello before it drops it.
+pub(super) const HELLO_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Bytes read from a socket at a time.
 const READ_CHUNK: usize = 64 * 1024;
@@ -26,6 +35,224 @@ pub(super) fn errno() -> i32 {
 
 pub(super) const EV_IN: u32 = libc::EPOLLIN as u32;
 pub(super) const EV_OUT: u32 = libc::EPOLLOUT as u32;
+
+/// Admission of connections to one service (v1 and v2 alike): a peer uid
+/// other than root's and the service owner's may hold at most `limit`
+/// connections at once (a quarter of the descriptors the process may
+/// open, at least 4), so one user cannot take every descriptor. A
+/// connection over the limit is closed at once; one log line a second
+/// at most says so.
+pub(super) struct Gate {
+    owner: u32,
+    limit: usize,
+    by_uid: HashMap<u32, usize>,
+    /// Refusals not yet logged, and when the last line was written.
+    refused: u64,
+    logged: Option<Instant>,
+}
+
+impl Gate {
+    pub(super) fn new(owner: u32) -> Gate {
+        let mut rl = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `rl` is a writable rlimit.
+        let nofile = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0 {
+            rl.rlim_cur.min(1 << 20) as usize
+        } else {
+            1024
+        };
+        Gate {
+            owner,
+            limit: (nofile / 4).max(4),
+            by_uid: HashMap::new(),
+            refused: 0,
+            logged: None,
+        }
+    }
+
+    /// Count a new connection of `peer`, or refuse it (false) when its
+    /// uid holds `limit` already.
+    pub(super) fn admit(
+        &mut self,
+        func: &str,
+        service: &dyn std::fmt::Display,
+        peer: &Cred,
+    ) -> bool {
+        let exempt = peer.uid == 0 || peer.uid == self.owner;
+        let n = self.by_uid.entry(peer.uid).or_insert(0);
+        if !exempt && *n >= self.limit {
+            self.refused += 1;
+            let now = Instant::now();
+            if self
+                .logged
+                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+            {
+                warn!(
+                    func,
+                    "{service}: uid {} holds {} connections, its limit: {} refused (last: pid {})",
+                    peer.uid,
+                    self.limit,
+                    self.refused,
+                    peer.pid
+                );
+                self.refused = 0;
+                self.logged = Some(now);
+            }
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// A connection of `uid` ended.
+    pub(super) fn release(&mut self, uid: u32) {
+        if let Some(n) = self.by_uid.get_mut(&uid) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_uid.remove(&uid);
+            }
+        }
+    }
+}
+
+/// What a service (v1 or v2) may buffer for its connections, requests
+/// received and not yet taken or replied plus replies not yet written:
+/// this much in total...
+pub(super) const BUDGET_TOTAL: usize = 32 << 20;
+/// ...and this much for the connections of one peer uid (root's and the
+/// owner's count only towards the total).
+pub(super) const BUDGET_PER_UID: usize = 8 << 20;
+
+/// The memory budget of one service (v1 and v2 alike): a connection is
+/// read from only while its uid is within its share and the service
+/// within its total; otherwise it waits (back-pressure: its requests stay
+/// in the socket) until replies are written or requests taken.
+pub(super) struct Budget {
+    owner: u32,
+    total: usize,
+    by_uid: HashMap<u32, usize>,
+}
+
+impl Budget {
+    pub(super) fn new(owner: u32) -> Budget {
+        Budget {
+            owner,
+            total: 0,
+            by_uid: HashMap::new(),
+        }
+    }
+
+    /// A connection of `uid` buffered `was` bytes and now buffers `now`.
+    pub(super) fn update(&mut self, uid: u32, was: usize, now: usize) {
+        if was == now {
+            return;
+        }
+        self.total = self.total + now - was;
+        let n = self.by_uid.entry(uid).or_insert(0);
+        *n = *n + now - was;
+        if *n == 0 {
+            self.by_uid.remove(&uid);
+        }
+    }
+
+    /// May a connection of `uid` be read from now?
+    pub(super) fn allows(&self, uid: u32) -> bool {
+        self.total < BUDGET_TOTAL
+            && (uid == 0
+                || uid == self.owner
+                || self.by_uid.get(&uid).copied().unwrap_or(0) < BUDGET_PER_UID)
+    }
+}
+
+/// One log line for the connections a service dropped at the hello
+/// deadline in one sweep.
+pub(super) fn log_hello_drops(func: &str, service: &dyn std::fmt::Display, n: usize, last: &Cred) {
+    if n > 0 {
+        warn!(
+            func,
+            "{service}: dropped {n} connection(s) with no hello within {} s (last: pid {}, uid {})",
+            HELLO_DEADLINE.as_secs(),
+            last.pid,
+            last.uid
+        );
+    }
+}
+
+/// A one-shot monotonic timer (`timerfd`), for the hello deadline of a
+/// service driven by the cpu's event loop.
+pub(super) struct Timer {
+    pub(super) fd: OwnedFd,
+    pub(super) token: Option<Token>,
+    /// When it is armed to fire.
+    pub(super) at: Option<Instant>,
+}
+
+impl Timer {
+    pub(super) fn new() -> Result<Timer, Errno> {
+        // SAFETY: plain timerfd_create call.
+        let fd = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(errno());
+        }
+        Ok(Timer {
+            // SAFETY: a new descriptor nobody else owns.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            token: None,
+            at: None,
+        })
+    }
+
+    /// Fire at `at` (`None`: disarm).
+    pub(super) fn arm(&mut self, at: Option<Instant>) {
+        self.at = at;
+        let d = at.map_or(Duration::ZERO, |t| {
+            t.saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1))
+        });
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: d.as_secs() as libc::time_t,
+                tv_nsec: d.subsec_nanos() as libc::c_long,
+            },
+        };
+        // SAFETY: our timerfd and a valid itimerspec.
+        unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+    }
+
+    /// Consume the expiry (the descriptor is level-triggered).
+    pub(super) fn clear(&self) {
+        let mut v = 0u64;
+        // SAFETY: an 8-byte read into a valid u64.
+        unsafe { libc::read(self.fd.as_raw_fd(), (&raw mut v).cast(), 8) };
+    }
+}
+
+/// Counts the `fork()`s this process's line of ancestors made: a port
+/// made under an older value was inherited across `fork()`.
+static FORK_GEN: AtomicU32 = AtomicU32::new(0);
+
+/// The current fork generation (see [`FORK_GEN`]).
+pub(super) fn fork_generation() -> u32 {
+    FORK_GEN.load(Ordering::Relaxed)
+}
+
+/// In the child after `fork()` (its only thread): every inherited port is
+/// now dead here, and this cpu's event loop is the child's own.
+pub(super) fn after_fork_child() {
+    FORK_GEN.fetch_add(1, Ordering::Relaxed);
+    evloop::after_fork_child();
+}
 
 /// One connected socket: buffered input and output, registration.
 pub(super) struct Conn {
@@ -44,6 +271,13 @@ pub(super) struct Conn {
     pub(super) dead: bool,
     /// Largest payload accepted from the peer.
     max_body: u32,
+    /// The peer's hello as far as it came (read apart from `inbuf`, so a
+    /// connection that never completes it costs no read buffer).
+    hello: [u8; HELLO_LEN],
+    hello_got: usize,
+    /// When the connection was made (a service drops it if its hello
+    /// is not complete by `HELLO_DEADLINE`).
+    pub(super) since: Instant,
 }
 
 /// How reading a connection ended.
@@ -78,6 +312,9 @@ impl Conn {
             events: EV_IN,
             dead: false,
             max_body,
+            hello: [0; HELLO_LEN],
+            hello_got: 0,
+            since: Instant::now(),
         }
     }
 
@@ -202,21 +439,75 @@ impl Conn {
         }
     }
 
-    /// Take exactly `HELLO_LEN` bytes of hello from the input, if there.
+    /// Take exactly `HELLO_LEN` bytes of hello from the socket, once
+    /// they all came (what follows stays in the socket).
     pub(super) fn take_hello(&mut self) -> Result<Option<[u8; HELLO_LEN]>, ReadEnd> {
-        while self.in_end - self.in_pos < HELLO_LEN {
-            if !self.fill()? {
-                return Ok(None);
+        while self.hello_got < HELLO_LEN {
+            let want = HELLO_LEN - self.hello_got;
+            // SAFETY: `hello[hello_got..]` is writable for `want` bytes.
+            let n = unsafe {
+                libc::recv(
+                    self.raw(),
+                    self.hello[self.hello_got..].as_mut_ptr().cast(),
+                    want,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n > 0 {
+                self.hello_got += n as usize;
+                continue;
+            }
+            if n == 0 {
+                return Err(ReadEnd::Eof);
+            }
+            match errno() {
+                libc::EINTR => continue,
+                libc::EAGAIN => return Ok(None),
+                e => return Err(ReadEnd::Errno(e)),
             }
         }
-        let mut h = [0u8; HELLO_LEN];
-        h.copy_from_slice(&self.inbuf[self.in_pos..self.in_pos + HELLO_LEN]);
-        self.in_pos += HELLO_LEN;
-        Ok(Some(h))
+        Ok(Some(self.hello))
     }
 
-    /// Stop watching and close the socket.
+    /// Has the hello deadline passed without a complete hello?
+    pub(super) fn hello_overdue(&self, now: Instant) -> bool {
+        self.hello_got < HELLO_LEN && now.duration_since(self.since) >= HELLO_DEADLINE
+    }
+
+    /// An inherited connection in a `fork()` child: forget the event loop
+    /// registration (it is the parent's), close the child's copy of the
+    /// socket, drop what was queued. Later writes fail (`EBADF`), so the
+    /// usual shutdown paths run without touching the parent's socket.
+    pub(super) fn disown(&mut self) {
+        self.token = None;
+        self.fd = None;
+        self.out.clear();
+        self.out_pos = 0;
+        self.in_pos = 0;
+        self.in_end = 0;
+    }
+
+    /// Stop watching and close the socket. What the peer sent and we did
+    /// not read (up to 64 KiB) is read and discarded first: a socket
+    /// closed with unread input resets the connection, and the peer could
+    /// lose what we wrote last (a refusing hello, say).
     pub(super) fn close(&mut self) {
+        let mut sink = [0u8; 4096];
+        for _ in 0..16 {
+            // SAFETY: `sink` is writable for its length; a closed
+            // descriptor (-1) just fails.
+            let n = unsafe {
+                libc::recv(
+                    self.raw(),
+                    sink.as_mut_ptr().cast(),
+                    sink.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n <= 0 {
+                break;
+            }
+        }
         self.dead = true;
         if let Some(t) = self.token.take() {
             evloop::unregister(t);
@@ -279,7 +570,7 @@ pub(super) fn read_exact_timeout(fd: i32, buf: &mut [u8], timeout_ms: i32) -> Re
 }
 
 /// Connect to the service socket at `path`, send `hello` and wait (at
-/// most `HELLO_TIMEOUT_MS`) for the server's hello of the same version.
+/// most `wait_ms`) for the server's hello of the same version.
 /// `owner`: the uid and gid the node claims its service runs as; a
 /// listener whose credentials may not claim them is refused (`ENOENT`,
 /// one log line) before anything is sent. `sent` runs between sending and waiting (v2: this process's own
@@ -294,6 +585,7 @@ pub(super) fn handshake(
     sent: &dyn Fn(),
     func: &str,
     name: &[u8],
+    wait_ms: i32,
 ) -> Result<OwnedFd, Errno> {
     let r = (|| {
         let fd = rendezvous::connect(path)?;
@@ -315,7 +607,7 @@ pub(super) fn handshake(
         write_all(fd.as_raw_fd(), &hello.encode())?;
         sent();
         let mut buf = [0u8; HELLO_LEN];
-        read_exact_timeout(fd.as_raw_fd(), &mut buf, HELLO_TIMEOUT_MS)?;
+        read_exact_timeout(fd.as_raw_fd(), &mut buf, wait_ms)?;
         let reply = Hello::decode(&buf, HelloKind::Server, hello.version).map_err(|w| {
             warn!(func, "service {}: {w}", String::from_utf8_lossy(name));
             libc::EPROTO
@@ -366,7 +658,8 @@ pub(super) fn set_nonblocking(fd: i32) {
 /// Accept one pending connection on listening socket `lfd`, non-blocking
 /// and close-on-exec: `Ok(None)` when none is pending. Other errors
 /// (`EMFILE` and friends) leave the connection pending for a later try.
-pub(super) fn accept(lfd: i32) -> Result<Option<OwnedFd>, Errno> {
+/// `func`: the service call log lines are written under.
+pub(super) fn accept(lfd: i32, func: &str) -> Result<Option<OwnedFd>, Errno> {
     keep_spare();
     loop {
         // SAFETY: accept4 on a listening socket the caller owns; no
@@ -396,10 +689,10 @@ pub(super) fn accept(lfd: i32) -> Result<Option<OwnedFd>, Errno> {
                 // end of the connection), and say so at most once a
                 // second.
                 match shed_one(lfd) {
-                    Some(true) => warn_rarely(e, true),
+                    Some(true) => warn_rarely(func, e, true),
                     Some(false) => return Ok(None),
                     None => {
-                        warn_rarely(e, false);
+                        warn_rarely(func, e, false);
                         return Err(e);
                     }
                 }
@@ -460,7 +753,7 @@ fn shed_one(lfd: i32) -> Option<bool> {
 }
 
 /// One log line for running out of descriptors, at most once a second.
-fn warn_rarely(e: Errno, shed: bool) {
+fn warn_rarely(func: &str, e: Errno, shed: bool) {
     // Seconds on the monotonic clock of the last line (+1, 0: none yet).
     static LAST: AtomicU64 = AtomicU64::new(0);
     let mut ts = libc::timespec {
@@ -479,7 +772,7 @@ fn warn_rarely(e: Errno, shed: bool) {
         return;
     }
     warn!(
-        "caps_service",
+        func,
         "accept: {}{}",
         std::io::Error::from_raw_os_error(e),
         if shed {

@@ -29,7 +29,10 @@ use std::mem::{MaybeUninit, size_of};
 use std::os::fd::AsRawFd;
 use std::ptr;
 
-use super::conn::{Conn, EV_IN, EV_OUT, ReadEnd, accept, handshake, set_nonblocking};
+use super::conn::{
+    Budget, Conn, EV_IN, EV_OUT, Gate, HELLO_DEADLINE, HELLO_TIMEOUT_MS, ReadEnd, Timer, accept,
+    fork_generation, handshake, log_hello_drops, set_nonblocking,
+};
 use super::cred::{Access, Cred};
 use super::rendezvous::{self, Errno, Listener};
 use super::wire::{FrameKind, Header, Hello, HelloKind, MAX_MSGSIZE, VERSION, WireError};
@@ -41,6 +44,9 @@ use crate::cpu::evloop::{self, Token};
 use crate::lwkt::msgport::{self as mp, PortVectors};
 use crate::lwkt::queue;
 use crate::{fatal, warn};
+
+mod guard;
+use guard::{account, hello_timer, inherited, listed, may_read};
 
 /// `sizeof(struct lwkt_msg)`: the part of a message the frame header
 /// carries; the rest is payload.
@@ -62,6 +68,12 @@ const MAX_COMPLETED: usize = 1024;
 pub struct CapsPort {
     pub c: caps_port,
     kind: Kind,
+    /// The fork generation the port was made in (`conn::fork_generation`):
+    /// an older one means the port was inherited across `fork()`.
+    fork_gen: u32,
+    /// An inherited port let go of the parent's socket, node and event
+    /// loop registrations (see `inherited`).
+    disowned: bool,
 }
 
 enum Kind {
@@ -80,6 +92,15 @@ struct Service {
     /// the server has no more requests at hand or the cpu goes idle.
     dirty: Vec<*mut CapsPort>,
     idle_hook: Option<u64>,
+    /// Connections per peer uid (`conn::Gate`).
+    gate: Gate,
+    /// Fires at the hello deadline of the oldest connection still
+    /// without a hello.
+    timer: Option<Timer>,
+    /// Bytes buffered for the connections (`conn::Budget`).
+    budget: Budget,
+    /// Connections not read from until they may be again.
+    paused: Vec<*mut CapsPort>,
 }
 
 struct Client {
@@ -122,7 +143,14 @@ struct Remote {
     service_name: String,
     hello_done: bool,
     held: usize,
+    /// Ids of the requests delivered and not yet replied: a request may
+    /// not reuse one (docs/wire-protocol.md).
+    ids: HashSet<u64, BuildHasherDefault<IdHasher>>,
     paused: bool,
+    /// Bytes of the requests held (delivered, not yet replied).
+    held_bytes: usize,
+    /// What the service's budget counts for this connection.
+    charged: usize,
 }
 
 // ---- request buffers ---------------------------------------------------
@@ -214,7 +242,13 @@ fn vectors(kind: caps_type) -> PortVectors {
 fn mkport(ty: caps_type, td: *mut thread, kind: Kind) -> *mut CapsPort {
     // SAFETY: caps_port is plain C data; all-zero is a valid value.
     let c: caps_port = unsafe { MaybeUninit::zeroed().assume_init() };
-    let p = Box::into_raw(Box::new(CapsPort { c, kind }));
+    super::sys::register_handlers();
+    let p = Box::into_raw(Box::new(CapsPort {
+        c,
+        kind,
+        fork_gen: fork_generation(),
+        disowned: false,
+    }));
     // SAFETY: `p` is a fresh, live allocation.
     unsafe {
         let c = &raw mut (*p).c;
@@ -262,8 +296,11 @@ pub fn service(
     // SAFETY: plain id queries.
     let (uid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
     let path = rendezvous::service_path(name, uid)?;
-    rendezvous::ensure_service_dir(uid)?;
-    let listener = rendezvous::listen(&path, mode, flags & crate::abi::CAPS_EXCL != 0)?;
+    let dir = rendezvous::open_service_dir("caps_service", uid)?;
+    let excl = flags & crate::abi::CAPS_EXCL != 0;
+    let listener = rendezvous::listen_in("caps_service", dir, name, mode, || {
+        excl && rendezvous::is_live(&path)
+    })?;
     let lfd = listener.fd.as_raw_fd();
     let access = Access {
         owner_uid: uid,
@@ -278,6 +315,10 @@ pub fn service(
         remotes: Vec::new(),
         dirty: Vec::new(),
         idle_hook: None,
+        gate: Gate::new(uid),
+        timer: None,
+        budget: Budget::new(uid),
+        paused: Vec::new(),
     };
     let p = mkport(CAPT_SERVICE, td, Kind::Service(svc));
     // SAFETY: `p` is live; it unregisters in `close`.
@@ -290,6 +331,7 @@ pub fn service(
                     s.token = Some(t);
                     // SAFETY (of the hook): it is removed before `p` is freed.
                     s.idle_hook = Some(evloop::add_idle_hook(Box::new(move || flush_dirty(p))));
+                    s.timer = hello_timer(p);
                 }
             }
             Err(e) => {
@@ -327,6 +369,7 @@ pub fn client(name: &[u8], uid: u32, td: *mut thread) -> Result<*mut CapsPort, E
         &|| {},
         "caps_client",
         name,
+        HELLO_TIMEOUT_MS,
     )?;
     let cfd = fd.as_raw_fd();
     set_nonblocking(cfd);
@@ -381,7 +424,7 @@ unsafe fn on_event(p: *mut CapsPort, bits: u32) {
 unsafe fn accept_all(svc: *mut CapsPort) {
     loop {
         // SAFETY: `svc` is live; its listen descriptor is open.
-        let fd = match accept(unsafe { (*svc).c.lfd }) {
+        let fd = match accept(unsafe { (*svc).c.lfd }, "caps_service") {
             Ok(Some(fd)) => fd,
             Ok(None) => return,
             Err(e) => {
@@ -399,6 +442,13 @@ unsafe fn accept_all(svc: *mut CapsPort) {
         let peer = Cred::of_peer(raw).unwrap_or_default();
         // SAFETY: `svc` is live.
         let (td, name) = unsafe { ((*svc).c.lport.mp_td, service_name(svc)) };
+        // SAFETY: `svc` is a live service port.
+        let Kind::Service(s) = (unsafe { &mut (*svc).kind }) else {
+            return;
+        };
+        if !s.gate.admit("caps_service", &name, &peer) {
+            continue;
+        }
         crate::trace!(
             "caps_service",
             "{name}: accepted a connection from pid {} (uid {})",
@@ -412,7 +462,10 @@ unsafe fn accept_all(svc: *mut CapsPort) {
             dirty: false,
             hello_done: false,
             held: 0,
+            ids: HashSet::default(),
             paused: false,
+            held_bytes: 0,
+            charged: 0,
         };
         let r = mkport(CAPT_REMOTE, td, Kind::Remote(remote));
         // SAFETY: `r` and `svc` are live; `r` unregisters when shut down.
@@ -427,9 +480,19 @@ unsafe fn accept_all(svc: *mut CapsPort) {
                     }
                     if let Kind::Service(s) = &mut (*svc).kind {
                         s.remotes.push(r);
+                        if let Some(t) = s.timer.as_mut()
+                            && t.at.is_none()
+                        {
+                            t.arm(Some(std::time::Instant::now() + HELLO_DEADLINE));
+                        }
                     }
                 }
-                Err(_) => free_port(r),
+                Err(_) => {
+                    if let Kind::Service(s) = &mut (*svc).kind {
+                        s.gate.release(peer.uid);
+                    }
+                    free_port(r);
+                }
             }
         }
     }
@@ -471,12 +534,21 @@ unsafe fn remote_event(r: *mut CapsPort, bits: u32) {
     if bits & !EV_OUT != 0 {
         rm.conn.drained = false;
     }
-    if bits & EV_OUT != 0
-        && let Err(e) = rm.conn.flush()
-    {
-        // SAFETY: `r` is live.
-        unsafe { remote_shutdown(r, Some(&ReadEnd::Errno(e))) };
-        return;
+    if bits & EV_OUT != 0 {
+        if let Err(e) = rm.conn.flush() {
+            // SAFETY: `r` is live.
+            unsafe { remote_shutdown(r, Some(&ReadEnd::Errno(e))) };
+            return;
+        }
+        let svc = rm.service;
+        // SAFETY: `r` is live; reads resumed by `account` may shut it
+        // down (and free it), so whether it is still listed is checked.
+        unsafe {
+            account(r);
+            if svc.is_null() || !listed(svc, r) {
+                return;
+            }
+        }
     }
     // SAFETY: `r` is live.
     unsafe { remote_read(r) };
@@ -527,8 +599,17 @@ unsafe fn remote_read(r: *mut CapsPort) {
     }
     loop {
         let rm = remote_of(r);
-        if rm.held >= MAX_HELD || rm.conn.queued() >= MAX_OUT {
-            rm.paused = true;
+        // SAFETY: `r` is live.
+        if !unsafe { may_read(r) } {
+            if !rm.paused {
+                rm.paused = true;
+                let svc = rm.service;
+                // SAFETY: the service of a listed remote is live.
+                let kind = (!svc.is_null()).then(|| unsafe { &mut (*svc).kind });
+                if let Some(Kind::Service(s)) = kind {
+                    s.paused.push(r);
+                }
+            }
             let ev = rm.conn.events & !EV_IN;
             rm.conn.set_events(ev);
             return;
@@ -536,6 +617,12 @@ unsafe fn remote_read(r: *mut CapsPort) {
         match rm.conn.next_frame() {
             Ok(None) => return,
             Ok(Some((h, body))) if h.kind == FrameKind::Request => {
+                if !rm.ids.insert(h.id) {
+                    let why = WireError::BadField("request id (still outstanding)", h.id);
+                    // SAFETY: `r` is live.
+                    unsafe { remote_shutdown(r, Some(&ReadEnd::Protocol(why))) };
+                    return;
+                }
                 // SAFETY: `r` is live.
                 unsafe { deliver_request(r, &h, &body) };
             }
@@ -605,10 +692,12 @@ unsafe fn deliver_request(r: *mut CapsPort, h: &Header, body: &[u8]) {
         (*msg).ms_reply_port = &raw mut (*r).c.lport;
         ptr::copy_nonoverlapping(body.as_ptr(), msg.cast::<u8>().add(MSG_HDR), body.len());
         rm.held += 1;
+        rm.held_bytes += (*req_head(msg)).size;
         (*r).c.lport.mp_refs += 1;
         let svc_port = &raw mut (*rm.service).c.lport;
         (*msg).ms_target_port = svc_port;
         mp::default_putport(svc_port, msg);
+        account(r);
     }
 }
 
@@ -623,10 +712,14 @@ unsafe fn flush_dirty(svc: *mut CapsPort) {
             return;
         };
         for r in std::mem::take(&mut s.dirty) {
+            if !listed(svc, r) {
+                continue;
+            }
             let rm = remote_of(r);
             rm.dirty = false;
-            if let Err(e) = rm.conn.flush() {
-                remote_shutdown(r, Some(&ReadEnd::Errno(e)));
+            match rm.conn.flush() {
+                Err(e) => remote_shutdown(r, Some(&ReadEnd::Errno(e))),
+                Ok(()) => account(r),
             }
         }
     }
@@ -664,6 +757,10 @@ unsafe fn remote_shutdown(r: *mut CapsPort, why: Option<&ReadEnd>) {
         {
             s.remotes.retain(|&x| x != r);
             s.dirty.retain(|&x| x != r);
+            s.paused.retain(|&x| x != r);
+            s.gate.release((*r).c.cred.uid);
+            s.budget
+                .update((*r).c.cred.uid, std::mem::take(&mut rm.charged), 0);
         }
         rm.dirty = false;
         rm.service = ptr::null_mut();
@@ -820,6 +917,10 @@ unsafe extern "C" fn service_waitport(
         return ptr::null_mut();
     }
     let p = port.cast::<CapsPort>();
+    // SAFETY: `p` is a live service port (vector contract).
+    if unsafe { inherited(p, Some("lwkt_waitport")) } {
+        return ptr::null_mut();
+    }
     loop {
         // SAFETY: `port` is the first member of a live service port.
         unsafe {
@@ -872,6 +973,14 @@ unsafe extern "C" fn remote_replyport(port: *mut lwkt_port, msg: *mut lwkt_msg) 
         }
         let rm = remote_of(r);
         rm.held -= 1;
+        rm.held_bytes -= (*head).size;
+        rm.ids.remove(&(*head).id);
+        if inherited(r, None) {
+            // Received by the parent: its reply is the parent's to send.
+            free_request(msg);
+            release(r);
+            return;
+        }
         if !rm.conn.dead {
             let max = (*head).size - HIDDEN;
             let size = (*msg).ms_msgsize as usize;
@@ -910,6 +1019,7 @@ unsafe extern "C" fn remote_replyport(port: *mut lwkt_port, msg: *mut lwkt_msg) 
                     }
                 }
                 free_request(msg);
+                account(r);
                 release(r);
                 return;
             }
@@ -922,18 +1032,11 @@ unsafe extern "C" fn remote_replyport(port: *mut lwkt_port, msg: *mut lwkt_msg) 
                 release(r);
                 return;
             }
-            if rm.paused && rm.held < MAX_HELD && rm.conn.queued() < MAX_OUT {
-                rm.paused = false;
-                rm.conn.drained = false;
-                let ev = rm.conn.events | EV_IN;
-                rm.conn.set_events(ev);
-                free_request(msg);
-                remote_read(r);
-                release(r);
-                return;
-            }
         }
         free_request(msg);
+        // Less buffered now: this or another paused connection may be
+        // read again.
+        account(r);
         release(r);
     }
 }
@@ -941,6 +1044,10 @@ unsafe extern "C" fn remote_replyport(port: *mut lwkt_port, msg: *mut lwkt_msg) 
 /// The client sends a request: `EASYNC`, or an error at once.
 unsafe extern "C" fn client_putport(port: *mut lwkt_port, msg: *mut lwkt_msg) -> i32 {
     let p = port.cast::<CapsPort>();
+    // SAFETY: `p` is a live client port (vector contract).
+    if unsafe { inherited(p, Some("lwkt_beginmsg")) } {
+        return libc::ENOTCONN;
+    }
     let cl = client_of(p);
     // SAFETY: `msg` is the caller's live message of at least
     // `ms_msgsize` bytes (checked against the limits first).
@@ -993,6 +1100,10 @@ unsafe extern "C" fn client_waitport(
     msg: *mut lwkt_msg,
 ) -> *mut libc::c_void {
     let p = port.cast::<CapsPort>();
+    // SAFETY: `p` is a live client port (vector contract).
+    if unsafe { inherited(p, Some("caps_client_waitreply")) } {
+        return ptr::null_mut();
+    }
     loop {
         let cl = client_of(p);
         // SAFETY: `msg` (when given) is the caller's live message; messages
@@ -1060,6 +1171,8 @@ unsafe extern "C" fn client_replyport(port: *mut lwkt_port, msg: *mut lwkt_msg) 
 pub unsafe fn close(p: *mut CapsPort) {
     // SAFETY: `p` is live per the contract.
     unsafe {
+        // In a fork() child: free only this process's copy.
+        inherited(p, None);
         match (*p).c.type_ {
             CAPT_SERVICE => {
                 flush_dirty(p);
@@ -1070,6 +1183,9 @@ pub unsafe fn close(p: *mut CapsPort) {
                     evloop::remove_idle_hook(h);
                 }
                 if let Some(t) = s.token.take() {
+                    evloop::unregister(t);
+                }
+                if let Some(t) = s.timer.take().and_then(|t| t.token) {
                     evloop::unregister(t);
                 }
                 if let Some(l) = s.listener.take() {

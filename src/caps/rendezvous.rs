@@ -6,15 +6,30 @@
 //! atomically: bound under a temporary name in the same directory, given
 //! exactly the requested mode, put in listening state, then renamed over
 //! the final name. A client therefore never sees a half-made service.
+//!
+//! A service never follows a link below `BASE` nor uses a directory
+//! another user controls: each directory is opened with
+//! `openat(O_NOFOLLOW | O_DIRECTORY)` from its verified parent, its owner
+//! and mode are checked with `fstat` (see [`Rule`]), and the node is
+//! created, renamed and unlinked relative to that descriptor. A directory
+//! or node that fails is refused with [`EUNSAFE`] and one log line naming
+//! the path and its owner.
 
-use std::ffi::{CString, OsString};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::warn;
+
 /// An errno value.
 pub type Errno = i32;
+
+/// The errno of a rendezvous directory or node that is not safe to use
+/// (a link, another user's directory or node, a directory others may
+/// write without the sticky bit).
+pub const EUNSAFE: Errno = libc::EPERM;
 
 /// `sizeof(((struct sockaddr_un *)0)->sun_path)` less the terminating NUL.
 const SUN_PATH_MAX: usize = 107;
@@ -57,9 +72,7 @@ pub fn check_name(name: &[u8]) -> Result<(), Errno> {
 pub fn service_path(name: &[u8], uid: u32) -> Result<PathBuf, Errno> {
     check_name(name)?;
     let path = service_dir(uid).join(std::ffi::OsStr::from_bytes(name));
-    if path.as_os_str().len() > SUN_PATH_MAX {
-        return Err(libc::ENAMETOOLONG);
-    }
+    check_path_len(&path)?;
     Ok(path)
 }
 
@@ -69,56 +82,203 @@ fn last_errno() -> Errno {
         .unwrap_or(libc::EIO)
 }
 
-fn cpath(p: &Path) -> Result<CString, Errno> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| libc::EINVAL)
+fn cstr(b: &[u8]) -> Result<CString, Errno> {
+    CString::new(b).map_err(|_| libc::EINVAL)
 }
 
-/// `mkdir` with an exact mode (umask does not apply); an existing
-/// directory is fine.
-fn mkdir_exact(p: &Path, mode: u32) -> Result<(), Errno> {
-    let c = cpath(p)?;
-    // SAFETY: `c` is a valid NUL-terminated path.
-    if unsafe { libc::mkdir(c.as_ptr(), 0o700) } != 0 {
-        let e = last_errno();
-        if e == libc::EEXIST {
-            return Ok(());
-        }
-        crate::trace!(
-            "caps",
-            "cannot create directory {}: {}",
-            p.display(),
-            crate::diag::errno_text(e)
-        );
-        return Err(e);
-    }
-    // SAFETY: as above.
-    if unsafe { libc::chmod(c.as_ptr(), mode) } != 0 {
+fn cpath(p: &Path) -> Result<CString, Errno> {
+    cstr(p.as_os_str().as_bytes())
+}
+
+fn euid() -> u32 {
+    // SAFETY: plain id query.
+    unsafe { libc::geteuid() }
+}
+
+fn fstat(fd: RawFd) -> Result<libc::stat, Errno> {
+    // SAFETY: stat is plain data.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a descriptor the caller owns and a writable buffer.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
         return Err(last_errno());
     }
-    Ok(())
+    Ok(st)
 }
 
-/// Make sure the directory for `uid`'s services exists: `BASE` (0755),
-/// `BASE/root` (0755) or `BASE/users` (1777) and `BASE/users/UID` (0755).
-pub fn ensure_service_dir(uid: u32) -> Result<PathBuf, Errno> {
-    let base = base_dir();
-    mkdir_exact(&base, 0o755)?;
-    if uid == 0 {
-        mkdir_exact(&base.join("root"), 0o755)?;
-    } else {
-        mkdir_exact(&base.join("users"), 0o1777)?;
-        mkdir_exact(&service_dir(uid), 0o755)?;
+/// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`: the node itself.
+fn lstat_at(dir: RawFd, name: &CString) -> Option<libc::stat> {
+    // SAFETY: stat is plain data.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid descriptor, name and buffer.
+    (unsafe { libc::fstatat(dir, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) } == 0)
+        .then_some(st)
+}
+
+/// What kind of node a mode describes, for log lines.
+fn kind(mode: u32) -> &'static str {
+    match mode & libc::S_IFMT {
+        libc::S_IFDIR => "directory",
+        libc::S_IFLNK => "symbolic link",
+        libc::S_IFREG => "regular file",
+        libc::S_IFIFO => "FIFO",
+        libc::S_IFSOCK => "socket",
+        libc::S_IFCHR => "character device",
+        libc::S_IFBLK => "block device",
+        _ => "node",
     }
-    Ok(service_dir(uid))
 }
 
-/// Make sure `BASE` (0755) and `BASE/sys` (1777, like `/tmp`: anyone may
-/// publish, nobody may remove another user's node) exist.
-pub fn ensure_sys_dir() -> Result<PathBuf, Errno> {
-    mkdir_exact(&base_dir(), 0o755)?;
-    let dir = sys_dir();
-    mkdir_exact(&dir, 0o1777)?;
-    Ok(dir)
+/// What a rendezvous directory must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rule {
+    /// `BASE`: owned by root or the caller.
+    Base,
+    /// `BASE/root`: root's, writable by nobody else.
+    Root,
+    /// `BASE/users`, `BASE/sys`: owned by root or the caller; sticky if
+    /// others may write it.
+    Shared,
+    /// `BASE/users/UID`: owned by `UID`, writable by nobody else.
+    Owner(u32),
+}
+
+impl Rule {
+    /// Why `st` breaks the rule, if it does.
+    fn broken(self, st: &libc::stat) -> Option<&'static str> {
+        let others_write = st.st_mode & 0o022 != 0;
+        let me = euid();
+        match self {
+            Rule::Base if st.st_uid != 0 && st.st_uid != me => Some("not root's nor ours"),
+            Rule::Root if st.st_uid != 0 => Some("not root's"),
+            Rule::Shared if st.st_uid != 0 && st.st_uid != me => Some("not root's nor ours"),
+            Rule::Shared if others_write && st.st_mode & libc::S_ISVTX == 0 => {
+                Some("writable by others without the sticky bit")
+            }
+            Rule::Owner(u) if st.st_uid != u => Some("not the service owner's"),
+            Rule::Root | Rule::Owner(_) if others_write => Some("writable by others"),
+            _ => None,
+        }
+    }
+}
+
+/// A verified rendezvous directory, open.
+pub struct Dir {
+    fd: OwnedFd,
+    pub path: PathBuf,
+}
+
+impl Dir {
+    /// Refuse `st` (of this directory) unless it keeps `rule`.
+    fn verify(self, func: &str, rule: Rule) -> Result<Dir, Errno> {
+        let st = fstat(self.fd.as_raw_fd())?;
+        if let Some(why) = rule.broken(&st) {
+            warn!(
+                func,
+                "{}: directory of uid {} (mode {:o}) is {why}: refused",
+                self.path.display(),
+                st.st_uid,
+                st.st_mode & 0o7777
+            );
+            return Err(EUNSAFE);
+        }
+        Ok(self)
+    }
+
+    /// `BASE`, made 0755 if missing (a link there is the administrator's
+    /// choice and is followed).
+    fn base(func: &str) -> Result<Dir, Errno> {
+        let path = base_dir();
+        let c = cpath(&path)?;
+        // SAFETY: `c` is a valid NUL-terminated path.
+        if unsafe { libc::mkdir(c.as_ptr(), 0o700) } == 0 {
+            // SAFETY: as above; chmod is not subject to the umask.
+            unsafe { libc::chmod(c.as_ptr(), 0o755) };
+        }
+        // SAFETY: as above; the result is checked.
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(last_errno());
+        }
+        // SAFETY: a new descriptor nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Dir { fd, path }.verify(func, Rule::Base)
+    }
+
+    /// The subdirectory `name`, made with exactly `mode` if missing, never
+    /// through a link, checked against `rule`.
+    fn sub(&self, func: &str, name: &str, mode: u32, rule: Rule) -> Result<Dir, Errno> {
+        let c = cstr(name.as_bytes())?;
+        let path = self.path.join(name);
+        let dfd = self.fd.as_raw_fd();
+        // SAFETY: valid descriptor and name.
+        let created = unsafe { libc::mkdirat(dfd, c.as_ptr(), 0o700) } == 0;
+        if !created && last_errno() != libc::EEXIST {
+            let e = last_errno();
+            crate::trace!(
+                "caps",
+                "cannot create directory {}: {}",
+                path.display(),
+                crate::diag::errno_text(e)
+            );
+            return Err(e);
+        }
+        // SAFETY: valid descriptor and name; the result is checked.
+        let fd = unsafe {
+            libc::openat(
+                dfd,
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            let e = last_errno();
+            return match lstat_at(dfd, &c) {
+                Some(st) if e == libc::ELOOP || e == libc::ENOTDIR => {
+                    warn!(
+                        func,
+                        "{}: a {} of uid {} where a directory belongs: not followed",
+                        path.display(),
+                        kind(st.st_mode),
+                        st.st_uid
+                    );
+                    Err(EUNSAFE)
+                }
+                _ => Err(e),
+            };
+        }
+        // SAFETY: a new descriptor nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: our own descriptor of the directory we just made;
+        // fchmod is not subject to the umask.
+        if created && unsafe { libc::fchmod(fd.as_raw_fd(), mode) } != 0 {
+            return Err(last_errno());
+        }
+        Dir { fd, path }.verify(func, rule)
+    }
+}
+
+/// The verified directory of `uid`'s v1 services: `BASE` (0755),
+/// `BASE/root` (0755) or `BASE/users` (1777) and `BASE/users/UID` (0755),
+/// each made if missing.
+pub fn open_service_dir(func: &str, uid: u32) -> Result<Dir, Errno> {
+    let base = Dir::base(func)?;
+    if uid == 0 {
+        base.sub(func, "root", 0o755, Rule::Root)
+    } else {
+        let users = base.sub(func, "users", 0o1777, Rule::Shared)?;
+        users.sub(func, &uid.to_string(), 0o755, Rule::Owner(uid))
+    }
+}
+
+/// The verified `BASE/sys` (1777, like `/tmp`: anyone may publish, nobody
+/// may remove another user's node), made if missing.
+pub fn open_sys_dir(func: &str) -> Result<Dir, Errno> {
+    Dir::base(func)?.sub(func, "sys", 0o1777, Rule::Shared)
 }
 
 /// Does the path fit in `sun_path`?
@@ -129,18 +289,17 @@ pub fn check_path_len(path: &Path) -> Result<(), Errno> {
     Ok(())
 }
 
-fn sockaddr(path: &Path) -> Result<(libc::sockaddr_un, libc::socklen_t), Errno> {
-    let bytes = path.as_os_str().as_bytes();
-    if bytes.len() > SUN_PATH_MAX {
+fn sockaddr(path: &[u8]) -> Result<(libc::sockaddr_un, libc::socklen_t), Errno> {
+    if path.len() > SUN_PATH_MAX {
         return Err(libc::ENAMETOOLONG);
     }
     // SAFETY: sockaddr_un is plain data; all-zero is valid.
     let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
     sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    for (d, s) in sa.sun_path.iter_mut().zip(bytes) {
+    for (d, s) in sa.sun_path.iter_mut().zip(path) {
         *d = *s as libc::c_char;
     }
-    let len = std::mem::offset_of!(libc::sockaddr_un, sun_path) + bytes.len() + 1;
+    let len = std::mem::offset_of!(libc::sockaddr_un, sun_path) + path.len() + 1;
     Ok((sa, len as libc::socklen_t))
 }
 
@@ -158,7 +317,7 @@ fn unix_socket(nonblock: bool) -> Result<OwnedFd, Errno> {
 
 /// Connect a blocking stream socket to `path`.
 pub fn connect(path: &Path) -> Result<OwnedFd, Errno> {
-    let (sa, len) = sockaddr(path)?;
+    let (sa, len) = sockaddr(path.as_os_str().as_bytes())?;
     let fd = unix_socket(false)?;
     loop {
         // SAFETY: `sa` is a valid sockaddr_un of `len` bytes.
@@ -175,7 +334,7 @@ pub fn connect(path: &Path) -> Result<OwnedFd, Errno> {
 
 /// Is a live service listening at `path`? (A stale socket refuses.)
 pub fn is_live(path: &Path) -> bool {
-    let Ok((sa, len)) = sockaddr(path) else {
+    let Ok((sa, len)) = sockaddr(path.as_os_str().as_bytes()) else {
         return false;
     };
     let Ok(fd) = unix_socket(true) else {
@@ -203,12 +362,14 @@ impl Drop for DirLock {
 }
 
 impl DirLock {
-    fn new(dir: &Path) -> Result<DirLock, Errno> {
-        let c = cpath(dir)?;
-        // SAFETY: `c` is a valid path; the result is checked.
+    /// Lock `dir` through a descriptor of its own (an open file of its
+    /// own: two services of one process exclude each other too).
+    fn new(dir: &Dir) -> Result<DirLock, Errno> {
+        // SAFETY: valid descriptor; "." names the directory itself.
         let fd = unsafe {
-            libc::open(
-                c.as_ptr(),
+            libc::openat(
+                dir.fd.as_raw_fd(),
+                c".".as_ptr(),
                 libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
             )
         };
@@ -230,21 +391,51 @@ impl DirLock {
 
 static TEMP_SEQ: AtomicU32 = AtomicU32::new(0);
 
-/// Create the listening socket of a service at `path` with exactly `mode`.
-/// With `excl`, fail with `EEXIST` while a live service answers there; a
-/// dead service's socket is replaced either way.
-pub fn listen(path: &Path, mode: u32, excl: bool) -> Result<Listener, Errno> {
-    listen_unless(path, mode, || excl && is_live(path))
+/// Bind `fd` to `tmp` in `dir`. Through `/proc/self/fd/N/tmp` the address
+/// is short whatever the directory's path (so a final path of up to 107
+/// bytes always works) and resolves to the verified directory itself;
+/// without `/proc`, through the directory's path.
+fn bind_in(fd: RawFd, dir: &Dir, tmp: &str) -> Result<(), Errno> {
+    let via_proc = format!("/proc/self/fd/{}/{tmp}", dir.fd.as_raw_fd());
+    let mut via_path = dir.path.as_os_str().as_bytes().to_vec();
+    via_path.push(b'/');
+    via_path.extend_from_slice(tmp.as_bytes());
+    let mut last = libc::ENOENT;
+    for addr in [via_proc.as_bytes(), &via_path[..]] {
+        let (sa, len) = match sockaddr(addr) {
+            Ok(s) => s,
+            Err(e) => {
+                last = e;
+                continue;
+            }
+        };
+        // SAFETY: `sa` is a valid sockaddr_un of `len` bytes.
+        if unsafe { libc::bind(fd, (&raw const sa).cast(), len) } == 0 {
+            return Ok(());
+        }
+        last = last_errno();
+        if last != libc::ENOENT && last != libc::ENOTDIR {
+            return Err(last);
+        }
+    }
+    Err(last)
 }
 
-/// `listen`, failing with `EEXIST` when `conflict()`, which runs while
-/// the directory is locked against other service creations.
-pub fn listen_unless(
-    path: &Path,
+/// Create the listening socket of service `name` in `dir` with exactly
+/// `mode`, failing with `EEXIST` when `conflict()`, which runs while the
+/// directory is locked against other service creations. A node of
+/// another user at the final name is not replaced (`EUNSAFE`), nor a
+/// node of ours that is not a socket (`EEXIST`), each with one log line
+/// under `func`.
+pub fn listen_in(
+    func: &str,
+    dir: Dir,
+    name: &[u8],
     mode: u32,
     conflict: impl FnOnce() -> bool,
 ) -> Result<Listener, Errno> {
-    let r = publish(path, mode, conflict);
+    let path = dir.path.join(std::ffi::OsStr::from_bytes(name));
+    let r = publish(func, dir, name, &path, mode, conflict);
     match &r {
         Ok(_) => crate::trace!(
             "caps",
@@ -261,56 +452,85 @@ pub fn listen_unless(
     r
 }
 
-/// The work of [`listen_unless`].
-fn publish(path: &Path, mode: u32, conflict: impl FnOnce() -> bool) -> Result<Listener, Errno> {
-    let dir = path.parent().ok_or(libc::EINVAL)?;
-    let _lock = DirLock::new(dir)?;
+/// The work of [`listen_in`]; `path` is `dir`'s path joined with `name`.
+fn publish(
+    func: &str,
+    dir: Dir,
+    name: &[u8],
+    path: &Path,
+    mode: u32,
+    conflict: impl FnOnce() -> bool,
+) -> Result<Listener, Errno> {
+    check_path_len(path)?;
+    let cname = cstr(name)?;
+    let dfd = dir.fd.as_raw_fd();
+    let _lock = DirLock::new(&dir)?;
     if conflict() {
         return Err(libc::EEXIST);
     }
-    let mut tmp: OsString = dir.as_os_str().to_owned();
-    tmp.push(format!(
-        "/.caps.{}.{}",
+    if let Some(st) = lstat_at(dfd, &cname) {
+        let me = euid();
+        if st.st_uid != me && me != 0 {
+            warn!(
+                func,
+                "{}: a {} planted by uid {}: not replaced (an administrator may remove it)",
+                path.display(),
+                kind(st.st_mode),
+                st.st_uid
+            );
+            return Err(EUNSAFE);
+        }
+        if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+            warn!(
+                func,
+                "{}: a {} of uid {} is there, not a service socket: not replaced",
+                path.display(),
+                kind(st.st_mode),
+                st.st_uid
+            );
+            return Err(libc::EEXIST);
+        }
+    }
+    let tmp = format!(
+        ".caps.{}.{}",
         std::process::id(),
         TEMP_SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
-    let tmp = PathBuf::from(tmp);
-    let (sa, len) = sockaddr(&tmp)?;
+    );
+    let ctmp = cstr(tmp.as_bytes())?;
     let fd = unix_socket(true)?;
-    let ctmp = cpath(&tmp)?;
-    // SAFETY: `ctmp` names a path in a directory we just locked; a leftover
-    // of a previous process with the same pid and sequence is removed.
-    unsafe { libc::unlink(ctmp.as_ptr()) };
+    // SAFETY: a name in a directory we verified and locked; a leftover of
+    // a previous process with the same pid and sequence is removed.
+    unsafe { libc::unlinkat(dfd, ctmp.as_ptr(), 0) };
     let result = (|| {
-        // SAFETY: `sa` is a valid sockaddr_un of `len` bytes.
-        if unsafe { libc::bind(fd.as_raw_fd(), (&raw const sa).cast(), len) } != 0 {
-            return Err(last_errno());
-        }
-        // SAFETY: valid path; chmod is not subject to the umask.
-        if unsafe { libc::chmod(ctmp.as_ptr(), mode & 0o7777) } != 0 {
+        bind_in(fd.as_raw_fd(), &dir, &tmp)?;
+        // SAFETY: valid descriptor and name; only we (or root) may
+        // replace the node we just bound in this directory.
+        if unsafe { libc::fchmodat(dfd, ctmp.as_ptr(), mode & 0o7777, 0) } != 0 {
             return Err(last_errno());
         }
         // SAFETY: `fd` is a bound stream socket.
         if unsafe { libc::listen(fd.as_raw_fd(), BACKLOG) } != 0 {
             return Err(last_errno());
         }
-        let cfinal = cpath(path)?;
-        // SAFETY: both paths are valid; rename replaces atomically.
-        if unsafe { libc::rename(ctmp.as_ptr(), cfinal.as_ptr()) } != 0 {
+        // SAFETY: both names are relative to our verified directory;
+        // rename replaces atomically.
+        if unsafe { libc::renameat(dfd, ctmp.as_ptr(), dfd, cname.as_ptr()) } != 0 {
             return Err(last_errno());
         }
         Ok(())
     })();
     if let Err(e) = result {
         // SAFETY: removing our own temporary node.
-        unsafe { libc::unlink(ctmp.as_ptr()) };
+        unsafe { libc::unlinkat(dfd, ctmp.as_ptr(), 0) };
         return Err(e);
     }
-    let node = node_id(path).ok_or(libc::ENOENT)?;
+    let st = lstat_at(dfd, &cname).ok_or(libc::ENOENT)?;
     Ok(Listener {
         fd,
-        path: path.to_owned(),
-        node,
+        path: path.to_path_buf(),
+        dir,
+        name: cname,
+        node: (st.st_dev, st.st_ino),
     })
 }
 
@@ -319,6 +539,8 @@ fn publish(path: &Path, mode: u32, conflict: impl FnOnce() -> bool) -> Result<Li
 pub struct Listener {
     pub fd: OwnedFd,
     pub path: PathBuf,
+    dir: Dir,
+    name: CString,
     node: (u64, u64),
 }
 
@@ -326,23 +548,13 @@ impl Listener {
     /// Remove the socket node if it still is ours (a later service may
     /// have replaced it).
     pub fn unlink(&self) {
-        if node_id(&self.path) == Some(self.node)
-            && let Ok(c) = cpath(&self.path)
-        {
-            // SAFETY: valid path.
-            unsafe { libc::unlink(c.as_ptr()) };
+        let dfd = self.dir.fd.as_raw_fd();
+        if lstat_at(dfd, &self.name).map(|st| (st.st_dev, st.st_ino)) == Some(self.node) {
+            // SAFETY: valid descriptor and name.
+            unsafe { libc::unlinkat(dfd, self.name.as_ptr(), 0) };
             crate::trace!("caps", "service removed: {}", self.path.display());
         }
     }
-}
-
-/// (device, inode) of the node at `path`, not following a final symlink.
-fn node_id(path: &Path) -> Option<(u64, u64)> {
-    let c = cpath(path).ok()?;
-    // SAFETY: stat is plain data.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: valid path and writable buffer.
-    (unsafe { libc::lstat(c.as_ptr(), &mut st) } == 0).then_some((st.st_dev, st.st_ino))
 }
 
 #[cfg(test)]
@@ -366,6 +578,29 @@ mod tests {
         assert!(root.ends_with("root/svc"), "{}", root.display());
         let user = service_path(b"svc", 1234).unwrap();
         assert!(user.ends_with("users/1234/svc"), "{}", user.display());
+    }
+
+    fn open_dir(path: &Path) -> Dir {
+        let c = cpath(path).unwrap();
+        // SAFETY: valid path; checked.
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        assert!(fd >= 0);
+        Dir {
+            // SAFETY: new descriptor.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            path: path.to_owned(),
+        }
+    }
+
+    fn listen(path: &Path, mode: u32, excl: bool) -> Result<Listener, Errno> {
+        let dir = open_dir(path.parent().unwrap());
+        let name = path.file_name().unwrap().as_bytes();
+        listen_in("test", dir, name, mode, || excl && is_live(path))
     }
 
     #[test]
@@ -398,6 +633,33 @@ mod tests {
         assert!(path.exists());
         l3.unlink();
         assert!(!path.exists());
+        // a node that is not a socket is never replaced
+        std::fs::write(&path, "data").unwrap();
+        assert_eq!(listen(&path, 0o600, false).err(), Some(libc::EEXIST));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "data");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn directory_rules() {
+        let st = |uid: u32, mode: u32| {
+            // SAFETY: stat is plain data.
+            let mut s: libc::stat = unsafe { std::mem::zeroed() };
+            s.st_uid = uid;
+            s.st_mode = libc::S_IFDIR | mode;
+            s
+        };
+        let me = euid();
+        let other = if me == 0 { 1234 } else { me + 1 };
+        assert_eq!(Rule::Owner(other).broken(&st(other, 0o755)), None);
+        assert!(Rule::Owner(other).broken(&st(other, 0o777)).is_some());
+        assert!(Rule::Owner(other).broken(&st(other + 1, 0o755)).is_some());
+        assert_eq!(Rule::Shared.broken(&st(0, 0o1777)), None);
+        assert!(Rule::Shared.broken(&st(0, 0o777)).is_some());
+        assert!(Rule::Shared.broken(&st(other, 0o1777)).is_some());
+        assert_eq!(Rule::Root.broken(&st(0, 0o755)), None);
+        assert!(Rule::Root.broken(&st(0, 0o775)).is_some());
+        assert!(Rule::Base.broken(&st(other, 0o755)).is_some());
+        assert_eq!(Rule::Base.broken(&st(me, 0o777)), None);
     }
 }

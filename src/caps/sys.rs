@@ -29,7 +29,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Instant;
 
 use super::conn::{
-    Conn, HELLO_TIMEOUT_MS, ReadEnd, accept, errno, handshake, read_exact_timeout, set_nonblocking,
+    Budget, CANDIDATE_HELLO_MS, Conn, Gate, HELLO_DEADLINE, ReadEnd, accept, errno, handshake,
+    log_hello_drops, read_exact_timeout, set_nonblocking,
 };
 use super::cred::{Cred, SysAccess};
 use super::rendezvous::{self, Errno, Listener};
@@ -40,6 +41,8 @@ use crate::abi::{
 };
 use crate::cpu::{SOCK_SPIN_MIN_NS, sock_spin, sock_spin_slept};
 use crate::warn;
+
+mod guard;
 
 /// Largest message `caps_sys_put` or `caps_sys_reply` takes (the man
 /// page's 128 KB).
@@ -112,7 +115,9 @@ fn parse_node(file: &[u8]) -> Option<(&[u8], Option<u32>, Option<u32>)> {
 }
 
 /// Nodes in `dir` of services matching `(name, uid, gid)`, where a -1
-/// `uid`/`gid` is a wildcard: the most recently published first.
+/// `uid`/`gid` is a wildcard, in the order a lookup tries them: those
+/// registered for the caller's own uid first, then root's, then the
+/// others; the most recently published first within each group.
 fn matching_nodes(dir: &Path, name: &[u8], uid: u32, gid: u32) -> Vec<Node> {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return Vec::new();
@@ -142,7 +147,14 @@ fn matching_nodes(dir: &Path, name: &[u8], uid: u32, gid: u32) -> Vec<Node> {
             ))
         })
         .collect();
-    found.sort_by_key(|f| std::cmp::Reverse(f.0));
+    // SAFETY: plain id query.
+    let me = unsafe { libc::geteuid() };
+    let rank = |n: &Node| match n.uid {
+        Some(u) if u == me => 0,
+        Some(0) => 1,
+        _ => 2,
+    };
+    found.sort_by_key(|f| (rank(&f.1), std::cmp::Reverse(f.0)));
     found.into_iter().map(|(_, n)| n).collect()
 }
 
@@ -183,6 +195,10 @@ struct SConn {
     replied: HashMap<u64, i64>,
     /// Requests of this connection at the server in any state.
     inflight: usize,
+    /// Bytes of its requests queued, not yet taken.
+    queued_bytes: usize,
+    /// What the service's budget counts for this connection.
+    charged: usize,
 }
 
 struct Svc {
@@ -206,6 +222,10 @@ struct Svc {
     /// `caps_sys_wait` still takes new clients), not on every call.
     accept_due: bool,
     accept_skipped: u32,
+    /// Connections per peer uid (`conn::Gate`).
+    gate: Gate,
+    /// Bytes buffered for the connections (`conn::Budget`).
+    budget: Budget,
 }
 
 struct Cli {
@@ -278,7 +298,7 @@ static REGISTER_HANDLERS: extern "C" fn() = register_handlers;
 
 /// Also called on first use, for a static link that left the
 /// `.init_array` entry out; a flag, not a `Once`, so nothing ever waits.
-extern "C" fn register_handlers() {
+pub(super) extern "C" fn register_handlers() {
     static DONE: AtomicBool = AtomicBool::new(false);
     if DONE.swap(true, Ordering::AcqRel) {
         return;
@@ -353,6 +373,8 @@ extern "C" fn fork_child() {
         e.wake = None;
     }
     raw_unlock();
+    // The v1 ports too.
+    super::conn::after_fork_child();
 }
 
 /// At `exit()`: remove the socket nodes of this process's services (a
@@ -477,12 +499,14 @@ pub fn service(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno
             return Err(libc::EPERM);
         }
     }
-    let dir = rendezvous::ensure_sys_dir()?;
-    let path = dir.join(node_name(name, key(uid), key(gid)));
+    let dir = rendezvous::open_sys_dir("caps_sys_service")?;
+    let node = node_name(name, key(uid), key(gid));
+    let path = dir.path.join(&node);
     rendezvous::check_path_len(&path)?;
     let excl = flags & CAPF_EXCL != 0;
-    let listener = rendezvous::listen_unless(&path, 0o666, || {
-        excl && matching_nodes(&dir, name, uid, gid)
+    let sys_path = dir.path.clone();
+    let listener = rendezvous::listen_in("caps_sys_service", dir, node.as_bytes(), 0o666, || {
+        excl && matching_nodes(&sys_path, name, uid, gid)
             .iter()
             .any(|n| rendezvous::is_live(&n.path))
     })?;
@@ -504,6 +528,8 @@ pub fn service(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno
         news: false,
         accept_due: true,
         accept_skipped: 0,
+        gate: Gate::new(me.uid),
+        budget: Budget::new(me.uid),
     };
     let r = lock().insert(flags, Kind::Service(Box::new(svc)));
     if let Err(e) = &r {
@@ -531,11 +557,12 @@ impl Svc {
         for k in keys {
             self.pump_conn(k);
         }
+        self.hello_sweep();
     }
 
     fn accept_all(&mut self) {
         loop {
-            let fd = match accept(self.listener.fd.as_raw_fd()) {
+            let fd = match accept(self.listener.fd.as_raw_fd(), "caps_sys_service") {
                 Ok(Some(fd)) => fd,
                 Ok(None) => return,
                 Err(e) => {
@@ -549,6 +576,12 @@ impl Svc {
                 }
             };
             let cred = Cred::of_peer(fd.as_raw_fd()).unwrap_or_default();
+            if !self
+                .gate
+                .admit("caps_sys_service", &self.listener.path.display(), &cred)
+            {
+                continue;
+            }
             crate::trace!(
                 "caps_sys_service",
                 "{}: accepted a connection from pid {} (uid {})",
@@ -567,6 +600,8 @@ impl Svc {
                     hello_done: false,
                     replied: HashMap::new(),
                     inflight: 0,
+                    queued_bytes: 0,
+                    charged: 0,
                 },
             );
         }
@@ -606,13 +641,13 @@ impl Svc {
                     }
                     let flushed = c.conn.flush();
                     if status != 0 || flushed.is_err() {
-                        self.conns.remove(&k);
+                        self.remove_conn(k);
                         return;
                     }
                     c.hello_done = true;
                 }
                 Err(_) => {
-                    self.conns.remove(&k);
+                    self.remove_conn(k);
                     return;
                 }
             }
@@ -621,6 +656,10 @@ impl Svc {
             let Some(c) = self.conns.get_mut(&k) else {
                 return;
             };
+            if !self.budget.allows(c.cred.uid) {
+                // Over budget: its requests wait in the socket.
+                break;
+            }
             match c.conn.next_frame() {
                 Ok(None) => break,
                 Ok(Some((h, body))) => {
@@ -654,6 +693,7 @@ impl Svc {
         {
             self.conn_gone(k);
         }
+        self.account(k);
     }
 
     /// One frame from connection `k`.
@@ -665,6 +705,7 @@ impl Svc {
                     return Err("too many requests in flight");
                 }
                 c.inflight += 1;
+                c.queued_bytes += body.len();
                 let sid = self.next_sid;
                 self.next_sid += 1;
                 self.news = true;
@@ -692,7 +733,7 @@ impl Svc {
     /// the server holds and replies the client never confirmed come back
     /// as dispose notices.
     fn conn_gone(&mut self, k: u64) {
-        let Some(c) = self.conns.remove(&k) else {
+        let Some(c) = self.remove_conn(k) else {
             return;
         };
         crate::trace!(
@@ -757,6 +798,10 @@ impl Svc {
                 if let Some(Queued::Request { data, .. }) = self.queue.pop_front() {
                     buf[..size].copy_from_slice(&data);
                 }
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.queued_bytes -= size;
+                }
+                self.account(conn);
                 self.held.insert(
                     sid,
                     Held {
@@ -813,8 +858,16 @@ impl Svc {
                 .ok_or(libc::EINVAL)?;
             match self.queue.remove(pos) {
                 Some(Queued::Request {
-                    conn, client_id, ..
-                }) => (conn, client_id),
+                    conn,
+                    client_id,
+                    data,
+                    ..
+                }) => {
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.queued_bytes -= data.len();
+                    }
+                    (conn, client_id)
+                }
                 _ => return Err(libc::EINVAL),
             }
         };
@@ -836,6 +889,7 @@ impl Svc {
         if c.conn.flush().is_err() {
             self.conn_gone(conn);
         }
+        self.account(conn);
         Ok(())
     }
 
@@ -861,7 +915,12 @@ impl Svc {
             } else {
                 0
             };
-            fds.push(pollfd(c.conn.raw(), libc::POLLIN | out));
+            let inp = if self.budget.allows(c.cred.uid) {
+                libc::POLLIN
+            } else {
+                0
+            };
+            fds.push(pollfd(c.conn.raw(), inp | out));
         }
     }
 
@@ -900,7 +959,7 @@ pub fn client(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno>
     let flags = flags & CAPF_UFLAGS;
     let dir = rendezvous::sys_dir();
     let watch = if flags & CAPF_WAITSVC != 0 {
-        rendezvous::ensure_sys_dir()?;
+        rendezvous::open_sys_dir("caps_sys_client")?;
         Some(DirWatch::new(&dir)?)
     } else {
         None
@@ -943,6 +1002,7 @@ fn connect_any(
         max_msgsize: MAX_MSG as u32,
         status: flags as u32,
     };
+    let mut silent = None;
     for node in matching_nodes(dir, name, uid, gid) {
         let owner = (node.uid, node.gid);
         match handshake(
@@ -952,11 +1012,18 @@ fn connect_any(
             &pump_services,
             "caps_sys_client",
             name,
+            CANDIDATE_HELLO_MS,
         ) {
             Ok(fd) => {
                 // The server follows its hello with its generation.
                 let mut b = [0u8; HEADER_LEN];
-                read_exact_timeout(fd.as_raw_fd(), &mut b, HELLO_TIMEOUT_MS)?;
+                match read_exact_timeout(fd.as_raw_fd(), &mut b, CANDIDATE_HELLO_MS) {
+                    Err(libc::ETIMEDOUT) => {
+                        silent = Some(node.path);
+                        continue;
+                    }
+                    r => r?,
+                }
                 let h = Header::decode(&b, 0).map_err(|_| libc::EPROTO)?;
                 if h.kind != FrameKind::Gen {
                     return Err(libc::EPROTO);
@@ -965,8 +1032,22 @@ fn connect_any(
             }
             // A dead service's node, or one removed meanwhile.
             Err(libc::ECONNREFUSED | libc::ENOENT | libc::ECONNRESET) => continue,
+            // Accepts but does not answer: try the next one.
+            Err(libc::ETIMEDOUT) => {
+                silent = Some(node.path);
+                continue;
+            }
             Err(e) => return Err(e),
         }
+    }
+    if let Some(p) = silent {
+        warn!(
+            "caps_sys_client",
+            "service {}: {} accepted but sent no hello within {CANDIDATE_HELLO_MS} ms, and no other candidate answered",
+            String::from_utf8_lossy(name),
+            p.display()
+        );
+        return Err(libc::ETIMEDOUT);
     }
     Err(libc::ENOENT)
 }
@@ -1237,6 +1318,8 @@ pub fn get(
     // The entry we sleep on, once we did.
     let mut slept_on: Option<u64> = None;
     let mut listener_ready = false;
+    // A service sleeps at most until a connection's hello is due.
+    let mut due: Option<Instant>;
     loop {
         fds.clear();
         let wake = {
@@ -1265,8 +1348,12 @@ pub fn get(
                 e.settle();
                 return Ok(g);
             }
+            due = None;
             match &e.kind {
-                Kind::Service(s) => s.poll_fds(&mut fds),
+                Kind::Service(s) => {
+                    s.poll_fds(&mut fds);
+                    due = s.hello_due();
+                }
                 Kind::Client(c) if c.conn.dead => return Err(libc::ENOTCONN),
                 Kind::Client(c) => {
                     let out = if c.conn.queued() > 0 {
@@ -1290,7 +1377,7 @@ pub fn get(
         // Holding `wake` keeps the eventfd open while we sleep on it.
         let wake = wake.ok_or(libc::ENOTCONN)?;
         fds.push(pollfd(wake.as_raw_fd(), libc::POLLIN));
-        let r = poll_adaptive(&mut fds);
+        let r = poll_adaptive(&mut fds, due);
         // A service's listener comes first in its poll set.
         listener_ready = r > 0 && fds[0].revents != 0;
         if r < 0 {
@@ -1312,11 +1399,11 @@ pub fn get(
 /// cost tens of microseconds on a virtual machine.
 static SPIN_NS: AtomicU32 = AtomicU32::new(SOCK_SPIN_MIN_NS);
 
-/// `poll(fds, -1)`, after polling them (with `sched_yield`, so a peer on
+/// `poll(fds)` until something is ready or `until` passes, after polling them (with `sched_yield`, so a peer on
 /// the same core runs first) for up to the adaptive budget. The budget
 /// doubles after a poll that found something, halves after one that did
 /// not, and grows back to twice any sleep shorter than the maximum.
-fn poll_adaptive(fds: &mut [libc::pollfd]) -> i32 {
+fn poll_adaptive(fds: &mut [libc::pollfd], until: Option<Instant>) -> i32 {
     let n = fds.len() as libc::nfds_t;
     let mut budget = SPIN_NS.load(Ordering::Relaxed);
     // SAFETY: `fds` is a valid array of `n` pollfds.
@@ -1328,8 +1415,12 @@ fn poll_adaptive(fds: &mut [libc::pollfd]) -> i32 {
         return r;
     }
     let t0 = Instant::now();
+    let timeout = until.map_or(-1, |t| {
+        let ms = t.saturating_duration_since(t0).as_millis() + 1;
+        ms.min(i32::MAX as u128) as i32
+    });
     // SAFETY: as above.
-    let r = unsafe { libc::poll(fds.as_mut_ptr(), n, -1) };
+    let r = unsafe { libc::poll(fds.as_mut_ptr(), n, timeout) };
     if r > 0 {
         sock_spin_slept(&mut budget, t0);
     }

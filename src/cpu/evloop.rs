@@ -263,6 +263,40 @@ pub fn run_idle_hooks() {
     }
 }
 
+/// In a child after `fork()`: the epoll instance and the wakeup eventfd
+/// are the parent's too (a descriptor copies the open file), so waiting
+/// on them would take the parent's events, and `EPOLL_CTL_DEL` would
+/// remove the parent's registrations. This cpu gets fresh ones; the
+/// inherited registrations and idle hooks are forgotten (their tokens
+/// stay stale), the parent's are left alone. Called by the CAPS fork
+/// handler in the child's only thread.
+pub fn after_fork_child() {
+    let _ = LOOP.try_with(|l| {
+        let Ok(mut l) = l.try_borrow_mut() else {
+            return;
+        };
+        let Some(old) = l.as_mut() else {
+            return;
+        };
+        let mut fresh = EvLoop::new();
+        fresh.next_hook = old.next_hook;
+        fresh.slots = old
+            .slots
+            .iter()
+            .map(|s| Slot {
+                generation: s.generation,
+                fd: -1,
+                cb: None,
+                live: false,
+            })
+            .collect();
+        fresh.free = (0..fresh.slots.len() as u32).rev().collect();
+        // Dropping the old loop closes only the child's copies.
+        *l = Some(fresh);
+    });
+    ALL_SOURCES.store(0, std::sync::atomic::Ordering::SeqCst);
+}
+
 /// Number of registered descriptors on this cpu.
 pub fn sources() -> usize {
     with(|l| l.live)

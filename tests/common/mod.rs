@@ -97,15 +97,168 @@ pub fn compile_c(name: &str, src: &str, static_link: bool) -> PathBuf {
 }
 
 /// Wait for `child` to end, at most `deadline`: past it, kill the child
-/// and fail the test naming `what`.
+/// and fail the test naming `what` (with what it printed).
 pub fn wait_deadline(mut child: Child, deadline: Duration, what: &str) -> Output {
     let start = Instant::now();
     while child.try_wait().unwrap().is_none() {
         if start.elapsed() > deadline {
             let _ = child.kill();
-            panic!("{what}: still running after {deadline:?}");
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{what}: still running after {deadline:?}; stdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(2));
     }
     child.wait_with_output().unwrap()
+}
+
+/// Real local accounts made for one test with `useradd` and removed with
+/// `userdel` when dropped (also when the test fails). Each has its own
+/// group of the same name.
+pub struct TestUsers {
+    pub users: Vec<(String, u32, u32)>,
+}
+
+/// Serialises this process's `useradd`/`userdel` runs (they lock
+/// /etc/passwd; another process's run is waited out by retrying).
+static USERADD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn account_tool(tool: &str, args: &[&str]) -> bool {
+    let _g = USERADD.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..50 {
+        match Command::new(tool)
+            .args(args)
+            .stderr(Stdio::piped())
+            .output()
+        {
+            Ok(o) if o.status.success() => return true,
+            // 10: cannot lock /etc/passwd (another tool has it): retry
+            Ok(o) if o.status.code() == Some(10) => {
+                std::thread::sleep(std::time::Duration::from_millis(100))
+            }
+            Ok(o) => {
+                eprintln!(
+                    "{tool} {args:?}: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                return false;
+            }
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+impl TestUsers {
+    /// `n` new users for `test`, or `None` (with a printed reason) when
+    /// this is not root or `useradd` is missing: the test then skips.
+    pub fn create(test: &str, n: usize) -> Option<TestUsers> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("{test}: skipped (needs root to create users and act as them)");
+            return None;
+        }
+        if Command::new("useradd").arg("--help").output().is_err() {
+            eprintln!("{test}: skipped (no useradd)");
+            return None;
+        }
+        let mut made = TestUsers { users: Vec::new() };
+        for _ in 0..n {
+            let name = format!(
+                "lct{}x{}",
+                std::process::id(),
+                SEQ.fetch_add(1, Ordering::Relaxed)
+            );
+            let ok = account_tool(
+                "useradd",
+                &[
+                    "--no-create-home",
+                    "--user-group",
+                    "-s",
+                    "/bin/false",
+                    &name,
+                ],
+            );
+            assert!(ok, "{test}: useradd {name} failed");
+            made.users.push((name.clone(), 0, 0));
+            let id = |flag: &str| -> u32 {
+                let o = Command::new("id").arg(flag).arg(&name).output().unwrap();
+                String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
+            };
+            let (uid, gid) = (id("-u"), id("-g"));
+            made.users.last_mut().unwrap().1 = uid;
+            made.users.last_mut().unwrap().2 = gid;
+        }
+        Some(made)
+    }
+
+    /// (uid, gid) of user `i`.
+    pub fn ids(&self, i: usize) -> (u32, u32) {
+        (self.users[i].1, self.users[i].2)
+    }
+
+    /// `prog args` to be run as user `i` (`setpriv`, no supplementary
+    /// groups).
+    pub fn command(&self, i: usize, prog: &Path) -> Command {
+        let (uid, gid) = self.ids(i);
+        let mut c = Command::new("setpriv");
+        c.arg(format!("--reuid={uid}"))
+            .arg(format!("--regid={gid}"))
+            .arg("--clear-groups")
+            .arg(prog);
+        c
+    }
+}
+
+impl Drop for TestUsers {
+    fn drop(&mut self) {
+        for (name, _, _) in &self.users {
+            account_tool("userdel", &[name]);
+        }
+    }
+}
+
+/// A fresh 0755 directory (under the temp dir) that any user may
+/// traverse, with copies of `progs` in it: the worktree's build
+/// directories may not be reachable by test users. Removed when dropped.
+pub struct PublicDir(pub PathBuf);
+
+impl PublicDir {
+    pub fn new(tag: &str) -> PublicDir {
+        use std::os::unix::fs::PermissionsExt;
+        let d = std::env::temp_dir().join(format!("libcaps-pub-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        PublicDir(d)
+    }
+
+    /// Copy `prog` in (mode 0755) and return the copy's path.
+    pub fn install(&self, prog: &Path) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let to = self.0.join(prog.file_name().unwrap());
+        std::fs::copy(prog, &to).unwrap();
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).unwrap();
+        to
+    }
+
+    /// A subdirectory with `mode`, owned by root.
+    pub fn subdir(&self, name: &str, mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let d = self.0.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode)).unwrap();
+        d
+    }
+}
+
+impl Drop for PublicDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
