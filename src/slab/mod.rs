@@ -160,11 +160,14 @@ fn is_oversized(n: usize, p: &Params) -> bool {
     n >= p.zone_limit || n & (p.os_page - 1) == 0
 }
 
-/// Out of memory or over the type's limit: NULL if the caller allows it,
-/// else abort with `why`.
+/// Out of memory or over the type's limit: NULL with `errno` set to
+/// `ENOMEM` if the caller allows it, else abort with `why`. Every NULL
+/// that `slab_malloc`/`slab_realloc` return for a failure comes from here.
 #[cold]
 fn fail(func: &str, ty: *mut malloc_type, flags: c_int, why: &str) -> *mut c_void {
     if flags & (M_NOWAIT | M_NULLOK) != 0 {
+        // SAFETY: `__errno_location` returns this thread's errno.
+        unsafe { *libc::__errno_location() = libc::ENOMEM };
         return core::ptr::null_mut();
     }
     // SAFETY: `ty` was validated by `types::check` before any failure.

@@ -222,8 +222,9 @@ void slab_malloc_uninit(void *data);
  dereferenced and that `slab_free` accepts.
 
  Flags: `M_ZERO` zeroes the memory; `M_NOWAIT` or `M_NULLOK` make it
- return NULL when the type's `ks_limit` would be exceeded or memory
- cannot be mapped (otherwise the process aborts with a message).
+ return NULL with `errno` set to `ENOMEM` when the type's `ks_limit`
+ would be exceeded or memory cannot be mapped (otherwise the process
+ aborts with a message).
  Aborts if `mtype` is NULL or lacks `M_MAGIC`.
  */
 void *slab_malloc(unsigned long size, struct malloc_type *mtype, int flags);
@@ -232,8 +233,8 @@ void *slab_malloc(unsigned long size, struct malloc_type *mtype, int flags);
  Resize an allocation of `mtype`: NULL (or the zero-length pointer)
  allocates, `size` 0 frees and returns NULL; the same pointer is
  returned when the size class (or page count) does not change; else the
- contents move to a new allocation. NULL on failure under
- `M_NOWAIT`/`M_NULLOK` (the old block is then untouched).
+ contents move to a new allocation. NULL with `errno` set to `ENOMEM` on
+ failure under `M_NOWAIT`/`M_NULLOK` (the old block is then untouched).
  */
 void *slab_realloc(void *ptr, unsigned long size, struct malloc_type *mtype, int flags);
 
