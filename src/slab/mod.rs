@@ -10,7 +10,8 @@
 //!   size 0 or large, an unregistered type, a bad pointer to report).
 //! * A free from another cpu checks the chunk, marks it free and pushes it
 //!   on the owner's remote-free list (one compare-and-swap); the owner
-//!   takes the whole list back when a size class runs dry.
+//!   takes the whole list back when a size class runs dry, or the
+//!   reclaimer does it for an owner that does not (`reclaim`).
 //! * Zones are `ZoneSize`-aligned (mapped twice as large and trimmed), so
 //!   `ptr & ~ZoneMask` is the zone header, and power-of-2 chunks are
 //!   aligned to their size.
@@ -23,6 +24,7 @@ mod account;
 mod fork;
 pub mod gd;
 mod oversized;
+pub mod reclaim;
 mod registry;
 mod tls;
 pub mod types;
@@ -196,43 +198,23 @@ pub unsafe fn malloc(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_
         return unsafe { malloc_slow(size, ty, flags) };
     };
     let class = SMALL_CLASS[size.div_ceil(8)];
+    let (idx, cs) = ((class & 0xff) as usize, (class >> 8) as usize);
     // SAFETY: `ty` is a registered, valid type; `gd` is this thread's cpu
-    // state; `class` is a small size class.
+    // state; `class` is a small size class. Inside the window the zones
+    // are ours unless the state is parked, and the type's counters are
+    // ours if this cpu is its home (`reclaim`, `account`).
     unsafe {
-        if !account::home_charge(gd, ty, (class >> 8) as usize) {
+        let w = reclaim::open(gd);
+        if reclaim::parked(gd) || !account::home_charge_open(gd, ty, cs) {
+            w.close();
             return malloc_away(gd, class, ty, tag, flags);
         }
-        take(gd, class, ty, tag, flags, true)
-    }
-}
-
-/// A chunk of `class` (`chunk size << 8 | zone index`) for a call already
-/// counted and charged: the first free-listed chunk, else `zone_malloc`.
-/// `home`: this cpu is the type's home (its statistics slot is its own).
-///
-/// # Safety
-/// As [`zone_malloc`].
-#[inline(always)]
-unsafe fn take(
-    gd: *mut SLGlobalData,
-    class: u32,
-    ty: *mut malloc_type,
-    tag: u8,
-    flags: c_int,
-    home: bool,
-) -> *mut c_void {
-    let (idx, cs) = ((class & 0xff) as usize, (class >> 8) as usize);
-    // SAFETY: caller contract.
-    unsafe {
         let c = zone::pop(gd, idx, tag);
+        w.close();
         if c.is_null() {
             return zone_malloc(gd, class, ty, tag, flags);
         }
-        if home {
-            types::stat_home(gd, ty, cs as isize, 1);
-        } else {
-            types::stat(gd, ty, cs as isize, 1);
-        }
+        types::stat_home(gd, ty, cs as isize, 1);
         if flags & (M_ZERO | M_PASSIVE_ZERO) != 0 {
             // A tail call of memset, which returns `c`.
             ptr::write_bytes(c, 0, cs);
@@ -242,7 +224,8 @@ unsafe fn take(
 }
 
 /// [`malloc`] of a zone chunk when the type is not this cpu's alone (or
-/// its limit is near): count and charge in full, then allocate.
+/// its limit is near, or the state is parked): count and charge in full,
+/// then take the first free-listed chunk, else `zone_malloc`.
 ///
 /// # Safety
 /// As [`zone_malloc`].
@@ -254,12 +237,23 @@ unsafe fn malloc_away(
     tag: u8,
     flags: c_int,
 ) -> *mut c_void {
+    let (idx, cs) = ((class & 0xff) as usize, (class >> 8) as usize);
     // SAFETY: caller contract.
     unsafe {
-        if !account::account(gd, ty, (class >> 8) as usize) {
+        if !account::account(gd, ty, cs) {
             return over_limit(ty, flags);
         }
-        take(gd, class, ty, tag, flags, false)
+        let w = reclaim::own(gd);
+        let c = zone::pop(gd, idx, tag);
+        w.close();
+        if c.is_null() {
+            return zone_malloc(gd, class, ty, tag, flags);
+        }
+        types::stat(gd, ty, cs as isize, 1);
+        if flags & (M_ZERO | M_PASSIVE_ZERO) != 0 {
+            ptr::write_bytes(c, 0, cs);
+        }
+        c.cast()
     }
 }
 

@@ -3,7 +3,9 @@
 //! chunk, then the chunk array (aligned to the chunk size when that is a
 //! power of 2, else to 8).
 //!
-//! Only the owning cpu changes a zone's header and free list. Other cpus
+//! Only the owning cpu changes a zone's header and free list, inside its
+//! window (`reclaim::Window`), or the reclaimer while the owner's state
+//! is parked. Other cpus
 //! read only [`Fixed`], which stays unchanged while the zone has live
 //! chunks and sits on its own cache line (so a remote free does not pull
 //! the line the owner writes on every allocation), and change the tag of
@@ -26,7 +28,7 @@ use crate::abi::{
 use crate::fatal;
 
 use super::types::{self, TAG_UNCHECKED};
-use super::{ZONE_CACHE_HIGH, ZONE_CACHE_MAX, params, registry};
+use super::{ZONE_CACHE_HIGH, ZONE_CACHE_MAX, params, reclaim, registry};
 
 /// Tag of a chunk never handed out since the zone took its size class.
 const TAG_NEVER: u8 = 0;
@@ -141,9 +143,22 @@ pub unsafe fn pop(gd: *mut SLGlobalData, idx: usize, t: u8) -> *mut u8 {
 /// NULL if no zone could be mapped.
 ///
 /// # Safety
-/// `gd` is the calling thread's cpu state; `idx < NZONES`, `cs` its size.
+/// `gd` is the calling thread's cpu state, no window of it open;
+/// `idx < NZONES`, `cs` its size.
 #[inline(never)]
 pub unsafe fn alloc(gd: *mut SLGlobalData, idx: usize, cs: usize, t: u8, zero: bool) -> *mut u8 {
+    // SAFETY: caller contract; the window makes the zones ours.
+    unsafe {
+        let w = reclaim::own(gd);
+        let c = alloc_owned(gd, idx, cs, t, zero);
+        w.close();
+        c
+    }
+}
+
+/// [`alloc`] inside the owner's window.
+#[inline(always)]
+unsafe fn alloc_owned(gd: *mut SLGlobalData, idx: usize, cs: usize, t: u8, zero: bool) -> *mut u8 {
     // SAFETY: `gd` is ours; zones on `ZoneAry` are live and ours.
     unsafe {
         let mut c = pop(gd, idx, t);
@@ -444,7 +459,9 @@ pub unsafe fn free(
         let cs = (*z).f.cs as usize;
         let owner = (*z).f.owner;
         if owner == gd {
+            let w = reclaim::own(gd);
             free_local(gd, z, c);
+            w.close();
         } else {
             free_remote(owner, c);
         }
@@ -492,6 +509,11 @@ pub unsafe fn free_fast(
         if owner != gd {
             return free_remote(owner, c);
         }
+        let w = reclaim::open(gd);
+        if reclaim::parked(gd) {
+            w.close();
+            return free_parked(gd, z, c);
+        }
         let ch = c.cast::<SLChunk>();
         (*ch).c_Next = (*z).free;
         (*z).free = ch;
@@ -503,11 +525,26 @@ pub unsafe fn free_fast(
         {
             relist(gd, z);
         }
+        w.close();
+    }
+}
+
+/// The local part of [`free_fast`] when the state was parked.
+#[cold]
+#[inline(never)]
+unsafe fn free_parked(gd: *mut SLGlobalData, z: *mut Zone, c: *mut u8) {
+    // SAFETY: `gd` is the calling thread's state, owner of the live zone
+    // `z`; the window makes its zones ours.
+    unsafe {
+        let w = reclaim::own(gd);
+        free_local(gd, z, c);
+        w.close();
     }
 }
 
 /// Push `c` on `owner`'s remote-free list: one compare-and-swap unless
-/// another cpu pushes at the same time.
+/// another cpu pushes at the same time. The first chunk on an empty list
+/// makes sure the reclaimer will look at it.
 #[inline(never)]
 unsafe fn free_remote(owner: *mut SLGlobalData, c: *mut u8) {
     // SAFETY: `owner` is the live state owning the zone of `c` (states
@@ -518,10 +555,15 @@ unsafe fn free_remote(owner: *mut SLGlobalData, c: *mut u8) {
         let mut cur = head.load(Ordering::Relaxed);
         loop {
             (*ch).c_Next = cur;
-            match head.compare_exchange_weak(cur, ch, Ordering::Release, Ordering::Relaxed) {
+            // Sequentially consistent for `pushed_first` (the same
+            // instruction on x86).
+            match head.compare_exchange_weak(cur, ch, Ordering::SeqCst, Ordering::Relaxed) {
                 Ok(_) => break,
                 Err(now) => cur = now,
             }
+        }
+        if cur.is_null() {
+            reclaim::pushed_first();
         }
     }
 }
@@ -622,7 +664,8 @@ unsafe fn pop_cached(gd: *mut SLGlobalData) -> *mut Zone {
 /// Take back the chunks other cpus freed.
 ///
 /// # Safety
-/// `gd` is the calling thread's cpu state.
+/// The zones of `gd` are the caller's: its owner's window is open, or it
+/// is parked and the caller is the reclaimer.
 pub unsafe fn drain_remote(gd: *mut SLGlobalData) {
     // SAFETY: `gd` is ours; every chunk on the list belongs to one of our
     // zones, which stay live while they have chunks not yet drained.
@@ -633,6 +676,8 @@ pub unsafe fn drain_remote(gd: *mut SLGlobalData) {
         }
         let mask = params().zone_mask;
         let mut c = head.swap(ptr::null_mut(), Ordering::Acquire);
+        let d = reclaim::drains(gd);
+        d.store(d.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         while !c.is_null() {
             let next = (*c).c_Next;
             free_local(gd, (c as usize & !mask) as *mut Zone, c.cast());
@@ -644,9 +689,23 @@ pub unsafe fn drain_remote(gd: *mut SLGlobalData) {
 /// Give every fully free zone of `gd` back to the system (thread exit).
 ///
 /// # Safety
-/// `gd` is the calling thread's cpu state.
+/// `gd` is the calling thread's cpu state, no window of it open.
 pub unsafe fn release_free(gd: *mut SLGlobalData) {
-    // SAFETY: `gd` is ours and so are all zones reachable from it.
+    // SAFETY: caller contract; the window makes the zones ours.
+    unsafe {
+        let w = reclaim::own(gd);
+        give_back(gd);
+        w.close();
+    }
+}
+
+/// Take back the remote frees of `gd` and unmap every zone of it that is
+/// then fully free, its cache of free zones included.
+///
+/// # Safety
+/// As [`drain_remote`].
+pub unsafe fn give_back(gd: *mut SLGlobalData) {
+    // SAFETY: caller contract: all zones reachable from `gd` are ours.
     unsafe {
         drain_remote(gd);
         loop {

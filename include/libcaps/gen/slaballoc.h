@@ -168,16 +168,35 @@ struct SLGlobalData {
     int sl_Unmapped;
     /*
      non-zero while this cpu updates a type's `ks_calls` and
-     `ks_loosememuse` with plain stores (see `src/slab/account.rs`)
+     `ks_loosememuse` with plain stores (see `src/slab/account.rs`) or
+     works on its zones (see `src/slab/reclaim.rs`)
      */
     int sl_Counting;
-    int sl_Spare;
-    long sl_Pad0[6];
+    /*
+     non-zero while the state is parked: another thread gave back what
+     other cpus freed into its zones, and the owner takes the state
+     back before it touches its zones again (`src/slab/reclaim.rs`)
+     */
+    int sl_Parked;
+    /*
+     next state on the list of all states (never unlinked)
+     */
+    struct SLGlobalData *sl_NextState;
+    long sl_Pad0[5];
     /*
      chunks freed by other cpus, pushed lock-free, drained by the owner
+     (or by the reclaimer while the state is parked)
      */
     struct SLChunk *sl_Remote;
-    long sl_Pad1[7];
+    /*
+     times the remote-free list was drained
+     */
+    long sl_Drains;
+    /*
+     `sl_Drains` when the reclaimer last saw a non-empty list, or -1
+     */
+    long sl_Seen;
+    long sl_Pad1[5];
 };
 
 /*
