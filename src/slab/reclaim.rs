@@ -326,20 +326,72 @@ pub fn pass() -> bool {
 unsafe fn reclaim(gd: *mut SLGlobalData) -> bool {
     // SAFETY: caller contract.
     unsafe {
-        let flag = parked_flag(gd);
-        if flag.load(Ordering::Relaxed) == 0 {
-            flag.store(1, Ordering::Relaxed);
-            account::barrier_all();
-            if !window_closes(gd) {
-                flag.store(0, Ordering::Relaxed);
-                return false;
-            }
+        if !park(gd) {
+            return false;
         }
-        fence(Ordering::Acquire);
         zone::give_back(gd);
         seen(gd).store(-1, Ordering::Relaxed);
     }
     true
+}
+
+/// Park `gd` unless it is parked already: false if its owner stayed
+/// inside a window. Once true, the zones of `gd` are the caller's until
+/// it lets go of `REAP`.
+///
+/// # Safety
+/// `gd` is a cpu state; the caller holds `REAP`.
+unsafe fn park(gd: *mut SLGlobalData) -> bool {
+    // SAFETY: caller contract.
+    let flag = unsafe { parked_flag(gd) };
+    if flag.load(Ordering::Relaxed) == 0 {
+        flag.store(1, Ordering::Relaxed);
+        account::barrier_all();
+        // SAFETY: caller contract.
+        if !unsafe { window_closes(gd) } {
+            flag.store(0, Ordering::Relaxed);
+            return false;
+        }
+        #[cfg(test)]
+        PARKS.fetch_add(1, Ordering::Relaxed);
+    }
+    fence(Ordering::Acquire);
+    true
+}
+
+/// Park `gd` and keep it parked (as a pass does while it works) until
+/// the guard is dropped. For tests.
+///
+/// # Safety
+/// `gd` is a cpu state.
+#[cfg(test)]
+pub unsafe fn hold_parked(gd: *mut SLGlobalData) -> Option<MutexGuard<'static, ()>> {
+    let g = reap_lock();
+    // SAFETY: caller contract; `REAP` held.
+    unsafe { park(gd) }.then_some(g)
+}
+
+/// States parked so far (tests check that a race was exercised).
+#[cfg(test)]
+pub static PARKS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+#[cfg(test)]
+std::thread_local! {
+    /// Set by a unit test on a thread that runs passes: each chunk such a
+    /// pass puts back on a free list takes a few microseconds (between
+    /// reading the list head and writing it), so an owner that touched its
+    /// zones without taking its state back would race with the pass.
+    pub static STRETCH: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
+/// A test hook of `zone::free_local` (see [`STRETCH`]).
+#[cfg(test)]
+pub fn stretch() {
+    if STRETCH.with(|s| s.get()) {
+        for _ in 0..500 {
+            core::hint::spin_loop();
+        }
+    }
 }
 
 /// Wait a little for the owner's window to close.

@@ -575,6 +575,8 @@ unsafe fn free_local(gd: *mut SLGlobalData, z: *mut Zone, c: *mut u8) {
     unsafe {
         let ch = c.cast::<SLChunk>();
         (*ch).c_Next = (*z).free;
+        #[cfg(test)]
+        reclaim::stretch();
         (*z).free = ch;
         let nf = (*z).h.z_NFree + 1;
         (*z).h.z_NFree = nf;
