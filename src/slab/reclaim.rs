@@ -291,46 +291,69 @@ fn any_pending() -> bool {
     false
 }
 
-/// One look at every state; true if some list is still waiting.
+/// `sl_Seen` of a state the last pass parked: if it is still parked at
+/// the next pass (its owner did not come back), its cache of free zones
+/// goes too.
+const CACHE_NEXT: i64 = -2;
+
+/// One look at every state; true if a later pass has work to do.
 pub fn pass() -> bool {
     let _g = reap_lock();
     let mut waiting = false;
     let mut gd = ALL.load(Ordering::Acquire);
     while !gd.is_null() {
-        // SAFETY: as in `any_pending`.
+        // SAFETY: as in `any_pending`; `REAP` held.
         unsafe {
             let next = (*gd).sl_NextState;
-            if remote(gd).load(Ordering::SeqCst).is_null() {
-                seen(gd).store(-1, Ordering::Relaxed);
+            let idle = parked(gd);
+            let s = seen(gd).load(Ordering::Relaxed);
+            let all = idle && s == CACHE_NEXT;
+            let now = if remote(gd).load(Ordering::SeqCst).is_null() {
+                if all {
+                    zone::give_back(gd);
+                }
+                -1
             } else {
                 let d = drains(gd).load(Ordering::Relaxed);
-                if parked(gd) || seen(gd).load(Ordering::Relaxed) == d {
-                    waiting |= !reclaim(gd);
+                if !idle && s != d {
+                    // First seen, or drained since: the owner is active.
+                    d
+                } else if !reclaim(gd, all) {
+                    // The owner was busy: try again at the next pass.
+                    d
+                } else if all {
+                    -1
                 } else {
-                    seen(gd).store(d, Ordering::Relaxed);
-                    waiting = true;
+                    CACHE_NEXT
                 }
-            }
+            };
+            seen(gd).store(now, Ordering::Relaxed);
+            waiting |= now != -1 || !remote(gd).load(Ordering::Relaxed).is_null();
             gd = next;
         }
     }
     waiting
 }
 
-/// Park `gd` (if it is not already) and give back everything free in its
-/// zones. False if its owner stayed inside a window (it is busy in the
-/// allocator, so not idle; the next pass tries again).
+/// Park `gd` (if it is not already) and take back its remote frees:
+/// zones that become fully free are cached or unmapped as a free by the
+/// owner would do; with `all`, every fully free zone is unmapped, the
+/// cache included. False if its owner stayed inside a window (it is busy
+/// in the allocator; the next pass tries again).
 ///
 /// # Safety
 /// `gd` is a cpu state; the caller holds `REAP`.
-unsafe fn reclaim(gd: *mut SLGlobalData) -> bool {
+unsafe fn reclaim(gd: *mut SLGlobalData, all: bool) -> bool {
     // SAFETY: caller contract.
     unsafe {
         if !park(gd) {
             return false;
         }
-        zone::give_back(gd);
-        seen(gd).store(-1, Ordering::Relaxed);
+        if all {
+            zone::give_back(gd);
+        } else {
+            zone::drain_remote(gd);
+        }
     }
     true
 }
