@@ -148,10 +148,7 @@ pub struct SLGlobalData {
     /// `ks_loosememuse` with plain stores (see `src/slab/account.rs`) or
     /// works on its zones (see `src/slab/reclaim.rs`)
     pub sl_Counting: c_int,
-    /// non-zero while the state is parked: another thread gave back what
-    /// other cpus freed into its zones, and the owner takes the state
-    /// back before it touches its zones again (`src/slab/reclaim.rs`)
-    pub sl_Parked: c_int,
+    pub sl_Spare: c_int,
     /// next state on the list of all states (never unlinked)
     pub sl_NextState: *mut SLGlobalData,
     pub sl_Pad0: [c_long; 5],

@@ -386,7 +386,7 @@ unsafe fn settle(gd: *mut SLGlobalData, ty: *mut malloc_type, own: &AtomicUsize,
 /// (the home's fast path updates its slot plainly).
 fn may_be_home(gd: *mut SLGlobalData) -> bool {
     // SAFETY: `gd` is the calling thread's cpu state.
-    HOME_OK.load(Ordering::Relaxed) && unsafe { (*gd).sl_Flags } & SLGD_SHARED == 0
+    HOME_OK.load(Ordering::Relaxed) && unsafe { reclaim::flags(gd) } & SLGD_SHARED == 0
 }
 
 /// The loose sum says the limit is near: recompute it from the per-cpu

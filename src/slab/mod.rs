@@ -205,7 +205,8 @@ pub unsafe fn malloc(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_
     // ours if this cpu is its home (`reclaim`, `account`).
     unsafe {
         let w = reclaim::open(gd);
-        if reclaim::parked(gd) || !account::home_charge_open(gd, ty, cs) {
+        // A home's slot is not shared: any flag is `SLGD_PARKED`.
+        if reclaim::flags(gd) != 0 || !account::home_charge_open(gd, ty, cs) {
             w.close();
             return malloc_away(gd, class, ty, tag, flags);
         }

@@ -19,13 +19,14 @@
 //! reclaimer excludes it without a lock or an atomic read-modify-write on
 //! the owner's side, the asymmetric pattern `account` already uses: the
 //! owner brackets every piece of work on its zones with `sl_Counting = 1
-//! ... = 0` (a [`Window`]) and reads `sl_Parked` inside; the reclaimer sets
-//! `sl_Parked`, runs `membarrier()` (a full barrier on every cpu running a
+//! ... = 0` (a [`Window`]) and reads `sl_Flags` inside (its fast paths
+//! test that word for `SLGD_SHARED` anyway); the reclaimer sets
+//! [`SLGD_PARKED`] there, runs `membarrier()` (a full barrier on every cpu running a
 //! thread of the process), and then either sees the owner's window open
 //! (it waits for it to close, briefly, or gives up) or knows the owner will
-//! see `sl_Parked` at its next window. The owner leaves `sl_Parked` set
-//! after the reclaimer's pass; the owner's next window sees it and takes
-//! its state back ([`unpark`]: the reclaimer's lock, on the slow path).
+//! see the flag at its next window. The reclaimer leaves the flag set
+//! after its pass; the owner's next window sees it and takes its state
+//! back ([`unpark`]: the reclaimer's lock, on the slow path).
 
 use core::ptr::{self, addr_of_mut};
 use core::sync::atomic::{
@@ -38,6 +39,10 @@ use crate::abi::{SLChunk, SLGlobalData};
 
 use super::{account, zone};
 
+/// `sl_Flags`: the state is parked; its zones are the reclaimer's until
+/// the owner takes it back.
+pub const SLGD_PARKED: i32 = 0x0002;
+
 /// How often the reclaimer looks at the lists while one is non-empty.
 pub const PERIOD: Duration = Duration::from_millis(100);
 
@@ -47,8 +52,8 @@ pub struct Window {
     busy: &'static AtomicI32,
 }
 
-/// Open the window. The caller then checks [`parked`] before it touches
-/// its zones.
+/// Open the window. The caller then checks [`flags`] (or [`parked`])
+/// before it touches its zones.
 ///
 /// # Safety
 /// `gd` is the calling thread's cpu state; no window of it is open.
@@ -74,23 +79,37 @@ impl Window {
     }
 }
 
+/// `sl_Flags`, written by the state's setup and (`SLGD_PARKED`) by the
+/// reclaimer and the owner taking its state back.
+///
 /// # Safety
 /// `gd` is a cpu state.
 #[inline(always)]
-unsafe fn parked_flag<'a>(gd: *mut SLGlobalData) -> &'a AtomicI32 {
+unsafe fn flag_word<'a>(gd: *mut SLGlobalData) -> &'a AtomicI32 {
     // SAFETY: caller contract.
-    unsafe { AtomicI32::from_ptr(addr_of_mut!((*gd).sl_Parked)) }
+    unsafe { AtomicI32::from_ptr(addr_of_mut!((*gd).sl_Flags)) }
 }
 
-/// Is the state parked? Read inside a window: if not, the zones are the
-/// owner's until the window closes.
+/// The state's `SLGD_*` flags. Read inside a window: without
+/// `SLGD_PARKED`, the zones are the owner's until the window closes.
+///
+/// # Safety
+/// `gd` is a cpu state.
+#[inline(always)]
+pub unsafe fn flags(gd: *mut SLGlobalData) -> i32 {
+    // SAFETY: caller contract.
+    unsafe { flag_word(gd) }.load(Ordering::Relaxed)
+}
+
+/// Is the state parked? (See [`flags`].)
 ///
 /// # Safety
 /// `gd` is a cpu state.
 #[inline(always)]
 pub unsafe fn parked(gd: *mut SLGlobalData) -> bool {
     // SAFETY: caller contract.
-    unsafe { parked_flag(gd) }.load(Ordering::Relaxed) != 0
+    let f = unsafe { flags(gd) };
+    f & SLGD_PARKED != 0
 }
 
 /// Open a window in which the state is the caller's, taking it back from
@@ -124,7 +143,7 @@ pub unsafe fn own(gd: *mut SLGlobalData) -> Window {
 pub unsafe fn unpark(gd: *mut SLGlobalData) {
     let _g = reap_lock();
     // SAFETY: caller contract.
-    unsafe { parked_flag(gd) }.store(0, Ordering::Relaxed);
+    unsafe { flag_word(gd) }.fetch_and(!SLGD_PARKED, Ordering::Relaxed);
 }
 
 /// Held by the reclaimer during a pass and by an owner taking its state
@@ -366,13 +385,13 @@ unsafe fn reclaim(gd: *mut SLGlobalData, all: bool) -> bool {
 /// `gd` is a cpu state; the caller holds `REAP`.
 unsafe fn park(gd: *mut SLGlobalData) -> bool {
     // SAFETY: caller contract.
-    let flag = unsafe { parked_flag(gd) };
-    if flag.load(Ordering::Relaxed) == 0 {
-        flag.store(1, Ordering::Relaxed);
+    let flag = unsafe { flag_word(gd) };
+    if flag.load(Ordering::Relaxed) & SLGD_PARKED == 0 {
+        flag.fetch_or(SLGD_PARKED, Ordering::Relaxed);
         account::barrier_all();
         // SAFETY: caller contract.
         if !unsafe { window_closes(gd) } {
-            flag.store(0, Ordering::Relaxed);
+            flag.fetch_and(!SLGD_PARKED, Ordering::Relaxed);
             return false;
         }
         #[cfg(test)]

@@ -503,17 +503,19 @@ pub unsafe fn free_fast(
             return super::free_slow(c.cast(), ty);
         }
         tg.store(TAG_FREE, Ordering::Relaxed);
-        let cs = (mc >> 32) as u32;
+        let cs = -(((mc >> 32) as u32) as isize);
         let owner = (*z).f.owner;
-        types::stat(gd, ty, -(cs as isize), -1);
         if owner != gd {
+            types::stat(gd, ty, cs, -1);
             return free_remote(owner, c);
         }
         let w = reclaim::open(gd);
-        if reclaim::parked(gd) {
+        // One test for a shared statistics slot and a parked state.
+        if reclaim::flags(gd) != 0 {
             w.close();
-            return free_parked(gd, z, c);
+            return free_flagged(gd, z, c, ty, cs);
         }
+        types::stat_home(gd, ty, cs, -1);
         let ch = c.cast::<SLChunk>();
         (*ch).c_Next = (*z).free;
         (*z).free = ch;
@@ -529,13 +531,21 @@ pub unsafe fn free_fast(
     }
 }
 
-/// The local part of [`free_fast`] when the state was parked.
+/// The local part of [`free_fast`] for a state with a flag set: a shared
+/// statistics slot, or parked.
 #[cold]
 #[inline(never)]
-unsafe fn free_parked(gd: *mut SLGlobalData, z: *mut Zone, c: *mut u8) {
+unsafe fn free_flagged(
+    gd: *mut SLGlobalData,
+    z: *mut Zone,
+    c: *mut u8,
+    ty: *mut malloc_type,
+    mem: isize,
+) {
     // SAFETY: `gd` is the calling thread's state, owner of the live zone
-    // `z`; the window makes its zones ours.
+    // `z`; the window makes its zones ours; `ty` is valid.
     unsafe {
+        types::stat(gd, ty, mem, -1);
         let w = reclaim::own(gd);
         free_local(gd, z, c);
         w.close();

@@ -172,12 +172,7 @@ struct SLGlobalData {
      works on its zones (see `src/slab/reclaim.rs`)
      */
     int sl_Counting;
-    /*
-     non-zero while the state is parked: another thread gave back what
-     other cpus freed into its zones, and the owner takes the state
-     back before it touches its zones again (`src/slab/reclaim.rs`)
-     */
-    int sl_Parked;
+    int sl_Spare;
     /*
      next state on the list of all states (never unlinked)
      */
