@@ -487,6 +487,9 @@ pub unsafe fn free_fast(
     // SAFETY: caller contract; `Fixed` is read-only while the zone has
     // live chunks, the rest of the zone is ours when `owner == gd`.
     unsafe {
+        // The window opens first: its store then overlaps the loads of
+        // the checks (measured: free of its cost in `pair` and `batch`).
+        let w = reclaim::open(gd);
         // The checks of `locate` and `check_tag`; anything wrong goes to
         // `free_slow`, which makes them again and reports.
         let z = base as *mut Zone;
@@ -495,25 +498,27 @@ pub unsafe fn free_fast(
         let (mc, sr) = f.pairs();
         let off = (c as usize).wrapping_sub(f.base);
         if mc as u32 != ZALLOC_SLAB_MAGIC as u32 || off >= (sr as u32) as usize {
+            w.close();
             return super::free_slow(c.cast(), ty);
         }
         let (i, exact) = index(off, (sr >> 32) as u32);
         let tg = tag(z, i);
         if !exact || tg.load(Ordering::Relaxed) != t {
+            w.close();
             return super::free_slow(c.cast(), ty);
         }
         tg.store(TAG_FREE, Ordering::Relaxed);
         let cs = -(((mc >> 32) as u32) as isize);
         let owner = (*z).f.owner;
-        if owner != gd {
-            types::stat(gd, ty, cs, -1);
-            return free_remote(owner, c);
-        }
-        let w = reclaim::open(gd);
-        // One test for a shared statistics slot and a parked state.
-        if reclaim::flags(gd) != 0 {
+        // One test for another cpu's chunk, a shared statistics slot and a
+        // parked state.
+        if owner != gd || reclaim::flags(gd) != 0 {
             w.close();
-            return free_flagged(gd, z, c, ty, cs);
+            types::stat(gd, ty, cs, -1);
+            if owner != gd {
+                return free_remote(owner, c);
+            }
+            return free_flagged(gd, z, c);
         }
         types::stat_home(gd, ty, cs, -1);
         let ch = c.cast::<SLChunk>();
@@ -535,17 +540,10 @@ pub unsafe fn free_fast(
 /// statistics slot, or parked.
 #[cold]
 #[inline(never)]
-unsafe fn free_flagged(
-    gd: *mut SLGlobalData,
-    z: *mut Zone,
-    c: *mut u8,
-    ty: *mut malloc_type,
-    mem: isize,
-) {
+unsafe fn free_flagged(gd: *mut SLGlobalData, z: *mut Zone, c: *mut u8) {
     // SAFETY: `gd` is the calling thread's state, owner of the live zone
-    // `z`; the window makes its zones ours; `ty` is valid.
+    // `z`; the window makes its zones ours.
     unsafe {
-        types::stat(gd, ty, mem, -1);
         let w = reclaim::own(gd);
         free_local(gd, z, c);
         w.close();
