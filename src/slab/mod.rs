@@ -211,10 +211,10 @@ pub unsafe fn malloc(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_
             return malloc_away(gd, class, ty, tag, flags);
         }
         let c = zone::pop(gd, idx, tag);
-        w.close();
         if c.is_null() {
-            return zone_malloc(gd, class, ty, tag, flags);
+            return zone_malloc_in(w, gd, class, ty, tag, flags);
         }
+        w.close();
         types::stat_home(gd, ty, cs as isize, 1);
         if flags & (M_ZERO | M_PASSIVE_ZERO) != 0 {
             // A tail call of memset, which returns `c`.
@@ -246,10 +246,10 @@ unsafe fn malloc_away(
         }
         let w = reclaim::own(gd);
         let c = zone::pop(gd, idx, tag);
-        w.close();
         if c.is_null() {
-            return zone_malloc(gd, class, ty, tag, flags);
+            return zone_malloc_in(w, gd, class, ty, tag, flags);
         }
+        w.close();
         types::stat(gd, ty, cs as isize, 1);
         if flags & (M_ZERO | M_PASSIVE_ZERO) != 0 {
             ptr::write_bytes(c, 0, cs);
@@ -269,8 +269,8 @@ fn over_limit(ty: *mut malloc_type, flags: c_int) -> *mut c_void {
 /// `tag`; the call is already counted and charged.
 ///
 /// # Safety
-/// `gd` is this thread's cpu state, `ty` a registered type with tag `tag`.
-#[inline(never)]
+/// `gd` is this thread's cpu state, no window of it open; `ty` a
+/// registered type with tag `tag`.
 unsafe fn zone_malloc(
     gd: *mut SLGlobalData,
     class: u32,
@@ -278,9 +278,29 @@ unsafe fn zone_malloc(
     tag: u8,
     flags: c_int,
 ) -> *mut c_void {
+    // SAFETY: caller contract.
+    unsafe { zone_malloc_in(reclaim::own(gd), gd, class, ty, tag, flags) }
+}
+
+/// [`zone_malloc`] inside the window `w` (the state not parked), which it
+/// closes: the fast paths go on in the window they opened.
+///
+/// # Safety
+/// As [`zone_malloc`], but with `w` the open window of `gd`.
+#[inline(never)]
+unsafe fn zone_malloc_in(
+    w: reclaim::Window,
+    gd: *mut SLGlobalData,
+    class: u32,
+    ty: *mut malloc_type,
+    tag: u8,
+    flags: c_int,
+) -> *mut c_void {
     let (idx, cs) = ((class & 0xff) as usize, (class >> 8) as usize);
-    // SAFETY: `gd` is this thread's cpu state; `idx < NZONES`.
+    // SAFETY: `gd` is this thread's cpu state, its window open and not
+    // parked; `idx < NZONES`.
     let c = unsafe { zone::alloc(gd, idx, cs, tag, flags & (M_ZERO | M_PASSIVE_ZERO) != 0) };
+    w.close();
     if c.is_null() {
         // SAFETY: valid type.
         return unsafe { no_zone(ty, cs, flags) };

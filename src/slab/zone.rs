@@ -143,22 +143,10 @@ pub unsafe fn pop(gd: *mut SLGlobalData, idx: usize, t: u8) -> *mut u8 {
 /// NULL if no zone could be mapped.
 ///
 /// # Safety
-/// `gd` is the calling thread's cpu state, no window of it open;
-/// `idx < NZONES`, `cs` its size.
-#[inline(never)]
-pub unsafe fn alloc(gd: *mut SLGlobalData, idx: usize, cs: usize, t: u8, zero: bool) -> *mut u8 {
-    // SAFETY: caller contract; the window makes the zones ours.
-    unsafe {
-        let w = reclaim::own(gd);
-        let c = alloc_owned(gd, idx, cs, t, zero);
-        w.close();
-        c
-    }
-}
-
-/// [`alloc`] inside the owner's window.
+/// `gd` is the calling thread's cpu state, its window open and the state
+/// not parked; `idx < NZONES`, `cs` its size.
 #[inline(always)]
-unsafe fn alloc_owned(gd: *mut SLGlobalData, idx: usize, cs: usize, t: u8, zero: bool) -> *mut u8 {
+pub unsafe fn alloc(gd: *mut SLGlobalData, idx: usize, cs: usize, t: u8, zero: bool) -> *mut u8 {
     // SAFETY: `gd` is ours; zones on `ZoneAry` are live and ours.
     unsafe {
         let mut c = pop(gd, idx, t);
