@@ -217,9 +217,18 @@ pub unsafe fn home_charge(gd: *mut SLGlobalData, ty: *mut malloc_type, bytes: us
 /// `gd` is the calling thread's cpu state with its window open, `ty` a
 /// valid registered type.
 #[inline(always)]
-pub unsafe fn home_charge_open(gd: *mut SLGlobalData, ty: *mut malloc_type, bytes: usize) -> bool {
+pub unsafe fn home_charge_open(
+    gd: *mut SLGlobalData,
+    ty: *mut malloc_type,
+    bytes: usize,
+    flags: i32,
+) -> bool {
     // SAFETY: caller contract.
-    unsafe { owner(ty).load(Ordering::Relaxed) == gd as usize && charge(ty, bytes) }
+    let own = unsafe { owner(ty) }.load(Ordering::Relaxed);
+    // One test: this cpu is the home and `flags` (the caller's
+    // `sl_Flags`) is 0.
+    // SAFETY: caller contract.
+    (own ^ gd as usize) | flags as usize == 0 && unsafe { charge(ty, bytes) }
 }
 
 /// Inside the home's window: check the loose sum against the limit,

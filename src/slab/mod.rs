@@ -206,7 +206,7 @@ pub unsafe fn malloc(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_
     unsafe {
         let w = reclaim::open(gd);
         // A home's slot is not shared: any flag is `SLGD_PARKED`.
-        if reclaim::flags(gd) != 0 || !account::home_charge_open(gd, ty, cs) {
+        if !account::home_charge_open(gd, ty, cs, reclaim::flags(gd)) {
             w.close();
             return malloc_away(gd, class, ty, tag, flags);
         }
