@@ -198,7 +198,7 @@ pub unsafe fn malloc(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_
         return unsafe { malloc_slow(size, ty, flags) };
     };
     let class = SMALL_CLASS[size.div_ceil(8)];
-    let (idx, cs) = ((class & 0xff) as usize, (class >> 8) as usize);
+    let cs = (class >> 8) as usize;
     // SAFETY: `ty` is a registered, valid type; `gd` is this thread's cpu
     // state; `class` is a small size class. Inside the window the zones
     // are ours unless the state is parked, and the type's counters are
@@ -210,12 +210,40 @@ pub unsafe fn malloc(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_
             w.close();
             return malloc_away(gd, class, ty, tag, flags);
         }
+        take(w, gd, class, ty, tag, flags, true)
+    }
+}
+
+/// A chunk of `class` (`chunk size << 8 | zone index`) for a call already
+/// counted and charged, in the window `w` (the state not parked), which
+/// it closes: the first free-listed chunk, else `zone_malloc_in`.
+/// `home`: this cpu is the type's home (its statistics slot is its own).
+///
+/// # Safety
+/// As [`zone_malloc_in`].
+#[inline(always)]
+unsafe fn take(
+    w: reclaim::Window,
+    gd: *mut SLGlobalData,
+    class: u32,
+    ty: *mut malloc_type,
+    tag: u8,
+    flags: c_int,
+    home: bool,
+) -> *mut c_void {
+    let (idx, cs) = ((class & 0xff) as usize, (class >> 8) as usize);
+    // SAFETY: caller contract.
+    unsafe {
         let c = zone::pop(gd, idx, tag);
         if c.is_null() {
             return zone_malloc_in(w, gd, class, ty, tag, flags);
         }
         w.close();
-        types::stat_home(gd, ty, cs as isize, 1);
+        if home {
+            types::stat_home(gd, ty, cs as isize, 1);
+        } else {
+            types::stat(gd, ty, cs as isize, 1);
+        }
         if flags & (M_ZERO | M_PASSIVE_ZERO) != 0 {
             // A tail call of memset, which returns `c`.
             ptr::write_bytes(c, 0, cs);
@@ -238,23 +266,12 @@ unsafe fn malloc_away(
     tag: u8,
     flags: c_int,
 ) -> *mut c_void {
-    let (idx, cs) = ((class & 0xff) as usize, (class >> 8) as usize);
     // SAFETY: caller contract.
     unsafe {
-        if !account::account(gd, ty, cs) {
+        if !account::account(gd, ty, (class >> 8) as usize) {
             return over_limit(ty, flags);
         }
-        let w = reclaim::own(gd);
-        let c = zone::pop(gd, idx, tag);
-        if c.is_null() {
-            return zone_malloc_in(w, gd, class, ty, tag, flags);
-        }
-        w.close();
-        types::stat(gd, ty, cs as isize, 1);
-        if flags & (M_ZERO | M_PASSIVE_ZERO) != 0 {
-            ptr::write_bytes(c, 0, cs);
-        }
-        c.cast()
+        take(reclaim::own(gd), gd, class, ty, tag, flags, false)
     }
 }
 
