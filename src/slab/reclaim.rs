@@ -413,6 +413,18 @@ pub unsafe fn hold_parked(gd: *mut SLGlobalData) -> Option<MutexGuard<'static, (
     unsafe { park(gd) }.then_some(g)
 }
 
+/// Park `gd` and take back its remote frees now, as a pass does for a
+/// state it chose. For tests.
+///
+/// # Safety
+/// `gd` is a cpu state.
+#[cfg(test)]
+pub unsafe fn reclaim_now(gd: *mut SLGlobalData) -> bool {
+    let _g = reap_lock();
+    // SAFETY: caller contract; `REAP` held.
+    unsafe { reclaim(gd, false) }
+}
+
 /// States parked so far (tests check that a race was exercised).
 #[cfg(test)]
 pub static PARKS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);

@@ -747,25 +747,37 @@ fn fork_while_other_threads_allocate() {
 /// block is handed out twice, no content lost, no count off.
 #[test]
 fn reclaimer_races_busy_owners_without_loss() {
-    use core::sync::atomic::{AtomicBool, Ordering};
+    use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Arc;
     let stop = Arc::new(AtomicBool::new(false));
+    let states = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
     let reaper = {
-        let stop = stop.clone();
+        let (stop, states) = (stop.clone(), states.clone());
         std::thread::spawn(move || {
             reclaim::STRETCH.with(|s| s.set(true));
             while !stop.load(Ordering::Relaxed) {
+                // Real passes, and the owners' states taken back
+                // whether or not a pass would have chosen them.
                 reclaim::pass();
+                for s in states.iter() {
+                    let gd = s.load(Ordering::Acquire) as *mut SLGlobalData;
+                    if !gd.is_null() {
+                        // SAFETY: a cpu state (never freed).
+                        unsafe { reclaim::reclaim_now(gd) };
+                    }
+                }
                 std::thread::yield_now();
             }
         })
     };
     let parks0 = reclaim::PARKS.load(Ordering::Relaxed);
-    let owners: Vec<_> = (0..2u64)
+    let owners: Vec<_> = (0..2usize)
         .map(|o| {
+            let states = states.clone();
             std::thread::spawn(move || {
                 let ty = new_type(c"reclaim-race");
                 let gd = current_gd();
+                states[o].store(gd as usize, Ordering::Release);
                 // SAFETY: this thread's state (maybe a pooled one that
                 // holds other tests' blocks).
                 let zones = || unsafe { (*gd).ZoneInfo.ks_inuse[0] };
@@ -779,7 +791,7 @@ fn reclaimer_races_busy_owners_without_loss() {
                         unsafe { free(p as *mut c_void, tyu as *mut malloc_type) };
                     }
                 });
-                let mut rng = Rng(o * 1000 + 3);
+                let mut rng = Rng(o as u64 * 1000 + 3);
                 let mut calls = 0i64;
                 for round in 0..400usize {
                     let mut mine = Vec::new();
