@@ -141,9 +141,29 @@ pub unsafe fn own(gd: *mut SLGlobalData) -> Window {
 #[cold]
 #[inline(never)]
 pub unsafe fn unpark(gd: *mut SLGlobalData) {
+    let _e = KeepErrno::new();
     let _g = reap_lock();
     // SAFETY: caller contract.
     unsafe { flag_word(gd) }.fetch_and(!SLGD_PARKED, Ordering::Relaxed);
+}
+
+/// Restores the caller's `errno` when dropped: the slow paths here wait
+/// on a lock or start a thread, which may set it, and `slab_malloc` and
+/// `slab_free` set it only for a NULL they return.
+struct KeepErrno(i32);
+
+impl KeepErrno {
+    fn new() -> Self {
+        // SAFETY: `__errno_location` returns this thread's errno.
+        KeepErrno(unsafe { *libc::__errno_location() })
+    }
+}
+
+impl Drop for KeepErrno {
+    fn drop(&mut self) {
+        // SAFETY: as in `new`.
+        unsafe { *libc::__errno_location() = self.0 };
+    }
 }
 
 /// Held by the reclaimer during a pass and by an owner taking its state
@@ -226,6 +246,7 @@ fn kick() {
     if STATE.swap(ARMED, Ordering::SeqCst) != IDLE {
         return;
     }
+    let _e = KeepErrno::new();
     if !STARTED.swap(true, Ordering::AcqRel) {
         start();
     }
