@@ -1,14 +1,18 @@
 /*
  * slab_bad -- bad input to the slab allocator: each mode makes one mistake
  * and the process must abort with a message naming it (or, for the
- * limit under M_NULLOK, get NULL back).
+ * limit under M_NULLOK, get NULL back; "nomem": every way of getting
+ * NULL back sets errno to ENOMEM).
  */
 #include <libcaps/slaballoc.h>
 
+#include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 MALLOC_DEFINE(M_ONE, "one", "first test type");
 MALLOC_DEFINE(M_TWO, "two", "second test type");
@@ -31,6 +35,50 @@ free_elsewhere(void *p)
 	remote_arg = p;
 	pthread_create(&t, NULL, remote_free, NULL);
 	pthread_join(t, NULL);
+}
+
+/* One call that must fail: print whether it returned NULL and errno. */
+#define TRY(what, call) do {						\
+	errno = 0;							\
+	void *r_ = (call);						\
+	printf("%s: %s, errno %s\n", (what), r_ ? "memory" : "NULL",	\
+	    errno == ENOMEM ? "ENOMEM" : errno == 0 ? "0" : "other");	\
+} while (0)
+
+/* Every path on which slab_malloc/slab_realloc return NULL sets ENOMEM. */
+static int
+nomem(void)
+{
+	TRY("huge M_NOWAIT", slab_malloc((size_t)1 << 50, M_TWO, M_NOWAIT));
+	TRY("huge M_NULLOK", slab_malloc((size_t)1 << 50, M_TWO, M_NULLOK));
+	TRY("too large M_NOWAIT", slab_malloc(SIZE_MAX, M_TWO, M_NOWAIT));
+	char *old = slab_malloc(100, M_TWO, 0);
+	memset(old, 0x77, 100);
+	TRY("realloc huge M_NOWAIT",
+	    slab_realloc(old, (size_t)1 << 50, M_TWO, M_NOWAIT));
+	printf("old block kept: %s\n", old[0] == 0x77 && old[99] == 0x77 ?
+	    "yes" : "no");
+
+	M_ONE->ks_limit = 4096;
+	TRY("over limit, zone", slab_malloc(5000, M_ONE, M_NOWAIT));
+	TRY("over limit, mapping", slab_malloc(65536, M_ONE, M_NULLOK));
+	char *small = slab_malloc(64, M_ONE, M_NOWAIT);
+	TRY("realloc over limit", slab_realloc(small, 60000, M_ONE, M_NOWAIT));
+	slab_free(small, M_ONE);
+
+	/* No address space left for another zone. */
+	struct rlimit rl = { 64L << 20, 64L << 20 };
+	setrlimit(RLIMIT_AS, &rl);
+	void *last = NULL;
+	errno = 0;
+	for (long i = 0; i < (64L << 20) / 512; i++) {
+		last = slab_malloc(512, M_TWO, M_NOWAIT);
+		if (last == NULL)
+			break;
+	}
+	printf("zone mapping fails: %s, errno %s\n", last ? "memory" : "NULL",
+	    errno == ENOMEM ? "ENOMEM" : errno == 0 ? "0" : "other");
+	return 0;
 }
 
 int
@@ -93,6 +141,8 @@ main(int argc, char **argv)
 		printf("5th: %s\n", slab_malloc(1024, M_ONE, M_NULLOK) ? "memory" : "NULL");
 		printf("M_NOWAIT: %s\n", slab_malloc(1024, M_ONE, M_NOWAIT) ? "memory" : "NULL");
 		return 0;
+	} else if (strcmp(mode, "nomem") == 0) {
+		return nomem();
 	} else {
 		printf("unknown mode\n");
 		return 2;

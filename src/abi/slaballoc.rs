@@ -145,13 +145,21 @@ pub struct SLGlobalData {
     /// zones unmapped for a full cache since a zone was last mapped
     pub sl_Unmapped: c_int,
     /// non-zero while this cpu updates a type's `ks_calls` and
-    /// `ks_loosememuse` with plain stores (see `src/slab/account.rs`)
+    /// `ks_loosememuse` with plain stores (see `src/slab/account.rs`) or
+    /// works on its zones (see `src/slab/reclaim.rs`)
     pub sl_Counting: c_int,
     pub sl_Spare: c_int,
-    pub sl_Pad0: [c_long; 6],
+    /// next state on the list of all states (never unlinked)
+    pub sl_NextState: *mut SLGlobalData,
+    pub sl_Pad0: [c_long; 5],
     /// chunks freed by other cpus, pushed lock-free, drained by the owner
+    /// (or by the reclaimer while the state is parked)
     pub sl_Remote: *mut SLChunk,
-    pub sl_Pad1: [c_long; 7],
+    /// times the remote-free list was drained
+    pub sl_Drains: c_long,
+    /// `sl_Drains` when the reclaimer last saw a non-empty list, or -1
+    pub sl_Seen: c_long,
+    pub sl_Pad1: [c_long; 5],
 }
 
 /// Descriptor of an oversized (page-mapped) allocation.

@@ -53,8 +53,9 @@ pub unsafe extern "C" fn slab_malloc_uninit(data: *mut c_void) {
 /// dereferenced and that `slab_free` accepts.
 ///
 /// Flags: `M_ZERO` zeroes the memory; `M_NOWAIT` or `M_NULLOK` make it
-/// return NULL when the type's `ks_limit` would be exceeded or memory
-/// cannot be mapped (otherwise the process aborts with a message).
+/// return NULL with `errno` set to `ENOMEM` when the type's `ks_limit`
+/// would be exceeded or memory cannot be mapped (otherwise the process
+/// aborts with a message).
 /// Aborts if `mtype` is NULL or lacks `M_MAGIC`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn slab_malloc(
@@ -70,8 +71,8 @@ pub unsafe extern "C" fn slab_malloc(
 /// Resize an allocation of `mtype`: NULL (or the zero-length pointer)
 /// allocates, `size` 0 frees and returns NULL; the same pointer is
 /// returned when the size class (or page count) does not change; else the
-/// contents move to a new allocation. NULL on failure under
-/// `M_NOWAIT`/`M_NULLOK` (the old block is then untouched).
+/// contents move to a new allocation. NULL with `errno` set to `ENOMEM` on
+/// failure under `M_NOWAIT`/`M_NULLOK` (the old block is then untouched).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn slab_realloc(
     ptr: *mut c_void,

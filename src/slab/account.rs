@@ -41,12 +41,12 @@
 
 use core::ffi::c_long;
 use core::ptr::addr_of_mut;
-use core::sync::atomic::compiler_fence;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicIsize, AtomicUsize, Ordering};
 
 use crate::abi::{SLGlobalData, malloc_type};
 
 use super::gd::SLGD_SHARED;
+use super::reclaim;
 use super::types::totals;
 
 /// `types::UNLIMITED` as the atomics here read it.
@@ -83,7 +83,7 @@ pub fn init() {
 /// should it fail anyway, the global command does the same, slower; if
 /// both fail (never seen), say so once and go on.
 #[cold]
-fn barrier_all() {
+pub(super) fn barrier_all() {
     for cmd in [
         libc::MEMBARRIER_CMD_PRIVATE_EXPEDITED,
         libc::MEMBARRIER_CMD_GLOBAL,
@@ -158,34 +158,29 @@ fn widen_window(ty: *mut malloc_type) {
     }
 }
 
-/// The home's update window: `sl_Counting` set around the update, the
-/// owner word read again inside it (see the module comment). Returns a
-/// value for `update` to run under `then` when `gd` is still the home;
-/// a cpu taking the type over waits for the window to close.
+/// The home's update window: `sl_Counting` set around the update (the
+/// cpu's [`reclaim::Window`]), the owner word read again inside it (see
+/// the module comment). Returns a value for `update` to run under `then`
+/// when `gd` is still the home; a cpu taking the type over waits for the
+/// window to close.
 ///
 /// # Safety
-/// `gd` is the calling thread's cpu state, `ty` a valid registered type.
+/// `gd` is the calling thread's cpu state, `ty` a valid registered type;
+/// no window of `gd` is open.
 #[inline(always)]
 unsafe fn as_home(gd: *mut SLGlobalData, ty: *mut malloc_type) -> HomeWindow {
-    // SAFETY: caller contract: live fields of `gd` and `ty`; a cpu state
-    // is never freed (thread states are pooled), hence `'static`.
-    let (busy, own) = unsafe {
-        (
-            AtomicI32::from_ptr(addr_of_mut!((*gd).sl_Counting)),
-            owner(ty),
-        )
-    };
-    busy.store(1, Ordering::Relaxed);
-    compiler_fence(Ordering::SeqCst);
+    // SAFETY: caller contract.
+    let w = unsafe { reclaim::open(gd) };
     HomeWindow {
-        busy,
-        home: own.load(Ordering::Relaxed) == gd as usize,
+        // SAFETY: caller contract.
+        home: unsafe { owner(ty) }.load(Ordering::Relaxed) == gd as usize,
+        w,
     }
 }
 
 /// An open home window (see [`as_home`]); closed by `then`.
 struct HomeWindow {
-    busy: &'static AtomicI32,
+    w: reclaim::Window,
     home: bool,
 }
 
@@ -194,8 +189,7 @@ impl HomeWindow {
     #[inline(always)]
     fn then<R>(self, update: impl FnOnce() -> R) -> Option<R> {
         let r = if self.home { Some(update()) } else { None };
-        compiler_fence(Ordering::SeqCst);
-        self.busy.store(0, Ordering::Release);
+        self.w.close();
         r
     }
 }
@@ -203,14 +197,49 @@ impl HomeWindow {
 /// The local fast path of [`account`]: when the calling cpu is the
 /// type's home and the loose sum leaves room, count the call and charge
 /// `bytes` with plain stores and return true. Otherwise change nothing and
-/// return false: the caller goes to [`account`]. No call, so the caller's
-/// fast path stays a leaf.
+/// return false: the caller goes to [`account`].
 ///
 /// # Safety
-/// `gd` is the calling thread's cpu state, `ty` a valid registered type.
+/// `gd` is the calling thread's cpu state, `ty` a valid registered type;
+/// no window of `gd` is open.
 #[inline(always)]
 pub unsafe fn home_charge(gd: *mut SLGlobalData, ty: *mut malloc_type, bytes: usize) -> bool {
-    // SAFETY: caller contract: live fields of `gd` and `ty`.
+    // SAFETY: caller contract.
+    let charged = unsafe { as_home(gd, ty) }.then(|| unsafe { charge(ty, bytes) });
+    charged == Some(true)
+}
+
+/// [`home_charge`] for a caller that has opened `gd`'s window itself
+/// (`slab::malloc`, which also takes the chunk inside it). No call, so the
+/// caller's fast path stays a leaf.
+///
+/// # Safety
+/// `gd` is the calling thread's cpu state with its window open, `ty` a
+/// valid registered type.
+#[inline(always)]
+pub unsafe fn home_charge_open(
+    gd: *mut SLGlobalData,
+    ty: *mut malloc_type,
+    bytes: usize,
+    flags: i32,
+) -> bool {
+    // SAFETY: caller contract.
+    let own = unsafe { owner(ty) }.load(Ordering::Relaxed);
+    // One test: this cpu is the home and `flags` (the caller's
+    // `sl_Flags`) is 0.
+    // SAFETY: caller contract.
+    (own ^ gd as usize) | flags as usize == 0 && unsafe { charge(ty, bytes) }
+}
+
+/// Inside the home's window: check the loose sum against the limit,
+/// charge `bytes` and count the call with plain stores; false (nothing
+/// changed) if the slow path must decide.
+///
+/// # Safety
+/// `ty` is a valid registered type whose home has its window open.
+#[inline(always)]
+unsafe fn charge(ty: *mut malloc_type, bytes: usize) -> bool {
+    // SAFETY: caller contract: live fields of `ty`.
     let (calls, loose, lim) = unsafe {
         (
             AtomicI64::from_ptr(addr_of_mut!((*ty).ks_calls)),
@@ -218,31 +247,27 @@ pub unsafe fn home_charge(gd: *mut SLGlobalData, ty: *mut malloc_type, bytes: us
             long(addr_of_mut!((*ty).ks_limit)),
         )
     };
-    // SAFETY: caller contract.
-    let charged = unsafe { as_home(gd, ty) }.then(|| {
-        let lim = lim.load(Ordering::Relaxed);
-        let ok = lim == UNLIMITED || {
-            // 0: not set yet (or the limit was set after the type was
-            // used without one): the slow path starts it from the exact
-            // sums. No overflow: the loose sum only grows by what this
-            // process allocated since it was last set from them.
-            let cur = loose.load(Ordering::Relaxed);
-            let l = cur + bytes as isize;
-            let fits = cur != 0 && l <= lim;
-            if fits {
-                loose.store(l, Ordering::Relaxed);
-            }
-            fits
-        };
-        if ok {
-            let c = calls.load(Ordering::Relaxed);
-            #[cfg(test)]
-            widen_window(ty);
-            calls.store(c + 1, Ordering::Relaxed);
+    let lim = lim.load(Ordering::Relaxed);
+    let ok = lim == UNLIMITED || {
+        // 0: not set yet (or the limit was set after the type was
+        // used without one): the slow path starts it from the exact
+        // sums. No overflow: the loose sum only grows by what this
+        // process allocated since it was last set from them.
+        let cur = loose.load(Ordering::Relaxed);
+        let l = cur + bytes as isize;
+        let fits = cur != 0 && l <= lim;
+        if fits {
+            loose.store(l, Ordering::Relaxed);
         }
-        ok
-    });
-    charged == Some(true)
+        fits
+    };
+    if ok {
+        let c = calls.load(Ordering::Relaxed);
+        #[cfg(test)]
+        widen_window(ty);
+        calls.store(c + 1, Ordering::Relaxed);
+    }
+    ok
 }
 
 /// `ks_calls++` and charge `bytes` against `ks_limit`. False (the call is
@@ -370,7 +395,7 @@ unsafe fn settle(gd: *mut SLGlobalData, ty: *mut malloc_type, own: &AtomicUsize,
 /// (the home's fast path updates its slot plainly).
 fn may_be_home(gd: *mut SLGlobalData) -> bool {
     // SAFETY: `gd` is the calling thread's cpu state.
-    HOME_OK.load(Ordering::Relaxed) && unsafe { (*gd).sl_Flags } & SLGD_SHARED == 0
+    HOME_OK.load(Ordering::Relaxed) && unsafe { reclaim::flags(gd) } & SLGD_SHARED == 0
 }
 
 /// The loose sum says the limit is near: recompute it from the per-cpu

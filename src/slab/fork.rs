@@ -1,5 +1,6 @@
 //! `fork()` while another thread holds one of the allocator's locks (the
-//! type registry, the pool of thread states, the table of mappings): the
+//! type registry, the pool of thread states, the table of mappings, the
+//! reclaimer's): the
 //! child would inherit the lock held by a thread it does not have, and its
 //! next allocation that needs the lock would wait forever. As glibc does
 //! for `malloc`, the forking thread takes every lock before the fork and
@@ -11,7 +12,7 @@ use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};
 use std::sync::MutexGuard;
 
-use super::{gd, oversized, types};
+use super::{gd, oversized, reclaim, types};
 
 /// The locks the forking thread holds between `prepare` and
 /// `parent`/`child`, in a fixed order (no code path holds two of them at
@@ -20,10 +21,11 @@ type Held = (
     MutexGuard<'static, types::Registry>,
     MutexGuard<'static, gd::Pool>,
     MutexGuard<'static, oversized::Table>,
+    MutexGuard<'static, ()>,
 );
 
 struct Slot(UnsafeCell<Option<Held>>);
-// SAFETY: written only by a thread holding all three locks (in
+// SAFETY: written only by a thread holding all four locks (in
 // `prepare`) and emptied by that same thread (in `parent`, or in the
 // child's copy of it), so accesses never overlap.
 unsafe impl Sync for Slot {}
@@ -45,12 +47,17 @@ pub extern "C" fn register() {
         return;
     }
     // SAFETY: plain functions that live as long as the process.
-    unsafe { libc::pthread_atfork(Some(prepare), Some(release), Some(release)) };
+    unsafe { libc::pthread_atfork(Some(prepare), Some(release), Some(child)) };
 }
 
 extern "C" fn prepare() {
-    let held = (types::registry_lock(), gd::pool_lock(), oversized::table());
-    // SAFETY: this thread holds all three locks: nobody else reaches
+    let held = (
+        types::registry_lock(),
+        gd::pool_lock(),
+        oversized::table(),
+        reclaim::reap_lock(),
+    );
+    // SAFETY: this thread holds all four locks: nobody else reaches
     // `HELD` until `release` empties it.
     unsafe { *HELD.0.get() = Some(held) };
 }
@@ -59,4 +66,11 @@ extern "C" fn release() {
     // SAFETY: called in the thread that ran `prepare` (or its copy in the
     // child), which filled the slot.
     drop(unsafe { (*HELD.0.get()).take() });
+}
+
+/// In the child: the locks as in the parent, and no reclaimer thread
+/// (the next remote free starts one).
+extern "C" fn child() {
+    reclaim::after_fork_child();
+    release();
 }

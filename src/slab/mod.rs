@@ -10,7 +10,8 @@
 //!   size 0 or large, an unregistered type, a bad pointer to report).
 //! * A free from another cpu checks the chunk, marks it free and pushes it
 //!   on the owner's remote-free list (one compare-and-swap); the owner
-//!   takes the whole list back when a size class runs dry.
+//!   takes the whole list back when a size class runs dry, or the
+//!   reclaimer does it for an owner that does not (`reclaim`).
 //! * Zones are `ZoneSize`-aligned (mapped twice as large and trimmed), so
 //!   `ptr & ~ZoneMask` is the zone header, and power-of-2 chunks are
 //!   aligned to their size.
@@ -23,6 +24,7 @@ mod account;
 mod fork;
 pub mod gd;
 mod oversized;
+pub mod reclaim;
 mod registry;
 mod tls;
 pub mod types;
@@ -160,11 +162,14 @@ fn is_oversized(n: usize, p: &Params) -> bool {
     n >= p.zone_limit || n & (p.os_page - 1) == 0
 }
 
-/// Out of memory or over the type's limit: NULL if the caller allows it,
-/// else abort with `why`.
+/// Out of memory or over the type's limit: NULL with `errno` set to
+/// `ENOMEM` if the caller allows it, else abort with `why`. Every NULL
+/// that `slab_malloc`/`slab_realloc` return for a failure comes from here.
 #[cold]
 fn fail(func: &str, ty: *mut malloc_type, flags: c_int, why: &str) -> *mut c_void {
     if flags & (M_NOWAIT | M_NULLOK) != 0 {
+        // SAFETY: `__errno_location` returns this thread's errno.
+        unsafe { *libc::__errno_location() = libc::ENOMEM };
         return core::ptr::null_mut();
     }
     // SAFETY: `ty` was validated by `types::check` before any failure.
@@ -193,24 +198,32 @@ pub unsafe fn malloc(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_
         return unsafe { malloc_slow(size, ty, flags) };
     };
     let class = SMALL_CLASS[size.div_ceil(8)];
+    let cs = (class >> 8) as usize;
     // SAFETY: `ty` is a registered, valid type; `gd` is this thread's cpu
-    // state; `class` is a small size class.
+    // state; `class` is a small size class. Inside the window the zones
+    // are ours unless the state is parked, and the type's counters are
+    // ours if this cpu is its home (`reclaim`, `account`).
     unsafe {
-        if !account::home_charge(gd, ty, (class >> 8) as usize) {
+        let w = reclaim::open(gd);
+        // A home's slot is not shared: any flag is `SLGD_PARKED`.
+        if !account::home_charge_open(gd, ty, cs, reclaim::flags(gd)) {
+            w.close();
             return malloc_away(gd, class, ty, tag, flags);
         }
-        take(gd, class, ty, tag, flags, true)
+        take(w, gd, class, ty, tag, flags, true)
     }
 }
 
 /// A chunk of `class` (`chunk size << 8 | zone index`) for a call already
-/// counted and charged: the first free-listed chunk, else `zone_malloc`.
+/// counted and charged, in the window `w` (the state not parked), which
+/// it closes: the first free-listed chunk, else `zone_malloc_in`.
 /// `home`: this cpu is the type's home (its statistics slot is its own).
 ///
 /// # Safety
-/// As [`zone_malloc`].
+/// As [`zone_malloc_in`].
 #[inline(always)]
 unsafe fn take(
+    w: reclaim::Window,
     gd: *mut SLGlobalData,
     class: u32,
     ty: *mut malloc_type,
@@ -223,8 +236,9 @@ unsafe fn take(
     unsafe {
         let c = zone::pop(gd, idx, tag);
         if c.is_null() {
-            return zone_malloc(gd, class, ty, tag, flags);
+            return zone_malloc_in(w, gd, class, ty, tag, flags);
         }
+        w.close();
         if home {
             types::stat_home(gd, ty, cs as isize, 1);
         } else {
@@ -239,7 +253,8 @@ unsafe fn take(
 }
 
 /// [`malloc`] of a zone chunk when the type is not this cpu's alone (or
-/// its limit is near): count and charge in full, then allocate.
+/// its limit is near, or the state is parked): count and charge in full,
+/// then take the first free-listed chunk, else `zone_malloc`.
 ///
 /// # Safety
 /// As [`zone_malloc`].
@@ -256,7 +271,7 @@ unsafe fn malloc_away(
         if !account::account(gd, ty, (class >> 8) as usize) {
             return over_limit(ty, flags);
         }
-        take(gd, class, ty, tag, flags, false)
+        take(reclaim::own(gd), gd, class, ty, tag, flags, false)
     }
 }
 
@@ -271,8 +286,8 @@ fn over_limit(ty: *mut malloc_type, flags: c_int) -> *mut c_void {
 /// `tag`; the call is already counted and charged.
 ///
 /// # Safety
-/// `gd` is this thread's cpu state, `ty` a registered type with tag `tag`.
-#[inline(never)]
+/// `gd` is this thread's cpu state, no window of it open; `ty` a
+/// registered type with tag `tag`.
 unsafe fn zone_malloc(
     gd: *mut SLGlobalData,
     class: u32,
@@ -280,9 +295,29 @@ unsafe fn zone_malloc(
     tag: u8,
     flags: c_int,
 ) -> *mut c_void {
+    // SAFETY: caller contract.
+    unsafe { zone_malloc_in(reclaim::own(gd), gd, class, ty, tag, flags) }
+}
+
+/// [`zone_malloc`] inside the window `w` (the state not parked), which it
+/// closes: the fast paths go on in the window they opened.
+///
+/// # Safety
+/// As [`zone_malloc`], but with `w` the open window of `gd`.
+#[inline(never)]
+unsafe fn zone_malloc_in(
+    w: reclaim::Window,
+    gd: *mut SLGlobalData,
+    class: u32,
+    ty: *mut malloc_type,
+    tag: u8,
+    flags: c_int,
+) -> *mut c_void {
     let (idx, cs) = ((class & 0xff) as usize, (class >> 8) as usize);
-    // SAFETY: `gd` is this thread's cpu state; `idx < NZONES`.
+    // SAFETY: `gd` is this thread's cpu state, its window open and not
+    // parked; `idx < NZONES`.
     let c = unsafe { zone::alloc(gd, idx, cs, tag, flags & (M_ZERO | M_PASSIVE_ZERO) != 0) };
+    w.close();
     if c.is_null() {
         // SAFETY: valid type.
         return unsafe { no_zone(ty, cs, flags) };

@@ -740,3 +740,211 @@ fn fork_while_other_threads_allocate() {
     oversized::HOLD_TABLE.store(false, Ordering::Relaxed);
     assert_eq!(hung, 0, "children stuck on a lock held at fork time");
 }
+
+/// Owners allocate, check and free while a consumer frees half their
+/// blocks remotely and another thread runs reclaimer passes back to back:
+/// states are parked and taken back while their owners are busy, and no
+/// block is handed out twice, no content lost, no count off.
+#[test]
+fn reclaimer_races_busy_owners_without_loss() {
+    use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let stop = Arc::new(AtomicBool::new(false));
+    let states = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+    let reaper = {
+        let (stop, states) = (stop.clone(), states.clone());
+        std::thread::spawn(move || {
+            reclaim::STRETCH.with(|s| s.set(true));
+            while !stop.load(Ordering::Relaxed) {
+                // Real passes, and the owners' states taken back
+                // whether or not a pass would have chosen them.
+                reclaim::pass();
+                for s in states.iter() {
+                    let gd = s.load(Ordering::Acquire) as *mut SLGlobalData;
+                    if !gd.is_null() {
+                        // SAFETY: a cpu state (never freed).
+                        unsafe { reclaim::reclaim_now(gd) };
+                    }
+                }
+                std::thread::yield_now();
+            }
+        })
+    };
+    let parks0 = reclaim::PARKS.load(Ordering::Relaxed);
+    let owners: Vec<_> = (0..2usize)
+        .map(|o| {
+            let states = states.clone();
+            std::thread::spawn(move || {
+                let ty = new_type(c"reclaim-race");
+                let gd = current_gd();
+                states[o].store(gd as usize, Ordering::Release);
+                // SAFETY: this thread's state (maybe a pooled one that
+                // holds other tests' blocks).
+                let zones = || unsafe { (*gd).ZoneInfo.ks_inuse[0] };
+                let before = zones();
+                let (tx, rx) = mpsc::sync_channel::<(usize, usize, u8)>(4096);
+                let tyu = ty as usize;
+                let consumer = std::thread::spawn(move || {
+                    while let Ok((p, n, v)) = rx.recv() {
+                        check(p as *mut c_void, n, v);
+                        // SAFETY: live block of the owner's type, handed over.
+                        unsafe { free(p as *mut c_void, tyu as *mut malloc_type) };
+                    }
+                });
+                let mut rng = Rng(o as u64 * 1000 + 3);
+                let mut calls = 0i64;
+                for round in 0..400usize {
+                    let mut mine = Vec::new();
+                    for k in 0..500usize {
+                        let n = 8 + rng.below(2000) as usize;
+                        // SAFETY: valid type.
+                        let p = unsafe { malloc(n, ty, 0) };
+                        calls += 1;
+                        let v = ((round * 7 + k) % 251) as u8 + 1;
+                        fill(p, n, v);
+                        if k % 2 == 0 {
+                            tx.send((p as usize, n, v)).unwrap();
+                        } else {
+                            mine.push((p as usize, n, v));
+                        }
+                    }
+                    for (p, n, v) in mine {
+                        check(p as *mut c_void, n, v);
+                        // SAFETY: live block of `ty`.
+                        unsafe { free(p as *mut c_void, ty) };
+                    }
+                }
+                drop(tx);
+                consumer.join().unwrap();
+                let (mem, n, c) = totals(ty);
+                assert_eq!((mem, n), (0, 0), "blocks left counted");
+                assert_eq!(c, calls);
+                // Every zone this test filled is free again: a chunk lost
+                // from a free list would keep its zone mapped.
+                // SAFETY: this thread's state.
+                unsafe { zone::release_free(gd) };
+                assert!(zones() <= before, "{} zones left, {before} before", zones());
+            })
+        })
+        .collect();
+    for h in owners {
+        h.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    reaper.join().unwrap();
+    eprintln!(
+        "reclaimer_races_busy_owners_without_loss: {} parks",
+        reclaim::PARKS.load(Ordering::Relaxed) - parks0
+    );
+    assert!(
+        reclaim::PARKS.load(Ordering::Relaxed) > parks0,
+        "no state was parked: the race was not exercised"
+    );
+}
+
+/// Blocks of a thread that then sleeps, freed by another thread: the
+/// reclaimer thread unmaps the sleeper's zones within its bound (two
+/// periods and a pass; a generous wait here), and the sleeper allocates
+/// normally afterwards.
+#[test]
+fn remote_frees_into_a_sleeping_owner_are_unmapped() {
+    let ty = new_type(c"dormant") as usize;
+    let (tx, rx) = mpsc::channel::<(usize, i64, Vec<usize>)>();
+    let (wake_tx, wake_rx) = mpsc::channel::<()>();
+    let owner = std::thread::spawn(move || {
+        let ty = ty as *mut malloc_type;
+        let gd = current_gd();
+        // SAFETY: this thread's state (it may be a pooled one holding
+        // other tests' blocks).
+        let before = unsafe { (*gd).ZoneInfo.ks_inuse[0] };
+        // SAFETY: valid type.
+        let v = (0..40_000)
+            .map(|_| unsafe { malloc(1000, ty, 0) } as usize)
+            .collect();
+        tx.send((gd as usize, before, v)).unwrap();
+        wake_rx.recv().unwrap();
+        model_run(9, 500, ty);
+    });
+    let (gd, before, blocks) = rx.recv().unwrap();
+    let gd = gd as *mut SLGlobalData;
+    // SAFETY: the owner's state is never freed; a racy read of a counter
+    // for a test.
+    let zones = || unsafe { core::ptr::read_volatile(&(*gd).ZoneInfo.ks_inuse[0]) };
+    let peak = zones();
+    assert!(peak - before > 200, "{peak} zones");
+    for p in blocks {
+        // SAFETY: live blocks of `ty`.
+        unsafe { free(p as *mut c_void, ty as *mut malloc_type) };
+    }
+    let t0 = std::time::Instant::now();
+    while zones() > before + 2 && t0.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let left = zones();
+    let waited = t0.elapsed();
+    wake_tx.send(()).unwrap();
+    owner.join().unwrap();
+    assert!(
+        left <= before + 2,
+        "{left} of {peak} zones still mapped after {waited:?} ({before} before)"
+    );
+}
+
+/// While a pass holds an owner's state parked, the owner's `free` and
+/// `malloc` wait for it instead of touching the zones; both go on when
+/// the pass is done.
+#[test]
+fn owner_waits_while_its_state_is_parked() {
+    use core::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    let ty = new_type(c"parked") as usize;
+    let step = Arc::new(AtomicUsize::new(0));
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (ready_tx, ready_rx) = mpsc::channel::<usize>();
+    let owner = {
+        let step = step.clone();
+        std::thread::spawn(move || {
+            let ty = ty as *mut malloc_type;
+            // SAFETY: valid type.
+            let (p, q) = unsafe { (malloc(100, ty, 0), malloc(100, ty, 0)) };
+            ready_tx.send(current_gd() as usize).unwrap();
+            go_rx.recv().unwrap();
+            // SAFETY: live block of `ty`.
+            unsafe { free(p, ty) };
+            step.store(1, Ordering::SeqCst);
+            go_rx.recv().unwrap();
+            // SAFETY: valid type.
+            let r = unsafe { malloc(100, ty, 0) };
+            step.store(2, Ordering::SeqCst);
+            // SAFETY: live blocks of `ty`.
+            unsafe {
+                free(q, ty);
+                free(r, ty);
+            }
+        })
+    };
+    let gd = ready_rx.recv().unwrap() as *mut SLGlobalData;
+    let wait_for = |n: usize| {
+        let t0 = Instant::now();
+        while step.load(Ordering::SeqCst) < n && t0.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        step.load(Ordering::SeqCst)
+    };
+    for n in 1..=2 {
+        // SAFETY: the owner's state; its owner waits on the channel.
+        let held = unsafe { reclaim::hold_parked(gd) }.expect("owner idle, state parks");
+        go_tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(
+            step.load(Ordering::SeqCst),
+            n - 1,
+            "the owner went on (step {n}) while its state was parked"
+        );
+        drop(held);
+        assert_eq!(wait_for(n), n, "the owner did not go on after the pass");
+    }
+    owner.join().unwrap();
+    assert_eq!(totals(ty as *mut malloc_type).1, 0);
+}

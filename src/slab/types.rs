@@ -227,12 +227,12 @@ pub unsafe fn totals(ty: *mut malloc_type) -> (isize, isize) {
     (mem, n)
 }
 
-/// [`stat`] for a cpu that is the type's home (see `account`): its
-/// statistics slot is its own (a cpu with a shared slot never becomes a
-/// home), so plain loads and stores, and no flag test.
+/// [`stat`] for a cpu whose statistics slot is its own (not
+/// `SLGD_SHARED`; a cpu with a shared slot never becomes a type's home,
+/// see `account`): plain loads and stores, and no flag test.
 ///
 /// # Safety
-/// As [`stat`], and `gd` is `ty`'s home.
+/// As [`stat`], and `gd`'s slot is not shared.
 #[inline(always)]
 pub unsafe fn stat_home(gd: *mut SLGlobalData, ty: *mut malloc_type, mem: isize, n: isize) {
     // SAFETY: caller contract; the slot is < SMP_MAXCPU (set by gd_setup).
@@ -257,7 +257,7 @@ pub unsafe fn stat(gd: *mut SLGlobalData, ty: *mut malloc_type, mem: isize, n: i
         let s = (*gd).sl_Slot as usize % SMP_MAXCPU;
         let m = slot(addr_of_mut!((*ty).ks_memuse[s]));
         let u = slot(addr_of_mut!((*ty).ks_inuse[s]));
-        if (*gd).sl_Flags & SLGD_SHARED == 0 {
+        if super::reclaim::flags(gd) & SLGD_SHARED == 0 {
             m.store(m.load(Ordering::Relaxed) + mem, Ordering::Relaxed);
             u.store(u.load(Ordering::Relaxed) + n, Ordering::Relaxed);
         } else {

@@ -3,7 +3,9 @@
 //! chunk, then the chunk array (aligned to the chunk size when that is a
 //! power of 2, else to 8).
 //!
-//! Only the owning cpu changes a zone's header and free list. Other cpus
+//! Only the owning cpu changes a zone's header and free list, inside its
+//! window (`reclaim::Window`), or the reclaimer while the owner's state
+//! is parked. Other cpus
 //! read only [`Fixed`], which stays unchanged while the zone has live
 //! chunks and sits on its own cache line (so a remote free does not pull
 //! the line the owner writes on every allocation), and change the tag of
@@ -26,7 +28,7 @@ use crate::abi::{
 use crate::fatal;
 
 use super::types::{self, TAG_UNCHECKED};
-use super::{ZONE_CACHE_HIGH, ZONE_CACHE_MAX, params, registry};
+use super::{ZONE_CACHE_HIGH, ZONE_CACHE_MAX, params, reclaim, registry};
 
 /// Tag of a chunk never handed out since the zone took its size class.
 const TAG_NEVER: u8 = 0;
@@ -141,8 +143,9 @@ pub unsafe fn pop(gd: *mut SLGlobalData, idx: usize, t: u8) -> *mut u8 {
 /// NULL if no zone could be mapped.
 ///
 /// # Safety
-/// `gd` is the calling thread's cpu state; `idx < NZONES`, `cs` its size.
-#[inline(never)]
+/// `gd` is the calling thread's cpu state, its window open and the state
+/// not parked; `idx < NZONES`, `cs` its size.
+#[inline(always)]
 pub unsafe fn alloc(gd: *mut SLGlobalData, idx: usize, cs: usize, t: u8, zero: bool) -> *mut u8 {
     // SAFETY: `gd` is ours; zones on `ZoneAry` are live and ours.
     unsafe {
@@ -444,7 +447,9 @@ pub unsafe fn free(
         let cs = (*z).f.cs as usize;
         let owner = (*z).f.owner;
         if owner == gd {
+            let w = reclaim::own(gd);
             free_local(gd, z, c);
+            w.close();
         } else {
             free_remote(owner, c);
         }
@@ -470,6 +475,9 @@ pub unsafe fn free_fast(
     // SAFETY: caller contract; `Fixed` is read-only while the zone has
     // live chunks, the rest of the zone is ours when `owner == gd`.
     unsafe {
+        // The window opens first: its store then overlaps the loads of
+        // the checks (measured: free of its cost in `pair` and `batch`).
+        let w = reclaim::open(gd);
         // The checks of `locate` and `check_tag`; anything wrong goes to
         // `free_slow`, which makes them again and reports.
         let z = base as *mut Zone;
@@ -478,20 +486,29 @@ pub unsafe fn free_fast(
         let (mc, sr) = f.pairs();
         let off = (c as usize).wrapping_sub(f.base);
         if mc as u32 != ZALLOC_SLAB_MAGIC as u32 || off >= (sr as u32) as usize {
+            w.close();
             return super::free_slow(c.cast(), ty);
         }
         let (i, exact) = index(off, (sr >> 32) as u32);
         let tg = tag(z, i);
         if !exact || tg.load(Ordering::Relaxed) != t {
+            w.close();
             return super::free_slow(c.cast(), ty);
         }
         tg.store(TAG_FREE, Ordering::Relaxed);
-        let cs = (mc >> 32) as u32;
+        let cs = -(((mc >> 32) as u32) as isize);
         let owner = (*z).f.owner;
-        types::stat(gd, ty, -(cs as isize), -1);
-        if owner != gd {
-            return free_remote(owner, c);
+        // One test for another cpu's chunk, a shared statistics slot and a
+        // parked state.
+        if owner != gd || reclaim::flags(gd) != 0 {
+            w.close();
+            types::stat(gd, ty, cs, -1);
+            if owner != gd {
+                return free_remote(owner, c);
+            }
+            return free_flagged(gd, z, c);
         }
+        types::stat_home(gd, ty, cs, -1);
         let ch = c.cast::<SLChunk>();
         (*ch).c_Next = (*z).free;
         (*z).free = ch;
@@ -503,11 +520,27 @@ pub unsafe fn free_fast(
         {
             relist(gd, z);
         }
+        w.close();
+    }
+}
+
+/// The local part of [`free_fast`] for a state with a flag set: a shared
+/// statistics slot, or parked.
+#[cold]
+#[inline(never)]
+unsafe fn free_flagged(gd: *mut SLGlobalData, z: *mut Zone, c: *mut u8) {
+    // SAFETY: `gd` is the calling thread's state, owner of the live zone
+    // `z`; the window makes its zones ours.
+    unsafe {
+        let w = reclaim::own(gd);
+        free_local(gd, z, c);
+        w.close();
     }
 }
 
 /// Push `c` on `owner`'s remote-free list: one compare-and-swap unless
-/// another cpu pushes at the same time.
+/// another cpu pushes at the same time. The first chunk on an empty list
+/// makes sure the reclaimer will look at it.
 #[inline(never)]
 unsafe fn free_remote(owner: *mut SLGlobalData, c: *mut u8) {
     // SAFETY: `owner` is the live state owning the zone of `c` (states
@@ -518,10 +551,15 @@ unsafe fn free_remote(owner: *mut SLGlobalData, c: *mut u8) {
         let mut cur = head.load(Ordering::Relaxed);
         loop {
             (*ch).c_Next = cur;
-            match head.compare_exchange_weak(cur, ch, Ordering::Release, Ordering::Relaxed) {
+            // Sequentially consistent for `pushed_first` (the same
+            // instruction on x86).
+            match head.compare_exchange_weak(cur, ch, Ordering::SeqCst, Ordering::Relaxed) {
                 Ok(_) => break,
                 Err(now) => cur = now,
             }
+        }
+        if cur.is_null() {
+            reclaim::pushed_first();
         }
     }
 }
@@ -533,6 +571,8 @@ unsafe fn free_local(gd: *mut SLGlobalData, z: *mut Zone, c: *mut u8) {
     unsafe {
         let ch = c.cast::<SLChunk>();
         (*ch).c_Next = (*z).free;
+        #[cfg(test)]
+        reclaim::stretch();
         (*z).free = ch;
         let nf = (*z).h.z_NFree + 1;
         (*z).h.z_NFree = nf;
@@ -622,7 +662,8 @@ unsafe fn pop_cached(gd: *mut SLGlobalData) -> *mut Zone {
 /// Take back the chunks other cpus freed.
 ///
 /// # Safety
-/// `gd` is the calling thread's cpu state.
+/// The zones of `gd` are the caller's: its owner's window is open, or it
+/// is parked and the caller is the reclaimer.
 pub unsafe fn drain_remote(gd: *mut SLGlobalData) {
     // SAFETY: `gd` is ours; every chunk on the list belongs to one of our
     // zones, which stay live while they have chunks not yet drained.
@@ -633,6 +674,8 @@ pub unsafe fn drain_remote(gd: *mut SLGlobalData) {
         }
         let mask = params().zone_mask;
         let mut c = head.swap(ptr::null_mut(), Ordering::Acquire);
+        let d = reclaim::drains(gd);
+        d.store(d.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         while !c.is_null() {
             let next = (*c).c_Next;
             free_local(gd, (c as usize & !mask) as *mut Zone, c.cast());
@@ -644,9 +687,23 @@ pub unsafe fn drain_remote(gd: *mut SLGlobalData) {
 /// Give every fully free zone of `gd` back to the system (thread exit).
 ///
 /// # Safety
-/// `gd` is the calling thread's cpu state.
+/// `gd` is the calling thread's cpu state, no window of it open.
 pub unsafe fn release_free(gd: *mut SLGlobalData) {
-    // SAFETY: `gd` is ours and so are all zones reachable from it.
+    // SAFETY: caller contract; the window makes the zones ours.
+    unsafe {
+        let w = reclaim::own(gd);
+        give_back(gd);
+        w.close();
+    }
+}
+
+/// Take back the remote frees of `gd` and unmap every zone of it that is
+/// then fully free, its cache of free zones included.
+///
+/// # Safety
+/// As [`drain_remote`].
+pub unsafe fn give_back(gd: *mut SLGlobalData) {
+    // SAFETY: caller contract: all zones reachable from `gd` are ours.
     unsafe {
         drain_remote(gd);
         loop {

@@ -168,16 +168,30 @@ struct SLGlobalData {
     int sl_Unmapped;
     /*
      non-zero while this cpu updates a type's `ks_calls` and
-     `ks_loosememuse` with plain stores (see `src/slab/account.rs`)
+     `ks_loosememuse` with plain stores (see `src/slab/account.rs`) or
+     works on its zones (see `src/slab/reclaim.rs`)
      */
     int sl_Counting;
     int sl_Spare;
-    long sl_Pad0[6];
+    /*
+     next state on the list of all states (never unlinked)
+     */
+    struct SLGlobalData *sl_NextState;
+    long sl_Pad0[5];
     /*
      chunks freed by other cpus, pushed lock-free, drained by the owner
+     (or by the reclaimer while the state is parked)
      */
     struct SLChunk *sl_Remote;
-    long sl_Pad1[7];
+    /*
+     times the remote-free list was drained
+     */
+    long sl_Drains;
+    /*
+     `sl_Drains` when the reclaimer last saw a non-empty list, or -1
+     */
+    long sl_Seen;
+    long sl_Pad1[5];
 };
 
 /*
@@ -222,8 +236,9 @@ void slab_malloc_uninit(void *data);
  dereferenced and that `slab_free` accepts.
 
  Flags: `M_ZERO` zeroes the memory; `M_NOWAIT` or `M_NULLOK` make it
- return NULL when the type's `ks_limit` would be exceeded or memory
- cannot be mapped (otherwise the process aborts with a message).
+ return NULL with `errno` set to `ENOMEM` when the type's `ks_limit`
+ would be exceeded or memory cannot be mapped (otherwise the process
+ aborts with a message).
  Aborts if `mtype` is NULL or lacks `M_MAGIC`.
  */
 void *slab_malloc(unsigned long size, struct malloc_type *mtype, int flags);
@@ -232,8 +247,8 @@ void *slab_malloc(unsigned long size, struct malloc_type *mtype, int flags);
  Resize an allocation of `mtype`: NULL (or the zero-length pointer)
  allocates, `size` 0 frees and returns NULL; the same pointer is
  returned when the size class (or page count) does not change; else the
- contents move to a new allocation. NULL on failure under
- `M_NOWAIT`/`M_NULLOK` (the old block is then untouched).
+ contents move to a new allocation. NULL with `errno` set to `ENOMEM` on
+ failure under `M_NOWAIT`/`M_NULLOK` (the old block is then untouched).
  */
 void *slab_realloc(void *ptr, unsigned long size, struct malloc_type *mtype, int flags);
 
