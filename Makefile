@@ -194,9 +194,16 @@ bench-caps-sys: stage
 	$(BENCH_CC) -o build/caps_sys_bench benches/caps_sys_bench.c -lcaps
 	./build/caps_sys_bench $(BENCH_ROUNDS)
 
+# LWKT threads beside swapcontext, a bare switch and Boost.Context's
+# fcontext in one process, then corosensei (a Rust example) right after,
+# with ratios against the libcaps figures the first run wrote.
 bench-threads: stage
-	$(BENCH_CC) -o build/ctxsw_bench benches/ctxsw_bench.c -lcaps
-	./build/ctxsw_bench $(BENCH_SCALE)
+	sh benches/deps.sh $(BENCH_PKGS_THREADS)
+	$(BENCH_CC) -o build/ctxsw_bench benches/ctxsw_bench.c benches/fcontext_peer.c \
+	    -lcaps -lboost_context
+	./build/ctxsw_bench $(BENCH_SCALE) build/ctxsw_bench.results
+	$(CARGO) run --release --locked -q --example bench_corosensei -- \
+	    $(BENCH_SCALE) build/ctxsw_bench.results
 
 # glibc through __libc_malloc; mimalloc, jemalloc and tcmalloc dlopen()ed
 # with RTLD_LOCAL, so none of them replaces the process's malloc.
