@@ -45,7 +45,7 @@ HEADERS    := $(shell cd include && find . -name '*.h' | sed 's|^\./||' | sort)
 HEADER_DIRS := $(shell cd include && find . -mindepth 1 -type d | sed 's|^\./||' | sort -r)
 
 .PHONY: all lib install uninstall stage test check-install check-exports check-docs demo bench bench-caps bench-caps-sys \
-	bench-threads bench-slab bench-encoding headers clean
+	bench-threads bench-slab bench-encoding bench-vcpu headers clean
 
 all: lib
 
@@ -215,13 +215,16 @@ bench-slab: stage
 bench-encoding:
 	$(CARGO) run --release --locked --example bench_encoding
 
-# Round trip between two virtual cpus, beside a pthread condvar ping-pong
-# and crossbeam-channel (a Rust example) run right after it.
+# Round trip between two virtual cpus, beside a spinning-flag floor and a
+# pthread condvar ping-pong, BENCH_REPS repetitions with their p50, p99 and
+# p99.9; crossbeam-channel bounded(1) (a Rust example) right after it, with
+# the ratios against the figures the first run wrote.
 bench-vcpu: stage
 	$(BENCH_CC) -o build/vcpu_bench benches/vcpu_bench.c -lcaps -lpthread
-	./build/vcpu_bench $(BENCH_SCALE)
+	./build/vcpu_bench $(BENCH_SCALE) $(BENCH_REPS) build/vcpu_bench.results
 	$(CARGO) run --release --locked -q --example bench_xbeam_pingpong -- \
-	    $$(awk 'BEGIN { print int(200000 * $(BENCH_SCALE)) }')
+	    $$(awk 'BEGIN { print int(200000 * $(BENCH_SCALE)) }') $(BENCH_REPS) \
+	    build/vcpu_bench.results
 
 headers:
 	LIBCAPS_UPDATE_HEADERS=1 $(CARGO) build --locked -p libcaps --lib

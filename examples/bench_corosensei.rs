@@ -69,14 +69,15 @@ fn round_trip(n: u64) -> f64 {
     let replies: Queue = Rc::default();
     let (rq, rp) = (requests.clone(), replies.clone());
     // Input: true to stop.
-    let mut server: Coroutine<bool, (), ()> = Coroutine::new(move |y: &Yielder<bool, ()>, mut quit: bool| {
-        while !quit {
-            while let Some(m) = rq.borrow_mut().pop_front() {
-                rp.borrow_mut().push_back(3 * m + 1);
+    let mut server: Coroutine<bool, (), ()> =
+        Coroutine::new(move |y: &Yielder<bool, ()>, mut quit: bool| {
+            while !quit {
+                while let Some(m) = rq.borrow_mut().pop_front() {
+                    rp.borrow_mut().push_back(3 * m + 1);
+                }
+                quit = y.suspend(());
             }
-            quit = y.suspend(());
-        }
-    });
+        });
     let t0 = Instant::now();
     for i in 0..n {
         requests.borrow_mut().push_back(i);
@@ -98,7 +99,11 @@ fn median(v: &[f64; REPS]) -> f64 {
 fn ours(results: &str, key: &str) -> Option<f64> {
     results.lines().find_map(|l| {
         let (k, v) = l.split_once(' ')?;
-        if k == key { v.trim().parse().ok() } else { None }
+        if k == key {
+            v.trim().parse().ok()
+        } else {
+            None
+        }
     })
 }
 
@@ -109,7 +114,9 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .filter(|s: &f64| *s > 0.0)
         .unwrap_or(1.0);
-    let results = args.next().map(|p| std::fs::read_to_string(&p).unwrap_or_default());
+    let results = args
+        .next()
+        .map(|p| std::fs::read_to_string(&p).unwrap_or_default());
     let iters = ((2_000_000.0 * scale) as u64).max(1000);
 
     // Warm up, as ctxsw_bench does.
@@ -142,7 +149,12 @@ fn main() {
                 ns / peer,
                 runs.join(", ")
             ),
-            None => println!("{what:<34} {:>9} {peer:>10.1} {:>9}  {}", "-", "-", runs.join(", ")),
+            None => println!(
+                "{what:<34} {:>9} {peer:>10.1} {:>9}  {}",
+                "-",
+                "-",
+                runs.join(", ")
+            ),
         }
     }
 }
