@@ -26,8 +26,10 @@
  *
  * The columns, and what makes each one what its label says:
  *
- *   glibc     __libc_malloc / __libc_free, glibc's own entry points, so
- *             the figure is glibc's even if something replaced malloc;
+ *   glibc     __libc_malloc / __libc_free, glibc's own entry points (a
+ *             library linked in that exports these names too, as Debian's
+ *             mimalloc does, would take them over: the check below stops
+ *             the program then);
  *   mimalloc  mi_malloc / mi_free,
  *   jemalloc  malloc / free of libjemalloc.so.2,
  *   tcmalloc  tc_malloc / tc_free of libtcmalloc_minimal.so.4:
@@ -64,7 +66,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* glibc's own malloc and free, whatever `malloc` resolves to. */
+/* glibc's own malloc and free (checked with dladdr at start). */
 extern void *__libc_malloc(size_t);
 extern void __libc_free(void *);
 
