@@ -43,6 +43,17 @@
 static long rounds;
 static double *samples;		/* seconds, one per timed round trip */
 
+/* Close round trip i (untimed while i < 0), which began at *t0. */
+static inline void
+sample(long i, double *t0)
+{
+	double t1 = now();
+
+	if (i >= 0)
+		samples[i] = t1 - *t0;
+	*t0 = t1;
+}
+
 /* ---- libcaps: domsg between cpu 0 and cpu 1 ------------------------- */
 
 #define CMD_PING	1
@@ -71,7 +82,7 @@ client(void *arg)
 {
 	struct lwkt_msg msg;
 	long i, warm = rounds / 10;
-	double t0 = now(), t1;
+	double t0 = now();
 
 	(void)arg;
 	rel_mplock();
@@ -83,10 +94,7 @@ client(void *arg)
 			fprintf(stderr, "domsg: bad reply at %ld\n", i);
 			exit(1);
 		}
-		t1 = now();
-		if (i >= 0)
-			samples[i] = t1 - t0;
-		t0 = t1;
+		sample(i, &t0);
 	}
 	msg.ms_cmd = CMD_QUIT;
 	lwkt_domsg(&server_td->td_msgport, &msg);
@@ -149,7 +157,7 @@ bench_floor(void)
 {
 	pthread_t th;
 	long i, warm = rounds / 10, v;
-	double t0, t1;
+	double t0;
 
 	atomic_store(&fl_req, -1);
 	atomic_store(&fl_rep, -1);
@@ -164,10 +172,7 @@ bench_floor(void)
 			fprintf(stderr, "floor: bad reply at %ld\n", i);
 			exit(1);
 		}
-		t1 = now();
-		if (i >= 0)
-			samples[i] = t1 - t0;
-		t0 = t1;
+		sample(i, &t0);
 	}
 	atomic_store_explicit(&fl_req, 0, memory_order_release);
 	pthread_join(th, NULL);
@@ -206,7 +211,7 @@ bench_condvar(void)
 {
 	pthread_t th;
 	long i, n = rounds / 20;
-	double t0, t1;
+	double t0;
 
 	pthread_create(&th, NULL, cv_server, NULL);
 	pthread_mutex_lock(&mtx);
@@ -222,9 +227,7 @@ bench_condvar(void)
 			fprintf(stderr, "condvar: bad reply at %ld\n", i);
 			exit(1);
 		}
-		t1 = now();
-		samples[i] = t1 - t0;
-		t0 = t1;
+		sample(i, &t0);
 	}
 	quit = 1;
 	pthread_cond_signal(&cv_req);

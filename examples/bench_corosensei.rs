@@ -15,6 +15,9 @@
 //!
 //! Usage: `cargo run --release --example bench_corosensei [scale [libcaps-results]]`
 
+#[path = "bench_common/mod.rs"]
+mod bench_common;
+
 use corosensei::stack::DefaultStack;
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 use std::cell::RefCell;
@@ -95,18 +98,6 @@ fn median(v: &[f64; REPS]) -> f64 {
     s[REPS / 2]
 }
 
-/// The libcaps figure `key` from ctxsw_bench's results file.
-fn ours(results: &str, key: &str) -> Option<f64> {
-    results.lines().find_map(|l| {
-        let (k, v) = l.split_once(' ')?;
-        if k == key {
-            v.trim().parse().ok()
-        } else {
-            None
-        }
-    })
-}
-
 fn main() {
     let mut args = std::env::args().skip(1);
     let scale: f64 = args
@@ -143,7 +134,10 @@ fn main() {
     for (what, key, runs) in rows {
         let peer = median(runs);
         let runs: Vec<String> = runs.iter().map(|v| format!("{v:.1}")).collect();
-        match results.as_deref().and_then(|r| ours(r, key)) {
+        match results
+            .as_deref()
+            .and_then(|r| bench_common::figure(r, key))
+        {
             Some(ns) => println!(
                 "{what:<34} {ns:>9.1} {peer:>10.1} {:>8.2}x  {}",
                 ns / peer,

@@ -9,6 +9,9 @@
 //!
 //! Usage: `cargo run --release --example bench_xbeam_pingpong [rounds [reps [vcpu-results]]]`
 
+#[path = "bench_common/mod.rs"]
+mod bench_common;
+
 use std::time::Instant;
 
 /// p50, p99, p99.9, max and mean of `ns` (sorted here).
@@ -55,18 +58,6 @@ fn repetition(rounds: usize) -> [f64; 5] {
     summary(&mut samples)
 }
 
-/// The figure `key` from vcpu_bench's results file.
-fn theirs(results: &str, key: &str) -> Option<f64> {
-    results.lines().find_map(|l| {
-        let (k, v) = l.split_once(' ')?;
-        if k == key {
-            v.trim().parse().ok()
-        } else {
-            None
-        }
-    })
-}
-
 fn main() {
     let mut args = std::env::args().skip(1);
     let rounds: usize = args
@@ -101,7 +92,10 @@ fn main() {
     };
     print!("median p50: crossbeam bounded(1) {p50:.0} ns");
     let r = results.as_deref().unwrap_or("");
-    match (theirs(r, "domsg_p50"), theirs(r, "floor_p50")) {
+    match (
+        bench_common::figure(r, "domsg_p50"),
+        bench_common::figure(r, "floor_p50"),
+    ) {
         (Some(dm), Some(fl)) => println!(
             " (lwkt_domsg / crossbeam {:.2}x, crossbeam / floor {:.2}x)",
             dm / p50,
