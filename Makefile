@@ -45,7 +45,7 @@ HEADERS    := $(shell cd include && find . -name '*.h' | sed 's|^\./||' | sort)
 HEADER_DIRS := $(shell cd include && find . -mindepth 1 -type d | sed 's|^\./||' | sort -r)
 
 .PHONY: all lib install uninstall stage test check-install check-exports check-docs demo bench bench-caps bench-caps-sys \
-	bench-threads bench-slab bench-encoding headers clean
+	bench-threads bench-slab bench-encoding bench-vcpu headers clean
 
 all: lib
 
@@ -171,7 +171,12 @@ check-docs: stage
 # in build/stage; each prints its baselines from the same run.
 # BENCH_SCALE shortens (0.2) or lengthens (5) the thread and slab runs;
 # BENCH_REPS is the number of repetitions a slab figure is the median of;
-# BENCH_ROUNDS the CAPS round trips. bench-slab needs libmimalloc-dev.
+# BENCH_ROUNDS the CAPS round trips. The peers measured against come from
+# Debian packages (BENCH_PKGS_*): benches/deps.sh installs the missing ones
+# when run as root and otherwise prints the apt-get line and stops. The
+# tests never need them (.ci/run does not install them).
+BENCH_PKGS_SLAB := libmimalloc2.0 libjemalloc2 libtcmalloc-minimal4
+BENCH_PKGS_THREADS := libboost-context-dev
 BENCH_CC = cc -O2 -Wall -Werror -DSMP -I$(STAGE)/usr/include/libcaps -L$(STAGE)/usr/lib \
 	   -Wl,-rpath,$(STAGE)/usr/lib
 BENCH_ROUNDS ?= 20000
@@ -189,24 +194,37 @@ bench-caps-sys: stage
 	$(BENCH_CC) -o build/caps_sys_bench benches/caps_sys_bench.c -lcaps
 	./build/caps_sys_bench $(BENCH_ROUNDS)
 
+# LWKT threads beside swapcontext, a bare switch and Boost.Context's
+# fcontext in one process, then corosensei (a Rust example) right after,
+# with ratios against the libcaps figures the first run wrote.
 bench-threads: stage
-	$(BENCH_CC) -o build/ctxsw_bench benches/ctxsw_bench.c -lcaps
-	./build/ctxsw_bench $(BENCH_SCALE)
+	sh benches/deps.sh $(BENCH_PKGS_THREADS)
+	$(BENCH_CC) -o build/ctxsw_bench benches/ctxsw_bench.c benches/fcontext_peer.c \
+	    -lcaps -lboost_context
+	./build/ctxsw_bench $(BENCH_SCALE) build/ctxsw_bench.results
+	$(CARGO) run --release --locked -q --example bench_corosensei -- \
+	    $(BENCH_SCALE) build/ctxsw_bench.results
 
+# glibc through __libc_malloc; mimalloc, jemalloc and tcmalloc dlopen()ed
+# with RTLD_LOCAL, so none of them replaces the process's malloc.
 bench-slab: stage
-	$(BENCH_CC) -o build/slab_bench benches/slab_bench.c -lcaps -lmimalloc -lpthread
+	sh benches/deps.sh $(BENCH_PKGS_SLAB)
+	$(BENCH_CC) -o build/slab_bench benches/slab_bench.c -lcaps -ldl -lm -lpthread
 	./build/slab_bench $(BENCH_SCALE) $(BENCH_REPS)
 
 bench-encoding:
 	$(CARGO) run --release --locked --example bench_encoding
 
-# Round trip between two virtual cpus, beside a pthread condvar ping-pong
-# and crossbeam-channel (a Rust example) run right after it.
+# Round trip between two virtual cpus, beside a spinning-flag floor and a
+# pthread condvar ping-pong, BENCH_REPS repetitions with their p50, p99 and
+# p99.9; crossbeam-channel bounded(1) (a Rust example) right after it, with
+# the ratios against the figures the first run wrote.
 bench-vcpu: stage
 	$(BENCH_CC) -o build/vcpu_bench benches/vcpu_bench.c -lcaps -lpthread
-	./build/vcpu_bench $(BENCH_SCALE)
+	./build/vcpu_bench $(BENCH_SCALE) $(BENCH_REPS) build/vcpu_bench.results
 	$(CARGO) run --release --locked -q --example bench_xbeam_pingpong -- \
-	    $$(awk 'BEGIN { print int(200000 * $(BENCH_SCALE)) }')
+	    $$(awk 'BEGIN { print int(200000 * $(BENCH_SCALE)) }') $(BENCH_REPS) \
+	    build/vcpu_bench.results
 
 headers:
 	LIBCAPS_UPDATE_HEADERS=1 $(CARGO) build --locked -p libcaps --lib

@@ -1,6 +1,6 @@
 /*
- * bench_util.h -- helpers the CAPS benchmarks share: the clock, pinning to
- * a cpu, percentiles of a sample, reading exactly n bytes.
+ * bench_util.h -- helpers the CAPS and vcpu benchmarks share: the clock,
+ * pinning to a cpu, percentiles of a sample, reading exactly n bytes.
  */
 #ifndef BENCH_UTIL_H
 #define BENCH_UTIL_H
@@ -45,10 +45,11 @@ cmpd(const void *a, const void *b)
 }
 
 struct result {
-	double	p50, p99, mean;
+	double	p50, p99, p999, max, mean;
 };
 
-/* p50, p99 and mean, in microseconds, of `n` samples in seconds (sorts them). */
+/* p50, p99, p99.9, the largest and the mean, in microseconds, of `n`
+ * samples in seconds (sorts them). */
 static inline struct result
 summarize(double *s, long n)
 {
@@ -61,6 +62,8 @@ summarize(double *s, long n)
 	qsort(s, n, sizeof(double), cmpd);
 	r.p50 = s[n / 2] * 1e6;
 	r.p99 = s[n * 99 / 100] * 1e6;
+	r.p999 = s[n * 999 / 1000] * 1e6;
+	r.max = s[n - 1] * 1e6;
 	r.mean = sum / n * 1e6;
 	return (r);
 }

@@ -1,14 +1,26 @@
 /*
- * ctxsw_bench -- LWKT thread costs, side by side with two baselines run in
- * the same process: glibc swapcontext() and a minimal assembly switch
+ * ctxsw_bench -- LWKT thread costs, side by side with baselines run in the
+ * same process: glibc swapcontext(), a minimal assembly switch
  * (callee-saved registers + stack pointer, the least any stack switch can
- * do). Prints ns per operation and the ratios.
+ * do) and Boost.Context's fcontext (jump_fcontext/make_fcontext, in
+ * fcontext_peer.c). Prints ns per operation and the ratios.
  *
- *   lwkt_switch   two threads calling lwkt_switch() in turn (thr2 pattern)
- *   create        lwkt_create + first run + exit, stacks from the cache
- *   domsg         lwkt_domsg round trip to a thread blocked in waitport
+ *   lwkt_switch   two threads calling lwkt_switch() in turn (thr2 pattern);
+ *                 fcontext: two contexts jumping to each other
+ *   create        lwkt_create + first run + exit, stacks from the cache;
+ *                 fcontext: make_fcontext on a reused stack + run + exit
+ *   domsg         lwkt_domsg round trip to a thread blocked in waitport;
+ *                 fcontext: a queued message handed to a server context
+ *                 and back
  *
- * Usage: ctxsw_bench [scale]   (scale multiplies the iteration counts)
+ * The three pairs run REPS (3) times, taking turns; each figure is the
+ * median, and every repetition is printed. corosensei, the Rust peer, is
+ * examples/bench_corosensei.rs, which `make bench-threads` runs right
+ * after; given a file name, this program writes its libcaps medians there
+ * for that example's ratios.
+ *
+ * Usage: ctxsw_bench [scale [results-file]]   (scale multiplies the
+ * iteration counts: 1 = 2,000,000 switches per thread)
  */
 #define _GNU_SOURCE
 #include <sys/types.h>
@@ -22,6 +34,8 @@
 #include <stdlib.h>
 #include <time.h>
 #include <ucontext.h>
+
+#include "fcontext_peer.h"
 
 static long iters;
 
@@ -242,34 +256,94 @@ bench_domsg(void)
 	return (dm_result);
 }
 
+#define REPS	3
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return ((x > y) - (x < y));
+}
+
+/* Median of REPS figures (sorts a copy). */
+static double
+median(const double *v)
+{
+	double c[REPS];
+	int i;
+
+	for (i = 0; i < REPS; ++i)
+		c[i] = v[i];
+	qsort(c, REPS, sizeof(c[0]), cmp_double);
+	return (c[REPS / 2]);
+}
+
+static void
+print_pair(const char *what, const double *ours, const double *peer)
+{
+	double m = median(ours), p = median(peer);
+	int r;
+
+	printf("%-34s %9.1f %9.1f %8.2fx  ", what, m, p, m / p);
+	for (r = 0; r < REPS; ++r)
+		printf("%s%.1f/%.1f", r ? ", " : "", ours[r], peer[r]);
+	printf("\n");
+}
+
 int
 main(int argc, char **argv)
 {
-	double uc, bare, sw, cr, dm;
-	long scale = argc > 1 ? atol(argv[1]) : 1;
+	double uc, bare, sw[REPS], cr[REPS], dm[REPS], fsw[REPS], fcr[REPS], fdm[REPS];
+	double scale = argc > 1 ? atof(argv[1]) : 1.0;
+	int r;
 
-	if (scale < 1)
+	if (!(scale > 0))
 		scale = 1;
-	iters = 2000000 * scale;
+	iters = (long)(2000000 * scale);
+	if (iters < 1000)
+		iters = 1000;
 	uthread_init();
 	/* warm up: caches, stacks, page faults */
 	iters /= 20;
 	bench_lwkt_switch();
 	bench_create();
+	fcontext_switch(iters);
+	fcontext_create(iters / 10);
+	fcontext_handoff(iters);
 	iters *= 20;
 
 	uc = bench_swapcontext();
 	bare = bench_bare();
-	sw = bench_lwkt_switch();
-	cr = bench_create();
-	dm = bench_domsg();
+	for (r = 0; r < REPS; ++r) {
+		sw[r] = bench_lwkt_switch();
+		fsw[r] = fcontext_switch(iters);
+		cr[r] = bench_create();
+		fcr[r] = fcontext_create(iters / 10);
+		dm[r] = bench_domsg();
+		fdm[r] = fcontext_handoff(iters);
+	}
 
 	printf("%-34s %10s %12s\n", "operation", "ns/op", "ratio");
 	printf("%-34s %10.1f %12s\n", "swapcontext (one switch)", uc, "1.00 (base)");
 	printf("%-34s %10.1f %11.2fx\n", "bare asm switch (one switch)", bare, uc / bare);
-	printf("%-34s %10.1f %11.2fx\n", "lwkt_switch, thr2 pattern", sw, uc / sw);
-	printf("%-34s %10.1f %11.2fx\n", "lwkt_switch vs bare asm", sw, sw / bare);
-	printf("%-34s %10.1f\n", "lwkt_create+run+exit (cached)", cr);
-	printf("%-34s %10.1f\n", "lwkt_domsg round trip", dm);
+	printf("%-34s %10.1f %11.2fx\n", "lwkt_switch, thr2 pattern", median(sw), uc / median(sw));
+	printf("%-34s %10.1f %11.2fx\n", "lwkt_switch vs bare asm", median(sw), median(sw) / bare);
+	printf("\nagainst Boost.Context fcontext, ns, median of %d (each run libcaps/fcontext)\n", REPS);
+	printf("%-34s %9s %9s %9s  %s\n", "operation", "libcaps", "fcontext", "ratio", "runs");
+	print_pair("switch, thr2 pattern (per switch)", sw, fsw);
+	print_pair("create + first run + exit", cr, fcr);
+	print_pair("same-cpu round trip (domsg/handoff)", dm, fdm);
+	if (argc > 2) {
+		FILE *f = fopen(argv[2], "w");
+
+		if (f == NULL) {
+			perror(argv[2]);
+			return (1);
+		}
+		fprintf(f, "switch %.3f\ncreate %.3f\nroundtrip %.3f\n",
+		    median(sw), median(cr), median(dm));
+		fclose(f);
+	}
 	return (0);
 }
