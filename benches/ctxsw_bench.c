@@ -204,16 +204,16 @@ static void
 server(void *arg)
 {
 	lwkt_msg_t msg;
+	int cmd;
 
 	(void)arg;
 	srv_port = &curthread->td_msgport;
-	for (;;) {
+	do {
 		msg = lwkt_waitport(srv_port, NULL);
+		cmd = msg->ms_cmd;	/* a replied message is the client's */
 		msg->u.ms_result += 1;
 		lwkt_replymsg(msg, 0);
-		if (msg->ms_cmd == CMD_QUIT)
-			break;
-	}
+	} while (cmd != CMD_QUIT);
 }
 
 static double dm_result;

@@ -65,16 +65,21 @@ static void
 server(void *arg)
 {
 	lwkt_msg_t msg;
+	int cmd;
 
 	(void)arg;
 	rel_mplock();
-	for (;;) {
+	do {
 		msg = lwkt_waitport(&curthread->td_msgport, NULL);
+		/*
+		 * Read what the message says before replying: once replied it
+		 * belongs to the client, which may already have changed it
+		 * (its next command) by the time this thread looks again.
+		 */
+		cmd = msg->ms_cmd;
 		msg->u.ms_result = 3 * msg->u.ms_result + 1;
 		lwkt_replymsg(msg, 0);
-		if (msg->ms_cmd == CMD_QUIT)
-			break;
-	}
+	} while (cmd != CMD_QUIT);
 }
 
 static void
