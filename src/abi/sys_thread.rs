@@ -45,8 +45,8 @@ pub struct md_thread {
     pub mtd_maplen: usize,
     /// Stack id registered with valgrind (0 when not running under it).
     pub mtd_vgstack: c_uint,
-    /// Reserved, zero.
-    pub mtd_unused: c_int,
+    /// The thread's `errno` while it is switched out (0 for a new thread).
+    pub mtd_errno: c_int,
 }
 
 /// `union { struct md_intr_info *intdata; } td_info`.

@@ -129,6 +129,9 @@ pub struct CpuPriv {
     pub sleeps: u64,
     /// Owner. `lwkt_yield` calls, to look at the sockets every so often.
     pub yields: u32,
+    /// Owner. This kernel thread's `errno` (`__errno_location()`), which
+    /// the switch saves into the old thread and loads from the new one.
+    pub errno: *mut c_int,
 }
 
 /// The private state of `gd`.
@@ -365,6 +368,8 @@ pub fn adopt() -> *mut globaldata {
         );
     }
     let gd = globaldata_find(0);
+    // New threads start with the FP control state the package starts with.
+    crate::lwkt::arch::capture_fp_start();
     // SAFETY: cpu 0 was not taken, so nobody else touches gdary[0] or
     // MAIN_TD; they are static and live forever.
     unsafe {
@@ -516,6 +521,7 @@ unsafe fn gdinit_cpu(gd: *mut globaldata, cpuid: c_int) {
             sock_spin_ns: SOCK_SPIN_MAX_NS,
             sleeps: 0,
             yields: 0,
+            errno: ptr::null_mut(),
         });
         (*gd).gd_vcpu = Box::into_raw(private).cast();
     }

@@ -107,6 +107,7 @@ pub unsafe fn gdinit(gd: *mut globaldata) {
         }
         (*gd).gd_runqmask = 0;
         tdqueue::init(&raw mut (*gd).gd_tdallq);
+        (*cpu_priv(gd)).errno = libc::__errno_location();
         let td = idle(gd);
         ptr::write_bytes(td, 0, 1);
         let stk = stack::alloc(THREAD_STACK as usize, &raw mut (*td).td_mach);
@@ -144,6 +145,7 @@ unsafe fn init_fields(
         ptr::write_bytes(td, 0, 1);
         if let Some(m) = mach {
             ptr::write(&raw mut (*td).td_mach, m);
+            (*td).td_mach.mtd_errno = 0;
         } else if !stack.is_null() {
             (*td).td_mach.mtd_stksize = THREAD_STACK as usize;
         }
@@ -531,6 +533,11 @@ unsafe fn switch_to(gd: *mut globaldata, td: *mut thread, ntd: *mut thread) {
         (*td).td_flags &= !TDF_RUNNING;
         (*ntd).td_flags |= TDF_RUNNING;
         (*gd).gd_curthread = ntd;
+        // errno belongs to the thread: nothing between here and the
+        // return into `ntd` touches it.
+        let errno = (*cpu_priv(gd)).errno;
+        (*td).td_mach.mtd_errno = *errno;
+        *errno = (*ntd).td_mach.mtd_errno;
         arch::switch(&raw mut (*td).td_sp, (*ntd).td_sp);
     }
 }

@@ -79,9 +79,9 @@ struct md_thread {
      */
     unsigned int mtd_vgstack;
     /*
-     Reserved, zero.
+     The thread's `errno` while it is switched out (0 for a new thread).
      */
-    int mtd_unused;
+    int mtd_errno;
 };
 
 /*
