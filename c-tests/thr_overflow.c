@@ -7,6 +7,8 @@
  *                 naming it, its stack size and the fault address, then
  *                 abort (SIGABRT)
  *   recurse-vcpu  the same on virtual cpu 1
+ *   recurse-256k  the same with LIBCAPS_STACK_SIZE=256K (set before the
+ *                 library starts): the report says 256 KiB
  *   vla           a thread near the bottom of its stack declares a
  *                 60 KiB variable-length array and writes its first
  *                 byte: that must fault in its own guard (reported as
@@ -146,6 +148,9 @@ main(int ac, char **av)
 
 	setvbuf(stdout, NULL, _IONBF, 0);
 	if (strcmp(mode, "recurse") == 0) {
+		spawn(recurser, -1, "worker3");
+	} else if (strcmp(mode, "recurse-256k") == 0) {
+		setenv("LIBCAPS_STACK_SIZE", "256K", 1);
 		spawn(recurser, -1, "worker3");
 	} else if (strcmp(mode, "recurse-vcpu") == 0) {
 		int cpu = caps_fork_vcpu();

@@ -301,6 +301,9 @@ c_test!(thr_overflow_recurse, src: "thr_overflow", args: &["recurse"], cflags: N
 c_test!(thr_overflow_recurse_vcpu, src: "thr_overflow", args: &["recurse-vcpu"], cflags: NO_CLASH,
     exit: Exit::Signal(SIGABRT),
     stderr_has: &["libcaps: thread \"worker3\" overflowed its 64 KiB stack (fault at 0x"]);
+c_test!(thr_overflow_recurse_256k, src: "thr_overflow", args: &["recurse-256k"], cflags: NO_CLASH,
+    exit: Exit::Signal(SIGABRT),
+    stderr_has: &["libcaps: thread \"worker3\" overflowed its 256 KiB stack (fault at 0x"]);
 c_test!(thr_overflow_vla, src: "thr_overflow", args: &["vla"], cflags: NO_CLASH,
     exit: Exit::Signal(SIGABRT),
     stderr_has: &["libcaps: thread \"jumper\" overflowed its 64 KiB stack (fault at 0x"]);

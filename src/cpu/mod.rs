@@ -368,8 +368,11 @@ pub fn adopt() -> *mut globaldata {
         );
     }
     let gd = globaldata_find(0);
-    // New threads start with the FP control state the package starts with.
+    // New threads start with the FP control state the package starts with,
+    // on stacks of the size asked for then.
     crate::lwkt::arch::capture_fp_start();
+    crate::lwkt::stack::configure();
+    crate::lwkt::overflow::arm_kernel_thread();
     // SAFETY: cpu 0 was not taken, so nobody else touches gdary[0] or
     // MAIN_TD; they are static and live forever.
     unsafe {
@@ -457,6 +460,7 @@ fn vcpu_main(gd: *mut globaldata, ready: Arc<(Mutex<bool>, std::sync::Condvar)>)
     unsafe {
         libcaps_tls_set_gd(gd);
         (*gd).gd_pid = libc::gettid();
+        crate::lwkt::overflow::arm_kernel_thread();
         lt::gdinit(gd);
         crate::slab::gd::adopt_cpu(&raw mut (*gd).gd_slab);
         let _ = (*cpu_priv(gd)).waker.set(evloop::waker());

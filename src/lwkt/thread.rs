@@ -377,7 +377,7 @@ unsafe fn alloc_thread_for(template: *mut thread, cpu_id: c_int) -> *mut thread 
         }
         let mut stk = (*td).td_kstack;
         if mach.mtd_map.is_null() {
-            stk = stack::alloc(THREAD_STACK as usize, &mut mach);
+            stk = stack::alloc(stack::size(), &mut mach);
             if stk.is_null() {
                 warn!(
                     "lwkt_alloc_thread",
