@@ -611,6 +611,40 @@ pub unsafe fn mplock_wait_register(gd: *mut globaldata) -> bool {
     true
 }
 
+/// Is some cpu waiting for the MP lock? One relaxed load: the whole cost
+/// of `lwkt_yield`'s hand-over check when nobody waits.
+#[inline(always)]
+pub fn mplock_wanted() -> bool {
+    MP_WAITERS.load(Ordering::Relaxed) != 0
+}
+
+/// `lwkt_yield` while another cpu waits for the MP lock: if this cpu holds
+/// it, give it directly to the next waiting cpu (after this one, round
+/// robin) and wake that cpu. The yielding thread stays runnable and waits
+/// for the lock like any thread that needs it. (Releasing it would not
+/// do: this cpu's scheduler would take it back before the waiter woke.)
+///
+/// # Safety
+/// `gd` must be the current cpu.
+#[cold]
+pub unsafe fn mplock_handoff(gd: *mut globaldata) {
+    // SAFETY: reading the id of the current cpu.
+    let me = unsafe { (*gd).gd_cpuid };
+    let waiters = MP_WAITERS.load(Ordering::SeqCst) & !(1u32 << me);
+    if waiters == 0 {
+        return;
+    }
+    let after = waiters & !(2u32 << me).wrapping_sub(1);
+    let to = if after != 0 { after } else { waiters }.trailing_zeros() as c_int;
+    if mp_lock
+        .compare_exchange(me as i32, to, Ordering::SeqCst, Ordering::Relaxed)
+        .is_ok()
+    {
+        // SAFETY: only started cpus register as waiters.
+        unsafe { notify(globaldata_find(to), RQF_WAKE) };
+    }
+}
+
 /// Undo [`mplock_wait_register`].
 ///
 /// # Safety

@@ -716,6 +716,12 @@ pub fn yield_self() {
         if (*p).yields.is_multiple_of(YIELDS_PER_POLL) {
             poll_sources();
         }
+        // Another cpu waits for the MP lock: hand it over (one load when
+        // nobody waits), so that a thread that waits by yielding with the
+        // lock held cannot starve that cpu.
+        if cpu::mplock_wanted() {
+            cpu::mplock_handoff(gd);
+        }
         dequeue(gd, td);
         enqueue(gd, td);
         do_switch(gd, td);
