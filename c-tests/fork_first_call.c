@@ -93,9 +93,9 @@ wait_deadline(pid_t pid, int limit)
 	for (ms = 0; ms < limit; ++ms) {
 		pid_t r = waitpid(pid, &status, WNOHANG);
 
-		if (r == pid)
-			return (WIFEXITED(status) && WEXITSTATUS(status) == 0 ?
-			    0 : 1);
+		if (r == pid)	/* a round's own status is 0, 1 or 2 */
+			return (WIFEXITED(status) && WEXITSTATUS(status) <= 2 ?
+			    WEXITSTATUS(status) : 1);
 		if (r < 0)
 			return (1);
 		usleep(1000);

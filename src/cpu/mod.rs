@@ -17,6 +17,7 @@
 //! them, with C names.
 
 pub mod evloop;
+mod fork;
 pub mod ipi;
 
 use core::ffi::c_int;
@@ -367,6 +368,7 @@ pub fn adopt() -> *mut globaldata {
              thread (LWKT calls must come from the thread that started libcaps)"
         );
     }
+    fork::register();
     let gd = globaldata_find(0);
     // New threads start with the FP control state the package starts with,
     // on stacks of the size asked for then.
@@ -400,6 +402,25 @@ pub fn adopt() -> *mut globaldata {
 /// Serialises `caps_fork_vcpu` calls.
 static FORK_LOCK: Mutex<()> = Mutex::new(());
 
+fn fork_lock() -> std::sync::MutexGuard<'static, ()> {
+    FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// In a child forked by a kernel thread that is not a cpu (see
+/// `cpu::fork`): no cpu of the parent exists here, so the thread package
+/// starts over on the next LWKT call. The parent's structures are left as
+/// they are (set up again when used).
+fn forget_cpus() {
+    CPU0_TAKEN.store(false, Ordering::SeqCst);
+    ncpus.store(1, Ordering::SeqCst);
+    STARTED.store(0, Ordering::SeqCst);
+    ASLEEP.store(0, Ordering::SeqCst);
+    USER_THREADS.store(0, Ordering::SeqCst);
+    MP_WAITERS.store(0, Ordering::SeqCst);
+    mp_lock.store(-1, Ordering::SeqCst);
+    evloop::forget_all_sources();
+}
+
 /// `caps_fork_vcpu()`: start the next virtual cpu on a new kernel thread
 /// (its own globaldata, run queues, idle thread, event loop and slab
 /// state) and return its id; -1 once `MAXVCPU` cpus exist or when the
@@ -407,7 +428,7 @@ static FORK_LOCK: Mutex<()> = Mutex::new(());
 pub fn fork_vcpu() -> c_int {
     // Cpu 0 must exist first (a program may fork before any LWKT call).
     mycpu();
-    let _g = FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = fork_lock();
     let n = ncpus.load(Ordering::Acquire);
     if n >= MAXVCPU {
         return -1;
