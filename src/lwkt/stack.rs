@@ -192,7 +192,10 @@ mod tests {
         let (a, b) = range.split_once('-').unwrap();
         let glen = usize::from_str_radix(b, 16).unwrap() - usize::from_str_radix(a, 16).unwrap();
         assert!(glen >= GUARD_SIZE, "{line}");
-        assert_eq!(lo as usize - guard, GUARD_SIZE.div_ceil(page_size()) * page_size());
+        assert_eq!(
+            lo as usize - guard,
+            GUARD_SIZE.div_ceil(page_size()) * page_size()
+        );
         // SAFETY: the stack is not in use.
         unsafe { free(&mut mach) };
         assert!(mach.mtd_map.is_null());
