@@ -145,6 +145,21 @@ a_domsg(void *arg)
 	report("domsg", before, errno);
 }
 
+/* ENOENT in errno, a spoiler ready to run, a message for the service. */
+static int
+prepare_caps_msg(struct lwkt_msg *msg, int cmd)
+{
+	int before;
+
+	fail_open();
+	before = errno;
+	spawn(spoiler, NULL, -1, "spoiler");
+	lwkt_initmsg(msg, &curthread->td_msgport, cmd);
+	msg->ms_msgsize = sizeof(*msg);
+	msg->ms_maxsize = sizeof(*msg);
+	return (before);
+}
+
 static void
 a_caps(void *arg)
 {
@@ -162,21 +177,11 @@ a_caps(void *arg)
 		printf("cannot connect\n");
 		return;
 	}
-	fail_open();
-	before = errno;
-	spawn(spoiler, NULL, -1, "spoiler");
-	lwkt_initmsg(&msg, &curthread->td_msgport, 1);
-	msg.ms_msgsize = sizeof(msg);
-	msg.ms_maxsize = sizeof(msg);
+	before = prepare_caps_msg(&msg, 1);
 	lwkt_domsg(&caps_port->lport, &msg);
 	report("caps lwkt_domsg", before, errno);
 
-	fail_open();
-	before = errno;
-	spawn(spoiler, NULL, -1, "spoiler");
-	lwkt_initmsg(&msg, &curthread->td_msgport, 2);
-	msg.ms_msgsize = sizeof(msg);
-	msg.ms_maxsize = sizeof(msg);
+	before = prepare_caps_msg(&msg, 2);
 	lwkt_beginmsg(&caps_port->lport, &msg);
 	if (caps_client_waitreply(caps_port, &msg) == NULL)
 		printf("caps_client_waitreply failed\n");

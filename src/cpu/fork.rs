@@ -15,50 +15,40 @@
 //! `.init_array` entry), never on first use, which another thread could
 //! be in the middle of at a fork.
 
-use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::AtomicBool;
 use std::sync::MutexGuard;
+
+use crate::atfork::{Held, register_once};
 
 /// The locks held from `prepare` to `parent`/`child`, in this order (no
 /// code path holds both).
-type Held = (MutexGuard<'static, ()>, MutexGuard<'static, ()>);
-
-struct Slot(UnsafeCell<Option<Held>>);
-// SAFETY: filled by the forking thread while it holds both locks and
-// emptied by the same thread (or its copy in the child).
-unsafe impl Sync for Slot {}
-
-static HELD: Slot = Slot(UnsafeCell::new(None));
+static HELD: Held<(MutexGuard<'static, ()>, MutexGuard<'static, ()>)> = Held::new();
 
 #[used]
 #[unsafe(link_section = ".init_array")]
 static REGISTER: extern "C" fn() = register;
 
 /// Also called when cpu 0 is set up, for a static link that left the
-/// `.init_array` entry out; a flag, not a `Once`, so nothing ever waits.
+/// `.init_array` entry out.
 pub extern "C" fn register() {
     static DONE: AtomicBool = AtomicBool::new(false);
-    if DONE.swap(true, Ordering::AcqRel) {
-        return;
-    }
-    // SAFETY: plain functions that live as long as the process.
-    unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+    register_once(&DONE, prepare, parent, child);
 }
 
 extern "C" fn prepare() {
     let held = (super::fork_lock(), crate::lwkt::wait::waitq_lock());
-    // SAFETY: this thread holds both locks; see Slot.
-    unsafe { *HELD.0.get() = Some(held) };
+    // SAFETY: the prepare handler.
+    unsafe { HELD.keep(held) };
 }
 
 extern "C" fn parent() {
-    // SAFETY: the thread that ran `prepare`.
-    drop(unsafe { (*HELD.0.get()).take() });
+    // SAFETY: the parent handler.
+    unsafe { HELD.release() };
 }
 
 extern "C" fn child() {
-    // SAFETY: the copy of the thread that ran `prepare`.
-    drop(unsafe { (*HELD.0.get()).take() });
+    // SAFETY: the child handler.
+    unsafe { HELD.release() };
     if super::mycpu_if_any().is_null() {
         super::forget_cpus();
     }
