@@ -42,10 +42,16 @@ pub fn size() -> usize {
 /// 1 GiB) once, when the thread package starts; anything else keeps
 /// `THREAD_STACK` and is reported.
 pub fn configure() {
-    let Some(v) = std::env::var_os("LIBCAPS_STACK_SIZE") else {
+    // getenv, not std::env: std's environment lock, held by another
+    // thread at a fork, could stop a child here.
+    // SAFETY: a NUL-terminated name; the result is NULL or a C string
+    // that stays valid while nobody changes the environment.
+    let v = unsafe { libc::getenv(c"LIBCAPS_STACK_SIZE".as_ptr()) };
+    if v.is_null() {
         return;
-    };
-    let text = v.to_string_lossy();
+    }
+    // SAFETY: as above.
+    let text = unsafe { core::ffi::CStr::from_ptr(v) }.to_string_lossy();
     match parse_size(&text) {
         Some(n) if (SIZE_MIN..=SIZE_MAX).contains(&n) => SIZE.store(n, Ordering::Relaxed),
         _ => crate::warn!(
