@@ -39,7 +39,7 @@ pub type lwkt_queue = thread_queue;
 pub struct md_thread {
     /// Bytes usable by the thread at `td_kstack` (0: no stack of ours).
     pub mtd_stksize: usize,
-    /// Base of the whole mapping, guard page included (NULL: none).
+    /// Base of the whole mapping, guard region included (NULL: none).
     pub mtd_map: *mut c_void,
     /// Length of that mapping in bytes.
     pub mtd_maplen: usize,

@@ -67,7 +67,7 @@ struct md_thread {
      */
     size_t mtd_stksize;
     /*
-     Base of the whole mapping, guard page included (NULL: none).
+     Base of the whole mapping, guard region included (NULL: none).
      */
     void *mtd_map;
     /*
