@@ -130,9 +130,6 @@ pub struct CpuPriv {
     pub sleeps: u64,
     /// Owner. `lwkt_yield` calls, to look at the sockets every so often.
     pub yields: u32,
-    /// Owner. This kernel thread's `errno` (`__errno_location()`), which
-    /// the switch saves into the old thread and loads from the new one.
-    pub errno: *mut c_int,
 }
 
 /// The private state of `gd`.
@@ -371,8 +368,9 @@ pub fn adopt() -> *mut globaldata {
     fork::register();
     let gd = globaldata_find(0);
     // New threads start with the FP control state the package starts with,
-    // on stacks of the size asked for then.
+    // on stacks of the size asked for then; errno is switched per thread.
     crate::lwkt::arch::capture_fp_start();
+    crate::lwkt::arch::errno_init();
     crate::lwkt::stack::configure();
     crate::lwkt::overflow::arm_kernel_thread();
     // SAFETY: cpu 0 was not taken, so nobody else touches gdary[0] or
@@ -546,7 +544,6 @@ unsafe fn gdinit_cpu(gd: *mut globaldata, cpuid: c_int) {
             sock_spin_ns: SOCK_SPIN_MAX_NS,
             sleeps: 0,
             yields: 0,
-            errno: ptr::null_mut(),
         });
         (*gd).gd_vcpu = Box::into_raw(private).cast();
     }

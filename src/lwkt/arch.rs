@@ -13,14 +13,15 @@
 //! loads are slow, a difference is rare). That block is marked "FP
 //! control" below. A new thread starts with the state the thread package
 //! started with ([`capture_fp_start`]). errno is switched in Rust
-//! (`lwkt::thread::switch_to`), not here.
+//! (`lwkt::thread::switch_to`, with [`errno_get`]/[`errno_set`]), not in
+//! the assembly.
 //!
 //! A new thread's stack is prepared by [`init_stack`] so that the first
 //! switch into it "returns" into [`thread_trampoline`], which calls
 //! `start(func, arg)`; `start` never returns.
 
-use core::ffi::{c_char, c_void};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::ffi::{c_char, c_int, c_void};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Entry of a new thread: `start(func, arg)` (never returns).
 pub type StartFn = unsafe extern "C" fn(*mut c_void, *mut c_void) -> !;
@@ -30,6 +31,35 @@ pub type StartFn = unsafe extern "C" fn(*mut c_void, *mut c_void) -> !;
 /// x87 control word above it; aarch64: FPCR). Until [`capture_fp_start`]
 /// runs, the ABI's initial state.
 static FP_START: AtomicU64 = AtomicU64::new(imp::FP_DEFAULT);
+
+/// errno's offset from the thread pointer. glibc's `errno` is
+/// initial-exec TLS of libc.so, which is loaded with the program, so it
+/// sits at the same offset from the thread pointer in every thread: the
+/// switch reaches the running kernel thread's `errno` with one load of
+/// this offset and one thread-pointer-relative access (no call, no
+/// per-cpu pointer to follow).
+static ERRNO_OFF: AtomicUsize = AtomicUsize::new(0);
+
+/// Record [`ERRNO_OFF`] (when the thread package starts; idempotent).
+pub fn errno_init() {
+    // SAFETY: __errno_location has no preconditions.
+    let e = unsafe { libc::__errno_location() } as usize;
+    ERRNO_OFF.store(e.wrapping_sub(imp::thread_pointer()), Ordering::Relaxed);
+}
+
+/// The running kernel thread's `errno`.
+#[inline(always)]
+pub fn errno_get() -> c_int {
+    // SAFETY: the offset leads to this thread's errno (see ERRNO_OFF).
+    unsafe { imp::tls_read(ERRNO_OFF.load(Ordering::Relaxed)) }
+}
+
+/// Set the running kernel thread's `errno`.
+#[inline(always)]
+pub fn errno_set(v: c_int) {
+    // SAFETY: the offset leads to this thread's errno (see ERRNO_OFF).
+    unsafe { imp::tls_write(ERRNO_OFF.load(Ordering::Relaxed), v) }
+}
 
 /// Record the calling kernel thread's floating-point control state as
 /// the one new threads start with (called when the thread package
@@ -41,7 +71,7 @@ pub fn capture_fp_start() {
 #[cfg(target_arch = "x86_64")]
 mod imp {
     use super::StartFn;
-    use core::ffi::{c_char, c_void};
+    use core::ffi::{c_char, c_int, c_void};
 
     /// Save the callee-saved registers of the running thread on its stack,
     /// store its stack pointer in `*save`, switch to the stack `to` and
@@ -91,6 +121,58 @@ mod imp {
             "fldcw [rsp + 4]",
             "jmp 2b",
         )
+    }
+
+    /// The thread pointer (`fs` base; glibc keeps it at `fs:0`).
+    #[inline(always)]
+    pub fn thread_pointer() -> usize {
+        let tp: usize;
+        // SAFETY: reads the TCB's self pointer, always mapped.
+        unsafe {
+            core::arch::asm!(
+                "mov {}, qword ptr fs:[0]",
+                out(reg) tp,
+                options(nostack, readonly, preserves_flags, pure),
+            );
+        }
+        tp
+    }
+
+    /// The `int` at offset `off` from the thread pointer (`fs`-relative,
+    /// one instruction).
+    ///
+    /// # Safety
+    /// `off` must be the offset of an `int` of this thread's static TLS.
+    #[inline(always)]
+    pub unsafe fn tls_read(off: usize) -> c_int {
+        let v: c_int;
+        // SAFETY: per the contract.
+        unsafe {
+            core::arch::asm!(
+                "mov {v:e}, dword ptr fs:[{o}]",
+                o = in(reg) off,
+                v = out(reg) v,
+                options(nostack, readonly, preserves_flags),
+            );
+        }
+        v
+    }
+
+    /// Store `v` in the `int` at offset `off` from the thread pointer.
+    ///
+    /// # Safety
+    /// As [`tls_read`].
+    #[inline(always)]
+    pub unsafe fn tls_write(off: usize, v: c_int) {
+        // SAFETY: per the contract.
+        unsafe {
+            core::arch::asm!(
+                "mov dword ptr fs:[{o}], {v:e}",
+                o = in(reg) off,
+                v = in(reg) v,
+                options(nostack, preserves_flags),
+            );
+        }
     }
 
     /// MXCSR 0x1f80 (all exceptions masked, round to nearest) and x87
@@ -168,7 +250,7 @@ mod imp {
 #[cfg(target_arch = "aarch64")]
 mod imp {
     use super::StartFn;
-    use core::ffi::{c_char, c_void};
+    use core::ffi::{c_char, c_int, c_void};
 
     /// As on x86_64: x19-x28, x29 (fp), x30 (lr) and d8-d15 are the
     /// callee-saved registers of AAPCS64, and FPCR its FP control state.
@@ -214,6 +296,37 @@ mod imp {
             "add sp, sp, #176",
             "ret",
         )
+    }
+
+    /// The thread pointer (`tpidr_el0`).
+    #[inline(always)]
+    pub fn thread_pointer() -> usize {
+        let tp: usize;
+        // SAFETY: reads a system register that EL0 may read.
+        unsafe {
+            core::arch::asm!("mrs {}, tpidr_el0", out(reg) tp, options(nomem, nostack, pure));
+        }
+        tp
+    }
+
+    /// The `int` at offset `off` from the thread pointer.
+    ///
+    /// # Safety
+    /// `off` must be the offset of an `int` of this thread's static TLS.
+    #[inline(always)]
+    pub unsafe fn tls_read(off: usize) -> c_int {
+        // SAFETY: per the contract.
+        unsafe { *(thread_pointer().wrapping_add(off) as *const c_int) }
+    }
+
+    /// Store `v` in the `int` at offset `off` from the thread pointer.
+    ///
+    /// # Safety
+    /// As [`tls_read`].
+    #[inline(always)]
+    pub unsafe fn tls_write(off: usize, v: c_int) {
+        // SAFETY: per the contract.
+        unsafe { *(thread_pointer().wrapping_add(off) as *mut c_int) = v }
     }
 
     /// FPCR 0: round to nearest, no traps, IEEE behaviour.

@@ -107,7 +107,6 @@ pub unsafe fn gdinit(gd: *mut globaldata) {
         }
         (*gd).gd_runqmask = 0;
         tdqueue::init(&raw mut (*gd).gd_tdallq);
-        (*cpu_priv(gd)).errno = libc::__errno_location();
         let td = idle(gd);
         ptr::write_bytes(td, 0, 1);
         let stk = stack::alloc(THREAD_STACK as usize, &raw mut (*td).td_mach);
@@ -535,9 +534,8 @@ unsafe fn switch_to(gd: *mut globaldata, td: *mut thread, ntd: *mut thread) {
         (*gd).gd_curthread = ntd;
         // errno belongs to the thread: nothing between here and the
         // return into `ntd` touches it.
-        let errno = (*cpu_priv(gd)).errno;
-        (*td).td_mach.mtd_errno = *errno;
-        *errno = (*ntd).td_mach.mtd_errno;
+        (*td).td_mach.mtd_errno = arch::errno_get();
+        arch::errno_set((*ntd).td_mach.mtd_errno);
         arch::switch(&raw mut (*td).td_sp, (*ntd).td_sp);
     }
 }
