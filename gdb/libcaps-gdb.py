@@ -234,14 +234,15 @@ def _saved_registers(td):
     arch = gdb.selected_frame().architecture().name()
     mem = gdb.selected_inferior()
     if "x86-64" in arch:
-        w = struct.unpack("<7Q", bytes(mem.read_memory(sp, 7 * 8)))
+        # r15 r14 r13 r12 rbx rbp, the FP control slot, the return address
+        w = struct.unpack("<8Q", bytes(mem.read_memory(sp, 8 * 8)))
         regs = [("r15", w[0]), ("r14", w[1]), ("r13", w[2]), ("r12", w[3])]
-        regs += [("rbx", w[4]), ("rbp", w[5]), ("rsp", sp + 7 * 8), ("rip", w[6])]
+        regs += [("rbx", w[4]), ("rbp", w[5]), ("rsp", sp + 8 * 8), ("rip", w[7])]
         return regs
     if arch.startswith("aarch64"):
         w = struct.unpack("<12Q", bytes(mem.read_memory(sp, 12 * 8)))
         regs = [("x%d" % (19 + i), w[i]) for i in range(10)]
-        regs += [("x29", w[10]), ("x30", w[11]), ("sp", sp + 160), ("pc", w[11])]
+        regs += [("x29", w[10]), ("x30", w[11]), ("sp", sp + 176), ("pc", w[11])]
         return regs
     raise gdb.GdbError("libcaps: lwkt-bt knows x86_64 and aarch64, not %s" % arch)
 

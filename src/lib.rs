@@ -8,6 +8,7 @@
 //! core (`lwkt`, ...). Data flows one way: `capi` → core → `abi`.
 
 pub mod abi;
+mod atfork;
 pub mod capi;
 pub mod caps;
 pub mod cpu;

@@ -12,7 +12,7 @@
 use std::io::Write;
 mod common;
 
-use common::{compile_c, root, stage};
+use common::{compile_c_with, root, stage};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
@@ -34,6 +34,10 @@ struct CTest {
     exit: Exit,
     /// Fragments that must appear on stderr.
     stderr_has: &'static [&'static str],
+    /// Fragments that must not appear on stderr.
+    stderr_lacks: &'static [&'static str],
+    /// Extra compiler arguments (after the source: options, `-lm`).
+    cflags: &'static [&'static str],
     /// Link against `libcaps.a` (`pkg-config --static`) instead of the .so.
     static_link: bool,
 }
@@ -45,17 +49,24 @@ const DEFAULT: CTest = CTest {
     stdin: None,
     exit: Exit::Code(0),
     stderr_has: &[],
+    stderr_lacks: &[],
+    cflags: &[],
     static_link: false,
 };
 
+/// Seconds a test program may run before it is killed (a hang fails).
+const DEADLINE_SECS: &str = "120";
+
 /// Compile the test's program.
 fn compile(t: &CTest) -> PathBuf {
-    compile_c(t.name, t.src, t.static_link)
+    compile_c_with(t.name, t.src, t.static_link, t.cflags)
 }
 
 fn run(t: &CTest) -> Output {
     let exe = compile(t);
-    let mut child = Command::new(&exe)
+    let mut child = Command::new("timeout")
+        .args(["-s", "KILL", DEADLINE_SECS])
+        .arg(&exe)
         .args(t.args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -126,6 +137,13 @@ fn check(t: CTest) {
             t.name
         );
     }
+    for frag in t.stderr_lacks {
+        assert!(
+            !stderr.contains(frag),
+            "{}: stderr has {frag:?}:\n{stderr}",
+            t.name
+        );
+    }
     let exp_path = root()
         .join("c-tests/expected")
         .join(format!("{}.stdout", t.name));
@@ -159,6 +177,7 @@ macro_rules! c_test {
 }
 
 const SIGABRT: i32 = 6;
+const SIGSEGV: i32 = 11;
 
 // ---- <libcaps/defs.h> alone: threads, vcpus, ports, slab, encoder ------
 c_test!(defs_umbrella, src: "defs_umbrella");
@@ -273,6 +292,30 @@ c_test!(thr_bad_foreign_port, src: "thr_bad", args: &["foreign-port"],
 c_test!(thr_bad_deadlock, src: "thr_bad", args: &["deadlock"],
     exit: Exit::Signal(SIGABRT),
     stderr_has: &["deadlock: every thread on cpu 0 is blocked", "\"main\": blocked in waitport", "\"sleeper\": blocked in forever"]);
+// errno, floating-point state, stack overflow (issue 11)
+c_test!(thr_errno_yield, src: "thr_errno", args: &["yield"]);
+c_test!(thr_errno_domsg, src: "thr_errno", args: &["domsg"]);
+c_test!(thr_errno_caps, src: "thr_errno", args: &["caps"]);
+c_test!(thr_errno_token, src: "thr_errno", args: &["token"]);
+c_test!(thr_fpenv, src: "thr_fpenv", cflags: &["-lm"]);
+const NO_CLASH: &[&str] = &["-fno-stack-clash-protection"];
+c_test!(thr_overflow_recurse, src: "thr_overflow", args: &["recurse"], cflags: NO_CLASH,
+    exit: Exit::Signal(SIGABRT),
+    stderr_has: &["libcaps: thread \"worker3\" overflowed its 64 KiB stack (fault at 0x"]);
+c_test!(thr_overflow_recurse_vcpu, src: "thr_overflow", args: &["recurse-vcpu"], cflags: NO_CLASH,
+    exit: Exit::Signal(SIGABRT),
+    stderr_has: &["libcaps: thread \"worker3\" overflowed its 64 KiB stack (fault at 0x"]);
+c_test!(thr_overflow_recurse_256k, src: "thr_overflow", args: &["recurse-256k"], cflags: NO_CLASH,
+    exit: Exit::Signal(SIGABRT),
+    stderr_has: &["libcaps: thread \"worker3\" overflowed its 256 KiB stack (fault at 0x"]);
+c_test!(thr_overflow_vla, src: "thr_overflow", args: &["vla"], cflags: NO_CLASH,
+    exit: Exit::Signal(SIGABRT),
+    stderr_has: &["libcaps: thread \"jumper\" overflowed its 64 KiB stack (fault at 0x"]);
+c_test!(thr_overflow_null_handler, src: "thr_overflow", args: &["null-handler"], cflags: NO_CLASH);
+c_test!(thr_overflow_null_default, src: "thr_overflow", args: &["null-default"], cflags: NO_CLASH,
+    exit: Exit::Signal(SIGSEGV), stderr_lacks: &["libcaps"]);
+c_test!(fork_first_call_slab, src: "fork_first_call", args: &["slab"], cflags: &["-lpthread"]);
+c_test!(fork_first_call_lwkt, src: "fork_first_call", args: &["lwkt"], cflags: &["-lpthread"]);
 // ---- slab allocator ----------------------------------------------------
 c_test!(slab_basic, src: "slab_basic");
 c_test!(slab_basic_static, src: "slab_basic", static_link: true);
@@ -304,6 +347,7 @@ c_test!(slab_bad_limit, src: "slab_bad", args: &["limit"],
     exit: Exit::Signal(SIGABRT), stderr_has: &["slab_malloc: malloc type 'one': malloc limit exceeded"]);
 
 // ---- virtual cpus --------------------------------------------------------
+c_test!(vcpu_yield_mplock, src: "vcpu_yield_mplock");
 c_test!(vcpu_deadlock, src: "vcpu_deadlock", exit: Exit::Signal(SIGABRT),
     stderr_has: &["libcaps: deadlock: all 2 cpus sleep and nothing can wake any of their threads",
         "\"waiter\": blocked in waitport", "\"main\": descheduled"]);

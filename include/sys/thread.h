@@ -86,6 +86,19 @@ extern "C" {
  * cpu `cpu` (-1: the current one); it is scheduled unless tdflags has
  * TDF_STOPREQ. *ptd (if ptd is not NULL) receives the thread. A returning
  * func ends in lwkt_exit(). Always returns 0.
+ *
+ * The thread starts with errno 0, the floating-point control state the
+ * thread package started with, and a stack of THREAD_STACK (64 KiB)
+ * bytes, or LIBCAPS_STACK_SIZE (e.g. "1M") if that was set in the
+ * environment before the first libcaps call; a 64 KiB guard lies below
+ * it and an overflow is reported with the thread's name.
+ *
+ * The MP lock: the thread is born holding it (td_mpcount 1), as in
+ * DragonFly, and only the cpu owning it runs threads that hold it. A
+ * thread on another cpu (caps_fork_vcpu()) that should run in parallel
+ * calls rel_mplock() first. A thread that waits for a thread of another
+ * cpu must block or lwkt_yield(): a yield hands the lock to a cpu that
+ * waits for it, a busy loop without yielding starves that cpu.
  */
 int	lwkt_create(void (*func)(void *), void *arg, struct thread **ptd,
 	    struct thread *template_td, int tdflags, int cpu,

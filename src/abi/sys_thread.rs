@@ -39,14 +39,14 @@ pub type lwkt_queue = thread_queue;
 pub struct md_thread {
     /// Bytes usable by the thread at `td_kstack` (0: no stack of ours).
     pub mtd_stksize: usize,
-    /// Base of the whole mapping, guard page included (NULL: none).
+    /// Base of the whole mapping, guard region included (NULL: none).
     pub mtd_map: *mut c_void,
     /// Length of that mapping in bytes.
     pub mtd_maplen: usize,
     /// Stack id registered with valgrind (0 when not running under it).
     pub mtd_vgstack: c_uint,
-    /// Reserved, zero.
-    pub mtd_unused: c_int,
+    /// The thread's `errno` while it is switched out (0 for a new thread).
+    pub mtd_errno: c_int,
 }
 
 /// `union { struct md_intr_info *intdata; } td_info`.

@@ -40,6 +40,13 @@ pub extern "C" fn globaldata_find(cpu: c_int) -> globaldata_t {
 /// `lwkt_create()`, or -1 once `MAXVCPU` cpus exist (or if the kernel
 /// refuses a new thread). A cpu with nothing to run sleeps; cpus live
 /// until the process exits.
+///
+/// The MP lock: every thread is born holding it (`td_mpcount` 1), and only
+/// the cpu that owns it runs threads that hold it, so threads on two cpus
+/// do not run in parallel until they call `rel_mplock()`. A thread that
+/// waits for a thread of another cpu must block (`lwkt_domsg`,
+/// `lwkt_waitport`, a token) or `lwkt_yield()`: a yield hands the lock to
+/// a cpu that waits for it, a loop that never yields starves that cpu.
 #[unsafe(no_mangle)]
 pub extern "C" fn caps_fork_vcpu() -> c_int {
     cpu::fork_vcpu()

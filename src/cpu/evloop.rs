@@ -37,6 +37,12 @@ impl Token {
 /// process with sockets can always be woken from outside).
 static ALL_SOURCES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
+/// A child forked by a thread that is not a cpu has no cpu, hence no
+/// registered descriptor (`cpu::fork`).
+pub(super) fn forget_all_sources() {
+    ALL_SOURCES.store(0, std::sync::atomic::Ordering::SeqCst);
+}
+
 /// Registered descriptors on all cpus together.
 pub fn all_sources() -> usize {
     ALL_SOURCES.load(std::sync::atomic::Ordering::SeqCst)

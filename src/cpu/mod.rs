@@ -17,6 +17,7 @@
 //! them, with C names.
 
 pub mod evloop;
+mod fork;
 pub mod ipi;
 
 use core::ffi::c_int;
@@ -366,7 +367,14 @@ pub fn adopt() -> *mut globaldata {
              thread (LWKT calls must come from the thread that started libcaps)"
         );
     }
+    fork::register();
     let gd = globaldata_find(0);
+    // New threads start with the FP control state the package starts with,
+    // on stacks of the size asked for then; errno is switched per thread.
+    crate::lwkt::arch::capture_fp_start();
+    crate::lwkt::arch::errno_init();
+    crate::lwkt::stack::configure();
+    crate::lwkt::overflow::arm_kernel_thread();
     // SAFETY: cpu 0 was not taken, so nobody else touches gdary[0] or
     // main_td; they are static and live forever.
     unsafe {
@@ -395,6 +403,25 @@ pub fn adopt() -> *mut globaldata {
 /// Serialises `caps_fork_vcpu` calls.
 static FORK_LOCK: Mutex<()> = Mutex::new(());
 
+fn fork_lock() -> std::sync::MutexGuard<'static, ()> {
+    FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// In a child forked by a kernel thread that is not a cpu (see
+/// `cpu::fork`): no cpu of the parent exists here, so the thread package
+/// starts over on the next LWKT call. The parent's structures are left as
+/// they are (set up again when used).
+fn forget_cpus() {
+    CPU0_TAKEN.store(false, Ordering::SeqCst);
+    ncpus.store(1, Ordering::SeqCst);
+    STARTED.store(0, Ordering::SeqCst);
+    ASLEEP.store(0, Ordering::SeqCst);
+    USER_THREADS.store(0, Ordering::SeqCst);
+    MP_WAITERS.store(0, Ordering::SeqCst);
+    mp_lock.store(-1, Ordering::SeqCst);
+    evloop::forget_all_sources();
+}
+
 /// `caps_fork_vcpu()`: start the next virtual cpu on a new kernel thread
 /// (its own globaldata, run queues, idle thread, event loop and slab
 /// state) and return its id; -1 once `MAXVCPU` cpus exist or when the
@@ -402,7 +429,7 @@ static FORK_LOCK: Mutex<()> = Mutex::new(());
 pub fn fork_vcpu() -> c_int {
     // Cpu 0 must exist first (a program may fork before any LWKT call).
     mycpu();
-    let _g = FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = fork_lock();
     let n = ncpus.load(Ordering::Acquire);
     if n >= MAXVCPU {
         return -1;
@@ -462,6 +489,7 @@ fn vcpu_main(gd: *mut globaldata, ready: Arc<(Mutex<bool>, std::sync::Condvar)>)
     unsafe {
         libcaps_tls_set_gd(gd);
         (*gd).gd_pid = libc::gettid();
+        crate::lwkt::overflow::arm_kernel_thread();
         lt::gdinit(gd);
         crate::slab::gd::adopt_cpu(&raw mut (*gd).gd_slab);
         let _ = (*cpu_priv(gd)).waker.set(evloop::waker());
@@ -617,6 +645,40 @@ pub unsafe fn mplock_wait_register(gd: *mut globaldata) -> bool {
         return false;
     }
     true
+}
+
+/// Is some cpu waiting for the MP lock? One relaxed load: the whole cost
+/// of `lwkt_yield`'s hand-over check when nobody waits.
+#[inline(always)]
+pub fn mplock_wanted() -> bool {
+    MP_WAITERS.load(Ordering::Relaxed) != 0
+}
+
+/// `lwkt_yield` while another cpu waits for the MP lock: if this cpu holds
+/// it, give it directly to the next waiting cpu (after this one, round
+/// robin) and wake that cpu. The yielding thread stays runnable and waits
+/// for the lock like any thread that needs it. (Releasing it would not
+/// do: this cpu's scheduler would take it back before the waiter woke.)
+///
+/// # Safety
+/// `gd` must be the current cpu.
+#[cold]
+pub unsafe fn mplock_handoff(gd: *mut globaldata) {
+    // SAFETY: reading the id of the current cpu.
+    let me = unsafe { (*gd).gd_cpuid };
+    let waiters = MP_WAITERS.load(Ordering::SeqCst) & !(1u32 << me);
+    if waiters == 0 {
+        return;
+    }
+    let after = waiters & !(2u32 << me).wrapping_sub(1);
+    let to = if after != 0 { after } else { waiters }.trailing_zeros() as c_int;
+    if mp_lock
+        .compare_exchange(me as i32, to, Ordering::SeqCst, Ordering::Relaxed)
+        .is_ok()
+    {
+        // SAFETY: only started cpus register as waiters.
+        unsafe { notify(globaldata_find(to), RQF_WAKE) };
+    }
 }
 
 /// Undo [`mplock_wait_register`].

@@ -4,23 +4,74 @@
 //! switch pushes the callee-saved registers on the old stack, stores the
 //! stack pointer, loads the new one, pops the new thread's registers and
 //! returns into it. Everything caller-saved has already been saved by the
-//! compiler around the call, so nothing else needs to move. Like the
-//! original i386 `cpu_lwkt_switch`, the floating-point control words
-//! (MXCSR, x87 CW, FPCR) are not switched: they are per kernel thread.
+//! compiler around the call, so nothing else needs to move.
+//!
+//! The floating-point control state is callee-saved too (x86_64: the
+//! MXCSR control bits and the x87 control word; aarch64: FPCR), so it
+//! belongs to the thread: the switch saves it with the registers and
+//! loads the new thread's only when it differs from the old one's (the
+//! loads are slow, a difference is rare). That block is marked "FP
+//! control" below. A new thread starts with the state the thread package
+//! started with ([`capture_fp_start`]). errno is switched in Rust
+//! (`lwkt::thread::switch_to`, with [`errno_get`]/[`errno_set`]), not in
+//! the assembly.
 //!
 //! A new thread's stack is prepared by [`init_stack`] so that the first
 //! switch into it "returns" into [`thread_trampoline`], which calls
 //! `start(func, arg)`; `start` never returns.
 
-use core::ffi::{c_char, c_void};
+use core::ffi::{c_char, c_int, c_void};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Entry of a new thread: `start(func, arg)` (never returns).
 pub type StartFn = unsafe extern "C" fn(*mut c_void, *mut c_void) -> !;
 
+/// The floating-point control state new threads start with: the word
+/// the switch keeps in a thread's frame (x86_64: MXCSR in the low half,
+/// x87 control word above it; aarch64: FPCR). Until [`capture_fp_start`]
+/// runs, the ABI's initial state.
+static FP_START: AtomicU64 = AtomicU64::new(imp::FP_DEFAULT);
+
+/// errno's offset from the thread pointer. glibc's `errno` is
+/// initial-exec TLS of libc.so, which is loaded with the program, so it
+/// sits at the same offset from the thread pointer in every thread: the
+/// switch reaches the running kernel thread's `errno` with one load of
+/// this offset and one thread-pointer-relative access (no call, no
+/// per-cpu pointer to follow).
+static ERRNO_OFF: AtomicUsize = AtomicUsize::new(0);
+
+/// Record [`ERRNO_OFF`] (when the thread package starts; idempotent).
+pub fn errno_init() {
+    // SAFETY: __errno_location has no preconditions.
+    let e = unsafe { libc::__errno_location() } as usize;
+    ERRNO_OFF.store(e.wrapping_sub(imp::thread_pointer()), Ordering::Relaxed);
+}
+
+/// The running kernel thread's `errno`.
+#[inline(always)]
+pub fn errno_get() -> c_int {
+    // SAFETY: the offset leads to this thread's errno (see ERRNO_OFF).
+    unsafe { imp::tls_read(ERRNO_OFF.load(Ordering::Relaxed)) }
+}
+
+/// Set the running kernel thread's `errno`.
+#[inline(always)]
+pub fn errno_set(v: c_int) {
+    // SAFETY: the offset leads to this thread's errno (see ERRNO_OFF).
+    unsafe { imp::tls_write(ERRNO_OFF.load(Ordering::Relaxed), v) }
+}
+
+/// Record the calling kernel thread's floating-point control state as
+/// the one new threads start with (called when the thread package
+/// starts, on cpu 0).
+pub fn capture_fp_start() {
+    FP_START.store(imp::fp_control(), Ordering::Relaxed);
+}
+
 #[cfg(target_arch = "x86_64")]
 mod imp {
     use super::StartFn;
-    use core::ffi::{c_char, c_void};
+    use core::ffi::{c_char, c_int, c_void};
 
     /// Save the callee-saved registers of the running thread on its stack,
     /// store its stack pointer in `*save`, switch to the stack `to` and
@@ -32,6 +83,12 @@ mod imp {
     #[unsafe(naked)]
     pub unsafe extern "C" fn switch(save: *mut *mut c_char, to: *mut c_char) {
         core::arch::naked_asm!(
+            // FP control, saved first so that the slow stmxcsr overlaps
+            // the pushes: MXCSR at [rsp], x87 control word at [rsp + 4]
+            // of a slot above the registers.
+            "sub rsp, 8",
+            "stmxcsr [rsp]",
+            "fnstcw [rsp + 4]",
             "push rbp",
             "push rbx",
             "push r12",
@@ -39,6 +96,8 @@ mod imp {
             "push r14",
             "push r15",
             "mov [rdi], rsp",
+            "mov eax, [rsp + 48]",
+            "movzx ecx, word ptr [rsp + 52]",
             "mov rsp, rsi",
             "pop r15",
             "pop r14",
@@ -46,8 +105,95 @@ mod imp {
             "pop r12",
             "pop rbx",
             "pop rbp",
+            // FP control: load the new thread's only if its control bits
+            // (MXCSR bits 6-15; bits 0-5 are status flags, caller-saved)
+            // or its x87 control word differ from the old thread's.
+            "xor eax, [rsp]",
+            "test eax, 0xffc0",
+            "jnz 3f",
+            "cmp cx, word ptr [rsp + 4]",
+            "jne 3f",
+            "2:",
+            "add rsp, 8",
             "ret",
+            "3:",
+            "ldmxcsr [rsp]",
+            "fldcw [rsp + 4]",
+            "jmp 2b",
         )
+    }
+
+    /// The thread pointer (`fs` base; glibc keeps it at `fs:0`).
+    #[inline(always)]
+    pub fn thread_pointer() -> usize {
+        let tp: usize;
+        // SAFETY: reads the TCB's self pointer, always mapped.
+        unsafe {
+            core::arch::asm!(
+                "mov {}, qword ptr fs:[0]",
+                out(reg) tp,
+                options(nostack, readonly, preserves_flags, pure),
+            );
+        }
+        tp
+    }
+
+    /// The `int` at offset `off` from the thread pointer (`fs`-relative,
+    /// one instruction).
+    ///
+    /// # Safety
+    /// `off` must be the offset of an `int` of this thread's static TLS.
+    #[inline(always)]
+    pub unsafe fn tls_read(off: usize) -> c_int {
+        let v: c_int;
+        // SAFETY: per the contract.
+        unsafe {
+            core::arch::asm!(
+                "mov {v:e}, dword ptr fs:[{o}]",
+                o = in(reg) off,
+                v = out(reg) v,
+                options(nostack, readonly, preserves_flags),
+            );
+        }
+        v
+    }
+
+    /// Store `v` in the `int` at offset `off` from the thread pointer.
+    ///
+    /// # Safety
+    /// As [`tls_read`].
+    #[inline(always)]
+    pub unsafe fn tls_write(off: usize, v: c_int) {
+        // SAFETY: per the contract.
+        unsafe {
+            core::arch::asm!(
+                "mov dword ptr fs:[{o}], {v:e}",
+                o = in(reg) off,
+                v = in(reg) v,
+                options(nostack, preserves_flags),
+            );
+        }
+    }
+
+    /// MXCSR 0x1f80 (all exceptions masked, round to nearest) and x87
+    /// control word 0x037f: the SysV initial state.
+    pub const FP_DEFAULT: u64 = 0x1f80 | (0x037f << 32);
+
+    /// The calling thread's FP control state, as the switch saves it.
+    pub fn fp_control() -> u64 {
+        let mut mxcsr: u32 = 0;
+        let mut cw: u16 = 0;
+        // SAFETY: stores the two control words into the locals.
+        unsafe {
+            core::arch::asm!(
+                "stmxcsr [{m}]",
+                "fnstcw [{c}]",
+                m = in(reg) &raw mut mxcsr,
+                c = in(reg) &raw mut cw,
+                options(nostack, preserves_flags),
+            );
+        }
+        u64::from(mxcsr) | (u64::from(cw) << 32)
     }
 
     /// First code of every new thread: `start(r12, r13)` on an aligned
@@ -65,9 +211,9 @@ mod imp {
         )
     }
 
-    /// Words below the top of a new stack: return slot, trampoline, then
-    /// rbp rbx r12 r13 r14 r15 in push order.
-    const FRAME_WORDS: usize = 8;
+    /// Words below the top of a new stack: return slot, trampoline, the
+    /// FP control word, then rbp rbx r12 r13 r14 r15 in push order.
+    const FRAME_WORDS: usize = 9;
 
     /// # Safety
     /// `top` must be the 16-byte aligned end of a writable stack with room
@@ -77,6 +223,7 @@ mod imp {
         start: StartFn,
         func: *mut c_void,
         arg: *mut c_void,
+        fp: u64,
     ) -> *mut c_char {
         let sp = top.cast::<usize>();
         let frame: [usize; FRAME_WORDS] = [
@@ -86,6 +233,7 @@ mod imp {
             func as usize,                    // r12
             0,                                // rbx
             0,                                // rbp
+            fp as usize,                      // MXCSR, x87 CW
             trampoline as *const () as usize, // ret
             0,                                // fake return address of the trampoline
         ];
@@ -102,17 +250,17 @@ mod imp {
 #[cfg(target_arch = "aarch64")]
 mod imp {
     use super::StartFn;
-    use core::ffi::{c_char, c_void};
+    use core::ffi::{c_char, c_int, c_void};
 
     /// As on x86_64: x19-x28, x29 (fp), x30 (lr) and d8-d15 are the
-    /// callee-saved registers of AAPCS64.
+    /// callee-saved registers of AAPCS64, and FPCR its FP control state.
     ///
     /// # Safety
     /// As on x86_64.
     #[unsafe(naked)]
     pub unsafe extern "C" fn switch(save: *mut *mut c_char, to: *mut c_char) {
         core::arch::naked_asm!(
-            "sub sp, sp, #160",
+            "sub sp, sp, #176",
             "stp x19, x20, [sp, #0]",
             "stp x21, x22, [sp, #16]",
             "stp x23, x24, [sp, #32]",
@@ -123,9 +271,18 @@ mod imp {
             "stp d10, d11, [sp, #112]",
             "stp d12, d13, [sp, #128]",
             "stp d14, d15, [sp, #144]",
-            "mov x9, sp",
-            "str x9, [x0]",
+            // FP control: FPCR at [sp, #160], the old value kept in x9.
+            "mrs x9, fpcr",
+            "str x9, [sp, #160]",
+            "mov x10, sp",
+            "str x10, [x0]",
             "mov sp, x1",
+            // FP control: write FPCR only if the new thread's differs.
+            "ldr x10, [sp, #160]",
+            "cmp x9, x10",
+            "b.eq 2f",
+            "msr fpcr, x10",
+            "2:",
             "ldp x19, x20, [sp, #0]",
             "ldp x21, x22, [sp, #16]",
             "ldp x23, x24, [sp, #32]",
@@ -136,9 +293,51 @@ mod imp {
             "ldp d10, d11, [sp, #112]",
             "ldp d12, d13, [sp, #128]",
             "ldp d14, d15, [sp, #144]",
-            "add sp, sp, #160",
+            "add sp, sp, #176",
             "ret",
         )
+    }
+
+    /// The thread pointer (`tpidr_el0`).
+    #[inline(always)]
+    pub fn thread_pointer() -> usize {
+        let tp: usize;
+        // SAFETY: reads a system register that EL0 may read.
+        unsafe {
+            core::arch::asm!("mrs {}, tpidr_el0", out(reg) tp, options(nomem, nostack, pure));
+        }
+        tp
+    }
+
+    /// The `int` at offset `off` from the thread pointer.
+    ///
+    /// # Safety
+    /// `off` must be the offset of an `int` of this thread's static TLS.
+    #[inline(always)]
+    pub unsafe fn tls_read(off: usize) -> c_int {
+        // SAFETY: per the contract.
+        unsafe { *(thread_pointer().wrapping_add(off) as *const c_int) }
+    }
+
+    /// Store `v` in the `int` at offset `off` from the thread pointer.
+    ///
+    /// # Safety
+    /// As [`tls_read`].
+    #[inline(always)]
+    pub unsafe fn tls_write(off: usize, v: c_int) {
+        // SAFETY: per the contract.
+        unsafe { *(thread_pointer().wrapping_add(off) as *mut c_int) = v }
+    }
+
+    /// FPCR 0: round to nearest, no traps, IEEE behaviour.
+    pub const FP_DEFAULT: u64 = 0;
+
+    /// The calling thread's FPCR.
+    pub fn fp_control() -> u64 {
+        let v: u64;
+        // SAFETY: reads a system register that EL0 may read.
+        unsafe { core::arch::asm!("mrs {0}, fpcr", out(reg) v, options(nomem, nostack)) };
+        v
     }
 
     /// First code of every new thread: `start(x19, x20)`.
@@ -154,7 +353,9 @@ mod imp {
         )
     }
 
-    const FRAME_WORDS: usize = 20;
+    /// 20 register words, the FPCR word and one word of padding (the
+    /// stack stays 16-byte aligned).
+    const FRAME_WORDS: usize = 22;
 
     /// # Safety
     /// As on x86_64.
@@ -163,12 +364,14 @@ mod imp {
         start: StartFn,
         func: *mut c_void,
         arg: *mut c_void,
+        fp: u64,
     ) -> *mut c_char {
         let mut frame = [0usize; FRAME_WORDS];
         frame[0] = func as usize; // x19
         frame[1] = arg as usize; // x20
         frame[2] = start as usize; // x21
         frame[11] = trampoline as *const () as usize; // x30
+        frame[20] = fp as usize; // FPCR
         // SAFETY: the caller guarantees the words below `top` are writable.
         unsafe {
             let base = top.cast::<usize>().sub(FRAME_WORDS);
@@ -193,7 +396,8 @@ pub unsafe fn switch(save: *mut *mut c_char, to: *mut c_char) {
 }
 
 /// Prepare a stack whose top is `top` so that switching to the returned
-/// stack pointer runs `start(func, arg)`.
+/// stack pointer runs `start(func, arg)` with the floating-point control
+/// state of [`capture_fp_start`].
 ///
 /// # Safety
 /// `top` must be the 16-byte aligned end of a writable stack of at least
@@ -204,6 +408,7 @@ pub unsafe fn init_stack(
     func: *mut c_void,
     arg: *mut c_void,
 ) -> *mut c_char {
+    let fp = FP_START.load(Ordering::Relaxed);
     // SAFETY: forwarded contract.
-    unsafe { imp::init_stack(top, start, func, arg) }
+    unsafe { imp::init_stack(top, start, func, arg, fp) }
 }

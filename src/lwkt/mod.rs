@@ -5,6 +5,7 @@
 
 pub mod arch;
 pub mod msgport;
+pub mod overflow;
 pub mod queue;
 pub mod san;
 pub mod stack;

@@ -1,15 +1,77 @@
-//! Thread stacks: anonymous mappings with a `PROT_NONE` guard page below
-//! the usable area, so that an overflow faults instead of running into
-//! another thread's memory. Each stack is registered with valgrind (a no-op
-//! when not running under it) so that its stack switches are understood.
+//! Thread stacks: anonymous mappings with a [`GUARD_SIZE`] `PROT_NONE`
+//! guard region below the usable area, so that an overflow faults instead
+//! of running into another thread's memory: stacks are mapped next to each
+//! other, and a guard of 64 KiB means that no frame smaller than 64 KiB
+//! (a large local array, a VLA, compiled without stack-clash probing) can
+//! jump from one stack into the next. The guard is part of the stack's
+//! mapping (address space, no memory, no extra mapping beyond the
+//! protection split); `lwkt::overflow` reports a fault in it. Each stack
+//! is registered with valgrind (a no-op when not running under it) so that
+//! its stack switches are understood.
+//!
+//! The size of the stacks `lwkt_create` maps is [`size`]: `THREAD_STACK`
+//! (64 KiB) unless `LIBCAPS_STACK_SIZE` asked for more when the thread
+//! package started ([`configure`]).
 //!
 //! Reuse is the thread cache's business (`lwkt::thread`): an exited thread
 //! keeps its stack on the cpu's free list.
 
 use core::ffi::{c_char, c_uint, c_void};
 use core::ptr;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::abi::md_thread;
+use crate::abi::{THREAD_STACK, md_thread};
+
+/// Bytes of `PROT_NONE` below every stack (at least one page).
+pub const GUARD_SIZE: usize = 64 * 1024;
+
+/// Usable bytes of the stacks `lwkt_create` maps (see [`configure`]).
+static SIZE: AtomicUsize = AtomicUsize::new(THREAD_STACK as usize);
+
+/// Smallest and largest `LIBCAPS_STACK_SIZE` accepted.
+const SIZE_MIN: usize = 16 * 1024;
+const SIZE_MAX: usize = 1 << 30;
+
+/// The usable size of a thread stack made by `lwkt_create`.
+#[inline]
+pub fn size() -> usize {
+    SIZE.load(Ordering::Relaxed)
+}
+
+/// Read `LIBCAPS_STACK_SIZE` (bytes, or with a `K`/`M` suffix; 16 KiB to
+/// 1 GiB) once, when the thread package starts; anything else keeps
+/// `THREAD_STACK` and is reported.
+pub fn configure() {
+    // getenv, not std::env: std's environment lock, held by another
+    // thread at a fork, could stop a child here.
+    // SAFETY: a NUL-terminated name; the result is NULL or a C string
+    // that stays valid while nobody changes the environment.
+    let v = unsafe { libc::getenv(c"LIBCAPS_STACK_SIZE".as_ptr()) };
+    if v.is_null() {
+        return;
+    }
+    // SAFETY: as above.
+    let text = unsafe { core::ffi::CStr::from_ptr(v) }.to_string_lossy();
+    match parse_size(&text) {
+        Some(n) if (SIZE_MIN..=SIZE_MAX).contains(&n) => SIZE.store(n, Ordering::Relaxed),
+        _ => crate::warn!(
+            "uthread_init",
+            "LIBCAPS_STACK_SIZE={text:?} is not a size from 16K to 1024M: thread stacks stay {} KiB",
+            THREAD_STACK / 1024
+        ),
+    }
+}
+
+/// `"65536"`, `"256K"`, `"1M"` (either case) in bytes.
+fn parse_size(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let (digits, unit) = match s.as_bytes().last()? {
+        b'k' | b'K' => (&s[..s.len() - 1], 1024),
+        b'm' | b'M' => (&s[..s.len() - 1], 1024 * 1024),
+        _ => (s, 1),
+    };
+    digits.parse::<usize>().ok()?.checked_mul(unit)
+}
 
 unsafe extern "C" {
     /// `VALGRIND_STACK_REGISTER(lo, hi)` (C shim); 0 outside valgrind.
@@ -24,8 +86,8 @@ fn page_size() -> usize {
     if n > 0 { n as usize } else { 4096 }
 }
 
-/// Map a stack with `size` usable bytes (rounded up to pages) and a guard
-/// page below it. Returns the lowest usable address and fills `mach`, or
+/// Map a stack with `size` usable bytes (rounded up to pages) and
+/// [`GUARD_SIZE`] bytes of guard below it. Returns the lowest usable address and fills `mach`, or
 /// NULL when the kernel refuses the mapping (`vm.max_map_count`, memory).
 ///
 /// # Safety
@@ -33,7 +95,8 @@ fn page_size() -> usize {
 pub unsafe fn alloc(size: usize, mach: *mut md_thread) -> *mut c_char {
     let page = page_size();
     let usable = size.div_ceil(page) * page;
-    let len = usable + page;
+    let guard = GUARD_SIZE.div_ceil(page) * page;
+    let len = usable + guard;
     // SAFETY: anonymous private mapping, no address hint.
     let map = unsafe {
         libc::mmap(
@@ -48,14 +111,14 @@ pub unsafe fn alloc(size: usize, mach: *mut md_thread) -> *mut c_char {
     if map == libc::MAP_FAILED {
         return ptr::null_mut();
     }
-    // SAFETY: the first page belongs to the mapping just made.
-    if unsafe { libc::mprotect(map, page, libc::PROT_NONE) } != 0 {
+    // SAFETY: the guard belongs to the mapping just made.
+    if unsafe { libc::mprotect(map, guard, libc::PROT_NONE) } != 0 {
         // SAFETY: unmapping what was mapped above.
         unsafe { libc::munmap(map, len) };
         return ptr::null_mut();
     }
-    // SAFETY: `map + page .. map + len` is the usable part of the mapping.
-    let lo = unsafe { map.cast::<c_char>().add(page) };
+    // SAFETY: `map + guard .. map + len` is the usable part of the mapping.
+    let lo = unsafe { map.cast::<c_char>().add(guard) };
     // SAFETY: `lo + usable` is the end of the mapping.
     let hi = unsafe { lo.add(usable) };
     // SAFETY: the shim only issues a valgrind client request.
@@ -95,7 +158,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stack_has_guard_page_below_and_is_writable() {
+    fn stack_sizes_parse() {
+        assert_eq!(parse_size("65536"), Some(65536));
+        assert_eq!(parse_size("256K"), Some(256 * 1024));
+        assert_eq!(parse_size("2m"), Some(2 << 20));
+        assert_eq!(parse_size("12x"), None);
+        assert_eq!(parse_size(""), None);
+    }
+
+    #[test]
+    fn stack_has_guard_region_below_and_is_writable() {
         // SAFETY: a zeroed md_thread is a valid value (NULL, zeros).
         let mut mach: md_thread = unsafe { core::mem::zeroed() };
         // SAFETY: `mach` is a local.
@@ -120,6 +192,15 @@ mod tests {
         assert!(
             line.split_whitespace().nth(1).unwrap().starts_with("---p"),
             "{line}"
+        );
+        // The whole 64 KiB below the usable area is the guard.
+        let range = line.split_whitespace().next().unwrap();
+        let (a, b) = range.split_once('-').unwrap();
+        let glen = usize::from_str_radix(b, 16).unwrap() - usize::from_str_radix(a, 16).unwrap();
+        assert!(glen >= GUARD_SIZE, "{line}");
+        assert_eq!(
+            lo as usize - guard,
+            GUARD_SIZE.div_ceil(page_size()) * page_size()
         );
         // SAFETY: the stack is not in use.
         unsafe { free(&mut mach) };

@@ -145,6 +145,7 @@ unsafe fn init_fields(
         ptr::write_bytes(td, 0, 1);
         if let Some(m) = mach {
             ptr::write(&raw mut (*td).td_mach, m);
+            (*td).td_mach.mtd_errno = 0;
         } else if !stack.is_null() {
             (*td).td_mach.mtd_stksize = THREAD_STACK as usize;
         }
@@ -383,7 +384,7 @@ unsafe fn alloc_thread_for(template: *mut thread, cpu_id: c_int) -> *mut thread 
         }
         let mut stk = (*td).td_kstack;
         if mach.mtd_map.is_null() {
-            stk = stack::alloc(THREAD_STACK as usize, &mut mach);
+            stk = stack::alloc(stack::size(), &mut mach);
             if stk.is_null() {
                 warn!(
                     "lwkt_alloc_thread",
@@ -540,6 +541,10 @@ unsafe fn switch_to(gd: *mut globaldata, td: *mut thread, ntd: *mut thread, leav
         (*td).td_flags &= !TDF_RUNNING;
         (*ntd).td_flags |= TDF_RUNNING;
         (*gd).gd_curthread = ntd;
+        // errno belongs to the thread: nothing between here and the
+        // return into `ntd` touches it.
+        (*td).td_mach.mtd_errno = arch::errno_get();
+        arch::errno_set((*ntd).td_mach.mtd_errno);
         if san::active() {
             // A program built with a sanitizer (src/lwkt/san.rs).
             san::switch(td, ntd, leave);
@@ -723,6 +728,12 @@ pub fn yield_self() {
         (*p).yields = (*p).yields.wrapping_add(1);
         if (*p).yields.is_multiple_of(YIELDS_PER_POLL) {
             poll_sources();
+        }
+        // Another cpu waits for the MP lock: hand it over (one load when
+        // nobody waits), so that a thread that waits by yielding with the
+        // lock held cannot starve that cpu.
+        if cpu::mplock_wanted() {
+            cpu::mplock_handoff(gd);
         }
         dequeue(gd, td);
         enqueue(gd, td);

@@ -33,7 +33,8 @@ use crate::fatal;
 /// threads on it.
 static WAITQ: Mutex<()> = Mutex::new(());
 
-fn waitq_lock() -> MutexGuard<'static, ()> {
+/// The wait queues' lock (also taken across `fork()`, `cpu::fork`).
+pub(crate) fn waitq_lock() -> MutexGuard<'static, ()> {
     WAITQ.lock().unwrap_or_else(|e| e.into_inner())
 }
 

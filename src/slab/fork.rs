@@ -4,9 +4,9 @@
 //! child would inherit the lock held by a thread it does not have, and its
 //! next allocation that needs the lock would wait forever. As glibc does
 //! for `malloc`, the forking thread takes every lock before the fork and
-//! releases it in both processes after. Not covered: a fork while another
-//! thread is inside the allocator's one-time setup (`slab::init`, the
-//! first allocation of the process).
+//! releases it in both processes after. The one-time setup (`slab::init`,
+//! the first allocation of the process) takes no lock and waits for
+//! nobody, so a fork while another thread is inside it is harmless too.
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};

@@ -33,7 +33,6 @@ mod zone;
 use core::ffi::{c_int, c_void};
 use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Once;
 
 use crate::abi::{
     M_NOWAIT, M_NULLOK, M_PASSIVE_ZERO, M_ZERO, PAGE_SIZE, ZALLOC_MAX_ZONE_SIZE,
@@ -72,38 +71,44 @@ pub struct Params {
 static ZONE_SIZE: AtomicUsize = AtomicUsize::new(0);
 static ZONE_LIMIT: AtomicUsize = AtomicUsize::new(0);
 static OS_PAGE: AtomicUsize = AtomicUsize::new(0);
-static INIT: Once = Once::new();
 
 /// Choose the zone size (spec §6.3: about 1/1024 of RAM, 32–128 KiB).
+///
+/// Nothing ever waits here: every step gives the same result when done
+/// twice, so threads that call this at once each do it, and `ZONE_SIZE`
+/// (stored last) says it is done. A `Once` would leave a child forked
+/// while another thread ran it waiting forever for a thread it does not
+/// have.
 pub fn init() {
-    INIT.call_once(|| {
-        // SAFETY: sysconf has no memory-safety preconditions.
-        let (pages, psize) = unsafe {
-            (
-                libc::sysconf(libc::_SC_PHYS_PAGES),
-                libc::sysconf(libc::_SC_PAGESIZE),
-            )
-        };
-        let psize = if psize <= 0 {
-            PAGE_SIZE
-        } else {
-            psize as usize
-        };
-        let phys_kb = if pages <= 0 {
-            0
-        } else {
-            pages as usize * (psize / 1024)
-        };
-        let mut zs = ZALLOC_MIN_ZONE_SIZE as usize;
-        while zs < ZALLOC_MAX_ZONE_SIZE as usize && zs * 2 < phys_kb {
-            zs *= 2;
-        }
-        account::init();
-        fork::register();
-        OS_PAGE.store(psize, Ordering::Relaxed);
-        ZONE_LIMIT.store((zs / 4).min(ZALLOC_ZONE_LIMIT as usize), Ordering::Relaxed);
-        ZONE_SIZE.store(zs, Ordering::Release);
-    });
+    if ZONE_SIZE.load(Ordering::Acquire) != 0 {
+        return;
+    }
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let (pages, psize) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    let psize = if psize <= 0 {
+        PAGE_SIZE
+    } else {
+        psize as usize
+    };
+    let phys_kb = if pages <= 0 {
+        0
+    } else {
+        pages as usize * (psize / 1024)
+    };
+    let mut zs = ZALLOC_MIN_ZONE_SIZE as usize;
+    while zs < ZALLOC_MAX_ZONE_SIZE as usize && zs * 2 < phys_kb {
+        zs *= 2;
+    }
+    account::init();
+    fork::register();
+    OS_PAGE.store(psize, Ordering::Relaxed);
+    ZONE_LIMIT.store((zs / 4).min(ZALLOC_ZONE_LIMIT as usize), Ordering::Relaxed);
+    ZONE_SIZE.store(zs, Ordering::Release);
 }
 
 /// The geometry. Valid once any cpu state exists (creating one runs

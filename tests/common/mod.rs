@@ -66,6 +66,12 @@ pub fn pkg_config(args: &[&str]) -> Vec<String> {
 /// Compile `c-tests/SRC.c` into `target/c-tests/NAME` with `-Wall -Werror`
 /// against the staged install, through `pkg-config`.
 pub fn compile_c(name: &str, src: &str, static_link: bool) -> PathBuf {
+    compile_c_with(name, src, static_link, &[])
+}
+
+/// [`compile_c`] with extra compiler arguments (`extra`, placed after the
+/// source file: options and libraries such as `-lm`).
+pub fn compile_c_with(name: &str, src: &str, static_link: bool, extra: &[&str]) -> PathBuf {
     let out_dir = root().join("target/c-tests");
     std::fs::create_dir_all(&out_dir).unwrap();
     let exe = out_dir.join(name);
@@ -73,6 +79,7 @@ pub fn compile_c(name: &str, src: &str, static_link: bool) -> PathBuf {
     cmd.args(["-Wall", "-Werror", "-O1", "-g", "-DSMP", "-o"])
         .arg(&exe);
     cmd.arg(root().join("c-tests").join(format!("{}.c", src)));
+    cmd.args(extra);
     cmd.args(pkg_config(&["--cflags"]));
     if static_link {
         let libdir = stage().join("usr/lib");

@@ -67,7 +67,7 @@ struct md_thread {
      */
     size_t mtd_stksize;
     /*
-     Base of the whole mapping, guard page included (NULL: none).
+     Base of the whole mapping, guard region included (NULL: none).
      */
     void *mtd_map;
     /*
@@ -79,9 +79,9 @@ struct md_thread {
      */
     unsigned int mtd_vgstack;
     /*
-     Reserved, zero.
+     The thread's `errno` while it is switched out (0 for a new thread).
      */
-    int mtd_unused;
+    int mtd_errno;
 };
 
 /*
