@@ -16,6 +16,13 @@ memcheck() {
 	valgrind -q --leak-check=full --errors-for-leak-kinds=definite,possible \
 	    --suppressions="$supp" "$@"
 }
+# A server in the background: `(memcheck_exec ...) &`, so that $! is
+# valgrind itself (a function run with `&` is a subshell whose pid `kill`
+# would hit, leaving valgrind and its program running).
+memcheck_exec() {
+	exec valgrind -q --leak-check=full --errors-for-leak-kinds=definite,possible \
+	    --suppressions="$supp" "$@"
+}
 if ! command -v valgrind >/dev/null 2>&1; then
 	echo "valgrind: skipped (valgrind is not installed)"
 	exit 0
@@ -54,7 +61,7 @@ fi
 
 # a CAPS server and a threaded client, both under valgrind
 export LIBCAPS_DIR="$tmp/rdv"
-memcheck --error-exitcode=99 "$dir/caps_echo-ipc" -s vg -h 8 -n 1200 > /dev/null 2> "$tmp/server.err" &
+(memcheck_exec --error-exitcode=99 "$dir/caps_echo-ipc" -s vg -h 8 -n 1200) > /dev/null 2> "$tmp/server.err" &
 srv=$!
 wait_service vg
 vg 0 caps_threads-ipc vg 100	# 8 threads x 100 = 800 requests
@@ -67,7 +74,7 @@ if [ $rc = 0 ]; then pass=$((pass + 1)); echo "ok   caps_echo server"; else
 # CAPS v2: caps_s in the background, caps_c for 1500 round trips (it
 # forks at 1000; valgrind follows the child). caps_s runs until killed, so
 # its errors are read from its log rather than its exit status.
-memcheck "$dir/caps_s" > /dev/null 2> "$tmp/caps_s.err" &
+(memcheck_exec "$dir/caps_s") > /dev/null 2> "$tmp/caps_s.err" &
 srv=$!
 i=0
 while ! ls "$LIBCAPS_DIR"/sys/test,* > /dev/null 2>&1; do
