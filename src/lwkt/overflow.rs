@@ -8,7 +8,8 @@
 //! handler is called with the same arguments; the default action (or
 //! `SIG_IGN`, which the kernel overrides for faults) is put back and the
 //! fault happens again, or the signal is raised again when it was sent
-//! rather than caused by a fault.
+//! rather than caused by a fault; a sent signal the program ignores is
+//! ignored, and the handler stays.
 //!
 //! A program that installs its own `SIGSEGV` handler after the library
 //! started replaces this one (and loses the reports).
@@ -166,11 +167,15 @@ unsafe fn forward(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
     unsafe {
         let prev = (*PREV.0.get()).assume_init_ref();
         let h = prev.sa_sigaction;
-        if h == libc::SIG_DFL || h == libc::SIG_IGN {
+        let sent = (*info).si_code <= 0;
+        if h == libc::SIG_IGN && sent {
+            // A signal sent to a program that ignores it: ignored, and
+            // the handler stays for the overflows still to come.
+        } else if h == libc::SIG_DFL || h == libc::SIG_IGN {
             // Back to the old disposition: a fault happens again on return
             // and takes it; a signal sent by kill() is raised again.
             libc::sigaction(libc::SIGSEGV, prev, ptr::null_mut());
-            if (*info).si_code <= 0 {
+            if sent {
                 libc::raise(sig);
             }
         } else if prev.sa_flags & libc::SA_SIGINFO != 0 {
