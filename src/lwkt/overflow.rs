@@ -43,13 +43,19 @@ pub fn arm_kernel_thread() {
         return;
     }
     // SAFETY: a zeroed sigaction is valid; the handler has the SA_SIGINFO
-    // signature; PREV is written by sigaction before our handler can run.
+    // signature. PREV is filled by a first call that changes nothing, and
+    // only then is our handler installed: one call doing both would let a
+    // fault on another thread run the handler before PREV is written (the
+    // kernel, then glibc, copy the old action out after installing the
+    // new one).
     unsafe {
         let mut sa: libc::sigaction = core::mem::zeroed();
         sa.sa_sigaction = on_segv as *const () as usize;
         sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
         libc::sigemptyset(&mut sa.sa_mask);
-        if libc::sigaction(libc::SIGSEGV, &sa, (*PREV.0.get()).as_mut_ptr()) != 0 {
+        if libc::sigaction(libc::SIGSEGV, ptr::null(), (*PREV.0.get()).as_mut_ptr()) != 0
+            || libc::sigaction(libc::SIGSEGV, &sa, ptr::null_mut()) != 0
+        {
             crate::warn!(
                 "uthread_init",
                 "cannot install the SIGSEGV handler: stack overflows will not be reported"
