@@ -470,6 +470,9 @@ pub fn stretch() {
 }
 
 /// Wait a little for the owner's window to close.
+///
+/// # Safety
+/// `gd` is a cpu state.
 unsafe fn window_closes(gd: *mut SLGlobalData) -> bool {
     // SAFETY: caller contract.
     let busy = unsafe { AtomicI32::from_ptr(addr_of_mut!((*gd).sl_Counting)) };
