@@ -102,14 +102,19 @@ fn altstack() {
 /// The `SIGSEGV` handler. Async-signal-safe: reads the current thread,
 /// formats into a local buffer, `write`, `sigaction`, `abort`.
 extern "C" fn on_segv(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
-    // SAFETY: the kernel passes a valid siginfo; the current cpu and
-    // thread of this kernel thread are valid while it runs (the fault
+    // SAFETY: the kernel passes a valid siginfo; the cpu of this kernel
+    // thread is valid once set, and so is its current thread once set
+    // (a new cpu has none until `lwkt::thread::gdinit` runs; the fault
     // interrupted that thread).
     unsafe {
         let addr = (*info).si_addr() as usize;
         let gd = mycpu_if_any();
-        if !gd.is_null() && (*info).si_code > 0 {
-            let td = (*gd).gd_curthread;
+        let td = if gd.is_null() {
+            ptr::null_mut()
+        } else {
+            (*gd).gd_curthread
+        };
+        if !td.is_null() && (*info).si_code > 0 {
             let map = (*td).td_mach.mtd_map as usize;
             if map != 0 && addr >= map && addr < map + guard_len() {
                 report(td, addr);
