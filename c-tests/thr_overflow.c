@@ -19,6 +19,9 @@
  *                 LWKT thread
  *   null-default  without a handler a NULL write still kills the process
  *                 with SIGSEGV, and the library says nothing
+ *   ignored-raise SIGSEGV ignored before the library starts: a SIGSEGV
+ *                 the thread sends itself is ignored, and a later
+ *                 overflow of that thread is still reported
  */
 #include <sys/types.h>
 #include <libcaps/globaldata.h>
@@ -104,6 +107,14 @@ neighbour(void *arg)
 }
 
 static void
+raise_then_recurse(void *arg)
+{
+	raise(SIGSEGV);
+	printf("raised SIGSEGV ignored\n");
+	recurser(arg);
+}
+
+static void
 null_writer(void *arg)
 {
 	(void)arg;
@@ -166,6 +177,9 @@ main(int ac, char **av)
 
 		lwkt_schedule(create(neighbour, -1, "neighbour"));
 		lwkt_schedule(j);
+	} else if (strcmp(mode, "ignored-raise") == 0) {
+		signal(SIGSEGV, SIG_IGN);
+		spawn(raise_then_recurse, -1, "worker3");
 	} else if (strncmp(mode, "null-", 5) == 0) {
 		if (strcmp(mode, "null-handler") == 0) {
 			struct sigaction sa;

@@ -1,6 +1,7 @@
 //! Pieces of the `pthread_atfork` handlers that keep the library's locks
-//! consistent across `fork()` (`cpu::fork`): where the forking thread keeps
-//! the guards it took in `prepare`, and registration that never waits.
+//! consistent across `fork()` (`cpu::fork`, `slab::fork`): where the
+//! forking thread keeps the guards it took in `prepare`, and registration
+//! that never waits.
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};

@@ -314,6 +314,9 @@ c_test!(thr_overflow_vla, src: "thr_overflow", args: &["vla"], cflags: NO_CLASH,
 c_test!(thr_overflow_null_handler, src: "thr_overflow", args: &["null-handler"], cflags: NO_CLASH);
 c_test!(thr_overflow_null_default, src: "thr_overflow", args: &["null-default"], cflags: NO_CLASH,
     exit: Exit::Signal(SIGSEGV), stderr_lacks: &["libcaps"]);
+c_test!(thr_overflow_ignored_raise, src: "thr_overflow", args: &["ignored-raise"], cflags: NO_CLASH,
+    exit: Exit::Signal(SIGABRT),
+    stderr_has: &["libcaps: thread \"worker3\" overflowed its 64 KiB stack (fault at 0x"]);
 c_test!(fork_first_call_slab, src: "fork_first_call", args: &["slab"], cflags: &["-lpthread"]);
 c_test!(fork_first_call_lwkt, src: "fork_first_call", args: &["lwkt"], cflags: &["-lpthread"]);
 // ---- slab allocator ----------------------------------------------------

@@ -585,7 +585,10 @@ pub fn get_mplock() {
 pub unsafe fn acquire_mplock(gd: *mut globaldata) -> bool {
     // SAFETY: reading the id of the current cpu.
     let me = unsafe { (*gd).gd_cpuid } as i32;
-    let cur = mp_lock.load(Ordering::Relaxed);
+    // Acquire: the lock may be ours because another cpu handed it over
+    // (`mplock_handoff`); what that cpu's threads did under it happens
+    // before what ours do now. (A plain load on x86_64.)
+    let cur = mp_lock.load(Ordering::Acquire);
     if cur == me {
         return true;
     }

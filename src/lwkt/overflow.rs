@@ -8,7 +8,8 @@
 //! handler is called with the same arguments; the default action (or
 //! `SIG_IGN`, which the kernel overrides for faults) is put back and the
 //! fault happens again, or the signal is raised again when it was sent
-//! rather than caused by a fault.
+//! rather than caused by a fault; a sent signal the program ignores is
+//! ignored, and the handler stays.
 //!
 //! A program that installs its own `SIGSEGV` handler after the library
 //! started replaces this one (and loses the reports).
@@ -42,13 +43,19 @@ pub fn arm_kernel_thread() {
         return;
     }
     // SAFETY: a zeroed sigaction is valid; the handler has the SA_SIGINFO
-    // signature; PREV is written by sigaction before our handler can run.
+    // signature. PREV is filled by a first call that changes nothing, and
+    // only then is our handler installed: one call doing both would let a
+    // fault on another thread run the handler before PREV is written (the
+    // kernel, then glibc, copy the old action out after installing the
+    // new one).
     unsafe {
         let mut sa: libc::sigaction = core::mem::zeroed();
         sa.sa_sigaction = on_segv as *const () as usize;
         sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
         libc::sigemptyset(&mut sa.sa_mask);
-        if libc::sigaction(libc::SIGSEGV, &sa, (*PREV.0.get()).as_mut_ptr()) != 0 {
+        if libc::sigaction(libc::SIGSEGV, ptr::null(), (*PREV.0.get()).as_mut_ptr()) != 0
+            || libc::sigaction(libc::SIGSEGV, &sa, ptr::null_mut()) != 0
+        {
             crate::warn!(
                 "uthread_init",
                 "cannot install the SIGSEGV handler: stack overflows will not be reported"
@@ -95,14 +102,19 @@ fn altstack() {
 /// The `SIGSEGV` handler. Async-signal-safe: reads the current thread,
 /// formats into a local buffer, `write`, `sigaction`, `abort`.
 extern "C" fn on_segv(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
-    // SAFETY: the kernel passes a valid siginfo; the current cpu and
-    // thread of this kernel thread are valid while it runs (the fault
+    // SAFETY: the kernel passes a valid siginfo; the cpu of this kernel
+    // thread is valid once set, and so is its current thread once set
+    // (a new cpu has none until `lwkt::thread::gdinit` runs; the fault
     // interrupted that thread).
     unsafe {
         let addr = (*info).si_addr() as usize;
         let gd = mycpu_if_any();
-        if !gd.is_null() && (*info).si_code > 0 {
-            let td = (*gd).gd_curthread;
+        let td = if gd.is_null() {
+            ptr::null_mut()
+        } else {
+            (*gd).gd_curthread
+        };
+        if !td.is_null() && (*info).si_code > 0 {
             let map = (*td).td_mach.mtd_map as usize;
             if map != 0 && addr >= map && addr < map + guard_len() {
                 report(td, addr);
@@ -166,11 +178,15 @@ unsafe fn forward(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
     unsafe {
         let prev = (*PREV.0.get()).assume_init_ref();
         let h = prev.sa_sigaction;
-        if h == libc::SIG_DFL || h == libc::SIG_IGN {
+        let sent = (*info).si_code <= 0;
+        if h == libc::SIG_IGN && sent {
+            // A signal sent to a program that ignores it: ignored, and
+            // the handler stays for the overflows still to come.
+        } else if h == libc::SIG_DFL || h == libc::SIG_IGN {
             // Back to the old disposition: a fault happens again on return
             // and takes it; a signal sent by kill() is raised again.
             libc::sigaction(libc::SIGSEGV, prev, ptr::null_mut());
-            if (*info).si_code <= 0 {
+            if sent {
                 libc::raise(sig);
             }
         } else if prev.sa_flags & libc::SA_SIGINFO != 0 {

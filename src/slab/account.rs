@@ -77,29 +77,50 @@ pub fn init() {
     HOME_OK.store(r == 0, Ordering::Relaxed);
 }
 
-/// A full memory barrier on every cpu running a thread of this process.
-/// The private expedited command was registered by [`init`] (home mode
-/// exists only when that succeeded; the registration survives `fork`);
-/// should it fail anyway, the global command does the same, slower; if
-/// both fail (never seen), say so once and go on.
+/// A full memory barrier on every cpu running a thread of this process;
+/// false if there was none. The private expedited command was registered
+/// by [`init`] (home mode exists only when that succeeded; the
+/// registration survives `fork`); should it fail anyway, the global
+/// command does the same, slower; if both fail (no `membarrier()` at
+/// all: a seccomp filter, an old kernel), say so once and return false:
+/// the caller must not rely on the barrier (`reclaim::park` gives up).
 #[cold]
-pub(super) fn barrier_all() {
-    for cmd in [
+pub(super) fn barrier_all() -> bool {
+    #[cfg(test)]
+    let cmds = if FAIL_BARRIER.with(|f| f.get()) {
+        &[][..]
+    } else {
+        &[
+            libc::MEMBARRIER_CMD_PRIVATE_EXPEDITED,
+            libc::MEMBARRIER_CMD_GLOBAL,
+        ][..]
+    };
+    #[cfg(not(test))]
+    let cmds = &[
         libc::MEMBARRIER_CMD_PRIVATE_EXPEDITED,
         libc::MEMBARRIER_CMD_GLOBAL,
-    ] {
+    ];
+    for &cmd in cmds {
         // SAFETY: membarrier takes no pointers.
         if unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0, 0) } == 0 {
-            return;
+            return true;
         }
     }
     static WARNED: AtomicBool = AtomicBool::new(false);
     if !WARNED.swap(true, Ordering::Relaxed) {
         crate::warn!(
             "slab_malloc",
-            "membarrier failed after its registration succeeded: a call racing with a malloc type's switch to shared counting may go uncounted in ks_calls"
+            "membarrier failed: a call racing with a malloc type's switch to shared counting may go uncounted in ks_calls, and memory freed into idle threads' zones is not given back"
         );
     }
+    false
+}
+
+#[cfg(test)]
+std::thread_local! {
+    /// Set by a unit test: this thread's [`barrier_all`] fails, as where
+    /// `membarrier()` is missing (a seccomp filter, an old kernel).
+    pub static FAIL_BARRIER: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
 }
 
 /// Forget who wrote the type's counters (registration: the word may hold
@@ -357,7 +378,9 @@ unsafe fn settle(gd: *mut SLGlobalData, ty: *mut malloc_type, own: &AtomicUsize,
             {
                 return;
             }
-            barrier_all();
+            // Without a barrier (never seen once registered) a racing
+            // call may go uncounted, as the warning says.
+            let _ = barrier_all();
             // SAFETY: a home is an `SLGlobalData` that is never freed
             // (thread states are pooled, cpu states live until exit).
             let busy = unsafe {

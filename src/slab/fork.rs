@@ -8,29 +8,23 @@
 //! the first allocation of the process) takes no lock and waits for
 //! nobody, so a fork while another thread is inside it is harmless too.
 
-use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::AtomicBool;
 use std::sync::MutexGuard;
 
 use super::{gd, oversized, reclaim, types};
+use crate::atfork::{Held, register_once};
 
 /// The locks the forking thread holds between `prepare` and
 /// `parent`/`child`, in a fixed order (no code path holds two of them at
 /// once, so the order cannot deadlock).
-type Held = (
+type Locks = (
     MutexGuard<'static, types::Registry>,
     MutexGuard<'static, gd::Pool>,
     MutexGuard<'static, oversized::Table>,
     MutexGuard<'static, ()>,
 );
 
-struct Slot(UnsafeCell<Option<Held>>);
-// SAFETY: written only by a thread holding all four locks (in
-// `prepare`) and emptied by that same thread (in `parent`, or in the
-// child's copy of it), so accesses never overlap.
-unsafe impl Sync for Slot {}
-
-static HELD: Slot = Slot(UnsafeCell::new(None));
+static HELD: Held<Locks> = Held::new();
 
 /// The handlers are registered when the library is loaded (an
 /// `.init_array` entry, run before `main` and before any thread), not on
@@ -43,11 +37,7 @@ static REGISTER: extern "C" fn() = register;
 /// `.init_array` entry out; a flag, not a `Once`, so nothing ever waits.
 pub extern "C" fn register() {
     static DONE: AtomicBool = AtomicBool::new(false);
-    if DONE.swap(true, Ordering::AcqRel) {
-        return;
-    }
-    // SAFETY: plain functions that live as long as the process.
-    unsafe { libc::pthread_atfork(Some(prepare), Some(release), Some(child)) };
+    register_once(&DONE, prepare, release, child);
 }
 
 extern "C" fn prepare() {
@@ -57,15 +47,13 @@ extern "C" fn prepare() {
         oversized::table(),
         reclaim::reap_lock(),
     );
-    // SAFETY: this thread holds all four locks: nobody else reaches
-    // `HELD` until `release` empties it.
-    unsafe { *HELD.0.get() = Some(held) };
+    // SAFETY: the prepare handler.
+    unsafe { HELD.keep(held) };
 }
 
 extern "C" fn release() {
-    // SAFETY: called in the thread that ran `prepare` (or its copy in the
-    // child), which filled the slot.
-    drop(unsafe { (*HELD.0.get()).take() });
+    // SAFETY: the parent handler (and, through `child`, the child's).
+    unsafe { HELD.release() };
 }
 
 /// In the child: the locks as in the parent, and no reclaimer thread

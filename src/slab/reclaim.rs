@@ -399,7 +399,7 @@ unsafe fn reclaim(gd: *mut SLGlobalData, all: bool) -> bool {
 }
 
 /// Park `gd` unless it is parked already: false if its owner stayed
-/// inside a window. Once true, the zones of `gd` are the caller's until
+/// inside a window, or if `membarrier()` failed. Once true, the zones of `gd` are the caller's until
 /// it lets go of `REAP`.
 ///
 /// # Safety
@@ -409,9 +409,10 @@ unsafe fn park(gd: *mut SLGlobalData) -> bool {
     let flag = unsafe { flag_word(gd) };
     if flag.load(Ordering::Relaxed) & SLGD_PARKED == 0 {
         flag.fetch_or(SLGD_PARKED, Ordering::Relaxed);
-        account::barrier_all();
+        // Without the barrier the owner may miss the flag while this side
+        // misses its open window: give up (its memory stays with it).
         // SAFETY: caller contract.
-        if !unsafe { window_closes(gd) } {
+        if !account::barrier_all() || !unsafe { window_closes(gd) } {
             flag.fetch_and(!SLGD_PARKED, Ordering::Relaxed);
             return false;
         }
@@ -470,6 +471,9 @@ pub fn stretch() {
 }
 
 /// Wait a little for the owner's window to close.
+///
+/// # Safety
+/// `gd` is a cpu state.
 unsafe fn window_closes(gd: *mut SLGlobalData) -> bool {
     // SAFETY: caller contract.
     let busy = unsafe { AtomicI32::from_ptr(addr_of_mut!((*gd).sl_Counting)) };

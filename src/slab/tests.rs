@@ -948,3 +948,37 @@ fn owner_waits_while_its_state_is_parked() {
     owner.join().unwrap();
     assert_eq!(totals(ty as *mut malloc_type).1, 0);
 }
+
+/// Without a working `membarrier()` the reclaimer cannot exclude the
+/// owner (the owner's window store and its flag load may pass each other
+/// in its cpu's store buffer): the state must not be parked, its zones
+/// stay the owner's alone.
+#[test]
+fn no_park_without_membarrier() {
+    let ty = new_type(c"nobarrier") as usize;
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (ready_tx, ready_rx) = mpsc::channel::<usize>();
+    let owner = std::thread::spawn(move || {
+        let ty = ty as *mut malloc_type;
+        // SAFETY: valid type.
+        let p = unsafe { malloc(100, ty, 0) };
+        ready_tx.send(current_gd() as usize).unwrap();
+        go_rx.recv().unwrap();
+        // SAFETY: live block of `ty`.
+        unsafe { free(p, ty) };
+    });
+    let gd = ready_rx.recv().unwrap() as *mut SLGlobalData;
+    account::FAIL_BARRIER.with(|f| f.set(true));
+    // SAFETY: the owner's state; its owner waits on the channel.
+    let held = unsafe { reclaim::hold_parked(gd) };
+    account::FAIL_BARRIER.with(|f| f.set(false));
+    let parked_then = held.is_some();
+    drop(held);
+    // SAFETY: a cpu state.
+    let parked_now = unsafe { reclaim::parked(gd) };
+    go_tx.send(()).unwrap();
+    owner.join().unwrap();
+    assert!(!parked_then, "parked although membarrier() failed");
+    assert!(!parked_now, "the flag was left set");
+    assert_eq!(totals(ty as *mut malloc_type).1, 0);
+}

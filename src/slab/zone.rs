@@ -526,6 +526,11 @@ pub unsafe fn free_fast(
 
 /// The local part of [`free_fast`] for a state with a flag set: a shared
 /// statistics slot, or parked.
+///
+/// # Safety
+/// `gd` is the calling thread's cpu state, no window of it open; `z` is
+/// a live zone of `gd` and `c` a chunk of `z` being freed (its tag
+/// already set free).
 #[cold]
 #[inline(never)]
 unsafe fn free_flagged(gd: *mut SLGlobalData, z: *mut Zone, c: *mut u8) {
