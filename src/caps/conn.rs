@@ -656,10 +656,13 @@ pub(super) fn set_nonblocking(fd: i32) {
 }
 
 /// Accept one pending connection on listening socket `lfd`, non-blocking
-/// and close-on-exec: `Ok(None)` when none is pending. Other errors
-/// (`EMFILE` and friends) leave the connection pending for a later try.
-/// `func`: the service call log lines are written under.
-pub(super) fn accept(lfd: i32, func: &str) -> Result<Option<OwnedFd>, Errno> {
+/// and close-on-exec, with its peer's credentials as the kernel gives
+/// them: `Ok(None)` when none is pending. A connection whose credentials
+/// cannot be read is closed with one log line (it is never taken for
+/// anybody, least of all uid 0). Other errors (`EMFILE` and friends)
+/// leave the connection pending for a later try. `func`: the service call
+/// log lines are written under.
+pub(super) fn accept(lfd: i32, func: &str) -> Result<Option<(OwnedFd, Cred)>, Errno> {
     keep_spare();
     loop {
         // SAFETY: accept4 on a listening socket the caller owns; no
@@ -674,9 +677,18 @@ pub(super) fn accept(lfd: i32, func: &str) -> Result<Option<OwnedFd>, Errno> {
         };
         if fd >= 0 {
             // SAFETY: a new descriptor nobody else owns.
-            return Ok(Some(unsafe {
-                <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
-            }));
+            let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            match Cred::of_peer(fd.as_raw_fd()) {
+                Ok(cred) => return Ok(Some((fd, cred))),
+                Err(e) => {
+                    warn!(
+                        func,
+                        "refusing a connection whose peer credentials cannot be read: {}",
+                        std::io::Error::from_raw_os_error(e)
+                    );
+                    continue;
+                }
+            }
         }
         match errno() {
             libc::EINTR | libc::ECONNABORTED => continue,

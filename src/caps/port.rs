@@ -424,8 +424,8 @@ unsafe fn on_event(p: *mut CapsPort, bits: u32) {
 unsafe fn accept_all(svc: *mut CapsPort) {
     loop {
         // SAFETY: `svc` is live; its listen descriptor is open.
-        let fd = match accept(unsafe { (*svc).c.lfd }, "caps_service") {
-            Ok(Some(fd)) => fd,
+        let (fd, peer) = match accept(unsafe { (*svc).c.lfd }, "caps_service") {
+            Ok(Some(conn)) => conn,
             Ok(None) => return,
             Err(e) => {
                 // SAFETY: `svc` is live.
@@ -439,7 +439,6 @@ unsafe fn accept_all(svc: *mut CapsPort) {
             }
         };
         let raw = fd.as_raw_fd();
-        let peer = Cred::of_peer(raw).unwrap_or_default();
         // SAFETY: `svc` is live.
         let (td, name) = unsafe { ((*svc).c.lport.mp_td, service_name(svc)) };
         // SAFETY: `svc` is a live service port.

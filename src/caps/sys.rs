@@ -562,8 +562,8 @@ impl Svc {
 
     fn accept_all(&mut self) {
         loop {
-            let fd = match accept(self.listener.fd.as_raw_fd(), "caps_sys_service") {
-                Ok(Some(fd)) => fd,
+            let (fd, cred) = match accept(self.listener.fd.as_raw_fd(), "caps_sys_service") {
+                Ok(Some(conn)) => conn,
                 Ok(None) => return,
                 Err(e) => {
                     warn!(
@@ -575,7 +575,6 @@ impl Svc {
                     return;
                 }
             };
-            let cred = Cred::of_peer(fd.as_raw_fd()).unwrap_or_default();
             if !self
                 .gate
                 .admit("caps_sys_service", &self.listener.path.display(), &cred)
