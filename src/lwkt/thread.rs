@@ -1039,6 +1039,7 @@ pub unsafe fn run_idle(gd: *mut globaldata) -> ! {
     // SAFETY: the idle thread's stack was prepared by gdinit; the boot
     // stack is left for good (nothing switches back to it).
     unsafe {
+        san::keep_boot_stack();
         if san::active() {
             san::switch_from_boot(&raw mut boot_sp, idle(gd));
         } else {
