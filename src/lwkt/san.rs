@@ -178,13 +178,6 @@ pub fn release_out_of_line<T>(addr: *const T) {
     release(addr)
 }
 
-/// [`acquire`], out of line (see [`release_out_of_line`]).
-#[cold]
-#[inline(never)]
-pub fn acquire_out_of_line<T>(addr: *const T) {
-    acquire(addr)
-}
-
 #[cold]
 #[inline(never)]
 fn tsan_release(addr: *const c_void) {
