@@ -9,6 +9,12 @@
  *                        array. Correct: prints "exit ok".
  *   san_stacks overflow  one thread writes past a local array (a real
  *                        stack-buffer overflow the sanitizer must report).
+ *   san_stacks vcpu      a virtual cpu runs a thread that finishes and one
+ *                        that keeps the only pointer to a heap block in a
+ *                        local while it waits forever; main returns 0.
+ *                        Correct: no LeakSanitizer report, exit 0.
+ *   san_stacks leak      a thread on a virtual cpu loses 1000 heap blocks
+ *                        (a real leak LeakSanitizer must report).
  */
 #include <sys/types.h>
 #include <libcaps/globaldata.h>
@@ -77,6 +83,43 @@ overflow(void *arg)
 }
 
 static void
+quick(void *arg)
+{
+	(void)arg;
+	rel_mplock();
+	++finished;
+}
+
+static void
+holder(void *arg)
+{
+	char *volatile block = malloc(777);
+
+	(void)arg;
+	rel_mplock();
+	strcpy(block, "held");
+	++finished;
+	lwkt_deschedule_self();
+	lwkt_switch();
+	use(block, 4);
+}
+
+static void
+leaker(void *arg)
+{
+	char *volatile block;
+	int i;
+
+	(void)arg;
+	rel_mplock();
+	for (i = 0; i < 1000; ++i) {
+		block = malloc(100);
+		block[0] = (char)i;
+	}
+	++finished;
+}
+
+static void
 wait_for(int n)
 {
 	while (finished < n)
@@ -92,6 +135,21 @@ main(int argc, char **argv)
 		lwkt_create(overflow, NULL, NULL, NULL, 0, -1, "overflow");
 		wait_for(1);
 		printf("overflow not seen\n");
+		return (0);
+	}
+	if (argc > 1 && strcmp(argv[1], "vcpu") == 0) {
+		int cpu = caps_fork_vcpu();
+
+		lwkt_create(quick, NULL, NULL, NULL, 0, cpu, "quick");
+		lwkt_create(holder, NULL, NULL, NULL, 0, cpu, "holder");
+		wait_for(2);
+		printf("vcpu ok\n");
+		return (0);
+	}
+	if (argc > 1 && strcmp(argv[1], "leak") == 0) {
+		lwkt_create(leaker, NULL, NULL, NULL, 0, caps_fork_vcpu(), "leaker");
+		wait_for(1);
+		printf("leak done\n");
 		return (0);
 	}
 	for (i = 0; i < THREADS; ++i) {

@@ -14,6 +14,11 @@
  *                 byte: that must fault in its own guard (reported as
  *                 above), not land in the stack of the thread mapped
  *                 below it
+ *   array-200k    thread "arrays" declares a 200 KiB local array on its
+ *   array-512k    64 KiB stack (512 KiB) and clears it: the frame moves
+ *                 the stack pointer past the stack and its guard in one
+ *                 go, so the fault lies far below the guard; it is still
+ *                 reported as above
  *   null-handler  the program's own SIGSEGV handler, installed before
  *                 the library starts, catches a NULL write made by an
  *                 LWKT thread
@@ -90,6 +95,19 @@ jumper(void *arg)
 	descend();
 	printf("jumper survived its 60 KiB frame\n");
 }
+
+#define ARRAY_THREAD(kib)						\
+static void								\
+array_##kib(void *arg)							\
+{									\
+	volatile char a[kib * 1024];					\
+									\
+	(void)arg;							\
+	memset((char *)a, 1, sizeof(a));				\
+	printf("a %d KiB array fitted: %d\n", kib, a[100]);		\
+}
+ARRAY_THREAD(200)
+ARRAY_THREAD(512)
 
 static void
 neighbour(void *arg)
@@ -180,6 +198,10 @@ main(int ac, char **av)
 	} else if (strcmp(mode, "ignored-raise") == 0) {
 		signal(SIGSEGV, SIG_IGN);
 		spawn(raise_then_recurse, -1, "worker3");
+	} else if (strcmp(mode, "array-200k") == 0) {
+		spawn(array_200, -1, "arrays");
+	} else if (strcmp(mode, "array-512k") == 0) {
+		spawn(array_512, -1, "arrays");
 	} else if (strncmp(mode, "null-", 5) == 0) {
 		if (strcmp(mode, "null-handler") == 0) {
 			struct sigaction sa;

@@ -311,6 +311,22 @@ c_test!(thr_overflow_recurse_256k, src: "thr_overflow", args: &["recurse-256k"],
 c_test!(thr_overflow_vla, src: "thr_overflow", args: &["vla"], cflags: NO_CLASH,
     exit: Exit::Signal(SIGABRT),
     stderr_has: &["libcaps: thread \"jumper\" overflowed its 64 KiB stack (fault at 0x"]);
+// Frames that jump the guard: built without probing (the Debian
+// default), with the default flags, and with probing (faults in the guard).
+const ARRAYS_REPORT: &[&str] =
+    &["libcaps: thread \"arrays\" overflowed its 64 KiB stack (fault at 0x"];
+c_test!(thr_overflow_array_200k, src: "thr_overflow", args: &["array-200k"], cflags: NO_CLASH,
+    exit: Exit::Signal(SIGABRT),
+    stderr_has: ARRAYS_REPORT);
+c_test!(thr_overflow_array_512k, src: "thr_overflow", args: &["array-512k"], cflags: NO_CLASH,
+    exit: Exit::Signal(SIGABRT),
+    stderr_has: ARRAYS_REPORT);
+c_test!(thr_overflow_array_512k_default_flags, src: "thr_overflow", args: &["array-512k"],
+    exit: Exit::Signal(SIGABRT),
+    stderr_has: ARRAYS_REPORT);
+c_test!(thr_overflow_array_512k_probed, src: "thr_overflow", args: &["array-512k"],
+    cflags: &["-fstack-clash-protection"], exit: Exit::Signal(SIGABRT),
+    stderr_has: ARRAYS_REPORT);
 c_test!(thr_overflow_null_handler, src: "thr_overflow", args: &["null-handler"], cflags: NO_CLASH);
 c_test!(thr_overflow_null_default, src: "thr_overflow", args: &["null-default"], cflags: NO_CLASH,
     exit: Exit::Signal(SIGSEGV), stderr_lacks: &["libcaps"]);
@@ -351,6 +367,7 @@ c_test!(slab_bad_limit, src: "slab_bad", args: &["limit"],
 
 // ---- virtual cpus --------------------------------------------------------
 c_test!(vcpu_yield_mplock, src: "vcpu_yield_mplock");
+c_test!(vcpu_mplock_wait, src: "vcpu_mplock_wait", stderr_lacks: &["libcaps"]);
 c_test!(vcpu_deadlock, src: "vcpu_deadlock", exit: Exit::Signal(SIGABRT),
     stderr_has: &["libcaps: deadlock: all 2 cpus sleep and nothing can wake any of their threads",
         "\"waiter\": blocked in waitport", "\"main\": descheduled"]);

@@ -39,6 +39,15 @@ if build san_stacks-asan san_stacks address; then
 	    "ERROR: AddressSanitizer: stack-buffer-overflow.*" "__asan_handle_no_return" "$a" overflow
 	grep -q 'in overflow .*san_stacks.c' "$tmp/err" && ok "asan: the report names the function" \
 	    || bad "asan: report without the function" "$tmp/err"
+	# LeakSanitizer runs at exit: a virtual cpu's kernel thread, and a
+	# thread blocked with the only pointer to a block, are no leaks.
+	expect "asan: a virtual cpu and a blocked thread holding memory: no leak" 0 "vcpu ok" "" \
+	    "LeakSanitizer|AddressSanitizer" "$a" vcpu
+	expect "asan: a real leak in an LWKT thread is reported" nonzero "" \
+	    "ERROR: LeakSanitizer: detected memory leaks" "" "$a" leak
+	grep -Eq 'Direct leak of [0-9]+ byte\(s\) in (99[0-9]|1000) object' "$tmp/err" \
+	    && ok "asan: the leak report counts the lost blocks" \
+	    || bad "asan: leak report without the lost blocks" "$tmp/err"
 else
 	echo "asan: skipped (cc cannot build with -fsanitize=address: $(head -1 "$tmp/cc.err"); .ci/run installs libasan8)"
 fi

@@ -12,7 +12,7 @@ has() {	# has LABEL FILE PATTERN (grep -E)
 
 inc=$stage/usr/include/libcaps
 lib=$(cd "$stage/usr/lib" && pwd)
-for p in caps_echo gdb_threads; do
+for p in caps_echo gdb_threads vcpu_mplock_wait; do
 	cc -Wall -Werror -O1 -DSMP -I"$inc" -o "$out/$p" "c-tests/$p.c" -L"$lib" -Wl,-rpath,"$lib" -lcaps \
 	    || { echo "FAIL: cannot build $p"; exit 1; }
 done
@@ -57,5 +57,15 @@ has "token wait" "$tmp/thr.err" \
     "lwkt_gettoken: thread 0x[0-9a-f]+ \"tokwaiter\" on cpu 1 waits for token 0x[0-9a-f]+ \(owned by cpu 0\)"
 has "MP-lock wait" "$tmp/thr.err" \
     "get_mplock: thread 0x[0-9a-f]+ \"mpwaiter\" on cpu 1 waits for the MP lock \(held by cpu 0\)"
+n=$(grep -c 'waits for the MP lock' "$tmp/thr.err")
+[ "$n" = 1 ] && ok "the get_mplock wait: one line" || bad "the get_mplock wait: $n lines" "$tmp/thr.err"
+
+# The scheduler's MP-lock wait: a newborn thread on cpu 1 waits for the
+# lock main keeps on cpu 0 (main forgot rel_mplock()); one line.
+timeout 60 "$out/vcpu_mplock_wait" > /dev/null 2> "$tmp/mpw.err"
+has "newborn thread waits for the MP lock held by main" "$tmp/mpw.err" \
+    "lwkt_switch: thread 0x[0-9a-f]+ \"newborn\" on cpu 1 waits for the MP lock \(held by cpu 0\)"
+n=$(grep -c 'waits for the MP lock' "$tmp/mpw.err")
+[ "$n" = 1 ] && ok "the newborn's wait: one line" || bad "the newborn's wait: $n lines" "$tmp/mpw.err"
 
 summary trace

@@ -165,6 +165,8 @@ void __tsan_destroy_fiber(void *) __attribute__((weak));
 void __tsan_switch_to_fiber(void *, unsigned) __attribute__((weak));
 void __tsan_acquire(void *) __attribute__((weak));
 void __tsan_release(void *) __attribute__((weak));
+void __lsan_register_root_region(const void *, size_t) __attribute__((weak));
+void __lsan_unregister_root_region(const void *, size_t) __attribute__((weak));
 
 int libcaps_san_hooks(void);
 void libcaps_asan_start_switch(void **fake, const void *bottom, size_t size);
@@ -176,8 +178,12 @@ void libcaps_tsan_destroy_fiber(void *fiber);
 void libcaps_tsan_switch_to_fiber(void *fiber);
 void libcaps_tsan_acquire(void *addr);
 void libcaps_tsan_release(void *addr);
+void libcaps_lsan_root(const void *p, size_t size, int add);
 
-/* Bit 0: AddressSanitizer's fiber calls; bit 1: ThreadSanitizer's. */
+/*
+ * Bit 0: AddressSanitizer's fiber calls; bit 1: ThreadSanitizer's; bit 2:
+ * LeakSanitizer's root regions (with -fsanitize=address or =leak).
+ */
 int
 libcaps_san_hooks(void)
 {
@@ -191,7 +197,19 @@ libcaps_san_hooks(void)
 	    __tsan_destroy_fiber != NULL && __tsan_switch_to_fiber != NULL &&
 	    __tsan_acquire != NULL && __tsan_release != NULL)
 		hooks |= 2;
+	if (__lsan_register_root_region != NULL &&
+	    __lsan_unregister_root_region != NULL)
+		hooks |= 4;
 	return (hooks);
+}
+
+void
+libcaps_lsan_root(const void *p, size_t size, int add)
+{
+	if (add)
+		__lsan_register_root_region(p, size);
+	else
+		__lsan_unregister_root_region(p, size);
 }
 
 void

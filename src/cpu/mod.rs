@@ -22,7 +22,7 @@ pub mod ipi;
 
 use core::ffi::c_int;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::abi::{
@@ -132,6 +132,10 @@ pub struct CpuPriv {
     pub sleeps: u64,
     /// Owner. `lwkt_yield` calls, to look at the sockets every so often.
     pub yields: u32,
+    /// Shared (written by a cpu handing the MP lock over). With
+    /// `LIBCAPS_DEBUG`: the thread whose wait for the MP lock this cpu
+    /// traced last, until the cpu gets the lock (one line per wait).
+    pub mp_wait_traced: AtomicPtr<thread>,
 }
 
 /// The private state of `gd`.
@@ -555,6 +559,7 @@ unsafe fn gdinit_cpu(gd: *mut globaldata, cpuid: c_int) {
             sock_spin_ns: SOCK_SPIN_MAX_NS,
             sleeps: 0,
             yields: 0,
+            mp_wait_traced: AtomicPtr::new(ptr::null_mut()),
         });
         (*gd).gd_vcpu = Box::into_raw(private).cast();
     }
@@ -597,9 +602,56 @@ pub unsafe fn acquire_mplock(gd: *mut globaldata) -> bool {
             .compare_exchange(-1, me, Ordering::Acquire, Ordering::Relaxed)
             .is_ok();
     if got {
-        crate::lwkt::san::acquire_out_of_line(&mp_lock);
+        // SAFETY: per the contract.
+        unsafe { mplock_taken(gd) };
     }
     got
+}
+
+/// This cpu just took the MP lock from nobody: tell ThreadSanitizer, and
+/// end the traced wait of one of its threads. Out of line: the
+/// scheduler's pick stays small.
+///
+/// # Safety
+/// `gd` must be a started cpu.
+#[cold]
+#[inline(never)]
+unsafe fn mplock_taken(gd: *mut globaldata) {
+    crate::lwkt::san::acquire(&mp_lock);
+    if crate::diag::debug_on() {
+        // SAFETY: per the contract; the field is atomic.
+        unsafe {
+            (*cpu_priv(gd))
+                .mp_wait_traced
+                .store(ptr::null_mut(), Ordering::Relaxed)
+        };
+    }
+}
+
+/// With `LIBCAPS_DEBUG`: `td`, a thread of the current cpu `gd` that needs
+/// the MP lock, cannot run because another cpu holds the lock. One line
+/// when the wait starts (again after the cpu got the lock); nothing when
+/// the lock was let go meanwhile.
+///
+/// # Safety
+/// `gd` is the current cpu, `td` one of its threads.
+#[cold]
+pub unsafe fn trace_mplock_wait(func: &str, gd: *mut globaldata, td: *mut thread) {
+    // SAFETY: per the contract.
+    unsafe {
+        let me = (*gd).gd_cpuid as i32;
+        let traced = &(*cpu_priv(gd)).mp_wait_traced;
+        let holder = mp_lock.load(Ordering::Relaxed);
+        if traced.load(Ordering::Relaxed) == td || holder < 0 || holder == me {
+            return;
+        }
+        traced.store(td, Ordering::Relaxed);
+        crate::trace!(
+            func,
+            "thread {td:p} \"{}\" on cpu {me} waits for the MP lock (held by cpu {holder})",
+            lt::name(td)
+        );
+    }
 }
 
 /// Give up the MP lock if this cpu holds it, and wake the cpus waiting
@@ -679,8 +731,17 @@ pub unsafe fn mplock_handoff(gd: *mut globaldata) {
         .compare_exchange(me as i32, to, Ordering::SeqCst, Ordering::Relaxed)
         .is_ok()
     {
+        let gto = globaldata_find(to);
+        if crate::diag::debug_on() {
+            // SAFETY: a started cpu; the field is atomic.
+            unsafe {
+                (*cpu_priv(gto))
+                    .mp_wait_traced
+                    .store(ptr::null_mut(), Ordering::Relaxed)
+            };
+        }
         // SAFETY: only started cpus register as waiters.
-        unsafe { notify(globaldata_find(to), RQF_WAKE) };
+        unsafe { notify(gto, RQF_WAKE) };
     }
 }
 

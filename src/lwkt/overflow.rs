@@ -1,9 +1,16 @@
 //! Stack overflow reports: a `SIGSEGV` handler, run on an alternate signal
 //! stack of every kernel thread that runs LWKT threads (cpu 0 and every
-//! virtual cpu), that recognises a fault in the guard region below the
-//! current thread's stack (`lwkt::stack`), prints one line naming the
-//! thread, its stack size and the fault address, and aborts (so a core
-//! dump still follows). Every other `SIGSEGV` goes to the disposition that
+//! virtual cpu), that recognises an overflow of the current thread's stack
+//! (`lwkt::stack`), prints one line naming the thread, its stack size and
+//! the fault address, and aborts (so a core dump still follows).
+//!
+//! A fault is an overflow when it lies in the guard region below the
+//! stack, or when the interrupted code's stack pointer is below the stack
+//! (by at most [`MAX_FRAME`]) and the fault lies between just under that
+//! stack pointer and the stack: a frame larger than the guard (a big
+//! local array, compiled without stack-clash probing) moved the stack
+//! pointer past stack and guard in one go, and its first store or call
+//! faulted far below the guard. Every other `SIGSEGV` goes to the disposition that
 //! was in place when the library installed its handler: the program's
 //! handler is called with the same arguments; the default action (or
 //! `SIG_IGN`, which the kernel overrides for faults) is put back and the
@@ -29,6 +36,14 @@ struct Prev(UnsafeCell<MaybeUninit<libc::sigaction>>);
 // SAFETY: see above: one write that happens before every read.
 unsafe impl Sync for Prev {}
 static PREV: Prev = Prev(UnsafeCell::new(MaybeUninit::uninit()));
+
+/// How far below its stack a thread's stack pointer may be for a fault to
+/// count as that thread's overflow: the largest frame recognised.
+const MAX_FRAME: usize = 256 << 20;
+
+/// How far below the stack pointer a fault may be and still come from the
+/// frame (a call's return address, the x86-64 red zone, probes).
+const SP_SLACK: usize = 4096;
 
 /// Bytes of each kernel thread's alternate signal stack.
 const ALTSTACK_SIZE: usize = 64 * 1024;
@@ -116,11 +131,45 @@ extern "C" fn on_segv(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) 
         };
         if !td.is_null() && (*info).si_code > 0 {
             let map = (*td).td_mach.mtd_map as usize;
-            if map != 0 && addr >= map && addr < map + guard_len() {
+            if map != 0 && is_overflow(map, guard_len(), addr, stack_pointer(ctx)) {
                 report(td, addr);
             }
         }
         forward(sig, info, ctx);
+    }
+}
+
+/// Is a fault at `addr`, with the stack pointer at `sp` (0: unknown), an
+/// overflow of the stack whose guard starts at `map` and is `guard`
+/// bytes long (the usable stack starts right above it)?
+fn is_overflow(map: usize, guard: usize, addr: usize, sp: usize) -> bool {
+    let lo = map + guard;
+    if addr >= map && addr < lo {
+        return true;
+    }
+    sp != 0 && sp < lo && lo - sp <= MAX_FRAME && addr < lo && addr >= sp.saturating_sub(SP_SLACK)
+}
+
+/// The stack pointer of the interrupted code, from the handler's
+/// `ucontext_t` (0 where it is not known).
+///
+/// # Safety
+/// `ctx` is the third argument of an `SA_SIGINFO` handler.
+unsafe fn stack_pointer(ctx: *mut c_void) -> usize {
+    if ctx.is_null() {
+        return 0;
+    }
+    let uc = ctx.cast::<libc::ucontext_t>();
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the kernel passes a valid ucontext_t.
+    return unsafe { (*uc).uc_mcontext.gregs[libc::REG_RSP as usize] as usize };
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: the kernel passes a valid ucontext_t.
+    return unsafe { (*uc).uc_mcontext.sp as usize };
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        let _ = uc;
+        0
     }
 }
 
@@ -256,6 +305,32 @@ impl Line {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overflow_is_recognised_by_address_or_stack_pointer() {
+        let (map, guard) = (0x1000_0000, 0x1_0000);
+        let lo = map + guard;
+        // In the guard, whatever the stack pointer.
+        assert!(is_overflow(map, guard, map, 0));
+        assert!(is_overflow(map, guard, lo - 1, lo + 100));
+        // In the stack itself: not an overflow.
+        assert!(!is_overflow(map, guard, lo, lo + 100));
+        // A 512 KiB frame: stack pointer and fault far below the guard
+        // (a call's return address, a store into the frame).
+        let sp = lo - 512 * 1024;
+        assert!(is_overflow(map, guard, sp - 8, sp));
+        assert!(is_overflow(map, guard, sp + 100, sp));
+        // A fault elsewhere (NULL, above the stack, far under the stack
+        // pointer), or a stack pointer too far below: not this thread's.
+        assert!(!is_overflow(map, guard, 0, sp));
+        assert!(!is_overflow(map, guard, lo + 4096, sp));
+        assert!(!is_overflow(map, guard, sp - 2 * SP_SLACK, sp));
+        assert!(!is_overflow(map, guard, 8, 0));
+        let far = lo - MAX_FRAME - 4096;
+        assert!(!is_overflow(map, guard, far, far));
+        // A stack pointer inside the stack: the fault is somebody else's.
+        assert!(!is_overflow(map, guard, sp, lo + 64));
+    }
 
     #[test]
     fn line_formats_numbers() {

@@ -17,6 +17,13 @@
 //!   of other cpus, tokens handed over and threads scheduled), the MP
 //!   lock and a virtual cpu's start.
 //!
+//! - LeakSanitizer (with `-fsanitize=address` or `=leak`) scans the
+//!   stack a kernel thread runs on now, not the stacks of switched-out
+//!   LWKT threads nor a virtual cpu's boot stack, which it left for good
+//!   but whose frames stay live (they hold the kernel thread's start-up
+//!   state): each of these is a root region ([`stack_mapped`],
+//!   [`keep_boot_stack`]), so that a pointer held only there is no leak.
+//!
 //! The runtime functions are weak references in the C shim, looked up
 //! once when cpu 0 is set up ([`init`]). A program without sanitizers
 //! pays one load and a branch that is never taken on each switch.
@@ -41,10 +48,12 @@ unsafe extern "C" {
     fn libcaps_tsan_switch_to_fiber(fiber: *mut c_void);
     fn libcaps_tsan_acquire(addr: *mut c_void);
     fn libcaps_tsan_release(addr: *mut c_void);
+    fn libcaps_lsan_root(p: *const c_void, size: usize, add: c_int);
 }
 
 const ASAN: u8 = 1;
 const TSAN: u8 = 2;
+const LSAN: u8 = 4;
 
 /// Which runtimes are there ([`ASAN`], [`TSAN`] bits); set once by [`init`]
 /// before the first switch.
@@ -78,12 +87,46 @@ pub enum Leave {
 pub fn init() {
     // SAFETY: the shim only tests weak symbols.
     let hooks = unsafe { libcaps_san_hooks() } as u8;
-    if hooks & ASAN != 0 {
+    if hooks & (ASAN | LSAN) != 0 {
         let (lo, size) = current_kernel_stack();
         MAIN_STACK.0.store(lo, Ordering::Relaxed);
         MAIN_STACK.1.store(size, Ordering::Relaxed);
     }
     HOOKS.store(hooks, Ordering::Release);
+    // main's frames while another thread runs on cpu 0.
+    let (lo, size) = (
+        MAIN_STACK.0.load(Ordering::Relaxed),
+        MAIN_STACK.1.load(Ordering::Relaxed),
+    );
+    lsan_root(lo as *const c_void, size, true);
+}
+
+/// A thread stack (usable part, `lo .. lo + size`) was mapped: under
+/// LeakSanitizer it is a root region until [`stack_unmapped`].
+pub fn stack_mapped(lo: *const c_void, size: usize) {
+    lsan_root(lo, size, true);
+}
+
+/// The stack given to [`stack_mapped`] is about to be unmapped.
+pub fn stack_unmapped(lo: *const c_void, size: usize) {
+    lsan_root(lo, size, false);
+}
+
+/// The calling kernel thread (a virtual cpu) leaves its boot stack for
+/// good, but not its frames: under LeakSanitizer the stack stays a root.
+pub fn keep_boot_stack() {
+    if HOOKS.load(Ordering::Relaxed) & LSAN != 0 {
+        let (lo, size) = current_kernel_stack();
+        lsan_root(lo as *const c_void, size, true);
+    }
+}
+
+fn lsan_root(lo: *const c_void, size: usize, add: bool) {
+    if HOOKS.load(Ordering::Relaxed) & LSAN != 0 && size != 0 {
+        // SAFETY: LeakSanitizer only records (or forgets) the range; it
+        // scans only the parts that are mapped readable.
+        unsafe { libcaps_lsan_root(lo, size, c_int::from(add)) }
+    }
 }
 
 /// Lowest address and size of the calling kernel thread's stack.
@@ -103,10 +146,11 @@ fn current_kernel_stack() -> (usize, usize) {
     }
 }
 
-/// Is any sanitizer runtime there? One load.
+/// Must stack switches be announced (AddressSanitizer or
+/// ThreadSanitizer there)? One load.
 #[inline(always)]
 pub fn active() -> bool {
-    HOOKS.load(Ordering::Relaxed) != 0
+    HOOKS.load(Ordering::Relaxed) & (ASAN | TSAN) != 0
 }
 
 /// `__tsan_release(addr)` under ThreadSanitizer: what the current thread
@@ -132,13 +176,6 @@ pub fn acquire<T>(addr: *const T) {
 #[inline(never)]
 pub fn release_out_of_line<T>(addr: *const T) {
     release(addr)
-}
-
-/// [`acquire`], out of line (see [`release_out_of_line`]).
-#[cold]
-#[inline(never)]
-pub fn acquire_out_of_line<T>(addr: *const T) {
-    acquire(addr)
 }
 
 #[cold]

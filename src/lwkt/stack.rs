@@ -123,6 +123,7 @@ pub unsafe fn alloc(size: usize, mach: *mut md_thread) -> *mut c_char {
     let hi = unsafe { lo.add(usable) };
     // SAFETY: the shim only issues a valgrind client request.
     let vg = unsafe { libcaps_vg_stack_register(lo.cast(), hi.cast()) };
+    super::san::stack_mapped(lo.cast(), usable);
     // SAFETY: the caller guarantees `mach` is writable.
     unsafe {
         (*mach).mtd_stksize = usable;
@@ -145,6 +146,11 @@ pub unsafe fn free(mach: *mut md_thread) {
             return;
         }
         libcaps_vg_stack_deregister((*mach).mtd_vgstack);
+        let lo = (*mach)
+            .mtd_map
+            .cast::<u8>()
+            .add((*mach).mtd_maplen - (*mach).mtd_stksize);
+        super::san::stack_unmapped(lo.cast(), (*mach).mtd_stksize);
         libc::munmap((*mach).mtd_map, (*mach).mtd_maplen);
         (*mach).mtd_map = ptr::null_mut();
         (*mach).mtd_maplen = 0;

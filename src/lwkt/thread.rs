@@ -486,7 +486,7 @@ unsafe fn pick_next(gd: *mut globaldata) -> *mut thread {
             if !cpu::acquire_mplock(gd) {
                 // Another cpu holds the MP lock: look for a thread that
                 // does not need it.
-                return pick_without_mplock(gd);
+                return pick_without_mplock(gd, ntd);
             }
         } else {
             cpu::release_mplock(gd);
@@ -500,14 +500,18 @@ unsafe fn pick_next(gd: *mut globaldata) -> *mut thread {
 }
 
 /// The highest-priority runnable thread that does not need the MP lock
-/// (rotated to the tail of its queue), or the idle thread.
+/// (rotated to the tail of its queue), or the idle thread; `waiting`, the
+/// first in line, needs the lock and waits for it (traced).
 ///
 /// # Safety
 /// `gd` is the current cpu, which does not hold the MP lock.
 #[cold]
-unsafe fn pick_without_mplock(gd: *mut globaldata) -> *mut thread {
+unsafe fn pick_without_mplock(gd: *mut globaldata, waiting: *mut thread) -> *mut thread {
     // SAFETY: run queues of the current cpu.
     unsafe {
+        if crate::diag::debug_on() {
+            cpu::trace_mplock_wait("lwkt_switch", gd, waiting);
+        }
         let mut mask = (*gd).gd_runqmask;
         while mask != 0 {
             let pri = 31 - mask.leading_zeros() as usize;
@@ -1039,6 +1043,7 @@ pub unsafe fn run_idle(gd: *mut globaldata) -> ! {
     // SAFETY: the idle thread's stack was prepared by gdinit; the boot
     // stack is left for good (nothing switches back to it).
     unsafe {
+        san::keep_boot_stack();
         if san::active() {
             san::switch_from_boot(&raw mut boot_sp, idle(gd));
         } else {
@@ -1059,13 +1064,9 @@ pub unsafe fn wait_for_mplock(gd: *mut globaldata, td: *mut thread) {
     // SAFETY: per the contract.
     unsafe {
         check_not_critical("get_mplock", gd, td);
-        crate::trace!(
-            "get_mplock",
-            "thread {td:p} \"{}\" on cpu {} waits for the MP lock (held by cpu {})",
-            name(td),
-            (*gd).gd_cpuid,
-            cpu::mp_lock.load(Ordering::Relaxed)
-        );
+        if crate::diag::debug_on() {
+            cpu::trace_mplock_wait("get_mplock", gd, td);
+        }
         let queued = (*td).td_flags & TDF_RUNQ != 0;
         enqueue(gd, td);
         while !cpu::acquire_mplock(gd) {
