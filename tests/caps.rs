@@ -250,6 +250,49 @@ fn eight_lwkt_threads_block_in_domsg_on_one_connection() {
     drop(srv);
 }
 
+/// One client port, four LWKT threads on two cpus (two of them without
+/// the MP lock, so truly in parallel), 1000 `lwkt_domsg` calls each. The
+/// connection must survive: no drop in the server's log, no `EIO`, no
+/// wrong reply. A call from the other cpu either works (handed over to
+/// the port's cpu) or fails at once with `EXDEV` and a log line; calls
+/// from the port's own cpu always work.
+#[test]
+fn one_client_port_used_from_two_cpus_at_once() {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    let prog = P.get_or_init(|| compile_c("caps_xcpu-ipc", "caps_xcpu", false));
+    let rdv = Rdv::new("xcpu");
+    let mut srv = rdv.serve(echo(), "xcpu", &["-s", "xcpu"]);
+    let rounds = 1000;
+    for run_no in 0..3 {
+        let mut c = rdv.cmd(prog);
+        c.args(["xcpu", &rounds.to_string()]);
+        let out = run(c);
+        let (so, se) = (text(&out.stdout), text(&out.stderr));
+        let ctx = format!("run {run_no}\nstdout:\n{so}\nstderr:\n{se}");
+        assert!(out.status.success(), "{ctx}");
+        let lines: Vec<&str> = so.lines().filter(|l| !l.starts_with("kthread 0x")).collect();
+        assert_eq!(lines.len(), 5, "{ctx}");
+        assert_eq!(lines[4], "done", "{ctx}");
+        for (w, line) in lines[..4].iter().enumerate() {
+            let cpu = if w < 2 { 0 } else { 1 };
+            let all_ok = format!("worker {w} cpu {cpu}: {rounds} ok, 0 EXDEV, 0 bad");
+            let refused = format!("worker {w} cpu {cpu}: 0 ok, {rounds} EXDEV, 0 bad");
+            if cpu == 0 {
+                assert_eq!(*line, all_ok, "{ctx}");
+            } else {
+                assert!(*line == all_ok || *line == refused, "{ctx}");
+                if *line == refused {
+                    assert!(se.contains("lwkt_beginmsg") && se.contains("EXDEV"), "{ctx}");
+                }
+            }
+        }
+    }
+    srv.kill(libc::SIGTERM);
+    let so = srv.finish();
+    let se = text(&so.stderr);
+    assert!(!se.contains("dropping client"), "server stderr:\n{se}");
+}
+
 // ---- load and message sizes --------------------------------------------
 
 #[test]
