@@ -2,6 +2,8 @@
  * caps_xcpu -- one CAPS client port used by threads of two cpus at once.
  *
  *	caps_xcpu NAME ROUNDS
+ *	caps_xcpu -m NAME
+ *	caps_xcpu -s NAME COUNT
  *
  * Connects to NAME (a caps_echo server) from main on cpu 0, starts a
  * second virtual cpu, and runs four workers that each make ROUNDS
@@ -13,6 +15,16 @@
  *	worker W cpu C: OK ok, XD EXDEV, BAD bad
  *
  * then main closes the port and prints "done".
+ *
+ * -m: misuse from the other cpu. A thread there calls
+ * caps_client_waitreply() and caps_close() on main's port, sends a
+ * message whose reply port is the client port itself, and waits on a
+ * service port main made (service NAME_x); each is refused with EXDEV
+ * (and a log line), after which main still uses and closes the ports.
+ *
+ * -s: serve NAME (as caps_echo does) for COUNT requests, receiving them
+ * on cpu 0 and forwarding each to a thread of the other cpu, which
+ * complements it and replies to it from there.
  */
 #include <sys/types.h>
 #include <libcaps/globaldata.h>
@@ -90,6 +102,124 @@ worker(void *arg)
 	__atomic_sub_fetch(&workers_left, 1, __ATOMIC_SEQ_CST);
 }
 
+static int misuse_done;
+static caps_port_t service;
+
+static void
+misuse(void *arg)
+{
+	struct echomsg m;
+	void *r;
+	int error;
+
+	(void)arg;
+	rel_mplock();
+	errno = 0;
+	r = caps_client_waitreply(port, NULL);
+	printf("waitreply from cpu %d: %s, %s\n", mycpu->gd_cpuid,
+	    r == NULL ? "NULL" : "a message", strerror(errno));
+	errno = 0;
+	caps_close(port);
+	printf("close from cpu %d: %s\n", mycpu->gd_cpuid, strerror(errno));
+	memset(&m, 0, sizeof(m));
+	lwkt_initmsg(&m.msg, &port->lport, CMD_ECHO);
+	m.msg.ms_msgsize = m.msg.ms_maxsize = sizeof(m);
+	error = lwkt_domsg(&port->lport, &m.msg);
+	printf("domsg replying to the client port from cpu %d: %s\n",
+	    mycpu->gd_cpuid, strerror(error));
+	errno = 0;
+	r = lwkt_waitport(&service->lport, NULL);
+	printf("waitport on the service from cpu %d: %s, %s\n",
+	    mycpu->gd_cpuid, r == NULL ? "NULL" : "a message",
+	    strerror(errno));
+	__atomic_store_n(&misuse_done, 1, __ATOMIC_SEQ_CST);
+}
+
+static int
+misuse_main(const char *name)
+{
+	struct echomsg m;
+	char sname[64];
+	int error;
+
+	port = caps_client(name, (uid_t)-1, 0);
+	snprintf(sname, sizeof(sname), "%s_x", name);
+	service = caps_service(sname, (gid_t)-1, 0600, CAPS_USER);
+	if (port == NULL || service == NULL) {
+		printf("caps_client/caps_service: %s\n", strerror(errno));
+		return (1);
+	}
+	lwkt_create(misuse, NULL, NULL, NULL, 0, caps_fork_vcpu(), "misuse");
+	while (!__atomic_load_n(&misuse_done, __ATOMIC_SEQ_CST))
+		lwkt_yield();
+	memset(&m, 0, sizeof(m));
+	lwkt_initmsg(&m.msg, &curthread->td_msgport, CMD_ECHO);
+	m.msg.u.ms_result = 7;
+	m.msg.ms_msgsize = m.msg.ms_maxsize = sizeof(m);
+	error = lwkt_domsg(&port->lport, &m.msg);
+	printf("domsg on cpu 0 after: error %d result %d\n", error,
+	    ~m.msg.u.ms_result);
+	caps_close(port);
+	caps_close(service);
+	printf("done\n");
+	return (0);
+}
+
+static struct lwkt_port replier_port;
+static long replied;
+
+static void
+replier(void *arg)
+{
+	struct lwkt_msg *msg;
+	unsigned char *p;
+	size_t i;
+
+	(void)arg;
+	rel_mplock();
+	lwkt_initport(&replier_port, curthread);
+	__atomic_store_n(&replied, 0, __ATOMIC_SEQ_CST);
+	for (;;) {
+		msg = lwkt_waitport(&replier_port, NULL);
+		p = (unsigned char *)(msg + 1);
+		for (i = sizeof(*msg); i < (size_t)msg->ms_msgsize; ++i)
+			p[i - sizeof(*msg)] = ~p[i - sizeof(*msg)];
+		msg->u.ms_result = ~msg->u.ms_result;
+		lwkt_replymsg(msg, msg->ms_cmd);
+		__atomic_add_fetch(&replied, 1, __ATOMIC_SEQ_CST);
+	}
+}
+
+static int
+serve_main(const char *name, long count)
+{
+	struct lwkt_msg *msg;
+	long n;
+
+	service = caps_service(name, (gid_t)-1, 0600, CAPS_USER);
+	if (service == NULL) {
+		printf("caps_service: %s\n", strerror(errno));
+		return (1);
+	}
+	replied = -1;
+	lwkt_create(replier, NULL, NULL, NULL, 0, caps_fork_vcpu(), "replier");
+	while (__atomic_load_n(&replied, __ATOMIC_SEQ_CST) < 0)
+		lwkt_yield();
+	for (n = 0; n < count; ++n) {
+		msg = lwkt_waitport(&service->lport, NULL);
+		if (msg == NULL) {
+			printf("waitport: NULL\n");
+			return (1);
+		}
+		lwkt_forwardmsg(&replier_port, msg);
+	}
+	while (__atomic_load_n(&replied, __ATOMIC_SEQ_CST) < count)
+		lwkt_yield();
+	caps_close(service);
+	printf("served %ld from cpu 1\n", count);
+	return (0);
+}
+
 int
 main(int ac, char **av)
 {
@@ -97,6 +227,10 @@ main(int ac, char **av)
 	int cpu, i;
 
 	setvbuf(stdout, NULL, _IONBF, 0);
+	if (ac == 3 && strcmp(av[1], "-m") == 0)
+		return (misuse_main(av[2]));
+	if (ac == 4 && strcmp(av[1], "-s") == 0)
+		return (serve_main(av[2], strtol(av[3], NULL, 0)));
 	if (ac != 3) {
 		fprintf(stderr, "usage: caps_xcpu NAME ROUNDS\n");
 		return (64);

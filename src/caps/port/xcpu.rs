@@ -139,8 +139,32 @@ unsafe extern "C" fn reply_ipi(arg: *mut c_void) {
     }
 }
 
+/// Hand-overs still on their way to port `p` or, for a service, to one
+/// of its connections?
+///
+/// # Safety
+/// `p` must be live.
+unsafe fn handovers_pending(p: *mut CapsPort) -> bool {
+    // SAFETY: per the contract; listed connections are live.
+    unsafe {
+        if (*p).handovers.load(Ordering::SeqCst) != 0 {
+            return true;
+        }
+        match &(*p).kind {
+            Kind::Service(s) => s
+                .remotes
+                .iter()
+                .any(|&r| (*r).handovers.load(Ordering::SeqCst) != 0),
+            _ => false,
+        }
+    }
+}
+
 /// Run the hand-overs still on their way to port `p` (on its own cpu)
-/// before it is shut down and freed.
+/// before it is shut down and freed: the requests other cpus sent on a
+/// client port, the replies they made to a service's requests (so that
+/// those are written before the service drops its connections, as a
+/// reply made on the service's cpu is).
 ///
 /// # Safety
 /// `p` must be a live port of the current cpu.
@@ -148,7 +172,7 @@ pub(super) unsafe fn drain_handovers(p: *mut CapsPort) {
     let gd = mycpu();
     let mut spins = 0u32;
     // SAFETY: `p` is live; `gd` is the current cpu.
-    while unsafe { (*p).handovers.load(Ordering::SeqCst) } != 0 {
+    while unsafe { handovers_pending(p) } {
         // SAFETY: as above.
         unsafe { ipi::process(gd) };
         spins += 1;
