@@ -303,7 +303,7 @@ fn xcpu() -> &'static Path {
 #[test]
 fn service_replies_made_on_another_cpu() {
     let rdv = Rdv::new("xcpu-srv");
-    for run_no in 0..3 {
+    for run_no in 0..6 {
         let srv = rdv.serve(xcpu(), "xsrv", &["-s", "xsrv", "3000"]);
         let mut c = rdv.cmd(echo());
         c.args(["-c", "xsrv", "-r", "3000", "-p", "8"]);
