@@ -269,7 +269,10 @@ fn one_client_port_used_from_two_cpus_at_once() {
         let (so, se) = (text(&out.stdout), text(&out.stderr));
         let ctx = format!("run {run_no}\nstdout:\n{so}\nstderr:\n{se}");
         assert!(out.status.success(), "{ctx}");
-        let lines: Vec<&str> = so.lines().filter(|l| !l.starts_with("kthread 0x")).collect();
+        let lines: Vec<&str> = so
+            .lines()
+            .filter(|l| !l.starts_with("kthread 0x"))
+            .collect();
         assert_eq!(lines.len(), 5, "{ctx}");
         assert_eq!(lines[4], "done", "{ctx}");
         for (w, line) in lines[..4].iter().enumerate() {
@@ -281,7 +284,10 @@ fn one_client_port_used_from_two_cpus_at_once() {
             } else {
                 assert!(*line == all_ok || *line == refused, "{ctx}");
                 if *line == refused {
-                    assert!(se.contains("lwkt_beginmsg") && se.contains("EXDEV"), "{ctx}");
+                    assert!(
+                        se.contains("lwkt_beginmsg") && se.contains("EXDEV"),
+                        "{ctx}"
+                    );
                 }
             }
         }
@@ -333,7 +339,10 @@ fn waits_and_close_from_another_cpu_are_refused_with_exdev() {
     let (so, se) = (text(&out.stdout), text(&out.stderr));
     let ctx = format!("stdout:\n{so}\nstderr:\n{se}");
     assert!(out.status.success(), "{ctx}");
-    let lines: Vec<&str> = so.lines().filter(|l| !l.starts_with("kthread 0x")).collect();
+    let lines: Vec<&str> = so
+        .lines()
+        .filter(|l| !l.starts_with("kthread 0x"))
+        .collect();
     let exdev = "Invalid cross-device link";
     assert_eq!(
         lines,

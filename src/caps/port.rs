@@ -50,8 +50,7 @@ mod guard;
 use guard::{account, hello_timer, inherited, listed, may_read};
 mod xcpu;
 use xcpu::{
-    client_put_elsewhere, drain_handovers, other_cpu, refuse, reply_elsewhere,
-    reply_port_is_local,
+    client_put_elsewhere, drain_handovers, other_cpu, refuse, reply_elsewhere, reply_port_is_local,
 };
 
 /// `sizeof(struct lwkt_msg)`: the part of a message the frame header

@@ -107,7 +107,11 @@ unsafe extern "C" fn client_put_ipi(arg: *mut c_void) {
 /// # Safety
 /// `port` must be a live client or connection port of cpu `ogd`; `msg`
 /// a message whose reply port it is.
-pub(super) unsafe fn reply_elsewhere(port: *mut lwkt_port, msg: *mut lwkt_msg, ogd: *mut globaldata) {
+pub(super) unsafe fn reply_elsewhere(
+    port: *mut lwkt_port,
+    msg: *mut lwkt_msg,
+    ogd: *mut globaldata,
+) {
     // SAFETY: per the contract.
     unsafe {
         let p = port.cast::<CapsPort>();
@@ -176,7 +180,7 @@ pub(super) unsafe fn drain_handovers(p: *mut CapsPort) {
         // SAFETY: as above.
         unsafe { ipi::process(gd) };
         spins += 1;
-        if spins % 64 == 0 {
+        if spins.is_multiple_of(64) {
             std::thread::yield_now();
         } else {
             core::hint::spin_loop();
