@@ -250,6 +250,129 @@ fn eight_lwkt_threads_block_in_domsg_on_one_connection() {
     drop(srv);
 }
 
+/// One client port, four LWKT threads on two cpus (two of them without
+/// the MP lock, so truly in parallel), 1000 `lwkt_domsg` calls each. The
+/// connection must survive: no drop in the server's log, no `EIO`, no
+/// wrong reply. A call from the other cpu either works (handed over to
+/// the port's cpu) or fails at once with `EXDEV` and a log line; calls
+/// from the port's own cpu always work.
+#[test]
+fn one_client_port_used_from_two_cpus_at_once() {
+    let prog = xcpu();
+    let rdv = Rdv::new("xcpu");
+    let mut srv = rdv.serve(echo(), "xcpu", &["-s", "xcpu"]);
+    let rounds = 1000;
+    for run_no in 0..3 {
+        let mut c = rdv.cmd(prog);
+        c.args(["xcpu", &rounds.to_string()]);
+        let out = run(c);
+        let (so, se) = (text(&out.stdout), text(&out.stderr));
+        let ctx = format!("run {run_no}\nstdout:\n{so}\nstderr:\n{se}");
+        assert!(out.status.success(), "{ctx}");
+        let lines: Vec<&str> = so
+            .lines()
+            .filter(|l| !l.starts_with("kthread 0x"))
+            .collect();
+        assert_eq!(lines.len(), 5, "{ctx}");
+        assert_eq!(lines[4], "done", "{ctx}");
+        for (w, line) in lines[..4].iter().enumerate() {
+            let cpu = if w < 2 { 0 } else { 1 };
+            let all_ok = format!("worker {w} cpu {cpu}: {rounds} ok, 0 EXDEV, 0 bad");
+            let refused = format!("worker {w} cpu {cpu}: 0 ok, {rounds} EXDEV, 0 bad");
+            if cpu == 0 {
+                assert_eq!(*line, all_ok, "{ctx}");
+            } else {
+                assert!(*line == all_ok || *line == refused, "{ctx}");
+                if *line == refused {
+                    assert!(
+                        se.contains("lwkt_beginmsg") && se.contains("EXDEV"),
+                        "{ctx}"
+                    );
+                }
+            }
+        }
+    }
+    srv.kill(libc::SIGTERM);
+    let so = srv.finish();
+    let se = text(&so.stderr);
+    assert!(!se.contains("dropping client"), "server stderr:\n{se}");
+}
+
+fn xcpu() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| compile_c("caps_xcpu-ipc", "caps_xcpu", false))
+}
+
+/// A server that receives on cpu 0 and replies from a thread of cpu 1
+/// (the reply is handed to the connection's cpu): the client gets every
+/// reply, right, and the connection is never dropped.
+#[test]
+fn service_replies_made_on_another_cpu() {
+    let rdv = Rdv::new("xcpu-srv");
+    for run_no in 0..6 {
+        let srv = rdv.serve(xcpu(), "xsrv", &["-s", "xsrv", "3000"]);
+        let mut c = rdv.cmd(echo());
+        c.args(["-c", "xsrv", "-r", "3000", "-p", "8"]);
+        let out = run(c);
+        let so = srv.finish();
+        let (cl, sv) = (text(&out.stderr), text(&so.stderr));
+        let ctx = format!("run {run_no}\nclient stderr:\n{cl}\nserver stderr:\n{sv}");
+        expect_ok(&out, "ok 3000\n");
+        assert!(so.status.success(), "{ctx}");
+        assert_eq!(text(&so.stdout), "served 3000 from cpu 1\n", "{ctx}");
+        assert!(cl.is_empty() && sv.is_empty(), "{ctx}");
+    }
+}
+
+/// What cannot be handed to a CAPS port's cpu is refused when called
+/// from another cpu: `EXDEV` and one log line each, and the ports keep
+/// working on their own cpu.
+#[test]
+fn waits_and_close_from_another_cpu_are_refused_with_exdev() {
+    let rdv = Rdv::new("xcpu-misuse");
+    let srv = rdv.serve(echo(), "xm", &["-s", "xm"]);
+    let out = run({
+        let mut c = rdv.cmd(xcpu());
+        c.args(["-m", "xm"]);
+        c
+    });
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    let ctx = format!("stdout:\n{so}\nstderr:\n{se}");
+    assert!(out.status.success(), "{ctx}");
+    let lines: Vec<&str> = so
+        .lines()
+        .filter(|l| !l.starts_with("kthread 0x"))
+        .collect();
+    let exdev = "Invalid cross-device link";
+    assert_eq!(
+        lines,
+        [
+            format!("waitreply from cpu 1: NULL, {exdev}").as_str(),
+            &format!("close from cpu 1: {exdev}"),
+            &format!("domsg replying to the client port from cpu 1: {exdev}"),
+            &format!("waitport on the service from cpu 1: NULL, {exdev}"),
+            "domsg on cpu 0 after: error 1 result 7",
+            "done",
+        ],
+        "{ctx}"
+    );
+    let log: Vec<&str> = se.lines().collect();
+    assert_eq!(log.len(), 4, "{ctx}");
+    for (line, func) in log.iter().zip([
+        "caps_client_waitreply",
+        "caps_close",
+        "lwkt_beginmsg",
+        "lwkt_waitport",
+    ]) {
+        assert!(
+            line.starts_with(&format!("libcaps: {func}: CAPS port 0x"))
+                && line.contains("belongs to cpu 0, called from cpu 1: refused (EXDEV)"),
+            "{ctx}"
+        );
+    }
+    drop(srv);
+}
+
 // ---- load and message sizes --------------------------------------------
 
 #[test]

@@ -54,6 +54,7 @@ fi
 
 # ThreadSanitizer
 if build san_pingpong-tsan san_pingpong thread && build caps_threads-tsan caps_threads thread &&
+	build caps_xcpu-tsan caps_xcpu thread &&
     cc -Wall -Werror -O1 -DSMP -I"$inc" -o "$out/caps_echo" c-tests/caps_echo.c -L"$lib" \
     -Wl,-rpath,"$lib" -lcaps; then
 	t="$out/san_pingpong-tsan"
@@ -70,6 +71,13 @@ if build san_pingpong-tsan san_pingpong thread && build caps_threads-tsan caps_t
 	expect "tsan: CAPS client with 8 threads: no race" 0 "" "workers left 0" "ThreadSanitizer" \
 	    "$out/caps_threads-tsan" tsan 100
 	wait $srv
+	timeout 120 "$out/caps_echo" -s tsanx > /dev/null 2>&1 &
+	srv=$!
+	wait_service tsanx
+	expect "tsan: one CAPS client port used from two cpus: no race" 0 "done" "" \
+	    "ThreadSanitizer|[1-9][0-9]* (EXDEV|bad)" "$out/caps_xcpu-tsan" tsanx 200
+	kill $srv
+	wait $srv 2> /dev/null
 else
 	echo "tsan: skipped (cc cannot build with -fsanitize=thread: $(head -1 "$tmp/cc.err"); .ci/run installs libtsan2)"
 fi

@@ -28,6 +28,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::mem::{MaybeUninit, size_of};
 use std::os::fd::AsRawFd;
 use std::ptr;
+use std::sync::atomic::AtomicU32;
 
 use super::conn::{
     Budget, Conn, EV_IN, EV_OUT, Gate, HELLO_DEADLINE, HELLO_TIMEOUT_MS, ReadEnd, Timer, accept,
@@ -47,6 +48,10 @@ use crate::{fatal, warn};
 
 mod guard;
 use guard::{account, hello_timer, inherited, listed, may_read};
+mod xcpu;
+use xcpu::{
+    client_put_elsewhere, drain_handovers, other_cpu, refuse, reply_elsewhere, reply_port_is_local,
+};
 
 /// `sizeof(struct lwkt_msg)`: the part of a message the frame header
 /// carries; the rest is payload.
@@ -74,6 +79,9 @@ pub struct CapsPort {
     /// An inherited port let go of the parent's socket, node and event
     /// loop registrations (see `inherited`).
     disowned: bool,
+    /// Messages handed to this port's cpu by other cpus and not yet
+    /// taken there (`xcpu`): a close waits for them.
+    handovers: AtomicU32,
 }
 
 enum Kind {
@@ -166,6 +174,8 @@ struct ReqHead {
 
 const REQ_MAGIC: u64 = u64::from_le_bytes(*b"CAPSREQ1");
 const REQ_DEAD: u64 = u64::from_le_bytes(*b"caps-dea");
+/// Replied from another cpu, on its way to the connection's cpu.
+const REQ_HANDED: u64 = u64::from_le_bytes(*b"CAPSREQh");
 const HIDDEN: usize = size_of::<ReqHead>();
 
 /// A zeroed request buffer with room for `MSG_HDR + capacity` bytes.
@@ -248,6 +258,7 @@ fn mkport(ty: caps_type, td: *mut thread, kind: Kind) -> *mut CapsPort {
         kind,
         fork_gen: fork_generation(),
         disowned: false,
+        handovers: AtomicU32::new(0),
     }));
     // SAFETY: `p` is a fresh, live allocation.
     unsafe {
@@ -853,14 +864,16 @@ unsafe fn deliver_reply(p: *mut CapsPort, h: &Header, body: &[u8]) -> Result<(),
 /// for `caps_client_waitreply(port, NULL)`.
 unsafe fn complete(p: *mut CapsPort, msg: *mut lwkt_msg) {
     let cl = client_of(p);
-    if cl.completed.len() >= MAX_COMPLETED {
-        cl.completed.pop_front();
-    }
-    cl.completed.push_back(msg);
     // SAFETY: `msg` is live (see deliver_reply); its reply port, if any,
     // is a valid port of the application.
     unsafe {
         let rport = (*msg).ms_reply_port;
+        if reply_port_is_local(rport) {
+            if cl.completed.len() >= MAX_COMPLETED {
+                cl.completed.pop_front();
+            }
+            cl.completed.push_back(msg);
+        }
         match rport.as_ref().and_then(|r| r.mp_replyport) {
             Some(reply) => reply(rport, msg),
             None => (*msg).ms_flags |= MSGF_DONE | MSGF_REPLY,
@@ -891,7 +904,9 @@ unsafe fn client_shutdown(p: *mut CapsPort, why: Option<&ReadEnd>) {
         // SAFETY: outstanding messages are live (the client keeps them).
         unsafe {
             (*pend.msg).ms_error = libc::EIO;
-            client_of(p).failed.insert(pend.msg);
+            if reply_port_is_local((*pend.msg).ms_reply_port) {
+                client_of(p).failed.insert(pend.msg);
+            }
             complete(p, pend.msg);
         }
     }
@@ -918,6 +933,12 @@ unsafe extern "C" fn service_waitport(
     let p = port.cast::<CapsPort>();
     // SAFETY: `p` is a live service port (vector contract).
     if unsafe { inherited(p, Some("lwkt_waitport")) } {
+        return ptr::null_mut();
+    }
+    // SAFETY: as above.
+    if let Some(ogd) = unsafe { other_cpu(port) } {
+        // SAFETY: `ogd` is the port's live cpu.
+        unsafe { refuse("lwkt_waitport", port, ogd) };
         return ptr::null_mut();
     }
     loop {
@@ -969,6 +990,12 @@ unsafe extern "C" fn remote_replyport(port: *mut lwkt_port, msg: *mut lwkt_msg) 
                 "lwkt_replymsg",
                 "message {msg:p} was not received on connection {port:p} (or was replied twice)"
             );
+        }
+        if (*r).fork_gen == fork_generation()
+            && let Some(ogd) = other_cpu(port)
+        {
+            reply_elsewhere(port, msg, ogd);
+            return;
         }
         let rm = remote_of(r);
         rm.held -= 1;
@@ -1047,7 +1074,6 @@ unsafe extern "C" fn client_putport(port: *mut lwkt_port, msg: *mut lwkt_msg) ->
     if unsafe { inherited(p, Some("lwkt_beginmsg")) } {
         return libc::ENOTCONN;
     }
-    let cl = client_of(p);
     // SAFETY: `msg` is the caller's live message of at least
     // `ms_msgsize` bytes (checked against the limits first).
     unsafe {
@@ -1059,6 +1085,24 @@ unsafe extern "C" fn client_putport(port: *mut lwkt_port, msg: *mut lwkt_msg) ->
             );
             return libc::EINVAL;
         }
+        if let Some(ogd) = other_cpu(port) {
+            return client_put_elsewhere(p, msg, ogd);
+        }
+        client_send(p, msg)
+    }
+}
+
+/// Send request `msg` (checked) on client port `p` of the current cpu:
+/// `EASYNC`, or `EIO` at once when the connection is dead.
+///
+/// # Safety
+/// `p` must be a live client port of the current cpu, `msg` the caller's
+/// live message of `ms_msgsize` bytes.
+unsafe fn client_send(p: *mut CapsPort, msg: *mut lwkt_msg) -> i32 {
+    let cl = client_of(p);
+    // SAFETY: per the contract.
+    unsafe {
+        let (size, max) = ((*msg).ms_msgsize, (*msg).ms_maxsize);
         if cl.conn.dead {
             return libc::EIO;
         }
@@ -1101,6 +1145,12 @@ unsafe extern "C" fn client_waitport(
     let p = port.cast::<CapsPort>();
     // SAFETY: `p` is a live client port (vector contract).
     if unsafe { inherited(p, Some("caps_client_waitreply")) } {
+        return ptr::null_mut();
+    }
+    // SAFETY: as above.
+    if let Some(ogd) = unsafe { other_cpu(port) } {
+        // SAFETY: `ogd` is the port's live cpu.
+        unsafe { refuse("caps_client_waitreply", port, ogd) };
         return ptr::null_mut();
     }
     loop {
@@ -1151,6 +1201,10 @@ unsafe fn unqueue_from_reply_port(m: *mut lwkt_msg) {
 unsafe extern "C" fn client_replyport(port: *mut lwkt_port, msg: *mut lwkt_msg) {
     // SAFETY: both are live (vector contract).
     unsafe {
+        if let Some(ogd) = other_cpu(port) {
+            reply_elsewhere(port, msg, ogd);
+            return;
+        }
         queue::insert_tail(&raw mut (*port).mp_msgq, msg);
         (*msg).ms_flags |= MSGF_DONE | MSGF_REPLY | MSGF_QUEUED;
         mp::wake_owner(port);
@@ -1171,7 +1225,14 @@ pub unsafe fn close(p: *mut CapsPort) {
     // SAFETY: `p` is live per the contract.
     unsafe {
         // In a fork() child: free only this process's copy.
-        inherited(p, None);
+        let inherited = inherited(p, None);
+        if !inherited && let Some(ogd) = other_cpu(&raw mut (*p).c.lport) {
+            refuse("caps_close", &raw mut (*p).c.lport, ogd);
+            return;
+        }
+        if !inherited {
+            drain_handovers(p);
+        }
         match (*p).c.type_ {
             CAPT_SERVICE => {
                 flush_dirty(p);
