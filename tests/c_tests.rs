@@ -316,6 +316,7 @@ c_test!(thr_overflow_null_default, src: "thr_overflow", args: &["null-default"],
     exit: Exit::Signal(SIGSEGV), stderr_lacks: &["libcaps"]);
 c_test!(fork_first_call_slab, src: "fork_first_call", args: &["slab"], cflags: &["-lpthread"]);
 c_test!(fork_first_call_lwkt, src: "fork_first_call", args: &["lwkt"], cflags: &["-lpthread"]);
+c_test!(fork_vcpu, src: "fork_vcpu");
 // ---- slab allocator ----------------------------------------------------
 c_test!(slab_basic, src: "slab_basic");
 c_test!(slab_basic_static, src: "slab_basic", static_link: true);
