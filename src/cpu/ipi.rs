@@ -49,6 +49,27 @@ pub unsafe fn send(target: *mut globaldata, func: IpiFn, arg: *mut c_void) {
     }
 }
 
+/// Lock the IPI queue of `gd` (taken across `fork()`, `cpu::fork`, so
+/// that the child does not inherit it held by a thread it lacks).
+///
+/// # Safety
+/// `gd` must be a started cpu.
+pub unsafe fn lock_queue(gd: *mut globaldata) -> std::sync::MutexGuard<'static, Vec<Ipi>> {
+    // SAFETY: the private state of a started cpu lives forever.
+    let p: &'static super::CpuPriv = unsafe { &*cpu_priv(gd) };
+    p.ipiq.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How many calls queued for `gd` are to `func`.
+///
+/// # Safety
+/// `gd` must be a started cpu.
+pub unsafe fn count_queued(gd: *mut globaldata, func: IpiFn) -> usize {
+    // SAFETY: per the contract.
+    let q = unsafe { lock_queue(gd) };
+    q.iter().filter(|i| core::ptr::fn_addr_eq(i.func, func)).count()
+}
+
 /// Run every call queued for the current cpu `gd` (and clear its wake
 /// request). Cheap when nothing is pending: one load.
 ///
