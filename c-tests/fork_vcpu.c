@@ -2,19 +2,24 @@
  * fork() by a program that runs LWKT threads on two virtual cpus: the
  * child must have a thread package of its own.
  *
- *   fork_vcpu [ROUNDS]
+ *   fork_vcpu main|vcpu|dead-cpu [ROUNDS]
  *
  * The parent starts cpu 1 with a server thread that answers messages for
- * the whole run, and runs a thread on each cpu. Each round it forks; the
- * child (whose only cpu is cpu 0: cpu 1's kernel thread is not in it)
- * checks that it has one cpu, starts a cpu of its own, runs a thread
- * there and one on cpu 0, waits for both with lwkt_deschedule_self() +
- * lwkt_switch() and exits 0. A child not done within 5 s is killed and
- * counted as a hang; one that exits otherwise is counted as a failure.
- * The server, a thread of the parent's cpu 1, is not in the child: it
- * must not keep the child's main from resuming. After each round the
- * parent checks that its own cpus still work: a
- * message round trip to its server on cpu 1 and a thread run there.
+ * the whole run, and runs a thread on each cpu. Each round it forks from
+ * main on cpu 0 (`main`) or from a thread on cpu 1 (`vcpu`). The child's
+ * only cpu is the forking one: the other's kernel thread is not in it.
+ * The child checks that, starts a cpu of its own, runs a thread there and
+ * one on the forking cpu, waits for both (main with lwkt_deschedule_self()
+ * + lwkt_switch(), as a program without other threads does: the server
+ * is not in the child and must not keep main from resuming) and exits 0.
+ * A child not done within 5 s is killed and counted as a hang; one that
+ * exits otherwise is counted as a failure. After each round the parent
+ * checks that its own cpus still work: a message round trip to its server
+ * on cpu 1 and a thread run on each cpu.
+ *
+ * `dead-cpu`: a thread on cpu 1 forks once, and the child asks for a
+ * thread on cpu 0, which it does not have: it must abort with a message
+ * (the parent reports the signal), not hang.
  */
 #include <sys/types.h>
 #include <libcaps/globaldata.h>
@@ -27,6 +32,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #define DEADLINE_MS	5000
@@ -58,74 +64,98 @@ server(void *arg)
 	}
 }
 
-/* Record the cpu it ran on in *arg; remote ones let cpu 0 fall asleep. */
+/* The cpu that forks; threads elsewhere let it fall asleep first. */
+static int home;
+
+/* Record the cpu it ran on in *arg. */
 static void
 note_cpu(void *arg)
 {
-	if (mycpu->gd_cpuid != 0)
+	if (mycpu->gd_cpuid != home)
 		usleep(2000);
 	*(int *)arg = mycpu->gd_cpuid;
 }
 
+/* Start note_cpu on `cpu` (-1: this one), recording into *where. */
+static void
+start(int *where, int cpu, const char *name)
+{
+	thread_t td;
+
+	lwkt_create(note_cpu, where, &td, NULL, TDF_STOPREQ, cpu, "%s", name);
+	td->td_flags &= ~TDF_VERBOSE;
+	lwkt_schedule(td);
+}
+
 /*
- * Run note_cpu on cpu 0 and on `cpu`; true when both ran where asked.
- * The child waits as a program without other threads does (main resumes
- * when no thread is left); the parent, whose server lives on, by
- * yielding until both have run.
+ * Run note_cpu on the current cpu and on `cpu`; true when both ran where
+ * asked. Main in a child waits with lwkt_deschedule_self() +
+ * lwkt_switch() (it resumes when no thread is left); other waiters (the
+ * parent, whose server lives on) yield until each has run, one at a time
+ * (two new threads on two cpus, both waiting for the MP lock while the
+ * waiter yields, can leave a debug build asleep with a runnable thread:
+ * a separate bug, seen without fork()).
  */
 static int
 run_two(int cpu, int by_switch)
 {
-	int here = -1, there = -1;
-	thread_t td;
+	int me = mycpu->gd_cpuid, here = -1, there = -1;
 
-	lwkt_create(note_cpu, &here, &td, NULL, TDF_STOPREQ, 0, "local");
-	td->td_flags &= ~TDF_VERBOSE;
-	lwkt_schedule(td);
-	lwkt_create(note_cpu, &there, &td, NULL, TDF_STOPREQ, cpu, "remote");
-	td->td_flags &= ~TDF_VERBOSE;
-	lwkt_schedule(td);
+	start(&here, -1, "local");
 	if (by_switch) {
+		start(&there, cpu, "remote");
 		lwkt_deschedule_self();
 		lwkt_switch();
 	} else {
-		while (here < 0 || there < 0)
+		while (here < 0)
+			lwkt_yield();
+		start(&there, cpu, "remote");
+		while (there < 0)
 			lwkt_yield();
 	}
-	return (here == 0 && there == cpu);
+	return (here == me && there == cpu);
 }
 
-/* The child: one cpu, then a new one of its own. */
+/* The child: only the forking cpu, then a new one of its own. */
 static int
 child(void)
 {
 	int bad, cpu;
 
-	bad = ncpus != 1 || mycpu->gd_cpuid != 0;
+	bad = ncpus != home + 1 || mycpu->gd_cpuid != home;
+	if (bad)
+		fprintf(stderr, "child: ncpus %d on cpu %d\n", ncpus,
+		    mycpu->gd_cpuid);
 	cpu = caps_fork_vcpu();
-	bad |= cpu != 1 || ncpus != 2;
-	bad |= !run_two(cpu, 1);
+	if (cpu != home + 1 || ncpus != home + 2) {
+		fprintf(stderr, "child: new cpu %d, ncpus %d\n", cpu, ncpus);
+		bad = 1;
+	}
+	if (!run_two(cpu, home == 0)) {
+		fprintf(stderr, "child: threads did not run where asked\n");
+		bad = 1;
+	}
 	return (bad);
 }
 
 /* Wait for pid at most `limit` ms: 0 ok, 1 failed, 2 hung (killed). */
 static int
-wait_deadline(pid_t pid, int limit)
+wait_deadline(pid_t pid, int limit, int *status)
 {
-	int status, ms;
+	int ms;
 
 	for (ms = 0; ms < limit; ++ms) {
-		pid_t r = waitpid(pid, &status, WNOHANG);
+		pid_t r = waitpid(pid, status, WNOHANG);
 
 		if (r == pid)
-			return (WIFEXITED(status) && WEXITSTATUS(status) == 0 ?
-			    0 : 1);
+			return (WIFEXITED(*status) &&
+			    WEXITSTATUS(*status) == 0 ? 0 : 1);
 		if (r < 0)
 			return (1);
 		usleep(1000);
 	}
 	kill(pid, SIGKILL);
-	waitpid(pid, &status, 0);
+	waitpid(pid, status, 0);
 	return (2);
 }
 
@@ -141,13 +171,75 @@ ping(int n)
 	return (msg.u.ms_result == 2 * n + 1);
 }
 
+static int rounds, hangs, failures, parent_bad, forks_done;
+
+/* Every round, from the current thread (main or one on cpu 1). */
+static void
+fork_rounds(void *arg)
+{
+	int i, status, other = mycpu->gd_cpuid == 0 ? 1 : 0;
+
+	if (arg != NULL)	/* a thread, born holding the MP lock */
+		rel_mplock();
+	home = mycpu->gd_cpuid;
+	for (i = 0; i < rounds; ++i) {
+		pid_t pid = fork();
+		int r;
+
+		if (pid == 0)
+			_exit(child());
+		r = pid < 0 ? 1 : wait_deadline(pid, DEADLINE_MS, &status);
+		if (r == 1) {
+			fprintf(stderr, "round %d: child status %#x\n", i,
+			    status);
+			++failures;
+		} else if (r == 2) {
+			fprintf(stderr, "round %d: child hung\n", i);
+			++hangs;
+		}
+		if (!ping(i) || !run_two(other, 0))
+			++parent_bad;
+	}
+	forks_done = 1;
+}
+
+/* dead-cpu: the child asks for a thread on cpu 0. */
+static void
+fork_dead_target(void *arg)
+{
+	thread_t td;
+	int status;
+	pid_t pid;
+
+	(void)arg;
+	rel_mplock();
+	pid = fork();
+	if (pid == 0) {
+		lwkt_create(note_cpu, &status, &td, NULL, 0, 0, "nowhere");
+		_exit(0);
+	}
+	if (wait_deadline(pid, DEADLINE_MS, &status) == 2)
+		printf("child hung\n");
+	else if (WIFSIGNALED(status))
+		printf("child killed by signal %d\n", WTERMSIG(status));
+	else
+		printf("child exited %d\n", WEXITSTATUS(status));
+	forks_done = 1;
+}
+
 int
 main(int ac, char **av)
 {
-	int rounds = ac > 1 ? atoi(av[1]) : 50;
-	int i, cpu, hangs = 0, failures = 0, parent_bad = 0;
+	int cpu;
 	struct lwkt_msg quit;
+	thread_t td;
 
+	if (ac < 2 || (strcmp(av[1], "main") != 0 &&
+	    strcmp(av[1], "vcpu") != 0 && strcmp(av[1], "dead-cpu") != 0)) {
+		fprintf(stderr, "usage: fork_vcpu main|vcpu|dead-cpu [ROUNDS]\n");
+		return (2);
+	}
+	rounds = ac > 2 ? atoi(av[2]) : 50;
 	setvbuf(stdout, NULL, _IONBF, 0);
 	uthread_init();
 	rel_mplock();
@@ -157,19 +249,17 @@ main(int ac, char **av)
 	lwkt_schedule(server_td);
 	if (!run_two(cpu, 0))
 		++parent_bad;
-	for (i = 0; i < rounds; ++i) {
-		pid_t pid = fork();
-		int r;
-
-		if (pid == 0)
-			_exit(child());
-		r = pid < 0 ? 1 : wait_deadline(pid, DEADLINE_MS);
-		if (r == 1)
-			++failures;
-		else if (r == 2)
-			++hangs;
-		if (!ping(i) || !run_two(cpu, 0))
-			++parent_bad;
+	if (strcmp(av[1], "main") == 0) {
+		fork_rounds(NULL);
+	} else {
+		lwkt_create(av[1][0] == 'v' ? fork_rounds : fork_dead_target,
+		    av[1], &td, NULL, TDF_STOPREQ, cpu, "forker");
+		td->td_flags &= ~TDF_VERBOSE;
+		lwkt_schedule(td);
+		while (!forks_done)
+			lwkt_yield();
+		if (av[1][0] == 'd')
+			return (0);
 	}
 	lwkt_initmsg(&quit, &curthread->td_msgport, CMD_QUIT);
 	lwkt_domsg(&server_td->td_msgport, &quit);
