@@ -67,7 +67,9 @@ pub unsafe fn lock_queue(gd: *mut globaldata) -> std::sync::MutexGuard<'static, 
 pub unsafe fn count_queued(gd: *mut globaldata, func: IpiFn) -> usize {
     // SAFETY: per the contract.
     let q = unsafe { lock_queue(gd) };
-    q.iter().filter(|i| core::ptr::fn_addr_eq(i.func, func)).count()
+    q.iter()
+        .filter(|i| core::ptr::fn_addr_eq(i.func, func))
+        .count()
 }
 
 /// Run every call queued for the current cpu `gd` (and clear its wake

@@ -234,7 +234,8 @@ unsafe extern "C" fn register_schedule_ipi(arg: *mut c_void) {
 pub unsafe fn count_user_threads(gd: *mut globaldata) -> i32 {
     // SAFETY: per the contract.
     unsafe {
-        let mut n = ipi::count_queued(gd, register_ipi) + ipi::count_queued(gd, register_schedule_ipi);
+        let mut n =
+            ipi::count_queued(gd, register_ipi) + ipi::count_queued(gd, register_schedule_ipi);
         let mut td = tdqueue::first(&raw const (*gd).gd_tdallq);
         while !td.is_null() {
             if (*td).td_flags & TDF_SYSTHREAD == 0 {
