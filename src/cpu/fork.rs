@@ -17,6 +17,7 @@
 //!     becomes `k + 1`, the deadlock check and `main`'s resumption count
 //!     only this cpu's threads), listed, or accepted as a target, and
 //!     `caps_fork_vcpu` in the child starts new ones from `k + 1`.
+//!
 //!   The child's copies of the other cpus' descriptors are closed; nothing
 //!   is removed from an epoll instance (an `EPOLL_CTL_DEL` would act on
 //!   the parent's).
