@@ -1,9 +1,10 @@
 //! `fork()` and the thread package.
 //!
-//! * The locks a fork could copy in a held state (`caps_fork_vcpu`'s, the
-//!   wait queues' lock, and the forking cpu's IPI queue) are taken by the
-//!   forking thread before the fork and released in both processes after,
-//!   as `slab::fork` does for the allocator.
+//! * The locks a fork could copy in a held state (`caps_fork_vcpu`'s and
+//!   the wait queues' lock) are taken by the forking thread before the
+//!   fork and released in both processes after, as `slab::fork` does for
+//!   the allocator. The forking cpu's IPI queue is not (a sender may hold
+//!   other locks meanwhile): the child replaces it if it was in use.
 //! * The child has only the forking kernel thread. A cpu is its kernel
 //!   thread, so the child keeps at most one cpu:
 //!   - forked by a kernel thread that is not a libcaps cpu (perhaps while
@@ -39,13 +40,7 @@ use crate::atfork::{Held, register_once};
 
 /// The locks held from `prepare` to `parent`/`child`, in this order (no
 /// code path holds two of them).
-type Locks = (
-    MutexGuard<'static, ()>,
-    MutexGuard<'static, ()>,
-    Option<MutexGuard<'static, Vec<super::ipi::Ipi>>>,
-);
-
-static HELD: Held<Locks> = Held::new();
+static HELD: Held<(MutexGuard<'static, ()>, MutexGuard<'static, ()>)> = Held::new();
 
 #[used]
 #[unsafe(link_section = ".init_array")]
@@ -59,13 +54,7 @@ pub extern "C" fn register() {
 }
 
 extern "C" fn prepare() {
-    let gd = super::mycpu_if_any();
-    let held = (
-        super::fork_lock(),
-        crate::lwkt::wait::waitq_lock(),
-        // SAFETY: a cpu set up on this kernel thread is started.
-        (!gd.is_null()).then(|| unsafe { super::ipi::lock_queue(gd) }),
-    );
+    let held = (super::fork_lock(), crate::lwkt::wait::waitq_lock());
     // SAFETY: the prepare handler.
     unsafe { HELD.keep(held) };
 }
@@ -134,6 +123,7 @@ unsafe fn keep_only(gd: *mut globaldata) {
     // SAFETY: per the contract, the cpu's fields are ours alone.
     unsafe {
         let me = (*gd).gd_cpuid as i32;
+        super::ipi::after_fork_child(gd);
         evloop::after_fork_child();
         let p = cpu_priv(gd);
         // Dropping the inherited waker closes the child's copy of its
