@@ -335,6 +335,10 @@ c_test!(thr_overflow_ignored_raise, src: "thr_overflow", args: &["ignored-raise"
     stderr_has: &["libcaps: thread \"worker3\" overflowed its 64 KiB stack (fault at 0x"]);
 c_test!(fork_first_call_slab, src: "fork_first_call", args: &["slab"], cflags: &["-lpthread"]);
 c_test!(fork_first_call_lwkt, src: "fork_first_call", args: &["lwkt"], cflags: &["-lpthread"]);
+c_test!(fork_vcpu_main, src: "fork_vcpu", args: &["main"]);
+c_test!(fork_vcpu_vcpu, src: "fork_vcpu", args: &["vcpu"]);
+c_test!(fork_vcpu_dead_cpu, src: "fork_vcpu", args: &["dead-cpu"],
+    stderr_has: &["no cpu 0: its kernel thread is not in this fork() child"]);
 // ---- slab allocator ----------------------------------------------------
 c_test!(slab_basic, src: "slab_basic");
 c_test!(slab_basic_static, src: "slab_basic", static_link: true);

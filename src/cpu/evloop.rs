@@ -61,6 +61,9 @@ struct Slot {
 
 struct EvLoop {
     ep: OwnedFd,
+    /// The process that made the loop: a `fork()` child finds its
+    /// parent's pid here until [`after_fork_child`] gives it its own.
+    pid: libc::pid_t,
     /// Run before the cpu blocks (`poll` with a non-zero timeout).
     idle_hooks: Vec<(u64, Option<IdleHook>)>,
     next_hook: u64,
@@ -73,6 +76,9 @@ struct EvLoop {
 /// Wakes a cpu's event loop from any kernel thread.
 pub struct Waker {
     fd: OwnedFd,
+    /// The epoll instance the eventfd wakes (owned by the loop; kept here
+    /// so that a `fork()` child can close its copy, see [`close_inherited`]).
+    ep: RawFd,
 }
 
 impl Waker {
@@ -120,11 +126,14 @@ impl EvLoop {
                 errno()
             );
         }
+        let ep_raw = ep.as_raw_fd();
         EvLoop {
             ep,
+            // SAFETY: no preconditions.
+            pid: unsafe { libc::getpid() },
             idle_hooks: Vec::new(),
             next_hook: 0,
-            waker: Arc::new(Waker { fd: ev }),
+            waker: Arc::new(Waker { fd: ev, ep: ep_raw }),
             slots: Vec::new(),
             free: Vec::new(),
             live: 0,
@@ -274,8 +283,10 @@ pub fn run_idle_hooks() {
 /// on them would take the parent's events, and `EPOLL_CTL_DEL` would
 /// remove the parent's registrations. This cpu gets fresh ones; the
 /// inherited registrations and idle hooks are forgotten (their tokens
-/// stay stale), the parent's are left alone. Called by the CAPS fork
-/// handler in the child's only thread.
+/// stay stale), the parent's are left alone. Called in the child's only
+/// thread by the CAPS and the cpu fork handlers, in either order: the
+/// loop is renewed once per process. The cpu's own waker must then be
+/// taken again ([`waker`]).
 pub fn after_fork_child() {
     let _ = LOOP.try_with(|l| {
         let Ok(mut l) = l.try_borrow_mut() else {
@@ -284,6 +295,10 @@ pub fn after_fork_child() {
         let Some(old) = l.as_mut() else {
             return;
         };
+        // SAFETY: no preconditions.
+        if old.pid == unsafe { libc::getpid() } {
+            return;
+        }
         let mut fresh = EvLoop::new();
         fresh.next_hook = old.next_hook;
         fresh.slots = old
@@ -301,6 +316,26 @@ pub fn after_fork_child() {
         *l = Some(fresh);
     });
     ALL_SOURCES.store(0, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// In a `fork()` child: close the child's copies of the epoll instance
+/// and eventfd behind `w`, the waker of a cpu whose kernel thread is not
+/// in the child (its loop lives in that thread's thread-local storage,
+/// which nothing here drops). The parent's descriptors and registrations
+/// are not touched: the open files stay open as long as the parent holds
+/// them, and no `EPOLL_CTL_DEL` is made.
+///
+/// # Safety
+/// Only in the child's only thread, and `w` must be the last reference
+/// anything in the child will use (it is leaked: the dead thread's loop
+/// holds another, never dropped, so the descriptors are closed once).
+pub unsafe fn close_inherited(w: Arc<Waker>) {
+    // SAFETY: per the contract, nothing else closes or uses them here.
+    unsafe {
+        libc::close(w.ep);
+        libc::close(w.fd.as_raw_fd());
+    }
+    core::mem::forget(w);
 }
 
 /// Number of registered descriptors on this cpu.

@@ -1,27 +1,45 @@
 //! `fork()` and the thread package.
 //!
-//! * The locks a fork could copy in a held state (`caps_fork_vcpu`'s, and
+//! * The locks a fork could copy in a held state (`caps_fork_vcpu`'s and
 //!   the wait queues' lock) are taken by the forking thread before the
 //!   fork and released in both processes after, as `slab::fork` does for
-//!   the allocator.
-//! * A child forked by a kernel thread that is not a libcaps cpu has none
-//!   of the parent's cpus (their kernel threads do not exist in it), and
-//!   may have been forked while another thread was setting up cpu 0: it
-//!   forgets them all, and its first LWKT call sets up cpu 0 afresh on
-//!   its own kernel thread. A child forked by a cpu keeps that cpu and
-//!   its threads, as before.
+//!   the allocator. The forking cpu's IPI queue is not (a sender may hold
+//!   other locks meanwhile): the child replaces it if it was in use.
+//! * The child has only the forking kernel thread. A cpu is its kernel
+//!   thread, so the child keeps at most one cpu:
+//!   - forked by a kernel thread that is not a libcaps cpu (perhaps while
+//!     another thread was setting up cpu 0), it forgets every cpu, and its
+//!     first LWKT call sets up cpu 0 afresh on its own kernel thread;
+//!   - forked by cpu `k` (usually cpu 0, `main`), it keeps that cpu, its
+//!     threads and its pending IPIs, with a new epoll instance and wakeup
+//!     eventfd of its own: the inherited ones are the parent's open files,
+//!     where the parent could take the child's wakeups. The other cpus and
+//!     the threads on them are gone: they are no longer counted (`ncpus`
+//!     becomes `k + 1`, the deadlock check and `main`'s resumption count
+//!     only this cpu's threads), listed, or accepted as a target, and
+//!     `caps_fork_vcpu` in the child starts new ones from `k + 1`.
+//!
+//!   The child's copies of the other cpus' descriptors are closed; nothing
+//!   is removed from an epoll instance (an `EPOLL_CTL_DEL` would act on
+//!   the parent's).
 //!
 //! The handlers are registered when the library is loaded (an
 //! `.init_array` entry), never on first use, which another thread could
 //! be in the middle of at a fork.
 
-use core::sync::atomic::AtomicBool;
+use core::ptr;
+use core::sync::atomic::{AtomicBool, Ordering};
 use std::sync::MutexGuard;
 
+use super::{
+    ASLEEP, CPU0_TAKEN, LIVE, MP_WAITERS, USER_THREADS, cpu_priv, evloop, globaldata_find,
+    live_cpus, mp_lock, ncpus,
+};
+use crate::abi::globaldata;
 use crate::atfork::{Held, register_once};
 
 /// The locks held from `prepare` to `parent`/`child`, in this order (no
-/// code path holds both).
+/// code path holds two of them).
 static HELD: Held<(MutexGuard<'static, ()>, MutexGuard<'static, ()>)> = Held::new();
 
 #[used]
@@ -49,7 +67,79 @@ extern "C" fn parent() {
 extern "C" fn child() {
     // SAFETY: the child handler.
     unsafe { HELD.release() };
-    if super::mycpu_if_any().is_null() {
-        super::forget_cpus();
+    let gd = super::mycpu_if_any();
+    // SAFETY: the child's only thread; `gd` is NULL or its cpu.
+    unsafe {
+        for cpu in live_cpus() {
+            let o = globaldata_find(cpu);
+            if o != gd {
+                forget_cpu(o);
+            }
+        }
+        ASLEEP.store(0, Ordering::SeqCst);
+        MP_WAITERS.store(0, Ordering::SeqCst);
+        if gd.is_null() {
+            forget_cpus();
+        } else {
+            keep_only(gd);
+        }
+    }
+}
+
+/// A cpu of the parent whose kernel thread is not in this child: close
+/// the child's copies of its descriptors, silence wakeups sent to it and
+/// take it off the list of cpus (`gd_self`, as the debugger reads it).
+///
+/// # Safety
+/// The child's only thread; `gd` a cpu started in the parent.
+unsafe fn forget_cpu(gd: *mut globaldata) {
+    // SAFETY: per the contract, nothing else uses the cpu here.
+    unsafe {
+        if let Some(w) = (*cpu_priv(gd)).waker.take() {
+            evloop::close_inherited(w);
+        }
+        (*gd).gd_self = ptr::null_mut();
+    }
+}
+
+/// Forked by a kernel thread that is not a cpu: the thread package starts
+/// over on the next LWKT call. The parent's structures are left as they
+/// are (set up again when used).
+fn forget_cpus() {
+    CPU0_TAKEN.store(false, Ordering::SeqCst);
+    ncpus.store(1, Ordering::SeqCst);
+    LIVE.store(0, Ordering::SeqCst);
+    USER_THREADS.store(0, Ordering::SeqCst);
+    mp_lock.store(-1, Ordering::SeqCst);
+    evloop::forget_all_sources();
+}
+
+/// Forked by cpu `gd`: it is the child's only cpu, with wakeup objects
+/// of its own.
+///
+/// # Safety
+/// The child's only thread, which runs cpu `gd`.
+unsafe fn keep_only(gd: *mut globaldata) {
+    // SAFETY: per the contract, the cpu's fields are ours alone.
+    unsafe {
+        let me = (*gd).gd_cpuid as i32;
+        super::ipi::after_fork_child(gd);
+        evloop::after_fork_child();
+        let p = cpu_priv(gd);
+        // Dropping the inherited waker closes the child's copy of its
+        // eventfd (the old loop is gone).
+        drop((*p).waker.take());
+        let _ = (*p).waker.set(evloop::waker());
+        (*p).sleeping.store(false, Ordering::SeqCst);
+        (*gd).gd_other_cpus = 0;
+        LIVE.store((*gd).gd_cpumask, Ordering::SeqCst);
+        ncpus.store(me + 1, Ordering::SeqCst);
+        if mp_lock.load(Ordering::SeqCst) != me {
+            mp_lock.store(-1, Ordering::SeqCst);
+        }
+        USER_THREADS.store(
+            crate::lwkt::thread::count_user_threads(gd),
+            Ordering::SeqCst,
+        );
     }
 }

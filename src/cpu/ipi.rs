@@ -49,6 +49,55 @@ pub unsafe fn send(target: *mut globaldata, func: IpiFn, arg: *mut c_void) {
     }
 }
 
+/// Lock the IPI queue of `gd`.
+///
+/// # Safety
+/// `gd` must be a started cpu.
+unsafe fn lock_queue(gd: *mut globaldata) -> std::sync::MutexGuard<'static, Vec<Ipi>> {
+    // SAFETY: the private state of a started cpu lives forever.
+    let p: &'static super::CpuPriv = unsafe { &*cpu_priv(gd) };
+    p.ipiq.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// In a `fork()` child, for the forking cpu `gd`: a sender on a kernel
+/// thread the child lacks may have held the queue's lock at the fork
+/// (not taken across `fork()`: senders may hold other locks meanwhile).
+/// The queue is then replaced by an empty one (that sender's entry may be
+/// half added), with one log line.
+///
+/// # Safety
+/// The child's only thread; `gd` its cpu.
+pub unsafe fn after_fork_child(gd: *mut globaldata) {
+    // SAFETY: per the contract, nothing else uses the queue.
+    unsafe {
+        let p = cpu_priv(gd);
+        let held = matches!(
+            (*p).ipiq.try_lock(),
+            Err(std::sync::TryLockError::WouldBlock)
+        );
+        if held {
+            crate::warn!(
+                "fork",
+                "the IPI queue of cpu {} was in use by another kernel thread at fork(): its entries are dropped in the child",
+                (*gd).gd_cpuid
+            );
+            core::ptr::write(&raw mut (*p).ipiq, std::sync::Mutex::new(Vec::new()));
+        }
+    }
+}
+
+/// How many calls queued for `gd` are to `func`.
+///
+/// # Safety
+/// `gd` must be a started cpu.
+pub unsafe fn count_queued(gd: *mut globaldata, func: IpiFn) -> usize {
+    // SAFETY: per the contract.
+    let q = unsafe { lock_queue(gd) };
+    q.iter()
+        .filter(|i| core::ptr::fn_addr_eq(i.func, func))
+        .count()
+}
+
 /// Run every call queued for the current cpu `gd` (and clear its wake
 /// request). Cheap when nothing is pending: one load.
 ///

@@ -97,10 +97,28 @@ pub const SOCK_SPIN_MIN_NS: u32 = 1_000;
 
 /// Cpus asleep in [`wait_for_work`] with nothing pending.
 static ASLEEP: AtomicI32 = AtomicI32::new(0);
-/// Cpus whose kernel thread runs (cpu ids `0..STARTED`): a new cpu counts
-/// itself before it can first sleep, while `ncpus` only grows once its
-/// creator resumes.
-static STARTED: AtomicI32 = AtomicI32::new(0);
+/// Cpus whose kernel thread runs in this process (bit per cpu id): a new
+/// cpu counts itself before it can first sleep, while `ncpus` only grows
+/// once its creator resumes. After a `fork()` only the forking cpu is left
+/// (`cpu::fork`), so this is not always `0..ncpus`.
+static LIVE: AtomicU32 = AtomicU32::new(0);
+
+/// Does cpu `cpu` (below `ncpus`) have its kernel thread in this process?
+pub fn is_live(cpu: c_int) -> bool {
+    LIVE.load(Ordering::Acquire) & (1u32 << cpu) != 0
+}
+
+/// The ids of the cpus whose kernel thread runs in this process.
+pub fn live_cpus() -> impl Iterator<Item = c_int> {
+    let mut m = LIVE.load(Ordering::SeqCst);
+    core::iter::from_fn(move || {
+        (m != 0).then(|| {
+            let cpu = m.trailing_zeros() as c_int;
+            m &= m - 1;
+            cpu
+        })
+    })
+}
 
 /// Per-cpu state that C never sees; `gd_vcpu` points to it.
 ///
@@ -263,7 +281,7 @@ pub unsafe fn wait_for_work(gd: *mut globaldata) {
         (*p).sleeping.store(true, Ordering::SeqCst);
         if rf.load(Ordering::SeqCst) == 0 {
             (*p).sleeps += 1;
-            let n = STARTED.load(Ordering::SeqCst);
+            let n = LIVE.load(Ordering::SeqCst).count_ones() as i32;
             if ASLEEP.fetch_add(1, Ordering::SeqCst) + 1 == n && n > 1 && nothing_can_wake(n) {
                 lt::report_deadlock_all(n);
             }
@@ -333,7 +351,7 @@ pub fn sock_spin_slept(budget: &mut u32, t0: std::time::Instant) {
     }
 }
 
-/// Called by the last of the `n` started cpus to fall asleep: is every cpu
+/// Called by the last of the `n` live cpus to fall asleep: is every cpu
 /// asleep with no request pending, and no socket anywhere that could wake
 /// one? (A cpu woken by a request has it in its `gd_reqflags` until it
 /// runs; only a running cpu sends requests, and none runs. A cpu being
@@ -342,8 +360,8 @@ fn nothing_can_wake(n: i32) -> bool {
     if evloop::all_sources() != 0 || ASLEEP.load(Ordering::SeqCst) != n {
         return false;
     }
-    (0..n).all(|cpu| {
-        // SAFETY: cpus below ncpus are started.
+    live_cpus().all(|cpu| {
+        // SAFETY: live cpus are started.
         unsafe { reqflags(globaldata_find(cpu)).load(Ordering::SeqCst) == 0 }
     })
 }
@@ -400,7 +418,7 @@ pub fn adopt() -> *mut globaldata {
     unsafe { crate::slab::gd::adopt_cpu(&raw mut (*gd).gd_slab) };
     // SAFETY: gd is set up; only this thread sets its waker.
     let _ = unsafe { (*cpu_priv(gd)).waker.set(evloop::waker()) };
-    STARTED.fetch_add(1, Ordering::SeqCst);
+    LIVE.fetch_or(1, Ordering::SeqCst);
     gd
 }
 
@@ -409,21 +427,6 @@ static FORK_LOCK: Mutex<()> = Mutex::new(());
 
 fn fork_lock() -> std::sync::MutexGuard<'static, ()> {
     FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// In a child forked by a kernel thread that is not a cpu (see
-/// `cpu::fork`): no cpu of the parent exists here, so the thread package
-/// starts over on the next LWKT call. The parent's structures are left as
-/// they are (set up again when used).
-fn forget_cpus() {
-    CPU0_TAKEN.store(false, Ordering::SeqCst);
-    ncpus.store(1, Ordering::SeqCst);
-    STARTED.store(0, Ordering::SeqCst);
-    ASLEEP.store(0, Ordering::SeqCst);
-    USER_THREADS.store(0, Ordering::SeqCst);
-    MP_WAITERS.store(0, Ordering::SeqCst);
-    mp_lock.store(-1, Ordering::SeqCst);
-    evloop::forget_all_sources();
 }
 
 /// `caps_fork_vcpu()`: start the next virtual cpu on a new kernel thread
@@ -439,8 +442,9 @@ pub fn fork_vcpu() -> c_int {
         return -1;
     }
     let gd = globaldata_find(n);
-    // SAFETY: gdary[n] has never been used (ncpus only grows, under
-    // FORK_LOCK).
+    // SAFETY: gdary[n] is not in use (ncpus only grows, under FORK_LOCK;
+    // in a fork() child it was reset to the forking cpu's id + 1, and the
+    // parent's cpus above it do not run here).
     unsafe { gdinit_cpu(gd, n) };
     let ready = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
     let r2 = Arc::clone(&ready);
@@ -463,7 +467,7 @@ pub fn fork_vcpu() -> c_int {
     drop(started);
     crate::lwkt::san::acquire(gd);
     let bit = 1u32 << n;
-    for cpu in 0..n {
+    for cpu in live_cpus().filter(|&c| c != n) {
         let o = globaldata_find(cpu);
         // SAFETY: started cpus; the masks are only updated here, under
         // FORK_LOCK, through atomic views.
@@ -473,7 +477,7 @@ pub fn fork_vcpu() -> c_int {
     }
     // SAFETY: as above; the new cpu reads its own mask only after this.
     unsafe {
-        let others = (1u32 << n) - 1;
+        let others = LIVE.load(Ordering::SeqCst) & !bit;
         AtomicU32::from_ptr(&raw mut (*gd).gd_other_cpus).store(others, Ordering::Relaxed);
     }
     ncpus.store(n + 1, Ordering::Release);
@@ -498,7 +502,8 @@ fn vcpu_main(gd: *mut globaldata, ready: Arc<(Mutex<bool>, std::sync::Condvar)>)
         crate::slab::gd::adopt_cpu(&raw mut (*gd).gd_slab);
         let _ = (*cpu_priv(gd)).waker.set(evloop::waker());
     }
-    STARTED.fetch_add(1, Ordering::SeqCst);
+    // SAFETY: set up above by this thread.
+    LIVE.fetch_or(unsafe { (*gd).gd_cpumask }, Ordering::SeqCst);
     crate::lwkt::san::release(gd);
     {
         let (m, cv) = &*ready;

@@ -225,6 +225,28 @@ unsafe extern "C" fn register_schedule_ipi(arg: *mut c_void) {
     }
 }
 
+/// The threads of `gd` that count in [`cpu::USER_THREADS`]: those on its
+/// thread list, and those another cpu made for it whose registration is
+/// still queued (for a `fork()` child, which keeps only this cpu).
+///
+/// # Safety
+/// `gd` must be a started cpu whose thread list nobody changes meanwhile.
+pub unsafe fn count_user_threads(gd: *mut globaldata) -> i32 {
+    // SAFETY: per the contract.
+    unsafe {
+        let mut n =
+            ipi::count_queued(gd, register_ipi) + ipi::count_queued(gd, register_schedule_ipi);
+        let mut td = tdqueue::first(&raw const (*gd).gd_tdallq);
+        while !td.is_null() {
+            if (*td).td_flags & TDF_SYSTHREAD == 0 {
+                n += 1;
+            }
+            td = tdqueue::next(td, Link::Allq);
+        }
+        n as i32
+    }
+}
+
 /// `lwkt_init_thread` for a thread of another cpu: initialise it here and
 /// let its cpu register it.
 ///
@@ -411,6 +433,12 @@ pub fn target_cpu(func: &str, cpu_id: c_int) -> *mut globaldata {
     let n = cpu::ncpus.load(Ordering::Acquire);
     if cpu_id < 0 || cpu_id >= n {
         fatal!(func, "no cpu {cpu_id} (ncpus is {n})");
+    }
+    if !cpu::is_live(cpu_id) {
+        fatal!(
+            func,
+            "no cpu {cpu_id}: its kernel thread is not in this fork() child"
+        );
     }
     cpu::globaldata_find(cpu_id)
 }
@@ -1024,7 +1052,7 @@ unsafe fn thread_states(gd: *mut globaldata) -> String {
 /// cpu sleeps with no request pending (their lists are not changing).
 pub unsafe fn report_deadlock_all(ncpus: i32) -> ! {
     let mut lines = String::new();
-    for cpu in 0..ncpus {
+    for cpu in cpu::live_cpus() {
         // SAFETY: per the contract; started cpus are valid forever.
         lines += &unsafe { thread_states(cpu::globaldata_find(cpu)) };
     }
