@@ -29,8 +29,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Instant;
 
 use super::conn::{
-    Budget, CANDIDATE_HELLO_MS, Conn, Gate, HELLO_DEADLINE, ReadEnd, accept, errno, handshake,
-    log_hello_drops, read_exact_timeout, set_nonblocking,
+    Budget, CANDIDATE_HELLO_MS, Conn, Gate, HELLO_DEADLINE, HELLO_TIMEOUT_MS, ReadEnd, accept,
+    errno, handshake, log_hello_drops, read_exact_timeout, set_nonblocking,
 };
 use super::cred::{Cred, SysAccess};
 use super::rendezvous::{self, Errno, Listener};
@@ -1002,8 +1002,18 @@ fn connect_any(
         status: flags as u32,
     };
     let mut silent = None;
-    for node in matching_nodes(dir, name, uid, gid) {
+    let nodes = matching_nodes(dir, name, uid, gid);
+    let last = nodes.len().saturating_sub(1);
+    for (i, node) in nodes.into_iter().enumerate() {
         let owner = (node.uid, node.gid);
+        // A short deadline while another candidate remains (a silent node
+        // must not hide a live one); the last candidate gets the ordinary
+        // one, so a busy but live service is not given up on after 1 s.
+        let deadline = if i == last {
+            HELLO_TIMEOUT_MS
+        } else {
+            CANDIDATE_HELLO_MS
+        };
         match handshake(
             &node.path,
             &hello,
@@ -1011,12 +1021,12 @@ fn connect_any(
             &pump_services,
             "caps_sys_client",
             name,
-            CANDIDATE_HELLO_MS,
+            deadline,
         ) {
             Ok(fd) => {
                 // The server follows its hello with its generation.
                 let mut b = [0u8; HEADER_LEN];
-                match read_exact_timeout(fd.as_raw_fd(), &mut b, CANDIDATE_HELLO_MS) {
+                match read_exact_timeout(fd.as_raw_fd(), &mut b, deadline) {
                     Err(libc::ETIMEDOUT) => {
                         silent = Some(node.path);
                         continue;
@@ -1042,7 +1052,7 @@ fn connect_any(
     if let Some(p) = silent {
         warn!(
             "caps_sys_client",
-            "service {}: {} accepted but sent no hello within {CANDIDATE_HELLO_MS} ms, and no other candidate answered",
+            "service {}: {} accepted but sent no hello in time, and no other candidate answered",
             String::from_utf8_lossy(name),
             p.display()
         );
