@@ -22,7 +22,7 @@ pub mod ipi;
 
 use core::ffi::c_int;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::abi::{
@@ -95,8 +95,14 @@ pub const SPIN_MIN: u32 = 32;
 pub const SOCK_SPIN_MAX_NS: u32 = 50_000;
 pub const SOCK_SPIN_MIN_NS: u32 = 1_000;
 
-/// Cpus asleep in [`wait_for_work`] with nothing pending.
-static ASLEEP: AtomicI32 = AtomicI32::new(0);
+/// Cpus asleep in [`wait_for_work`] with nothing pending (low 32 bits),
+/// and the number of sleeps ended (high 32 bits, wrapping): a deadlock
+/// check that reads the same value before and after looking at every
+/// cpu's `gd_reqflags` saw no cpu wake (and clear its requests) meanwhile.
+static ASLEEP: AtomicU64 = AtomicU64::new(0);
+/// Added to [`ASLEEP`] when a sleep ends: one sleeper less, one ended
+/// sleep more.
+const ASLEEP_WOKE: u64 = (1 << 32) - 1;
 /// Cpus whose kernel thread runs in this process (bit per cpu id): a new
 /// cpu counts itself before it can first sleep, while `ncpus` only grows
 /// once its creator resumes. After a `fork()` only the forking cpu is left
@@ -282,12 +288,15 @@ pub unsafe fn wait_for_work(gd: *mut globaldata) {
         if rf.load(Ordering::SeqCst) == 0 {
             (*p).sleeps += 1;
             let n = LIVE.load(Ordering::SeqCst).count_ones() as i32;
-            if ASLEEP.fetch_add(1, Ordering::SeqCst) + 1 == n && n > 1 && nothing_can_wake(n) {
+            let asleep = ASLEEP.fetch_add(1, Ordering::SeqCst) + 1;
+            if asleep as u32 == n as u32 && n > 1 && nothing_can_wake(n) {
                 lt::report_deadlock_all(n);
             }
             let t0 = std::time::Instant::now();
             let woke = evloop::poll(-1);
-            ASLEEP.fetch_sub(1, Ordering::SeqCst);
+            // Before this cpu can clear its requests: a deadlock check
+            // running meanwhile sees the value change.
+            ASLEEP.fetch_add(ASLEEP_WOKE, Ordering::SeqCst);
             // A socket that became ready soon after the cpu fell asleep
             // would have been caught by polling that long: let the
             // budget grow back to it (it cannot grow from polls alone
@@ -357,13 +366,18 @@ pub fn sock_spin_slept(budget: &mut u32, t0: std::time::Instant) {
 /// runs; only a running cpu sends requests, and none runs. A cpu being
 /// created keeps its creator awake until it has counted itself.)
 fn nothing_can_wake(n: i32) -> bool {
-    if evloop::all_sources() != 0 || ASLEEP.load(Ordering::SeqCst) != n {
+    let before = ASLEEP.load(Ordering::SeqCst);
+    if evloop::all_sources() != 0 || before as u32 != n as u32 {
         return false;
     }
+    // A cpu counted in `before` may wake (its request set), clear its
+    // requests and send new ones while the flags are read one by one:
+    // only a pass during which no sleep ended is conclusive (a check cut
+    // short is made again when the cpus fall asleep again).
     live_cpus().all(|cpu| {
         // SAFETY: live cpus are started.
         unsafe { reqflags(globaldata_find(cpu)).load(Ordering::SeqCst) == 0 }
-    })
+    }) && ASLEEP.load(Ordering::SeqCst) == before
 }
 
 /// `&gdary[cpu]`.
