@@ -4,6 +4,7 @@
 mod conn;
 pub mod cred;
 pub mod port;
+pub mod probe;
 pub mod rendezvous;
 pub mod sys;
 pub mod wire;
