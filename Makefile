@@ -1,11 +1,13 @@
 # libcaps for Linux -- build, install and test.
 #
-#   make                      build libcaps.so.1.0.0 and libcaps.a (release)
+#   make                      build libcaps.so.1.0.0, libcaps.a and capsctl
+#                             (release)
 #   make install PREFIX=/usr/local DESTDIR=
 #                             install what `make` built (never builds);
 #                             runs ldconfig when DESTDIR is empty
 #   make uninstall            remove exactly what install put there
-#                             (libraries, headers, pkg-config file, man pages)
+#                             (libraries, headers, pkg-config file, capsctl,
+#                             man pages)
 #   make test                 the whole test suite
 #   make demo                 the caps1 demo (see README)
 #   make bench                benchmarks (see BENCHMARKS.md)
@@ -15,6 +17,7 @@ VERSION    := 1.0.0
 MAJOR      := 1
 PREFIX     ?= /usr/local
 LIBDIR     ?= $(PREFIX)/lib
+BINDIR     ?= $(PREFIX)/bin
 INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 DOCDIR     ?= $(PREFIX)/share/doc/libcaps
@@ -44,10 +47,10 @@ STAGE      := $(CURDIR)/build/stage
 HEADERS    := $(shell cd include && find . -name '*.h' | sed 's|^\./||' | sort)
 HEADER_DIRS := $(shell cd include && find . -mindepth 1 -type d | sed 's|^\./||' | sort -r)
 
-.PHONY: all lib install uninstall stage test check-install check-exports check-docs demo bench bench-caps bench-caps-sys \
+.PHONY: all lib capsctl install uninstall stage test check-install check-exports check-docs demo bench bench-caps bench-caps-sys \
 	bench-threads bench-slab bench-encoding bench-vcpu headers clean
 
-all: lib
+all: lib capsctl
 
 # libcaps.a and libcaps.so both export exactly the symbols of libcaps.map
 # (tools/link-lib.sh: one relocatable object, everything else local).
@@ -56,9 +59,15 @@ lib:
 	mkdir -p $(OUT)
 	sh tools/link-lib.sh $(TARGET_DIR)/libcaps.a libcaps.map $(OUT) $(VERSION) $(MAJOR)
 
+# The operator's tool (man/capsctl.1): lists and cleans CAPS services.
+capsctl:
+	$(CARGO) build $(CARGO_PROFILE) --locked -p libcaps --bin capsctl
+	mkdir -p $(OUT)
+	cp $(TARGET_DIR)/capsctl $(OUT)/capsctl
+
 # install only copies what `make` built (so `sudo make install` never runs
 # cargo as root); without the built files it stops.
-BUILT      := $(OUT)/libcaps.so.$(VERSION) $(OUT)/libcaps.a
+BUILT      := $(OUT)/libcaps.so.$(VERSION) $(OUT)/libcaps.a $(OUT)/capsctl
 $(BUILT):
 	@echo "$@ is missing: run 'make' first (as yourself), then 'make install'" >&2; exit 1
 
@@ -68,6 +77,7 @@ install: $(BUILT)
 	ln -sfn libcaps.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libcaps.so.$(MAJOR)
 	ln -sfn libcaps.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libcaps.so
 	install -m 644 $(OUT)/libcaps.a $(DESTDIR)$(LIBDIR)/libcaps.a
+	install -D -m 755 $(OUT)/capsctl $(DESTDIR)$(BINDIR)/capsctl
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
 	    libcaps.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/libcaps.pc
@@ -86,7 +96,8 @@ install: $(BUILT)
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libcaps.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libcaps.so.$(MAJOR) \
 	    $(DESTDIR)$(LIBDIR)/libcaps.so $(DESTDIR)$(LIBDIR)/libcaps.a \
-	    $(DESTDIR)$(PKGCONFIGDIR)/libcaps.pc
+	    $(DESTDIR)$(PKGCONFIGDIR)/libcaps.pc $(DESTDIR)$(BINDIR)/capsctl
+	rmdir $(DESTDIR)$(BINDIR) 2>/dev/null || true
 	for h in $(HEADERS); do rm -f $(DESTDIR)$(INCLUDEDIR)/libcaps/$$h; done
 	for d in $(HEADER_DIRS); do rmdir $(DESTDIR)$(INCLUDEDIR)/libcaps/$$d 2>/dev/null || true; done
 	rmdir $(DESTDIR)$(INCLUDEDIR)/libcaps 2>/dev/null || true
@@ -106,15 +117,18 @@ uninstall:
 # man/*.3 (mdoc(7), section 3) go to MANDIR/man3; every other name a page's
 # NAME section lists (.Nm) becomes a symlink NAME.3 -> PAGE.3, so that
 # `man lwkt_domsg` finds lwkt_msgport.3. man/names.sh prints the pairs.
+# man/*.1 (the commands) go to MANDIR/man1.
 MANDIR     ?= $(PREFIX)/share/man
 MANPAGES   := $(sort $(wildcard man/*.3))
+MANPAGES1  := $(sort $(wildcard man/*.1))
 
 .PHONY: install-man uninstall-man
 install: install-man
 uninstall: uninstall-man
 
 install-man:
-	install -d $(DESTDIR)$(MANDIR)/man3
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3
+	for p in $(MANPAGES1); do install -m 644 $$p $(DESTDIR)$(MANDIR)/man1/ || exit 1; done
 	for p in $(MANPAGES); do install -m 644 $$p $(DESTDIR)$(MANDIR)/man3/ || exit 1; done
 	sh man/names.sh $(MANPAGES) | while read page name; do \
 	    [ "$$name.3" = "$$page" ] || ln -sfn $$page $(DESTDIR)$(MANDIR)/man3/$$name.3 || exit 1; \
@@ -124,13 +138,14 @@ uninstall-man:
 	sh man/names.sh $(MANPAGES) | while read page name; do \
 	    rm -f $(DESTDIR)$(MANDIR)/man3/$$name.3 $(DESTDIR)$(MANDIR)/man3/$$page; \
 	done
-	rmdir $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR) 2>/dev/null || true
+	for p in $(MANPAGES1); do rm -f $(DESTDIR)$(MANDIR)/man1/$${p##*/}; done
+	rmdir $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR) 2>/dev/null || true
 	rmdir $(DESTDIR)$(PREFIX)/share 2>/dev/null || true
 # ---- end of manual pages ---------------------------------------------------
 
 # Install into build/stage (PREFIX=/usr): what the C tests and the ABI test
 # compile against.
-stage: lib
+stage: lib capsctl
 	rm -rf $(STAGE)
 	$(MAKE) install DESTDIR=$(STAGE) PREFIX=/usr
 
@@ -154,7 +169,7 @@ demo: stage
 	sh examples/caps1_demo.sh build/caps1 $(DEMO_ROUNDS)
 
 # install/uninstall round trip: SONAME, links, pkg-config, nothing left.
-check-install: lib
+check-install: lib capsctl
 	sh tests/install_tree.sh
 
 # What libcaps.so and libcaps.a export, against libcaps.map and the headers.

@@ -1,7 +1,7 @@
 #!/bin/sh
 # make install / make uninstall round trip into a scratch DESTDIR: the
 # library carries SONAME libcaps.so.1, the links, the pkg-config file and
-# the license are right, a program links with `pkg-config --cflags --libs
+# the license are right, capsctl is in bin, a program links with `pkg-config --cflags --libs
 # libcaps`, the manual pages and their links are there, and uninstall
 # leaves no file behind. Also: install never builds (it asks for `make`
 # first), and runs ldconfig only when it installs into the live system
@@ -43,6 +43,12 @@ for name in $(sh man/names.sh $pages | awk '{ print $2 }'); do
 	[ -f "$man3/$name.3" ] || badlinks="$badlinks $name"
 done
 [ -z "$badlinks" ] && ok "$nnames names (.Nm) reach their page" || bad "names without a page:$badlinks"
+[ -x "$dest/opt/caps/bin/capsctl" ] && "$dest/opt/caps/bin/capsctl" --help | grep -q '^  list' &&
+    ok "bin/capsctl runs (--help)" || bad "bin/capsctl missing or its --help fails"
+man1=$dest/opt/caps/share/man/man1
+missing=
+for p in man/*.1; do [ -f "$man1/${p##*/}" ] || missing="$missing ${p##*/}"; done
+[ -z "$missing" ] && ok "$(ls man/*.1 | wc -l) section 1 page(s) in share/man/man1" || bad "man1 pages missing:$missing"
 if command -v man >/dev/null 2>&1; then
 	found=$(MANPATH=$dest/opt/caps/share/man man -w lwkt_domsg 2>/dev/null || true)
 	[ "$found" = "$man3/lwkt_msgport.3" ] && ok "MANPATH=... man -w lwkt_domsg: lwkt_msgport.3" ||

@@ -1,8 +1,11 @@
 #!/bin/sh
-# The manual pages (man/*.3), run by `make test` after `make stage`:
-#  1. `mandoc -Tlint -W warning` says nothing about any page, and every
-#     page has the sections NAME, LIBRARY, SYNOPSIS, DESCRIPTION, RETURN
-#     VALUES, ERRORS, SEE ALSO, HISTORY and COMPATIBILITY;
+# The manual pages (man/*.3, man/*.1), run by `make test` after `make stage`:
+#  1. `mandoc -Tlint -W warning` says nothing about any page, every
+#     section 3 page has the sections NAME, LIBRARY, SYNOPSIS, DESCRIPTION,
+#     RETURN VALUES, ERRORS, SEE ALSO, HISTORY and COMPATIBILITY, and every
+#     section 1 page NAME, SYNOPSIS, DESCRIPTION, EXIT STATUS, SEE ALSO
+#     and HISTORY; each section 1 page is installed in man1 and documents
+#     the command that `--help` describes;
 #  2. every API symbol libcaps.so exports, every inline function of the
 #     installed headers and every function-like or lower-case macro
 #     (curthread, mycpu) is a name (.Nm) of some page, every other macro
@@ -22,6 +25,7 @@ pass=0 fail=0
 ok() { pass=$((pass + 1)); echo "ok   $1"; }
 bad() { fail=$((fail + 1)); echo "FAIL $1"; }
 pages=$(ls man/*.3)
+pages1=$(ls man/*.1)
 
 # Exported symbols that have no page of their own:
 #   __libcaps_mycpu, libcaps_mycpu_slow: the machinery of the mycpu macro
@@ -35,9 +39,9 @@ extra="libcaps"
 if ! command -v mandoc >/dev/null 2>&1; then
 	bad "mandoc is not installed (apt-get install mandoc)"
 else
-	lint=$(mandoc -Tlint -W warning $pages 2>&1 || true)
+	lint=$(mandoc -Tlint -W warning $pages $pages1 2>&1 || true)
 	if [ -z "$lint" ]; then
-		ok "mandoc -Tlint -W warning: nothing on $(echo $pages | wc -w) pages"
+		ok "mandoc -Tlint -W warning: nothing on $(echo $pages $pages1 | wc -w) pages"
 	else
 		bad "mandoc -Tlint -W warning:"
 		echo "$lint"
@@ -53,6 +57,30 @@ for p in $pages; do
 	done
 done
 [ -z "$missing" ] && ok "every page has NAME ... COMPATIBILITY" || bad "sections missing:$missing"
+missing=
+for p in $pages1; do
+	for sec in NAME SYNOPSIS DESCRIPTION "EXIT STATUS" "SEE ALSO" HISTORY; do
+		grep -q "^\.Sh $sec\$" "$p" || missing="$missing ${p##*/}:'$sec'"
+	done
+done
+[ -z "$missing" ] && ok "every section 1 page has NAME ... HISTORY" || bad "sections missing:$missing"
+
+# each command's page is installed, and names every command its --help lists
+for p in $pages1; do
+	cmd=${p##*/}
+	cmd=${cmd%.1}
+	[ -f "$stage/usr/share/man/man1/$cmd.1" ] && ok "$cmd.1 installed in man1" ||
+	    bad "$cmd.1 is not installed in $stage/usr/share/man/man1"
+	if [ ! -x "$stage/usr/bin/$cmd" ]; then
+		bad "$cmd is not installed in $stage/usr/bin"
+		continue
+	fi
+	subs=$("$stage/usr/bin/$cmd" --help | sed -n 's/^  \([a-z][a-z]*\) .*/\1/p')
+	undoc=
+	for c in $subs; do grep -q "^\.Cm $c\( \|\$\)" "$p" || undoc="$undoc $c"; done
+	[ -n "$subs" ] && [ -z "$undoc" ] && ok "$cmd.1 documents $(echo $subs | wc -w) commands of $cmd --help" ||
+	    bad "$cmd.1 lacks commands of --help:$undoc (found: $subs)"
+done
 
 # ---- 2. every name has a page ------------------------------------------------
 sh man/names.sh $pages | awk '{ print $2 }' | sort > "$tmp/nm_names"
@@ -106,7 +134,7 @@ unknown=$(comm -23 "$tmp/nm_names" "$tmp/known" | tr '\n' ' ')
 libc3="abort assert dlopen exit malloc printf pthread_create queue sleep vsnprintf"
 { for p in $pages; do b=${p##*/}; echo "${b%.3}"; done; cat "$tmp/nm_names"
   for s in $libc3; do echo "$s"; done; } | sort -u > "$tmp/xr_ok"
-sed -n 's/^\.Xr \([A-Za-z0-9_]*\) 3.*/\1/p' $pages | sort -u > "$tmp/xr"
+sed -n 's/^\.Xr \([A-Za-z0-9_]*\) 3.*/\1/p' $pages $pages1 | sort -u > "$tmp/xr"
 dangling=$(comm -23 "$tmp/xr" "$tmp/xr_ok" | tr '\n' ' ')
 [ -z "$dangling" ] && ok "every .Xr NAME 3 reaches a page ($(wc -l < "$tmp/xr") names)" ||
     bad ".Xr to no page: $dangling"

@@ -167,7 +167,9 @@ fn scan_dir(dir: &Path, face: Face, dir_uid: Option<u32>, out: &mut Vec<Node>) {
 /// Does process `pid` exist (perhaps as another user's)?
 pub fn pid_exists(pid: i32) -> bool {
     // SAFETY: signal 0 only checks.
-    pid > 0 && (unsafe { libc::kill(pid, 0) } == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
+    pid > 0
+        && (unsafe { libc::kill(pid, 0) } == 0
+            || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
 }
 
 /// What answered at a node.
@@ -216,7 +218,9 @@ pub struct Probe {
 }
 
 fn errno() -> i32 {
-    io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 fn sockaddr(path: &[u8]) -> Option<(libc::sockaddr_un, libc::socklen_t)> {
@@ -580,7 +584,10 @@ mod tests {
         assert_eq!(temp_pid(b".caps.123"), None);
         assert_eq!(temp_pid(b".caps.x.4"), None);
         assert_eq!(temp_pid(b"svc"), None);
-        assert_eq!(v2_keys(b"a,b,1000,-"), Some((&b"a,b"[..], Some(1000), None)));
+        assert_eq!(
+            v2_keys(b"a,b,1000,-"),
+            Some((&b"a,b"[..], Some(1000), None))
+        );
         assert_eq!(v2_keys(b"svc,-,-"), Some((&b"svc"[..], None, None)));
         assert_eq!(v2_keys(b"svc,x,-"), None);
         assert_eq!(v2_keys(b"svc"), None);

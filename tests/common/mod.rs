@@ -25,6 +25,7 @@ pub fn stage() -> &'static Path {
             .arg("-C")
             .arg(root())
             .arg("lib")
+            .arg("capsctl")
             .arg("install")
             .arg("PROFILE=debug")
             .arg("PREFIX=/usr")
