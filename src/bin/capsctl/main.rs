@@ -238,12 +238,28 @@ fn clean(name: Option<&str>) -> i32 {
     let mut status = 0;
     for r in survey(&base) {
         let n = &r.node;
-        if name.is_some_and(|want| !names_node(want, n)) || r.probe.state != State::Stale {
+        if name.is_some_and(|want| !names_node(want, n)) {
+            continue;
+        }
+        let mine = me == 0 || n.uid == me;
+        // Another user's node we may not connect to may be stale or not:
+        // either way it is not ours to remove.
+        let unknown = r.probe.server.is_none()
+            && matches!(r.probe.state, State::Refusing(libc::EACCES | libc::EPERM));
+        if r.probe.state != State::Stale && (mine || !unknown) {
             continue;
         }
         let path = n.path();
-        // Without a name, another user's nodes are none of our business.
-        if name.is_none() && me != 0 && n.uid != me {
+        if !mine {
+            // Without a name, another user's nodes are none of our business.
+            if name.is_some() {
+                eprintln!(
+                    "capsctl: clean: {}: owned by uid {}, not by you: not removed",
+                    path.display(),
+                    n.uid
+                );
+                status = 1;
+            }
             continue;
         }
         match probe::remove_stale(&base, n) {

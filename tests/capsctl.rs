@@ -1,0 +1,612 @@
+//! capsctl (issue 20) against real services: the C test programs serve
+//! v1 (`caps_echo`) and v2 (`caps_hostile v2serve`) services in a private
+//! rendezvous directory laid out as `make install` does; `capsctl list
+//! --json` is parsed (by the small JSON reader below) and checked, a
+//! killed service's node shows `stale` and `clean` removes it but not a
+//! live one's, and a second user (a real account, as in caps_hostile.rs)
+//! can neither clean another's node nor connect to a 0600 service.
+
+mod common;
+
+use common::{PublicDir, TestUsers, compile_c};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn echo() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| compile_c("caps_echo-capsctl", "caps_echo", false))
+}
+
+fn hostile() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| compile_c("caps_hostile-capsctl", "caps_hostile", false))
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+// ---- a JSON reader, enough for capsctl's output ------------------------------
+
+#[derive(Clone, Debug, PartialEq)]
+enum Json {
+    Null,
+    Bool(bool),
+    Num(f64),
+    Str(String),
+    Arr(Vec<Json>),
+    Obj(BTreeMap<String, Json>),
+}
+
+impl Json {
+    fn parse(s: &str) -> Json {
+        let b = s.as_bytes();
+        let mut i = 0;
+        let v = value(b, &mut i);
+        skip_ws(b, &mut i);
+        assert_eq!(i, b.len(), "trailing bytes after the JSON value: {s}");
+        v
+    }
+
+    fn get(&self, k: &str) -> &Json {
+        match self {
+            Json::Obj(m) => m.get(k).unwrap_or_else(|| panic!("no field {k} in {self:?}")),
+            _ => panic!("not an object: {self:?}"),
+        }
+    }
+
+    fn str(&self) -> &str {
+        match self {
+            Json::Str(s) => s,
+            _ => panic!("not a string: {self:?}"),
+        }
+    }
+
+    fn num(&self) -> i64 {
+        match self {
+            Json::Num(n) => *n as i64,
+            _ => panic!("not a number: {self:?}"),
+        }
+    }
+
+    fn arr(&self) -> &[Json] {
+        match self {
+            Json::Arr(a) => a,
+            _ => panic!("not an array: {self:?}"),
+        }
+    }
+}
+
+fn skip_ws(b: &[u8], i: &mut usize) {
+    while *i < b.len() && b" \t\r\n".contains(&b[*i]) {
+        *i += 1;
+    }
+}
+
+fn expect(b: &[u8], i: &mut usize, c: u8) {
+    skip_ws(b, i);
+    assert_eq!(b.get(*i), Some(&c), "expected {:?} at {i}", c as char);
+    *i += 1;
+}
+
+fn value(b: &[u8], i: &mut usize) -> Json {
+    skip_ws(b, i);
+    let lit = |i: &mut usize, w: &str, v: Json| {
+        assert!(b[*i..].starts_with(w.as_bytes()), "bad literal at {i}");
+        *i += w.len();
+        v
+    };
+    match b[*i] {
+        b'n' => lit(i, "null", Json::Null),
+        b't' => lit(i, "true", Json::Bool(true)),
+        b'f' => lit(i, "false", Json::Bool(false)),
+        b'"' => Json::Str(string(b, i)),
+        b'[' => {
+            *i += 1;
+            let mut a = Vec::new();
+            skip_ws(b, i);
+            if b[*i] == b']' {
+                *i += 1;
+                return Json::Arr(a);
+            }
+            loop {
+                a.push(value(b, i));
+                skip_ws(b, i);
+                *i += 1;
+                match b[*i - 1] {
+                    b',' => continue,
+                    b']' => return Json::Arr(a),
+                    c => panic!("bad array separator {:?}", c as char),
+                }
+            }
+        }
+        b'{' => {
+            *i += 1;
+            let mut m = BTreeMap::new();
+            skip_ws(b, i);
+            if b[*i] == b'}' {
+                *i += 1;
+                return Json::Obj(m);
+            }
+            loop {
+                skip_ws(b, i);
+                let k = string(b, i);
+                expect(b, i, b':');
+                let v = value(b, i);
+                assert!(m.insert(k.clone(), v).is_none(), "duplicate key {k}");
+                skip_ws(b, i);
+                *i += 1;
+                match b[*i - 1] {
+                    b',' => continue,
+                    b'}' => return Json::Obj(m),
+                    c => panic!("bad object separator {:?}", c as char),
+                }
+            }
+        }
+        _ => {
+            let start = *i;
+            while *i < b.len() && (b[*i] == b'-' || b[*i] == b'.' || b[*i].is_ascii_digit()) {
+                *i += 1;
+            }
+            let s = std::str::from_utf8(&b[start..*i]).unwrap();
+            Json::Num(s.parse().unwrap_or_else(|_| panic!("bad number {s:?} at {start}")))
+        }
+    }
+}
+
+fn string(b: &[u8], i: &mut usize) -> String {
+    expect(b, i, b'"');
+    let mut out = Vec::new();
+    loop {
+        let c = b[*i];
+        *i += 1;
+        match c {
+            b'"' => return String::from_utf8(out).unwrap(),
+            b'\\' => {
+                let e = b[*i];
+                *i += 1;
+                match e {
+                    b'"' | b'\\' | b'/' => out.push(e),
+                    b'n' => out.push(b'\n'),
+                    b't' => out.push(b'\t'),
+                    b'r' => out.push(b'\r'),
+                    b'b' => out.push(8),
+                    b'f' => out.push(12),
+                    b'u' => {
+                        let h = std::str::from_utf8(&b[*i..*i + 4]).unwrap();
+                        *i += 4;
+                        let ch = char::from_u32(u32::from_str_radix(h, 16).unwrap()).unwrap();
+                        out.extend_from_slice(ch.to_string().as_bytes());
+                    }
+                    _ => panic!("bad escape \\{}", e as char),
+                }
+            }
+            c if c < 0x20 => panic!("raw control byte {c} in a JSON string"),
+            c => out.push(c),
+        }
+    }
+}
+
+#[test]
+fn the_json_reader_reads_and_rejects() {
+    let v = Json::parse(r#"{"a": [1, -2, "x\"\u0001"], "b": null, "c": {}}"#);
+    assert_eq!(v.get("a").arr()[1].num(), -2);
+    assert_eq!(v.get("a").arr()[2].str(), "x\"\u{1}");
+    assert_eq!(v.get("b"), &Json::Null);
+    for bad in [r#"{"a": "x
+"}"#, r#"{"a" 1}"#, "[1, 2"] {
+        assert!(
+            std::panic::catch_unwind(|| Json::parse(bad)).is_err(),
+            "{bad}"
+        );
+    }
+}
+
+// ---- the rendezvous directory and the programs --------------------------------
+
+/// A rendezvous base as `make install` lays it out (`BASE` 0755, `root/`
+/// 0755, `users/` and `sys/` 1777) in a directory every user may reach,
+/// with a copy of capsctl there.
+struct Base {
+    pub_dir: PublicDir,
+    base: PathBuf,
+    capsctl: PathBuf,
+}
+
+impl Base {
+    fn new(tag: &str) -> Base {
+        let pub_dir = PublicDir::new(&format!("capsctl-{tag}"));
+        let base = pub_dir.subdir("caps", 0o755);
+        for (d, mode) in [("root", 0o755), ("users", 0o1777), ("sys", 0o1777)] {
+            let p = base.join(d);
+            std::fs::create_dir(&p).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let capsctl = pub_dir.install(Path::new(env!("CARGO_BIN_EXE_capsctl")));
+        Base {
+            pub_dir,
+            base,
+            capsctl,
+        }
+    }
+
+    fn cmd(&self, prog: &Path) -> Command {
+        let mut c = Command::new(prog);
+        c.env("LIBCAPS_DIR", &self.base);
+        c
+    }
+
+    /// `capsctl ARGS`, as user `who` (an index into `users`) or as us.
+    fn capsctl(&self, who: Option<(&TestUsers, usize)>, args: &[&str]) -> Output {
+        let mut c = match who {
+            Some((users, i)) => users.command(i, &self.capsctl),
+            None => Command::new(&self.capsctl),
+        };
+        c.env("LIBCAPS_DIR", &self.base).args(args);
+        run(c)
+    }
+
+    /// `capsctl list --json`, parsed: the services by node file name.
+    fn list(&self, who: Option<(&TestUsers, usize)>) -> BTreeMap<String, Json> {
+        let out = self.capsctl(who, &["list", "--json"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let doc = Json::parse(&text(&out.stdout));
+        assert_eq!(doc.get("base").str(), self.base.to_str().unwrap());
+        doc.get("services")
+            .arr()
+            .iter()
+            .map(|s| (s.get("node").str().to_string(), s.clone()))
+            .collect()
+    }
+}
+
+fn run(mut c: Command) -> Output {
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    common::wait_deadline(c.spawn().expect("spawn"), DEADLINE, "program")
+}
+
+/// A running program; killed if the test ends early.
+struct Proc(Option<Child>);
+
+impl Proc {
+    fn spawn(mut c: Command) -> Proc {
+        c.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        Proc(Some(c.spawn().expect("spawn")))
+    }
+
+    fn pid(&self) -> i64 {
+        i64::from(self.0.as_ref().unwrap().id())
+    }
+
+    /// Read stdout up to and including the line `want`.
+    fn expect_line(&mut self, want: &str) {
+        let out = self.0.as_mut().unwrap().stdout.as_mut().unwrap();
+        let (mut line, mut b) = (Vec::new(), [0u8; 1]);
+        let t0 = Instant::now();
+        loop {
+            assert!(t0.elapsed() < DEADLINE, "no line {want:?}");
+            match out.read(&mut b) {
+                Ok(1) if b[0] == b'\n' => {
+                    if line == want.as_bytes() {
+                        return;
+                    }
+                    line.clear();
+                }
+                Ok(1) => line.push(b[0]),
+                _ => panic!("program ended before printing {want:?}"),
+            }
+        }
+    }
+
+    /// SIGKILL (the service cannot remove its node) and what it wrote.
+    fn kill(mut self) -> Output {
+        let mut c = self.0.take().unwrap();
+        let _ = c.kill();
+        c.wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `/proc/PID/comm` of a program we started from `prog`.
+fn comm_of(prog: &Path) -> String {
+    let n = prog.file_name().unwrap().to_str().unwrap();
+    n.chars().take(15).collect()
+}
+
+fn me() -> (u32, u32) {
+    // SAFETY: plain id queries.
+    unsafe { (libc::geteuid(), libc::getegid()) }
+}
+
+fn v1_dir(base: &Path, uid: u32) -> PathBuf {
+    if uid == 0 {
+        base.join("root")
+    } else {
+        base.join("users").join(uid.to_string())
+    }
+}
+
+// ---- the tests -----------------------------------------------------------------
+
+/// A v1 and a v2 service, each with a client at work: both listed with
+/// their names, faces, owners, server pids and commands, `alive`; the
+/// services write no log line for being probed and keep serving.
+#[test]
+fn list_shows_live_v1_and_v2_services_with_owner_pid_and_state() {
+    let base = Base::new("list");
+    let (uid, gid) = me();
+    let mut v1 = base.cmd(echo());
+    v1.args(["-s", "one"]);
+    let mut v1 = Proc::spawn(v1);
+    v1.expect_line("serving one");
+    let mut v2 = base.cmd(hostile());
+    v2.args(["v2serve", "two", "0"]);
+    let mut v2 = Proc::spawn(v2);
+    v2.expect_line("serving");
+    // a v1 client at work while we look
+    let mut cl = base.cmd(echo());
+    cl.args(["-c", "one", "-r", "200000", "-p", "4"]);
+    let cl = Proc::spawn(cl);
+    let mut ping = base.cmd(hostile());
+    ping.args(["v2ping", "two"]);
+    let pinged = run(ping);
+    assert!(text(&pinged.stdout).starts_with("ok"), "{pinged:?}");
+
+    let v2_node = format!("two,{uid},-");
+    for _ in 0..3 {
+        let list = base.list(None);
+        assert_eq!(list.len(), 2, "{list:?}");
+        let one = &list["one"];
+        assert_eq!(one.get("name").str(), "one");
+        assert_eq!(one.get("face").str(), "v1");
+        assert_eq!(
+            one.get("path").str(),
+            v1_dir(&base.base, uid).join("one").to_str().unwrap()
+        );
+        assert_eq!(one.get("mode").str(), "0666");
+        assert_eq!(one.get("registered_for"), &Json::Null);
+        let two = &list[&v2_node];
+        assert_eq!(two.get("name").str(), "two");
+        assert_eq!(two.get("face").str(), "v2");
+        assert_eq!(two.get("registered_for").get("uid").num(), i64::from(uid));
+        assert_eq!(two.get("registered_for").get("gid"), &Json::Null);
+        for (s, p, prog) in [(one, &v1, echo()), (two, &v2, hostile())] {
+            assert_eq!(s.get("owner").get("uid").num(), i64::from(uid));
+            assert_eq!(s.get("owner").get("gid").num(), i64::from(gid));
+            if uid == 0 {
+                assert_eq!(s.get("owner").get("user").str(), "root");
+            }
+            assert_eq!(s.get("state").str(), "alive", "{s:?}");
+            assert_eq!(s.get("reason"), &Json::Null);
+            let server = s.get("server");
+            assert_eq!(server.get("pid").num(), p.pid());
+            assert_eq!(server.get("uid").num(), i64::from(uid));
+            assert_eq!(server.get("command").str(), comm_of(prog));
+        }
+    }
+    // the text form names both
+    let out = base.capsctl(None, &["list"]);
+    let t = text(&out.stdout);
+    assert!(
+        t.starts_with("FACE") && t.contains(&v2_node) && t.contains(&format!("{}", v1.pid())),
+        "{t}"
+    );
+    let cl_out = cl.kill();
+    assert_eq!(text(&cl_out.stderr), "", "the client saw trouble");
+    // still serving, and not a word about the probes
+    let mut again = base.cmd(echo());
+    again.args(["-c", "one", "-r", "3"]);
+    assert_eq!(text(&run(again).stdout), "ok 3\n");
+    let (o1, o2) = (v1.kill(), v2.kill());
+    assert_eq!(text(&o1.stderr), "", "v1 service logged");
+    assert_eq!(text(&o2.stderr), "", "v2 service logged");
+}
+
+/// Kill a v1 and a v2 service: both show `stale`; `clean NAME` removes
+/// the named one only, `clean` the other, and a live service's node is
+/// left alone throughout.
+#[test]
+fn a_killed_service_is_stale_and_clean_removes_only_its_node() {
+    let base = Base::new("clean");
+    let (uid, _) = me();
+    let mut live = base.cmd(echo());
+    live.args(["-s", "live"]);
+    let mut live = Proc::spawn(live);
+    live.expect_line("serving live");
+    let mut dead1 = base.cmd(echo());
+    dead1.args(["-s", "dead1"]);
+    let mut dead1 = Proc::spawn(dead1);
+    dead1.expect_line("serving dead1");
+    let mut dead2 = base.cmd(hostile());
+    dead2.args(["v2serve", "dead2", "0"]);
+    let mut dead2 = Proc::spawn(dead2);
+    dead2.expect_line("serving");
+    dead1.kill();
+    dead2.kill();
+    let dir = v1_dir(&base.base, uid);
+    let node2 = format!("dead2,{uid},-");
+    assert!(dir.join("dead1").exists() && base.base.join("sys").join(&node2).exists());
+
+    let list = base.list(None);
+    assert_eq!(list["dead1"].get("state").str(), "stale");
+    assert_eq!(list["dead1"].get("server"), &Json::Null);
+    assert_eq!(list[&node2].get("state").str(), "stale");
+    assert_eq!(list["live"].get("state").str(), "alive");
+
+    // nothing of that name is stale
+    let out = base.capsctl(None, &["clean", "live"]);
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), "nothing to remove: no stale node of live\n");
+    let out = base.capsctl(None, &["clean", "dead1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "removed {} (v1 dead1, node of a dead service)\n",
+            dir.join("dead1").display()
+        )
+    );
+    assert!(!dir.join("dead1").exists());
+    assert!(base.base.join("sys").join(&node2).exists());
+    let out = base.capsctl(None, &["clean"]);
+    assert!(out.status.success());
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "removed {} (v2 dead2, node of a dead service)\n",
+            base.base.join("sys").join(&node2).display()
+        )
+    );
+    assert!(dir.join("live").exists());
+    let out = base.capsctl(None, &["clean"]);
+    assert_eq!(text(&out.stdout), "nothing to remove\n");
+    let list = base.list(None);
+    assert_eq!(list.keys().collect::<Vec<_>>(), ["live"]);
+    assert_eq!(list["live"].get("state").str(), "alive");
+    drop(live);
+}
+
+/// The temporary node of a process that died while making its service
+/// is listed as `leftover` and cleaned; one whose maker still runs is
+/// not listed.
+#[test]
+fn temporary_nodes_of_dead_processes_are_leftovers() {
+    let base = Base::new("temp");
+    let (uid, _) = me();
+    let dir = v1_dir(&base.base, uid);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut gone = Command::new("true").spawn().unwrap();
+    let dead_pid = gone.id();
+    gone.wait().unwrap();
+    let dead = format!(".caps.{dead_pid}.0");
+    drop(std::os::unix::net::UnixListener::bind(dir.join(&dead)).unwrap());
+    let making = format!(".caps.{}.7", std::process::id());
+    drop(std::os::unix::net::UnixListener::bind(dir.join(&making)).unwrap());
+    let list = base.list(None);
+    assert_eq!(list.keys().collect::<Vec<_>>(), [&dead]);
+    assert_eq!(list[&dead].get("state").str(), "leftover");
+    assert_eq!(list[&dead].get("temp_pid").num(), i64::from(dead_pid));
+    let out = base.capsctl(None, &["clean"]);
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "removed {} (v1 {dead}, temporary node of a dead service)\n",
+            dir.join(&dead).display()
+        )
+    );
+    assert!(!dir.join(&dead).exists() && dir.join(&making).exists());
+}
+
+/// Usage errors and the commands this version cannot carry out end with
+/// status 2 and say why.
+#[test]
+fn usage_errors_and_unavailable_commands_exit_2() {
+    let base = Base::new("usage");
+    for args in [
+        &[][..],
+        &["frob"],
+        &["list", "--xml"],
+        &["clean", "a", "b"],
+        &["help", "x"],
+        &["ping"],
+        &["ping", "svc", "-c", "zero"],
+        &["stat", "svc", "--yaml"],
+    ] {
+        let out = base.capsctl(None, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(text(&out.stderr).contains("usage: capsctl list"), "{args:?}");
+    }
+    let out = base.capsctl(None, &["--help"]);
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("  clean [NAME]"));
+    // ping and stat of a live service: not available, status 2
+    let mut srv = base.cmd(echo());
+    srv.args(["-s", "svc"]);
+    let mut srv = Proc::spawn(srv);
+    srv.expect_line("serving svc");
+    for args in [&["ping", "svc", "-c", "2"][..], &["stat", "svc", "--json"]] {
+        let out = base.capsctl(None, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(text(&out.stderr).contains("no ping or stat frame yet"), "{args:?}");
+    }
+    drop(srv);
+}
+
+/// User A's v1 service of mode 0600 and v2 service: user B lists the v1
+/// one as `refusing`; once both are killed, B can clean neither (by name:
+/// status 1 and a message; without a name: nothing to remove), and A can.
+#[test]
+fn another_user_is_refused_and_cannot_clean_my_nodes() {
+    let Some(users) = TestUsers::create("another_user_is_refused_and_cannot_clean_my_nodes", 2)
+    else {
+        return;
+    };
+    let base = Base::new("users");
+    let (a, a_gid) = users.ids(0);
+    let ids = |u: u32, g: u32| ["-u".to_string(), u.to_string(), "-G".into(), g.to_string()];
+    let mut v1 = base.cmd(echo());
+    v1.args(ids(a, a_gid)).args(["-s", "priv", "-m", "600"]);
+    let mut v1 = Proc::spawn(v1);
+    v1.expect_line("serving priv");
+    let mut v2 = base.cmd(hostile());
+    v2.args(ids(a, a_gid)).args(["v2serve", "pub", "0"]);
+    let mut v2 = Proc::spawn(v2);
+    v2.expect_line("serving");
+    let v2_node = format!("pub,{a},-");
+
+    let by_b = base.list(Some((&users, 1)));
+    assert_eq!(by_b["priv"].get("state").str(), "refusing", "{by_b:?}");
+    assert_eq!(by_b["priv"].get("reason").str(), "Permission denied (os error 13)");
+    assert_eq!(by_b["priv"].get("owner").get("uid").num(), i64::from(a));
+    assert_eq!(
+        by_b["priv"].get("owner").get("user").str(),
+        users.users[0].0
+    );
+    assert_eq!(by_b[&v2_node].get("state").str(), "alive");
+    assert_eq!(by_b[&v2_node].get("server").get("uid").num(), i64::from(a));
+    let by_a = base.list(Some((&users, 0)));
+    assert_eq!(by_a["priv"].get("state").str(), "alive");
+    assert_eq!(by_a["priv"].get("server").get("pid").num(), v1.pid());
+
+    v1.kill();
+    v2.kill();
+    let priv_node = base.base.join(format!("users/{a}/priv"));
+    let pub_node = base.base.join("sys").join(&v2_node);
+    for name in ["priv", "pub"] {
+        let out = base.capsctl(Some((&users, 1)), &["clean", name]);
+        assert_eq!(out.status.code(), Some(1), "{name}: {out:?}");
+        assert!(
+            text(&out.stderr).contains(&format!("owned by uid {a}, not by you: not removed")),
+            "{name}: {}",
+            text(&out.stderr)
+        );
+    }
+    let out = base.capsctl(Some((&users, 1)), &["clean"]);
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), "nothing to remove\n");
+    assert!(priv_node.exists() && pub_node.exists());
+    let out = base.capsctl(Some((&users, 0)), &["clean"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).lines().count(), 2, "{}", text(&out.stdout));
+    assert!(!priv_node.exists() && !pub_node.exists());
+    drop(base.pub_dir);
+}
