@@ -57,7 +57,9 @@ impl Json {
 
     fn get(&self, k: &str) -> &Json {
         match self {
-            Json::Obj(m) => m.get(k).unwrap_or_else(|| panic!("no field {k} in {self:?}")),
+            Json::Obj(m) => m
+                .get(k)
+                .unwrap_or_else(|| panic!("no field {k} in {self:?}")),
             _ => panic!("not an object: {self:?}"),
         }
     }
@@ -156,7 +158,10 @@ fn value(b: &[u8], i: &mut usize) -> Json {
                 *i += 1;
             }
             let s = std::str::from_utf8(&b[start..*i]).unwrap();
-            Json::Num(s.parse().unwrap_or_else(|_| panic!("bad number {s:?} at {start}")))
+            Json::Num(
+                s.parse()
+                    .unwrap_or_else(|_| panic!("bad number {s:?} at {start}")),
+            )
         }
     }
 }
@@ -200,8 +205,12 @@ fn the_json_reader_reads_and_rejects() {
     assert_eq!(v.get("a").arr()[1].num(), -2);
     assert_eq!(v.get("a").arr()[2].str(), "x\"\u{1}");
     assert_eq!(v.get("b"), &Json::Null);
-    for bad in [r#"{"a": "x
-"}"#, r#"{"a" 1}"#, "[1, 2"] {
+    for bad in [
+        r#"{"a": "x
+"}"#,
+        r#"{"a" 1}"#,
+        "[1, 2",
+    ] {
         assert!(
             std::panic::catch_unwind(|| Json::parse(bad)).is_err(),
             "{bad}"
@@ -455,7 +464,10 @@ fn a_killed_service_is_stale_and_clean_removes_only_its_node() {
     // nothing of that name is stale
     let out = base.capsctl(None, &["clean", "live"]);
     assert!(out.status.success());
-    assert_eq!(text(&out.stdout), "nothing to remove: no stale node of live\n");
+    assert_eq!(
+        text(&out.stdout),
+        "nothing to remove: no stale node of live\n"
+    );
     let out = base.capsctl(None, &["clean", "dead1"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
@@ -533,7 +545,10 @@ fn usage_errors_and_unavailable_commands_exit_2() {
     ] {
         let out = base.capsctl(None, args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(text(&out.stderr).contains("usage: capsctl list"), "{args:?}");
+        assert!(
+            text(&out.stderr).contains("usage: capsctl list"),
+            "{args:?}"
+        );
     }
     let out = base.capsctl(None, &["--help"]);
     assert!(out.status.success());
@@ -546,7 +561,10 @@ fn usage_errors_and_unavailable_commands_exit_2() {
     for args in [&["ping", "svc", "-c", "2"][..], &["stat", "svc", "--json"]] {
         let out = base.capsctl(None, args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(text(&out.stderr).contains("no ping or stat frame yet"), "{args:?}");
+        assert!(
+            text(&out.stderr).contains("no ping or stat frame yet"),
+            "{args:?}"
+        );
     }
     drop(srv);
 }
@@ -575,7 +593,10 @@ fn another_user_is_refused_and_cannot_clean_my_nodes() {
 
     let by_b = base.list(Some((&users, 1)));
     assert_eq!(by_b["priv"].get("state").str(), "refusing", "{by_b:?}");
-    assert_eq!(by_b["priv"].get("reason").str(), "Permission denied (os error 13)");
+    assert_eq!(
+        by_b["priv"].get("reason").str(),
+        "Permission denied (os error 13)"
+    );
     assert_eq!(by_b["priv"].get("owner").get("uid").num(), i64::from(a));
     assert_eq!(
         by_b["priv"].get("owner").get("user").str(),
@@ -606,7 +627,60 @@ fn another_user_is_refused_and_cannot_clean_my_nodes() {
     assert!(priv_node.exists() && pub_node.exists());
     let out = base.capsctl(Some((&users, 0)), &["clean"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout).lines().count(), 2, "{}", text(&out.stdout));
+    assert_eq!(
+        text(&out.stdout).lines().count(),
+        2,
+        "{}",
+        text(&out.stdout)
+    );
     assert!(!priv_node.exists() && !pub_node.exists());
     drop(base.pub_dir);
+}
+
+/// The paths the kernel reports for the listening sockets
+/// (`/proc/net/unix`, what `ss -xlp` and lsof show).
+fn kernel_paths() -> Vec<String> {
+    let t = std::fs::read_to_string("/proc/net/unix").unwrap();
+    t.lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(7).map(String::from))
+        .collect()
+}
+
+/// A v1 and a v2 service, new and replacing their stale nodes, are
+/// reported by the kernel under their own paths, not a temporary name.
+#[test]
+fn the_kernel_reports_services_under_their_own_paths() {
+    let base = Base::new("kpath");
+    let (uid, _) = me();
+    let v1_path = v1_dir(&base.base, uid).join("kp1");
+    let v2_path = base.base.join("sys").join(format!("kp2,{uid},-"));
+    for round in ["new", "over a stale node"] {
+        let mut v1 = base.cmd(echo());
+        v1.args(["-s", "kp1"]);
+        let mut v1 = Proc::spawn(v1);
+        v1.expect_line("serving kp1");
+        let mut v2 = base.cmd(hostile());
+        v2.args(["v2serve", "kp2", "0"]);
+        let mut v2 = Proc::spawn(v2);
+        v2.expect_line("serving");
+        let paths = kernel_paths();
+        for p in [&v1_path, &v2_path] {
+            assert!(
+                paths.iter().any(|k| k == p.to_str().unwrap()),
+                "{round}: {} not in /proc/net/unix; ours there: {:?}",
+                p.display(),
+                paths
+                    .iter()
+                    .filter(|k| k.contains(".caps.") || k.contains("kp"))
+                    .collect::<Vec<_>>()
+            );
+        }
+        let list = base.list(None);
+        assert_eq!(list["kp1"].get("state").str(), "alive", "{round}");
+        // killed: the nodes stay for the next round to replace
+        v1.kill();
+        v2.kill();
+        assert!(v1_path.exists() && v2_path.exists());
+    }
 }

@@ -2,10 +2,14 @@
 //!
 //! A service `NAME` of user `UID` is the Unix socket
 //! `BASE/users/UID/NAME` (`BASE/root/NAME` for uid 0). `BASE` is
-//! `/var/caps`, or `$LIBCAPS_DIR` when set. The socket node is created
-//! atomically: bound under a temporary name in the same directory, given
-//! exactly the requested mode, put in listening state, then renamed over
-//! the final name. A client therefore never sees a half-made service.
+//! `/var/caps`, or `$LIBCAPS_DIR` when set. With the directory locked,
+//! the socket is bound under its final path (so the kernel reports that
+//! path), given exactly the requested mode, then put in listening state:
+//! until then it refuses connections as a dead service's node does. Only
+//! a service replacing a live one is bound under a temporary name in the
+//! same directory, made ready, then renamed over the final name, so that
+//! clients always find one of the two. A client never sees a half-made
+//! service.
 //!
 //! A service never follows a link below `BASE` nor uses a directory
 //! another user controls: each directory is opened with
@@ -491,6 +495,15 @@ fn publish(
             return Err(libc::EEXIST);
         }
     }
+    if let Some(fd) = publish_in_place(dfd, &cname, path, mode)? {
+        return Ok(Listener {
+            fd,
+            path: path.to_path_buf(),
+            node: node_of(dfd, &cname)?,
+            dir,
+            name: cname,
+        });
+    }
     let tmp = format!(
         ".caps.{}.{}",
         std::process::id(),
@@ -524,14 +537,66 @@ fn publish(
         unsafe { libc::unlinkat(dfd, ctmp.as_ptr(), 0) };
         return Err(e);
     }
-    let st = lstat_at(dfd, &cname).ok_or(libc::ENOENT)?;
     Ok(Listener {
         fd,
         path: path.to_path_buf(),
+        node: node_of(dfd, &cname)?,
         dir,
         name: cname,
-        node: (st.st_dev, st.st_ino),
     })
+}
+
+fn node_of(dfd: RawFd, name: &CString) -> Result<(u64, u64), Errno> {
+    let st = lstat_at(dfd, name).ok_or(libc::ENOENT)?;
+    Ok((st.st_dev, st.st_ino))
+}
+
+/// Where no live service holds the name, bind under the final `path`
+/// itself (the kernel reports a socket by the address it was bound to:
+/// `ss -xlp`, `/proc/net/unix`, lsof), with the directory `dfd` locked:
+/// a dead service's node is removed first; until `listen` the node
+/// refuses connections, as a dead service's does, so no client reaches a
+/// half-made service. `None`: the name is live (replacing a live service
+/// takes the atomic rename, under which clients always find one) or the
+/// path did not lead to a node of ours in `dfd`; bind-then-rename then.
+fn publish_in_place(
+    dfd: RawFd,
+    name: &CString,
+    path: &Path,
+    mode: u32,
+) -> Result<Option<OwnedFd>, Errno> {
+    if lstat_at(dfd, name).is_some() {
+        if is_live(path) {
+            return Ok(None);
+        }
+        // SAFETY: a dead socket node of ours (or root's to replace), in
+        // the directory we verified and locked.
+        unsafe { libc::unlinkat(dfd, name.as_ptr(), 0) };
+    }
+    let (sa, len) = sockaddr(path.as_os_str().as_bytes())?;
+    let fd = unix_socket(true)?;
+    // SAFETY: `sa` is a valid sockaddr_un of `len` bytes.
+    if unsafe { libc::bind(fd.as_raw_fd(), (&raw const sa).cast(), len) } != 0 {
+        return Ok(None);
+    }
+    // The directories on the way are the verified ones (nobody else may
+    // rename them), so the node is in `dfd`; make sure.
+    match lstat_at(dfd, name) {
+        Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFSOCK && st.st_uid == euid() => {}
+        _ => return Ok(None),
+    }
+    // SAFETY: our node in our directory; `fd` is a bound stream socket.
+    let ready = unsafe {
+        libc::fchmodat(dfd, name.as_ptr(), mode & 0o7777, 0) == 0
+            && libc::listen(fd.as_raw_fd(), BACKLOG) == 0
+    };
+    if !ready {
+        let e = last_errno();
+        // SAFETY: removing the node we just bound.
+        unsafe { libc::unlinkat(dfd, name.as_ptr(), 0) };
+        return Err(e);
+    }
+    Ok(Some(fd))
 }
 
 /// A service's listening socket and the filesystem node it was published
