@@ -596,6 +596,12 @@ fn publish_in_place(
         unsafe { libc::unlinkat(dfd, name.as_ptr(), 0) };
         return Err(e);
     }
+    // The same mode again, now that it listens: the inotify event
+    // (IN_ATTRIB) wakes the `CAPF_WAITSVC` clients, which the node's
+    // creation may have woken too early (as the rename wakes them when
+    // the service is ready).
+    // SAFETY: our node in our directory.
+    unsafe { libc::fchmodat(dfd, name.as_ptr(), mode & 0o7777, 0) };
     Ok(Some(fd))
 }
 
