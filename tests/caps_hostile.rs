@@ -7,17 +7,14 @@
 
 mod common;
 
-use common::{PublicDir, TestUsers, compile_c};
+use common::{Proc, PublicDir, TestUsers, compile_c, run};
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-
-/// The deadline of any one program run.
-const DEADLINE: Duration = Duration::from_secs(60);
 
 fn echo() -> &'static Path {
     static P: OnceLock<PathBuf> = OnceLock::new();
@@ -33,111 +30,8 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// Wait for a child, killing it (and failing) past the deadline.
-fn wait_deadline(child: Child) -> Output {
-    common::wait_deadline(child, DEADLINE, "program")
-}
-
-fn run(mut c: Command) -> Output {
-    c.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    wait_deadline(c.spawn().expect("spawn"))
-}
-
-/// A rendezvous base laid out as `make install` does (`BASE` 0755,
-/// `root/` 0755, `users/` and `sys/` 1777, all root's) inside a public
-/// directory, so other users reach it.
-struct Base {
-    pub_dir: PublicDir,
-    base: PathBuf,
-}
-
-impl Base {
-    fn new(tag: &str) -> Base {
-        let pub_dir = PublicDir::new(tag);
-        let base = pub_dir.subdir("caps", 0o755);
-        for (d, mode) in [("root", 0o755), ("users", 0o1777), ("sys", 0o1777)] {
-            let p = base.join(d);
-            std::fs::create_dir(&p).unwrap();
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
-        }
-        Base { pub_dir, base }
-    }
-
-    fn cmd(&self, prog: &Path) -> Command {
-        let mut c = Command::new(prog);
-        c.env("LIBCAPS_DIR", &self.base);
-        c
-    }
-}
-
-/// A running program; killed if the test ends early.
-struct Proc(Option<Child>);
-
-impl Proc {
-    fn spawn(mut c: Command) -> Proc {
-        c.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        Proc(Some(c.spawn().expect("spawn")))
-    }
-
-    /// Read stdout up to and including a line equal to `want`.
-    fn expect_line(&mut self, want: &str) {
-        let out = self.0.as_mut().unwrap().stdout.as_mut().unwrap();
-        let mut line = Vec::new();
-        let mut b = [0u8; 1];
-        let t0 = Instant::now();
-        loop {
-            assert!(t0.elapsed() < DEADLINE, "no line {want:?}");
-            match out.read(&mut b) {
-                Ok(1) if b[0] == b'\n' => {
-                    if line == want.as_bytes() {
-                        return;
-                    }
-                    line.clear();
-                }
-                Ok(1) => line.push(b[0]),
-                _ => panic!(
-                    "program ended before printing {want:?}; got {:?}",
-                    text(&line)
-                ),
-            }
-        }
-    }
-
-    /// The next line of stdout.
-    fn line(&mut self) -> String {
-        let out = self.0.as_mut().unwrap().stdout.as_mut().unwrap();
-        let mut line = Vec::new();
-        let mut b = [0u8; 1];
-        while out.read(&mut b).unwrap() == 1 && b[0] != b'\n' {
-            line.push(b[0]);
-        }
-        text(&line)
-    }
-
-    fn finish(mut self) -> Output {
-        wait_deadline(self.0.take().unwrap())
-    }
-
-    /// Kill the program and return what it printed.
-    fn kill(mut self) -> Output {
-        let mut c = self.0.take().unwrap();
-        let _ = c.kill();
-        c.wait_with_output().unwrap()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+/// A rendezvous base laid out as `make install` does.
+type Base = common::CapsBase;
 
 /// Wait until a socket at `p` accepts connections.
 fn wait_listening(p: &Path) {
@@ -570,7 +464,7 @@ fn lockout_case(
     srv.expect_line(ready);
     wait_listening(node);
     // `sh` execs the server: same pid.
-    let pid = srv.0.as_ref().unwrap().id();
+    let pid = srv.pid();
     let rss_before = rss_kib(pid);
     let mut atk = base.cmd(hostile());
     atk.args(ids_args(b, b_gid));
@@ -709,7 +603,7 @@ fn one_user_cannot_exhaust_the_service_memory() {
     srv.args(["-s", "flood"]);
     let mut srv = Proc::spawn(srv);
     srv.expect_line("serving flood");
-    let pid = srv.0.as_ref().unwrap().id();
+    let pid = srv.pid();
     let before = rss_kib(pid);
     let node = base.base.join("root/flood");
     let mut atk = base.cmd(hostile());
@@ -740,7 +634,7 @@ fn one_user_cannot_exhaust_the_v2_service_memory() {
     srv.args(["v2serve", "vflood", "0"]);
     let mut srv = Proc::spawn(srv);
     srv.expect_line("serving");
-    let pid = srv.0.as_ref().unwrap().id();
+    let pid = srv.pid();
     let before = rss_kib(pid);
     let mut atk = base.cmd(hostile());
     atk.args(ids_args(b, b_gid));

@@ -8,16 +8,11 @@
 
 mod common;
 
-use common::{PublicDir, TestUsers, compile_c};
+use common::{CapsBase, Proc, TestUsers, compile_c, run};
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
-
-const DEADLINE: Duration = Duration::from_secs(60);
 
 fn echo() -> &'static Path {
     static P: OnceLock<PathBuf> = OnceLock::new();
@@ -220,36 +215,29 @@ fn the_json_reader_reads_and_rejects() {
 
 // ---- the rendezvous directory and the programs --------------------------------
 
-/// A rendezvous base as `make install` lays it out (`BASE` 0755, `root/`
-/// 0755, `users/` and `sys/` 1777) in a directory every user may reach,
-/// with a copy of capsctl there.
+/// A rendezvous base as `make install` lays it out, in a directory every
+/// user may reach, with a copy of capsctl there.
 struct Base {
-    pub_dir: PublicDir,
+    caps: CapsBase,
     base: PathBuf,
     capsctl: PathBuf,
 }
 
 impl Base {
     fn new(tag: &str) -> Base {
-        let pub_dir = PublicDir::new(&format!("capsctl-{tag}"));
-        let base = pub_dir.subdir("caps", 0o755);
-        for (d, mode) in [("root", 0o755), ("users", 0o1777), ("sys", 0o1777)] {
-            let p = base.join(d);
-            std::fs::create_dir(&p).unwrap();
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
-        }
-        let capsctl = pub_dir.install(Path::new(env!("CARGO_BIN_EXE_capsctl")));
+        let caps = CapsBase::new(&format!("capsctl-{tag}"));
+        let capsctl = caps
+            .pub_dir
+            .install(Path::new(env!("CARGO_BIN_EXE_capsctl")));
         Base {
-            pub_dir,
-            base,
+            base: caps.base.clone(),
+            caps,
             capsctl,
         }
     }
 
     fn cmd(&self, prog: &Path) -> Command {
-        let mut c = Command::new(prog);
-        c.env("LIBCAPS_DIR", &self.base);
-        c
+        self.caps.cmd(prog)
     }
 
     /// `capsctl ARGS`, as user `who` (an index into `users`) or as us.
@@ -273,65 +261,6 @@ impl Base {
             .iter()
             .map(|s| (s.get("node").str().to_string(), s.clone()))
             .collect()
-    }
-}
-
-fn run(mut c: Command) -> Output {
-    c.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    common::wait_deadline(c.spawn().expect("spawn"), DEADLINE, "program")
-}
-
-/// A running program; killed if the test ends early.
-struct Proc(Option<Child>);
-
-impl Proc {
-    fn spawn(mut c: Command) -> Proc {
-        c.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        Proc(Some(c.spawn().expect("spawn")))
-    }
-
-    fn pid(&self) -> i64 {
-        i64::from(self.0.as_ref().unwrap().id())
-    }
-
-    /// Read stdout up to and including the line `want`.
-    fn expect_line(&mut self, want: &str) {
-        let out = self.0.as_mut().unwrap().stdout.as_mut().unwrap();
-        let (mut line, mut b) = (Vec::new(), [0u8; 1]);
-        let t0 = Instant::now();
-        loop {
-            assert!(t0.elapsed() < DEADLINE, "no line {want:?}");
-            match out.read(&mut b) {
-                Ok(1) if b[0] == b'\n' => {
-                    if line == want.as_bytes() {
-                        return;
-                    }
-                    line.clear();
-                }
-                Ok(1) => line.push(b[0]),
-                _ => panic!("program ended before printing {want:?}"),
-            }
-        }
-    }
-
-    /// SIGKILL (the service cannot remove its node) and what it wrote.
-    fn kill(mut self) -> Output {
-        let mut c = self.0.take().unwrap();
-        let _ = c.kill();
-        c.wait_with_output().unwrap()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }
 
@@ -407,7 +336,7 @@ fn list_shows_live_v1_and_v2_services_with_owner_pid_and_state() {
             assert_eq!(s.get("state").str(), "alive", "{s:?}");
             assert_eq!(s.get("reason"), &Json::Null);
             let server = s.get("server");
-            assert_eq!(server.get("pid").num(), p.pid());
+            assert_eq!(server.get("pid").num(), i64::from(p.pid()));
             assert_eq!(server.get("uid").num(), i64::from(uid));
             assert_eq!(server.get("command").str(), comm_of(prog));
         }
@@ -416,7 +345,7 @@ fn list_shows_live_v1_and_v2_services_with_owner_pid_and_state() {
     let out = base.capsctl(None, &["list"]);
     let t = text(&out.stdout);
     assert!(
-        t.starts_with("FACE") && t.contains(&v2_node) && t.contains(&format!("{}", v1.pid())),
+        t.starts_with("FACE") && t.contains(&v2_node) && t.contains(&v1.pid().to_string()),
         "{t}"
     );
     let cl_out = cl.kill();
@@ -606,7 +535,10 @@ fn another_user_is_refused_and_cannot_clean_my_nodes() {
     assert_eq!(by_b[&v2_node].get("server").get("uid").num(), i64::from(a));
     let by_a = base.list(Some((&users, 0)));
     assert_eq!(by_a["priv"].get("state").str(), "alive");
-    assert_eq!(by_a["priv"].get("server").get("pid").num(), v1.pid());
+    assert_eq!(
+        by_a["priv"].get("server").get("pid").num(),
+        i64::from(v1.pid())
+    );
 
     v1.kill();
     v2.kill();
@@ -634,7 +566,6 @@ fn another_user_is_refused_and_cannot_clean_my_nodes() {
         text(&out.stdout)
     );
     assert!(!priv_node.exists() && !pub_node.exists());
-    drop(base.pub_dir);
 }
 
 /// The paths the kernel reports for the listening sockets

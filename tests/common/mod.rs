@@ -270,3 +270,119 @@ impl Drop for PublicDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// How long one program of a CAPS test may run.
+pub const PROGRAM_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Run `c` to its end (stdin empty, stdout and stderr kept), at most
+/// [`PROGRAM_DEADLINE`].
+pub fn run(mut c: Command) -> Output {
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    wait_deadline(c.spawn().expect("spawn"), PROGRAM_DEADLINE, "program")
+}
+
+/// A rendezvous base laid out as `make install` does (`BASE` 0755,
+/// `root/` 0755, `users/` and `sys/` 1777, all root's) inside a public
+/// directory, so other users reach it.
+pub struct CapsBase {
+    pub pub_dir: PublicDir,
+    pub base: PathBuf,
+}
+
+impl CapsBase {
+    pub fn new(tag: &str) -> CapsBase {
+        use std::os::unix::fs::PermissionsExt;
+        let pub_dir = PublicDir::new(tag);
+        let base = pub_dir.subdir("caps", 0o755);
+        for (d, mode) in [("root", 0o755), ("users", 0o1777), ("sys", 0o1777)] {
+            let p = base.join(d);
+            std::fs::create_dir(&p).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        CapsBase { pub_dir, base }
+    }
+
+    /// `prog` with `LIBCAPS_DIR` set to this base.
+    pub fn cmd(&self, prog: &Path) -> Command {
+        let mut c = Command::new(prog);
+        c.env("LIBCAPS_DIR", &self.base);
+        c
+    }
+}
+
+/// A running program; killed if the test ends early.
+pub struct Proc(pub Option<Child>);
+
+impl Proc {
+    pub fn spawn(mut c: Command) -> Proc {
+        c.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        Proc(Some(c.spawn().expect("spawn")))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.as_ref().unwrap().id()
+    }
+
+    /// Read stdout up to and including a line equal to `want`.
+    pub fn expect_line(&mut self, want: &str) {
+        use std::io::Read;
+        let out = self.0.as_mut().unwrap().stdout.as_mut().unwrap();
+        let mut line = Vec::new();
+        let mut b = [0u8; 1];
+        let t0 = Instant::now();
+        loop {
+            assert!(t0.elapsed() < PROGRAM_DEADLINE, "no line {want:?}");
+            match out.read(&mut b) {
+                Ok(1) if b[0] == b'\n' => {
+                    if line == want.as_bytes() {
+                        return;
+                    }
+                    line.clear();
+                }
+                Ok(1) => line.push(b[0]),
+                _ => panic!(
+                    "program ended before printing {want:?}; got {:?}",
+                    String::from_utf8_lossy(&line)
+                ),
+            }
+        }
+    }
+
+    /// The next line of stdout.
+    pub fn line(&mut self) -> String {
+        use std::io::Read;
+        let out = self.0.as_mut().unwrap().stdout.as_mut().unwrap();
+        let mut line = Vec::new();
+        let mut b = [0u8; 1];
+        while out.read(&mut b).unwrap() == 1 && b[0] != b'\n' {
+            line.push(b[0]);
+        }
+        String::from_utf8_lossy(&line).into_owned()
+    }
+
+    /// Wait for the program to end (at most [`PROGRAM_DEADLINE`]).
+    pub fn finish(mut self) -> Output {
+        wait_deadline(self.0.take().unwrap(), PROGRAM_DEADLINE, "program")
+    }
+
+    /// Kill the program (SIGKILL: it cleans nothing up) and return what
+    /// it printed.
+    pub fn kill(mut self) -> Output {
+        let mut c = self.0.take().unwrap();
+        let _ = c.kill();
+        c.wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
