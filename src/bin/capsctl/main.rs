@@ -108,7 +108,9 @@ impl Row {
     fn reason(&self) -> Option<String> {
         match self.probe.state {
             State::Refusing(e) | State::Error(e) => {
-                Some(std::io::Error::from_raw_os_error(e).to_string())
+                let t = std::io::Error::from_raw_os_error(e).to_string();
+                // strerror's text, without std's " (os error N)"
+                Some(t.split(" (os error").next().unwrap_or(&t).to_string())
             }
             _ => None,
         }
