@@ -8,10 +8,10 @@
 
 mod common;
 
-use common::{CapsBase, Proc, TestUsers, compile_c, run};
+use common::{CapsBase, PROGRAM_DEADLINE, Proc, TestUsers, compile_c, run};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 fn echo() -> &'static Path {
@@ -216,23 +216,21 @@ fn the_json_reader_reads_and_rejects() {
 // ---- the rendezvous directory and the programs --------------------------------
 
 /// A rendezvous base as `make install` lays it out, in a directory every
-/// user may reach, with a copy of capsctl there.
+/// user may reach.
 struct Base {
     caps: CapsBase,
     base: PathBuf,
-    capsctl: PathBuf,
+    /// A copy of capsctl there, for other users (made on first use).
+    public_capsctl: OnceLock<PathBuf>,
 }
 
 impl Base {
     fn new(tag: &str) -> Base {
         let caps = CapsBase::new(&format!("capsctl-{tag}"));
-        let capsctl = caps
-            .pub_dir
-            .install(Path::new(env!("CARGO_BIN_EXE_capsctl")));
         Base {
             base: caps.base.clone(),
             caps,
-            capsctl,
+            public_capsctl: OnceLock::new(),
         }
     }
 
@@ -242,12 +240,38 @@ impl Base {
 
     /// `capsctl ARGS`, as user `who` (an index into `users`) or as us.
     fn capsctl(&self, who: Option<(&TestUsers, usize)>, args: &[&str]) -> Output {
-        let mut c = match who {
-            Some((users, i)) => users.command(i, &self.capsctl),
-            None => Command::new(&self.capsctl),
-        };
-        c.env("LIBCAPS_DIR", &self.base).args(args);
-        run(c)
+        let ours = Path::new(env!("CARGO_BIN_EXE_capsctl"));
+        loop {
+            let mut c = match who {
+                Some((users, i)) => {
+                    let copy = self
+                        .public_capsctl
+                        .get_or_init(|| self.caps.pub_dir.install(ours));
+                    users.command(i, copy)
+                }
+                None => Command::new(ours),
+            };
+            c.env("LIBCAPS_DIR", &self.base)
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            match c.spawn() {
+                Ok(child) => {
+                    let out = common::wait_deadline(child, PROGRAM_DEADLINE, "capsctl");
+                    // (setpriv's exec of the copy can meet the same)
+                    if !text(&out.stderr).contains("Text file busy") {
+                        return out;
+                    }
+                }
+                // The fresh copy is still open for writing in a child
+                // another test thread forked meanwhile: try again.
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                Err(e) => panic!("capsctl: {e}"),
+            }
+        }
     }
 
     /// `capsctl list --json`, parsed: the services by node file name.
