@@ -97,7 +97,6 @@ uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libcaps.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libcaps.so.$(MAJOR) \
 	    $(DESTDIR)$(LIBDIR)/libcaps.so $(DESTDIR)$(LIBDIR)/libcaps.a \
 	    $(DESTDIR)$(PKGCONFIGDIR)/libcaps.pc $(DESTDIR)$(BINDIR)/capsctl
-	rmdir $(DESTDIR)$(BINDIR) 2>/dev/null || true
 	for h in $(HEADERS); do rm -f $(DESTDIR)$(INCLUDEDIR)/libcaps/$$h; done
 	for d in $(HEADER_DIRS); do rmdir $(DESTDIR)$(INCLUDEDIR)/libcaps/$$d 2>/dev/null || true; done
 	rmdir $(DESTDIR)$(INCLUDEDIR)/libcaps 2>/dev/null || true
