@@ -142,13 +142,13 @@ pub unsafe fn alloc(
 
 /// Map `bytes` (a page multiple) aligned to `align` (a power of 2 and a
 /// page multiple): map `align` more than needed and trim. `MAP_FAILED`
-/// if `mmap` fails.
+/// if `mmap` fails. Zones are mapped here too (`zone::map_zone`).
 ///
 /// # Safety
 /// `bytes` is a multiple of the system page size, and `align` a power of 2
 /// that is either at most 4096 or a multiple of the page size: otherwise a
 /// trim can unmap part of the returned range.
-unsafe fn map_aligned(bytes: usize, align: usize) -> *mut c_void {
+pub(super) unsafe fn map_aligned(bytes: usize, align: usize) -> *mut c_void {
     let extra = if align > 4096 { align } else { 0 };
     let Some(len) = bytes.checked_add(extra) else {
         return libc::MAP_FAILED;

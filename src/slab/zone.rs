@@ -28,7 +28,7 @@ use crate::abi::{
 use crate::fatal;
 
 use super::types::{self, TAG_UNCHECKED};
-use super::{ZONE_CACHE_HIGH, ZONE_CACHE_MAX, params, reclaim, registry};
+use super::{ZONE_CACHE_HIGH, ZONE_CACHE_MAX, oversized, params, reclaim, registry};
 
 /// Tag of a chunk never handed out since the zone took its size class.
 const TAG_NEVER: u8 = 0;
@@ -310,41 +310,27 @@ unsafe fn refill(gd: *mut SLGlobalData, idx: usize, cs: usize) -> *mut Zone {
     }
 }
 
-/// Map a `zs`-aligned zone of `zs` bytes (map twice the size, trim).
+/// Map a `zs`-aligned zone of `zs` bytes (`oversized::map_aligned`) and
+/// register it.
 ///
 /// # Safety
 /// `gd` is the calling thread's cpu state, its window open and the state not
 /// parked (its `ZoneInfo` is counted); `zs` is the zone size, a power of 2
 /// and a page multiple.
 unsafe fn map_zone(gd: *mut SLGlobalData, zs: usize) -> *mut Zone {
-    // SAFETY: anonymous mapping; the trims unmap only parts of it.
-    unsafe {
-        let p = libc::mmap(
-            ptr::null_mut(),
-            2 * zs,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        );
-        if p == libc::MAP_FAILED {
-            return ptr::null_mut();
-        }
-        let a = (p as usize).next_multiple_of(zs);
-        let lead = a - p as usize;
-        if lead != 0 {
-            libc::munmap(p, lead);
-        }
-        if zs - lead != 0 {
-            libc::munmap((a + zs) as *mut libc::c_void, zs - lead);
-        }
-        if !registry::set(a, true) {
-            libc::munmap(a as *mut libc::c_void, zs);
-            return ptr::null_mut();
-        }
-        zone_stat(gd, zs as isize);
-        a as *mut Zone
+    // SAFETY: `zs` is a power of 2 and a page multiple.
+    let a = unsafe { oversized::map_aligned(zs, zs) };
+    if a == libc::MAP_FAILED {
+        return ptr::null_mut();
     }
+    if !registry::set(a as usize, true) {
+        // SAFETY: the fresh mapping is ours and nothing refers to it.
+        unsafe { libc::munmap(a, zs) };
+        return ptr::null_mut();
+    }
+    // SAFETY: caller contract.
+    unsafe { zone_stat(gd, zs as isize) };
+    a.cast()
 }
 
 /// Count `bytes` of zone mapping (negative: unmapped) in `gd.ZoneInfo`.
