@@ -27,10 +27,8 @@ pub(super) const HELLO_DEADLINE: Duration = Duration::from_secs(2);
 /// Bytes read from a socket at a time.
 const READ_CHUNK: usize = 64 * 1024;
 
-pub(super) fn errno() -> i32 {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
+pub(super) fn errno() -> Errno {
+    Errno::last()
 }
 
 pub(super) const EV_IN: u32 = libc::EPOLLIN as u32;
@@ -283,7 +281,7 @@ pub(super) struct Conn {
 /// How reading a connection ended.
 pub(super) enum ReadEnd {
     Eof,
-    Errno(i32),
+    Errno(Errno),
     Protocol(WireError),
 }
 
@@ -291,7 +289,7 @@ impl std::fmt::Display for ReadEnd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ReadEnd::Eof => write!(f, "connection closed"),
-            ReadEnd::Errno(e) => write!(f, "{}", std::io::Error::from_raw_os_error(*e)),
+            ReadEnd::Errno(e) => write!(f, "{e}"),
             ReadEnd::Protocol(w) => write!(f, "protocol error: {w}"),
         }
     }
@@ -336,7 +334,7 @@ impl Conn {
     }
 
     /// Write as much queued output as the socket takes.
-    pub(super) fn flush(&mut self) -> Result<(), i32> {
+    pub(super) fn flush(&mut self) -> Result<(), Errno> {
         while self.out_pos < self.out.len() {
             // SAFETY: the slice is valid; MSG_NOSIGNAL keeps SIGPIPE away.
             let n = unsafe {
@@ -349,8 +347,8 @@ impl Conn {
             };
             if n < 0 {
                 match errno() {
-                    libc::EINTR => continue,
-                    libc::EAGAIN => break,
+                    Errno::EINTR => continue,
+                    Errno::EAGAIN => break,
                     e => return Err(e),
                 }
             }
@@ -412,8 +410,8 @@ impl Conn {
                 return Err(ReadEnd::Eof);
             }
             match errno() {
-                libc::EINTR => continue,
-                libc::EAGAIN => {
+                Errno::EINTR => continue,
+                Errno::EAGAIN => {
                     self.drained = true;
                     return Ok(false);
                 }
@@ -461,8 +459,8 @@ impl Conn {
                 return Err(ReadEnd::Eof);
             }
             match errno() {
-                libc::EINTR => continue,
-                libc::EAGAIN => return Ok(None),
+                Errno::EINTR => continue,
+                Errno::EAGAIN => return Ok(None),
                 e => return Err(ReadEnd::Errno(e)),
             }
         }
@@ -524,7 +522,7 @@ pub(super) fn write_all(fd: i32, mut buf: &[u8]) -> Result<(), Errno> {
         let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
         if n < 0 {
             let e = errno();
-            if e == libc::EINTR {
+            if e == Errno::EINTR {
                 continue;
             }
             return Err(e);
@@ -545,10 +543,10 @@ pub(super) fn read_exact_timeout(fd: i32, buf: &mut [u8], timeout_ms: i32) -> Re
         // SAFETY: one valid pollfd.
         let r = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
         if r == 0 {
-            return Err(libc::ETIMEDOUT);
+            return Err(Errno::ETIMEDOUT);
         }
         if r < 0 {
-            if errno() == libc::EINTR {
+            if errno() == Errno::EINTR {
                 continue;
             }
             return Err(errno());
@@ -556,10 +554,10 @@ pub(super) fn read_exact_timeout(fd: i32, buf: &mut [u8], timeout_ms: i32) -> Re
         // SAFETY: the rest of `buf` is writable.
         let n = unsafe { libc::recv(fd, buf[got..].as_mut_ptr().cast(), buf.len() - got, 0) };
         if n == 0 {
-            return Err(libc::ECONNRESET);
+            return Err(Errno::ECONNRESET);
         }
         if n < 0 {
-            if errno() == libc::EINTR {
+            if errno() == Errno::EINTR {
                 continue;
             }
             return Err(errno());
@@ -602,7 +600,7 @@ pub(super) fn handshake(
                 peer.uid,
                 peer.gid
             );
-            return Err(libc::ENOENT);
+            return Err(Errno::ENOENT);
         }
         write_all(fd.as_raw_fd(), &hello.encode())?;
         sent();
@@ -610,10 +608,10 @@ pub(super) fn handshake(
         read_exact_timeout(fd.as_raw_fd(), &mut buf, wait_ms)?;
         let reply = Hello::decode(&buf, HelloKind::Server, hello.version).map_err(|w| {
             warn!(func, "service {}: {w}", String::from_utf8_lossy(name));
-            libc::EPROTO
+            Errno::EPROTO
         })?;
         if reply.status != 0 {
-            return Err(reply.status as i32);
+            return Err(Errno(reply.status as i32));
         }
         Ok(fd)
     })();
@@ -637,12 +635,7 @@ fn trace_connect(func: &str, path: &Path, r: &Result<OwnedFd, Errno>) {
                 peer.uid
             );
         }
-        Err(e) => crate::trace!(
-            func,
-            "cannot connect to {}: {}",
-            path.display(),
-            crate::diag::errno_text(*e)
-        ),
+        Err(e) => crate::trace!(func, "cannot connect to {}: {}", path.display(), *e),
     }
 }
 
@@ -683,17 +676,16 @@ pub(super) fn accept(lfd: i32, func: &str) -> Result<Option<(OwnedFd, Cred)>, Er
                 Err(e) => {
                     warn!(
                         func,
-                        "refusing a connection whose peer credentials cannot be read: {}",
-                        std::io::Error::from_raw_os_error(e)
+                        "refusing a connection whose peer credentials cannot be read: {}", e
                     );
                     continue;
                 }
             }
         }
         match errno() {
-            libc::EINTR | libc::ECONNABORTED => continue,
-            libc::EAGAIN => return Ok(None),
-            e @ (libc::EMFILE | libc::ENFILE) => {
+            Errno::EINTR | Errno::ECONNABORTED => continue,
+            Errno::EAGAIN => return Ok(None),
+            e @ (Errno::EMFILE | Errno::ENFILE) => {
                 // Out of descriptors (accept4 says so whether or not a
                 // connection is pending): a pending connection would stay
                 // pending and the listener readable, so the service would
@@ -786,7 +778,7 @@ fn warn_rarely(func: &str, e: Errno, shed: bool) {
     warn!(
         func,
         "accept: {}{}",
-        std::io::Error::from_raw_os_error(e),
+        e,
         if shed {
             ": turning new connections away"
         } else {

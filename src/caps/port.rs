@@ -294,6 +294,7 @@ unsafe fn watch(p: *mut CapsPort, fd: i32, events: u32) -> Result<Token, Errno> 
             unsafe { on_event(p, bits) }
         }),
     )
+    .map_err(Errno)
 }
 
 /// `caps_service()`: publish service `name` for the calling user.
@@ -441,11 +442,7 @@ unsafe fn accept_all(svc: *mut CapsPort) {
             Err(e) => {
                 // SAFETY: `svc` is live.
                 let name = unsafe { service_name(svc) };
-                warn!(
-                    "caps_service",
-                    "{name}: accept: {}",
-                    std::io::Error::from_raw_os_error(e)
-                );
+                warn!("caps_service", "{name}: accept: {}", e);
                 return;
             }
         };

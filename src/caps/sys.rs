@@ -68,14 +68,14 @@ const ACCEPT_EVERY: u32 = 8;
 /// (`ENAMETOOLONG`), not empty, only `[0-9A-Za-z_.]` (`EINVAL`).
 pub fn check_name(name: &[u8]) -> Result<(), Errno> {
     if name.len() >= CAPS_MAXNAMELEN as usize {
-        return Err(libc::ENAMETOOLONG);
+        return Err(Errno::ENAMETOOLONG);
     }
     if name.is_empty()
         || !name
             .iter()
             .all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'.')
     {
-        return Err(libc::EINVAL);
+        return Err(Errno::EINVAL);
     }
     Ok(())
 }
@@ -415,7 +415,7 @@ impl Table {
     }
 
     fn get(&mut self, id: i32) -> Result<&mut Entry, Errno> {
-        self.entries.get_mut(&id).ok_or(libc::EINVAL)
+        self.entries.get_mut(&id).ok_or(Errno::EINVAL)
     }
 }
 
@@ -432,7 +432,7 @@ impl Entry {
     /// Take the first message queued for the entry, if any.
     fn take(&mut self, buf: &mut [u8], cred: Option<&mut caps_cred>) -> Result<Option<Got>, Errno> {
         match &mut self.kind {
-            Kind::Forked => Err(libc::ENOTCONN),
+            Kind::Forked => Err(Errno::ENOTCONN),
             Kind::Service(s) => Ok(s.take(buf, cred)),
             Kind::Client(c) => Ok(c.take(buf, cred)),
         }
@@ -493,10 +493,10 @@ pub fn service(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno
     let me = Cred::of_self();
     if me.uid != 0 {
         if uid != u32::MAX && uid != me.uid {
-            return Err(libc::EPERM);
+            return Err(Errno::EPERM);
         }
         if gid != u32::MAX && gid != me.gid && !me.groups.contains(&gid) {
-            return Err(libc::EPERM);
+            return Err(Errno::EPERM);
         }
     }
     let dir = rendezvous::open_sys_dir("caps_sys_service")?;
@@ -533,13 +533,9 @@ pub fn service(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno
     };
     let r = lock().insert(flags, Kind::Service(Box::new(svc)));
     if let Err(e) = &r {
-        warn!("caps_sys_service", "{}: {}", path.display(), errstr(*e));
+        warn!("caps_sys_service", "{}: {}", path.display(), *e);
     }
     r
-}
-
-fn errstr(e: Errno) -> std::io::Error {
-    std::io::Error::from_raw_os_error(e)
 }
 
 impl Svc {
@@ -570,7 +566,7 @@ impl Svc {
                         "caps_sys_service",
                         "{}: accept: {}",
                         self.listener.path.display(),
-                        errstr(e)
+                        e
                     );
                     return;
                 }
@@ -854,7 +850,7 @@ impl Svc {
                 .queue
                 .iter()
                 .position(|q| matches!(q, Queued::Request { sid: s, .. } if *s == sid))
-                .ok_or(libc::EINVAL)?;
+                .ok_or(Errno::EINVAL)?;
             match self.queue.remove(pos) {
                 Some(Queued::Request {
                     conn,
@@ -867,7 +863,7 @@ impl Svc {
                     }
                     (conn, client_id)
                 }
-                _ => return Err(libc::EINVAL),
+                _ => return Err(Errno::EINVAL),
             }
         };
         let Some(c) = self.conns.get_mut(&conn) else {
@@ -965,7 +961,7 @@ pub fn client(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno>
     };
     let (fd, generation) = loop {
         match connect_any(&dir, name, uid, gid, flags) {
-            Err(libc::ENOENT) if watch.is_some() => {}
+            Err(Errno::ENOENT) if watch.is_some() => {}
             other => break other?,
         }
         if let Some(w) = &watch {
@@ -1027,22 +1023,22 @@ fn connect_any(
                 // The server follows its hello with its generation.
                 let mut b = [0u8; HEADER_LEN];
                 match read_exact_timeout(fd.as_raw_fd(), &mut b, deadline) {
-                    Err(libc::ETIMEDOUT) => {
+                    Err(Errno::ETIMEDOUT) => {
                         silent = Some(node.path);
                         continue;
                     }
                     r => r?,
                 }
-                let h = Header::decode(&b, 0).map_err(|_| libc::EPROTO)?;
+                let h = Header::decode(&b, 0).map_err(|_| Errno::EPROTO)?;
                 if h.kind != FrameKind::Gen {
-                    return Err(libc::EPROTO);
+                    return Err(Errno::EPROTO);
                 }
                 return Ok((fd, h.result as i64));
             }
             // A dead service's node, or one removed meanwhile.
-            Err(libc::ECONNREFUSED | libc::ENOENT | libc::ECONNRESET) => continue,
+            Err(Errno::ECONNREFUSED | Errno::ENOENT | Errno::ECONNRESET) => continue,
             // Accepts but does not answer: try the next one.
-            Err(libc::ETIMEDOUT) => {
+            Err(Errno::ETIMEDOUT) => {
                 silent = Some(node.path);
                 continue;
             }
@@ -1056,9 +1052,9 @@ fn connect_any(
             String::from_utf8_lossy(name),
             p.display()
         );
-        return Err(libc::ETIMEDOUT);
+        return Err(Errno::ETIMEDOUT);
     }
-    Err(libc::ENOENT)
+    Err(Errno::ENOENT)
 }
 
 /// Let this process's services accept and answer hellos (called by a
@@ -1087,7 +1083,7 @@ impl DirWatch {
         }
         // SAFETY: a new descriptor nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|_| libc::EINVAL)?;
+        let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
         // SAFETY: valid descriptor and path.
         let w = unsafe {
             libc::inotify_add_watch(
@@ -1175,10 +1171,10 @@ impl Cli {
 
     fn put(&mut self, data: &[u8]) -> Result<i64, Errno> {
         if self.conn.dead {
-            return Err(libc::ENOTCONN);
+            return Err(Errno::ENOTCONN);
         }
         if self.outstanding.len() > MAX_INPROG {
-            return Err(libc::ENOBUFS);
+            return Err(Errno::ENOBUFS);
         }
         let id = self.next_id;
         self.next_id += 1;
@@ -1197,7 +1193,7 @@ impl Cli {
             // The service is gone (a put does not read first: the send
             // tells).
             self.lost();
-            return Err(libc::ENOTCONN);
+            return Err(Errno::ENOTCONN);
         }
         self.outstanding.insert(id, ());
         Ok(id as i64)
@@ -1256,7 +1252,7 @@ pub struct Got {
 /// `caps_sys_close`.
 pub fn close(id: i32) -> Result<(), Errno> {
     let mut t = lock();
-    let mut e = t.entries.remove(&id).ok_or(libc::EINVAL)?;
+    let mut e = t.entries.remove(&id).ok_or(Errno::EINVAL)?;
     if let Kind::Service(s) = &mut e.kind {
         s.close();
     }
@@ -1267,12 +1263,12 @@ pub fn close(id: i32) -> Result<(), Errno> {
 /// `caps_sys_put`: send `data` as a request; returns its message id.
 pub fn put(id: i32, data: &[u8]) -> Result<i64, Errno> {
     if data.len() > MAX_MSG {
-        return Err(libc::EMSGSIZE);
+        return Err(Errno::EMSGSIZE);
     }
     with_entry_sending(id, |e| match &mut e.kind {
         Kind::Client(c) => c.put(data),
-        Kind::Service(_) => Err(libc::EINVAL),
-        Kind::Forked => Err(libc::ENOTCONN),
+        Kind::Service(_) => Err(Errno::EINVAL),
+        Kind::Forked => Err(Errno::ENOTCONN),
     })
 }
 
@@ -1305,12 +1301,12 @@ fn with_entry_sending<T>(
 /// `caps_sys_reply`: answer request `msgid` with `data`.
 pub fn reply(id: i32, data: &[u8], msgid: i64) -> Result<(), Errno> {
     if data.len() > MAX_MSG {
-        return Err(libc::EMSGSIZE);
+        return Err(Errno::EMSGSIZE);
     }
     with_entry_sending(id, |e| match &mut e.kind {
         Kind::Service(s) => s.reply(msgid, data),
-        Kind::Client(_) => Err(libc::EINVAL),
-        Kind::Forked => Err(libc::ENOTCONN),
+        Kind::Client(_) => Err(Errno::EINVAL),
+        Kind::Forked => Err(Errno::ENOTCONN),
     })
 }
 
@@ -1337,7 +1333,7 @@ pub fn get(
             if let Some(serial) = slept_on {
                 if e.serial != serial {
                     // Closed while we slept (and the id reused).
-                    return Err(libc::EINVAL);
+                    return Err(Errno::EINVAL);
                 }
                 e.waiters -= 1;
             }
@@ -1363,7 +1359,7 @@ pub fn get(
                     s.poll_fds(&mut fds);
                     due = s.hello_due();
                 }
-                Kind::Client(c) if c.conn.dead => return Err(libc::ENOTCONN),
+                Kind::Client(c) if c.conn.dead => return Err(Errno::ENOTCONN),
                 Kind::Client(c) => {
                     let out = if c.conn.queued() > 0 {
                         libc::POLLOUT
@@ -1372,10 +1368,10 @@ pub fn get(
                     };
                     fds.push(pollfd(c.conn.raw(), libc::POLLIN | out));
                 }
-                Kind::Forked => return Err(libc::ENOTCONN),
+                Kind::Forked => return Err(Errno::ENOTCONN),
             }
             if !block {
-                return Err(libc::EAGAIN);
+                return Err(Errno::EAGAIN);
             }
             // Nothing to take: no other waiter is owed a wakeup either.
             e.drain();
@@ -1384,7 +1380,7 @@ pub fn get(
             e.wake.clone()
         };
         // Holding `wake` keeps the eventfd open while we sleep on it.
-        let wake = wake.ok_or(libc::ENOTCONN)?;
+        let wake = wake.ok_or(Errno::ENOTCONN)?;
         fds.push(pollfd(wake.as_raw_fd(), libc::POLLIN));
         let r = poll_adaptive(&mut fds, due);
         // A service's listener comes first in its poll set.
@@ -1444,8 +1440,8 @@ pub fn setgen(id: i32, generation: i64) -> Result<(), Errno> {
             s.setgen(generation);
             Ok(())
         }
-        Kind::Client(_) => Err(libc::EINVAL),
-        Kind::Forked => Err(libc::ENOTCONN),
+        Kind::Client(_) => Err(Errno::EINVAL),
+        Kind::Forked => Err(Errno::ENOTCONN),
     })
 }
 
@@ -1453,8 +1449,8 @@ pub fn setgen(id: i32, generation: i64) -> Result<(), Errno> {
 pub fn getgen(id: i32) -> Result<i64, Errno> {
     with_entry(id, |e| match &mut e.kind {
         Kind::Client(c) => Ok(c.generation),
-        Kind::Service(_) => Err(libc::EINVAL),
-        Kind::Forked => Err(libc::ENOTCONN),
+        Kind::Service(_) => Err(Errno::EINVAL),
+        Kind::Forked => Err(Errno::ENOTCONN),
     })
 }
 
@@ -1472,14 +1468,14 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(check_name(b""), Err(libc::EINVAL));
-        assert_eq!(check_name(b"a/b"), Err(libc::EINVAL));
-        assert_eq!(check_name(b"a,b"), Err(libc::EINVAL));
-        assert_eq!(check_name(b"a b"), Err(libc::EINVAL));
+        assert_eq!(check_name(b""), Err(Errno::EINVAL));
+        assert_eq!(check_name(b"a/b"), Err(Errno::EINVAL));
+        assert_eq!(check_name(b"a,b"), Err(Errno::EINVAL));
+        assert_eq!(check_name(b"a b"), Err(Errno::EINVAL));
         assert!(check_name(b"Test_1.x").is_ok());
         assert!(check_name(b"..").is_ok());
         assert!(check_name(&[b'a'; 63]).is_ok());
-        assert_eq!(check_name(&[b'a'; 64]), Err(libc::ENAMETOOLONG));
+        assert_eq!(check_name(&[b'a'; 64]), Err(Errno::ENAMETOOLONG));
     }
 
     #[test]

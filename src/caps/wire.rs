@@ -14,8 +14,8 @@ pub const VERSION_SYS: u16 = 2;
 pub const HELLO_LEN: usize = 16;
 /// Bytes in a frame header.
 pub const HEADER_LEN: usize = 48;
-/// Largest whole message (`struct lwkt_msg` plus payload), `CAPMSG_MAXSIZE`.
-pub const MAX_MSGSIZE: usize = 1024 + 64 * 1024;
+/// Largest whole message (`struct lwkt_msg` plus payload): `CAPMSG_MAXSIZE`.
+pub const MAX_MSGSIZE: usize = crate::abi::CAPMSG_MAXSIZE as usize;
 
 /// Who sends a hello.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -20,17 +20,13 @@ pub(super) unsafe fn hello_timer(svc: *mut CapsPort) -> Option<Timer> {
             // SAFETY: the registration is removed before `svc` is freed.
             unsafe { hello_sweep(svc) }
         };
-        t.token = Some(evloop::register(fd, EV_IN, Box::new(sweep))?);
+        t.token = Some(evloop::register(fd, EV_IN, Box::new(sweep)).map_err(Errno)?);
         Ok(t)
     });
     match made {
         Ok(t) => Some(t),
         Err(e) => {
-            warn!(
-                "caps_service",
-                "no hello deadline: {}",
-                std::io::Error::from_raw_os_error(e)
-            );
+            warn!("caps_service", "no hello deadline: {}", e);
             None
         }
     }
