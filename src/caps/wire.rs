@@ -138,6 +138,21 @@ pub struct Header {
 }
 
 impl Header {
+    /// A header of `kind` for frame `id` with `body_len` bytes of payload,
+    /// every other field 0 (set the face's own with `..Header::new(..)`).
+    pub fn new(kind: FrameKind, id: u64, body_len: u32) -> Header {
+        Header {
+            kind,
+            body_len,
+            id,
+            capacity: 0,
+            cmd: 0,
+            error: 0,
+            result: 0,
+            pad: [0, 0],
+        }
+    }
+
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
         b[0..2].copy_from_slice(&(self.kind as u16).to_le_bytes());

@@ -15,9 +15,12 @@
 use core::ffi::c_void;
 use core::sync::atomic::Ordering;
 
+use super::client::client_send;
+use super::request::{REQ_HANDED, REQ_MAGIC, req_head};
 use super::*;
-use crate::abi::globaldata;
+use crate::abi::{EASYNC, MSGF_DONE, MSGF_QUEUED, MSGF_REPLY, globaldata, lwkt_port};
 use crate::cpu::{ipi, mycpu};
+use crate::warn;
 
 /// The cpu of `port`'s owner when the caller runs on another cpu.
 ///
@@ -50,8 +53,8 @@ pub(super) unsafe fn refuse(func: &str, port: *mut lwkt_port, ogd: *mut globalda
          use a CAPS port from threads of the cpu that created it"
     );
     // SAFETY: errno is thread-local and always writable.
-    unsafe { *libc::__errno_location() = libc::EXDEV };
-    libc::EXDEV
+    unsafe { *libc::__errno_location() = Errno::EXDEV.0 };
+    Errno::EXDEV.0
 }
 
 /// Hand request `msg` (checked by the caller) on client port `p` to the
