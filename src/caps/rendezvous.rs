@@ -75,10 +75,6 @@ pub fn service_path(name: &[u8], uid: u32) -> Result<PathBuf, Errno> {
     Ok(path)
 }
 
-fn last_errno() -> Errno {
-    Errno::last()
-}
-
 fn cstr(b: &[u8]) -> Result<CString, Errno> {
     CString::new(b).map_err(|_| Errno::EINVAL)
 }
@@ -97,7 +93,7 @@ fn fstat(fd: RawFd) -> Result<libc::stat, Errno> {
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: a descriptor the caller owns and a writable buffer.
     if unsafe { libc::fstat(fd, &mut st) } != 0 {
-        return Err(last_errno());
+        return Err(Errno::last());
     }
     Ok(st)
 }
@@ -199,7 +195,7 @@ impl Dir {
             )
         };
         if fd < 0 {
-            return Err(last_errno());
+            return Err(Errno::last());
         }
         // SAFETY: a new descriptor nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -214,8 +210,8 @@ impl Dir {
         let dfd = self.fd.as_raw_fd();
         // SAFETY: valid descriptor and name.
         let created = unsafe { libc::mkdirat(dfd, c.as_ptr(), 0o700) } == 0;
-        if !created && last_errno() != Errno::EEXIST {
-            let e = last_errno();
+        if !created && Errno::last() != Errno::EEXIST {
+            let e = Errno::last();
             crate::trace!("caps", "cannot create directory {}: {}", path.display(), e);
             return Err(e);
         }
@@ -228,7 +224,7 @@ impl Dir {
             )
         };
         if fd < 0 {
-            let e = last_errno();
+            let e = Errno::last();
             return match lstat_at(dfd, &c) {
                 Some(st) if e == Errno::ELOOP || e == Errno::ENOTDIR => {
                     warn!(
@@ -248,7 +244,7 @@ impl Dir {
         // SAFETY: our own descriptor of the directory we just made;
         // fchmod is not subject to the umask.
         if created && unsafe { libc::fchmod(fd.as_raw_fd(), mode) } != 0 {
-            return Err(last_errno());
+            return Err(Errno::last());
         }
         Dir { fd, path }.verify(func, rule)
     }
@@ -301,7 +297,7 @@ fn unix_socket(nonblock: bool) -> Result<OwnedFd, Errno> {
     // SAFETY: plain socket(2) call.
     let fd = unsafe { libc::socket(libc::AF_UNIX, flags, 0) };
     if fd < 0 {
-        return Err(last_errno());
+        return Err(Errno::last());
     }
     // SAFETY: `fd` is a new descriptor nobody else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
@@ -317,7 +313,7 @@ pub fn connect(path: &Path) -> Result<OwnedFd, Errno> {
         if r == 0 {
             return Ok(fd);
         }
-        let e = last_errno();
+        let e = Errno::last();
         if e != Errno::EINTR {
             return Err(e);
         }
@@ -335,7 +331,7 @@ pub fn is_live(path: &Path) -> bool {
     // SAFETY: `sa` is a valid sockaddr_un of `len` bytes.
     let r = unsafe { libc::connect(fd.as_raw_fd(), (&raw const sa).cast(), len) };
     // A full backlog (EAGAIN) still means somebody listens.
-    r == 0 || last_errno() == Errno::EAGAIN
+    r == 0 || Errno::last() == Errno::EAGAIN
 }
 
 /// Holds an exclusive `flock` on a directory while services are created
@@ -366,13 +362,13 @@ impl DirLock {
             )
         };
         if fd < 0 {
-            return Err(last_errno());
+            return Err(Errno::last());
         }
         // SAFETY: `fd` is new and ours.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         // SAFETY: flock on a descriptor we own; released by `drop`.
         while unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            let e = last_errno();
+            let e = Errno::last();
             if e != Errno::EINTR {
                 return Err(e);
             }
@@ -405,7 +401,7 @@ fn bind_in(fd: RawFd, dir: &Dir, tmp: &str) -> Result<(), Errno> {
         if unsafe { libc::bind(fd, (&raw const sa).cast(), len) } == 0 {
             return Ok(());
         }
-        last = last_errno();
+        last = Errno::last();
         if last != Errno::ENOENT && last != Errno::ENOTDIR {
             return Err(last);
         }
@@ -493,16 +489,16 @@ fn publish(
         // SAFETY: valid descriptor and name; only we (or root) may
         // replace the node we just bound in this directory.
         if unsafe { libc::fchmodat(dfd, ctmp.as_ptr(), mode & 0o7777, 0) } != 0 {
-            return Err(last_errno());
+            return Err(Errno::last());
         }
         // SAFETY: `fd` is a bound stream socket.
         if unsafe { libc::listen(fd.as_raw_fd(), BACKLOG) } != 0 {
-            return Err(last_errno());
+            return Err(Errno::last());
         }
         // SAFETY: both names are relative to our verified directory;
         // rename replaces atomically.
         if unsafe { libc::renameat(dfd, ctmp.as_ptr(), dfd, cname.as_ptr()) } != 0 {
-            return Err(last_errno());
+            return Err(Errno::last());
         }
         Ok(())
     })();

@@ -146,6 +146,10 @@ pub(super) unsafe fn client_shutdown(p: *mut CapsPort, why: Option<&ReadEnd>) {
 // ---- port vectors --------------------------------------------------------
 
 /// The client sends a request: `EASYNC`, or an error at once.
+///
+/// # Safety
+/// Called only through the vectors of a CAPS port (a client): `port` is
+/// that live port, `msg` the caller's live message.
 pub(super) unsafe extern "C" fn client_putport(port: *mut lwkt_port, msg: *mut lwkt_msg) -> i32 {
     let p = port.cast::<CapsPort>();
     // SAFETY: `p` is a live client port (vector contract).
@@ -214,6 +218,10 @@ pub(super) unsafe fn client_send(p: *mut CapsPort, msg: *mut lwkt_msg) -> i32 {
 
 /// `caps_client_waitreply`: wait for `msg`'s reply (NULL: any reply).
 /// NULL when the connection failed.
+///
+/// # Safety
+/// Called only through the vectors of a CAPS port (a client): `port` is
+/// that live port, `msg` NULL or the caller's live message.
 pub(super) unsafe extern "C" fn client_waitport(
     port: *mut lwkt_port,
     msg: *mut lwkt_msg,
@@ -279,6 +287,10 @@ unsafe fn unqueue_from_reply_port(m: *mut lwkt_msg) {
 
 /// Replies to messages whose reply port is the client port itself are
 /// queued there (`lwkt_getport`, `caps_client_waitreply`).
+///
+/// # Safety
+/// Called only through the vectors of a CAPS port (a client): `port` is
+/// that live port, `msg` a live message whose reply port it is.
 pub(super) unsafe extern "C" fn client_replyport(port: *mut lwkt_port, msg: *mut lwkt_msg) {
     // SAFETY: both are live (vector contract).
     unsafe {

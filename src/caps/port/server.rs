@@ -280,12 +280,19 @@ pub(super) unsafe fn release(r: *mut CapsPort) {
 
 // ---- port vectors --------------------------------------------------------
 
+/// # Safety
+/// Called only through the vectors of a CAPS port (a service): `port` is
+/// that live port, `msg` any message (not touched).
 pub(super) unsafe extern "C" fn service_putport(_port: *mut lwkt_port, _msg: *mut lwkt_msg) -> i32 {
     Errno::EINVAL.0
 }
 
 /// Next request from any connection; NULL for a specific message or once
 /// the service is closed.
+///
+/// # Safety
+/// Called only through the vectors of a CAPS port (a service): `port` is
+/// that live port, `msg` NULL or a live message.
 pub(super) unsafe extern "C" fn service_waitport(
     port: *mut lwkt_port,
     msg: *mut lwkt_msg,
@@ -320,6 +327,9 @@ pub(super) unsafe extern "C" fn service_waitport(
     }
 }
 
+/// # Safety
+/// Called only through the vectors of a CAPS port (a service): `port` is
+/// that live port, `msg` any message (not touched).
 pub(super) unsafe extern "C" fn service_replyport(port: *mut lwkt_port, msg: *mut lwkt_msg) {
     fatal!(
         "lwkt_replymsg",
@@ -327,10 +337,16 @@ pub(super) unsafe extern "C" fn service_replyport(port: *mut lwkt_port, msg: *mu
     )
 }
 
+/// # Safety
+/// Called only through the vectors of a CAPS port (a connection): `port` is
+/// that live port, `msg` any message (not touched).
 pub(super) unsafe extern "C" fn remote_putport(_port: *mut lwkt_port, _msg: *mut lwkt_msg) -> i32 {
     Errno::EINVAL.0
 }
 
+/// # Safety
+/// Called only through the vectors of a CAPS port (a connection): `port` is
+/// that live port, `msg` any message (not touched).
 pub(super) unsafe extern "C" fn remote_waitport(
     port: *mut lwkt_port,
     _msg: *mut lwkt_msg,
@@ -343,6 +359,10 @@ pub(super) unsafe extern "C" fn remote_waitport(
 
 /// The server replies: send the message back, free it.
 /// The server replies: send the message back, free it.
+///
+/// # Safety
+/// Called only through the vectors of a CAPS port (a connection): `port` is
+/// that live port, `msg` a live message whose reply port it is.
 pub(super) unsafe extern "C" fn remote_replyport(port: *mut lwkt_port, msg: *mut lwkt_msg) {
     let r = port.cast::<CapsPort>();
     // SAFETY: `msg` was delivered by `deliver_request` (checked through

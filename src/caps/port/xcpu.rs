@@ -88,6 +88,10 @@ pub(super) unsafe fn client_put_elsewhere(
 }
 
 /// IPI: the send half of [`client_put_elsewhere`], on the port's cpu.
+///
+/// # Safety
+/// Run only by the IPI [`client_put_elsewhere`] sent: `arg` is the
+/// handed-over live message, its target a client port of this cpu.
 unsafe extern "C" fn client_put_ipi(arg: *mut c_void) {
     let msg = arg.cast::<lwkt_msg>();
     // SAFETY: the sender handed over its live message, whose target is a
@@ -127,6 +131,10 @@ pub(super) unsafe fn reply_elsewhere(
 }
 
 /// IPI: a reply handed over by [`reply_elsewhere`], on the port's cpu.
+///
+/// # Safety
+/// Run only by the IPI [`reply_elsewhere`] sent: `arg` is the replied
+/// live message, its reply port a CAPS port of this cpu.
 unsafe extern "C" fn reply_ipi(arg: *mut c_void) {
     let msg = arg.cast::<lwkt_msg>();
     // SAFETY: the replier handed over a live message whose reply port is
