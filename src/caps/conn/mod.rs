@@ -13,6 +13,14 @@
 //!
 //! A face keeps only what is its own (v1: LWKT ports and message images;
 //! v2: message ids, dispose notices, generations).
+//!
+//! Where later work goes in: a transport over shared memory replaces the
+//! inside of [`Transport`] (frames in, frames out) and is negotiated in
+//! [`Service::admit`] (the hello both faces go through); buffers taken
+//! only while there is traffic are [`Transport`]'s own business (its read
+//! buffer already waits for the first frame); frames the library answers
+//! itself (capsctl's ping and statistics) are answered in
+//! [`Connection::next_frame`], before a face sees them.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
