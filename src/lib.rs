@@ -10,8 +10,6 @@
 pub mod abi;
 mod atfork;
 pub mod capi;
-// TEMPORARY: removed at merge (issue 13)
-#[allow(clippy::missing_safety_doc)]
 pub mod caps;
 // TEMPORARY: removed at merge (issue 13)
 #[allow(clippy::missing_safety_doc)]
