@@ -479,7 +479,7 @@ pub fn fork_vcpu() -> c_int {
         started = cv.wait(started).unwrap_or_else(|e| e.into_inner());
     }
     drop(started);
-    crate::lwkt::san::acquire(gd);
+    crate::san::acquire(gd);
     let bit = 1u32 << n;
     for cpu in live_cpus().filter(|&c| c != n) {
         let o = globaldata_find(cpu);
@@ -518,7 +518,7 @@ fn vcpu_main(gd: *mut globaldata, ready: Arc<(Mutex<bool>, std::sync::Condvar)>)
     }
     // SAFETY: set up above by this thread.
     LIVE.fetch_or(unsafe { (*gd).gd_cpumask }, Ordering::SeqCst);
-    crate::lwkt::san::release(gd);
+    crate::san::release(gd);
     {
         let (m, cv) = &*ready;
         *m.lock().unwrap_or_else(|e| e.into_inner()) = true;
@@ -636,7 +636,7 @@ pub unsafe fn acquire_mplock(gd: *mut globaldata) -> bool {
 #[cold]
 #[inline(never)]
 unsafe fn mplock_taken(gd: *mut globaldata) {
-    crate::lwkt::san::acquire(&mp_lock);
+    crate::san::acquire(&mp_lock);
     if crate::diag::debug_on() {
         // SAFETY: per the contract; the field is atomic.
         unsafe {
@@ -683,7 +683,7 @@ pub unsafe fn release_mplock(gd: *mut globaldata) {
     // SAFETY: reading the id of the current cpu.
     let me = unsafe { (*gd).gd_cpuid } as i32;
     if mp_lock.load(Ordering::Relaxed) == me {
-        crate::lwkt::san::release_out_of_line(&mp_lock);
+        crate::san::release_out_of_line(&mp_lock);
         // SeqCst: pairs with a waiter that registers in MP_WAITERS and
         // then looks at the lock again.
         mp_lock.store(-1, Ordering::SeqCst);

@@ -67,7 +67,7 @@ unsafe extern "C" fn tokreq_ipi(arg: *mut c_void) {
         let (tok, rgd, rtd) = (req.tok, req.gd, req.td);
         let owner = owner_of(tok);
         if owner.load(Ordering::Relaxed) == gd {
-            super::san::release(tok);
+            crate::san::release(tok);
             (*tok).t_reqcpu = rgd;
             owner.store(rgd, Ordering::Release);
         }
@@ -134,7 +134,7 @@ unsafe fn own(func: &str, tok: *mut lwkt_token) {
                 (*cur).gd_cpuid
             );
             lt::block_self(func, c"token".as_ptr());
-            super::san::acquire(tok);
+            crate::san::acquire(tok);
         }
     }
 }
