@@ -20,12 +20,13 @@
 use core::ffi::{c_int, c_void};
 use core::ptr;
 
+use super::boot::mycpu;
 use super::queue;
 use crate::abi::{
     EASYNC, MSGF_ASYNC, MSGF_DONE, MSGF_QUEUED, MSGF_REPLY, MSGPORTF_WAITING, globaldata, lwkt_msg,
     lwkt_port, thread,
 };
-use crate::cpu::{ipi, mycpu};
+use crate::cpu::ipi;
 use crate::fatal;
 
 /// `(current cpu, cpu of the port's owner when that is another cpu)`.
@@ -410,7 +411,7 @@ pub unsafe fn default_waitport(port: *mut lwkt_port, msg: *mut lwkt_msg) -> *mut
             (*port).mp_flags |= MSGPORTF_WAITING;
             // What the thread waits on, for gdb (cleared on resuming).
             (*owner).td_wchan = port.cast();
-            super::thread::block_current(func, gd, owner, c"waitport".as_ptr());
+            super::sched::block_current(func, gd, owner, c"waitport".as_ptr());
         }
     }
 }
@@ -475,7 +476,7 @@ unsafe fn wake_owner_local(gd: *mut globaldata, port: *mut lwkt_port) {
             (*port).mp_flags &= !MSGPORTF_WAITING;
             let td = (*port).mp_td;
             if !td.is_null() {
-                super::thread::schedule_local(gd, td);
+                super::sched::schedule_local(gd, td);
             }
         }
     }
@@ -497,7 +498,7 @@ pub(crate) unsafe fn block_on_port(func: &str, port: *mut lwkt_port) {
         // default_waitport checked on entry that the caller owns the port.
         (*port).mp_flags |= MSGPORTF_WAITING;
         (*(*port).mp_td).td_wchan = port.cast();
-        super::thread::block_self(func, c"waitport".as_ptr());
+        super::sched::block_self(func, c"waitport".as_ptr());
     }
 }
 

@@ -17,7 +17,8 @@ use core::sync::atomic::Ordering;
 
 use super::*;
 use crate::abi::globaldata;
-use crate::cpu::{ipi, mycpu};
+use crate::cpu::ipi;
+use crate::lwkt::mycpu;
 
 /// The cpu of `port`'s owner when the caller runs on another cpu.
 ///
