@@ -70,7 +70,7 @@ pub unsafe fn name(td: *const thread) -> String {
 
 /// The idle thread of `gd`.
 #[inline]
-pub fn idle_thread(gd: *mut globaldata) -> *mut thread {
+pub(super) fn idle_thread(gd: *mut globaldata) -> *mut thread {
     // SAFETY: only a field address is computed.
     unsafe { &raw mut (*gd).gd_idlethread }
 }
