@@ -15,6 +15,7 @@ pub mod queue;
 pub mod san;
 pub mod sched;
 pub mod stack;
+pub mod tailq;
 pub mod tdqueue;
 pub mod thread;
 pub mod wait;
