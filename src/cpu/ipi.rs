@@ -113,6 +113,10 @@ pub unsafe fn process(gd: *mut globaldata) {
     }
 }
 
+/// The part of [`process`] that runs when a request bit is set.
+///
+/// # Safety
+/// As [`process`]: `gd` must be the current cpu.
 #[inline(never)]
 unsafe fn process_slow(gd: *mut globaldata) {
     // SAFETY: per the contract of `process`; `ipi_work` is owned by this

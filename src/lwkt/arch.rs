@@ -198,6 +198,11 @@ mod imp {
 
     /// First code of every new thread: `start(r12, r13)` on an aligned
     /// stack. `start` never returns.
+    ///
+    /// # Safety
+    /// Never called: only entered by the first switch to a stack
+    /// prepared by [`init_stack`], with the start function and its
+    /// arguments in the callee-saved registers it put there.
     #[unsafe(naked)]
     unsafe extern "C" fn trampoline() {
         core::arch::naked_asm!(
@@ -341,6 +346,11 @@ mod imp {
     }
 
     /// First code of every new thread: `start(x19, x20)`.
+    ///
+    /// # Safety
+    /// Never called: only entered by the first switch to a stack
+    /// prepared by [`init_stack`], with the start function and its
+    /// arguments in the callee-saved registers it put there.
     #[unsafe(naked)]
     unsafe extern "C" fn trampoline() {
         core::arch::naked_asm!(

@@ -181,6 +181,10 @@ pub unsafe fn run_idle(gd: *mut globaldata) -> ! {
 /// spin, then a sleep in the cpu's event loop (sockets, IPIs, the MP
 /// lock's release). With a single cpu and no event source nothing could
 /// ever wake anyone: that deadlock is reported.
+///
+/// # Safety
+/// Only run as the handler of the idle thread that [`gdinit`] set up,
+/// on that cpu's kernel thread.
 unsafe extern "C" fn idle_loop(_arg: *mut c_void) {
     let gd = mycpu();
     // SAFETY: runs as the idle thread of `gd`, in its critical section.

@@ -279,6 +279,9 @@ unsafe fn forward(func_name: &str, td: *mut thread, func: ipi::IpiFn) {
 }
 
 /// IPI: `lwkt_schedule` of a thread of this cpu sent by another cpu.
+///
+/// # Safety
+/// Only sent by [`forward`] to the cpu of `arg`, a valid thread.
 unsafe extern "C" fn schedule_ipi(arg: *mut c_void) {
     let gd = mycpu();
     // SAFETY: the sender passed a thread of this cpu.
@@ -286,6 +289,9 @@ unsafe extern "C" fn schedule_ipi(arg: *mut c_void) {
 }
 
 /// IPI: `lwkt_deschedule` of a thread of this cpu sent by another cpu.
+///
+/// # Safety
+/// Only sent by [`forward`] to the cpu of `arg`, a valid thread.
 unsafe extern "C" fn deschedule_ipi(arg: *mut c_void) {
     let gd = mycpu();
     // SAFETY: the sender passed a thread of this cpu.

@@ -154,6 +154,10 @@ unsafe fn register(gd: *mut globaldata, td: *mut thread) {
 }
 
 /// IPI: register a thread created for this cpu by another one.
+///
+/// # Safety
+/// Only sent to the cpu of `arg`, a thread initialised for it (and
+/// counted) by its creator and on none of its lists yet.
 unsafe extern "C" fn register_ipi(arg: *mut c_void) {
     let td = arg.cast::<thread>();
     let gd = mycpu();
@@ -163,6 +167,9 @@ unsafe extern "C" fn register_ipi(arg: *mut c_void) {
 
 /// IPI: register a thread created for this cpu by another one and make
 /// it runnable.
+///
+/// # Safety
+/// As [`register_ipi`].
 unsafe extern "C" fn register_schedule_ipi(arg: *mut c_void) {
     let td = arg.cast::<thread>();
     let gd = mycpu();
@@ -261,6 +268,10 @@ pub(super) unsafe fn set_handler(
 
 /// First Rust code of every thread: leave the critical section a new
 /// thread is born in, run `func(arg)`, exit.
+///
+/// # Safety
+/// Only entered through the trampoline of a stack prepared by
+/// [`set_handler`], with the `func` and `arg` it stored.
 unsafe extern "C" fn thread_start(func: *mut c_void, arg: *mut c_void) -> ! {
     if san::active() {
         // SAFETY: the first code on this thread's stack after the switch.

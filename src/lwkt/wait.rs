@@ -60,6 +60,10 @@ struct TokReq {
 
 /// IPI on the cpu that (last we knew) owns the token: hand it over if it
 /// is still ours, then let the requester look again.
+///
+/// # Safety
+/// Only sent to the cpu that owned the token when asked; `arg` is the
+/// requester's [`TokReq`], valid until its thread is scheduled.
 unsafe extern "C" fn tokreq_ipi(arg: *mut c_void) {
     let gd = mycpu();
     // SAFETY: `arg` is a TokReq whose thread blocks until scheduled below;
