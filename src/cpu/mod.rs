@@ -473,7 +473,8 @@ pub unsafe fn gdfree_cpu(gd: *mut globaldata) {
 /// state (its thread lists are set up by `gdinit` in `src/lwkt/idle.rs`).
 ///
 /// # Safety
-/// `gd` must be an unused element of `gdary`.
+/// `gd` must be an unused element of `gdary` (or, in a unit test, a
+/// private `globaldata` that is never published).
 pub unsafe fn gdinit_cpu(gd: *mut globaldata, cpuid: c_int) {
     let ipiq_size = core::mem::size_of::<lwkt_ipiq>();
     // SAFETY: `gd` is valid for writes; an all-zero globaldata is valid.

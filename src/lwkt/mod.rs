@@ -17,6 +17,8 @@ pub mod sched;
 pub mod stack;
 pub mod tailq;
 pub mod tdqueue;
+#[cfg(test)]
+mod testcpu;
 pub mod thread;
 pub mod wait;
 

@@ -386,9 +386,18 @@ pub unsafe fn setpri(td: *mut thread, pri: c_int) {
     if !(0..=TDPRI_MAX).contains(&pri) {
         fatal!("lwkt_setpri", "priority {pri} out of range 0..{TDPRI_MAX}");
     }
+    // SAFETY: per the contract; `local_cpu` checks that `td` is ours.
+    unsafe { setpri_local(local_cpu("lwkt_setpri", td), td, pri) }
+}
+
+/// [`setpri`] of a thread of `gd`, with `pri` in range.
+///
+/// # Safety
+/// `td` is a valid thread of `gd`, and `gd` the current cpu (or a private
+/// one in a test).
+unsafe fn setpri_local(gd: *mut globaldata, td: *mut thread, pri: c_int) {
     // SAFETY: per the contract.
     unsafe {
-        let gd = local_cpu("lwkt_setpri", td);
         let queued = (*td).td_flags & TDF_RUNQ != 0;
         if queued {
             dequeue(gd, td);
@@ -417,5 +426,193 @@ pub fn switch_if_higher() {
             enqueue(gd, td);
             do_switch(gd, td);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use core::sync::atomic::Ordering;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::lwkt::testcpu::PrivateCpu;
+
+    /// The MP lock word is process-wide: tests that move it run one at a
+    /// time (no other unit test touches it).
+    static MP_LOCK_TESTS: Mutex<()> = Mutex::new(());
+
+    fn mp_lock_tests() -> std::sync::MutexGuard<'static, ()> {
+        MP_LOCK_TESTS.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `pick_next` on `c`, which stands for the current cpu.
+    fn pick(c: &PrivateCpu) -> *mut thread {
+        // SAFETY: the private cpu's run queues, changed by this test only.
+        unsafe { pick_next(c.gd) }
+    }
+
+    fn runq(c: &PrivateCpu) -> u32 {
+        // SAFETY: a field of the private cpu.
+        unsafe { (*c.gd).gd_runqmask }
+    }
+
+    #[test]
+    fn the_highest_priority_runs_first() {
+        let _g = mp_lock_tests();
+        let mut c = PrivateCpu::new(20);
+        let (lo, hi, mid) = (c.thread(5, 0), c.thread(20, 0), c.thread(10, 0));
+        assert_eq!(pick(&c), c.idle(), "nothing runnable: the idle thread");
+        // SAFETY: threads of the private cpu.
+        unsafe {
+            for td in [lo, hi, mid] {
+                enqueue(c.gd, td);
+            }
+        }
+        assert_eq!(runq(&c), 1 << 5 | 1 << 10 | 1 << 20);
+        assert_eq!(pick(&c), hi);
+        // SAFETY: as above.
+        unsafe { dequeue(c.gd, hi) };
+        assert_eq!(runq(&c), 1 << 5 | 1 << 10);
+        assert_eq!(pick(&c), mid);
+        // SAFETY: as above.
+        unsafe { dequeue(c.gd, mid) };
+        assert_eq!(pick(&c), lo);
+        // SAFETY: as above.
+        unsafe { dequeue(c.gd, lo) };
+        assert_eq!(runq(&c), 0);
+        assert_eq!(pick(&c), c.idle());
+    }
+
+    #[test]
+    fn one_priority_runs_round_robin() {
+        let _g = mp_lock_tests();
+        let mut c = PrivateCpu::new(21);
+        let t: Vec<_> = (0..3).map(|_| c.thread(12, 0)).collect();
+        // SAFETY: threads of the private cpu.
+        unsafe {
+            for &td in &t {
+                enqueue(c.gd, td);
+                // Enqueueing a queued thread changes nothing.
+                enqueue(c.gd, td);
+            }
+        }
+        let order: Vec<_> = (0..7).map(|_| pick(&c)).collect();
+        assert_eq!(order, [t[0], t[1], t[2], t[0], t[1], t[2], t[0]]);
+        // Off the queue in the middle: the others keep their turns.
+        // SAFETY: as above.
+        unsafe {
+            dequeue(c.gd, t[1]);
+            assert_eq!((*t[1]).td_flags & TDF_RUNQ, 0);
+            dequeue(c.gd, t[1]);
+        }
+        let order: Vec<_> = (0..3).map(|_| pick(&c)).collect();
+        assert_eq!(order, [t[2], t[0], t[2]]);
+        assert_eq!(runq(&c), 1 << 12);
+    }
+
+    #[test]
+    fn setpri_moves_a_queued_thread_and_keeps_the_critical_count() {
+        let _g = mp_lock_tests();
+        let mut c = PrivateCpu::new(22);
+        let (a, b) = (c.thread(8, 0), c.thread(9, 0));
+        // SAFETY: threads of the private cpu.
+        unsafe {
+            enqueue(c.gd, a);
+            enqueue(c.gd, b);
+            assert_eq!(pick(&c), b);
+            setpri_local(c.gd, a, 15);
+            assert_eq!(runq(&c), 1 << 9 | 1 << 15);
+            assert_eq!(pick(&c), a);
+            // Threads are born in one critical section: it survives.
+            assert_eq!((*a).td_pri, 15 + TDPRI_CRIT);
+            // A thread on no queue only changes its priority.
+            dequeue(c.gd, b);
+            setpri_local(c.gd, b, 30);
+            assert_eq!((*b).td_flags & TDF_RUNQ, 0);
+            assert_eq!(runq(&c), 1 << 15);
+        }
+    }
+
+    #[test]
+    fn schedule_local_queues_a_thread_once_and_never_the_idle_thread() {
+        let _g = mp_lock_tests();
+        let mut c = PrivateCpu::new(23);
+        let td = c.thread(7, 0);
+        // SAFETY: threads of the private cpu.
+        unsafe {
+            schedule_local(c.gd, c.idle());
+            assert_eq!(runq(&c), 0);
+            schedule_local(c.gd, td);
+            schedule_local(c.gd, td);
+            assert_ne!((*td).td_flags & TDF_RUNQ, 0);
+            assert_eq!(runq(&c), 1 << 7);
+            assert_eq!(pick(&c), td);
+            assert_eq!(pick(&c), td, "alone on its queue, it stays first");
+        }
+    }
+
+    #[test]
+    fn the_mp_lock_follows_the_thread_picked() {
+        let _g = mp_lock_tests();
+        let mut c = PrivateCpu::new(24);
+        let me = 24;
+        assert_eq!(cpu::mp_lock.load(Ordering::SeqCst), -1);
+        let (holder, free) = (c.thread(10, 1), c.thread(10, 0));
+        // SAFETY: threads of the private cpu.
+        unsafe { enqueue(c.gd, holder) };
+        assert_eq!(pick(&c), holder);
+        assert_eq!(
+            cpu::mp_lock.load(Ordering::SeqCst),
+            me,
+            "taken for a holder"
+        );
+        // SAFETY: as above.
+        unsafe {
+            dequeue(c.gd, holder);
+            enqueue(c.gd, free);
+        }
+        assert_eq!(pick(&c), free);
+        assert_eq!(
+            cpu::mp_lock.load(Ordering::SeqCst),
+            -1,
+            "dropped for a thread without holds"
+        );
+        // SAFETY: as above.
+        unsafe { enqueue(c.gd, holder) };
+        assert_eq!(pick(&c), free);
+        assert_eq!(pick(&c), holder);
+        assert_eq!(cpu::mp_lock.load(Ordering::SeqCst), me);
+        // SAFETY: as above.
+        unsafe {
+            dequeue(c.gd, holder);
+            dequeue(c.gd, free);
+        }
+        assert_eq!(pick(&c), c.idle());
+        assert_eq!(cpu::mp_lock.load(Ordering::SeqCst), -1, "dropped when idle");
+    }
+
+    #[test]
+    fn without_the_mp_lock_a_cpu_runs_what_does_not_need_it() {
+        let _g = mp_lock_tests();
+        let mut c = PrivateCpu::new(25);
+        let other = 26;
+        cpu::mp_lock.store(other, Ordering::SeqCst);
+        let (holder, free_lo, free_hi) = (c.thread(20, 1), c.thread(3, 0), c.thread(3, 0));
+        // SAFETY: threads of the private cpu.
+        unsafe {
+            enqueue(c.gd, holder);
+            assert_eq!(pick(&c), c.idle(), "only a holder runnable: idle");
+            enqueue(c.gd, free_lo);
+            enqueue(c.gd, free_hi);
+        }
+        // The holder is first in line but the lock is elsewhere: the
+        // threads without holds take turns below it.
+        let order: Vec<_> = (0..3).map(|_| pick(&c)).collect();
+        assert_eq!(order, [free_lo, free_hi, free_lo]);
+        assert_eq!(cpu::mp_lock.load(Ordering::SeqCst), other, "never taken");
+        // Handed over to this cpu: the holder runs at once.
+        cpu::mp_lock.store(25, Ordering::SeqCst);
+        assert_eq!(pick(&c), holder);
+        cpu::mp_lock.store(-1, Ordering::SeqCst);
     }
 }

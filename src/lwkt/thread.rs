@@ -590,6 +590,7 @@ pub fn exit_current() -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lwkt::testcpu::PrivateCpu;
 
     #[test]
     fn thread_names_are_truncated_and_terminated() {
@@ -601,5 +602,36 @@ mod tests {
         assert_eq!(unsafe { name(&td) }, "a-very-long-thre");
         assert_eq!(td.td_comm[15], b'e' as c_char);
         assert_eq!(td.td_comm[16], 0);
+    }
+
+    #[test]
+    fn the_last_rele_of_an_exited_allocated_thread_caches_it() {
+        let mut c = PrivateCpu::new(27);
+        let (exited, kept, live) = (c.thread(10, 0), c.thread(10, 0), c.thread(10, 0));
+        // SAFETY: threads of the private cpu, which nothing runs.
+        unsafe {
+            let gd = c.gd;
+            (*exited).td_flags |= TDF_EXITED | TDF_ALLOCATED_THREAD;
+            (*kept).td_flags |= TDF_EXITED;
+            (*live).td_flags |= TDF_ALLOCATED_THREAD;
+            for td in [exited, kept, live] {
+                (*td).td_refs = 2; // lwkt_hold, twice
+                rele(td);
+            }
+            assert_eq!((*exited).td_refs, 1);
+            assert_eq!((*gd).gd_tdfreecount, 0, "still held: not cached");
+            for td in [exited, kept, live] {
+                rele(td);
+                assert_eq!((*td).td_refs, 0);
+            }
+            assert_eq!((*gd).gd_tdfreecount, 1);
+            assert_eq!(tdqueue::first(&raw const (*gd).gd_tdfreeq), exited);
+            assert_ne!((*exited).td_flags & TDF_FREEQ, 0);
+            // Not ours to reuse (a caller's structure) or not exited.
+            assert_eq!((*kept).td_flags & TDF_FREEQ, 0);
+            assert_eq!((*live).td_flags & TDF_FREEQ, 0);
+            // Off the free list again before the private cpu goes.
+            tdqueue::remove(&raw mut (*gd).gd_tdfreeq, exited, Link::Threadq);
+        }
     }
 }
