@@ -438,11 +438,24 @@ mod tests {
     use crate::lwkt::testcpu::PrivateCpu;
 
     /// The MP lock word is process-wide: tests that move it run one at a
-    /// time (no other unit test touches it).
+    /// time (no other unit test touches it), each finding it free and
+    /// leaving it free even when it fails.
     static MP_LOCK_TESTS: Mutex<()> = Mutex::new(());
 
-    fn mp_lock_tests() -> std::sync::MutexGuard<'static, ()> {
-        MP_LOCK_TESTS.lock().unwrap_or_else(|e| e.into_inner())
+    struct MpLockTest {
+        _serial: std::sync::MutexGuard<'static, ()>,
+    }
+
+    impl Drop for MpLockTest {
+        fn drop(&mut self) {
+            cpu::mp_lock.store(-1, Ordering::SeqCst);
+        }
+    }
+
+    fn mp_lock_tests() -> MpLockTest {
+        let g = MP_LOCK_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+        cpu::mp_lock.store(-1, Ordering::SeqCst);
+        MpLockTest { _serial: g }
     }
 
     /// `pick_next` on `c`, which stands for the current cpu.
@@ -556,7 +569,6 @@ mod tests {
         let _g = mp_lock_tests();
         let mut c = PrivateCpu::new(24);
         let me = 24;
-        assert_eq!(cpu::mp_lock.load(Ordering::SeqCst), -1);
         let (holder, free) = (c.thread(10, 1), c.thread(10, 0));
         // SAFETY: threads of the private cpu.
         unsafe { enqueue(c.gd, holder) };
@@ -613,6 +625,5 @@ mod tests {
         // Handed over to this cpu: the holder runs at once.
         cpu::mp_lock.store(25, Ordering::SeqCst);
         assert_eq!(pick(&c), holder);
-        cpu::mp_lock.store(-1, Ordering::SeqCst);
     }
 }
