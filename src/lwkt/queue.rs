@@ -1,11 +1,12 @@
-//! BSD `TAILQ` operations on the message queue embedded in `struct
-//! lwkt_port` (`mp_msgq`, linked through `ms_node`): the typed face of
-//! [`super::tailq`], so that C code using the `TAILQ_*` macros on
-//! `mp_msgq` sees a consistent list.
+//! BSD `TAILQ` operations on message queues (`mp_msgq` of `struct
+//! lwkt_port`, linked through `ms_node`): the typed face of
+//! [`super::tailq`] (`init` and `first` are its own), so that C code using
+//! the `TAILQ_*` macros on `mp_msgq` sees a consistent list.
 
 use core::mem::{offset_of, size_of};
 
-use super::tailq::{self, Entry, Head};
+use super::tailq::{self, CHead, Entry};
+pub use super::tailq::{first, init};
 use crate::abi::{lwkt_msg, lwkt_msg_entry, lwkt_msg_queue};
 
 const _: () = assert!(
@@ -18,10 +19,9 @@ const _: () = assert!(
     )
 );
 
-/// The generic view of a message queue head.
-#[inline(always)]
-fn head(q: *const lwkt_msg_queue) -> *mut Head<lwkt_msg> {
-    q.cast_mut().cast()
+// SAFETY: the layout of `Head<lwkt_msg>`, asserted above.
+unsafe impl CHead for lwkt_msg_queue {
+    type Elem = lwkt_msg;
 }
 
 /// The `ms_node` link of `msg`.
@@ -32,26 +32,6 @@ fn node(msg: *mut lwkt_msg) -> *mut Entry<lwkt_msg> {
     unsafe { (&raw mut (*msg).ms_node).cast() }
 }
 
-/// `TAILQ_INIT(head)`.
-///
-/// # Safety
-/// `q` must be valid for writes.
-#[inline]
-pub unsafe fn init(q: *mut lwkt_msg_queue) {
-    // SAFETY: per the contract.
-    unsafe { tailq::init(head(q)) }
-}
-
-/// `TAILQ_FIRST(head)`.
-///
-/// # Safety
-/// `q` must point to an initialised queue.
-#[inline]
-pub unsafe fn first(q: *const lwkt_msg_queue) -> *mut lwkt_msg {
-    // SAFETY: the caller guarantees `q` is a valid queue.
-    unsafe { (*q).tqh_first }
-}
-
 /// `TAILQ_INSERT_TAIL(head, msg, ms_node)`.
 ///
 /// # Safety
@@ -60,7 +40,7 @@ pub unsafe fn first(q: *const lwkt_msg_queue) -> *mut lwkt_msg {
 #[inline]
 pub unsafe fn insert_tail(q: *mut lwkt_msg_queue, msg: *mut lwkt_msg) {
     // SAFETY: per the contract.
-    unsafe { tailq::insert_tail(head(q), msg, node) }
+    unsafe { tailq::insert_tail(q, msg, node) }
 }
 
 /// `TAILQ_REMOVE(head, msg, ms_node)`.
@@ -70,5 +50,5 @@ pub unsafe fn insert_tail(q: *mut lwkt_msg_queue, msg: *mut lwkt_msg) {
 #[inline]
 pub unsafe fn remove(q: *mut lwkt_msg_queue, msg: *mut lwkt_msg) {
     // SAFETY: per the contract.
-    unsafe { tailq::remove(head(q), msg, node) }
+    unsafe { tailq::remove(q, msg, node) }
 }

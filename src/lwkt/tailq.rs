@@ -6,9 +6,10 @@
 //! and `TAILQ_ENTRY` (two pointers each, in that order), so that C code
 //! using the `TAILQ_*` macros on the same lists sees them consistent. The
 //! `src/abi` structures (`lwkt_msg_queue`, `thread_entry`, ...) are not
-//! generic, because cbindgen and the ABI test read them; a face casts a
-//! pointer to one of them to a pointer to its [`Head`] or [`Entry`] and
-//! checks at compile time, with [`same_layout`], that the two agree.
+//! generic, because cbindgen and the ABI test read them: a head type
+//! implements [`CHead`] (checked at compile time with [`same_layout`]),
+//! and a link is given as a function from an element to its link field
+//! cast to [`Entry`].
 
 use core::ptr;
 
@@ -39,17 +40,44 @@ pub const fn same_layout(size: usize, second: usize) -> bool {
         && second == core::mem::offset_of!(Entry<u8>, prev)
 }
 
+/// A `TAILQ_HEAD` structure of `src/abi` whose elements are `Elem`.
+///
+/// # Safety
+/// The implementing type must have the layout of [`Head<Self::Elem>`]
+/// (assert it with [`same_layout`]).
+pub unsafe trait CHead {
+    type Elem;
+}
+
+/// The generic view of a C head.
+#[inline(always)]
+fn view<H: CHead>(head: *const H) -> *mut Head<H::Elem> {
+    head.cast_mut().cast()
+}
+
 /// `TAILQ_INIT(head)`.
 ///
 /// # Safety
 /// `head` must be valid for writes.
 #[inline]
-pub unsafe fn init<T>(head: *mut Head<T>) {
-    // SAFETY: the caller guarantees `head` is writable.
+pub unsafe fn init<H: CHead>(head: *mut H) {
+    let head = view(head);
+    // SAFETY: the caller guarantees `head` is writable; per `CHead` it
+    // has the layout of `Head`.
     unsafe {
         (*head).first = ptr::null_mut();
         (*head).last = &raw mut (*head).first;
     }
+}
+
+/// `TAILQ_FIRST(head)`.
+///
+/// # Safety
+/// `head` must be an initialised list.
+#[inline]
+pub unsafe fn first<H: CHead>(head: *const H) -> *mut H::Elem {
+    // SAFETY: per the contract and `CHead`.
+    unsafe { (*view(head)).first }
 }
 
 /// `TAILQ_INSERT_TAIL(head, elm, field)`; `entry(elm)` is the address of
@@ -60,11 +88,12 @@ pub unsafe fn init<T>(head: *mut Head<T>) {
 /// on no list through the link `entry` selects; `entry` must return the
 /// address of that link inside the element it is given.
 #[inline]
-pub unsafe fn insert_tail<T>(
-    head: *mut Head<T>,
-    elm: *mut T,
-    entry: impl Fn(*mut T) -> *mut Entry<T>,
+pub unsafe fn insert_tail<H: CHead>(
+    head: *mut H,
+    elm: *mut H::Elem,
+    entry: impl Fn(*mut H::Elem) -> *mut Entry<H::Elem>,
 ) {
+    let head = view(head);
     // SAFETY: both are valid per the contract; `last` of an initialised
     // list points at the last next-pointer.
     unsafe {
@@ -83,7 +112,12 @@ pub unsafe fn insert_tail<T>(
 /// `elm` must currently be on `head` through the link `entry` selects,
 /// and `entry` must return the address of that link.
 #[inline]
-pub unsafe fn remove<T>(head: *mut Head<T>, elm: *mut T, entry: impl Fn(*mut T) -> *mut Entry<T>) {
+pub unsafe fn remove<H: CHead>(
+    head: *mut H,
+    elm: *mut H::Elem,
+    entry: impl Fn(*mut H::Elem) -> *mut Entry<H::Elem>,
+) {
+    let head = view(head);
     // SAFETY: `elm` is linked on `head`, so its prev pointer and its
     // successor (or the head's last pointer) are valid.
     unsafe {
@@ -98,6 +132,11 @@ pub unsafe fn remove<T>(head: *mut Head<T>, elm: *mut T, entry: impl Fn(*mut T) 
         (*e).next = ptr::null_mut();
         (*e).prev = ptr::null_mut();
     }
+}
+
+// SAFETY: it is the layout.
+unsafe impl<T> CHead for Head<T> {
+    type Elem = T;
 }
 
 #[cfg(test)]

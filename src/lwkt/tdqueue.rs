@@ -1,11 +1,13 @@
 //! BSD `TAILQ` operations on lists of threads (`struct thread_queue`
 //! heads, `td_threadq` / `td_allq` links): the typed face of
-//! [`super::tailq`], so that C code walking `gd_tdallq` or `wa_waitq` with
-//! the `TAILQ_*` macros sees consistent lists.
+//! [`super::tailq`] (`init` and `first` are its own), so that C code
+//! walking `gd_tdallq` or `wa_waitq` with the `TAILQ_*` macros sees
+//! consistent lists.
 
 use core::mem::{offset_of, size_of};
 
-use super::tailq::{self, Entry, Head};
+use super::tailq::{self, CHead, Entry};
+pub use super::tailq::{first, init};
 use crate::abi::{thread, thread_entry, thread_queue};
 
 const _: () = assert!(
@@ -18,6 +20,11 @@ const _: () = assert!(
     )
 );
 
+// SAFETY: the layout of `Head<thread>`, asserted above.
+unsafe impl CHead for thread_queue {
+    type Elem = thread;
+}
+
 /// Which link of a thread a list uses.
 #[derive(Clone, Copy)]
 pub enum Link {
@@ -25,12 +32,6 @@ pub enum Link {
     Threadq,
     /// `td_allq`: the cpu's list of all threads.
     Allq,
-}
-
-/// The generic view of a thread list head.
-#[inline(always)]
-fn head(q: *const thread_queue) -> *mut Head<thread> {
-    q.cast_mut().cast()
 }
 
 /// The link field of `td` selected by `link`.
@@ -44,26 +45,6 @@ fn entry(td: *mut thread, link: Link) -> *mut Entry<thread> {
             Link::Allq => (&raw mut (*td).td_allq).cast(),
         }
     }
-}
-
-/// `TAILQ_INIT(head)`.
-///
-/// # Safety
-/// `q` must be valid for writes.
-#[inline]
-pub unsafe fn init(q: *mut thread_queue) {
-    // SAFETY: per the contract.
-    unsafe { tailq::init(head(q)) }
-}
-
-/// `TAILQ_FIRST(head)`.
-///
-/// # Safety
-/// `q` must be an initialised list.
-#[inline]
-pub unsafe fn first(q: *const thread_queue) -> *mut thread {
-    // SAFETY: the caller guarantees `q` is valid.
-    unsafe { (*q).tqh_first }
 }
 
 /// `TAILQ_NEXT(td, link)`.
@@ -84,7 +65,7 @@ pub unsafe fn next(td: *mut thread, link: Link) -> *mut thread {
 #[inline]
 pub unsafe fn insert_tail(q: *mut thread_queue, td: *mut thread, link: Link) {
     // SAFETY: per the contract.
-    unsafe { tailq::insert_tail(head(q), td, |t| entry(t, link)) }
+    unsafe { tailq::insert_tail(q, td, |t| entry(t, link)) }
 }
 
 /// `TAILQ_REMOVE(head, td, link)`.
@@ -94,5 +75,5 @@ pub unsafe fn insert_tail(q: *mut thread_queue, td: *mut thread, link: Link) {
 #[inline]
 pub unsafe fn remove(q: *mut thread_queue, td: *mut thread, link: Link) {
     // SAFETY: per the contract.
-    unsafe { tailq::remove(head(q), td, |t| entry(t, link)) }
+    unsafe { tailq::remove(q, td, |t| entry(t, link)) }
 }
