@@ -13,7 +13,7 @@
 //! loads are slow, a difference is rare). That block is marked "FP
 //! control" below. A new thread starts with the state the thread package
 //! started with ([`capture_fp_start`]). errno is switched in Rust
-//! (`lwkt::thread::switch_to`, with [`errno_get`]/[`errno_set`]), not in
+//! (`lwkt::sched::switch_to`, with [`errno_get`]/[`errno_set`]), not in
 //! the assembly.
 //!
 //! A new thread's stack is prepared by [`init_stack`] so that the first
