@@ -277,6 +277,10 @@ c_test!(thr1_static, src: "thr1", exit: Exit::Code(1), static_link: true);
 c_test!(thr2, src: "thr2");
 c_test!(thr_pingpong, src: "thr_pingpong");
 c_test!(thr_waves, src: "thr_waves");
+// A hundred thousand parked threads, and lwkt_create out of memory (issue 19)
+c_test!(thr_parked, src: "thr_parked");
+c_test!(thr_nomem, src: "thr_nomem",
+    stderr_has: &["libcaps: lwkt_create: cannot create thread \"t"]);
 c_test!(thr_prio, src: "thr_prio");
 c_test!(thr_wait, src: "thr_wait");
 c_test!(thr_bad_crit_switch, src: "thr_bad", args: &["crit-switch"],

@@ -181,6 +181,16 @@ pub unsafe fn alloc(size: usize, mach: *mut md_thread) -> *mut c_char {
     lo
 }
 
+/// Why [`alloc`] just failed, for the caller's one line: the stack size
+/// and the `errno` the kernel gave.
+pub fn no_stack_reason() -> String {
+    let err = std::io::Error::last_os_error();
+    format!(
+        "no memory, address space or mapping left for a {} KiB stack ({err})",
+        size() / 1024
+    )
+}
+
 /// A mapping of its own for a stack, its lowest `guard` bytes
 /// `PROT_NONE`: its base.
 fn map_own(guard: usize, usable: usize) -> Option<usize> {
