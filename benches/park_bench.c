@@ -8,70 +8,10 @@
  *
  *   park_bench [N]
  */
-#include <sys/types.h>
 #include <sys/resource.h>
-#include <libcaps/globaldata.h>
-#include <sys/thread.h>
-#include <sys/msgport.h>
-#include <sys/msgport2.h>
-#include <sys/thread2.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <time.h>
 
-struct parked {
-	struct lwkt_port port;
-	struct lwkt_msg msg;
-};
-
-static struct parked **parked;
-static long nparked, nwoken;
-
-static void
-sleeper(void *arg)
-{
-	struct parked p;
-
-	lwkt_initport(&p.port, curthread);
-	lwkt_initmsg(&p.msg, &p.port, 0);
-	parked[(long)arg] = &p;
-	++nparked;
-	lwkt_waitport(&p.port, NULL);
-	++nwoken;
-}
-
-static long
-status_kib(const char *field)
-{
-	FILE *f = fopen("/proc/self/status", "r");
-	size_t len = strlen(field);
-	char line[256];
-	long kib = -1;
-
-	if (f == NULL)
-		return (-1);
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (strncmp(line, field, len) == 0 && line[len] == ':')
-			kib = atol(line + len + 1);
-	fclose(f);
-	return (kib);
-}
-
-static long
-count_lines(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	long n = 0;
-	int c;
-
-	if (f == NULL)
-		return (-1);
-	while ((c = getc(f)) != EOF)
-		n += c == '\n';
-	fclose(f);
-	return (n);
-}
+#include "../c-tests/parked.h"
 
 static long
 read_long(const char *path)
@@ -110,7 +50,7 @@ now(void)
 int
 main(int argc, char **argv)
 {
-	long n = argc > 1 ? atol(argv[1]) : 1000000, i;
+	long n = argc > 1 ? atol(argv[1]) : 1000000;
 	long rss0, rss1, pte1, maps0, maps1;
 	double t0, t1, t2, c0, c1, c2;
 
@@ -118,30 +58,12 @@ main(int argc, char **argv)
 		n = 1000000;
 	setvbuf(stdout, NULL, _IONBF, 0);
 	uthread_init();
-	parked = calloc(n, sizeof(*parked));
-	if (parked == NULL) {
-		perror("calloc");
-		return (1);
-	}
 	rss0 = status_kib("VmRSS");
 	maps0 = count_lines("/proc/self/maps");
 	t0 = now();
 	c0 = cpu();
-	for (i = 0; i < n; ++i) {
-		thread_t td;
-		int error;
-
-		error = lwkt_create(sleeper, (void *)i, &td, NULL, 0, -1, "s%ld", i);
-		if (error != 0) {
-			printf("lwkt_create failed at thread %ld: %s\n", i,
-			    strerror(error));
-			return (1);
-		}
-		td->td_flags &= ~TDF_VERBOSE;
-		if (i % 1000 == 999)
-			lwkt_yield();
-	}
-	lwkt_yield();
+	if (park(n) != 0)
+		return (1);
 	t1 = now();
 	c1 = cpu();
 	rss1 = status_kib("VmRSS");
@@ -157,12 +79,7 @@ main(int argc, char **argv)
 	    read_long("/proc/sys/vm/max_map_count"));
 	printf("create + park                  %.2f s, %.0f ns per thread "
 	    "(CPU %.0f ns)\n", t1 - t0, (t1 - t0) * 1e9 / n, (c1 - c0) * 1e9 / n);
-	for (i = 0; i < n; ++i)
-		lwkt_sendmsg(&parked[i]->port, &parked[i]->msg);
-	while (nwoken < n)
-		lwkt_yield();
-	lwkt_deschedule_self();
-	lwkt_switch();		/* the idle thread frees the exited threads */
+	wake_all(n);
 	t2 = now();
 	c2 = cpu();
 	printf("wake + exit + free             %.2f s, %.0f ns per thread "

@@ -6,15 +6,9 @@
  * line on stderr, not abort; the threads made so far are intact, and
  * once one is freed lwkt_create works again.
  */
-#include <sys/types.h>
 #include <sys/resource.h>
-#include <libcaps/globaldata.h>
-#include <sys/thread.h>
-#include <sys/thread2.h>
-#include <errno.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+
+#include "parked.h"		/* status_kib() */
 
 #define MAXTHREADS	100000
 
@@ -28,23 +22,6 @@ worker(void *arg)
 	++ran;
 }
 
-/* VmSize of the process, bytes. */
-static long
-vm_size(void)
-{
-	FILE *f = fopen("/proc/self/status", "r");
-	char line[256];
-	long kib = -1;
-
-	if (f == NULL)
-		return (-1);
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (strncmp(line, "VmSize:", 7) == 0)
-			kib = atol(line + 7);
-	fclose(f);
-	return (kib * 1024);
-}
-
 int
 main(void)
 {
@@ -55,7 +32,7 @@ main(void)
 	setvbuf(stdout, NULL, _IONBF, 0);
 	uthread_init();
 	/* Room for a few hundred 64 KiB stacks and their guards. */
-	rl.rlim_cur = rl.rlim_max = vm_size() + (64L << 20);
+	rl.rlim_cur = rl.rlim_max = status_kib("VmSize") * 1024 + (64L << 20);
 	if (setrlimit(RLIMIT_AS, &rl) != 0) {
 		perror("setrlimit");
 		return (1);

@@ -191,10 +191,9 @@ pub fn no_stack_reason() -> String {
     )
 }
 
-/// A mapping of its own for a stack, its lowest `guard` bytes
-/// `PROT_NONE`: its base.
-fn map_own(guard: usize, usable: usize) -> Option<usize> {
-    let len = guard + usable;
+/// A new private anonymous read/write mapping of `len` bytes for stacks
+/// (no memory until touched, no swap reserved): its base.
+fn map_stacks(len: usize) -> Option<*mut c_void> {
     // SAFETY: anonymous private mapping, no address hint.
     let map = unsafe {
         libc::mmap(
@@ -206,9 +205,14 @@ fn map_own(guard: usize, usable: usize) -> Option<usize> {
             0,
         )
     };
-    if map == libc::MAP_FAILED {
-        return None;
-    }
+    (map != libc::MAP_FAILED).then_some(map)
+}
+
+/// A mapping of its own for a stack, its lowest `guard` bytes
+/// `PROT_NONE`: its base.
+fn map_own(guard: usize, usable: usize) -> Option<usize> {
+    let len = guard + usable;
+    let map = map_stacks(len)?;
     // SAFETY: the guard belongs to the mapping just made.
     if unsafe { libc::mprotect(map, guard, libc::PROT_NONE) } != 0 {
         // SAFETY: unmapping what was mapped above.

@@ -24,7 +24,6 @@
 //! not inherit it held by a thread it does not have.
 
 use core::ffi::c_void;
-use core::ptr;
 use core::sync::atomic::AtomicBool;
 use std::sync::{Mutex, MutexGuard};
 
@@ -104,18 +103,7 @@ fn pool() -> MutexGuard<'static, Pool> {
 fn map_arena(slot: usize, mut slots: usize) -> Option<(usize, usize)> {
     loop {
         let len = slot * slots;
-        // SAFETY: an anonymous private mapping, no address hint.
-        let map = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
-                -1,
-                0,
-            )
-        };
-        if map != libc::MAP_FAILED {
+        if let Some(map) = super::map_stacks(len) {
             // A huge page would make one touched stack page cost 2 MiB
             // (MAP_STACK implies this on 6.7 and later); best effort.
             // SAFETY: advice on the mapping just made.
