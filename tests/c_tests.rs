@@ -337,6 +337,15 @@ c_test!(thr_overflow_null_default, src: "thr_overflow", args: &["null-default"],
 c_test!(thr_overflow_ignored_raise, src: "thr_overflow", args: &["ignored-raise"], cflags: NO_CLASH,
     exit: Exit::Signal(SIGABRT),
     stderr_has: &["libcaps: thread \"worker3\" overflowed its 64 KiB stack (fault at 0x"]);
+// Stacks on a kernel without MADV_GUARD_INSTALL (a seccomp filter makes
+// the advice fail with EINVAL): a mapping each, overflow still reported.
+const FALLBACK_LINE: &str =
+    "uthread_init: thread stacks: 64 KiB + 64 KiB guard, one mapping each, guard by mprotect";
+c_test!(thr_guard_fallback, src: "thr_guard_fallback", args: &["maps"],
+    stderr_has: &[FALLBACK_LINE]);
+c_test!(thr_guard_fallback_overflow, src: "thr_guard_fallback", args: &["recurse"],
+    cflags: NO_CLASH, exit: Exit::Signal(SIGABRT),
+    stderr_has: &[FALLBACK_LINE, "libcaps: thread \"deep\" overflowed its 64 KiB stack (fault at 0x"]);
 c_test!(fork_first_call_slab, src: "fork_first_call", args: &["slab"], cflags: &["-lpthread"]);
 c_test!(fork_first_call_lwkt, src: "fork_first_call", args: &["lwkt"], cflags: &["-lpthread"]);
 c_test!(fork_vcpu_main, src: "fork_vcpu", args: &["main"]);

@@ -1,0 +1,108 @@
+/*
+ * Thread stacks on a kernel without MADV_GUARD_INSTALL (before Linux
+ * 6.13), imitated with a seccomp filter that makes madvise() with that
+ * advice (102) fail with EINVAL, as such a kernel does. The library must
+ * notice once, say so under LIBCAPS_DEBUG, and give each stack a mapping
+ * of its own with a PROT_NONE guard, which still catches an overflow.
+ *
+ *   maps      100 threads made (not run): at least two more lines of
+ *             /proc/self/maps each; all run and exit
+ *   recurse   a thread recurses without bound: the overflow is reported
+ *             and the process aborts (SIGABRT)
+ */
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+
+#include "parked.h"		/* count_lines() */
+
+#define NTHREADS	100
+
+static volatile int stop;
+static int ran;
+
+/* madvise(..., 102) fails with EINVAL; every other call is allowed. */
+static int
+hide_guard_advice(void)
+{
+	struct sock_filter code[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+		    offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_madvise, 0, 3),
+		/* the advice's low 32 bits (little-endian) */
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+		    offsetof(struct seccomp_data, args[2])),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 102, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EINVAL),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { sizeof(code) / sizeof(code[0]), code };
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+		return (-1);
+	return (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0));
+}
+
+static int
+deep(int n)
+{
+	volatile char buf[512];
+
+	buf[0] = (char)n;
+	if (stop)
+		return (0);
+	return (deep(n + 1) + buf[0]);
+}
+
+static void
+recurser(void *arg)
+{
+	(void)arg;
+	printf("%d\n", deep(0));
+}
+
+static void
+worker(void *arg)
+{
+	(void)arg;
+	++ran;
+}
+
+int
+main(int ac, char **av)
+{
+	const char *mode = ac > 1 ? av[1] : "maps";
+	thread_t td;
+	long maps0, maps1;
+	int i;
+
+	setvbuf(stdout, NULL, _IONBF, 0);
+	if (hide_guard_advice() != 0) {
+		perror("seccomp");
+		return (1);
+	}
+	setenv("LIBCAPS_DEBUG", "1", 1);	/* the layout line */
+	uthread_init();
+	if (strcmp(mode, "recurse") == 0) {
+		lwkt_create(recurser, NULL, &td, NULL, 0, -1, "deep");
+		td->td_flags &= ~TDF_VERBOSE;
+		lwkt_yield();
+		printf("recursion survived\n");
+		return (0);
+	}
+	maps0 = count_lines("/proc/self/maps");
+	for (i = 0; i < NTHREADS; ++i) {
+		lwkt_create(worker, NULL, &td, NULL, 0, -1, "w%d", i);
+		td->td_flags &= ~TDF_VERBOSE;
+	}
+	maps1 = count_lines("/proc/self/maps");
+	printf("two mappings or more per stack: %s\n",
+	    maps1 - maps0 >= 2 * NTHREADS ? "yes" : "no");
+	if (maps1 - maps0 < 2 * NTHREADS)
+		printf("  %ld lines before, %ld after\n", maps0, maps1);
+	lwkt_yield();
+	printf("threads that ran: %d\n", ran);
+	return (0);
+}
