@@ -10,8 +10,9 @@
 //! Slots are carved from the top of the newest arena downwards, so a
 //! stack made later lies below one made earlier, as separate mappings
 //! would. Each arena of a size has twice the slots of the one before, up
-//! to [`MAX_SLOTS`]; when the kernel refuses an arena (address space,
-//! `RLIMIT_AS`) a smaller one is tried, down to one slot.
+//! to [`MAX_ARENA`] bytes of address space (or one slot, if bigger); when
+//! the kernel refuses an arena (address space, `RLIMIT_AS`) a smaller one
+//! is tried, down to one slot.
 //!
 //! A slot given back keeps its guard; its usable pages go back to the
 //! kernel (`MADV_DONTNEED`) and the slot goes to a free list for the next
@@ -34,8 +35,13 @@ pub const MADV_GUARD_INSTALL: libc::c_int = 102;
 
 /// Slots in the first arena of a size.
 const FIRST_SLOTS: usize = 16;
-/// Most slots in one arena (1 GiB of address space for 64 KiB stacks).
-const MAX_SLOTS: usize = 8192;
+/// Largest arena: 8192 slots of 64 KiB stacks with their guards.
+const MAX_ARENA: usize = 1 << 30;
+
+/// Most slots of `slot` bytes in one arena.
+fn max_slots(slot: usize) -> usize {
+    (MAX_ARENA / slot).max(1)
+}
 
 /// The slots of one size (guard plus usable stack).
 struct Class {
@@ -58,7 +64,7 @@ impl Class {
             let (low, slots) = map_arena(self.slot, self.grow)?;
             self.low = low;
             self.next = low + slots * self.slot;
-            self.grow = (slots * 2).min(MAX_SLOTS);
+            self.grow = (slots * 2).min(max_slots(self.slot));
         }
         self.next -= self.slot;
         Some(self.next)
@@ -80,7 +86,7 @@ impl Pool {
                     free: Vec::new(),
                     low: 0,
                     next: 0,
-                    grow: FIRST_SLOTS,
+                    grow: FIRST_SLOTS.min(max_slots(slot)),
                 });
                 self.classes.len() - 1
             }
@@ -206,6 +212,17 @@ mod tests {
         assert_eq!(unsafe { *((b + guard) as *const u8) }, 0);
         give_back(a, guard, usable);
         give_back(b, guard, usable);
+    }
+
+    #[test]
+    fn arenas_stay_within_a_gib_of_address_space() {
+        assert_eq!(max_slots(128 << 10), 8192);
+        assert_eq!(max_slots((1 << 30) + (64 << 10)), 1);
+        let mut pool = Pool {
+            classes: Vec::new(),
+        };
+        assert_eq!(pool.class(256 << 20).grow, 4);
+        assert_eq!(pool.class(64 << 10).grow, FIRST_SLOTS);
     }
 
     #[test]
