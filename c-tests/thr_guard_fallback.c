@@ -9,7 +9,13 @@
  *             /proc/self/maps each; all run and exit
  *   recurse   a thread recurses without bound: the overflow is reported
  *             and the process aborts (SIGABRT)
+ *   mapcount  threads made (not run) until the vm.max_map_count mappings
+ *             run out, near 32,700 with the default 65530: lwkt_create
+ *             returns ENOMEM (one line on stderr) instead of aborting;
+ *             after one is freed it works again. (Where vm.max_map_count
+ *             is above 140000, a lowered RLIMIT_AS ends the run instead.)
  */
+#include <sys/resource.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <linux/filter.h>
@@ -19,6 +25,7 @@
 #include "parked.h"		/* count_lines() */
 
 #define NTHREADS	100
+#define MAXMAPPED	70000	/* more than the default vm.max_map_count / 2 */
 
 static volatile int stop;
 static int ran;
@@ -85,6 +92,39 @@ main(int ac, char **av)
 	}
 	setenv("LIBCAPS_DEBUG", "1", 1);	/* the layout line */
 	uthread_init();
+	if (strcmp(mode, "mapcount") == 0) {
+		static thread_t tds[MAXMAPPED];
+		FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
+		long max = 0;
+		int error = 0;
+
+		if (f != NULL) {
+			if (fscanf(f, "%ld", &max) != 1)
+				max = 0;
+			fclose(f);
+		}
+		if (max == 0 || max > 2 * (MAXMAPPED - 5000)) {
+			struct rlimit rl;
+
+			rl.rlim_cur = rl.rlim_max =
+			    status_kib("VmSize") * 1024 + (64L << 20);
+			setrlimit(RLIMIT_AS, &rl);
+		}
+		for (i = 0; i < MAXMAPPED; ++i) {
+			error = lwkt_create(worker, NULL, &tds[i], NULL,
+			    TDF_STOPREQ, -1, "m%d", i);
+			if (error != 0)
+				break;
+		}
+		printf("ENOMEM when the mappings ran out: %s\n",
+		    error == ENOMEM && i > 1000 ? "yes" : "no");
+		lwkt_free_thread(tds[i - 1]);
+		error = lwkt_create(worker, NULL, &td, NULL, TDF_STOPREQ, -1,
+		    "again");
+		printf("after freeing one, lwkt_create works: %s\n",
+		    error == 0 ? "yes" : "no");
+		return (0);
+	}
 	if (strcmp(mode, "recurse") == 0) {
 		lwkt_create(recurser, NULL, &td, NULL, 0, -1, "deep");
 		td->td_flags &= ~TDF_VERBOSE;

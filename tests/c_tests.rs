@@ -346,6 +346,8 @@ c_test!(thr_guard_fallback, src: "thr_guard_fallback", args: &["maps"],
 c_test!(thr_guard_fallback_overflow, src: "thr_guard_fallback", args: &["recurse"],
     cflags: NO_CLASH, exit: Exit::Signal(SIGABRT),
     stderr_has: &[FALLBACK_LINE, "libcaps: thread \"deep\" overflowed its 64 KiB stack (fault at 0x"]);
+c_test!(thr_guard_fallback_mapcount, src: "thr_guard_fallback", args: &["mapcount"],
+    stderr_has: &[FALLBACK_LINE, "libcaps: lwkt_create: cannot create thread \"m"]);
 c_test!(fork_first_call_slab, src: "fork_first_call", args: &["slab"], cflags: &["-lpthread"]);
 c_test!(fork_first_call_lwkt, src: "fork_first_call", args: &["lwkt"], cflags: &["-lpthread"]);
 c_test!(fork_vcpu_main, src: "fork_vcpu", args: &["main"]);
