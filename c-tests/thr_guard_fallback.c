@@ -1,14 +1,12 @@
 /*
  * Thread stacks on a kernel without MADV_GUARD_INSTALL (before Linux
- * 6.13), imitated with a seccomp filter that makes madvise() with that
- * advice (102) fail with EINVAL, as such a kernel does. The library must
+ * 6.13), imitated with a seccomp filter (noguard.h). The library must
  * notice once, say so under LIBCAPS_DEBUG, and give each stack a mapping
- * of its own with a PROT_NONE guard, which still catches an overflow.
+ * of its own with a PROT_NONE guard (which still catches an overflow:
+ * thr_overflow recurse-noguard).
  *
  *   maps      100 threads made (not run): at least two more lines of
  *             /proc/self/maps each; all run and exit
- *   recurse   a thread recurses without bound: the overflow is reported
- *             and the process aborts (SIGABRT)
  *   mapcount  threads made (not run) until the vm.max_map_count mappings
  *             run out, near 32,700 with the default 65530: lwkt_create
  *             returns ENOMEM (one line on stderr) instead of aborting;
@@ -16,59 +14,14 @@
  *             is above 140000, a lowered RLIMIT_AS ends the run instead.)
  */
 #include <sys/resource.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
-#include <stddef.h>
 
-#include "parked.h"		/* count_lines() */
+#include "noguard.h"
+#include "parked.h"		/* count_lines(), status_kib() */
 
 #define NTHREADS	100
 #define MAXMAPPED	70000	/* more than the default vm.max_map_count / 2 */
 
-static volatile int stop;
 static int ran;
-
-/* madvise(..., 102) fails with EINVAL; every other call is allowed. */
-static int
-hide_guard_advice(void)
-{
-	struct sock_filter code[] = {
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
-		    offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_madvise, 0, 3),
-		/* the advice's low 32 bits (little-endian) */
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
-		    offsetof(struct seccomp_data, args[2])),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 102, 0, 1),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EINVAL),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-	};
-	struct sock_fprog prog = { sizeof(code) / sizeof(code[0]), code };
-
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-		return (-1);
-	return (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0));
-}
-
-static int
-deep(int n)
-{
-	volatile char buf[512];
-
-	buf[0] = (char)n;
-	if (stop)
-		return (0);
-	return (deep(n + 1) + buf[0]);
-}
-
-static void
-recurser(void *arg)
-{
-	(void)arg;
-	printf("%d\n", deep(0));
-}
 
 static void
 worker(void *arg)
@@ -86,10 +39,8 @@ main(int ac, char **av)
 	int i;
 
 	setvbuf(stdout, NULL, _IONBF, 0);
-	if (hide_guard_advice() != 0) {
-		perror("seccomp");
+	if (hide_guard_advice() != 0)
 		return (1);
-	}
 	setenv("LIBCAPS_DEBUG", "1", 1);	/* the layout line */
 	uthread_init();
 	if (strcmp(mode, "mapcount") == 0) {
@@ -123,13 +74,6 @@ main(int ac, char **av)
 		    "again");
 		printf("after freeing one, lwkt_create works: %s\n",
 		    error == 0 ? "yes" : "no");
-		return (0);
-	}
-	if (strcmp(mode, "recurse") == 0) {
-		lwkt_create(recurser, NULL, &td, NULL, 0, -1, "deep");
-		td->td_flags &= ~TDF_VERBOSE;
-		lwkt_yield();
-		printf("recursion survived\n");
 		return (0);
 	}
 	maps0 = count_lines("/proc/self/maps");

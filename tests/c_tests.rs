@@ -343,9 +343,9 @@ const FALLBACK_LINE: &str =
     "uthread_init: thread stacks: 64 KiB + 64 KiB guard, one mapping each, guard by mprotect";
 c_test!(thr_guard_fallback, src: "thr_guard_fallback", args: &["maps"],
     stderr_has: &[FALLBACK_LINE]);
-c_test!(thr_guard_fallback_overflow, src: "thr_guard_fallback", args: &["recurse"],
+c_test!(thr_overflow_recurse_noguard, src: "thr_overflow", args: &["recurse-noguard"],
     cflags: NO_CLASH, exit: Exit::Signal(SIGABRT),
-    stderr_has: &[FALLBACK_LINE, "libcaps: thread \"deep\" overflowed its 64 KiB stack (fault at 0x"]);
+    stderr_has: &[FALLBACK_LINE, "libcaps: thread \"worker3\" overflowed its 64 KiB stack (fault at 0x"]);
 c_test!(thr_guard_fallback_mapcount, src: "thr_guard_fallback", args: &["mapcount"],
     stderr_has: &[FALLBACK_LINE, "libcaps: lwkt_create: cannot create thread \"m"]);
 c_test!(fork_first_call_slab, src: "fork_first_call", args: &["slab"], cflags: &["-lpthread"]);
