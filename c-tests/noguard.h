@@ -3,7 +3,7 @@
  * MADV_GUARD_INSTALL (before Linux 6.13): a seccomp filter makes
  * madvise() with that advice (102) fail with EINVAL, as such a kernel
  * does; every other system call is allowed. Unprivileged (no_new_privs).
- * For c-tests/thr_guard_fallback.c and thr_overflow.c.
+ * For c-tests/thr_parked.c, thr_nomem.c and thr_overflow.c.
  */
 #ifndef NOGUARD_H
 #define NOGUARD_H

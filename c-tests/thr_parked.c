@@ -12,11 +12,14 @@
  * still take two mappings each: there 10,000 threads are parked and two
  * mappings per stack are expected instead.
  *
- *   thr_parked [N]   N threads (default 100000)
+ *   thr_parked [N]           N threads (default 100000)
+ *   thr_parked noguard [N]   as on a kernel without MADV_GUARD_INSTALL
+ *                            (noguard.h), with LIBCAPS_DEBUG on
  */
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "noguard.h"
 #include "parked.h"
 
 /* Does the kernel know MADV_GUARD_INSTALL? (It checks the advice first.) */
@@ -29,12 +32,19 @@ has_guard_advice(void)
 int
 main(int ac, char **av)
 {
-	int arenas = has_guard_advice();
-	long n = ac > 1 ? atol(av[1]) : arenas ? 100000 : 10000;
-	long rss0, rss1, rss2, maps0, maps1, added;
-	int ok;
+	long n, rss0, rss1, rss2, maps0, maps1, added;
+	int arenas, ok;
 
 	setvbuf(stdout, NULL, _IONBF, 0);
+	if (ac > 1 && strcmp(av[1], "noguard") == 0) {
+		if (hide_guard_advice() != 0)
+			return (1);
+		setenv("LIBCAPS_DEBUG", "1", 1);	/* the layout line */
+		--ac;
+		++av;
+	}
+	arenas = has_guard_advice();
+	n = ac > 1 ? atol(av[1]) : arenas ? 100000 : 10000;
 	uthread_init();
 	rss0 = status_kib("VmRSS");
 	maps0 = count_lines("/proc/self/maps");

@@ -341,13 +341,12 @@ c_test!(thr_overflow_ignored_raise, src: "thr_overflow", args: &["ignored-raise"
 // the advice fail with EINVAL): a mapping each, overflow still reported.
 const FALLBACK_LINE: &str =
     "uthread_init: thread stacks: 64 KiB + 64 KiB guard, one mapping each, guard by mprotect";
-c_test!(thr_guard_fallback, src: "thr_guard_fallback", args: &["maps"],
-    stderr_has: &[FALLBACK_LINE]);
+c_test!(thr_parked_noguard, src: "thr_parked", args: &["noguard"], stderr_has: &[FALLBACK_LINE]);
 c_test!(thr_overflow_recurse_noguard, src: "thr_overflow", args: &["recurse-noguard"],
     cflags: NO_CLASH, exit: Exit::Signal(SIGABRT),
     stderr_has: &[FALLBACK_LINE, "libcaps: thread \"worker3\" overflowed its 64 KiB stack (fault at 0x"]);
-c_test!(thr_guard_fallback_mapcount, src: "thr_guard_fallback", args: &["mapcount"],
-    stderr_has: &[FALLBACK_LINE, "libcaps: lwkt_create: cannot create thread \"m"]);
+c_test!(thr_nomem_mapcount, src: "thr_nomem", args: &["mapcount"],
+    stderr_has: &[FALLBACK_LINE, "libcaps: lwkt_create: cannot create thread \"t"]);
 c_test!(fork_first_call_slab, src: "fork_first_call", args: &["slab"], cflags: &["-lpthread"]);
 c_test!(fork_first_call_lwkt, src: "fork_first_call", args: &["lwkt"], cflags: &["-lpthread"]);
 c_test!(fork_vcpu_main, src: "fork_vcpu", args: &["main"]);
