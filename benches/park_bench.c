@@ -8,10 +8,11 @@
  *
  *   park_bench [N]
  */
+#define _GNU_SOURCE		/* sched_setaffinity in bench_util.h */
 #include <sys/resource.h>
-#include <time.h>
 
 #include "../c-tests/parked.h"
+#include "bench_util.h"
 
 static long
 read_long(const char *path)
@@ -36,15 +37,6 @@ cpu(void)
 	getrusage(RUSAGE_SELF, &ru);
 	return (ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
 	    ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6);
-}
-
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (ts.tv_sec + ts.tv_nsec / 1e9);
 }
 
 int

@@ -32,7 +32,7 @@ use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use crate::abi::{THREAD_STACK, md_thread};
 
-/// Bytes of `PROT_NONE` below every stack (at least one page).
+/// Bytes of guard region below every stack (at least one page).
 pub const GUARD_SIZE: usize = 64 * 1024;
 
 /// Usable bytes of the stacks `lwkt_create` maps (see [`configure`]).
@@ -90,7 +90,7 @@ pub fn configure() {
     let what = match layout() {
         Layout::Arenas => "slots of shared mappings, guard pages by madvise(MADV_GUARD_INSTALL)",
         Layout::Mappings => {
-            "one mapping each, guard by mprotect (no MADV_GUARD_INSTALL before Linux 6.13)"
+            "one mapping each, guard by mprotect (the kernel has no MADV_GUARD_INSTALL, Linux 6.13)"
         }
     };
     crate::trace!(
@@ -101,6 +101,7 @@ pub fn configure() {
     );
 }
 
+/// `LIBCAPS_STACK_SIZE` into [`SIZE`] (see [`configure`]).
 fn read_size() {
     // getenv, not std::env: std's environment lock, held by another
     // thread at a fork, could stop a child here.

@@ -411,10 +411,11 @@ unsafe fn alloc_thread_for(template: *mut thread, cpu_id: c_int) -> Result<*mut 
         if mach.mtd_map.is_null() {
             stk = stack::alloc(stack::size(), &mut mach);
             if stk.is_null() {
+                let why = stack::no_stack_reason();
                 if template.is_null() {
                     libc::free(td.cast());
                 }
-                return Err(stack::no_stack_reason());
+                return Err(why);
             }
         }
         flags |= TDF_ALLOCATED_STACK;
