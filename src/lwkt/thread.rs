@@ -318,7 +318,10 @@ pub(super) unsafe fn local_cpu(func: &str, td: *mut thread) -> *mut globaldata {
 /// `template` NULL or a thread structure not in use.
 pub unsafe fn alloc_thread(template: *mut thread, cpu_id: c_int) -> *mut thread {
     // SAFETY: per the contract.
-    let td = unsafe { alloc_thread_for(template, cpu_id) };
+    let td = unsafe { alloc_thread_for(template, cpu_id) }.unwrap_or_else(|why| {
+        warn!("lwkt_alloc_thread", "cannot allocate a thread: {why}");
+        ptr::null_mut()
+    });
     if !td.is_null() {
         // SAFETY: `td` was initialised for its cpu by alloc_thread_for.
         unsafe {
@@ -334,11 +337,12 @@ pub unsafe fn alloc_thread(template: *mut thread, cpu_id: c_int) -> *mut thread 
 }
 
 /// The allocation part of [`alloc_thread`]: the thread is initialised for
-/// its cpu and counted, but not yet on that cpu's thread list.
+/// its cpu and counted, but not yet on that cpu's thread list. Err: what
+/// was missing (nothing is allocated then).
 ///
 /// # Safety
 /// As [`alloc_thread`].
-unsafe fn alloc_thread_for(template: *mut thread, cpu_id: c_int) -> *mut thread {
+unsafe fn alloc_thread_for(template: *mut thread, cpu_id: c_int) -> Result<*mut thread, String> {
     let tgd = target_cpu("lwkt_alloc_thread", cpu_id);
     // Structures and stacks come from the current cpu's cache, whatever
     // cpu the thread will run on (an exited thread is cached by the cpu it
@@ -361,8 +365,7 @@ unsafe fn alloc_thread_for(template: *mut thread, cpu_id: c_int) -> *mut thread 
             } else {
                 td = libc::calloc(1, core::mem::size_of::<thread>()).cast();
                 if td.is_null() {
-                    warn!("lwkt_alloc_thread", "out of memory");
-                    return ptr::null_mut();
+                    return Err("no memory for its structure".into());
                 }
             }
             flags |= TDF_ALLOCATED_THREAD;
@@ -371,20 +374,17 @@ unsafe fn alloc_thread_for(template: *mut thread, cpu_id: c_int) -> *mut thread 
         if mach.mtd_map.is_null() {
             stk = stack::alloc(stack::size(), &mut mach);
             if stk.is_null() {
-                warn!(
-                    "lwkt_alloc_thread",
-                    "cannot map a thread stack (vm.max_map_count?)"
-                );
+                let why = stack::no_stack_reason();
                 if template.is_null() {
                     libc::free(td.cast());
                 }
-                return ptr::null_mut();
+                return Err(why);
             }
         }
         flags |= TDF_ALLOCATED_STACK;
         init_fields(td, stk, flags, tgd, Some(mach));
         count_user(td);
-        td
+        Ok(td)
     }
 }
 
@@ -407,7 +407,8 @@ pub fn target_cpu(func: &str, cpu_id: c_int) -> *mut globaldata {
 }
 
 /// `lwkt_create`: a new thread running `func(arg)` named `comm`, scheduled
-/// unless `TDF_STOPREQ` is in `tdflags`. Always 0.
+/// unless `TDF_STOPREQ` is in `tdflags`. 0, or `ENOMEM` (one line said,
+/// NULL in `*ptd`) when no memory or stack is left for it.
 ///
 /// # Safety
 /// `ptd` NULL or writable; `template` NULL or an unused thread structure;
@@ -423,13 +424,21 @@ pub unsafe fn create(
 ) -> c_int {
     // SAFETY: per the contract.
     unsafe {
-        let td = alloc_thread_for(template, cpu_id);
-        if td.is_null() {
-            fatal!(
-                "lwkt_create",
-                "cannot create thread: no memory or stack mapping left"
-            );
-        }
+        let td = match alloc_thread_for(template, cpu_id) {
+            Ok(td) => td,
+            Err(why) => {
+                let name = if comm.is_null() {
+                    "".into()
+                } else {
+                    CStr::from_ptr(comm).to_string_lossy()
+                };
+                warn!("lwkt_create", "cannot create thread \"{name}\": {why}");
+                if !ptd.is_null() {
+                    *ptd = ptr::null_mut();
+                }
+                return libc::ENOMEM;
+            }
+        };
         if !ptd.is_null() {
             *ptd = td;
         }
