@@ -48,7 +48,7 @@ HEADERS    := $(shell cd include && find . -name '*.h' | sed 's|^\./||' | sort)
 HEADER_DIRS := $(shell cd include && find . -mindepth 1 -type d | sed 's|^\./||' | sort -r)
 
 .PHONY: all lib capsctl install uninstall stage test check-install check-exports check-docs demo bench bench-caps bench-caps-sys \
-	bench-threads bench-slab bench-encoding bench-vcpu headers clean
+	bench-threads bench-park bench-slab bench-encoding bench-vcpu headers clean
 
 all: lib capsctl
 
@@ -196,7 +196,7 @@ BENCH_CC = cc -O2 -Wall -Werror -DSMP -I$(STAGE)/usr/include/libcaps -L$(STAGE)/
 BENCH_ROUNDS ?= 20000
 BENCH_SCALE ?= 1
 BENCH_REPS ?= 5
-bench: bench-caps bench-caps-sys bench-threads bench-slab bench-encoding bench-vcpu
+bench: bench-caps bench-caps-sys bench-threads bench-park bench-slab bench-encoding bench-vcpu
 
 bench-caps: stage
 	$(BENCH_CC) -o build/caps_bench benches/caps_bench.c -lcaps
@@ -218,6 +218,13 @@ bench-threads: stage
 	./build/ctxsw_bench $(BENCH_SCALE) build/ctxsw_bench.results
 	$(CARGO) run --release --locked -q --example bench_corosensei -- \
 	    $(BENCH_SCALE) build/ctxsw_bench.results
+
+# A million LWKT threads parked on their ports at once: VmRSS, KB per
+# thread, lines of /proc/self/maps (BENCH_PARK threads; needs ~4.5 GB).
+BENCH_PARK ?= 1000000
+bench-park: stage
+	$(BENCH_CC) -o build/park_bench benches/park_bench.c -lcaps
+	./build/park_bench $(BENCH_PARK)
 
 # glibc through __libc_malloc; mimalloc, jemalloc and tcmalloc dlopen()ed
 # with RTLD_LOCAL, so none of them replaces the process's malloc.

@@ -1,6 +1,7 @@
 /*
- * bench_util.h -- helpers the CAPS and vcpu benchmarks share: the clock,
- * pinning to a cpu, percentiles of a sample, reading exactly n bytes.
+ * bench_util.h -- helpers the benchmarks share: the clock, pinning to a
+ * cpu, percentiles of a sample, reading exactly n bytes. A program that
+ * includes it defines _GNU_SOURCE first (pin() uses the CPU_SET macros).
  */
 #ifndef BENCH_UTIL_H
 #define BENCH_UTIL_H
@@ -12,14 +13,21 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Seconds on the monotonic clock. */
+/* Nanoseconds on the monotonic clock. */
 static inline double
-now(void)
+now_ns(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (ts.tv_sec + ts.tv_nsec / 1e9);
+	return (ts.tv_sec * 1e9 + ts.tv_nsec);
+}
+
+/* Seconds on the monotonic clock. */
+static inline double
+now(void)
+{
+	return (now_ns() / 1e9);
 }
 
 /* Run the calling process on `cpu` only; a failure ends the process. */

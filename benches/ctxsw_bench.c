@@ -36,17 +36,9 @@
 #include <ucontext.h>
 
 #include "fcontext_peer.h"
+#include "bench_util.h"
 
 static long iters;
-
-static double
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (ts.tv_sec * 1e9 + ts.tv_nsec);
-}
 
 /* ---- baseline 1: swapcontext ------------------------------------------ */
 

@@ -15,11 +15,13 @@
  * fcontext.hpp), so plain C can call them; on x86_64 the two-pointer
  * transfer_t comes back in rax:rdx, as for any such C struct.
  */
+#define _GNU_SOURCE
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "fcontext_peer.h"
 
 typedef void *fcontext_t;
@@ -35,15 +37,6 @@ fcontext_t make_fcontext(void *sp, size_t size, void (*fn)(transfer_t));
 
 static char stack_a[FX_STACK] __attribute__((aligned(64)));
 static char stack_b[FX_STACK] __attribute__((aligned(64)));
-
-static double
-fx_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (ts.tv_sec * 1e9 + ts.tv_nsec);
-}
 
 /* The stack grows down: make_fcontext takes its top. */
 static fcontext_t
@@ -69,10 +62,10 @@ fcontext_switch(long n)
 	long i;
 
 	t = jump_fcontext(t.fctx, NULL);	/* started: now it loops */
-	t0 = fx_now_ns();
+	t0 = now_ns();
 	for (i = 0; i < n; ++i)
 		t = jump_fcontext(t.fctx, NULL);
-	return ((fx_now_ns() - t0) / (2.0 * n));
+	return ((now_ns() - t0) / (2.0 * n));
 }
 
 /* ---- create + first run + exit ------------------------------------------ */
@@ -93,10 +86,10 @@ fcontext_create(long n)
 	long i;
 
 	cr_runs = 0;
-	t0 = fx_now_ns();
+	t0 = now_ns();
 	for (i = 0; i < n; ++i)
 		jump_fcontext(fx_make(stack_b, cr_body), NULL);
-	t0 = (fx_now_ns() - t0) / n;
+	t0 = (now_ns() - t0) / n;
 	if (cr_runs != n) {
 		fprintf(stderr, "fcontext create: %ld of %ld contexts ran\n", cr_runs, n);
 		exit(1);
@@ -158,7 +151,7 @@ fcontext_handoff(long n)
 	double t0;
 	long i;
 
-	t0 = fx_now_ns();
+	t0 = now_ns();
 	for (i = 0; i < n; ++i) {
 		msg.val = i;
 		fx_put(&srv_q, &msg);
@@ -169,5 +162,5 @@ fcontext_handoff(long n)
 			exit(1);
 		}
 	}
-	return ((fx_now_ns() - t0) / n);
+	return ((now_ns() - t0) / n);
 }

@@ -66,6 +66,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
+
 /* glibc's own malloc and free (checked with dladdr at start). */
 extern void *__libc_malloc(size_t);
 extern void __libc_free(void *);
@@ -212,14 +214,6 @@ prove_columns(void)
 }
 
 /* ---- the tests ---------------------------------------------------------- */
-
-static double
-now_ns(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec * 1e9 + t.tv_nsec;
-}
 
 static void *volatile sink;
 

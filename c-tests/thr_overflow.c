@@ -9,6 +9,8 @@
  *   recurse-vcpu  the same on virtual cpu 1
  *   recurse-256k  the same with LIBCAPS_STACK_SIZE=256K (set before the
  *                 library starts): the report says 256 KiB
+ *   recurse-noguard  the same as on a kernel without MADV_GUARD_INSTALL
+ *                 (noguard.h), where each stack has a mapping of its own
  *   vla           a thread near the bottom of its stack declares a
  *                 60 KiB variable-length array and writes its first
  *                 byte: that must fault in its own guard (reported as
@@ -39,6 +41,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "noguard.h"
 
 static volatile int stop, vla_size = 60 * 1024;
 static volatile int *volatile nullp;
@@ -177,6 +181,11 @@ main(int ac, char **av)
 
 	setvbuf(stdout, NULL, _IONBF, 0);
 	if (strcmp(mode, "recurse") == 0) {
+		spawn(recurser, -1, "worker3");
+	} else if (strcmp(mode, "recurse-noguard") == 0) {
+		if (hide_guard_advice() != 0)
+			return (1);
+		setenv("LIBCAPS_DEBUG", "1", 1);	/* the layout line */
 		spawn(recurser, -1, "worker3");
 	} else if (strcmp(mode, "recurse-256k") == 0) {
 		setenv("LIBCAPS_STACK_SIZE", "256K", 1);

@@ -15,4 +15,5 @@ pub mod cpu;
 pub mod diag;
 pub mod encoding;
 pub mod lwkt;
+pub mod san;
 pub mod slab;

@@ -277,6 +277,10 @@ c_test!(thr1_static, src: "thr1", exit: Exit::Code(1), static_link: true);
 c_test!(thr2, src: "thr2");
 c_test!(thr_pingpong, src: "thr_pingpong");
 c_test!(thr_waves, src: "thr_waves");
+// A hundred thousand parked threads, and lwkt_create out of memory (issue 19)
+c_test!(thr_parked, src: "thr_parked");
+c_test!(thr_nomem, src: "thr_nomem",
+    stderr_has: &["libcaps: lwkt_create: cannot create thread \"t"]);
 c_test!(thr_prio, src: "thr_prio");
 c_test!(thr_wait, src: "thr_wait");
 c_test!(thr_bad_crit_switch, src: "thr_bad", args: &["crit-switch"],
@@ -333,6 +337,16 @@ c_test!(thr_overflow_null_default, src: "thr_overflow", args: &["null-default"],
 c_test!(thr_overflow_ignored_raise, src: "thr_overflow", args: &["ignored-raise"], cflags: NO_CLASH,
     exit: Exit::Signal(SIGABRT),
     stderr_has: &["libcaps: thread \"worker3\" overflowed its 64 KiB stack (fault at 0x"]);
+// Stacks on a kernel without MADV_GUARD_INSTALL (a seccomp filter makes
+// the advice fail with EINVAL): a mapping each, overflow still reported.
+const FALLBACK_LINE: &str =
+    "uthread_init: thread stacks: 64 KiB + 64 KiB guard, one mapping each, guard by mprotect";
+c_test!(thr_parked_noguard, src: "thr_parked", args: &["noguard"], stderr_has: &[FALLBACK_LINE]);
+c_test!(thr_overflow_recurse_noguard, src: "thr_overflow", args: &["recurse-noguard"],
+    cflags: NO_CLASH, exit: Exit::Signal(SIGABRT),
+    stderr_has: &[FALLBACK_LINE, "libcaps: thread \"worker3\" overflowed its 64 KiB stack (fault at 0x"]);
+c_test!(thr_nomem_mapcount, src: "thr_nomem", args: &["mapcount"],
+    stderr_has: &[FALLBACK_LINE, "libcaps: lwkt_create: cannot create thread \"t"]);
 c_test!(fork_first_call_slab, src: "fork_first_call", args: &["slab"], cflags: &["-lpthread"]);
 c_test!(fork_first_call_lwkt, src: "fork_first_call", args: &["lwkt"], cflags: &["-lpthread"]);
 c_test!(fork_vcpu_main, src: "fork_vcpu", args: &["main"]);

@@ -6,11 +6,12 @@
 mod common;
 
 use common::compile_c;
+use common::rendezvous::Rendezvous;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,7 @@ fn echo() -> &'static Path {
 
 /// A private rendezvous directory (0755 so other uids can reach root's
 /// services through it), removed at the end.
-struct Rdv(PathBuf);
+struct Rdv(Rendezvous);
 
 impl Rdv {
     fn new(tag: &str) -> Rdv {
@@ -37,20 +38,11 @@ impl Rdv {
     }
 
     fn with_mode(tag: &str, mode: u32) -> Rdv {
-        let d = std::env::temp_dir().join(format!("libcaps-test-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode)).unwrap();
-        Rdv(d)
+        Rdv(Rendezvous::new("libcaps-test", tag, mode))
     }
 
     fn cmd(&self, prog: &Path) -> Command {
-        let mut c = Command::new(prog);
-        c.env("LIBCAPS_DIR", &self.0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        c
+        self.0.command(prog)
     }
 
     /// The socket of service `name` of the current user.
@@ -79,12 +71,6 @@ impl Rdv {
             std::thread::sleep(Duration::from_millis(5));
         }
         Server(Some(child))
-    }
-}
-
-impl Drop for Rdv {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

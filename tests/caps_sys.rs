@@ -14,10 +14,11 @@ use caps::capi::caps::{
     caps_sys_reply, caps_sys_service, caps_sys_setgen, caps_sys_wait,
 };
 use common::compile_c;
+use common::rendezvous::Rendezvous;
 use std::ffi::CString;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Once, OnceLock};
 use std::time::{Duration, Instant};
@@ -38,32 +39,16 @@ fn caps_c() -> &'static Path {
 }
 
 /// A private rendezvous directory for a group of processes.
-struct Dir(PathBuf);
+struct Dir(Rendezvous);
 
 impl Dir {
     fn new(tag: &str) -> Dir {
-        let d = std::env::temp_dir().join(format!("lcsys-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Dir(d)
+        Dir(Rendezvous::new("lcsys", tag, 0o755))
     }
 
     fn spawn(&self, prog: &Path, args: &[&str]) -> Proc {
-        let child = Command::new(prog)
-            .args(args)
-            .env("LIBCAPS_DIR", &self.0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
+        let child = self.0.command(prog).args(args).spawn().expect("spawn");
         Proc::new(child)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -53,6 +53,11 @@ has "service removed" "$tmp/srv.err" "caps: service removed: $svcdir/tr"
 # A virtual cpu started, a token wait and an MP-lock wait.
 timeout 60 "$out/gdb_threads" > /dev/null 2> "$tmp/thr.err"
 has "virtual cpu started" "$tmp/thr.err" "caps_fork_vcpu: cpu 1 started \(kernel thread [0-9]+\)"
+# How thread stacks are laid out, said once as the thread package starts.
+has "stack layout" "$tmp/thr.err" \
+    "^libcaps\[[0-9]+\]: uthread_init: thread stacks: 64 KiB \+ 64 KiB guard, (slots of shared mappings, guard pages by madvise\(MADV_GUARD_INSTALL\)|one mapping each, guard by mprotect)"
+n=$(grep -c 'thread stacks:' "$tmp/thr.err")
+[ "$n" = 1 ] && ok "the stack layout: one line" || bad "the stack layout: $n lines" "$tmp/thr.err"
 has "token wait" "$tmp/thr.err" \
     "lwkt_gettoken: thread 0x[0-9a-f]+ \"tokwaiter\" on cpu 1 waits for token 0x[0-9a-f]+ \(owned by cpu 0\)"
 has "MP-lock wait" "$tmp/thr.err" \

@@ -85,13 +85,20 @@ extern "C" {
  * Create a thread running func(arg), named by the printf-style ctl, on
  * cpu `cpu` (-1: the current one); it is scheduled unless tdflags has
  * TDF_STOPREQ. *ptd (if ptd is not NULL) receives the thread. A returning
- * func ends in lwkt_exit(). Always returns 0.
+ * func ends in lwkt_exit(). Returns 0, or ENOMEM when no memory, address
+ * space or memory mapping is left for the thread or its stack: then
+ * *ptd (if ptd is not NULL) is set to NULL, one line naming the thread
+ * is written to stderr, and nothing else changes (DragonFly's always
+ * returned 0; this one aborted before issue 19).
  *
  * The thread starts with errno 0, the floating-point control state the
  * thread package started with, and a stack of THREAD_STACK (64 KiB)
  * bytes, or LIBCAPS_STACK_SIZE (e.g. "1M") if that was set in the
  * environment before the first libcaps call; a 64 KiB guard lies below
- * it and an overflow is reported with the thread's name.
+ * it and an overflow is reported with the thread's name. On Linux 6.13
+ * and later stacks share large mappings (guard pages by
+ * MADV_GUARD_INSTALL), so vm.max_map_count does not bound the number of
+ * threads; before, each stack takes two mappings.
  *
  * The MP lock: the thread is born holding it (td_mpcount 1), as in
  * DragonFly, and only the cpu owning it runs threads that hold it. A

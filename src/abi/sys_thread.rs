@@ -39,9 +39,10 @@ pub type lwkt_queue = thread_queue;
 pub struct md_thread {
     /// Bytes usable by the thread at `td_kstack` (0: no stack of ours).
     pub mtd_stksize: usize,
-    /// Base of the whole mapping, guard region included (NULL: none).
+    /// Base of the stack's region, guard included: a mapping of its own,
+    /// or its slot of a mapping shared with other stacks (NULL: none).
     pub mtd_map: *mut c_void,
-    /// Length of that mapping in bytes.
+    /// Length of that region in bytes.
     pub mtd_maplen: usize,
     /// Stack id registered with valgrind (0 when not running under it).
     pub mtd_vgstack: c_uint,

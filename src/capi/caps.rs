@@ -9,6 +9,7 @@ use crate::abi::{
     CAPT_CLIENT, CAPT_REMOTE, CAPT_SERVICE, caps_cred, caps_gen_t, caps_msgid_t, caps_port_t,
     lwkt_msg_t, thread,
 };
+use crate::caps::errno::Errno;
 use crate::caps::port::{self, CapsPort};
 use crate::caps::sys;
 use crate::warn;
@@ -22,12 +23,12 @@ fn set_errno(e: c_int) {
 /// kernel thread as cpu 0's current thread if nothing did yet).
 fn owner() -> *mut thread {
     // SAFETY: mycpu() is this kernel thread's live cpu.
-    unsafe { (*crate::cpu::mycpu()).gd_curthread }
+    unsafe { (*crate::lwkt::mycpu()).gd_curthread }
 }
 
 /// Trace (`LIBCAPS_DEBUG`) a failed call that creates or connects to
 /// service `name`: the lines before it name each path it tried.
-fn trace_failure<T>(func: &str, name: &[u8], uid: u32, r: Result<T, i32>) -> Result<T, i32> {
+fn trace_failure<T>(func: &str, name: &[u8], uid: u32, r: Result<T, Errno>) -> Result<T, Errno> {
     if let Err(e) = &r {
         crate::trace!(
             func,
@@ -40,7 +41,7 @@ fn trace_failure<T>(func: &str, name: &[u8], uid: u32, r: Result<T, i32>) -> Res
                 crate::caps::rendezvous::base_dir()
             }
             .display(),
-            crate::diag::errno_text(*e)
+            e
         );
     }
     r
@@ -91,7 +92,7 @@ pub unsafe extern "C" fn caps_service(
     ) {
         Ok(p) => p.cast(),
         Err(e) => {
-            set_errno(e);
+            set_errno(e.0);
             ptr::null_mut()
         }
     }
@@ -118,7 +119,7 @@ pub unsafe extern "C" fn caps_client(
     match trace_failure("caps_client", name, uid, port::client(name, uid, owner())) {
         Ok(p) => p.cast(),
         Err(e) => {
-            set_errno(e);
+            set_errno(e.0);
             ptr::null_mut()
         }
     }
@@ -167,9 +168,9 @@ pub unsafe extern "C" fn caps_close(port: caps_port_t) {
 // ---- CAPS v2: caps_sys_* -------------------------------------------------
 
 /// `Ok(v)` → `v`; `Err(e)` → `errno = e`, -1.
-fn ret<T: From<i8>>(r: Result<T, i32>) -> T {
+fn ret<T: From<i8>>(r: Result<T, Errno>) -> T {
     r.unwrap_or_else(|e| {
-        set_errno(e);
+        set_errno(e.0);
         T::from(-1)
     })
 }
@@ -178,9 +179,9 @@ fn ret<T: From<i8>>(r: Result<T, i32>) -> T {
 ///
 /// # Safety
 /// `name` must be NULL or a NUL-terminated string.
-unsafe fn sys_name<'a>(name: *const c_char) -> Result<&'a [u8], i32> {
+unsafe fn sys_name<'a>(name: *const c_char) -> Result<&'a [u8], Errno> {
     if name.is_null() {
-        return Err(libc::EINVAL);
+        return Err(Errno::EINVAL);
     }
     // SAFETY: non-NULL and NUL-terminated per the contract.
     Ok(unsafe { CStr::from_ptr(name) }.to_bytes())
@@ -192,9 +193,9 @@ unsafe fn sys_name<'a>(name: *const c_char) -> Result<&'a [u8], i32> {
 /// # Safety
 /// A non-NULL `p` must be readable (and, for `mutable`, writable) for
 /// `size` bytes and not be used elsewhere during the call.
-unsafe fn buf_arg<'a>(p: *mut c_void, size: c_int) -> Result<&'a mut [u8], i32> {
+unsafe fn buf_arg<'a>(p: *mut c_void, size: c_int) -> Result<&'a mut [u8], Errno> {
     if size < 0 || (p.is_null() && size > 0) {
-        return Err(libc::EINVAL);
+        return Err(Errno::EINVAL);
     }
     if size == 0 {
         return Ok(&mut []);

@@ -3,6 +3,9 @@
 //! returns an error, otherwise a one-line diagnostic and `abort()`), then
 //! calls the core.
 
+// The C entry points: their contracts are in the C headers and man pages.
+#![allow(clippy::missing_safety_doc)]
+
 pub mod caps;
 pub mod caps_struct;
 pub mod globaldata;

@@ -10,7 +10,7 @@ use crate::fatal;
 use crate::lwkt::thread as lt;
 
 /// `lwkt_create(func, arg, ptd, template, tdflags, cpu, fmt, ...)` once the
-/// name is formatted. Always 0 (aborts when no stack can be had).
+/// name is formatted. 0, or `ENOMEM` when no memory or stack is left.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn libcaps_thread_create(
     func: Option<unsafe extern "C" fn(*mut c_void)>,

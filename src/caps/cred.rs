@@ -6,6 +6,8 @@
 
 use std::os::fd::RawFd;
 
+use super::errno::Errno;
+
 use crate::abi::{
     CAPF_GROUP, CAPF_USER, CAPF_WORLD, CAPS_ANYCLIENT, CAPS_GROUP, CAPS_MAXGROUPS, CAPS_USER,
     CAPS_WORLD, caps_cred,
@@ -25,7 +27,7 @@ pub struct Cred {
 
 impl Cred {
     /// Read the credentials of the peer of connected socket `fd`.
-    pub fn of_peer(fd: RawFd) -> Result<Cred, i32> {
+    pub fn of_peer(fd: RawFd) -> Result<Cred, Errno> {
         let mut uc = libc::ucred {
             pid: 0,
             uid: 0,
@@ -43,9 +45,7 @@ impl Cred {
             )
         };
         if r != 0 {
-            return Err(std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO));
+            return Err(Errno::last());
         }
         Ok(Cred {
             pid: uc.pid,
@@ -123,8 +123,8 @@ fn peer_groups(fd: RawFd) -> Vec<u32> {
             groups.truncate(count);
             return groups;
         }
-        let e = std::io::Error::last_os_error().raw_os_error();
-        if e == Some(libc::ERANGE) && count > groups.len() {
+        let e = Errno::last();
+        if e == Errno::ERANGE && count > groups.len() {
             groups.resize(count, 0);
             continue;
         }

@@ -3,6 +3,7 @@
 
 mod conn;
 pub mod cred;
+pub mod errno;
 pub mod port;
 pub mod probe;
 pub mod rendezvous;

@@ -317,7 +317,7 @@ pub fn probe_all(nodes: &[Node], wait: Duration) -> Vec<Probe> {
             Ok(c) => c,
             Err(e) => {
                 out.push(Probe {
-                    state: State::Error(e),
+                    state: State::Error(e.0),
                     server: None,
                 });
                 continue;

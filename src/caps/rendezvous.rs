@@ -27,13 +27,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::warn;
 
-/// An errno value.
-pub type Errno = i32;
+pub use super::errno::Errno;
 
 /// The errno of a rendezvous directory or node that is not safe to use
 /// (a link, another user's directory or node, a directory others may
 /// write without the sticky bit).
-pub const EUNSAFE: Errno = libc::EPERM;
+pub const EUNSAFE: Errno = Errno::EPERM;
 
 /// `sizeof(((struct sockaddr_un *)0)->sun_path)` less the terminating NUL.
 const SUN_PATH_MAX: usize = 107;
@@ -67,7 +66,7 @@ pub fn service_dir(uid: u32) -> PathBuf {
 /// Check a service name: non-empty, no `/`, not `.` or `..`.
 pub fn check_name(name: &[u8]) -> Result<(), Errno> {
     if name.is_empty() || name.contains(&b'/') || name == b"." || name == b".." {
-        return Err(libc::EINVAL);
+        return Err(Errno::EINVAL);
     }
     Ok(())
 }
@@ -80,14 +79,8 @@ pub fn service_path(name: &[u8], uid: u32) -> Result<PathBuf, Errno> {
     Ok(path)
 }
 
-fn last_errno() -> Errno {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
-}
-
 fn cstr(b: &[u8]) -> Result<CString, Errno> {
-    CString::new(b).map_err(|_| libc::EINVAL)
+    CString::new(b).map_err(|_| Errno::EINVAL)
 }
 
 fn cpath(p: &Path) -> Result<CString, Errno> {
@@ -104,7 +97,7 @@ fn fstat(fd: RawFd) -> Result<libc::stat, Errno> {
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: a descriptor the caller owns and a writable buffer.
     if unsafe { libc::fstat(fd, &mut st) } != 0 {
-        return Err(last_errno());
+        return Err(Errno::last());
     }
     Ok(st)
 }
@@ -206,7 +199,7 @@ impl Dir {
             )
         };
         if fd < 0 {
-            return Err(last_errno());
+            return Err(Errno::last());
         }
         // SAFETY: a new descriptor nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -221,14 +214,9 @@ impl Dir {
         let dfd = self.fd.as_raw_fd();
         // SAFETY: valid descriptor and name.
         let created = unsafe { libc::mkdirat(dfd, c.as_ptr(), 0o700) } == 0;
-        if !created && last_errno() != libc::EEXIST {
-            let e = last_errno();
-            crate::trace!(
-                "caps",
-                "cannot create directory {}: {}",
-                path.display(),
-                crate::diag::errno_text(e)
-            );
+        if !created && Errno::last() != Errno::EEXIST {
+            let e = Errno::last();
+            crate::trace!("caps", "cannot create directory {}: {}", path.display(), e);
             return Err(e);
         }
         // SAFETY: valid descriptor and name; the result is checked.
@@ -240,9 +228,9 @@ impl Dir {
             )
         };
         if fd < 0 {
-            let e = last_errno();
+            let e = Errno::last();
             return match lstat_at(dfd, &c) {
-                Some(st) if e == libc::ELOOP || e == libc::ENOTDIR => {
+                Some(st) if e == Errno::ELOOP || e == Errno::ENOTDIR => {
                     warn!(
                         func,
                         "{}: a {} of uid {} where a directory belongs: not followed",
@@ -260,7 +248,7 @@ impl Dir {
         // SAFETY: our own descriptor of the directory we just made;
         // fchmod is not subject to the umask.
         if created && unsafe { libc::fchmod(fd.as_raw_fd(), mode) } != 0 {
-            return Err(last_errno());
+            return Err(Errno::last());
         }
         Dir { fd, path }.verify(func, rule)
     }
@@ -288,14 +276,14 @@ pub fn open_sys_dir(func: &str) -> Result<Dir, Errno> {
 /// Does the path fit in `sun_path`?
 pub fn check_path_len(path: &Path) -> Result<(), Errno> {
     if path.as_os_str().len() > SUN_PATH_MAX {
-        return Err(libc::ENAMETOOLONG);
+        return Err(Errno::ENAMETOOLONG);
     }
     Ok(())
 }
 
 fn sockaddr(path: &[u8]) -> Result<(libc::sockaddr_un, libc::socklen_t), Errno> {
     if path.len() > SUN_PATH_MAX {
-        return Err(libc::ENAMETOOLONG);
+        return Err(Errno::ENAMETOOLONG);
     }
     // SAFETY: sockaddr_un is plain data; all-zero is valid.
     let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
@@ -313,7 +301,7 @@ fn unix_socket(nonblock: bool) -> Result<OwnedFd, Errno> {
     // SAFETY: plain socket(2) call.
     let fd = unsafe { libc::socket(libc::AF_UNIX, flags, 0) };
     if fd < 0 {
-        return Err(last_errno());
+        return Err(Errno::last());
     }
     // SAFETY: `fd` is a new descriptor nobody else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
@@ -329,8 +317,8 @@ pub fn connect(path: &Path) -> Result<OwnedFd, Errno> {
         if r == 0 {
             return Ok(fd);
         }
-        let e = last_errno();
-        if e != libc::EINTR {
+        let e = Errno::last();
+        if e != Errno::EINTR {
             return Err(e);
         }
     }
@@ -347,7 +335,7 @@ pub fn is_live(path: &Path) -> bool {
     // SAFETY: `sa` is a valid sockaddr_un of `len` bytes.
     let r = unsafe { libc::connect(fd.as_raw_fd(), (&raw const sa).cast(), len) };
     // A full backlog (EAGAIN) still means somebody listens.
-    r == 0 || last_errno() == libc::EAGAIN
+    r == 0 || Errno::last() == Errno::EAGAIN
 }
 
 /// Holds an exclusive `flock` on a directory while services are created
@@ -378,14 +366,14 @@ impl DirLock {
             )
         };
         if fd < 0 {
-            return Err(last_errno());
+            return Err(Errno::last());
         }
         // SAFETY: `fd` is new and ours.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         // SAFETY: flock on a descriptor we own; released by `drop`.
         while unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            let e = last_errno();
-            if e != libc::EINTR {
+            let e = Errno::last();
+            if e != Errno::EINTR {
                 return Err(e);
             }
         }
@@ -404,7 +392,7 @@ fn bind_in(fd: RawFd, dir: &Dir, tmp: &str) -> Result<(), Errno> {
     let mut via_path = dir.path.as_os_str().as_bytes().to_vec();
     via_path.push(b'/');
     via_path.extend_from_slice(tmp.as_bytes());
-    let mut last = libc::ENOENT;
+    let mut last = Errno::ENOENT;
     for addr in [via_proc.as_bytes(), &via_path[..]] {
         let (sa, len) = match sockaddr(addr) {
             Ok(s) => s,
@@ -417,8 +405,8 @@ fn bind_in(fd: RawFd, dir: &Dir, tmp: &str) -> Result<(), Errno> {
         if unsafe { libc::bind(fd, (&raw const sa).cast(), len) } == 0 {
             return Ok(());
         }
-        last = last_errno();
-        if last != libc::ENOENT && last != libc::ENOTDIR {
+        last = Errno::last();
+        if last != Errno::ENOENT && last != Errno::ENOTDIR {
             return Err(last);
         }
     }
@@ -446,12 +434,7 @@ pub fn listen_in(
             "service created: {} (mode {mode:o})",
             path.display()
         ),
-        Err(e) => crate::trace!(
-            "caps",
-            "cannot create service {}: {}",
-            path.display(),
-            crate::diag::errno_text(*e)
-        ),
+        Err(e) => crate::trace!("caps", "cannot create service {}: {}", path.display(), *e),
     }
     r
 }
@@ -470,7 +453,7 @@ fn publish(
     let dfd = dir.fd.as_raw_fd();
     let _lock = DirLock::new(&dir)?;
     if conflict() {
-        return Err(libc::EEXIST);
+        return Err(Errno::EEXIST);
     }
     if let Some(st) = lstat_at(dfd, &cname) {
         let me = euid();
@@ -492,7 +475,7 @@ fn publish(
                 kind(st.st_mode),
                 st.st_uid
             );
-            return Err(libc::EEXIST);
+            return Err(Errno::EEXIST);
         }
     }
     if let Some(fd) = publish_in_place(dfd, &cname, path, mode)? {
@@ -519,16 +502,16 @@ fn publish(
         // SAFETY: valid descriptor and name; only we (or root) may
         // replace the node we just bound in this directory.
         if unsafe { libc::fchmodat(dfd, ctmp.as_ptr(), mode & 0o7777, 0) } != 0 {
-            return Err(last_errno());
+            return Err(Errno::last());
         }
         // SAFETY: `fd` is a bound stream socket.
         if unsafe { libc::listen(fd.as_raw_fd(), BACKLOG) } != 0 {
-            return Err(last_errno());
+            return Err(Errno::last());
         }
         // SAFETY: both names are relative to our verified directory;
         // rename replaces atomically.
         if unsafe { libc::renameat(dfd, ctmp.as_ptr(), dfd, cname.as_ptr()) } != 0 {
-            return Err(last_errno());
+            return Err(Errno::last());
         }
         Ok(())
     })();
@@ -547,7 +530,7 @@ fn publish(
 }
 
 fn node_of(dfd: RawFd, name: &CString) -> Result<(u64, u64), Errno> {
-    let st = lstat_at(dfd, name).ok_or(libc::ENOENT)?;
+    let st = lstat_at(dfd, name).ok_or(Errno::ENOENT)?;
     Ok((st.st_dev, st.st_ino))
 }
 
@@ -591,7 +574,7 @@ fn publish_in_place(
             && libc::listen(fd.as_raw_fd(), BACKLOG) == 0
     };
     if !ready {
-        let e = last_errno();
+        let e = Errno::last();
         // SAFETY: removing the node we just bound.
         unsafe { libc::unlinkat(dfd, name.as_ptr(), 0) };
         return Err(e);
@@ -636,11 +619,11 @@ mod tests {
     #[test]
     fn names_that_escape_or_overflow_are_refused() {
         for bad in [&b""[..], b"a/b", b"..", b".", b"/etc"] {
-            assert_eq!(check_name(bad), Err(libc::EINVAL), "{bad:?}");
+            assert_eq!(check_name(bad), Err(Errno::EINVAL), "{bad:?}");
         }
         assert!(check_name(b"test").is_ok());
         assert!(check_name(b"...x").is_ok());
-        assert_eq!(service_path(&[b'x'; 200], 1000), Err(libc::ENAMETOOLONG));
+        assert_eq!(service_path(&[b'x'; 200], 1000), Err(Errno::ENAMETOOLONG));
     }
 
     #[test]
@@ -687,7 +670,7 @@ mod tests {
         // no temporaries left behind
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
         assert!(is_live(&path));
-        assert_eq!(listen(&path, 0o600, true).err(), Some(libc::EEXIST));
+        assert_eq!(listen(&path, 0o600, true).err(), Some(Errno::EEXIST));
         let c = connect(&path).unwrap();
         drop(c);
         drop(l);
@@ -706,7 +689,7 @@ mod tests {
         assert!(!path.exists());
         // a node that is not a socket is never replaced
         std::fs::write(&path, "data").unwrap();
-        assert_eq!(listen(&path, 0o600, false).err(), Some(libc::EEXIST));
+        assert_eq!(listen(&path, 0o600, false).err(), Some(Errno::EEXIST));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "data");
         std::fs::remove_dir_all(&dir).unwrap();
     }

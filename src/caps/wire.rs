@@ -14,8 +14,8 @@ pub const VERSION_SYS: u16 = 2;
 pub const HELLO_LEN: usize = 16;
 /// Bytes in a frame header.
 pub const HEADER_LEN: usize = 48;
-/// Largest whole message (`struct lwkt_msg` plus payload), `CAPMSG_MAXSIZE`.
-pub const MAX_MSGSIZE: usize = 1024 + 64 * 1024;
+/// Largest whole message (`struct lwkt_msg` plus payload): `CAPMSG_MAXSIZE`.
+pub const MAX_MSGSIZE: usize = crate::abi::CAPMSG_MAXSIZE as usize;
 
 /// Who sends a hello.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,6 +138,21 @@ pub struct Header {
 }
 
 impl Header {
+    /// A header of `kind` for frame `id` with `body_len` bytes of payload,
+    /// every other field 0 (set the face's own with `..Header::new(..)`).
+    pub fn new(kind: FrameKind, id: u64, body_len: u32) -> Header {
+        Header {
+            kind,
+            body_len,
+            id,
+            capacity: 0,
+            cmd: 0,
+            error: 0,
+            result: 0,
+            pad: [0, 0],
+        }
+    }
+
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
         b[0..2].copy_from_slice(&(self.kind as u16).to_le_bytes());

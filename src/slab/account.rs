@@ -295,7 +295,8 @@ unsafe fn charge(ty: *mut malloc_type, bytes: usize) -> bool {
 /// still counted, nothing charged) if the type would go over its limit.
 ///
 /// # Safety
-/// `gd` is the calling thread's cpu state, `ty` a valid registered type.
+/// `gd` is the calling thread's cpu state, `ty` a valid registered type;
+/// no window of `gd` is open.
 #[inline]
 pub unsafe fn account(gd: *mut SLGlobalData, ty: *mut malloc_type, bytes: usize) -> bool {
     // SAFETY: caller contract.
@@ -304,6 +305,10 @@ pub unsafe fn account(gd: *mut SLGlobalData, ty: *mut malloc_type, bytes: usize)
 
 /// [`account`] when [`home_charge`] could not: the type is not this cpu's
 /// alone, or its loose sum says the limit is near.
+///
+/// # Safety
+/// As [`account`]: `gd` is the calling thread's cpu state, `ty` a valid
+/// registered type; no window of `gd` is open.
 #[inline(never)]
 unsafe fn account_slow(gd: *mut SLGlobalData, ty: *mut malloc_type, bytes: usize) -> bool {
     // SAFETY: caller contract: live fields of `gd` and `ty`.
@@ -356,6 +361,10 @@ unsafe fn account_slow(gd: *mut SLGlobalData, ty: *mut malloc_type, bytes: usize
 /// nor `gd`): claim an unowned type as `gd`'s home, wait for a switch in
 /// progress, or switch another cpu's home type to shared mode. The caller
 /// reads the word again.
+///
+/// # Safety
+/// `gd` is the calling thread's cpu state, `ty` a valid registered type
+/// and `own` its owner word (`owner(ty)`); no window of `gd` is open.
 #[cold]
 #[inline(never)]
 unsafe fn settle(gd: *mut SLGlobalData, ty: *mut malloc_type, own: &AtomicUsize, o: usize) {
@@ -423,6 +432,10 @@ fn may_be_home(gd: *mut SLGlobalData) -> bool {
 
 /// The loose sum says the limit is near: recompute it from the per-cpu
 /// counters and charge `b` if the exact sum allows it.
+///
+/// # Safety
+/// `ty` is a valid registered type (its per-cpu counters are read while
+/// other cpus may update them: the sum is a snapshot).
 #[cold]
 #[inline(never)]
 unsafe fn charge_exact(ty: *mut malloc_type, b: isize) -> bool {

@@ -333,6 +333,10 @@ unsafe fn zone_malloc_in(
 }
 
 /// No zone could be mapped: give the charge back and fail.
+///
+/// # Safety
+/// `ty` is a valid registered type that the caller charged `cs` bytes
+/// against (`account::account`), and nothing else gives that charge back.
 #[cold]
 unsafe fn no_zone(ty: *mut malloc_type, cs: usize, flags: c_int) -> *mut c_void {
     // SAFETY: valid type; undo the charge taken by the caller.
@@ -347,6 +351,10 @@ unsafe fn no_zone(ty: *mut malloc_type, cs: usize, flags: c_int) -> *mut c_void 
 
 /// `slab_malloc` in full: first use of the thread or the type, size 0,
 /// larger requests.
+///
+/// # Safety
+/// As [`malloc`]: `ty` is non-NULL and points to a `struct malloc_type`
+/// that stays valid; no allocator window of the calling thread is open.
 #[cold]
 #[inline(never)]
 unsafe fn malloc_slow(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_void {
@@ -398,6 +406,12 @@ pub unsafe fn free(ptr: *mut c_void, ty: *mut malloc_type) {
 }
 
 /// `slab_free` in full.
+///
+/// # Safety
+/// As [`free`]: `ty` is non-NULL and points to a valid `struct
+/// malloc_type`; no allocator window of the calling thread is open.
+/// `ptr` itself may be anything: a pointer that is not a live chunk or
+/// mapping of `ty` is reported and aborts.
 #[cold]
 #[inline(never)]
 pub(crate) unsafe fn free_slow(ptr: *mut c_void, ty: *mut malloc_type) {

@@ -141,8 +141,14 @@ pub unsafe fn alloc(
 }
 
 /// Map `bytes` (a page multiple) aligned to `align` (a power of 2 and a
-/// page multiple): map `align` more than needed and trim.
-unsafe fn map_aligned(bytes: usize, align: usize) -> *mut c_void {
+/// page multiple): map `align` more than needed and trim. `MAP_FAILED`
+/// if `mmap` fails. Zones are mapped here too (`zone::map_zone`).
+///
+/// # Safety
+/// `bytes` is a multiple of the system page size, and `align` a power of 2
+/// that is either at most 4096 or a multiple of the page size: otherwise a
+/// trim can unmap part of the returned range.
+pub(super) unsafe fn map_aligned(bytes: usize, align: usize) -> *mut c_void {
     let extra = if align > 4096 { align } else { 0 };
     let Some(len) = bytes.checked_add(extra) else {
         return libc::MAP_FAILED;
@@ -174,6 +180,11 @@ unsafe fn map_aligned(bytes: usize, align: usize) -> *mut c_void {
 
 /// Find the descriptor of `ptr` under the lock; abort if there is none or
 /// it belongs to another type. Returns the link that points to it.
+///
+/// # Safety
+/// `t` is the table [`table`] returns, its lock held (its descriptors are
+/// then live slab chunks); `ty` is a valid `malloc_type` (its name goes into
+/// the message on a mismatch).
 unsafe fn find(
     func: &str,
     t: &mut Table,

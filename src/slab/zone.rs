@@ -28,7 +28,7 @@ use crate::abi::{
 use crate::fatal;
 
 use super::types::{self, TAG_UNCHECKED};
-use super::{ZONE_CACHE_HIGH, ZONE_CACHE_MAX, params, reclaim, registry};
+use super::{ZONE_CACHE_HIGH, ZONE_CACHE_MAX, oversized, params, reclaim, registry};
 
 /// Tag of a chunk never handed out since the zone took its size class.
 const TAG_NEVER: u8 = 0;
@@ -82,6 +82,11 @@ pub struct Zone {
     pub f: Fixed,
 }
 
+/// The tag byte of chunk `i` of `z`.
+///
+/// # Safety
+/// `z` is a mapped zone and `i < z_NMax` of it; the reference is not used
+/// after the zone is unmapped.
 #[inline(always)]
 unsafe fn tag<'a>(z: *mut Zone, i: usize) -> &'a AtomicU8 {
     // SAFETY: the caller passes `i < z_NMax`; the tag array of `z_NMax`
@@ -172,6 +177,11 @@ pub unsafe fn alloc(gd: *mut SLGlobalData, idx: usize, cs: usize, t: u8, zero: b
 }
 
 /// Take a never-used chunk of `z` (its free list is empty).
+///
+/// # Safety
+/// As [`alloc`] (`gd` the calling thread's cpu state, its window open and the
+/// state not parked), and `z` is the live zone at the head of
+/// `gd.ZoneAry[idx]`, with an empty free list and `z_NFree > 0`.
 #[inline(never)]
 unsafe fn alloc_fresh(
     gd: *mut SLGlobalData,
@@ -211,6 +221,10 @@ unsafe fn alloc_fresh(
 }
 
 /// `z` has no free chunk left: take it off its class list (it is first).
+///
+/// # Safety
+/// The zones of `gd` are the caller's (its window open, not parked); `z` is
+/// the head of `gd.ZoneAry[idx]`.
 #[cold]
 unsafe fn full(gd: *mut SLGlobalData, z: *mut Zone, idx: usize) {
     // SAFETY: `gd` owns `z`, the head of `ZoneAry[idx]`.
@@ -221,6 +235,10 @@ unsafe fn full(gd: *mut SLGlobalData, z: *mut Zone, idx: usize) {
 }
 
 /// Slow path of `alloc`: take back remote frees, else start a zone.
+///
+/// # Safety
+/// As [`alloc`]: `gd` is the calling thread's cpu state, its window open and
+/// the state not parked; `idx < NZONES`, `cs` its chunk size.
 #[cold]
 #[inline(never)]
 unsafe fn refill(gd: *mut SLGlobalData, idx: usize, cs: usize) -> *mut Zone {
@@ -292,38 +310,35 @@ unsafe fn refill(gd: *mut SLGlobalData, idx: usize, cs: usize) -> *mut Zone {
     }
 }
 
-/// Map a `zs`-aligned zone of `zs` bytes (map twice the size, trim).
+/// Map a `zs`-aligned zone of `zs` bytes (`oversized::map_aligned`) and
+/// register it.
+///
+/// # Safety
+/// `gd` is the calling thread's cpu state, its window open and the state not
+/// parked (its `ZoneInfo` is counted); `zs` is the zone size, a power of 2
+/// and a page multiple.
 unsafe fn map_zone(gd: *mut SLGlobalData, zs: usize) -> *mut Zone {
-    // SAFETY: anonymous mapping; the trims unmap only parts of it.
-    unsafe {
-        let p = libc::mmap(
-            ptr::null_mut(),
-            2 * zs,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        );
-        if p == libc::MAP_FAILED {
-            return ptr::null_mut();
-        }
-        let a = (p as usize).next_multiple_of(zs);
-        let lead = a - p as usize;
-        if lead != 0 {
-            libc::munmap(p, lead);
-        }
-        if zs - lead != 0 {
-            libc::munmap((a + zs) as *mut libc::c_void, zs - lead);
-        }
-        if !registry::set(a, true) {
-            libc::munmap(a as *mut libc::c_void, zs);
-            return ptr::null_mut();
-        }
-        zone_stat(gd, zs as isize);
-        a as *mut Zone
+    // SAFETY: `zs` is a power of 2 and a page multiple.
+    let a = unsafe { oversized::map_aligned(zs, zs) };
+    if a == libc::MAP_FAILED {
+        return ptr::null_mut();
     }
+    if !registry::set(a as usize, true) {
+        // SAFETY: the fresh mapping is ours and nothing refers to it.
+        unsafe { libc::munmap(a, zs) };
+        return ptr::null_mut();
+    }
+    // SAFETY: caller contract.
+    unsafe { zone_stat(gd, zs as isize) };
+    a.cast()
 }
 
+/// Count `bytes` of zone mapping (negative: unmapped) in `gd.ZoneInfo`.
+///
+/// # Safety
+/// The zones of `gd` are the caller's: its owner's window is open and the
+/// state not parked, or it is parked and the caller is the reclaimer (the
+/// only writers of `ZoneInfo`).
 unsafe fn zone_stat(gd: *mut SLGlobalData, bytes: isize) {
     // SAFETY: `gd` is the calling thread's cpu state; `ZoneInfo` is only
     // written by its owner.
@@ -338,6 +353,11 @@ unsafe fn zone_stat(gd: *mut SLGlobalData, bytes: isize) {
 }
 
 /// Unmap a zone that has no live chunk.
+///
+/// # Safety
+/// The zones of `gd` are the caller's (as for [`zone_stat`]); `z` is one of
+/// them with no live chunk, on no list (class list or cache), and nothing
+/// uses it afterwards.
 unsafe fn release(gd: *mut SLGlobalData, z: *mut Zone) {
     let zs = params().zone_size;
     // SAFETY: the zone is ours, unlinked and empty.
@@ -352,6 +372,11 @@ unsafe fn release(gd: *mut SLGlobalData, z: *mut Zone) {
 
 /// Validate `c` as a chunk of the live zone at `base`; return (zone, chunk
 /// index).
+///
+/// # Safety
+/// `base` is a registered zone (`registry::is_zone`) that stays mapped for
+/// the call. `c` may be any address: one that is not the start of a chunk
+/// of that zone is reported and aborts.
 #[inline(always)]
 unsafe fn locate(func: &str, base: usize, c: *mut u8) -> (*mut Zone, usize) {
     let z = base as *mut Zone;
@@ -385,6 +410,10 @@ fn bad_ptr(func: &str, c: *mut u8, why: &str) -> ! {
 }
 
 /// Check the chunk's tag against the type's tag `t`.
+///
+/// # Safety
+/// `z` is a mapped zone and `i < z_NMax` of it (as [`locate`] returns them);
+/// `ty` is a valid `malloc_type` (its name goes into the message).
 #[inline(always)]
 unsafe fn check_tag(func: &str, ty: *mut malloc_type, z: *mut Zone, i: usize, c: *mut u8, t: u8) {
     // SAFETY: `i` was validated by `locate`.
@@ -546,6 +575,11 @@ unsafe fn free_flagged(gd: *mut SLGlobalData, z: *mut Zone, c: *mut u8) {
 /// Push `c` on `owner`'s remote-free list: one compare-and-swap unless
 /// another cpu pushes at the same time. The first chunk on an empty list
 /// makes sure the reclaimer will look at it.
+///
+/// # Safety
+/// `owner` is the cpu state owning the zone of `c` (states are never freed);
+/// `c` is a chunk of that zone which the caller has just tagged free and
+/// which nothing else uses: its first word becomes the list link.
 #[inline(never)]
 unsafe fn free_remote(owner: *mut SLGlobalData, c: *mut u8) {
     // SAFETY: `owner` is the live state owning the zone of `c` (states
@@ -570,6 +604,11 @@ unsafe fn free_remote(owner: *mut SLGlobalData, c: *mut u8) {
 }
 
 /// Put `c` back on the free list of zone `z` owned by `gd`.
+///
+/// # Safety
+/// The zones of `gd` are the caller's (as for [`zone_stat`]); `z` is a live
+/// zone of `gd` and `c` a chunk of `z` that is no longer in use and on no
+/// free list.
 #[inline(always)]
 unsafe fn free_local(gd: *mut SLGlobalData, z: *mut Zone, c: *mut u8) {
     // SAFETY: `gd` owns `z`, which is live; `c` is a chunk of `z`.
@@ -590,6 +629,11 @@ unsafe fn free_local(gd: *mut SLGlobalData, z: *mut Zone, c: *mut u8) {
 /// `z` just got its first free chunk (put it back on its class list) or
 /// became fully free (cache or unmap it unless it is its class's only
 /// zone).
+///
+/// # Safety
+/// The zones of `gd` are the caller's (as for [`zone_stat`]); `z` is a live
+/// zone of `gd` whose free count just rose to 1 (it is then on no list) or
+/// to `z_NMax`.
 #[cold]
 #[inline(never)]
 unsafe fn relist(gd: *mut SLGlobalData, z: *mut Zone) {
@@ -609,6 +653,10 @@ unsafe fn relist(gd: *mut SLGlobalData, z: *mut Zone) {
 }
 
 /// Remove `z` from its class list.
+///
+/// # Safety
+/// The zones of `gd` are the caller's (as for [`zone_stat`]), and `z` and
+/// every zone on its class list are live.
 unsafe fn unlink(gd: *mut SLGlobalData, z: *mut Zone) {
     // SAFETY: `gd` owns `z`, which is on `ZoneAry[z_ZoneIndex]`.
     unsafe {
@@ -628,6 +676,10 @@ unsafe fn unlink(gd: *mut SLGlobalData, z: *mut Zone) {
 /// A cpu that unmaps more zones than its cache holds without needing a
 /// new one halves an enlarged cache (down to `ZONE_CACHE_MAX`) and unmaps
 /// what no longer fits.
+///
+/// # Safety
+/// The zones of `gd` are the caller's (as for [`zone_stat`]); `z` is a live
+/// zone of `gd`, fully free and on no list.
 unsafe fn retire(gd: *mut SLGlobalData, z: *mut Zone) {
     // SAFETY: `gd` owns `z` and its cached zones.
     unsafe {
@@ -652,6 +704,10 @@ unsafe fn retire(gd: *mut SLGlobalData, z: *mut Zone) {
 }
 
 /// Take a zone off the cache of fully free zones; NULL if it is empty.
+///
+/// # Safety
+/// The zones of `gd`, and so its cache of free zones, are the caller's (as
+/// for [`zone_stat`]).
 unsafe fn pop_cached(gd: *mut SLGlobalData) -> *mut Zone {
     // SAFETY: `gd` is ours, and so are the zones on its cache.
     unsafe {

@@ -2,6 +2,8 @@
 //! the installed library.
 #![allow(dead_code)]
 
+pub mod rendezvous;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;

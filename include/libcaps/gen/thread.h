@@ -67,11 +67,12 @@ struct md_thread {
      */
     size_t mtd_stksize;
     /*
-     Base of the whole mapping, guard region included (NULL: none).
+     Base of the stack's region, guard included: a mapping of its own,
+     or its slot of a mapping shared with other stacks (NULL: none).
      */
     void *mtd_map;
     /*
-     Length of that mapping in bytes.
+     Length of that region in bytes.
      */
     size_t mtd_maplen;
     /*

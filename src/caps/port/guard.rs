@@ -1,11 +1,14 @@
 //! What keeps a v1 service safe from its peers and from `fork()`: the
 //! hello deadline sweep, the memory budget's accounting and
 //! back-pressure, and the rule for ports inherited across `fork()`. The
-//! limits themselves live in `conn` (shared with v2).
+//! limits themselves live in the connection layer (`caps::conn`,
+//! shared with v2).
 
 use std::os::fd::AsRawFd;
 
+use super::server::{remote_read, remote_shutdown};
 use super::*;
+use crate::warn;
 
 /// The hello-deadline timer of service `svc`, registered with this cpu's
 /// event loop (`None`, logged, if that fails: then no deadline).
@@ -20,17 +23,13 @@ pub(super) unsafe fn hello_timer(svc: *mut CapsPort) -> Option<Timer> {
             // SAFETY: the registration is removed before `svc` is freed.
             unsafe { hello_sweep(svc) }
         };
-        t.token = Some(evloop::register(fd, EV_IN, Box::new(sweep))?);
+        t.token = Some(evloop::register(fd, EV_IN, Box::new(sweep)).map_err(Errno)?);
         Ok(t)
     });
     match made {
         Ok(t) => Some(t),
         Err(e) => {
-            warn!(
-                "caps_service",
-                "no hello deadline: {}",
-                std::io::Error::from_raw_os_error(e)
-            );
+            warn!("caps_service", "no hello deadline: {}", e);
             None
         }
     }
@@ -44,22 +43,24 @@ pub(super) unsafe fn hello_timer(svc: *mut CapsPort) -> Option<Timer> {
 /// `svc` must be a live service port.
 pub(super) unsafe fn hello_sweep(svc: *mut CapsPort) {
     // SAFETY: `svc` is live; listed remotes are live (shutdown unlists
-    // them before they can be freed).
+    // them before they can be freed). Each reference to a port's state
+    // lasts one step: reading and shutting down reach the service.
     unsafe {
-        let Kind::Service(s) = &mut (*svc).kind else {
-            return;
+        let overdue: Vec<*mut CapsPort> = {
+            let Some(s) = service_of(svc) else {
+                return;
+            };
+            if let Some(t) = s.timer.as_mut() {
+                t.clear();
+                t.at = None;
+            }
+            let now = std::time::Instant::now();
+            s.remotes
+                .iter()
+                .copied()
+                .filter(|&r| connection_of(r).link.hello_overdue(now))
+                .collect()
         };
-        if let Some(t) = s.timer.as_mut() {
-            t.clear();
-            t.at = None;
-        }
-        let now = std::time::Instant::now();
-        let overdue: Vec<*mut CapsPort> = s
-            .remotes
-            .iter()
-            .copied()
-            .filter(|&r| remote_of(r).conn.hello_overdue(now))
-            .collect();
         let mut dropped = 0;
         let mut last = Cred::default();
         for r in overdue {
@@ -67,22 +68,20 @@ pub(super) unsafe fn hello_sweep(svc: *mut CapsPort) {
                 continue;
             }
             remote_read(r);
-            if listed(svc, r) && !remote_of(r).hello_done {
-                last = cred_of(r);
+            if listed(svc, r) && !connection_of(r).link.hello_done() {
+                last = connection_of(r).link.peer.clone();
                 remote_shutdown(r, None);
                 dropped += 1;
             }
         }
-        let name = service_name(svc);
-        log_hello_drops("caps_service", &name, dropped, &last);
-        let Kind::Service(s) = &mut (*svc).kind else {
+        let Some(s) = service_of(svc) else {
             return;
         };
+        s.core.log_hello_drops(dropped, &last);
         let next = s
             .remotes
             .iter()
-            .filter(|&&r| !remote_of(r).hello_done)
-            .map(|&r| remote_of(r).conn.since + HELLO_DEADLINE)
+            .filter_map(|&r| connection_of(r).link.hello_due())
             .min();
         if let Some(t) = s.timer.as_mut() {
             t.arm(next);
@@ -108,22 +107,13 @@ pub(super) unsafe fn listed(svc: *mut CapsPort, r: *mut CapsPort) -> bool {
 /// # Safety
 /// `r` must be live.
 pub(super) unsafe fn may_read(r: *mut CapsPort) -> bool {
-    let rm = remote_of(r);
-    if rm.held >= MAX_HELD || rm.conn.queued() >= MAX_OUT {
-        return false;
-    }
-    // SAFETY: `r` is live; its service, if any, too.
+    // SAFETY: `r` is live; its service, if any, too (another object).
     unsafe {
-        match (rm.service.as_ref(), (*r).c.cred.uid) {
-            (
-                Some(CapsPort {
-                    kind: Kind::Service(s),
-                    ..
-                }),
-                uid,
-            ) => s.budget.allows(uid),
-            _ => true,
+        let c = connection_of(r);
+        if c.held >= MAX_HELD || c.link.tx.queued() >= MAX_OUT {
+            return false;
         }
+        service_of(c.service).is_none_or(|s| s.core.may_read(&c.link))
     }
 }
 
@@ -134,23 +124,15 @@ pub(super) unsafe fn may_read(r: *mut CapsPort) -> bool {
 /// # Safety
 /// `r` must be live.
 pub(super) unsafe fn account(r: *mut CapsPort) {
-    let rm = remote_of(r);
-    let svc = rm.service;
-    if svc.is_null() {
-        return;
-    }
-    let now = if rm.conn.dead {
-        0
-    } else {
-        rm.held_bytes + rm.conn.queued()
-    };
-    let was = std::mem::replace(&mut rm.charged, now);
-    // SAFETY: `r` and its service are live.
+    // SAFETY: `r` and its service are live (two objects); the
+    // references end before paused connections are read.
     unsafe {
-        if let Kind::Service(s) = &mut (*svc).kind {
-            s.budget.update((*r).c.cred.uid, was, now);
-        }
-        if now < was {
+        let c = connection_of(r);
+        let svc = c.service;
+        let Some(s) = service_of(svc) else {
+            return;
+        };
+        if s.core.account(&mut c.link, c.held_bytes) {
             resume_paused(svc);
         }
     }
@@ -161,29 +143,26 @@ pub(super) unsafe fn account(r: *mut CapsPort) {
 /// # Safety
 /// `svc` must be a live service port.
 pub(super) unsafe fn resume_paused(svc: *mut CapsPort) {
-    // SAFETY: `svc` is live; listed remotes are live.
+    // SAFETY: `svc` is live; listed remotes are live. Each reference to
+    // a port's state lasts one step: reading reaches the service.
     unsafe {
-        let Kind::Service(s) = &mut (*svc).kind else {
-            return;
+        let paused = match service_of(svc) {
+            Some(s) if !s.paused.is_empty() => std::mem::take(&mut s.paused),
+            _ => return,
         };
-        if s.paused.is_empty() {
-            return;
-        }
-        for r in std::mem::take(&mut s.paused) {
+        for r in paused {
             if !listed(svc, r) {
                 continue;
             }
             if !may_read(r) {
-                if let Kind::Service(s) = &mut (*svc).kind {
+                if let Some(s) = service_of(svc) {
                     s.paused.push(r);
                 }
                 continue;
             }
-            let rm = remote_of(r);
-            rm.paused = false;
-            rm.conn.drained = false;
-            let ev = rm.conn.events | EV_IN;
-            rm.conn.set_events(ev);
+            let c = connection_of(r);
+            c.paused = false;
+            c.link.tx.rearm();
             remote_read(r);
         }
     }
@@ -243,9 +222,9 @@ pub(super) unsafe fn disown(p: *mut CapsPort) {
                 }
             }
             Kind::Client(c) => c.conn.disown(),
-            Kind::Remote(rm) => {
-                rm.conn.disown();
-                rm.dirty = false;
+            Kind::Connection(c) => {
+                c.link.tx.disown();
+                c.dirty = false;
             }
         }
     }

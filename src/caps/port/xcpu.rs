@@ -15,9 +15,13 @@
 use core::ffi::c_void;
 use core::sync::atomic::Ordering;
 
+use super::client::client_send;
+use super::request::{REQ_HANDED, REQ_MAGIC, req_head};
 use super::*;
-use crate::abi::globaldata;
-use crate::cpu::{ipi, mycpu};
+use crate::abi::{EASYNC, MSGF_DONE, MSGF_QUEUED, MSGF_REPLY, globaldata, lwkt_port};
+use crate::cpu::ipi;
+use crate::lwkt::mycpu;
+use crate::warn;
 
 /// The cpu of `port`'s owner when the caller runs on another cpu.
 ///
@@ -50,8 +54,8 @@ pub(super) unsafe fn refuse(func: &str, port: *mut lwkt_port, ogd: *mut globalda
          use a CAPS port from threads of the cpu that created it"
     );
     // SAFETY: errno is thread-local and always writable.
-    unsafe { *libc::__errno_location() = libc::EXDEV };
-    libc::EXDEV
+    unsafe { *libc::__errno_location() = Errno::EXDEV.0 };
+    Errno::EXDEV.0
 }
 
 /// Hand request `msg` (checked by the caller) on client port `p` to the
@@ -85,6 +89,10 @@ pub(super) unsafe fn client_put_elsewhere(
 }
 
 /// IPI: the send half of [`client_put_elsewhere`], on the port's cpu.
+///
+/// # Safety
+/// Run only by the IPI [`client_put_elsewhere`] sent: `arg` is the
+/// handed-over live message, its target a client port of this cpu.
 unsafe extern "C" fn client_put_ipi(arg: *mut c_void) {
     let msg = arg.cast::<lwkt_msg>();
     // SAFETY: the sender handed over its live message, whose target is a
@@ -124,6 +132,10 @@ pub(super) unsafe fn reply_elsewhere(
 }
 
 /// IPI: a reply handed over by [`reply_elsewhere`], on the port's cpu.
+///
+/// # Safety
+/// Run only by the IPI [`reply_elsewhere`] sent: `arg` is the replied
+/// live message, its reply port a CAPS port of this cpu.
 unsafe extern "C" fn reply_ipi(arg: *mut c_void) {
     let msg = arg.cast::<lwkt_msg>();
     // SAFETY: the replier handed over a live message whose reply port is

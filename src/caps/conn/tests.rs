@@ -1,0 +1,301 @@
+//! The connection layer over a `socketpair`: the test plays the client
+//! on one end, the layer serves the other.
+
+use std::cell::Cell;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use super::limits::{BUDGET_PER_UID, Gate};
+use super::*;
+use crate::caps::cred::Cred;
+use crate::caps::errno::Errno;
+use crate::caps::wire::{FrameKind, HEADER_LEN, HELLO_LEN, Header, Hello, HelloKind, WireError};
+
+const VERSION: u16 = 7;
+const MAX_BODY: u32 = 1000;
+
+fn service() -> Service {
+    // SAFETY: plain id query.
+    let me = unsafe { libc::geteuid() };
+    Service::new("conn_test", "svc".into(), me, VERSION, 4096, MAX_BODY)
+}
+
+/// A connected pair: (the client's end, blocking; the service's
+/// connection on the other end, non-blocking).
+fn pair(svc: &Service) -> (OwnedFd, Connection) {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for two descriptors.
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    assert_eq!(r, 0);
+    // SAFETY: two new descriptors nobody else owns.
+    let (client, server) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    set_nonblocking(server.as_raw_fd());
+    let peer = Cred::of_peer(server.as_raw_fd()).unwrap();
+    (client, svc.open(server, peer))
+}
+
+fn send(fd: &OwnedFd, b: &[u8]) {
+    client::write_all(fd.as_raw_fd(), b).unwrap();
+}
+
+fn client_hello(status: u32) -> [u8; HELLO_LEN] {
+    Hello {
+        version: VERSION,
+        kind: HelloKind::Client,
+        max_msgsize: 4096,
+        status,
+    }
+    .encode()
+}
+
+/// The server's hello as the client reads it.
+fn server_hello(fd: &OwnedFd) -> Hello {
+    let mut b = [0u8; HELLO_LEN];
+    read_exact_timeout(fd.as_raw_fd(), &mut b, 5000).unwrap();
+    Hello::decode(&b, HelloKind::Server, VERSION).unwrap()
+}
+
+fn admit_all(svc: &Service, c: &mut Connection) -> Admission {
+    svc.admit(c, |_, _| true, |_| {})
+}
+
+/// An admitted connection.
+fn admitted(svc: &Service) -> (OwnedFd, Connection) {
+    let (cl, mut c) = pair(svc);
+    send(&cl, &client_hello(0));
+    assert_eq!(admit_all(svc, &mut c), Admission::Admitted);
+    assert_eq!(server_hello(&cl).status, 0);
+    (cl, c)
+}
+
+fn request(id: u64, body_len: u32) -> [u8; HEADER_LEN] {
+    Header {
+        capacity: body_len,
+        ..Header::new(FrameKind::Request, id, body_len)
+    }
+    .encode()
+}
+
+#[test]
+fn hello_admits_and_greets() {
+    let svc = service();
+    let (cl, mut c) = pair(&svc);
+    assert_eq!(admit_all(&svc, &mut c), Admission::Waiting);
+    assert!(!c.hello_done());
+    send(&cl, &client_hello(0));
+    let greeted = Cell::new(false);
+    let got = svc.admit(
+        &mut c,
+        |_, _| true,
+        |tx| {
+            greeted.set(true);
+            tx.push_frame(&Header::new(FrameKind::Gen, 0, 0), &[]);
+        },
+    );
+    assert_eq!(got, Admission::Admitted);
+    assert!(greeted.get() && c.hello_done() && c.hello_due().is_none());
+    let h = server_hello(&cl);
+    assert_eq!((h.status, h.max_msgsize, h.version), (0, 4096, VERSION));
+    // The greeting follows the hello.
+    let mut b = [0u8; HEADER_LEN];
+    read_exact_timeout(cl.as_raw_fd(), &mut b, 5000).unwrap();
+    assert_eq!(Header::decode(&b, 0).unwrap().kind, FrameKind::Gen);
+}
+
+#[test]
+fn hello_in_pieces() {
+    let svc = service();
+    let (cl, mut c) = pair(&svc);
+    let hello = client_hello(0);
+    for piece in hello[..HELLO_LEN - 1].chunks(5) {
+        send(&cl, piece);
+        assert_eq!(admit_all(&svc, &mut c), Admission::Waiting);
+    }
+    send(&cl, &hello[HELLO_LEN - 1..]);
+    assert_eq!(admit_all(&svc, &mut c), Admission::Admitted);
+    assert_eq!(server_hello(&cl).status, 0);
+}
+
+#[test]
+fn admission_rule_sees_the_kernels_credentials_and_the_hello() {
+    let svc = service();
+    let (cl, mut c) = pair(&svc);
+    send(&cl, &client_hello(0x55));
+    let seen = Cell::new(None);
+    let got = svc.admit(
+        &mut c,
+        |h, peer| {
+            seen.set(Some((h.status, peer.pid, peer.uid)));
+            false
+        },
+        |_| panic!("a refused client is not greeted"),
+    );
+    assert_eq!(got, Admission::Closed);
+    // SAFETY: plain id queries.
+    let me = unsafe { (libc::getpid(), libc::geteuid()) };
+    assert_eq!(seen.get(), Some((0x55, me.0, me.1)));
+    assert_eq!(server_hello(&cl).status, Errno::EACCES.0 as u32);
+    assert!(!c.hello_done());
+}
+
+#[test]
+fn malformed_hello_is_answered_eproto() {
+    let svc = service();
+    let (cl, mut c) = pair(&svc);
+    let mut bad = client_hello(0);
+    bad[0] ^= 0xff;
+    send(&cl, &bad);
+    assert_eq!(
+        svc.admit(&mut c, |_, _| panic!("not asked"), |_| {}),
+        Admission::Closed
+    );
+    assert_eq!(server_hello(&cl).status, Errno::EPROTO.0 as u32);
+}
+
+#[test]
+fn peer_gone_before_its_hello() {
+    let svc = service();
+    let (cl, mut c) = pair(&svc);
+    send(&cl, &client_hello(0)[..3]);
+    drop(cl);
+    assert_eq!(admit_all(&svc, &mut c), Admission::Closed);
+}
+
+#[test]
+fn frame_arriving_in_pieces() {
+    let svc = service();
+    let (cl, mut c) = admitted(&svc);
+    let head = request(9, 300);
+    let body: Vec<u8> = (0..300).map(|i| i as u8).collect();
+    for piece in [&head[..10], &head[10..], &body[..1], &body[1..200]] {
+        send(&cl, piece);
+        c.tx.ready(EV_IN).unwrap();
+        assert_eq!(c.next_frame(), Ok(None));
+    }
+    send(&cl, &body[200..]);
+    c.tx.ready(EV_IN).unwrap();
+    let (h, got) = c.next_frame().unwrap().unwrap();
+    assert_eq!((h.kind, h.id, h.body_len), (FrameKind::Request, 9, 300));
+    assert_eq!(got, body);
+    assert_eq!(c.next_frame(), Ok(None));
+}
+
+#[test]
+fn oversized_frame_is_a_protocol_error() {
+    let svc = service();
+    let (cl, mut c) = admitted(&svc);
+    send(&cl, &request(1, MAX_BODY));
+    send(&cl, &vec![0u8; MAX_BODY as usize]);
+    assert!(matches!(c.next_frame(), Ok(Some(_))));
+    send(&cl, &request(2, MAX_BODY + 1));
+    c.tx.ready(EV_IN).unwrap();
+    assert_eq!(
+        c.next_frame(),
+        Err(ReadEnd::Protocol(WireError::TooLarge(
+            u64::from(MAX_BODY) + 1
+        )))
+    );
+}
+
+#[test]
+fn peer_death_mid_frame_is_eof() {
+    let svc = service();
+    let (cl, mut c) = admitted(&svc);
+    send(&cl, &request(3, 100));
+    send(&cl, &[1u8; 40]);
+    drop(cl);
+    c.tx.ready(EV_IN).unwrap();
+    // What came is read (a short read: the socket is empty for now)...
+    assert_eq!(c.next_frame(), Ok(None));
+    // ...and the end of the connection is the next readiness.
+    c.tx.ready(EV_IN).unwrap();
+    assert_eq!(c.next_frame(), Err(ReadEnd::Eof));
+}
+
+#[test]
+fn writes_to_a_dead_peer_fail() {
+    let svc = service();
+    let (cl, mut c) = admitted(&svc);
+    drop(cl);
+    c.tx.push_frame(&Header::new(FrameKind::Reply, 1, 0), &[]);
+    // The first send may still be taken by the socket; a later one tells.
+    let r = c.tx.flush().and_then(|()| {
+        c.tx.push_frame(&Header::new(FrameKind::Reply, 2, 0), &[]);
+        c.tx.flush()
+    });
+    assert_eq!(r, Err(Errno(libc::EPIPE)));
+}
+
+#[test]
+fn gate_limits_connections_per_uid() {
+    let owner = 1000;
+    let mut g = Gate::new(owner);
+    let peer = |uid| Cred {
+        pid: 1,
+        uid,
+        gid: uid,
+        groups: Vec::new(),
+    };
+    let mut n = 0;
+    while g.admit("conn_test", &"svc", &peer(4242)) {
+        n += 1;
+        assert!(n <= 1 << 20, "no limit");
+    }
+    assert!(n >= 4);
+    // Another uid, root and the owner are not held back by 4242's count.
+    assert!(g.admit("conn_test", &"svc", &peer(4243)));
+    for _ in 0..n + 1 {
+        assert!(g.admit("conn_test", &"svc", &peer(0)));
+        assert!(g.admit("conn_test", &"svc", &peer(owner)));
+    }
+    g.release(4242);
+    assert!(g.admit("conn_test", &"svc", &peer(4242)));
+    assert!(!g.admit("conn_test", &"svc", &peer(4242)));
+}
+
+#[test]
+fn budget_pauses_and_removal_frees() {
+    let mut svc = Service::new("conn_test", "svc".into(), 0, VERSION, 4096, MAX_BODY);
+    let (_cl, mut c) = pair(&svc);
+    let (_cl2, mut c2) = pair(&svc);
+    // Both are this process's uid; as the owner here is root, a non-root
+    // test run has a per-uid share, a root one only the total.
+    assert!(svc.may_read(&c));
+    assert!(!svc.account(&mut c, BUDGET_PER_UID * 5));
+    assert!(!svc.may_read(&c2), "over the total, nobody reads");
+    assert!(svc.account(&mut c, 10), "shrinking says so");
+    assert!(svc.may_read(&c2));
+    assert!(!svc.account(&mut c2, BUDGET_PER_UID * 5));
+    svc.remove(&mut c2);
+    assert!(
+        svc.may_read(&c),
+        "a removed connection's bytes are released"
+    );
+    assert!(c2.tx.dead);
+}
+
+#[test]
+fn accept_gives_the_kernels_credentials() {
+    let dir = std::env::temp_dir().join(format!("conn-accept-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("s");
+    let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    l.set_nonblocking(true).unwrap();
+    let mut svc = service();
+    assert!(svc.accept(l.as_raw_fd()).is_none(), "nothing pending");
+    let cl = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    let c = svc.accept(l.as_raw_fd()).expect("accepted");
+    // SAFETY: plain id queries.
+    let me = unsafe { (libc::getpid(), libc::geteuid()) };
+    assert_eq!((c.peer.pid, c.peer.uid), me);
+    assert!(c.hello_due().is_some());
+    drop(cl);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,465 @@
+//! A v1 service's side of its connections (`CAPT_REMOTE` ports): accept,
+//! hello and admission through the connection layer, requests turned
+//! into messages on the service port, replies sent back.
+
+use super::request::{HIDDEN, REQ_MAGIC, alloc_request, free_request, req_head};
+use super::*;
+use crate::abi::lwkt_port;
+use crate::caps::conn::{Admission, EV_OUT, HELLO_DEADLINE, ReadEnd};
+use crate::caps::wire::{FrameKind, Header, WireError};
+use crate::warn;
+use guard::{account, listed, may_read};
+use xcpu::reply_elsewhere;
+
+/// Accept every pending connection on a service.
+///
+/// # Safety
+/// `svc` must be a live service port of the current cpu.
+pub(super) unsafe fn accept_all(svc: *mut CapsPort) {
+    loop {
+        // SAFETY: `svc` is live; its listen descriptor is open.
+        let (lfd, td) = unsafe { ((*svc).c.lfd, (*svc).c.lport.mp_td) };
+        // SAFETY: `svc` is live; the reference ends with the statement.
+        let accepted = unsafe { service_of(svc) }.map(|s| (s.core.accept(lfd), s.name.clone()));
+        let Some((Some(link), name)) = accepted else {
+            return;
+        };
+        let raw = link.tx.raw();
+        let cred = link.peer.clone();
+        let c = Connection {
+            link,
+            service: svc,
+            service_name: name,
+            dirty: false,
+            held: 0,
+            ids: HashSet::default(),
+            paused: false,
+            held_bytes: 0,
+        };
+        let r = mkport(CAPT_REMOTE, td, Kind::Connection(c));
+        // SAFETY: `r` and `svc` are live; `r` unregisters when shut down.
+        unsafe {
+            (*r).c.cfd = raw;
+            (*r).c.server = &raw mut (*svc).c;
+            cred.to_c(&mut (*r).c.cred);
+            match watch(r, raw, EV_IN) {
+                Ok(t) => {
+                    connection_of(r).link.tx.token = Some(t);
+                    if let Some(s) = service_of(svc) {
+                        s.remotes.push(r);
+                        if let Some(t) = s.timer.as_mut()
+                            && t.at.is_none()
+                        {
+                            t.arm(Some(std::time::Instant::now() + HELLO_DEADLINE));
+                        }
+                    }
+                }
+                Err(_) => {
+                    if let Some(s) = service_of(svc) {
+                        s.core.remove(&mut connection_of(r).link);
+                    }
+                    free_port(r);
+                }
+            }
+        }
+    }
+}
+
+/// Readiness of the service's side of a connection.
+///
+/// # Safety
+/// `r` must be a live connection port of the current cpu.
+pub(super) unsafe fn remote_event(r: *mut CapsPort, bits: u32) {
+    // SAFETY: `r` is live; the reference ends with the block.
+    let (ready, svc) = unsafe {
+        let c = connection_of(r);
+        if c.link.tx.dead {
+            return;
+        }
+        (c.link.tx.ready(bits), c.service)
+    };
+    if let Err(e) = ready {
+        // SAFETY: `r` is live.
+        unsafe { remote_shutdown(r, Some(&ReadEnd::Errno(e))) };
+        return;
+    }
+    if bits & EV_OUT != 0 {
+        // SAFETY: `r` is live; reads resumed by `account` may shut it
+        // down (and free it), so whether it is still listed is checked.
+        unsafe {
+            account(r);
+            if svc.is_null() || !listed(svc, r) {
+                return;
+            }
+        }
+    }
+    // SAFETY: `r` is live.
+    unsafe { remote_read(r) };
+}
+
+/// Read the hello, then requests, from a connection while the server
+/// can take them.
+///
+/// # Safety
+/// `r` must be a live connection port of the current cpu.
+pub(super) unsafe fn remote_read(r: *mut CapsPort) {
+    // SAFETY: `r` is live; a live connection's service is live (it
+    // shuts its connections down before it is freed). The references
+    // end with the block.
+    let admission = unsafe {
+        let c = connection_of(r);
+        match service_of(c.service) {
+            None => return,
+            Some(s) => {
+                let access = &s.access;
+                s.core
+                    .admit(&mut c.link, |_, peer| access.admits(peer), |_| {})
+            }
+        }
+    };
+    match admission {
+        Admission::Waiting => return,
+        Admission::Closed => {
+            // SAFETY: `r` is live.
+            unsafe { remote_shutdown(r, None) };
+            return;
+        }
+        Admission::Admitted => {}
+    }
+    loop {
+        // SAFETY: `r` is live.
+        if !unsafe { may_read(r) } {
+            // SAFETY: `r` is live; its service, if any, too. Each
+            // reference ends with its statement.
+            unsafe {
+                let c = connection_of(r);
+                c.link.tx.pause();
+                if !c.paused {
+                    c.paused = true;
+                    let svc = c.service;
+                    if let Some(s) = service_of(svc) {
+                        s.paused.push(r);
+                    }
+                }
+            }
+            return;
+        }
+        // SAFETY: `r` is live; the reference ends with the statement.
+        let next = unsafe { connection_of(r) }.link.next_frame();
+        let end = match next {
+            Ok(None) => return,
+            Ok(Some((h, body))) if h.kind == FrameKind::Request => {
+                // SAFETY: `r` is live.
+                if unsafe { connection_of(r) }.ids.insert(h.id) {
+                    // SAFETY: `r` is live.
+                    unsafe { deliver_request(r, &h, &body) };
+                    continue;
+                }
+                ReadEnd::Protocol(WireError::BadField("request id (still outstanding)", h.id))
+            }
+            Ok(Some(_)) => ReadEnd::Protocol(WireError::BadKind(FrameKind::Reply as u16)),
+            Err(end) => end,
+        };
+        // SAFETY: `r` is live.
+        unsafe { remote_shutdown(r, Some(&end)) };
+        return;
+    }
+}
+
+/// Turn a request frame into a message on the service port.
+///
+/// # Safety
+/// `r` must be a live connection port of the current cpu.
+unsafe fn deliver_request(r: *mut CapsPort, h: &Header, body: &[u8]) {
+    // SAFETY: `r` is live.
+    let svc = unsafe { connection_of(r) }.service;
+    if svc.is_null() {
+        return;
+    }
+    let msg = alloc_request(r, h.id, h.capacity as usize);
+    // SAFETY: `msg` has room for MSG_HDR + capacity >= MSG_HDR + body bytes;
+    // `r` and its service are live.
+    unsafe {
+        (*msg).ms_cmd = h.cmd;
+        (*msg).ms_msgsize = (MSG_HDR + body.len()) as i32;
+        (*msg).ms_maxsize = (MSG_HDR + h.capacity as usize) as i32;
+        (*msg).u.ms_result64 = h.result as i64;
+        (*msg).ms_pad = h.pad;
+        (*msg).ms_reply_port = &raw mut (*r).c.lport;
+        ptr::copy_nonoverlapping(body.as_ptr(), msg.cast::<u8>().add(MSG_HDR), body.len());
+        {
+            let c = connection_of(r);
+            c.held += 1;
+            c.held_bytes += (*req_head(msg)).size;
+        }
+        (*r).c.lport.mp_refs += 1;
+        let svc_port = &raw mut (*svc).c.lport;
+        (*msg).ms_target_port = svc_port;
+        mp::default_putport(svc_port, msg);
+        account(r);
+    }
+}
+
+/// Write the queued replies of every connection on `svc`'s dirty list.
+///
+/// # Safety
+/// `svc` must be a live service port of the current cpu.
+pub(super) unsafe fn flush_dirty(svc: *mut CapsPort) {
+    // SAFETY: `svc` is live; the reference ends with the statement.
+    let dirty = match unsafe { service_of(svc) } {
+        Some(s) => std::mem::take(&mut s.dirty),
+        None => return,
+    };
+    // SAFETY: listed remotes are live (shutdown takes them off the list).
+    unsafe {
+        for r in dirty {
+            if !listed(svc, r) {
+                continue;
+            }
+            let flushed = {
+                let c = connection_of(r);
+                c.dirty = false;
+                c.link.tx.flush()
+            };
+            match flushed {
+                Err(e) => remote_shutdown(r, Some(&ReadEnd::Errno(e))),
+                Ok(()) => account(r),
+            }
+        }
+    }
+}
+
+/// Shut down the service's side of a connection. Requests it still
+/// holds keep the port alive until they are replied.
+///
+/// # Safety
+/// `r` must be a live connection port of the current cpu.
+pub(super) unsafe fn remote_shutdown(r: *mut CapsPort, why: Option<&ReadEnd>) {
+    // SAFETY: `r` is live; its service (if any) is live and another
+    // object. The references end with the block.
+    unsafe {
+        let c = connection_of(r);
+        if c.link.tx.dead {
+            return;
+        }
+        let svc = std::mem::replace(&mut c.service, ptr::null_mut());
+        c.dirty = false;
+        match service_of(svc) {
+            Some(s) => {
+                if let Some(why @ ReadEnd::Protocol(_)) = why {
+                    s.core.dropping(c.link.peer.pid, why);
+                }
+                s.core.remove(&mut c.link);
+                s.core.trace_dropped(&c.link);
+                s.remotes.retain(|&x| x != r);
+                s.dirty.retain(|&x| x != r);
+                s.paused.retain(|&x| x != r);
+            }
+            // Shut down before (and its service gone since).
+            None => c.link.tx.close(),
+        }
+        (*r).c.cfd = -1;
+        (*r).c.flags |= CAPPF_SHUTDOWN;
+        release(r);
+    }
+}
+
+/// Drop one reference of a connection port; free it at zero.
+///
+/// # Safety
+/// `r` must be a live connection port; it may be freed.
+pub(super) unsafe fn release(r: *mut CapsPort) {
+    // SAFETY: `r` is live until its last reference goes.
+    unsafe {
+        (*r).c.lport.mp_refs -= 1;
+        if (*r).c.lport.mp_refs <= 0 {
+            free_port(r);
+        }
+    }
+}
+
+// ---- port vectors --------------------------------------------------------
+
+/// # Safety
+/// Called only through the vectors of a CAPS port (a service): `port` is
+/// that live port, `msg` any message (not touched).
+pub(super) unsafe extern "C" fn service_putport(_port: *mut lwkt_port, _msg: *mut lwkt_msg) -> i32 {
+    Errno::EINVAL.0
+}
+
+/// Next request from any connection; NULL for a specific message or once
+/// the service is closed.
+///
+/// # Safety
+/// Called only through the vectors of a CAPS port (a service): `port` is
+/// that live port, `msg` NULL or a live message.
+pub(super) unsafe extern "C" fn service_waitport(
+    port: *mut lwkt_port,
+    msg: *mut lwkt_msg,
+) -> *mut libc::c_void {
+    if !msg.is_null() {
+        return ptr::null_mut();
+    }
+    let p = port.cast::<CapsPort>();
+    // SAFETY: `p` is a live service port (vector contract).
+    if unsafe { inherited(p, Some("lwkt_waitport")) } {
+        return ptr::null_mut();
+    }
+    // SAFETY: as above.
+    if let Some(ogd) = unsafe { other_cpu(port) } {
+        // SAFETY: `ogd` is the port's live cpu.
+        unsafe { refuse("lwkt_waitport", port, ogd) };
+        return ptr::null_mut();
+    }
+    loop {
+        // SAFETY: `port` is the first member of a live service port.
+        unsafe {
+            let m = mp::getport(port);
+            if !m.is_null() {
+                return m.cast();
+            }
+            if (*p).c.flags & CAPPF_SHUTDOWN != 0 {
+                return ptr::null_mut();
+            }
+            mp::check_owner("lwkt_waitport", port);
+            mp::block_on_port("lwkt_waitport", port);
+        }
+    }
+}
+
+/// # Safety
+/// Called only through the vectors of a CAPS port (a service): `port` is
+/// that live port, `msg` any message (not touched).
+pub(super) unsafe extern "C" fn service_replyport(port: *mut lwkt_port, msg: *mut lwkt_msg) {
+    fatal!(
+        "lwkt_replymsg",
+        "message {msg:p} has service port {port:p} as its reply port"
+    )
+}
+
+/// # Safety
+/// Called only through the vectors of a CAPS port (a connection): `port` is
+/// that live port, `msg` any message (not touched).
+pub(super) unsafe extern "C" fn remote_putport(_port: *mut lwkt_port, _msg: *mut lwkt_msg) -> i32 {
+    Errno::EINVAL.0
+}
+
+/// # Safety
+/// Called only through the vectors of a CAPS port (a connection): `port` is
+/// that live port, `msg` any message (not touched).
+pub(super) unsafe extern "C" fn remote_waitport(
+    port: *mut lwkt_port,
+    _msg: *mut lwkt_msg,
+) -> *mut libc::c_void {
+    fatal!(
+        "lwkt_waitport",
+        "port {port:p} is a CAPS connection: wait on its service port"
+    )
+}
+
+/// The server replies: send the message back, free it.
+/// The server replies: send the message back, free it.
+///
+/// # Safety
+/// Called only through the vectors of a CAPS port (a connection): `port` is
+/// that live port, `msg` a live message whose reply port it is.
+pub(super) unsafe extern "C" fn remote_replyport(port: *mut lwkt_port, msg: *mut lwkt_msg) {
+    let r = port.cast::<CapsPort>();
+    // SAFETY: `msg` was delivered by `deliver_request` (checked through
+    // the hidden header's magic and owner before anything else is used);
+    // `r` is live while the request holds its reference. Each reference
+    // to the connection's state lasts one step.
+    unsafe {
+        let head = req_head(msg);
+        if (*head).magic != REQ_MAGIC || (*head).remote != r {
+            fatal!(
+                "lwkt_replymsg",
+                "message {msg:p} was not received on connection {port:p} (or was replied twice)"
+            );
+        }
+        if (*r).fork_gen == fork_generation()
+            && let Some(ogd) = other_cpu(port)
+        {
+            reply_elsewhere(port, msg, ogd);
+            return;
+        }
+        let (id, size) = ((*head).id, (*head).size);
+        {
+            let c = connection_of(r);
+            c.held -= 1;
+            c.held_bytes -= size;
+            c.ids.remove(&id);
+        }
+        if inherited(r, None) {
+            // Received by the parent: its reply is the parent's to send.
+            free_request(msg);
+            release(r);
+            return;
+        }
+        if !connection_of(r).link.tx.dead {
+            send_reply(r, msg, id, size - HIDDEN);
+        }
+        free_request(msg);
+        // Less buffered now: this or another paused connection may be
+        // read again.
+        account(r);
+        release(r);
+    }
+}
+
+/// Queue the reply `msg` to request `id` (a buffer of `max` bytes) on
+/// connection `r`, and write it now or with the next batch.
+///
+/// # Safety
+/// `r` must be a live connection port of the current cpu whose
+/// connection is not dead; `msg` a request buffer of it.
+unsafe fn send_reply(r: *mut CapsPort, msg: *mut lwkt_msg, id: u64, max: usize) {
+    // SAFETY: per the contract; each reference to the connection's
+    // state lasts one step.
+    unsafe {
+        let size = (*msg).ms_msgsize as usize;
+        let (error, body_len) = if (MSG_HDR..=max).contains(&size) {
+            ((*msg).ms_error, size - MSG_HDR)
+        } else {
+            warn!(
+                "lwkt_replymsg",
+                "{}: reply size {size} outside {MSG_HDR}..={max}: sent as EMSGSIZE",
+                connection_of(r).service_name
+            );
+            (Errno::EMSGSIZE.0, 0)
+        };
+        let h = Header {
+            cmd: (*msg).ms_cmd,
+            error,
+            result: (*msg).u.ms_result64 as u64,
+            pad: (*msg).ms_pad,
+            ..Header::new(FrameKind::Reply, id, body_len as u32)
+        };
+        let body = std::slice::from_raw_parts(msg.cast::<u8>().add(MSG_HDR), body_len);
+        let (svc, queued) = {
+            let c = connection_of(r);
+            c.link.tx.push_frame(&h, body);
+            (c.service, c.link.tx.queued())
+        };
+        let more_at_hand =
+            !svc.is_null() && !queue::first(&raw const (*svc).c.lport.mp_msgq).is_null();
+        if more_at_hand && queued < FLUSH_AT {
+            // The server will take its next request without blocking:
+            // let replies accumulate and write them in one go.
+            let c = connection_of(r);
+            if !c.dirty {
+                c.dirty = true;
+                if let Some(s) = service_of(svc) {
+                    s.dirty.push(r);
+                }
+            }
+            return;
+        }
+        if !svc.is_null() {
+            flush_dirty(svc);
+        }
+        if let Err(e) = connection_of(r).link.tx.flush() {
+            remote_shutdown(r, Some(&ReadEnd::Errno(e)));
+        }
+    }
+}

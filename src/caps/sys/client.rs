@@ -1,0 +1,312 @@
+//! A v2 client: finding and connecting to a service, its requests,
+//! replies and dispose notices.
+
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use super::names::matching_nodes;
+use super::service::pollfd;
+use super::table::{Kind, lock};
+use super::{Got, MAX_INPROG, MAX_MSG, WAITSVC_POLL_MS, check_name};
+use crate::abi::{CAPF_UFLAGS, CAPF_WAITSVC, CAPMS_REPLY, caps_cred};
+use crate::caps::conn::{
+    CANDIDATE_HELLO_MS, HELLO_TIMEOUT_MS, ReadEnd, Transport, handshake, read_exact_timeout,
+    set_nonblocking,
+};
+use crate::caps::cred::Cred;
+use crate::caps::errno::Errno;
+use crate::caps::rendezvous;
+use crate::caps::wire::{FrameKind, HEADER_LEN, Header, Hello, HelloKind, VERSION_SYS};
+use crate::warn;
+
+/// A v2 client's connection to its service.
+pub(super) struct Client {
+    pub(super) conn: Transport,
+    /// The service's credentials (what a reply was "loaded" by).
+    peer: Cred,
+    next_id: u64,
+    /// Put and not yet answered by a retrieved reply.
+    outstanding: HashMap<u64, ()>,
+    /// Replies received, not yet retrieved: (id, data, synthesized).
+    replies: VecDeque<(u64, Vec<u8>, bool)>,
+    pub(super) generation: i64,
+    /// A reply arrived or the connection ended (see `Entry::settle`).
+    pub(super) news: bool,
+}
+
+/// `caps_sys_client`: connect to the service matching `(name, uid, gid)`
+/// (-1: any). With `CAPF_WAITSVC`, wait until one appears.
+pub fn client(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno> {
+    check_name(name)?;
+    let flags = flags & CAPF_UFLAGS;
+    let dir = rendezvous::sys_dir();
+    let watch = if flags & CAPF_WAITSVC != 0 {
+        rendezvous::open_sys_dir("caps_sys_client")?;
+        Some(DirWatch::new(&dir)?)
+    } else {
+        None
+    };
+    let (fd, generation) = loop {
+        match connect_any(&dir, name, uid, gid, flags) {
+            Err(Errno::ENOENT) if watch.is_some() => {}
+            other => break other?,
+        }
+        if let Some(w) = &watch {
+            w.wait(WAITSVC_POLL_MS)?;
+        }
+    };
+    let raw = fd.as_raw_fd();
+    set_nonblocking(raw);
+    let cli = Client {
+        peer: Cred::of_peer(raw).unwrap_or_default(),
+        conn: Transport::new(fd, MAX_MSG as u32),
+        next_id: 1,
+        outstanding: HashMap::new(),
+        replies: VecDeque::new(),
+        generation,
+        news: false,
+    };
+    lock().insert(flags, Kind::Client(Box::new(cli)))
+}
+
+/// Try the matching services, newest first: the first live one answers
+/// (accepts, or refuses with `EACCES`). `ENOENT` if none is live.
+fn connect_any(
+    dir: &Path,
+    name: &[u8],
+    uid: u32,
+    gid: u32,
+    flags: i32,
+) -> Result<(OwnedFd, i64), Errno> {
+    let hello = Hello {
+        version: VERSION_SYS,
+        kind: HelloKind::Client,
+        max_msgsize: MAX_MSG as u32,
+        status: flags as u32,
+    };
+    let mut silent = None;
+    let nodes = matching_nodes(dir, name, uid, gid);
+    let last = nodes.len().saturating_sub(1);
+    for (i, node) in nodes.into_iter().enumerate() {
+        let owner = (node.uid, node.gid);
+        // A short deadline while another candidate remains (a silent node
+        // must not hide a live one); the last candidate gets the ordinary
+        // one, so a busy but live service is not given up on after 1 s.
+        let deadline = if i == last {
+            HELLO_TIMEOUT_MS
+        } else {
+            CANDIDATE_HELLO_MS
+        };
+        match handshake(
+            &node.path,
+            &hello,
+            owner,
+            &pump_services,
+            "caps_sys_client",
+            name,
+            deadline,
+        ) {
+            Ok(fd) => {
+                // The server follows its hello with its generation.
+                let mut b = [0u8; HEADER_LEN];
+                match read_exact_timeout(fd.as_raw_fd(), &mut b, deadline) {
+                    Err(Errno::ETIMEDOUT) => {
+                        silent = Some(node.path);
+                        continue;
+                    }
+                    r => r?,
+                }
+                let h = Header::decode(&b, 0).map_err(|_| Errno::EPROTO)?;
+                if h.kind != FrameKind::Gen {
+                    return Err(Errno::EPROTO);
+                }
+                return Ok((fd, h.result as i64));
+            }
+            // A dead service's node, or one removed meanwhile.
+            Err(Errno::ECONNREFUSED | Errno::ENOENT | Errno::ECONNRESET) => continue,
+            // Accepts but does not answer: try the next one.
+            Err(Errno::ETIMEDOUT) => {
+                silent = Some(node.path);
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(p) = silent {
+        warn!(
+            "caps_sys_client",
+            "service {}: {} accepted but sent no hello in time, and no other candidate answered",
+            String::from_utf8_lossy(name),
+            p.display()
+        );
+        return Err(Errno::ETIMEDOUT);
+    }
+    Err(Errno::ENOENT)
+}
+
+/// Let this process's services accept and answer hellos (called by a
+/// connecting client, whose service may be one of them).
+fn pump_services() {
+    let mut t = lock();
+    for e in t.entries.values_mut() {
+        if let Kind::Service(s) = &mut e.kind {
+            s.accept_due = true;
+            e.pump();
+            e.settle();
+        }
+    }
+}
+
+/// An inotify watch on the services directory: wakes a client waiting
+/// for a service when a node is created or renamed into it.
+struct DirWatch(OwnedFd);
+
+impl DirWatch {
+    fn new(dir: &Path) -> Result<DirWatch, Errno> {
+        // SAFETY: plain inotify_init1 call.
+        let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
+        if fd < 0 {
+            return Err(Errno::last());
+        }
+        // SAFETY: a new descriptor nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
+        // SAFETY: valid descriptor and path.
+        let w = unsafe {
+            libc::inotify_add_watch(
+                fd.as_raw_fd(),
+                c.as_ptr(),
+                libc::IN_CREATE | libc::IN_MOVED_TO | libc::IN_ATTRIB,
+            )
+        };
+        if w < 0 {
+            return Err(Errno::last());
+        }
+        Ok(DirWatch(fd))
+    }
+
+    /// Sleep until the directory changes or `ms` pass; `EINTR` on a
+    /// signal.
+    fn wait(&self, ms: i32) -> Result<(), Errno> {
+        let mut p = pollfd(self.0.as_raw_fd(), libc::POLLIN);
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut p, 1, ms) } < 0 {
+            return Err(Errno::last());
+        }
+        let mut buf = [0u8; 4096];
+        // SAFETY: drain the events into a local buffer.
+        while unsafe { libc::read(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+        Ok(())
+    }
+}
+
+impl Client {
+    /// Read every frame available, write what is queued. Never blocks.
+    pub(super) fn pump(&mut self) {
+        if self.conn.dead {
+            return;
+        }
+        self.conn.input_ready();
+        loop {
+            match self.conn.next_frame() {
+                Ok(None) => break,
+                Ok(Some((h, body))) => match h.kind {
+                    FrameKind::Gen => self.generation = h.result as i64,
+                    FrameKind::Reply
+                        if self.outstanding.contains_key(&h.id)
+                            && !self.replies.iter().any(|r| r.0 == h.id) =>
+                    {
+                        self.news = true;
+                        self.replies.push_back((h.id, body, false));
+                    }
+                    _ => {
+                        warn!("caps_sys_client", "service sent an unexpected frame");
+                        self.lost();
+                        return;
+                    }
+                },
+                Err(end) => {
+                    if let ReadEnd::Protocol(w) = end {
+                        warn!("caps_sys_client", "dropping the connection: {w}");
+                    }
+                    self.lost();
+                    return;
+                }
+            }
+        }
+        if self.conn.flush().is_err() {
+            self.lost();
+        }
+    }
+
+    /// The service is gone: every outstanding request without a reply
+    /// gets an empty one, as the kernel auto-replied them.
+    fn lost(&mut self) {
+        self.news = true;
+        self.conn.close();
+        let mut ids: Vec<u64> = self
+            .outstanding
+            .keys()
+            .filter(|id| !self.replies.iter().any(|r| r.0 == **id))
+            .copied()
+            .collect();
+        ids.sort_unstable();
+        for id in ids {
+            self.replies.push_back((id, Vec::new(), true));
+        }
+    }
+
+    pub(super) fn put(&mut self, data: &[u8]) -> Result<i64, Errno> {
+        if self.conn.dead {
+            return Err(Errno::ENOTCONN);
+        }
+        if self.outstanding.len() > MAX_INPROG {
+            return Err(Errno::ENOBUFS);
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let h = Header {
+            capacity: data.len() as u32,
+            ..Header::new(FrameKind::Request, id, data.len() as u32)
+        };
+        self.conn.push_frame(&h, data);
+        if self.conn.flush().is_err() {
+            // The service is gone (a put does not read first: the send
+            // tells).
+            self.lost();
+            return Err(Errno::ENOTCONN);
+        }
+        self.outstanding.insert(id, ());
+        Ok(id as i64)
+    }
+
+    pub(super) fn take(&mut self, buf: &mut [u8], cred: Option<&mut caps_cred>) -> Option<Got> {
+        let (id, data, synth) = self.replies.front()?;
+        let (id, size, synth) = (*id, data.len(), *synth);
+        if let Some(out) = cred {
+            self.peer.to_c(out);
+        }
+        let got = Got {
+            size,
+            id: id as i64,
+            state: CAPMS_REPLY,
+        };
+        if size > buf.len() {
+            return Some(got);
+        }
+        if let Some((_, data, _)) = self.replies.pop_front() {
+            buf[..size].copy_from_slice(&data);
+        }
+        self.outstanding.remove(&id);
+        if !synth && !self.conn.dead {
+            let h = Header::new(FrameKind::Dispose, id, 0);
+            self.conn.push_frame(&h, &[]);
+            if self.conn.flush().is_err() {
+                self.lost();
+            }
+        }
+        Some(got)
+    }
+}

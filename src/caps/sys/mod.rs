@@ -1,0 +1,284 @@
+//! CAPS v2: the 2004 kernel calls `caps_sys_*`, done in userland over the
+//! same transport as the v1 ports: the rendezvous directory, Unix stream
+//! sockets, kernel-verified peer credentials, the hello and the frame
+//! header of `docs/wire-protocol.md` (protocol version 2, which adds the
+//! `Dispose` and `Gen` frames).
+//!
+//! * A service `(NAME, UID, GID)` is the socket `BASE/sys/NAME,UID,GID`
+//!   (`-` for a -1 uid or gid), mode 0666: one flat namespace for every
+//!   user; who may connect is decided by the service from the peer's
+//!   credentials and the `CAPF_*` flags of both sides.
+//! * Entries are small per-process ids (1, 2, ...) in a table guarded by
+//!   one mutex. The calls are blocking system-call-like functions: they
+//!   never touch the LWKT scheduler or event loop, so they work in plain
+//!   programs; a waiting call sleeps in `poll(2)` with the mutex released
+//!   and blocks the whole calling kernel thread.
+//! * A service accepts connections and reads requests while one of its
+//!   calls runs (`caps_sys_get`/`caps_sys_wait` in practice), or while a
+//!   client of the same process connects.
+//! * `fork()`: a `pthread_atfork` child handler turns the child's entries
+//!   into placeholders (`CAPT_FORKED`) and closes their sockets.
+
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
+
+use super::errno::Errno;
+use crate::abi::{CAPS_MAXINPROG, caps_cred, caps_msg_state_t};
+use crate::cpu::{SOCK_SPIN_MIN_NS, sock_spin, sock_spin_slept};
+
+mod client;
+mod guard;
+mod names;
+mod service;
+mod table;
+
+pub use client::client;
+pub use names::check_name;
+use service::pollfd;
+pub use service::service;
+pub(super) use table::register_handlers;
+use table::{Entry, Kind, lock};
+
+/// Largest message `caps_sys_put` or `caps_sys_reply` takes (the man
+/// page's 128 KB).
+pub const MAX_MSG: usize = 128 * 1024;
+/// Un-replied requests a client may have: a put fails with `ENOBUFS`
+/// while more than this many are outstanding (so 129 can be).
+const MAX_INPROG: usize = CAPS_MAXINPROG as usize;
+/// Requests one connection may have at the server (queued, held or
+/// replied and not yet disposed) before the server calls it a protocol
+/// violation: the client's own limit plus one.
+const MAX_AT_SERVER: usize = MAX_INPROG + 1;
+/// While waiting for a service to appear, re-scan at least this often
+/// (inotify normally wakes the wait at once).
+const WAITSVC_POLL_MS: i32 = 1000;
+
+/// A service that is not told a connection is pending looks every this
+/// many reads (see `Service::accept_due`).
+const ACCEPT_EVERY: u32 = 8;
+
+// ---- the calls -----------------------------------------------------------
+
+/// What `caps_sys_get`/`caps_sys_wait` found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Got {
+    /// The whole message's size (it stays queued when larger than the
+    /// buffer).
+    pub size: usize,
+    pub id: i64,
+    pub state: caps_msg_state_t,
+}
+
+/// `caps_sys_close`.
+pub fn close(id: i32) -> Result<(), Errno> {
+    let mut t = lock();
+    let mut e = t.entries.remove(&id).ok_or(Errno::EINVAL)?;
+    if let Kind::Service(s) = &mut e.kind {
+        s.close();
+    }
+    e.signal();
+    Ok(())
+}
+
+/// `caps_sys_put`: send `data` as a request; returns its message id.
+pub fn put(id: i32, data: &[u8]) -> Result<i64, Errno> {
+    if data.len() > MAX_MSG {
+        return Err(Errno::EMSGSIZE);
+    }
+    with_entry_sending(id, |e| match &mut e.kind {
+        Kind::Client(c) => c.put(data),
+        Kind::Service(_) => Err(Errno::EINVAL),
+        Kind::Forked => Err(Errno::ENOTCONN),
+    })
+}
+
+/// Run `f` on entry `id` after reading what has arrived for it, then wake
+/// other waiters if that queued something.
+fn with_entry<T>(id: i32, f: impl FnOnce(&mut Entry) -> Result<T, Errno>) -> Result<T, Errno> {
+    let mut t = lock();
+    let e = t.get(id)?;
+    e.pump();
+    let r = f(e);
+    e.settle();
+    r
+}
+
+/// [`with_entry`] without reading first, for the calls that only send
+/// (`put`, `reply`): a dead peer shows in the send, and whatever arrived
+/// is read by the next call that looks for it. Saves a system call or two
+/// per round trip.
+fn with_entry_sending<T>(
+    id: i32,
+    f: impl FnOnce(&mut Entry) -> Result<T, Errno>,
+) -> Result<T, Errno> {
+    let mut t = lock();
+    let e = t.get(id)?;
+    let r = f(e);
+    e.settle();
+    r
+}
+
+/// `caps_sys_reply`: answer request `msgid` with `data`.
+pub fn reply(id: i32, data: &[u8], msgid: i64) -> Result<(), Errno> {
+    if data.len() > MAX_MSG {
+        return Err(Errno::EMSGSIZE);
+    }
+    with_entry_sending(id, |e| match &mut e.kind {
+        Kind::Service(s) => s.reply(msgid, data),
+        Kind::Client(_) => Err(Errno::EINVAL),
+        Kind::Forked => Err(Errno::ENOTCONN),
+    })
+}
+
+/// `caps_sys_get` (`block` false: `EAGAIN` when nothing is there) and
+/// `caps_sys_wait` (`block` true: sleep until something is, `EINTR` on
+/// a signal).
+pub fn get(
+    id: i32,
+    buf: &mut [u8],
+    mut cred: Option<&mut caps_cred>,
+    block: bool,
+) -> Result<Got, Errno> {
+    let mut fds = Vec::new();
+    // The entry we sleep on, once we did.
+    let mut slept_on: Option<u64> = None;
+    let mut listener_ready = false;
+    // A service sleeps at most until a connection's hello is due.
+    let mut due: Option<Instant>;
+    loop {
+        fds.clear();
+        let wake = {
+            let mut t = lock();
+            let e = t.get(id)?;
+            if let Some(serial) = slept_on {
+                if e.serial != serial {
+                    // Closed while we slept (and the id reused).
+                    return Err(Errno::EINVAL);
+                }
+                e.waiters -= 1;
+            }
+            if let Kind::Service(s) = &mut e.kind {
+                s.accept_due |= std::mem::take(&mut listener_ready);
+            }
+            // What an earlier read queued comes first; the sockets are
+            // read only when nothing is queued (a system call saved per
+            // message that arrived with another).
+            let mut got = e.take(buf, cred.as_deref_mut())?;
+            if got.is_none() {
+                e.pump();
+                e.settle();
+                got = e.take(buf, cred.as_deref_mut())?;
+            }
+            if let Some(g) = got {
+                e.settle();
+                return Ok(g);
+            }
+            due = None;
+            match &e.kind {
+                Kind::Service(s) => {
+                    s.poll_fds(&mut fds);
+                    due = s.hello_due();
+                }
+                Kind::Client(c) if c.conn.dead => return Err(Errno::ENOTCONN),
+                Kind::Client(c) => {
+                    let out = if c.conn.queued() > 0 {
+                        libc::POLLOUT
+                    } else {
+                        0
+                    };
+                    fds.push(pollfd(c.conn.raw(), libc::POLLIN | out));
+                }
+                Kind::Forked => return Err(Errno::ENOTCONN),
+            }
+            if !block {
+                return Err(Errno::EAGAIN);
+            }
+            // Nothing to take: no other waiter is owed a wakeup either.
+            e.drain();
+            e.waiters += 1;
+            slept_on = Some(e.serial);
+            e.wake.clone()
+        };
+        // Holding `wake` keeps the eventfd open while we sleep on it.
+        let wake = wake.ok_or(Errno::ENOTCONN)?;
+        fds.push(pollfd(wake.as_raw_fd(), libc::POLLIN));
+        let r = poll_adaptive(&mut fds, due);
+        // A service's listener comes first in its poll set.
+        listener_ready = r > 0 && fds[0].revents != 0;
+        if r < 0 {
+            // A signal gives EINTR, as the kernel's interruptible sleep did.
+            let e = Errno::last();
+            if let Ok(en) = lock().get(id)
+                && Some(en.serial) == slept_on
+            {
+                en.waiters -= 1;
+            }
+            return Err(e);
+        }
+    }
+}
+
+/// How long a blocking `get` polls before it sleeps, in ns: adaptive as
+/// the LWKT cpus' socket polling (`crate::cpu::SOCK_SPIN_MAX_NS`): a peer
+/// on another core answers in microseconds, while a sleep and its wakeup
+/// cost tens of microseconds on a virtual machine.
+static SPIN_NS: AtomicU32 = AtomicU32::new(SOCK_SPIN_MIN_NS);
+
+/// `poll(fds)` until something is ready or `until` passes, after polling them (with `sched_yield`, so a peer on
+/// the same core runs first) for up to the adaptive budget. The budget
+/// doubles after a poll that found something, halves after one that did
+/// not, and grows back to twice any sleep shorter than the maximum.
+fn poll_adaptive(fds: &mut [libc::pollfd], until: Option<Instant>) -> i32 {
+    let n = fds.len() as libc::nfds_t;
+    let mut budget = SPIN_NS.load(Ordering::Relaxed);
+    // SAFETY: `fds` is a valid array of `n` pollfds.
+    let r = sock_spin(&mut budget, || unsafe {
+        libc::poll(fds.as_mut_ptr(), n, 0)
+    });
+    if r != 0 {
+        SPIN_NS.store(budget, Ordering::Relaxed);
+        return r;
+    }
+    let t0 = Instant::now();
+    let timeout = until.map_or(-1, |t| {
+        let ms = t.saturating_duration_since(t0).as_millis() + 1;
+        ms.min(i32::MAX as u128) as i32
+    });
+    // SAFETY: as above.
+    let r = unsafe { libc::poll(fds.as_mut_ptr(), n, timeout) };
+    if r > 0 {
+        sock_spin_slept(&mut budget, t0);
+    }
+    SPIN_NS.store(budget, Ordering::Relaxed);
+    r
+}
+
+/// `caps_sys_setgen`: set a service's generation; its clients see it.
+pub fn setgen(id: i32, generation: i64) -> Result<(), Errno> {
+    with_entry(id, |e| match &mut e.kind {
+        Kind::Service(s) => {
+            s.setgen(generation);
+            Ok(())
+        }
+        Kind::Client(_) => Err(Errno::EINVAL),
+        Kind::Forked => Err(Errno::ENOTCONN),
+    })
+}
+
+/// `caps_sys_getgen`: the generation of a client's service.
+pub fn getgen(id: i32) -> Result<i64, Errno> {
+    with_entry(id, |e| match &mut e.kind {
+        Kind::Client(c) => Ok(c.generation),
+        Kind::Service(_) => Err(Errno::EINVAL),
+        Kind::Forked => Err(Errno::ENOTCONN),
+    })
+}
+
+/// `caps_sys_abort`: not implemented (as in the 2004 kernel); a known id
+/// gives `CAPS_ABORT_NOTIMPL`.
+pub fn abort(id: i32) -> Result<i32, Errno> {
+    let mut t = lock();
+    t.get(id)?;
+    Ok(crate::abi::CAPS_ABORT_NOTIMPL)
+}

@@ -1,0 +1,453 @@
+//! A v2 service: its queue of requests and dispose notices, the
+//! requests it holds, replies and generations. Connections, hellos and
+//! limits are the connection layer's (`caps::conn`).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::os::fd::AsRawFd;
+
+use super::names::{key, matching_nodes, node_name};
+use super::table::{Kind, lock};
+use super::{ACCEPT_EVERY, Got, MAX_AT_SERVER, MAX_MSG, check_name};
+use crate::abi::{CAPF_EXCL, CAPF_UFLAGS, CAPMS_DISPOSE, CAPMS_REQUEST, caps_cred};
+use crate::caps::conn::{self, Admission, ReadEnd, set_nonblocking};
+use crate::caps::cred::{Cred, SysAccess};
+use crate::caps::errno::Errno;
+use crate::caps::rendezvous::{self, Listener};
+use crate::caps::wire::{FrameKind, Header, VERSION_SYS};
+use crate::warn;
+
+/// A message waiting at a service to be retrieved.
+enum Queued {
+    Request {
+        sid: i64,
+        conn: u64,
+        client_id: u64,
+        data: Vec<u8>,
+    },
+    /// The client has read the reply to `sid`, or went away.
+    Dispose { sid: i64, conn: u64 },
+}
+
+/// A request the server retrieved and has not replied to.
+struct Held {
+    /// `None` once the client went away (its dispose notice is queued).
+    conn: Option<u64>,
+    client_id: u64,
+}
+
+/// A v2 service's side of one client connection.
+pub(super) struct Connection {
+    pub(super) link: conn::Connection,
+    /// Replies sent, by client id, waiting for the client's dispose.
+    replied: HashMap<u64, i64>,
+    /// Requests of this connection at the server in any state.
+    inflight: usize,
+    /// Bytes of its requests queued, not yet taken.
+    pub(super) queued_bytes: usize,
+}
+
+pub(super) struct Service {
+    /// Admission, budget and log lines (the connection layer's).
+    pub(super) core: conn::Service,
+    pub(super) listener: Listener,
+    access: SysAccess,
+    pub(super) conns: BTreeMap<u64, Connection>,
+    next_conn: u64,
+    queue: VecDeque<Queued>,
+    held: HashMap<i64, Held>,
+    next_sid: i64,
+    generation: i64,
+    /// Creds of connections that went away while notices about them are
+    /// still queued.
+    gone: HashMap<u64, Cred>,
+    /// Something was queued or a connection came since other waiters last
+    /// looked (see `Entry::settle`).
+    pub(super) news: bool,
+    /// The listener may have a connection pending: accept at the next
+    /// read. Set by a poll that saw it readable; otherwise `accept` runs
+    /// every `ACCEPT_EVERY` reads (a service that never sleeps in
+    /// `caps_sys_wait` still takes new clients), not on every call.
+    pub(super) accept_due: bool,
+    accept_skipped: u32,
+}
+
+/// `caps_sys_service`: register service `(name, uid, gid)`.
+pub fn service(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno> {
+    check_name(name)?;
+    let flags = flags & CAPF_UFLAGS;
+    let me = Cred::of_self();
+    if me.uid != 0 {
+        if uid != u32::MAX && uid != me.uid {
+            return Err(Errno::EPERM);
+        }
+        if gid != u32::MAX && gid != me.gid && !me.groups.contains(&gid) {
+            return Err(Errno::EPERM);
+        }
+    }
+    let dir = rendezvous::open_sys_dir("caps_sys_service")?;
+    let node = node_name(name, key(uid), key(gid));
+    let path = dir.path.join(&node);
+    rendezvous::check_path_len(&path)?;
+    let excl = flags & CAPF_EXCL != 0;
+    let sys_path = dir.path.clone();
+    let listener = rendezvous::listen_in("caps_sys_service", dir, node.as_bytes(), 0o666, || {
+        excl && matching_nodes(&sys_path, name, uid, gid)
+            .iter()
+            .any(|n| rendezvous::is_live(&n.path))
+    })?;
+    set_nonblocking(listener.fd.as_raw_fd());
+    let core = conn::Service::new(
+        "caps_sys_service",
+        listener.path.display().to_string(),
+        me.uid,
+        VERSION_SYS,
+        MAX_MSG as u32,
+        MAX_MSG as u32,
+    );
+    let svc = Service {
+        core,
+        listener,
+        access: SysAccess {
+            uid: key(uid),
+            gid: key(gid),
+            flags,
+        },
+        conns: BTreeMap::new(),
+        next_conn: 1,
+        queue: VecDeque::new(),
+        held: HashMap::new(),
+        next_sid: 1,
+        generation: 0,
+        gone: HashMap::new(),
+        news: false,
+        accept_due: true,
+        accept_skipped: 0,
+    };
+    let r = lock().insert(flags, Kind::Service(Box::new(svc)));
+    if let Err(e) = &r {
+        warn!("caps_sys_service", "{}: {}", path.display(), *e);
+    }
+    r
+}
+
+impl Service {
+    /// Accept new connections, read every frame available, write what
+    /// is queued. Never blocks.
+    pub(super) fn pump(&mut self) {
+        if self.accept_due || self.accept_skipped >= ACCEPT_EVERY {
+            self.accept_due = false;
+            self.accept_skipped = 0;
+            self.accept_all();
+        } else {
+            self.accept_skipped += 1;
+        }
+        let keys: Vec<u64> = self.conns.keys().copied().collect();
+        for k in keys {
+            self.pump_conn(k);
+        }
+        self.hello_sweep();
+    }
+
+    fn accept_all(&mut self) {
+        while let Some(link) = self.core.accept(self.listener.fd.as_raw_fd()) {
+            let k = self.next_conn;
+            self.next_conn += 1;
+            self.news = true;
+            self.conns.insert(
+                k,
+                Connection {
+                    link,
+                    replied: HashMap::new(),
+                    inflight: 0,
+                    queued_bytes: 0,
+                },
+            );
+        }
+    }
+
+    fn pump_conn(&mut self, k: u64) {
+        let Some(c) = self.conns.get_mut(&k) else {
+            return;
+        };
+        c.link.tx.input_ready();
+        let (access, generation) = (&self.access, self.generation);
+        let admission = self.core.admit(
+            &mut c.link,
+            |h, peer| access.admits(peer, h.status as i32),
+            |tx| tx.push_frame(&gen_frame(generation), &[]),
+        );
+        match admission {
+            Admission::Waiting => return,
+            Admission::Closed => {
+                self.remove_conn(k);
+                return;
+            }
+            Admission::Admitted => {}
+        }
+        loop {
+            let Some(c) = self.conns.get_mut(&k) else {
+                return;
+            };
+            if !self.core.may_read(&c.link) {
+                // Over budget: its requests wait in the socket.
+                break;
+            }
+            match c.link.next_frame() {
+                Ok(None) => break,
+                Ok(Some((h, body))) => {
+                    if let Err(why) = self.frame(k, &h, body) {
+                        let pid = self.conns.get(&k).map_or(0, |c| c.link.peer.pid);
+                        self.core.dropping(pid, &why);
+                        self.conn_gone(k);
+                        return;
+                    }
+                }
+                Err(end) => {
+                    if let ReadEnd::Protocol(w) = &end {
+                        self.core.dropping(c.link.peer.pid, w);
+                    }
+                    self.conn_gone(k);
+                    return;
+                }
+            }
+        }
+        if let Some(c) = self.conns.get_mut(&k)
+            && c.link.tx.flush().is_err()
+        {
+            self.conn_gone(k);
+        }
+        self.account(k);
+    }
+
+    /// One frame from connection `k`.
+    fn frame(&mut self, k: u64, h: &Header, body: Vec<u8>) -> Result<(), &'static str> {
+        let c = self.conns.get_mut(&k).ok_or("gone")?;
+        match h.kind {
+            FrameKind::Request => {
+                if c.inflight >= MAX_AT_SERVER {
+                    return Err("too many requests in flight");
+                }
+                c.inflight += 1;
+                c.queued_bytes += body.len();
+                let sid = self.next_sid;
+                self.next_sid += 1;
+                self.news = true;
+                self.queue.push_back(Queued::Request {
+                    sid,
+                    conn: k,
+                    client_id: h.id,
+                    data: body,
+                });
+                Ok(())
+            }
+            FrameKind::Dispose => {
+                let sid = c.replied.remove(&h.id).ok_or("dispose of no reply")?;
+                // The client no longer counts it either.
+                c.inflight = c.inflight.saturating_sub(1);
+                self.news = true;
+                self.queue.push_back(Queued::Dispose { sid, conn: k });
+                Ok(())
+            }
+            FrameKind::Reply | FrameKind::Gen => Err("a server's frame from a client"),
+        }
+    }
+
+    /// Connection `k` ended: its unread requests are dropped; requests
+    /// the server holds and replies the client never confirmed come back
+    /// as dispose notices.
+    fn conn_gone(&mut self, k: u64) {
+        let Some(c) = self.remove_conn(k) else {
+            return;
+        };
+        self.core.trace_dropped(&c.link);
+        self.queue
+            .retain(|q| !matches!(q, Queued::Request { conn, .. } if *conn == k));
+        let mut notices: Vec<i64> = c.replied.values().copied().collect();
+        for (sid, h) in self.held.iter_mut() {
+            if h.conn == Some(k) {
+                h.conn = None;
+                notices.push(*sid);
+            }
+        }
+        notices.sort_unstable();
+        let any = !notices.is_empty()
+            || self
+                .queue
+                .iter()
+                .any(|q| matches!(q, Queued::Dispose { conn, .. } if *conn == k));
+        self.news = true;
+        for sid in notices {
+            self.queue.push_back(Queued::Dispose { sid, conn: k });
+        }
+        if any {
+            self.gone.insert(k, c.link.peer);
+        }
+    }
+
+    fn cred_of(&self, k: u64) -> Option<&Cred> {
+        self.conns
+            .get(&k)
+            .map(|c| &c.link.peer)
+            .or_else(|| self.gone.get(&k))
+    }
+
+    /// The next message, if any, into `buf`.
+    pub(super) fn take(&mut self, buf: &mut [u8], cred: Option<&mut caps_cred>) -> Option<Got> {
+        let front = self.queue.front()?;
+        match front {
+            Queued::Request {
+                sid,
+                conn,
+                client_id,
+                data,
+            } => {
+                let (sid, conn, client_id, size) = (*sid, *conn, *client_id, data.len());
+                if let (Some(out), Some(c)) = (cred, self.cred_of(conn)) {
+                    c.to_c(out);
+                }
+                if size > buf.len() {
+                    return Some(Got {
+                        size,
+                        id: sid,
+                        state: CAPMS_REQUEST,
+                    });
+                }
+                if let Some(Queued::Request { data, .. }) = self.queue.pop_front() {
+                    buf[..size].copy_from_slice(&data);
+                }
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.queued_bytes -= size;
+                }
+                self.account(conn);
+                self.held.insert(
+                    sid,
+                    Held {
+                        conn: Some(conn),
+                        client_id,
+                    },
+                );
+                Some(Got {
+                    size,
+                    id: sid,
+                    state: CAPMS_REQUEST,
+                })
+            }
+            Queued::Dispose { sid, conn } => {
+                let (sid, conn) = (*sid, *conn);
+                if let (Some(out), Some(c)) = (cred, self.cred_of(conn)) {
+                    c.to_c(out);
+                }
+                self.queue.pop_front();
+                if self.held.get(&sid).is_some_and(|h| h.conn.is_none()) {
+                    self.held.remove(&sid);
+                }
+                if !self.conns.contains_key(&conn)
+                    && !self
+                        .queue
+                        .iter()
+                        .any(|q| matches!(q, Queued::Dispose { conn: c, .. } if *c == conn))
+                {
+                    self.gone.remove(&conn);
+                }
+                Some(Got {
+                    size: 0,
+                    id: sid,
+                    state: CAPMS_DISPOSE,
+                })
+            }
+        }
+    }
+
+    pub(super) fn reply(&mut self, sid: i64, data: &[u8]) -> Result<(), Errno> {
+        let (conn, client_id) = if let Some(h) = self.held.remove(&sid) {
+            match h.conn {
+                Some(c) => (c, h.client_id),
+                // The client went away; its dispose notice is queued.
+                None => return Ok(()),
+            }
+        } else {
+            // A request left queued because it was too big may be
+            // answered without being read.
+            let pos = self
+                .queue
+                .iter()
+                .position(|q| matches!(q, Queued::Request { sid: s, .. } if *s == sid))
+                .ok_or(Errno::EINVAL)?;
+            match self.queue.remove(pos) {
+                Some(Queued::Request {
+                    conn,
+                    client_id,
+                    data,
+                    ..
+                }) => {
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.queued_bytes -= data.len();
+                    }
+                    (conn, client_id)
+                }
+                _ => return Err(Errno::EINVAL),
+            }
+        };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Ok(());
+        };
+        let h = Header::new(FrameKind::Reply, client_id, data.len() as u32);
+        c.link.tx.push_frame(&h, data);
+        c.replied.insert(client_id, sid);
+        if c.link.tx.flush().is_err() {
+            self.conn_gone(conn);
+        }
+        self.account(conn);
+        Ok(())
+    }
+
+    pub(super) fn setgen(&mut self, generation: i64) {
+        self.generation = generation;
+        let mut dead = Vec::new();
+        for (k, c) in self.conns.iter_mut().filter(|(_, c)| c.link.hello_done()) {
+            c.link.tx.push_frame(&gen_frame(generation), &[]);
+            if c.link.tx.flush().is_err() {
+                dead.push(*k);
+            }
+        }
+        for k in dead {
+            self.conn_gone(k);
+        }
+    }
+
+    pub(super) fn poll_fds(&self, fds: &mut Vec<libc::pollfd>) {
+        fds.push(pollfd(self.listener.fd.as_raw_fd(), libc::POLLIN));
+        for c in self.conns.values() {
+            let out = if c.link.tx.queued() > 0 {
+                libc::POLLOUT
+            } else {
+                0
+            };
+            let inp = if self.core.may_read(&c.link) {
+                libc::POLLIN
+            } else {
+                0
+            };
+            fds.push(pollfd(c.link.tx.raw(), inp | out));
+        }
+    }
+
+    pub(super) fn close(&mut self) {
+        self.listener.unlink();
+    }
+}
+
+fn gen_frame(generation: i64) -> Header {
+    Header {
+        result: generation as u64,
+        ..Header::new(FrameKind::Gen, 0, 0)
+    }
+}
+
+pub(super) fn pollfd(fd: i32, events: libc::c_short) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    }
+}

@@ -1,0 +1,260 @@
+//! The per-process table of v2 entries (services and clients, by small
+//! id), its one mutex, and what `fork()` and `exit()` do to it.
+
+use std::cell::UnsafeCell;
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::Got;
+use super::client::Client;
+use super::service::Service;
+use crate::abi::{CAPF_NOFORK, caps_cred};
+use crate::caps::errno::Errno;
+
+pub(super) enum Kind {
+    Service(Box<Service>),
+    Client(Box<Client>),
+    /// Inherited across `fork()`: every call but close fails `ENOTCONN`.
+    Forked,
+}
+
+pub(super) struct Entry {
+    pub(super) flags: i32,
+    pub(super) kind: Kind,
+    /// Written when the entry closes, or when one thread's call queued
+    /// messages while other threads wait on the entry (they sleep on
+    /// sockets whose data that call consumed).
+    pub(super) wake: Option<Arc<OwnedFd>>,
+    /// Threads sleeping in `caps_sys_wait` on this entry.
+    pub(super) waiters: usize,
+    /// `wake` was written since it was last drained (the drain is a
+    /// system call saved when it was not).
+    pub(super) signaled: bool,
+    /// Unique for the process's lifetime: a thread that slept on an entry
+    /// finds out whether its id now names another one.
+    pub(super) serial: u64,
+}
+
+pub(super) struct Table {
+    pub(super) entries: BTreeMap<i32, Entry>,
+    pub(super) serials: u64,
+}
+
+struct Shared {
+    mutex: UnsafeCell<libc::pthread_mutex_t>,
+    table: UnsafeCell<Table>,
+}
+
+// SAFETY: `table` is only reached through `Guard`, which holds `mutex`.
+unsafe impl Sync for Shared {}
+
+static SHARED: Shared = Shared {
+    mutex: UnsafeCell::new(libc::PTHREAD_MUTEX_INITIALIZER),
+    table: UnsafeCell::new(Table {
+        entries: BTreeMap::new(),
+        serials: 0,
+    }),
+};
+
+/// The `fork()` and `exit()` handlers are registered when the library is
+/// loaded (an `.init_array` entry, run before `main` and before any
+/// thread): a registration on first use could be in progress in another
+/// thread at the moment of a fork, leaving the child waiting for it
+/// forever.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static REGISTER_HANDLERS: extern "C" fn() = register_handlers;
+
+/// Also called on first use, for a static link that left the
+/// `.init_array` entry out; a flag, not a `Once`, so nothing ever waits.
+pub(in crate::caps) extern "C" fn register_handlers() {
+    static DONE: AtomicBool = AtomicBool::new(false);
+    if DONE.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    // SAFETY: the handlers are plain functions that live forever.
+    unsafe {
+        libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
+        libc::atexit(unlink_at_exit);
+    }
+}
+
+fn raw_lock() {
+    // SAFETY: a statically initialised mutex, never destroyed.
+    unsafe { libc::pthread_mutex_lock(SHARED.mutex.get()) };
+}
+
+fn raw_unlock() {
+    // SAFETY: called by the thread that locked it (or the only thread of
+    // a forked child, which inherited it locked by the prepare handler).
+    unsafe { libc::pthread_mutex_unlock(SHARED.mutex.get()) };
+}
+
+/// The table, locked.
+pub(super) struct Guard(());
+
+pub(super) fn lock() -> Guard {
+    register_handlers();
+    raw_lock();
+    Guard(())
+}
+
+impl std::ops::Deref for Guard {
+    type Target = Table;
+    fn deref(&self) -> &Table {
+        // SAFETY: the mutex is held while the guard lives.
+        unsafe { &*SHARED.table.get() }
+    }
+}
+
+impl std::ops::DerefMut for Guard {
+    fn deref_mut(&mut self) -> &mut Table {
+        // SAFETY: the mutex is held while the guard lives.
+        unsafe { &mut *SHARED.table.get() }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        raw_unlock();
+    }
+}
+
+/// Before `fork()`: hold the table so the child inherits it consistent.
+extern "C" fn fork_prepare() {
+    raw_lock();
+}
+
+extern "C" fn fork_parent() {
+    raw_unlock();
+}
+
+/// In the child: every entry becomes a placeholder (or disappears with
+/// `CAPF_NOFORK`); the inherited sockets are closed so the parent's
+/// peers see its connections end when the parent's do.
+extern "C" fn fork_child() {
+    // SAFETY: the prepare handler locked the mutex; this is the child's
+    // only thread.
+    let t = unsafe { &mut *SHARED.table.get() };
+    t.entries.retain(|_, e| e.flags & CAPF_NOFORK == 0);
+    for e in t.entries.values_mut() {
+        e.kind = Kind::Forked;
+        e.wake = None;
+    }
+    raw_unlock();
+    // The v1 ports too.
+    crate::caps::conn::after_fork_child();
+}
+
+/// At `exit()`: remove the socket nodes of this process's services (a
+/// killed process leaves them; lookups skip such dead nodes and the next
+/// registration replaces them). Skipped if another thread holds the table.
+extern "C" fn unlink_at_exit() {
+    // SAFETY: a statically initialised mutex; trylock cannot hang exit().
+    if unsafe { libc::pthread_mutex_trylock(SHARED.mutex.get()) } != 0 {
+        return;
+    }
+    // SAFETY: we hold the mutex.
+    let t = unsafe { &mut *SHARED.table.get() };
+    for e in t.entries.values_mut() {
+        if let Kind::Service(s) = &mut e.kind {
+            s.close();
+        }
+    }
+    raw_unlock();
+}
+
+impl Table {
+    pub(super) fn insert(&mut self, flags: i32, kind: Kind) -> Result<i32, Errno> {
+        let id = self.entries.keys().next_back().map_or(1, |k| k + 1);
+        let wake = new_eventfd()?;
+        self.serials += 1;
+        self.entries.insert(
+            id,
+            Entry {
+                flags,
+                kind,
+                wake: Some(Arc::new(wake)),
+                waiters: 0,
+                signaled: false,
+                serial: self.serials,
+            },
+        );
+        Ok(id)
+    }
+
+    pub(super) fn get(&mut self, id: i32) -> Result<&mut Entry, Errno> {
+        self.entries.get_mut(&id).ok_or(Errno::EINVAL)
+    }
+}
+
+impl Entry {
+    /// Read whatever has arrived, as any call on the entry does first.
+    pub(super) fn pump(&mut self) {
+        match &mut self.kind {
+            Kind::Service(s) => s.pump(),
+            Kind::Client(c) => c.pump(),
+            Kind::Forked => {}
+        }
+    }
+
+    /// Take the first message queued for the entry, if any.
+    pub(super) fn take(
+        &mut self,
+        buf: &mut [u8],
+        cred: Option<&mut caps_cred>,
+    ) -> Result<Option<Got>, Errno> {
+        match &mut self.kind {
+            Kind::Forked => Err(Errno::ENOTCONN),
+            Kind::Service(s) => Ok(s.take(buf, cred)),
+            Kind::Client(c) => Ok(c.take(buf, cred)),
+        }
+    }
+
+    /// After a call changed the entry: if it queued something while other
+    /// threads sleep on the entry, wake them to look.
+    pub(super) fn settle(&mut self) {
+        let news = match &mut self.kind {
+            Kind::Service(s) => std::mem::take(&mut s.news),
+            Kind::Client(c) => std::mem::take(&mut c.news),
+            Kind::Forked => false,
+        };
+        if news && self.waiters > 0 {
+            self.signal();
+        }
+    }
+
+    pub(super) fn signal(&mut self) {
+        self.signaled = true;
+        if let Some(w) = &self.wake {
+            let one: u64 = 1;
+            // SAFETY: an 8-byte write to our eventfd.
+            unsafe { libc::write(w.as_raw_fd(), (&raw const one).cast(), 8) };
+        }
+    }
+
+    /// Consume pending wakeups (only when the entry has nothing to take:
+    /// then no other waiter is owed one).
+    pub(super) fn drain(&mut self) {
+        if !std::mem::take(&mut self.signaled) {
+            return;
+        }
+        if let Some(w) = &self.wake {
+            let mut v: u64 = 0;
+            // SAFETY: an 8-byte read from our non-blocking eventfd.
+            unsafe { libc::read(w.as_raw_fd(), (&raw mut v).cast(), 8) };
+        }
+    }
+}
+
+pub(super) fn new_eventfd() -> Result<OwnedFd, Errno> {
+    // SAFETY: plain eventfd(2) call.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: a new descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
