@@ -46,7 +46,7 @@ use core::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicIsize, AtomicUs
 use crate::abi::{SLGlobalData, malloc_type};
 
 use super::gd::SLGD_SHARED;
-use super::reclaim;
+use super::{calls, reclaim};
 use super::types::totals;
 
 /// `types::UNLIMITED` as the atomics here read it.
@@ -337,7 +337,8 @@ unsafe fn account_slow(gd: *mut SLGlobalData, ty: *mut malloc_type, bytes: usize
             unsafe { settle(gd, ty, own, o) };
             continue;
         }
-        calls.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: caller contract.
+        unsafe { count_shared(gd, ty, calls) };
         if lim == UNLIMITED {
             return true;
         }
@@ -349,6 +350,26 @@ unsafe fn account_slow(gd: *mut SLGlobalData, ty: *mut malloc_type, bytes: usize
         loose.fetch_sub(b, Ordering::Relaxed);
         // SAFETY: caller contract.
         return unsafe { charge_exact(ty, b) };
+    }
+}
+
+/// `ks_calls++` of a shared type: in this cpu's own counters, folded into
+/// `ks_calls` later (`calls`), when the cpu may count plainly; else an
+/// atomic add.
+///
+/// # Safety
+/// `gd` is the calling thread's cpu state, `ty` a valid registered type.
+#[inline(always)]
+unsafe fn count_shared(gd: *mut SLGlobalData, ty: *mut malloc_type, kc: &AtomicI64) {
+    // SAFETY: caller contract.
+    match unsafe { super::types::registered_tag(ty) } {
+        Some(t) if t != super::types::TAG_UNCHECKED && may_be_home(gd) => {
+            // SAFETY: caller contract; `gd`'s slot is its own.
+            unsafe { calls::count((*gd).sl_Slot as usize, t, ty) }
+        }
+        _ => {
+            kc.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use crate::abi::{M_MAGIC, SLGlobalData, SMP_MAXCPU};
 use crate::fatal;
 
-use super::{reclaim, tls, types, zone};
+use super::{calls, reclaim, tls, types, zone};
 
 /// `sl_Flags`: the statistics slot is shared with other cpus, so its
 /// counters are updated with atomic adds.
@@ -59,6 +59,11 @@ impl Drop for Guard {
         // SAFETY: `gd` is this thread's state; after this no code of this
         // thread uses it (the slot is cleared below).
         unsafe { zone::release_free(gd) };
+        // SAFETY: as above.
+        if unsafe { reclaim::flags(gd) } & SLGD_SHARED == 0 {
+            // SAFETY: as above.
+            calls::fold_own(unsafe { (*gd).sl_Slot } as usize);
+        }
         tls::set(ptr::null_mut());
         POOL.lock().unwrap_or_else(|e| e.into_inner()).0.push(gd);
     }

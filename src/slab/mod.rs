@@ -21,6 +21,7 @@
 //!   with a message naming the problem.
 
 mod account;
+mod calls;
 mod fork;
 pub mod gd;
 mod oversized;
