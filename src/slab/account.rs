@@ -47,7 +47,7 @@ use crate::abi::{SLGlobalData, malloc_type};
 
 use super::gd::SLGD_SHARED;
 use super::{calls, reclaim};
-use super::types::totals;
+use super::types::{TAG_UNCHECKED, totals};
 
 /// `types::UNLIMITED` as the atomics here read it.
 const UNLIMITED: isize = super::types::UNLIMITED as isize;
@@ -252,6 +252,34 @@ pub unsafe fn home_charge_open(
     (own ^ gd as usize) | flags as usize == 0 && unsafe { charge(ty, bytes) }
 }
 
+/// The fast path of a *shared* type (several cpus allocate it) without a
+/// limit, for a cpu whose statistics slot is its own: count the call in
+/// this cpu's counters (`calls`) and return true. Otherwise change
+/// nothing and return false. Called with `gd`'s window open like
+/// [`home_charge_open`], after it.
+///
+/// # Safety
+/// `gd` is the calling thread's cpu state with its window open, `ty` a
+/// valid registered type of tag `tag`; `flags` is `gd`'s `sl_Flags`.
+#[inline(always)]
+pub unsafe fn shared_count_open(
+    gd: *mut SLGlobalData,
+    ty: *mut malloc_type,
+    tag: u8,
+    flags: i32,
+) -> bool {
+    // SAFETY: caller contract: live fields of `ty` and `gd`.
+    unsafe {
+        let own = owner(ty).load(Ordering::Relaxed);
+        let lim = long(addr_of_mut!((*ty).ks_limit)).load(Ordering::Relaxed);
+        if own != OWNER_SHARED || flags != 0 || lim != UNLIMITED || tag == TAG_UNCHECKED {
+            return false;
+        }
+        calls::count((*gd).sl_Slot as usize, tag, ty);
+    }
+    true
+}
+
 /// Inside the home's window: check the loose sum against the limit,
 /// charge `bytes` and count the call with plain stores; false (nothing
 /// changed) if the slow path must decide.
@@ -363,7 +391,8 @@ unsafe fn account_slow(gd: *mut SLGlobalData, ty: *mut malloc_type, bytes: usize
 unsafe fn count_shared(gd: *mut SLGlobalData, ty: *mut malloc_type, kc: &AtomicI64) {
     // SAFETY: caller contract.
     match unsafe { super::types::registered_tag(ty) } {
-        Some(t) if t != super::types::TAG_UNCHECKED && may_be_home(gd) => {
+        // SAFETY: caller contract.
+        Some(t) if t != TAG_UNCHECKED && unsafe { reclaim::flags(gd) } & SLGD_SHARED == 0 => {
             // SAFETY: caller contract; `gd`'s slot is its own.
             unsafe { calls::count((*gd).sl_Slot as usize, t, ty) }
         }

@@ -208,11 +208,15 @@ pub unsafe fn malloc(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_
     // SAFETY: `ty` is a registered, valid type; `gd` is this thread's cpu
     // state; `class` is a small size class. Inside the window the zones
     // are ours unless the state is parked, and the type's counters are
-    // ours if this cpu is its home (`reclaim`, `account`).
+    // ours if this cpu is its home (`reclaim`, `account`); with no flag
+    // set, the statistics slot is ours too.
     unsafe {
         let w = reclaim::open(gd);
         // A home's slot is not shared: any flag is `SLGD_PARKED`.
-        if !account::home_charge_open(gd, ty, cs, reclaim::flags(gd)) {
+        let f = reclaim::flags(gd);
+        if !account::home_charge_open(gd, ty, cs, f)
+            && !account::shared_count_open(gd, ty, tag, f)
+        {
             w.close();
             return malloc_away(gd, class, ty, tag, flags);
         }
@@ -476,3 +480,5 @@ pub unsafe fn realloc(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_shared;
