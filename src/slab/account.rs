@@ -21,9 +21,11 @@
 //!   `MAX_MOVES` times (`ks_reserved[2]` counts), so a type one thread
 //!   sets up and another then uses keeps plain counting; after that it
 //!   becomes
-//! * `OWNER_SHARED`: several cpus allocate the type. From then on every
-//!   cpu updates the fields with atomic adds (the cache line is shared
-//!   anyway; a plain increment would lose counts).
+//! * `OWNER_SHARED`: several cpus allocate the type. From then on each
+//!   cpu counts its calls in counters of its own, folded into `ks_calls`
+//!   later (`calls`; an atomic add on `ks_calls` for a cpu whose
+//!   statistics slot is shared), and charges the loose sum of a type with
+//!   a limit with an atomic add.
 //!
 //! Leaving a home must not race with an update the home is doing with
 //! plain stores. The home brackets each update with `sl_Counting = 1 ...
@@ -46,8 +48,8 @@ use core::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicIsize, AtomicUs
 use crate::abi::{SLGlobalData, malloc_type};
 
 use super::gd::SLGD_SHARED;
-use super::{calls, reclaim};
 use super::types::{TAG_UNCHECKED, totals};
+use super::{calls, reclaim};
 
 /// `types::UNLIMITED` as the atomics here read it.
 const UNLIMITED: isize = super::types::UNLIMITED as isize;

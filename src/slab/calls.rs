@@ -25,8 +25,12 @@
 //! process) before it reads the counters: a count stored before the
 //! barrier is read, and a cpu whose load of the flag comes after it sees
 //! the flag clear and sets it again, so the next pass comes. Without
-//! `membarrier()` types never become shared-with-local-counts: they count
-//! with an atomic add on `ks_calls`, as a cpu whose slot is shared does.
+//! `membarrier()` the flag stays set: the slot is folded every period for
+//! as long as the program runs.
+//!
+//! A cpu whose statistics slot is shared (more than `SMP_MAXCPU` cpus),
+//! and a type with `TAG_UNCHECKED`, count with an atomic add on
+//! `ks_calls` instead.
 
 use core::ptr::addr_of_mut;
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -48,8 +52,7 @@ struct Row([AtomicU64; TAGS]);
 /// Calls per slot and tag; written only by the slot's cpu.
 static COUNT: [Row; SMP_MAXCPU] = [const { Row([const { AtomicU64::new(0) }; TAGS]) }; SMP_MAXCPU];
 /// How much of each counter is in `ks_calls` already.
-static FOLDED: [Row; SMP_MAXCPU] =
-    [const { Row([const { AtomicU64::new(0) }; TAGS]) }; SMP_MAXCPU];
+static FOLDED: [Row; SMP_MAXCPU] = [const { Row([const { AtomicU64::new(0) }; TAGS]) }; SMP_MAXCPU];
 
 /// A slot's dirty flag, on its own cache line.
 #[repr(C, align(64))]

@@ -4,7 +4,9 @@
 //! * A "cpu" is an `SLGlobalData` found by [`gd::current_gd`] (one
 //!   thread-local load, `tls`); the owner allocates and frees in its
 //!   zones with plain loads and stores. `ks_calls` and the limit check are
-//!   plain too while one cpu allocates a type (`account`).
+//!   plain too while one cpu allocates a type (`account`); when several
+//!   do, each counts the type's calls in counters of its own, folded
+//!   into `ks_calls` later (`calls`).
 //! * `malloc`/`free` are inline fast paths for the common case that
 //!   tail-call `malloc_slow`/`free_slow` for everything else (first use,
 //!   size 0 or large, an unregistered type, a bad pointer to report).
@@ -214,8 +216,7 @@ pub unsafe fn malloc(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_
         let w = reclaim::open(gd);
         // A home's slot is not shared: any flag is `SLGD_PARKED`.
         let f = reclaim::flags(gd);
-        if !account::home_charge_open(gd, ty, cs, f)
-            && !account::shared_count_open(gd, ty, tag, f)
+        if !account::home_charge_open(gd, ty, cs, f) && !account::shared_count_open(gd, ty, tag, f)
         {
             w.close();
             return malloc_away(gd, class, ty, tag, flags);

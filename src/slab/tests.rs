@@ -437,7 +437,10 @@ fn a_type_moves_to_its_new_user_then_becomes_shared() {
     assert_eq!(owner(ty), 1, "shared after taking turns");
     let ty = ty as *mut malloc_type;
     // This thread's calls of the shared type are folded in the background.
-    assert_eq!(super::tests_shared::settled(ty, 1 + 101 + 20), (0, 0, 1 + 101 + 20));
+    assert_eq!(
+        super::tests_shared::settled(ty, 1 + 101 + 20),
+        (0, 0, 1 + 101 + 20)
+    );
 }
 
 /// Registration clears whatever a C program left in the owner word, so a
