@@ -210,16 +210,13 @@ pub unsafe fn malloc(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_
     // SAFETY: `ty` is a registered, valid type; `gd` is this thread's cpu
     // state; `class` is a small size class. Inside the window the zones
     // are ours unless the state is parked, and the type's counters are
-    // ours if this cpu is its home (`reclaim`, `account`); with no flag
-    // set, the statistics slot is ours too.
+    // ours if this cpu is its home (`reclaim`, `account`).
     unsafe {
         let w = reclaim::open(gd);
         // A home's slot is not shared: any flag is `SLGD_PARKED`.
-        let f = reclaim::flags(gd);
-        if !account::home_charge_open(gd, ty, cs, f) && !account::shared_count_open(gd, ty, tag, f)
-        {
+        if !account::home_charge_open(gd, ty, cs, reclaim::flags(gd)) {
             w.close();
-            return malloc_away(gd, class, ty, tag, flags);
+            return malloc_shared(gd, class, ty, tag, flags);
         }
         take(w, gd, class, ty, tag, flags, true)
     }
@@ -260,6 +257,33 @@ unsafe fn take(
             ptr::write_bytes(c, 0, cs);
         }
         c.cast()
+    }
+}
+
+/// [`malloc`] of a zone chunk when this cpu is not the type's home: the
+/// fast path of a shared type without a limit (counted in this cpu's own
+/// counters, in a window like the home's), else `malloc_away`. Out of
+/// line, so the home's fast path stays as short as before.
+///
+/// # Safety
+/// As [`zone_malloc`].
+#[inline(never)]
+unsafe fn malloc_shared(
+    gd: *mut SLGlobalData,
+    class: u32,
+    ty: *mut malloc_type,
+    tag: u8,
+    flags: c_int,
+) -> *mut c_void {
+    // SAFETY: caller contract; with no flag set the statistics slot and
+    // the zones are ours inside the window.
+    unsafe {
+        let w = reclaim::open(gd);
+        if !account::shared_count_open(gd, ty, tag, reclaim::flags(gd)) {
+            w.close();
+            return malloc_away(gd, class, ty, tag, flags);
+        }
+        take(w, gd, class, ty, tag, flags, true)
     }
 }
 
