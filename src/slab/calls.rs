@@ -81,9 +81,10 @@ pub unsafe fn count(slot: usize, tag: u8, ty: *mut malloc_type) {
     let c = &COUNT[s].0[tag as usize];
     let n = c.load(Ordering::Relaxed) + 1;
     c.store(n, Ordering::Relaxed);
-    if n % FOLD == 0 || !DIRTY[s].0.load(Ordering::Relaxed) {
+    let fold_now = n.is_multiple_of(FOLD);
+    if fold_now || !DIRTY[s].0.load(Ordering::Relaxed) {
         // SAFETY: caller contract.
-        unsafe { note(s, tag, ty, n % FOLD == 0) };
+        unsafe { note(s, tag, ty, fold_now) };
     }
 }
 

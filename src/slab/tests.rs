@@ -418,29 +418,10 @@ fn a_type_moves_to_its_new_user_then_becomes_shared() {
     .join()
     .unwrap();
     assert_eq!(owner(ty), user, "moved to the thread that uses it");
-    // Two threads taking turns (a channel hands the turn over).
-    let (to_b, from_a) = mpsc::sync_channel::<()>(0);
-    let (to_a, from_b) = mpsc::sync_channel::<()>(0);
-    let b = std::thread::spawn(move || {
-        while from_a.recv().is_ok() {
-            one(ty);
-            to_a.send(()).unwrap();
-        }
-    });
-    for _ in 0..10 {
-        one(ty);
-        to_b.send(()).unwrap();
-        from_b.recv().unwrap();
-    }
-    drop(to_b);
-    b.join().unwrap();
-    assert_eq!(owner(ty), 1, "shared after taking turns");
+    // Two threads taking turns.
+    super::tests_shared::make_shared(ty as *mut malloc_type);
     let ty = ty as *mut malloc_type;
-    // This thread's calls of the shared type are folded in the background.
-    assert_eq!(
-        super::tests_shared::settled(ty, 1 + 101 + 20),
-        (0, 0, 1 + 101 + 20)
-    );
+    assert_eq!(totals(ty), (0, 0, 1 + 101 + 20));
 }
 
 /// Registration clears whatever a C program left in the owner word, so a

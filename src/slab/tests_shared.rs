@@ -14,7 +14,7 @@ const OWNER_SHARED: isize = 1;
 
 /// The totals once `ks_calls` reached `calls`, or after 3 s (30 periods
 /// of the reclaimer, which folds within one).
-pub(super) fn settled(ty: *mut malloc_type, calls: i64) -> (isize, isize, i64) {
+fn settled(ty: *mut malloc_type, calls: i64) -> (isize, isize, i64) {
     let t0 = Instant::now();
     loop {
         let t = totals(ty);
@@ -37,9 +37,9 @@ fn one(ty: usize) {
     unsafe { free(malloc(48, ty, 0), ty) };
 }
 
-/// Two threads take 10 turns at `ty` (20 calls), which makes it shared;
-/// both have exited when this returns.
-fn make_shared(ty: *mut malloc_type) {
+/// Two threads take 10 turns at `ty` (a channel hands the turn over; 20
+/// calls), which makes it shared; both have exited when this returns.
+pub(super) fn make_shared(ty: *mut malloc_type) {
     let t = ty as usize;
     let (to_b, from_a) = mpsc::sync_channel::<()>(0);
     let (to_a, from_b) = mpsc::sync_channel::<()>(0);
