@@ -215,8 +215,7 @@ pub unsafe fn malloc(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_
         let w = reclaim::open(gd);
         // A home's slot is not shared: any flag is `SLGD_PARKED`.
         if !account::home_charge_open(gd, ty, cs, reclaim::flags(gd)) {
-            w.close();
-            return malloc_shared(gd, class, ty, tag, flags);
+            return malloc_shared(w, gd, class, ty, tag, flags);
         }
         take(w, gd, class, ty, tag, flags, true)
     }
@@ -260,15 +259,17 @@ unsafe fn take(
     }
 }
 
-/// [`malloc`] of a zone chunk when this cpu is not the type's home: the
-/// fast path of a shared type without a limit (counted in this cpu's own
-/// counters, in a window like the home's), else `malloc_away`. Out of
-/// line, so the home's fast path stays as short as before.
+/// [`malloc`] of a zone chunk when this cpu is not the type's home, in
+/// the window `w` the caller opened (which it closes): the fast path of
+/// a shared type without a limit (counted in this cpu's own counters),
+/// else `malloc_away`. Out of line, so the home's fast path stays as
+/// short as before.
 ///
 /// # Safety
-/// As [`zone_malloc`].
+/// As [`zone_malloc`], but with `w` the open window of `gd`.
 #[inline(never)]
 unsafe fn malloc_shared(
+    w: reclaim::Window,
     gd: *mut SLGlobalData,
     class: u32,
     ty: *mut malloc_type,
@@ -278,7 +279,6 @@ unsafe fn malloc_shared(
     // SAFETY: caller contract; with no flag set the statistics slot and
     // the zones are ours inside the window.
     unsafe {
-        let w = reclaim::open(gd);
         if !account::shared_count_open(gd, ty, tag, reclaim::flags(gd)) {
             w.close();
             return malloc_away(gd, class, ty, tag, flags);
