@@ -90,6 +90,9 @@ pub unsafe fn count(slot: usize, tag: u8, ty: *mut malloc_type) {
 
 /// Every `FOLD` calls: fold; first call since the last background fold:
 /// mark the slot dirty and make sure the reclaimer comes.
+///
+/// # Safety
+/// As [`count`], with `s` the slot (below `SMP_MAXCPU`).
 #[cold]
 #[inline(never)]
 unsafe fn note(s: usize, tag: u8, ty: *mut malloc_type, fold_now: bool) {
