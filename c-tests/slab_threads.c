@@ -2,7 +2,9 @@
  * slab_threads -- the slab allocator from plain pthreads that never called
  * uthread_init(): concurrent allocation with one shared type, frees from
  * other threads (producer/consumer), blocks that outlive the thread that
- * allocated them. The statistics must come out exact.
+ * allocated them. The statistics must come out exact: at once for threads
+ * that have been joined; for a thread that goes on living, ks_calls of a
+ * type several threads allocate within 100 ms (docs/compat.md).
  */
 #include <libcaps/slaballoc.h>
 
@@ -10,6 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 MALLOC_DEFINE(M_SHARED, "shared", "allocated by many threads");
 
@@ -24,6 +27,21 @@ sum(const long *a)
 	for (int i = 0; i < SMP_MAXCPU; i++)
 		s += a[i];
 	return s;
+}
+
+/* ks_calls once it reached want, or after 2 s. */
+static long long
+settled_calls(long long want)
+{
+	struct timespec ms10 = { 0, 10 * 1000 * 1000 };
+	long long c = 0;
+	for (int i = 0; i < 200; i++) {
+		c = __atomic_load_n(&M_SHARED->ks_calls, __ATOMIC_RELAXED);
+		if (c == want)
+			break;
+		nanosleep(&ms10, NULL);
+	}
+	return c;
 }
 
 /* Each worker allocates PER_THREAD blocks, frees every other one itself
@@ -100,6 +118,6 @@ main(void)
 	pthread_join(c, NULL);
 	printf("after %ld cross-thread frees: in use %ld, bytes %ld, calls %lld\n",
 	    NXFER, sum(M_SHARED->ks_inuse), sum(M_SHARED->ks_memuse),
-	    (long long)M_SHARED->ks_calls);
+	    settled_calls(NTHREADS * PER_THREAD + NXFER));
 	return 0;
 }

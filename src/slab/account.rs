@@ -21,9 +21,11 @@
 //!   `MAX_MOVES` times (`ks_reserved[2]` counts), so a type one thread
 //!   sets up and another then uses keeps plain counting; after that it
 //!   becomes
-//! * `OWNER_SHARED`: several cpus allocate the type. From then on every
-//!   cpu updates the fields with atomic adds (the cache line is shared
-//!   anyway; a plain increment would lose counts).
+//! * `OWNER_SHARED`: several cpus allocate the type. From then on each
+//!   cpu counts its calls in counters of its own, folded into `ks_calls`
+//!   later (`calls`; an atomic add on `ks_calls` for a cpu whose
+//!   statistics slot is shared), and charges the loose sum of a type with
+//!   a limit with an atomic add.
 //!
 //! Leaving a home must not race with an update the home is doing with
 //! plain stores. The home brackets each update with `sl_Counting = 1 ...
@@ -46,8 +48,8 @@ use core::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicIsize, AtomicUs
 use crate::abi::{SLGlobalData, malloc_type};
 
 use super::gd::SLGD_SHARED;
-use super::reclaim;
-use super::types::totals;
+use super::types::{TAG_UNCHECKED, totals};
+use super::{calls, reclaim};
 
 /// `types::UNLIMITED` as the atomics here read it.
 const UNLIMITED: isize = super::types::UNLIMITED as isize;
@@ -252,6 +254,34 @@ pub unsafe fn home_charge_open(
     (own ^ gd as usize) | flags as usize == 0 && unsafe { charge(ty, bytes) }
 }
 
+/// The fast path of a *shared* type (several cpus allocate it) without a
+/// limit, for a cpu whose statistics slot is its own: count the call in
+/// this cpu's counters (`calls`) and return true. Otherwise change
+/// nothing and return false. Called with `gd`'s window open like
+/// [`home_charge_open`], after it.
+///
+/// # Safety
+/// `gd` is the calling thread's cpu state with its window open, `ty` a
+/// valid registered type of tag `tag`; `flags` is `gd`'s `sl_Flags`.
+#[inline(always)]
+pub unsafe fn shared_count_open(
+    gd: *mut SLGlobalData,
+    ty: *mut malloc_type,
+    tag: u8,
+    flags: i32,
+) -> bool {
+    // SAFETY: caller contract: live fields of `ty` and `gd`.
+    unsafe {
+        let own = owner(ty).load(Ordering::Relaxed);
+        let lim = long(addr_of_mut!((*ty).ks_limit)).load(Ordering::Relaxed);
+        if own != OWNER_SHARED || flags != 0 || lim != UNLIMITED || tag == TAG_UNCHECKED {
+            return false;
+        }
+        calls::count((*gd).sl_Slot as usize, tag, ty);
+    }
+    true
+}
+
 /// Inside the home's window: check the loose sum against the limit,
 /// charge `bytes` and count the call with plain stores; false (nothing
 /// changed) if the slow path must decide.
@@ -342,7 +372,8 @@ unsafe fn account_slow(gd: *mut SLGlobalData, ty: *mut malloc_type, bytes: usize
             unsafe { settle(gd, ty, own, o) };
             continue;
         }
-        calls.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: caller contract.
+        unsafe { count_shared(gd, ty, calls) };
         if lim == UNLIMITED {
             return true;
         }
@@ -354,6 +385,27 @@ unsafe fn account_slow(gd: *mut SLGlobalData, ty: *mut malloc_type, bytes: usize
         loose.fetch_sub(b, Ordering::Relaxed);
         // SAFETY: caller contract.
         return unsafe { charge_exact(ty, b) };
+    }
+}
+
+/// `ks_calls++` of a shared type: in this cpu's own counters, folded into
+/// `ks_calls` later (`calls`), when the cpu may count plainly; else an
+/// atomic add.
+///
+/// # Safety
+/// `gd` is the calling thread's cpu state, `ty` a valid registered type.
+#[inline(always)]
+unsafe fn count_shared(gd: *mut SLGlobalData, ty: *mut malloc_type, kc: &AtomicI64) {
+    // SAFETY: caller contract.
+    match unsafe { super::types::registered_tag(ty) } {
+        // SAFETY: caller contract.
+        Some(t) if t != TAG_UNCHECKED && unsafe { reclaim::flags(gd) } & SLGD_SHARED == 0 => {
+            // SAFETY: caller contract; `gd`'s slot is its own.
+            unsafe { calls::count((*gd).sl_Slot as usize, t, ty) }
+        }
+        _ => {
+            kc.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 

@@ -14,21 +14,26 @@ use std::sync::Mutex;
 use crate::abi::{M_MAGIC, SLGlobalData, SMP_MAXCPU};
 use crate::fatal;
 
-use super::{reclaim, tls, types, zone};
+use super::{calls, reclaim, tls, types, zone};
 
 /// `sl_Flags`: the statistics slot is shared with other cpus, so its
 /// counters are updated with atomic adds.
 pub const SLGD_SHARED: i32 = 0x0001;
 
 /// Slot order. `ks_memuse[s]` is on the type's cache line 0 for slots
-/// 0-6, line 1 for 7-14; `ks_inuse[s]` on line 2 for 0-3 (with
-/// `ks_loosememuse` and `ks_limit`, which every allocation reads), line 3
-/// for 4-11, line 4 for 12-15 (with `ks_calls`, which every allocation
-/// writes). The first cpu gets slot 12 (lines 1 and 4: it writes the
-/// `ks_calls` line anyway when it allocates the type), the second slot 4
-/// (lines 0 and 3): so one cpu allocating and another freeing, or both
-/// allocating, share no line but the `ks_calls` one. Then spread out.
-const SLOT_ORDER: [i32; SMP_MAXCPU] = [12, 4, 8, 0, 14, 6, 10, 2, 13, 5, 9, 1, 15, 7, 11, 3];
+/// 0-6, line 1 for 7-14, line 2 for 15; `ks_inuse[s]` on line 2 for 0-3,
+/// line 3 for 4-11, line 4 for 12-15. Line 2 also holds `ks_limit` and
+/// `ks_loosememuse`, which every allocation reads; line 4 `ks_calls`,
+/// which only a home cpu writes on each call (cpus allocating a shared
+/// type count in their own counters, `calls`). The first cpu gets slot 12
+/// (lines 1 and 4: it writes the `ks_calls` line anyway when it is the
+/// home of a type), the second slot 4 (lines 0 and 3), the third slot 13
+/// (lines 1 and 4 again, with the first cpu's: a program's first cpu is
+/// usually its main thread, which often waits while two workers run),
+/// the fourth slot 5 (with the second's): the first two cpus share no
+/// line of a type, nor do the second and third. Then spread out; the
+/// slots writing line 2 come last.
+const SLOT_ORDER: [i32; SMP_MAXCPU] = [12, 4, 13, 5, 14, 6, 7, 8, 9, 10, 11, 0, 1, 2, 3, 15];
 static SLOTS: AtomicU32 = AtomicU32::new(0);
 static SHARED_NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -59,6 +64,11 @@ impl Drop for Guard {
         // SAFETY: `gd` is this thread's state; after this no code of this
         // thread uses it (the slot is cleared below).
         unsafe { zone::release_free(gd) };
+        // SAFETY: as above.
+        if unsafe { reclaim::flags(gd) } & SLGD_SHARED == 0 {
+            // SAFETY: as above.
+            calls::fold_own(unsafe { (*gd).sl_Slot } as usize);
+        }
         tls::set(ptr::null_mut());
         POOL.lock().unwrap_or_else(|e| e.into_inner()).0.push(gd);
     }

@@ -4,7 +4,9 @@
 //! * A "cpu" is an `SLGlobalData` found by [`gd::current_gd`] (one
 //!   thread-local load, `tls`); the owner allocates and frees in its
 //!   zones with plain loads and stores. `ks_calls` and the limit check are
-//!   plain too while one cpu allocates a type (`account`).
+//!   plain too while one cpu allocates a type (`account`); when several
+//!   do, each counts the type's calls in counters of its own, folded
+//!   into `ks_calls` later (`calls`).
 //! * `malloc`/`free` are inline fast paths for the common case that
 //!   tail-call `malloc_slow`/`free_slow` for everything else (first use,
 //!   size 0 or large, an unregistered type, a bad pointer to report).
@@ -21,6 +23,7 @@
 //!   with a message naming the problem.
 
 mod account;
+mod calls;
 mod fork;
 pub mod gd;
 mod oversized;
@@ -212,8 +215,7 @@ pub unsafe fn malloc(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_
         let w = reclaim::open(gd);
         // A home's slot is not shared: any flag is `SLGD_PARKED`.
         if !account::home_charge_open(gd, ty, cs, reclaim::flags(gd)) {
-            w.close();
-            return malloc_away(gd, class, ty, tag, flags);
+            return malloc_shared(w, gd, class, ty, tag, flags);
         }
         take(w, gd, class, ty, tag, flags, true)
     }
@@ -254,6 +256,34 @@ unsafe fn take(
             ptr::write_bytes(c, 0, cs);
         }
         c.cast()
+    }
+}
+
+/// [`malloc`] of a zone chunk when this cpu is not the type's home, in
+/// the window `w` the caller opened (which it closes): the fast path of
+/// a shared type without a limit (counted in this cpu's own counters),
+/// else `malloc_away`. Out of line, so the home's fast path stays as
+/// short as before.
+///
+/// # Safety
+/// As [`zone_malloc`], but with `w` the open window of `gd`.
+#[inline(never)]
+unsafe fn malloc_shared(
+    w: reclaim::Window,
+    gd: *mut SLGlobalData,
+    class: u32,
+    ty: *mut malloc_type,
+    tag: u8,
+    flags: c_int,
+) -> *mut c_void {
+    // SAFETY: caller contract; with no flag set the statistics slot and
+    // the zones are ours inside the window.
+    unsafe {
+        if !account::shared_count_open(gd, ty, tag, reclaim::flags(gd)) {
+            w.close();
+            return malloc_away(gd, class, ty, tag, flags);
+        }
+        take(w, gd, class, ty, tag, flags, true)
     }
 }
 
@@ -489,3 +519,5 @@ pub unsafe fn realloc(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_shared;

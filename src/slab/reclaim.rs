@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use crate::abi::{SLChunk, SLGlobalData};
 
-use super::{account, zone};
+use super::{account, calls, zone};
 
 /// `sl_Flags`: the state is parked; its zones are the reclaimer's until
 /// the owner takes it back.
@@ -240,6 +240,15 @@ pub fn pushed_first() {
     }
 }
 
+/// Some cpu has `ks_calls` counts to fold (`calls`): make sure the
+/// reclaimer comes. The caller's flag store was sequentially consistent,
+/// like the push of [`pushed_first`].
+pub fn wake() {
+    if STATE.load(Ordering::SeqCst) == IDLE {
+        kick();
+    }
+}
+
 #[cold]
 #[inline(never)]
 fn kick() {
@@ -298,14 +307,16 @@ fn start() {
 fn run() {
     loop {
         std::thread::sleep(PERIOD);
-        if pass() {
+        // Both: `ks_calls` counts are folded even while lists wait.
+        if pass() | calls::pass() {
             continue;
         }
         // Nothing left to look at: sleep until a remote free finds an
-        // empty list. Look once more after saying so, for a free that saw
-        // the reclaimer armed just before.
+        // empty list or a cpu has calls to fold. Look once more after
+        // saying so, for a free or a count that saw the reclaimer armed
+        // just before.
         STATE.store(IDLE, Ordering::SeqCst);
-        if any_pending() {
+        if any_pending() || calls::any_dirty() {
             STATE.store(ARMED, Ordering::SeqCst);
             continue;
         }
@@ -493,6 +504,7 @@ unsafe fn window_closes(gd: *mut SLGlobalData) -> bool {
 /// In a `fork()` child: no reclaimer runs there; the next remote free
 /// starts one.
 pub fn after_fork_child() {
+    calls::after_fork_child();
     STARTED.store(false, Ordering::Relaxed);
     STATE.store(IDLE, Ordering::Relaxed);
 }

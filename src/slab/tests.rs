@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use super::*;
 use crate::abi::{M_MAGIC, M_NULLOK, M_ZERO, NZONES, SMP_MAXCPU, malloc_type};
 
-fn new_type(name: &'static core::ffi::CStr) -> *mut malloc_type {
+pub(super) fn new_type(name: &'static core::ffi::CStr) -> *mut malloc_type {
     // SAFETY: all-zero is a valid `malloc_type` (NULL pointers, zero counts).
     let mut t: Box<malloc_type> = Box::new(unsafe { core::mem::zeroed() });
     t.ks_magic = M_MAGIC;
@@ -18,7 +18,7 @@ fn new_type(name: &'static core::ffi::CStr) -> *mut malloc_type {
     Box::into_raw(t)
 }
 
-fn totals(ty: *mut malloc_type) -> (isize, isize, i64) {
+pub(super) fn totals(ty: *mut malloc_type) -> (isize, isize, i64) {
     // SAFETY: live test type.
     unsafe {
         let (m, n) = types::totals(ty);
@@ -418,23 +418,8 @@ fn a_type_moves_to_its_new_user_then_becomes_shared() {
     .join()
     .unwrap();
     assert_eq!(owner(ty), user, "moved to the thread that uses it");
-    // Two threads taking turns (a channel hands the turn over).
-    let (to_b, from_a) = mpsc::sync_channel::<()>(0);
-    let (to_a, from_b) = mpsc::sync_channel::<()>(0);
-    let b = std::thread::spawn(move || {
-        while from_a.recv().is_ok() {
-            one(ty);
-            to_a.send(()).unwrap();
-        }
-    });
-    for _ in 0..10 {
-        one(ty);
-        to_b.send(()).unwrap();
-        from_b.recv().unwrap();
-    }
-    drop(to_b);
-    b.join().unwrap();
-    assert_eq!(owner(ty), 1, "shared after taking turns");
+    // Two threads taking turns.
+    super::tests_shared::make_shared(ty as *mut malloc_type);
     let ty = ty as *mut malloc_type;
     assert_eq!(totals(ty), (0, 0, 1 + 101 + 20));
 }

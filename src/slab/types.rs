@@ -79,6 +79,12 @@ pub fn name_of_tag(tag: u8) -> String {
     unsafe { name(t) }
 }
 
+/// The registered type of chunks tagged `tag`, or NULL. Valid while the
+/// caller holds the registry lock.
+pub fn type_of_tag(tag: u8) -> *mut malloc_type {
+    BY_TAG[tag as usize].load(Ordering::Acquire)
+}
+
 /// Check `ks_magic` and register the type if needed; returns the tag its
 /// chunks carry.
 ///
@@ -205,6 +211,8 @@ pub unsafe fn unregister(ty: *mut malloc_type) {
     }
     let tag = r as u8;
     if tag != TAG_UNCHECKED {
+        // SAFETY: caller contract; the registry lock is held.
+        unsafe { super::calls::fold_type(tag, ty) };
         BY_TAG[tag as usize].store(ptr::null_mut(), Ordering::Release);
     }
     r0.store(0, Ordering::Release);

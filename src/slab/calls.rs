@@ -1,0 +1,191 @@
+//! `ks_calls` of a *shared* type (one that several cpus allocate, see
+//! `account`): counted per cpu and folded into the type's `ks_calls`, so
+//! that no cpu writes a cache line another cpu writes on every call.
+//!
+//! Each statistics slot (each cpu with a slot of its own) has a row of
+//! counters, one per type tag, that only its cpu writes (plain load and
+//! store), and a row of how much of each counter is already in the
+//! type's `ks_calls`. Folding adds the difference to `ks_calls` with an
+//! atomic add and raises the folded mark (`fetch_max`: two folders at once
+//! add each call once). It happens
+//!
+//! * on the cpu itself every [`FOLD`] calls of a type;
+//! * for all of a cpu's types when its thread exits (its state is
+//!   pooled), so counts are exact once the threads that allocated have
+//!   been joined;
+//! * for all cpus when a type is unregistered (`slab_malloc_uninit`);
+//! * in the background, by the reclaimer thread, every `reclaim::PERIOD`
+//!   while some slot is [dirty](DIRTY): so `ks_calls` is exact within
+//!   that period (100 ms) after the last call.
+//!
+//! A slot's dirty flag is set by its cpu on its first count after the flag
+//! was cleared (a load of its own flag on each call, a store and maybe a
+//! wake-up of the reclaimer once per period). The background fold clears
+//! the flag, then runs `membarrier()` (a full barrier on every cpu of the
+//! process) before it reads the counters: a count stored before the
+//! barrier is read, and a cpu whose load of the flag comes after it sees
+//! the flag clear and sets it again, so the next pass comes. Without
+//! `membarrier()` the flag stays set: the slot is folded every period for
+//! as long as the program runs.
+//!
+//! A cpu whose statistics slot is shared (more than `SMP_MAXCPU` cpus),
+//! and a type with `TAG_UNCHECKED`, count with an atomic add on
+//! `ks_calls` instead.
+
+use core::ptr::addr_of_mut;
+use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+
+use crate::abi::{SMP_MAXCPU, malloc_type};
+
+use super::account;
+use super::types;
+
+/// A cpu folds a type's calls into `ks_calls` itself every this many.
+pub const FOLD: u64 = 256;
+
+const TAGS: usize = 256;
+
+/// One slot's counters, on cache lines of their own.
+#[repr(C, align(64))]
+struct Row([AtomicU64; TAGS]);
+
+/// Calls per slot and tag; written only by the slot's cpu.
+static COUNT: [Row; SMP_MAXCPU] = [const { Row([const { AtomicU64::new(0) }; TAGS]) }; SMP_MAXCPU];
+/// How much of each counter is in `ks_calls` already.
+static FOLDED: [Row; SMP_MAXCPU] = [const { Row([const { AtomicU64::new(0) }; TAGS]) }; SMP_MAXCPU];
+
+/// A slot's dirty flag, on its own cache line.
+#[repr(C, align(64))]
+struct Flag(AtomicBool);
+
+/// Set: the slot may have calls not yet folded; the reclaimer will fold
+/// them.
+static DIRTY: [Flag; SMP_MAXCPU] = [const { Flag(AtomicBool::new(false)) }; SMP_MAXCPU];
+
+/// # Safety
+/// `ty` is a valid `malloc_type`.
+unsafe fn ks_calls<'a>(ty: *mut malloc_type) -> &'a AtomicI64 {
+    // SAFETY: caller contract.
+    unsafe { AtomicI64::from_ptr(addr_of_mut!((*ty).ks_calls)) }
+}
+
+/// Count one call of the type `ty` (tag `tag`, not `TAG_UNCHECKED`) on
+/// the cpu of statistics slot `slot` (its own, not shared).
+///
+/// # Safety
+/// The caller is the cpu of `slot`; `ty` is a valid registered type of
+/// tag `tag`.
+#[inline(always)]
+pub unsafe fn count(slot: usize, tag: u8, ty: *mut malloc_type) {
+    let s = slot % SMP_MAXCPU;
+    let c = &COUNT[s].0[tag as usize];
+    let n = c.load(Ordering::Relaxed) + 1;
+    c.store(n, Ordering::Relaxed);
+    let fold_now = n.is_multiple_of(FOLD);
+    if fold_now || !DIRTY[s].0.load(Ordering::Relaxed) {
+        // SAFETY: caller contract.
+        unsafe { note(s, tag, ty, fold_now) };
+    }
+}
+
+/// Every `FOLD` calls: fold; first call since the last background fold:
+/// mark the slot dirty and make sure the reclaimer comes.
+///
+/// # Safety
+/// As [`count`], with `s` the slot (below `SMP_MAXCPU`).
+#[cold]
+#[inline(never)]
+unsafe fn note(s: usize, tag: u8, ty: *mut malloc_type, fold_now: bool) {
+    if fold_now {
+        // SAFETY: caller contract.
+        unsafe { fold(s, tag, ty) };
+    }
+    if !DIRTY[s].0.load(Ordering::Relaxed) {
+        // Sequentially consistent: either the reclaimer's last look after
+        // going idle sees the flag, or this sees it idle and wakes it.
+        DIRTY[s].0.store(true, Ordering::SeqCst);
+        super::reclaim::wake();
+    }
+}
+
+/// Add what slot `s` counted for `tag` and is not yet in `ks_calls`.
+///
+/// # Safety
+/// `ty` is the valid registered type of tag `tag`.
+unsafe fn fold(s: usize, tag: u8, ty: *mut malloc_type) {
+    let now = COUNT[s].0[tag as usize].load(Ordering::Relaxed);
+    let before = FOLDED[s].0[tag as usize].fetch_max(now, Ordering::Relaxed);
+    if now > before {
+        // SAFETY: caller contract.
+        unsafe { ks_calls(ty) }.fetch_add((now - before) as i64, Ordering::Relaxed);
+    }
+}
+
+/// Fold everything slot `s` counted, for every registered type.
+fn fold_slot(s: usize) {
+    let _reg = types::registry_lock();
+    for tag in 0..TAGS {
+        let now = COUNT[s].0[tag].load(Ordering::Relaxed);
+        if now <= FOLDED[s].0[tag].load(Ordering::Relaxed) {
+            continue;
+        }
+        let ty = types::type_of_tag(tag as u8);
+        if !ty.is_null() {
+            // SAFETY: a type registered under the registry lock stays
+            // valid until it is unregistered, which takes the lock.
+            unsafe { fold(s, tag as u8, ty) };
+        }
+    }
+}
+
+/// The calling cpu's thread is leaving its state (thread exit): fold all
+/// it counted, so `ks_calls` is exact once the thread is joined.
+pub fn fold_own(slot: usize) {
+    fold_slot(slot % SMP_MAXCPU);
+}
+
+/// `slab_malloc_uninit`: fold every cpu's counts of the type.
+///
+/// # Safety
+/// `ty` is the valid registered type of tag `tag`; the caller holds the
+/// registry lock.
+pub unsafe fn fold_type(tag: u8, ty: *mut malloc_type) {
+    for s in 0..SMP_MAXCPU {
+        // SAFETY: caller contract.
+        unsafe { fold(s, tag, ty) };
+    }
+}
+
+/// The reclaimer's fold: every dirty slot's counts. True if a slot was
+/// dirty (its cpu may count more: look again at the next period).
+pub fn pass() -> bool {
+    let mut any = false;
+    for (s, d) in DIRTY.iter().enumerate() {
+        if !d.0.load(Ordering::Relaxed) {
+            continue;
+        }
+        any = true;
+        d.0.store(false, Ordering::SeqCst);
+        // After the barrier a count stored before it is visible here; a
+        // cpu that counts later sees the flag clear and sets it again.
+        if !account::barrier_all() {
+            // Cannot know: keep the slot dirty (folded every period).
+            d.0.store(true, Ordering::Relaxed);
+        }
+        fold_slot(s);
+    }
+    any
+}
+
+/// Is any slot dirty? (The reclaimer's last look before it sleeps.)
+pub fn any_dirty() -> bool {
+    DIRTY.iter().any(|d| d.0.load(Ordering::SeqCst))
+}
+
+/// In a `fork()` child: no reclaimer runs; clear the flags so the next
+/// count of each slot starts one.
+pub fn after_fork_child() {
+    for d in &DIRTY {
+        d.0.store(false, Ordering::Relaxed);
+    }
+}

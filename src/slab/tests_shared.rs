@@ -1,0 +1,170 @@
+//! Tests of shared types (several cpus allocate them): `ks_calls` counted
+//! per cpu and folded (`calls`), and the limit on their fast path.
+
+use core::ffi::c_void;
+use std::sync::{Arc, Barrier, mpsc};
+use std::time::{Duration, Instant};
+
+use super::tests::{new_type, totals};
+use super::*;
+use crate::abi::{M_NULLOK, malloc_type};
+
+/// `ks_reserved[1]` of a type several cpus allocate (`account`).
+const OWNER_SHARED: isize = 1;
+
+/// The totals once `ks_calls` reached `calls`, or after 3 s (30 periods
+/// of the reclaimer, which folds within one).
+fn settled(ty: *mut malloc_type, calls: i64) -> (isize, isize, i64) {
+    let t0 = Instant::now();
+    loop {
+        let t = totals(ty);
+        if t.2 == calls || t0.elapsed() > Duration::from_secs(3) {
+            return t;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn owner(ty: *mut malloc_type) -> isize {
+    // SAFETY: the owner word is `ks_reserved[1]` of a live test type.
+    unsafe { core::ptr::read_volatile(&(*ty).ks_reserved[1]) as isize }
+}
+
+/// One allocation and free of `ty`.
+fn one(ty: usize) {
+    let ty = ty as *mut malloc_type;
+    // SAFETY: valid type; the block is freed at once.
+    unsafe { free(malloc(48, ty, 0), ty) };
+}
+
+/// Two threads take 10 turns at `ty` (a channel hands the turn over; 20
+/// calls), which makes it shared; both have exited when this returns.
+pub(super) fn make_shared(ty: *mut malloc_type) {
+    let t = ty as usize;
+    let (to_b, from_a) = mpsc::sync_channel::<()>(0);
+    let (to_a, from_b) = mpsc::sync_channel::<()>(0);
+    let b = std::thread::spawn(move || {
+        while from_a.recv().is_ok() {
+            one(t);
+            to_a.send(()).unwrap();
+        }
+    });
+    std::thread::spawn(move || {
+        for _ in 0..10 {
+            one(t);
+            to_b.send(()).unwrap();
+            from_b.recv().unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+    b.join().unwrap();
+    assert_eq!(owner(ty), OWNER_SHARED, "shared after taking turns");
+}
+
+/// Every thread's counts are in `ks_calls` as soon as the threads are
+/// joined (they fold at exit), without waiting for the reclaimer.
+#[test]
+fn calls_of_a_shared_type_are_exact_once_its_threads_are_joined() {
+    const N: usize = 10_000;
+    let ty = new_type(c"joined");
+    make_shared(ty);
+    let t = ty as usize;
+    let go = Arc::new(Barrier::new(2));
+    let hs: Vec<_> = (0..2)
+        .map(|i| {
+            let go = go.clone();
+            std::thread::spawn(move || {
+                let ty = t as *mut malloc_type;
+                go.wait();
+                for k in 0..N {
+                    // SAFETY: valid type; the block is freed at once.
+                    unsafe { free(malloc(1 + (k * 13 + i) % 900, ty, 0), ty) };
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    assert_eq!(totals(ty), (0, 0, (20 + 2 * N) as i64));
+}
+
+/// Calls of a thread that goes on living are folded by the reclaimer
+/// within its period; `ks_calls` never runs ahead.
+#[test]
+fn calls_of_a_shared_type_are_folded_in_the_background() {
+    let ty = new_type(c"background");
+    make_shared(ty);
+    for _ in 0..100 {
+        one(ty as usize);
+    }
+    assert!(totals(ty).2 <= 120);
+    let t0 = Instant::now();
+    assert_eq!(settled(ty, 120), (0, 0, 120));
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+}
+
+/// `slab_malloc_uninit` folds every cpu's counts of the type at once.
+#[test]
+fn uninit_folds_the_calls_of_every_cpu() {
+    let ty = new_type(c"uninit");
+    make_shared(ty);
+    for _ in 0..100 {
+        one(ty as usize);
+    }
+    // SAFETY: live test type, no block allocated.
+    unsafe { types::unregister(ty) };
+    // SAFETY: live test type.
+    assert_eq!(unsafe { core::ptr::read_volatile(&(*ty).ks_calls) }, 120);
+    // SAFETY: from `new_type`, unregistered, unused.
+    drop(unsafe { Box::from_raw(ty) });
+}
+
+/// A shared type with a limit: two threads allocating at once both meet
+/// it. The check is exact but not atomic with the allocation: each cpu
+/// racing at the limit may take one chunk beyond it.
+#[test]
+fn limit_trips_for_a_shared_type() {
+    const LIMIT: isize = 256 * 1024;
+    let ty = new_type(c"shared limit");
+    // SAFETY: live test type, not used yet.
+    unsafe { (*ty).ks_limit = LIMIT as _ };
+    make_shared(ty);
+    let t = ty as usize;
+    let go = Arc::new(Barrier::new(2));
+    let hs: Vec<_> = (0..2)
+        .map(|_| {
+            let go = go.clone();
+            std::thread::spawn(move || {
+                let ty = t as *mut malloc_type;
+                let mut v = Vec::new();
+                go.wait();
+                // Four times the limit if it did not hold.
+                for _ in 0..512 {
+                    // SAFETY: valid type.
+                    let p = unsafe { malloc(1024, ty, M_NULLOK) };
+                    if p.is_null() {
+                        return (v, true);
+                    }
+                    v.push(p as usize);
+                }
+                (v, false)
+            })
+        })
+        .collect();
+    let res: Vec<_> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(res.iter().all(|r| r.1), "both threads met the limit");
+    let (mem, n, _) = totals(ty);
+    assert!(mem <= LIMIT + 2 * 1024, "{mem} bytes held");
+    assert!(mem > LIMIT - 2 * 1024, "{mem} bytes held");
+    assert_eq!(n as usize, res.iter().map(|r| r.0.len()).sum::<usize>());
+    for (v, _) in res {
+        for p in v {
+            // SAFETY: live blocks of `ty`.
+            unsafe { free(p as *mut c_void, ty) };
+        }
+    }
+    assert_eq!(owner(ty), OWNER_SHARED);
+    assert_eq!(totals(ty).0, 0);
+}
