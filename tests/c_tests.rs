@@ -278,6 +278,7 @@ c_test!(thr2, src: "thr2");
 c_test!(thr_pingpong, src: "thr_pingpong");
 c_test!(thr_waves, src: "thr_waves");
 c_test!(thr_prio, src: "thr_prio");
+c_test!(thr_names, src: "thr_names");
 c_test!(thr_wait, src: "thr_wait");
 c_test!(thr_bad_crit_switch, src: "thr_bad", args: &["crit-switch"],
     exit: Exit::Signal(SIGABRT), stderr_has: &["lwkt_switch: called inside a critical section"]);
