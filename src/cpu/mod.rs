@@ -97,6 +97,12 @@ pub const SPIN_MAX_NS: u32 = 50_000;
 pub const SPIN_MIN_NS: u32 = 2_000;
 /// `spin_loop` turns between two looks at the clock in the idle spin.
 const SPIN_TURNS_PER_CLOCK: u32 = 32;
+/// Looks at the clock between two `sched_yield` calls in the idle spin
+/// (a few µs): the cpu whose request it waits for may be a kernel thread
+/// queued behind it on the same core (the machine's scheduler put both
+/// there, or the machine is oversubscribed), which would otherwise only
+/// run when the spin gives up.
+const SPIN_CLOCKS_PER_YIELD: u32 = 4;
 
 /// Polling the cpu's sockets before sleeping: a reply from a process on
 /// another core arrives in microseconds, while a sleep and its wakeup cost
@@ -326,6 +332,7 @@ pub unsafe fn wait_for_work(gd: *mut globaldata) -> Idle {
 fn idle_spin(budget: &mut u32, rf: &AtomicI32) -> bool {
     let b = *budget;
     let t0 = std::time::Instant::now();
+    let mut clocks = 0u32;
     loop {
         for _ in 0..SPIN_TURNS_PER_CLOCK {
             if rf.load(Ordering::Relaxed) != 0 {
@@ -337,6 +344,11 @@ fn idle_spin(budget: &mut u32, rf: &AtomicI32) -> bool {
         if t0.elapsed().as_nanos() >= u128::from(b) {
             *budget = (b / 2).max(SPIN_MIN_NS);
             return false;
+        }
+        clocks += 1;
+        if clocks.is_multiple_of(SPIN_CLOCKS_PER_YIELD) {
+            // SAFETY: no preconditions.
+            unsafe { libc::sched_yield() };
         }
     }
 }
