@@ -95,14 +95,13 @@ pub const RQF_WAKE: c_int = 0x0002;
 /// peer that itself slept is longer than a halved budget).
 pub const SPIN_MAX_NS: u32 = 50_000;
 pub const SPIN_MIN_NS: u32 = 2_000;
-/// `spin_loop` turns between two looks at the clock in the idle spin.
+/// `spin_loop` turns between two looks at the clock in the idle spin
+/// (about a µs). Each look also yields the core (`sched_yield`): the cpu
+/// whose request the spin waits for may be a kernel thread queued behind
+/// it on the same core (the machine's scheduler put both there, or the
+/// machine is oversubscribed), which would otherwise only run once the
+/// spin gives up; alone on its core, the spinner is back at once.
 const SPIN_TURNS_PER_CLOCK: u32 = 32;
-/// Looks at the clock between two `sched_yield` calls in the idle spin
-/// (a few µs): the cpu whose request it waits for may be a kernel thread
-/// queued behind it on the same core (the machine's scheduler put both
-/// there, or the machine is oversubscribed), which would otherwise only
-/// run when the spin gives up.
-const SPIN_CLOCKS_PER_YIELD: u32 = 4;
 
 /// Polling the cpu's sockets before sleeping: a reply from a process on
 /// another core arrives in microseconds, while a sleep and its wakeup cost
@@ -332,7 +331,6 @@ pub unsafe fn wait_for_work(gd: *mut globaldata) -> Idle {
 fn idle_spin(budget: &mut u32, rf: &AtomicI32) -> bool {
     let b = *budget;
     let t0 = std::time::Instant::now();
-    let mut clocks = 0u32;
     loop {
         for _ in 0..SPIN_TURNS_PER_CLOCK {
             if rf.load(Ordering::Relaxed) != 0 {
@@ -345,11 +343,8 @@ fn idle_spin(budget: &mut u32, rf: &AtomicI32) -> bool {
             *budget = (b / 2).max(SPIN_MIN_NS);
             return false;
         }
-        clocks += 1;
-        if clocks.is_multiple_of(SPIN_CLOCKS_PER_YIELD) {
-            // SAFETY: no preconditions.
-            unsafe { libc::sched_yield() };
-        }
+        // SAFETY: no preconditions.
+        unsafe { libc::sched_yield() };
     }
 }
 
