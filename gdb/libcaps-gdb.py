@@ -234,11 +234,11 @@ def _saved_registers(td):
     arch = gdb.selected_frame().architecture().name()
     mem = gdb.selected_inferior()
     if "x86-64" in arch:
-        # r15 r14 r13 r12 rbx rbp, the FP control slot, the return address
-        w = struct.unpack("<8Q", bytes(mem.read_memory(sp, 8 * 8)))
-        regs = [("r15", w[0]), ("r14", w[1]), ("r13", w[2]), ("r12", w[3])]
-        regs += [("rbx", w[4]), ("rbp", w[5]), ("rsp", sp + 8 * 8), ("rip", w[7])]
-        return regs
+        # The FP control slot, the resume address, rbx, rbp (r12-r15
+        # are saved by the compiled code around the inline switch, where
+        # the unwinder finds them).
+        w = struct.unpack("<4Q", bytes(mem.read_memory(sp, 4 * 8)))
+        return [("rbx", w[2]), ("rbp", w[3]), ("rsp", sp + 4 * 8), ("rip", w[1])]
     if arch.startswith("aarch64"):
         w = struct.unpack("<12Q", bytes(mem.read_memory(sp, 12 * 8)))
         regs = [("x%d" % (19 + i), w[i]) for i in range(10)]

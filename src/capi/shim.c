@@ -94,13 +94,28 @@ libcaps_vg_stack_deregister(unsigned int id)
 /* MAXCOMLEN + 1 */
 #define COMM_SIZE 17
 
-/* Format a thread name into comm (COMM_SIZE bytes); NULL ctl: empty. */
+/*
+ * Format a thread name into comm (COMM_SIZE bytes); NULL ctl: empty. A
+ * name without a conversion in its first COMM_SIZE - 1 bytes is copied
+ * as it is (vsnprintf would give the same bytes, at many times the cost
+ * of the rest of lwkt_create).
+ */
 static void
 format_comm(char *comm, const char *ctl, va_list ap)
 {
+	size_t i;
+
 	comm[0] = '\0';
-	if (ctl != NULL)
-		vsnprintf(comm, COMM_SIZE, ctl, ap);
+	if (ctl == NULL)
+		return;
+	for (i = 0; i < COMM_SIZE - 1 && ctl[i] != '\0'; ++i) {
+		if (ctl[i] == '%') {
+			vsnprintf(comm, COMM_SIZE, ctl, ap);
+			return;
+		}
+		comm[i] = ctl[i];
+	}
+	comm[i] = '\0';
 }
 
 int

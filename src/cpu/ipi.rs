@@ -123,9 +123,9 @@ unsafe fn process_slow(gd: *mut globaldata) {
     // cpu, and a nested call (an IPI function that switches) finds it
     // empty because the batch is moved out before it runs.
     unsafe {
-        reqflags(gd).fetch_and(!(RQF_IPIQ | RQF_WAKE), Ordering::SeqCst);
         let p = cpu_priv(gd);
         loop {
+            reqflags(gd).fetch_and(!(RQF_IPIQ | RQF_WAKE), Ordering::SeqCst);
             let mut work = core::mem::take(&mut (*p).ipi_work);
             {
                 let mut q = (*p).ipiq.lock().unwrap_or_else(|e| e.into_inner());
@@ -142,6 +142,13 @@ unsafe fn process_slow(gd: *mut globaldata) {
             }
             if (*p).ipi_work.capacity() < work.capacity() {
                 (*p).ipi_work = work;
+            }
+            // A call queued after the take above set RQF_IPIQ again
+            // (after pushing): without it the queue was empty then, and
+            // one that is being queued now sets it for the next look.
+            // No second trip through the lock for nothing.
+            if reqflags(gd).load(Ordering::Relaxed) & RQF_IPIQ == 0 {
+                return;
             }
         }
     }

@@ -85,10 +85,23 @@ pub const RQF_IPIQ: c_int = 0x0001;
 /// (the MP lock was released, the last user thread exited).
 pub const RQF_WAKE: c_int = 0x0002;
 
-/// Idle spin before sleeping, in `spin_loop` iterations: the budget
-/// doubles after a spin that found work and halves after one that did not.
-pub const SPIN_MAX: u32 = 1 << 14;
-pub const SPIN_MIN: u32 = 32;
+/// Idle spin before sleeping, in ns: a request from another cpu that
+/// comes within the budget is taken without a sleep and its wakeup (tens
+/// of microseconds on a virtual machine, far more on a loaded one). The
+/// budget doubles after a spin that found work and halves (down to the
+/// minimum) after one that did not; a sleep that a request ended sooner
+/// than the maximum lets it grow back to twice that sleep, so a cpu that
+/// went to sleep once is not stuck sleeping at every wait (a wait for a
+/// peer that itself slept is longer than a halved budget).
+pub const SPIN_MAX_NS: u32 = 50_000;
+pub const SPIN_MIN_NS: u32 = 2_000;
+/// `spin_loop` turns between two looks at the clock in the idle spin
+/// (about a µs). Each look also yields the core (`sched_yield`): the cpu
+/// whose request the spin waits for may be a kernel thread queued behind
+/// it on the same core (the machine's scheduler put both there, or the
+/// machine is oversubscribed), which would otherwise only run once the
+/// spin gives up; alone on its core, the spinner is back at once.
+const SPIN_TURNS_PER_CLOCK: u32 = 32;
 
 /// Polling the cpu's sockets before sleeping: a reply from a process on
 /// another core arrives in microseconds, while a sleep and its wakeup cost
@@ -150,7 +163,7 @@ pub struct CpuPriv {
     pub sleeping: AtomicBool,
     /// Shared, set once before the cpu is published in `ncpus`.
     pub waker: OnceLock<Arc<evloop::Waker>>,
-    /// Owner. Current idle spin budget (see [`SPIN_MAX`]).
+    /// Owner. Current idle spin budget, in ns (see [`SPIN_MAX_NS`]).
     pub spin: u32,
     /// Owner. Current budget, in ns, for polling the cpu's sockets before
     /// sleeping (see [`SOCK_SPIN_MAX_NS`]).
@@ -278,18 +291,8 @@ pub unsafe fn wait_for_work(gd: *mut globaldata) -> Idle {
                 return Idle::Work;
             }
         }
-        if ncpus.load(Ordering::Relaxed) > 1 {
-            let budget = (*p).spin;
-            let mut i = 0;
-            while i < budget {
-                if rf.load(Ordering::Relaxed) != 0 {
-                    (*p).spin = (budget * 2).min(SPIN_MAX);
-                    return Idle::Work;
-                }
-                core::hint::spin_loop();
-                i += 1;
-            }
-            (*p).spin = (budget / 2).max(SPIN_MIN);
+        if ncpus.load(Ordering::Relaxed) > 1 && idle_spin(&mut (*p).spin, rf) {
+            return Idle::Work;
         }
         if evloop::sources() > 0 && poll_sockets_briefly(p, rf) {
             return Idle::Work;
@@ -314,10 +317,51 @@ pub unsafe fn wait_for_work(gd: *mut globaldata) -> Idle {
             if woke > 0 {
                 sock_spin_slept(&mut (*p).sock_spin_ns, t0);
             }
+            if rf.load(Ordering::Relaxed) != 0 {
+                spin_slept(&mut (*p).spin, t0);
+            }
         }
         (*p).sleeping.store(false, Ordering::SeqCst);
     }
     Idle::Work
+}
+
+/// The idle spin: wait up to `*budget` ns for a request bit in `rf`;
+/// true when one came. Adapts the budget (see [`SPIN_MAX_NS`]).
+fn idle_spin(budget: &mut u32, rf: &AtomicI32) -> bool {
+    let b = *budget;
+    let t0 = std::time::Instant::now();
+    loop {
+        for _ in 0..SPIN_TURNS_PER_CLOCK {
+            if rf.load(Ordering::Relaxed) != 0 {
+                *budget = b.saturating_mul(2).min(SPIN_MAX_NS);
+                return true;
+            }
+            core::hint::spin_loop();
+        }
+        if t0.elapsed().as_nanos() >= u128::from(b) {
+            *budget = (b / 2).max(SPIN_MIN_NS);
+            return false;
+        }
+        // SAFETY: no preconditions.
+        unsafe { libc::sched_yield() };
+    }
+}
+
+/// A sleep begun at `t0` was ended by a request: a spin that long would
+/// have caught it, so the idle spin budget grows back to twice the sleep
+/// (bounded by [`SPIN_MAX_NS`]).
+fn spin_slept(budget: &mut u32, t0: std::time::Instant) {
+    grow_to_sleep(budget, t0, SPIN_MAX_NS);
+}
+
+/// `*budget` grows to twice the sleep begun at `t0` when that sleep was
+/// shorter than `max`.
+fn grow_to_sleep(budget: &mut u32, t0: std::time::Instant, max: u32) {
+    let slept = t0.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32;
+    if slept < max {
+        *budget = (*budget).max(slept.saturating_mul(2)).min(max);
+    }
 }
 
 /// Poll this cpu's sockets for up to its adaptive budget (see
@@ -365,10 +409,7 @@ pub fn sock_spin(budget: &mut u32, mut poll0: impl FnMut() -> i32) -> i32 {
 /// sleep (it cannot grow from polls alone once it is below the peers'
 /// answer time).
 pub fn sock_spin_slept(budget: &mut u32, t0: std::time::Instant) {
-    let slept = t0.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32;
-    if slept < SOCK_SPIN_MAX_NS {
-        *budget = (*budget).max(slept.saturating_mul(2)).min(SOCK_SPIN_MAX_NS);
-    }
+    grow_to_sleep(budget, t0, SOCK_SPIN_MAX_NS);
 }
 
 /// Called by the last of the `n` live cpus to fall asleep: is every cpu
@@ -500,7 +541,7 @@ pub unsafe fn gdinit_cpu(gd: *mut globaldata, cpuid: c_int) {
             ipi_work: Vec::new(),
             sleeping: AtomicBool::new(false),
             waker: OnceLock::new(),
-            spin: SPIN_MAX,
+            spin: SPIN_MAX_NS,
             sock_spin_ns: SOCK_SPIN_MAX_NS,
             sleeps: 0,
             yields: 0,

@@ -4,7 +4,11 @@
 //! switch pushes the callee-saved registers on the old stack, stores the
 //! stack pointer, loads the new one, pops the new thread's registers and
 //! returns into it. Everything caller-saved has already been saved by the
-//! compiler around the call, so nothing else needs to move.
+//! compiler around the call, so nothing else needs to move. On x86_64 the
+//! switch is inline asm that declares every register it may name
+//! clobbered: the compiler keeps only what is live across it (usually in
+//! its own prologue), the asm saves `rbx`, `rbp` and its resume address,
+//! and the new thread is entered with a jump to its resume address.
 //!
 //! The floating-point control state is callee-saved too (x86_64: the
 //! MXCSR control bits and the x87 control word; aarch64: FPCR), so it
@@ -73,54 +77,70 @@ mod imp {
     use super::StartFn;
     use core::ffi::{c_char, c_int, c_void};
 
-    /// Save the callee-saved registers of the running thread on its stack,
-    /// store its stack pointer in `*save`, switch to the stack `to` and
-    /// restore the registers saved there.
+    /// Store the running thread's resume point on its stack and its stack
+    /// pointer in `*save`, switch to the stack `to` and jump to the resume
+    /// point saved there.
+    ///
+    /// Inline, so that the compiler saves only the callee-saved registers
+    /// it keeps live across the switch (the asm clobbers every register
+    /// it may name): the switch itself saves the two it may not name
+    /// (`rbx`, `rbp`), the FP control word and the resume address, and
+    /// resumes with an indirect jump (predicted like any branch) rather
+    /// than a `ret` that would return to another thread's call site.
+    /// Saved frame, from `*save` up: FP control (MXCSR at +0, x87 control
+    /// word at +4), resume address, `rbx`, `rbp`.
     ///
     /// # Safety
     /// `to` must be a stack pointer produced by a previous switch away from
     /// a thread that is not running, or by [`super::init_stack`].
-    #[unsafe(naked)]
-    pub unsafe extern "C" fn switch(save: *mut *mut c_char, to: *mut c_char) {
-        core::arch::naked_asm!(
-            // FP control, saved first so that the slow stmxcsr overlaps
-            // the pushes: MXCSR at [rsp], x87 control word at [rsp + 4]
-            // of a slot above the registers.
-            "sub rsp, 8",
-            "stmxcsr [rsp]",
-            "fnstcw [rsp + 4]",
-            "push rbp",
-            "push rbx",
-            "push r12",
-            "push r13",
-            "push r14",
-            "push r15",
-            "mov [rdi], rsp",
-            "mov eax, [rsp + 48]",
-            "movzx ecx, word ptr [rsp + 52]",
-            "mov rsp, rsi",
-            "pop r15",
-            "pop r14",
-            "pop r13",
-            "pop r12",
-            "pop rbx",
-            "pop rbp",
-            // FP control: load the new thread's only if its control bits
-            // (MXCSR bits 6-15; bits 0-5 are status flags, caller-saved)
-            // or its x87 control word differ from the old thread's.
-            "xor eax, [rsp]",
-            "test eax, 0xffc0",
-            "jnz 3f",
-            "cmp cx, word ptr [rsp + 4]",
-            "jne 3f",
-            "2:",
-            "add rsp, 8",
-            "ret",
-            "3:",
-            "ldmxcsr [rsp]",
-            "fldcw [rsp + 4]",
-            "jmp 2b",
-        )
+    #[inline(always)]
+    pub unsafe fn switch(save: *mut *mut c_char, to: *mut c_char) {
+        // SAFETY: per the contract; every register the asm may change is
+        // declared clobbered, except rbx and rbp, which it saves and
+        // restores itself.
+        unsafe {
+            core::arch::asm!(
+                "push rbp",
+                "push rbx",
+                "lea rax, [rip + 2f]",
+                "push rax",
+                // FP control: MXCSR at [rsp], x87 control word at [rsp + 4].
+                "sub rsp, 8",
+                "stmxcsr [rsp]",
+                "fnstcw [rsp + 4]",
+                "mov [rdi], rsp",
+                "mov eax, [rsp]",
+                "movzx ecx, word ptr [rsp + 4]",
+                "mov rsp, rsi",
+                // FP control: load the new thread's only if its control
+                // bits (MXCSR bits 6-15; bits 0-5 are status flags,
+                // caller-saved) or its x87 control word differ.
+                "xor eax, [rsp]",
+                "test eax, 0xffc0",
+                "jnz 3f",
+                "cmp cx, word ptr [rsp + 4]",
+                "jne 3f",
+                "4:",
+                "mov rax, [rsp + 8]",
+                "add rsp, 16",
+                "jmp rax",
+                "3:",
+                "ldmxcsr [rsp]",
+                "fldcw [rsp + 4]",
+                "jmp 4b",
+                // The resume point of the thread switched away from here.
+                "2:",
+                "pop rbx",
+                "pop rbp",
+                in("rdi") save,
+                in("rsi") to,
+                out("r12") _,
+                out("r13") _,
+                out("r14") _,
+                out("r15") _,
+                clobber_abi("C"),
+            );
+        }
     }
 
     /// The thread pointer (`fs` base; glibc keeps it at `fs:0`).
@@ -196,19 +216,20 @@ mod imp {
         u64::from(mxcsr) | (u64::from(cw) << 32)
     }
 
-    /// First code of every new thread: `start(r12, r13)` on an aligned
-    /// stack. `start` never returns.
+    /// First code of every new thread, entered by the first switch to
+    /// it with `func`, `arg` and `start` on the stack: `start(func, arg)`
+    /// on an aligned stack. `start` never returns.
     ///
     /// # Safety
     /// Never called: only entered by the first switch to a stack
     /// prepared by [`init_stack`], with the start function and its
-    /// arguments in the callee-saved registers it put there.
+    /// arguments where it put them.
     #[unsafe(naked)]
     unsafe extern "C" fn trampoline() {
         core::arch::naked_asm!(
-            "mov rdi, r12",
-            "mov rsi, r13",
-            "mov rax, r14",
+            "pop rdi",
+            "pop rsi",
+            "pop rax",
             "xor ebp, ebp",
             "and rsp, -16",
             "call rax",
@@ -216,9 +237,11 @@ mod imp {
         )
     }
 
-    /// Words below the top of a new stack: return slot, trampoline, the
-    /// FP control word, then rbp rbx r12 r13 r14 r15 in push order.
-    const FRAME_WORDS: usize = 9;
+    /// Words below the top of a new stack, in the order of a switched-out
+    /// thread's frame: the FP control word, the resume address (the
+    /// trampoline), then what the trampoline pops (func, arg, start) and
+    /// one word of padding.
+    const FRAME_WORDS: usize = 6;
 
     /// # Safety
     /// `top` must be the 16-byte aligned end of a writable stack with room
@@ -232,15 +255,12 @@ mod imp {
     ) -> *mut c_char {
         let sp = top.cast::<usize>();
         let frame: [usize; FRAME_WORDS] = [
-            0,                                // r15
-            start as usize,                   // r14
-            arg as usize,                     // r13
-            func as usize,                    // r12
-            0,                                // rbx
-            0,                                // rbp
             fp as usize,                      // MXCSR, x87 CW
-            trampoline as *const () as usize, // ret
-            0,                                // fake return address of the trampoline
+            trampoline as *const () as usize, // resume address
+            func as usize,
+            arg as usize,
+            start as usize,
+            0,
         ];
         // SAFETY: the caller guarantees FRAME_WORDS words below `top` are
         // writable.

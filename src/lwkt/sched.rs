@@ -143,9 +143,14 @@ pub(super) unsafe fn switch_to(
         (*ntd).td_flags |= TDF_RUNNING;
         (*gd).gd_curthread = ntd;
         // errno belongs to the thread: nothing between here and the
-        // return into `ntd` touches it.
-        (*td).td_mach.mtd_errno = arch::errno_get();
-        arch::errno_set((*ntd).td_mach.mtd_errno);
+        // return into `ntd` touches it. Written only when the two
+        // differ (rarely: most threads leave it alone).
+        let e = arch::errno_get();
+        (*td).td_mach.mtd_errno = e;
+        let ne = (*ntd).td_mach.mtd_errno;
+        if ne != e {
+            arch::errno_set(ne);
+        }
         if san::active() {
             // A program built with a sanitizer (src/lwkt/san.rs).
             san::switch(td, ntd, leave);
@@ -160,19 +165,32 @@ pub(super) unsafe fn switch_to(
 ///
 /// # Safety
 /// `td` is the current thread of `gd`.
-#[inline]
+#[inline(always)]
 pub(super) unsafe fn check_not_critical(func: &str, gd: *mut globaldata, td: *mut thread) {
     // SAFETY: valid current thread.
     unsafe {
         if (*td).td_pri >= TDPRI_CRIT && td != idle_thread(gd) {
-            fatal!(
-                func,
-                "called inside a critical section by thread {td:p} \"{}\" (td_pri {}, {} level(s))",
-                name(td),
-                (*td).td_pri,
-                (*td).td_pri / TDPRI_CRIT
-            );
+            critical_switch(func, td);
         }
+    }
+}
+
+/// The fatal error of [`check_not_critical`], out of the switch's way.
+///
+/// # Safety
+/// `td` is a valid thread.
+#[cold]
+#[inline(never)]
+unsafe fn critical_switch(func: &str, td: *mut thread) -> ! {
+    // SAFETY: per the contract.
+    unsafe {
+        fatal!(
+            func,
+            "called inside a critical section by thread {td:p} \"{}\" (td_pri {}, {} level(s))",
+            name(td),
+            (*td).td_pri,
+            (*td).td_pri / TDPRI_CRIT
+        );
     }
 }
 

@@ -8,7 +8,7 @@
 //! one cpu for life; registering a new thread on another cpu is forwarded
 //! to that cpu as an IPI.
 
-use core::ffi::{CStr, c_char, c_int, c_void};
+use core::ffi::{c_char, c_int, c_void};
 use core::ptr;
 use core::sync::atomic::{AtomicI32, Ordering};
 
@@ -234,10 +234,14 @@ pub unsafe fn set_comm(td: *mut thread, comm: *const c_char) {
         if comm.is_null() {
             return;
         }
-        let src = CStr::from_ptr(comm).to_bytes();
+        // At most MAXCOMLEN bytes are read: no strlen of a long name.
         let room = dst.len() - 1;
-        for (d, &s) in dst.iter_mut().zip(src.iter().take(room)) {
-            *d = s as c_char;
+        for (i, d) in dst.iter_mut().take(room).enumerate() {
+            let c = *comm.add(i);
+            if c == 0 {
+                break;
+            }
+            *d = c;
         }
     }
 }
