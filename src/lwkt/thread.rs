@@ -8,7 +8,7 @@
 //! one cpu for life; registering a new thread on another cpu is forwarded
 //! to that cpu as an IPI.
 
-use core::ffi::{c_char, c_int, c_void};
+use core::ffi::{CStr, c_char, c_int, c_void};
 use core::ptr;
 use core::sync::atomic::{AtomicI32, Ordering};
 
