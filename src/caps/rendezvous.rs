@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::warn;
 
-pub use super::errno::Errno;
+use super::errno::Errno;
 
 /// The errno of a rendezvous directory or node that is not safe to use
 /// (a link, another user's directory or node, a directory others may
