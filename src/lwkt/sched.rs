@@ -61,7 +61,9 @@ pub(super) unsafe fn dequeue(gd: *mut globaldata, td: *mut thread) {
 /// is runnable. Takes or drops the MP lock as the chosen thread needs.
 ///
 /// # Safety
-/// `gd` must be the current cpu.
+/// `gd`'s lists and run queues are accessed only by the caller: `gd` is
+/// the current cpu, or a private cpu that is never published (a unit
+/// test's).
 #[inline(always)]
 pub(super) unsafe fn pick_next(gd: *mut globaldata) -> *mut thread {
     // SAFETY: run queues of the current cpu.

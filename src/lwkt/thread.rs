@@ -110,7 +110,9 @@ pub(super) unsafe fn init_fields(
 /// count it on the cpu. `mach` carries a stack of ours to keep.
 ///
 /// # Safety
-/// `td` must not be on any list; `gd` must be the current cpu.
+/// `td` must not be on any list; `gd`'s lists are accessed only by the
+/// caller: `gd` is the current cpu, or a private cpu that is never
+/// published (a unit test's).
 pub unsafe fn init_thread(
     td: *mut thread,
     stack: *mut c_char,
