@@ -216,9 +216,9 @@ unsafe extern "C" fn idle_loop(_arg: *mut c_void) {
             }
             if (*gd).gd_runqmask != 0 {
                 // Runnable threads all need the MP lock, held elsewhere.
-                if cpu::mplock_wait_register(gd) {
+                if cpu::MPLOCK.wait_register(gd) {
                     wait_for_work(gd);
-                    cpu::mplock_wait_unregister(gd);
+                    cpu::MPLOCK.wait_unregister(gd);
                 }
                 continue;
             }

@@ -466,9 +466,18 @@ pub unsafe fn create(
     0
 }
 
-/// `lwkt_hold` / `lwkt_rele`: references that keep an exited thread's
-/// structure from being reused. The last release of an exited allocated
-/// thread returns it to the cache.
+/// `lwkt_hold`: a reference that keeps `td`'s structure from being
+/// reused after it exits (until [`rele`]).
+///
+/// # Safety
+/// `td` must be a valid thread.
+pub unsafe fn hold(td: *mut thread) {
+    // SAFETY: per the contract.
+    unsafe { (*td).td_refs += 1 }
+}
+
+/// `lwkt_rele`: drop a reference taken with [`hold`]. The last release of
+/// an exited allocated thread returns it to the cache.
 ///
 /// # Safety
 /// `td` must be a valid thread.
@@ -616,7 +625,7 @@ mod tests {
     }
 
     #[test]
-    fn the_last_rele_of_an_exited_allocated_thread_caches_it() {
+    fn hold_and_the_last_rele_of_an_exited_allocated_thread_caches_it() {
         let mut c = PrivateCpu::new(27);
         let (exited, kept, live) = (c.thread(10, 0), c.thread(10, 0), c.thread(10, 0));
         // SAFETY: threads of the private cpu, which nothing runs.
@@ -626,7 +635,9 @@ mod tests {
             (*kept).td_flags |= TDF_EXITED;
             (*live).td_flags |= TDF_ALLOCATED_THREAD;
             for td in [exited, kept, live] {
-                (*td).td_refs = 2; // lwkt_hold, twice
+                hold(td);
+                hold(td);
+                assert_eq!((*td).td_refs, 2);
                 rele(td);
             }
             assert_eq!((*exited).td_refs, 1);
