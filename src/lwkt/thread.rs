@@ -143,7 +143,8 @@ unsafe fn count_user(td: *mut thread) {
 /// Put an initialised thread on its cpu's thread list and counters.
 ///
 /// # Safety
-/// `gd` is the current cpu and `td_gd` of `td`.
+/// `gd` is `td_gd` of `td`, and its lists are accessed only by the
+/// caller (see [`init_thread`]).
 unsafe fn register(gd: *mut globaldata, td: *mut thread) {
     // SAFETY: per the contract.
     unsafe {
