@@ -1,6 +1,6 @@
 //! One-line diagnostics on standard error, the fatal form that ends the
 //! process the way DragonFly's `KKASSERT` did, and the trace switch:
-//! `LIBCAPS_DEBUG=1` in the environment turns on [`trace!`] lines
+//! `LIBCAPS_DEBUG=1` in the environment turns on [`trace!`](crate::trace) lines
 //! (docs/debugging.md lists what is traced).
 
 use core::sync::atomic::{AtomicU8, Ordering};
@@ -32,7 +32,7 @@ fn debug_init() -> bool {
     on
 }
 
-/// Write a trace line `libcaps[PID]: FUNC: MESSAGE` (see [`trace!`]).
+/// Write a trace line `libcaps[PID]: FUNC: MESSAGE` (see [`trace!`](crate::trace)).
 #[cold]
 pub fn trace(func: &str, args: Arguments<'_>) {
     // SAFETY: getpid has no preconditions.

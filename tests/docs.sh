@@ -5,7 +5,9 @@
 #   - every repository path the docs name (src/..., tests/..., c-tests/...)
 #     exists, and none points outside the repository;
 #   - sentences that described unfinished work and are no longer true do
-#     not come back.
+#     not come back;
+#   - the module graph in docs/conventions.md is the one in the code
+#     (tools/modgraph.sh).
 set -eu
 cd "$(dirname "$0")/.."
 pass=0 fail=0
@@ -40,6 +42,22 @@ outside=$(grep -n '\.\./shared\|/work/' $docs || true)
 # shellcheck disable=SC2086
 stale=$(grep -n 'not implemented yet\|512-byte placeholder\|Until virtual cpus are merged' $docs || true)
 [ -z "$stale" ] && ok "no stale 'not implemented yet' / placeholder sentences" || bad "stale: $stale"
+
+# The table between the modgraph markers of docs/conventions.md against
+# the edges the code has: an edge added or gone shows as a diff.
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+sed -n '/^<!-- modgraph/,/^<!-- \/modgraph -->/p' docs/conventions.md | sed '1d;$d' >"$tmp/doc"
+if ! sh tools/modgraph.sh --table >"$tmp/code"; then
+	bad "tools/modgraph.sh failed"
+elif [ ! -s "$tmp/doc" ]; then
+	bad "docs/conventions.md has no modgraph table"
+elif diff -u "$tmp/doc" "$tmp/code" >"$tmp/diff"; then
+	ok "the module graph of docs/conventions.md is the code's ($(grep -c '^| `' "$tmp/code") modules)"
+else
+	bad "docs/conventions.md's module graph differs from the code's (- doc, + code; refresh with tools/modgraph.sh --table):
+$(sed '1,2d' "$tmp/diff")"
+fi
 
 echo "docs: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -173,7 +173,7 @@ pub extern "C" fn lwkt_setpri_self(pri: c_int) {
 pub unsafe extern "C" fn lwkt_hold(td: thread_t) {
     need("lwkt_hold", td);
     // SAFETY: `td` is a valid thread.
-    unsafe { (*td).td_refs += 1 }
+    unsafe { lt::hold(td) }
 }
 
 /// Drop a reference taken with `lwkt_hold()`.

@@ -33,6 +33,7 @@ impl Errno {
     pub const ENOTCONN: Errno = Errno(libc::ENOTCONN);
     pub const ETIMEDOUT: Errno = Errno(libc::ETIMEDOUT);
     pub const ECONNREFUSED: Errno = Errno(libc::ECONNREFUSED);
+    pub const EPIPE: Errno = Errno(libc::EPIPE);
 
     /// The calling thread's `errno` (`EIO` if the OS gave none).
     pub fn last() -> Errno {
@@ -45,7 +46,7 @@ impl Errno {
 
     /// The symbolic name (`"EINVAL"`), or `"E?"` for one not listed above.
     pub fn name(self) -> &'static str {
-        const NAMES: [(Errno, &str); 24] = [
+        const NAMES: [(Errno, &str); 25] = [
             (Errno::EPERM, "EPERM"),
             (Errno::ENOENT, "ENOENT"),
             (Errno::EINTR, "EINTR"),
@@ -70,6 +71,7 @@ impl Errno {
             (Errno::ENOTCONN, "ENOTCONN"),
             (Errno::ETIMEDOUT, "ETIMEDOUT"),
             (Errno::ECONNREFUSED, "ECONNREFUSED"),
+            (Errno::EPIPE, "EPIPE"),
         ];
         NAMES
             .iter()
@@ -93,6 +95,8 @@ mod tests {
     #[test]
     fn names_and_text() {
         assert_eq!(Errno::EACCES.name(), "EACCES");
+        assert_eq!(Errno::EPIPE, Errno(libc::EPIPE));
+        assert_eq!(Errno::EPIPE.name(), "EPIPE");
         assert_eq!(Errno(9999).name(), "E?");
         assert_eq!(
             Errno::ENOENT.to_string(),

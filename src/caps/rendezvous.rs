@@ -14,7 +14,7 @@
 //! A service never follows a link below `BASE` nor uses a directory
 //! another user controls: each directory is opened with
 //! `openat(O_NOFOLLOW | O_DIRECTORY)` from its verified parent, its owner
-//! and mode are checked with `fstat` (see [`Rule`]), and the node is
+//! and mode are checked with `fstat` (see `Rule`), and the node is
 //! created, renamed and unlinked relative to that descriptor. A directory
 //! or node that fails is refused with [`EUNSAFE`] and one log line naming
 //! the path and its owner.
@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::warn;
 
-pub use super::errno::Errno;
+use super::errno::Errno;
 
 /// The errno of a rendezvous directory or node that is not safe to use
 /// (a link, another user's directory or node, a directory others may

@@ -228,7 +228,7 @@ pub fn mycpu_if_any() -> *mut globaldata {
 /// `gd_reqflags` of `gd` as an atomic (other cpus set bits in it).
 ///
 /// # Safety
-/// `gd` must be an element of `gdary`.
+/// `gd` must be an element of `gdary` (or a unit test's private cpu).
 #[inline(always)]
 pub unsafe fn reqflags<'a>(gd: *mut globaldata) -> &'a AtomicI32 {
     // SAFETY: gdary is static, the field is an aligned int, and every
@@ -240,7 +240,8 @@ pub unsafe fn reqflags<'a>(gd: *mut globaldata) -> &'a AtomicI32 {
 /// Set request `bit` on cpu `gd` and wake it if it sleeps.
 ///
 /// # Safety
-/// `gd` must be a started cpu.
+/// `gd` must be a started cpu (or a unit test's private cpu, set up by
+/// [`gdinit_cpu`]).
 pub unsafe fn notify(gd: *mut globaldata, bit: c_int) {
     // SAFETY: per the contract; the private state of a started cpu is
     // valid forever and its shared fields are synchronised.
@@ -551,149 +552,179 @@ pub unsafe fn gdinit_cpu(gd: *mut globaldata, cpuid: c_int) {
     }
 }
 
-/// Make this cpu the MP lock owner if it is free or already ours.
-///
-/// # Safety
-/// `gd` must be the current cpu.
-#[inline(always)]
-pub unsafe fn acquire_mplock(gd: *mut globaldata) -> bool {
-    // SAFETY: reading the id of the current cpu.
-    let me = unsafe { (*gd).gd_cpuid } as i32;
-    // Acquire: the lock may be ours because another cpu handed it over
-    // (`mplock_handoff`); what that cpu's threads did under it happens
-    // before what ours do now. (A plain load on x86_64.)
-    let cur = mp_lock.load(Ordering::Acquire);
-    if cur == me {
-        return true;
-    }
-    let got = cur == -1
-        && mp_lock
-            .compare_exchange(-1, me, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok();
-    if got {
-        // SAFETY: per the contract.
-        unsafe { mplock_taken(gd) };
-    }
-    got
+/// An MP lock as the scheduler moves it: the owner word (-1 when free,
+/// else the id of the owning cpu), the bits of the cpus waiting for it,
+/// and how the cpu with an id is found to wake it. [`MPLOCK`] is the
+/// process's (the word is C's `mp_lock`); a unit test's private cpus
+/// share one of their own, so that no test moves the process's. Passed by
+/// value into functions inlined into the scheduler, where every field is
+/// a constant: the code is that of plain globals.
+#[derive(Clone, Copy)]
+pub struct MpLock<'a> {
+    pub owner: &'a AtomicI32,
+    pub waiters: &'a AtomicU32,
+    /// The cpu with an id (for the process's lock, `globaldata_find`).
+    pub cpu: fn(c_int) -> *mut globaldata,
 }
 
-/// This cpu just took the MP lock from nobody: tell ThreadSanitizer, and
-/// end the traced wait of one of its threads. Out of line: the
-/// scheduler's pick stays small.
-///
-/// # Safety
-/// `gd` must be a started cpu.
-#[cold]
-#[inline(never)]
-unsafe fn mplock_taken(gd: *mut globaldata) {
-    crate::san::acquire(&mp_lock);
-    if crate::diag::debug_on() {
-        // SAFETY: per the contract; the field is atomic.
-        unsafe {
-            (*cpu_priv(gd))
-                .mp_wait_traced
-                .store(ptr::null_mut(), Ordering::Relaxed)
-        };
-    }
-}
+/// The process's MP lock: [`mp_lock`] and the cpus waiting for it.
+pub static MPLOCK: MpLock<'static> = MpLock {
+    owner: &mp_lock,
+    waiters: &MP_WAITERS,
+    cpu: globaldata_find,
+};
 
-/// Give up the MP lock if this cpu holds it, and wake the cpus waiting
-/// for it.
-///
-/// # Safety
-/// `gd` must be the current cpu.
-#[inline(always)]
-pub unsafe fn release_mplock(gd: *mut globaldata) {
-    // SAFETY: reading the id of the current cpu.
-    let me = unsafe { (*gd).gd_cpuid } as i32;
-    if mp_lock.load(Ordering::Relaxed) == me {
-        crate::san::release_out_of_line(&mp_lock);
-        // SeqCst: pairs with a waiter that registers in MP_WAITERS and
-        // then looks at the lock again.
-        mp_lock.store(-1, Ordering::SeqCst);
-        if MP_WAITERS.load(Ordering::SeqCst) != 0 {
-            wake_mplock_waiters();
+impl MpLock<'_> {
+    /// Make `gd` the owner if the lock is free or already `gd`'s.
+    ///
+    /// # Safety
+    /// `gd` is the current cpu (or a private cpu of this lock in a unit
+    /// test).
+    #[inline(always)]
+    pub unsafe fn acquire(self, gd: *mut globaldata) -> bool {
+        // SAFETY: reading the id of the cpu.
+        let me = unsafe { (*gd).gd_cpuid } as i32;
+        // Acquire: the lock may be ours because another cpu handed it
+        // over (`handoff`); what that cpu's threads did under it happens
+        // before what ours do now. (A plain load on x86_64.)
+        let cur = self.owner.load(Ordering::Acquire);
+        if cur == me {
+            return true;
         }
+        let got = cur == -1
+            && self
+                .owner
+                .compare_exchange(-1, me, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok();
+        if got {
+            // SAFETY: per the contract.
+            unsafe { self.taken(gd) };
+        }
+        got
     }
-}
 
-#[cold]
-fn wake_mplock_waiters() {
-    let mut w = MP_WAITERS.load(Ordering::SeqCst);
-    while w != 0 {
-        let cpu = w.trailing_zeros() as c_int;
-        w &= w - 1;
-        // SAFETY: only started cpus register as waiters.
-        unsafe { notify(globaldata_find(cpu), RQF_WAKE) };
-    }
-}
-
-/// The idle thread of `gd` found runnable threads that all need the MP
-/// lock, which another cpu holds: register for a wakeup on release.
-/// Returns false when the lock became free meanwhile (retry at once).
-///
-/// # Safety
-/// `gd` must be the current cpu.
-pub unsafe fn mplock_wait_register(gd: *mut globaldata) -> bool {
-    // SAFETY: reading the id of the current cpu.
-    let bit = 1u32 << unsafe { (*gd).gd_cpuid };
-    MP_WAITERS.fetch_or(bit, Ordering::SeqCst);
-    if mp_lock.load(Ordering::SeqCst) == -1 {
-        MP_WAITERS.fetch_and(!bit, Ordering::SeqCst);
-        return false;
-    }
-    true
-}
-
-/// Is some cpu waiting for the MP lock? One relaxed load: the whole cost
-/// of `lwkt_yield`'s hand-over check when nobody waits.
-#[inline(always)]
-pub fn mplock_wanted() -> bool {
-    MP_WAITERS.load(Ordering::Relaxed) != 0
-}
-
-/// `lwkt_yield` while another cpu waits for the MP lock: if this cpu holds
-/// it, give it directly to the next waiting cpu (after this one, round
-/// robin) and wake that cpu. The yielding thread stays runnable and waits
-/// for the lock like any thread that needs it. (Releasing it would not
-/// do: this cpu's scheduler would take it back before the waiter woke.)
-///
-/// # Safety
-/// `gd` must be the current cpu.
-#[cold]
-pub unsafe fn mplock_handoff(gd: *mut globaldata) {
-    // SAFETY: reading the id of the current cpu.
-    let me = unsafe { (*gd).gd_cpuid };
-    let waiters = MP_WAITERS.load(Ordering::SeqCst) & !(1u32 << me);
-    if waiters == 0 {
-        return;
-    }
-    let after = waiters & !(2u32 << me).wrapping_sub(1);
-    let to = if after != 0 { after } else { waiters }.trailing_zeros() as c_int;
-    if mp_lock
-        .compare_exchange(me as i32, to, Ordering::SeqCst, Ordering::Relaxed)
-        .is_ok()
-    {
-        let gto = globaldata_find(to);
+    /// `gd` just took the lock from nobody: tell ThreadSanitizer, and end
+    /// the traced wait of one of its threads. Out of line: the
+    /// scheduler's pick stays small.
+    ///
+    /// # Safety
+    /// `gd` must be a cpu set up by [`gdinit_cpu`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn taken(self, gd: *mut globaldata) {
+        crate::san::acquire(self.owner);
         if crate::diag::debug_on() {
-            // SAFETY: a started cpu; the field is atomic.
+            // SAFETY: per the contract; the field is atomic.
             unsafe {
-                (*cpu_priv(gto))
+                (*cpu_priv(gd))
                     .mp_wait_traced
                     .store(ptr::null_mut(), Ordering::Relaxed)
             };
         }
-        // SAFETY: only started cpus register as waiters.
-        unsafe { notify(gto, RQF_WAKE) };
     }
-}
 
-/// Undo [`mplock_wait_register`].
-///
-/// # Safety
-/// `gd` must be the current cpu.
-pub unsafe fn mplock_wait_unregister(gd: *mut globaldata) {
-    // SAFETY: reading the id of the current cpu.
-    let bit = 1u32 << unsafe { (*gd).gd_cpuid };
-    MP_WAITERS.fetch_and(!bit, Ordering::SeqCst);
+    /// Give up the lock if `gd` holds it, and wake the cpus waiting for
+    /// it.
+    ///
+    /// # Safety
+    /// As for [`MpLock::acquire`].
+    #[inline(always)]
+    pub unsafe fn release(self, gd: *mut globaldata) {
+        // SAFETY: reading the id of the cpu.
+        let me = unsafe { (*gd).gd_cpuid } as i32;
+        if self.owner.load(Ordering::Relaxed) == me {
+            crate::san::release_out_of_line(self.owner);
+            // SeqCst: pairs with a waiter that registers and then looks
+            // at the lock again.
+            self.owner.store(-1, Ordering::SeqCst);
+            if self.waiters.load(Ordering::SeqCst) != 0 {
+                self.wake_waiters();
+            }
+        }
+    }
+
+    #[cold]
+    fn wake_waiters(self) {
+        let mut w = self.waiters.load(Ordering::SeqCst);
+        while w != 0 {
+            let cpu = w.trailing_zeros() as c_int;
+            w &= w - 1;
+            // SAFETY: only started cpus (or a test's private cpus of this
+            // lock) register as waiters.
+            unsafe { notify((self.cpu)(cpu), RQF_WAKE) };
+        }
+    }
+
+    /// The idle thread of `gd` found runnable threads that all need the
+    /// lock, which another cpu holds: register for a wakeup on release.
+    /// Returns false when the lock became free meanwhile (retry at once).
+    ///
+    /// # Safety
+    /// As for [`MpLock::acquire`].
+    pub unsafe fn wait_register(self, gd: *mut globaldata) -> bool {
+        // SAFETY: reading the id of the cpu.
+        let bit = 1u32 << unsafe { (*gd).gd_cpuid };
+        self.waiters.fetch_or(bit, Ordering::SeqCst);
+        if self.owner.load(Ordering::SeqCst) == -1 {
+            self.waiters.fetch_and(!bit, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// Undo [`MpLock::wait_register`].
+    ///
+    /// # Safety
+    /// As for [`MpLock::acquire`].
+    pub unsafe fn wait_unregister(self, gd: *mut globaldata) {
+        // SAFETY: reading the id of the cpu.
+        let bit = 1u32 << unsafe { (*gd).gd_cpuid };
+        self.waiters.fetch_and(!bit, Ordering::SeqCst);
+    }
+
+    /// Is some cpu waiting for the lock? One relaxed load: the whole cost
+    /// of `lwkt_yield`'s hand-over check when nobody waits.
+    #[inline(always)]
+    pub fn wanted(self) -> bool {
+        self.waiters.load(Ordering::Relaxed) != 0
+    }
+
+    /// `lwkt_yield` while another cpu waits for the lock: if `gd` holds
+    /// it, give it directly to the next waiting cpu (after `gd`, round
+    /// robin) and wake that cpu. The yielding thread stays runnable and
+    /// waits for the lock like any thread that needs it. (Releasing it
+    /// would not do: this cpu's scheduler would take it back before the
+    /// waiter woke.)
+    ///
+    /// # Safety
+    /// As for [`MpLock::acquire`].
+    #[cold]
+    pub unsafe fn handoff(self, gd: *mut globaldata) {
+        // SAFETY: reading the id of the cpu.
+        let me = unsafe { (*gd).gd_cpuid };
+        let waiters = self.waiters.load(Ordering::SeqCst) & !(1u32 << me);
+        if waiters == 0 {
+            return;
+        }
+        let after = waiters & !(2u32 << me).wrapping_sub(1);
+        let to = if after != 0 { after } else { waiters }.trailing_zeros() as c_int;
+        if self
+            .owner
+            .compare_exchange(me as i32, to, Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok()
+        {
+            let gto = (self.cpu)(to);
+            if crate::diag::debug_on() {
+                // SAFETY: a started cpu; the field is atomic.
+                unsafe {
+                    (*cpu_priv(gto))
+                        .mp_wait_traced
+                        .store(ptr::null_mut(), Ordering::Relaxed)
+                };
+            }
+            // SAFETY: only started cpus (or a test's private cpus of this
+            // lock) register as waiters.
+            unsafe { notify(gto, RQF_WAKE) };
+        }
+    }
 }

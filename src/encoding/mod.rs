@@ -35,7 +35,7 @@ pub unsafe fn encode(out: &mut [u8], data: *const u8, cs: &caps_struct) -> (usiz
 /// Encode into a new vector (tests, benchmarks).
 ///
 /// # Safety
-/// As for [`encode`].
+/// As for [`encode()`].
 pub unsafe fn encode_to_vec(data: *const u8, cs: &caps_struct) -> Vec<u8> {
     let mut v = vec![0u8; 256];
     loop {

@@ -21,7 +21,7 @@
 //! the assembly.
 //!
 //! A new thread's stack is prepared by [`init_stack`] so that the first
-//! switch into it "returns" into [`thread_trampoline`], which calls
+//! switch into it "returns" into the architecture's `trampoline`, which calls
 //! `start(func, arg)`; `start` never returns.
 
 use core::ffi::{c_char, c_int, c_void};
@@ -44,7 +44,7 @@ static FP_START: AtomicU64 = AtomicU64::new(imp::FP_DEFAULT);
 /// per-cpu pointer to follow).
 static ERRNO_OFF: AtomicUsize = AtomicUsize::new(0);
 
-/// Record [`ERRNO_OFF`] (when the thread package starts; idempotent).
+/// Record `ERRNO_OFF` (when the thread package starts; idempotent).
 pub fn errno_init() {
     // SAFETY: __errno_location has no preconditions.
     let e = unsafe { libc::__errno_location() } as usize;

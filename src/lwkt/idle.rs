@@ -29,7 +29,9 @@ use crate::fatal;
 /// `gd_num_threads`) as the current thread.
 ///
 /// # Safety
-/// `gd` must be a cpu being set up by its own kernel thread.
+/// `gd` is a cpu being set up (by `cpu::gdinit_cpu`) whose lists and run
+/// queues are accessed only by the caller: its own kernel thread, or a
+/// unit test that sets up a private cpu and never publishes it.
 pub unsafe fn gdinit(gd: *mut globaldata) {
     // SAFETY: `gd` is valid and not yet in use.
     unsafe {
@@ -214,9 +216,9 @@ unsafe extern "C" fn idle_loop(_arg: *mut c_void) {
             }
             if (*gd).gd_runqmask != 0 {
                 // Runnable threads all need the MP lock, held elsewhere.
-                if cpu::mplock_wait_register(gd) {
+                if cpu::MPLOCK.wait_register(gd) {
                     wait_for_work(gd);
-                    cpu::mplock_wait_unregister(gd);
+                    cpu::MPLOCK.wait_unregister(gd);
                 }
                 continue;
             }

@@ -24,7 +24,7 @@ pub fn get_mplock() {
     unsafe {
         let td = (*gd).gd_curthread;
         (*td).td_mpcount += 1;
-        if cpu::acquire_mplock(gd) {
+        if cpu::MPLOCK.acquire(gd) {
             return;
         }
         wait_for_mplock(gd, td);
@@ -47,7 +47,7 @@ pub unsafe fn wait_for_mplock(gd: *mut globaldata, td: *mut thread) {
         }
         let queued = (*td).td_flags & TDF_RUNQ != 0;
         enqueue(gd, td);
-        while !cpu::acquire_mplock(gd) {
+        while !cpu::MPLOCK.acquire(gd) {
             do_switch(gd, td);
         }
         if !queued {
@@ -93,7 +93,7 @@ pub fn rel_mplock() {
         }
         (*td).td_mpcount -= 1;
         if (*td).td_mpcount == 0 {
-            cpu::release_mplock(gd);
+            cpu::MPLOCK.release(gd);
         }
     }
 }
@@ -103,7 +103,7 @@ pub fn try_mplock() -> c_int {
     let gd = mycpu();
     // SAFETY: `gd` is this cpu's set-up globaldata.
     unsafe {
-        if cpu::acquire_mplock(gd) {
+        if cpu::MPLOCK.acquire(gd) {
             (*(*gd).gd_curthread).td_mpcount += 1;
             1
         } else {
@@ -115,7 +115,7 @@ pub fn try_mplock() -> c_int {
 /// `cpu_try_mplock()`: take the lock word for this cpu, no hold counted.
 pub fn cpu_try_mplock() -> c_int {
     // SAFETY: `mycpu()` is the current cpu.
-    c_int::from(unsafe { cpu::acquire_mplock(mycpu()) })
+    c_int::from(unsafe { cpu::MPLOCK.acquire(mycpu()) })
 }
 
 /// `cpu_get_initial_mplock()`: take the lock word for this cpu (no hold
@@ -123,7 +123,7 @@ pub fn cpu_try_mplock() -> c_int {
 pub fn cpu_get_initial_mplock() {
     let gd = mycpu();
     // SAFETY: `gd` is the current cpu.
-    while !unsafe { cpu::acquire_mplock(gd) } {
+    while !unsafe { cpu::MPLOCK.acquire(gd) } {
         // SAFETY: no preconditions.
         unsafe { libc::sched_yield() };
     }

@@ -6,7 +6,7 @@
 //!
 //! A fault is an overflow when it lies in the guard region below the
 //! stack, or when the interrupted code's stack pointer is below the stack
-//! (by at most [`MAX_FRAME`]) and the fault lies between just under that
+//! (by at most `MAX_FRAME`) and the fault lies between just under that
 //! stack pointer and the stack: a frame larger than the guard (a big
 //! local array, compiled without stack-clash probing) moved the stack
 //! pointer past stack and guard in one go, and its first store or call

@@ -61,27 +61,41 @@ pub(super) unsafe fn dequeue(gd: *mut globaldata, td: *mut thread) {
 /// is runnable. Takes or drops the MP lock as the chosen thread needs.
 ///
 /// # Safety
-/// `gd` must be the current cpu.
+/// `gd`'s lists and run queues are accessed only by the caller: `gd` is
+/// the current cpu.
 #[inline(always)]
 pub(super) unsafe fn pick_next(gd: *mut globaldata) -> *mut thread {
-    // SAFETY: run queues of the current cpu.
+    // SAFETY: per the contract.
+    unsafe { pick_next_on(gd, cpu::MPLOCK) }
+}
+
+/// [`pick_next`] with the MP lock `mp`: the process's, or a unit test's
+/// own for its private cpus.
+///
+/// # Safety
+/// `gd`'s lists and run queues are accessed only by the caller: `gd` is
+/// the current cpu, or a private cpu of `mp` that is never published (a
+/// unit test's).
+#[inline(always)]
+unsafe fn pick_next_on(gd: *mut globaldata, mp: cpu::MpLock<'_>) -> *mut thread {
+    // SAFETY: per the contract.
     unsafe {
         let mask = (*gd).gd_runqmask;
         if mask == 0 {
-            cpu::release_mplock(gd);
+            mp.release(gd);
             return idle_thread(gd);
         }
         let pri = 31 - mask.leading_zeros() as usize;
         let q = &raw mut (*gd).gd_tdrunq[pri];
         let ntd = tdqueue::first(q);
         if (*ntd).td_mpcount > 0 {
-            if !cpu::acquire_mplock(gd) {
+            if !mp.acquire(gd) {
                 // Another cpu holds the MP lock: look for a thread that
                 // does not need it.
                 return pick_without_mplock(gd, ntd);
             }
         } else {
-            cpu::release_mplock(gd);
+            mp.release(gd);
         }
         if !tdqueue::next(ntd, Link::Threadq).is_null() {
             tdqueue::remove(q, ntd, Link::Threadq);
@@ -96,7 +110,7 @@ pub(super) unsafe fn pick_next(gd: *mut globaldata) -> *mut thread {
 /// first in line, needs the lock and waits for it (traced).
 ///
 /// # Safety
-/// `gd` is the current cpu, which does not hold the MP lock.
+/// As for [`pick_next_on`]; `gd` does not hold the MP lock.
 #[cold]
 unsafe fn pick_without_mplock(gd: *mut globaldata, waiting: *mut thread) -> *mut thread {
     // SAFETY: run queues of the current cpu.
@@ -357,8 +371,8 @@ pub fn yield_self() {
         // Another cpu waits for the MP lock: hand it over (one load when
         // nobody waits), so that a thread that waits by yielding with the
         // lock held cannot starve that cpu.
-        if cpu::mplock_wanted() {
-            cpu::mplock_handoff(gd);
+        if cpu::MPLOCK.wanted() {
+            cpu::MPLOCK.handoff(gd);
         }
         dequeue(gd, td);
         enqueue(gd, td);
@@ -450,36 +464,16 @@ pub fn switch_if_higher() {
 #[cfg(test)]
 mod tests {
     use core::sync::atomic::Ordering;
-    use std::sync::Mutex;
 
     use super::*;
+    use crate::cpu::RQF_WAKE;
     use crate::lwkt::testcpu::PrivateCpu;
 
-    /// The MP lock word is process-wide: tests that move it run one at a
-    /// time (no other unit test touches it), each finding it free and
-    /// leaving it free even when it fails.
-    static MP_LOCK_TESTS: Mutex<()> = Mutex::new(());
-
-    struct MpLockTest {
-        _serial: std::sync::MutexGuard<'static, ()>,
-    }
-
-    impl Drop for MpLockTest {
-        fn drop(&mut self) {
-            cpu::mp_lock.store(-1, Ordering::SeqCst);
-        }
-    }
-
-    fn mp_lock_tests() -> MpLockTest {
-        let g = MP_LOCK_TESTS.lock().unwrap_or_else(|e| e.into_inner());
-        cpu::mp_lock.store(-1, Ordering::SeqCst);
-        MpLockTest { _serial: g }
-    }
-
-    /// `pick_next` on `c`, which stands for the current cpu.
+    /// `pick_next` on `c`, which stands for the current cpu, with its
+    /// private MP lock.
     fn pick(c: &PrivateCpu) -> *mut thread {
         // SAFETY: the private cpu's run queues, changed by this test only.
-        unsafe { pick_next(c.gd) }
+        unsafe { pick_next_on(c.gd, c.mplock()) }
     }
 
     fn runq(c: &PrivateCpu) -> u32 {
@@ -489,7 +483,6 @@ mod tests {
 
     #[test]
     fn the_highest_priority_runs_first() {
-        let _g = mp_lock_tests();
         let mut c = PrivateCpu::new(20);
         let (lo, hi, mid) = (c.thread(5, 0), c.thread(20, 0), c.thread(10, 0));
         assert_eq!(pick(&c), c.idle(), "nothing runnable: the idle thread");
@@ -516,7 +509,6 @@ mod tests {
 
     #[test]
     fn one_priority_runs_round_robin() {
-        let _g = mp_lock_tests();
         let mut c = PrivateCpu::new(21);
         let t: Vec<_> = (0..3).map(|_| c.thread(12, 0)).collect();
         // SAFETY: threads of the private cpu.
@@ -543,7 +535,6 @@ mod tests {
 
     #[test]
     fn setpri_moves_a_queued_thread_and_keeps_the_critical_count() {
-        let _g = mp_lock_tests();
         let mut c = PrivateCpu::new(22);
         let (a, b) = (c.thread(8, 0), c.thread(9, 0));
         // SAFETY: threads of the private cpu.
@@ -566,7 +557,6 @@ mod tests {
 
     #[test]
     fn schedule_local_queues_a_thread_once_and_never_the_idle_thread() {
-        let _g = mp_lock_tests();
         let mut c = PrivateCpu::new(23);
         let td = c.thread(7, 0);
         // SAFETY: threads of the private cpu.
@@ -584,18 +574,13 @@ mod tests {
 
     #[test]
     fn the_mp_lock_follows_the_thread_picked() {
-        let _g = mp_lock_tests();
         let mut c = PrivateCpu::new(24);
         let me = 24;
         let (holder, free) = (c.thread(10, 1), c.thread(10, 0));
         // SAFETY: threads of the private cpu.
         unsafe { enqueue(c.gd, holder) };
         assert_eq!(pick(&c), holder);
-        assert_eq!(
-            cpu::mp_lock.load(Ordering::SeqCst),
-            me,
-            "taken for a holder"
-        );
+        assert_eq!(c.mp.owner.load(Ordering::SeqCst), me, "taken for a holder");
         // SAFETY: as above.
         unsafe {
             dequeue(c.gd, holder);
@@ -603,7 +588,7 @@ mod tests {
         }
         assert_eq!(pick(&c), free);
         assert_eq!(
-            cpu::mp_lock.load(Ordering::SeqCst),
+            c.mp.owner.load(Ordering::SeqCst),
             -1,
             "dropped for a thread without holds"
         );
@@ -611,22 +596,21 @@ mod tests {
         unsafe { enqueue(c.gd, holder) };
         assert_eq!(pick(&c), free);
         assert_eq!(pick(&c), holder);
-        assert_eq!(cpu::mp_lock.load(Ordering::SeqCst), me);
+        assert_eq!(c.mp.owner.load(Ordering::SeqCst), me);
         // SAFETY: as above.
         unsafe {
             dequeue(c.gd, holder);
             dequeue(c.gd, free);
         }
         assert_eq!(pick(&c), c.idle());
-        assert_eq!(cpu::mp_lock.load(Ordering::SeqCst), -1, "dropped when idle");
+        assert_eq!(c.mp.owner.load(Ordering::SeqCst), -1, "dropped when idle");
     }
 
     #[test]
     fn without_the_mp_lock_a_cpu_runs_what_does_not_need_it() {
-        let _g = mp_lock_tests();
         let mut c = PrivateCpu::new(25);
         let other = 26;
-        cpu::mp_lock.store(other, Ordering::SeqCst);
+        c.mp.owner.store(other, Ordering::SeqCst);
         let (holder, free_lo, free_hi) = (c.thread(20, 1), c.thread(3, 0), c.thread(3, 0));
         // SAFETY: threads of the private cpu.
         unsafe {
@@ -639,9 +623,80 @@ mod tests {
         // threads without holds take turns below it.
         let order: Vec<_> = (0..3).map(|_| pick(&c)).collect();
         assert_eq!(order, [free_lo, free_hi, free_lo]);
-        assert_eq!(cpu::mp_lock.load(Ordering::SeqCst), other, "never taken");
+        assert_eq!(c.mp.owner.load(Ordering::SeqCst), other, "never taken");
         // Handed over to this cpu: the holder runs at once.
-        cpu::mp_lock.store(25, Ordering::SeqCst);
+        c.mp.owner.store(25, Ordering::SeqCst);
         assert_eq!(pick(&c), holder);
+    }
+
+    /// Did someone ask `c` to look for work (and clear the request)?
+    fn woken(c: &PrivateCpu) -> bool {
+        // SAFETY: a private cpu's request word.
+        unsafe { cpu::reqflags(c.gd).swap(0, Ordering::SeqCst) & RQF_WAKE != 0 }
+    }
+
+    #[test]
+    fn the_mp_lock_is_handed_to_the_next_waiting_cpu_round_robin() {
+        let a = PrivateCpu::new(2);
+        let (b, c) = (PrivateCpu::beside(&a, 1), PrivateCpu::beside(&a, 4));
+        let mp = a.mplock();
+        let owner = || a.mp.owner.load(Ordering::SeqCst);
+        // SAFETY: private cpus of one private lock, each standing in turn
+        // for the current cpu.
+        unsafe {
+            assert!(mp.acquire(a.gd));
+            // Nobody waits: the holder keeps it.
+            assert!(!mp.wanted());
+            mp.handoff(a.gd);
+            assert_eq!(owner(), 2);
+            assert!(mp.wait_register(b.gd));
+            assert!(mp.wait_register(c.gd));
+            assert!(mp.wanted());
+            // The first waiter after the holder, not the lowest.
+            mp.handoff(a.gd);
+            assert_eq!(owner(), 4);
+            assert!(woken(&c));
+            assert!(!woken(&b) && !woken(&a));
+            assert!(mp.acquire(c.gd), "handed over: already c's");
+            mp.wait_unregister(c.gd);
+            // Only the holder hands over.
+            mp.handoff(a.gd);
+            assert_eq!(owner(), 4);
+            assert!(!woken(&b));
+            // No waiter after c: round the ring to b.
+            mp.handoff(c.gd);
+            assert_eq!(owner(), 1);
+            assert!(woken(&b));
+            assert!(!woken(&c));
+            mp.wait_unregister(b.gd);
+            // A release wakes the waiters.
+            assert!(mp.wait_register(a.gd));
+            mp.release(b.gd);
+            assert_eq!(owner(), -1);
+            assert!(woken(&a));
+            mp.wait_unregister(a.gd);
+            // Free: a cpu about to wait retries at once instead.
+            assert!(!mp.wait_register(c.gd));
+            assert!(!mp.wanted());
+        }
+    }
+
+    #[test]
+    fn a_cpu_going_idle_wakes_the_cpus_waiting_for_its_mp_lock() {
+        let mut a = PrivateCpu::new(6);
+        let b = PrivateCpu::beside(&a, 7);
+        let holder = a.thread(10, 1);
+        // SAFETY: private cpus of one private lock.
+        unsafe {
+            enqueue(a.gd, holder);
+            assert_eq!(pick(&a), holder);
+            assert!(b.mplock().wait_register(b.gd));
+            dequeue(a.gd, holder);
+        }
+        assert!(!woken(&b));
+        assert_eq!(pick(&a), a.idle());
+        assert_eq!(a.mp.owner.load(Ordering::SeqCst), -1);
+        assert!(woken(&b));
+        assert!(!woken(&a));
     }
 }

@@ -9,7 +9,7 @@
 //!
 //! Where the kernel has `MADV_GUARD_INSTALL` (Linux 6.13 and later) stacks
 //! are slots of large shared mappings with guard pages inside them
-//! ([`arena`]): a stack costs no mapping of its own, and a million of them
+//! (`arena`): a stack costs no mapping of its own, and a million of them
 //! fit under the default `vm.max_map_count`. Elsewhere each stack is a
 //! mapping of its own whose bottom is made `PROT_NONE`, two mappings per
 //! stack. Which one is decided once ([`layout`]) and traced when the

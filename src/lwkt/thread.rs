@@ -110,7 +110,9 @@ pub(super) unsafe fn init_fields(
 /// count it on the cpu. `mach` carries a stack of ours to keep.
 ///
 /// # Safety
-/// `td` must not be on any list; `gd` must be the current cpu.
+/// `td` must not be on any list; `gd`'s lists are accessed only by the
+/// caller: `gd` is the current cpu, or a private cpu that is never
+/// published (a unit test's).
 pub unsafe fn init_thread(
     td: *mut thread,
     stack: *mut c_char,
@@ -141,7 +143,8 @@ unsafe fn count_user(td: *mut thread) {
 /// Put an initialised thread on its cpu's thread list and counters.
 ///
 /// # Safety
-/// `gd` is the current cpu and `td_gd` of `td`.
+/// `gd` is `td_gd` of `td`, and its lists are accessed only by the
+/// caller (see [`init_thread`]).
 unsafe fn register(gd: *mut globaldata, td: *mut thread) {
     // SAFETY: per the contract.
     unsafe {
@@ -468,9 +471,18 @@ pub unsafe fn create(
     0
 }
 
-/// `lwkt_hold` / `lwkt_rele`: references that keep an exited thread's
-/// structure from being reused. The last release of an exited allocated
-/// thread returns it to the cache.
+/// `lwkt_hold`: a reference that keeps `td`'s structure from being
+/// reused after it exits (until [`rele`]).
+///
+/// # Safety
+/// `td` must be a valid thread.
+pub unsafe fn hold(td: *mut thread) {
+    // SAFETY: per the contract.
+    unsafe { (*td).td_refs += 1 }
+}
+
+/// `lwkt_rele`: drop a reference taken with [`hold`]. The last release of
+/// an exited allocated thread returns it to the cache.
 ///
 /// # Safety
 /// `td` must be a valid thread.
@@ -618,7 +630,7 @@ mod tests {
     }
 
     #[test]
-    fn the_last_rele_of_an_exited_allocated_thread_caches_it() {
+    fn hold_and_the_last_rele_of_an_exited_allocated_thread_caches_it() {
         let mut c = PrivateCpu::new(27);
         let (exited, kept, live) = (c.thread(10, 0), c.thread(10, 0), c.thread(10, 0));
         // SAFETY: threads of the private cpu, which nothing runs.
@@ -628,7 +640,9 @@ mod tests {
             (*kept).td_flags |= TDF_EXITED;
             (*live).td_flags |= TDF_ALLOCATED_THREAD;
             for td in [exited, kept, live] {
-                (*td).td_refs = 2; // lwkt_hold, twice
+                hold(td);
+                hold(td);
+                assert_eq!((*td).td_refs, 2);
                 rele(td);
             }
             assert_eq!((*exited).td_refs, 1);

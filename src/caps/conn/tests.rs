@@ -229,7 +229,7 @@ fn writes_to_a_dead_peer_fail() {
         c.tx.push_frame(&Header::new(FrameKind::Reply, 2, 0), &[]);
         c.tx.flush()
     });
-    assert_eq!(r, Err(Errno(libc::EPIPE)));
+    assert_eq!(r, Err(Errno::EPIPE));
 }
 
 #[test]

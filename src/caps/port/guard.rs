@@ -40,7 +40,10 @@ pub(super) unsafe fn hello_timer(svc: *mut CapsPort) -> Option<Timer> {
 /// for all of them, and re-arm for the next one due.
 ///
 /// # Safety
-/// `svc` must be a live service port.
+/// `svc` must be a live service port. Fetches `&mut` through
+/// `service_of`/`connection_of`: no reference to the state of `svc` or of
+/// its connections may be live across the call (see `service_of` in
+/// `port/mod.rs`).
 pub(super) unsafe fn hello_sweep(svc: *mut CapsPort) {
     // SAFETY: `svc` is live; listed remotes are live (shutdown unlists
     // them before they can be freed). Each reference to a port's state
@@ -105,7 +108,10 @@ pub(super) unsafe fn listed(svc: *mut CapsPort, r: *mut CapsPort) -> bool {
 /// replies queued) and its service's budget?
 ///
 /// # Safety
-/// `r` must be live.
+/// `r` must be live. Fetches `&mut` through
+/// `service_of`/`connection_of`: no reference to the state of `r`, of its
+/// service or of its connections may be live across the call (see
+/// `service_of` in `port/mod.rs`).
 pub(super) unsafe fn may_read(r: *mut CapsPort) -> bool {
     // SAFETY: `r` is live; its service, if any, too (another object).
     unsafe {
@@ -122,7 +128,10 @@ pub(super) unsafe fn may_read(r: *mut CapsPort) -> bool {
 /// be read again.
 ///
 /// # Safety
-/// `r` must be live.
+/// `r` must be live. Fetches `&mut` through
+/// `service_of`/`connection_of`: no reference to the state of `r`, of its
+/// service or of its connections may be live across the call (see
+/// `service_of` in `port/mod.rs`).
 pub(super) unsafe fn account(r: *mut CapsPort) {
     // SAFETY: `r` and its service are live (two objects); the
     // references end before paused connections are read.
@@ -141,7 +150,10 @@ pub(super) unsafe fn account(r: *mut CapsPort) {
 /// Read again the paused connections of `svc` that may be read.
 ///
 /// # Safety
-/// `svc` must be a live service port.
+/// `svc` must be a live service port. Fetches `&mut` through
+/// `service_of`/`connection_of`: no reference to the state of `svc` or of
+/// its connections may be live across the call (see `service_of` in
+/// `port/mod.rs`).
 pub(super) unsafe fn resume_paused(svc: *mut CapsPort) {
     // SAFETY: `svc` is live; listed remotes are live. Each reference to
     // a port's state lasts one step: reading reaches the service.
@@ -174,7 +186,10 @@ pub(super) unsafe fn resume_paused(svc: *mut CapsPort) {
 /// logged), and its calls fail with `ENOTCONN`.
 ///
 /// # Safety
-/// `p` must be live.
+/// `p` must be live. Fetches `&mut` through
+/// `service_of`/`connection_of`: no reference to the state of `p`, of its
+/// service or of its connections may be live across the call (see
+/// `service_of` in `port/mod.rs`).
 pub(super) unsafe fn inherited(p: *mut CapsPort, func: Option<&str>) -> bool {
     // SAFETY: `p` is live per the contract.
     unsafe {
@@ -199,7 +214,10 @@ pub(super) unsafe fn inherited(p: *mut CapsPort, func: Option<&str>) -> bool {
 /// copies of the descriptors); a service's connections too.
 ///
 /// # Safety
-/// `p` must be live.
+/// `p` must be live. Fetches `&mut` through
+/// `service_of`/`connection_of`: no reference to the state of `p`, of its
+/// service or of its connections may be live across the call (see
+/// `service_of` in `port/mod.rs`).
 pub(super) unsafe fn disown(p: *mut CapsPort) {
     // SAFETY: `p` and the connections listed on a service are live.
     unsafe {

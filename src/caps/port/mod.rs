@@ -365,7 +365,10 @@ pub fn client(name: &[u8], uid: u32, td: *mut thread) -> Result<*mut CapsPort, E
 /// Socket readiness for port `p`.
 ///
 /// # Safety
-/// `p` must be live.
+/// `p` must be live. The handlers fetch `&mut` through
+/// `service_of` and `connection_of`: no reference to the state of `p`, of
+/// its service or of its connections may be live across the call (see
+/// [`service_of`]).
 unsafe fn on_event(p: *mut CapsPort, bits: u32) {
     // SAFETY: `p` is live per the contract.
     let ty = unsafe { (*p).c.type_ };

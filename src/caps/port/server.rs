@@ -358,7 +358,6 @@ pub(super) unsafe extern "C" fn remote_waitport(
 }
 
 /// The server replies: send the message back, free it.
-/// The server replies: send the message back, free it.
 ///
 /// # Safety
 /// Called only through the vectors of a CAPS port (a connection): `port` is
