@@ -133,6 +133,11 @@ impl Budget {
         }
     }
 
+    /// Bytes buffered now for all connections.
+    pub(in crate::caps) fn total(&self) -> usize {
+        self.total
+    }
+
     /// May a connection of `uid` be read from now?
     pub(in crate::caps) fn allows(&self, uid: u32) -> bool {
         self.total < BUDGET_TOTAL
