@@ -20,6 +20,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod session;
+
+pub use session::{AskError, Session, strerror};
+
 use super::cred::Cred;
 use super::wire::{HELLO_LEN, Hello, HelloKind, MAX_MSGSIZE, VERSION, VERSION_SYS};
 use crate::abi::{CAPF_GROUP, CAPF_USER, CAPF_WORLD};

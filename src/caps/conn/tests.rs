@@ -330,7 +330,10 @@ fn ping_and_stat_are_answered_by_the_layer_and_never_returned() {
     assert_eq!((h1.id, h2.id), (1, 2), "the face gets the requests only");
     assert_eq!(c.next_frame(&mut svc), Ok(None));
     let (p, body) = read_frame(&cl);
-    assert_eq!((p.kind, p.id, p.error, body.len()), (FrameKind::Ping, 5, 0, 0));
+    assert_eq!(
+        (p.kind, p.id, p.error, body.len()),
+        (FrameKind::Ping, 5, 0, 0)
+    );
     let (s, body) = read_frame(&cl);
     assert_eq!((s.kind, s.id, s.error), (FrameKind::Stat, 6, 0));
     let st = crate::caps::wire::Counters::decode(&body).unwrap();

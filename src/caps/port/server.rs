@@ -445,7 +445,8 @@ unsafe fn send_reply(r: *mut CapsPort, msg: *mut lwkt_msg, id: u64, max: usize) 
         let body = std::slice::from_raw_parts(msg.cast::<u8>().add(MSG_HDR), body_len);
         let (svc, queued) = {
             let c = connection_of(r);
-            c.link.send(service_of(c.service).map(|s| &mut s.core), &h, body);
+            c.link
+                .send(service_of(c.service).map(|s| &mut s.core), &h, body);
             (c.service, c.link.tx.queued())
         };
         let more_at_hand =

@@ -407,7 +407,8 @@ impl Service {
         self.generation = generation;
         let mut dead = Vec::new();
         for (k, c) in self.conns.iter_mut().filter(|(_, c)| c.link.hello_done()) {
-            c.link.send(Some(&mut self.core), &gen_frame(generation), &[]);
+            c.link
+                .send(Some(&mut self.core), &gen_frame(generation), &[]);
             if c.link.tx.flush().is_err() {
                 dead.push(*k);
             }
