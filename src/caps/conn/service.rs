@@ -38,8 +38,9 @@ pub(in crate::caps) struct Service {
     gate: Gate,
     /// Bytes buffered for the connections.
     budget: Budget,
-    /// What `capsctl stat` is told (`conn::stats`).
-    pub(super) stats: Stats,
+    /// What `capsctl stat` is told (`conn::stats`); boxed, so that a v1
+    /// port's state stays small.
+    pub(super) stats: Box<Stats>,
 }
 
 /// The service side of one client connection.
@@ -89,7 +90,7 @@ impl Service {
             max_body,
             gate: Gate::new(owner),
             budget: Budget::new(owner),
-            stats: Stats::new(),
+            stats: Box::new(Stats::new()),
         }
     }
 
