@@ -695,6 +695,22 @@ fn ping_exit_status_live_and_dead() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let o2 = v2.kill();
     assert_eq!(text(&o2.stderr), "", "the v2 service logged");
+    // a v2 node whose program is not in the library (here: never
+    // answers): status 1 after the wait, and the message says why
+    let (uid, _) = me();
+    let mut quiet = base.cmd(hostile());
+    let quiet_path = base.base.join("sys").join(format!("quiet,{uid},-"));
+    quiet.args(["silent", quiet_path.to_str().unwrap()]);
+    let mut quiet = Proc::spawn(quiet);
+    quiet.expect_line("listening");
+    let out = base.capsctl(None, &["ping", "quiet", "-c", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("no answer within 2 s: a v2 (caps_sys_*) service answers ping and stat only while its program is inside a caps_sys_* call, so it answers when it next enters the library"),
+        "{}",
+        text(&out.stderr)
+    );
+    drop(quiet);
 }
 
 /// A v1 service that has served exactly the test's traffic: its counters
