@@ -278,6 +278,15 @@ impl Base {
         }
     }
 
+    /// Start `prog ARGS` in this base and wait for its line `ready`.
+    fn start(&self, prog: &Path, args: &[&str], ready: &str) -> Proc {
+        let mut c = self.cmd(prog);
+        c.args(args);
+        let mut p = Proc::spawn(c);
+        p.expect_line(ready);
+        p
+    }
+
     /// `capsctl list --json`, parsed: the services by node file name.
     fn list(&self, who: Option<(&TestUsers, usize)>) -> BTreeMap<String, Json> {
         let out = self.capsctl(who, &["list", "--json"]);
@@ -671,14 +680,8 @@ fn assert_pinged(out: &Output, name: &str, n: usize) {
 #[test]
 fn ping_exit_status_live_and_dead() {
     let base = Base::new("ping");
-    let mut v1 = base.cmd(echo());
-    v1.args(["-s", "p1"]);
-    let mut v1 = Proc::spawn(v1);
-    v1.expect_line("serving p1");
-    let mut v2 = base.cmd(hostile());
-    v2.args(["v2serve", "p2", "0"]);
-    let mut v2 = Proc::spawn(v2);
-    v2.expect_line("serving");
+    let v1 = base.start(echo(), &["-s", "p1"], "serving p1");
+    let v2 = base.start(hostile(), &["v2serve", "p2", "0"], "serving");
     assert_pinged(&base.capsctl(None, &["ping", "p1", "-c", "3"]), "p1", 3);
     assert_pinged(&base.capsctl(None, &["ping", "p2", "-c", "2"]), "p2", 2);
     v1.kill();
@@ -724,10 +727,7 @@ fn stat_counters_match_the_traffic_sent() {
     const HEADER: i64 = 48;
     let base = Base::new("stat");
     let (uid, _) = me();
-    let mut srv = base.cmd(echo());
-    srv.args(["-s", "cnt"]);
-    let mut srv = Proc::spawn(srv);
-    srv.expect_line("serving cnt");
+    let srv = base.start(echo(), &["-s", "cnt"], "serving cnt");
     let mut cl = base.cmd(echo());
     cl.args(["-c", "cnt", "-r", &N.to_string(), "-z", &M.to_string()]);
     assert_eq!(text(&run(cl).stdout), format!("ok {N}\n"));
@@ -802,14 +802,8 @@ fn stat_counters_match_the_traffic_sent() {
 #[test]
 fn the_application_never_sees_a_ping_or_a_stat() {
     let base = Base::new("unseen");
-    let mut v1 = base.cmd(echo());
-    v1.args(["-s", "u1", "-n", "5"]);
-    let mut v1 = Proc::spawn(v1);
-    v1.expect_line("serving u1");
-    let mut v2 = base.cmd(hostile());
-    v2.args(["v2serve", "u2", "0", "3"]);
-    let mut v2 = Proc::spawn(v2);
-    v2.expect_line("serving");
+    let v1 = base.start(echo(), &["-s", "u1", "-n", "5"], "serving u1");
+    let v2 = base.start(hostile(), &["v2serve", "u2", "0", "3"], "serving");
     for name in ["u1", "u2"] {
         assert_pinged(&base.capsctl(None, &["ping", name, "-c", "4"]), name, 4);
         assert_eq!(stat_json(&base, None, name).get("requests").num(), 0);
@@ -845,15 +839,18 @@ fn refusals_of_ping_and_stat() {
     };
     let base = Base::new("refuse");
     let (a, a_gid) = users.ids(0);
-    let ids = |u: u32, g: u32| ["-u".to_string(), u.to_string(), "-G".into(), g.to_string()];
-    let mut strict = base.cmd(echo());
-    strict.args(ids(a, a_gid)).args(["-s", "strict", "-f", "1"]);
-    let mut strict = Proc::spawn(strict);
-    strict.expect_line("serving strict");
-    let mut open = base.cmd(echo());
-    open.args(ids(a, a_gid)).args(["-s", "open"]);
-    let mut open = Proc::spawn(open);
-    open.expect_line("serving open");
+    let (a_s, g_s) = (a.to_string(), a_gid.to_string());
+    let as_a = ["-u", &a_s, "-G", &g_s];
+    let strict = base.start(
+        echo(),
+        &[&as_a[..], &["-s", "strict", "-f", "1"]].concat(),
+        "serving strict",
+    );
+    let open = base.start(
+        echo(),
+        &[&as_a[..], &["-s", "open"]].concat(),
+        "serving open",
+    );
 
     let out = base.capsctl(None, &["ping", "strict", "-c", "2"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
