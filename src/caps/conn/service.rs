@@ -202,15 +202,15 @@ impl Service {
     pub(in crate::caps) fn account(&mut self, c: &mut Connection, held: usize) -> bool {
         let now = if c.tx.dead { 0 } else { held + c.tx.queued() };
         let was = std::mem::replace(&mut c.charged, now);
-        self.budget.update(c.peer.uid, was, now);
+        let over = self.budget.update(c.peer.uid, was, now);
         if now > was {
             self.stats.buffered(self.budget.total());
-            if !c.over_budget && !self.budget.allows(c.peer.uid) {
-                c.over_budget = true;
+            if over && !c.over_budget {
                 self.stats.held_memory_budget += 1;
             }
-        } else if c.over_budget && now < was {
-            c.over_budget = !self.budget.allows(c.peer.uid);
+        }
+        if now != was {
+            c.over_budget = over;
         }
         now < was
     }
@@ -219,7 +219,10 @@ impl Service {
     pub(super) fn charge(&mut self, c: &mut Connection, n: usize) {
         let was = c.charged;
         c.charged += n;
-        self.budget.update(c.peer.uid, was, c.charged);
+        if self.budget.update(c.peer.uid, was, c.charged) && !c.over_budget {
+            c.over_budget = true;
+            self.stats.held_memory_budget += 1;
+        }
         self.stats.buffered(self.budget.total());
     }
 

@@ -270,9 +270,14 @@ fn budget_pauses_and_removal_frees() {
     assert!(svc.may_read(&c));
     assert!(!svc.account(&mut c, BUDGET_PER_UID * 5));
     assert!(!svc.may_read(&c2), "over the total, nobody reads");
+    assert_eq!(svc.stats.held_memory_budget, 1, "going over is counted");
+    assert!(!svc.account(&mut c, BUDGET_PER_UID * 6));
+    assert_eq!(svc.stats.held_memory_budget, 1, "once per crossing");
+    assert_eq!(svc.stats.deepest_queue_bytes, (BUDGET_PER_UID * 6) as u64);
     assert!(svc.account(&mut c, 10), "shrinking says so");
     assert!(svc.may_read(&c2));
     assert!(!svc.account(&mut c2, BUDGET_PER_UID * 5));
+    assert_eq!(svc.stats.held_memory_budget, 2);
     svc.remove(&mut c2);
     assert!(
         svc.may_read(&c),
