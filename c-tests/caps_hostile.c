@@ -15,10 +15,12 @@
  *	request (caps_echo semantics: payload complemented, error = cmd).
  *   v2svc NAME UID
  *	caps_sys_service(NAME, UID, -1): prints "ok" or the error.
- *   v2serve NAME NOFILE
+ *   v2serve NAME NOFILE [LIMIT]
  *	With at most NOFILE descriptors, serves v2 service (NAME, own uid,
  *	-1) for every client: prints "serving", then answers each request
- *	with its own bytes, forever.
+ *	with its own bytes, forever; with LIMIT, until it has received
+ *	LIMIT requests, then prints "served LIMIT requests, D dispose
+ *	notices, O others" (every message caps_sys_wait gave it) and exits.
  *   hold PATH N SECS
  *	Opens up to N connections to the socket at PATH (non-blocking: a
  *	backlog full for 0.1 s ends the attempt), sends half a hello on each, prints
@@ -208,9 +210,10 @@ v2svc(const char *name, uid_t uid)
 }
 
 static int
-v2serve(const char *name, long nofile)
+v2serve(const char *name, long nofile, long limit)
 {
 	static char buf[128 * 1024];
+	long requests = 0, disposes = 0, others = 0;
 	struct rlimit rl;
 	int s;
 
@@ -222,7 +225,7 @@ v2serve(const char *name, long nofile)
 		return (printf("caps_sys_service: %s\n", strerror(errno)), 1);
 	printf("serving\n");
 	fflush(stdout);
-	for (;;) {
+	while (limit <= 0 || requests < limit) {
 		struct caps_msgid mid;
 		int n = caps_sys_wait(s, buf, sizeof(buf), &mid, NULL);
 
@@ -231,11 +234,19 @@ v2serve(const char *name, long nofile)
 				continue;
 			return (printf("caps_sys_wait: %s\n", strerror(errno)), 1);
 		}
-		if (mid.c_state != CAPMS_REQUEST)
+		if (mid.c_state != CAPMS_REQUEST) {
+			if (mid.c_state == CAPMS_DISPOSE)
+				++disposes;
+			else
+				++others;
 			continue;
+		}
+		++requests;
 		if (caps_sys_reply(s, buf, n, mid.c_id) < 0)
 			return (printf("caps_sys_reply: %s\n", strerror(errno)), 1);
 	}
+	printf("served %ld requests, %ld dispose notices, %ld others\n", requests, disposes, others);
+	return (0);
 }
 
 static int
@@ -518,8 +529,8 @@ main(int ac, char **av)
 		return (v1fork_service(av[1]));
 	if (ac == 3 && strcmp(av[0], "v2svc") == 0)
 		return (v2svc(av[1], (uid_t)strtol(av[2], NULL, 0)));
-	if (ac == 3 && strcmp(av[0], "v2serve") == 0)
-		return (v2serve(av[1], strtol(av[2], NULL, 0)));
+	if ((ac == 3 || ac == 4) && strcmp(av[0], "v2serve") == 0)
+		return (v2serve(av[1], strtol(av[2], NULL, 0), ac == 4 ? strtol(av[3], NULL, 0) : 0));
 	if (ac == 4 && strcmp(av[0], "hold") == 0)
 		return (hold(av[1], atoi(av[2]), atoi(av[3])));
 	if (ac == 4 && strcmp(av[0], "flood") == 0)

@@ -5,6 +5,10 @@
 //! killed service's node shows `stale` and `clean` removes it but not a
 //! live one's, and a second user (a real account, as in caps_hostile.rs)
 //! can neither clean another's node nor connect to a 0600 service.
+//! `ping` and `stat` (frames the services' library answers itself): exit
+//! status against live, dead and refusing services, counters equal to
+//! the traffic the test sent, the refusal of another user's `stat`, and
+//! C services that count what they receive see none of it.
 
 mod common;
 
@@ -274,6 +278,15 @@ impl Base {
         }
     }
 
+    /// Start `prog ARGS` in this base and wait for its line `ready`.
+    fn start(&self, prog: &Path, args: &[&str], ready: &str) -> Proc {
+        let mut c = self.cmd(prog);
+        c.args(args);
+        let mut p = Proc::spawn(c);
+        p.expect_line(ready);
+        p
+    }
+
     /// `capsctl list --json`, parsed: the services by node file name.
     fn list(&self, who: Option<(&TestUsers, usize)>) -> BTreeMap<String, Json> {
         let out = self.capsctl(who, &["list", "--json"]);
@@ -481,10 +494,10 @@ fn temporary_nodes_of_dead_processes_are_leftovers() {
     assert!(!dir.join(&dead).exists() && dir.join(&making).exists());
 }
 
-/// Usage errors and the commands this version cannot carry out end with
-/// status 2 and say why.
+/// Usage errors and a service that is not there end with status 2 and
+/// say why; the help names every command.
 #[test]
-fn usage_errors_and_unavailable_commands_exit_2() {
+fn usage_errors_and_unknown_services_exit_2() {
     let base = Base::new("usage");
     for args in [
         &[][..],
@@ -505,21 +518,19 @@ fn usage_errors_and_unavailable_commands_exit_2() {
     }
     let out = base.capsctl(None, &["--help"]);
     assert!(out.status.success());
-    assert!(text(&out.stdout).contains("  clean [NAME]"));
-    // ping and stat of a live service: not available, status 2
-    let mut srv = base.cmd(echo());
-    srv.args(["-s", "svc"]);
-    let mut srv = Proc::spawn(srv);
-    srv.expect_line("serving svc");
-    for args in [&["ping", "svc", "-c", "2"][..], &["stat", "svc", "--json"]] {
+    let help = text(&out.stdout);
+    for cmd in ["  clean [NAME]", "  ping NAME", "  stat NAME"] {
+        assert!(help.contains(cmd), "{cmd}: {help}");
+    }
+    // no such service: status 2
+    for args in [&["ping", "nosuch"][..], &["stat", "nosuch", "--json"]] {
         let out = base.capsctl(None, args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(
-            text(&out.stderr).contains("no ping or stat frame yet"),
+            text(&out.stderr).contains("no service nosuch under"),
             "{args:?}"
         );
     }
-    drop(srv);
 }
 
 /// User A's v1 service of mode 0600 and v2 service: user B lists the v1
@@ -635,4 +646,249 @@ fn the_kernel_reports_services_under_their_own_paths() {
         v2.kill();
         assert!(v1_path.exists() && v2_path.exists());
     }
+}
+
+// ---- ping and stat ----------------------------------------------------------------
+
+/// `capsctl stat NAME --json`, parsed (as user `who` or as us).
+fn stat_json(base: &Base, who: Option<(&TestUsers, usize)>, name: &str) -> Json {
+    let out = base.capsctl(who, &["stat", name, "--json"]);
+    assert!(out.status.success(), "stat {name}: {}", text(&out.stderr));
+    Json::parse(&text(&out.stdout))
+}
+
+/// Check `capsctl ping` output of `n` round trips that all came back.
+fn assert_pinged(out: &Output, name: &str, n: usize) {
+    let t = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{t}{}", text(&out.stderr));
+    let lines: Vec<&str> = t.lines().collect();
+    assert_eq!(lines.len(), n + 3, "{t}");
+    for (i, l) in lines[..n].iter().enumerate() {
+        let want = format!("reply from {name}: seq={} time=", i + 1);
+        assert!(l.starts_with(&want) && l.ends_with(" ms"), "{l}");
+    }
+    assert_eq!(lines[n], format!("--- {name} ping statistics ---"));
+    assert_eq!(
+        lines[n + 1],
+        format!("{n} round trips, {n} came back, 0% lost")
+    );
+    assert!(lines[n + 2].starts_with("rtt min/avg/max = "), "{t}");
+}
+
+/// `ping` exits 0 against a live v1 and a live v2 service, 1 against
+/// a dead one (saying so), 2 when there is no such service.
+#[test]
+fn ping_exit_status_live_and_dead() {
+    let base = Base::new("ping");
+    let v1 = base.start(echo(), &["-s", "p1"], "serving p1");
+    let v2 = base.start(hostile(), &["v2serve", "p2", "0"], "serving");
+    assert_pinged(&base.capsctl(None, &["ping", "p1", "-c", "3"]), "p1", 3);
+    assert_pinged(&base.capsctl(None, &["ping", "p2", "-c", "2"]), "p2", 2);
+    v1.kill();
+    let out = base.capsctl(None, &["ping", "p1", "-c", "2"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("nobody serves it (the node of a dead service)"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("2 round trips, 0 came back, 100% lost"));
+    // stat of the dead one: status 1 too
+    let out = base.capsctl(None, &["stat", "p1"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let o2 = v2.kill();
+    assert_eq!(text(&o2.stderr), "", "the v2 service logged");
+    // a v2 node whose program is not in the library (here: never
+    // answers): status 1 after the wait, and the message says why
+    let (uid, _) = me();
+    let mut quiet = base.cmd(hostile());
+    let quiet_path = base.base.join("sys").join(format!("quiet,{uid},-"));
+    quiet.args(["silent", quiet_path.to_str().unwrap()]);
+    let mut quiet = Proc::spawn(quiet);
+    quiet.expect_line("listening");
+    let out = base.capsctl(None, &["ping", "quiet", "-c", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("no answer within 2 s: a v2 (caps_sys_*) service answers ping and stat only while its program is inside a caps_sys_* call, so it answers when it next enters the library"),
+        "{}",
+        text(&out.stderr)
+    );
+    drop(quiet);
+}
+
+/// A v1 service that has served exactly the test's traffic: its counters
+/// are that traffic, byte for byte; pings, stats, a bad frame and a
+/// connection without a hello are counted as what they are.
+#[test]
+fn stat_counters_match_the_traffic_sent() {
+    const N: i64 = 20;
+    const M: i64 = 100;
+    const HELLO: i64 = 16;
+    const HEADER: i64 = 48;
+    let base = Base::new("stat");
+    let (uid, _) = me();
+    let srv = base.start(echo(), &["-s", "cnt"], "serving cnt");
+    let mut cl = base.cmd(echo());
+    cl.args(["-c", "cnt", "-r", &N.to_string(), "-z", &M.to_string()]);
+    assert_eq!(text(&run(cl).stdout), format!("ok {N}\n"));
+
+    let st = stat_json(&base, None, "cnt");
+    assert_eq!(st.get("name").str(), "cnt");
+    let n = |k: &str| st.get(k).num();
+    assert_eq!(n("requests"), N);
+    assert_eq!(n("replies"), N);
+    // two hellos (the client's, ours), N requests, our stat frame
+    assert_eq!(n("bytes_in"), 2 * HELLO + N * (HEADER + M) + HEADER);
+    // two hellos, N replies of the same size (our answer comes after)
+    assert_eq!(n("bytes_out"), 2 * HELLO + N * (HEADER + M));
+    assert_eq!(n("connections_total"), 2);
+    assert!((1..=2).contains(&n("connections_now")));
+    assert_eq!((n("pings"), n("stats")), (0, 1));
+    assert!(n("deepest_queue_bytes") >= M, "{st:?}");
+    for k in [
+        "protocol_errors",
+        "dropped_hello_deadline",
+        "dropped_uid_limit",
+        "held_memory_budget",
+        "dropped_bad_frame",
+        "refused",
+    ] {
+        assert_eq!(n(k), 0, "{k}");
+    }
+    assert!(n("uptime_ms") > 0);
+
+    assert_pinged(&base.capsctl(None, &["ping", "cnt", "-c", "3"]), "cnt", 3);
+    // a client that breaks the protocol after its hello, and one that
+    // never says hello
+    let path = v1_dir(&base.base, uid).join("cnt");
+    let mut bad = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    let mut hello = Vec::new();
+    hello.extend_from_slice(b"CAPS");
+    hello.extend_from_slice(&1u16.to_le_bytes());
+    hello.extend_from_slice(&1u16.to_le_bytes());
+    hello.extend_from_slice(&66560u32.to_le_bytes());
+    hello.extend_from_slice(&0u32.to_le_bytes());
+    use std::io::{Read, Write};
+    bad.write_all(&hello).unwrap();
+    let mut got = [0u8; 16];
+    bad.read_exact(&mut got).unwrap();
+    assert_eq!(&got[12..16], &[0, 0, 0, 0], "admitted");
+    let mut frame = [0u8; 48];
+    frame[0] = 9; // no such kind
+    bad.write_all(&frame).unwrap();
+    assert_eq!(bad.read(&mut got).unwrap_or(0), 0, "dropped");
+    let silent = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2600));
+    let st = stat_json(&base, None, "cnt");
+    let n = |k: &str| st.get(k).num();
+    assert_eq!((n("pings"), n("stats")), (3, 2));
+    assert_eq!((n("requests"), n("replies")), (N, N));
+    assert_eq!(n("connections_total"), 6);
+    assert_eq!(n("protocol_errors"), 1);
+    assert_eq!(n("dropped_bad_frame"), 1);
+    assert_eq!(n("dropped_hello_deadline"), 1);
+    drop(silent);
+    let out = srv.kill();
+    assert!(
+        text(&out.stderr).contains("dropping client pid"),
+        "the bad frame is logged: {}",
+        text(&out.stderr)
+    );
+}
+
+/// Services that count what they receive (v1 `caps_echo -n`, v2
+/// `v2serve LIMIT`) get exactly the requests of their clients: pings and
+/// stats sent first never reach them.
+#[test]
+fn the_application_never_sees_a_ping_or_a_stat() {
+    let base = Base::new("unseen");
+    let v1 = base.start(echo(), &["-s", "u1", "-n", "5"], "serving u1");
+    let v2 = base.start(hostile(), &["v2serve", "u2", "0", "3"], "serving");
+    for name in ["u1", "u2"] {
+        assert_pinged(&base.capsctl(None, &["ping", name, "-c", "4"]), name, 4);
+        assert_eq!(stat_json(&base, None, name).get("requests").num(), 0);
+        assert_eq!(stat_json(&base, None, name).get("stats").num(), 2);
+    }
+    let mut cl = base.cmd(echo());
+    cl.args(["-c", "u1", "-r", "5"]);
+    assert_eq!(text(&run(cl).stdout), "ok 5\n");
+    // (after "serving u1", which expect_line read)
+    assert_eq!(text(&v1.finish().stdout), "served 5\n");
+    for _ in 0..3 {
+        let mut c = base.cmd(hostile());
+        c.args(["v2ping", "u2"]);
+        let out = run(c);
+        assert!(text(&out.stdout).starts_with("ok"), "{out:?}");
+    }
+    let out = v2.finish();
+    let t = text(&out.stdout);
+    assert!(
+        t.starts_with("served 3 requests, ") && t.ends_with(" dispose notices, 0 others\n"),
+        "{t}"
+    );
+}
+
+/// User A's service admitting only its own user (CAPS_USER): our ping
+/// is refused at the hello (status 1) and counted as refused. A's open
+/// service: user B's ping comes back, B's stat is refused with a clear
+/// message (status 1), A's and root's are answered.
+#[test]
+fn refusals_of_ping_and_stat() {
+    let Some(users) = TestUsers::create("refusals_of_ping_and_stat", 2) else {
+        return;
+    };
+    let base = Base::new("refuse");
+    let (a, a_gid) = users.ids(0);
+    let (a_s, g_s) = (a.to_string(), a_gid.to_string());
+    let as_a = ["-u", &a_s, "-G", &g_s];
+    let strict = base.start(
+        echo(),
+        &[&as_a[..], &["-s", "strict", "-f", "1"]].concat(),
+        "serving strict",
+    );
+    let open = base.start(
+        echo(),
+        &[&as_a[..], &["-s", "open"]].concat(),
+        "serving open",
+    );
+
+    let out = base.capsctl(None, &["ping", "strict", "-c", "2"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("refused: Permission denied"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("2 round trips, 0 came back, 100% lost"));
+    // A sees its service's counters: one refusal (ours)
+    let st = stat_json(&base, Some((&users, 0)), "strict");
+    assert_eq!(st.get("refused").num(), 1);
+    assert_eq!(st.get("pings").num(), 0);
+
+    assert_pinged(
+        &base.capsctl(Some((&users, 1)), &["ping", "open", "-c", "2"]),
+        "open",
+        2,
+    );
+    for args in [&["stat", "open"][..], &["stat", "open", "--json"]] {
+        let out = base.capsctl(Some((&users, 1)), args);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let e = text(&out.stderr);
+        assert!(
+            e.contains(
+                "refused: Permission denied: a service's statistics are shown only to its own user"
+            ) && e.contains(&format!("(uid {a})")),
+            "{e}"
+        );
+        assert_eq!(text(&out.stdout), "");
+    }
+    let by_a = stat_json(&base, Some((&users, 0)), "open");
+    let by_root = stat_json(&base, None, "open");
+    assert_eq!(by_a.get("pings").num(), 2);
+    assert_eq!(
+        by_root.get("stats").num(),
+        2,
+        "B's refused stat is not counted"
+    );
+    drop((strict, open));
 }

@@ -20,7 +20,13 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod session;
+
+pub use session::{AskError, Session, strerror};
+
 use super::cred::Cred;
+use super::rendezvous::temp_pid;
+use super::sys::parse_node;
 use super::wire::{HELLO_LEN, Hello, HelloKind, MAX_MSGSIZE, VERSION, VERSION_SYS};
 use crate::abi::{CAPF_GROUP, CAPF_USER, CAPF_WORLD};
 
@@ -32,10 +38,6 @@ pub enum Face {
     /// `caps_sys_service` (`BASE/sys/NAME,UID,GID`).
     V2,
 }
-
-/// The prefix of the temporary name a service is bound under before it
-/// is renamed to its own (`.caps.PID.N`).
-pub const TEMP_PREFIX: &str = ".caps.";
 
 /// One socket node under the rendezvous directory.
 #[derive(Clone, Debug)]
@@ -78,29 +80,6 @@ impl Node {
     }
 }
 
-/// The pid in a temporary name `.caps.PID.N`.
-pub fn temp_pid(file: &[u8]) -> Option<i32> {
-    let rest = file.strip_prefix(TEMP_PREFIX.as_bytes())?;
-    let s = std::str::from_utf8(rest).ok()?;
-    let (pid, seq) = s.split_once('.')?;
-    seq.parse::<u32>().ok()?;
-    pid.parse().ok()
-}
-
-/// Split a v2 node name `NAME,UID,GID` (`-` for any).
-pub fn v2_keys(file: &[u8]) -> Option<(&[u8], Option<u32>, Option<u32>)> {
-    let mut it = file.rsplitn(3, |&c| c == b',');
-    let key = |b: &[u8]| -> Option<Option<u32>> {
-        if b == b"-" {
-            return Some(None);
-        }
-        std::str::from_utf8(b).ok()?.parse::<u32>().ok().map(Some)
-    };
-    let gid = key(it.next()?)?;
-    let uid = key(it.next()?)?;
-    Some((it.next()?, uid, gid))
-}
-
 /// Every socket node under `base` (`root/`, `users/UID/`, `sys/`), in
 /// directory order and then by name. Directories that cannot be read
 /// are passed over; links are not followed.
@@ -139,7 +118,7 @@ fn scan_dir(dir: &Path, face: Face, dir_uid: Option<u32>, out: &mut Vec<Node>) {
         let bytes = file.as_bytes();
         let temp = temp_pid(bytes);
         let (name, keys) = match (face, temp) {
-            (Face::V2, None) => match v2_keys(bytes) {
+            (Face::V2, None) => match parse_node(bytes) {
                 Some((n, u, g)) => (n.to_vec(), Some((u, g))),
                 None => (bytes.to_vec(), None),
             },
@@ -577,21 +556,6 @@ pub fn remove_stale(base: &Path, node: &Node) -> Result<(), Kept> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn temporary_names_and_v2_keys_parse() {
-        assert_eq!(temp_pid(b".caps.123.4"), Some(123));
-        assert_eq!(temp_pid(b".caps.123"), None);
-        assert_eq!(temp_pid(b".caps.x.4"), None);
-        assert_eq!(temp_pid(b"svc"), None);
-        assert_eq!(
-            v2_keys(b"a,b,1000,-"),
-            Some((&b"a,b"[..], Some(1000), None))
-        );
-        assert_eq!(v2_keys(b"svc,-,-"), Some((&b"svc"[..], None, None)));
-        assert_eq!(v2_keys(b"svc,x,-"), None);
-        assert_eq!(v2_keys(b"svc"), None);
-    }
 
     #[test]
     fn a_dead_listener_is_stale_and_removed_a_live_one_alive_and_kept() {

@@ -383,6 +383,24 @@ impl DirLock {
 
 static TEMP_SEQ: AtomicU32 = AtomicU32::new(0);
 
+/// The prefix of the temporary name a service is bound under before it
+/// is renamed to its own (`.caps.PID.N`).
+pub const TEMP_PREFIX: &str = ".caps.";
+
+/// The temporary name `.caps.PID.N` of process `pid`'s `seq`th service.
+fn temp_name(pid: u32, seq: u32) -> String {
+    format!("{TEMP_PREFIX}{pid}.{seq}")
+}
+
+/// The pid in a temporary name `.caps.PID.N` (`None`: not one).
+pub fn temp_pid(file: &[u8]) -> Option<i32> {
+    let rest = file.strip_prefix(TEMP_PREFIX.as_bytes())?;
+    let s = std::str::from_utf8(rest).ok()?;
+    let (pid, seq) = s.split_once('.')?;
+    seq.parse::<u32>().ok()?;
+    pid.parse().ok()
+}
+
 /// Bind `fd` to `tmp` in `dir`. Through `/proc/self/fd/N/tmp` the address
 /// is short whatever the directory's path (so a final path of up to 107
 /// bytes always works) and resolves to the verified directory itself;
@@ -487,11 +505,7 @@ fn publish(
             name: cname,
         });
     }
-    let tmp = format!(
-        ".caps.{}.{}",
-        std::process::id(),
-        TEMP_SEQ.fetch_add(1, Ordering::Relaxed)
-    );
+    let tmp = temp_name(std::process::id(), TEMP_SEQ.fetch_add(1, Ordering::Relaxed));
     let ctmp = cstr(tmp.as_bytes())?;
     let fd = unix_socket(true)?;
     // SAFETY: a name in a directory we verified and locked; a leftover of
@@ -615,6 +629,16 @@ impl Listener {
 mod tests {
     use super::*;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    #[test]
+    fn temporary_names_round_trip() {
+        let t = temp_name(123, 4);
+        assert_eq!(t, ".caps.123.4");
+        assert_eq!(temp_pid(t.as_bytes()), Some(123));
+        assert_eq!(temp_pid(b".caps.123"), None);
+        assert_eq!(temp_pid(b".caps.x.4"), None);
+        assert_eq!(temp_pid(b"svc"), None);
+    }
 
     #[test]
     fn names_that_escape_or_overflow_are_refused() {

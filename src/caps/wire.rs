@@ -109,6 +109,9 @@ impl Hello {
 /// Request (client → server) or reply (server → client); v2 only:
 /// dispose notice (client → server: the reply `id` was read) and
 /// generation (server → client: `result` is the service's generation).
+/// Both versions: the library-internal `Ping` and `Stat` (client →
+/// server, answered by the server's library with a frame of the same
+/// kind and id; never shown to an application).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u16)]
 pub enum FrameKind {
@@ -116,6 +119,8 @@ pub enum FrameKind {
     Reply = 2,
     Dispose = 3,
     Gen = 4,
+    Ping = 5,
+    Stat = 6,
 }
 
 /// A frame header. The payload (`body_len` bytes: the message bytes after
@@ -179,6 +184,8 @@ impl Header {
             2 => FrameKind::Reply,
             3 => FrameKind::Dispose,
             4 => FrameKind::Gen,
+            5 => FrameKind::Ping,
+            6 => FrameKind::Stat,
             k => return Err(WireError::BadKind(k)),
         };
         if u16_at(2) != 0 {
@@ -196,10 +203,16 @@ impl Header {
             FrameKind::Request if capacity < body_len || capacity > max_body => {
                 return Err(WireError::BadField("capacity", capacity.into()));
             }
-            FrameKind::Reply | FrameKind::Dispose | FrameKind::Gen if capacity != 0 => {
+            FrameKind::Reply
+            | FrameKind::Dispose
+            | FrameKind::Gen
+            | FrameKind::Ping
+            | FrameKind::Stat
+                if capacity != 0 =>
+            {
                 return Err(WireError::BadField("capacity", capacity.into()));
             }
-            FrameKind::Dispose | FrameKind::Gen if body_len != 0 => {
+            FrameKind::Dispose | FrameKind::Gen | FrameKind::Ping if body_len != 0 => {
                 return Err(WireError::BadField("body_len", body_len.into()));
             }
             _ => {}
@@ -214,6 +227,87 @@ impl Header {
             result: u64::from_le_bytes(b[32..40].try_into().unwrap()),
             pad: [u32_at(40) as i32, u32_at(44) as i32],
         })
+    }
+}
+
+/// Version of the `Stat` answer's payload.
+pub const STATS_VERSION: u16 = 1;
+/// Bytes before the counters in a `Stat` answer: version (u16), count
+/// of counters (u16), reserved (u32, 0).
+pub const STATS_HEAD: usize = 8;
+
+/// Names of the counters of a `Stat` answer, in their order on the wire
+/// (each a little-endian u64 after the 8-byte head). A later version
+/// appends; a reader takes the ones it knows and skips the rest.
+pub const STAT_NAMES: [&str; 16] = [
+    "uptime_ms",
+    "connections_now",
+    "connections_total",
+    "requests",
+    "replies",
+    "bytes_in",
+    "bytes_out",
+    "protocol_errors",
+    "dropped_hello_deadline",
+    "dropped_uid_limit",
+    "held_memory_budget",
+    "dropped_bad_frame",
+    "deepest_queue_bytes",
+    "refused",
+    "pings",
+    "stats",
+];
+
+/// The counters a service's library keeps (see `docs/wire-protocol.md`,
+/// "Ping and Stat"), as a `Stat` answer carries them: `STAT_NAMES[i]` is
+/// `values[i]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub values: [u64; STAT_NAMES.len()],
+}
+
+impl Counters {
+    /// The counter named `name` (0 for a name not in `STAT_NAMES`).
+    pub fn get(&self, name: &str) -> u64 {
+        STAT_NAMES
+            .iter()
+            .position(|n| *n == name)
+            .map_or(0, |i| self.values[i])
+    }
+
+    /// The payload of a `Stat` answer.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(STATS_HEAD + 8 * self.values.len());
+        b.extend_from_slice(&STATS_VERSION.to_le_bytes());
+        b.extend_from_slice(&(self.values.len() as u16).to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes());
+        for v in self.values {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b
+    }
+
+    /// Parse a `Stat` answer's payload: counters beyond those we know are
+    /// skipped; a payload that is shorter than its count says, or has
+    /// fewer counters than version 1, is rejected.
+    pub fn decode(b: &[u8]) -> Result<Counters, WireError> {
+        if b.len() < STATS_HEAD {
+            return Err(WireError::BadField("stat payload length", b.len() as u64));
+        }
+        let version = u16::from_le_bytes([b[0], b[1]]);
+        if version < STATS_VERSION {
+            return Err(WireError::BadVersion(version));
+        }
+        let count = u16::from_le_bytes([b[2], b[3]]) as usize;
+        if count < STAT_NAMES.len() || b.len() != STATS_HEAD + 8 * count {
+            return Err(WireError::BadField("stat counter count", count as u64));
+        }
+        let mut c = Counters::default();
+        for (i, v) in c.values.iter_mut().enumerate() {
+            let at = STATS_HEAD + 8 * i;
+            *v = u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+        }
+        Ok(c)
     }
 }
 
@@ -347,8 +441,8 @@ mod tests {
         r[16] = 1;
         assert!(Header::decode(&r, 1000).is_err());
         let mut k = header(FrameKind::Reply, 10).encode();
-        k[0] = 5;
-        assert_eq!(Header::decode(&k, 1000), Err(WireError::BadKind(5)));
+        k[0] = 7;
+        assert_eq!(Header::decode(&k, 1000), Err(WireError::BadKind(7)));
         // v2 notices carry no payload and no capacity
         let mut g = header(FrameKind::Reply, 0);
         g.kind = FrameKind::Gen;
@@ -406,6 +500,34 @@ mod tests {
                 assert_eq!(body, bodies[i]);
             }
         }
+    }
+
+    #[test]
+    fn ping_and_stat_frames_and_the_stat_payload() {
+        let p = Header::new(FrameKind::Ping, 7, 0);
+        assert_eq!(&p.encode()[0..2], &[5, 0]);
+        assert_eq!(Header::decode(&p.encode(), 1000), Ok(p));
+        let mut bad = p;
+        bad.body_len = 1;
+        assert!(Header::decode(&bad.encode(), 1000).is_err());
+        let s = Header::new(FrameKind::Stat, 8, 136);
+        assert_eq!(Header::decode(&s.encode(), 1000), Ok(s));
+        let mut c = Counters::default();
+        for (i, v) in c.values.iter_mut().enumerate() {
+            *v = (i as u64) << 40 | 3;
+        }
+        let b = c.encode();
+        assert_eq!(b.len(), STATS_HEAD + 8 * STAT_NAMES.len());
+        assert_eq!(&b[0..4], &[1, 0, STAT_NAMES.len() as u8, 0]);
+        assert_eq!(Counters::decode(&b), Ok(c));
+        assert_eq!(c.get("requests"), 3 << 40 | 3);
+        // a later version's extra counter is skipped
+        let mut longer = b.clone();
+        longer[2] += 1;
+        longer.extend_from_slice(&9u64.to_le_bytes());
+        assert_eq!(Counters::decode(&longer), Ok(c));
+        assert!(Counters::decode(&b[..b.len() - 1]).is_err());
+        assert!(Counters::decode(&b[..4]).is_err());
     }
 
     #[test]

@@ -1,19 +1,41 @@
 //! `capsctl ping` and `capsctl stat`: their command lines, the service
-//! they address and their output. Both need frames the library answers
-//! itself (a no-op and a statistics request), which this version's
-//! connection layer does not have yet: `round_trip` and `fetch_stats`
-//! say so, and the commands end with exit status 2.
+//! they address, the frames the service's library answers itself (a
+//! no-op and a statistics request, `probe::Session`) and their output.
+//!
+//! Exit status: 0 every round trip came back / the counters were shown;
+//! 1 the service is dead, refused us or did not answer in time; 2 usage
+//! errors and no such service.
 
 use std::path::Path;
 use std::time::Duration;
 
-use caps::caps::probe::{self, Face, Node};
+use caps::caps::probe::{self, AskError, Face, Node, Session};
 use caps::caps::rendezvous;
+use caps::caps::wire::{Counters, STAT_NAMES};
 
 use crate::out::Obj;
 
-/// Why a command cannot be carried out by this version.
-const NOT_YET: &str = "the library's connection layer has no ping or stat frame yet";
+/// How long the hello and each answer may take.
+const ANSWER_WAIT: Duration = Duration::from_secs(2);
+/// The pause between two round trips of `ping`.
+const INTERVAL: Duration = Duration::from_millis(100);
+
+/// What to say about `e`, a failure to ask the service at `node`.
+fn explain(node: &Node, e: &AskError) -> String {
+    match (e, node.face) {
+        (AskError::TimedOut, Face::V2) => format!(
+            "no answer within {} s: a v2 (caps_sys_*) service answers ping and stat only \
+             while its program is inside a caps_sys_* call, so it answers when it next \
+             enters the library",
+            ANSWER_WAIT.as_secs()
+        ),
+        (AskError::TimedOut, Face::V1) => format!(
+            "no answer within {} s: the service's cpu is not running its event loop",
+            ANSWER_WAIT.as_secs()
+        ),
+        _ => e.to_string(),
+    }
+}
 
 fn number<T: std::str::FromStr>(opt: &str, v: Option<&&str>) -> Result<T, String> {
     let v = v.ok_or_else(|| format!("{opt} needs a value"))?;
@@ -102,11 +124,6 @@ fn resolve(base: &Path, name: &str, uid: Option<u32>) -> Option<Node> {
     found.into_iter().next()
 }
 
-/// One no-op round trip over a connection to `node`.
-fn round_trip(_node: &Node, _seq: u32) -> Result<Duration, String> {
-    Err(NOT_YET.into())
-}
-
 fn ms(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64() * 1e3)
 }
@@ -147,15 +164,38 @@ pub fn ping(a: &PingArgs) -> i32 {
         return 2;
     };
     let mut rtts = Vec::new();
+    let mut session = Session::open(&node, ANSWER_WAIT);
     for seq in 1..=a.count {
-        match round_trip(&node, seq) {
+        if seq > 1 {
+            std::thread::sleep(INTERVAL);
+        }
+        let s = match &mut session {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!(
+                    "capsctl: ping: {}: {}",
+                    node.path().display(),
+                    explain(&node, e)
+                );
+                break;
+            }
+        };
+        match s.ping(ANSWER_WAIT) {
             Ok(d) => {
                 println!("{}", ping_line(&a.name, seq, d));
                 rtts.push(d);
             }
             Err(e) => {
-                eprintln!("capsctl: ping: {}: {e}", node.path().display());
-                return 2;
+                eprintln!(
+                    "capsctl: ping: {}: seq={seq}: {}",
+                    node.path().display(),
+                    explain(&node, &e)
+                );
+                // A late answer is passed over by the next round trip; a
+                // connection that ended is over.
+                if !matches!(e, AskError::TimedOut) {
+                    break;
+                }
             }
         }
     }
@@ -163,66 +203,28 @@ pub fn ping(a: &PingArgs) -> i32 {
     if rtts.len() as u32 == a.count { 0 } else { 1 }
 }
 
-/// The counters a service's connection layer keeps.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    pub connections_now: u64,
-    pub connections_total: u64,
-    pub requests: u64,
-    pub replies: u64,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub protocol_errors: u64,
-    pub dropped_hello_deadline: u64,
-    pub dropped_uid_limit: u64,
-    pub dropped_memory_budget: u64,
-    pub dropped_bad_frame: u64,
-    pub deepest_queue: u64,
-    pub uptime_s: u64,
+/// `stat`'s table: one line per counter, the uptime in seconds.
+fn stats_text(c: &Counters) -> String {
+    let rows: Vec<Vec<String>> = STAT_NAMES
+        .iter()
+        .zip(c.values)
+        .map(|(k, v)| match *k {
+            "uptime_ms" => vec!["uptime".into(), format!("{:.1} s", v as f64 / 1e3)],
+            k => vec![k.replace('_', " "), v.to_string()],
+        })
+        .collect();
+    crate::out::table(&rows)
 }
 
-impl Stats {
-    fn fields(&self) -> [(&'static str, u64); 13] {
-        [
-            ("connections_now", self.connections_now),
-            ("connections_total", self.connections_total),
-            ("requests", self.requests),
-            ("replies", self.replies),
-            ("bytes_in", self.bytes_in),
-            ("bytes_out", self.bytes_out),
-            ("protocol_errors", self.protocol_errors),
-            ("dropped_hello_deadline", self.dropped_hello_deadline),
-            ("dropped_uid_limit", self.dropped_uid_limit),
-            ("dropped_memory_budget", self.dropped_memory_budget),
-            ("dropped_bad_frame", self.dropped_bad_frame),
-            ("deepest_queue", self.deepest_queue),
-            ("uptime_s", self.uptime_s),
-        ]
+/// `stat --json`: the service and its counters by their wire names.
+fn stats_json(c: &Counters, node: &Node) -> String {
+    let mut o = Obj::default()
+        .str("name", &node.name)
+        .str("path", node.path().as_os_str().as_encoded_bytes());
+    for (k, v) in STAT_NAMES.iter().zip(c.values) {
+        o = o.num(k, v);
     }
-
-    fn text(&self) -> String {
-        let rows: Vec<Vec<String>> = self
-            .fields()
-            .iter()
-            .map(|(k, v)| vec![k.replace('_', " "), v.to_string()])
-            .collect();
-        crate::out::table(&rows)
-    }
-
-    fn json(&self, node: &Node) -> String {
-        let mut o = Obj::default()
-            .str("name", &node.name)
-            .str("path", node.path().as_os_str().as_encoded_bytes());
-        for (k, v) in self.fields() {
-            o = o.num(k, v);
-        }
-        o.build()
-    }
-}
-
-/// The counters of the service at `node`.
-fn fetch_stats(_node: &Node) -> Result<Stats, String> {
-    Err(NOT_YET.into())
+    o.build()
 }
 
 pub fn stat(a: &StatArgs) -> i32 {
@@ -235,12 +237,30 @@ pub fn stat(a: &StatArgs) -> i32 {
         );
         return 2;
     };
-    match fetch_stats(&node) {
-        Ok(s) if a.json => println!("{}", s.json(&node)),
-        Ok(s) => print!("{}", s.text()),
+    let path = node.path();
+    let mut session = match Session::open(&node, ANSWER_WAIT) {
+        Ok(s) => s,
         Err(e) => {
-            eprintln!("capsctl: stat: {}: {e}", node.path().display());
-            return 2;
+            eprintln!("capsctl: stat: {}: {}", path.display(), explain(&node, &e));
+            return 1;
+        }
+    };
+    match session.stat(ANSWER_WAIT) {
+        Ok(c) if a.json => println!("{}", stats_json(&c, &node)),
+        Ok(c) => print!("{}", stats_text(&c)),
+        Err(AskError::Refused(e)) => {
+            eprintln!(
+                "capsctl: stat: {}: refused: {}: a service's statistics are shown only to \
+                 its own user (uid {}) and to root",
+                path.display(),
+                probe::strerror(e),
+                session.server.uid
+            );
+            return 1;
+        }
+        Err(e) => {
+            eprintln!("capsctl: stat: {}: {}", path.display(), explain(&node, &e));
+            return 1;
         }
     }
     0

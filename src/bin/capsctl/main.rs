@@ -1,14 +1,9 @@
-//! capsctl: list and clean the CAPS services under the rendezvous
-//! directory (see man/capsctl.1).
+//! capsctl: list, ping, inspect and clean the CAPS services under the
+//! rendezvous directory (see man/capsctl.1).
 //!
 //! Exit status: 0 done, 1 something could not be done (a named node not
-//! removed), 2 usage errors and commands this version cannot carry out.
-//!
-//! `ping` and `stat` (issue 20) are parsed and their output is written
-//! (`health.rs`), but they need frames the library's connection layer
-//! answers itself, which it does not have yet: until then they say so
-//! and end with status 2, and neither the usage text nor the manual
-//! mentions them.
+//! removed; a ping that did not come back; statistics refused), 2 usage
+//! errors and no such service.
 
 mod health;
 mod out;
@@ -26,6 +21,8 @@ const HELLO_WAIT: Duration = Duration::from_millis(1000);
 
 const USAGE: &str = "\
 usage: capsctl list [--json]
+       capsctl ping NAME [-u UID] [-c COUNT]
+       capsctl stat NAME [-u UID] [--json]
        capsctl clean [NAME]
        capsctl help | --help
 ";
@@ -40,10 +37,23 @@ capsctl -- look at the CAPS services of this machine
                     (does not admit you), stale (node of a dead service),
                     impostor (served by a process that may not publish
                     it), leftover (temporary node of a dead process)
+  ping NAME [-u UID] [-c COUNT]
+                    time COUNT (default 5) round trips of a no-op frame
+                    the service's library answers itself; exit status 0
+                    when every one came back, 1 otherwise (dead service,
+                    refused, no answer within 2 s)
+  stat NAME [-u UID] [--json]
+                    the counters the service's library keeps: connections,
+                    requests, replies, bytes, drops by reason, the deepest
+                    queue, uptime; shown only to the service's own user
+                    and to root
   clean [NAME]      remove the stale nodes you own (root: any), or those
                     of service NAME; a live service is never removed
 
-The rendezvous directory is $LIBCAPS_DIR, or /var/caps. See capsctl(1).
+-u UID picks the service of that user when several have the name.
+A v2 (caps_sys_*) service answers ping and stat only while its program
+is inside a caps_sys_* call. The rendezvous directory is $LIBCAPS_DIR,
+or /var/caps. See capsctl(1).
 ";
 
 fn usage(msg: &str) -> i32 {
@@ -107,11 +117,7 @@ impl Row {
     /// Why, for a refusing or failed probe.
     fn reason(&self) -> Option<String> {
         match self.probe.state {
-            State::Refusing(e) | State::Error(e) => {
-                let t = std::io::Error::from_raw_os_error(e).to_string();
-                // strerror's text, without std's " (os error N)"
-                Some(t.split(" (os error").next().unwrap_or(&t).to_string())
-            }
+            State::Refusing(e) | State::Error(e) => Some(probe::strerror(e)),
             _ => None,
         }
     }

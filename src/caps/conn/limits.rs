@@ -121,16 +121,26 @@ impl Budget {
     }
 
     /// A connection of `uid` buffered `was` bytes and now buffers `now`.
-    pub(in crate::caps) fn update(&mut self, uid: u32, was: usize, now: usize) {
+    /// True when that changed something and `uid`'s connections may not
+    /// be read now (what [`Budget::allows`] says, without a second
+    /// lookup).
+    pub(in crate::caps) fn update(&mut self, uid: u32, was: usize, now: usize) -> bool {
         if was == now {
-            return;
+            return false;
         }
         self.total = self.total + now - was;
         let n = self.by_uid.entry(uid).or_insert(0);
         *n = *n + now - was;
+        let over_share = *n >= BUDGET_PER_UID && uid != 0 && uid != self.owner;
         if *n == 0 {
             self.by_uid.remove(&uid);
         }
+        over_share || self.total >= BUDGET_TOTAL
+    }
+
+    /// Bytes buffered now for all connections.
+    pub(in crate::caps) fn total(&self) -> usize {
+        self.total
     }
 
     /// May a connection of `uid` be read from now?

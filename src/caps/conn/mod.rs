@@ -10,6 +10,7 @@
 //! | `limits.rs` | the per-uid gate, the memory budget, the hello deadline timer |
 //! | `accept.rs` | accepting with kernel credentials; shedding when out of descriptors |
 //! | `client.rs` | the client's connect and hello exchange |
+//! | `stats.rs` | the service's counters; the `Ping` and `Stat` frames the library answers itself |
 //!
 //! A face keeps only what is its own (v1: LWKT ports and message images;
 //! v2: message ids, dispose notices, generations).
@@ -19,7 +20,7 @@
 //! [`Service::admit`] (the hello both faces go through); buffers taken
 //! only while there is traffic are [`Transport`]'s own business (its read
 //! buffer already waits for the first frame); frames the library answers
-//! itself (capsctl's ping and statistics) are answered in
+//! itself (capsctl's ping and statistics, `stats.rs`) are answered in
 //! [`Connection::next_frame`], before a face sees them.
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -31,6 +32,7 @@ mod accept;
 mod client;
 mod limits;
 mod service;
+mod stats;
 #[cfg(test)]
 mod tests;
 mod transport;

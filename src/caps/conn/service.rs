@@ -10,10 +10,11 @@ use std::time::Instant;
 use super::HELLO_DEADLINE;
 use super::accept::accept;
 use super::limits::{Budget, Gate};
+use super::stats::{INTERNAL_OUT_MAX, Stats};
 use super::transport::{ReadEnd, Transport};
 use crate::caps::cred::Cred;
 use crate::caps::errno::Errno;
-use crate::caps::wire::{Frame, Hello, HelloKind};
+use crate::caps::wire::{Frame, FrameKind, HEADER_LEN, HELLO_LEN, Header, Hello, HelloKind};
 use crate::warn;
 
 /// What a service shares with every face: who it is in log lines, the
@@ -21,9 +22,12 @@ use crate::warn;
 pub(in crate::caps) struct Service {
     /// The call log lines are written under (`caps_service`,
     /// `caps_sys_service`).
-    func: &'static str,
+    pub(super) func: &'static str,
     /// How log lines name the service (v1: its name; v2: its socket).
-    label: String,
+    pub(super) label: String,
+    /// The uid the service runs as (its statistics are its own and
+    /// root's to see).
+    pub(super) owner: u32,
     /// Protocol version (`wire::VERSION`, `wire::VERSION_SYS`).
     version: u16,
     /// Largest message, as the server hello announces it.
@@ -34,6 +38,9 @@ pub(in crate::caps) struct Service {
     gate: Gate,
     /// Bytes buffered for the connections.
     budget: Budget,
+    /// What `capsctl stat` is told (`conn::stats`); boxed, so that a v1
+    /// port's state stays small.
+    pub(super) stats: Box<Stats>,
 }
 
 /// The service side of one client connection.
@@ -44,6 +51,12 @@ pub(in crate::caps) struct Connection {
     hello_done: bool,
     /// What the service's budget counts for this connection.
     charged: usize,
+    /// Not read until the peer reads the library's answers
+    /// (`Connection::answers_pending`).
+    pub(super) held_back: bool,
+    /// Over the memory budget when last accounted (counted once per
+    /// crossing).
+    over_budget: bool,
 }
 
 /// Where a connection's hello stands after [`Service::admit`].
@@ -71,11 +84,13 @@ impl Service {
         Service {
             func,
             label,
+            owner,
             version,
             max_msgsize,
             max_body,
             gate: Gate::new(owner),
             budget: Budget::new(owner),
+            stats: Box::new(Stats::new()),
         }
     }
 
@@ -93,6 +108,7 @@ impl Service {
                 }
             };
             if !self.gate.admit(self.func, &self.label, &peer) {
+                self.stats.dropped_uid_limit += 1;
                 continue;
             }
             crate::trace!(
@@ -108,12 +124,16 @@ impl Service {
 
     /// The service side of connected socket `fd` (non-blocking), whose
     /// peer the kernel says is `peer`.
-    pub(in crate::caps) fn open(&self, fd: OwnedFd, peer: Cred) -> Connection {
+    pub(in crate::caps) fn open(&mut self, fd: OwnedFd, peer: Cred) -> Connection {
+        self.stats.connections_now += 1;
+        self.stats.connections_total += 1;
         Connection {
             tx: Transport::new(fd, self.max_body),
             peer,
             hello_done: false,
             charged: 0,
+            held_back: false,
+            over_budget: false,
         }
     }
 
@@ -124,7 +144,7 @@ impl Service {
     /// A malformed hello is answered `EPROTO` and logged; a refused one
     /// `EACCES`.
     pub(in crate::caps) fn admit(
-        &self,
+        &mut self,
         c: &mut Connection,
         rule: impl FnOnce(&Hello, &Cred) -> bool,
         greet: impl FnOnce(&mut Transport),
@@ -137,12 +157,17 @@ impl Service {
             Ok(Some(bytes)) => bytes,
             Err(_) => return Admission::Closed,
         };
+        self.stats.bytes_in += HELLO_LEN as u64;
         let status = match Hello::decode(&bytes, HelloKind::Client, self.version) {
             Err(w) => {
-                self.dropping(c.peer.pid, &format_args!("bad hello: {w}"));
+                self.log_drop(c.peer.pid, &format_args!("bad hello: {w}"));
+                self.stats.protocol_errors += 1;
                 Errno::EPROTO.0
             }
-            Ok(h) if !rule(&h, &c.peer) => Errno::EACCES.0,
+            Ok(h) if !rule(&h, &c.peer) => {
+                self.stats.refused += 1;
+                Errno::EACCES.0
+            }
             Ok(_) => 0,
         };
         let reply = Hello {
@@ -151,10 +176,12 @@ impl Service {
             max_msgsize: self.max_msgsize,
             status: status as u32,
         };
+        let before = c.tx.queued();
         c.tx.push_bytes(&reply.encode());
         if status == 0 {
             greet(&mut c.tx);
         }
+        self.stats.bytes_out += c.tx.queued().saturating_sub(before) as u64;
         let flushed = c.tx.flush();
         if status != 0 || flushed.is_err() {
             return Admission::Closed;
@@ -165,7 +192,7 @@ impl Service {
 
     /// May connection `c` be read from within the service's budget?
     pub(in crate::caps) fn may_read(&self, c: &Connection) -> bool {
-        self.budget.allows(c.peer.uid)
+        self.budget.allows(c.peer.uid) && !c.answers_pending()
     }
 
     /// Bring the budget up to date with what `c` buffers now: `held`
@@ -175,22 +202,50 @@ impl Service {
     pub(in crate::caps) fn account(&mut self, c: &mut Connection, held: usize) -> bool {
         let now = if c.tx.dead { 0 } else { held + c.tx.queued() };
         let was = std::mem::replace(&mut c.charged, now);
-        self.budget.update(c.peer.uid, was, now);
+        let over = self.budget.update(c.peer.uid, was, now);
+        if now > was {
+            self.stats.buffered(self.budget.total());
+            if over && !c.over_budget {
+                self.stats.held_memory_budget += 1;
+            }
+        }
+        if now != was {
+            c.over_budget = over;
+        }
         now < was
+    }
+
+    /// Connection `c` buffers `n` more bytes (an answer of the library's).
+    pub(super) fn charge(&mut self, c: &mut Connection, n: usize) {
+        let was = c.charged;
+        c.charged += n;
+        if self.budget.update(c.peer.uid, was, c.charged) && !c.over_budget {
+            c.over_budget = true;
+            self.stats.held_memory_budget += 1;
+        }
+        self.stats.buffered(self.budget.total());
     }
 
     /// Connection `c` ends: close it, take it off its uid's count and
     /// the budget.
     pub(in crate::caps) fn remove(&mut self, c: &mut Connection) {
+        self.stats.connections_now -= 1;
         self.gate.release(c.peer.uid);
         self.budget
             .update(c.peer.uid, std::mem::take(&mut c.charged), 0);
         c.tx.close();
     }
 
-    /// The log line for a connection dropped for `why` (a protocol
-    /// violation).
-    pub(in crate::caps) fn dropping(&self, pid: i32, why: &dyn std::fmt::Display) {
+    /// Count and log a connection dropped for `why` (a protocol
+    /// violation in a frame).
+    pub(in crate::caps) fn dropping(&mut self, pid: i32, why: &dyn std::fmt::Display) {
+        self.stats.protocol_errors += 1;
+        self.stats.dropped_bad_frame += 1;
+        self.log_drop(pid, why);
+    }
+
+    /// The log line for a connection dropped for `why`.
+    fn log_drop(&self, pid: i32, why: &dyn std::fmt::Display) {
         warn!(
             self.func,
             "{}: dropping client pid {pid}: {why}", self.label
@@ -210,7 +265,8 @@ impl Service {
 
     /// One log line for the `n` connections dropped at the hello
     /// deadline in one sweep (`last`: the last one's peer).
-    pub(in crate::caps) fn log_hello_drops(&self, n: usize, last: &Cred) {
+    pub(in crate::caps) fn log_hello_drops(&mut self, n: usize, last: &Cred) {
+        self.stats.dropped_hello_deadline += n as u64;
         if n > 0 {
             warn!(
                 self.func,
@@ -241,10 +297,57 @@ impl Connection {
         !self.hello_done && self.tx.hello_overdue(now)
     }
 
-    /// The next whole frame of the client's. Frames of library-internal
-    /// kinds (none yet; capsctl's ping and stat) are to be answered here,
-    /// inside the connection layer, before a face sees them.
-    pub(in crate::caps) fn next_frame(&mut self) -> Result<Option<Frame>, ReadEnd> {
-        self.tx.next_frame()
+    /// The next whole frame of the client's for the face of service
+    /// `svc`. Frames of the library's own kinds (`Ping`, `Stat`) are
+    /// answered here (`conn::stats`) and never returned; while their
+    /// answers fill the output, nothing more is read (`Ok(None)`, and
+    /// [`Service::may_read`] says no until the peer reads them).
+    pub(in crate::caps) fn next_frame(
+        &mut self,
+        svc: &mut Service,
+    ) -> Result<Option<Frame>, ReadEnd> {
+        let mut answered = false;
+        let next = loop {
+            if self.held_back {
+                if self.tx.queued() >= INTERNAL_OUT_MAX {
+                    self.tx.flush().map_err(ReadEnd::Errno)?;
+                    if self.tx.queued() >= INTERNAL_OUT_MAX {
+                        break None;
+                    }
+                }
+                self.held_back = false;
+            }
+            let Some((h, body)) = self.tx.next_frame()? else {
+                break None;
+            };
+            svc.stats.bytes_in += (HEADER_LEN + body.len()) as u64;
+            match h.kind {
+                FrameKind::Ping | FrameKind::Stat => {
+                    svc.answer(self, &h)?;
+                    answered = true;
+                }
+                FrameKind::Request => {
+                    svc.stats.requests += 1;
+                    break Some((h, body));
+                }
+                _ => break Some((h, body)),
+            }
+        };
+        if answered {
+            self.tx.flush().map_err(ReadEnd::Errno)?;
+        }
+        Ok(next)
+    }
+
+    /// Queue frame `h` with payload `body` for the peer, counted in the
+    /// statistics of `svc` (a reply as a reply).
+    pub(in crate::caps) fn send(&mut self, svc: Option<&mut Service>, h: &Header, body: &[u8]) {
+        if let Some(s) = svc {
+            s.stats.bytes_out += (HEADER_LEN + body.len()) as u64;
+            if h.kind == FrameKind::Reply {
+                s.stats.replies += 1;
+            }
+        }
+        self.tx.push_frame(h, body);
     }
 }

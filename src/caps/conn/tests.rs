@@ -5,6 +5,7 @@ use std::cell::Cell;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use super::limits::{BUDGET_PER_UID, Gate};
+use super::stats;
 use super::*;
 use crate::caps::cred::Cred;
 use crate::caps::errno::Errno;
@@ -21,7 +22,7 @@ fn service() -> Service {
 
 /// A connected pair: (the client's end, blocking; the service's
 /// connection on the other end, non-blocking).
-fn pair(svc: &Service) -> (OwnedFd, Connection) {
+fn pair(svc: &mut Service) -> (OwnedFd, Connection) {
     let mut fds = [0; 2];
     // SAFETY: `fds` has room for two descriptors.
     let r = unsafe {
@@ -61,12 +62,12 @@ fn server_hello(fd: &OwnedFd) -> Hello {
     Hello::decode(&b, HelloKind::Server, VERSION).unwrap()
 }
 
-fn admit_all(svc: &Service, c: &mut Connection) -> Admission {
+fn admit_all(svc: &mut Service, c: &mut Connection) -> Admission {
     svc.admit(c, |_, _| true, |_| {})
 }
 
 /// An admitted connection.
-fn admitted(svc: &Service) -> (OwnedFd, Connection) {
+fn admitted(svc: &mut Service) -> (OwnedFd, Connection) {
     let (cl, mut c) = pair(svc);
     send(&cl, &client_hello(0));
     assert_eq!(admit_all(svc, &mut c), Admission::Admitted);
@@ -84,9 +85,9 @@ fn request(id: u64, body_len: u32) -> [u8; HEADER_LEN] {
 
 #[test]
 fn hello_admits_and_greets() {
-    let svc = service();
-    let (cl, mut c) = pair(&svc);
-    assert_eq!(admit_all(&svc, &mut c), Admission::Waiting);
+    let mut svc = service();
+    let (cl, mut c) = pair(&mut svc);
+    assert_eq!(admit_all(&mut svc, &mut c), Admission::Waiting);
     assert!(!c.hello_done());
     send(&cl, &client_hello(0));
     let greeted = Cell::new(false);
@@ -110,22 +111,22 @@ fn hello_admits_and_greets() {
 
 #[test]
 fn hello_in_pieces() {
-    let svc = service();
-    let (cl, mut c) = pair(&svc);
+    let mut svc = service();
+    let (cl, mut c) = pair(&mut svc);
     let hello = client_hello(0);
     for piece in hello[..HELLO_LEN - 1].chunks(5) {
         send(&cl, piece);
-        assert_eq!(admit_all(&svc, &mut c), Admission::Waiting);
+        assert_eq!(admit_all(&mut svc, &mut c), Admission::Waiting);
     }
     send(&cl, &hello[HELLO_LEN - 1..]);
-    assert_eq!(admit_all(&svc, &mut c), Admission::Admitted);
+    assert_eq!(admit_all(&mut svc, &mut c), Admission::Admitted);
     assert_eq!(server_hello(&cl).status, 0);
 }
 
 #[test]
 fn admission_rule_sees_the_kernels_credentials_and_the_hello() {
-    let svc = service();
-    let (cl, mut c) = pair(&svc);
+    let mut svc = service();
+    let (cl, mut c) = pair(&mut svc);
     send(&cl, &client_hello(0x55));
     let seen = Cell::new(None);
     let got = svc.admit(
@@ -146,8 +147,8 @@ fn admission_rule_sees_the_kernels_credentials_and_the_hello() {
 
 #[test]
 fn malformed_hello_is_answered_eproto() {
-    let svc = service();
-    let (cl, mut c) = pair(&svc);
+    let mut svc = service();
+    let (cl, mut c) = pair(&mut svc);
     let mut bad = client_hello(0);
     bad[0] ^= 0xff;
     send(&cl, &bad);
@@ -160,43 +161,43 @@ fn malformed_hello_is_answered_eproto() {
 
 #[test]
 fn peer_gone_before_its_hello() {
-    let svc = service();
-    let (cl, mut c) = pair(&svc);
+    let mut svc = service();
+    let (cl, mut c) = pair(&mut svc);
     send(&cl, &client_hello(0)[..3]);
     drop(cl);
-    assert_eq!(admit_all(&svc, &mut c), Admission::Closed);
+    assert_eq!(admit_all(&mut svc, &mut c), Admission::Closed);
 }
 
 #[test]
 fn frame_arriving_in_pieces() {
-    let svc = service();
-    let (cl, mut c) = admitted(&svc);
+    let mut svc = service();
+    let (cl, mut c) = admitted(&mut svc);
     let head = request(9, 300);
     let body: Vec<u8> = (0..300).map(|i| i as u8).collect();
     for piece in [&head[..10], &head[10..], &body[..1], &body[1..200]] {
         send(&cl, piece);
         c.tx.ready(EV_IN).unwrap();
-        assert_eq!(c.next_frame(), Ok(None));
+        assert_eq!(c.next_frame(&mut svc), Ok(None));
     }
     send(&cl, &body[200..]);
     c.tx.ready(EV_IN).unwrap();
-    let (h, got) = c.next_frame().unwrap().unwrap();
+    let (h, got) = c.next_frame(&mut svc).unwrap().unwrap();
     assert_eq!((h.kind, h.id, h.body_len), (FrameKind::Request, 9, 300));
     assert_eq!(got, body);
-    assert_eq!(c.next_frame(), Ok(None));
+    assert_eq!(c.next_frame(&mut svc), Ok(None));
 }
 
 #[test]
 fn oversized_frame_is_a_protocol_error() {
-    let svc = service();
-    let (cl, mut c) = admitted(&svc);
+    let mut svc = service();
+    let (cl, mut c) = admitted(&mut svc);
     send(&cl, &request(1, MAX_BODY));
     send(&cl, &vec![0u8; MAX_BODY as usize]);
-    assert!(matches!(c.next_frame(), Ok(Some(_))));
+    assert!(matches!(c.next_frame(&mut svc), Ok(Some(_))));
     send(&cl, &request(2, MAX_BODY + 1));
     c.tx.ready(EV_IN).unwrap();
     assert_eq!(
-        c.next_frame(),
+        c.next_frame(&mut svc),
         Err(ReadEnd::Protocol(WireError::TooLarge(
             u64::from(MAX_BODY) + 1
         )))
@@ -205,23 +206,23 @@ fn oversized_frame_is_a_protocol_error() {
 
 #[test]
 fn peer_death_mid_frame_is_eof() {
-    let svc = service();
-    let (cl, mut c) = admitted(&svc);
+    let mut svc = service();
+    let (cl, mut c) = admitted(&mut svc);
     send(&cl, &request(3, 100));
     send(&cl, &[1u8; 40]);
     drop(cl);
     c.tx.ready(EV_IN).unwrap();
     // What came is read (a short read: the socket is empty for now)...
-    assert_eq!(c.next_frame(), Ok(None));
+    assert_eq!(c.next_frame(&mut svc), Ok(None));
     // ...and the end of the connection is the next readiness.
     c.tx.ready(EV_IN).unwrap();
-    assert_eq!(c.next_frame(), Err(ReadEnd::Eof));
+    assert_eq!(c.next_frame(&mut svc), Err(ReadEnd::Eof));
 }
 
 #[test]
 fn writes_to_a_dead_peer_fail() {
-    let svc = service();
-    let (cl, mut c) = admitted(&svc);
+    let mut svc = service();
+    let (cl, mut c) = admitted(&mut svc);
     drop(cl);
     c.tx.push_frame(&Header::new(FrameKind::Reply, 1, 0), &[]);
     // The first send may still be taken by the socket; a later one tells.
@@ -262,16 +263,21 @@ fn gate_limits_connections_per_uid() {
 #[test]
 fn budget_pauses_and_removal_frees() {
     let mut svc = Service::new("conn_test", "svc".into(), 0, VERSION, 4096, MAX_BODY);
-    let (_cl, mut c) = pair(&svc);
-    let (_cl2, mut c2) = pair(&svc);
+    let (_cl, mut c) = pair(&mut svc);
+    let (_cl2, mut c2) = pair(&mut svc);
     // Both are this process's uid; as the owner here is root, a non-root
     // test run has a per-uid share, a root one only the total.
     assert!(svc.may_read(&c));
     assert!(!svc.account(&mut c, BUDGET_PER_UID * 5));
     assert!(!svc.may_read(&c2), "over the total, nobody reads");
+    assert_eq!(svc.stats.held_memory_budget, 1, "going over is counted");
+    assert!(!svc.account(&mut c, BUDGET_PER_UID * 6));
+    assert_eq!(svc.stats.held_memory_budget, 1, "once per crossing");
+    assert_eq!(svc.stats.deepest_queue_bytes, (BUDGET_PER_UID * 6) as u64);
     assert!(svc.account(&mut c, 10), "shrinking says so");
     assert!(svc.may_read(&c2));
     assert!(!svc.account(&mut c2, BUDGET_PER_UID * 5));
+    assert_eq!(svc.stats.held_memory_budget, 2);
     svc.remove(&mut c2);
     assert!(
         svc.may_read(&c),
@@ -298,4 +304,126 @@ fn accept_gives_the_kernels_credentials() {
     assert!(c.hello_due().is_some());
     drop(cl);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn frame(kind: FrameKind, id: u64) -> [u8; HEADER_LEN] {
+    Header::new(kind, id, 0).encode()
+}
+
+/// The next frame the client reads.
+fn read_frame(fd: &OwnedFd) -> (Header, Vec<u8>) {
+    let mut b = [0u8; HEADER_LEN];
+    read_exact_timeout(fd.as_raw_fd(), &mut b, 5000).unwrap();
+    let h = Header::decode(&b, 1 << 20).unwrap();
+    let mut body = vec![0u8; h.body_len as usize];
+    read_exact_timeout(fd.as_raw_fd(), &mut body, 5000).unwrap();
+    (h, body)
+}
+
+#[test]
+fn ping_and_stat_are_answered_by_the_layer_and_never_returned() {
+    let mut svc = service();
+    let (cl, mut c) = admitted(&mut svc);
+    send(&cl, &request(1, 10));
+    send(&cl, &[7u8; 10]);
+    send(&cl, &frame(FrameKind::Ping, 5));
+    send(&cl, &frame(FrameKind::Stat, 6));
+    send(&cl, &request(2, 0));
+    c.tx.ready(EV_IN).unwrap();
+    let (h1, _) = c.next_frame(&mut svc).unwrap().unwrap();
+    let (h2, _) = c.next_frame(&mut svc).unwrap().unwrap();
+    assert_eq!((h1.id, h2.id), (1, 2), "the face gets the requests only");
+    assert_eq!(c.next_frame(&mut svc), Ok(None));
+    let (p, body) = read_frame(&cl);
+    assert_eq!(
+        (p.kind, p.id, p.error, body.len()),
+        (FrameKind::Ping, 5, 0, 0)
+    );
+    let (s, body) = read_frame(&cl);
+    assert_eq!((s.kind, s.id, s.error), (FrameKind::Stat, 6, 0));
+    let st = crate::caps::wire::Counters::decode(&body).unwrap();
+    // At the stat: the hello, one request of 10 bytes, the ping, the stat.
+    assert_eq!(st.get("requests"), 1);
+    assert_eq!(st.get("pings"), 1);
+    assert_eq!(st.get("stats"), 1);
+    assert_eq!(
+        st.get("bytes_in"),
+        (HELLO_LEN + HEADER_LEN + 10 + 2 * HEADER_LEN) as u64
+    );
+    assert_eq!(st.get("bytes_out"), (HELLO_LEN + HEADER_LEN) as u64);
+    assert_eq!(
+        (st.get("connections_now"), st.get("connections_total")),
+        (1, 1)
+    );
+    // A stat with a payload is a protocol error.
+    send(&cl, &Header::new(FrameKind::Stat, 7, 4).encode());
+    send(&cl, &[0u8; 4]);
+    c.tx.ready(EV_IN).unwrap();
+    assert!(matches!(
+        c.next_frame(&mut svc),
+        Err(ReadEnd::Protocol(WireError::BadField("stat body_len", 4)))
+    ));
+    svc.remove(&mut c);
+    assert_eq!(svc.stats.connections_now, 0);
+}
+
+#[test]
+fn answers_a_peer_does_not_read_hold_its_connection_back() {
+    let mut svc = service();
+    let (cl, mut c) = admitted(&mut svc);
+    set_nonblocking(cl.as_raw_fd());
+    let pings: Vec<u8> = (0..1024u64)
+        .flat_map(|i| frame(FrameKind::Ping, i))
+        .collect();
+    let mut rounds = 0;
+    while svc.may_read(&c) {
+        rounds += 1;
+        assert!(rounds < 10_000, "never held back");
+        // As many pings as the socket takes; the answers are never read.
+        // SAFETY: a valid buffer.
+        unsafe {
+            libc::send(
+                cl.as_raw_fd(),
+                pings.as_ptr().cast(),
+                pings.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        c.tx.ready(EV_IN).unwrap();
+        assert_eq!(c.next_frame(&mut svc), Ok(None));
+    }
+    let held = c.tx.queued();
+    assert!(
+        (stats::INTERNAL_OUT_MAX..stats::INTERNAL_OUT_MAX + HEADER_LEN).contains(&held),
+        "{held} bytes held"
+    );
+    // Nothing more is read while held back...
+    let pings_then = svc.stats.pings;
+    c.tx.ready(EV_IN).unwrap();
+    assert_eq!(c.next_frame(&mut svc), Ok(None));
+    assert_eq!(svc.stats.pings, pings_then);
+    // ...and reading the answers releases it.
+    let mut sink = vec![0u8; 1 << 16];
+    let mut drained = 0;
+    for _ in 0..100_000 {
+        c.tx.flush().unwrap();
+        // SAFETY: `sink` is writable for its length.
+        let n = unsafe {
+            libc::recv(
+                cl.as_raw_fd(),
+                sink.as_mut_ptr().cast(),
+                sink.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n <= 0 && c.tx.queued() == 0 {
+            break;
+        }
+        drained += n.max(0) as usize;
+    }
+    assert!(drained > held);
+    assert!(svc.may_read(&c));
+    c.tx.ready(EV_IN).unwrap();
+    let _ = c.next_frame(&mut svc);
+    assert!(svc.stats.pings > pings_then, "read again once released");
 }

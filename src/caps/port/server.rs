@@ -144,8 +144,15 @@ pub(super) unsafe fn remote_read(r: *mut CapsPort) {
             }
             return;
         }
-        // SAFETY: `r` is live; the reference ends with the statement.
-        let next = unsafe { connection_of(r) }.link.next_frame();
+        // SAFETY: `r` is live, and so is its service (another object);
+        // the references end with the block.
+        let next = unsafe {
+            let c = connection_of(r);
+            match service_of(c.service) {
+                Some(s) => c.link.next_frame(&mut s.core),
+                None => return,
+            }
+        };
         let end = match next {
             Ok(None) => return,
             Ok(Some((h, body))) if h.kind == FrameKind::Request => {
@@ -437,7 +444,8 @@ unsafe fn send_reply(r: *mut CapsPort, msg: *mut lwkt_msg, id: u64, max: usize) 
         let body = std::slice::from_raw_parts(msg.cast::<u8>().add(MSG_HDR), body_len);
         let (svc, queued) = {
             let c = connection_of(r);
-            c.link.tx.push_frame(&h, body);
+            c.link
+                .send(service_of(c.service).map(|s| &mut s.core), &h, body);
             (c.service, c.link.tx.queued())
         };
         let more_at_hand =

@@ -35,6 +35,7 @@ mod table;
 
 pub use client::client;
 pub use names::check_name;
+pub(in crate::caps) use names::parse_node;
 use service::pollfd;
 pub use service::service;
 pub(super) use table::register_handlers;

@@ -42,8 +42,8 @@ pub(super) fn node_name(name: &[u8], uid: Option<u32>, gid: Option<u32>) -> Stri
     )
 }
 
-/// Parse a node name back: `(name, uid, gid)`.
-pub(super) fn parse_node(file: &[u8]) -> Option<(&[u8], Option<u32>, Option<u32>)> {
+/// Parse a node name back: `(name, uid, gid)` (`None` for a `-` key).
+pub(in crate::caps) fn parse_node(file: &[u8]) -> Option<(&[u8], Option<u32>, Option<u32>)> {
     let mut it = file.rsplitn(3, |&c| c == b',');
     let gid = it.next()?;
     let uid = it.next()?;
@@ -135,5 +135,11 @@ mod tests {
         assert_eq!(parse_node(b"a.b,-,0"), Some((&b"a.b"[..], None, Some(0))));
         assert_eq!(parse_node(b".caps.12.3"), None);
         assert_eq!(parse_node(b"x,1,y"), None);
+        assert_eq!(parse_node(b"svc"), None);
+        // the keys are the last two fields
+        assert_eq!(
+            parse_node(b"a,b,1000,-"),
+            Some((&b"a,b"[..], Some(1000), None))
+        );
     }
 }

@@ -192,7 +192,7 @@ impl Service {
                 // Over budget: its requests wait in the socket.
                 break;
             }
-            match c.link.next_frame() {
+            match c.link.next_frame(&mut self.core) {
                 Ok(None) => break,
                 Ok(Some((h, body))) => {
                     if let Err(why) = self.frame(k, &h, body) {
@@ -249,6 +249,8 @@ impl Service {
                 Ok(())
             }
             FrameKind::Reply | FrameKind::Gen => Err("a server's frame from a client"),
+            // Answered by the connection layer, never passed on.
+            FrameKind::Ping | FrameKind::Stat => Err("a library frame passed to the face"),
         }
     }
 
@@ -392,7 +394,7 @@ impl Service {
             return Ok(());
         };
         let h = Header::new(FrameKind::Reply, client_id, data.len() as u32);
-        c.link.tx.push_frame(&h, data);
+        c.link.send(Some(&mut self.core), &h, data);
         c.replied.insert(client_id, sid);
         if c.link.tx.flush().is_err() {
             self.conn_gone(conn);
@@ -405,7 +407,8 @@ impl Service {
         self.generation = generation;
         let mut dead = Vec::new();
         for (k, c) in self.conns.iter_mut().filter(|(_, c)| c.link.hello_done()) {
-            c.link.tx.push_frame(&gen_frame(generation), &[]);
+            c.link
+                .send(Some(&mut self.core), &gen_frame(generation), &[]);
             if c.link.tx.flush().is_err() {
                 dead.push(*k);
             }
