@@ -5,5 +5,6 @@ mod conn;
 pub mod cred;
 pub mod port;
 pub mod rendezvous;
+pub mod shm;
 pub mod sys;
 pub mod wire;
