@@ -354,10 +354,10 @@ fn hostile_indices_and_records_are_errors() {
     // The producer checks the consumer's head: moved back, past our tail,
     // or unaligned.
     for bad in [u32::MAX & !7, 64, 4] {
-        let (r, _peer) = fresh();
+        let (r, peer) = fresh();
         let (mut p, _) = r.split(Side::Client, MAX_BODY);
         push_ok(&mut p, 1, 8); // tail 56
-        r.poke(head_off, bad);
+        peer.poke(head_off, bad);
         assert!(matches!(p.push(&req(2, 8).encode(), &[0; 8]), Err(ShmError::BadIndex("head", _, 56))));
     }
     // Misuse is ours, not the peer's.
@@ -401,7 +401,10 @@ fn descriptors_pass_over_the_socket() {
     assert_eq!(pop_frame(&mut sc), (req(5, 33), body(5, 33)));
     // Bytes without descriptors, and too many descriptors: refused, closed.
     let (x, y) = UnixStream::pair().unwrap();
-    send_with_fds(a.as_fd(), b"abc", &[]).unwrap_err();
+    assert_eq!(send_with_fds(a.as_fd(), b"abc", &[]).unwrap(), 3);
+    assert_eq!(recv_with_fds(b.as_fd(), &mut buf, &mut fds).unwrap(), 3);
+    assert!(fds.is_empty());
+    send_with_fds(a.as_fd(), b"", &[x.as_fd()]).unwrap_err();
     let three = [x.as_fd(), y.as_fd(), x.as_fd()];
     send_with_fds(a.as_fd(), b"T", &three).unwrap();
     let e = recv_with_fds(b.as_fd(), &mut buf, &mut fds).unwrap_err();
@@ -492,11 +495,16 @@ fn a_second_process_scribbling_garbage_costs_errors_only() {
         let mut tail = 0u32;
         loop {
             let x = rand(&mut s);
-            match x % 8 {
-                0..=3 => {
-                    // A valid request at our tail.
+            match x % 64 {
+                0..=55 => {
+                    // A valid request (or marker) at our tail.
                     let blen = (x >> 8) as usize % 600;
-                    let h = req(x, blen).encode();
+                    let h = if blen % 11 == 0 {
+                        transport_header(MARKER)
+                    } else {
+                        req(x, blen).encode()
+                    };
+                    let blen = if blen % 11 == 0 { 0 } else { blen };
                     let rec = record_len(blen);
                     let head = word(ctl0 + CTL_HEAD).load(Ordering::Acquire);
                     if (RING as u32).wrapping_sub(tail.wrapping_sub(head)) < rec as u32 {
@@ -513,18 +521,18 @@ fn a_second_process_scribbling_garbage_costs_errors_only() {
                     tail = tail.wrapping_add(rec as u32);
                     word(ctl0 + CTL_TAIL).store(tail, Ordering::Release);
                 }
-                4 => {
+                56 | 57 => {
                     // A random tail, near or far.
                     let t = if x & 0x100 != 0 { tail.wrapping_add((x >> 16) as u32 % 256) } else { (x >> 16) as u32 };
                     word(ctl0 + CTL_TAIL).store(t, Ordering::Release);
                 }
-                5 => {
+                58 | 59 => {
                     // Garbage in a header field at the reader's head.
                     let head = word(ctl0 + CTL_HEAD).load(Ordering::Acquire) as usize;
                     let off = (head + 4 * ((x >> 8) as usize % 12)) % RING;
                     word(DATA_OFFSET + (off & !3)).store((x >> 32) as u32, Ordering::Relaxed);
                 }
-                6 => {
+                60 | 61 => {
                     // The head of the ring the service writes, and flags.
                     let off = [CTL_HEAD, CTL_READER_ASLEEP, CTL_TAIL + 4][(x >> 8) as usize % 3];
                     word(ctl0 + CTL_LEN + off).store((x >> 32) as u32, Ordering::Relaxed);
@@ -542,7 +550,7 @@ fn a_second_process_scribbling_garbage_costs_errors_only() {
     let mut buf = vec![0u8; MAX_BODY as usize];
     let t0 = Instant::now();
     let mut i = 0u64;
-    while i < 400_000 && t0.elapsed() < Duration::from_secs(20) {
+    while i < 2_000_000 && t0.elapsed() < Duration::from_secs(20) {
         i += 1;
         match c.next() {
             Ok(None) => {}
