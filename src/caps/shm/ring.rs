@@ -113,6 +113,13 @@ impl RingMem {
     }
 }
 
+/// Clear a sleep flag the other side set, and say whether it was set. A
+/// plain load first: the flag sits on the other side's cache line, and an
+/// unconditional swap would take that line away from it on every frame.
+fn take_flag(flag: &AtomicU32) -> bool {
+    flag.load(Ordering::Relaxed) != 0 && flag.swap(0, Ordering::Relaxed) != 0
+}
+
 /// What [`Producer::push`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Push {
@@ -189,7 +196,7 @@ impl Producer {
         self.tail = tail;
         self.mem.word(CTL_TAIL).store(tail, Ordering::Release);
         fence(Ordering::SeqCst);
-        self.mem.word(CTL_READER_ASLEEP).swap(0, Ordering::Relaxed) != 0
+        take_flag(self.mem.word(CTL_READER_ASLEEP))
     }
 
     /// Append one frame (`header` as encoded by `wire::Header::encode`,
@@ -209,7 +216,11 @@ impl Producer {
 
     fn push_record(&mut self, header: &[u8; HEADER_LEN], body: &[u8]) -> Result<Push, ShmError> {
         let len = record_len(body.len()) as u32;
-        if self.free()? < len {
+        // The space known free from the head seen last suffices most of
+        // the time; only when it does not, load the reader's head (a
+        // cache line the reader writes on every frame).
+        let known = self.mem.cap - self.tail.wrapping_sub(self.head_seen);
+        if known < len && self.free()? < len {
             return Ok(Push::Full);
         }
         let mut p = self.mem.copy_in(self.tail, header);
@@ -384,7 +395,7 @@ impl Consumer {
         self.head = self.head.wrapping_add(len);
         self.mem.word(CTL_HEAD).store(self.head, Ordering::Release);
         fence(Ordering::SeqCst);
-        if self.mem.word(CTL_WRITER_WAITING).swap(0, Ordering::Relaxed) != 0 {
+        if take_flag(self.mem.word(CTL_WRITER_WAITING)) {
             self.doorbell = true;
         }
     }
