@@ -71,7 +71,12 @@ fn wait(c: &mut Consumer, sock: BorrowedFd<'_>, spin: Duration) -> bool {
         let mut buf = [0u8; 4096];
         // SAFETY: reading into a live buffer; doorbells are discarded.
         let n = unsafe {
-            libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT)
+            libc::recv(
+                sock.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
         };
         c.woke();
         if n == 0 {
@@ -107,7 +112,7 @@ fn serve(sock: UnixStream, spin: Duration) {
     let (mut p, mut c) = region.split(Side::Service, MAX_BODY);
     let mut body = [0u8; 64];
     while wait(&mut c, sock.as_fd(), spin) {
-        while let Some(Next::Frame(h)) = c.next().expect("ring") {
+        while let Some(Next::Frame(h)) = c.next_header().expect("ring") {
             let b = &mut body[..h.body_len as usize];
             c.take_body(b).expect("body");
             let mut r = h;
@@ -240,12 +245,17 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(200_000);
     let (f50, f99) = floor(n);
-    println!("floor: shared-page counter ping-pong, 2 processes, cpus 0/1, spinning: {n} round trips, p50 {f50:.3} us, p99 {f99:.3} us");
+    println!(
+        "floor: shared-page counter ping-pong, 2 processes, cpus 0/1, spinning: {n} round trips, p50 {f50:.3} us, p99 {f99:.3} us"
+    );
     for (name, spin, n) in [
         ("spin 50 us, then sleep", Duration::from_micros(50), n),
         ("sleep at once (doorbell path)", Duration::ZERO, n / 20),
     ] {
         let (p50, p99) = run(n, spin);
-        println!("shm ring ping-pong, 2 processes, cpus 0/1, {name}: {n} round trips, p50 {p50:.3} us, p99 {p99:.3} us ({:.1}x the floor's p50)", p50 / f50);
+        println!(
+            "shm ring ping-pong, 2 processes, cpus 0/1, {name}: {n} round trips, p50 {p50:.3} us, p99 {p99:.3} us ({:.1}x the floor's p50)",
+            p50 / f50
+        );
     }
 }

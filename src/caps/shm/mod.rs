@@ -175,7 +175,7 @@ impl Inbound {
     }
 
     /// The next frame in the peer's order, if it has arrived.
-    pub fn next(&mut self) -> Result<Option<Frame>, ShmError> {
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, ShmError> {
         if self.owed {
             let f = self.early.pop_front();
             self.owed = f.is_none();

@@ -134,7 +134,7 @@ impl Mapping {
 
     /// The `u32` at `off` in the region.
     fn word(&self, off: usize) -> &AtomicU32 {
-        debug_assert!(off + 4 <= self.len && off % 4 == 0);
+        debug_assert!(off + 4 <= self.len && off.is_multiple_of(4));
         // SAFETY: `off` is one of the header offsets above, in bounds and 4-aligned (`base` is page
         // aligned); the mapping lives while `self` does; the reference is
         // to an atomic, which the peer may change at any time.
@@ -188,7 +188,8 @@ impl Region {
         }
         let map = Mapping::new(fd.as_fd(), len)?;
         map.word(HDR_MAGIC).store(REGION_MAGIC, Ordering::Relaxed);
-        map.word(HDR_VERSION).store(REGION_VERSION, Ordering::Relaxed);
+        map.word(HDR_VERSION)
+            .store(REGION_VERSION, Ordering::Relaxed);
         map.word(HDR_RING).store(ring as u32, Ordering::Relaxed);
         map.word(HDR_DATA)
             .store(DATA_OFFSET as u32, Ordering::Relaxed);
@@ -235,7 +236,10 @@ impl Region {
         }
         for off in (HDR_DATA + 4..HDR_LEN).step_by(4) {
             if w(off) != 0 {
-                return Err(ShmError::BadRegion("region header reserved word", off as u64));
+                return Err(ShmError::BadRegion(
+                    "region header reserved word",
+                    off as u64,
+                ));
             }
         }
         Ok(())
@@ -266,7 +270,7 @@ impl Region {
     /// which must also be what the shared control blocks hold: 0 for a new
     /// region; tests start near 2^32 to see the indices wrap.
     pub(super) fn split_at(self, side: Side, max_body: u32, start: u32) -> (Producer, Consumer) {
-        assert!(start % 8 == 0);
+        assert!(start.is_multiple_of(8));
         let (out, inp) = match side {
             Side::Client => (0, 1),
             Side::Service => (1, 0),
@@ -333,12 +337,18 @@ pub fn verify_memfd(fd: BorrowedFd<'_>, len: usize) -> Result<(), ShmError> {
         return Err(ShmError::Os(errno()));
     }
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-        return Err(ShmError::BadRegion("not a regular file, mode", st.st_mode.into()));
+        return Err(ShmError::BadRegion(
+            "not a regular file, mode",
+            st.st_mode.into(),
+        ));
     }
     // SAFETY: F_GET_SEALS takes no argument.
     let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
     if seals < 0 {
-        return Err(ShmError::BadRegion("no seals (not a memfd), errno", errno() as u64));
+        return Err(ShmError::BadRegion(
+            "no seals (not a memfd), errno",
+            errno() as u64,
+        ));
     }
     if seals & !libc::F_SEAL_EXEC != REQUIRED_SEALS {
         return Err(ShmError::BadRegion("seals", seals as u64));

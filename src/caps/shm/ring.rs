@@ -67,7 +67,7 @@ unsafe impl Send for RingMem {}
 impl RingMem {
     /// The `u32` control word at `off`.
     fn word(&self, off: usize) -> &AtomicU32 {
-        debug_assert!(off + 4 <= CTL_LEN && off % 4 == 0);
+        debug_assert!(off + 4 <= CTL_LEN && off.is_multiple_of(4));
         // SAFETY: `off` is one of the CTL_* constants, inside the control
         // block and 4-aligned (the block is 128-aligned); the mapping lives
         // as long as the `Arc<Mapping>` held beside `self`, which outlives
@@ -88,7 +88,7 @@ impl RingMem {
     /// Copy `out.len()` bytes from ring position `pos` (8-aligned; the
     /// copy wraps at the end of the data area).
     fn copy_out(&self, pos: u32, out: &mut [u8]) {
-        debug_assert!(pos as usize % RECORD_ALIGN == 0);
+        debug_assert!((pos as usize).is_multiple_of(RECORD_ALIGN));
         let mut p = pos;
         for chunk in out.chunks_mut(RECORD_ALIGN) {
             let w = self.data_word(p).load(Ordering::Relaxed).to_ne_bytes();
@@ -100,7 +100,7 @@ impl RingMem {
     /// Copy `bytes` to ring position `pos` (8-aligned, wrapping); a last
     /// partial word is padded with zeros. Returns the position after it.
     fn copy_in(&self, pos: u32, bytes: &[u8]) -> u32 {
-        debug_assert!(pos as usize % RECORD_ALIGN == 0);
+        debug_assert!((pos as usize).is_multiple_of(RECORD_ALIGN));
         let mut p = pos;
         for chunk in bytes.chunks(RECORD_ALIGN) {
             let mut w = [0u8; RECORD_ALIGN];
@@ -184,7 +184,9 @@ impl Producer {
     fn free(&mut self) -> Result<u32, ShmError> {
         let head = self.mem.word(CTL_HEAD).load(Ordering::Acquire);
         let moved = head.wrapping_sub(self.head_seen);
-        if moved > self.tail.wrapping_sub(self.head_seen) || head % RECORD_ALIGN as u32 != 0 {
+        if moved > self.tail.wrapping_sub(self.head_seen)
+            || !head.is_multiple_of(RECORD_ALIGN as u32)
+        {
             return Err(ShmError::BadIndex("head", head, self.tail));
         }
         self.head_seen = head;
@@ -237,10 +239,14 @@ impl Producer {
     /// room now, push again.
     pub fn prepare_wait(&mut self, body_len: usize) -> Result<bool, ShmError> {
         let need = record_len(if self.fits(body_len) { body_len } else { 0 }) as u32;
-        self.mem.word(CTL_WRITER_WAITING).store(1, Ordering::Relaxed);
+        self.mem
+            .word(CTL_WRITER_WAITING)
+            .store(1, Ordering::Relaxed);
         fence(Ordering::SeqCst);
         if self.free()? >= need {
-            self.mem.word(CTL_WRITER_WAITING).store(0, Ordering::Relaxed);
+            self.mem
+                .word(CTL_WRITER_WAITING)
+                .store(0, Ordering::Relaxed);
             return Ok(false);
         }
         Ok(true)
@@ -262,7 +268,7 @@ impl Producer {
     }
 }
 
-/// What the reader found next in the ring ([`Consumer::next`]).
+/// What the reader found next in the ring ([`Consumer::next_header`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Next {
     /// A frame; take its payload with [`Consumer::take_body`].
@@ -286,7 +292,7 @@ pub struct Consumer {
     head: u32,
     /// Largest payload a frame may carry (the receiver's limit).
     max_body: u32,
-    /// A frame header validated by `next` whose payload is not taken yet,
+    /// A frame header validated by `next_header` whose payload is not taken yet,
     /// and the length of its record.
     pending: Option<(Header, u32)>,
     /// The writer asked for a doorbell when space frees (see `take_doorbell`).
@@ -324,7 +330,7 @@ impl Consumer {
     fn available(&self) -> Result<u32, ShmError> {
         let tail = self.mem.word(CTL_TAIL).load(Ordering::Acquire);
         let avail = tail.wrapping_sub(self.head);
-        if avail > self.mem.cap || avail % RECORD_ALIGN as u32 != 0 {
+        if avail > self.mem.cap || !avail.is_multiple_of(RECORD_ALIGN as u32) {
             return Err(ShmError::BadIndex("tail", tail, self.head));
         }
         Ok(avail)
@@ -333,7 +339,7 @@ impl Consumer {
     /// Look at the next record. A frame's header is validated (every field
     /// as on the socket, its whole record published) and kept until
     /// [`Consumer::take_body`]; a marker is consumed at once.
-    pub fn next(&mut self) -> Result<Option<Next>, ShmError> {
+    pub fn next_header(&mut self) -> Result<Option<Next>, ShmError> {
         if let Some((h, _)) = self.pending {
             return Ok(Some(Next::Frame(h)));
         }
@@ -360,7 +366,7 @@ impl Consumer {
         Ok(Some(Next::Frame(h)))
     }
 
-    /// Copy the payload of the frame [`Consumer::next`] returned into
+    /// Copy the payload of the frame [`Consumer::next_header`] returned into
     /// `out` (exactly `body_len` bytes) and consume its record.
     pub fn take_body(&mut self, out: &mut [u8]) -> Result<(), ShmError> {
         let Some((h, len)) = self.pending else {
@@ -378,7 +384,7 @@ impl Consumer {
 
     /// The next whole record, copied out, or `None` when the ring is empty.
     pub fn pop(&mut self) -> Result<Option<Record>, ShmError> {
-        match self.next()? {
+        match self.next_header()? {
             None => Ok(None),
             Some(Next::Marker) => Ok(Some(Record::Marker)),
             Some(Next::Frame(h)) => {
@@ -438,7 +444,7 @@ impl Consumer {
     }
 
     /// Is a frame published and not consumed? (An error reads as yes: the
-    /// next `next` reports it.)
+    /// next `next_header` reports it.)
     pub fn has_data(&self) -> bool {
         self.pending.is_some() || self.available() != Ok(0)
     }

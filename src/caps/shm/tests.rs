@@ -61,17 +61,24 @@ fn pop_frame(c: &mut Consumer) -> (Header, Vec<u8>) {
 
 /// A raw memfd of `len` bytes with `seals` added (`None`: not sealable).
 fn raw_memfd(len: usize, seals: Option<i32>) -> OwnedFd {
-    let flags = libc::MFD_CLOEXEC | if seals.is_some() { libc::MFD_ALLOW_SEALING } else { 0 };
+    let flags = libc::MFD_CLOEXEC
+        | if seals.is_some() {
+            libc::MFD_ALLOW_SEALING
+        } else {
+            0
+        };
     // SAFETY: memfd_create with a NUL-terminated name.
     let fd = unsafe { libc::memfd_create(c"test".as_ptr(), flags) };
     assert!(fd >= 0);
     // SAFETY: our new descriptor.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     // SAFETY: sizing our own memfd.
-    assert_eq!(unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) }, 0);
+    let r = unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) };
+    assert_eq!(r, 0);
     if let Some(s) = seals.filter(|&s| s != 0) {
         // SAFETY: sealing our own memfd.
-        assert_eq!(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, s) }, 0);
+        let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, s) };
+        assert_eq!(r, 0);
     }
     fd
 }
@@ -101,28 +108,52 @@ fn verifier_refuses_missing_seals_wrong_size_and_other_files() {
     let len = region_len(RING);
     let want = |fd: &OwnedFd| verify_memfd(fd.as_fd(), len);
     // Not sealable at all: F_GET_SEALS says only F_SEAL_SEAL.
-    assert!(matches!(want(&raw_memfd(len, None)), Err(ShmError::BadRegion("seals", _))));
+    assert!(matches!(
+        want(&raw_memfd(len, None)),
+        Err(ShmError::BadRegion("seals", _))
+    ));
     // Sealable, no seals.
-    assert!(matches!(want(&raw_memfd(len, Some(0))), Err(ShmError::BadRegion("seals", _))));
+    assert!(matches!(
+        want(&raw_memfd(len, Some(0))),
+        Err(ShmError::BadRegion("seals", _))
+    ));
     // Shrink and grow sealed but the seal set left open.
     let open = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW;
-    assert!(matches!(want(&raw_memfd(len, Some(open))), Err(ShmError::BadRegion("seals", _))));
+    assert!(matches!(
+        want(&raw_memfd(len, Some(open))),
+        Err(ShmError::BadRegion("seals", _))
+    ));
     // A write seal too many.
     let w = REQUIRED_SEALS | libc::F_SEAL_WRITE;
-    assert!(matches!(want(&raw_memfd(len, Some(w))), Err(ShmError::BadRegion("seals", _))));
+    assert!(matches!(
+        want(&raw_memfd(len, Some(w))),
+        Err(ShmError::BadRegion("seals", _))
+    ));
     // Right seals, wrong size (both ways), and attach refuses it.
     let small = raw_memfd(len - 4096, Some(REQUIRED_SEALS));
-    assert_eq!(want(&small), Err(ShmError::BadRegion("size", (len - 4096) as u64)));
+    assert_eq!(
+        want(&small),
+        Err(ShmError::BadRegion("size", (len - 4096) as u64))
+    );
     assert!(want(&raw_memfd(len * 2, Some(REQUIRED_SEALS))).is_err());
-    assert_eq!(Region::attach(small, RING).err().map(|e| e.errno()), Some(libc::EPROTO));
+    assert_eq!(
+        Region::attach(small, RING).err().map(|e| e.errno()),
+        Some(libc::EPROTO)
+    );
     // The right thing passes.
     assert_eq!(want(&raw_memfd(len, Some(REQUIRED_SEALS))), Ok(()));
     // A pipe and a socket are not regular files.
     let (a, _b) = UnixStream::pair().unwrap();
-    assert!(matches!(verify_memfd(a.as_fd(), len), Err(ShmError::BadRegion(_, _))));
+    assert!(matches!(
+        verify_memfd(a.as_fd(), len),
+        Err(ShmError::BadRegion(_, _))
+    ));
     // A regular file on disk has no seals.
     let f = std::fs::File::open("/proc/self/exe").unwrap();
-    assert!(matches!(verify_memfd(f.as_fd(), len), Err(ShmError::BadRegion(_, _))));
+    assert!(matches!(
+        verify_memfd(f.as_fd(), len),
+        Err(ShmError::BadRegion(_, _))
+    ));
 }
 
 #[test]
@@ -132,7 +163,10 @@ fn attach_refuses_a_bad_header_or_size() {
     // SAFETY: dup of our memfd.
     let dup = |fd: &OwnedFd| unsafe { OwnedFd::from_raw_fd(libc::dup(fd.as_raw_fd())) };
     // Agreed ring size differs from the file's: the size check refuses.
-    assert!(matches!(Region::attach(dup(&fd), 2 * RING), Err(ShmError::BadRegion("size", _))));
+    assert!(matches!(
+        Region::attach(dup(&fd), 2 * RING),
+        Err(ShmError::BadRegion("size", _))
+    ));
     r.poke(8, 8192);
     assert_eq!(
         Region::attach(dup(&fd), RING).err(),
@@ -140,7 +174,10 @@ fn attach_refuses_a_bad_header_or_size() {
     );
     r.poke(8, RING as u32);
     r.poke(0, 0x1234);
-    assert!(matches!(Region::attach(dup(&fd), RING), Err(ShmError::BadRegion("region magic", _))));
+    assert!(matches!(
+        Region::attach(dup(&fd), RING),
+        Err(ShmError::BadRegion("region magic", _))
+    ));
     r.poke(0, region::REGION_MAGIC);
     r.poke(40, 1);
     assert!(Region::attach(dup(&fd), RING).is_err());
@@ -201,7 +238,10 @@ fn full_and_exactly_full() {
     assert_eq!(p.pending().unwrap(), RING);
     // One popped: exactly its space is free again.
     assert_eq!(pop_frame(&mut c).0.id, 0);
-    assert_eq!(p.push(&req(8, 465).encode(), &body(8, 465)).unwrap(), Push::Full);
+    assert_eq!(
+        p.push(&req(8, 465).encode(), &body(8, 465)).unwrap(),
+        Push::Full
+    );
     push_ok(&mut p, 8, 464);
     assert_eq!(p.push(&req(9, 0).encode(), &[]).unwrap(), Push::Full);
     for id in 1..9 {
@@ -235,14 +275,18 @@ fn big_frames_go_on_the_socket_behind_a_marker_in_order() {
     }
     assert_eq!(socket.len(), 2);
     // Frame 2 arrives on the socket late: 1 comes, then nothing until it does.
-    assert_eq!(inb.next().unwrap().unwrap().0.id, 1);
-    assert_eq!(inb.next().unwrap(), None);
+    assert_eq!(inb.next_frame().unwrap().unwrap().0.id, 1);
+    assert_eq!(inb.next_frame().unwrap(), None);
     assert!(inb.awaits_socket());
-    assert_eq!(inb.next().unwrap(), None, "ring frame 3 must wait for 2");
+    assert_eq!(
+        inb.next_frame().unwrap(),
+        None,
+        "ring frame 3 must wait for 2"
+    );
     inb.socket_frame(socket.remove(0)).unwrap();
     // Frame 4 arrives early, before its marker is popped.
     inb.socket_frame(socket.remove(0)).unwrap();
-    let ids: Vec<u64> = std::iter::from_fn(|| inb.next().unwrap())
+    let ids: Vec<u64> = std::iter::from_fn(|| inb.next_frame().unwrap())
         .map(|(h, b)| {
             assert_eq!(b, body(h.id, h.body_len as usize));
             h.id
@@ -295,7 +339,10 @@ fn doorbell_only_for_a_sleeping_reader_and_a_waiting_writer() {
 }
 
 fn push_ok_or_full(p: &mut Producer) -> bool {
-    matches!(p.push(&req(0, 200).encode(), &body(0, 200)).unwrap(), Push::Written { .. })
+    matches!(
+        p.push(&req(0, 200).encode(), &body(0, 200)).unwrap(),
+        Push::Written { .. }
+    )
 }
 
 #[test]
@@ -308,12 +355,15 @@ fn hostile_indices_and_records_are_errors() {
         (r, peer)
     };
     // Tail beyond the ring, unaligned, or behind our head.
-    for bad in [RING as u32 + 8, 12, u32::MAX & !7, 8] {
+    for bad in [RING as u32 + 8, 12, !7u32, 8] {
         let (r, peer) = fresh();
         let (_, mut c) = peer.split(Side::Service, MAX_BODY);
         r.poke(tail_off, bad);
-        let e = c.next().unwrap_err();
-        assert!(matches!(e, ShmError::BadIndex("tail", _, 0) | ShmError::Truncated(48, 8)));
+        let e = c.next_header().unwrap_err();
+        assert!(matches!(
+            e,
+            ShmError::BadIndex("tail", _, 0) | ShmError::Truncated(48, 8)
+        ));
         assert_eq!(e.errno(), libc::EPROTO);
     }
     // A published header that is no frame header.
@@ -323,7 +373,7 @@ fn hostile_indices_and_records_are_errors() {
     let mut h = req(1, 8).encode();
     h[0] = 9;
     p.push(&h, &[0; 8]).unwrap();
-    assert!(matches!(c.next(), Err(ShmError::BadRecord(_))));
+    assert!(matches!(c.next_header(), Err(ShmError::BadRecord(_))));
     // A header whose body goes past the tail (peer stops mid-frame after
     // publishing the header only).
     let (r, peer) = fresh();
@@ -331,18 +381,21 @@ fn hostile_indices_and_records_are_errors() {
     let base = r.base();
     let hb = req(1, 1000).encode();
     for (i, w) in hb.chunks(4).enumerate() {
-        r.poke(DATA_OFFSET + 4 * i, u32::from_le_bytes(w.try_into().unwrap()));
+        r.poke(
+            DATA_OFFSET + 4 * i,
+            u32::from_le_bytes(w.try_into().unwrap()),
+        );
     }
     assert!(!base.is_null());
-    assert_eq!(c.next(), Ok(None), "written, not published: nothing");
+    assert_eq!(c.next_header(), Ok(None), "written, not published: nothing");
     r.poke(tail_off, 48);
-    assert_eq!(c.next(), Err(ShmError::Truncated(1048, 48)));
+    assert_eq!(c.next_header(), Err(ShmError::Truncated(1048, 48)));
     // A frame larger than the receiver's limit, though it fits the ring.
     let (r, peer) = fresh();
     let (mut p, _) = r.split(Side::Client, MAX_BODY);
     let (_, mut c) = peer.split(Side::Service, 100);
     push_ok(&mut p, 1, 200);
-    assert!(matches!(c.next(), Err(ShmError::BadRecord(_))));
+    assert!(matches!(c.next_header(), Err(ShmError::BadRecord(_))));
     // A marker with a non-zero field.
     let (r, peer) = fresh();
     let (mut p, _) = r.split(Side::Client, MAX_BODY);
@@ -350,10 +403,10 @@ fn hostile_indices_and_records_are_errors() {
     let mut m = transport_header(MARKER);
     m[8] = 1;
     p.push(&m, &[]).unwrap();
-    assert!(matches!(c.next(), Err(ShmError::BadRecord(_))));
+    assert!(matches!(c.next_header(), Err(ShmError::BadRecord(_))));
     // The producer checks the consumer's head: moved back, past our tail,
     // or unaligned.
-    for bad in [u32::MAX & !7, 1 << 20, 4] {
+    for bad in [!7u32, 1 << 20, 4] {
         let (r, peer) = fresh();
         let (mut p, _) = r.split(Side::Client, MAX_BODY);
         push_ok(&mut p, 1, 8); // tail 56
@@ -369,7 +422,7 @@ fn hostile_indices_and_records_are_errors() {
     let ((mut p, _), (_, mut c)) = pair(RING);
     assert_eq!(c.take_body(&mut []).unwrap_err().errno(), libc::EINVAL);
     push_ok(&mut p, 1, 8);
-    assert!(matches!(c.next(), Ok(Some(Next::Frame(_)))));
+    assert!(matches!(c.next_header(), Ok(Some(Next::Frame(_)))));
     assert!(matches!(c.take_body(&mut [0; 7]), Err(ShmError::Misuse(_))));
     c.take_body(&mut [0; 8]).unwrap();
     // The flag words: the reader's asleep flag set by a hostile peer only
@@ -504,12 +557,12 @@ fn a_second_process_scribbling_garbage_costs_errors_only() {
                 0..=55 => {
                     // A valid request (or marker) at our tail.
                     let blen = (x >> 8) as usize % 600;
-                    let h = if blen % 11 == 0 {
+                    let h = if blen.is_multiple_of(11) {
                         transport_header(MARKER)
                     } else {
                         req(x, blen).encode()
                     };
-                    let blen = if blen % 11 == 0 { 0 } else { blen };
+                    let blen = if blen.is_multiple_of(11) { 0 } else { blen };
                     let rec = record_len(blen);
                     let head = word(ctl0 + CTL_HEAD).load(Ordering::Acquire);
                     if (RING as u32).wrapping_sub(tail.wrapping_sub(head)) < rec as u32 {
@@ -518,17 +571,19 @@ fn a_second_process_scribbling_garbage_costs_errors_only() {
                     }
                     for (i, c) in h.chunks(4).enumerate() {
                         let off = (tail as usize + 4 * i) % RING;
-                        word(DATA_OFFSET + off).store(
-                            u32::from_le_bytes(c.try_into().unwrap()),
-                            Ordering::Relaxed,
-                        );
+                        word(DATA_OFFSET + off)
+                            .store(u32::from_le_bytes(c.try_into().unwrap()), Ordering::Relaxed);
                     }
                     tail = tail.wrapping_add(rec as u32);
                     word(ctl0 + CTL_TAIL).store(tail, Ordering::Release);
                 }
                 56 | 57 => {
                     // A random tail, near or far.
-                    let t = if x & 0x100 != 0 { tail.wrapping_add((x >> 16) as u32 % 256) } else { (x >> 16) as u32 };
+                    let t = if x & 0x100 != 0 {
+                        tail.wrapping_add((x >> 16) as u32 % 256)
+                    } else {
+                        (x >> 16) as u32
+                    };
                     word(ctl0 + CTL_TAIL).store(t, Ordering::Release);
                 }
                 58 | 59 => {
@@ -551,13 +606,14 @@ fn a_second_process_scribbling_garbage_costs_errors_only() {
         }
     });
     let (mut p, mut c) = r.split(Side::Service, MAX_BODY);
-    let (mut frames, mut markers, mut errors, mut pushed, mut perrors) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut frames, mut markers, mut errors, mut pushed, mut perrors) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut buf = vec![0u8; MAX_BODY as usize];
     let t0 = Instant::now();
     let mut i = 0u64;
     while i < 2_000_000 && t0.elapsed() < Duration::from_secs(20) {
         i += 1;
-        match c.next() {
+        match c.next_header() {
             Ok(None) => {}
             Ok(Some(Next::Marker)) => markers += 1,
             Ok(Some(Next::Frame(h))) => {
@@ -573,7 +629,7 @@ fn a_second_process_scribbling_garbage_costs_errors_only() {
                 c.resync();
             }
         }
-        if i % 4 == 0 {
+        if i.is_multiple_of(4) {
             match p.push(&req(i, 40).encode(), &[7; 40]) {
                 Ok(_) => pushed += 1,
                 Err(e) => {
@@ -585,11 +641,17 @@ fn a_second_process_scribbling_garbage_costs_errors_only() {
         }
     }
     let st = reap(child, 5, true);
-    assert!(libc::WIFSIGNALED(st) && libc::WTERMSIG(st) == libc::SIGKILL, "child status {st:#x}");
+    assert!(
+        libc::WIFSIGNALED(st) && libc::WTERMSIG(st) == libc::SIGKILL,
+        "child status {st:#x}"
+    );
     eprintln!(
         "hostile: {i} reads: {frames} frames, {markers} markers, {errors} errors; {pushed} pushes, {perrors} errors"
     );
-    assert!(frames > 0 && errors > 0 && pushed > 0, "both paths exercised");
+    assert!(
+        frames > 0 && errors > 0 && pushed > 0,
+        "both paths exercised"
+    );
 }
 
 #[test]
@@ -609,7 +671,7 @@ fn ping_pong_between_two_processes() {
             if t0.elapsed() > Duration::from_secs(60) {
                 return 3;
             }
-            match c.next() {
+            match c.next_header() {
                 // SAFETY: no preconditions (lets a peer on this core run).
                 Ok(None) => unsafe {
                     libc::sched_yield();
@@ -647,6 +709,8 @@ fn ping_pong_between_two_processes() {
         assert_eq!(b, body(id, 16));
     }
     let st = reap(child, 60, false);
-    assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0, "child status {st:#x}");
+    assert!(
+        libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0,
+        "child status {st:#x}"
+    );
 }
-
