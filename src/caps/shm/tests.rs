@@ -481,12 +481,24 @@ fn rand(s: &mut u64) -> u64 {
 }
 
 /// Fork a child that runs `f` and `_exit`s with its result (0 = fine).
+/// The child is killed when the test process dies (a failed test must not
+/// leave a scribbler running).
 fn fork_child(f: impl FnOnce() -> i32) -> libc::pid_t {
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
     // SAFETY: the child only touches memory and makes system calls, then
     // `_exit`s; it never returns into the test harness.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0);
     if pid == 0 {
+        // SAFETY: prctl and getppid have no memory preconditions; if the
+        // parent died before the prctl, the child ends at once.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if libc::getppid() != parent {
+                libc::_exit(9);
+            }
+        }
         let code = f();
         // SAFETY: ends the child without running the parent's exit hooks.
         unsafe { libc::_exit(code) };
@@ -551,7 +563,11 @@ fn a_second_process_scribbling_garbage_costs_errors_only() {
         let mut s = 0x9e37_79b9_7f4a_7c15u64;
         let ctl0 = CTL_BASE;
         let mut tail = 0u32;
-        loop {
+        let t0 = Instant::now();
+        for n in 0u64.. {
+            if n.is_multiple_of(65536) && t0.elapsed() > Duration::from_secs(120) {
+                return 8;
+            }
             let x = rand(&mut s);
             match x % 64 {
                 0..=55 => {
@@ -604,6 +620,7 @@ fn a_second_process_scribbling_garbage_costs_errors_only() {
                 }
             }
         }
+        unreachable!()
     });
     let (mut p, mut c) = r.split(Side::Service, MAX_BODY);
     let (mut frames, mut markers, mut errors, mut pushed, mut perrors) =
