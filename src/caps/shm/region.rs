@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::ShmError;
-use super::ring::{CTL_LEN, Consumer, Producer};
+use super::ring::{CTL_LEN, Consumer, Producer, RingMem};
 
 /// "CAPR" little-endian: the region header's magic.
 pub const REGION_MAGIC: u32 = u32::from_le_bytes(*b"CAPR");
@@ -288,12 +288,13 @@ impl Region {
         // this mapping (128- and page-aligned, `cap` a checked power of
         // two); `split` consumes the region, so this side makes one
         // producer and one consumer, and the peer's are the other ends.
-        unsafe {
+        let (pm, cm) = unsafe {
             (
-                Producer::new(self.map.clone(), ctl(out), data(out), cap, start),
-                Consumer::new(self.map.clone(), ctl(inp), data(inp), cap, start, max_body),
+                RingMem::new(self.map.clone(), ctl(out), data(out), cap),
+                RingMem::new(self.map.clone(), ctl(inp), data(inp), cap),
             )
-        }
+        };
+        (Producer::new(pm, start), Consumer::new(cm, start, max_body))
     }
 
     /// The mapping's first byte (tests scribble on it from another process).

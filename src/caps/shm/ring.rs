@@ -49,9 +49,9 @@ pub const fn record_len(body_len: usize) -> usize {
     (HEADER_LEN + body_len).next_multiple_of(RECORD_ALIGN)
 }
 
-/// Where one ring lives in a mapping.
-#[derive(Clone, Copy)]
-struct RingMem {
+/// Where one ring lives in a mapping (which it keeps alive).
+pub(super) struct RingMem {
+    _map: Arc<Mapping>,
     /// The control block: `CTL_LEN` bytes, 128-byte aligned.
     ctl: *mut u8,
     /// The data area: `cap` bytes, 8-byte aligned.
@@ -61,16 +61,30 @@ struct RingMem {
 }
 
 // SAFETY: the pointers address shared memory accessed only atomically; the
-// mapping is kept alive by the `Arc<Mapping>` next to every `RingMem`.
+// mapping is kept alive by `_map`.
 unsafe impl Send for RingMem {}
 
 impl RingMem {
+    /// # Safety
+    /// `ctl` and `data` are a ring's control block (`CTL_LEN` bytes,
+    /// 128-aligned) and data area (`cap` bytes, 8-aligned; `cap` a power
+    /// of two ≥ 64) inside `map`; the caller makes one producer and one
+    /// consumer of it in this process, and the peer the other ends.
+    pub(super) unsafe fn new(map: Arc<Mapping>, ctl: *mut u8, data: *mut u8, cap: u32) -> RingMem {
+        RingMem {
+            _map: map,
+            ctl,
+            data,
+            cap,
+        }
+    }
+
     /// The `u32` control word at `off`.
     fn word(&self, off: usize) -> &AtomicU32 {
         debug_assert!(off + 4 <= CTL_LEN && off.is_multiple_of(4));
         // SAFETY: `off` is one of the CTL_* constants, inside the control
         // block and 4-aligned (the block is 128-aligned); the mapping lives
-        // as long as the `Arc<Mapping>` held beside `self`, which outlives
+        // as long as the `Arc<Mapping>` held in `self`, which outlives
         // the returned reference (it borrows `self`). An `AtomicU32` may be
         // changed by others at any time: the reference is to an atomic.
         unsafe { &*self.ctl.add(off).cast::<AtomicU32>() }
@@ -139,7 +153,6 @@ pub enum Push {
 /// The writing side of one ring.
 pub struct Producer {
     mem: RingMem,
-    _map: Arc<Mapping>,
     /// Our index: bytes ever published (free-running, wraps at 2^32).
     tail: u32,
     /// The reader's index as last validated.
@@ -147,21 +160,11 @@ pub struct Producer {
 }
 
 impl Producer {
-    /// # Safety
-    /// `ctl` and `data` are a ring's control block (`CTL_LEN` bytes,
-    /// 128-aligned) and data area (`cap` bytes, 8-aligned; `cap` a power
-    /// of two ≥ 64) inside `map`, of which this is the only producer; the
-    /// shared `tail` and `head` both hold `start` (8-aligned).
-    pub(super) unsafe fn new(
-        map: Arc<Mapping>,
-        ctl: *mut u8,
-        data: *mut u8,
-        cap: u32,
-        start: u32,
-    ) -> Producer {
+    /// The producer of ring `mem`, whose shared `tail` and `head` both
+    /// hold `start` (8-aligned).
+    pub(super) fn new(mem: RingMem, start: u32) -> Producer {
         Producer {
-            mem: RingMem { ctl, data, cap },
-            _map: map,
+            mem,
             tail: start,
             head_seen: start,
         }
@@ -287,7 +290,6 @@ pub enum Record {
 /// The reading side of one ring.
 pub struct Consumer {
     mem: RingMem,
-    _map: Arc<Mapping>,
     /// Our index: bytes ever consumed (free-running).
     head: u32,
     /// Largest payload a frame may carry (the receiver's limit).
@@ -300,19 +302,11 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    /// # Safety
-    /// As [`Producer::new`], for the only consumer of the ring.
-    pub(super) unsafe fn new(
-        map: Arc<Mapping>,
-        ctl: *mut u8,
-        data: *mut u8,
-        cap: u32,
-        start: u32,
-        max_body: u32,
-    ) -> Consumer {
+    /// The consumer of ring `mem` (shared indices at `start`), taking
+    /// frames of up to `max_body` payload bytes.
+    pub(super) fn new(mem: RingMem, start: u32, max_body: u32) -> Consumer {
         Consumer {
-            mem: RingMem { ctl, data, cap },
-            _map: map,
+            mem,
             head: start,
             max_body,
             pending: None,
