@@ -210,6 +210,9 @@ impl Producer {
     /// one. A frame whose record is bigger than the ring is not written: a
     /// marker is, and the caller sends the frame on the socket.
     pub fn push(&mut self, header: &[u8; HEADER_LEN], body: &[u8]) -> Result<Push, ShmError> {
+        if u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize != body.len() {
+            return Err(ShmError::Misuse("push: body_len is not the body's length"));
+        }
         if !self.fits(body.len()) {
             return Ok(match self.push_record(&transport_header(MARKER), &[])? {
                 Push::Written { doorbell } => Push::OnSocket { doorbell },

@@ -420,6 +420,8 @@ fn hostile_indices_and_records_are_errors() {
     }
     // Misuse is ours, not the peer's.
     let ((mut p, _), (_, mut c)) = pair(RING);
+    let e = p.push(&req(1, 9).encode(), &[0; 8]).unwrap_err();
+    assert_eq!(e.errno(), libc::EINVAL);
     assert_eq!(c.take_body(&mut []).unwrap_err().errno(), libc::EINVAL);
     push_ok(&mut p, 1, 8);
     assert!(matches!(c.next_header(), Ok(Some(Next::Frame(_)))));
