@@ -6,5 +6,6 @@ pub mod cred;
 pub mod errno;
 pub mod port;
 pub mod rendezvous;
+pub mod shm;
 pub mod sys;
 pub mod wire;
