@@ -244,6 +244,22 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(200_000);
+    // What making a region on a connection's first traffic costs: create,
+    // size, seal and map it, then verify and map it as the peer would.
+    let mut make = Vec::new();
+    for _ in 0..200 {
+        let t0 = Instant::now();
+        let mut r = Region::create(DEFAULT_RING).expect("region");
+        let peer = Region::attach(r.take_fd().expect("fd"), DEFAULT_RING).expect("attach");
+        make.push(t0.elapsed().as_nanos() as f64 / 1000.0);
+        drop((r, peer));
+    }
+    make.sort_by(f64::total_cmp);
+    println!(
+        "region of 2 x {} KiB: create + seal + map, verify + map: p50 {:.1} us",
+        DEFAULT_RING / 1024,
+        make[make.len() / 2]
+    );
     let (f50, f99) = floor(n);
     println!(
         "floor: shared-page counter ping-pong, 2 processes, cpus 0/1, spinning: {n} round trips, p50 {f50:.3} us, p99 {f99:.3} us"

@@ -73,7 +73,7 @@ fn page_size() -> usize {
 
 /// A shared mapping of a region between two `PROT_NONE` guard pages;
 /// unmapped when the last ring or region holding it goes.
-pub struct Mapping {
+pub(super) struct Mapping {
     /// The first byte of the region (one page after the reservation).
     base: *mut u8,
     /// Bytes of the region.
