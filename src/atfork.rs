@@ -1,5 +1,5 @@
 //! Pieces of the `pthread_atfork` handlers that keep the library's locks
-//! consistent across `fork()` (`cpu::fork`, `slab::fork`): where the
+//! consistent across `fork()` (`lwkt::fork`, `slab::fork`): where the
 //! forking thread keeps the guards it took in `prepare`, and registration
 //! that never waits.
 

@@ -11,12 +11,9 @@ pub mod abi;
 mod atfork;
 pub mod capi;
 pub mod caps;
-// TEMPORARY: removed at merge (issue 13)
-#[allow(clippy::missing_safety_doc)]
 pub mod cpu;
 pub mod diag;
 pub mod encoding;
-// TEMPORARY: removed at merge (issue 13)
-#[allow(clippy::missing_safety_doc)]
 pub mod lwkt;
+pub mod san;
 pub mod slab;

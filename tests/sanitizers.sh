@@ -1,8 +1,8 @@
 #!/bin/sh
 # C programs built with -fsanitize=address and -fsanitize=thread against
 # the (uninstrumented) library: correct programs run clean, real bugs are
-# still reported (src/lwkt/san.rs, docs/debugging.md). Run by `make test`
-# (LIBCAPS_STAGE: the staged install tree).
+# still reported (src/san.rs, src/lwkt/san.rs, docs/debugging.md). Run by
+# `make test` (LIBCAPS_STAGE: the staged install tree).
 set -u
 . tests/common.sh
 out=target/san-tests

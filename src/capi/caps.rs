@@ -23,7 +23,7 @@ fn set_errno(e: c_int) {
 /// kernel thread as cpu 0's current thread if nothing did yet).
 fn owner() -> *mut thread {
     // SAFETY: mycpu() is this kernel thread's live cpu.
-    unsafe { (*crate::cpu::mycpu()).gd_curthread }
+    unsafe { (*crate::lwkt::mycpu()).gd_curthread }
 }
 
 /// Trace (`LIBCAPS_DEBUG`) a failed call that creates or connects to

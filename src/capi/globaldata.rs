@@ -6,6 +6,7 @@ use core::sync::atomic::Ordering;
 use crate::abi::globaldata_t;
 use crate::cpu;
 use crate::fatal;
+use crate::lwkt::{boot, mplock};
 
 /// Start libcaps on the calling kernel thread: it becomes cpu 0, the code
 /// that runs `main()` becomes the current thread (a system thread,
@@ -14,14 +15,14 @@ use crate::fatal;
 /// it get the same set-up on their first LWKT call.
 #[unsafe(no_mangle)]
 pub extern "C" fn uthread_init() {
-    cpu::adopt();
+    boot::adopt();
 }
 
 /// Slow path of the `mycpu` macro: the current cpu, set up on first use.
 /// Aborts when called from a kernel thread that is not a libcaps cpu.
 #[unsafe(no_mangle)]
 pub extern "C" fn libcaps_mycpu_slow() -> globaldata_t {
-    cpu::mycpu()
+    boot::mycpu()
 }
 
 /// The `globaldata` of cpu `cpu` (`0 <= cpu < ncpus`, else abort).
@@ -49,7 +50,7 @@ pub extern "C" fn globaldata_find(cpu: c_int) -> globaldata_t {
 /// a cpu that waits for it, a loop that never yields starves that cpu.
 #[unsafe(no_mangle)]
 pub extern "C" fn caps_fork_vcpu() -> c_int {
-    cpu::fork_vcpu()
+    boot::fork_vcpu()
 }
 
 /// Whether the current thread should give up the cpu: always 0, since
@@ -63,37 +64,37 @@ pub extern "C" fn need_resched() -> c_int {
 #[unsafe(no_mangle)]
 pub extern "C" fn splz() {
     // SAFETY: mycpu() is the current cpu.
-    unsafe { cpu::ipi::process(cpu::mycpu()) }
+    unsafe { cpu::ipi::process(boot::mycpu()) }
 }
 
 /// Take (one more hold of) the MP lock for the current thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn get_mplock() {
-    cpu::get_mplock()
+    mplock::get_mplock()
 }
 
 /// Drop one hold of the MP lock; released when the count reaches 0.
 /// Aborts if the current thread holds none.
 #[unsafe(no_mangle)]
 pub extern "C" fn rel_mplock() {
-    cpu::rel_mplock()
+    mplock::rel_mplock()
 }
 
 /// Take one more hold of the MP lock if possible: 1, else 0.
 #[unsafe(no_mangle)]
 pub extern "C" fn try_mplock() -> c_int {
-    cpu::try_mplock()
+    mplock::try_mplock()
 }
 
 /// Take the MP lock word for this cpu without counting a hold: 1, else 0.
 #[unsafe(no_mangle)]
 pub extern "C" fn cpu_try_mplock() -> c_int {
-    cpu::cpu_try_mplock()
+    mplock::cpu_try_mplock()
 }
 
 /// Take the MP lock word for this cpu without counting a hold, waiting
 /// (with `sched_yield`) while another cpu has it.
 #[unsafe(no_mangle)]
 pub extern "C" fn cpu_get_initial_mplock() {
-    cpu::cpu_get_initial_mplock()
+    mplock::cpu_get_initial_mplock()
 }

@@ -15,8 +15,10 @@ use core::ffi::{c_char, c_int, c_void};
 use core::sync::atomic::Ordering;
 
 use crate::abi::{globaldata, lwkt_token_t, lwkt_wait_t, thread, thread_t};
-use crate::cpu::{self, mycpu};
+use crate::cpu;
 use crate::fatal;
+use crate::lwkt::mycpu;
+use crate::lwkt::sched;
 use crate::lwkt::thread as lt;
 use crate::lwkt::wait;
 
@@ -88,33 +90,33 @@ pub unsafe extern "C" fn lwkt_free_thread(td: thread_t) {
 /// critical section is a fatal error.
 #[unsafe(no_mangle)]
 pub extern "C" fn lwkt_switch() {
-    lt::switch("lwkt_switch")
+    sched::switch("lwkt_switch")
 }
 
 /// `lwkt_switch()` (the December 2003 name used to start a new cpu).
 #[unsafe(no_mangle)]
 pub extern "C" fn lwkt_start_threading(_td: thread_t) {
-    lt::switch("lwkt_start_threading")
+    sched::switch("lwkt_start_threading")
 }
 
 /// Let every other runnable thread of the same (or higher) priority run
 /// once: the caller is put at the tail of its run queue and switches.
 #[unsafe(no_mangle)]
 pub extern "C" fn lwkt_yield() {
-    lt::yield_self()
+    sched::yield_self()
 }
 
 /// Switch only if a thread of higher priority is runnable and the caller
 /// is not in a critical section (called by `crit_exit()`).
 #[unsafe(no_mangle)]
 pub extern "C" fn lwkt_yield_quick() {
-    lt::switch_if_higher()
+    sched::switch_if_higher()
 }
 
 /// Same as `lwkt_yield_quick()`.
 #[unsafe(no_mangle)]
 pub extern "C" fn lwkt_maybe_switch() {
-    lt::switch_if_higher()
+    sched::switch_if_higher()
 }
 
 /// Make `td` runnable (taking it off any wait queue). Cooperative: the
@@ -123,14 +125,14 @@ pub extern "C" fn lwkt_maybe_switch() {
 pub unsafe extern "C" fn lwkt_schedule(td: thread_t) {
     need("lwkt_schedule", td);
     // SAFETY: `td` is a valid thread.
-    unsafe { lt::schedule(td) }
+    unsafe { sched::schedule(td) }
 }
 
 /// Make the current thread runnable.
 #[unsafe(no_mangle)]
 pub extern "C" fn lwkt_schedule_self() {
     // SAFETY: the current thread is valid.
-    unsafe { lt::schedule(current()) }
+    unsafe { sched::schedule(current()) }
 }
 
 /// Take `td` off the run queue; a running thread keeps running until it
@@ -139,7 +141,7 @@ pub extern "C" fn lwkt_schedule_self() {
 pub unsafe extern "C" fn lwkt_deschedule(td: thread_t) {
     need("lwkt_deschedule", td);
     // SAFETY: `td` is a valid thread.
-    unsafe { lt::deschedule(td) }
+    unsafe { sched::deschedule(td) }
 }
 
 /// Take the current thread off the run queue (it blocks at its next
@@ -147,7 +149,7 @@ pub unsafe extern "C" fn lwkt_deschedule(td: thread_t) {
 #[unsafe(no_mangle)]
 pub extern "C" fn lwkt_deschedule_self() {
     // SAFETY: the current thread is valid.
-    unsafe { lt::deschedule(current()) }
+    unsafe { sched::deschedule(current()) }
 }
 
 /// Set the priority (0..31) of `td`, keeping its critical-section count.
@@ -155,14 +157,14 @@ pub extern "C" fn lwkt_deschedule_self() {
 pub unsafe extern "C" fn lwkt_setpri(td: thread_t, pri: c_int) {
     need("lwkt_setpri", td);
     // SAFETY: `td` is a valid thread.
-    unsafe { lt::setpri(td, pri) }
+    unsafe { sched::setpri(td, pri) }
 }
 
 /// Set the priority of the current thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn lwkt_setpri_self(pri: c_int) {
     // SAFETY: the current thread is valid.
-    unsafe { lt::setpri(current(), pri) }
+    unsafe { sched::setpri(current(), pri) }
 }
 
 /// Take a reference that keeps `td`'s structure from being reused after

@@ -1,10 +1,12 @@
-//! `fork()` and the thread package.
+//! `fork()` and the virtual cpus: what a child keeps of them. The
+//! `pthread_atfork` handlers are in `src/lwkt/fork.rs`, whose child
+//! handler calls [`after_fork_child`] first.
 //!
-//! * The locks a fork could copy in a held state (`caps_fork_vcpu`'s and
-//!   the wait queues' lock) are taken by the forking thread before the
-//!   fork and released in both processes after, as `slab::fork` does for
-//!   the allocator. The forking cpu's IPI queue is not (a sender may hold
-//!   other locks meanwhile): the child replaces it if it was in use.
+//! * The lock a fork could copy in a held state here (`caps_fork_vcpu`'s,
+//!   [`super::fork_lock`]) is taken by the forking thread before the fork
+//!   and released in both processes after. The forking cpu's IPI queue is
+//!   not (a sender may hold other locks meanwhile): the child replaces it
+//!   if it was in use.
 //! * The child has only the forking kernel thread. A cpu is its kernel
 //!   thread, so the child keeps at most one cpu:
 //!   - forked by a kernel thread that is not a libcaps cpu (perhaps while
@@ -22,53 +24,25 @@
 //!   The child's copies of the other cpus' descriptors are closed; nothing
 //!   is removed from an epoll instance (an `EPOLL_CTL_DEL` would act on
 //!   the parent's).
-//!
-//! The handlers are registered when the library is loaded (an
-//! `.init_array` entry), never on first use, which another thread could
-//! be in the middle of at a fork.
 
 use core::ptr;
-use core::sync::atomic::{AtomicBool, Ordering};
-use std::sync::MutexGuard;
+use core::sync::atomic::Ordering;
 
 use super::{
-    ASLEEP, CPU0_TAKEN, LIVE, MP_WAITERS, USER_THREADS, cpu_priv, evloop, globaldata_find,
-    live_cpus, mp_lock, ncpus,
+    ASLEEP, CPU0_TAKEN, LIVE, MP_WAITERS, cpu_priv, evloop, globaldata_find, live_cpus, mp_lock,
+    ncpus,
 };
 use crate::abi::globaldata;
-use crate::atfork::{Held, register_once};
 
-/// The locks held from `prepare` to `parent`/`child`, in this order (no
-/// code path holds two of them).
-static HELD: Held<(MutexGuard<'static, ()>, MutexGuard<'static, ()>)> = Held::new();
-
-#[used]
-#[unsafe(link_section = ".init_array")]
-static REGISTER: extern "C" fn() = register;
-
-/// Also called when cpu 0 is set up, for a static link that left the
-/// `.init_array` entry out.
-pub extern "C" fn register() {
-    static DONE: AtomicBool = AtomicBool::new(false);
-    register_once(&DONE, prepare, parent, child);
-}
-
-extern "C" fn prepare() {
-    let held = (super::fork_lock(), crate::lwkt::wait::waitq_lock());
-    // SAFETY: the prepare handler.
-    unsafe { HELD.keep(held) };
-}
-
-extern "C" fn parent() {
-    // SAFETY: the parent handler.
-    unsafe { HELD.release() };
-}
-
-extern "C" fn child() {
-    // SAFETY: the child handler.
-    unsafe { HELD.release() };
-    let gd = super::mycpu_if_any();
-    // SAFETY: the child's only thread; `gd` is NULL or its cpu.
+/// The cpus in a `fork()` child: forget those whose kernel thread is
+/// not there and keep `gd`, the child's cpu (none when NULL: the next
+/// LWKT call sets up cpu 0 afresh).
+///
+/// # Safety
+/// The child handler, on the child's only thread; `gd` is
+/// `mycpu_if_any()` there.
+pub unsafe fn after_fork_child(gd: *mut globaldata) {
+    // SAFETY: per the contract.
     unsafe {
         for cpu in live_cpus() {
             let o = globaldata_find(cpu);
@@ -109,7 +83,6 @@ fn forget_cpus() {
     CPU0_TAKEN.store(false, Ordering::SeqCst);
     ncpus.store(1, Ordering::SeqCst);
     LIVE.store(0, Ordering::SeqCst);
-    USER_THREADS.store(0, Ordering::SeqCst);
     mp_lock.store(-1, Ordering::SeqCst);
     evloop::forget_all_sources();
 }
@@ -137,9 +110,5 @@ unsafe fn keep_only(gd: *mut globaldata) {
         if mp_lock.load(Ordering::SeqCst) != me {
             mp_lock.store(-1, Ordering::SeqCst);
         }
-        USER_THREADS.store(
-            crate::lwkt::thread::count_user_threads(gd),
-            Ordering::SeqCst,
-        );
     }
 }

@@ -40,7 +40,7 @@ pub unsafe fn send(target: *mut globaldata, func: IpiFn, arg: *mut c_void) {
     // target's private state.
     unsafe {
         let p = &*cpu_priv(target);
-        crate::lwkt::san::release(p);
+        crate::san::release(p);
         p.ipiq
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -113,6 +113,10 @@ pub unsafe fn process(gd: *mut globaldata) {
     }
 }
 
+/// The part of [`process`] that runs when a request bit is set.
+///
+/// # Safety
+/// As [`process`]: `gd` must be the current cpu.
 #[inline(never)]
 unsafe fn process_slow(gd: *mut globaldata) {
     // SAFETY: per the contract of `process`; `ipi_work` is owned by this
@@ -132,7 +136,7 @@ unsafe fn process_slow(gd: *mut globaldata) {
                 }
                 core::mem::swap(&mut *q, &mut work);
             }
-            crate::lwkt::san::acquire(p);
+            crate::san::acquire(p);
             for ipi in work.drain(..) {
                 (ipi.func)(ipi.arg);
             }

@@ -1,6 +1,12 @@
-//! Virtual cpus: the `globaldata` array, `mycpu`, adoption of the calling
-//! kernel thread as cpu 0, `caps_fork_vcpu` (cpus 1.. as kernel threads),
-//! the wakeup protocol between cpus, and the MP lock.
+//! Virtual cpus: the `globaldata` array, `mycpu_if_any`, the set-up of a
+//! cpu's globaldata and private state, the wakeup protocol between cpus,
+//! the idle wait with its deadlock check, and the MP lock word.
+//!
+//! This is a leaf below `lwkt`: it knows nothing of threads beyond the
+//! fields of `struct thread` it stores. Starting cpus (cpu 0's adoption,
+//! `caps_fork_vcpu`), per-thread MP lock holds and the idle loop are in
+//! `src/lwkt/boot.rs`, `mplock.rs` and `idle.rs`, which call down into
+//! this module.
 //!
 //! Every cpu is one kernel thread. Other cpus reach it only through its IPI
 //! queue (`ipi`) and the request bits in `gd_reqflags`; a cpu with nothing
@@ -17,7 +23,7 @@
 //! them, with C names.
 
 pub mod evloop;
-mod fork;
+pub mod fork;
 pub mod ipi;
 
 use core::ffi::c_int;
@@ -25,11 +31,8 @@ use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::abi::{
-    MAXVCPU, TDF_RUNNING, TDF_SYSTHREAD, TDPRI_CRIT, globaldata, lwkt_ipiq, md_thread, thread,
-};
+use crate::abi::{MAXVCPU, globaldata, lwkt_ipiq, md_thread, thread};
 use crate::fatal;
-use crate::lwkt::thread as lt;
 
 unsafe extern "C" {
     #[cfg(not(target_arch = "x86_64"))]
@@ -67,11 +70,11 @@ pub static mut main_td: thread = zeroed();
 
 static CPU0_TAKEN: AtomicBool = AtomicBool::new(false);
 
-/// Live threads without `TDF_SYSTHREAD`, on every cpu. Counted when a
-/// thread is initialised (by its creator, before it reaches a remote cpu)
-/// and uncounted when it exits, so that it never reads 0 while a thread is
-/// on its way to another cpu.
-pub static USER_THREADS: AtomicI32 = AtomicI32::new(0);
+/// Claim cpu 0 for the calling kernel thread: true the first time (until
+/// a `fork()` child forgets every cpu), false once another thread has it.
+pub fn claim_cpu0() -> bool {
+    !CPU0_TAKEN.swap(true, Ordering::AcqRel)
+}
 
 /// Cpus whose idle thread waits for the MP lock (bit per cpu).
 static MP_WAITERS: AtomicU32 = AtomicU32::new(0);
@@ -172,14 +175,6 @@ pub unsafe fn cpu_priv(gd: *mut globaldata) -> *mut CpuPriv {
     unsafe { (*gd).gd_vcpu.cast() }
 }
 
-/// The current cpu's `globaldata`; the first call from a program that never
-/// called `uthread_init()` adopts the calling kernel thread as cpu 0.
-#[inline(always)]
-pub fn mycpu() -> *mut globaldata {
-    let gd = mycpu_if_any();
-    if gd.is_null() { adopt() } else { gd }
-}
-
 /// The current cpu if one is set up on this kernel thread, else NULL
 /// (never adopts).
 ///
@@ -251,12 +246,27 @@ pub unsafe fn notify(gd: *mut globaldata, bit: c_int) {
     }
 }
 
+/// What [`wait_for_work`] found.
+#[must_use]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Idle {
+    /// A request bit was set, an event source was ready or the wait was
+    /// cut short: look for work again.
+    Work,
+    /// This cpu was the last of the `n` live cpus to fall asleep, with no
+    /// request pending anywhere and no event source that could wake any
+    /// of them: nothing will ever run again (the caller reports it and
+    /// aborts; the cpu is left counted as asleep).
+    Deadlock(i32),
+}
+
 /// Wait until a request bit is set on this cpu or an event source is
-/// ready: a bounded adaptive spin, then a sleep in the event loop.
+/// ready: a bounded adaptive spin, then a sleep in the event loop. Returns
+/// [`Idle::Deadlock`] instead of sleeping when no cpu could ever wake.
 ///
 /// # Safety
 /// `gd` is the current cpu and the caller its idle thread.
-pub unsafe fn wait_for_work(gd: *mut globaldata) {
+pub unsafe fn wait_for_work(gd: *mut globaldata) -> Idle {
     // SAFETY: per the contract (owner fields of the current cpu).
     unsafe {
         let rf = reqflags(gd);
@@ -265,7 +275,7 @@ pub unsafe fn wait_for_work(gd: *mut globaldata) {
         if evloop::has_idle_hooks() {
             evloop::run_idle_hooks();
             if (*gd).gd_runqmask != 0 {
-                return;
+                return Idle::Work;
             }
         }
         if ncpus.load(Ordering::Relaxed) > 1 {
@@ -274,7 +284,7 @@ pub unsafe fn wait_for_work(gd: *mut globaldata) {
             while i < budget {
                 if rf.load(Ordering::Relaxed) != 0 {
                     (*p).spin = (budget * 2).min(SPIN_MAX);
-                    return;
+                    return Idle::Work;
                 }
                 core::hint::spin_loop();
                 i += 1;
@@ -282,7 +292,7 @@ pub unsafe fn wait_for_work(gd: *mut globaldata) {
             (*p).spin = (budget / 2).max(SPIN_MIN);
         }
         if evloop::sources() > 0 && poll_sockets_briefly(p, rf) {
-            return;
+            return Idle::Work;
         }
         (*p).sleeping.store(true, Ordering::SeqCst);
         if rf.load(Ordering::SeqCst) == 0 {
@@ -290,7 +300,7 @@ pub unsafe fn wait_for_work(gd: *mut globaldata) {
             let n = LIVE.load(Ordering::SeqCst).count_ones() as i32;
             let asleep = ASLEEP.fetch_add(1, Ordering::SeqCst) + 1;
             if asleep as u32 == n as u32 && n > 1 && nothing_can_wake(n) {
-                lt::report_deadlock_all(n);
+                return Idle::Deadlock(n);
             }
             let t0 = std::time::Instant::now();
             let woke = evloop::poll(-1);
@@ -307,6 +317,7 @@ pub unsafe fn wait_for_work(gd: *mut globaldata) {
         }
         (*p).sleeping.store(false, Ordering::SeqCst);
     }
+    Idle::Work
 }
 
 /// Poll this cpu's sockets for up to its adaptive budget (see
@@ -386,100 +397,39 @@ pub fn globaldata_find(cpu: c_int) -> *mut globaldata {
     unsafe { &raw mut gdary[cpu as usize] }
 }
 
-/// Make the calling kernel thread cpu 0 and its running code the thread
-/// `main_td` (`uthread_init()`); idempotent.
-#[cold]
-pub fn adopt() -> *mut globaldata {
-    let gd = mycpu_if_any();
-    if !gd.is_null() {
-        return gd;
-    }
-    if CPU0_TAKEN.swap(true, Ordering::AcqRel) {
-        // SAFETY: gettid has no preconditions.
-        let tid = unsafe { libc::gettid() };
-        fatal!(
-            "uthread_init",
-            "kernel thread {tid} is not a libcaps cpu: cpu 0 already runs on another kernel \
-             thread (LWKT calls must come from the thread that started libcaps)"
-        );
-    }
-    fork::register();
-    let gd = globaldata_find(0);
-    // New threads start with the FP control state the package starts with,
-    // on stacks of the size asked for then; errno is switched per thread.
-    crate::lwkt::arch::capture_fp_start();
-    crate::lwkt::arch::errno_init();
-    crate::lwkt::stack::configure();
-    crate::lwkt::overflow::arm_kernel_thread();
-    // SAFETY: cpu 0 was not taken, so nobody else touches gdary[0] or
-    // main_td; they are static and live forever.
+/// Make `gd` the current cpu of the calling kernel thread (what
+/// [`mycpu_if_any`] returns from now on).
+///
+/// # Safety
+/// `gd` is a cpu set up by [`gdinit_cpu`] for this kernel thread only.
+#[inline]
+pub unsafe fn set_mycpu(gd: *mut globaldata) {
+    // SAFETY: per the contract; the shim stores a thread-local pointer.
+    unsafe { libcaps_tls_set_gd(gd) }
+}
+
+/// The last steps of a cpu's set-up, on its own kernel thread: its slab
+/// state, the waker of its event loop, and its bit in the live set (from
+/// here on it may sleep and be counted by the deadlock check).
+///
+/// # Safety
+/// `gd` is the current cpu, set up by [`gdinit_cpu`]; only this thread
+/// sets its waker.
+pub unsafe fn go_live(gd: *mut globaldata) {
+    // SAFETY: per the contract.
     unsafe {
-        crate::lwkt::san::init();
-        gdinit_cpu(gd, 0);
-        libcaps_tls_set_gd(gd);
-        lt::gdinit(gd);
-        let td = &raw mut main_td;
-        lt::init_thread(td, ptr::null_mut(), TDF_RUNNING | TDF_SYSTHREAD, gd, None);
-        (*gd).gd_idlethread.td_flags &= !TDF_RUNNING;
-        (*gd).gd_curthread = td;
-        (*cpu_priv(gd)).main_td = td;
-        lt::set_comm(td, c"main".as_ptr());
-        // Threads are born in a critical section; main leaves it at once.
-        (*td).td_pri -= TDPRI_CRIT;
-        get_mplock();
+        crate::slab::gd::adopt_cpu(&raw mut (*gd).gd_slab);
+        let _ = (*cpu_priv(gd)).waker.set(evloop::waker());
+        LIVE.fetch_or((*gd).gd_cpumask, Ordering::SeqCst);
     }
-    // SAFETY: gd_slab of the cpu just set up on this kernel thread.
-    unsafe { crate::slab::gd::adopt_cpu(&raw mut (*gd).gd_slab) };
-    // SAFETY: gd is set up; only this thread sets its waker.
-    let _ = unsafe { (*cpu_priv(gd)).waker.set(evloop::waker()) };
-    LIVE.fetch_or(1, Ordering::SeqCst);
-    gd
 }
 
-/// Serialises `caps_fork_vcpu` calls.
-static FORK_LOCK: Mutex<()> = Mutex::new(());
-
-fn fork_lock() -> std::sync::MutexGuard<'static, ()> {
-    FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// `caps_fork_vcpu()`: start the next virtual cpu on a new kernel thread
-/// (its own globaldata, run queues, idle thread, event loop and slab
-/// state) and return its id; -1 once `MAXVCPU` cpus exist or when the
-/// kernel refuses a new thread.
-pub fn fork_vcpu() -> c_int {
-    // Cpu 0 must exist first (a program may fork before any LWKT call).
-    mycpu();
-    let _g = fork_lock();
-    let n = ncpus.load(Ordering::Acquire);
-    if n >= MAXVCPU {
-        return -1;
-    }
-    let gd = globaldata_find(n);
-    // SAFETY: gdary[n] is not in use (ncpus only grows, under FORK_LOCK;
-    // in a fork() child it was reset to the forking cpu's id + 1, and the
-    // parent's cpus above it do not run here).
-    unsafe { gdinit_cpu(gd, n) };
-    let ready = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-    let r2 = Arc::clone(&ready);
-    let gda = gd as usize;
-    let spawned = std::thread::Builder::new()
-        .name(format!("libcaps-cpu{n}"))
-        .stack_size(64 * 1024)
-        .spawn(move || vcpu_main(gda as *mut globaldata, r2));
-    if let Err(e) = spawned {
-        crate::warn!("caps_fork_vcpu", "cannot start a kernel thread: {e}");
-        // SAFETY: the cpu was never published; free what gdinit_cpu made.
-        unsafe { gdfree_cpu(gd) };
-        return -1;
-    }
-    let (m, cv) = &*ready;
-    let mut started = m.lock().unwrap_or_else(|e| e.into_inner());
-    while !*started {
-        started = cv.wait(started).unwrap_or_else(|e| e.into_inner());
-    }
-    drop(started);
-    crate::lwkt::san::acquire(gd);
+/// Publish cpu `n` (`gd`), which has gone live: the other cpus' masks
+/// gain it, its own lists them, and `ncpus` counts it.
+///
+/// # Safety
+/// Under [`fork_lock`]; `gd` is `gdary[n]` and `n == ncpus`.
+pub unsafe fn publish(gd: *mut globaldata, n: c_int) {
     let bit = 1u32 << n;
     for cpu in live_cpus().filter(|&c| c != n) {
         let o = globaldata_find(cpu);
@@ -495,46 +445,22 @@ pub fn fork_vcpu() -> c_int {
         AtomicU32::from_ptr(&raw mut (*gd).gd_other_cpus).store(others, Ordering::Relaxed);
     }
     ncpus.store(n + 1, Ordering::Release);
-    crate::trace!(
-        "caps_fork_vcpu",
-        "cpu {n} started (kernel thread {})",
-        // SAFETY: set by the new cpu before it reported readiness.
-        unsafe { (*gd).gd_pid }
-    );
-    n
 }
 
-/// First code of a virtual cpu's kernel thread: set the cpu up, report
-/// readiness and become its idle thread for good.
-fn vcpu_main(gd: *mut globaldata, ready: Arc<(Mutex<bool>, std::sync::Condvar)>) {
-    // SAFETY: `gd` was prepared by fork_vcpu for this thread only.
-    unsafe {
-        libcaps_tls_set_gd(gd);
-        (*gd).gd_pid = libc::gettid();
-        crate::lwkt::overflow::arm_kernel_thread();
-        lt::gdinit(gd);
-        crate::slab::gd::adopt_cpu(&raw mut (*gd).gd_slab);
-        let _ = (*cpu_priv(gd)).waker.set(evloop::waker());
-    }
-    // SAFETY: set up above by this thread.
-    LIVE.fetch_or(unsafe { (*gd).gd_cpumask }, Ordering::SeqCst);
-    crate::lwkt::san::release(gd);
-    {
-        let (m, cv) = &*ready;
-        *m.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        cv.notify_one();
-    }
-    drop(ready);
-    // SAFETY: the cpu is set up on this kernel thread, its idle thread
-    // current but not yet started.
-    unsafe { lt::run_idle(gd) }
+/// Serialises `caps_fork_vcpu` calls.
+static FORK_LOCK: Mutex<()> = Mutex::new(());
+
+/// Take the lock that serialises `caps_fork_vcpu` (and is held across
+/// `fork()`).
+pub fn fork_lock() -> std::sync::MutexGuard<'static, ()> {
+    FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Undo [`gdinit_cpu`] for a cpu that never started.
 ///
 /// # Safety
 /// `gd` was set up by gdinit_cpu and never published.
-unsafe fn gdfree_cpu(gd: *mut globaldata) {
+pub unsafe fn gdfree_cpu(gd: *mut globaldata) {
     // SAFETY: per the contract.
     unsafe {
         libc::free((*gd).gd_ipiq.cast());
@@ -543,12 +469,13 @@ unsafe fn gdfree_cpu(gd: *mut globaldata) {
     }
 }
 
-/// `mi_gdinit1`: zero `gd` and set its identity, free list, IPI queues and
-/// private state.
+/// `mi_gdinit1`: zero `gd` and set its identity, IPI queues and private
+/// state (its thread lists are set up by `gdinit` in `src/lwkt/idle.rs`).
 ///
 /// # Safety
-/// `gd` must be an unused element of `gdary`.
-unsafe fn gdinit_cpu(gd: *mut globaldata, cpuid: c_int) {
+/// `gd` must be an unused element of `gdary` (or, in a unit test, a
+/// private `globaldata` that is never published).
+pub unsafe fn gdinit_cpu(gd: *mut globaldata, cpuid: c_int) {
     let ipiq_size = core::mem::size_of::<lwkt_ipiq>();
     // SAFETY: `gd` is valid for writes; an all-zero globaldata is valid.
     unsafe {
@@ -557,7 +484,6 @@ unsafe fn gdinit_cpu(gd: *mut globaldata, cpuid: c_int) {
         (*gd).gd_cpuid = cpuid as u32;
         (*gd).gd_cpumask = 1u32 << cpuid;
         (*gd).gd_pid = libc::gettid();
-        crate::lwkt::tdqueue::init(&raw mut (*gd).gd_tdfreeq);
         let ipiq = libc::calloc(MAXVCPU as usize, ipiq_size).cast::<lwkt_ipiq>();
         if ipiq.is_null() {
             fatal!(
@@ -581,23 +507,6 @@ unsafe fn gdinit_cpu(gd: *mut globaldata, cpuid: c_int) {
             mp_wait_traced: AtomicPtr::new(ptr::null_mut()),
         });
         (*gd).gd_vcpu = Box::into_raw(private).cast();
-    }
-}
-
-/// `get_mplock()`: count one more hold of the MP lock by the current
-/// thread and make sure this cpu owns it. When another cpu owns it the
-/// thread yields (stays runnable; the scheduler runs it again only once
-/// the lock is ours) instead of spinning.
-pub fn get_mplock() {
-    let gd = mycpu();
-    // SAFETY: `gd` is this cpu's set-up globaldata.
-    unsafe {
-        let td = (*gd).gd_curthread;
-        (*td).td_mpcount += 1;
-        if acquire_mplock(gd) {
-            return;
-        }
-        lt::wait_for_mplock(gd, td);
     }
 }
 
@@ -636,7 +545,7 @@ pub unsafe fn acquire_mplock(gd: *mut globaldata) -> bool {
 #[cold]
 #[inline(never)]
 unsafe fn mplock_taken(gd: *mut globaldata) {
-    crate::lwkt::san::acquire(&mp_lock);
+    crate::san::acquire(&mp_lock);
     if crate::diag::debug_on() {
         // SAFETY: per the contract; the field is atomic.
         unsafe {
@@ -644,32 +553,6 @@ unsafe fn mplock_taken(gd: *mut globaldata) {
                 .mp_wait_traced
                 .store(ptr::null_mut(), Ordering::Relaxed)
         };
-    }
-}
-
-/// With `LIBCAPS_DEBUG`: `td`, a thread of the current cpu `gd` that needs
-/// the MP lock, cannot run because another cpu holds the lock. One line
-/// when the wait starts (again after the cpu got the lock); nothing when
-/// the lock was let go meanwhile.
-///
-/// # Safety
-/// `gd` is the current cpu, `td` one of its threads.
-#[cold]
-pub unsafe fn trace_mplock_wait(func: &str, gd: *mut globaldata, td: *mut thread) {
-    // SAFETY: per the contract.
-    unsafe {
-        let me = (*gd).gd_cpuid as i32;
-        let traced = &(*cpu_priv(gd)).mp_wait_traced;
-        let holder = mp_lock.load(Ordering::Relaxed);
-        if traced.load(Ordering::Relaxed) == td || holder < 0 || holder == me {
-            return;
-        }
-        traced.store(td, Ordering::Relaxed);
-        crate::trace!(
-            func,
-            "thread {td:p} \"{}\" on cpu {me} waits for the MP lock (held by cpu {holder})",
-            lt::name(td)
-        );
     }
 }
 
@@ -683,7 +566,7 @@ pub unsafe fn release_mplock(gd: *mut globaldata) {
     // SAFETY: reading the id of the current cpu.
     let me = unsafe { (*gd).gd_cpuid } as i32;
     if mp_lock.load(Ordering::Relaxed) == me {
-        crate::lwkt::san::release_out_of_line(&mp_lock);
+        crate::san::release_out_of_line(&mp_lock);
         // SeqCst: pairs with a waiter that registers in MP_WAITERS and
         // then looks at the lock again.
         mp_lock.store(-1, Ordering::SeqCst);
@@ -773,60 +656,3 @@ pub unsafe fn mplock_wait_unregister(gd: *mut globaldata) {
     let bit = 1u32 << unsafe { (*gd).gd_cpuid };
     MP_WAITERS.fetch_and(!bit, Ordering::SeqCst);
 }
-
-/// `rel_mplock()`: drop one hold; the lock is released at zero.
-pub fn rel_mplock() {
-    let gd = mycpu();
-    // SAFETY: `gd` is this cpu's set-up globaldata.
-    unsafe {
-        let td = (*gd).gd_curthread;
-        if (*td).td_mpcount <= 0 {
-            fatal!("rel_mplock", "the current thread does not hold the MP lock");
-        }
-        (*td).td_mpcount -= 1;
-        if (*td).td_mpcount == 0 {
-            release_mplock(gd);
-        }
-    }
-}
-
-/// `try_mplock()`: 1 and one more hold if the lock could be had, else 0.
-pub fn try_mplock() -> c_int {
-    let gd = mycpu();
-    // SAFETY: `gd` is this cpu's set-up globaldata.
-    unsafe {
-        if acquire_mplock(gd) {
-            (*(*gd).gd_curthread).td_mpcount += 1;
-            1
-        } else {
-            0
-        }
-    }
-}
-
-/// `cpu_try_mplock()`: take the lock word for this cpu, no hold counted.
-pub fn cpu_try_mplock() -> c_int {
-    // SAFETY: `mycpu()` is the current cpu.
-    c_int::from(unsafe { acquire_mplock(mycpu()) })
-}
-
-/// `cpu_get_initial_mplock()`: take the lock word for this cpu (no hold
-/// counted), waiting for it with `sched_yield` if another cpu has it.
-pub fn cpu_get_initial_mplock() {
-    let gd = mycpu();
-    // SAFETY: `gd` is the current cpu.
-    while !unsafe { acquire_mplock(gd) } {
-        // SAFETY: no preconditions.
-        unsafe { libc::sched_yield() };
-    }
-}
-
-/// True when no cpu runs anything but system threads (the idle loop then
-/// resumes `main`).
-#[inline]
-pub fn only_system_threads_left() -> bool {
-    USER_THREADS.load(Ordering::Acquire) == 0
-}
-
-/// The cpu whose idle loop resumes `main`.
-pub const MAIN_CPU: c_int = 0;

@@ -13,7 +13,7 @@
 //! loads are slow, a difference is rare). That block is marked "FP
 //! control" below. A new thread starts with the state the thread package
 //! started with ([`capture_fp_start`]). errno is switched in Rust
-//! (`lwkt::thread::switch_to`, with [`errno_get`]/[`errno_set`]), not in
+//! (`lwkt::sched::switch_to`, with [`errno_get`]/[`errno_set`]), not in
 //! the assembly.
 //!
 //! A new thread's stack is prepared by [`init_stack`] so that the first
@@ -198,6 +198,11 @@ mod imp {
 
     /// First code of every new thread: `start(r12, r13)` on an aligned
     /// stack. `start` never returns.
+    ///
+    /// # Safety
+    /// Never called: only entered by the first switch to a stack
+    /// prepared by [`init_stack`], with the start function and its
+    /// arguments in the callee-saved registers it put there.
     #[unsafe(naked)]
     unsafe extern "C" fn trampoline() {
         core::arch::naked_asm!(
@@ -341,6 +346,11 @@ mod imp {
     }
 
     /// First code of every new thread: `start(x19, x20)`.
+    ///
+    /// # Safety
+    /// Never called: only entered by the first switch to a stack
+    /// prepared by [`init_stack`], with the start function and its
+    /// arguments in the callee-saved registers it put there.
     #[unsafe(naked)]
     unsafe extern "C" fn trampoline() {
         core::arch::naked_asm!(

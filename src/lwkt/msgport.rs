@@ -20,12 +20,13 @@
 use core::ffi::{c_int, c_void};
 use core::ptr;
 
+use super::boot::mycpu;
 use super::queue;
 use crate::abi::{
     EASYNC, MSGF_ASYNC, MSGF_DONE, MSGF_QUEUED, MSGF_REPLY, MSGPORTF_WAITING, globaldata, lwkt_msg,
     lwkt_port, thread,
 };
-use crate::cpu::{ipi, mycpu};
+use crate::cpu::ipi;
 use crate::fatal;
 
 /// `(current cpu, cpu of the port's owner when that is another cpu)`.
@@ -295,6 +296,11 @@ pub unsafe fn default_putport(port: *mut lwkt_port, msg: *mut lwkt_msg) -> c_int
 }
 
 /// IPI: the queueing half of a put from another cpu, on the owner's cpu.
+///
+/// # Safety
+/// Only sent with [`ipi::send`] to the cpu of the target port's owner;
+/// `arg` is a valid message handed over by the sender, its
+/// `ms_target_port` a valid port.
 unsafe extern "C" fn putport_ipi(arg: *mut c_void) {
     let gd = mycpu();
     let msg = arg.cast::<lwkt_msg>();
@@ -310,6 +316,11 @@ unsafe extern "C" fn putport_ipi(arg: *mut c_void) {
 
 /// IPI: the completion half of a reply from another cpu, on the cpu of
 /// the reply port's owner.
+///
+/// # Safety
+/// Only sent with [`ipi::send`] to the cpu of the reply port's owner;
+/// `arg` is a valid message handed over by the replier, its
+/// `ms_reply_port` a valid port.
 unsafe extern "C" fn replyport_ipi(arg: *mut c_void) {
     let gd = mycpu();
     let msg = arg.cast::<lwkt_msg>();
@@ -410,7 +421,7 @@ pub unsafe fn default_waitport(port: *mut lwkt_port, msg: *mut lwkt_msg) -> *mut
             (*port).mp_flags |= MSGPORTF_WAITING;
             // What the thread waits on, for gdb (cleared on resuming).
             (*owner).td_wchan = port.cast();
-            super::thread::block_current(func, gd, owner, c"waitport".as_ptr());
+            super::sched::block_current(func, gd, owner, c"waitport".as_ptr());
         }
     }
 }
@@ -456,6 +467,10 @@ pub(crate) unsafe fn wake_owner(port: *mut lwkt_port) {
 }
 
 /// IPI: [`wake_owner`] on the owner's cpu.
+///
+/// # Safety
+/// Only sent with [`ipi::send`] to the cpu of the port's owner; `arg` is
+/// a valid port.
 unsafe extern "C" fn wake_owner_ipi(arg: *mut c_void) {
     // SAFETY: the sender passed a valid port owned by a thread of this cpu.
     unsafe { wake_owner_local(mycpu(), arg.cast()) }
@@ -475,7 +490,7 @@ unsafe fn wake_owner_local(gd: *mut globaldata, port: *mut lwkt_port) {
             (*port).mp_flags &= !MSGPORTF_WAITING;
             let td = (*port).mp_td;
             if !td.is_null() {
-                super::thread::schedule_local(gd, td);
+                super::sched::schedule_local(gd, td);
             }
         }
     }
@@ -497,7 +512,7 @@ pub(crate) unsafe fn block_on_port(func: &str, port: *mut lwkt_port) {
         // default_waitport checked on entry that the caller owns the port.
         (*port).mp_flags |= MSGPORTF_WAITING;
         (*(*port).mp_td).td_wchan = port.cast();
-        super::thread::block_self(func, c"waitport".as_ptr());
+        super::sched::block_self(func, c"waitport".as_ptr());
     }
 }
 
@@ -548,21 +563,39 @@ unsafe fn owner_cpu(func: &str, port: *mut lwkt_port) -> (*mut globaldata, *mut 
     (gd, owner)
 }
 
+/// `mp_putport` of [`DEFAULT_VECTORS`].
+///
+/// # Safety
+/// As [`default_putport`]: `port` and `msg` valid (called through the
+/// port's vector with its own arguments).
 unsafe extern "C" fn vec_putport(port: *mut lwkt_port, msg: *mut lwkt_msg) -> c_int {
     // SAFETY: the vector is only reached through a port, with its arguments.
     unsafe { default_putport(port, msg) }
 }
 
+/// `mp_waitport` of [`DEFAULT_VECTORS`].
+///
+/// # Safety
+/// As [`default_waitport`].
 unsafe extern "C" fn vec_waitport(port: *mut lwkt_port, msg: *mut lwkt_msg) -> *mut c_void {
     // SAFETY: as above.
     unsafe { default_waitport(port, msg) }
 }
 
+/// `mp_replyport` of [`DEFAULT_VECTORS`].
+///
+/// # Safety
+/// As [`default_replyport`].
 unsafe extern "C" fn vec_replyport(port: *mut lwkt_port, msg: *mut lwkt_msg) {
     // SAFETY: as above.
     unsafe { default_replyport(port, msg) }
 }
 
+/// `mp_abortport` of [`DEFAULT_VECTORS`].
+///
+/// # Safety
+/// None beyond the C signature: [`default_abortport`] only reports the
+/// call.
 unsafe extern "C" fn vec_abortport(port: *mut lwkt_port, msg: *mut lwkt_msg) {
     default_abortport(port, msg)
 }
@@ -588,6 +621,10 @@ mod tests {
         m
     }
 
+    /// A put vector that completes synchronously: counts in `ms_result`.
+    ///
+    /// # Safety
+    /// `msg` must be a valid message.
     unsafe extern "C" fn sync_put(_port: *mut lwkt_port, msg: *mut lwkt_msg) -> c_int {
         // SAFETY: called by beginmsg with a valid message.
         unsafe { (*msg).u.ms_result += 1 };

@@ -119,7 +119,7 @@ fn altstack() {
 extern "C" fn on_segv(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
     // SAFETY: the kernel passes a valid siginfo; the cpu of this kernel
     // thread is valid once set, and so is its current thread once set
-    // (a new cpu has none until `lwkt::thread::gdinit` runs; the fault
+    // (a new cpu has none until `lwkt::idle::gdinit` runs; the fault
     // interrupted that thread).
     unsafe {
         let addr = (*info).si_addr() as usize;

@@ -12,10 +12,10 @@
 //!   hold the redzones of an exited thread's frames).
 //! - ThreadSanitizer: each LWKT thread is a TSan fiber (created on the
 //!   first switch to it, destroyed after its exit), and `__tsan_release`
-//!   / `__tsan_acquire` mark the hand-offs between cpus that go through
-//!   the library: IPIs (which carry messages put on and replied to ports
-//!   of other cpus, tokens handed over and threads scheduled), the MP
-//!   lock and a virtual cpu's start.
+//!   / `__tsan_acquire` (`crate::san`) mark the hand-offs between cpus
+//!   that go through the library: IPIs (which carry messages put on and
+//!   replied to ports of other cpus, tokens handed over and threads
+//!   scheduled), the MP lock and a virtual cpu's start.
 //!
 //! - LeakSanitizer (with `-fsanitize=address` or `=leak`) scans the
 //!   stack a kernel thread runs on now, not the stacks of switched-out
@@ -31,11 +31,12 @@
 use core::cell::{Cell, RefCell};
 use core::ffi::{c_char, c_int, c_void};
 use core::ptr;
-use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 use std::collections::BTreeMap;
 
 use super::arch;
 use crate::abi::thread;
+use crate::san::{self, ASAN, LSAN, TSAN};
 
 unsafe extern "C" {
     fn libcaps_san_hooks() -> c_int;
@@ -46,18 +47,8 @@ unsafe extern "C" {
     fn libcaps_tsan_create_fiber() -> *mut c_void;
     fn libcaps_tsan_destroy_fiber(fiber: *mut c_void);
     fn libcaps_tsan_switch_to_fiber(fiber: *mut c_void);
-    fn libcaps_tsan_acquire(addr: *mut c_void);
-    fn libcaps_tsan_release(addr: *mut c_void);
     fn libcaps_lsan_root(p: *const c_void, size: usize, add: c_int);
 }
-
-const ASAN: u8 = 1;
-const TSAN: u8 = 2;
-const LSAN: u8 = 4;
-
-/// Which runtimes are there ([`ASAN`], [`TSAN`] bits); set once by [`init`]
-/// before the first switch.
-static HOOKS: AtomicU8 = AtomicU8::new(0);
 
 /// The stack of cpu 0's kernel thread, which `main`'s LWKT thread runs
 /// on (it has no `td_kstack`): lowest address and size.
@@ -92,7 +83,7 @@ pub fn init() {
         MAIN_STACK.0.store(lo, Ordering::Relaxed);
         MAIN_STACK.1.store(size, Ordering::Relaxed);
     }
-    HOOKS.store(hooks, Ordering::Release);
+    san::set_hooks(hooks);
     // main's frames while another thread runs on cpu 0.
     let (lo, size) = (
         MAIN_STACK.0.load(Ordering::Relaxed),
@@ -115,14 +106,14 @@ pub fn stack_unmapped(lo: *const c_void, size: usize) {
 /// The calling kernel thread (a virtual cpu) leaves its boot stack for
 /// good, but not its frames: under LeakSanitizer the stack stays a root.
 pub fn keep_boot_stack() {
-    if HOOKS.load(Ordering::Relaxed) & LSAN != 0 {
+    if san::hooks() & LSAN != 0 {
         let (lo, size) = current_kernel_stack();
         lsan_root(lo as *const c_void, size, true);
     }
 }
 
 fn lsan_root(lo: *const c_void, size: usize, add: bool) {
-    if HOOKS.load(Ordering::Relaxed) & LSAN != 0 && size != 0 {
+    if san::hooks() & LSAN != 0 && size != 0 {
         // SAFETY: LeakSanitizer only records (or forgets) the range; it
         // scans only the parts that are mapped readable.
         unsafe { libcaps_lsan_root(lo, size, c_int::from(add)) }
@@ -150,46 +141,7 @@ fn current_kernel_stack() -> (usize, usize) {
 /// ThreadSanitizer there)? One load.
 #[inline(always)]
 pub fn active() -> bool {
-    HOOKS.load(Ordering::Relaxed) & (ASAN | TSAN) != 0
-}
-
-/// `__tsan_release(addr)` under ThreadSanitizer: what the current thread
-/// did so far happens before whatever follows an [`acquire`] of `addr`.
-#[inline(always)]
-pub fn release<T>(addr: *const T) {
-    if HOOKS.load(Ordering::Relaxed) & TSAN != 0 {
-        tsan_release(addr.cast());
-    }
-}
-
-/// `__tsan_acquire(addr)` under ThreadSanitizer (see [`release`]).
-#[inline(always)]
-pub fn acquire<T>(addr: *const T) {
-    if HOOKS.load(Ordering::Relaxed) & TSAN != 0 {
-        tsan_acquire(addr.cast());
-    }
-}
-
-/// [`release`] for a path that must stay small where it is inlined (the
-/// MP lock, inside the scheduler's pick): the test is out of line too.
-#[cold]
-#[inline(never)]
-pub fn release_out_of_line<T>(addr: *const T) {
-    release(addr)
-}
-
-#[cold]
-#[inline(never)]
-fn tsan_release(addr: *const c_void) {
-    // SAFETY: TSan only records the address.
-    unsafe { libcaps_tsan_release(addr.cast_mut()) }
-}
-
-#[cold]
-#[inline(never)]
-fn tsan_acquire(addr: *const c_void) {
-    // SAFETY: TSan only records the address.
-    unsafe { libcaps_tsan_acquire(addr.cast_mut()) }
+    san::hooks() & (ASAN | TSAN) != 0
 }
 
 /// The stack a thread runs on: lowest address and size.
@@ -245,7 +197,7 @@ fn tsan_fibers(td: *mut thread, ntd: *mut thread, leave: Leave) -> *mut c_void {
 #[cold]
 #[inline(never)]
 pub unsafe fn switch(td: *mut thread, ntd: *mut thread, leave: Leave) {
-    let hooks = HOOKS.load(Ordering::Relaxed);
+    let hooks = san::hooks();
     // AddressSanitizer's fake stack of this thread while it is away; it
     // lives in this frame, on the thread's own stack.
     let mut fake: *mut c_void = ptr::null_mut();
@@ -275,7 +227,7 @@ pub unsafe fn switch(td: *mut thread, ntd: *mut thread, leave: Leave) {
 /// # Safety
 /// Called right after a switch, on the new stack.
 pub unsafe fn arrived(fake: *mut c_void) {
-    let hooks = HOOKS.load(Ordering::Relaxed);
+    let hooks = san::hooks();
     // SAFETY: per the contract.
     unsafe {
         if hooks & ASAN != 0 {
@@ -298,7 +250,7 @@ pub unsafe fn arrived(fake: *mut c_void) {
 /// stack's pointer.
 #[cold]
 pub unsafe fn switch_from_boot(boot_sp: *mut *mut c_char, idle: *mut thread) {
-    let hooks = HOOKS.load(Ordering::Relaxed);
+    let hooks = san::hooks();
     // SAFETY: per the contract.
     unsafe {
         if hooks & ASAN != 0 {
@@ -321,7 +273,7 @@ pub unsafe fn switch_from_boot(boot_sp: *mut *mut c_char, idle: *mut thread) {
 /// `lo .. lo + size` must be a thread stack nobody runs on.
 #[cold]
 pub unsafe fn fresh_stack(lo: *mut c_char, size: usize) {
-    if HOOKS.load(Ordering::Relaxed) & ASAN != 0 {
+    if san::hooks() & ASAN != 0 {
         // SAFETY: per the contract.
         unsafe { libcaps_asan_unpoison(lo.cast(), size) }
     }

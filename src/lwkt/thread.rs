@@ -1,38 +1,56 @@
-//! The LWKT scheduler of one cpu: 32 fixed-priority run queues with a
-//! bitmap, round robin within a priority, cooperative switching, critical
-//! sections counted in `td_pri`, thread creation from a per-cpu cache of
-//! exited threads (with their stacks), exit, and the idle loop that resumes
-//! `main` once every non-system thread has exited.
+//! LWKT threads of one cpu: initialisation (`lwkt_init_thread`), creation
+//! from a per-cpu cache of exited threads (with their stacks), naming,
+//! references (`lwkt_hold`/`lwkt_rele`), release and exit, and the count
+//! of user threads that decides when `main` is resumed. The run queues
+//! and the switch are in `sched`, the idle thread in `idle`.
 //!
 //! Everything here runs on the cpu's own kernel thread. A thread belongs to
-//! one cpu for life; acting on a thread of another cpu (scheduling it,
-//! registering a new one) is forwarded to that cpu as an IPI.
+//! one cpu for life; registering a new thread on another cpu is forwarded
+//! to that cpu as an IPI.
 
 use core::ffi::{CStr, c_char, c_int, c_void};
 use core::ptr;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicI32, Ordering};
 
 use super::arch;
+use super::boot::mycpu;
 use super::msgport as mp;
 use super::san::{self, Leave};
+use super::sched::{dequeue, pick_next, schedule_local, switch_to};
 use super::stack;
 use super::tdqueue::{self, Link};
 use crate::abi::{
-    TDF_ALLOCATED_STACK, TDF_ALLOCATED_THREAD, TDF_RUNNING, TDF_RUNQ, TDF_STOPREQ, TDF_SYSTHREAD,
-    TDF_VERBOSE, TDPRI_CRIT, TDPRI_IDLE_THREAD, TDPRI_KERN_DAEMON, TDPRI_MASK, TDPRI_MAX,
-    THREAD_STACK, globaldata, md_thread, thread,
+    TDF_ALLOCATED_STACK, TDF_ALLOCATED_THREAD, TDF_STOPREQ, TDF_SYSTHREAD, TDF_VERBOSE, TDPRI_CRIT,
+    TDPRI_KERN_DAEMON, THREAD_STACK, globaldata, md_thread, thread,
 };
-use crate::cpu::{self, cpu_priv, ipi, mycpu};
+use crate::cpu::{self, cpu_priv, ipi};
 use crate::{fatal, warn};
 
 /// Private flag: the thread has exited (`lwkt_exit`). Outside every
 /// DragonFly `TDF_*` value.
 pub const TDF_EXITED: c_int = 0x4000_0000;
+
 /// Private flag: the thread is on its cpu's free list.
 pub const TDF_FREEQ: c_int = 0x2000_0000;
 
 /// Exited threads kept for reuse per cpu; the idle loop frees the rest.
 pub const THREAD_CACHE_MAX: c_int = 64;
+
+/// Live threads without `TDF_SYSTHREAD`, on every cpu. Counted when a
+/// thread is initialised (by its creator, before it reaches a remote cpu)
+/// and uncounted when it exits, so that it never reads 0 while a thread is
+/// on its way to another cpu.
+pub static USER_THREADS: AtomicI32 = AtomicI32::new(0);
+
+/// The cpu whose idle loop resumes `main`.
+pub const MAIN_CPU: c_int = 0;
+
+/// True when no cpu runs anything but system threads (the idle loop then
+/// resumes `main`).
+#[inline]
+pub fn only_system_threads_left() -> bool {
+    USER_THREADS.load(Ordering::Acquire) == 0
+}
 
 /// The name of a thread for diagnostics.
 ///
@@ -52,79 +70,9 @@ pub unsafe fn name(td: *const thread) -> String {
 
 /// The idle thread of `gd`.
 #[inline]
-fn idle(gd: *mut globaldata) -> *mut thread {
+pub(super) fn idle_thread(gd: *mut globaldata) -> *mut thread {
     // SAFETY: only a field address is computed.
     unsafe { &raw mut (*gd).gd_idlethread }
-}
-
-/// Put `td` on its priority's run queue (no-op if already there).
-///
-/// # Safety
-/// `td` must be a thread of `gd`, on no other `td_threadq` list.
-#[inline]
-unsafe fn enqueue(gd: *mut globaldata, td: *mut thread) {
-    // SAFETY: per the contract.
-    unsafe {
-        if (*td).td_flags & TDF_RUNQ == 0 {
-            let pri = ((*td).td_pri & TDPRI_MASK) as usize;
-            tdqueue::insert_tail(&raw mut (*gd).gd_tdrunq[pri], td, Link::Threadq);
-            (*gd).gd_runqmask |= 1 << pri;
-            (*td).td_flags |= TDF_RUNQ;
-        }
-    }
-}
-
-/// Take `td` off its run queue (no-op if not there).
-///
-/// # Safety
-/// `td` must be a thread of `gd`.
-#[inline]
-unsafe fn dequeue(gd: *mut globaldata, td: *mut thread) {
-    // SAFETY: per the contract; TDF_RUNQ says which list td is on.
-    unsafe {
-        if (*td).td_flags & TDF_RUNQ != 0 {
-            let pri = ((*td).td_pri & TDPRI_MASK) as usize;
-            let q = &raw mut (*gd).gd_tdrunq[pri];
-            tdqueue::remove(q, td, Link::Threadq);
-            if tdqueue::first(q).is_null() {
-                (*gd).gd_runqmask &= !(1 << pri);
-            }
-            (*td).td_flags &= !TDF_RUNQ;
-        }
-    }
-}
-
-/// `lwkt_gdinit`: empty run queues and thread list, and an idle thread
-/// (own stack, left in a critical section, not counted in
-/// `gd_num_threads`) as the current thread.
-///
-/// # Safety
-/// `gd` must be a cpu being set up by its own kernel thread.
-pub unsafe fn gdinit(gd: *mut globaldata) {
-    // SAFETY: `gd` is valid and not yet in use.
-    unsafe {
-        for q in 0..32 {
-            tdqueue::init(&raw mut (*gd).gd_tdrunq[q]);
-        }
-        (*gd).gd_runqmask = 0;
-        tdqueue::init(&raw mut (*gd).gd_tdallq);
-        let td = idle(gd);
-        ptr::write_bytes(td, 0, 1);
-        let stk = stack::alloc(THREAD_STACK as usize, &raw mut (*td).td_mach);
-        if stk.is_null() {
-            fatal!(
-                "lwkt_gdinit",
-                "cannot map a stack for the idle thread of cpu {}",
-                (*gd).gd_cpuid
-            );
-        }
-        let mach = ptr::read(&raw const (*td).td_mach);
-        init_fields(td, stk, TDF_RUNNING | TDF_SYSTHREAD, gd, Some(mach));
-        (*td).td_pri = TDPRI_IDLE_THREAD + 2 * TDPRI_CRIT;
-        set_comm(td, c"idle".as_ptr());
-        set_handler(td, idle_loop, ptr::null_mut());
-        (*gd).gd_curthread = td;
-    }
 }
 
 /// Set every field of a thread as `lwkt_init_thread` does, without putting
@@ -133,7 +81,7 @@ pub unsafe fn gdinit(gd: *mut globaldata) {
 /// # Safety
 /// `td` valid for writes; `stack` NULL or `mach`'s / a caller's stack of
 /// `THREAD_STACK` bytes.
-unsafe fn init_fields(
+pub(super) unsafe fn init_fields(
     td: *mut thread,
     stack: *mut c_char,
     flags: c_int,
@@ -178,7 +126,7 @@ pub unsafe fn init_thread(
     }
 }
 
-/// Count a new thread in [`cpu::USER_THREADS`] unless it is a system
+/// Count a new thread in [`USER_THREADS`] unless it is a system
 /// thread.
 ///
 /// # Safety
@@ -186,7 +134,7 @@ pub unsafe fn init_thread(
 unsafe fn count_user(td: *mut thread) {
     // SAFETY: per the contract.
     if unsafe { (*td).td_flags } & TDF_SYSTHREAD == 0 {
-        cpu::USER_THREADS.fetch_add(1, Ordering::AcqRel);
+        USER_THREADS.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -206,6 +154,10 @@ unsafe fn register(gd: *mut globaldata, td: *mut thread) {
 }
 
 /// IPI: register a thread created for this cpu by another one.
+///
+/// # Safety
+/// Only sent to the cpu of `arg`, a thread initialised for it (and
+/// counted) by its creator and on none of its lists yet.
 unsafe extern "C" fn register_ipi(arg: *mut c_void) {
     let td = arg.cast::<thread>();
     let gd = mycpu();
@@ -215,6 +167,9 @@ unsafe extern "C" fn register_ipi(arg: *mut c_void) {
 
 /// IPI: register a thread created for this cpu by another one and make
 /// it runnable.
+///
+/// # Safety
+/// As [`register_ipi`].
 unsafe extern "C" fn register_schedule_ipi(arg: *mut c_void) {
     let td = arg.cast::<thread>();
     let gd = mycpu();
@@ -225,7 +180,7 @@ unsafe extern "C" fn register_schedule_ipi(arg: *mut c_void) {
     }
 }
 
-/// The threads of `gd` that count in [`cpu::USER_THREADS`]: those on its
+/// The threads of `gd` that count in [`USER_THREADS`]: those on its
 /// thread list, and those another cpu made for it whose registration is
 /// still queued (for a `fork()` child, which keeps only this cpu).
 ///
@@ -292,7 +247,11 @@ pub unsafe fn set_comm(td: *mut thread, comm: *const c_char) {
 ///
 /// # Safety
 /// `td` must have a stack and not be running.
-unsafe fn set_handler(td: *mut thread, func: unsafe extern "C" fn(*mut c_void), arg: *mut c_void) {
+pub(super) unsafe fn set_handler(
+    td: *mut thread,
+    func: unsafe extern "C" fn(*mut c_void),
+    arg: *mut c_void,
+) {
     // SAFETY: per the contract.
     unsafe {
         if (*td).td_kstack.is_null() {
@@ -309,6 +268,10 @@ unsafe fn set_handler(td: *mut thread, func: unsafe extern "C" fn(*mut c_void), 
 
 /// First Rust code of every thread: leave the critical section a new
 /// thread is born in, run `func(arg)`, exit.
+///
+/// # Safety
+/// Only entered through the trampoline of a stack prepared by
+/// [`set_handler`], with the `func` and `arg` it stored.
 unsafe extern "C" fn thread_start(func: *mut c_void, arg: *mut c_void) -> ! {
     if san::active() {
         // SAFETY: the first code on this thread's stack after the switch.
@@ -329,7 +292,7 @@ unsafe extern "C" fn thread_start(func: *mut c_void, arg: *mut c_void) -> ! {
 ///
 /// # Safety
 /// `td` must be a valid thread.
-unsafe fn local_cpu(func: &str, td: *mut thread) -> *mut globaldata {
+pub(super) unsafe fn local_cpu(func: &str, td: *mut thread) -> *mut globaldata {
     let gd = mycpu();
     // SAFETY: `td` is valid per the contract.
     let tgd = unsafe { (*td).td_gd };
@@ -492,359 +455,6 @@ pub unsafe fn create(
     0
 }
 
-/// Pick the next thread to run: the head of the highest non-empty run
-/// queue, rotated to the tail of its queue; the idle thread when nothing
-/// is runnable. Takes or drops the MP lock as the chosen thread needs.
-///
-/// # Safety
-/// `gd` must be the current cpu.
-#[inline(always)]
-unsafe fn pick_next(gd: *mut globaldata) -> *mut thread {
-    // SAFETY: run queues of the current cpu.
-    unsafe {
-        let mask = (*gd).gd_runqmask;
-        if mask == 0 {
-            cpu::release_mplock(gd);
-            return idle(gd);
-        }
-        let pri = 31 - mask.leading_zeros() as usize;
-        let q = &raw mut (*gd).gd_tdrunq[pri];
-        let ntd = tdqueue::first(q);
-        if (*ntd).td_mpcount > 0 {
-            if !cpu::acquire_mplock(gd) {
-                // Another cpu holds the MP lock: look for a thread that
-                // does not need it.
-                return pick_without_mplock(gd, ntd);
-            }
-        } else {
-            cpu::release_mplock(gd);
-        }
-        if !tdqueue::next(ntd, Link::Threadq).is_null() {
-            tdqueue::remove(q, ntd, Link::Threadq);
-            tdqueue::insert_tail(q, ntd, Link::Threadq);
-        }
-        ntd
-    }
-}
-
-/// The highest-priority runnable thread that does not need the MP lock
-/// (rotated to the tail of its queue), or the idle thread; `waiting`, the
-/// first in line, needs the lock and waits for it (traced).
-///
-/// # Safety
-/// `gd` is the current cpu, which does not hold the MP lock.
-#[cold]
-unsafe fn pick_without_mplock(gd: *mut globaldata, waiting: *mut thread) -> *mut thread {
-    // SAFETY: run queues of the current cpu.
-    unsafe {
-        if crate::diag::debug_on() {
-            cpu::trace_mplock_wait("lwkt_switch", gd, waiting);
-        }
-        let mut mask = (*gd).gd_runqmask;
-        while mask != 0 {
-            let pri = 31 - mask.leading_zeros() as usize;
-            mask &= !(1 << pri);
-            let q = &raw mut (*gd).gd_tdrunq[pri];
-            let mut td = tdqueue::first(q);
-            while !td.is_null() {
-                if (*td).td_mpcount == 0 {
-                    tdqueue::remove(q, td, Link::Threadq);
-                    tdqueue::insert_tail(q, td, Link::Threadq);
-                    return td;
-                }
-                td = tdqueue::next(td, Link::Threadq);
-            }
-        }
-        idle(gd)
-    }
-}
-
-/// Switch from `td` (current) to `ntd`; `leave` says whether `td` will
-/// be resumed.
-///
-/// # Safety
-/// `gd` is the current cpu, `td` its current thread, `ntd` a runnable
-/// thread of `gd` that is not running.
-#[inline]
-unsafe fn switch_to(gd: *mut globaldata, td: *mut thread, ntd: *mut thread, leave: Leave) {
-    // SAFETY: per the contract; ntd's td_sp was saved by a switch or
-    // prepared by set_handler.
-    unsafe {
-        (*td).td_flags &= !TDF_RUNNING;
-        (*ntd).td_flags |= TDF_RUNNING;
-        (*gd).gd_curthread = ntd;
-        // errno belongs to the thread: nothing between here and the
-        // return into `ntd` touches it.
-        (*td).td_mach.mtd_errno = arch::errno_get();
-        arch::errno_set((*ntd).td_mach.mtd_errno);
-        if san::active() {
-            // A program built with a sanitizer (src/lwkt/san.rs).
-            san::switch(td, ntd, leave);
-        } else {
-            arch::switch(&raw mut (*td).td_sp, (*ntd).td_sp);
-        }
-    }
-}
-
-/// Refuse to switch or block inside a critical section (except for the
-/// idle thread, which lives in one).
-///
-/// # Safety
-/// `td` is the current thread of `gd`.
-#[inline]
-unsafe fn check_not_critical(func: &str, gd: *mut globaldata, td: *mut thread) {
-    // SAFETY: valid current thread.
-    unsafe {
-        if (*td).td_pri >= TDPRI_CRIT && td != idle(gd) {
-            fatal!(
-                func,
-                "called inside a critical section by thread {td:p} \"{}\" (td_pri {}, {} level(s))",
-                name(td),
-                (*td).td_pri,
-                (*td).td_pri / TDPRI_CRIT
-            );
-        }
-    }
-}
-
-/// The body of `lwkt_switch` without the critical-section check.
-///
-/// # Safety
-/// `gd` is the current cpu and `td` its current thread.
-#[inline]
-unsafe fn do_switch(gd: *mut globaldata, td: *mut thread) {
-    // SAFETY: per the contract.
-    unsafe {
-        if let Some(release) = (*td).td_release {
-            release(td);
-        }
-        ipi::process(gd);
-        (*td).td_pri += TDPRI_CRIT;
-        let ntd = pick_next(gd);
-        if ntd != td {
-            switch_to(gd, td, ntd, Leave::Suspend);
-        }
-        (*td).td_pri -= TDPRI_CRIT;
-    }
-}
-
-/// `lwkt_switch()`: run the next runnable thread (possibly the caller, if
-/// it is still on a run queue and nothing of higher priority is).
-pub fn switch(func: &str) {
-    let gd = mycpu();
-    // SAFETY: `gd` is the current cpu, its current thread valid.
-    unsafe {
-        let td = (*gd).gd_curthread;
-        check_not_critical(func, gd, td);
-        do_switch(gd, td);
-    }
-}
-
-/// Block the current thread with wait message `wmesg` until someone
-/// schedules it again (it is taken off the run queue first).
-///
-/// # Safety
-/// `wmesg` must be a static C string.
-pub unsafe fn block_self(func: &str, wmesg: *const c_char) {
-    let gd = mycpu();
-    // SAFETY: current cpu and thread; `wmesg` per the contract.
-    unsafe { block_current(func, gd, (*gd).gd_curthread, wmesg) }
-}
-
-/// [`block_self`] for a caller that has already looked up the current
-/// cpu `gd` and its current thread `td`.
-///
-/// # Safety
-/// `gd` is the current cpu, `td` its current thread; `wmesg` must be a
-/// static C string.
-#[inline]
-pub unsafe fn block_current(
-    func: &str,
-    gd: *mut globaldata,
-    td: *mut thread,
-    wmesg: *const c_char,
-) {
-    // SAFETY: per the contract.
-    unsafe {
-        check_not_critical(func, gd, td);
-        (*td).td_wmesg = wmesg;
-        dequeue(gd, td);
-        do_switch(gd, td);
-        (*td).td_wmesg = ptr::null();
-        (*td).td_wchan = ptr::null_mut();
-    }
-}
-
-/// `lwkt_schedule(td)`: make `td` runnable (taking it off a wait queue it
-/// is blocked on).
-///
-/// # Safety
-/// `td` must be a valid thread.
-#[inline]
-pub unsafe fn schedule(td: *mut thread) {
-    let gd = mycpu();
-    // SAFETY: per the contract.
-    unsafe {
-        if (*td).td_gd == gd {
-            schedule_local(gd, td);
-        } else {
-            forward("lwkt_schedule", td, schedule_ipi);
-        }
-    }
-}
-
-/// Send `func(td)` to the cpu of `td`, another cpu than the current one.
-///
-/// # Safety
-/// `td` must be a valid thread; `func` must accept it.
-#[cold]
-unsafe fn forward(func_name: &str, td: *mut thread, func: ipi::IpiFn) {
-    // SAFETY: per the contract.
-    unsafe {
-        let tgd = (*td).td_gd;
-        if tgd.is_null() || (*tgd).gd_self != tgd {
-            fatal!(func_name, "thread {td:p} has no cpu (not initialised?)");
-        }
-        ipi::send(tgd, func, td.cast());
-    }
-}
-
-/// IPI: `lwkt_schedule` of a thread of this cpu sent by another cpu.
-unsafe extern "C" fn schedule_ipi(arg: *mut c_void) {
-    let gd = mycpu();
-    // SAFETY: the sender passed a thread of this cpu.
-    unsafe { schedule_local(gd, arg.cast()) }
-}
-
-/// IPI: `lwkt_deschedule` of a thread of this cpu sent by another cpu.
-unsafe extern "C" fn deschedule_ipi(arg: *mut c_void) {
-    let gd = mycpu();
-    // SAFETY: the sender passed a thread of this cpu.
-    unsafe { dequeue(gd, arg.cast()) }
-}
-
-/// `lwkt_schedule` of a thread of the current cpu `gd`.
-///
-/// # Safety
-/// `gd` is the current cpu and `td` a valid thread of it.
-#[inline]
-pub unsafe fn schedule_local(gd: *mut globaldata, td: *mut thread) {
-    // SAFETY: per the contract.
-    unsafe {
-        if (*td).td_flags & TDF_EXITED != 0 {
-            fatal!("lwkt_schedule", "thread {td:p} \"{}\" has exited", name(td));
-        }
-        if td == idle(gd) {
-            return;
-        }
-        if !(*td).td_wait.is_null() {
-            super::wait::unlink_waiter(td);
-        }
-        enqueue(gd, td);
-    }
-}
-
-/// `lwkt_yield()`: `lwkt_schedule_self()` + `lwkt_switch()`, except that a
-/// caller already on its run queue first moves to the tail, so that every
-/// other runnable thread of its priority runs before it again.
-pub fn yield_self() {
-    let gd = mycpu();
-    // SAFETY: current cpu and thread.
-    unsafe {
-        let td = (*gd).gd_curthread;
-        check_not_critical("lwkt_yield", gd, td);
-        // A thread that keeps yielding never lets the cpu go idle, where
-        // its sockets are read and deferred writes made: do both now and
-        // then, so that it cannot starve CAPS traffic.
-        let p = cpu_priv(gd);
-        (*p).yields = (*p).yields.wrapping_add(1);
-        if (*p).yields.is_multiple_of(YIELDS_PER_POLL) {
-            poll_sources();
-        }
-        // Another cpu waits for the MP lock: hand it over (one load when
-        // nobody waits), so that a thread that waits by yielding with the
-        // lock held cannot starve that cpu.
-        if cpu::mplock_wanted() {
-            cpu::mplock_handoff(gd);
-        }
-        dequeue(gd, td);
-        enqueue(gd, td);
-        do_switch(gd, td);
-    }
-}
-
-/// `lwkt_yield` calls between two looks at the cpu's sockets.
-const YIELDS_PER_POLL: u32 = 32;
-
-#[cold]
-fn poll_sources() {
-    if crate::cpu::evloop::has_idle_hooks() {
-        crate::cpu::evloop::run_idle_hooks();
-    }
-    if crate::cpu::evloop::sources() > 0 {
-        crate::cpu::evloop::poll(0);
-    }
-}
-
-/// `lwkt_deschedule(td)`: take `td` off the run queue; a running thread
-/// keeps running until it switches.
-///
-/// # Safety
-/// `td` must be a valid thread.
-pub unsafe fn deschedule(td: *mut thread) {
-    let gd = mycpu();
-    // SAFETY: per the contract.
-    unsafe {
-        if (*td).td_gd == gd {
-            dequeue(gd, td);
-        } else {
-            forward("lwkt_deschedule", td, deschedule_ipi);
-        }
-    }
-}
-
-/// `lwkt_setpri(td, pri)`, moving a queued thread to its new queue.
-///
-/// # Safety
-/// `td` must be a valid thread.
-pub unsafe fn setpri(td: *mut thread, pri: c_int) {
-    if !(0..=TDPRI_MAX).contains(&pri) {
-        fatal!("lwkt_setpri", "priority {pri} out of range 0..{TDPRI_MAX}");
-    }
-    // SAFETY: per the contract.
-    unsafe {
-        let gd = local_cpu("lwkt_setpri", td);
-        let queued = (*td).td_flags & TDF_RUNQ != 0;
-        if queued {
-            dequeue(gd, td);
-        }
-        (*td).td_pri = ((*td).td_pri & !TDPRI_MASK) | pri;
-        if queued {
-            enqueue(gd, td);
-        }
-    }
-}
-
-/// Switch if a thread of strictly higher priority than the current one is
-/// runnable and we are not in a critical section (`lwkt_yield_quick`,
-/// `lwkt_maybe_switch`). The current thread stays runnable.
-pub fn switch_if_higher() {
-    let gd = mycpu();
-    // SAFETY: current cpu and thread.
-    unsafe {
-        let td = (*gd).gd_curthread;
-        if (*td).td_pri >= TDPRI_CRIT {
-            return;
-        }
-        ipi::process(gd);
-        let mine = ((*td).td_pri & TDPRI_MASK) as u32;
-        if (*gd).gd_runqmask >> mine > 1 {
-            enqueue(gd, td);
-            do_switch(gd, td);
-        }
-    }
-}
-
 /// `lwkt_hold` / `lwkt_rele`: references that keep an exited thread's
 /// structure from being reused. The last release of an exited allocated
 /// thread returns it to the cache.
@@ -879,7 +489,7 @@ pub unsafe fn free_thread(td: *mut thread) {
     // SAFETY: per the contract.
     unsafe {
         let gd = local_cpu("lwkt_free_thread", td);
-        if td == (*gd).gd_curthread || td == idle(gd) {
+        if td == (*gd).gd_curthread || td == idle_thread(gd) {
             fatal!(
                 "lwkt_free_thread",
                 "thread {td:p} is running or is the idle thread"
@@ -918,9 +528,9 @@ unsafe fn forget(gd: *mut globaldata, td: *mut thread) {
         (*gd).gd_num_threads -= 1;
         if (*td).td_flags & TDF_SYSTHREAD != 0 {
             (*gd).gd_sys_threads -= 1;
-        } else if cpu::USER_THREADS.fetch_sub(1, Ordering::AcqRel) == 1 {
+        } else if USER_THREADS.fetch_sub(1, Ordering::AcqRel) == 1 {
             // The last user thread: the cpu of main may be asleep.
-            let mgd = cpu::globaldata_find(cpu::MAIN_CPU);
+            let mgd = cpu::globaldata_find(MAIN_CPU);
             if mgd != gd {
                 cpu::notify(mgd, cpu::RQF_WAKE);
             }
@@ -936,7 +546,7 @@ pub fn exit_current() -> ! {
     // stack is only reused after the switch below has left it.
     unsafe {
         let td = (*gd).gd_curthread;
-        if td == idle(gd) {
+        if td == idle_thread(gd) {
             fatal!(
                 "lwkt_exit",
                 "the idle thread of cpu {} cannot exit",
@@ -977,200 +587,10 @@ pub fn exit_current() -> ! {
     fatal!("lwkt_exit", "an exited thread was resumed")
 }
 
-/// Free cached threads beyond [`THREAD_CACHE_MAX`] and stacks of exited
-/// threads that were not cached. Runs on the idle thread's stack.
-///
-/// # Safety
-/// `gd` is the current cpu and the caller is its idle thread.
-unsafe fn reap(gd: *mut globaldata) {
-    // SAFETY: none of the threads on the free list or in zombie_stacks is
-    // running, and the idle thread's own stack is never among them.
-    unsafe {
-        while (*gd).gd_tdfreecount > THREAD_CACHE_MAX {
-            let td = tdqueue::first(&raw const (*gd).gd_tdfreeq);
-            tdqueue::remove(&raw mut (*gd).gd_tdfreeq, td, Link::Threadq);
-            (*gd).gd_tdfreecount -= 1;
-            stack::free(&raw mut (*td).td_mach);
-            libc::free(td.cast());
-        }
-        let private = cpu_priv(gd);
-        while let Some(mut m) = (*private).zombie_stacks.pop() {
-            stack::free(&mut m);
-        }
-    }
-}
-
-/// Report that every thread of the cpu is blocked and nothing can wake
-/// any of them, then abort.
-///
-/// # Safety
-/// `gd` is the current cpu.
-unsafe fn report_deadlock(gd: *mut globaldata) -> ! {
-    // SAFETY: walking the cpu's own thread list.
-    let lines = unsafe { thread_states(gd) };
-    fatal!(
-        "deadlock",
-        "every thread on cpu {} is blocked and nothing can wake any of them:{lines}",
-        // SAFETY: `gd` is the current cpu.
-        unsafe { (*gd).gd_cpuid }
-    )
-}
-
-/// One line per thread of `gd`: what it waits for.
-///
-/// # Safety
-/// `gd` must be a started cpu whose thread list nobody changes meanwhile
-/// (its own, or one asleep).
-unsafe fn thread_states(gd: *mut globaldata) -> String {
-    let mut lines = String::new();
-    // SAFETY: per the contract.
-    unsafe {
-        let mut td = tdqueue::first(&raw const (*gd).gd_tdallq);
-        while !td.is_null() {
-            let wmesg = (*td).td_wmesg;
-            let why = if wmesg.is_null() {
-                "descheduled (nothing will schedule it)".to_string()
-            } else {
-                format!("blocked in {}", CStr::from_ptr(wmesg).to_string_lossy())
-            };
-            lines.push_str(&format!(
-                "\n  cpu {} thread {td:p} \"{}\": {why}",
-                (*gd).gd_cpuid,
-                name(td)
-            ));
-            td = tdqueue::next(td, Link::Allq);
-        }
-    }
-    lines
-}
-
-/// Every cpu sleeps with nothing pending and no socket that could wake
-/// one: report every thread and abort, instead of hanging.
-///
-/// # Safety
-/// Called by the last cpu to fall asleep, after checking that every other
-/// cpu sleeps with no request pending (their lists are not changing).
-pub unsafe fn report_deadlock_all(ncpus: i32) -> ! {
-    let mut lines = String::new();
-    for cpu in cpu::live_cpus() {
-        // SAFETY: per the contract; started cpus are valid forever.
-        lines += &unsafe { thread_states(cpu::globaldata_find(cpu)) };
-    }
-    fatal!(
-        "deadlock",
-        "all {ncpus} cpus sleep and nothing can wake any of their threads:{lines}"
-    )
-}
-
-/// Start the idle thread of a new cpu on its kernel thread; never returns.
-///
-/// # Safety
-/// `gd` is the current cpu, just set up by [`gdinit`].
-pub unsafe fn run_idle(gd: *mut globaldata) -> ! {
-    let mut boot_sp: *mut c_char = ptr::null_mut();
-    // SAFETY: the idle thread's stack was prepared by gdinit; the boot
-    // stack is left for good (nothing switches back to it).
-    unsafe {
-        san::keep_boot_stack();
-        if san::active() {
-            san::switch_from_boot(&raw mut boot_sp, idle(gd));
-        } else {
-            arch::switch(&raw mut boot_sp, (*idle(gd)).td_sp);
-        }
-    }
-    fatal!("caps_fork_vcpu", "the boot stack of a cpu was resumed")
-}
-
-/// `get_mplock()` when another cpu holds the lock: stay runnable and
-/// switch until the scheduler picks this thread, which it does only once
-/// this cpu owns the lock.
-///
-/// # Safety
-/// `gd` is the current cpu and `td` its current thread, which counts a
-/// hold in `td_mpcount`.
-pub unsafe fn wait_for_mplock(gd: *mut globaldata, td: *mut thread) {
-    // SAFETY: per the contract.
-    unsafe {
-        check_not_critical("get_mplock", gd, td);
-        if crate::diag::debug_on() {
-            cpu::trace_mplock_wait("get_mplock", gd, td);
-        }
-        let queued = (*td).td_flags & TDF_RUNQ != 0;
-        enqueue(gd, td);
-        while !cpu::acquire_mplock(gd) {
-            do_switch(gd, td);
-        }
-        if !queued {
-            dequeue(gd, td);
-        }
-    }
-}
-
-/// The idle thread: run IPIs, resume `main` when only system threads
-/// remain, run whatever is runnable, and otherwise wait for work: a short
-/// spin, then a sleep in the cpu's event loop (sockets, IPIs, the MP
-/// lock's release). With a single cpu and no event source nothing could
-/// ever wake anyone: that deadlock is reported.
-unsafe extern "C" fn idle_loop(_arg: *mut c_void) {
-    let gd = mycpu();
-    // SAFETY: runs as the idle thread of `gd`, in its critical section.
-    unsafe {
-        let td = idle(gd);
-        loop {
-            ipi::process(gd);
-            reap(gd);
-            let private = cpu_priv(gd);
-            let main = (*private).main_td;
-            if !main.is_null()
-                && !(*private).main_exited
-                && (*main).td_flags & TDF_RUNQ == 0
-                && (*main).td_wmesg.is_null()
-                && (*main).td_wait.is_null()
-                && cpu::only_system_threads_left()
-            {
-                enqueue(gd, main);
-            }
-            if let Some(release) = (*td).td_release {
-                release(td);
-            }
-            let ntd = pick_next(gd);
-            if ntd != td {
-                switch_to(gd, td, ntd, Leave::Suspend);
-                continue;
-            }
-            if (*gd).gd_runqmask != 0 {
-                // Runnable threads all need the MP lock, held elsewhere.
-                if cpu::mplock_wait_register(gd) {
-                    cpu::wait_for_work(gd);
-                    cpu::mplock_wait_unregister(gd);
-                }
-                continue;
-            }
-            if (*private).main_exited
-                && (*gd).gd_num_threads == 0
-                && cpu::only_system_threads_left()
-            {
-                // main() called lwkt_exit() and everything it started is
-                // done: the program ends as after pthread_exit in main.
-                libc::exit(0);
-            }
-            if (*gd).gd_cpuid == 0
-                && cpu::ncpus.load(Ordering::Acquire) == 1
-                && crate::cpu::evloop::sources() == 0
-                && cpu::reqflags(gd).load(Ordering::SeqCst) == 0
-            {
-                // One cpu and no sockets: nothing can make a thread
-                // runnable again.
-                report_deadlock(gd);
-            }
-            cpu::wait_for_work(gd);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lwkt::testcpu::PrivateCpu;
 
     #[test]
     fn thread_names_are_truncated_and_terminated() {
@@ -1182,5 +602,36 @@ mod tests {
         assert_eq!(unsafe { name(&td) }, "a-very-long-thre");
         assert_eq!(td.td_comm[15], b'e' as c_char);
         assert_eq!(td.td_comm[16], 0);
+    }
+
+    #[test]
+    fn the_last_rele_of_an_exited_allocated_thread_caches_it() {
+        let mut c = PrivateCpu::new(27);
+        let (exited, kept, live) = (c.thread(10, 0), c.thread(10, 0), c.thread(10, 0));
+        // SAFETY: threads of the private cpu, which nothing runs.
+        unsafe {
+            let gd = c.gd;
+            (*exited).td_flags |= TDF_EXITED | TDF_ALLOCATED_THREAD;
+            (*kept).td_flags |= TDF_EXITED;
+            (*live).td_flags |= TDF_ALLOCATED_THREAD;
+            for td in [exited, kept, live] {
+                (*td).td_refs = 2; // lwkt_hold, twice
+                rele(td);
+            }
+            assert_eq!((*exited).td_refs, 1);
+            assert_eq!((*gd).gd_tdfreecount, 0, "still held: not cached");
+            for td in [exited, kept, live] {
+                rele(td);
+                assert_eq!((*td).td_refs, 0);
+            }
+            assert_eq!((*gd).gd_tdfreecount, 1);
+            assert_eq!(tdqueue::first(&raw const (*gd).gd_tdfreeq), exited);
+            assert_ne!((*exited).td_flags & TDF_FREEQ, 0);
+            // Not ours to reuse (a caller's structure) or not exited.
+            assert_eq!((*kept).td_flags & TDF_FREEQ, 0);
+            assert_eq!((*live).td_flags & TDF_FREEQ, 0);
+            // Off the free list again before the private cpu goes.
+            tdqueue::remove(&raw mut (*gd).gd_tdfreeq, exited, Link::Threadq);
+        }
     }
 }

@@ -23,10 +23,12 @@ use core::ptr;
 use core::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
+use super::boot::mycpu;
+use super::sched;
 use super::tdqueue::{self, Link};
 use super::thread as lt;
 use crate::abi::{TDPRI_CRIT, globaldata, lwkt_token, lwkt_wait, thread};
-use crate::cpu::{ipi, mycpu};
+use crate::cpu::ipi;
 use crate::fatal;
 
 /// Guards every wait queue's list, `wa_count` and the `td_wait` of the
@@ -58,6 +60,10 @@ struct TokReq {
 
 /// IPI on the cpu that (last we knew) owns the token: hand it over if it
 /// is still ours, then let the requester look again.
+///
+/// # Safety
+/// Only sent to the cpu that owned the token when asked; `arg` is the
+/// requester's [`TokReq`], valid until its thread is scheduled.
 unsafe extern "C" fn tokreq_ipi(arg: *mut c_void) {
     let gd = mycpu();
     // SAFETY: `arg` is a TokReq whose thread blocks until scheduled below;
@@ -67,11 +73,11 @@ unsafe extern "C" fn tokreq_ipi(arg: *mut c_void) {
         let (tok, rgd, rtd) = (req.tok, req.gd, req.td);
         let owner = owner_of(tok);
         if owner.load(Ordering::Relaxed) == gd {
-            super::san::release(tok);
+            crate::san::release(tok);
             (*tok).t_reqcpu = rgd;
             owner.store(rgd, Ordering::Release);
         }
-        lt::schedule(rtd);
+        sched::schedule(rtd);
     }
 }
 
@@ -133,8 +139,8 @@ unsafe fn own(func: &str, tok: *mut lwkt_token) {
                 (*gd).gd_cpuid,
                 (*cur).gd_cpuid
             );
-            lt::block_self(func, c"token".as_ptr());
-            super::san::acquire(tok);
+            sched::block_self(func, c"token".as_ptr());
+            crate::san::acquire(tok);
         }
     }
 }
@@ -269,12 +275,12 @@ pub unsafe fn block(w: *mut lwkt_wait, wmesg: *const c_char, generation: *mut c_
             // Take td off the run queue first: td_threadq then links it
             // on w. A signal from another cpu between here and the switch
             // arrives as an IPI, which the switch runs before it picks.
-            lt::deschedule(td);
+            sched::deschedule(td);
             tdqueue::insert_tail(&raw mut (*w).wa_waitq, td, Link::Threadq);
             (*w).wa_count += 1;
             (*td).td_wait = w;
         }
-        lt::block_self("lwkt_block", wmesg);
+        sched::block_self("lwkt_block", wmesg);
         let _g = waitq_lock();
         if !(*td).td_wait.is_null() {
             fatal!(
@@ -316,7 +322,7 @@ pub unsafe fn signal(w: *mut lwkt_wait, count: c_int) {
             if (*td).td_gd == gd {
                 (*td).td_wmesg = ptr::null();
             }
-            lt::schedule(td);
+            sched::schedule(td);
         }
     }
 }

@@ -19,7 +19,8 @@ use super::client::client_send;
 use super::request::{REQ_HANDED, REQ_MAGIC, req_head};
 use super::*;
 use crate::abi::{EASYNC, MSGF_DONE, MSGF_QUEUED, MSGF_REPLY, globaldata, lwkt_port};
-use crate::cpu::{ipi, mycpu};
+use crate::cpu::ipi;
+use crate::lwkt::mycpu;
 use crate::warn;
 
 /// The cpu of `port`'s owner when the caller runs on another cpu.

@@ -1,0 +1,629 @@
+//! The LWKT scheduler of one cpu: 32 fixed-priority run queues with a
+//! bitmap, round robin within a priority, cooperative switching, critical
+//! sections counted in `td_pri`, and the MP lock taken or dropped as the
+//! chosen thread needs it (`cpu` owns the lock word).
+//!
+//! Everything here runs on the cpu's own kernel thread. Scheduling or
+//! descheduling a thread of another cpu is forwarded to that cpu as an
+//! IPI.
+
+use core::ffi::{c_char, c_int, c_void};
+use core::ptr;
+
+use super::arch;
+use super::boot::mycpu;
+use super::san::{self, Leave};
+use super::tdqueue::{self, Link};
+use super::thread::{TDF_EXITED, idle_thread, local_cpu, name};
+use crate::abi::{TDF_RUNNING, TDF_RUNQ, TDPRI_CRIT, TDPRI_MASK, TDPRI_MAX, globaldata, thread};
+use crate::cpu::{self, cpu_priv, ipi};
+use crate::fatal;
+
+/// Put `td` on its priority's run queue (no-op if already there).
+///
+/// # Safety
+/// `td` must be a thread of `gd`, on no other `td_threadq` list.
+#[inline]
+pub(super) unsafe fn enqueue(gd: *mut globaldata, td: *mut thread) {
+    // SAFETY: per the contract.
+    unsafe {
+        if (*td).td_flags & TDF_RUNQ == 0 {
+            let pri = ((*td).td_pri & TDPRI_MASK) as usize;
+            tdqueue::insert_tail(&raw mut (*gd).gd_tdrunq[pri], td, Link::Threadq);
+            (*gd).gd_runqmask |= 1 << pri;
+            (*td).td_flags |= TDF_RUNQ;
+        }
+    }
+}
+
+/// Take `td` off its run queue (no-op if not there).
+///
+/// # Safety
+/// `td` must be a thread of `gd`.
+#[inline]
+pub(super) unsafe fn dequeue(gd: *mut globaldata, td: *mut thread) {
+    // SAFETY: per the contract; TDF_RUNQ says which list td is on.
+    unsafe {
+        if (*td).td_flags & TDF_RUNQ != 0 {
+            let pri = ((*td).td_pri & TDPRI_MASK) as usize;
+            let q = &raw mut (*gd).gd_tdrunq[pri];
+            tdqueue::remove(q, td, Link::Threadq);
+            if tdqueue::first(q).is_null() {
+                (*gd).gd_runqmask &= !(1 << pri);
+            }
+            (*td).td_flags &= !TDF_RUNQ;
+        }
+    }
+}
+
+/// Pick the next thread to run: the head of the highest non-empty run
+/// queue, rotated to the tail of its queue; the idle thread when nothing
+/// is runnable. Takes or drops the MP lock as the chosen thread needs.
+///
+/// # Safety
+/// `gd` must be the current cpu.
+#[inline(always)]
+pub(super) unsafe fn pick_next(gd: *mut globaldata) -> *mut thread {
+    // SAFETY: run queues of the current cpu.
+    unsafe {
+        let mask = (*gd).gd_runqmask;
+        if mask == 0 {
+            cpu::release_mplock(gd);
+            return idle_thread(gd);
+        }
+        let pri = 31 - mask.leading_zeros() as usize;
+        let q = &raw mut (*gd).gd_tdrunq[pri];
+        let ntd = tdqueue::first(q);
+        if (*ntd).td_mpcount > 0 {
+            if !cpu::acquire_mplock(gd) {
+                // Another cpu holds the MP lock: look for a thread that
+                // does not need it.
+                return pick_without_mplock(gd, ntd);
+            }
+        } else {
+            cpu::release_mplock(gd);
+        }
+        if !tdqueue::next(ntd, Link::Threadq).is_null() {
+            tdqueue::remove(q, ntd, Link::Threadq);
+            tdqueue::insert_tail(q, ntd, Link::Threadq);
+        }
+        ntd
+    }
+}
+
+/// The highest-priority runnable thread that does not need the MP lock
+/// (rotated to the tail of its queue), or the idle thread; `waiting`, the
+/// first in line, needs the lock and waits for it (traced).
+///
+/// # Safety
+/// `gd` is the current cpu, which does not hold the MP lock.
+#[cold]
+unsafe fn pick_without_mplock(gd: *mut globaldata, waiting: *mut thread) -> *mut thread {
+    // SAFETY: run queues of the current cpu.
+    unsafe {
+        if crate::diag::debug_on() {
+            super::mplock::trace_mplock_wait("lwkt_switch", gd, waiting);
+        }
+        let mut mask = (*gd).gd_runqmask;
+        while mask != 0 {
+            let pri = 31 - mask.leading_zeros() as usize;
+            mask &= !(1 << pri);
+            let q = &raw mut (*gd).gd_tdrunq[pri];
+            let mut td = tdqueue::first(q);
+            while !td.is_null() {
+                if (*td).td_mpcount == 0 {
+                    tdqueue::remove(q, td, Link::Threadq);
+                    tdqueue::insert_tail(q, td, Link::Threadq);
+                    return td;
+                }
+                td = tdqueue::next(td, Link::Threadq);
+            }
+        }
+        idle_thread(gd)
+    }
+}
+
+/// Switch from `td` (current) to `ntd`; `leave` says whether `td` will
+/// be resumed.
+///
+/// # Safety
+/// `gd` is the current cpu, `td` its current thread, `ntd` a runnable
+/// thread of `gd` that is not running.
+#[inline]
+pub(super) unsafe fn switch_to(
+    gd: *mut globaldata,
+    td: *mut thread,
+    ntd: *mut thread,
+    leave: Leave,
+) {
+    // SAFETY: per the contract; ntd's td_sp was saved by a switch or
+    // prepared by set_handler.
+    unsafe {
+        (*td).td_flags &= !TDF_RUNNING;
+        (*ntd).td_flags |= TDF_RUNNING;
+        (*gd).gd_curthread = ntd;
+        // errno belongs to the thread: nothing between here and the
+        // return into `ntd` touches it.
+        (*td).td_mach.mtd_errno = arch::errno_get();
+        arch::errno_set((*ntd).td_mach.mtd_errno);
+        if san::active() {
+            // A program built with a sanitizer (src/lwkt/san.rs).
+            san::switch(td, ntd, leave);
+        } else {
+            arch::switch(&raw mut (*td).td_sp, (*ntd).td_sp);
+        }
+    }
+}
+
+/// Refuse to switch or block inside a critical section (except for the
+/// idle thread, which lives in one).
+///
+/// # Safety
+/// `td` is the current thread of `gd`.
+#[inline]
+pub(super) unsafe fn check_not_critical(func: &str, gd: *mut globaldata, td: *mut thread) {
+    // SAFETY: valid current thread.
+    unsafe {
+        if (*td).td_pri >= TDPRI_CRIT && td != idle_thread(gd) {
+            fatal!(
+                func,
+                "called inside a critical section by thread {td:p} \"{}\" (td_pri {}, {} level(s))",
+                name(td),
+                (*td).td_pri,
+                (*td).td_pri / TDPRI_CRIT
+            );
+        }
+    }
+}
+
+/// The body of `lwkt_switch` without the critical-section check.
+///
+/// # Safety
+/// `gd` is the current cpu and `td` its current thread.
+#[inline]
+pub(super) unsafe fn do_switch(gd: *mut globaldata, td: *mut thread) {
+    // SAFETY: per the contract.
+    unsafe {
+        if let Some(release) = (*td).td_release {
+            release(td);
+        }
+        ipi::process(gd);
+        (*td).td_pri += TDPRI_CRIT;
+        let ntd = pick_next(gd);
+        if ntd != td {
+            switch_to(gd, td, ntd, Leave::Suspend);
+        }
+        (*td).td_pri -= TDPRI_CRIT;
+    }
+}
+
+/// `lwkt_switch()`: run the next runnable thread (possibly the caller, if
+/// it is still on a run queue and nothing of higher priority is).
+pub fn switch(func: &str) {
+    let gd = mycpu();
+    // SAFETY: `gd` is the current cpu, its current thread valid.
+    unsafe {
+        let td = (*gd).gd_curthread;
+        check_not_critical(func, gd, td);
+        do_switch(gd, td);
+    }
+}
+
+/// Block the current thread with wait message `wmesg` until someone
+/// schedules it again (it is taken off the run queue first).
+///
+/// # Safety
+/// `wmesg` must be a static C string.
+pub unsafe fn block_self(func: &str, wmesg: *const c_char) {
+    let gd = mycpu();
+    // SAFETY: current cpu and thread; `wmesg` per the contract.
+    unsafe { block_current(func, gd, (*gd).gd_curthread, wmesg) }
+}
+
+/// [`block_self`] for a caller that has already looked up the current
+/// cpu `gd` and its current thread `td`.
+///
+/// # Safety
+/// `gd` is the current cpu, `td` its current thread; `wmesg` must be a
+/// static C string.
+#[inline]
+pub unsafe fn block_current(
+    func: &str,
+    gd: *mut globaldata,
+    td: *mut thread,
+    wmesg: *const c_char,
+) {
+    // SAFETY: per the contract.
+    unsafe {
+        check_not_critical(func, gd, td);
+        (*td).td_wmesg = wmesg;
+        dequeue(gd, td);
+        do_switch(gd, td);
+        (*td).td_wmesg = ptr::null();
+        (*td).td_wchan = ptr::null_mut();
+    }
+}
+
+/// `lwkt_schedule(td)`: make `td` runnable (taking it off a wait queue it
+/// is blocked on).
+///
+/// # Safety
+/// `td` must be a valid thread.
+#[inline]
+pub unsafe fn schedule(td: *mut thread) {
+    let gd = mycpu();
+    // SAFETY: per the contract.
+    unsafe {
+        if (*td).td_gd == gd {
+            schedule_local(gd, td);
+        } else {
+            forward("lwkt_schedule", td, schedule_ipi);
+        }
+    }
+}
+
+/// Send `func(td)` to the cpu of `td`, another cpu than the current one.
+///
+/// # Safety
+/// `td` must be a valid thread; `func` must accept it.
+#[cold]
+unsafe fn forward(func_name: &str, td: *mut thread, func: ipi::IpiFn) {
+    // SAFETY: per the contract.
+    unsafe {
+        let tgd = (*td).td_gd;
+        if tgd.is_null() || (*tgd).gd_self != tgd {
+            fatal!(func_name, "thread {td:p} has no cpu (not initialised?)");
+        }
+        ipi::send(tgd, func, td.cast());
+    }
+}
+
+/// IPI: `lwkt_schedule` of a thread of this cpu sent by another cpu.
+///
+/// # Safety
+/// Only sent by [`forward`] to the cpu of `arg`, a valid thread.
+unsafe extern "C" fn schedule_ipi(arg: *mut c_void) {
+    let gd = mycpu();
+    // SAFETY: the sender passed a thread of this cpu.
+    unsafe { schedule_local(gd, arg.cast()) }
+}
+
+/// IPI: `lwkt_deschedule` of a thread of this cpu sent by another cpu.
+///
+/// # Safety
+/// Only sent by [`forward`] to the cpu of `arg`, a valid thread.
+unsafe extern "C" fn deschedule_ipi(arg: *mut c_void) {
+    let gd = mycpu();
+    // SAFETY: the sender passed a thread of this cpu.
+    unsafe { dequeue(gd, arg.cast()) }
+}
+
+/// `lwkt_schedule` of a thread of the current cpu `gd`.
+///
+/// # Safety
+/// `gd` is the current cpu and `td` a valid thread of it.
+#[inline]
+pub unsafe fn schedule_local(gd: *mut globaldata, td: *mut thread) {
+    // SAFETY: per the contract.
+    unsafe {
+        if (*td).td_flags & TDF_EXITED != 0 {
+            fatal!("lwkt_schedule", "thread {td:p} \"{}\" has exited", name(td));
+        }
+        if td == idle_thread(gd) {
+            return;
+        }
+        if !(*td).td_wait.is_null() {
+            super::wait::unlink_waiter(td);
+        }
+        enqueue(gd, td);
+    }
+}
+
+/// `lwkt_yield()`: `lwkt_schedule_self()` + `lwkt_switch()`, except that a
+/// caller already on its run queue first moves to the tail, so that every
+/// other runnable thread of its priority runs before it again.
+pub fn yield_self() {
+    let gd = mycpu();
+    // SAFETY: current cpu and thread.
+    unsafe {
+        let td = (*gd).gd_curthread;
+        check_not_critical("lwkt_yield", gd, td);
+        // A thread that keeps yielding never lets the cpu go idle, where
+        // its sockets are read and deferred writes made: do both now and
+        // then, so that it cannot starve CAPS traffic.
+        let p = cpu_priv(gd);
+        (*p).yields = (*p).yields.wrapping_add(1);
+        if (*p).yields.is_multiple_of(YIELDS_PER_POLL) {
+            poll_sources();
+        }
+        // Another cpu waits for the MP lock: hand it over (one load when
+        // nobody waits), so that a thread that waits by yielding with the
+        // lock held cannot starve that cpu.
+        if cpu::mplock_wanted() {
+            cpu::mplock_handoff(gd);
+        }
+        dequeue(gd, td);
+        enqueue(gd, td);
+        do_switch(gd, td);
+    }
+}
+
+/// `lwkt_yield` calls between two looks at the cpu's sockets.
+const YIELDS_PER_POLL: u32 = 32;
+
+#[cold]
+fn poll_sources() {
+    if crate::cpu::evloop::has_idle_hooks() {
+        crate::cpu::evloop::run_idle_hooks();
+    }
+    if crate::cpu::evloop::sources() > 0 {
+        crate::cpu::evloop::poll(0);
+    }
+}
+
+/// `lwkt_deschedule(td)`: take `td` off the run queue; a running thread
+/// keeps running until it switches.
+///
+/// # Safety
+/// `td` must be a valid thread.
+pub unsafe fn deschedule(td: *mut thread) {
+    let gd = mycpu();
+    // SAFETY: per the contract.
+    unsafe {
+        if (*td).td_gd == gd {
+            dequeue(gd, td);
+        } else {
+            forward("lwkt_deschedule", td, deschedule_ipi);
+        }
+    }
+}
+
+/// `lwkt_setpri(td, pri)`, moving a queued thread to its new queue.
+///
+/// # Safety
+/// `td` must be a valid thread.
+pub unsafe fn setpri(td: *mut thread, pri: c_int) {
+    if !(0..=TDPRI_MAX).contains(&pri) {
+        fatal!("lwkt_setpri", "priority {pri} out of range 0..{TDPRI_MAX}");
+    }
+    // SAFETY: per the contract; `local_cpu` checks that `td` is ours.
+    unsafe { setpri_local(local_cpu("lwkt_setpri", td), td, pri) }
+}
+
+/// [`setpri`] of a thread of `gd`, with `pri` in range.
+///
+/// # Safety
+/// `td` is a valid thread of `gd`, and `gd` the current cpu (or a private
+/// one in a test).
+unsafe fn setpri_local(gd: *mut globaldata, td: *mut thread, pri: c_int) {
+    // SAFETY: per the contract.
+    unsafe {
+        let queued = (*td).td_flags & TDF_RUNQ != 0;
+        if queued {
+            dequeue(gd, td);
+        }
+        (*td).td_pri = ((*td).td_pri & !TDPRI_MASK) | pri;
+        if queued {
+            enqueue(gd, td);
+        }
+    }
+}
+
+/// Switch if a thread of strictly higher priority than the current one is
+/// runnable and we are not in a critical section (`lwkt_yield_quick`,
+/// `lwkt_maybe_switch`). The current thread stays runnable.
+pub fn switch_if_higher() {
+    let gd = mycpu();
+    // SAFETY: current cpu and thread.
+    unsafe {
+        let td = (*gd).gd_curthread;
+        if (*td).td_pri >= TDPRI_CRIT {
+            return;
+        }
+        ipi::process(gd);
+        let mine = ((*td).td_pri & TDPRI_MASK) as u32;
+        if (*gd).gd_runqmask >> mine > 1 {
+            enqueue(gd, td);
+            do_switch(gd, td);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use core::sync::atomic::Ordering;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::lwkt::testcpu::PrivateCpu;
+
+    /// The MP lock word is process-wide: tests that move it run one at a
+    /// time (no other unit test touches it), each finding it free and
+    /// leaving it free even when it fails.
+    static MP_LOCK_TESTS: Mutex<()> = Mutex::new(());
+
+    struct MpLockTest {
+        _serial: std::sync::MutexGuard<'static, ()>,
+    }
+
+    impl Drop for MpLockTest {
+        fn drop(&mut self) {
+            cpu::mp_lock.store(-1, Ordering::SeqCst);
+        }
+    }
+
+    fn mp_lock_tests() -> MpLockTest {
+        let g = MP_LOCK_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+        cpu::mp_lock.store(-1, Ordering::SeqCst);
+        MpLockTest { _serial: g }
+    }
+
+    /// `pick_next` on `c`, which stands for the current cpu.
+    fn pick(c: &PrivateCpu) -> *mut thread {
+        // SAFETY: the private cpu's run queues, changed by this test only.
+        unsafe { pick_next(c.gd) }
+    }
+
+    fn runq(c: &PrivateCpu) -> u32 {
+        // SAFETY: a field of the private cpu.
+        unsafe { (*c.gd).gd_runqmask }
+    }
+
+    #[test]
+    fn the_highest_priority_runs_first() {
+        let _g = mp_lock_tests();
+        let mut c = PrivateCpu::new(20);
+        let (lo, hi, mid) = (c.thread(5, 0), c.thread(20, 0), c.thread(10, 0));
+        assert_eq!(pick(&c), c.idle(), "nothing runnable: the idle thread");
+        // SAFETY: threads of the private cpu.
+        unsafe {
+            for td in [lo, hi, mid] {
+                enqueue(c.gd, td);
+            }
+        }
+        assert_eq!(runq(&c), 1 << 5 | 1 << 10 | 1 << 20);
+        assert_eq!(pick(&c), hi);
+        // SAFETY: as above.
+        unsafe { dequeue(c.gd, hi) };
+        assert_eq!(runq(&c), 1 << 5 | 1 << 10);
+        assert_eq!(pick(&c), mid);
+        // SAFETY: as above.
+        unsafe { dequeue(c.gd, mid) };
+        assert_eq!(pick(&c), lo);
+        // SAFETY: as above.
+        unsafe { dequeue(c.gd, lo) };
+        assert_eq!(runq(&c), 0);
+        assert_eq!(pick(&c), c.idle());
+    }
+
+    #[test]
+    fn one_priority_runs_round_robin() {
+        let _g = mp_lock_tests();
+        let mut c = PrivateCpu::new(21);
+        let t: Vec<_> = (0..3).map(|_| c.thread(12, 0)).collect();
+        // SAFETY: threads of the private cpu.
+        unsafe {
+            for &td in &t {
+                enqueue(c.gd, td);
+                // Enqueueing a queued thread changes nothing.
+                enqueue(c.gd, td);
+            }
+        }
+        let order: Vec<_> = (0..7).map(|_| pick(&c)).collect();
+        assert_eq!(order, [t[0], t[1], t[2], t[0], t[1], t[2], t[0]]);
+        // Off the queue in the middle: the others keep their turns.
+        // SAFETY: as above.
+        unsafe {
+            dequeue(c.gd, t[1]);
+            assert_eq!((*t[1]).td_flags & TDF_RUNQ, 0);
+            dequeue(c.gd, t[1]);
+        }
+        let order: Vec<_> = (0..3).map(|_| pick(&c)).collect();
+        assert_eq!(order, [t[2], t[0], t[2]]);
+        assert_eq!(runq(&c), 1 << 12);
+    }
+
+    #[test]
+    fn setpri_moves_a_queued_thread_and_keeps_the_critical_count() {
+        let _g = mp_lock_tests();
+        let mut c = PrivateCpu::new(22);
+        let (a, b) = (c.thread(8, 0), c.thread(9, 0));
+        // SAFETY: threads of the private cpu.
+        unsafe {
+            enqueue(c.gd, a);
+            enqueue(c.gd, b);
+            assert_eq!(pick(&c), b);
+            setpri_local(c.gd, a, 15);
+            assert_eq!(runq(&c), 1 << 9 | 1 << 15);
+            assert_eq!(pick(&c), a);
+            // Threads are born in one critical section: it survives.
+            assert_eq!((*a).td_pri, 15 + TDPRI_CRIT);
+            // A thread on no queue only changes its priority.
+            dequeue(c.gd, b);
+            setpri_local(c.gd, b, 30);
+            assert_eq!((*b).td_flags & TDF_RUNQ, 0);
+            assert_eq!(runq(&c), 1 << 15);
+        }
+    }
+
+    #[test]
+    fn schedule_local_queues_a_thread_once_and_never_the_idle_thread() {
+        let _g = mp_lock_tests();
+        let mut c = PrivateCpu::new(23);
+        let td = c.thread(7, 0);
+        // SAFETY: threads of the private cpu.
+        unsafe {
+            schedule_local(c.gd, c.idle());
+            assert_eq!(runq(&c), 0);
+            schedule_local(c.gd, td);
+            schedule_local(c.gd, td);
+            assert_ne!((*td).td_flags & TDF_RUNQ, 0);
+            assert_eq!(runq(&c), 1 << 7);
+            assert_eq!(pick(&c), td);
+            assert_eq!(pick(&c), td, "alone on its queue, it stays first");
+        }
+    }
+
+    #[test]
+    fn the_mp_lock_follows_the_thread_picked() {
+        let _g = mp_lock_tests();
+        let mut c = PrivateCpu::new(24);
+        let me = 24;
+        let (holder, free) = (c.thread(10, 1), c.thread(10, 0));
+        // SAFETY: threads of the private cpu.
+        unsafe { enqueue(c.gd, holder) };
+        assert_eq!(pick(&c), holder);
+        assert_eq!(
+            cpu::mp_lock.load(Ordering::SeqCst),
+            me,
+            "taken for a holder"
+        );
+        // SAFETY: as above.
+        unsafe {
+            dequeue(c.gd, holder);
+            enqueue(c.gd, free);
+        }
+        assert_eq!(pick(&c), free);
+        assert_eq!(
+            cpu::mp_lock.load(Ordering::SeqCst),
+            -1,
+            "dropped for a thread without holds"
+        );
+        // SAFETY: as above.
+        unsafe { enqueue(c.gd, holder) };
+        assert_eq!(pick(&c), free);
+        assert_eq!(pick(&c), holder);
+        assert_eq!(cpu::mp_lock.load(Ordering::SeqCst), me);
+        // SAFETY: as above.
+        unsafe {
+            dequeue(c.gd, holder);
+            dequeue(c.gd, free);
+        }
+        assert_eq!(pick(&c), c.idle());
+        assert_eq!(cpu::mp_lock.load(Ordering::SeqCst), -1, "dropped when idle");
+    }
+
+    #[test]
+    fn without_the_mp_lock_a_cpu_runs_what_does_not_need_it() {
+        let _g = mp_lock_tests();
+        let mut c = PrivateCpu::new(25);
+        let other = 26;
+        cpu::mp_lock.store(other, Ordering::SeqCst);
+        let (holder, free_lo, free_hi) = (c.thread(20, 1), c.thread(3, 0), c.thread(3, 0));
+        // SAFETY: threads of the private cpu.
+        unsafe {
+            enqueue(c.gd, holder);
+            assert_eq!(pick(&c), c.idle(), "only a holder runnable: idle");
+            enqueue(c.gd, free_lo);
+            enqueue(c.gd, free_hi);
+        }
+        // The holder is first in line but the lock is elsewhere: the
+        // threads without holds take turns below it.
+        let order: Vec<_> = (0..3).map(|_| pick(&c)).collect();
+        assert_eq!(order, [free_lo, free_hi, free_lo]);
+        assert_eq!(cpu::mp_lock.load(Ordering::SeqCst), other, "never taken");
+        // Handed over to this cpu: the holder runs at once.
+        cpu::mp_lock.store(25, Ordering::SeqCst);
+        assert_eq!(pick(&c), holder);
+    }
+}
