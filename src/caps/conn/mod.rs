@@ -31,6 +31,7 @@ mod accept;
 mod client;
 mod limits;
 mod service;
+mod shmlink;
 #[cfg(test)]
 mod tests;
 mod transport;
@@ -38,6 +39,7 @@ mod transport;
 pub(super) use client::{handshake, read_exact_timeout};
 pub(super) use limits::Timer;
 pub(super) use service::{Admission, Connection, Service};
+pub(super) use shmlink::shm_enabled;
 pub(super) use transport::{ReadEnd, Transport};
 
 /// How long a v1 client waits for the server's hello.

@@ -7,13 +7,14 @@
 use std::os::fd::OwnedFd;
 use std::time::Instant;
 
-use super::HELLO_DEADLINE;
+use super::{HELLO_DEADLINE, shm_enabled};
 use super::accept::accept;
 use super::limits::{Budget, Gate};
 use super::transport::{ReadEnd, Transport};
 use crate::caps::cred::Cred;
 use crate::caps::errno::Errno;
-use crate::caps::wire::{Frame, Hello, HelloKind};
+use crate::caps::shm::Side;
+use crate::caps::wire::{Frame, HELLO_SHM, Hello, HelloKind};
 use crate::warn;
 
 /// What a service shares with every face: who it is in log lines, the
@@ -137,20 +138,36 @@ impl Service {
             Ok(Some(bytes)) => bytes,
             Err(_) => return Admission::Closed,
         };
+        let mut offered = false;
         let status = match Hello::decode(&bytes, HelloKind::Client, self.version) {
             Err(w) => {
                 self.dropping(c.peer.pid, &format_args!("bad hello: {w}"));
                 Errno::EPROTO.0
             }
-            Ok(h) if !rule(&h, &c.peer) => Errno::EACCES.0,
-            Ok(_) => 0,
+            Ok(mut h) => {
+                offered = h.status & HELLO_SHM != 0;
+                h.status &= !HELLO_SHM;
+                if rule(&h, &c.peer) { 0 } else { Errno::EACCES.0 }
+            }
         };
+        let shm = status == 0 && offered && shm_enabled();
         let reply = Hello {
             version: self.version,
             kind: HelloKind::Server,
             max_msgsize: self.max_msgsize,
-            status: status as u32,
+            status: status as u32 | if shm { HELLO_SHM } else { 0 },
         };
+        if shm {
+            let label = format!("{}: dropping client pid {}", self.label, c.peer.pid);
+            c.tx.agree_shm(Side::Service, self.func, label);
+        }
+        crate::trace!(
+            self.func,
+            "{}: connection from pid {}: {}",
+            self.label,
+            c.peer.pid,
+            if shm { "shared memory" } else { "socket" }
+        );
         c.tx.push_bytes(&reply.encode());
         if status == 0 {
             greet(&mut c.tx);

@@ -28,7 +28,7 @@ pub mod region;
 pub mod ring;
 
 pub use region::{DEFAULT_RING, Region, Side};
-pub use ring::{Consumer, Next, Producer, Push, Record};
+pub use ring::{Consumer, Next, Probe, Producer, Push, Record};
 
 /// Kind of the ring-only marker record: "the next frame of this direction
 /// is on the socket". A 48-byte header whose other fields are all 0.
@@ -36,6 +36,14 @@ pub const MARKER: u16 = 0x8000;
 /// Kind of the socket-only doorbell: "look at the rings". A 48-byte header
 /// whose other fields are all 0; its receiver discards it.
 pub const DOORBELL: u16 = 0x8001;
+
+/// Kind of the socket-only attach record (client → service), sent with
+/// the region's memfd attached (`SCM_RIGHTS`); its `result` field is the
+/// ring size, every other byte 0.
+pub const ATTACH: u16 = 0x8002;
+/// Kind of the socket-only attach acknowledgement (service → client): the
+/// service reads the rings and writes its replies to ring 1 from now on.
+pub const ATTACHED: u16 = 0x8003;
 
 /// The doorbell as sent on the socket.
 pub fn doorbell() -> [u8; HEADER_LEN] {
@@ -91,6 +99,9 @@ pub enum ShmError {
     /// More frames arrived on the socket than markers can announce
     /// (a frame on the socket that no marker announces).
     Unannounced(usize),
+    /// The peer left a record we wait to write in the ring for longer
+    /// than the bound (seconds): it does not advance its index.
+    Stalled(u64),
     /// The caller broke the API contract (a body slice of the wrong size,
     /// a body taken with no frame pending): a bug on our side, not the peer's.
     Misuse(&'static str),
@@ -100,11 +111,12 @@ impl ShmError {
     /// The errno the connection layer reports: the system call's for
     /// [`ShmError::Os`], `EPROTO` for a peer that broke the protocol,
     /// `EINVAL` for a misuse.
-    pub fn errno(&self) -> i32 {
+    pub fn errno(&self) -> crate::caps::errno::Errno {
+        use crate::caps::errno::Errno;
         match self {
-            ShmError::Os(e) => *e,
-            ShmError::Misuse(_) => libc::EINVAL,
-            _ => libc::EPROTO,
+            ShmError::Os(e) => Errno(*e),
+            ShmError::Misuse(_) => Errno::EINVAL,
+            _ => Errno::EPROTO,
         }
     }
 }
@@ -125,6 +137,7 @@ impl std::fmt::Display for ShmError {
             ShmError::Unannounced(n) => {
                 write!(f, "{n} frames on the socket without a marker in the ring")
             }
+            ShmError::Stalled(s) => write!(f, "shared ring: no room made for {s} s"),
             ShmError::Misuse(what) => write!(f, "shared ring misused: {what}"),
         }
     }

@@ -79,6 +79,16 @@ impl RingMem {
         }
     }
 
+    /// Another handle on the same ring (for a [`Probe`]).
+    fn share(&self) -> RingMem {
+        RingMem {
+            _map: Arc::clone(&self._map),
+            ctl: self.ctl,
+            data: self.data,
+            cap: self.cap,
+        }
+    }
+
     /// The `u32` control word at `off`.
     fn word(&self, off: usize) -> &AtomicU32 {
         debug_assert!(off + 4 <= CTL_LEN && off.is_multiple_of(4));
@@ -302,6 +312,9 @@ pub struct Consumer {
     pending: Option<(Header, u32)>,
     /// The writer asked for a doorbell when space frees (see `take_doorbell`).
     doorbell: bool,
+    /// Our head as we stored it last, for the [`Probe`]s of this ring
+    /// (the shared copy is the peer's to scribble on).
+    mirror: Arc<AtomicU32>,
 }
 
 impl Consumer {
@@ -314,6 +327,16 @@ impl Consumer {
             max_body,
             pending: None,
             doorbell: false,
+            mirror: Arc::new(AtomicU32::new(start)),
+        }
+    }
+
+    /// A cheap watch on this ring for a waiter that does not own the
+    /// consumer (an event loop, a `poll` with a lock released).
+    pub fn probe(&self) -> Probe {
+        Probe {
+            mem: self.mem.share(),
+            head: Arc::clone(&self.mirror),
         }
     }
 
@@ -396,6 +419,7 @@ impl Consumer {
     /// waits for space.
     fn advance(&mut self, len: u32) {
         self.head = self.head.wrapping_add(len);
+        self.mirror.store(self.head, Ordering::Relaxed);
         self.mem.word(CTL_HEAD).store(self.head, Ordering::Release);
         fence(Ordering::SeqCst);
         if take_flag(self.mem.word(CTL_WRITER_WAITING)) {
@@ -444,5 +468,40 @@ impl Consumer {
     /// next `next_header` reports it.)
     pub fn has_data(&self) -> bool {
         self.pending.is_some() || self.available() != Ok(0)
+    }
+}
+
+/// A watch on the ring a [`Consumer`] reads, for its waiter: "is there
+/// something?" (one load of the producer's `tail`, compared with our own
+/// head: no system call), and the sleep flag of the protocol. Any tail
+/// other than our head reads as "something": a tail the peer invented
+/// then fails the consumer's validation, which drops the connection.
+pub struct Probe {
+    mem: RingMem,
+    head: Arc<AtomicU32>,
+}
+
+impl Probe {
+    /// Has the producer published past our head?
+    pub fn ready(&self) -> bool {
+        self.mem.word(CTL_TAIL).load(Ordering::Acquire) != self.head.load(Ordering::Relaxed)
+    }
+
+    /// Before sleeping: say so, then look again. True: still empty, sleep
+    /// (the producer rings for its next record); false: something came,
+    /// the flag is withdrawn.
+    pub fn sleep(&self) -> bool {
+        self.mem.word(CTL_READER_ASLEEP).store(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if self.ready() {
+            self.woke();
+            return false;
+        }
+        true
+    }
+
+    /// After the sleep: withdraw the flag.
+    pub fn woke(&self) {
+        self.mem.word(CTL_READER_ASLEEP).store(0, Ordering::Relaxed);
     }
 }

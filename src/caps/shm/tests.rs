@@ -13,6 +13,7 @@ use super::region::{CTL_BASE, DATA_OFFSET, REQUIRED_SEALS, region_len, verify_me
 use super::ring::{CTL_HEAD, CTL_LEN, CTL_READER_ASLEEP, CTL_TAIL, record_len};
 use super::*;
 use crate::caps::wire::{FrameKind, Header};
+use crate::caps::errno::Errno;
 
 const RING: usize = 4096;
 const MAX_BODY: u32 = 66_480;
@@ -138,7 +139,7 @@ fn verifier_refuses_missing_seals_wrong_size_and_other_files() {
     assert!(want(&raw_memfd(len * 2, Some(REQUIRED_SEALS))).is_err());
     assert_eq!(
         Region::attach(small, RING).err().map(|e| e.errno()),
-        Some(libc::EPROTO)
+        Some(Errno::EPROTO)
     );
     // The right thing passes.
     assert_eq!(want(&raw_memfd(len, Some(REQUIRED_SEALS))), Ok(()));
@@ -364,7 +365,7 @@ fn hostile_indices_and_records_are_errors() {
             e,
             ShmError::BadIndex("tail", _, 0) | ShmError::Truncated(48, 8)
         ));
-        assert_eq!(e.errno(), libc::EPROTO);
+        assert_eq!(e.errno(), Errno::EPROTO);
     }
     // A published header that is no frame header.
     let (r, peer) = fresh();
@@ -421,8 +422,8 @@ fn hostile_indices_and_records_are_errors() {
     // Misuse is ours, not the peer's.
     let ((mut p, _), (_, mut c)) = pair(RING);
     let e = p.push(&req(1, 9).encode(), &[0; 8]).unwrap_err();
-    assert_eq!(e.errno(), libc::EINVAL);
-    assert_eq!(c.take_body(&mut []).unwrap_err().errno(), libc::EINVAL);
+    assert_eq!(e.errno(), Errno::EINVAL);
+    assert_eq!(c.take_body(&mut []).unwrap_err().errno(), Errno::EINVAL);
     push_ok(&mut p, 1, 8);
     assert!(matches!(c.next_header(), Ok(Some(Next::Frame(_)))));
     assert!(matches!(c.take_body(&mut [0; 7]), Err(ShmError::Misuse(_))));
@@ -643,7 +644,7 @@ fn a_second_process_scribbling_garbage_costs_errors_only() {
                 frames += 1;
             }
             Err(e) => {
-                assert_eq!(e.errno(), libc::EPROTO, "{e}");
+                assert_eq!(e.errno(), Errno::EPROTO, "{e}");
                 errors += 1;
                 c.resync();
             }

@@ -36,6 +36,8 @@ mod table;
 pub use client::client;
 pub use names::check_name;
 use service::pollfd;
+
+use super::shm::Probe;
 pub use service::service;
 pub(super) use table::register_handlers;
 use table::{Entry, Kind, lock};
@@ -141,6 +143,7 @@ pub fn get(
     block: bool,
 ) -> Result<Got, Errno> {
     let mut fds = Vec::new();
+    let mut probes = Vec::new();
     // The entry we sleep on, once we did.
     let mut slept_on: Option<u64> = None;
     let mut listener_ready = false;
@@ -148,6 +151,7 @@ pub fn get(
     let mut due: Option<Instant>;
     loop {
         fds.clear();
+        probes.clear();
         let wake = {
             let mut t = lock();
             let e = t.get(id)?;
@@ -175,19 +179,20 @@ pub fn get(
                 return Ok(g);
             }
             due = None;
-            match &e.kind {
+            match &mut e.kind {
                 Kind::Service(s) => {
-                    s.poll_fds(&mut fds);
+                    s.poll_fds(&mut fds, &mut probes);
                     due = s.hello_due();
                 }
                 Kind::Client(c) if c.conn.dead => return Err(Errno::ENOTCONN),
                 Kind::Client(c) => {
-                    let out = if c.conn.queued() > 0 {
+                    let out = if c.conn.wants_out() {
                         libc::POLLOUT
                     } else {
                         0
                     };
                     fds.push(pollfd(c.conn.raw(), libc::POLLIN | out));
+                    probes.extend(c.conn.probe());
                 }
                 Kind::Forked => return Err(Errno::ENOTCONN),
             }
@@ -203,7 +208,7 @@ pub fn get(
         // Holding `wake` keeps the eventfd open while we sleep on it.
         let wake = wake.ok_or(Errno::ENOTCONN)?;
         fds.push(pollfd(wake.as_raw_fd(), libc::POLLIN));
-        let r = poll_adaptive(&mut fds, due);
+        let r = poll_adaptive(&mut fds, &probes, due);
         // A service's listener comes first in its poll set.
         listener_ready = r > 0 && fds[0].revents != 0;
         if r < 0 {
@@ -225,28 +230,49 @@ pub fn get(
 /// cost tens of microseconds on a virtual machine.
 static SPIN_NS: AtomicU32 = AtomicU32::new(SOCK_SPIN_MIN_NS);
 
-/// `poll(fds)` until something is ready or `until` passes, after polling them (with `sched_yield`, so a peer on
-/// the same core runs first) for up to the adaptive budget. The budget
-/// doubles after a poll that found something, halves after one that did
-/// not, and grows back to twice any sleep shorter than the maximum.
-fn poll_adaptive(fds: &mut [libc::pollfd], until: Option<Instant>) -> i32 {
+/// `poll(fds)` until something is ready (there, or in the rings the
+/// `probes` watch) or `until` passes, after polling them (with
+/// `sched_yield`, so a peer on the same core runs first) for up to the
+/// adaptive budget. The budget doubles after a poll that found something,
+/// halves after one that did not, and grows back to twice any sleep
+/// shorter than the maximum. Before it sleeps, it tells the rings' writers
+/// to ring (`Probe::sleep`).
+fn poll_adaptive(fds: &mut [libc::pollfd], probes: &[Probe], until: Option<Instant>) -> i32 {
     let n = fds.len() as libc::nfds_t;
     let mut budget = SPIN_NS.load(Ordering::Relaxed);
-    // SAFETY: `fds` is a valid array of `n` pollfds.
-    let r = sock_spin(&mut budget, || unsafe {
-        libc::poll(fds.as_mut_ptr(), n, 0)
+    let mut polls = 0u32;
+    let r = sock_spin(&mut budget, || {
+        if probes.iter().any(Probe::ready) {
+            return 1;
+        }
+        // With rings to watch, the descriptors (a system call) are looked
+        // at every few times only.
+        polls += 1;
+        if !probes.is_empty() && polls % 4 != 0 {
+            return 0;
+        }
+        // SAFETY: `fds` is a valid array of `n` pollfds.
+        unsafe { libc::poll(fds.as_mut_ptr(), n, 0) }
     });
     if r != 0 {
         SPIN_NS.store(budget, Ordering::Relaxed);
         return r;
+    }
+    for (i, p) in probes.iter().enumerate() {
+        if !p.sleep() {
+            probes[..i].iter().for_each(Probe::woke);
+            SPIN_NS.store(budget, Ordering::Relaxed);
+            return 1;
+        }
     }
     let t0 = Instant::now();
     let timeout = until.map_or(-1, |t| {
         let ms = t.saturating_duration_since(t0).as_millis() + 1;
         ms.min(i32::MAX as u128) as i32
     });
-    // SAFETY: as above.
+    // SAFETY: `fds` is a valid array of `n` pollfds.
     let r = unsafe { libc::poll(fds.as_mut_ptr(), n, timeout) };
+    probes.iter().for_each(Probe::woke);
     if r > 0 {
         sock_spin_slept(&mut budget, t0);
     }

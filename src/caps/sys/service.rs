@@ -13,6 +13,7 @@ use crate::caps::conn::{self, Admission, ReadEnd, set_nonblocking};
 use crate::caps::cred::{Cred, SysAccess};
 use crate::caps::errno::Errno;
 use crate::caps::rendezvous::{self, Listener};
+use crate::caps::shm::Probe;
 use crate::caps::wire::{FrameKind, Header, VERSION_SYS};
 use crate::warn;
 
@@ -415,10 +416,15 @@ impl Service {
         }
     }
 
-    pub(super) fn poll_fds(&self, fds: &mut Vec<libc::pollfd>) {
+    /// What a wait watches: the listener and every connection's socket
+    /// in `fds`, the rings of those it may read in `probes`.
+    pub(super) fn poll_fds(&mut self, fds: &mut Vec<libc::pollfd>, probes: &mut Vec<Probe>) {
         fds.push(pollfd(self.listener.fd.as_raw_fd(), libc::POLLIN));
-        for c in self.conns.values() {
-            let out = if c.link.tx.queued() > 0 {
+        for c in self.conns.values_mut() {
+            if self.core.may_read(&c.link) {
+                probes.extend(c.link.tx.probe());
+            }
+            let out = if c.link.tx.wants_out() {
                 libc::POLLOUT
             } else {
                 0
