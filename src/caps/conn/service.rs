@@ -7,10 +7,10 @@
 use std::os::fd::OwnedFd;
 use std::time::Instant;
 
-use super::{HELLO_DEADLINE, shm_enabled};
 use super::accept::accept;
 use super::limits::{Budget, Gate};
 use super::transport::{ReadEnd, Transport};
+use super::{HELLO_DEADLINE, shm_enabled};
 use crate::caps::cred::Cred;
 use crate::caps::errno::Errno;
 use crate::caps::shm::Side;
@@ -147,7 +147,11 @@ impl Service {
             Ok(mut h) => {
                 offered = h.status & HELLO_SHM != 0;
                 h.status &= !HELLO_SHM;
-                if rule(&h, &c.peer) { 0 } else { Errno::EACCES.0 }
+                if rule(&h, &c.peer) {
+                    0
+                } else {
+                    Errno::EACCES.0
+                }
             }
         };
         let shm = status == 0 && offered && shm_enabled();

@@ -165,7 +165,10 @@ impl Transport {
         let mut region = match Region::create(DEFAULT_RING) {
             Ok(r) => r,
             Err(e) => {
-                crate::trace!(self.func, "no shared memory ({e}): the socket carries the connection");
+                crate::trace!(
+                    self.func,
+                    "no shared memory ({e}): the socket carries the connection"
+                );
                 self.shm = Mode::Off;
                 return;
             }
@@ -328,7 +331,11 @@ impl Transport {
                             libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
                         )
                     };
-                    if n < 0 { Err(Errno::last()) } else { Ok(n as usize) }
+                    if n < 0 {
+                        Err(Errno::last())
+                    } else {
+                        Ok(n as usize)
+                    }
                 }
             };
             match sent {
@@ -407,8 +414,12 @@ impl Transport {
                 let Some(sock) = self.fd.as_ref() else {
                     return Err(ReadEnd::Errno(Errno::EBADF));
                 };
-                recv_with_fds(sock.as_fd(), &mut self.inbuf[self.in_end..], &mut self.fds_in)
-                    .map_err(|e| Errno(e.raw_os_error().unwrap_or(libc::EIO)))
+                recv_with_fds(
+                    sock.as_fd(),
+                    &mut self.inbuf[self.in_end..],
+                    &mut self.fds_in,
+                )
+                .map_err(|e| Errno(e.raw_os_error().unwrap_or(libc::EIO)))
             } else {
                 // SAFETY: `inbuf[in_end..]` is writable for `room` bytes.
                 let n = unsafe {
@@ -419,13 +430,15 @@ impl Transport {
                         libc::MSG_DONTWAIT,
                     )
                 };
-                if n < 0 { Err(Errno::last()) } else { Ok(n as usize) }
+                if n < 0 {
+                    Err(Errno::last())
+                } else {
+                    Ok(n as usize)
+                }
             };
             if self.fds_in.len() > 1 {
-                let e = ShmError::BadRegion(
-                    "descriptors before the attach",
-                    self.fds_in.len() as u64,
-                );
+                let e =
+                    ShmError::BadRegion("descriptors before the attach", self.fds_in.len() as u64);
                 return Err(ReadEnd::Errno(self.fail(e)));
             }
             match got {
@@ -506,7 +519,11 @@ impl Transport {
             }
             let (n, item) = self
                 .reader
-                .feed_any(&self.inbuf[self.in_pos..self.in_end], self.max_body, control)
+                .feed_any(
+                    &self.inbuf[self.in_pos..self.in_end],
+                    self.max_body,
+                    control,
+                )
                 .map_err(ReadEnd::Protocol)?;
             self.in_pos += n;
             if item.is_some() {

@@ -12,8 +12,8 @@ use super::fdpass::{recv_with_fds, send_with_fds};
 use super::region::{CTL_BASE, DATA_OFFSET, REQUIRED_SEALS, region_len, verify_memfd};
 use super::ring::{CTL_HEAD, CTL_LEN, CTL_READER_ASLEEP, CTL_TAIL, record_len};
 use super::*;
-use crate::caps::wire::{FrameKind, Header};
 use crate::caps::errno::Errno;
+use crate::caps::wire::{FrameKind, Header};
 
 const RING: usize = 4096;
 const MAX_BODY: u32 = 66_480;

@@ -62,7 +62,11 @@ pub fn client(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno>
     set_nonblocking(raw);
     let mut conn = Transport::new(fd, MAX_MSG as u32);
     if shm {
-        conn.agree_shm(Side::Client, "caps_sys_client", "dropping the connection".into());
+        conn.agree_shm(
+            Side::Client,
+            "caps_sys_client",
+            "dropping the connection".into(),
+        );
     }
     let cli = Client {
         peer: Cred::of_peer(raw).unwrap_or_default(),

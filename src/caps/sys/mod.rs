@@ -186,11 +186,7 @@ pub fn get(
                 }
                 Kind::Client(c) if c.conn.dead => return Err(Errno::ENOTCONN),
                 Kind::Client(c) => {
-                    let out = if c.conn.wants_out() {
-                        libc::POLLOUT
-                    } else {
-                        0
-                    };
+                    let out = if c.conn.wants_out() { libc::POLLOUT } else { 0 };
                     fds.push(pollfd(c.conn.raw(), libc::POLLIN | out));
                     probes.extend(c.conn.probe());
                 }
