@@ -442,6 +442,17 @@ pub fn poll(timeout_ms: i32) -> usize {
     n as usize + run_probes()
 }
 
+/// Are probes watched on this cpu?
+pub fn has_probes() -> bool {
+    with(|l| !l.probes.is_empty())
+}
+
+/// Run the callbacks of the registrations whose probe is ready (no
+/// system call); how many.
+pub fn poll_probes() -> usize {
+    run_probes()
+}
+
 /// Tell every probe the cpu sleeps; false (every request withdrawn) when
 /// one has input after all.
 fn sleep_probes() -> bool {

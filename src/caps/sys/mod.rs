@@ -25,7 +25,9 @@ use std::time::Instant;
 
 use super::errno::Errno;
 use crate::abi::{CAPS_MAXINPROG, caps_cred, caps_msg_state_t};
-use crate::cpu::{SOCK_SPIN_MIN_NS, sock_spin, sock_spin_slept};
+use crate::cpu::{
+    PROBE_SPIN_MAX_NS, SOCK_SPIN_MIN_NS, probe_spin, sock_spin, sock_spin_slept,
+};
 
 mod client;
 mod guard;
@@ -226,6 +228,9 @@ pub fn get(
 /// cost tens of microseconds on a virtual machine.
 static SPIN_NS: AtomicU32 = AtomicU32::new(SOCK_SPIN_MIN_NS);
 
+/// The spin on the rings before that (`crate::cpu::probe_spin`).
+static PROBE_SPIN_NS: AtomicU32 = AtomicU32::new(PROBE_SPIN_MAX_NS);
+
 /// `poll(fds)` until something is ready (there, or in the rings the
 /// `probes` watch) or `until` passes, after polling them (with
 /// `sched_yield`, so a peer on the same core runs first) for up to the
@@ -235,6 +240,14 @@ static SPIN_NS: AtomicU32 = AtomicU32::new(SOCK_SPIN_MIN_NS);
 /// to ring (`Probe::sleep`).
 fn poll_adaptive(fds: &mut [libc::pollfd], probes: &[Probe], until: Option<Instant>) -> i32 {
     let n = fds.len() as libc::nfds_t;
+    if !probes.is_empty() {
+        let mut b = PROBE_SPIN_NS.load(Ordering::Relaxed);
+        let found = probe_spin(&mut b, || probes.iter().any(Probe::ready));
+        PROBE_SPIN_NS.store(b, Ordering::Relaxed);
+        if found {
+            return 1;
+        }
+    }
     let mut budget = SPIN_NS.load(Ordering::Relaxed);
     let mut polls = 0u32;
     let r = sock_spin(&mut budget, || {
