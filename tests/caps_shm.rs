@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Child, Output};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering, fence};
 use std::time::{Duration, Instant};
@@ -293,7 +293,7 @@ impl Map {
     }
 
     fn word(&self, off: usize) -> &AtomicU32 {
-        assert!(off + 4 <= REGION && off % 4 == 0);
+        assert!(off + 4 <= REGION && off.is_multiple_of(4));
         // SAFETY: in bounds and aligned; the mapping lives as long as self.
         unsafe { &*self.base.add(off).cast::<AtomicU32>() }
     }

@@ -25,9 +25,7 @@ use std::time::Instant;
 
 use super::errno::Errno;
 use crate::abi::{CAPS_MAXINPROG, caps_cred, caps_msg_state_t};
-use crate::cpu::{
-    PROBE_SPIN_MAX_NS, SOCK_SPIN_MIN_NS, probe_spin, sock_spin, sock_spin_slept,
-};
+use crate::cpu::{PROBE_SPIN_MAX_NS, SOCK_SPIN_MIN_NS, probe_spin, sock_spin, sock_spin_slept};
 
 mod client;
 mod guard;
@@ -257,7 +255,7 @@ fn poll_adaptive(fds: &mut [libc::pollfd], probes: &[Probe], until: Option<Insta
         // With rings to watch, the descriptors (a system call) are looked
         // at every few times only.
         polls += 1;
-        if !probes.is_empty() && polls % 4 != 0 {
+        if !probes.is_empty() && !polls.is_multiple_of(4) {
             return 0;
         }
         // SAFETY: `fds` is a valid array of `n` pollfds.
