@@ -8,8 +8,8 @@
 
 mod common;
 
-use common::compile_c;
 use common::rendezvous::Rendezvous;
+use common::{compile_c, cpu_ticks};
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -124,13 +124,6 @@ fn v1_socket(rdv: &Rendezvous, name: &str) -> PathBuf {
     } else {
         rdv.join("users").join(uid().to_string()).join(name)
     }
-}
-
-fn cpu_ticks(pid: i32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest = &s[s.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split(' ').collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
 // ---- which transport ---------------------------------------------------------
