@@ -550,7 +550,7 @@ fn attacks(sock: &Path, version: u16) -> Vec<&'static str> {
                 return;
             }
         }
-        panic!("a peer that never advances was not dropped in 30 s");
+        panic!("a peer that never advances was not dropped in 30 s (the limit is 10 s)");
     });
     want.push("no room made for");
     attacks_on_descriptors(sock, version, want)

@@ -11,9 +11,11 @@ use crate::caps::shm::{Consumer, Inbound, Probe, Producer, Push, ShmError};
 use crate::caps::wire::HEADER_LEN;
 use crate::cpu::evloop;
 
-/// How long a record may wait for room in the peer's ring: a peer that
-/// frees none for that long (and the connection is touched) is dropped.
-pub(super) const STALL_LIMIT: Duration = Duration::from_secs(5);
+/// How long a service's record may wait for room in a client's ring: a
+/// client that frees none for that long (while the connection has
+/// traffic) is dropped. A client waits for its service as long as it
+/// takes (as it waits for a service that does not read its socket).
+pub(super) const STALL_LIMIT: Duration = Duration::from_secs(10);
 
 /// `LIBCAPS_SHM`: 0 not read yet, 1 off, 2 on.
 static SHM: AtomicU8 = AtomicU8::new(0);
@@ -63,6 +65,9 @@ pub(super) struct Link {
     pub(super) bell: bool,
     /// Since when the head of the backlog waits for room.
     pub(super) full_since: Option<Instant>,
+    /// Drop the peer after [`STALL_LIMIT`] without room (the service's
+    /// side).
+    pub(super) stall_limit: Option<Duration>,
 }
 
 /// What a frame written to the producer ring asks of the socket.
@@ -84,6 +89,7 @@ impl Link {
             backlog_bytes: 0,
             bell: false,
             full_since: None,
+            stall_limit: None,
         }
     }
 
@@ -108,7 +114,7 @@ impl Link {
 
     /// Move waiting frames into the ring as far as there is room; the
     /// frames too big for it are handed to `socket` in order. A peer that
-    /// made no room for [`STALL_LIMIT`] is an error.
+    /// made no room for `stall_limit` is an error.
     pub(super) fn drain(&mut self, mut socket: impl FnMut(&[u8], &[u8])) -> Result<(), ShmError> {
         while let Some((hb, body)) = self.backlog.front() {
             match self.tx.push(hb, body)? {
@@ -117,8 +123,10 @@ impl Link {
                 Push::Full => {
                     if self.tx.prepare_wait(body.len())? {
                         let since = *self.full_since.get_or_insert_with(Instant::now);
-                        if since.elapsed() >= STALL_LIMIT {
-                            return Err(ShmError::Stalled(STALL_LIMIT.as_secs()));
+                        if let Some(limit) = self.stall_limit
+                            && since.elapsed() >= limit
+                        {
+                            return Err(ShmError::Stalled(limit.as_secs()));
                         }
                         return Ok(());
                     }

@@ -8,7 +8,7 @@
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Instant;
 
-use super::shmlink::{Link, Mode, Sent};
+use super::shmlink::{Link, Mode, STALL_LIMIT, Sent};
 use super::{EV_IN, EV_OUT, HELLO_DEADLINE};
 use crate::caps::errno::Errno;
 use crate::caps::shm::fdpass::{recv_with_fds, send_with_fds};
@@ -207,7 +207,9 @@ impl Transport {
                 let fd = self.fds_in.pop().unwrap();
                 let region = Region::attach(fd, DEFAULT_RING)?;
                 let (tx, rx) = region.split(Side::Service, self.max_body);
-                self.shm = Mode::On(Box::new(Link::new(tx, Some(Inbound::new(rx)), None)));
+                let mut link = Link::new(tx, Some(Inbound::new(rx)), None);
+                link.stall_limit = Some(STALL_LIMIT);
+                self.shm = Mode::On(Box::new(link));
                 self.out.extend_from_slice(&transport_header(ATTACHED));
                 self.sync_probe();
                 Ok(())
