@@ -266,6 +266,16 @@ impl Transport {
         self.drained = false;
     }
 
+    /// As [`Transport::input_ready`], except for a connection whose frames
+    /// come through a ring: its socket (doorbells, big frames, the peer's
+    /// death) is read once a poll said it is readable.
+    pub(in crate::caps) fn input_ready_unless_ring(&mut self) {
+        let ring = matches!(&self.shm, Mode::On(link) if link.rx.is_some());
+        if !ring || self.broken.is_some() {
+            self.drained = false;
+        }
+    }
+
     /// Read the socket again even if the last read emptied it (a paused
     /// connection resumed).
     pub(in crate::caps) fn rearm(&mut self) {

@@ -162,7 +162,7 @@ fn pump_services() {
     for e in t.entries.values_mut() {
         if let Kind::Service(s) = &mut e.kind {
             s.accept_due = true;
-            e.pump();
+            e.pump(true);
             e.settle();
         }
     }
@@ -213,11 +213,15 @@ impl DirWatch {
 
 impl Client {
     /// Read every frame available, write what is queued. Never blocks.
-    pub(super) fn pump(&mut self) {
+    pub(super) fn pump(&mut self, sockets: bool) {
         if self.conn.dead {
             return;
         }
-        self.conn.input_ready();
+        if sockets {
+            self.conn.input_ready();
+        } else {
+            self.conn.input_ready_unless_ring();
+        }
         loop {
             match self.conn.next_frame() {
                 Ok(None) => break,

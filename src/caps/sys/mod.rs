@@ -100,7 +100,7 @@ pub fn put(id: i32, data: &[u8]) -> Result<i64, Errno> {
 fn with_entry<T>(id: i32, f: impl FnOnce(&mut Entry) -> Result<T, Errno>) -> Result<T, Errno> {
     let mut t = lock();
     let e = t.get(id)?;
-    e.pump();
+    e.pump(true);
     let r = f(e);
     e.settle();
     r
@@ -147,6 +147,10 @@ pub fn get(
     // The entry we sleep on, once we did.
     let mut slept_on: Option<u64> = None;
     let mut listener_ready = false;
+    // The last poll looked at the sockets and saw something (not only at
+    // the rings): read them all. The first look reads the rings, and the
+    // sockets of connections not in shared memory.
+    let mut sockets_ready = false;
     // A service sleeps at most until a connection's hello is due.
     let mut due: Option<Instant>;
     loop {
@@ -170,7 +174,7 @@ pub fn get(
             // message that arrived with another).
             let mut got = e.take(buf, cred.as_deref_mut())?;
             if got.is_none() {
-                e.pump();
+                e.pump(std::mem::take(&mut sockets_ready));
                 e.settle();
                 got = e.take(buf, cred.as_deref_mut())?;
             }
@@ -204,7 +208,8 @@ pub fn get(
         // Holding `wake` keeps the eventfd open while we sleep on it.
         let wake = wake.ok_or(Errno::ENOTCONN)?;
         fds.push(pollfd(wake.as_raw_fd(), libc::POLLIN));
-        let r = poll_adaptive(&mut fds, &probes, due);
+        let (r, polled) = poll_adaptive(&mut fds, &probes, due);
+        sockets_ready = polled;
         // A service's listener comes first in its poll set.
         listener_ready = r > 0 && fds[0].revents != 0;
         if r < 0 {
@@ -235,19 +240,25 @@ static PROBE_SPIN_NS: AtomicU32 = AtomicU32::new(PROBE_SPIN_MAX_NS);
 /// adaptive budget. The budget doubles after a poll that found something,
 /// halves after one that did not, and grows back to twice any sleep
 /// shorter than the maximum. Before it sleeps, it tells the rings' writers
-/// to ring (`Probe::sleep`).
-fn poll_adaptive(fds: &mut [libc::pollfd], probes: &[Probe], until: Option<Instant>) -> i32 {
+/// to ring (`Probe::sleep`). Returns `poll`'s result and whether it came
+/// from the descriptors (false: a ring has something).
+fn poll_adaptive(
+    fds: &mut [libc::pollfd],
+    probes: &[Probe],
+    until: Option<Instant>,
+) -> (i32, bool) {
     let n = fds.len() as libc::nfds_t;
     if !probes.is_empty() {
         let mut b = PROBE_SPIN_NS.load(Ordering::Relaxed);
         let found = probe_spin(&mut b, || probes.iter().any(Probe::ready));
         PROBE_SPIN_NS.store(b, Ordering::Relaxed);
         if found {
-            return 1;
+            return (1, false);
         }
     }
     let mut budget = SPIN_NS.load(Ordering::Relaxed);
     let mut polls = 0u32;
+    let mut from_fds = false;
     let r = sock_spin(&mut budget, || {
         if probes.iter().any(Probe::ready) {
             return 1;
@@ -259,17 +270,19 @@ fn poll_adaptive(fds: &mut [libc::pollfd], probes: &[Probe], until: Option<Insta
             return 0;
         }
         // SAFETY: `fds` is a valid array of `n` pollfds.
-        unsafe { libc::poll(fds.as_mut_ptr(), n, 0) }
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), n, 0) };
+        from_fds = r != 0;
+        r
     });
     if r != 0 {
         SPIN_NS.store(budget, Ordering::Relaxed);
-        return r;
+        return (r, from_fds);
     }
     for (i, p) in probes.iter().enumerate() {
         if !p.sleep() {
             probes[..i].iter().for_each(Probe::woke);
             SPIN_NS.store(budget, Ordering::Relaxed);
-            return 1;
+            return (1, false);
         }
     }
     let t0 = Instant::now();
@@ -284,7 +297,7 @@ fn poll_adaptive(fds: &mut [libc::pollfd], probes: &[Probe], until: Option<Insta
         sock_spin_slept(&mut budget, t0);
     }
     SPIN_NS.store(budget, Ordering::Relaxed);
-    r
+    (r, r > 0)
 }
 
 /// `caps_sys_setgen`: set a service's generation; its clients see it.

@@ -134,7 +134,7 @@ pub fn service(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno
 impl Service {
     /// Accept new connections, read every frame available, write what
     /// is queued. Never blocks.
-    pub(super) fn pump(&mut self) {
+    pub(super) fn pump(&mut self, sockets: bool) {
         if self.accept_due || self.accept_skipped >= ACCEPT_EVERY {
             self.accept_due = false;
             self.accept_skipped = 0;
@@ -144,7 +144,7 @@ impl Service {
         }
         let keys: Vec<u64> = self.conns.keys().copied().collect();
         for k in keys {
-            self.pump_conn(k);
+            self.pump_conn(k, sockets);
         }
         self.hello_sweep();
     }
@@ -166,11 +166,15 @@ impl Service {
         }
     }
 
-    fn pump_conn(&mut self, k: u64) {
+    fn pump_conn(&mut self, k: u64, sockets: bool) {
         let Some(c) = self.conns.get_mut(&k) else {
             return;
         };
-        c.link.tx.input_ready();
+        if sockets {
+            c.link.tx.input_ready();
+        } else {
+            c.link.tx.input_ready_unless_ring();
+        }
         let (access, generation) = (&self.access, self.generation);
         let admission = self.core.admit(
             &mut c.link,
