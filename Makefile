@@ -8,7 +8,8 @@
 #   make uninstall            remove exactly what install put there
 #                             (libraries, headers, pkg-config file, capsctl,
 #                             man pages)
-#   make test                 the whole test suite
+#   make test                 the whole test suite (the CAPS tests twice:
+#                             shared memory on, then LIBCAPS_SHM=0)
 #   make demo                 the caps1 demo (see README)
 #   make bench                benchmarks (see BENCHMARKS.md)
 #   make headers              refresh the committed cbindgen output
@@ -151,6 +152,9 @@ stage: lib capsctl
 test: stage check-install check-exports check-docs
 	LIBCAPS_STAGE=$(STAGE) sh tests/man.sh
 	LIBCAPS_STAGE=$(STAGE) $(CARGO) test $(CARGO_PROFILE) --locked --workspace
+	# The CAPS suite again with every connection on the socket.
+	LIBCAPS_SHM=0 LIBCAPS_STAGE=$(STAGE) $(CARGO) test $(CARGO_PROFILE) --locked \
+	    --test caps --test caps_sys --test caps_hostile --test dragonfly --test capsctl
 	LIBCAPS_INCLUDE=$(STAGE)/usr/include/libcaps $(CARGO) run --locked -p abi-test
 	LIBCAPS_STAGE=$(STAGE) sh tests/valgrind.sh
 	LIBCAPS_STAGE=$(STAGE) sh tests/gdb.sh

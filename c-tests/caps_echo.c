@@ -12,13 +12,14 @@
  *	unanswered. -u/-G: as for the client, dropped to before serving.
  *
  * Client:  caps_echo -c NAME [-u UID] [-G GID] [-r ROUNDS] [-z SIZE] [-p PIPE]
- *		[-o OWNER] [-x]
+ *		[-o OWNER] [-x] [-w SECS]
  *	Optionally drops to group GID and user UID, connects to NAME of user
  *	OWNER (default -1), and runs ROUNDS requests of SIZE payload bytes,
  *	PIPE outstanding at a time, checking every reply. -x asks for grown
  *	replies. Prints "ok ROUNDS" or, if the server goes away, how the
  *	outstanding requests ended. -C closes the port right after sending
- *	the first PIPE requests and reports how they ended.
+ *	the first PIPE requests and reports how they ended. -w keeps the
+ *	connection open and idle for SECS seconds after the last reply.
  *
  * SIGPIPE is ignored unless -P is given (the library never raises it).
  */
@@ -170,6 +171,9 @@ send(caps_port_t port, lwkt_msg_t msg)
 	}
 }
 
+/* -w: seconds the client keeps its connection open after the rounds. */
+static unsigned int linger;
+
 static int
 client(const char *name, uid_t owner, long rounds, size_t size, int pipe, int grow,
     int close_early)
@@ -251,6 +255,8 @@ client(const char *name, uid_t owner, long rounds, size_t size, int pipe, int gr
 		}
 	}
 	printf("ok %ld\n", done);
+	if (linger > 0)
+		sleep(linger);
 	caps_close(port);
 	for (i = 0; i < pipe; ++i)
 		free(reqs[i].msg);
@@ -271,7 +277,7 @@ main(int ac, char **av)
 	const char *name = NULL;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	while ((ch = getopt(ac, av, "s:c:f:g:m:h:n:k:u:G:r:z:p:o:xCP")) != -1) {
+	while ((ch = getopt(ac, av, "s:c:f:g:m:h:n:k:u:G:r:z:p:o:w:xCP")) != -1) {
 		switch (ch) {
 		case 's': mode = 's'; name = optarg; break;
 		case 'c': mode = 'c'; name = optarg; break;
@@ -286,6 +292,7 @@ main(int ac, char **av)
 		case 'z': size = (size_t)strtol(optarg, NULL, 0); break;
 		case 'p': pipe = (int)strtol(optarg, NULL, 0); break;
 		case 'o': owner = (uid_t)strtol(optarg, NULL, 0); break;
+		case 'w': linger = (unsigned int)strtoul(optarg, NULL, 0); break;
 		case 'x': grow = 1; break;
 		case 'C': close_early = 1; break;
 		case 'P': keep_sigpipe = 1; break;

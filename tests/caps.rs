@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::compile_c;
 use common::rendezvous::Rendezvous;
+use common::{compile_c, cpu_ticks};
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
@@ -982,16 +982,6 @@ fn planted_service_of_another_user_is_refused() {
     ok.args(["-c", "plant", "-o", &nobody.to_string(), "-r", "3"]);
     expect_ok(&run(ok), "ok 3\n");
     drop(srv);
-}
-
-/// CPU ticks (user + system) a process has used, from `/proc/PID/stat`.
-fn cpu_ticks(pid: i32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the parenthesised command name; utime and stime are
-    // the 14th and 15th of the whole line.
-    let rest = &s[s.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split(' ').collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
 /// A service out of file descriptors (a flood of connections that never

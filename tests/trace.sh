@@ -49,6 +49,19 @@ has "connection accepted, with the peer's pid and uid" "$tmp/srv.err" \
     "caps_service: tr: accepted a connection from pid [0-9]+ \(uid $uid\)"
 has "connection dropped" "$tmp/srv.err" "caps_service: tr: connection from pid [0-9]+ \(uid $uid\) dropped"
 has "service removed" "$tmp/srv.err" "caps: service removed: $svcdir/tr"
+# Which transport each side says the connection uses: shared memory, or
+# the socket when either side has LIBCAPS_SHM=0.
+has "client: the connection is in shared memory" "$tmp/cli.err" \
+    "caps_client: connected to $svcdir/tr \(server pid [0-9]+, uid $uid\): shared memory$"
+has "service: the connection is in shared memory" "$tmp/srv.err" \
+    "caps_service: tr: connection from pid [0-9]+: shared memory$"
+timeout 60 "$out/caps_echo" -s tr -n 20 > /dev/null 2> "$tmp/srv0.err" &
+srv=$!
+wait_service tr
+LIBCAPS_SHM=0 timeout 60 "$out/caps_echo" -c tr -r 20 > /dev/null 2> "$tmp/cli0.err"
+wait $srv
+has "client with LIBCAPS_SHM=0: the socket" "$tmp/cli0.err" "caps_client: connected to .*: socket$"
+has "its service: the socket" "$tmp/srv0.err" "caps_service: tr: connection from pid [0-9]+: socket$"
 
 # A virtual cpu started, a token wait and an MP-lock wait.
 timeout 60 "$out/gdb_threads" > /dev/null 2> "$tmp/thr.err"

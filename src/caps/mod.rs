@@ -7,5 +7,6 @@ pub mod errno;
 pub mod port;
 pub mod probe;
 pub mod rendezvous;
+pub mod shm;
 pub mod sys;
 pub mod wire;

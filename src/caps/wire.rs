@@ -10,6 +10,10 @@ pub const VERSION: u16 = 1;
 /// Protocol version of the v2 `caps_sys_*` API: same hello and frame
 /// header, plus the `Dispose` and `Gen` frames.
 pub const VERSION_SYS: u16 = 2;
+/// A bit of a hello's `status`: the client offers (client hello) and the
+/// server accepts (server hello, with status 0 otherwise) to carry the
+/// connection's frames in shared memory (`docs/wire-protocol.md`).
+pub const HELLO_SHM: u32 = 0x4000_0000;
 /// Bytes in a hello.
 pub const HELLO_LEN: usize = 16;
 /// Bytes in a frame header.
@@ -317,6 +321,13 @@ impl Counters {
 /// A whole frame: its header and payload.
 pub type Frame = (Header, Vec<u8>);
 
+/// What [`FrameReader::feed_any`] completed.
+pub enum Fed {
+    Frame(Frame),
+    /// A transport record header (kind `0x8000` and up), unchecked.
+    Control([u8; HEADER_LEN]),
+}
+
 #[derive(Default)]
 pub struct FrameReader {
     header: Option<Header>,
@@ -340,10 +351,31 @@ impl FrameReader {
         input: &[u8],
         max_body: u32,
     ) -> Result<(usize, Option<Frame>), WireError> {
+        match self.feed_any(input, max_body, false)? {
+            (n, Some(Fed::Frame(f))) => Ok((n, Some(f))),
+            (n, _) => Ok((n, None)),
+        }
+    }
+
+    /// [`FrameReader::feed`], and with `control` a header whose kind has
+    /// the high bit set (`0x8000` and up: the shared-memory transport's
+    /// records) is returned raw, unchecked, without a payload, for the
+    /// transport to check; without `control` it is a bad kind.
+    pub fn feed_any(
+        &mut self,
+        input: &[u8],
+        max_body: u32,
+        control: bool,
+    ) -> Result<(usize, Option<Fed>), WireError> {
         let n = input.len().min(self.want());
         self.buf.extend_from_slice(&input[..n]);
         if self.header.is_none() && self.buf.len() == HEADER_LEN {
-            let h = Header::decode(self.buf[..].try_into().unwrap(), max_body)?;
+            let raw: [u8; HEADER_LEN] = self.buf[..].try_into().unwrap();
+            if control && raw[1] & 0x80 != 0 {
+                self.buf.clear();
+                return Ok((n, Some(Fed::Control(raw))));
+            }
+            let h = Header::decode(&raw, max_body)?;
             self.buf.clear();
             self.buf.reserve_exact(h.body_len as usize);
             self.header = Some(h);
@@ -351,7 +383,7 @@ impl FrameReader {
         match self.header {
             Some(h) if self.buf.len() == h.body_len as usize => {
                 self.header = None;
-                Ok((n, Some((h, std::mem::take(&mut self.buf)))))
+                Ok((n, Some(Fed::Frame((h, std::mem::take(&mut self.buf))))))
             }
             _ => Ok((n, None)),
         }

@@ -14,6 +14,29 @@ pub type Callback = Box<dyn FnMut(u32)>;
 /// Work to do before the cpu blocks.
 pub type IdleHook = Box<dyn FnMut()>;
 
+/// A source of input that needs no system call to look at (a CAPS
+/// connection's ring in shared memory), watched beside a registration's
+/// descriptor: looked at in every poll, and told before and after the
+/// cpu sleeps, so that its writer knows to wake it (through the
+/// descriptor).
+pub trait Probe {
+    /// Is there input?
+    fn ready(&self) -> bool;
+    /// The cpu is about to sleep: ask the writer for a wakeup, and look
+    /// again. True: still nothing, sleep; false: input came.
+    fn sleep(&self) -> bool;
+    /// The sleep is over (or was called off): withdraw the request.
+    fn woke(&self);
+}
+
+/// The bit a callback gets when its probe, not its descriptor, is ready.
+/// (Epoll reports no such bit: 1 << 28 is `EPOLLEXCLUSIVE`, a request flag.)
+pub const EV_PROBE: u32 = 1 << 28;
+
+/// Polls without sleeping between two looks at the descriptors while
+/// probes are watched (the probes are looked at every time).
+const PROBE_POLLS: u32 = 4;
+
 /// Names one registration. Stale tokens (unregistered) are ignored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Token {
@@ -71,6 +94,10 @@ struct EvLoop {
     slots: Vec<Slot>,
     free: Vec<u32>,
     live: usize,
+    /// The registrations watched by a probe too.
+    probes: Vec<(Token, Box<dyn Probe>)>,
+    /// Polls without sleeping since the descriptors were last looked at.
+    skipped: u32,
 }
 
 /// Wakes a cpu's event loop from any kernel thread.
@@ -137,6 +164,8 @@ impl EvLoop {
             slots: Vec::new(),
             free: Vec::new(),
             live: 0,
+            probes: Vec::new(),
+            skipped: 0,
         }
     }
 }
@@ -213,9 +242,21 @@ pub fn modify(token: Token, events: u32) {
     })
 }
 
+/// Watch `probe` beside registration `token` (`None`: stop). Its
+/// callback gets [`EV_PROBE`] when the probe is ready.
+pub fn set_probe(token: Token, probe: Option<Box<dyn Probe>>) {
+    with(|l| {
+        l.probes.retain(|(t, _)| *t != token);
+        if let Some(p) = probe {
+            l.probes.push((token, p));
+        }
+    })
+}
+
 /// Stop watching (call before closing the descriptor).
 pub fn unregister(token: Token) {
     with(|l| {
+        l.probes.retain(|(t, _)| *t != token);
         let Some(s) = l.slots.get_mut(token.slot as usize) else {
             return;
         };
@@ -349,19 +390,43 @@ pub fn waker() -> Arc<Waker> {
 }
 
 /// Wait for readiness (up to `timeout_ms`, -1 = until something happens)
-/// and run the callbacks of ready descriptors. Returns the number of
-/// events handled, counting a wakeup.
+/// and run the callbacks of ready descriptors and probes. Returns the
+/// number of events handled, counting a wakeup.
 pub fn poll(timeout_ms: i32) -> usize {
     const MAX: usize = 64;
     if timeout_ms != 0 && with(|l| !l.idle_hooks.is_empty()) {
         run_idle_hooks();
     }
+    let probed = run_probes();
+    if probed > 0 {
+        return probed;
+    }
+    let (ep, probes) = with(|l| (l.ep.as_raw_fd(), !l.probes.is_empty()));
+    if timeout_ms == 0 && probes {
+        // A look at the probes costs a few loads, one at the descriptors
+        // a system call: while probes are watched, a poll that does not
+        // sleep looks at the descriptors only every few times.
+        let skip = with(|l| {
+            l.skipped += 1;
+            l.skipped < PROBE_POLLS
+        });
+        if skip {
+            return 0;
+        }
+    }
+    with(|l| l.skipped = 0);
+    let sleeping = timeout_ms != 0 && probes;
+    if sleeping && !sleep_probes() {
+        return run_probes().max(1);
+    }
     let mut evs = [libc::epoll_event { events: 0, u64: 0 }; MAX];
-    let ep = with(|l| l.ep.as_raw_fd());
     // SAFETY: `evs` has room for MAX events.
     let n = unsafe { libc::epoll_wait(ep, evs.as_mut_ptr(), MAX as i32, timeout_ms) };
+    if sleeping {
+        with(|l| l.probes.iter().for_each(|(_, p)| p.woke()));
+    }
     if n <= 0 {
-        return 0;
+        return run_probes();
     }
     for ev in &evs[..n as usize] {
         let (key, bits) = (ev.u64, ev.events);
@@ -372,25 +437,72 @@ pub fn poll(timeout_ms: i32) -> usize {
             unsafe { libc::read(fd, (&raw mut v).cast(), 8) };
             continue;
         }
-        let token = Token::from_key(key);
-        // Take the callback out so it may register/unregister while it runs.
-        let cb = with(|l| match l.slots.get_mut(token.slot as usize) {
-            Some(s) if s.live && s.generation == token.generation => s.cb.take(),
-            _ => None,
-        });
-        let Some(mut cb) = cb else { continue };
-        cb(bits);
-        with(|l| {
-            if let Some(s) = l.slots.get_mut(token.slot as usize)
-                && s.live
-                && s.generation == token.generation
-                && s.cb.is_none()
-            {
-                s.cb = Some(cb);
-            }
-        });
+        dispatch(Token::from_key(key), bits);
     }
-    n as usize
+    n as usize + run_probes()
+}
+
+/// Are probes watched on this cpu?
+pub fn has_probes() -> bool {
+    with(|l| !l.probes.is_empty())
+}
+
+/// Run the callbacks of the registrations whose probe is ready (no
+/// system call); how many.
+pub fn poll_probes() -> usize {
+    run_probes()
+}
+
+/// Tell every probe the cpu sleeps; false (every request withdrawn) when
+/// one has input after all.
+fn sleep_probes() -> bool {
+    with(|l| {
+        for (i, (_, p)) in l.probes.iter().enumerate() {
+            if !p.sleep() {
+                l.probes[..i].iter().for_each(|(_, q)| q.woke());
+                return false;
+            }
+        }
+        true
+    })
+}
+
+/// Run the callbacks of the registrations whose probe is ready; how many.
+fn run_probes() -> usize {
+    let ready: Vec<Token> = with(|l| {
+        if l.probes.is_empty() {
+            return Vec::new();
+        }
+        l.probes
+            .iter()
+            .filter(|(_, p)| p.ready())
+            .map(|(t, _)| *t)
+            .collect()
+    });
+    for &t in &ready {
+        dispatch(t, EV_PROBE);
+    }
+    ready.len()
+}
+
+/// Run the callback of registration `token` with readiness `bits`.
+fn dispatch(token: Token, bits: u32) {
+    // Take the callback out so it may register/unregister while it runs.
+    let cb = with(|l| match l.slots.get_mut(token.slot as usize) {
+        Some(s) if s.live && s.generation == token.generation => s.cb.take(),
+        _ => None,
+    });
+    let Some(mut cb) = cb else { return };
+    cb(bits);
+    with(|l| {
+        if let Some(s) = l.slots.get_mut(token.slot as usize)
+            && s.live
+            && s.generation == token.generation
+            && s.cb.is_none()
+        {
+            s.cb = Some(cb);
+        }
+    });
 }
 
 #[cfg(test)]

@@ -168,6 +168,9 @@ pub struct CpuPriv {
     /// Owner. Current budget, in ns, for polling the cpu's sockets before
     /// sleeping (see [`SOCK_SPIN_MAX_NS`]).
     pub sock_spin_ns: u32,
+    /// Owner. Current spin on shared-memory probes before the socket
+    /// poll (see [`probe_spin`]).
+    pub probe_spin_ns: u32,
     /// Owner. Idle waits that ended in the event loop (statistics).
     pub sleeps: u64,
     /// Owner. `lwkt_yield` calls, to look at the sockets every so often.
@@ -295,6 +298,13 @@ pub unsafe fn wait_for_work(gd: *mut globaldata) -> Idle {
         if ncpus.load(Ordering::Relaxed) > 1 && idle_spin(&mut (*p).spin, rf) {
             return Idle::Work;
         }
+        if evloop::has_probes()
+            && probe_spin(&mut (*p).probe_spin_ns, || {
+                rf.load(Ordering::Relaxed) != 0 || evloop::poll_probes() > 0
+            })
+        {
+            return Idle::Work;
+        }
         if evloop::sources() > 0 && poll_sockets_briefly(p, rf) {
             return Idle::Work;
         }
@@ -401,6 +411,35 @@ pub fn sock_spin(budget: &mut u32, mut poll0: impl FnMut() -> i32) -> i32 {
         if t0.elapsed().as_nanos() >= u128::from(b) {
             *budget = (b / 2).max(SOCK_SPIN_MIN_NS);
             return 0;
+        }
+    }
+}
+
+/// Spinning on shared-memory rings before the socket poll: a reply
+/// written by a peer on another core is seen within tens of nanoseconds,
+/// while the socket poll's `sched_yield` costs a system call per look. The
+/// budget doubles after a spin that found something and halves after one
+/// that did not (down to a floor): with the peer on the same core, whose
+/// reply cannot come while we spin, it soon costs next to nothing.
+pub const PROBE_SPIN_MAX_NS: u32 = 4_000;
+pub const PROBE_SPIN_MIN_NS: u32 = 50;
+
+/// Call `ready` (no system call) until it says yes or `*budget` ns
+/// passed; the budget adapts as [`PROBE_SPIN_MAX_NS`] says.
+pub fn probe_spin(budget: &mut u32, mut ready: impl FnMut() -> bool) -> bool {
+    let b = *budget;
+    let t0 = std::time::Instant::now();
+    loop {
+        for _ in 0..16 {
+            if ready() {
+                *budget = b.saturating_mul(2).min(PROBE_SPIN_MAX_NS);
+                return true;
+            }
+            core::hint::spin_loop();
+        }
+        if t0.elapsed().as_nanos() >= u128::from(b) {
+            *budget = (b / 2).max(PROBE_SPIN_MIN_NS);
+            return false;
         }
     }
 }
@@ -544,6 +583,7 @@ pub unsafe fn gdinit_cpu(gd: *mut globaldata, cpuid: c_int) {
             waker: OnceLock::new(),
             spin: SPIN_MAX_NS,
             sock_spin_ns: SOCK_SPIN_MAX_NS,
+            probe_spin_ns: PROBE_SPIN_MAX_NS,
             sleeps: 0,
             yields: 0,
             mp_wait_traced: AtomicPtr::new(ptr::null_mut()),

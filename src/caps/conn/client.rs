@@ -7,7 +7,9 @@ use std::path::Path;
 use crate::caps::cred::Cred;
 use crate::caps::errno::Errno;
 use crate::caps::rendezvous;
-use crate::caps::wire::{HELLO_LEN, Hello, HelloKind};
+use crate::caps::wire::{HELLO_LEN, HELLO_SHM, Hello, HelloKind};
+
+use super::shm_enabled;
 use crate::warn;
 
 pub(in crate::caps) fn write_all(fd: i32, mut buf: &[u8]) -> Result<(), Errno> {
@@ -71,7 +73,8 @@ pub(in crate::caps) fn read_exact_timeout(
 /// listener whose credentials may not claim them is refused (`ENOENT`,
 /// one log line) before anything is sent. `sent` runs between sending and waiting (v2: this process's own
 /// services answer then, so a program can be a client of its own service).
-/// Returns the connected socket, still blocking. A refusal is the errno
+/// Returns the connected socket, still blocking, and whether both sides
+/// agreed to shared memory (offered unless `LIBCAPS_SHM=0`). A refusal is the errno
 /// the server put in its status; a malformed answer is `EPROTO`, logged
 /// under `func` with the service `name`.
 pub(in crate::caps) fn handshake(
@@ -82,7 +85,12 @@ pub(in crate::caps) fn handshake(
     func: &str,
     name: &[u8],
     wait_ms: i32,
-) -> Result<OwnedFd, Errno> {
+) -> Result<(OwnedFd, bool), Errno> {
+    let offer = shm_enabled();
+    let hello = &Hello {
+        status: hello.status | if offer { HELLO_SHM } else { 0 },
+        ..*hello
+    };
     let r = (|| {
         let fd = rendezvous::connect(path)?;
         // Before a byte goes out: is the listener really run by the owner
@@ -108,29 +116,30 @@ pub(in crate::caps) fn handshake(
             warn!(func, "service {}: {w}", String::from_utf8_lossy(name));
             Errno::EPROTO
         })?;
-        if reply.status != 0 {
-            return Err(Errno(reply.status as i32));
+        if reply.status & !HELLO_SHM != 0 {
+            return Err(Errno((reply.status & !HELLO_SHM) as i32));
         }
-        Ok(fd)
+        Ok((fd, offer && reply.status & HELLO_SHM != 0))
     })();
     trace_connect(func, path, &r);
     r
 }
 
 /// `LIBCAPS_DEBUG`: the outcome of a connection to `path`.
-fn trace_connect(func: &str, path: &Path, r: &Result<OwnedFd, Errno>) {
+fn trace_connect(func: &str, path: &Path, r: &Result<(OwnedFd, bool), Errno>) {
     if !crate::diag::debug_on() {
         return;
     }
     match r {
-        Ok(fd) => {
+        Ok((fd, shm)) => {
             let peer = Cred::of_peer(fd.as_raw_fd()).unwrap_or_default();
             crate::trace!(
                 func,
-                "connected to {} (server pid {}, uid {})",
+                "connected to {} (server pid {}, uid {}): {}",
                 path.display(),
                 peer.pid,
-                peer.uid
+                peer.uid,
+                if *shm { "shared memory" } else { "socket" }
             );
         }
         Err(e) => crate::trace!(func, "cannot connect to {}: {}", path.display(), *e),

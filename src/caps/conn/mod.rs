@@ -32,6 +32,7 @@ mod accept;
 mod client;
 mod limits;
 mod service;
+mod shmlink;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -40,6 +41,7 @@ mod transport;
 pub(super) use client::{handshake, read_exact_timeout};
 pub(super) use limits::Timer;
 pub(super) use service::{Admission, Connection, Service};
+pub(super) use shmlink::shm_enabled;
 pub(super) use transport::{ReadEnd, Transport};
 
 /// How long a v1 client waits for the server's hello.

@@ -7,14 +7,17 @@
 use std::os::fd::OwnedFd;
 use std::time::Instant;
 
-use super::HELLO_DEADLINE;
 use super::accept::accept;
 use super::limits::{Budget, Gate};
 use super::stats::{INTERNAL_OUT_MAX, Stats};
 use super::transport::{ReadEnd, Transport};
+use super::{HELLO_DEADLINE, shm_enabled};
 use crate::caps::cred::Cred;
 use crate::caps::errno::Errno;
-use crate::caps::wire::{Frame, FrameKind, HEADER_LEN, HELLO_LEN, Header, Hello, HelloKind};
+use crate::caps::shm::Side;
+use crate::caps::wire::{
+    Frame, FrameKind, HEADER_LEN, HELLO_LEN, HELLO_SHM, Header, Hello, HelloKind,
+};
 use crate::warn;
 
 /// What a service shares with every face: who it is in log lines, the
@@ -158,24 +161,42 @@ impl Service {
             Err(_) => return Admission::Closed,
         };
         self.stats.bytes_in += HELLO_LEN as u64;
+        let mut offered = false;
         let status = match Hello::decode(&bytes, HelloKind::Client, self.version) {
             Err(w) => {
                 self.log_drop(c.peer.pid, &format_args!("bad hello: {w}"));
                 self.stats.protocol_errors += 1;
                 Errno::EPROTO.0
             }
-            Ok(h) if !rule(&h, &c.peer) => {
-                self.stats.refused += 1;
-                Errno::EACCES.0
+            Ok(mut h) => {
+                offered = h.status & HELLO_SHM != 0;
+                h.status &= !HELLO_SHM;
+                if rule(&h, &c.peer) {
+                    0
+                } else {
+                    self.stats.refused += 1;
+                    Errno::EACCES.0
+                }
             }
-            Ok(_) => 0,
         };
+        let shm = status == 0 && offered && shm_enabled();
         let reply = Hello {
             version: self.version,
             kind: HelloKind::Server,
             max_msgsize: self.max_msgsize,
-            status: status as u32,
+            status: status as u32 | if shm { HELLO_SHM } else { 0 },
         };
+        if shm {
+            let label = format!("{}: dropping client pid {}", self.label, c.peer.pid);
+            c.tx.agree_shm(Side::Service, self.func, label);
+        }
+        crate::trace!(
+            self.func,
+            "{}: connection from pid {}: {}",
+            self.label,
+            c.peer.pid,
+            if shm { "shared memory" } else { "socket" }
+        );
         let before = c.tx.queued();
         c.tx.push_bytes(&reply.encode());
         if status == 0 {

@@ -5,13 +5,20 @@
 //! memory, negotiated in the hello) replaces the body of this type and
 //! nothing else.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Instant;
 
+use super::shmlink::{Link, Mode, STALL_LIMIT, Sent};
 use super::{EV_IN, EV_OUT, HELLO_DEADLINE};
 use crate::caps::errno::Errno;
-use crate::caps::wire::{Frame, FrameReader, HELLO_LEN, Header, WireError};
-use crate::cpu::evloop::{self, Token};
+use crate::caps::shm::fdpass::{recv_with_fds, send_with_fds};
+use crate::caps::shm::{
+    ATTACH, ATTACHED, DEFAULT_RING, DOORBELL, Inbound, Probe, Region, ShmError, Side,
+    check_transport_header, doorbell, transport_header,
+};
+use crate::caps::wire::{Fed, Frame, FrameReader, HEADER_LEN, HELLO_LEN, Header, WireError};
+use crate::cpu::evloop::{self, EV_PROBE, Token};
+use crate::warn;
 
 /// Bytes read from a socket at a time.
 const READ_CHUNK: usize = 64 * 1024;
@@ -44,6 +51,23 @@ pub(in crate::caps) struct Transport {
     /// When the connection was made (a service drops it if its hello
     /// is not complete by `HELLO_DEADLINE`).
     pub(in crate::caps) since: Instant,
+    /// Shared memory: off, agreed in the hello, or on.
+    shm: Mode,
+    /// Which end we are (meaningful once shared memory is agreed).
+    side: Side,
+    /// Descriptors received before the attach record (service).
+    fds_in: Vec<OwnedFd>,
+    /// A descriptor to send with the byte at this offset of `out`.
+    out_fd: Option<(usize, OwnedFd)>,
+    /// The shared-memory transport failed: the connection is to be
+    /// dropped (its one log line is written).
+    broken: Option<ShmError>,
+    /// The probe of our ring is watched by the event loop.
+    probing: bool,
+    /// Log lines about this connection: the function, and the words
+    /// before the reason it is dropped.
+    func: &'static str,
+    label: String,
 }
 
 /// How reading a connection ended.
@@ -84,6 +108,119 @@ impl Transport {
             hello: [0; HELLO_LEN],
             hello_got: 0,
             since: Instant::now(),
+            shm: Mode::Off,
+            side: Side::Client,
+            fds_in: Vec::new(),
+            out_fd: None,
+            broken: None,
+            probing: false,
+            func: "libcaps",
+            label: String::new(),
+        }
+    }
+
+    /// Both hellos agreed to shared memory: we are `side`; a failure of
+    /// it is logged as `func: label: reason`.
+    pub(in crate::caps) fn agree_shm(&mut self, side: Side, func: &'static str, label: String) {
+        self.shm = Mode::Agreed;
+        self.side = side;
+        self.func = func;
+        self.label = label;
+    }
+
+    /// The probe of the ring we read (v2 waiters poll it themselves).
+    pub(in crate::caps) fn probe(&mut self) -> Option<Probe> {
+        match &mut self.shm {
+            Mode::On(link) if self.broken.is_none() => link.probe(),
+            _ => None,
+        }
+    }
+
+    /// Watch (or stop watching) the probe of our ring in the event loop
+    /// (v1): on while input is wanted.
+    fn sync_probe(&mut self) {
+        let Some(t) = self.token else { return };
+        let want = self.events & EV_IN != 0 && !self.dead;
+        let probe = if want { self.probe() } else { None };
+        if probe.is_some() || self.probing {
+            self.probing = probe.is_some();
+            evloop::set_probe(t, probe.map(|p| Box::new(p) as Box<dyn evloop::Probe>));
+        }
+    }
+
+    /// The shared-memory transport failed: one log line, and the
+    /// connection is to be dropped (reads and writes fail from now on).
+    fn fail(&mut self, e: ShmError) -> Errno {
+        if self.broken.is_none() {
+            warn!(self.func, "{}: {e}", self.label);
+            self.broken = Some(e);
+        }
+        e.errno()
+    }
+
+    /// The client's first frame: make the region, queue the attach
+    /// record with its descriptor. If no region can be made, the socket
+    /// carries the connection (traced).
+    fn make_region(&mut self) {
+        let mut region = match Region::create(DEFAULT_RING) {
+            Ok(r) => r,
+            Err(e) => {
+                crate::trace!(
+                    self.func,
+                    "no shared memory ({e}): the socket carries the connection"
+                );
+                self.shm = Mode::Off;
+                return;
+            }
+        };
+        let Some(fd) = region.take_fd() else {
+            self.shm = Mode::Off;
+            return;
+        };
+        let (tx, rx) = region.split(Side::Client, self.max_body);
+        let mut rec = transport_header(ATTACH);
+        rec[32..40].copy_from_slice(&(DEFAULT_RING as u64).to_le_bytes());
+        self.out_fd = Some((self.out.len(), fd));
+        self.out.extend_from_slice(&rec);
+        self.shm = Mode::On(Box::new(Link::new(tx, None, Some(rx))));
+    }
+
+    /// A transport record read from the socket.
+    fn control(&mut self, b: &[u8; HEADER_LEN]) -> Result<(), ShmError> {
+        let kind = u16::from_le_bytes([b[0], b[1]]);
+        match (kind, &mut self.shm, self.side) {
+            (DOORBELL, Mode::Agreed | Mode::On(_), _) => check_transport_header(b),
+            (ATTACH, Mode::Agreed, Side::Service) => {
+                let mut rest = *b;
+                rest[32..40].fill(0);
+                check_transport_header(&rest)?;
+                let ring = u64::from_le_bytes(b[32..40].try_into().unwrap());
+                if ring != DEFAULT_RING as u64 {
+                    return Err(ShmError::BadRegion("ring size", ring));
+                }
+                if self.fds_in.len() != 1 {
+                    return Err(ShmError::BadRegion(
+                        "descriptors with the attach",
+                        self.fds_in.len() as u64,
+                    ));
+                }
+                let fd = self.fds_in.pop().unwrap();
+                let region = Region::attach(fd, DEFAULT_RING)?;
+                let (tx, rx) = region.split(Side::Service, self.max_body);
+                let mut link = Link::new(tx, Some(Inbound::new(rx)), None);
+                link.stall_limit = Some(STALL_LIMIT);
+                self.shm = Mode::On(Box::new(link));
+                self.out.extend_from_slice(&transport_header(ATTACHED));
+                self.sync_probe();
+                Ok(())
+            }
+            (ATTACHED, Mode::On(link), Side::Client) if link.waiting.is_some() => {
+                check_transport_header(b)?;
+                link.rx = link.waiting.take().map(Inbound::new);
+                self.sync_probe();
+                Ok(())
+            }
+            _ => Err(ShmError::BadRecord(WireError::BadKind(kind))),
         }
     }
 
@@ -101,16 +238,20 @@ impl Transport {
         }
     }
 
-    /// Bytes queued and not yet written.
+    /// Bytes queued and not yet written (to the socket or the ring).
     pub(in crate::caps) fn queued(&self) -> usize {
-        self.out.len() - self.out_pos
+        let backlog = match &self.shm {
+            Mode::On(link) => link.backlog_bytes,
+            _ => 0,
+        };
+        self.out.len() - self.out_pos + backlog
     }
 
     /// Readiness `bits` (epoll's, or `EV_IN` after a `poll`): input may
     /// have come, so the next read tries the socket again; output is
     /// written when the socket takes it. An error: the connection failed.
     pub(in crate::caps) fn ready(&mut self, bits: u32) -> Result<(), Errno> {
-        if bits & !EV_OUT != 0 {
+        if bits & !(EV_OUT | EV_PROBE) != 0 {
             self.input_ready();
         }
         if bits & EV_OUT != 0 {
@@ -125,54 +266,128 @@ impl Transport {
         self.drained = false;
     }
 
+    /// As [`Transport::input_ready`], except for a connection whose frames
+    /// come through a ring: its socket (doorbells, big frames, the peer's
+    /// death) is read once a poll said it is readable.
+    pub(in crate::caps) fn input_ready_unless_ring(&mut self) {
+        let ring = matches!(&self.shm, Mode::On(link) if link.rx.is_some());
+        if !ring || self.broken.is_some() {
+            self.drained = false;
+        }
+    }
+
     /// Read the socket again even if the last read emptied it (a paused
     /// connection resumed).
     pub(in crate::caps) fn rearm(&mut self) {
         self.drained = false;
         let ev = self.events | EV_IN;
         self.set_events(ev);
+        self.sync_probe();
     }
 
     /// Stop asking for input events (back-pressure).
     pub(in crate::caps) fn pause(&mut self) {
         let ev = self.events & !EV_IN;
         self.set_events(ev);
+        self.sync_probe();
     }
 
-    /// Write as much queued output as the socket takes.
+    /// Is output waiting for the socket to take it? (Frames waiting for
+    /// room in the peer's ring wait for a doorbell, not for the socket.)
+    pub(in crate::caps) fn wants_out(&self) -> bool {
+        self.out_pos < self.out.len()
+    }
+
+    /// Move frames waiting for room into the peer's ring, ring the
+    /// peer's doorbell if it asked for one, and write as much queued
+    /// output as the socket takes.
     pub(in crate::caps) fn flush(&mut self) -> Result<(), Errno> {
-        while self.out_pos < self.out.len() {
-            // SAFETY: the slice is valid; MSG_NOSIGNAL keeps SIGPIPE away.
-            let n = unsafe {
-                libc::send(
-                    self.raw(),
-                    self.out[self.out_pos..].as_ptr().cast(),
-                    self.out.len() - self.out_pos,
-                    libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-                )
-            };
-            if n < 0 {
-                match Errno::last() {
-                    Errno::EINTR => continue,
-                    Errno::EAGAIN => break,
-                    e => return Err(e),
-                }
+        if let Some(e) = self.broken {
+            return Err(e.errno());
+        }
+        if let Mode::On(link) = &mut self.shm {
+            let out = &mut self.out;
+            let drained = link.drain(|hb, body| {
+                out.extend_from_slice(hb);
+                out.extend_from_slice(body);
+            });
+            if let Err(e) = drained {
+                return Err(self.fail(e));
             }
-            self.out_pos += n as usize;
+            // Output already queued wakes the peer as well as a doorbell.
+            if std::mem::take(&mut link.bell) && self.out_pos == self.out.len() {
+                self.out.extend_from_slice(&doorbell());
+            }
+        }
+        while self.out_pos < self.out.len() {
+            let sent: Result<usize, Errno> = match &self.out_fd {
+                Some((at, fd)) if *at == self.out_pos => {
+                    let Some(sock) = self.fd.as_ref() else {
+                        return Err(Errno::EBADF);
+                    };
+                    let r = send_with_fds(sock.as_fd(), &self.out[self.out_pos..], &[fd.as_fd()])
+                        .map_err(|e| Errno(e.raw_os_error().unwrap_or(libc::EIO)));
+                    if r.is_ok() {
+                        self.out_fd = None;
+                    }
+                    r
+                }
+                other => {
+                    let end = other.as_ref().map_or(self.out.len(), |(at, _)| *at);
+                    // SAFETY: the slice is valid; MSG_NOSIGNAL keeps SIGPIPE away.
+                    let n = unsafe {
+                        libc::send(
+                            self.raw(),
+                            self.out[self.out_pos..end].as_ptr().cast(),
+                            end - self.out_pos,
+                            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+                        )
+                    };
+                    if n < 0 {
+                        Err(Errno::last())
+                    } else {
+                        Ok(n as usize)
+                    }
+                }
+            };
+            match sent {
+                Ok(n) => self.out_pos += n,
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) => break,
+                Err(e) => return Err(e),
+            }
         }
         if self.out_pos == self.out.len() {
             self.out.clear();
             self.out_pos = 0;
         }
-        let want_out = self.queued() > 0;
+        let want_out = self.wants_out();
         let events = (self.events & !EV_OUT) | if want_out { EV_OUT } else { 0 };
         self.set_events(events);
         Ok(())
     }
 
-    /// Queue one frame.
+    /// Queue one frame: in the ring of a connection in shared memory (the
+    /// client makes the region with its first frame), else on the socket.
     pub(in crate::caps) fn push_frame(&mut self, h: &Header, body: &[u8]) {
-        self.out.extend_from_slice(&h.encode());
+        if matches!(self.shm, Mode::Agreed) && self.side == Side::Client {
+            self.make_region();
+        }
+        let hb = h.encode();
+        if let Mode::On(link) = &mut self.shm {
+            if self.broken.is_some() {
+                return;
+            }
+            match link.push(hb, body) {
+                Ok(Sent::Ring) => return,
+                Ok(Sent::Socket) => {}
+                Err(e) => {
+                    self.fail(e);
+                    return;
+                }
+            }
+        }
+        self.out.extend_from_slice(&hb);
         self.out.extend_from_slice(body);
     }
 
@@ -202,48 +417,129 @@ impl Transport {
             self.in_pos = 0;
         }
         let room = READ_CHUNK - self.in_end;
+        // Until the attach record came, the bytes that carry its
+        // descriptor must be read with `recvmsg` (a plain read would make
+        // the kernel discard the descriptor).
+        let want_fds = matches!(self.shm, Mode::Agreed) && self.side == Side::Service;
         loop {
-            // SAFETY: `inbuf[in_end..]` is writable for `room` bytes.
-            let n = unsafe {
-                libc::recv(
-                    self.raw(),
-                    self.inbuf[self.in_end..].as_mut_ptr().cast(),
-                    room,
-                    libc::MSG_DONTWAIT,
+            let got: Result<usize, Errno> = if want_fds {
+                let Some(sock) = self.fd.as_ref() else {
+                    return Err(ReadEnd::Errno(Errno::EBADF));
+                };
+                recv_with_fds(
+                    sock.as_fd(),
+                    &mut self.inbuf[self.in_end..],
+                    &mut self.fds_in,
                 )
-            };
-            if n > 0 {
-                self.in_end += n as usize;
-                self.drained = (n as usize) < room;
-                return Ok(true);
-            }
-            if n == 0 {
-                return Err(ReadEnd::Eof);
-            }
-            match Errno::last() {
-                Errno::EINTR => continue,
-                Errno::EAGAIN => {
-                    self.drained = true;
-                    return Ok(false);
+                .map_err(|e| Errno(e.raw_os_error().unwrap_or(libc::EIO)))
+            } else {
+                // SAFETY: `inbuf[in_end..]` is writable for `room` bytes.
+                let n = unsafe {
+                    libc::recv(
+                        self.raw(),
+                        self.inbuf[self.in_end..].as_mut_ptr().cast(),
+                        room,
+                        libc::MSG_DONTWAIT,
+                    )
+                };
+                if n < 0 {
+                    Err(Errno::last())
+                } else {
+                    Ok(n as usize)
                 }
-                e => return Err(ReadEnd::Errno(e)),
+            };
+            if self.fds_in.len() > 1 {
+                let e =
+                    ShmError::BadRegion("descriptors before the attach", self.fds_in.len() as u64);
+                return Err(ReadEnd::Errno(self.fail(e)));
+            }
+            match got {
+                Ok(0) => return Err(ReadEnd::Eof),
+                Ok(n) => {
+                    self.in_end += n;
+                    self.drained = n < room;
+                    return Ok(true);
+                }
+                Err(e) => match e {
+                    Errno::EINTR => continue,
+                    Errno::EAGAIN => {
+                        self.drained = true;
+                        return Ok(false);
+                    }
+                    e => return Err(ReadEnd::Errno(e)),
+                },
             }
         }
     }
 
-    /// The next whole frame from the input, reading the socket as needed.
+    /// The next whole frame from the input: from the ring we read (in
+    /// the peer's order with the big frames from the socket), reading the
+    /// socket as needed.
     pub(in crate::caps) fn next_frame(&mut self) -> Result<Option<Frame>, ReadEnd> {
+        loop {
+            if let Some(e) = self.broken {
+                return Err(ReadEnd::Errno(e.errno()));
+            }
+            if let Mode::On(link) = &mut self.shm
+                && let Some(rx) = link.rx.as_mut()
+            {
+                match rx.next_frame() {
+                    Ok(Some(f)) => {
+                        if rx.ring().take_doorbell() {
+                            link.bell = true;
+                            self.flush().map_err(ReadEnd::Errno)?;
+                        }
+                        return Ok(Some(f));
+                    }
+                    Ok(None) => {}
+                    Err(e) => return Err(ReadEnd::Errno(self.fail(e))),
+                }
+            }
+            let Some(item) = self.socket_item()? else {
+                return Ok(None);
+            };
+            match item {
+                Fed::Control(b) => {
+                    if let Err(e) = self.control(&b) {
+                        return Err(ReadEnd::Errno(self.fail(e)));
+                    }
+                    // An acknowledgement to send, or a doorbell: the peer
+                    // made room for the frames waiting for it.
+                    if self.wants_out() || self.queued() > 0 {
+                        self.flush().map_err(ReadEnd::Errno)?;
+                    }
+                }
+                Fed::Frame(f) => match &mut self.shm {
+                    Mode::On(link) if link.rx.is_some() => {
+                        let rx = link.rx.as_mut().unwrap();
+                        if let Err(e) = rx.socket_frame(f) {
+                            return Err(ReadEnd::Errno(self.fail(e)));
+                        }
+                    }
+                    _ => return Ok(Some(f)),
+                },
+            }
+        }
+    }
+
+    /// The next frame or transport record from the socket.
+    fn socket_item(&mut self) -> Result<Option<Fed>, ReadEnd> {
+        let control = !matches!(self.shm, Mode::Off);
         loop {
             if self.in_pos == self.in_end && !self.fill()? {
                 return Ok(None);
             }
-            let (n, frame) = self
+            let (n, item) = self
                 .reader
-                .feed(&self.inbuf[self.in_pos..self.in_end], self.max_body)
+                .feed_any(
+                    &self.inbuf[self.in_pos..self.in_end],
+                    self.max_body,
+                    control,
+                )
                 .map_err(ReadEnd::Protocol)?;
             self.in_pos += n;
-            if frame.is_some() {
-                return Ok(frame);
+            if item.is_some() {
+                return Ok(item);
             }
         }
     }
@@ -290,6 +586,11 @@ impl Transport {
     pub(in crate::caps) fn disown(&mut self) {
         self.token = None;
         self.fd = None;
+        // The child's copy of the mapping goes; the parent's rings are
+        // not touched.
+        self.shm = Mode::Off;
+        self.fds_in.clear();
+        self.out_fd = None;
         self.out.clear();
         self.out_pos = 0;
         self.in_pos = 0;
@@ -321,6 +622,9 @@ impl Transport {
         if let Some(t) = self.token.take() {
             evloop::unregister(t);
         }
+        self.shm = Mode::Off;
+        self.fds_in.clear();
+        self.out_fd = None;
         self.fd = None;
         self.out.clear();
         self.out_pos = 0;

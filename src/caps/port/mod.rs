@@ -35,6 +35,7 @@ use super::conn::{
 use super::cred::{Access, Cred};
 use super::errno::Errno;
 use super::rendezvous::{self, Listener};
+use super::shm::Side;
 use super::wire::{Hello, HelloKind, MAX_MSGSIZE, VERSION};
 use crate::abi::{
     CAPPF_SHUTDOWN, CAPT_CLIENT, CAPT_REMOTE, CAPT_SERVICE, caps_port, caps_type, lwkt_msg, thread,
@@ -321,7 +322,7 @@ pub fn client(name: &[u8], uid: u32, td: *mut thread) -> Result<*mut CapsPort, E
         max_msgsize: MAX_MSGSIZE as u32,
         status: 0,
     };
-    let fd = handshake(
+    let (fd, shm) = handshake(
         &path,
         &hello,
         (Some(uid), None),
@@ -333,8 +334,12 @@ pub fn client(name: &[u8], uid: u32, td: *mut thread) -> Result<*mut CapsPort, E
     let cfd = fd.as_raw_fd();
     set_nonblocking(cfd);
     let peer = Cred::of_peer(cfd).unwrap_or_default();
+    let mut conn = Transport::new(fd, MAX_BODY);
+    if shm {
+        conn.agree_shm(Side::Client, "caps_client", "dropping connection".into());
+    }
     let cl = Client {
-        conn: Transport::new(fd, MAX_BODY),
+        conn,
         next_id: 1,
         outstanding: HashMap::default(),
         completed: VecDeque::new(),

@@ -18,6 +18,7 @@ use crate::caps::conn::{
 use crate::caps::cred::Cred;
 use crate::caps::errno::Errno;
 use crate::caps::rendezvous;
+use crate::caps::shm::Side;
 use crate::caps::wire::{FrameKind, HEADER_LEN, Header, Hello, HelloKind, VERSION_SYS};
 use crate::warn;
 
@@ -48,7 +49,7 @@ pub fn client(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno>
     } else {
         None
     };
-    let (fd, generation) = loop {
+    let (fd, shm, generation) = loop {
         match connect_any(&dir, name, uid, gid, flags) {
             Err(Errno::ENOENT) if watch.is_some() => {}
             other => break other?,
@@ -59,9 +60,17 @@ pub fn client(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno>
     };
     let raw = fd.as_raw_fd();
     set_nonblocking(raw);
+    let mut conn = Transport::new(fd, MAX_MSG as u32);
+    if shm {
+        conn.agree_shm(
+            Side::Client,
+            "caps_sys_client",
+            "dropping the connection".into(),
+        );
+    }
     let cli = Client {
         peer: Cred::of_peer(raw).unwrap_or_default(),
-        conn: Transport::new(fd, MAX_MSG as u32),
+        conn,
         next_id: 1,
         outstanding: HashMap::new(),
         replies: VecDeque::new(),
@@ -79,7 +88,7 @@ fn connect_any(
     uid: u32,
     gid: u32,
     flags: i32,
-) -> Result<(OwnedFd, i64), Errno> {
+) -> Result<(OwnedFd, bool, i64), Errno> {
     let hello = Hello {
         version: VERSION_SYS,
         kind: HelloKind::Client,
@@ -108,7 +117,7 @@ fn connect_any(
             name,
             deadline,
         ) {
-            Ok(fd) => {
+            Ok((fd, shm)) => {
                 // The server follows its hello with its generation.
                 let mut b = [0u8; HEADER_LEN];
                 match read_exact_timeout(fd.as_raw_fd(), &mut b, deadline) {
@@ -122,7 +131,7 @@ fn connect_any(
                 if h.kind != FrameKind::Gen {
                     return Err(Errno::EPROTO);
                 }
-                return Ok((fd, h.result as i64));
+                return Ok((fd, shm, h.result as i64));
             }
             // A dead service's node, or one removed meanwhile.
             Err(Errno::ECONNREFUSED | Errno::ENOENT | Errno::ECONNRESET) => continue,
@@ -153,7 +162,7 @@ fn pump_services() {
     for e in t.entries.values_mut() {
         if let Kind::Service(s) = &mut e.kind {
             s.accept_due = true;
-            e.pump();
+            e.pump(true);
             e.settle();
         }
     }
@@ -204,11 +213,15 @@ impl DirWatch {
 
 impl Client {
     /// Read every frame available, write what is queued. Never blocks.
-    pub(super) fn pump(&mut self) {
+    pub(super) fn pump(&mut self, sockets: bool) {
         if self.conn.dead {
             return;
         }
-        self.conn.input_ready();
+        if sockets {
+            self.conn.input_ready();
+        } else {
+            self.conn.input_ready_unless_ring();
+        }
         loop {
             match self.conn.next_frame() {
                 Ok(None) => break,

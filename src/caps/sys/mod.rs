@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use super::errno::Errno;
 use crate::abi::{CAPS_MAXINPROG, caps_cred, caps_msg_state_t};
-use crate::cpu::{SOCK_SPIN_MIN_NS, sock_spin, sock_spin_slept};
+use crate::cpu::{PROBE_SPIN_MAX_NS, SOCK_SPIN_MIN_NS, probe_spin, sock_spin, sock_spin_slept};
 
 mod client;
 mod guard;
@@ -37,6 +37,8 @@ pub use client::client;
 pub use names::check_name;
 pub(in crate::caps) use names::parse_node;
 use service::pollfd;
+
+use super::shm::Probe;
 pub use service::service;
 pub(super) use table::register_handlers;
 use table::{Entry, Kind, lock};
@@ -99,7 +101,7 @@ pub fn put(id: i32, data: &[u8]) -> Result<i64, Errno> {
 fn with_entry<T>(id: i32, f: impl FnOnce(&mut Entry) -> Result<T, Errno>) -> Result<T, Errno> {
     let mut t = lock();
     let e = t.get(id)?;
-    e.pump();
+    e.pump(true);
     let r = f(e);
     e.settle();
     r
@@ -142,13 +144,19 @@ pub fn get(
     block: bool,
 ) -> Result<Got, Errno> {
     let mut fds = Vec::new();
+    let mut probes = Vec::new();
     // The entry we sleep on, once we did.
     let mut slept_on: Option<u64> = None;
     let mut listener_ready = false;
+    // The last poll looked at the sockets and saw something (not only at
+    // the rings): read them all. The first look reads the rings, and the
+    // sockets of connections not in shared memory.
+    let mut sockets_ready = false;
     // A service sleeps at most until a connection's hello is due.
     let mut due: Option<Instant>;
     loop {
         fds.clear();
+        probes.clear();
         let wake = {
             let mut t = lock();
             let e = t.get(id)?;
@@ -167,7 +175,7 @@ pub fn get(
             // message that arrived with another).
             let mut got = e.take(buf, cred.as_deref_mut())?;
             if got.is_none() {
-                e.pump();
+                e.pump(std::mem::take(&mut sockets_ready));
                 e.settle();
                 got = e.take(buf, cred.as_deref_mut())?;
             }
@@ -176,19 +184,16 @@ pub fn get(
                 return Ok(g);
             }
             due = None;
-            match &e.kind {
+            match &mut e.kind {
                 Kind::Service(s) => {
-                    s.poll_fds(&mut fds);
+                    s.poll_fds(&mut fds, &mut probes);
                     due = s.hello_due();
                 }
                 Kind::Client(c) if c.conn.dead => return Err(Errno::ENOTCONN),
                 Kind::Client(c) => {
-                    let out = if c.conn.queued() > 0 {
-                        libc::POLLOUT
-                    } else {
-                        0
-                    };
+                    let out = if c.conn.wants_out() { libc::POLLOUT } else { 0 };
                     fds.push(pollfd(c.conn.raw(), libc::POLLIN | out));
+                    probes.extend(c.conn.probe());
                 }
                 Kind::Forked => return Err(Errno::ENOTCONN),
             }
@@ -204,7 +209,8 @@ pub fn get(
         // Holding `wake` keeps the eventfd open while we sleep on it.
         let wake = wake.ok_or(Errno::ENOTCONN)?;
         fds.push(pollfd(wake.as_raw_fd(), libc::POLLIN));
-        let r = poll_adaptive(&mut fds, due);
+        let (r, polled) = poll_adaptive(&mut fds, &probes, due);
+        sockets_ready = polled;
         // A service's listener comes first in its poll set.
         listener_ready = r > 0 && fds[0].revents != 0;
         if r < 0 {
@@ -226,33 +232,73 @@ pub fn get(
 /// cost tens of microseconds on a virtual machine.
 static SPIN_NS: AtomicU32 = AtomicU32::new(SOCK_SPIN_MIN_NS);
 
-/// `poll(fds)` until something is ready or `until` passes, after polling them (with `sched_yield`, so a peer on
-/// the same core runs first) for up to the adaptive budget. The budget
-/// doubles after a poll that found something, halves after one that did
-/// not, and grows back to twice any sleep shorter than the maximum.
-fn poll_adaptive(fds: &mut [libc::pollfd], until: Option<Instant>) -> i32 {
+/// The spin on the rings before that (`crate::cpu::probe_spin`).
+static PROBE_SPIN_NS: AtomicU32 = AtomicU32::new(PROBE_SPIN_MAX_NS);
+
+/// `poll(fds)` until something is ready (there, or in the rings the
+/// `probes` watch) or `until` passes, after polling them (with
+/// `sched_yield`, so a peer on the same core runs first) for up to the
+/// adaptive budget. The budget doubles after a poll that found something,
+/// halves after one that did not, and grows back to twice any sleep
+/// shorter than the maximum. Before it sleeps, it tells the rings' writers
+/// to ring (`Probe::sleep`). Returns `poll`'s result and whether it came
+/// from the descriptors (false: a ring has something).
+fn poll_adaptive(
+    fds: &mut [libc::pollfd],
+    probes: &[Probe],
+    until: Option<Instant>,
+) -> (i32, bool) {
     let n = fds.len() as libc::nfds_t;
+    if !probes.is_empty() {
+        let mut b = PROBE_SPIN_NS.load(Ordering::Relaxed);
+        let found = probe_spin(&mut b, || probes.iter().any(Probe::ready));
+        PROBE_SPIN_NS.store(b, Ordering::Relaxed);
+        if found {
+            return (1, false);
+        }
+    }
     let mut budget = SPIN_NS.load(Ordering::Relaxed);
-    // SAFETY: `fds` is a valid array of `n` pollfds.
-    let r = sock_spin(&mut budget, || unsafe {
-        libc::poll(fds.as_mut_ptr(), n, 0)
+    let mut polls = 0u32;
+    let mut from_fds = false;
+    let r = sock_spin(&mut budget, || {
+        if probes.iter().any(Probe::ready) {
+            return 1;
+        }
+        // With rings to watch, the descriptors (a system call) are looked
+        // at every few times only.
+        polls += 1;
+        if !probes.is_empty() && !polls.is_multiple_of(4) {
+            return 0;
+        }
+        // SAFETY: `fds` is a valid array of `n` pollfds.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), n, 0) };
+        from_fds = r != 0;
+        r
     });
     if r != 0 {
         SPIN_NS.store(budget, Ordering::Relaxed);
-        return r;
+        return (r, from_fds);
+    }
+    for (i, p) in probes.iter().enumerate() {
+        if !p.sleep() {
+            probes[..i].iter().for_each(Probe::woke);
+            SPIN_NS.store(budget, Ordering::Relaxed);
+            return (1, false);
+        }
     }
     let t0 = Instant::now();
     let timeout = until.map_or(-1, |t| {
         let ms = t.saturating_duration_since(t0).as_millis() + 1;
         ms.min(i32::MAX as u128) as i32
     });
-    // SAFETY: as above.
+    // SAFETY: `fds` is a valid array of `n` pollfds.
     let r = unsafe { libc::poll(fds.as_mut_ptr(), n, timeout) };
+    probes.iter().for_each(Probe::woke);
     if r > 0 {
         sock_spin_slept(&mut budget, t0);
     }
     SPIN_NS.store(budget, Ordering::Relaxed);
-    r
+    (r, r > 0)
 }
 
 /// `caps_sys_setgen`: set a service's generation; its clients see it.

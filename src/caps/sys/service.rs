@@ -13,6 +13,7 @@ use crate::caps::conn::{self, Admission, ReadEnd, set_nonblocking};
 use crate::caps::cred::{Cred, SysAccess};
 use crate::caps::errno::Errno;
 use crate::caps::rendezvous::{self, Listener};
+use crate::caps::shm::Probe;
 use crate::caps::wire::{FrameKind, Header, VERSION_SYS};
 use crate::warn;
 
@@ -133,7 +134,7 @@ pub fn service(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno
 impl Service {
     /// Accept new connections, read every frame available, write what
     /// is queued. Never blocks.
-    pub(super) fn pump(&mut self) {
+    pub(super) fn pump(&mut self, sockets: bool) {
         if self.accept_due || self.accept_skipped >= ACCEPT_EVERY {
             self.accept_due = false;
             self.accept_skipped = 0;
@@ -143,7 +144,7 @@ impl Service {
         }
         let keys: Vec<u64> = self.conns.keys().copied().collect();
         for k in keys {
-            self.pump_conn(k);
+            self.pump_conn(k, sockets);
         }
         self.hello_sweep();
     }
@@ -165,11 +166,15 @@ impl Service {
         }
     }
 
-    fn pump_conn(&mut self, k: u64) {
+    fn pump_conn(&mut self, k: u64, sockets: bool) {
         let Some(c) = self.conns.get_mut(&k) else {
             return;
         };
-        c.link.tx.input_ready();
+        if sockets {
+            c.link.tx.input_ready();
+        } else {
+            c.link.tx.input_ready_unless_ring();
+        }
         let (access, generation) = (&self.access, self.generation);
         let admission = self.core.admit(
             &mut c.link,
@@ -418,10 +423,15 @@ impl Service {
         }
     }
 
-    pub(super) fn poll_fds(&self, fds: &mut Vec<libc::pollfd>) {
+    /// What a wait watches: the listener and every connection's socket
+    /// in `fds`, the rings of those it may read in `probes`.
+    pub(super) fn poll_fds(&mut self, fds: &mut Vec<libc::pollfd>, probes: &mut Vec<Probe>) {
         fds.push(pollfd(self.listener.fd.as_raw_fd(), libc::POLLIN));
-        for c in self.conns.values() {
-            let out = if c.link.tx.queued() > 0 {
+        for c in self.conns.values_mut() {
+            if self.core.may_read(&c.link) {
+                probes.extend(c.link.tx.probe());
+            }
+            let out = if c.link.tx.wants_out() {
                 libc::POLLOUT
             } else {
                 0

@@ -192,10 +192,13 @@ impl Table {
 
 impl Entry {
     /// Read whatever has arrived, as any call on the entry does first.
-    pub(super) fn pump(&mut self) {
+    /// `sockets`: read the sockets of connections in shared memory too
+    /// (false: a wait's poll said only their rings have something; those
+    /// sockets are read once a poll sees them readable).
+    pub(super) fn pump(&mut self, sockets: bool) {
         match &mut self.kind {
-            Kind::Service(s) => s.pump(),
-            Kind::Client(c) => c.pump(),
+            Kind::Service(s) => s.pump(sockets),
+            Kind::Client(c) => c.pump(sockets),
             Kind::Forked => {}
         }
     }
