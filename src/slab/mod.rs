@@ -521,3 +521,5 @@ pub unsafe fn realloc(
 mod tests;
 #[cfg(test)]
 mod tests_shared;
+#[cfg(test)]
+mod tests_fork;

@@ -531,3 +531,9 @@ pub fn after_fork_child(me: *mut SLGlobalData) {
         }
     }
 }
+
+/// Is the reclaimer asleep (no list left to look at)? For tests.
+#[cfg(test)]
+pub fn idle() -> bool {
+    STATE.load(Ordering::SeqCst) == IDLE
+}
