@@ -111,7 +111,13 @@ fn a_fork_child_leaves_a_state_caught_inside_its_window_alone() {
             // SAFETY: live blocks of `ty`, each freed once.
             unsafe { free(b as *mut core::ffi::c_void, ty) };
         }
-        std::thread::sleep(Duration::from_millis(500));
+        // The child's reclaimer may first have the states of other
+        // threads (other tests') to give back: a few periods.
+        let t0 = Instant::now();
+        std::thread::sleep(Duration::from_millis(150));
+        while !reclaim::idle() && t0.elapsed() < Duration::from_secs(3) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let gd = gd as *mut crate::abi::SLGlobalData;
         // SAFETY: a state is never freed; read once, in the one thread
         // of the child.
