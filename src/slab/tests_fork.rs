@@ -77,7 +77,10 @@ fn calls_counted_by_other_threads_reach_ks_calls_in_a_fork_child() {
     });
     go_tx.send(()).unwrap();
     counter.join().unwrap();
-    assert_eq!(code, 0, "the child's ks_calls misses the other thread's calls");
+    assert_eq!(
+        code, 0,
+        "the child's ks_calls misses the other thread's calls"
+    );
 }
 
 /// Blocks freed in a fork child into the zones of a thread that was
@@ -134,8 +137,14 @@ fn a_fork_child_leaves_a_state_caught_inside_its_window_alone() {
     });
     go_tx.send(()).unwrap();
     owner.join().unwrap();
-    assert_ne!(code, 1, "the child's reclaimer drained a half-updated state");
-    assert_ne!(code, 2, "the child's reclaimer keeps waiting for a window that never closes");
+    assert_ne!(
+        code, 1,
+        "the child's reclaimer drained a half-updated state"
+    );
+    assert_ne!(
+        code, 2,
+        "the child's reclaimer keeps waiting for a window that never closes"
+    );
     assert_eq!(code, 0, "the child's ks_memuse/ks_inuse do not add up to 0");
     for &b in &blocks {
         // SAFETY: live blocks of `ty`, each freed once (in this process).
