@@ -54,6 +54,7 @@ impl Registry {
         }
     }
 }
+
 /// Type of each tag, for messages.
 static BY_TAG: [AtomicPtr<malloc_type>; 256] = [const { AtomicPtr::new(ptr::null_mut()) }; 256];
 
