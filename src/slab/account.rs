@@ -514,3 +514,24 @@ pub unsafe fn uncharge(ty: *mut malloc_type, bytes: usize) {
     let loose = unsafe { long(addr_of_mut!((*ty).ks_loosememuse)) };
     loose.fetch_sub(bytes as isize, Ordering::Relaxed);
 }
+
+/// In a `fork()` child: the type's owner word may name a thread the child
+/// does not have, as its home (maybe inside its update window, which then
+/// never closes) or as the cpu switching it (`OWNER_SWITCHING`, which
+/// would never be stored over). Forget it: the next cpu allocating the
+/// type claims it as at first use. Nothing is lost: each cpu's charges
+/// stay in its statistics slot, which every mode adds up, and the home's
+/// counts are in `ks_calls` already. A type homed on `me`, the forking
+/// thread's state, stays its.
+///
+/// # Safety
+/// `ty` is a valid registered type; the caller is the one thread of a
+/// `fork()` child, `me` its state (or NULL).
+pub unsafe fn after_fork_child(ty: *mut malloc_type, me: *mut SLGlobalData) {
+    // SAFETY: caller contract.
+    let own = unsafe { owner(ty) };
+    let o = own.load(Ordering::Relaxed);
+    if o != OWNER_NONE && o != OWNER_SHARED && o != me as usize {
+        own.store(OWNER_NONE, Ordering::Relaxed);
+    }
+}

@@ -189,3 +189,13 @@ pub fn after_fork_child() {
         d.0.store(false, Ordering::Relaxed);
     }
 }
+
+/// In a `fork()` child, once the locks are released: fold every slot's
+/// counts. The slots of the parent's other threads are never counted in
+/// again in the child (their threads are not there, and their dirty flags
+/// were cleared), so this is the one time their calls reach `ks_calls`.
+pub fn fold_all_after_fork() {
+    for s in 0..SMP_MAXCPU {
+        fold_slot(s);
+    }
+}

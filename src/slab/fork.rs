@@ -11,7 +11,7 @@
 use core::sync::atomic::AtomicBool;
 use std::sync::MutexGuard;
 
-use super::{gd, oversized, reclaim, types};
+use super::{account, calls, gd, oversized, reclaim, tls, types};
 use crate::atfork::{Held, register_once};
 
 /// The locks the forking thread holds between `prepare` and
@@ -57,8 +57,20 @@ extern "C" fn release() {
 }
 
 /// In the child: the locks as in the parent, and no reclaimer thread
-/// (the next remote free starts one).
+/// (the next remote free starts one). Of the allocator's threads only the
+/// forking one is there, so nothing may wait for another: the types whose
+/// owner word names another thread (as home, maybe inside its update
+/// window, or as the one switching it) are unowned again, a state left
+/// inside its window is kept from the reclaimer, and the calls counted in
+/// the other threads' slots are folded into `ks_calls` now (nobody else
+/// would).
 extern "C" fn child() {
-    reclaim::after_fork_child();
+    let me = tls::get();
+    reclaim::after_fork_child(me);
     release();
+    let reg = types::registry_lock();
+    // SAFETY: a registered type, in the one thread of the child.
+    reg.each(|ty| unsafe { account::after_fork_child(ty, me) });
+    drop(reg);
+    calls::fold_all_after_fork();
 }

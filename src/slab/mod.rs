@@ -520,4 +520,6 @@ pub unsafe fn realloc(
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_fork;
+#[cfg(test)]
 mod tests_shared;

@@ -502,9 +502,38 @@ unsafe fn window_closes(gd: *mut SLGlobalData) -> bool {
 }
 
 /// In a `fork()` child: no reclaimer runs there; the next remote free
-/// starts one.
-pub fn after_fork_child() {
+/// starts one. The states of the parent's other threads (every state but
+/// `me`, the forking thread's) are then given back like those of sleeping
+/// owners, except one whose window was open at the fork: its thread was
+/// in the middle of work on its zones, which may be half done in the
+/// child. That state leaves the list, so the child's reclaimer neither
+/// waits for a window that never closes nor touches those zones; what is
+/// freed into them stays on its remote-free list (a leak bounded by the
+/// zones that thread held). Called by the one thread of the child, so
+/// nothing else walks or extends the list.
+pub fn after_fork_child(me: *mut SLGlobalData) {
     calls::after_fork_child();
     STARTED.store(false, Ordering::Relaxed);
     STATE.store(IDLE, Ordering::Relaxed);
+    let mut link = ALL.as_ptr();
+    // SAFETY: states on the list are never freed; the child has one
+    // thread, which is here, so the plain walk and unlink race with
+    // nothing.
+    unsafe {
+        while !(*link).is_null() {
+            let gd = *link;
+            let busy = AtomicI32::from_ptr(addr_of_mut!((*gd).sl_Counting));
+            if gd != me && busy.load(Ordering::Relaxed) != 0 {
+                *link = (*gd).sl_NextState;
+            } else {
+                link = addr_of_mut!((*gd).sl_NextState);
+            }
+        }
+    }
+}
+
+/// Is the reclaimer asleep (no list left to look at)? For tests.
+#[cfg(test)]
+pub fn idle() -> bool {
+    STATE.load(Ordering::SeqCst) == IDLE
 }

@@ -632,6 +632,72 @@ fn chunk_index_by_reciprocal_is_exact() {
     }
 }
 
+/// `fork()` while another thread is the home of a type and inside its
+/// update window (`sl_Counting` is 1, as in the middle of a count): the
+/// child has no such thread, so the window never closes there. The
+/// child's first allocation of that type must not wait for it (this is
+/// how `fork_while_other_threads_allocate` hangs now and then under load:
+/// the child spins in `account::settle`).
+#[test]
+fn fork_while_a_home_is_inside_its_window() {
+    let ty = new_type(c"fork home") as usize;
+    let (ready_tx, ready_rx) = mpsc::channel::<()>();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let home = std::thread::spawn(move || {
+        let t = ty as *mut malloc_type;
+        // SAFETY: valid type; the block is freed at once.
+        unsafe { free(malloc(40, t, 0), t) };
+        // SAFETY: the owner word is `ks_reserved[1]`.
+        let own = unsafe { core::ptr::read_volatile(&(*t).ks_reserved[1]) };
+        assert_eq!(
+            own as usize,
+            current_gd() as usize,
+            "first allocator is home"
+        );
+        // SAFETY: this thread's own state, no window of it open.
+        let w = unsafe { reclaim::open(current_gd()) };
+        ready_tx.send(()).unwrap();
+        go_rx.recv().unwrap();
+        w.close();
+    });
+    ready_rx.recv().unwrap();
+    // SAFETY: the child only allocates, frees and leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let t = ty as *mut malloc_type;
+        // SAFETY: valid type; the block is freed at once; then _exit.
+        unsafe {
+            free(malloc(40, t, 0), t);
+            libc::_exit(0);
+        }
+    }
+    let t0 = std::time::Instant::now();
+    let mut status = 0;
+    let exited = loop {
+        // SAFETY: our child.
+        if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+            break true;
+        }
+        if t0.elapsed() > std::time::Duration::from_secs(5) {
+            // SAFETY: our child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
+    go_tx.send(()).unwrap();
+    home.join().unwrap();
+    assert!(
+        exited,
+        "the child waits forever for the window of a thread it does not have"
+    );
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+}
+
 /// `fork()` while other threads hold the allocator's locks (mappings,
 /// thread states, type registration): the child can still allocate.
 #[test]

@@ -40,6 +40,21 @@ static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
 pub(super) fn registry_lock() -> std::sync::MutexGuard<'static, Registry> {
     REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+impl Registry {
+    /// Call `f` with every registered type (its guard held, so none is
+    /// unregistered meanwhile).
+    pub(super) fn each(&self, mut f: impl FnMut(*mut malloc_type)) {
+        let mut ty = self.head;
+        while !ty.is_null() {
+            f(ty);
+            // SAFETY: listed types are live until `unregister` unlinks
+            // them, which takes the lock the caller holds.
+            ty = unsafe { (*ty).ks_next };
+        }
+    }
+}
+
 /// Type of each tag, for messages.
 static BY_TAG: [AtomicPtr<malloc_type>; 256] = [const { AtomicPtr::new(ptr::null_mut()) }; 256];
 
