@@ -26,6 +26,7 @@ mod account;
 mod calls;
 mod fork;
 pub mod gd;
+mod mag;
 mod oversized;
 pub mod reclaim;
 mod registry;
@@ -241,9 +242,12 @@ unsafe fn take(
     let (idx, cs) = ((class & 0xff) as usize, (class >> 8) as usize);
     // SAFETY: caller contract.
     unsafe {
-        let c = zone::pop(gd, idx, tag);
+        let mut c = zone::pop_mag(gd, idx, tag);
         if c.is_null() {
-            return zone_malloc_in(w, gd, class, ty, tag, flags);
+            c = zone::pop(gd, idx, tag);
+            if c.is_null() {
+                return zone_malloc_in(w, gd, class, ty, tag, flags);
+            }
         }
         w.close();
         if home {
@@ -519,5 +523,7 @@ pub unsafe fn realloc(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_mag;
 #[cfg(test)]
 mod tests_shared;

@@ -28,7 +28,7 @@ use crate::abi::{
 use crate::fatal;
 
 use super::types::{self, TAG_UNCHECKED};
-use super::{ZONE_CACHE_HIGH, ZONE_CACHE_MAX, oversized, params, reclaim, registry};
+use super::{ZONE_CACHE_HIGH, ZONE_CACHE_MAX, mag, oversized, params, reclaim, registry};
 
 /// Tag of a chunk never handed out since the zone took its size class.
 const TAG_NEVER: u8 = 0;
@@ -140,6 +140,25 @@ pub unsafe fn pop(gd: *mut SLGlobalData, idx: usize, t: u8) -> *mut u8 {
         }
         let c = c.cast::<u8>();
         tag(z, index(c as usize - (*z).f.base, (*z).f.recip).0).store(t, Ordering::Relaxed);
+        c
+    }
+}
+
+/// Take the first chunk of class `idx`'s magazine (`mag`) for the cpu
+/// `gd`, tagged `t`; NULL if the magazine is empty (then call [`pop`]).
+///
+/// # Safety
+/// `gd` is the calling thread's cpu state, its window open and no flag
+/// set; `idx < NZONES`.
+#[inline(always)]
+pub unsafe fn pop_mag(gd: *mut SLGlobalData, idx: usize, t: u8) -> *mut u8 {
+    // SAFETY: caller contract; a chunk in the magazine is a chunk of a
+    // live zone of `gd` (the zone counts it allocated) and `tg` its tag.
+    unsafe {
+        let (c, tg) = mag::pop(gd, idx);
+        if !c.is_null() {
+            AtomicU8::from_ptr(tg).store(t, Ordering::Relaxed);
+        }
         c
     }
 }
@@ -538,6 +557,10 @@ pub unsafe fn free_fast(
             return free_flagged(gd, z, c);
         }
         types::stat_home(gd, ty, cs, -1);
+        if mag::push(gd, (*z).f.idx as usize, c, tg.as_ptr()) {
+            w.close();
+            return;
+        }
         let ch = c.cast::<SLChunk>();
         (*ch).c_Next = (*z).free;
         (*z).free = ch;
@@ -758,14 +781,17 @@ pub unsafe fn release_free(gd: *mut SLGlobalData) {
     }
 }
 
-/// Take back the remote frees of `gd` and unmap every zone of it that is
-/// then fully free, its cache of free zones included.
+/// Take back the remote frees of `gd` and the chunks in its magazines,
+/// and unmap every zone of it that is then fully free, its cache of free
+/// zones included.
 ///
 /// # Safety
 /// As [`drain_remote`].
 pub unsafe fn give_back(gd: *mut SLGlobalData) {
     // SAFETY: caller contract: all zones reachable from `gd` are ours.
     unsafe {
+        let mask = params().zone_mask;
+        mag::flush(gd, |c| free_local(gd, (c as usize & !mask) as *mut Zone, c));
         drain_remote(gd);
         loop {
             let z = pop_cached(gd);
