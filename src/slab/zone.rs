@@ -72,14 +72,46 @@ impl Fixed {
     }
 }
 
-/// A zone header: the C-visible `SLZone` plus what this implementation
-/// needs.
+/// A zone header: the C-visible `SLZone` plus the owner's free list.
+/// [`Fixed`] and the tags follow at a distance that depends on the zone
+/// ([`fixed`]).
 #[repr(C)]
 pub struct Zone {
     pub h: SLZone,
     /// The owner's free list.
     pub free: *mut SLChunk,
-    pub f: Fixed,
+}
+
+/// Where the coloured part of a zone starts: the first line after
+/// [`Zone`].
+const HEAD: usize = size_of::<Zone>().next_multiple_of(64);
+
+/// Cache colours of [`fixed`].
+const COLOURS: usize = 8;
+
+/// The zone's [`Fixed`], followed by its tag array (one byte per chunk).
+/// Both sit `HEAD` plus 0 to `COLOURS - 1` cache lines into the zone,
+/// chosen by address bits of the zone: zones are `ZoneSize`-aligned, so
+/// at one offset the lines that every free reads (and the first tags)
+/// of all zones would fall in the same few cache sets, and with the
+/// zones of many size classes in use (random sizes) evict each other.
+#[inline(always)]
+pub(super) fn fixed(z: *mut Zone) -> *mut Fixed {
+    let a = z as usize;
+    let colour = ((a >> 15) ^ (a >> 18)) & (COLOURS - 1);
+    (a + HEAD + colour * 64) as *mut Fixed
+}
+
+/// The tag byte of chunk `i` of the zone whose [`Fixed`] is `f`.
+///
+/// # Safety
+/// `f` is the `Fixed` of a mapped zone and `i < z_NMax` of it; the
+/// reference is not used after the zone is unmapped.
+#[inline(always)]
+unsafe fn tag_at<'a>(f: *mut Fixed, i: usize) -> &'a AtomicU8 {
+    // SAFETY: the caller passes `i < z_NMax`; the tag array of `z_NMax`
+    // bytes follows `Fixed` inside the zone's mapping.
+    unsafe { AtomicU8::from_ptr(f.cast::<u8>().add(size_of::<Fixed>() + i)) }
 }
 
 /// The tag byte of chunk `i` of `z`.
@@ -89,9 +121,8 @@ pub struct Zone {
 /// after the zone is unmapped.
 #[inline(always)]
 unsafe fn tag<'a>(z: *mut Zone, i: usize) -> &'a AtomicU8 {
-    // SAFETY: the caller passes `i < z_NMax`; the tag array of `z_NMax`
-    // bytes follows the header inside the zone's mapping.
-    unsafe { AtomicU8::from_ptr(z.cast::<u8>().add(size_of::<Zone>() + i)) }
+    // SAFETY: caller contract.
+    unsafe { tag_at(fixed(z), i) }
 }
 
 /// Index of the chunk at byte offset `off` (< `span`) of the array, and
@@ -139,7 +170,8 @@ pub unsafe fn pop(gd: *mut SLGlobalData, idx: usize, t: u8) -> *mut u8 {
             (*z).h.z_Next = ptr::null_mut();
         }
         let c = c.cast::<u8>();
-        tag(z, index(c as usize - (*z).f.base, (*z).f.recip).0).store(t, Ordering::Relaxed);
+        let f = fixed(z);
+        tag_at(f, index(c as usize - (*f).base, (*f).recip).0).store(t, Ordering::Relaxed);
         c
     }
 }
@@ -213,8 +245,9 @@ unsafe fn alloc_fresh(
     unsafe {
         let h = addr_of_mut!((*z).h);
         let ui = (*h).z_UIndex;
-        let cs = (*z).f.cs as usize;
-        let c = ((*z).f.base as *mut u8).add(ui as usize * cs);
+        let f = fixed(z);
+        let cs = (*f).cs as usize;
+        let c = ((*f).base as *mut u8).add(ui as usize * cs);
         let mut n = ui + 1;
         if n == (*h).z_NMax {
             n = 0;
@@ -285,7 +318,8 @@ unsafe fn refill(gd: *mut SLGlobalData, idx: usize, cs: usize) -> *mut Zone {
             }
             (z, false)
         };
-        let hdr = size_of::<Zone>();
+        let f = fixed(z);
+        let hdr = f as usize - z as usize + size_of::<Fixed>();
         let bound = (p.zone_size - hdr) / cs;
         let align = if cs.is_power_of_two() { cs } else { 8 };
         let off = (hdr + bound).next_multiple_of(align);
@@ -314,15 +348,15 @@ unsafe fn refill(gd: *mut SLGlobalData, idx: usize, cs: usize) -> *mut Zone {
                 z_PageAry: [ptr::null_mut(); SLZONE_NPAGES],
             },
             free: ptr::null_mut(),
-            f: Fixed {
-                magic: ZALLOC_SLAB_MAGIC,
-                cs: cs as u32,
-                span: (nmax * cs) as u32,
-                recip: recip(cs),
-                base: base as usize,
-                owner: gd,
-                idx: idx as u32,
-            },
+        });
+        f.write(Fixed {
+            magic: ZALLOC_SLAB_MAGIC,
+            cs: cs as u32,
+            span: (nmax * cs) as u32,
+            recip: recip(cs),
+            base: base as usize,
+            owner: gd,
+            idx: idx as u32,
         });
         (*gd).ZoneAry[idx] = z.cast();
         z
@@ -382,7 +416,7 @@ unsafe fn release(gd: *mut SLGlobalData, z: *mut Zone) {
     // SAFETY: the zone is ours, unlinked and empty.
     unsafe {
         (*z).h.z_Magic = 0;
-        (*z).f.magic = 0;
+        (*fixed(z)).magic = 0;
         registry::set(z as usize, false);
         libc::munmap(z.cast(), zs);
         zone_stat(gd, -(zs as isize));
@@ -402,7 +436,7 @@ unsafe fn locate(func: &str, base: usize, c: *mut u8) -> (*mut Zone, usize) {
     // SAFETY: `base` is a registered, mapped zone; `Fixed` is read-only
     // while the zone has live chunks.
     unsafe {
-        let f = &(*z).f;
+        let f = &*fixed(z);
         if f.magic != ZALLOC_SLAB_MAGIC {
             bad_magic(func, c, z);
         }
@@ -470,7 +504,7 @@ pub unsafe fn usable(func: &str, base: usize, c: *mut u8, ty: *mut malloc_type, 
     unsafe {
         let (z, i) = locate(func, base, c);
         check_tag(func, ty, z, i, c, t);
-        (*z).f.cs as usize
+        (*fixed(z)).cs as usize
     }
 }
 
@@ -492,8 +526,9 @@ pub unsafe fn free(
         let (z, i) = locate("slab_free", base, c);
         check_tag("slab_free", ty, z, i, c, t);
         tag(z, i).store(TAG_FREE, Ordering::Relaxed);
-        let cs = (*z).f.cs as usize;
-        let owner = (*z).f.owner;
+        let f = fixed(z);
+        let cs = (*f).cs as usize;
+        let owner = (*f).owner;
         if owner == gd {
             let w = reclaim::own(gd);
             free_local(gd, z, c);
@@ -529,7 +564,8 @@ pub unsafe fn free_fast(
         // The checks of `locate` and `check_tag`; anything wrong goes to
         // `free_slow`, which makes them again and reports.
         let z = base as *mut Zone;
-        let f = &(*z).f;
+        let fp = fixed(z);
+        let f = &*fp;
         // `magic, cs` and `span, recip` each in one load.
         let (mc, sr) = f.pairs();
         let off = (c as usize).wrapping_sub(f.base);
@@ -538,14 +574,14 @@ pub unsafe fn free_fast(
             return super::free_slow(c.cast(), ty);
         }
         let (i, exact) = index(off, (sr >> 32) as u32);
-        let tg = tag(z, i);
+        let tg = tag_at(fp, i);
         if !exact || tg.load(Ordering::Relaxed) != t {
             w.close();
             return super::free_slow(c.cast(), ty);
         }
         tg.store(TAG_FREE, Ordering::Relaxed);
         let cs = -(((mc >> 32) as u32) as isize);
-        let owner = (*z).f.owner;
+        let owner = f.owner;
         // One test for another cpu's chunk, a shared statistics slot and a
         // parked state.
         if owner != gd || reclaim::flags(gd) != 0 {
@@ -557,7 +593,7 @@ pub unsafe fn free_fast(
             return free_flagged(gd, z, c);
         }
         types::stat_home(gd, ty, cs, -1);
-        if mag::push(gd, (*z).f.idx as usize, c, tg.as_ptr()) {
+        if mag::push(gd, f.idx as usize, c, tg.as_ptr()) {
             w.close();
             return;
         }
@@ -568,7 +604,7 @@ pub unsafe fn free_fast(
         (*z).h.z_NFree = nf;
         if nf == 1
             || (nf == (*z).h.z_NMax
-                && ((*gd).ZoneAry[(*z).f.idx as usize] != z.cast() || !(*z).h.z_Next.is_null()))
+                && ((*gd).ZoneAry[f.idx as usize] != z.cast() || !(*z).h.z_Next.is_null()))
         {
             relist(gd, z);
         }
