@@ -62,8 +62,10 @@ pub struct Mag {
     max: u32,
 }
 
-/// A cpu's magazines, one per size class.
-pub type Mags = [Mag; NZONES];
+/// A cpu's magazines, one per size class, on cache lines of their own
+/// (no other cpu's data on a line this cpu writes on every call).
+#[repr(C, align(64))]
+pub struct Mags([Mag; NZONES]);
 
 /// Most chunks of each class a magazine holds: [`MAX`], fewer for large
 /// chunks (about [`BYTES`]), at least 2.
@@ -111,7 +113,7 @@ pub unsafe fn setup(gd: *mut SLGlobalData) {
     }
     // SAFETY: `m` is a fresh zeroed array of `NZONES` magazines.
     unsafe {
-        for (mag, max) in (*m).iter_mut().zip(LIMIT) {
+        for (mag, max) in (*m).0.iter_mut().zip(LIMIT) {
             mag.max = max;
         }
         (*gd).sl_Pad0[0] = m as core::ffi::c_long;
@@ -128,7 +130,7 @@ pub unsafe fn setup(gd: *mut SLGlobalData) {
 pub unsafe fn pop(gd: *mut SLGlobalData, idx: usize) -> (*mut u8, *mut u8) {
     // SAFETY: caller contract: the magazine and its chunks are ours.
     unsafe {
-        let m = (*mags(gd)).get_unchecked_mut(idx);
+        let m = (*mags(gd)).0.get_unchecked_mut(idx);
         let c = m.head;
         if c.is_null() {
             return (ptr::null_mut(), ptr::null_mut());
@@ -155,7 +157,7 @@ pub unsafe fn pop(gd: *mut SLGlobalData, idx: usize) -> (*mut u8, *mut u8) {
 pub unsafe fn push(gd: *mut SLGlobalData, idx: usize, c: *mut u8, tag: *const u8) -> bool {
     // SAFETY: caller contract.
     unsafe {
-        let m = (*mags(gd)).get_unchecked_mut(idx);
+        let m = (*mags(gd)).0.get_unchecked_mut(idx);
         if m.n >= m.max {
             return false;
         }
@@ -179,7 +181,7 @@ pub unsafe fn flush(gd: *mut SLGlobalData, mut back: impl FnMut(*mut u8)) {
         if all.is_null() {
             return;
         }
-        for m in (*all).iter_mut() {
+        for m in (*all).0.iter_mut() {
             let mut c = m.head;
             m.head = ptr::null_mut();
             m.n = 0;
@@ -199,5 +201,5 @@ pub unsafe fn flush(gd: *mut SLGlobalData, mut back: impl FnMut(*mut u8)) {
 #[cfg(test)]
 pub unsafe fn held(gd: *mut SLGlobalData) -> usize {
     // SAFETY: caller contract.
-    unsafe { (*mags(gd)).iter().map(|m| m.n as usize).sum() }
+    unsafe { (*mags(gd)).0.iter().map(|m| m.n as usize).sum() }
 }

@@ -1,5 +1,6 @@
 //! Zones: one `ZoneSize`-aligned mapping serving one size class for one
-//! cpu. Layout: `Zone` header (the C `SLZone` first), one tag byte per
+//! cpu. Layout: `Zone` header (the C `SLZone` first), 0 to 7 cache lines
+//! of padding (the zone's colour, [`fixed`]), [`Fixed`], one tag byte per
 //! chunk, then the chunk array (aligned to the chunk size when that is a
 //! power of 2, else to 8).
 //!
@@ -13,8 +14,10 @@
 //!
 //! Free chunks are on one LIFO list per zone, linked through their first
 //! word, rather than the original's per-page lists (`z_PageAry` and
-//! `z_FirstFreePg` stay in the header, unused): the pair and batch paths
-//! are then a load and a store each way.
+//! `z_FirstFreePg` stay in the header, unused): the batch path is then a
+//! load and a store each way. In front of the zones, a cpu keeps a few
+//! chunks it freed per size class in its magazine (`mag`), which the
+//! pair path uses without touching the zone header.
 
 use core::ffi::c_long;
 use core::mem::size_of;
