@@ -283,10 +283,38 @@ unsafe fn malloc_shared(
     // SAFETY: caller contract; with no flag set the statistics slot and
     // the zones are ours inside the window.
     unsafe {
-        if !account::shared_count_open(gd, ty, tag, reclaim::flags(gd)) {
-            w.close();
-            return malloc_away(gd, class, ty, tag, flags);
+        match account::shared_count_open(gd, ty, tag, reclaim::flags(gd)) {
+            account::Counted::Yes => take(w, gd, class, ty, tag, flags, true),
+            account::Counted::Note => malloc_noted(w, gd, class, ty, tag, flags),
+            account::Counted::No => {
+                w.close();
+                malloc_away(gd, class, ty, tag, flags)
+            }
         }
+    }
+}
+
+/// [`malloc_shared`] after a count that needs its slow half
+/// (`calls::count_noted`, once every `calls::FOLD` calls or a period):
+/// out of line, so `malloc_shared` makes tail calls only and saves no
+/// registers.
+///
+/// # Safety
+/// As [`malloc_shared`], the call already counted by
+/// `calls::count_quiet`.
+#[cold]
+#[inline(never)]
+unsafe fn malloc_noted(
+    w: reclaim::Window,
+    gd: *mut SLGlobalData,
+    class: u32,
+    ty: *mut malloc_type,
+    tag: u8,
+    flags: c_int,
+) -> *mut c_void {
+    // SAFETY: caller contract.
+    unsafe {
+        calls::count_noted((*gd).sl_Slot as usize, tag, ty);
         take(w, gd, class, ty, tag, flags, true)
     }
 }
