@@ -1,23 +1,26 @@
-//! The magazine: per cpu state and size class, a short LIFO list of
-//! chunks of the cpu's own zones that it freed, which its next
-//! allocations of the class take back first.
+//! The magazine: per cpu state and size class, a small stack of chunks
+//! of the cpu's own zones that it freed, which its next allocations of
+//! the class take back first.
 //!
-//! An alloc+free pair then touches the magazine (a few hot cache lines
-//! of the cpu's own) and the chunk's tag byte, not the zone header: the
-//! header's free-list head, free count and class links sit on lines
-//! that every zone has at the same offset of a `ZoneSize`-aligned
-//! mapping, so with the zones of many size classes in use (random
-//! sizes) they compete for the same few cache sets.
+//! An alloc+free pair then touches the magazine (hot cache lines of the
+//! cpu's own) and the chunk's tag byte, not the zone header (whose lines
+//! every zone has at the same offset of a `ZoneSize`-aligned mapping, so
+//! with the zones of many size classes in use they compete for the same
+//! few cache sets) and not the chunk itself: the stack is an array of
+//! entries, so a free does not write a link into the chunk (a cold line
+//! when the block was allocated long ago) and an allocation does not
+//! read one, and a pair has no chain of loads that wait for the stores
+//! of the call before.
 //!
 //! * A chunk in a magazine is free for every check: its tag says so (a
 //!   second free of it, or `slab_realloc` of it, is reported as for any
 //!   freed chunk). Its zone counts it as allocated (`z_NFree` leaves it
 //!   out), so the zone is never unmapped under it.
-//! * The first word of a chunk in a magazine is the next chunk's address
-//!   (below 2^47: zones are only mapped there, `registry`) with, in the
-//!   top 17 bits, how far below the chunk its tag byte is (less than a
-//!   zone, at most 2^17 bytes): taking it sets its tag without reading
-//!   the zone header or the zone size.
+//! * An entry is the chunk's address (below 2^47: zones are only mapped
+//!   there, `registry`) with, in the top 17 bits, how far below the
+//!   chunk its tag byte is (less than a zone, at most 2^17 bytes):
+//!   taking it sets its tag without reading the zone header or the zone
+//!   size.
 //! * A magazine holds at most [`MAX`] chunks of a class (fewer for large
 //!   chunks, at most about 16 KiB); a free finding it full goes to the
 //!   zone, an allocation finding it empty takes from the zone.
@@ -40,13 +43,13 @@ use crate::fatal;
 use super::zoneindex;
 
 /// Most chunks a magazine holds for one class.
-pub const MAX: u32 = 32;
+pub const MAX: u32 = 16;
 
 /// Bytes a magazine holds for one class, about: a class of large chunks
 /// gets fewer than [`MAX`] (at least 2).
 const BYTES: usize = 16384;
 
-/// Bits of a link word that hold the next chunk's address.
+/// Bits of an entry that hold the chunk's address.
 const ADDR_BITS: u32 = 47;
 const _: () = assert!(crate::abi::ZALLOC_MAX_ZONE_SIZE as usize <= 1 << (64 - ADDR_BITS));
 const ADDR_MASK: usize = (1 << ADDR_BITS) - 1;
@@ -54,12 +57,12 @@ const ADDR_MASK: usize = (1 << ADDR_BITS) - 1;
 /// One class's magazine.
 #[repr(C)]
 pub struct Mag {
-    /// First chunk, or NULL.
-    head: *mut usize,
-    /// Chunks held.
+    /// Chunks held: `slot[..n]`.
     n: u32,
     /// Most chunks held.
     max: u32,
+    /// Entries, the last pushed at `n - 1`.
+    slot: [usize; MAX as usize],
 }
 
 /// A cpu's magazines, one per size class, on cache lines of their own
@@ -106,10 +109,7 @@ pub unsafe fn setup(gd: *mut SLGlobalData) {
     // SAFETY: non-zero-sized layout.
     let m = unsafe { alloc_zeroed(Layout::new::<Mags>()) }.cast::<Mags>();
     if m.is_null() {
-        fatal!(
-            "slab_malloc",
-            "out of memory for per-thread allocator state"
-        );
+        fatal!("slab_malloc", "out of memory for per-thread allocator state");
     }
     // SAFETY: `m` is a fresh zeroed array of `NZONES` magazines.
     unsafe {
@@ -120,7 +120,7 @@ pub unsafe fn setup(gd: *mut SLGlobalData) {
     }
 }
 
-/// Take the first chunk of class `idx`'s magazine: (chunk, its tag
+/// Take the last chunk pushed on class `idx`'s magazine: (chunk, its tag
 /// byte), or NULL if the magazine is empty.
 ///
 /// # Safety
@@ -128,26 +128,23 @@ pub unsafe fn setup(gd: *mut SLGlobalData) {
 /// set (or parked and the caller the reclaimer); `idx < NZONES`.
 #[inline(always)]
 pub unsafe fn pop(gd: *mut SLGlobalData, idx: usize) -> (*mut u8, *mut u8) {
-    // SAFETY: caller contract: the magazine and its chunks are ours.
+    // SAFETY: caller contract: the magazine and its chunks are ours;
+    // `n - 1 < n <= max <= MAX` indexes a pushed entry.
     unsafe {
         let m = (*mags(gd)).0.get_unchecked_mut(idx);
-        let c = m.head;
-        if c.is_null() {
+        let n = m.n;
+        if n == 0 {
             return (ptr::null_mut(), ptr::null_mut());
         }
-        let w = *c;
-        let next = (w & ADDR_MASK) as *mut usize;
-        m.head = next;
-        m.n -= 1;
-        // The next allocation of the class reads its link.
-        #[cfg(target_arch = "x86_64")]
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(next.cast());
-        (c.cast(), c.cast::<u8>().sub(w >> ADDR_BITS))
+        m.n = n - 1;
+        let e = *m.slot.get_unchecked((n - 1) as usize);
+        let c = (e & ADDR_MASK) as *mut u8;
+        (c, c.sub(e >> ADDR_BITS))
     }
 }
 
-/// Put chunk `c` (already tagged free, its tag byte at `tag`, below it
-/// in its zone) of class `idx` in the magazine; false (nothing done) if
+/// Push chunk `c` (already tagged free, its tag byte at `tag`, below it
+/// in its zone) of class `idx` on the magazine; false (nothing done) if
 /// it is full.
 ///
 /// # Safety
@@ -155,17 +152,16 @@ pub unsafe fn pop(gd: *mut SLGlobalData, idx: usize) -> (*mut u8, *mut u8) {
 /// nothing uses and that is on no list.
 #[inline(always)]
 pub unsafe fn push(gd: *mut SLGlobalData, idx: usize, c: *mut u8, tag: *const u8) -> bool {
-    // SAFETY: caller contract.
+    // SAFETY: caller contract; `n < max <= MAX` indexes a free entry.
     unsafe {
         let m = (*mags(gd)).0.get_unchecked_mut(idx);
-        if m.n >= m.max {
+        let n = m.n;
+        if n >= m.max {
             return false;
         }
         let d = c as usize - tag as usize;
-        let c = c.cast::<usize>();
-        *c = m.head as usize | d << ADDR_BITS;
-        m.head = c;
-        m.n += 1;
+        *m.slot.get_unchecked_mut(n as usize) = c as usize | d << ADDR_BITS;
+        m.n = n + 1;
         true
     }
 }
@@ -182,13 +178,10 @@ pub unsafe fn flush(gd: *mut SLGlobalData, mut back: impl FnMut(*mut u8)) {
             return;
         }
         for m in (*all).0.iter_mut() {
-            let mut c = m.head;
-            m.head = ptr::null_mut();
+            let n = m.n as usize;
             m.n = 0;
-            while !c.is_null() {
-                let next = (*c & ADDR_MASK) as *mut usize;
-                back(c.cast());
-                c = next;
+            for &e in &m.slot[..n] {
+                back((e & ADDR_MASK) as *mut u8);
             }
         }
     }
