@@ -75,46 +75,14 @@ impl Fixed {
     }
 }
 
-/// A zone header: the C-visible `SLZone` plus the owner's free list.
-/// [`Fixed`] and the tags follow at a distance that depends on the zone
-/// ([`fixed`]).
+/// A zone header: the C-visible `SLZone` plus what this implementation
+/// needs.
 #[repr(C)]
 pub struct Zone {
     pub h: SLZone,
     /// The owner's free list.
     pub free: *mut SLChunk,
-}
-
-/// Where the coloured part of a zone starts: the first line after
-/// [`Zone`].
-const HEAD: usize = size_of::<Zone>().next_multiple_of(64);
-
-/// Cache colours of [`fixed`].
-const COLOURS: usize = 8;
-
-/// The zone's [`Fixed`], followed by its tag array (one byte per chunk).
-/// Both sit `HEAD` plus 0 to `COLOURS - 1` cache lines into the zone,
-/// chosen by address bits of the zone: zones are `ZoneSize`-aligned, so
-/// at one offset the lines that every free reads (and the first tags)
-/// of all zones would fall in the same few cache sets, and with the
-/// zones of many size classes in use (random sizes) evict each other.
-#[inline(always)]
-pub(super) fn fixed(z: *mut Zone) -> *mut Fixed {
-    let a = z as usize;
-    let colour = ((a >> 15) ^ (a >> 18)) & (COLOURS - 1);
-    (a + HEAD + colour * 64) as *mut Fixed
-}
-
-/// The tag byte of chunk `i` of the zone whose [`Fixed`] is `f`.
-///
-/// # Safety
-/// `f` is the `Fixed` of a mapped zone and `i < z_NMax` of it; the
-/// reference is not used after the zone is unmapped.
-#[inline(always)]
-unsafe fn tag_at<'a>(f: *mut Fixed, i: usize) -> &'a AtomicU8 {
-    // SAFETY: the caller passes `i < z_NMax`; the tag array of `z_NMax`
-    // bytes follows `Fixed` inside the zone's mapping.
-    unsafe { AtomicU8::from_ptr(f.cast::<u8>().add(size_of::<Fixed>() + i)) }
+    pub f: Fixed,
 }
 
 /// The tag byte of chunk `i` of `z`.
@@ -124,8 +92,9 @@ unsafe fn tag_at<'a>(f: *mut Fixed, i: usize) -> &'a AtomicU8 {
 /// after the zone is unmapped.
 #[inline(always)]
 unsafe fn tag<'a>(z: *mut Zone, i: usize) -> &'a AtomicU8 {
-    // SAFETY: caller contract.
-    unsafe { tag_at(fixed(z), i) }
+    // SAFETY: the caller passes `i < z_NMax`; the tag array of `z_NMax`
+    // bytes follows the header inside the zone's mapping.
+    unsafe { AtomicU8::from_ptr(z.cast::<u8>().add(size_of::<Zone>() + i)) }
 }
 
 /// Index of the chunk at byte offset `off` (< `span`) of the array, and
@@ -173,8 +142,7 @@ pub unsafe fn pop(gd: *mut SLGlobalData, idx: usize, t: u8) -> *mut u8 {
             (*z).h.z_Next = ptr::null_mut();
         }
         let c = c.cast::<u8>();
-        let f = fixed(z);
-        tag_at(f, index(c as usize - (*f).base, (*f).recip).0).store(t, Ordering::Relaxed);
+        tag(z, index(c as usize - (*z).f.base, (*z).f.recip).0).store(t, Ordering::Relaxed);
         c
     }
 }
@@ -248,9 +216,8 @@ unsafe fn alloc_fresh(
     unsafe {
         let h = addr_of_mut!((*z).h);
         let ui = (*h).z_UIndex;
-        let f = fixed(z);
-        let cs = (*f).cs as usize;
-        let c = ((*f).base as *mut u8).add(ui as usize * cs);
+        let cs = (*z).f.cs as usize;
+        let c = ((*z).f.base as *mut u8).add(ui as usize * cs);
         let mut n = ui + 1;
         if n == (*h).z_NMax {
             n = 0;
@@ -321,8 +288,7 @@ unsafe fn refill(gd: *mut SLGlobalData, idx: usize, cs: usize) -> *mut Zone {
             }
             (z, false)
         };
-        let f = fixed(z);
-        let hdr = f as usize - z as usize + size_of::<Fixed>();
+        let hdr = size_of::<Zone>();
         let bound = (p.zone_size - hdr) / cs;
         let align = if cs.is_power_of_two() { cs } else { 8 };
         let off = (hdr + bound).next_multiple_of(align);
@@ -351,15 +317,15 @@ unsafe fn refill(gd: *mut SLGlobalData, idx: usize, cs: usize) -> *mut Zone {
                 z_PageAry: [ptr::null_mut(); SLZONE_NPAGES],
             },
             free: ptr::null_mut(),
-        });
-        f.write(Fixed {
-            magic: ZALLOC_SLAB_MAGIC,
-            cs: cs as u32,
-            span: (nmax * cs) as u32,
-            recip: recip(cs),
-            base: base as usize,
-            owner: gd,
-            idx: idx as u32,
+            f: Fixed {
+                magic: ZALLOC_SLAB_MAGIC,
+                cs: cs as u32,
+                span: (nmax * cs) as u32,
+                recip: recip(cs),
+                base: base as usize,
+                owner: gd,
+                idx: idx as u32,
+            },
         });
         (*gd).ZoneAry[idx] = z.cast();
         z
@@ -419,7 +385,7 @@ unsafe fn release(gd: *mut SLGlobalData, z: *mut Zone) {
     // SAFETY: the zone is ours, unlinked and empty.
     unsafe {
         (*z).h.z_Magic = 0;
-        (*fixed(z)).magic = 0;
+        (*z).f.magic = 0;
         registry::set(z as usize, false);
         libc::munmap(z.cast(), zs);
         zone_stat(gd, -(zs as isize));
@@ -439,7 +405,7 @@ unsafe fn locate(func: &str, base: usize, c: *mut u8) -> (*mut Zone, usize) {
     // SAFETY: `base` is a registered, mapped zone; `Fixed` is read-only
     // while the zone has live chunks.
     unsafe {
-        let f = &*fixed(z);
+        let f = &(*z).f;
         if f.magic != ZALLOC_SLAB_MAGIC {
             bad_magic(func, c, z);
         }
@@ -507,7 +473,7 @@ pub unsafe fn usable(func: &str, base: usize, c: *mut u8, ty: *mut malloc_type, 
     unsafe {
         let (z, i) = locate(func, base, c);
         check_tag(func, ty, z, i, c, t);
-        (*fixed(z)).cs as usize
+        (*z).f.cs as usize
     }
 }
 
@@ -529,9 +495,8 @@ pub unsafe fn free(
         let (z, i) = locate("slab_free", base, c);
         check_tag("slab_free", ty, z, i, c, t);
         tag(z, i).store(TAG_FREE, Ordering::Relaxed);
-        let f = fixed(z);
-        let cs = (*f).cs as usize;
-        let owner = (*f).owner;
+        let cs = (*z).f.cs as usize;
+        let owner = (*z).f.owner;
         if owner == gd {
             let w = reclaim::own(gd);
             free_local(gd, z, c);
@@ -567,8 +532,7 @@ pub unsafe fn free_fast(
         // The checks of `locate` and `check_tag`; anything wrong goes to
         // `free_slow`, which makes them again and reports.
         let z = base as *mut Zone;
-        let fp = fixed(z);
-        let f = &*fp;
+        let f = &(*z).f;
         // `magic, cs` and `span, recip` each in one load.
         let (mc, sr) = f.pairs();
         let off = (c as usize).wrapping_sub(f.base);
@@ -577,14 +541,14 @@ pub unsafe fn free_fast(
             return super::free_slow(c.cast(), ty);
         }
         let (i, exact) = index(off, (sr >> 32) as u32);
-        let tg = tag_at(fp, i);
+        let tg = tag(z, i);
         if !exact || tg.load(Ordering::Relaxed) != t {
             w.close();
             return super::free_slow(c.cast(), ty);
         }
         tg.store(TAG_FREE, Ordering::Relaxed);
         let cs = -(((mc >> 32) as u32) as isize);
-        let owner = f.owner;
+        let owner = (*z).f.owner;
         // One test for another cpu's chunk, a shared statistics slot and a
         // parked state.
         if owner != gd || reclaim::flags(gd) != 0 {
@@ -596,7 +560,7 @@ pub unsafe fn free_fast(
             return free_flagged(gd, z, c);
         }
         types::stat_home(gd, ty, cs, -1);
-        if mag::push(gd, f.idx as usize, c, tg.as_ptr()) {
+        if mag::push(gd, (*z).f.idx as usize, c, tg.as_ptr()) {
             w.close();
             return;
         }
@@ -607,7 +571,7 @@ pub unsafe fn free_fast(
         (*z).h.z_NFree = nf;
         if nf == 1
             || (nf == (*z).h.z_NMax
-                && ((*gd).ZoneAry[f.idx as usize] != z.cast() || !(*z).h.z_Next.is_null()))
+                && ((*gd).ZoneAry[(*z).f.idx as usize] != z.cast() || !(*z).h.z_Next.is_null()))
         {
             relist(gd, z);
         }
