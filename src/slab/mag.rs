@@ -109,7 +109,10 @@ pub unsafe fn setup(gd: *mut SLGlobalData) {
     // SAFETY: non-zero-sized layout.
     let m = unsafe { alloc_zeroed(Layout::new::<Mags>()) }.cast::<Mags>();
     if m.is_null() {
-        fatal!("slab_malloc", "out of memory for per-thread allocator state");
+        fatal!(
+            "slab_malloc",
+            "out of memory for per-thread allocator state"
+        );
     }
     // SAFETY: `m` is a fresh zeroed array of `NZONES` magazines.
     unsafe {

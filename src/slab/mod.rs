@@ -11,7 +11,7 @@
 //!   tail-call `malloc_slow`/`free_slow` for everything else (first use,
 //!   size 0 or large, an unregistered type, a bad pointer to report).
 //! * A cpu's own frees go to its magazine (`mag`: per size class, up to
-//!   32 chunks), from which its next allocations of the class come
+//!   16 chunks), from which its next allocations of the class come
 //!   first; the zones serve what the magazines do not hold.
 //! * A free from another cpu checks the chunk, marks it free and pushes it
 //!   on the owner's remote-free list (one compare-and-swap); the owner

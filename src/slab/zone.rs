@@ -1,7 +1,6 @@
 //! Zones: one `ZoneSize`-aligned mapping serving one size class for one
-//! cpu. Layout: `Zone` header (the C `SLZone` first), 0 to 7 cache lines
-//! of padding (the zone's colour, [`fixed`]), [`Fixed`], one tag byte per
-//! chunk, then the chunk array (aligned to the chunk size when that is a
+//! cpu. Layout: `Zone` header (the C `SLZone` first, then [`Fixed`]), one
+//! tag byte per chunk, then the chunk array (aligned to the chunk size when that is a
 //! power of 2, else to 8).
 //!
 //! Only the owning cpu changes a zone's header and free list, inside its
