@@ -254,10 +254,21 @@ pub unsafe fn home_charge_open(
     (own ^ gd as usize) | flags as usize == 0 && unsafe { charge(ty, bytes) }
 }
 
+/// What [`shared_count_open`] did.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    /// Nothing: the caller takes the full path (`account`).
+    No,
+    /// The call is counted.
+    Yes,
+    /// The call is counted; `calls::count_noted` must follow.
+    Note,
+}
+
 /// The fast path of a *shared* type (several cpus allocate it) without a
 /// limit, for a cpu whose statistics slot is its own: count the call in
-/// this cpu's counters (`calls`) and return true. Otherwise change
-/// nothing and return false. Called with `gd`'s window open like
+/// this cpu's counters (`calls::count_quiet`). Otherwise change nothing
+/// and return [`Counted::No`]. Called with `gd`'s window open like
 /// [`home_charge_open`], after it.
 ///
 /// # Safety
@@ -269,17 +280,20 @@ pub unsafe fn shared_count_open(
     ty: *mut malloc_type,
     tag: u8,
     flags: i32,
-) -> bool {
+) -> Counted {
     // SAFETY: caller contract: live fields of `ty` and `gd`.
     unsafe {
         let own = owner(ty).load(Ordering::Relaxed);
         let lim = long(addr_of_mut!((*ty).ks_limit)).load(Ordering::Relaxed);
         if own != OWNER_SHARED || flags != 0 || lim != UNLIMITED || tag == TAG_UNCHECKED {
-            return false;
+            return Counted::No;
         }
-        calls::count((*gd).sl_Slot as usize, tag, ty);
+        if calls::count_quiet((*gd).sl_Slot as usize, tag) {
+            Counted::Yes
+        } else {
+            Counted::Note
+        }
     }
-    true
 }
 
 /// Inside the home's window: check the loose sum against the limit,

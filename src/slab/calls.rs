@@ -77,15 +77,40 @@ unsafe fn ks_calls<'a>(ty: *mut malloc_type) -> &'a AtomicI64 {
 /// tag `tag`.
 #[inline(always)]
 pub unsafe fn count(slot: usize, tag: u8, ty: *mut malloc_type) {
+    if !count_quiet(slot, tag) {
+        // SAFETY: caller contract.
+        unsafe { count_noted(slot, tag, ty) };
+    }
+}
+
+/// The first half of [`count`]: count the call; false if
+/// [`count_noted`] must follow (the caller's fast path then makes no
+/// call of its own).
+///
+/// The caller is the cpu of `slot` (its own, not shared); `tag` is not
+/// `TAG_UNCHECKED`.
+#[inline(always)]
+pub fn count_quiet(slot: usize, tag: u8) -> bool {
     let s = slot % SMP_MAXCPU;
     let c = &COUNT[s].0[tag as usize];
     let n = c.load(Ordering::Relaxed) + 1;
     c.store(n, Ordering::Relaxed);
-    let fold_now = n.is_multiple_of(FOLD);
-    if fold_now || !DIRTY[s].0.load(Ordering::Relaxed) {
-        // SAFETY: caller contract.
-        unsafe { note(s, tag, ty, fold_now) };
-    }
+    !n.is_multiple_of(FOLD) && DIRTY[s].0.load(Ordering::Relaxed)
+}
+
+/// The second half of [`count`] after [`count_quiet`] returned false.
+///
+/// # Safety
+/// As [`count`], right after `count_quiet(slot, tag)`.
+#[cold]
+#[inline(never)]
+pub unsafe fn count_noted(slot: usize, tag: u8, ty: *mut malloc_type) {
+    let s = slot % SMP_MAXCPU;
+    let fold_now = COUNT[s].0[tag as usize]
+        .load(Ordering::Relaxed)
+        .is_multiple_of(FOLD);
+    // SAFETY: caller contract.
+    unsafe { note(s, tag, ty, fold_now) };
 }
 
 /// Every `FOLD` calls: fold; first call since the last background fold:
@@ -93,8 +118,7 @@ pub unsafe fn count(slot: usize, tag: u8, ty: *mut malloc_type) {
 ///
 /// # Safety
 /// As [`count`], with `s` the slot (below `SMP_MAXCPU`).
-#[cold]
-#[inline(never)]
+#[inline(always)]
 unsafe fn note(s: usize, tag: u8, ty: *mut malloc_type, fold_now: bool) {
     if fold_now {
         // SAFETY: caller contract.

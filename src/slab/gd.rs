@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use crate::abi::{M_MAGIC, SLGlobalData, SMP_MAXCPU};
 use crate::fatal;
 
-use super::{calls, reclaim, tls, types, zone};
+use super::{calls, mag, reclaim, tls, types, zone};
 
 /// `sl_Flags`: the statistics slot is shared with other cpus, so its
 /// counters are updated with atomic adds.
@@ -150,6 +150,7 @@ pub unsafe fn gd_setup(gd: *mut SLGlobalData) {
         (*gd).ZoneInfo.ks_magic = M_MAGIC;
         (*gd).ZoneInfo.ks_shortdesc = c"slab zones".as_ptr();
         (*gd).ZoneInfo.ks_limit = types::UNLIMITED;
+        mag::setup(gd);
         reclaim::track(gd);
     }
 }

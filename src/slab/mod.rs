@@ -10,6 +10,9 @@
 //! * `malloc`/`free` are inline fast paths for the common case that
 //!   tail-call `malloc_slow`/`free_slow` for everything else (first use,
 //!   size 0 or large, an unregistered type, a bad pointer to report).
+//! * A cpu's own frees go to its magazine (`mag`: per size class, up to
+//!   16 chunks), from which its next allocations of the class come
+//!   first; the zones serve what the magazines do not hold.
 //! * A free from another cpu checks the chunk, marks it free and pushes it
 //!   on the owner's remote-free list (one compare-and-swap); the owner
 //!   takes the whole list back when a size class runs dry, or the
@@ -26,6 +29,7 @@ mod account;
 mod calls;
 mod fork;
 pub mod gd;
+mod mag;
 mod oversized;
 pub mod reclaim;
 mod registry;
@@ -241,9 +245,12 @@ unsafe fn take(
     let (idx, cs) = ((class & 0xff) as usize, (class >> 8) as usize);
     // SAFETY: caller contract.
     unsafe {
-        let c = zone::pop(gd, idx, tag);
+        let mut c = zone::pop_mag(gd, idx, tag);
         if c.is_null() {
-            return zone_malloc_in(w, gd, class, ty, tag, flags);
+            c = zone::pop(gd, idx, tag);
+            if c.is_null() {
+                return zone_malloc_in(w, gd, class, ty, tag, flags);
+            }
         }
         w.close();
         if home {
@@ -279,10 +286,38 @@ unsafe fn malloc_shared(
     // SAFETY: caller contract; with no flag set the statistics slot and
     // the zones are ours inside the window.
     unsafe {
-        if !account::shared_count_open(gd, ty, tag, reclaim::flags(gd)) {
-            w.close();
-            return malloc_away(gd, class, ty, tag, flags);
+        match account::shared_count_open(gd, ty, tag, reclaim::flags(gd)) {
+            account::Counted::Yes => take(w, gd, class, ty, tag, flags, true),
+            account::Counted::Note => malloc_noted(w, gd, class, ty, tag, flags),
+            account::Counted::No => {
+                w.close();
+                malloc_away(gd, class, ty, tag, flags)
+            }
         }
+    }
+}
+
+/// [`malloc_shared`] after a count that needs its slow half
+/// (`calls::count_noted`, once every `calls::FOLD` calls or a period):
+/// out of line, so `malloc_shared` makes tail calls only and saves no
+/// registers.
+///
+/// # Safety
+/// As [`malloc_shared`], the call already counted by
+/// `calls::count_quiet`.
+#[cold]
+#[inline(never)]
+unsafe fn malloc_noted(
+    w: reclaim::Window,
+    gd: *mut SLGlobalData,
+    class: u32,
+    ty: *mut malloc_type,
+    tag: u8,
+    flags: c_int,
+) -> *mut c_void {
+    // SAFETY: caller contract.
+    unsafe {
+        calls::count_noted((*gd).sl_Slot as usize, tag, ty);
         take(w, gd, class, ty, tag, flags, true)
     }
 }
@@ -521,5 +556,7 @@ pub unsafe fn realloc(
 mod tests;
 #[cfg(test)]
 mod tests_fork;
+#[cfg(test)]
+mod tests_mag;
 #[cfg(test)]
 mod tests_shared;

@@ -1,6 +1,6 @@
 //! Zones: one `ZoneSize`-aligned mapping serving one size class for one
-//! cpu. Layout: `Zone` header (the C `SLZone` first), one tag byte per
-//! chunk, then the chunk array (aligned to the chunk size when that is a
+//! cpu. Layout: `Zone` header (the C `SLZone` first, then [`Fixed`]), one
+//! tag byte per chunk, then the chunk array (aligned to the chunk size when that is a
 //! power of 2, else to 8).
 //!
 //! Only the owning cpu changes a zone's header and free list, inside its
@@ -13,8 +13,10 @@
 //!
 //! Free chunks are on one LIFO list per zone, linked through their first
 //! word, rather than the original's per-page lists (`z_PageAry` and
-//! `z_FirstFreePg` stay in the header, unused): the pair and batch paths
-//! are then a load and a store each way.
+//! `z_FirstFreePg` stay in the header, unused): the batch path is then a
+//! load and a store each way. In front of the zones, a cpu keeps a few
+//! chunks it freed per size class in its magazine (`mag`), which the
+//! pair path uses without touching the zone header.
 
 use core::ffi::c_long;
 use core::mem::size_of;
@@ -28,7 +30,7 @@ use crate::abi::{
 use crate::fatal;
 
 use super::types::{self, TAG_UNCHECKED};
-use super::{ZONE_CACHE_HIGH, ZONE_CACHE_MAX, oversized, params, reclaim, registry};
+use super::{ZONE_CACHE_HIGH, ZONE_CACHE_MAX, mag, oversized, params, reclaim, registry};
 
 /// Tag of a chunk never handed out since the zone took its size class.
 const TAG_NEVER: u8 = 0;
@@ -140,6 +142,25 @@ pub unsafe fn pop(gd: *mut SLGlobalData, idx: usize, t: u8) -> *mut u8 {
         }
         let c = c.cast::<u8>();
         tag(z, index(c as usize - (*z).f.base, (*z).f.recip).0).store(t, Ordering::Relaxed);
+        c
+    }
+}
+
+/// Take the first chunk of class `idx`'s magazine (`mag`) for the cpu
+/// `gd`, tagged `t`; NULL if the magazine is empty (then call [`pop`]).
+///
+/// # Safety
+/// `gd` is the calling thread's cpu state, its window open and no flag
+/// set; `idx < NZONES`.
+#[inline(always)]
+pub unsafe fn pop_mag(gd: *mut SLGlobalData, idx: usize, t: u8) -> *mut u8 {
+    // SAFETY: caller contract; a chunk in the magazine is a chunk of a
+    // live zone of `gd` (the zone counts it allocated) and `tg` its tag.
+    unsafe {
+        let (c, tg) = mag::pop(gd, idx);
+        if !c.is_null() {
+            AtomicU8::from_ptr(tg).store(t, Ordering::Relaxed);
+        }
         c
     }
 }
@@ -538,6 +559,10 @@ pub unsafe fn free_fast(
             return free_flagged(gd, z, c);
         }
         types::stat_home(gd, ty, cs, -1);
+        if mag::push(gd, (*z).f.idx as usize, c, tg.as_ptr()) {
+            w.close();
+            return;
+        }
         let ch = c.cast::<SLChunk>();
         (*ch).c_Next = (*z).free;
         (*z).free = ch;
@@ -758,14 +783,17 @@ pub unsafe fn release_free(gd: *mut SLGlobalData) {
     }
 }
 
-/// Take back the remote frees of `gd` and unmap every zone of it that is
-/// then fully free, its cache of free zones included.
+/// Take back the remote frees of `gd` and the chunks in its magazines,
+/// and unmap every zone of it that is then fully free, its cache of free
+/// zones included.
 ///
 /// # Safety
 /// As [`drain_remote`].
 pub unsafe fn give_back(gd: *mut SLGlobalData) {
     // SAFETY: caller contract: all zones reachable from `gd` are ours.
     unsafe {
+        let mask = params().zone_mask;
+        mag::flush(gd, |c| free_local(gd, (c as usize & !mask) as *mut Zone, c));
         drain_remote(gd);
         loop {
             let z = pop_cached(gd);

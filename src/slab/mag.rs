@@ -1,0 +1,201 @@
+//! The magazine: per cpu state and size class, a small stack of chunks
+//! of the cpu's own zones that it freed, which its next allocations of
+//! the class take back first.
+//!
+//! An alloc+free pair then touches the magazine (hot cache lines of the
+//! cpu's own) and the chunk's tag byte, not the zone header (whose lines
+//! every zone has at the same offset of a `ZoneSize`-aligned mapping, so
+//! with the zones of many size classes in use they compete for the same
+//! few cache sets) and not the chunk itself: the stack is an array of
+//! entries, so a free does not write a link into the chunk (a cold line
+//! when the block was allocated long ago) and an allocation does not
+//! read one, and a pair has no chain of loads that wait for the stores
+//! of the call before.
+//!
+//! * A chunk in a magazine is free for every check: its tag says so (a
+//!   second free of it, or `slab_realloc` of it, is reported as for any
+//!   freed chunk). Its zone counts it as allocated (`z_NFree` leaves it
+//!   out), so the zone is never unmapped under it.
+//! * An entry is the chunk's address (below 2^47: zones are only mapped
+//!   there, `registry`) with, in the top 17 bits, how far below the
+//!   chunk its tag byte is (less than a zone, at most 2^17 bytes):
+//!   taking it sets its tag without reading the zone header or the zone
+//!   size.
+//! * A magazine holds at most [`MAX`] chunks of a class (fewer for large
+//!   chunks, at most about 16 KiB); a free finding it full goes to the
+//!   zone, an allocation finding it empty takes from the zone.
+//! * Like the zones, the magazines are touched only by their cpu inside
+//!   its window with no flag set, or by the reclaimer while the state is
+//!   parked; [`flush`] gives all chunks back to their zones when the cpu
+//!   gives its free memory back (thread exit, a parked idle state: see
+//!   `zone::give_back`), so the bound on memory kept by an idle cpu is
+//!   unchanged.
+//!
+//! The statistics are kept per call as before: a chunk in a magazine is
+//! not in use for `ks_memuse`/`ks_inuse`.
+
+use core::ptr;
+use std::alloc::{Layout, alloc_zeroed};
+
+use crate::abi::{NZONES, SLGlobalData};
+use crate::fatal;
+
+use super::zoneindex;
+
+/// Most chunks a magazine holds for one class.
+pub const MAX: u32 = 16;
+
+/// Bytes a magazine holds for one class, about: a class of large chunks
+/// gets fewer than [`MAX`] (at least 2).
+const BYTES: usize = 16384;
+
+/// Bits of an entry that hold the chunk's address.
+const ADDR_BITS: u32 = 47;
+const _: () = assert!(crate::abi::ZALLOC_MAX_ZONE_SIZE as usize <= 1 << (64 - ADDR_BITS));
+const ADDR_MASK: usize = (1 << ADDR_BITS) - 1;
+
+/// One class's magazine.
+#[repr(C)]
+pub struct Mag {
+    /// Chunks held: `slot[..n]`.
+    n: u32,
+    /// Most chunks held.
+    max: u32,
+    /// Entries, the last pushed at `n - 1`.
+    slot: [usize; MAX as usize],
+}
+
+/// A cpu's magazines, one per size class, on cache lines of their own
+/// (no other cpu's data on a line this cpu writes on every call).
+#[repr(C, align(64))]
+pub struct Mags([Mag; NZONES]);
+
+/// Most chunks of each class a magazine holds: [`MAX`], fewer for large
+/// chunks (about [`BYTES`]), at least 2.
+const LIMIT: [u32; NZONES] = {
+    let mut t = [0u32; NZONES];
+    let mut n = 8;
+    while n < 16384 {
+        let (i, c) = zoneindex(n);
+        let m = BYTES / c;
+        t[i] = if m > MAX as usize {
+            MAX
+        } else if m < 2 {
+            2
+        } else {
+            m as u32
+        };
+        n += 8;
+    }
+    t
+};
+
+/// Where the state's magazines are: `sl_Pad0[0]` (the word is the
+/// allocator's, unused by C).
+///
+/// # Safety
+/// `gd` is a cpu state set up by `gd::gd_setup`.
+#[inline(always)]
+unsafe fn mags(gd: *mut SLGlobalData) -> *mut Mags {
+    // SAFETY: caller contract.
+    unsafe { (*gd).sl_Pad0[0] as *mut Mags }
+}
+
+/// Give a new cpu state its magazines.
+///
+/// # Safety
+/// `gd` is a cpu state being set up that no one else uses yet.
+pub unsafe fn setup(gd: *mut SLGlobalData) {
+    // SAFETY: non-zero-sized layout.
+    let m = unsafe { alloc_zeroed(Layout::new::<Mags>()) }.cast::<Mags>();
+    if m.is_null() {
+        fatal!(
+            "slab_malloc",
+            "out of memory for per-thread allocator state"
+        );
+    }
+    // SAFETY: `m` is a fresh zeroed array of `NZONES` magazines.
+    unsafe {
+        for (mag, max) in (*m).0.iter_mut().zip(LIMIT) {
+            mag.max = max;
+        }
+        (*gd).sl_Pad0[0] = m as core::ffi::c_long;
+    }
+}
+
+/// Take the last chunk pushed on class `idx`'s magazine: (chunk, its tag
+/// byte), or NULL if the magazine is empty.
+///
+/// # Safety
+/// `gd` is the calling thread's cpu state, its window open and no flag
+/// set (or parked and the caller the reclaimer); `idx < NZONES`.
+#[inline(always)]
+pub unsafe fn pop(gd: *mut SLGlobalData, idx: usize) -> (*mut u8, *mut u8) {
+    // SAFETY: caller contract: the magazine and its chunks are ours;
+    // `n - 1 < n <= max <= MAX` indexes a pushed entry.
+    unsafe {
+        let m = (*mags(gd)).0.get_unchecked_mut(idx);
+        let n = m.n;
+        if n == 0 {
+            return (ptr::null_mut(), ptr::null_mut());
+        }
+        m.n = n - 1;
+        let e = *m.slot.get_unchecked((n - 1) as usize);
+        let c = (e & ADDR_MASK) as *mut u8;
+        (c, c.sub(e >> ADDR_BITS))
+    }
+}
+
+/// Push chunk `c` (already tagged free, its tag byte at `tag`, below it
+/// in its zone) of class `idx` on the magazine; false (nothing done) if
+/// it is full.
+///
+/// # Safety
+/// As [`pop`]; `c` is a chunk of a zone of `gd`, of class `idx`, that
+/// nothing uses and that is on no list.
+#[inline(always)]
+pub unsafe fn push(gd: *mut SLGlobalData, idx: usize, c: *mut u8, tag: *const u8) -> bool {
+    // SAFETY: caller contract; `n < max <= MAX` indexes a free entry.
+    unsafe {
+        let m = (*mags(gd)).0.get_unchecked_mut(idx);
+        let n = m.n;
+        if n >= m.max {
+            return false;
+        }
+        let d = c as usize - tag as usize;
+        *m.slot.get_unchecked_mut(n as usize) = c as usize | d << ADDR_BITS;
+        m.n = n + 1;
+        true
+    }
+}
+
+/// Empty every magazine of `gd`, calling `back(chunk)` for each chunk.
+///
+/// # Safety
+/// As [`pop`].
+pub unsafe fn flush(gd: *mut SLGlobalData, mut back: impl FnMut(*mut u8)) {
+    // SAFETY: caller contract.
+    unsafe {
+        let all = mags(gd);
+        if all.is_null() {
+            return;
+        }
+        for m in (*all).0.iter_mut() {
+            let n = m.n as usize;
+            m.n = 0;
+            for &e in &m.slot[..n] {
+                back((e & ADDR_MASK) as *mut u8);
+            }
+        }
+    }
+}
+
+/// Chunks in `gd`'s magazines (unit tests).
+///
+/// # Safety
+/// As [`pop`].
+#[cfg(test)]
+pub unsafe fn held(gd: *mut SLGlobalData) -> usize {
+    // SAFETY: caller contract.
+    unsafe { (*mags(gd)).0.iter().map(|m| m.n as usize).sum() }
+}
