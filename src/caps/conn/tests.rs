@@ -278,7 +278,7 @@ fn budget_pauses_and_removal_frees() {
     assert!(svc.may_read(&c2));
     assert!(!svc.account(&mut c2, BUDGET_PER_UID * 5));
     assert_eq!(svc.stats.held_memory_budget, 2);
-    svc.remove(&mut c2);
+    svc.ended(&mut c2, None);
     assert!(
         svc.may_read(&c),
         "a removed connection's bytes are released"
@@ -363,7 +363,7 @@ fn ping_and_stat_are_answered_by_the_layer_and_never_returned() {
         c.next_frame(&mut svc),
         Err(ReadEnd::Protocol(WireError::BadField("stat body_len", 4)))
     ));
-    svc.remove(&mut c);
+    svc.ended(&mut c, None);
     assert_eq!(svc.stats.connections_now, 0);
 }
 
