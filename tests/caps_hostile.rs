@@ -408,15 +408,21 @@ fn v2_node(base: &Path, name: &str) -> PathBuf {
     base.join("sys").join(format!("{name},{me},-"))
 }
 
+/// `caps_hostile v2serve NAME NOFILE` under `base`, serving: the process
+/// and its node.
+fn v2serve(base: &Base, name: &str, nofile: &str) -> (Proc, PathBuf) {
+    let mut s = base.cmd(hostile());
+    s.args(["v2serve", name, nofile]);
+    let mut srv = Proc::spawn(s);
+    srv.expect_line("serving");
+    (srv, v2_node(&base.base, name))
+}
+
 /// A v2 service out of descriptors says so under `caps_sys_service`.
 #[test]
 fn v2_service_log_lines_name_caps_sys_service() {
     let base = Base::new("v2log");
-    let mut s = base.cmd(hostile());
-    s.args(["v2serve", "logname", "24"]);
-    let mut srv = Proc::spawn(s);
-    srv.expect_line("serving");
-    let node = v2_node(&base.base, "logname");
+    let (srv, node) = v2serve(&base, "logname", "24");
     let held: Vec<UnixStream> = (0..40)
         .filter_map(|_| UnixStream::connect(&node).ok())
         .collect();
@@ -455,11 +461,7 @@ fn v2_hello_and_frame(kind: u16, id: u64) -> Vec<u8> {
 #[test]
 fn v2_protocol_violations_are_logged_as_v1_logs_them() {
     let base = Base::new("v2proto");
-    let mut s = base.cmd(hostile());
-    s.args(["v2serve", "plog", "0"]);
-    let mut srv = Proc::spawn(s);
-    srv.expect_line("serving");
-    let node = v2_node(&base.base, "plog");
+    let (srv, node) = v2serve(&base, "plog", "0");
     wait_listening(&node);
     for bytes in [v2_hello_and_frame(9, 1), v2_hello_and_frame(3, 77)] {
         let mut st = UnixStream::connect(&node).unwrap();
