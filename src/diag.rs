@@ -89,11 +89,6 @@ macro_rules! trace {
     };
 }
 
-/// An errno value as text: `No such file or directory (os error 2)`.
-pub fn errno_text(e: i32) -> String {
-    std::io::Error::from_raw_os_error(e).to_string()
-}
-
 /// `warn!("caps_client", "bad hello")`
 #[macro_export]
 macro_rules! warn {

@@ -408,15 +408,21 @@ fn v2_node(base: &Path, name: &str) -> PathBuf {
     base.join("sys").join(format!("{name},{me},-"))
 }
 
+/// `caps_hostile v2serve NAME NOFILE` under `base`, serving: the process
+/// and its node.
+fn v2serve(base: &Base, name: &str, nofile: &str) -> (Proc, PathBuf) {
+    let mut s = base.cmd(hostile());
+    s.args(["v2serve", name, nofile]);
+    let mut srv = Proc::spawn(s);
+    srv.expect_line("serving");
+    (srv, v2_node(&base.base, name))
+}
+
 /// A v2 service out of descriptors says so under `caps_sys_service`.
 #[test]
 fn v2_service_log_lines_name_caps_sys_service() {
     let base = Base::new("v2log");
-    let mut s = base.cmd(hostile());
-    s.args(["v2serve", "logname", "24"]);
-    let mut srv = Proc::spawn(s);
-    srv.expect_line("serving");
-    let node = v2_node(&base.base, "logname");
+    let (srv, node) = v2serve(&base, "logname", "24");
     let held: Vec<UnixStream> = (0..40)
         .filter_map(|_| UnixStream::connect(&node).ok())
         .collect();
@@ -431,6 +437,58 @@ fn v2_service_log_lines_name_caps_sys_service() {
         "{err}"
     );
     assert!(!err.contains("caps_service:"), "{err}");
+}
+
+/// A v2 hello asking for `CAPF_WORLD` access, then a 48-byte frame
+/// header of `kind` (no payload) with `id`.
+fn v2_hello_and_frame(kind: u16, id: u64) -> Vec<u8> {
+    let mut b = b"CAPS".to_vec();
+    b.extend_from_slice(&2u16.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&131072u32.to_le_bytes());
+    b.extend_from_slice(&4u32.to_le_bytes());
+    let mut h = [0u8; 48];
+    h[0..2].copy_from_slice(&kind.to_le_bytes());
+    h[8..16].copy_from_slice(&id.to_le_bytes());
+    b.extend_from_slice(&h);
+    b
+}
+
+/// A v2 service drops a connection for a protocol violation with the
+/// same line as a v1 service: "dropping client pid N: protocol error:
+/// WHY", whether the frame was malformed (an unknown kind) or not
+/// allowed by v2's state (a dispose of no reply).
+#[test]
+fn v2_protocol_violations_are_logged_as_v1_logs_them() {
+    let base = Base::new("v2proto");
+    let (srv, node) = v2serve(&base, "plog", "0");
+    wait_listening(&node);
+    for bytes in [v2_hello_and_frame(9, 1), v2_hello_and_frame(3, 77)] {
+        let mut st = UnixStream::connect(&node).unwrap();
+        st.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        st.write_all(&bytes).unwrap();
+        let mut got = Vec::new();
+        st.read_to_end(&mut got).expect("the service must close");
+    }
+    let out = srv.kill();
+    let err = text(&out.stderr);
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("dropping")).collect();
+    let start = format!(
+        "libcaps: caps_sys_service: {}: dropping client pid {me}: ",
+        node.display()
+    );
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(lines.iter().all(|l| l.starts_with(&start)), "{err}");
+    assert!(
+        lines[0].ends_with(": protocol error: unknown frame kind 9"),
+        "{err}"
+    );
+    assert!(
+        lines[1].ends_with(": protocol error: dispose of no reply"),
+        "{err}"
+    );
 }
 
 // ---- 2: one user cannot lock others out of a service ------------------------

@@ -53,6 +53,8 @@ pub enum WireError {
     BadField(&'static str, u64),
     /// The payload is larger than the receiver's limit.
     TooLarge(u64),
+    /// A well-formed frame the receiver's state does not allow (what).
+    Unexpected(&'static str),
 }
 
 impl std::fmt::Display for WireError {
@@ -63,6 +65,7 @@ impl std::fmt::Display for WireError {
             WireError::BadKind(k) => write!(f, "unknown frame kind {k}"),
             WireError::BadField(name, v) => write!(f, "bad {name} {v}"),
             WireError::TooLarge(n) => write!(f, "payload of {n} bytes exceeds the limit"),
+            WireError::Unexpected(what) => write!(f, "{what}"),
         }
     }
 }

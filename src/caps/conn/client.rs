@@ -9,7 +9,9 @@ use crate::caps::errno::Errno;
 use crate::caps::rendezvous;
 use crate::caps::wire::{HELLO_LEN, HELLO_SHM, Hello, HelloKind};
 
-use super::shm_enabled;
+use super::transport::{ReadEnd, Transport};
+use super::{set_nonblocking, shm_enabled};
+use crate::caps::shm::Side;
 use crate::warn;
 
 pub(in crate::caps) fn write_all(fd: i32, mut buf: &[u8]) -> Result<(), Errno> {
@@ -143,5 +145,35 @@ fn trace_connect(func: &str, path: &Path, r: &Result<(OwnedFd, bool), Errno>) {
             );
         }
         Err(e) => crate::trace!(func, "cannot connect to {}: {}", path.display(), *e),
+    }
+}
+
+/// How a client's log lines name the connection it lets go of.
+const DROPPING: &str = "dropping connection";
+
+/// The client's transport over `fd`, the socket [`handshake`] connected
+/// (made non-blocking here), taking payloads of at most `max_body`
+/// bytes; over shared memory when the hellos agreed (`shm`), its
+/// failures logged under `func`.
+pub(in crate::caps) fn client_transport(
+    fd: OwnedFd,
+    max_body: u32,
+    shm: bool,
+    func: &'static str,
+) -> Transport {
+    set_nonblocking(fd.as_raw_fd());
+    let mut tx = Transport::new(fd, max_body);
+    if shm {
+        tx.agree_shm(Side::Client, func, DROPPING.into());
+    }
+    tx
+}
+
+/// A client's connection ended for `why`: a protocol violation of the
+/// service's gets one log line under `func` (the end of the connection
+/// or a failed call is told by the requests that fail).
+pub(in crate::caps) fn client_dropped(func: &str, why: &ReadEnd) {
+    if let ReadEnd::Protocol(_) = why {
+        warn!(func, "{DROPPING}: {why}");
     }
 }

@@ -38,9 +38,9 @@ mod stats;
 mod tests;
 mod transport;
 
-pub(super) use client::{handshake, read_exact_timeout};
+pub(super) use client::{client_dropped, client_transport, handshake, read_exact_timeout};
 pub(super) use limits::Timer;
-pub(super) use service::{Admission, Connection, Service};
+pub(super) use service::{Admission, Connection, HelloSweep, Service};
 pub(super) use shmlink::shm_enabled;
 pub(super) use transport::{ReadEnd, Transport};
 

@@ -247,34 +247,22 @@ impl Service {
         self.stats.buffered(self.budget.total());
     }
 
-    /// Connection `c` ends: close it, take it off its uid's count and
-    /// the budget.
-    pub(in crate::caps) fn remove(&mut self, c: &mut Connection) {
+    /// Connection `c` ends, for `why` when it is the peer's doing
+    /// (`None`: the face or the service ends it): a protocol violation
+    /// is counted and logged (one line), the connection closed and taken
+    /// off its uid's count and the budget, and its end traced
+    /// (`LIBCAPS_DEBUG`). Both faces end every connection here.
+    pub(in crate::caps) fn ended(&mut self, c: &mut Connection, why: Option<&ReadEnd>) {
+        if let Some(why @ ReadEnd::Protocol(_)) = why {
+            self.stats.protocol_errors += 1;
+            self.stats.dropped_bad_frame += 1;
+            self.log_drop(c.peer.pid, why);
+        }
         self.stats.connections_now -= 1;
         self.gate.release(c.peer.uid);
         self.budget
             .update(c.peer.uid, std::mem::take(&mut c.charged), 0);
         c.tx.close();
-    }
-
-    /// Count and log a connection dropped for `why` (a protocol
-    /// violation in a frame).
-    pub(in crate::caps) fn dropping(&mut self, pid: i32, why: &dyn std::fmt::Display) {
-        self.stats.protocol_errors += 1;
-        self.stats.dropped_bad_frame += 1;
-        self.log_drop(pid, why);
-    }
-
-    /// The log line for a connection dropped for `why`.
-    fn log_drop(&self, pid: i32, why: &dyn std::fmt::Display) {
-        warn!(
-            self.func,
-            "{}: dropping client pid {pid}: {why}", self.label
-        );
-    }
-
-    /// `LIBCAPS_DEBUG`: connection `c` ended.
-    pub(in crate::caps) fn trace_dropped(&self, c: &Connection) {
         crate::trace!(
             self.func,
             "{}: connection from pid {} (uid {}) dropped",
@@ -284,18 +272,65 @@ impl Service {
         );
     }
 
-    /// One log line for the `n` connections dropped at the hello
-    /// deadline in one sweep (`last`: the last one's peer).
-    pub(in crate::caps) fn log_hello_drops(&mut self, n: usize, last: &Cred) {
-        self.stats.dropped_hello_deadline += n as u64;
-        if n > 0 {
+    /// The log line for a connection dropped for `why`.
+    fn log_drop(&self, pid: i32, why: &dyn std::fmt::Display) {
+        warn!(
+            self.func,
+            "{}: dropping client pid {pid}: {why}", self.label
+        );
+    }
+}
+
+/// One sweep of the hello deadline over a service's connections, in
+/// steps because a face may read a connection (which reaches the
+/// service) in between: [`HelloSweep::select`] the overdue ones, drop
+/// them ([`HelloSweep::dropped`] for each), then [`HelloSweep::finish`]
+/// counts them and writes one log line for all.
+pub(in crate::caps) struct HelloSweep<K> {
+    overdue: Vec<K>,
+    dropped: u64,
+    last: Option<(i32, u32)>,
+}
+
+impl<K: Copy> HelloSweep<K> {
+    /// The connections among `conns` (a face's key and connection)
+    /// whose hello deadline is past without a complete hello.
+    pub(in crate::caps) fn select<'a>(
+        conns: impl IntoIterator<Item = (K, &'a Connection)>,
+    ) -> HelloSweep<K> {
+        let now = Instant::now();
+        HelloSweep {
+            overdue: conns
+                .into_iter()
+                .filter(|(_, c)| c.hello_overdue(now))
+                .map(|(k, _)| k)
+                .collect(),
+            dropped: 0,
+            last: None,
+        }
+    }
+
+    /// The keys selected (taken: call once).
+    pub(in crate::caps) fn take(&mut self) -> Vec<K> {
+        std::mem::take(&mut self.overdue)
+    }
+
+    /// Connection `c` (selected) is being dropped.
+    pub(in crate::caps) fn dropped(&mut self, c: &Connection) {
+        self.dropped += 1;
+        self.last = Some((c.peer.pid, c.peer.uid));
+    }
+
+    /// Count the drops in `svc`'s statistics; one log line for them all.
+    pub(in crate::caps) fn finish(self, svc: &mut Service) {
+        svc.stats.dropped_hello_deadline += self.dropped;
+        if let Some((pid, uid)) = self.last {
             warn!(
-                self.func,
-                "{}: dropped {n} connection(s) with no hello within {} s (last: pid {}, uid {})",
-                self.label,
+                svc.func,
+                "{}: dropped {} connection(s) with no hello within {} s (last: pid {pid}, uid {uid})",
+                svc.label,
+                self.dropped,
                 HELLO_DEADLINE.as_secs(),
-                last.pid,
-                last.uid
             );
         }
     }

@@ -278,7 +278,7 @@ fn budget_pauses_and_removal_frees() {
     assert!(svc.may_read(&c2));
     assert!(!svc.account(&mut c2, BUDGET_PER_UID * 5));
     assert_eq!(svc.stats.held_memory_budget, 2);
-    svc.remove(&mut c2);
+    svc.ended(&mut c2, None);
     assert!(
         svc.may_read(&c),
         "a removed connection's bytes are released"
@@ -363,7 +363,7 @@ fn ping_and_stat_are_answered_by_the_layer_and_never_returned() {
         c.next_frame(&mut svc),
         Err(ReadEnd::Protocol(WireError::BadField("stat body_len", 4)))
     ));
-    svc.remove(&mut c);
+    svc.ended(&mut c, None);
     assert_eq!(svc.stats.connections_now, 0);
 }
 
@@ -426,4 +426,49 @@ fn answers_a_peer_does_not_read_hold_its_connection_back() {
     c.tx.ready(EV_IN).unwrap();
     let _ = c.next_frame(&mut svc);
     assert!(svc.stats.pings > pings_then, "read again once released");
+}
+
+#[test]
+fn ended_counts_only_the_peers_protocol_violations() {
+    let mut svc = service();
+    let (_a, mut c1) = admitted(&mut svc);
+    let (_b, mut c2) = admitted(&mut svc);
+    let (_d, mut c3) = admitted(&mut svc);
+    assert_eq!(svc.stats.connections_now, 3);
+    svc.ended(&mut c1, None);
+    svc.ended(&mut c2, Some(&ReadEnd::Eof));
+    assert_eq!(
+        (svc.stats.protocol_errors, svc.stats.dropped_bad_frame),
+        (0, 0),
+        "an end that is no violation is not counted"
+    );
+    let why = ReadEnd::Protocol(WireError::Unexpected("test"));
+    svc.ended(&mut c3, Some(&why));
+    assert_eq!(
+        (svc.stats.protocol_errors, svc.stats.dropped_bad_frame),
+        (1, 1)
+    );
+    assert_eq!(svc.stats.connections_now, 0);
+    assert!(c1.tx.dead && c2.tx.dead && c3.tx.dead);
+}
+
+#[test]
+fn hello_sweep_selects_the_overdue_and_counts_the_dropped() {
+    let mut svc = service();
+    let (_a, mut late) = pair(&mut svc);
+    let (_b, fresh) = pair(&mut svc);
+    let (_d, mut done) = admitted(&mut svc);
+    let past = std::time::Instant::now() - 2 * HELLO_DEADLINE;
+    late.tx.since = past;
+    done.tx.since = past;
+    let conns = [(1, &late), (2, &fresh), (3, &done)];
+    let mut sweep = HelloSweep::select(conns);
+    assert_eq!(sweep.take(), vec![1], "only a hello past its deadline");
+    sweep.dropped(&late);
+    svc.ended(&mut late, None);
+    sweep.finish(&mut svc);
+    assert_eq!(svc.stats.dropped_hello_deadline, 1);
+    let empty: [(u8, &Connection); 0] = [];
+    HelloSweep::select(empty).finish(&mut svc);
+    assert_eq!(svc.stats.dropped_hello_deadline, 1);
 }

@@ -1,9 +1,10 @@
 //! A v1 client port: requests sent as frames, replies copied over the
 //! client's original messages and completed through their reply ports.
 
+use super::request::{msg_fill, msg_header};
 use super::*;
 use crate::abi::{EASYNC, MSGF_DONE, MSGF_QUEUED, MSGF_REPLY, lwkt_port};
-use crate::caps::conn::ReadEnd;
+use crate::caps::conn::{ReadEnd, client_dropped};
 use crate::caps::wire::{FrameKind, Header, WireError};
 use crate::warn;
 use xcpu::{client_put_elsewhere, reply_elsewhere, reply_port_is_local};
@@ -69,12 +70,8 @@ unsafe fn deliver_reply(p: *mut CapsPort, h: &Header, body: &[u8]) -> Result<(),
     // SAFETY: the client keeps `msg` alive while its request is
     // outstanding; it has room for MSG_HDR + capacity bytes.
     unsafe {
-        (*msg).ms_cmd = h.cmd;
+        msg_fill(msg, h, body);
         (*msg).ms_error = h.error;
-        (*msg).u.ms_result64 = h.result as i64;
-        (*msg).ms_pad = h.pad;
-        (*msg).ms_msgsize = (MSG_HDR + body.len()) as i32;
-        ptr::copy_nonoverlapping(body.as_ptr(), msg.cast::<u8>().add(MSG_HDR), body.len());
         complete(p, msg);
     }
     Ok(())
@@ -119,8 +116,8 @@ pub(super) unsafe fn client_shutdown(p: *mut CapsPort, why: Option<&ReadEnd>) {
         if cl.conn.dead {
             return;
         }
-        if let Some(why @ ReadEnd::Protocol(_)) = why {
-            warn!("caps_client", "dropping connection: {why}");
+        if let Some(why) = why {
+            client_dropped("caps_client", why);
         }
         cl.conn.close();
         (*p).c.cfd = -1;
@@ -195,10 +192,7 @@ pub(super) unsafe fn client_send(p: *mut CapsPort, msg: *mut lwkt_msg) -> i32 {
         let body_len = size as usize - MSG_HDR;
         let h = Header {
             capacity: (max as usize - MSG_HDR) as u32,
-            cmd: (*msg).ms_cmd,
-            result: (*msg).u.ms_result64 as u64,
-            pad: (*msg).ms_pad,
-            ..Header::new(FrameKind::Request, id, body_len as u32)
+            ..msg_header(msg, FrameKind::Request, id, body_len)
         };
         let body = std::slice::from_raw_parts(msg.cast::<u8>().add(MSG_HDR), body_len);
         cl.conn.push_frame(&h, body);

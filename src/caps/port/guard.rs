@@ -8,6 +8,7 @@ use std::os::fd::AsRawFd;
 
 use super::server::{remote_read, remote_shutdown};
 use super::*;
+use crate::caps::conn::HelloSweep;
 use crate::warn;
 
 /// The hello-deadline timer of service `svc`, registered with this cpu's
@@ -49,7 +50,7 @@ pub(super) unsafe fn hello_sweep(svc: *mut CapsPort) {
     // them before they can be freed). Each reference to a port's state
     // lasts one step: reading and shutting down reach the service.
     unsafe {
-        let overdue: Vec<*mut CapsPort> = {
+        let mut sweep = {
             let Some(s) = service_of(svc) else {
                 return;
             };
@@ -57,30 +58,22 @@ pub(super) unsafe fn hello_sweep(svc: *mut CapsPort) {
                 t.clear();
                 t.at = None;
             }
-            let now = std::time::Instant::now();
-            s.remotes
-                .iter()
-                .copied()
-                .filter(|&r| connection_of(r).link.hello_overdue(now))
-                .collect()
+            HelloSweep::select(s.remotes.iter().map(|&r| (r, &connection_of(r).link)))
         };
-        let mut dropped = 0;
-        let mut last = Cred::default();
-        for r in overdue {
+        for r in sweep.take() {
             if !listed(svc, r) {
                 continue;
             }
             remote_read(r);
             if listed(svc, r) && !connection_of(r).link.hello_done() {
-                last = connection_of(r).link.peer.clone();
+                sweep.dropped(&connection_of(r).link);
                 remote_shutdown(r, None);
-                dropped += 1;
             }
         }
         let Some(s) = service_of(svc) else {
             return;
         };
-        s.core.log_hello_drops(dropped, &last);
+        sweep.finish(&mut s.core);
         let next = s
             .remotes
             .iter()

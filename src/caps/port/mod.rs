@@ -30,12 +30,11 @@ use std::ptr;
 use std::sync::atomic::AtomicU32;
 
 use super::conn::{
-    self, EV_IN, HELLO_TIMEOUT_MS, Timer, Transport, fork_generation, handshake, set_nonblocking,
+    self, EV_IN, HELLO_TIMEOUT_MS, Timer, Transport, client_transport, fork_generation, handshake,
 };
 use super::cred::{Access, Cred};
 use super::errno::Errno;
 use super::rendezvous::{self, Listener};
-use super::shm::Side;
 use super::wire::{Hello, HelloKind, MAX_MSGSIZE, VERSION};
 use crate::abi::{
     CAPPF_SHUTDOWN, CAPT_CLIENT, CAPT_REMOTE, CAPT_SERVICE, caps_port, caps_type, lwkt_msg, thread,
@@ -332,12 +331,8 @@ pub fn client(name: &[u8], uid: u32, td: *mut thread) -> Result<*mut CapsPort, E
         HELLO_TIMEOUT_MS,
     )?;
     let cfd = fd.as_raw_fd();
-    set_nonblocking(cfd);
     let peer = Cred::of_peer(cfd).unwrap_or_default();
-    let mut conn = Transport::new(fd, MAX_BODY);
-    if shm {
-        conn.agree_shm(Side::Client, "caps_client", "dropping connection".into());
-    }
+    let conn = client_transport(fd, MAX_BODY, shm, "caps_client");
     let cl = Client {
         conn,
         next_id: 1,

@@ -7,6 +7,7 @@ use std::mem::size_of;
 
 use super::{CapsPort, MSG_HDR};
 use crate::abi::lwkt_msg;
+use crate::caps::wire::{FrameKind, Header};
 
 /// Hidden header in front of every request buffer the library allocates.
 #[repr(C, align(16))]
@@ -65,5 +66,45 @@ pub(super) unsafe fn free_request(msg: *mut lwkt_msg) {
         let size = (*head).size;
         (*head).magic = REQ_DEAD;
         dealloc(head.cast(), Layout::from_size_align_unchecked(size, 16));
+    }
+}
+
+/// The header of a frame of `kind` that carries message image `msg`
+/// (`id`, `body_len` bytes of payload): its `ms_cmd`, `u` and `ms_pad`;
+/// every other field 0 (a request adds its capacity, a reply its error).
+///
+/// # Safety
+/// `msg` must be a live message.
+pub(super) unsafe fn msg_header(
+    msg: *const lwkt_msg,
+    kind: FrameKind,
+    id: u64,
+    body_len: usize,
+) -> Header {
+    // SAFETY: per the contract.
+    unsafe {
+        Header {
+            cmd: (*msg).ms_cmd,
+            result: (*msg).u.ms_result64 as u64,
+            pad: (*msg).ms_pad,
+            ..Header::new(kind, id, body_len as u32)
+        }
+    }
+}
+
+/// Write the fields of frame header `h` that message images carry
+/// (`ms_cmd`, `u`, `ms_pad`) and its payload `body` into `msg`.
+///
+/// # Safety
+/// `msg` must be a live message with room for `MSG_HDR + body.len()`
+/// bytes.
+pub(super) unsafe fn msg_fill(msg: *mut lwkt_msg, h: &Header, body: &[u8]) {
+    // SAFETY: per the contract.
+    unsafe {
+        (*msg).ms_cmd = h.cmd;
+        (*msg).u.ms_result64 = h.result as i64;
+        (*msg).ms_pad = h.pad;
+        (*msg).ms_msgsize = (MSG_HDR + body.len()) as i32;
+        std::ptr::copy_nonoverlapping(body.as_ptr(), msg.cast::<u8>().add(MSG_HDR), body.len());
     }
 }

@@ -2,7 +2,9 @@
 //! hello and admission through the connection layer, requests turned
 //! into messages on the service port, replies sent back.
 
-use super::request::{HIDDEN, REQ_MAGIC, alloc_request, free_request, req_head};
+use super::request::{
+    HIDDEN, REQ_MAGIC, alloc_request, free_request, msg_fill, msg_header, req_head,
+};
 use super::*;
 use crate::abi::lwkt_port;
 use crate::caps::conn::{Admission, EV_OUT, HELLO_DEADLINE, ReadEnd};
@@ -56,7 +58,7 @@ pub(super) unsafe fn accept_all(svc: *mut CapsPort) {
                 }
                 Err(_) => {
                     if let Some(s) = service_of(svc) {
-                        s.core.remove(&mut connection_of(r).link);
+                        s.core.ended(&mut connection_of(r).link, None);
                     }
                     free_port(r);
                 }
@@ -187,13 +189,9 @@ unsafe fn deliver_request(r: *mut CapsPort, h: &Header, body: &[u8]) {
     // SAFETY: `msg` has room for MSG_HDR + capacity >= MSG_HDR + body bytes;
     // `r` and its service are live.
     unsafe {
-        (*msg).ms_cmd = h.cmd;
-        (*msg).ms_msgsize = (MSG_HDR + body.len()) as i32;
+        msg_fill(msg, h, body);
         (*msg).ms_maxsize = (MSG_HDR + h.capacity as usize) as i32;
-        (*msg).u.ms_result64 = h.result as i64;
-        (*msg).ms_pad = h.pad;
         (*msg).ms_reply_port = &raw mut (*r).c.lport;
-        ptr::copy_nonoverlapping(body.as_ptr(), msg.cast::<u8>().add(MSG_HDR), body.len());
         {
             let c = connection_of(r);
             c.held += 1;
@@ -253,11 +251,7 @@ pub(super) unsafe fn remote_shutdown(r: *mut CapsPort, why: Option<&ReadEnd>) {
         c.dirty = false;
         match service_of(svc) {
             Some(s) => {
-                if let Some(why @ ReadEnd::Protocol(_)) = why {
-                    s.core.dropping(c.link.peer.pid, why);
-                }
-                s.core.remove(&mut c.link);
-                s.core.trace_dropped(&c.link);
+                s.core.ended(&mut c.link, why);
                 s.remotes.retain(|&x| x != r);
                 s.dirty.retain(|&x| x != r);
                 s.paused.retain(|&x| x != r);
@@ -435,11 +429,8 @@ unsafe fn send_reply(r: *mut CapsPort, msg: *mut lwkt_msg, id: u64, max: usize) 
             (Errno::EMSGSIZE.0, 0)
         };
         let h = Header {
-            cmd: (*msg).ms_cmd,
             error,
-            result: (*msg).u.ms_result64 as u64,
-            pad: (*msg).ms_pad,
-            ..Header::new(FrameKind::Reply, id, body_len as u32)
+            ..msg_header(msg, FrameKind::Reply, id, body_len)
         };
         let body = std::slice::from_raw_parts(msg.cast::<u8>().add(MSG_HDR), body_len);
         let (svc, queued) = {

@@ -124,7 +124,7 @@ impl ShmError {
 impl std::fmt::Display for ShmError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ShmError::Os(e) => write!(f, "{}", crate::diag::errno_text(*e)),
+            ShmError::Os(e) => write!(f, "{}", crate::caps::errno::Errno(*e)),
             ShmError::BadRegion(what, v) => write!(f, "shared memory refused: {what} ({v:#x})"),
             ShmError::BadIndex(what, got, ours) => {
                 write!(f, "shared ring: impossible {what} {got} (ours {ours})")

@@ -12,14 +12,13 @@ use super::table::{Kind, lock};
 use super::{Got, MAX_INPROG, MAX_MSG, WAITSVC_POLL_MS, check_name};
 use crate::abi::{CAPF_UFLAGS, CAPF_WAITSVC, CAPMS_REPLY, caps_cred};
 use crate::caps::conn::{
-    CANDIDATE_HELLO_MS, HELLO_TIMEOUT_MS, ReadEnd, Transport, handshake, read_exact_timeout,
-    set_nonblocking,
+    CANDIDATE_HELLO_MS, HELLO_TIMEOUT_MS, ReadEnd, Transport, client_dropped, client_transport,
+    handshake, read_exact_timeout,
 };
 use crate::caps::cred::Cred;
 use crate::caps::errno::Errno;
 use crate::caps::rendezvous;
-use crate::caps::shm::Side;
-use crate::caps::wire::{FrameKind, HEADER_LEN, Header, Hello, HelloKind, VERSION_SYS};
+use crate::caps::wire::{FrameKind, HEADER_LEN, Header, Hello, HelloKind, VERSION_SYS, WireError};
 use crate::warn;
 
 /// A v2 client's connection to its service.
@@ -58,18 +57,10 @@ pub fn client(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno>
             w.wait(WAITSVC_POLL_MS)?;
         }
     };
-    let raw = fd.as_raw_fd();
-    set_nonblocking(raw);
-    let mut conn = Transport::new(fd, MAX_MSG as u32);
-    if shm {
-        conn.agree_shm(
-            Side::Client,
-            "caps_sys_client",
-            "dropping the connection".into(),
-        );
-    }
+    let peer = Cred::of_peer(fd.as_raw_fd()).unwrap_or_default();
+    let conn = client_transport(fd, MAX_MSG as u32, shm, "caps_sys_client");
     let cli = Client {
-        peer: Cred::of_peer(raw).unwrap_or_default(),
+        peer,
         conn,
         next_id: 1,
         outstanding: HashMap::new(),
@@ -235,15 +226,14 @@ impl Client {
                         self.replies.push_back((h.id, body, false));
                     }
                     _ => {
-                        warn!("caps_sys_client", "service sent an unexpected frame");
+                        let why = WireError::Unexpected("a frame the client did not expect");
+                        client_dropped("caps_sys_client", &ReadEnd::Protocol(why));
                         self.lost();
                         return;
                     }
                 },
                 Err(end) => {
-                    if let ReadEnd::Protocol(w) = end {
-                        warn!("caps_sys_client", "dropping the connection: {w}");
-                    }
+                    client_dropped("caps_sys_client", &end);
                     self.lost();
                     return;
                 }

@@ -5,34 +5,29 @@
 use std::time::Instant;
 
 use super::service::{Connection, Service};
-use crate::caps::cred::Cred;
+use crate::caps::conn::{HelloSweep, ReadEnd};
 
 impl Service {
     /// Take connection `k` off the table (and off its uid's count and
-    /// the budget), closed.
-    pub(super) fn remove_conn(&mut self, k: u64) -> Option<Connection> {
+    /// the budget), closed; `why`: the peer's doing, if it was
+    /// (`conn::Service::ended`).
+    pub(super) fn remove_conn(&mut self, k: u64, why: Option<&ReadEnd>) -> Option<Connection> {
         let mut c = self.conns.remove(&k)?;
-        self.core.remove(&mut c.link);
+        self.core.ended(&mut c.link, why);
         Some(c)
     }
 
     /// Drop the connections whose hello is overdue (`pump` read what
     /// they sent), one log line for all.
     pub(super) fn hello_sweep(&mut self) {
-        let now = Instant::now();
-        let overdue: Vec<u64> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.link.hello_overdue(now))
-            .map(|(k, _)| *k)
-            .collect();
-        let mut last = Cred::default();
-        for &k in &overdue {
-            if let Some(c) = self.remove_conn(k) {
-                last = c.link.peer;
+        let mut sweep = HelloSweep::select(self.conns.iter().map(|(k, c)| (*k, &c.link)));
+        for k in sweep.take() {
+            if let Some(c) = self.conns.get(&k) {
+                sweep.dropped(&c.link);
+                self.remove_conn(k, None);
             }
         }
-        self.core.log_hello_drops(overdue.len(), &last);
+        sweep.finish(&mut self.core);
     }
 
     /// When the next connection without a hello is due to be dropped.

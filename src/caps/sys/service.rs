@@ -14,7 +14,7 @@ use crate::caps::cred::{Cred, SysAccess};
 use crate::caps::errno::Errno;
 use crate::caps::rendezvous::{self, Listener};
 use crate::caps::shm::Probe;
-use crate::caps::wire::{FrameKind, Header, VERSION_SYS};
+use crate::caps::wire::{FrameKind, Header, VERSION_SYS, WireError};
 use crate::warn;
 
 /// A message waiting at a service to be retrieved.
@@ -184,7 +184,7 @@ impl Service {
         match admission {
             Admission::Waiting => return,
             Admission::Closed => {
-                self.remove_conn(k);
+                self.remove_conn(k, None);
                 return;
             }
             Admission::Admitted => {}
@@ -201,17 +201,12 @@ impl Service {
                 Ok(None) => break,
                 Ok(Some((h, body))) => {
                     if let Err(why) = self.frame(k, &h, body) {
-                        let pid = self.conns.get(&k).map_or(0, |c| c.link.peer.pid);
-                        self.core.dropping(pid, &why);
-                        self.conn_gone(k);
+                        self.conn_gone(k, Some(&ReadEnd::Protocol(WireError::Unexpected(why))));
                         return;
                     }
                 }
                 Err(end) => {
-                    if let ReadEnd::Protocol(w) = &end {
-                        self.core.dropping(c.link.peer.pid, w);
-                    }
-                    self.conn_gone(k);
+                    self.conn_gone(k, Some(&end));
                     return;
                 }
             }
@@ -219,7 +214,7 @@ impl Service {
         if let Some(c) = self.conns.get_mut(&k)
             && c.link.tx.flush().is_err()
         {
-            self.conn_gone(k);
+            self.conn_gone(k, None);
         }
         self.account(k);
     }
@@ -261,12 +256,12 @@ impl Service {
 
     /// Connection `k` ended: its unread requests are dropped; requests
     /// the server holds and replies the client never confirmed come back
-    /// as dispose notices.
-    fn conn_gone(&mut self, k: u64) {
-        let Some(c) = self.remove_conn(k) else {
+    /// as dispose notices. `why`: the peer's doing, if it was
+    /// (`conn::Service::ended`).
+    fn conn_gone(&mut self, k: u64, why: Option<&ReadEnd>) {
+        let Some(c) = self.remove_conn(k, why) else {
             return;
         };
-        self.core.trace_dropped(&c.link);
         self.queue
             .retain(|q| !matches!(q, Queued::Request { conn, .. } if *conn == k));
         let mut notices: Vec<i64> = c.replied.values().copied().collect();
@@ -402,7 +397,7 @@ impl Service {
         c.link.send(Some(&mut self.core), &h, data);
         c.replied.insert(client_id, sid);
         if c.link.tx.flush().is_err() {
-            self.conn_gone(conn);
+            self.conn_gone(conn, None);
         }
         self.account(conn);
         Ok(())
@@ -419,7 +414,7 @@ impl Service {
             }
         }
         for k in dead {
-            self.conn_gone(k);
+            self.conn_gone(k, None);
         }
     }
 
