@@ -168,6 +168,27 @@ fn shm_is_used_unless_either_side_says_no() {
 
 // ---- idle --------------------------------------------------------------------
 
+/// The CPU ticks `srv` uses over 3 s while `cli`, its burst done, holds
+/// its connection idle (from 300 ms after the burst); then both stopped,
+/// `cli` having succeeded, `srv`'s log checked for a connection in shared
+/// memory.
+fn idle_ticks(srv: Proc, cli: Proc) -> u64 {
+    let mut cli = cli;
+    std::thread::sleep(Duration::from_millis(300));
+    let before = cpu_ticks(srv.pid());
+    std::thread::sleep(Duration::from_secs(3));
+    let used = cpu_ticks(srv.pid()) - before;
+    let cli_out = wait_deadline(cli.0.take().unwrap());
+    assert!(cli_out.status.success(), "{}", text(&cli_out.stderr));
+    let serr = text(&srv.stop().stderr);
+    assert!(
+        serr.lines()
+            .any(|l| l.contains("connection from pid") && l.ends_with("shared memory")),
+        "{serr}"
+    );
+    used
+}
+
 /// After a burst of 20,000 round trips, a service whose client keeps its
 /// connection (in shared memory) open and idle uses no CPU time over 3 s:
 /// it sleeps, having told the client's ring to ring its doorbell.
@@ -180,14 +201,7 @@ fn idle_service_after_a_burst_uses_no_cpu() {
         .env("LIBCAPS_SHM", "1");
     let mut cli = Proc(Some(c.spawn().unwrap()));
     cli.expect_line("ok 20000");
-    std::thread::sleep(Duration::from_millis(300));
-    let before = cpu_ticks(srv.pid());
-    std::thread::sleep(Duration::from_secs(3));
-    let used = cpu_ticks(srv.pid()) - before;
-    let cli_out = wait_deadline(cli.0.take().unwrap());
-    assert!(cli_out.status.success());
-    let serr = text(&srv.stop().stderr);
-    assert!(serr.contains("shared memory"), "{serr}");
+    let used = idle_ticks(srv, cli);
     assert_eq!(used, 0, "the idle service used {used} ticks in 3 s");
 }
 
@@ -209,18 +223,7 @@ fn idle_v2_service_after_a_burst_uses_no_cpu() {
         .env("LIBCAPS_SHM", "1");
     let mut cli = Proc(Some(c.spawn().unwrap()));
     cli.expect_line("ok");
-    std::thread::sleep(Duration::from_millis(300));
-    let before = cpu_ticks(srv.pid());
-    std::thread::sleep(Duration::from_secs(3));
-    let used = cpu_ticks(srv.pid()) - before;
-    let cli_out = wait_deadline(cli.0.take().unwrap());
-    assert!(cli_out.status.success(), "{}", text(&cli_out.stderr));
-    let serr = text(&srv.stop().stderr);
-    assert!(
-        serr.lines()
-            .any(|l| l.contains("connection from pid") && l.ends_with("shared memory")),
-        "{serr}"
-    );
+    let used = idle_ticks(srv, cli);
     assert_eq!(used, 0, "the idle v2 service used {used} ticks in 3 s");
 }
 
