@@ -40,9 +40,10 @@
  *   silent PATH
  *	Listens at PATH and never accepts nor answers: prints "listening",
  *	then waits to be killed.
- *   v2ping NAME
- *	caps_sys_client(NAME, -1, -1), one request, its reply: prints "ok"
- *	and how long it took, or the error.
+ *   v2ping NAME [N [W]]
+ *	caps_sys_client(NAME, -1, -1), N requests (default 1) one after the
+ *	other, each reply checked: prints "ok" and how long it took, or the
+ *	error; then keeps the connection open and idle for W seconds.
  *   v2fork-getgen NAME
  *	Publishes v2 service NAME, connects to it, forks; the child calls
  *	caps_sys_getgen on the inherited client port and prints the result.
@@ -448,23 +449,29 @@ silent(const char *path)
 }
 
 static int
-v2ping(const char *name)
+v2ping(const char *name, long count, int idle)
 {
 	char buf[16], ping[] = "ping";
 	struct caps_msgid mid;
 	double t0 = now();
+	long i;
 	int c, n;
 
 	c = caps_sys_client(name, (uid_t)-1, (gid_t)-1, 0, CAPF_ANYCLIENT);
 	if (c < 0)
 		return (printf("caps_sys_client: %s\n", strerror(errno)), 1);
-	if (caps_sys_put(c, ping, 4) < 0)
-		return (printf("caps_sys_put: %s\n", strerror(errno)), 1);
-	n = caps_sys_wait(c, buf, sizeof(buf), &mid, NULL);
-	if (n != 4 || memcmp(buf, "ping", 4) != 0)
-		return (printf("caps_sys_wait: %d %s\n", n, strerror(errno)), 1);
+	for (i = 0; i < count; ++i) {
+		if (caps_sys_put(c, ping, 4) < 0)
+			return (printf("caps_sys_put: %s\n", strerror(errno)), 1);
+		n = caps_sys_wait(c, buf, sizeof(buf), &mid, NULL);
+		if (n != 4 || memcmp(buf, "ping", 4) != 0)
+			return (printf("caps_sys_wait: %d %s\n", n, strerror(errno)), 1);
+	}
 	printf("ok\n");
+	fflush(stdout);
 	fprintf(stderr, "v2ping: %.3f s\n", now() - t0);
+	if (idle > 0)
+		sleep((unsigned)idle);
 	caps_sys_close(c);
 	return (0);
 }
@@ -539,8 +546,9 @@ main(int ac, char **av)
 		return (v2flood(av[1], atoi(av[2]), atoi(av[3])));
 	if (ac == 2 && strcmp(av[0], "silent") == 0)
 		return (silent(av[1]));
-	if (ac == 2 && strcmp(av[0], "v2ping") == 0)
-		return (v2ping(av[1]));
+	if (ac >= 2 && ac <= 4 && strcmp(av[0], "v2ping") == 0)
+		return (v2ping(av[1], ac >= 3 ? strtol(av[2], NULL, 0) : 1,
+		    ac == 4 ? atoi(av[3]) : 0));
 	if (ac == 2 && strcmp(av[0], "v2fork-getgen") == 0)
 		return (v2fork_getgen(av[1]));
 	fprintf(stderr, "usage: caps_hostile [-u UID -G GID] MODE ARGS...\n");

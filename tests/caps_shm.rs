@@ -3,8 +3,9 @@
 //! hostile peers. The attacker is this test process: it speaks the wire
 //! protocol of `docs/wire-protocol.md` itself (hello, attach with a memfd
 //! passed by `SCM_RIGHTS`, the rings) and then breaks it; the services
-//! are the C programs `caps_echo` (v1) and `caps_s` (v2) compiled against
-//! the installed library, in their own processes.
+//! are the C programs `caps_echo` (v1), `caps_s` and `caps_hostile
+//! v2serve` (v2) compiled against the installed library, in their own
+//! processes.
 
 mod common;
 
@@ -29,6 +30,11 @@ fn echo() -> &'static Path {
 fn caps_s() -> &'static Path {
     static P: OnceLock<PathBuf> = OnceLock::new();
     P.get_or_init(|| compile_c("caps_s-shm", "caps_s", false))
+}
+
+fn hostile() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| compile_c("caps_hostile-shm", "caps_hostile", false))
 }
 
 fn text(b: &[u8]) -> String {
@@ -162,6 +168,27 @@ fn shm_is_used_unless_either_side_says_no() {
 
 // ---- idle --------------------------------------------------------------------
 
+/// The CPU ticks `srv` uses over 3 s while `cli`, its burst done, holds
+/// its connection idle (from 300 ms after the burst); then both stopped,
+/// `cli` having succeeded, `srv`'s log checked for a connection in shared
+/// memory.
+fn idle_ticks(srv: Proc, cli: Proc) -> u64 {
+    let mut cli = cli;
+    std::thread::sleep(Duration::from_millis(300));
+    let before = cpu_ticks(srv.pid());
+    std::thread::sleep(Duration::from_secs(3));
+    let used = cpu_ticks(srv.pid()) - before;
+    let cli_out = wait_deadline(cli.0.take().unwrap());
+    assert!(cli_out.status.success(), "{}", text(&cli_out.stderr));
+    let serr = text(&srv.stop().stderr);
+    assert!(
+        serr.lines()
+            .any(|l| l.contains("connection from pid") && l.ends_with("shared memory")),
+        "{serr}"
+    );
+    used
+}
+
 /// After a burst of 20,000 round trips, a service whose client keeps its
 /// connection (in shared memory) open and idle uses no CPU time over 3 s:
 /// it sleeps, having told the client's ring to ring its doorbell.
@@ -174,15 +201,30 @@ fn idle_service_after_a_burst_uses_no_cpu() {
         .env("LIBCAPS_SHM", "1");
     let mut cli = Proc(Some(c.spawn().unwrap()));
     cli.expect_line("ok 20000");
-    std::thread::sleep(Duration::from_millis(300));
-    let before = cpu_ticks(srv.pid());
-    std::thread::sleep(Duration::from_secs(3));
-    let used = cpu_ticks(srv.pid()) - before;
-    let cli_out = wait_deadline(cli.0.take().unwrap());
-    assert!(cli_out.status.success());
-    let serr = text(&srv.stop().stderr);
-    assert!(serr.contains("shared memory"), "{serr}");
+    let used = idle_ticks(srv, cli);
     assert_eq!(used, 0, "the idle service used {used} ticks in 3 s");
+}
+
+/// The same for a v2 service (`caps_hostile v2serve`, blocked in
+/// `caps_sys_wait`) after a `caps_sys_*` client's burst of 20,000 round
+/// trips (`caps_hostile v2ping`), the client's connection open and idle.
+#[test]
+fn idle_v2_service_after_a_burst_uses_no_cpu() {
+    let rdv = Rendezvous::new("libcaps-shm", "idle2", 0o755);
+    let mut s = rdv.command(hostile());
+    s.args(["v2serve", "idle2", "0"])
+        .env("LIBCAPS_DEBUG", "1")
+        .env("LIBCAPS_SHM", "1");
+    let mut srv = Proc(Some(s.spawn().expect("spawn server")));
+    srv.expect_line("serving");
+    wait_listening(&rdv.join("sys").join(format!("idle2,{},-", uid())));
+    let mut c = rdv.command(hostile());
+    c.args(["v2ping", "idle2", "20000", "5"])
+        .env("LIBCAPS_SHM", "1");
+    let mut cli = Proc(Some(c.spawn().unwrap()));
+    cli.expect_line("ok");
+    let used = idle_ticks(srv, cli);
+    assert_eq!(used, 0, "the idle v2 service used {used} ticks in 3 s");
 }
 
 // ---- the attacker -------------------------------------------------------------
