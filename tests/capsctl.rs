@@ -892,3 +892,74 @@ fn refusals_of_ping_and_stat() {
     );
     drop((strict, open));
 }
+
+/// Output nobody can take — a full device, a reader that closed its end
+/// of the pipe (`capsctl ping NAME | head -1`) — ends capsctl with status
+/// 1 (a message only for the full device), never a panic (134).
+#[test]
+fn output_nobody_takes_ends_capsctl_without_a_panic() {
+    let base = Base::new("stdout");
+    let ours = Path::new(env!("CARGO_BIN_EXE_capsctl"));
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    for args in [&["help"][..], &["list"], &["list", "--json"]] {
+        let child = Command::new(ours)
+            .env("LIBCAPS_DIR", &base.base)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(full.try_clone().unwrap())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = common::wait_deadline(child, PROGRAM_DEADLINE, "capsctl");
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        assert!(
+            text(&out.stderr).contains("capsctl: standard output: No space left on device"),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let _srv = base.start(echo(), &["-s", "pp"], "serving pp");
+    let mut child = Command::new(ours)
+        .env("LIBCAPS_DIR", &base.base)
+        .args(["ping", "pp", "-c", "5"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read the first line, then close our end, as `head -1` does.
+    let mut first = [0u8; 1];
+    let mut stdout = child.stdout.take().unwrap();
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    drop(stdout);
+    let out = common::wait_deadline(child, PROGRAM_DEADLINE, "capsctl");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        !text(&out.stderr).contains("panicked"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// `LIBCAPS_DIR` naming a file: `list` and `clean` say so and fail.
+#[test]
+fn a_rendezvous_directory_that_is_a_file_is_an_error() {
+    let ours = Path::new(env!("CARGO_BIN_EXE_capsctl"));
+    for args in [&["list"][..], &["list", "--json"], &["clean"]] {
+        let out = Command::new(ours)
+            .env("LIBCAPS_DIR", "/etc/passwd")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        assert!(
+            text(&out.stderr).contains("/etc/passwd: not a directory"),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}

@@ -182,7 +182,7 @@ pub fn ping(a: &PingArgs) -> i32 {
         };
         match s.ping(ANSWER_WAIT) {
             Ok(d) => {
-                println!("{}", ping_line(&a.name, seq, d));
+                outln!("{}", ping_line(&a.name, seq, d));
                 rtts.push(d);
             }
             Err(e) => {
@@ -199,7 +199,7 @@ pub fn ping(a: &PingArgs) -> i32 {
             }
         }
     }
-    println!("{}", ping_summary(&a.name, a.count, &rtts));
+    outln!("{}", ping_summary(&a.name, a.count, &rtts));
     if rtts.len() as u32 == a.count { 0 } else { 1 }
 }
 
@@ -246,8 +246,8 @@ pub fn stat(a: &StatArgs) -> i32 {
         }
     };
     match session.stat(ANSWER_WAIT) {
-        Ok(c) if a.json => println!("{}", stats_json(&c, &node)),
-        Ok(c) => print!("{}", stats_text(&c)),
+        Ok(c) if a.json => outln!("{}", stats_json(&c, &node)),
+        Ok(c) => out!("{}", stats_text(&c)),
         Err(AskError::Refused(e)) => {
             eprintln!(
                 "capsctl: stat: {}: refused: {}: a service's statistics are shown only to \

@@ -5,6 +5,16 @@
 //! removed; a ping that did not come back; statistics refused), 2 usage
 //! errors and no such service.
 
+/// `print!` that never panics: see [`out::emit`].
+macro_rules! out {
+    ($($t:tt)*) => { $crate::out::emit(format_args!($($t)*)) };
+}
+
+/// `println!` that never panics: see [`out::emit`].
+macro_rules! outln {
+    ($($t:tt)*) => { $crate::out::emit(format_args!("{}\n", format_args!($($t)*))) };
+}
+
 mod health;
 mod out;
 
@@ -67,7 +77,7 @@ fn main() {
     let code = match args.split_first() {
         None => usage("no command given"),
         Some((&("help" | "--help" | "-h"), [])) => {
-            print!("{HELP}");
+            out!("{HELP}");
             0
         }
         Some((&("help" | "--help" | "-h"), _)) => usage("help takes no arguments"),
@@ -151,8 +161,32 @@ fn command_of(pid: i32) -> Option<String> {
     Some(s.trim_end_matches('\n').to_string())
 }
 
-fn list(json: bool) -> i32 {
+/// The rendezvous directory, or the status to exit with when
+/// `LIBCAPS_DIR` names something that is not a directory (said on
+/// standard error). A directory that does not exist holds no services.
+fn base_dir(cmd: &str) -> Result<std::path::PathBuf, i32> {
     let base = rendezvous::base_dir();
+    match std::fs::metadata(&base) {
+        Ok(m) if !m.is_dir() => {
+            eprintln!(
+                "capsctl: {cmd}: {}: not a directory (LIBCAPS_DIR)",
+                base.display()
+            );
+            Err(1)
+        }
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            eprintln!("capsctl: {cmd}: {}: {e}", base.display());
+            Err(1)
+        }
+        _ => Ok(base),
+    }
+}
+
+fn list(json: bool) -> i32 {
+    let base = match base_dir("list") {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
     let rows = survey(&base);
     let mut names = Names::default();
     if json {
@@ -160,7 +194,7 @@ fn list(json: bool) -> i32 {
         let doc = Obj::default()
             .str("base", base.as_os_str().as_encoded_bytes())
             .raw("services", out::json_array(&items));
-        println!(
+        outln!(
             "{}",
             doc.build()
                 .replacen(", \"services\"", ",\n  \"services\"", 1)
@@ -168,7 +202,7 @@ fn list(json: bool) -> i32 {
         return 0;
     }
     if rows.is_empty() {
-        println!("no services under {}", base.display());
+        outln!("no services under {}", base.display());
         return 0;
     }
     let mut table = vec![
@@ -195,7 +229,7 @@ fn list(json: bool) -> i32 {
             state,
         ]);
     }
-    print!("{}", out::table(&table));
+    out!("{}", out::table(&table));
     0
 }
 
@@ -240,7 +274,10 @@ fn names_node(name: &str, n: &Node) -> bool {
 }
 
 fn clean(name: Option<&str>) -> i32 {
-    let base = rendezvous::base_dir();
+    let base = match base_dir("clean") {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
     let me = Cred::of_self().uid;
     let mut removed = 0;
     let mut status = 0;
@@ -273,7 +310,7 @@ fn clean(name: Option<&str>) -> i32 {
         match probe::remove_stale(&base, n) {
             Ok(()) => {
                 removed += 1;
-                println!(
+                outln!(
                     "removed {} ({} {}, {} of a dead service)",
                     path.display(),
                     face_word(n.face),
@@ -294,10 +331,10 @@ fn clean(name: Option<&str>) -> i32 {
                 status = 1;
             }
             Err(Kept::Live(s)) => {
-                println!("kept {}: {} again", path.display(), s.word());
+                outln!("kept {}: {} again", path.display(), s.word());
             }
             Err(Kept::InCreation) | Err(Kept::Changed) => {
-                println!("kept {}: replaced meanwhile", path.display());
+                outln!("kept {}: replaced meanwhile", path.display());
             }
             Err(Kept::Error(e)) => {
                 eprintln!("capsctl: clean: {}: {e}", path.display());
@@ -307,8 +344,8 @@ fn clean(name: Option<&str>) -> i32 {
     }
     if removed == 0 && status == 0 {
         match name {
-            Some(want) => println!("nothing to remove: no stale node of {want}"),
-            None => println!("nothing to remove"),
+            Some(want) => outln!("nothing to remove: no stale node of {want}"),
+            None => outln!("nothing to remove"),
         }
     }
     status

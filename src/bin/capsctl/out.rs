@@ -191,6 +191,22 @@ pub fn table(rows: &[Vec<String>]) -> String {
     o
 }
 
+/// Write to standard output and flush. A reader that went away (`EPIPE`:
+/// `capsctl list | head -1`) ends capsctl at once with status 1 and no
+/// message, as a C tool killed by `SIGPIPE` would end quietly; any other
+/// write error (`ENOSPC`, ...) is said on standard error, status 1.
+/// `print!` would panic instead.
+pub fn emit(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    if let Err(e) = o.write_fmt(args).and_then(|()| o.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("capsctl: standard output: {e}");
+        }
+        std::process::exit(1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
