@@ -3,6 +3,7 @@
 //! raw sockets that break the protocol. Every test has its own rendezvous
 //! directory (`LIBCAPS_DIR`) and a deadline: a hang fails the test.
 
+#[macro_use]
 mod common;
 
 use common::rendezvous::Rendezvous;
@@ -18,15 +19,9 @@ use std::time::{Duration, Instant};
 /// The deadline of any one program run.
 const DEADLINE: Duration = Duration::from_secs(120);
 
-fn caps1() -> &'static Path {
-    static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| compile_c("caps1-ipc", "caps1", false))
-}
+c_program!(caps1, "caps1-ipc", "caps1");
 
-fn echo() -> &'static Path {
-    static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| compile_c("caps_echo-ipc", "caps_echo", false))
-}
+c_program!(echo, "caps_echo-ipc", "caps_echo");
 
 /// A private rendezvous directory (0755 so other uids can reach root's
 /// services through it), removed at the end.
@@ -110,9 +105,7 @@ fn run(mut c: Command) -> Output {
     wait_deadline(c.spawn().expect("spawn"))
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use common::text;
 
 fn expect_ok(out: &Output, stdout: &str) {
     assert!(
@@ -284,10 +277,7 @@ fn one_client_port_used_from_two_cpus_at_once() {
     assert!(!se.contains("dropping client"), "server stderr:\n{se}");
 }
 
-fn xcpu() -> &'static Path {
-    static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| compile_c("caps_xcpu-ipc", "caps_xcpu", false))
-}
+c_program!(xcpu, "caps_xcpu-ipc", "caps_xcpu");
 
 /// A server that receives on cpu 0 and replies from a thread of cpu 1
 /// (the reply is handed to the connection's cpu): the client gets every

@@ -5,30 +5,22 @@
 //! Tests that need other users skip with a message when not run as root
 //! or without `useradd`.
 
+#[macro_use]
 mod common;
 
-use common::{Proc, PublicDir, TestUsers, compile_c, run};
+use common::{Proc, PublicDir, TestUsers, run};
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-fn echo() -> &'static Path {
-    static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| compile_c("caps_echo-hostile", "caps_echo", false))
-}
+c_program!(echo, "caps_echo-hostile", "caps_echo");
 
-fn hostile() -> &'static Path {
-    static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| compile_c("caps_hostile", "caps_hostile", false))
-}
+c_program!(hostile, "caps_hostile", "caps_hostile");
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use common::text;
 
 /// A rendezvous base laid out as `make install` does.
 type Base = common::CapsBase;

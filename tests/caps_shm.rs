@@ -7,39 +7,28 @@
 //! v2serve` (v2) compiled against the installed library, in their own
 //! processes.
 
+#[macro_use]
 mod common;
 
+use common::cpu_ticks;
 use common::rendezvous::Rendezvous;
-use common::{compile_c, cpu_ticks};
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering, fence};
 use std::time::{Duration, Instant};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 
-fn echo() -> &'static Path {
-    static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| compile_c("caps_echo-shm", "caps_echo", false))
-}
+c_program!(echo, "caps_echo-shm", "caps_echo");
 
-fn caps_s() -> &'static Path {
-    static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| compile_c("caps_s-shm", "caps_s", false))
-}
+c_program!(caps_s, "caps_s-shm", "caps_s");
 
-fn hostile() -> &'static Path {
-    static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| compile_c("caps_hostile-shm", "caps_hostile", false))
-}
+c_program!(hostile, "caps_hostile-shm", "caps_hostile");
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use common::text;
 
 fn wait_deadline(child: Child) -> Output {
     common::wait_deadline(child, DEADLINE, "program")

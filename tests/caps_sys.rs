@@ -3,6 +3,7 @@
 //! processes, and every call's rules exercised in this process through the
 //! exported C functions. Each run has a deadline: a hang fails the test.
 
+#[macro_use]
 mod common;
 
 use caps::abi::{
@@ -13,14 +14,13 @@ use caps::capi::caps::{
     caps_sys_abort, caps_sys_client, caps_sys_close, caps_sys_get, caps_sys_getgen, caps_sys_put,
     caps_sys_reply, caps_sys_service, caps_sys_setgen, caps_sys_wait,
 };
-use common::compile_c;
 use common::rendezvous::Rendezvous;
 use std::ffi::CString;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Child;
+use std::sync::Once;
 use std::sync::mpsc::{Receiver, channel};
-use std::sync::{Once, OnceLock};
 use std::time::{Duration, Instant};
 
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -28,15 +28,9 @@ const ANY: u32 = u32::MAX;
 
 // ---- the C programs ------------------------------------------------------
 
-fn caps_s() -> &'static Path {
-    static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| compile_c("caps_s", "caps_s", false))
-}
+c_program!(caps_s, "caps_s", "caps_s");
 
-fn caps_c() -> &'static Path {
-    static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| compile_c("caps_c", "caps_c", false))
-}
+c_program!(caps_c, "caps_c", "caps_c");
 
 /// A private rendezvous directory for a group of processes.
 struct Dir(Rendezvous);

@@ -10,27 +10,20 @@
 //! the traffic the test sent, the refusal of another user's `stat`, and
 //! C services that count what they receive see none of it.
 
+#[macro_use]
 mod common;
 
-use common::{CapsBase, PROGRAM_DEADLINE, Proc, TestUsers, compile_c, run};
+use common::{CapsBase, PROGRAM_DEADLINE, Proc, TestUsers, run};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-fn echo() -> &'static Path {
-    static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| compile_c("caps_echo-capsctl", "caps_echo", false))
-}
+c_program!(echo, "caps_echo-capsctl", "caps_echo");
 
-fn hostile() -> &'static Path {
-    static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| compile_c("caps_hostile-capsctl", "caps_hostile", false))
-}
+c_program!(hostile, "caps_hostile-capsctl", "caps_hostile");
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use common::text;
 
 // ---- a JSON reader, enough for capsctl's output ------------------------------
 

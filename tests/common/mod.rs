@@ -4,6 +4,23 @@
 
 pub mod rendezvous;
 
+/// `fn NAME() -> &'static Path`: the C program `c-tests/SRC.c`, compiled
+/// (dynamically linked) once per test binary as `build/.../BIN`.
+#[allow(unused_macros)]
+macro_rules! c_program {
+    ($name:ident, $bin:expr, $src:expr) => {
+        fn $name() -> &'static std::path::Path {
+            static P: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+            P.get_or_init(|| common::compile_c($bin, $src, false))
+        }
+    };
+}
+
+/// A program's output as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
