@@ -25,18 +25,7 @@ use common::text;
 /// A rendezvous base laid out as `make install` does.
 type Base = common::CapsBase;
 
-/// Wait until a socket at `p` accepts connections.
-fn wait_listening(p: &Path) {
-    let t0 = Instant::now();
-    while UnixStream::connect(p).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "nothing listens at {}",
-            p.display()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
+use common::wait_listening;
 
 /// `-u UID -G GID`: the test programs drop to that user and group.
 fn ids_args(uid: u32, gid: u32) -> [String; 4] {

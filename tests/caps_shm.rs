@@ -89,17 +89,7 @@ impl Drop for Proc {
     }
 }
 
-fn wait_listening(p: &Path) {
-    let t0 = Instant::now();
-    while UnixStream::connect(p).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "nothing listens at {}",
-            p.display()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
+use common::wait_listening;
 
 /// The v1 echo service `name` in `rdv`, traced (`LIBCAPS_DEBUG`), with
 /// `shm` as its `LIBCAPS_SHM`.

@@ -16,6 +16,19 @@ macro_rules! c_program {
     };
 }
 
+/// Wait (at most 20 s) until a socket at `p` accepts connections.
+pub fn wait_listening(p: &Path) {
+    let t0 = Instant::now();
+    while std::os::unix::net::UnixStream::connect(p).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "nothing listens at {}",
+            p.display()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// A program's output as text.
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
