@@ -151,3 +151,163 @@ fn a_fork_child_leaves_a_state_caught_inside_its_window_alone() {
         unsafe { free(b as *mut core::ffi::c_void, ty) };
     }
 }
+
+/// `fork()` while another thread is the home of a type and inside its
+/// update window (`sl_Counting` is 1, as in the middle of a count): the
+/// child has no such thread, so the window never closes there. The
+/// child's first allocation of that type must not wait for it (this is
+/// how `fork_while_other_threads_allocate` hangs now and then under load:
+/// the child spins in `account::settle`).
+#[test]
+fn fork_while_a_home_is_inside_its_window() {
+    let ty = new_type(c"fork home") as usize;
+    let (ready_tx, ready_rx) = mpsc::channel::<()>();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let home = std::thread::spawn(move || {
+        let t = ty as *mut malloc_type;
+        // SAFETY: valid type; the block is freed at once.
+        unsafe { free(malloc(40, t, 0), t) };
+        // SAFETY: the owner word is `ks_reserved[1]`.
+        let own = unsafe { core::ptr::read_volatile(&(*t).ks_reserved[1]) };
+        assert_eq!(
+            own as usize,
+            current_gd() as usize,
+            "first allocator is home"
+        );
+        // SAFETY: this thread's own state, no window of it open.
+        let w = unsafe { reclaim::open(current_gd()) };
+        ready_tx.send(()).unwrap();
+        go_rx.recv().unwrap();
+        w.close();
+    });
+    ready_rx.recv().unwrap();
+    // SAFETY: the child only allocates, frees and leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let t = ty as *mut malloc_type;
+        // SAFETY: valid type; the block is freed at once; then _exit.
+        unsafe {
+            free(malloc(40, t, 0), t);
+            libc::_exit(0);
+        }
+    }
+    let t0 = std::time::Instant::now();
+    let mut status = 0;
+    let exited = loop {
+        // SAFETY: our child.
+        if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+            break true;
+        }
+        if t0.elapsed() > std::time::Duration::from_secs(5) {
+            // SAFETY: our child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
+    go_tx.send(()).unwrap();
+    home.join().unwrap();
+    assert!(
+        exited,
+        "the child waits forever for the window of a thread it does not have"
+    );
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+}
+
+/// `fork()` while other threads hold the allocator's locks (mappings,
+/// thread states, type registration): the child can still allocate.
+#[test]
+fn fork_while_other_threads_allocate() {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    let stop = Arc::new(AtomicBool::new(false));
+    let big = new_type(c"fork big") as usize;
+    // The allocator is set up before the other threads start (a fork in
+    // the middle of its one-time setup is not covered: see slab/fork.rs).
+    // SAFETY: valid type; freed at once.
+    unsafe {
+        free(
+            malloc(64 * 1024, big as *mut malloc_type, 0),
+            big as *mut malloc_type,
+        )
+    };
+    // The churning thread holds the table lock for 200 µs at a time.
+    oversized::HOLD_TABLE.store(true, Ordering::Relaxed);
+    let churn: Vec<_> = (0..2)
+        .map(|k| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if k == 0 {
+                        // Mappings: the table lock.
+                        let ty = big as *mut malloc_type;
+                        // SAFETY: valid type; freed at once.
+                        unsafe { free(malloc(64 * 1024, ty, 0), ty) };
+                    } else {
+                        // New thread states and new types: the pool and
+                        // registry locks.
+                        std::thread::spawn(|| {
+                            let ty = new_type(c"fork churn");
+                            // SAFETY: valid type; freed at once; then
+                            // unregistered (the type itself is leaked).
+                            unsafe {
+                                free(malloc(40, ty, 0), ty);
+                                types::unregister(ty);
+                            }
+                        })
+                        .join()
+                        .unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut hung = 0;
+    for _ in 0..200 {
+        if hung > 0 {
+            break;
+        }
+        // SAFETY: the child only allocates, frees and leaves with _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let ty = big as *mut malloc_type;
+            // SAFETY: valid type; blocks freed at once; then _exit.
+            unsafe {
+                free(malloc(64 * 1024, ty, 0), ty);
+                let t = new_type(c"fork child");
+                free(malloc(24, t, 0), t);
+                libc::_exit(0);
+            }
+        }
+        let t0 = std::time::Instant::now();
+        let mut status = 0;
+        loop {
+            // SAFETY: our child.
+            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if r == pid {
+                break;
+            }
+            if t0.elapsed() > std::time::Duration::from_secs(5) {
+                hung += 1;
+                // SAFETY: our child.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, &mut status, 0);
+                }
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in churn {
+        h.join().unwrap();
+    }
+    oversized::HOLD_TABLE.store(false, Ordering::Relaxed);
+    assert_eq!(hung, 0, "children stuck on a lock held at fork time");
+}
