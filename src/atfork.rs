@@ -42,15 +42,17 @@ impl<T> Held<T> {
 /// `pthread_atfork(prepare, parent, child)` the first time `done` is
 /// found clear: a flag, not a `Once`, so nothing ever waits (a `Once`
 /// another thread was running at a fork would block the child forever).
+/// True for the call that registered them.
 pub fn register_once(
     done: &AtomicBool,
     prepare: extern "C" fn(),
     parent: extern "C" fn(),
     child: extern "C" fn(),
-) {
+) -> bool {
     if done.swap(true, Ordering::AcqRel) {
-        return;
+        return false;
     }
     // SAFETY: plain functions that live as long as the process.
     unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+    true
 }

@@ -5,7 +5,7 @@ use std::cell::UnsafeCell;
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use super::Got;
 use super::client::Client;
@@ -71,13 +71,9 @@ static REGISTER_HANDLERS: extern "C" fn() = register_handlers;
 /// `.init_array` entry out; a flag, not a `Once`, so nothing ever waits.
 pub(in crate::caps) extern "C" fn register_handlers() {
     static DONE: AtomicBool = AtomicBool::new(false);
-    if DONE.swap(true, Ordering::AcqRel) {
-        return;
-    }
-    // SAFETY: the handlers are plain functions that live forever.
-    unsafe {
-        libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
-        libc::atexit(unlink_at_exit);
+    if crate::atfork::register_once(&DONE, fork_prepare, fork_parent, fork_child) {
+        // SAFETY: a plain function that lives forever.
+        unsafe { libc::atexit(unlink_at_exit) };
     }
 }
 
