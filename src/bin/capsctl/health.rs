@@ -6,6 +6,7 @@
 //! 1 the service is dead, refused us or did not answer in time; 2 usage
 //! errors and no such service.
 
+use std::num::IntErrorKind;
 use std::path::Path;
 use std::time::Duration;
 
@@ -37,10 +38,22 @@ fn explain(node: &Node, e: &AskError) -> String {
     }
 }
 
-fn number<T: std::str::FromStr>(opt: &str, v: Option<&&str>) -> Result<T, String> {
+fn number(opt: &str, v: Option<&&str>) -> Result<u32, String> {
     let v = v.ok_or_else(|| format!("{opt} needs a value"))?;
     v.parse()
-        .map_err(|_| format!("{opt}: '{v}' is not a valid number"))
+        .map_err(|e: std::num::ParseIntError| match e.kind() {
+            IntErrorKind::PosOverflow => format!("{opt}: {v} is too large (at most {})", u32::MAX),
+            _ => format!("{opt}: '{v}' is not a valid number"),
+        })
+}
+
+/// `name` as a service name, or why it cannot be one.
+fn service_name(name: Option<&str>) -> Result<String, String> {
+    let name = name.ok_or("no service NAME given")?;
+    rendezvous::check_name(name.as_bytes()).map_err(|_| {
+        format!("'{name}' is not a service name (one that is not empty, '.' or '..', without '/')")
+    })?;
+    Ok(name.to_string())
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -65,12 +78,12 @@ impl PingArgs {
                     }
                 }
                 o if o.starts_with('-') => return Err(format!("unknown option {o}")),
-                n if name.is_none() => name = Some(n.to_string()),
+                _ if name.is_none() => name = Some(*a),
                 n => return Err(format!("unexpected {n}")),
             }
         }
         Ok(PingArgs {
-            name: name.ok_or("no service NAME given")?,
+            name: service_name(name)?,
             uid,
             count,
         })
@@ -94,12 +107,12 @@ impl StatArgs {
                 "-u" => uid = Some(number("-u", it.next())?),
                 "--json" => json = true,
                 o if o.starts_with('-') => return Err(format!("unknown option {o}")),
-                n if name.is_none() => name = Some(n.to_string()),
+                _ if name.is_none() => name = Some(*a),
                 n => return Err(format!("unexpected {n}")),
             }
         }
         Ok(StatArgs {
-            name: name.ok_or("no service NAME given")?,
+            name: service_name(name)?,
             uid,
             json,
         })
@@ -163,24 +176,25 @@ pub fn ping(a: &PingArgs) -> i32 {
         );
         return 2;
     };
-    let mut rtts = Vec::new();
-    let mut session = Session::open(&node, ANSWER_WAIT);
+    // No connection, no round trip: the reason, and no statistics.
+    let mut session = match Session::open(&node, ANSWER_WAIT) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "capsctl: ping: {}: {}",
+                node.path().display(),
+                explain(&node, &e)
+            );
+            return 1;
+        }
+    };
+    let (mut sent, mut rtts) = (0, Vec::new());
     for seq in 1..=a.count {
         if seq > 1 {
             std::thread::sleep(INTERVAL);
         }
-        let s = match &mut session {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!(
-                    "capsctl: ping: {}: {}",
-                    node.path().display(),
-                    explain(&node, e)
-                );
-                break;
-            }
-        };
-        match s.ping(ANSWER_WAIT) {
+        sent = seq;
+        match session.ping(ANSWER_WAIT) {
             Ok(d) => {
                 outln!("{}", ping_line(&a.name, seq, d));
                 rtts.push(d);
@@ -199,7 +213,7 @@ pub fn ping(a: &PingArgs) -> i32 {
             }
         }
     }
-    outln!("{}", ping_summary(&a.name, a.count, &rtts));
+    outln!("{}", ping_summary(&a.name, sent, &rtts));
     if rtts.len() as u32 == a.count { 0 } else { 1 }
 }
 
@@ -284,6 +298,23 @@ mod tests {
         assert!(PingArgs::parse(&["svc", "-c"]).is_err());
         assert!(PingArgs::parse(&["-c", "2"]).is_err());
         assert!(PingArgs::parse(&["a", "b"]).is_err());
+        assert_eq!(
+            PingArgs::parse(&["svc", "-c", "4294967296"]),
+            Err("-c: 4294967296 is too large (at most 4294967295)".into())
+        );
+        assert_eq!(
+            PingArgs::parse(&["svc", "-u", "x1"]),
+            Err("-u: 'x1' is not a valid number".into())
+        );
+        for bad in ["a/b", ".", ".."] {
+            assert_eq!(
+                PingArgs::parse(&[bad]),
+                Err(format!(
+                    "'{bad}' is not a service name (one that is not empty, '.' or '..', without '/')"
+                ))
+            );
+            assert!(StatArgs::parse(&[bad]).is_err());
+        }
         assert_eq!(
             StatArgs::parse(&["--json", "svc"]),
             Ok(StatArgs {
