@@ -96,6 +96,9 @@ struct EvLoop {
     live: usize,
     /// The registrations watched by a probe too.
     probes: Vec<(Token, Box<dyn Probe>)>,
+    /// Registrations whose callback runs again at the next look at the
+    /// probes, ready or not ([`again`]).
+    again: Vec<Token>,
     /// Polls without sleeping since the descriptors were last looked at.
     skipped: u32,
 }
@@ -165,6 +168,7 @@ impl EvLoop {
             free: Vec::new(),
             live: 0,
             probes: Vec::new(),
+            again: Vec::new(),
             skipped: 0,
         }
     }
@@ -253,10 +257,23 @@ pub fn set_probe(token: Token, probe: Option<Box<dyn Probe>>) {
     })
 }
 
+/// Run the callback of `token` again (with [`EV_PROBE`]) at the next
+/// look at the probes, whether its descriptor or probe is ready or not:
+/// a reader that stopped before the end of its input, to let the others
+/// have their turn, is called back after them.
+pub fn again(token: Token) {
+    with(|l| {
+        if !l.again.contains(&token) {
+            l.again.push(token);
+        }
+    })
+}
+
 /// Stop watching (call before closing the descriptor).
 pub fn unregister(token: Token) {
     with(|l| {
         l.probes.retain(|(t, _)| *t != token);
+        l.again.retain(|t| *t != token);
         let Some(s) = l.slots.get_mut(token.slot as usize) else {
             return;
         };
@@ -460,9 +477,9 @@ fn wait_descriptors(timeout_ms: i32) -> usize {
     n as usize
 }
 
-/// Are probes watched on this cpu?
+/// Are probes watched on this cpu (or callbacks due [`again`])?
 pub fn has_probes() -> bool {
-    with(|l| !l.probes.is_empty())
+    with(|l| !l.probes.is_empty() || !l.again.is_empty())
 }
 
 /// Run the callbacks of the registrations whose probe is ready; how
@@ -491,22 +508,31 @@ fn sleep_probes() -> bool {
     })
 }
 
-/// Run the callbacks of the registrations whose probe is ready; how many.
+/// Run the callbacks of the registrations whose probe is ready, then of
+/// those due [`again`] (once each); how many.
 fn run_probes() -> usize {
-    let ready: Vec<Token> = with(|l| {
+    let (ready, again): (Vec<Token>, Vec<Token>) = with(|l| {
+        let again = std::mem::take(&mut l.again);
         if l.probes.is_empty() {
-            return Vec::new();
+            return (Vec::new(), again);
         }
-        l.probes
+        let ready = l
+            .probes
             .iter()
             .filter(|(_, p)| p.ready())
             .map(|(t, _)| *t)
-            .collect()
+            .collect();
+        (ready, again)
     });
     for &t in &ready {
         dispatch(t, EV_PROBE);
     }
-    ready.len()
+    let mut n = ready.len();
+    for &t in again.iter().filter(|t| !ready.contains(t)) {
+        dispatch(t, EV_PROBE);
+        n += 1;
+    }
+    n
 }
 
 /// Run the callback of registration `token` with readiness `bits`.
@@ -631,6 +657,34 @@ mod tests {
         unregister(s);
         unregister(t);
         drop(ring_a);
+    }
+
+    #[test]
+    fn again_calls_back_once_at_the_next_look() {
+        let (_a, b) = UnixStream::pair().unwrap();
+        let bits = Rc::new(Cell::new(Vec::new()));
+        let seen = Rc::clone(&bits);
+        let t = register(
+            b.as_raw_fd(),
+            libc::EPOLLIN as u32,
+            Box::new(move |x| {
+                let mut v = seen.take();
+                v.push(x);
+                seen.set(v);
+            }),
+        )
+        .unwrap();
+        assert!(!has_probes());
+        again(t);
+        again(t);
+        assert!(has_probes());
+        assert_eq!(poll_probes(), 1);
+        assert_eq!(bits.take(), vec![EV_PROBE]);
+        assert_eq!(poll(0), 0);
+        assert!(bits.take().is_empty());
+        again(t);
+        unregister(t);
+        assert!(!has_probes());
     }
 
     #[test]
