@@ -52,7 +52,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -144,50 +143,6 @@ die(const char *what)
 	exit(1);
 }
 
-static int
-writen(int fd, const void *buf, size_t n)
-{
-	size_t put = 0;
-
-	while (put < n) {
-		ssize_t r = write(fd, (const char *)buf + put, n - put);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return (-1);
-		put += r;
-	}
-	return (0);
-}
-
-static pid_t
-xfork(void)
-{
-	pid_t pid;
-
-	fflush(stdout);
-	fflush(stderr);
-	pid = fork();
-	if (pid < 0) {
-		perror("fork");
-		exit(1);
-	}
-	return (pid);
-}
-
-/* Wait for a child; true if it exited with status 0. */
-static int
-reap(pid_t pid)
-{
-	int status;
-
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return (0);
-	return (WIFEXITED(status) && WEXITSTATUS(status) == 0);
-}
-
 static void
 sleep_until(double t_ns)
 {
@@ -239,26 +194,6 @@ rss_kb(pid_t pid)
 			break;
 	fclose(f);
 	return (kb);
-}
-
-/* The request for sequence number seq: seq, then bytes derived from it. */
-static void
-fill(unsigned char *p, size_t n, uint64_t seq)
-{
-	size_t i;
-
-	memcpy(p, &seq, sizeof(seq));
-	for (i = sizeof(seq); i < n; ++i)
-		p[i] = (unsigned char)(seq * 31 + i);
-}
-
-static void
-complement(unsigned char *p, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; ++i)
-		p[i] = ~p[i];
 }
 
 /* ---- the epoll echo server ---- */
@@ -633,23 +568,13 @@ raise_nofile(int need)
 	    rl.rlim_cur < (rlim_t)need ? ": too few for the largest row" : "");
 }
 
-static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return (remove(path));
-}
-
 static pid_t parent;
 
 static void
 cleanup(void)
 {
-	if (getpid() == parent && dir[0] != '\0' &&
-	    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
-		perror(dir);
+	if (getpid() == parent && dir[0] != '\0')
+		rm_tree(dir);
 }
 
 int
