@@ -198,6 +198,8 @@ BENCH_PKGS_THREADS := libboost-context-dev
 BENCH_CC = cc -O2 -Wall -Werror -DSMP -I$(STAGE)/usr/include/libcaps -L$(STAGE)/usr/lib \
 	   -Wl,-rpath,$(STAGE)/usr/lib
 BENCH_ROUNDS ?= 20000
+# Seconds measured per row of the N-clients table (caps_scale).
+BENCH_SCALE_SECONDS ?= 1
 BENCH_SCALE ?= 1
 BENCH_REPS ?= 5
 bench: bench-caps bench-caps-sys bench-threads bench-park bench-slab bench-encoding bench-vcpu
@@ -205,6 +207,8 @@ bench: bench-caps bench-caps-sys bench-threads bench-park bench-slab bench-encod
 bench-caps: stage
 	$(BENCH_CC) -o build/caps_bench benches/caps_bench.c -lcaps
 	./build/caps_bench $(BENCH_ROUNDS)
+	$(BENCH_CC) -o build/caps_scale benches/caps_scale.c -lcaps
+	./build/caps_scale $(BENCH_SCALE_SECONDS)
 
 # CAPS v2: caps_sys_put + caps_sys_wait against caps_sys_wait +
 # caps_sys_reply, beside a raw Unix-socket ping-pong.

@@ -1,15 +1,23 @@
 /*
  * bench_util.h -- helpers the benchmarks share: the clock, pinning to a
- * cpu, percentiles of a sample, reading exactly n bytes. A program that
- * includes it defines _GNU_SOURCE first (pin() uses the CPU_SET macros).
+ * cpu, percentiles of a sample, reading and writing exactly n bytes,
+ * forking and reaping children, the request bytes of the CAPS benchmarks.
+ * A program that includes it defines _GNU_SOURCE first (pin() uses the
+ * CPU_SET macros).
  */
 #ifndef BENCH_UTIL_H
 #define BENCH_UTIL_H
 
+#include <sys/types.h>
+#include <sys/wait.h>
+
 #include <errno.h>
+#include <ftw.h>
 #include <sched.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -92,6 +100,90 @@ readn(int fd, void *buf, size_t n)
 		got += r;
 	}
 	return (0);
+}
+
+/* Write exactly `n` bytes: 0, or -1 on an error. */
+static inline int
+writen(int fd, const void *buf, size_t n)
+{
+	size_t put = 0;
+
+	while (put < n) {
+		ssize_t r = write(fd, (const char *)buf + put, n - put);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return (-1);
+		put += r;
+	}
+	return (0);
+}
+
+/* fork() with stdio flushed first; a failure ends the program. */
+static inline pid_t
+xfork(void)
+{
+	pid_t pid;
+
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0) {
+		perror("fork");
+		exit(1);
+	}
+	return (pid);
+}
+
+/* Wait for a child; true if it exited with status 0. */
+static inline int
+reap(pid_t pid)
+{
+	int status;
+
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return (0);
+	return (WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* The request for sequence number seq: seq, then bytes derived from it. */
+static inline void
+fill(unsigned char *p, size_t n, uint64_t seq)
+{
+	size_t i;
+
+	memcpy(p, &seq, sizeof(seq));
+	for (i = sizeof(seq); i < n; ++i)
+		p[i] = (unsigned char)(seq * 31 + i);
+}
+
+/* What the CAPS benchmarks' servers do to a request. */
+static inline void
+complement(unsigned char *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; ++i)
+		p[i] = ~p[i];
+}
+
+static inline int
+rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return (remove(path));
+}
+
+/* Remove the tree at `dir` (a benchmark's rendezvous directory). */
+static inline void
+rm_tree(const char *dir)
+{
+	if (nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+		perror(dir);
 }
 
 #endif

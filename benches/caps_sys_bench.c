@@ -27,7 +27,6 @@
 #include <sys/wait.h>
 
 #include <errno.h>
-#include <ftw.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -56,27 +55,6 @@ die(const char *what)
 
 /* ---- message contents ---- */
 
-/* The request for sequence number seq: seq, then bytes derived from it. */
-static void
-fill(unsigned char *p, size_t n, uint64_t seq)
-{
-	size_t i;
-
-	memcpy(p, &seq, sizeof(seq));
-	for (i = sizeof(seq); i < n; ++i)
-		p[i] = (unsigned char)(seq * 31 + i);
-}
-
-/* What the servers do to a request. */
-static void
-complement(unsigned char *p, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; ++i)
-		p[i] = ~p[i];
-}
-
 /* Is p the reply to the request for seq? */
 static int
 is_reply(const unsigned char *p, size_t n, uint64_t seq)
@@ -89,50 +67,6 @@ is_reply(const unsigned char *p, size_t n, uint64_t seq)
 }
 
 /* ---- plumbing ---- */
-
-static int
-writen(int fd, const void *buf, size_t n)
-{
-	size_t put = 0;
-
-	while (put < n) {
-		ssize_t r = write(fd, (const char *)buf + put, n - put);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return (-1);
-		put += r;
-	}
-	return (0);
-}
-
-static pid_t
-xfork(void)
-{
-	pid_t pid;
-
-	fflush(stdout);
-	fflush(stderr);
-	pid = fork();
-	if (pid < 0) {
-		perror("fork");
-		exit(1);
-	}
-	return (pid);
-}
-
-/* Wait for a child; true if it exited with status 0. */
-static int
-reap(pid_t pid)
-{
-	int status;
-
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return (0);
-	return (WIFEXITED(status) && WEXITSTATUS(status) == 0);
-}
 
 /*
  * Run fn(arg, out) in a child process (each measurement gets a fresh
@@ -469,23 +403,13 @@ caps_pipelined(struct place *p)
 
 /* ---- main ---- */
 
-static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return (remove(path));
-}
-
 static pid_t parent;
 
 static void
 cleanup(void)
 {
-	if (getpid() == parent && dir[0] != '\0' &&
-	    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
-		perror(dir);
+	if (getpid() == parent && dir[0] != '\0')
+		rm_tree(dir);
 }
 
 int

@@ -96,6 +96,9 @@ struct EvLoop {
     live: usize,
     /// The registrations watched by a probe too.
     probes: Vec<(Token, Box<dyn Probe>)>,
+    /// Registrations whose callback runs again at the next look at the
+    /// probes, ready or not ([`again`]).
+    again: Vec<Token>,
     /// Polls without sleeping since the descriptors were last looked at.
     skipped: u32,
 }
@@ -165,6 +168,7 @@ impl EvLoop {
             free: Vec::new(),
             live: 0,
             probes: Vec::new(),
+            again: Vec::new(),
             skipped: 0,
         }
     }
@@ -253,10 +257,23 @@ pub fn set_probe(token: Token, probe: Option<Box<dyn Probe>>) {
     })
 }
 
+/// Run the callback of `token` again (with [`EV_PROBE`]) at the next
+/// look at the probes, whether its descriptor or probe is ready or not:
+/// a reader that stopped before the end of its input, to let the others
+/// have their turn, is called back after them.
+pub fn again(token: Token) {
+    with(|l| {
+        if !l.again.contains(&token) {
+            l.again.push(token);
+        }
+    })
+}
+
 /// Stop watching (call before closing the descriptor).
 pub fn unregister(token: Token) {
     with(|l| {
         l.probes.retain(|(t, _)| *t != token);
+        l.again.retain(|t| *t != token);
         let Some(s) = l.slots.get_mut(token.slot as usize) else {
             return;
         };
@@ -393,40 +410,58 @@ pub fn waker() -> Arc<Waker> {
 /// and run the callbacks of ready descriptors and probes. Returns the
 /// number of events handled, counting a wakeup.
 pub fn poll(timeout_ms: i32) -> usize {
-    const MAX: usize = 64;
     if timeout_ms != 0 && with(|l| !l.idle_hooks.is_empty()) {
         run_idle_hooks();
     }
     let probed = run_probes();
-    if probed > 0 {
+    let probes = has_probes();
+    // A look at the probes costs a few loads, one at the descriptors a
+    // system call: while probes are watched, a poll that does not sleep
+    // (or found input in a probe) looks at the descriptors only every few
+    // times.
+    if probes && (timeout_ms == 0 || probed > 0) && !descriptors_due() {
         return probed;
     }
-    let (ep, probes) = with(|l| (l.ep.as_raw_fd(), !l.probes.is_empty()));
-    if timeout_ms == 0 && probes {
-        // A look at the probes costs a few loads, one at the descriptors
-        // a system call: while probes are watched, a poll that does not
-        // sleep looks at the descriptors only every few times.
-        let skip = with(|l| {
-            l.skipped += 1;
-            l.skipped < PROBE_POLLS
-        });
-        if skip {
-            return 0;
-        }
-    }
     with(|l| l.skipped = 0);
+    // Input in a probe: look at the descriptors without sleeping.
+    let timeout_ms = if probed > 0 { 0 } else { timeout_ms };
     let sleeping = timeout_ms != 0 && probes;
     if sleeping && !sleep_probes() {
         return run_probes().max(1);
     }
-    let mut evs = [libc::epoll_event { events: 0, u64: 0 }; MAX];
-    // SAFETY: `evs` has room for MAX events.
-    let n = unsafe { libc::epoll_wait(ep, evs.as_mut_ptr(), MAX as i32, timeout_ms) };
+    let n = wait_descriptors(timeout_ms);
     if sleeping {
         with(|l| l.probes.iter().for_each(|(_, p)| p.woke()));
     }
+    probed + n + run_probes()
+}
+
+/// Count a look at the probes without one at the descriptors; true when
+/// it is the descriptors' turn (every [`PROBE_POLLS`] looks). They get
+/// it even while probes keep finding input: else busy rings would starve
+/// the sockets (new connections, records that come by socket, the cpu's
+/// wakeups; issue 17).
+fn descriptors_due() -> bool {
+    with(|l| {
+        l.skipped += 1;
+        if l.skipped < PROBE_POLLS {
+            return false;
+        }
+        l.skipped = 0;
+        true
+    })
+}
+
+/// `epoll_wait` up to `timeout_ms` and run the callbacks of the ready
+/// descriptors; how many events, counting a wakeup.
+fn wait_descriptors(timeout_ms: i32) -> usize {
+    const MAX: usize = 64;
+    let ep = with(|l| l.ep.as_raw_fd());
+    let mut evs = [libc::epoll_event { events: 0, u64: 0 }; MAX];
+    // SAFETY: `evs` has room for MAX events.
+    let n = unsafe { libc::epoll_wait(ep, evs.as_mut_ptr(), MAX as i32, timeout_ms) };
     if n <= 0 {
-        return run_probes();
+        return 0;
     }
     for ev in &evs[..n as usize] {
         let (key, bits) = (ev.u64, ev.events);
@@ -439,18 +474,24 @@ pub fn poll(timeout_ms: i32) -> usize {
         }
         dispatch(Token::from_key(key), bits);
     }
-    n as usize + run_probes()
+    n as usize
 }
 
-/// Are probes watched on this cpu?
+/// Are probes watched on this cpu (or callbacks due [`again`])?
 pub fn has_probes() -> bool {
-    with(|l| !l.probes.is_empty())
+    with(|l| !l.probes.is_empty() || !l.again.is_empty())
 }
 
-/// Run the callbacks of the registrations whose probe is ready (no
-/// system call); how many.
+/// Run the callbacks of the registrations whose probe is ready; how
+/// many. No system call, except that every few times a probe had input
+/// the descriptors are looked at too (without sleeping), as [`poll`]
+/// does: a spin on busy rings must not starve the sockets.
 pub fn poll_probes() -> usize {
-    run_probes()
+    let probed = run_probes();
+    if probed > 0 && descriptors_due() {
+        return probed + wait_descriptors(0);
+    }
+    probed
 }
 
 /// Tell every probe the cpu sleeps; false (every request withdrawn) when
@@ -467,22 +508,31 @@ fn sleep_probes() -> bool {
     })
 }
 
-/// Run the callbacks of the registrations whose probe is ready; how many.
+/// Run the callbacks of the registrations whose probe is ready, then of
+/// those due [`again`] (once each); how many.
 fn run_probes() -> usize {
-    let ready: Vec<Token> = with(|l| {
+    let (ready, again): (Vec<Token>, Vec<Token>) = with(|l| {
+        let again = std::mem::take(&mut l.again);
         if l.probes.is_empty() {
-            return Vec::new();
+            return (Vec::new(), again);
         }
-        l.probes
+        let ready = l
+            .probes
             .iter()
             .filter(|(_, p)| p.ready())
             .map(|(t, _)| *t)
-            .collect()
+            .collect();
+        (ready, again)
     });
     for &t in &ready {
         dispatch(t, EV_PROBE);
     }
-    ready.len()
+    let mut n = ready.len();
+    for &t in again.iter().filter(|t| !ready.contains(t)) {
+        dispatch(t, EV_PROBE);
+        n += 1;
+    }
+    n
 }
 
 /// Run the callback of registration `token` with readiness `bits`.
@@ -559,6 +609,82 @@ mod tests {
         });
         assert_eq!(poll(5000), 1);
         th.join().unwrap();
+    }
+
+    /// A probe that always has input (a busy ring).
+    struct Busy;
+    impl Probe for Busy {
+        fn ready(&self) -> bool {
+            true
+        }
+        fn sleep(&self) -> bool {
+            false
+        }
+        fn woke(&self) {}
+    }
+
+    /// Rings that always have input must not keep the descriptors from
+    /// being looked at (issue 17: with many busy CAPS rings, new
+    /// connections, attach records and wakeups waited for ever).
+    #[test]
+    fn busy_probes_do_not_starve_the_descriptors() {
+        let (ring_a, ring_b) = UnixStream::pair().unwrap();
+        let t = register(ring_b.as_raw_fd(), 0, Box::new(|_| {})).unwrap();
+        set_probe(t, Some(Box::new(Busy)));
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let hits = Rc::new(Cell::new(0));
+        let h = Rc::clone(&hits);
+        let s = register(
+            b.as_raw_fd(),
+            libc::EPOLLIN as u32,
+            Box::new(move |_| h.set(h.get() + 1)),
+        )
+        .unwrap();
+        a.write_all(b"x").unwrap();
+        for timeout in [0, -1] {
+            hits.set(0);
+            for _ in 0..PROBE_POLLS {
+                assert!(poll(timeout) >= 1);
+            }
+            assert_eq!(hits.get(), 1, "polls with timeout {timeout}");
+        }
+        // The idle loop's spin on the probes too.
+        hits.set(0);
+        for _ in 0..PROBE_POLLS {
+            assert!(poll_probes() >= 1);
+        }
+        assert_eq!(hits.get(), 1, "poll_probes");
+        unregister(s);
+        unregister(t);
+        drop(ring_a);
+    }
+
+    #[test]
+    fn again_calls_back_once_at_the_next_look() {
+        let (_a, b) = UnixStream::pair().unwrap();
+        let bits = Rc::new(Cell::new(Vec::new()));
+        let seen = Rc::clone(&bits);
+        let t = register(
+            b.as_raw_fd(),
+            libc::EPOLLIN as u32,
+            Box::new(move |x| {
+                let mut v = seen.take();
+                v.push(x);
+                seen.set(v);
+            }),
+        )
+        .unwrap();
+        assert!(!has_probes());
+        again(t);
+        again(t);
+        assert!(has_probes());
+        assert_eq!(poll_probes(), 1);
+        assert_eq!(bits.take(), vec![EV_PROBE]);
+        assert_eq!(poll(0), 0);
+        assert!(bits.take().is_empty());
+        again(t);
+        unregister(t);
+        assert!(!has_probes());
     }
 
     #[test]

@@ -128,7 +128,16 @@ pub(super) unsafe fn remote_read(r: *mut CapsPort) {
         }
         Admission::Admitted => {}
     }
+    let mut taken = 0;
     loop {
+        if taken == TURN {
+            // The others' turn: read on after them.
+            // SAFETY: `r` is live.
+            if let Some(t) = unsafe { connection_of(r) }.link.tx.token {
+                evloop::again(t);
+            }
+            return;
+        }
         // SAFETY: `r` is live.
         if !unsafe { may_read(r) } {
             // SAFETY: `r` is live; its service, if any, too. Each
@@ -162,6 +171,7 @@ pub(super) unsafe fn remote_read(r: *mut CapsPort) {
                 if unsafe { connection_of(r) }.ids.insert(h.id) {
                     // SAFETY: `r` is live.
                     unsafe { deliver_request(r, &h, &body) };
+                    taken += 1;
                     continue;
                 }
                 ReadEnd::Protocol(WireError::BadField("request id (still outstanding)", h.id))

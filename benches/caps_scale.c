@@ -1,0 +1,641 @@
+/*
+ * caps_scale -- N client processes doing round trips at once against one
+ * server, for N = 1, 2, 4, ... 128: CAPS v1 (caps_service/caps_client),
+ * CAPS v2 (caps_sys_service/caps_sys_client) and, as the baseline, a
+ * minimal single-threaded epoll echo server over Unix stream sockets
+ * written here.
+ *
+ *	caps_scale [SECONDS [MAXCLIENTS [MINCLIENTS]]]
+ *
+ * Every row runs for a fixed time: the clients connect, then all start
+ * together; after a warm-up (a quarter of SECONDS, at most 0.25 s) round
+ * trips are counted and timed for SECONDS (default 1). A round trip is one
+ * request of 64 bytes of payload and its reply (the epoll clients send the
+ * 112 bytes a CAPS frame carries: our 48-byte header and the payload), one
+ * outstanding per client. Columns:
+ *
+ *	rt/s		round trips per second, all clients together
+ *	vs epoll	rt/s over the epoll server's in the same N
+ *	p50, p99	latency of one round trip (us), every client's samples
+ *			merged (log-linear histogram, 1/16 of a power of two)
+ *	p50 vs		p50 over the epoll server's in the same N
+ *	fair		the fewest round trips one client made over the mean
+ *			(1.00: every client got the same share)
+ *	srv cpu%	the server's utime+stime (/proc/PID/stat) over the
+ *			window, per cent of one core
+ *	us/rt		the server's cpu time per round trip
+ *	rss KB		the server's VmRSS at the end of the window
+ *
+ * With CAPS_SCALE_COUNTS set in the environment, each row's round trips
+ * per client are printed on stderr.
+ *
+ * Nothing is pinned: the machine's scheduler places the server and the
+ * clients. Services live in a private rendezvous directory (LIBCAPS_DIR =
+ * a mkdtemp directory, removed at the end). Every reply is checked; a
+ * client that gets a wrong one fails the row.
+ */
+#define _GNU_SOURCE
+#include <sys/types.h>
+#include <libcaps/globaldata.h>
+#include <sys/thread.h>
+#include <sys/msgport.h>
+#include <sys/msgport2.h>
+#include <sys/thread2.h>
+#include <sys/caps.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench_util.h"
+
+#define PAYLOAD		64
+#define HDR		48	/* our frame header (docs/wire-protocol.md) */
+#define RAWMSG		(HDR + PAYLOAD)
+#define MAXCLIENTS	128
+#define SUB		16	/* histogram buckets per power of two */
+#define NBUCKET		(40 * SUB)
+
+enum kind { EPOLL, V1, V2, NKIND };
+static const char *kind_name[NKIND] = { "epoll", "CAPS v1", "CAPS v2" };
+
+struct client_out {
+	long		count;		/* round trips in the window */
+	int		failed;
+	uint64_t	hist[NBUCKET];	/* their latencies */
+};
+
+/* Shared by the parent and every client (MAP_SHARED). */
+struct board {
+	int		ready;		/* clients connected (atomic) */
+	int		go;		/* start: the window is set */
+	double		start, end;	/* the window, now_ns() */
+	struct client_out c[MAXCLIENTS];
+};
+
+static struct board *board;
+static double seconds = 1.0;
+static char dir[256];
+static int row;			/* makes service names unique */
+
+/* ---- latency histogram ---- */
+
+static int
+bucket(uint64_t ns)
+{
+	int e, i;
+
+	if (ns < SUB)
+		return ((int)ns);
+	e = 63 - __builtin_clzll(ns);	/* >= 4 */
+	i = (e - 3) * SUB + (int)((ns >> (e - 4)) & (SUB - 1));
+	return (i < NBUCKET ? i : NBUCKET - 1);
+}
+
+/* The middle of bucket i, in ns. */
+static double
+bucket_mid(int i)
+{
+	int e, sub;
+
+	if (i < SUB)
+		return (i);
+	e = i / SUB + 3;
+	sub = i % SUB;
+	return ((double)((uint64_t)(SUB + sub) << (e - 4)) +
+	    (double)((uint64_t)1 << (e - 4)) / 2);
+}
+
+/* The latency (us) below which fraction q of the merged samples lie. */
+static double
+percentile(const uint64_t *h, uint64_t total, double q)
+{
+	uint64_t want = (uint64_t)(q * (double)total), seen = 0;
+	int i;
+
+	for (i = 0; i < NBUCKET; ++i) {
+		seen += h[i];
+		if (seen > want)
+			return (bucket_mid(i) / 1e3);
+	}
+	return (0);
+}
+
+/* ---- plumbing ---- */
+
+static void
+die(const char *what)
+{
+	fprintf(stderr, "caps_scale: %s\n", what);
+	exit(1);
+}
+
+static void
+sleep_until(double t_ns)
+{
+	double d;
+
+	while ((d = t_ns - now_ns()) > 0) {
+		struct timespec ts = { (time_t)(d / 1e9), (long)((long long)d % 1000000000LL) };
+
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* utime + stime of process pid, in clock ticks; -1 if unreadable. */
+static long long
+cpu_ticks(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long ut, st;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return (-1);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* After the command name (in parentheses, may hold spaces). */
+	if ((p = strrchr(buf, ')')) == NULL ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+	    &ut, &st) != 2)
+		return (-1);
+	return ((long long)(ut + st));
+}
+
+/* VmRSS of process pid in KB; -1 if unreadable. */
+static long
+rss_kb(pid_t pid)
+{
+	char path[64], line[256];
+	long kb = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return (-1);
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "VmRSS: %ld", &kb) == 1)
+			break;
+	fclose(f);
+	return (kb);
+}
+
+/* ---- the epoll echo server ---- */
+
+static char sock_path[300];
+static struct sockaddr_un echo_addr;	/* sock_path */
+
+/* Listen on sock_path before the fork, so clients may connect at once. */
+static pid_t
+epoll_server(void)
+{
+	struct sockaddr_un sa;
+	struct epoll_event ev, evs[64];
+	unsigned char buf[4096];
+	int lfd, ep, n, i;
+	pid_t pid;
+
+	snprintf(sock_path, sizeof(sock_path), "%s/echo%d.sock", dir, row);
+	if (strlen(sock_path) >= sizeof(sa.sun_path))
+		die("epoll server: socket path too long");
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	memcpy(sa.sun_path, sock_path, strlen(sock_path));
+	echo_addr = sa;
+	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    listen(lfd, 1024) != 0)
+		die("epoll server: cannot listen");
+	pid = xfork();
+	if (pid != 0) {
+		close(lfd);
+		return (pid);
+	}
+	ep = epoll_create1(0);
+	fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK);
+	ev.events = EPOLLIN;
+	ev.data.fd = lfd;
+	epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
+	for (;;) {
+		n = epoll_wait(ep, evs, 64, -1);
+		for (i = 0; i < n; ++i) {
+			int fd = evs[i].data.fd;
+			ssize_t r;
+
+			if (fd == lfd) {
+				int c;
+
+				while ((c = accept4(lfd, NULL, NULL, SOCK_NONBLOCK)) >= 0) {
+					ev.events = EPOLLIN;
+					ev.data.fd = c;
+					epoll_ctl(ep, EPOLL_CTL_ADD, c, &ev);
+				}
+				continue;
+			}
+			/*
+			 * Echo what came. One request is outstanding per
+			 * client, so the reply always fits the socket's
+			 * buffer: the write is never short.
+			 */
+			r = read(fd, buf, sizeof(buf));
+			if (r <= 0) {
+				if (r < 0 && errno == EAGAIN)
+					continue;
+				epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
+				close(fd);
+				continue;
+			}
+			if (writen(fd, buf, r) != 0) {
+				epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
+				close(fd);
+			}
+		}
+	}
+}
+
+/* ---- CAPS servers ---- */
+
+struct bmsg {
+	struct lwkt_msg	msg;
+	char		data[PAYLOAD];
+};
+
+static char svc_name[64];
+
+static pid_t
+v1_server(void)
+{
+	char path[512];
+	struct stat st;
+	pid_t pid;
+
+	snprintf(svc_name, sizeof(svc_name), "scale1_%d", row);
+	pid = xfork();
+	if (pid == 0) {
+		caps_port_t port;
+		lwkt_msg_t msg;
+
+		port = caps_service(svc_name, (gid_t)-1, 0600, 0);
+		if (port == NULL) {
+			perror("caps_service");
+			_exit(1);
+		}
+		while ((msg = lwkt_waitport(&port->lport, NULL)) != NULL) {
+			struct bmsg *m = (struct bmsg *)msg;
+
+			complement((unsigned char *)m->data, PAYLOAD);
+			msg->u.ms_result = ~msg->u.ms_result;
+			lwkt_replymsg(msg, 0);
+		}
+		_exit(0);
+	}
+	if (geteuid() == 0)
+		snprintf(path, sizeof(path), "%s/root/%s", dir, svc_name);
+	else
+		snprintf(path, sizeof(path), "%s/users/%d/%s", dir, (int)geteuid(),
+		    svc_name);
+	while (stat(path, &st) != 0)
+		usleep(1000);
+	return (pid);
+}
+
+static pid_t
+v2_server(void)
+{
+	unsigned char buf[PAYLOAD];
+	struct caps_msgid msgid;
+	pid_t pid;
+	int cid, n;
+
+	snprintf(svc_name, sizeof(svc_name), "scale2_%d", row);
+	pid = xfork();
+	if (pid != 0)
+		return (pid);
+	cid = caps_sys_service(svc_name, getuid(), getgid(), 0, CAPF_ANYCLIENT);
+	if (cid < 0) {
+		perror("caps_sys_service");
+		_exit(1);
+	}
+	for (;;) {
+		n = caps_sys_wait(cid, buf, sizeof(buf), &msgid, NULL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			perror("caps_sys_wait (server)");
+			_exit(1);
+		}
+		if (msgid.c_state != CAPMS_REQUEST)
+			continue;	/* dispose notices */
+		complement(buf, n);
+		if (caps_sys_reply(cid, buf, n, msgid.c_id) != 0) {
+			perror("caps_sys_reply");
+			_exit(1);
+		}
+	}
+}
+
+/* ---- clients ---- */
+
+/* One round trip of each kind: 0, or -1 (lost or wrong reply). */
+struct conn {
+	int		fd;		/* epoll: socket; v2: cid */
+	caps_port_t	port;		/* v1 */
+	struct lwkt_port rport;		/* v1 */
+};
+
+static int
+connect_to(enum kind k, struct conn *c)
+{
+	switch (k) {
+	case EPOLL:
+		c->fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		return (c->fd >= 0 && connect(c->fd, (struct sockaddr *)&echo_addr,
+		    sizeof(echo_addr)) == 0 ? 0 : -1);
+	case V1:
+		lwkt_initport(&c->rport, curthread);
+		c->port = caps_client(svc_name, (uid_t)-1, 0);
+		return (c->port != NULL ? 0 : -1);
+	default:
+		c->fd = caps_sys_client(svc_name, getuid(), getgid(), 0,
+		    CAPF_ANYCLIENT | CAPF_WAITSVC);
+		return (c->fd >= 0 ? 0 : -1);
+	}
+}
+
+static int
+round_trip(enum kind k, struct conn *c, uint64_t seq)
+{
+	unsigned char buf[RAWMSG], want[RAWMSG];
+	struct caps_msgid msgid;
+	struct bmsg m;
+	off_t id;
+	int n;
+
+	switch (k) {
+	case EPOLL:
+		fill(buf, RAWMSG, seq);
+		if (writen(c->fd, buf, RAWMSG) != 0 || readn(c->fd, want, RAWMSG) != 0)
+			return (-1);
+		return (memcmp(buf, want, RAWMSG) == 0 ? 0 : -1);
+	case V1:
+		lwkt_initmsg(&m.msg, &c->rport, 0);
+		m.msg.u.ms_result = (int)seq;
+		m.msg.ms_msgsize = m.msg.ms_maxsize = sizeof(m);
+		fill((unsigned char *)m.data, PAYLOAD, seq);
+		lwkt_beginmsg(&c->port->lport, &m.msg);
+		if (caps_client_waitreply(c->port, &m.msg) == NULL ||
+		    ~m.msg.u.ms_result != (int)seq)
+			return (-1);
+		fill(want, PAYLOAD, seq);
+		complement(want, PAYLOAD);
+		return (memcmp(m.data, want, PAYLOAD) == 0 ? 0 : -1);
+	default:
+		fill(buf, PAYLOAD, seq);
+		id = caps_sys_put(c->fd, buf, PAYLOAD);
+		if (id < 0)
+			return (-1);
+		do
+			n = caps_sys_wait(c->fd, buf, PAYLOAD, &msgid, NULL);
+		while (n < 0 && errno == EINTR);
+		if (n != PAYLOAD || msgid.c_state != CAPMS_REPLY || msgid.c_id != id)
+			return (-1);
+		fill(want, PAYLOAD, seq);
+		complement(want, PAYLOAD);
+		return (memcmp(buf, want, PAYLOAD) == 0 ? 0 : -1);
+	}
+}
+
+static void
+client(enum kind k, int me)
+{
+	struct client_out *out = &board->c[me];
+	struct conn c;
+	uint64_t seq = (uint64_t)me << 40;
+	double t0, t1;
+
+	alarm(30);		/* a lost reply fails the row, not the run */
+	if (connect_to(k, &c) != 0) {
+		out->failed = 1;
+		_exit(1);
+	}
+	__atomic_add_fetch(&board->ready, 1, __ATOMIC_SEQ_CST);
+	while (!__atomic_load_n(&board->go, __ATOMIC_ACQUIRE))
+		usleep(1000);
+	while ((t0 = now_ns()) < board->end) {
+		if (round_trip(k, &c, seq++) != 0) {
+			out->failed = 1;
+			_exit(1);
+		}
+		t1 = now_ns();
+		if (t0 >= board->start) {
+			++out->hist[bucket((uint64_t)(t1 - t0))];
+			++out->count;
+		}
+	}
+	_exit(0);
+}
+
+/* ---- one row ---- */
+
+struct rowres {
+	double	rate, p50, p99, fair, cpu, us_per_rt;
+	long	rss;
+	int	ok;
+};
+
+static struct rowres
+run_row(enum kind k, int n)
+{
+	static uint64_t merged[NBUCKET];
+	pid_t spid, cpid[MAXCLIENTS];
+	struct rowres r;
+	long long c0, c1;
+	double warm, deadline;
+	long total = 0, least = -1;
+	int i, b;
+
+	memset(&r, 0, sizeof(r));
+	memset(board, 0, sizeof(*board));
+	++row;
+	spid = k == EPOLL ? epoll_server() : k == V1 ? v1_server() : v2_server();
+	for (i = 0; i < n; ++i) {
+		cpid[i] = xfork();
+		if (cpid[i] == 0)
+			client(k, i);
+	}
+	deadline = now_ns() + 30e9;
+	while (__atomic_load_n(&board->ready, __ATOMIC_SEQ_CST) < n && now_ns() < deadline)
+		usleep(1000);
+	r.ok = board->ready == n;
+	warm = seconds / 4 < 0.25 ? seconds / 4 : 0.25;
+	board->start = now_ns() + warm * 1e9;
+	board->end = board->start + seconds * 1e9;
+	__atomic_store_n(&board->go, 1, __ATOMIC_RELEASE);
+	sleep_until(board->start);
+	c0 = cpu_ticks(spid);
+	sleep_until(board->end);
+	c1 = cpu_ticks(spid);
+	r.rss = rss_kb(spid);
+	for (i = 0; i < n; ++i) {
+		if (!r.ok)
+			kill(cpid[i], SIGKILL);
+		if (!reap(cpid[i]))
+			board->c[i].failed = 1;	/* killed by its watchdog */
+	}
+	kill(spid, SIGTERM);
+	reap(spid);
+	if (k == EPOLL)
+		unlink(sock_path);
+	memset(merged, 0, sizeof(merged));
+	for (i = 0; i < n; ++i) {
+		struct client_out *o = &board->c[i];
+
+		if (o->failed)
+			r.ok = 0;
+		total += o->count;
+		if (least < 0 || o->count < least)
+			least = o->count;
+		for (b = 0; b < NBUCKET; ++b)
+			merged[b] += o->hist[b];
+	}
+	if (getenv("CAPS_SCALE_COUNTS") != NULL)
+		fprintf(stderr, "%s N=%d took %.1f s\n", kind_name[k], n,
+		    (now_ns() - board->end) / 1e9 + seconds);
+	if (!r.ok || total == 0) {
+		r.ok = 0;
+		return (r);
+	}
+	if (getenv("CAPS_SCALE_COUNTS") != NULL) {
+		fprintf(stderr, "%s N=%d round trips per client:", kind_name[k], n);
+		for (i = 0; i < n; ++i)
+			fprintf(stderr, " %ld", board->c[i].count);
+		fprintf(stderr, "\n");
+	}
+	r.rate = total / seconds;
+	r.p50 = percentile(merged, total, 0.50);
+	r.p99 = percentile(merged, total, 0.99);
+	r.fair = (double)least / ((double)total / n);
+	if (c0 >= 0 && c1 >= 0) {
+		double cpu_s = (double)(c1 - c0) / sysconf(_SC_CLK_TCK);
+
+		r.cpu = cpu_s / seconds * 100;
+		r.us_per_rt = cpu_s / total * 1e6;
+	} else
+		r.cpu = r.us_per_rt = -1;
+	return (r);
+}
+
+/* ---- main ---- */
+
+static void
+raise_nofile(int need)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+		perror("getrlimit(RLIMIT_NOFILE)");
+		return;
+	}
+	if (rl.rlim_cur < rl.rlim_max) {
+		rlim_t was = rl.rlim_cur;
+
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+			printf("RLIMIT_NOFILE: could not raise %llu to %llu (%s)\n",
+			    (unsigned long long)was, (unsigned long long)rl.rlim_max,
+			    strerror(errno));
+			getrlimit(RLIMIT_NOFILE, &rl);
+		}
+	}
+	printf("RLIMIT_NOFILE: %llu (hard limit %llu)%s\n",
+	    (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
+	    rl.rlim_cur < (rlim_t)need ? ": too few for the largest row" : "");
+}
+
+static pid_t parent;
+
+static void
+cleanup(void)
+{
+	if (getpid() == parent && dir[0] != '\0')
+		rm_tree(dir);
+}
+
+int
+main(int ac, char **av)
+{
+	static const int ns[] = { 1, 2, 4, 8, 16, 32, 64, 128 };
+	int maxn = MAXCLIENTS, minn = 1, i, k;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (ac > 1)
+		seconds = strtod(av[1], NULL);
+	if (ac > 2)
+		maxn = atoi(av[2]);
+	if (ac > 3)
+		minn = atoi(av[3]);
+	if (seconds < 0.05 || seconds > 60 || maxn < 1 || maxn > MAXCLIENTS) {
+		fprintf(stderr, "usage: caps_scale [SECONDS (0.05..60) [MAXCLIENTS (1..%d) "
+		    "[MINCLIENTS]]]\n",
+		    MAXCLIENTS);
+		return (1);
+	}
+	board = mmap(NULL, sizeof(*board), PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (board == MAP_FAILED)
+		die("mmap");
+	snprintf(dir, sizeof(dir), "/tmp/caps-scale.XXXXXX");
+	if (mkdtemp(dir) == NULL)
+		die("mkdtemp");
+	setenv("LIBCAPS_DIR", dir, 1);
+	parent = getpid();
+	atexit(cleanup);
+	signal(SIGPIPE, SIG_IGN);
+
+	raise_nofile(2 * maxn + 64);
+	printf("N clients, one round trip outstanding each, %d-byte payload; "
+	    "%.2f s measured per row; %ld cpus online; %s\n", PAYLOAD, seconds, ncpu,
+	    getenv("LIBCAPS_SHM") != NULL && strcmp(getenv("LIBCAPS_SHM"), "0") == 0 ?
+	    "LIBCAPS_SHM=0" : "shared memory as the library decides");
+	printf("%4s %-8s %10s %8s %9s %9s %8s %5s %8s %7s %8s\n", "N", "server", "rt/s",
+	    "vs epoll", "p50 us", "p99 us", "p50 vs", "fair", "srv cpu%", "us/rt",
+	    "rss KB");
+	for (i = 0; i < (int)(sizeof(ns) / sizeof(ns[0])) && ns[i] <= maxn; ++i) {
+		struct rowres base = { 0 };
+
+		if (ns[i] < minn)
+			continue;
+		for (k = 0; k < NKIND; ++k) {
+			struct rowres r = run_row(k, ns[i]);
+
+			if (k == EPOLL)
+				base = r;
+			if (!r.ok) {
+				printf("%4d %-8s   failed\n", ns[i], kind_name[k]);
+				continue;
+			}
+			printf("%4d %-8s %10.0f %7.2fx %9.1f %9.1f %7.2fx %5.2f %8.0f %7.2f %8ld\n",
+			    ns[i], kind_name[k], r.rate,
+			    base.ok && base.rate > 0 ? r.rate / base.rate : 0, r.p50, r.p99,
+			    base.ok && base.p50 > 0 ? r.p50 / base.p50 : 0,
+			    r.fair, r.cpu, r.us_per_rt, r.rss);
+		}
+	}
+	return (0);	/* cleanup() removes the directory */
+}
