@@ -76,6 +76,9 @@ pub struct Params {
 }
 
 static ZONE_SIZE: AtomicUsize = AtomicUsize::new(0);
+/// `!(ZONE_SIZE - 1)` once it is set (before: 0, so no pointer has a
+/// zone): `slab_free` finds a zone with one `and`.
+static ZONE_BASE: AtomicUsize = AtomicUsize::new(0);
 static ZONE_LIMIT: AtomicUsize = AtomicUsize::new(0);
 static OS_PAGE: AtomicUsize = AtomicUsize::new(0);
 
@@ -115,6 +118,7 @@ pub fn init() {
     fork::register();
     OS_PAGE.store(psize, Ordering::Relaxed);
     ZONE_LIMIT.store((zs / 4).min(ZALLOC_ZONE_LIMIT as usize), Ordering::Relaxed);
+    ZONE_BASE.store(!(zs - 1), Ordering::Relaxed);
     ZONE_SIZE.store(zs, Ordering::Release);
 }
 
@@ -455,7 +459,7 @@ unsafe fn malloc_slow(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c
 pub unsafe fn free(ptr: *mut c_void, ty: *mut malloc_type) {
     let gd = tls::get();
     // Zero before any state exists: then `base` is not a zone either.
-    let base = ptr as usize & !ZONE_SIZE.load(Ordering::Relaxed).wrapping_sub(1);
+    let base = ptr as usize & ZONE_BASE.load(Ordering::Relaxed);
     // One test for "no state" (`gd - 1` wraps to all ones) and "not in
     // the registry's range". (A state above the range, which the heap
     // does not hand out, would only take the slow path.)

@@ -550,7 +550,7 @@ pub unsafe fn free_fast(
         let owner = (*z).f.owner;
         // One test for another cpu's chunk, a shared statistics slot and a
         // parked state.
-        if owner != gd || reclaim::flags(gd) != 0 {
+        if (owner as usize ^ gd as usize) | reclaim::flags(gd) as usize != 0 {
             w.close();
             types::stat(gd, ty, cs, -1);
             if owner != gd {
