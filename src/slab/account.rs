@@ -288,7 +288,7 @@ pub unsafe fn shared_count_open(
         if own != OWNER_SHARED || flags != 0 || lim != UNLIMITED || tag == TAG_UNCHECKED {
             return Counted::No;
         }
-        if calls::count_quiet((*gd).sl_Slot as usize, tag) {
+        if calls::count_quiet_gd(gd, tag) {
             Counted::Yes
         } else {
             Counted::Note

@@ -35,7 +35,9 @@
 use core::ptr::addr_of_mut;
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
-use crate::abi::{SMP_MAXCPU, malloc_type};
+use core::ffi::c_long;
+
+use crate::abi::{SLGlobalData, SMP_MAXCPU, malloc_type};
 
 use super::account;
 use super::types;
@@ -92,10 +94,47 @@ pub unsafe fn count(slot: usize, tag: u8, ty: *mut malloc_type) {
 #[inline(always)]
 pub fn count_quiet(slot: usize, tag: u8) -> bool {
     let s = slot % SMP_MAXCPU;
-    let c = &COUNT[s].0[tag as usize];
+    quiet(&COUNT[s], &DIRTY[s], tag)
+}
+
+#[inline(always)]
+fn quiet(row: &Row, dirty: &Flag, tag: u8) -> bool {
+    let c = &row.0[tag as usize];
     let n = c.load(Ordering::Relaxed) + 1;
     c.store(n, Ordering::Relaxed);
-    !n.is_multiple_of(FOLD) && DIRTY[s].0.load(Ordering::Relaxed)
+    !n.is_multiple_of(FOLD) && dirty.0.load(Ordering::Relaxed)
+}
+
+/// Where a cpu state keeps the addresses of its slot's counters and dirty
+/// flag, so that [`count_quiet_gd`] needs no slot arithmetic:
+/// `sl_Pad0[1]` and `sl_Pad0[2]` (words of the allocator, unused by C).
+///
+/// # Safety
+/// `gd` is a cpu state being set up, with its own statistics slot `slot`.
+pub unsafe fn setup(gd: *mut SLGlobalData, slot: usize) {
+    let s = slot % SMP_MAXCPU;
+    // SAFETY: caller contract.
+    unsafe {
+        (*gd).sl_Pad0[1] = &COUNT[s] as *const Row as c_long;
+        (*gd).sl_Pad0[2] = &DIRTY[s] as *const Flag as c_long;
+    }
+}
+
+/// [`count_quiet`] for the cpu state `gd`, through the addresses
+/// [`setup`] left in it.
+///
+/// # Safety
+/// `gd` is the calling thread's cpu state, set up with a statistics slot
+/// of its own (not `SLGD_SHARED`); `tag` is not `TAG_UNCHECKED`.
+#[inline(always)]
+pub unsafe fn count_quiet_gd(gd: *mut SLGlobalData, tag: u8) -> bool {
+    // SAFETY: caller contract: `setup` stored the addresses of static
+    // rows.
+    unsafe {
+        let row = &*((*gd).sl_Pad0[1] as *const Row);
+        let dirty = &*((*gd).sl_Pad0[2] as *const Flag);
+        quiet(row, dirty, tag)
+    }
 }
 
 /// The second half of [`count`] after [`count_quiet`] returned false.

@@ -145,6 +145,7 @@ pub unsafe fn gd_setup(gd: *mut SLGlobalData) {
             (*gd).sl_Flags |= SLGD_SHARED;
         } else {
             (*gd).sl_Slot = slot;
+            calls::setup(gd, slot as usize);
         }
         (*gd).sl_CacheMax = super::ZONE_CACHE_MAX;
         (*gd).ZoneInfo.ks_magic = M_MAGIC;

@@ -42,8 +42,9 @@ use crate::fatal;
 
 use super::zoneindex;
 
-/// Most chunks a magazine holds for one class.
-pub const MAX: u32 = 16;
+/// Most chunks a magazine holds for one class: 15, so that a [`Mag`] is
+/// 128 bytes (two cache lines) and its address a shift of the class.
+pub const MAX: u32 = 15;
 
 /// Bytes a magazine holds for one class, about: a class of large chunks
 /// gets fewer than [`MAX`] (at least 2).
@@ -64,6 +65,8 @@ pub struct Mag {
     /// Entries, the last pushed at `n - 1`.
     slot: [usize; MAX as usize],
 }
+
+const _: () = assert!(size_of::<Mag>() == 128);
 
 /// A cpu's magazines, one per size class, on cache lines of their own
 /// (no other cpu's data on a line this cpu writes on every call).
@@ -142,6 +145,9 @@ pub unsafe fn pop(gd: *mut SLGlobalData, idx: usize) -> (*mut u8, *mut u8) {
         m.n = n - 1;
         let e = *m.slot.get_unchecked((n - 1) as usize);
         let c = (e & ADDR_MASK) as *mut u8;
+        // A pushed chunk is in a zone, so never NULL: the caller's test
+        // of the pointer then needs no second test here.
+        core::hint::assert_unchecked(!c.is_null());
         (c, c.sub(e >> ADDR_BITS))
     }
 }

@@ -11,7 +11,7 @@
 //!   tail-call `malloc_slow`/`free_slow` for everything else (first use,
 //!   size 0 or large, an unregistered type, a bad pointer to report).
 //! * A cpu's own frees go to its magazine (`mag`: per size class, up to
-//!   16 chunks), from which its next allocations of the class come
+//!   15 chunks), from which its next allocations of the class come
 //!   first; the zones serve what the magazines do not hold.
 //! * A free from another cpu checks the chunk, marks it free and pushes it
 //!   on the owner's remote-free list (one compare-and-swap); the owner
@@ -76,6 +76,9 @@ pub struct Params {
 }
 
 static ZONE_SIZE: AtomicUsize = AtomicUsize::new(0);
+/// `!(ZONE_SIZE - 1)` once it is set (before: 0, so no pointer has a
+/// zone): `slab_free` finds a zone with one `and`.
+static ZONE_BASE: AtomicUsize = AtomicUsize::new(0);
 static ZONE_LIMIT: AtomicUsize = AtomicUsize::new(0);
 static OS_PAGE: AtomicUsize = AtomicUsize::new(0);
 
@@ -115,6 +118,7 @@ pub fn init() {
     fork::register();
     OS_PAGE.store(psize, Ordering::Relaxed);
     ZONE_LIMIT.store((zs / 4).min(ZALLOC_ZONE_LIMIT as usize), Ordering::Relaxed);
+    ZONE_BASE.store(!(zs - 1), Ordering::Relaxed);
     ZONE_SIZE.store(zs, Ordering::Release);
 }
 
@@ -227,7 +231,8 @@ pub unsafe fn malloc(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_
 
 /// A chunk of `class` (`chunk size << 8 | zone index`) for a call already
 /// counted and charged, in the window `w` (the state not parked), which
-/// it closes: the first free-listed chunk, else `zone_malloc_in`.
+/// it closes: the last chunk the magazine got, else `zone_malloc_in`
+/// (out of line: the zone's free list, then the zone's other ways).
 /// `home`: this cpu is the type's home (its statistics slot is its own).
 ///
 /// # Safety
@@ -245,12 +250,9 @@ unsafe fn take(
     let (idx, cs) = ((class & 0xff) as usize, (class >> 8) as usize);
     // SAFETY: caller contract.
     unsafe {
-        let mut c = zone::pop_mag(gd, idx, tag);
+        let c = zone::pop_mag(gd, idx, tag);
         if c.is_null() {
-            c = zone::pop(gd, idx, tag);
-            if c.is_null() {
-                return zone_malloc_in(w, gd, class, ty, tag, flags);
-            }
+            return zone_malloc_in(w, gd, class, ty, tag, flags);
         }
         w.close();
         if home {
@@ -457,8 +459,12 @@ unsafe fn malloc_slow(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c
 pub unsafe fn free(ptr: *mut c_void, ty: *mut malloc_type) {
     let gd = tls::get();
     // Zero before any state exists: then `base` is not a zone either.
-    let base = ptr as usize & !ZONE_SIZE.load(Ordering::Relaxed).wrapping_sub(1);
-    if !gd.is_null() && registry::is_zone(base) {
+    let base = ptr as usize & ZONE_BASE.load(Ordering::Relaxed);
+    // One test for "no state" (`gd - 1` wraps to all ones) and "not in
+    // the registry's range". (A state above the range, which the heap
+    // does not hand out, would only take the slow path.)
+    let out = (gd as usize).wrapping_sub(1) | base;
+    if out >> registry::ADDR_BITS == 0 && registry::is_zone_in_range(base) {
         // SAFETY: forwarded caller contract.
         if let Some(tag) = unsafe { types::registered_tag(ty) } {
             // SAFETY: `base` is a live zone; `gd` is this thread's cpu

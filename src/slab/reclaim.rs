@@ -49,7 +49,20 @@ pub const PERIOD: Duration = Duration::from_millis(100);
 /// The owner's window on its zones (and on its home types' counters, see
 /// `account`): `sl_Counting` is 1 while it is open.
 pub struct Window {
-    busy: &'static AtomicI32,
+    /// The cpu state (not `&sl_Counting`: the fast paths address the word
+    /// from the state pointer they keep anyway, one register less).
+    gd: *mut SLGlobalData,
+}
+
+/// `sl_Counting` of the cpu state `gd`.
+///
+/// # Safety
+/// `gd` is a cpu state (never freed: thread states are pooled, cpu
+/// states live until exit).
+#[inline(always)]
+unsafe fn busy<'a>(gd: *mut SLGlobalData) -> &'a AtomicI32 {
+    // SAFETY: caller contract.
+    unsafe { AtomicI32::from_ptr(addr_of_mut!((*gd).sl_Counting)) }
 }
 
 /// Open the window. The caller then checks [`flags`] (or [`parked`])
@@ -59,14 +72,12 @@ pub struct Window {
 /// `gd` is the calling thread's cpu state; no window of it is open.
 #[inline(always)]
 pub unsafe fn open(gd: *mut SLGlobalData) -> Window {
-    // SAFETY: caller contract; a cpu state is never freed (thread states
-    // are pooled, cpu states live until exit), hence `'static`.
-    let busy = unsafe { AtomicI32::from_ptr(addr_of_mut!((*gd).sl_Counting)) };
-    busy.store(1, Ordering::Relaxed);
+    // SAFETY: caller contract.
+    unsafe { busy(gd) }.store(1, Ordering::Relaxed);
     // Only the compiler may not move the loads that follow above the
     // store; the other side's membarrier() orders the cpu.
     compiler_fence(Ordering::SeqCst);
-    Window { busy }
+    Window { gd }
 }
 
 impl Window {
@@ -75,7 +86,8 @@ impl Window {
     #[inline(always)]
     pub fn close(self) {
         compiler_fence(Ordering::SeqCst);
-        self.busy.store(0, Ordering::Release);
+        // SAFETY: `open` was given a cpu state, which is never freed.
+        unsafe { busy(self.gd) }.store(0, Ordering::Release);
     }
 }
 

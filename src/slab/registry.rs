@@ -12,8 +12,10 @@
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
+/// Zones are only mapped below `1 << ADDR_BITS`.
+pub const ADDR_BITS: u32 = 47;
 const TOP_SHIFT: u32 = 32;
-const TOP_ENTRIES: usize = 1 << (47 - TOP_SHIFT);
+const TOP_ENTRIES: usize = 1 << (ADDR_BITS - TOP_SHIFT);
 /// log2 of the smallest zone size (`ZALLOC_MIN_ZONE_SIZE`).
 const GRAIN_SHIFT: u32 = 15;
 const _: () = assert!(1 << GRAIN_SHIFT == crate::abi::ZALLOC_MIN_ZONE_SIZE as usize);
@@ -37,6 +39,12 @@ fn locate(base: usize) -> Option<(usize, usize, u64)> {
 /// Is `base` (already masked with `~ZoneMask`) the start of a live zone?
 #[inline(always)]
 pub fn is_zone(base: usize) -> bool {
+    base >> ADDR_BITS == 0 && is_zone_in_range(base)
+}
+
+/// [`is_zone`] for a `base` below `1 << ADDR_BITS` (false for any other).
+#[inline(always)]
+pub fn is_zone_in_range(base: usize) -> bool {
     let Some((top, word, bit)) = locate(base) else {
         return false;
     };

@@ -115,14 +115,14 @@ pub(super) fn recip(cs: usize) -> u32 {
     (1u64 << 32).div_ceil(cs as u64) as u32
 }
 
-/// The fast path of [`alloc`]: take the first free-listed chunk of class
+/// The first step of [`alloc`]: take the first free-listed chunk of class
 /// `idx` for the cpu `gd`, tagged `t`; NULL if the class has no zone or
-/// its first zone has an empty free list (then call [`alloc`]).
+/// its first zone has an empty free list.
 ///
 /// # Safety
 /// `gd` is the calling thread's cpu state; `idx < NZONES`.
 #[inline(always)]
-pub unsafe fn pop(gd: *mut SLGlobalData, idx: usize, t: u8) -> *mut u8 {
+unsafe fn pop(gd: *mut SLGlobalData, idx: usize, t: u8) -> *mut u8 {
     // SAFETY: `gd` is ours; zones on `ZoneAry` are live and ours.
     unsafe {
         let z = (*gd).ZoneAry[idx].cast::<Zone>();
@@ -550,7 +550,7 @@ pub unsafe fn free_fast(
         let owner = (*z).f.owner;
         // One test for another cpu's chunk, a shared statistics slot and a
         // parked state.
-        if owner != gd || reclaim::flags(gd) != 0 {
+        if (owner as usize ^ gd as usize) | reclaim::flags(gd) as usize != 0 {
             w.close();
             types::stat(gd, ty, cs, -1);
             if owner != gd {
@@ -563,6 +563,22 @@ pub unsafe fn free_fast(
             w.close();
             return;
         }
+        free_list_in(w, gd, z, c);
+    }
+}
+
+/// The rest of [`free_fast`] when the class's magazine is full: `c` goes
+/// on its zone's free list, in the window `w`, which it closes. Out of
+/// line, so the fast path keeps to the registers it need not save.
+///
+/// # Safety
+/// `w` is the open window of `gd`, the calling thread's cpu state with no
+/// flag set; `z` is a live zone of `gd` and `c` a chunk of `z` that is no
+/// longer in use (tagged free) and on no list.
+#[inline(never)]
+unsafe fn free_list_in(w: reclaim::Window, gd: *mut SLGlobalData, z: *mut Zone, c: *mut u8) {
+    // SAFETY: caller contract.
+    unsafe {
         let ch = c.cast::<SLChunk>();
         (*ch).c_Next = (*z).free;
         (*z).free = ch;
