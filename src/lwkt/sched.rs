@@ -97,10 +97,7 @@ unsafe fn pick_next_on(gd: *mut globaldata, mp: cpu::MpLock<'_>) -> *mut thread 
         } else {
             mp.release(gd);
         }
-        if !tdqueue::next(ntd, Link::Threadq).is_null() {
-            tdqueue::remove(q, ntd, Link::Threadq);
-            tdqueue::insert_tail(q, ntd, Link::Threadq);
-        }
+        tdqueue::rotate_first(q, ntd);
         ntd
     }
 }
@@ -212,7 +209,7 @@ unsafe fn critical_switch(func: &str, td: *mut thread) -> ! {
 ///
 /// # Safety
 /// `gd` is the current cpu and `td` its current thread.
-#[inline]
+#[inline(always)]
 pub(super) unsafe fn do_switch(gd: *mut globaldata, td: *mut thread) {
     // SAFETY: per the contract.
     unsafe {
@@ -220,17 +217,16 @@ pub(super) unsafe fn do_switch(gd: *mut globaldata, td: *mut thread) {
             release(td);
         }
         ipi::process(gd);
-        (*td).td_pri += TDPRI_CRIT;
         let ntd = pick_next(gd);
         if ntd != td {
             switch_to(gd, td, ntd, Leave::Suspend);
         }
-        (*td).td_pri -= TDPRI_CRIT;
     }
 }
 
 /// `lwkt_switch()`: run the next runnable thread (possibly the caller, if
 /// it is still on a run queue and nothing of higher priority is).
+#[inline(always)]
 pub fn switch(func: &str) {
     let gd = mycpu();
     // SAFETY: `gd` is the current cpu, its current thread valid.

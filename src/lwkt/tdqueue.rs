@@ -77,3 +77,28 @@ pub unsafe fn remove(q: *mut thread_queue, td: *mut thread, link: Link) {
     // SAFETY: per the contract.
     unsafe { tailq::remove(q, td, |t| entry(t, link)) }
 }
+
+/// Move `td`, the first thread of `q`, to the tail (round robin); a
+/// thread alone on `q` stays. The same lists as a `TAILQ_REMOVE` +
+/// `TAILQ_INSERT_TAIL` would leave, with fewer stores.
+///
+/// # Safety
+/// `td` must be the first thread of `q` through `td_threadq`.
+#[inline(always)]
+pub unsafe fn rotate_first(q: *mut thread_queue, td: *mut thread) {
+    // SAFETY: per the contract, `td` heads `q`, so its successor (if any)
+    // and the head's last pointer are valid links of `q`.
+    unsafe {
+        let e = entry(td, Link::Threadq);
+        let next = (*e).next;
+        if next.is_null() {
+            return;
+        }
+        (*q).tqh_first = next;
+        (*entry(next, Link::Threadq)).prev = &raw mut (*q).tqh_first;
+        (*e).next = core::ptr::null_mut();
+        (*e).prev = (*q).tqh_last;
+        *(*q).tqh_last = td;
+        (*q).tqh_last = &raw mut (*e).next;
+    }
+}
