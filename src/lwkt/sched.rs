@@ -186,6 +186,36 @@ pub(super) unsafe fn check_not_critical(func: &str, gd: *mut globaldata, td: *mu
     }
 }
 
+/// [`check_not_critical`] with one comparison on the way of a caller
+/// that keeps nothing live across it (`lwkt_switch`); the idle thread is
+/// looked for out of line.
+///
+/// # Safety
+/// As [`check_not_critical`].
+#[inline(always)]
+unsafe fn check_not_critical_lean(func: &str, gd: *mut globaldata, td: *mut thread) {
+    // SAFETY: valid current thread.
+    unsafe {
+        if (*td).td_pri >= TDPRI_CRIT {
+            critical_unless_idle(func, gd, td);
+        }
+    }
+}
+
+/// The rest of [`check_not_critical_lean`]: fatal unless `td` is the
+/// idle thread.
+///
+/// # Safety
+/// `td` is the current thread of `gd`.
+#[cold]
+#[inline(never)]
+unsafe fn critical_unless_idle(func: &str, gd: *mut globaldata, td: *mut thread) {
+    if td != idle_thread(gd) {
+        // SAFETY: per the contract.
+        unsafe { critical_switch(func, td) }
+    }
+}
+
 /// The fatal error of [`check_not_critical`], out of the switch's way.
 ///
 /// # Safety
@@ -232,7 +262,7 @@ pub fn switch(func: &str) {
     // SAFETY: `gd` is the current cpu, its current thread valid.
     unsafe {
         let td = (*gd).gd_curthread;
-        check_not_critical(func, gd, td);
+        check_not_critical_lean(func, gd, td);
         do_switch(gd, td);
     }
 }
