@@ -9,6 +9,7 @@
 
 use core::ffi::{c_char, c_int, c_void};
 use core::ptr;
+use core::sync::atomic::Ordering;
 
 use super::arch;
 use super::boot::mycpu;
@@ -186,36 +187,6 @@ pub(super) unsafe fn check_not_critical(func: &str, gd: *mut globaldata, td: *mu
     }
 }
 
-/// [`check_not_critical`] with one comparison on the way of a caller
-/// that keeps nothing live across it (`lwkt_switch`); the idle thread is
-/// looked for out of line.
-///
-/// # Safety
-/// As [`check_not_critical`].
-#[inline(always)]
-unsafe fn check_not_critical_lean(func: &str, gd: *mut globaldata, td: *mut thread) {
-    // SAFETY: valid current thread.
-    unsafe {
-        if (*td).td_pri >= TDPRI_CRIT {
-            critical_unless_idle(func, gd, td);
-        }
-    }
-}
-
-/// The rest of [`check_not_critical_lean`]: fatal unless `td` is the
-/// idle thread.
-///
-/// # Safety
-/// `td` is the current thread of `gd`.
-#[cold]
-#[inline(never)]
-unsafe fn critical_unless_idle(func: &str, gd: *mut globaldata, td: *mut thread) {
-    if td != idle_thread(gd) {
-        // SAFETY: per the contract.
-        unsafe { critical_switch(func, td) }
-    }
-}
-
 /// The fatal error of [`check_not_critical`], out of the switch's way.
 ///
 /// # Safety
@@ -256,13 +227,58 @@ pub(super) unsafe fn do_switch(gd: *mut globaldata, td: *mut thread) {
 
 /// `lwkt_switch()`: run the next runnable thread (possibly the caller, if
 /// it is still on a run queue and nothing of higher priority is).
+///
+/// The common case (no critical section, release function or IPI, a
+/// runnable thread whose MP-lock needs the cpu already meets) is done
+/// here without a call, so that nothing is live across one and the
+/// function needs no registers saved beyond what the switch saves;
+/// anything else goes to [`switch_slow`] before a thing is changed.
 #[inline(always)]
 pub fn switch(func: &str) {
     let gd = mycpu();
-    // SAFETY: `gd` is the current cpu, its current thread valid.
+    // SAFETY: `gd` is the current cpu, its current thread valid; the
+    // queue head is a runnable thread of `gd`.
     unsafe {
         let td = (*gd).gd_curthread;
-        check_not_critical_lean(func, gd, td);
+        if (*td).td_pri >= TDPRI_CRIT
+            || (*td).td_release.is_some()
+            || cpu::reqflags(gd).load(Ordering::Relaxed) != 0
+        {
+            return switch_slow(func, gd, td);
+        }
+        let mask = (*gd).gd_runqmask;
+        if mask == 0 {
+            return switch_slow(func, gd, td);
+        }
+        let pri = 31 - mask.leading_zeros() as usize;
+        let q = &raw mut (*gd).gd_tdrunq[pri];
+        let ntd = tdqueue::first(q);
+        // What pick_next would do to the MP lock: nothing when the next
+        // thread needs it and the cpu has it, or needs it not and the
+        // cpu has it not.
+        // (Acquire, as MpLock::acquire reads it: a plain load on x86_64.)
+        let mine = cpu::MPLOCK.owner.load(Ordering::Acquire) == (*gd).gd_cpuid as c_int;
+        if ((*ntd).td_mpcount > 0) != mine {
+            return switch_slow(func, gd, td);
+        }
+        tdqueue::rotate_first(q, ntd);
+        if ntd != td {
+            switch_to(gd, td, ntd, Leave::Suspend);
+        }
+    }
+}
+
+/// [`switch`] in full: the critical-section check, the release function,
+/// IPIs and the MP lock.
+///
+/// # Safety
+/// `gd` is the current cpu and `td` its current thread.
+#[cold]
+#[inline(never)]
+unsafe fn switch_slow(func: &str, gd: *mut globaldata, td: *mut thread) {
+    // SAFETY: per the contract.
+    unsafe {
+        check_not_critical(func, gd, td);
         do_switch(gd, td);
     }
 }
@@ -284,7 +300,7 @@ pub unsafe fn block_self(func: &str, wmesg: *const c_char) {
 /// # Safety
 /// `gd` is the current cpu, `td` its current thread; `wmesg` must be a
 /// static C string.
-#[inline]
+#[inline(always)]
 pub unsafe fn block_current(
     func: &str,
     gd: *mut globaldata,
@@ -489,7 +505,6 @@ pub fn switch_if_higher() {
 
 #[cfg(test)]
 mod tests {
-    use core::sync::atomic::Ordering;
 
     use super::*;
     use crate::cpu::RQF_WAKE;
