@@ -57,6 +57,28 @@ pub(super) unsafe fn dequeue(gd: *mut globaldata, td: *mut thread) {
     }
 }
 
+/// Put `td` at the tail of its run queue (queueing it if it is on
+/// none): what a dequeue + enqueue does, with one splice when `td` heads
+/// its queue (a yield of the thread that was picked last).
+///
+/// # Safety
+/// As [`enqueue`].
+#[inline(always)]
+unsafe fn to_tail(gd: *mut globaldata, td: *mut thread) {
+    // SAFETY: per the contract; TDF_RUNQ says td is on its queue.
+    unsafe {
+        if (*td).td_flags & TDF_RUNQ != 0 {
+            let q = &raw mut (*gd).gd_tdrunq[((*td).td_pri & TDPRI_MASK) as usize];
+            if tdqueue::first(q) == td {
+                tdqueue::rotate_first(q, td);
+                return;
+            }
+        }
+        dequeue(gd, td);
+        enqueue(gd, td);
+    }
+}
+
 /// Pick the next thread to run: the head of the highest non-empty run
 /// queue, rotated to the tail of its queue; the idle thread when nothing
 /// is runnable. Takes or drops the MP lock as the chosen thread needs.
@@ -416,8 +438,7 @@ pub fn yield_self() {
         if cpu::MPLOCK.wanted() {
             cpu::MPLOCK.handoff(gd);
         }
-        dequeue(gd, td);
-        enqueue(gd, td);
+        to_tail(gd, td);
         do_switch(gd, td);
     }
 }
