@@ -182,9 +182,9 @@ a token, a CAPS reply, a wait queue) or descheduled."""
     def invoke(self, arg, from_tty):
         rows = []
         for gd, td in all_threads():
+            # A thread that has not run yet shows the critical section
+            # it is born in (it leaves it when it starts).
             pri = int(td["td_pri"])
-            if int(gd["gd_curthread"]) != int(td) and pri >= TDPRI_CRIT:
-                pri -= TDPRI_CRIT  # the switch's own, dropped on resuming
             prio = str(pri & TDPRI_MASK)
             if pri >= TDPRI_CRIT:
                 prio += "+%dcrit" % (pri // TDPRI_CRIT)

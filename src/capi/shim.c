@@ -95,27 +95,26 @@ libcaps_vg_stack_deregister(unsigned int id)
 #define COMM_SIZE 17
 
 /*
- * Format a thread name into comm (COMM_SIZE bytes); NULL ctl: empty. A
- * name without a conversion in its first COMM_SIZE - 1 bytes is copied
- * as it is (vsnprintf would give the same bytes, at many times the cost
- * of the rest of lwkt_create).
+ * The thread name to copy (at most COMM_SIZE - 1 bytes of it): ctl
+ * itself (NULL: none) when its first COMM_SIZE - 1 bytes hold no
+ * conversion (vsnprintf would give the same bytes, at many times the
+ * cost of the rest of lwkt_create), else ctl formatted into comm
+ * (COMM_SIZE bytes).
  */
-static void
+static const char *
 format_comm(char *comm, const char *ctl, va_list ap)
 {
 	size_t i;
 
-	comm[0] = '\0';
 	if (ctl == NULL)
-		return;
+		return (NULL);
 	for (i = 0; i < COMM_SIZE - 1 && ctl[i] != '\0'; ++i) {
 		if (ctl[i] == '%') {
 			vsnprintf(comm, COMM_SIZE, ctl, ap);
-			return;
+			return (comm);
 		}
-		comm[i] = ctl[i];
 	}
-	comm[i] = '\0';
+	return (ctl);
 }
 
 int
@@ -123,25 +122,27 @@ lwkt_create(void (*func)(void *), void *arg, struct thread **ptd,
     struct thread *template, int tdflags, int cpu, const char *ctl, ...)
 {
 	char comm[COMM_SIZE];
+	const char *name;
 	va_list ap;
 
 	va_start(ap, ctl);
-	format_comm(comm, ctl, ap);
+	name = format_comm(comm, ctl, ap);
 	va_end(ap);
 	return (libcaps_thread_create(func, arg, ptd, template, tdflags, cpu,
-	    comm));
+	    name));
 }
 
 void
 lwkt_set_comm(struct thread *td, const char *ctl, ...)
 {
 	char comm[COMM_SIZE];
+	const char *name;
 	va_list ap;
 
 	va_start(ap, ctl);
-	format_comm(comm, ctl, ap);
+	name = format_comm(comm, ctl, ap);
 	va_end(ap);
-	libcaps_thread_set_comm(td, comm);
+	libcaps_thread_set_comm(td, name);
 }
 
 void

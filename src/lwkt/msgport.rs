@@ -271,7 +271,7 @@ pub unsafe fn getport(port: *mut lwkt_port) -> *mut lwkt_msg {
 ///
 /// # Safety
 /// Called through a port vector with valid `port` and `msg`.
-#[inline]
+#[inline(always)]
 pub unsafe fn default_putport(port: *mut lwkt_port, msg: *mut lwkt_msg) -> c_int {
     // SAFETY: valid pointers per the vector contract.
     unsafe {

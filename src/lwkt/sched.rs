@@ -9,6 +9,7 @@
 
 use core::ffi::{c_char, c_int, c_void};
 use core::ptr;
+use core::sync::atomic::Ordering;
 
 use super::arch;
 use super::boot::mycpu;
@@ -56,6 +57,28 @@ pub(super) unsafe fn dequeue(gd: *mut globaldata, td: *mut thread) {
     }
 }
 
+/// Put `td` at the tail of its run queue (queueing it if it is on
+/// none): what a dequeue + enqueue does, with one splice when `td` heads
+/// its queue (a yield of the thread that was picked last).
+///
+/// # Safety
+/// As [`enqueue`].
+#[inline(always)]
+unsafe fn to_tail(gd: *mut globaldata, td: *mut thread) {
+    // SAFETY: per the contract; TDF_RUNQ says td is on its queue.
+    unsafe {
+        if (*td).td_flags & TDF_RUNQ != 0 {
+            let q = &raw mut (*gd).gd_tdrunq[((*td).td_pri & TDPRI_MASK) as usize];
+            if tdqueue::first(q) == td {
+                tdqueue::rotate_first(q, td);
+                return;
+            }
+        }
+        dequeue(gd, td);
+        enqueue(gd, td);
+    }
+}
+
 /// Pick the next thread to run: the head of the highest non-empty run
 /// queue, rotated to the tail of its queue; the idle thread when nothing
 /// is runnable. Takes or drops the MP lock as the chosen thread needs.
@@ -97,10 +120,7 @@ unsafe fn pick_next_on(gd: *mut globaldata, mp: cpu::MpLock<'_>) -> *mut thread 
         } else {
             mp.release(gd);
         }
-        if !tdqueue::next(ntd, Link::Threadq).is_null() {
-            tdqueue::remove(q, ntd, Link::Threadq);
-            tdqueue::insert_tail(q, ntd, Link::Threadq);
-        }
+        tdqueue::rotate_first(q, ntd);
         ntd
     }
 }
@@ -212,7 +232,7 @@ unsafe fn critical_switch(func: &str, td: *mut thread) -> ! {
 ///
 /// # Safety
 /// `gd` is the current cpu and `td` its current thread.
-#[inline]
+#[inline(always)]
 pub(super) unsafe fn do_switch(gd: *mut globaldata, td: *mut thread) {
     // SAFETY: per the contract.
     unsafe {
@@ -220,22 +240,66 @@ pub(super) unsafe fn do_switch(gd: *mut globaldata, td: *mut thread) {
             release(td);
         }
         ipi::process(gd);
-        (*td).td_pri += TDPRI_CRIT;
         let ntd = pick_next(gd);
         if ntd != td {
             switch_to(gd, td, ntd, Leave::Suspend);
         }
-        (*td).td_pri -= TDPRI_CRIT;
     }
 }
 
 /// `lwkt_switch()`: run the next runnable thread (possibly the caller, if
 /// it is still on a run queue and nothing of higher priority is).
+///
+/// The common case (no critical section, release function or IPI, a
+/// runnable thread whose MP-lock needs the cpu already meets) is done
+/// here without a call, so that nothing is live across one and the
+/// function needs no registers saved beyond what the switch saves;
+/// anything else goes to [`switch_slow`] before a thing is changed.
+#[inline(always)]
 pub fn switch(func: &str) {
     let gd = mycpu();
-    // SAFETY: `gd` is the current cpu, its current thread valid.
+    // SAFETY: `gd` is the current cpu, its current thread valid; the
+    // queue head is a runnable thread of `gd`.
     unsafe {
         let td = (*gd).gd_curthread;
+        if (*td).td_pri >= TDPRI_CRIT
+            || (*td).td_release.is_some()
+            || cpu::reqflags(gd).load(Ordering::Relaxed) != 0
+        {
+            return switch_slow(func, gd, td);
+        }
+        let mask = (*gd).gd_runqmask;
+        if mask == 0 {
+            return switch_slow(func, gd, td);
+        }
+        let pri = 31 - mask.leading_zeros() as usize;
+        let q = &raw mut (*gd).gd_tdrunq[pri];
+        let ntd = tdqueue::first(q);
+        // What pick_next would do to the MP lock: nothing when the next
+        // thread needs it and the cpu has it, or needs it not and the
+        // cpu has it not.
+        // (Acquire, as MpLock::acquire reads it: a plain load on x86_64.)
+        let mine = cpu::MPLOCK.owner.load(Ordering::Acquire) == (*gd).gd_cpuid as c_int;
+        if ((*ntd).td_mpcount > 0) != mine {
+            return switch_slow(func, gd, td);
+        }
+        tdqueue::rotate_first(q, ntd);
+        if ntd != td {
+            switch_to(gd, td, ntd, Leave::Suspend);
+        }
+    }
+}
+
+/// [`switch`] in full: the critical-section check, the release function,
+/// IPIs and the MP lock.
+///
+/// # Safety
+/// `gd` is the current cpu and `td` its current thread.
+#[cold]
+#[inline(never)]
+unsafe fn switch_slow(func: &str, gd: *mut globaldata, td: *mut thread) {
+    // SAFETY: per the contract.
+    unsafe {
         check_not_critical(func, gd, td);
         do_switch(gd, td);
     }
@@ -258,7 +322,7 @@ pub unsafe fn block_self(func: &str, wmesg: *const c_char) {
 /// # Safety
 /// `gd` is the current cpu, `td` its current thread; `wmesg` must be a
 /// static C string.
-#[inline]
+#[inline(always)]
 pub unsafe fn block_current(
     func: &str,
     gd: *mut globaldata,
@@ -374,8 +438,7 @@ pub fn yield_self() {
         if cpu::MPLOCK.wanted() {
             cpu::MPLOCK.handoff(gd);
         }
-        dequeue(gd, td);
-        enqueue(gd, td);
+        to_tail(gd, td);
         do_switch(gd, td);
     }
 }
@@ -463,7 +526,6 @@ pub fn switch_if_higher() {
 
 #[cfg(test)]
 mod tests {
-    use core::sync::atomic::Ordering;
 
     use super::*;
     use crate::cpu::RQF_WAKE;

@@ -77,3 +77,79 @@ pub unsafe fn remove(q: *mut thread_queue, td: *mut thread, link: Link) {
     // SAFETY: per the contract.
     unsafe { tailq::remove(q, td, |t| entry(t, link)) }
 }
+
+/// Move `td`, the first thread of `q`, to the tail (round robin); a
+/// thread alone on `q` stays. The same lists as a `TAILQ_REMOVE` +
+/// `TAILQ_INSERT_TAIL` would leave, with fewer stores.
+///
+/// # Safety
+/// `td` must be the first thread of `q` through `td_threadq`.
+#[inline(always)]
+pub unsafe fn rotate_first(q: *mut thread_queue, td: *mut thread) {
+    // SAFETY: per the contract, `td` heads `q`, so its successor (if any)
+    // and the head's last pointer are valid links of `q`.
+    unsafe {
+        let e = entry(td, Link::Threadq);
+        let next = (*e).next;
+        if next.is_null() {
+            return;
+        }
+        (*q).tqh_first = next;
+        (*entry(next, Link::Threadq)).prev = &raw mut (*q).tqh_first;
+        (*e).next = core::ptr::null_mut();
+        (*e).prev = (*q).tqh_last;
+        *(*q).tqh_last = td;
+        (*q).tqh_last = &raw mut (*e).next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The threads of `q` from the head by `tqe_next`, checking every
+    /// back link (`tqe_prev`) and the head's `tqh_last` on the way, as
+    /// the `TAILQ_*` macros of C code walking the list rely on them.
+    fn walk(q: &mut thread_queue) -> Vec<*mut thread> {
+        let mut out = Vec::new();
+        let mut link: *mut *mut thread = &raw mut q.tqh_first;
+        // SAFETY: the test's threads, linked by insert_tail/rotate_first.
+        unsafe {
+            let mut td = *link;
+            while !td.is_null() {
+                assert_eq!((*td).td_threadq.tqe_prev, link, "back link of {td:p}");
+                out.push(td);
+                link = &raw mut (*td).td_threadq.tqe_next;
+                td = *link;
+            }
+        }
+        assert_eq!(q.tqh_last, link, "tqh_last");
+        out
+    }
+
+    #[test]
+    fn rotate_first_moves_the_head_to_the_tail_with_consistent_links() {
+        // SAFETY: zeroed threads and an empty head are valid values.
+        let mut tds: Vec<thread> = (0..3).map(|_| unsafe { core::mem::zeroed() }).collect();
+        let t: Vec<*mut thread> = tds.iter_mut().map(|t| t as *mut thread).collect();
+        // SAFETY: as above.
+        let mut q: thread_queue = unsafe { core::mem::zeroed() };
+        // SAFETY: the head and threads are locals of this test.
+        unsafe {
+            init(&raw mut q);
+            insert_tail(&raw mut q, t[0], Link::Threadq);
+            rotate_first(&raw mut q, t[0]);
+            assert_eq!(walk(&mut q), [t[0]], "alone: stays");
+            insert_tail(&raw mut q, t[1], Link::Threadq);
+            rotate_first(&raw mut q, t[0]);
+            assert_eq!(walk(&mut q), [t[1], t[0]]);
+            insert_tail(&raw mut q, t[2], Link::Threadq);
+            rotate_first(&raw mut q, t[1]);
+            assert_eq!(walk(&mut q), [t[0], t[2], t[1]]);
+            rotate_first(&raw mut q, t[0]);
+            assert_eq!(walk(&mut q), [t[2], t[1], t[0]]);
+            remove(&raw mut q, t[1], Link::Threadq);
+            assert_eq!(walk(&mut q), [t[2], t[0]]);
+        }
+    }
+}

@@ -133,10 +133,27 @@ pub unsafe fn init_thread(
 ///
 /// # Safety
 /// `td` must be a valid, initialised thread.
+#[inline(always)]
 unsafe fn count_user(td: *mut thread) {
     // SAFETY: per the contract.
     if unsafe { (*td).td_flags } & TDF_SYSTHREAD == 0 {
-        USER_THREADS.fetch_add(1, Ordering::AcqRel);
+        user_threads_add(1);
+    }
+}
+
+/// Add `n` to [`USER_THREADS`] and return the count before. While the
+/// process has one cpu, only that cpu's kernel thread ever touches the
+/// count (a second cpu starts from the first one's thread, which
+/// publishes it before anything can reach it), so a plain load and store
+/// do, without the locked update (a full barrier) that two cpus need.
+#[inline(always)]
+fn user_threads_add(n: i32) -> i32 {
+    if cpu::ncpus.load(Ordering::Acquire) == 1 {
+        let v = USER_THREADS.load(Ordering::Relaxed);
+        USER_THREADS.store(v + n, Ordering::Relaxed);
+        v
+    } else {
+        USER_THREADS.fetch_add(n, Ordering::AcqRel)
     }
 }
 
@@ -232,12 +249,24 @@ pub unsafe fn init_thread_remote(
 pub unsafe fn set_comm(td: *mut thread, comm: *const c_char) {
     // SAFETY: per the contract.
     unsafe {
+        (*td).td_comm.fill(0);
+        copy_comm(td, comm);
+    }
+}
+
+/// [`set_comm`] into a thread whose `td_comm` is all zeroes.
+///
+/// # Safety
+/// As [`set_comm`].
+#[inline]
+unsafe fn copy_comm(td: *mut thread, comm: *const c_char) {
+    if comm.is_null() {
+        return;
+    }
+    // SAFETY: per the contract; at most MAXCOMLEN bytes are read (no
+    // strlen of a long name) and copied, leaving the terminating NUL.
+    unsafe {
         let dst = &mut (*td).td_comm;
-        dst.fill(0);
-        if comm.is_null() {
-            return;
-        }
-        // At most MAXCOMLEN bytes are read: no strlen of a long name.
         let room = dst.len() - 1;
         for (i, d) in dst.iter_mut().take(room).enumerate() {
             let c = *comm.add(i);
@@ -452,7 +481,8 @@ pub unsafe fn create(
         set_handler(td, func, arg);
         (*td).td_flags |= TDF_VERBOSE | tdflags;
         (*td).td_mpcount = 1;
-        set_comm(td, comm);
+        // init_fields zeroed td_comm.
+        copy_comm(td, comm);
         let run = (*td).td_flags & TDF_STOPREQ == 0;
         (*td).td_flags &= !TDF_STOPREQ;
         let tgd = (*td).td_gd;
@@ -553,7 +583,7 @@ unsafe fn forget(gd: *mut globaldata, td: *mut thread) {
         (*gd).gd_num_threads -= 1;
         if (*td).td_flags & TDF_SYSTHREAD != 0 {
             (*gd).gd_sys_threads -= 1;
-        } else if USER_THREADS.fetch_sub(1, Ordering::AcqRel) == 1 {
+        } else if user_threads_add(-1) == 1 {
             // The last user thread: the cpu of main may be asleep.
             let mgd = cpu::globaldata_find(MAIN_CPU);
             if mgd != gd {
