@@ -143,8 +143,8 @@ pub fn get(
     mut cred: Option<&mut caps_cred>,
     block: bool,
 ) -> Result<Got, Errno> {
-    let mut set = PollSet::take();
-    let PollSet { fds, probes } = &mut set;
+    // Taken when the first look found nothing.
+    let mut set: Option<PollSet> = None;
     // The entry we sleep on, once we did.
     let mut slept_on: Option<u64> = None;
     let mut listener_ready = false;
@@ -155,8 +155,6 @@ pub fn get(
     // A service sleeps at most until a connection's hello is due.
     let mut due: Option<Instant>;
     loop {
-        fds.clear();
-        probes.clear();
         let wake = {
             let mut t = lock();
             let e = t.get(id)?;
@@ -183,22 +181,27 @@ pub fn get(
                 e.settle();
                 return Ok(g);
             }
+            match &e.kind {
+                Kind::Client(c) if c.conn.dead => return Err(Errno::ENOTCONN),
+                Kind::Forked => return Err(Errno::ENOTCONN),
+                _ if !block => return Err(Errno::EAGAIN),
+                _ => {}
+            }
             due = None;
+            let PollSet { fds, probes } = set.get_or_insert_with(PollSet::take);
+            fds.clear();
+            probes.clear();
             match &mut e.kind {
                 Kind::Service(s) => {
                     s.poll_fds(fds, probes);
                     due = s.hello_due();
                 }
-                Kind::Client(c) if c.conn.dead => return Err(Errno::ENOTCONN),
                 Kind::Client(c) => {
                     let out = if c.conn.wants_out() { libc::POLLOUT } else { 0 };
                     fds.push(pollfd(c.conn.raw(), libc::POLLIN | out));
                     probes.extend(c.conn.probe());
                 }
-                Kind::Forked => return Err(Errno::ENOTCONN),
-            }
-            if !block {
-                return Err(Errno::EAGAIN);
+                Kind::Forked => {}
             }
             // Nothing to take: no other waiter is owed a wakeup either.
             e.drain();
@@ -208,6 +211,8 @@ pub fn get(
         };
         // Holding `wake` keeps the eventfd open while we sleep on it.
         let wake = wake.ok_or(Errno::ENOTCONN)?;
+        // (Taken above already.)
+        let PollSet { fds, probes } = set.get_or_insert_with(PollSet::take);
         fds.push(pollfd(wake.as_raw_fd(), libc::POLLIN));
         let (r, polled) = poll_adaptive(fds, probes, due);
         sockets_ready = polled;
