@@ -298,3 +298,65 @@ fn no_allocation_per_call_beyond_message_bodies() {
         );
     }
 }
+
+/// A 48-byte frame header of `kind` with `body_len` and `id` (a request's
+/// capacity is its length; a reply's is 0).
+fn frame(kind: u16, body_len: u32, id: u64) -> Vec<u8> {
+    let mut b = vec![0u8; 48];
+    b[0..2].copy_from_slice(&kind.to_le_bytes());
+    b[4..8].copy_from_slice(&body_len.to_le_bytes());
+    b[8..16].copy_from_slice(&id.to_le_bytes());
+    b
+}
+
+/// A service (a bare socket speaking the protocol) that answers the one
+/// request it gets twice: the client drops the connection at the second
+/// reply (one log line), hands out the first reply once and then says
+/// `ENOTCONN`; the service reads the end of the connection.
+#[test]
+fn a_second_reply_to_one_request_drops_the_connection() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixListener;
+    setup();
+    // A real service makes the services directory.
+    let real = open("dup_dir", true);
+    let (uid, gid) = me();
+    let sys = std::path::PathBuf::from(std::env::var_os("LIBCAPS_DIR").unwrap()).join("sys");
+    let l = UnixListener::bind(sys.join(format!("dup,{uid},{gid}"))).unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut hello = [0u8; 16];
+        s.read_exact(&mut hello).unwrap();
+        let mut answer = b"CAPS".to_vec();
+        answer.extend_from_slice(&2u16.to_le_bytes());
+        answer.extend_from_slice(&2u16.to_le_bytes());
+        answer.extend_from_slice(&131072u32.to_le_bytes());
+        answer.extend_from_slice(&0u32.to_le_bytes());
+        answer.extend_from_slice(&frame(4, 0, 0));
+        s.write_all(&answer).unwrap();
+        let mut h = [0u8; 48];
+        s.read_exact(&mut h).unwrap();
+        assert_eq!(u16::from_le_bytes([h[0], h[1]]), 1, "a request");
+        let id = u64::from_le_bytes(h[8..16].try_into().unwrap());
+        let mut body = vec![0u8; u32::from_le_bytes(h[4..8].try_into().unwrap()) as usize];
+        s.read_exact(&mut body).unwrap();
+        let reply = [frame(2, 2, id), b"r1".to_vec()].concat();
+        s.write_all(&[reply.clone(), reply].concat()).unwrap();
+        // What follows (a dispose notice, perhaps) up to the end.
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).is_ok()
+    });
+    let cid = open("dup", false);
+    let id = put(cid, b"q");
+    let mut buf = [0u8; 64];
+    assert_eq!(recv(cid, &mut buf, true), Ok((2, id, CAPMS_REPLY)));
+    assert_eq!(&buf[..2], b"r1");
+    assert_eq!(recv(cid, &mut buf, true), Err(libc::ENOTCONN));
+    assert!(server.join().unwrap(), "the client ended the connection");
+    // SAFETY: plain calls.
+    unsafe {
+        assert_eq!(caps_sys_close(cid), 0);
+        assert_eq!(caps_sys_close(real), 0);
+    }
+}
