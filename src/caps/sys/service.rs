@@ -330,8 +330,8 @@ impl Service {
                 }
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.queued_bytes -= size;
+                    self.core.account(&mut c.link, c.queued_bytes);
                 }
-                self.account(conn);
                 self.held.insert(
                     sid,
                     Held {
@@ -411,8 +411,9 @@ impl Service {
         c.replied.insert(client_id, sid);
         if c.link.tx.flush().is_err() {
             self.conn_gone(conn, None);
+        } else {
+            self.core.account(&mut c.link, c.queued_bytes);
         }
-        self.account(conn);
         Ok(())
     }
 
