@@ -469,13 +469,15 @@ caps_pipe_client(void *arg, void *out)
 	caps_sys_close(cid);
 }
 
+/* A pipelined run: the service started by server, client measuring. */
 static double
-caps_pipelined(struct place *p)
+pipelined(pid_t (*server)(struct place *), void (*client)(void *, void *),
+    struct place *p)
 {
-	pid_t spid = caps_server(p);
+	pid_t spid = server(p);
 	double rate;
 
-	in_child(caps_pipe_client, p, &rate, sizeof(rate), spid);
+	in_child(client, p, &rate, sizeof(rate), spid);
 	return (rate);
 }
 
@@ -579,16 +581,6 @@ v1_pipe_client(void *arg, void *out)
 }
 
 static double
-v1_pipelined(struct place *p)
-{
-	pid_t spid = v1_server(p);
-	double rate;
-
-	in_child(v1_pipe_client, p, &rate, sizeof(rate), spid);
-	return (rate);
-}
-
-static double
 median(double *v, int n)
 {
 	qsort(v, n, sizeof(double), cmpd);
@@ -686,12 +678,12 @@ main(int ac, char **av)
 		for (r = 0; r < reps; ++r) {
 			snprintf(pl.name, sizeof(pl.name), "pv1_%d_%d", p, r);
 			if (r % 2 == 0)
-				v1[r] = v1_pipelined(&pl);
+				v1[r] = pipelined(v1_server, v1_pipe_client, &pl);
 			snprintf(pl.name, sizeof(pl.name), "pv2_%d_%d", p, r);
-			v2[r] = caps_pipelined(&pl);
+			v2[r] = pipelined(caps_server, caps_pipe_client, &pl);
 			snprintf(pl.name, sizeof(pl.name), "pv1_%d_%d", p, r);
 			if (r % 2 == 1)
-				v1[r] = v1_pipelined(&pl);
+				v1[r] = pipelined(v1_server, v1_pipe_client, &pl);
 			ratio[r] = v2[r] / v1[r];
 		}
 		m1 = median(v1, reps);
