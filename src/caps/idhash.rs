@@ -2,9 +2,9 @@
 //! small integers, mostly a counter. One multiplication spreads them
 //! across the table's buckets and tag bits, which is hash enough and much
 //! cheaper than the standard library's SipHash, paid on every request,
-//! reply and dispose notice. (Keys are never chosen by a peer in a way
-//! that could flood one bucket: ids from a peer are only looked up among
-//! the ones we hold, at most `CAPS_MAXINPROG` + 1 per connection.)
+//! reply and dispose notice. (A peer may choose ids that collide: they
+//! live in its own connection's table, at most `CAPS_MAXINPROG` + 1 of
+//! them, so that slows its own lookups only, and boundedly.)
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
