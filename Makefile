@@ -211,7 +211,8 @@ bench-caps: stage
 	./build/caps_scale $(BENCH_SCALE_SECONDS)
 
 # CAPS v2: caps_sys_put + caps_sys_wait against caps_sys_wait +
-# caps_sys_reply, beside a raw Unix-socket ping-pong.
+# caps_sys_reply, beside a raw Unix-socket ping-pong; pipelined, beside
+# CAPS v1 too (same payload and outstanding count, alternating runs).
 bench-caps-sys: stage
 	$(BENCH_CC) -o build/caps_sys_bench benches/caps_sys_bench.c -lcaps
 	./build/caps_sys_bench $(BENCH_ROUNDS)

@@ -1,9 +1,9 @@
 /*
  * caps_sys_bench -- CAPS v2 (the 2004 kernel calls caps_sys_*) request and
- * reply against a plain Unix-socket ping-pong, in one run, on one core and
- * on two cores.
+ * reply against a plain Unix-socket ping-pong and, pipelined, against CAPS
+ * v1, in one run, on one core and on two cores.
  *
- *	caps_sys_bench [ROUNDS]
+ *	caps_sys_bench [ROUNDS [REPS]]
  *
  * Round trip: a client caps_sys_put()s 64 bytes and caps_sys_wait()s for
  * the reply; the server (another process) caps_sys_wait()s, answers each
@@ -12,7 +12,11 @@
  * 64-byte payload behind a 48-byte header, what a CAPS frame carries) back
  * and forth over a Unix stream socket with blocking write/read. p50 and p99
  * from per-round-trip clock readings. Pipelined: 64 requests outstanding,
- * replies per second.
+ * replies per second, beside CAPS v1 doing the same (a caps_client port,
+ * 64 lwkt_msgs with 64 bytes of payload each in flight, a caps_service
+ * answering with lwkt_replymsg): REPS runs of each (default 3), v1 and v2
+ * alternating, medians and the v2/v1 ratio of the medians with the range
+ * of the per-run ratios. "One core": both processes pinned to cpu 0.
  *
  * Every reply is checked: the server sends the request's bytes
  * complemented, the client compares all of them (and, for CAPS, the size,
@@ -22,8 +26,14 @@
  */
 #define _GNU_SOURCE
 #include <sys/types.h>
+#include <libcaps/globaldata.h>
+#include <sys/thread.h>
+#include <sys/msgport.h>
+#include <sys/msgport2.h>
+#include <sys/thread2.h>
 #include <sys/caps.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <errno.h>
@@ -42,8 +52,10 @@
 #define HDR		48	/* our frame header (docs/wire-protocol.md) */
 #define RAWMSG		(HDR + PAYLOAD)
 #define PIPE		64	/* requests outstanding (CAPS_MAXINPROG is 128) */
+#define MAXREPS		32	/* pipelined runs of v1 and of v2 */
 
 static long rounds = 20000;
+static int reps = 3;
 static char dir[256];
 
 static void
@@ -391,14 +403,122 @@ caps_pipe_client(void *arg, void *out)
 	caps_sys_close(cid);
 }
 
+/* A pipelined run: the service started by server, client measuring. */
 static double
-caps_pipelined(struct place *p)
+pipelined(pid_t (*server)(struct place *), void (*client)(void *, void *),
+    struct place *p)
 {
-	pid_t spid = caps_server(p);
+	pid_t spid = server(p);
 	double rate;
 
-	in_child(caps_pipe_client, p, &rate, sizeof(rate), spid);
+	in_child(client, p, &rate, sizeof(rate), spid);
 	return (rate);
+}
+
+/* ---- CAPS v1, pipelined ---- */
+
+struct bmsg {
+	struct lwkt_msg	msg;
+	unsigned char	data[PAYLOAD];
+};
+
+/* The v1 service: complement each request's payload, reply. */
+static pid_t
+v1_server(struct place *p)
+{
+	char path[512];
+	struct stat st;
+	pid_t pid;
+
+	pid = xfork();
+	if (pid == 0) {
+		caps_port_t port;
+		lwkt_msg_t msg;
+
+		pin(p->scpu);
+		port = caps_service(p->name, (gid_t)-1, 0600, 0);
+		if (port == NULL) {
+			perror("caps_service");
+			_exit(1);
+		}
+		while ((msg = lwkt_waitport(&port->lport, NULL)) != NULL) {
+			complement((unsigned char *)(msg + 1),
+			    msg->ms_msgsize - sizeof(*msg));
+			lwkt_replymsg(msg, 0);
+		}
+		_exit(0);
+	}
+	/* caps_client has no CAPF_WAITSVC: wait for the node. */
+	if (geteuid() == 0)
+		snprintf(path, sizeof(path), "%s/root/%s", dir, p->name);
+	else
+		snprintf(path, sizeof(path), "%s/users/%d/%s", dir,
+		    (int)geteuid(), p->name);
+	while (stat(path, &st) != 0) {
+		if (waitpid(pid, NULL, WNOHANG) == pid)
+			die("CAPS v1: the service did not start");
+		usleep(1000);
+	}
+	return (pid);
+}
+
+/*
+ * PIPE messages in flight; each reply, checked, goes out again as the
+ * next request (the same work per reply as caps_pipe_client).
+ */
+static void
+v1_pipe_client(void *arg, void *out)
+{
+	static struct bmsg m[PIPE];
+	static uint64_t seq[PIPE];
+	struct place *p = arg;
+	struct lwkt_port rport;
+	caps_port_t port;
+	long sent = 0, got = 0, total = rounds * 5;
+	double t0;
+
+	pin(p->ccpu);
+	lwkt_initport(&rport, curthread);
+	port = caps_client(p->name, (uid_t)-1, 0);
+	if (port == NULL) {
+		perror("caps_client");
+		_exit(1);
+	}
+	t0 = now();
+	for (; sent < PIPE; ++sent) {
+		seq[sent] = sent;
+		fill(m[sent].data, PAYLOAD, sent);
+		lwkt_initmsg(&m[sent].msg, &rport, 0);
+		m[sent].msg.ms_msgsize = m[sent].msg.ms_maxsize = sizeof(m[sent]);
+		lwkt_beginmsg(&port->lport, &m[sent].msg);
+	}
+	while (got < total) {
+		lwkt_msg_t r = caps_client_waitreply(port, NULL);
+		struct bmsg *b = (struct bmsg *)r;
+		long i = b - m;
+
+		if (r == NULL || i < 0 || i >= PIPE || r->ms_error != 0 ||
+		    r->ms_msgsize != sizeof(*b) ||
+		    !is_reply(b->data, PAYLOAD, seq[i]))
+			die("CAPS v1: bad reply");
+		++got;
+		if (sent < total) {
+			seq[i] = sent;
+			fill(b->data, PAYLOAD, sent++);
+			lwkt_initmsg(r, &rport, 0);
+			r->ms_msgsize = r->ms_maxsize = sizeof(*b);
+			lwkt_beginmsg(&port->lport, r);
+		}
+	}
+	*(double *)out = got / (now() - t0);
+	caps_close(port);
+}
+
+static double
+median(double *v, int n)
+{
+	qsort(v, n, sizeof(double), cmpd);
+	return (n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2);
 }
 
 /* ---- main ---- */
@@ -424,8 +544,11 @@ main(int ac, char **av)
 
 	if (ac > 1)
 		rounds = strtol(av[1], NULL, 0);
-	if (rounds < 100) {
-		fprintf(stderr, "usage: caps_sys_bench [ROUNDS >= 100]\n");
+	if (ac > 2)
+		reps = (int)strtol(av[2], NULL, 0);
+	if (rounds < 100 || reps < 1 || reps > MAXREPS) {
+		fprintf(stderr, "usage: caps_sys_bench [ROUNDS >= 100 [REPS 1-%d]]\n",
+		    MAXREPS);
 		return (1);
 	}
 	if (sched_getaffinity(0, sizeof(cpus), &cpus) == 0 &&
@@ -463,18 +586,36 @@ main(int ac, char **av)
 		printf("%-10s %-14s %8.2f %8.2f %8.2f %11.2fx\n", place[p].name,
 		    "caps_sys", cps.p50, cps.p99, cps.mean, cps.p50 / raw.p50);
 	}
-	printf("\npipelined, %d outstanding, %ld replies (replies/s)\n", PIPE,
-	    rounds * 5);
+	printf("\npipelined, %d outstanding, %d-byte payload, %ld replies, "
+	    "median of %d runs (replies/s)\n", PIPE, PAYLOAD, rounds * 5, reps);
+	printf("%-10s %12s %12s %12s %7s %13s\n", "placement", "unix socket",
+	    "caps v1", "caps_sys", "v2/v1", "(runs)");
 	for (p = 0; p < nplace; ++p) {
-		double raw, cps;
+		double raw, v1[MAXREPS], v2[MAXREPS], ratio[MAXREPS], m1, m2;
+		int r;
 
 		pl.scpu = place[p].scpu;
 		pl.ccpu = place[p].ccpu;
-		snprintf(pl.name, sizeof(pl.name), "pipe%d", p);
+		snprintf(pl.name, sizeof(pl.name), "praw%d", p);
 		raw = raw_pipelined(&pl);
-		cps = caps_pipelined(&pl);
-		printf("%-10s unix socket %10.0f   caps_sys %10.0f   (%.2fx)\n",
-		    place[p].name, raw, cps, cps / raw);
+		/* Alternate which goes first, so drift in the load is shared. */
+		for (r = 0; r < reps; ++r) {
+			snprintf(pl.name, sizeof(pl.name), "pv1_%d_%d", p, r);
+			if (r % 2 == 0)
+				v1[r] = pipelined(v1_server, v1_pipe_client, &pl);
+			snprintf(pl.name, sizeof(pl.name), "pv2_%d_%d", p, r);
+			v2[r] = pipelined(caps_server, caps_pipe_client, &pl);
+			snprintf(pl.name, sizeof(pl.name), "pv1_%d_%d", p, r);
+			if (r % 2 == 1)
+				v1[r] = pipelined(v1_server, v1_pipe_client, &pl);
+			ratio[r] = v2[r] / v1[r];
+		}
+		m1 = median(v1, reps);
+		m2 = median(v2, reps);
+		qsort(ratio, reps, sizeof(double), cmpd);
+		printf("%-10s %12.0f %12.0f %12.0f %6.2fx  %.2f-%.2fx\n",
+		    place[p].name, raw, m1, m2, m2 / m1, ratio[0],
+		    ratio[reps - 1]);
 	}
 	if (nplace < 2)
 		printf("(two cores skipped: cpus 0 and 1 are not both available)\n");

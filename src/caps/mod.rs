@@ -4,6 +4,7 @@
 mod conn;
 pub mod cred;
 pub mod errno;
+mod idhash;
 pub mod port;
 pub mod probe;
 pub mod rendezvous;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::caps::cred::Cred;
 use crate::caps::errno::Errno;
+use crate::caps::idhash::IdMap;
 use crate::cpu::evloop::Token;
 use crate::warn;
 
@@ -108,7 +109,8 @@ pub(in crate::caps) const BUDGET_PER_UID: usize = 8 << 20;
 pub(in crate::caps) struct Budget {
     owner: u32,
     total: usize,
-    by_uid: HashMap<u32, usize>,
+    /// Updated on every request taken and reply sent: a cheap hash.
+    by_uid: IdMap<u32, usize>,
 }
 
 impl Budget {
@@ -116,7 +118,7 @@ impl Budget {
         Budget {
             owner,
             total: 0,
-            by_uid: HashMap::new(),
+            by_uid: IdMap::default(),
         }
     }
 

@@ -22,8 +22,7 @@
 //! server has replied. A remote port lives while it is on its service's
 //! list or holds unreplied requests (`lport.mp_refs`).
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::{HashSet, VecDeque};
 use std::mem::{MaybeUninit, size_of};
 use std::os::fd::AsRawFd;
 use std::ptr;
@@ -34,6 +33,7 @@ use super::conn::{
 };
 use super::cred::{Access, Cred};
 use super::errno::Errno;
+use super::idhash::{IdMap, IdSet};
 use super::rendezvous::{self, Listener};
 use super::wire::{Hello, HelloKind, MAX_MSGSIZE, VERSION};
 use crate::abi::{
@@ -122,28 +122,9 @@ struct Service {
 struct Client {
     conn: Transport,
     next_id: u64,
-    outstanding: HashMap<u64, Pending, BuildHasherDefault<IdHasher>>,
+    outstanding: IdMap<u64, Pending>,
     completed: VecDeque<*mut lwkt_msg>,
     failed: HashSet<*mut lwkt_msg>,
-}
-
-/// Request ids are a counter: spreading them with one multiplication is
-/// hash enough (and much cheaper than SipHash on every request and reply).
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
 }
 
 struct Pending {
@@ -161,7 +142,7 @@ struct Connection {
     held: usize,
     /// Ids of the requests delivered and not yet replied: a request may
     /// not reuse one (docs/wire-protocol.md).
-    ids: HashSet<u64, BuildHasherDefault<IdHasher>>,
+    ids: IdSet<u64>,
     paused: bool,
     /// Bytes of the requests held (delivered, not yet replied).
     held_bytes: usize,
@@ -341,7 +322,7 @@ pub fn client(name: &[u8], uid: u32, td: *mut thread) -> Result<*mut CapsPort, E
     let cl = Client {
         conn,
         next_id: 1,
-        outstanding: HashMap::default(),
+        outstanding: IdMap::default(),
         completed: VecDeque::new(),
         failed: HashSet::new(),
     };

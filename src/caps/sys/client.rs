@@ -1,7 +1,7 @@
 //! A v2 client: finding and connecting to a service, its requests,
 //! replies and dispose notices.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -17,6 +17,7 @@ use crate::caps::conn::{
 };
 use crate::caps::cred::Cred;
 use crate::caps::errno::Errno;
+use crate::caps::idhash::IdMap;
 use crate::caps::rendezvous;
 use crate::caps::wire::{FrameKind, HEADER_LEN, Header, Hello, HelloKind, VERSION_SYS, WireError};
 use crate::warn;
@@ -27,8 +28,9 @@ pub(super) struct Client {
     /// The service's credentials (what a reply was "loaded" by).
     peer: Cred,
     next_id: u64,
-    /// Put and not yet answered by a retrieved reply.
-    outstanding: HashMap<u64, ()>,
+    /// Put and not yet answered by a retrieved reply; true once its reply
+    /// is in `replies`.
+    outstanding: IdMap<u64, bool>,
     /// Replies received, not yet retrieved: (id, data, synthesized).
     replies: VecDeque<(u64, Vec<u8>, bool)>,
     pub(super) generation: i64,
@@ -63,7 +65,7 @@ pub fn client(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno>
         peer,
         conn,
         next_id: 1,
-        outstanding: HashMap::new(),
+        outstanding: IdMap::default(),
         replies: VecDeque::new(),
         generation,
         news: false,
@@ -219,9 +221,9 @@ impl Client {
                 Ok(Some((h, body))) => match h.kind {
                     FrameKind::Gen => self.generation = h.result as i64,
                     FrameKind::Reply
-                        if self.outstanding.contains_key(&h.id)
-                            && !self.replies.iter().any(|r| r.0 == h.id) =>
+                        if self.outstanding.get(&h.id).is_some_and(|replied| !replied) =>
                     {
+                        self.outstanding.insert(h.id, true);
                         self.news = true;
                         self.replies.push_back((h.id, body, false));
                     }
@@ -251,9 +253,12 @@ impl Client {
         self.conn.close();
         let mut ids: Vec<u64> = self
             .outstanding
-            .keys()
-            .filter(|id| !self.replies.iter().any(|r| r.0 == **id))
-            .copied()
+            .iter_mut()
+            .filter(|(_, replied)| !**replied)
+            .map(|(id, replied)| {
+                *replied = true;
+                *id
+            })
             .collect();
         ids.sort_unstable();
         for id in ids {
@@ -281,7 +286,7 @@ impl Client {
             self.lost();
             return Err(Errno::ENOTCONN);
         }
-        self.outstanding.insert(id, ());
+        self.outstanding.insert(id, false);
         Ok(id as i64)
     }
 

@@ -18,8 +18,12 @@ impl Service {
     }
 
     /// Drop the connections whose hello is overdue (`pump` read what
-    /// they sent), one log line for all.
+    /// they sent), one log line for all. (Nothing to do, and no clock
+    /// read, while every connection has said hello.)
     pub(super) fn hello_sweep(&mut self) {
+        if self.conns.values().all(|c| c.link.hello_done()) {
+            return;
+        }
         let mut sweep = HelloSweep::select(self.conns.iter().map(|(k, c)| (*k, &c.link)));
         for k in sweep.take() {
             if let Some(c) = self.conns.get(&k) {

@@ -143,8 +143,8 @@ pub fn get(
     mut cred: Option<&mut caps_cred>,
     block: bool,
 ) -> Result<Got, Errno> {
-    let mut fds = Vec::new();
-    let mut probes = Vec::new();
+    // Taken when the first look found nothing.
+    let mut set: Option<PollSet> = None;
     // The entry we sleep on, once we did.
     let mut slept_on: Option<u64> = None;
     let mut listener_ready = false;
@@ -155,8 +155,6 @@ pub fn get(
     // A service sleeps at most until a connection's hello is due.
     let mut due: Option<Instant>;
     loop {
-        fds.clear();
-        probes.clear();
         let wake = {
             let mut t = lock();
             let e = t.get(id)?;
@@ -183,22 +181,27 @@ pub fn get(
                 e.settle();
                 return Ok(g);
             }
+            match &e.kind {
+                Kind::Client(c) if c.conn.dead => return Err(Errno::ENOTCONN),
+                Kind::Forked => return Err(Errno::ENOTCONN),
+                _ if !block => return Err(Errno::EAGAIN),
+                _ => {}
+            }
             due = None;
+            let PollSet { fds, probes } = set.get_or_insert_with(PollSet::take);
+            fds.clear();
+            probes.clear();
             match &mut e.kind {
                 Kind::Service(s) => {
-                    s.poll_fds(&mut fds, &mut probes);
+                    s.poll_fds(fds, probes);
                     due = s.hello_due();
                 }
-                Kind::Client(c) if c.conn.dead => return Err(Errno::ENOTCONN),
                 Kind::Client(c) => {
                     let out = if c.conn.wants_out() { libc::POLLOUT } else { 0 };
                     fds.push(pollfd(c.conn.raw(), libc::POLLIN | out));
                     probes.extend(c.conn.probe());
                 }
-                Kind::Forked => return Err(Errno::ENOTCONN),
-            }
-            if !block {
-                return Err(Errno::EAGAIN);
+                Kind::Forked => {}
             }
             // Nothing to take: no other waiter is owed a wakeup either.
             e.drain();
@@ -208,8 +211,10 @@ pub fn get(
         };
         // Holding `wake` keeps the eventfd open while we sleep on it.
         let wake = wake.ok_or(Errno::ENOTCONN)?;
+        // (Taken above already.)
+        let PollSet { fds, probes } = set.get_or_insert_with(PollSet::take);
         fds.push(pollfd(wake.as_raw_fd(), libc::POLLIN));
-        let (r, polled) = poll_adaptive(&mut fds, &probes, due);
+        let (r, polled) = poll_adaptive(fds, probes, due);
         sockets_ready = polled;
         // A service's listener comes first in its poll set.
         listener_ready = r > 0 && fds[0].revents != 0;
@@ -223,6 +228,39 @@ pub fn get(
             }
             return Err(e);
         }
+    }
+}
+
+/// What a `get` that found nothing watches: kept per thread between
+/// calls, so that a wait allocates nothing once its thread waited before.
+/// The probes are dropped at the end of each call (they keep rings
+/// mapped).
+struct PollSet {
+    fds: Vec<libc::pollfd>,
+    probes: Vec<Probe>,
+}
+
+thread_local! {
+    static POLL_SET: std::cell::Cell<(Vec<libc::pollfd>, Vec<Probe>)> =
+        const { std::cell::Cell::new((Vec::new(), Vec::new())) };
+}
+
+impl PollSet {
+    /// The calling thread's (empty; new if the thread is exiting).
+    fn take() -> PollSet {
+        let (fds, probes) = POLL_SET.try_with(|c| c.take()).unwrap_or_default();
+        PollSet { fds, probes }
+    }
+}
+
+impl Drop for PollSet {
+    fn drop(&mut self) {
+        let mut fds = std::mem::take(&mut self.fds);
+        let mut probes = std::mem::take(&mut self.probes);
+        fds.clear();
+        probes.clear();
+        // Dropped here instead when the thread is exiting.
+        let _ = POLL_SET.try_with(|c| c.set((fds, probes)));
     }
 }
 

@@ -2,7 +2,8 @@
 //! requests it holds, replies and generations. Connections, hellos and
 //! limits are the connection layer's (`caps::conn`).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound::{Excluded, Unbounded};
 use std::os::fd::AsRawFd;
 
 use super::names::{key, matching_nodes, node_name};
@@ -12,6 +13,7 @@ use crate::abi::{CAPF_EXCL, CAPF_UFLAGS, CAPMS_DISPOSE, CAPMS_REQUEST, caps_cred
 use crate::caps::conn::{self, Admission, ReadEnd, set_nonblocking};
 use crate::caps::cred::{Cred, SysAccess};
 use crate::caps::errno::Errno;
+use crate::caps::idhash::IdMap;
 use crate::caps::rendezvous::{self, Listener};
 use crate::caps::shm::Probe;
 use crate::caps::wire::{FrameKind, Header, VERSION_SYS, WireError};
@@ -40,7 +42,7 @@ struct Held {
 pub(super) struct Connection {
     pub(super) link: conn::Connection,
     /// Replies sent, by client id, waiting for the client's dispose.
-    replied: HashMap<u64, i64>,
+    replied: IdMap<u64, i64>,
     /// Requests of this connection at the server in any state.
     inflight: usize,
     /// Bytes of its requests queued, not yet taken.
@@ -55,12 +57,12 @@ pub(super) struct Service {
     pub(super) conns: BTreeMap<u64, Connection>,
     next_conn: u64,
     queue: VecDeque<Queued>,
-    held: HashMap<i64, Held>,
+    held: IdMap<i64, Held>,
     next_sid: i64,
     generation: i64,
     /// Creds of connections that went away while notices about them are
     /// still queued.
-    gone: HashMap<u64, Cred>,
+    gone: IdMap<u64, Cred>,
     /// Something was queued or a connection came since other waiters last
     /// looked (see `Entry::settle`).
     pub(super) news: bool,
@@ -116,10 +118,10 @@ pub fn service(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno
         conns: BTreeMap::new(),
         next_conn: 1,
         queue: VecDeque::new(),
-        held: HashMap::new(),
+        held: IdMap::default(),
         next_sid: 1,
         generation: 0,
-        gone: HashMap::new(),
+        gone: IdMap::default(),
         news: false,
         accept_due: true,
         accept_skipped: 0,
@@ -142,9 +144,16 @@ impl Service {
         } else {
             self.accept_skipped += 1;
         }
-        let keys: Vec<u64> = self.conns.keys().copied().collect();
-        for k in keys {
+        // Walk the keys without collecting them (no allocation per call):
+        // a connection `pump_conn` removes is behind the cursor.
+        let mut next = self.conns.keys().next().copied();
+        while let Some(k) = next {
             self.pump_conn(k, sockets);
+            next = self
+                .conns
+                .range((Excluded(k), Unbounded))
+                .next()
+                .map(|(k, _)| *k);
         }
         self.hello_sweep();
     }
@@ -158,7 +167,7 @@ impl Service {
                 k,
                 Connection {
                     link,
-                    replied: HashMap::new(),
+                    replied: IdMap::default(),
                     inflight: 0,
                     queued_bytes: 0,
                 },
@@ -304,7 +313,9 @@ impl Service {
                 data,
             } => {
                 let (sid, conn, client_id, size) = (*sid, *conn, *client_id, data.len());
-                if let (Some(out), Some(c)) = (cred, self.cred_of(conn)) {
+                if let Some(out) = cred
+                    && let Some(c) = self.cred_of(conn)
+                {
                     c.to_c(out);
                 }
                 if size > buf.len() {
@@ -319,8 +330,8 @@ impl Service {
                 }
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.queued_bytes -= size;
+                    self.core.account(&mut c.link, c.queued_bytes);
                 }
-                self.account(conn);
                 self.held.insert(
                     sid,
                     Held {
@@ -336,7 +347,9 @@ impl Service {
             }
             Queued::Dispose { sid, conn } => {
                 let (sid, conn) = (*sid, *conn);
-                if let (Some(out), Some(c)) = (cred, self.cred_of(conn)) {
+                if let Some(out) = cred
+                    && let Some(c) = self.cred_of(conn)
+                {
                     c.to_c(out);
                 }
                 self.queue.pop_front();
@@ -398,8 +411,9 @@ impl Service {
         c.replied.insert(client_id, sid);
         if c.link.tx.flush().is_err() {
             self.conn_gone(conn, None);
+        } else {
+            self.core.account(&mut c.link, c.queued_bytes);
         }
-        self.account(conn);
         Ok(())
     }
 

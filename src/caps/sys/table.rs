@@ -5,7 +5,7 @@ use std::cell::UnsafeCell;
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::Got;
 use super::client::Client;
@@ -71,6 +71,11 @@ static REGISTER_HANDLERS: extern "C" fn() = register_handlers;
 /// `.init_array` entry out; a flag, not a `Once`, so nothing ever waits.
 pub(in crate::caps) extern "C" fn register_handlers() {
     static DONE: AtomicBool = AtomicBool::new(false);
+    // Every call locks the table through here: a plain load once done,
+    // not the atomic swap `register_once` makes (a locked instruction).
+    if DONE.load(Ordering::Acquire) {
+        return;
+    }
     if crate::atfork::register_once(&DONE, fork_prepare, fork_parent, fork_child) {
         // SAFETY: a plain function that lives forever.
         unsafe { libc::atexit(unlink_at_exit) };
