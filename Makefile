@@ -205,6 +205,8 @@ bench: bench-caps bench-caps-sys bench-threads bench-park bench-slab bench-encod
 bench-caps: stage
 	$(BENCH_CC) -o build/caps_bench benches/caps_bench.c -lcaps
 	./build/caps_bench $(BENCH_ROUNDS)
+	$(BENCH_CC) -o build/caps_idle benches/caps_idle.c -lcaps
+	./build/caps_idle
 
 # CAPS v2: caps_sys_put + caps_sys_wait against caps_sys_wait +
 # caps_sys_reply, beside a raw Unix-socket ping-pong.
