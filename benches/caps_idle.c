@@ -459,16 +459,21 @@ print_row(const char *what, const struct row *r, const struct row *base)
 {
 	double kb = (double)(r->rss_kb - r->rss0_kb) / r->n;
 
-	printf("%-12s %6d %9.1f %10.2f %9.2f %9.2f %9.1f %8.1f  %s",
+	printf("%-12s %6d %9.1f %10.2f %9.2f %9.2f %9.1f %7ld %7ld %7.1f  %s",
 	    what, r->n, (r->rss_kb - r->rss0_kb) / 1024.0, kb, r->client_kb,
-	    r->accept_s * 1e3, r->probe_p50,
+	    r->accept_s * 1e3, r->probe_p50, r->rss0_kb, r->rss_end_kb,
 	    r->rss0_kb > 0 ? 100.0 * (r->rss_end_kb - r->rss0_kb) / r->rss0_kb : 0.0,
 	    r->ok ? "" : "(incomplete) ");
 	if (base != NULL) {
 		double bkb = (double)(base->rss_kb - base->rss0_kb) / base->n;
 
-		printf("x%.1f mem, x%.2f accept",
-		    bkb > 0 ? kb / bkb : 0.0, r->accept_s / base->accept_s);
+		/* The epoll server's VmRSS may not grow at all (its
+		 * connections are kernel memory only). */
+		if (bkb > 0)
+			printf("x%.1f mem, ", kb / bkb);
+		else
+			printf("(epoll +0 KB) ");
+		printf("x%.2f accept", r->accept_s / base->accept_s);
 		if (r->probe_p50 > 0 && base->probe_p50 > 0)
 			printf(", x%.2f p50", r->probe_p50 / base->probe_p50);
 	}
@@ -498,9 +503,9 @@ main(int ac, char **av)
 	printf("idle connections: one server, clients in processes of %d connections each\n",
 	    PER_CLIENT);
 	printf("RLIMIT_NOFILE: %llu\n", (unsigned long long)nofile);
-	printf("%-12s %6s %9s %10s %9s %9s %9s %8s  %s\n", "server", "conns",
-	    "RSS(MB)", "KB/conn", "cli KB/c", "accept ms", "probe p50",
-	    "after %", "CAPS/epoll");
+	printf("%-12s %6s %9s %10s %9s %9s %9s %7s %7s %7s  %s\n", "server",
+	    "conns", "RSS(MB)", "KB/conn", "cli KB/c", "accept ms", "probe p50",
+	    "KB 0", "KB end", "end %", "CAPS/epoll");
 	for (i = 0; i < nsizes; ++i) {
 		int n = sizes[i];
 		struct row e, c;
@@ -526,8 +531,9 @@ main(int ac, char **av)
 		}
 	}
 	printf("(RSS: the server's VmRSS growth while the connections are held;"
-	    " after %%: VmRSS after they closed, against before;"
-	    " probe p50 in us; half: only 8 bytes of the hello sent)\n");
+	    " KB 0 / KB end: its VmRSS before them and after they closed, end %%:"
+	    " the growth that stayed; cli KB/c: the clients' VmRSS growth per"
+	    " connection; probe p50 in us; half: only 8 bytes of the hello sent)\n");
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	system(cmd);
 	return (0);

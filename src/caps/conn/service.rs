@@ -10,7 +10,7 @@ use std::time::Instant;
 use super::accept::accept;
 use super::limits::{Budget, Gate};
 use super::stats::{INTERNAL_OUT_MAX, Stats};
-use super::transport::{ReadEnd, Transport};
+use super::transport::{ReadEnd, Transport, drop_spare_buffers};
 use super::{HELLO_DEADLINE, shm_enabled};
 use crate::caps::cred::Cred;
 use crate::caps::errno::Errno;
@@ -44,6 +44,9 @@ pub(in crate::caps) struct Service {
     /// What `capsctl stat` is told (`conn::stats`); boxed, so that a v1
     /// port's state stays small.
     pub(super) stats: Box<Stats>,
+    /// The most connections held since memory was last given back to
+    /// the system (`Service::ended`).
+    trim_peak: u64,
 }
 
 /// The service side of one client connection.
@@ -94,6 +97,7 @@ impl Service {
             gate: Gate::new(owner),
             budget: Budget::new(owner),
             stats: Box::new(Stats::new()),
+            trim_peak: 0,
         }
     }
 
@@ -130,6 +134,7 @@ impl Service {
     pub(in crate::caps) fn open(&mut self, fd: OwnedFd, peer: Cred) -> Connection {
         self.stats.connections_now += 1;
         self.stats.connections_total += 1;
+        self.trim_peak = self.trim_peak.max(self.stats.connections_now);
         Connection {
             tx: Transport::new(fd, self.max_body),
             peer,
@@ -270,6 +275,25 @@ impl Service {
             c.peer.pid,
             c.peer.uid
         );
+        self.give_back_memory();
+    }
+
+    /// Once the connections held fell to half of the most held since the
+    /// last time (and that was at least `TRIM_AT`), give the memory the
+    /// allocator keeps free back to the system: a service that held many
+    /// connections returns to its size before them once they close.
+    fn give_back_memory(&mut self) {
+        const TRIM_AT: u64 = 64;
+        if self.trim_peak < TRIM_AT || self.stats.connections_now * 2 > self.trim_peak {
+            return;
+        }
+        self.trim_peak = self.stats.connections_now;
+        drop_spare_buffers();
+        #[cfg(target_env = "gnu")]
+        // SAFETY: malloc_trim only releases memory the allocator holds free.
+        unsafe {
+            libc::malloc_trim(0);
+        }
     }
 
     /// The log line for a connection dropped for `why`.

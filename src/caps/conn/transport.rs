@@ -44,6 +44,16 @@ fn take_chunk() -> Box<[u8]> {
     spare.unwrap_or_else(|| vec![0u8; READ_CHUNK].into_boxed_slice())
 }
 
+/// Free this thread's spare read buffers (a service that shed many
+/// connections gives its memory back).
+pub(super) fn drop_spare_buffers() {
+    let _ = SPARE.try_with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut() {
+            *s = Vec::new();
+        }
+    });
+}
+
 /// Give read buffer `b` back (kept if the thread has fewer than
 /// `SPARE_CHUNKS` spare ones, else freed).
 fn give_back(b: Box<[u8]>) {

@@ -253,6 +253,11 @@ pub(super) unsafe fn remote_shutdown(r: *mut CapsPort, why: Option<&ReadEnd>) {
             Some(s) => {
                 s.core.ended(&mut c.link, why);
                 s.remotes.retain(|&x| x != r);
+                // A service that shed most of its connections gives the
+                // list's room back.
+                if s.remotes.capacity() > 64 && s.remotes.len() * 4 < s.remotes.capacity() {
+                    s.remotes.shrink_to(s.remotes.len() * 2);
+                }
                 s.dirty.retain(|&x| x != r);
                 s.paused.retain(|&x| x != r);
             }
