@@ -47,6 +47,8 @@ pub(in crate::caps) struct Service {
     /// The most connections held since memory was last given back to
     /// the system (`Service::ended`).
     trim_peak: u64,
+    /// Memory was given back since the service last held no connection.
+    trimmed: bool,
 }
 
 /// The service side of one client connection.
@@ -98,6 +100,7 @@ impl Service {
             budget: Budget::new(owner),
             stats: Box::new(Stats::new()),
             trim_peak: 0,
+            trimmed: false,
         }
     }
 
@@ -279,15 +282,19 @@ impl Service {
     }
 
     /// Once the connections held fell to half of the most held since the
-    /// last time (and that was at least `TRIM_AT`), give the memory the
-    /// allocator keeps free back to the system: a service that held many
-    /// connections returns to its size before them once they close.
+    /// last time (and that was at least `TRIM_AT`), and once more when
+    /// the last of them closed, give the memory the allocator keeps free
+    /// back to the system: a service that held many connections returns
+    /// to its size before them once they close.
     fn give_back_memory(&mut self) {
         const TRIM_AT: u64 = 64;
-        if self.trim_peak < TRIM_AT || self.stats.connections_now * 2 > self.trim_peak {
+        let now = self.stats.connections_now;
+        let halved = self.trim_peak >= TRIM_AT && now * 2 <= self.trim_peak;
+        if !halved && !(now == 0 && self.trimmed) {
             return;
         }
-        self.trim_peak = self.stats.connections_now;
+        self.trim_peak = now;
+        self.trimmed = now != 0;
         drop_spare_buffers();
         #[cfg(target_env = "gnu")]
         // SAFETY: malloc_trim only releases memory the allocator holds free.
