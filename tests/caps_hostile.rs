@@ -604,7 +604,12 @@ fn per_uid_limit_holds_with_ten_thousand_connections() {
     let (b, b_gid) = users.ids(1);
     let (c, c_gid) = users.ids(2);
     let (a_s, a_gs) = (a.to_string(), a_gid.to_string());
-    let serve = limited(&base, 20_000, echo(), &["-s", "big", "-u", &a_s, "-G", &a_gs]);
+    let serve = limited(
+        &base,
+        20_000,
+        echo(),
+        &["-s", "big", "-u", &a_s, "-G", &a_gs],
+    );
     let mut srv = Proc::spawn(serve);
     srv.expect_line("serving big");
     let node = base.base.join(format!("users/{a}/big"));
@@ -615,15 +620,12 @@ fn per_uid_limit_holds_with_ten_thousand_connections() {
         &base,
         12_000,
         hostile(),
-        &["-u", &b_s, "-G", &b_gs, "hold", node_s, "10000", "3", "full"],
+        &[
+            "-u", &b_s, "-G", &b_gs, "hold", node_s, "10000", "3", "full",
+        ],
     );
     let mut atk = Proc::spawn(atk);
-    let held: usize = atk
-        .line()
-        .strip_prefix("held ")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let held: usize = atk.line().strip_prefix("held ").unwrap().parse().unwrap();
     let open = atk.line();
     eprintln!("per-uid limit at scale: held {held}, {open}");
     assert!(held > 5000, "{held}");

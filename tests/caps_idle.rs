@@ -27,7 +27,9 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
 }
 
 /// Wait (at most 20 s) until `pid` holds at most `n` descriptors.
@@ -118,7 +120,9 @@ fn idle_connections_cost_at_most_4_kb_and_memory_comes_back() {
     std::thread::sleep(Duration::from_millis(200));
     let rss = rss_kib(pid);
     let per_conn = (rss.saturating_sub(rss0)) as f64 / CONNECTIONS as f64;
-    eprintln!("idle: {rss0} KiB, {rss} KiB with {CONNECTIONS} connections ({per_conn:.2} KiB each)");
+    eprintln!(
+        "idle: {rss0} KiB, {rss} KiB with {CONNECTIONS} connections ({per_conn:.2} KiB each)"
+    );
     assert!(per_conn <= 4.0, "{per_conn:.2} KiB per idle connection");
     drop(held);
     wait_fds_at_most(pid, fds0);

@@ -290,7 +290,8 @@ impl Service {
         const TRIM_AT: u64 = 64;
         let now = self.stats.connections_now;
         let halved = self.trim_peak >= TRIM_AT && now * 2 <= self.trim_peak;
-        if !halved && !(now == 0 && self.trimmed) {
+        let last = now == 0 && self.trimmed;
+        if !(halved || last) {
             return;
         }
         self.trim_peak = now;
