@@ -8,7 +8,7 @@
 #[macro_use]
 mod common;
 
-use common::{Proc, PublicDir, TestUsers, run};
+use common::{Proc, PublicDir, TestUsers, rss_kib, run};
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
@@ -348,13 +348,7 @@ fn a_reused_outstanding_request_id_drops_the_connection() {
     s.args(["-s", "dup", "-h", "2"]);
     let mut srv = Proc::spawn(s);
     srv.expect_line("serving dup");
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
-    let sock = if me == 0 {
-        base.base.join("root/dup")
-    } else {
-        base.base.join(format!("users/{me}/dup"))
-    };
+    let sock = base.v1_socket("dup");
     let mut st = UnixStream::connect(&sock).unwrap();
     st.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut b = v1_hello();
@@ -680,15 +674,6 @@ fn lookup_moves_past_a_silent_candidate() {
 }
 
 // ---- 3: one user cannot exhaust the service's memory ---------------------------
-
-/// Resident set of process `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
 
 /// 40 connections of user B send largest-size requests whose replies fill
 /// the whole buffer and never read them: the service stays within its

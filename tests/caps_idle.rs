@@ -6,7 +6,7 @@
 #[macro_use]
 mod common;
 
-use common::{Proc, wait_listening};
+use common::{Proc, rss_kib, wait_listening};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -17,14 +17,6 @@ c_program!(echo, "caps_echo-idle", "caps_echo");
 type Base = common::CapsBase;
 
 const CONNECTIONS: usize = 1000;
-
-fn rss_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
 
 fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -102,13 +94,7 @@ fn idle_connections_cost_at_most_4_kb_and_memory_comes_back() {
     s.args(["-s", "idle"]);
     let mut srv = Proc::spawn(s);
     srv.expect_line("serving idle");
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
-    let sock = if me == 0 {
-        base.base.join("root/idle")
-    } else {
-        base.base.join(format!("users/{me}/idle"))
-    };
+    let sock = base.v1_socket("idle");
     wait_listening(&sock);
     let pid = srv.pid();
     // The start: a service that served one client.
