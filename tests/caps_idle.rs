@@ -1,7 +1,12 @@
 //! What idle connections cost a CAPS v1 service (issue 17): a thousand
-//! connections that each sent one request and got its reply cost the
-//! service at most 4 KB each while they are held, and its memory comes
-//! back to within 10% of the start once they close.
+//! connections that each sent a burst of requests (as many as a service
+//! holds for one connection) and got the replies cost the service at
+//! most 4 KB each while they are held, quiet, and its memory comes back
+//! once they close: to within 10% of the start, or `STAYS_KIB` above it
+//! (glibc's per-thread caches keep up to about half a megabyte of freed
+//! small blocks, and the pages under them, whatever the number of
+//! connections: seen 124 KiB after 300 connections, 480 KiB after 1,000
+//! and after 3,000, nothing with `GLIBC_TUNABLES=glibc.malloc.tcache_count=0`).
 
 #[macro_use]
 mod common;
@@ -17,6 +22,12 @@ c_program!(echo, "caps_echo-idle", "caps_echo");
 type Base = common::CapsBase;
 
 const CONNECTIONS: usize = 1000;
+/// Requests each connection sends at once: what a v1 service holds for
+/// one connection at most (`MAX_HELD`).
+const BURST: usize = 256;
+/// What may stay of the service's growth after the connections closed
+/// when that is more than 10% of its start (see above).
+const STAYS_KIB: u64 = 768;
 
 fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -33,37 +44,39 @@ fn wait_fds_at_most(pid: u32, n: usize) {
     }
 }
 
-/// A v1 client hello (no shared memory offered) and one request with a
-/// 4-byte payload.
-fn hello_and_request(id: u64) -> Vec<u8> {
+/// A v1 client hello (no shared memory offered) and `BURST` requests
+/// with a 4-byte payload each.
+fn hello_and_burst() -> Vec<u8> {
     let mut b = b"CAPS".to_vec();
     b.extend_from_slice(&1u16.to_le_bytes());
     b.extend_from_slice(&1u16.to_le_bytes());
     b.extend_from_slice(&66560u32.to_le_bytes());
     b.extend_from_slice(&0u32.to_le_bytes());
-    b.extend_from_slice(&1u16.to_le_bytes());
-    b.extend_from_slice(&0u16.to_le_bytes());
-    b.extend_from_slice(&4u32.to_le_bytes());
-    b.extend_from_slice(&id.to_le_bytes());
-    b.extend_from_slice(&4u32.to_le_bytes());
-    b.extend_from_slice(&1u32.to_le_bytes());
-    b.extend_from_slice(&[0u8; 24]);
-    b.extend_from_slice(&[1, 2, 3, 4]);
+    for id in 0..BURST as u64 {
+        b.extend_from_slice(&1u16.to_le_bytes());
+        b.extend_from_slice(&0u16.to_le_bytes());
+        b.extend_from_slice(&4u32.to_le_bytes());
+        b.extend_from_slice(&id.to_le_bytes());
+        b.extend_from_slice(&4u32.to_le_bytes());
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(&[0u8; 24]);
+        b.extend_from_slice(&[1, 2, 3, 4]);
+    }
     b
 }
 
-/// Connect, send the hello and a request, read the server's hello and
-/// the reply: a connection that had traffic and is now quiet.
-fn served(sock: &Path, id: u64) -> UnixStream {
+/// Connect, send the hello and a burst of requests, read the server's
+/// hello and every reply: a connection that had traffic and is now quiet.
+fn served(sock: &Path) -> UnixStream {
     let mut st = UnixStream::connect(sock).unwrap();
     st.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    st.write_all(&hello_and_request(id)).unwrap();
-    let mut head = [0u8; 16 + 48];
-    st.read_exact(&mut head).unwrap();
-    assert_eq!(&head[..4], b"CAPS");
-    let body_len = u32::from_le_bytes(head[16 + 4..16 + 8].try_into().unwrap());
-    let mut body = vec![0u8; body_len as usize];
-    st.read_exact(&mut body).unwrap();
+    st.write_all(&hello_and_burst()).unwrap();
+    let mut got = vec![0u8; 16 + BURST * (48 + 4)];
+    st.read_exact(&mut got).unwrap();
+    assert_eq!(&got[..4], b"CAPS");
+    let last = &got[got.len() - 52..];
+    assert_eq!(last[0], 2, "a reply");
+    assert_eq!(&last[48..], &[!1u8, !2, !3, !4]);
     st
 }
 
@@ -98,11 +111,11 @@ fn idle_connections_cost_at_most_4_kb_and_memory_comes_back() {
     wait_listening(&sock);
     let pid = srv.pid();
     // The start: a service that served one client.
-    drop(served(&sock, 1));
+    drop(served(&sock));
     std::thread::sleep(Duration::from_millis(200));
     let fds0 = open_fds(pid);
     let rss0 = rss_kib(pid);
-    let held: Vec<UnixStream> = (0..CONNECTIONS).map(|i| served(&sock, i as u64)).collect();
+    let held: Vec<UnixStream> = (0..CONNECTIONS).map(|_| served(&sock)).collect();
     std::thread::sleep(Duration::from_millis(200));
     let rss = rss_kib(pid);
     let per_conn = (rss.saturating_sub(rss0)) as f64 / CONNECTIONS as f64;
@@ -116,7 +129,7 @@ fn idle_connections_cost_at_most_4_kb_and_memory_comes_back() {
     let end = rss_kib(pid);
     eprintln!("idle: {end} KiB after they closed");
     assert!(
-        end <= rss0 + rss0 / 10,
+        end <= rss0 + (rss0 / 10).max(STAYS_KIB),
         "{end} KiB after the connections closed, {rss0} KiB before"
     );
     let _ = srv.kill();

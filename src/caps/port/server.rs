@@ -394,6 +394,10 @@ pub(super) unsafe extern "C" fn remote_replyport(port: *mut lwkt_port, msg: *mut
             c.held -= 1;
             c.held_bytes -= size;
             c.ids.remove(&id);
+            // A burst is over: the set's room goes with it.
+            if c.ids.is_empty() && c.ids.capacity() > QUIET_KEEP {
+                c.ids = HashSet::default();
+            }
         }
         if inherited(r, None) {
             // Received by the parent: its reply is the parent's to send.
