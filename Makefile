@@ -209,6 +209,8 @@ bench-caps: stage
 	./build/caps_bench $(BENCH_ROUNDS)
 	$(BENCH_CC) -o build/caps_scale benches/caps_scale.c -lcaps
 	./build/caps_scale $(BENCH_SCALE_SECONDS)
+	$(BENCH_CC) -o build/caps_idle benches/caps_idle.c -lcaps
+	./build/caps_idle
 
 # CAPS v2: caps_sys_put + caps_sys_wait against caps_sys_wait +
 # caps_sys_reply, beside a raw Unix-socket ping-pong; pipelined, beside

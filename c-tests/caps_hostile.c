@@ -21,9 +21,11 @@
  *	with its own bytes, forever; with LIMIT, until it has received
  *	LIMIT requests, then prints "served LIMIT requests, D dispose
  *	notices, O others" (every message caps_sys_wait gave it) and exits.
- *   hold PATH N SECS
+ *   hold PATH N SECS [full]
  *	Opens up to N connections to the socket at PATH (non-blocking: a
- *	backlog full for 0.1 s ends the attempt), sends half a hello on each, prints
+ *	backlog full for 0.1 s ends the attempt), sends half a hello on each
+ *	(with "full": a whole v1 client hello, so the service keeps the
+ *	connections it admits; its answer is read and ignored), prints
  *	"held K" (connected), after a second "open after 1 s: O" (not
  *	closed by the service), and after SECS seconds "dropped D": how many
  *	the service has closed by then. Then waits to be killed.
@@ -262,9 +264,10 @@ unix_addr(struct sockaddr_un *sa, const char *path)
 }
 
 static int
-hold(const char *path, int n, int secs)
+hold(const char *path, int n, int secs, int full)
 {
-	static const char half[8] = { 'C', 'A', 'P', 'S', 1, 0, 1, 0 };
+	static const char hello[16] = { 'C', 'A', 'P', 'S', 1, 0, 1, 0,
+	    0x00, 0x04, 0x01, 0x00, 0, 0, 0, 0 };
 	struct sockaddr_un sa;
 	int *fds = calloc(n, sizeof(int));
 	int i, k = 0, dropped = 0;
@@ -284,7 +287,7 @@ hold(const char *path, int n, int secs)
 			close(fd);
 			break;
 		}
-		if (write(fd, half, sizeof(half)) < 0) {
+		if (write(fd, hello, full ? 16 : 8) < 0) {
 			close(fd);
 			continue;
 		}
@@ -297,7 +300,8 @@ hold(const char *path, int n, int secs)
 		char b[64];
 		ssize_t r = recv(fds[i], b, sizeof(b), MSG_DONTWAIT);
 
-		if (r < 0 && errno == EAGAIN)
+		/* open: nothing to read, or the service's hello */
+		if (r > 0 || (r < 0 && errno == EAGAIN))
 			++dropped;
 	}
 	printf("open after 1 s: %d\n", dropped);
@@ -539,7 +543,9 @@ main(int ac, char **av)
 	if ((ac == 3 || ac == 4) && strcmp(av[0], "v2serve") == 0)
 		return (v2serve(av[1], strtol(av[2], NULL, 0), ac == 4 ? strtol(av[3], NULL, 0) : 0));
 	if (ac == 4 && strcmp(av[0], "hold") == 0)
-		return (hold(av[1], atoi(av[2]), atoi(av[3])));
+		return (hold(av[1], atoi(av[2]), atoi(av[3]), 0));
+	if (ac == 5 && strcmp(av[0], "hold") == 0 && strcmp(av[4], "full") == 0)
+		return (hold(av[1], atoi(av[2]), atoi(av[3]), 1));
 	if (ac == 4 && strcmp(av[0], "flood") == 0)
 		return (flood(av[1], atoi(av[2]), atoi(av[3])));
 	if (ac == 4 && strcmp(av[0], "v2flood") == 0)

@@ -8,7 +8,7 @@
 #[macro_use]
 mod common;
 
-use common::{Proc, PublicDir, TestUsers, run};
+use common::{Proc, PublicDir, TestUsers, rss_kib, run};
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
@@ -348,13 +348,7 @@ fn a_reused_outstanding_request_id_drops_the_connection() {
     s.args(["-s", "dup", "-h", "2"]);
     let mut srv = Proc::spawn(s);
     srv.expect_line("serving dup");
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
-    let sock = if me == 0 {
-        base.base.join("root/dup")
-    } else {
-        base.base.join(format!("users/{me}/dup"))
-    };
+    let sock = base.v1_socket("dup");
     let mut st = UnixStream::connect(&sock).unwrap();
     st.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut b = v1_hello();
@@ -579,6 +573,68 @@ fn one_user_cannot_lock_others_out_v2() {
     lockout_case(&users, &base, serve, "serving", &node, client, "ok\n");
 }
 
+/// At scale (issue 17): a service whose process may open 20,000
+/// descriptors lets one user hold 5,000 connections (a quarter), with
+/// whole hellos, and refuses the rest of 10,000 at once, counted in its
+/// statistics; another user's client is still served.
+#[test]
+fn per_uid_limit_holds_with_ten_thousand_connections() {
+    let Some(users) = TestUsers::create("per_uid_limit_holds_with_ten_thousand_connections", 3)
+    else {
+        return;
+    };
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `rl` is a writable rlimit.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) };
+    if rl.rlim_max < 20_000 {
+        eprintln!("skipped: hard RLIMIT_NOFILE {} < 20000", rl.rlim_max);
+        return;
+    }
+    let base = Base::new("scale");
+    let (a, a_gid) = users.ids(0);
+    let (b, b_gid) = users.ids(1);
+    let (c, c_gid) = users.ids(2);
+    let (a_s, a_gs) = (a.to_string(), a_gid.to_string());
+    let serve = limited(
+        &base,
+        20_000,
+        echo(),
+        &["-s", "big", "-u", &a_s, "-G", &a_gs],
+    );
+    let mut srv = Proc::spawn(serve);
+    srv.expect_line("serving big");
+    let node = base.base.join(format!("users/{a}/big"));
+    wait_listening(&node);
+    let (b_s, b_gs) = (b.to_string(), b_gid.to_string());
+    let node_s = node.to_str().unwrap();
+    let atk = limited(
+        &base,
+        12_000,
+        hostile(),
+        &[
+            "-u", &b_s, "-G", &b_gs, "hold", node_s, "10000", "3", "full",
+        ],
+    );
+    let mut atk = Proc::spawn(atk);
+    let held: usize = atk.line().strip_prefix("held ").unwrap().parse().unwrap();
+    let open = atk.line();
+    eprintln!("per-uid limit at scale: held {held}, {open}");
+    assert!(held > 5000, "{held}");
+    assert_eq!(open, "open after 1 s: 5000");
+    let mut client = base.cmd(echo());
+    client.args(ids_args(c, c_gid));
+    client.args(["-c", "big", "-o", &a_s, "-r", "1"]);
+    let out = run(client);
+    assert_eq!(text(&out.stdout), "ok 1\n", "{}", text(&out.stderr));
+    let _ = atk.kill();
+    let out = srv.kill();
+    let err = text(&out.stderr);
+    assert!(err.contains("its limit: "), "{err}");
+}
+
 // ---- 5: lookups do not stall on a silent service ------------------------------
 
 /// User B's node of the same name accepts but never says hello; it is
@@ -618,15 +674,6 @@ fn lookup_moves_past_a_silent_candidate() {
 }
 
 // ---- 3: one user cannot exhaust the service's memory ---------------------------
-
-/// Resident set of process `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
 
 /// 40 connections of user B send largest-size requests whose replies fill
 /// the whole buffer and never read them: the service stays within its

@@ -392,6 +392,11 @@ impl FrameReader {
         }
     }
 
+    /// Bytes the reader holds for a partial frame (its capacity).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// True when no partial frame is buffered.
     pub fn is_idle(&self) -> bool {
         self.header.is_none() && self.buf.is_empty()

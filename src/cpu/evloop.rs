@@ -94,6 +94,12 @@ struct EvLoop {
     slots: Vec<Slot>,
     free: Vec<u32>,
     live: usize,
+    /// Slots given back (`EvLoop::compact`) had generations up to this:
+    /// a slot made anew starts above it, so no old token matches it.
+    gen_floor: u32,
+    /// `compact` found nothing to give back at this many registrations:
+    /// it tries again below half of it.
+    compact_hold: usize,
     /// The registrations watched by a probe too.
     probes: Vec<(Token, Box<dyn Probe>)>,
     /// Registrations whose callback runs again at the next look at the
@@ -167,6 +173,8 @@ impl EvLoop {
             slots: Vec::new(),
             free: Vec::new(),
             live: 0,
+            gen_floor: 0,
+            compact_hold: usize::MAX,
             probes: Vec::new(),
             again: Vec::new(),
             skipped: 0,
@@ -192,7 +200,7 @@ pub fn register(fd: RawFd, events: u32, cb: Callback) -> Result<Token, i32> {
             Some(s) => s,
             None => {
                 l.slots.push(Slot {
-                    generation: 0,
+                    generation: l.gen_floor,
                     fd: -1,
                     cb: None,
                     live: false,
@@ -295,7 +303,36 @@ pub fn unregister(token: Token) {
         l.free.push(token.slot);
         l.live -= 1;
         ALL_SOURCES.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        l.compact();
     })
+}
+
+impl EvLoop {
+    /// Once a quarter or less of the slots are in use, give back the
+    /// free ones at the end (a service that held thousands of connections
+    /// returns to its size before them).
+    fn compact(&mut self) {
+        const MIN_SLOTS: usize = 256;
+        if self.slots.len() < MIN_SLOTS
+            || self.live * 4 > self.slots.len()
+            || self.live * 2 > self.compact_hold
+        {
+            return;
+        }
+        let keep = self.slots.iter().rposition(|s| s.live).map_or(0, |i| i + 1);
+        if keep == self.slots.len() {
+            self.compact_hold = self.live;
+            return;
+        }
+        self.compact_hold = usize::MAX;
+        for s in &self.slots[keep..] {
+            self.gen_floor = self.gen_floor.max(s.generation);
+        }
+        self.slots.truncate(keep);
+        self.slots.shrink_to(keep * 2);
+        self.free.retain(|&i| (i as usize) < keep);
+        self.free.shrink_to(keep);
+    }
 }
 
 /// Run `hook` each time this cpu is about to block in `poll` (work that
@@ -359,6 +396,7 @@ pub fn after_fork_child() {
         }
         let mut fresh = EvLoop::new();
         fresh.next_hook = old.next_hook;
+        fresh.gen_floor = old.gen_floor;
         fresh.slots = old
             .slots
             .iter()
@@ -562,6 +600,46 @@ mod tests {
     use std::io::Write;
     use std::os::unix::net::UnixStream;
     use std::rc::Rc;
+
+    /// A loop that watched many descriptors and now watches few gives
+    /// the room of their registrations back, and a token of a
+    /// registration that went with it matches no later one (issue 17).
+    #[test]
+    fn many_registrations_gone_give_their_room_back() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let watch = |n: usize| -> Vec<(Token, RawFd)> {
+            (0..n)
+                .map(|_| {
+                    // SAFETY: dup of a descriptor we own; closed by `unwatch`.
+                    let d = unsafe { libc::dup(a.as_raw_fd()) };
+                    (register(d, 0, Box::new(|_| {})).unwrap(), d)
+                })
+                .collect()
+        };
+        let unwatch = |w: &[(Token, RawFd)]| {
+            for &(t, d) in w {
+                unregister(t);
+                // SAFETY: our dup, no longer watched.
+                unsafe { libc::close(d) };
+            }
+        };
+        let keep = watch(1);
+        let many = watch(4000);
+        let peak = with(|l| l.slots.capacity());
+        unwatch(&many);
+        let (slots, free) = with(|l| (l.slots.capacity(), l.free.capacity()));
+        assert!(
+            slots * 8 < peak && free * 8 < peak,
+            "{slots} {free} of {peak}"
+        );
+        // New registrations do not answer to the old tokens.
+        let fresh = watch(8);
+        for (t, _) in &many {
+            assert!(fresh.iter().all(|(f, _)| f != t));
+        }
+        unwatch(&fresh);
+        unwatch(&keep);
+    }
 
     #[test]
     fn readiness_runs_callbacks_and_unregister_stops_them() {

@@ -342,6 +342,26 @@ impl CapsBase {
         c.env("LIBCAPS_DIR", &self.base);
         c
     }
+
+    /// The socket of our own v1 service `name` under this base.
+    pub fn v1_socket(&self, name: &str) -> PathBuf {
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        if me == 0 {
+            self.base.join("root").join(name)
+        } else {
+            self.base.join(format!("users/{me}/{name}"))
+        }
+    }
+}
+
+/// VmRSS of process `pid`, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
 }
 
 /// A running program; killed if the test ends early.

@@ -10,7 +10,7 @@ use std::time::Instant;
 use super::accept::accept;
 use super::limits::{Budget, Gate};
 use super::stats::{INTERNAL_OUT_MAX, Stats};
-use super::transport::{ReadEnd, Transport};
+use super::transport::{ReadEnd, Transport, drop_spare_buffers};
 use super::{HELLO_DEADLINE, shm_enabled};
 use crate::caps::cred::Cred;
 use crate::caps::errno::Errno;
@@ -44,6 +44,11 @@ pub(in crate::caps) struct Service {
     /// What `capsctl stat` is told (`conn::stats`); boxed, so that a v1
     /// port's state stays small.
     pub(super) stats: Box<Stats>,
+    /// The most connections held since memory was last given back to
+    /// the system (`Service::ended`).
+    trim_peak: u64,
+    /// Memory was given back since the service last held no connection.
+    trimmed: bool,
 }
 
 /// The service side of one client connection.
@@ -94,6 +99,8 @@ impl Service {
             gate: Gate::new(owner),
             budget: Budget::new(owner),
             stats: Box::new(Stats::new()),
+            trim_peak: 0,
+            trimmed: false,
         }
     }
 
@@ -130,6 +137,7 @@ impl Service {
     pub(in crate::caps) fn open(&mut self, fd: OwnedFd, peer: Cred) -> Connection {
         self.stats.connections_now += 1;
         self.stats.connections_total += 1;
+        self.trim_peak = self.trim_peak.max(self.stats.connections_now);
         Connection {
             tx: Transport::new(fd, self.max_body),
             peer,
@@ -270,6 +278,30 @@ impl Service {
             c.peer.pid,
             c.peer.uid
         );
+        self.give_back_memory();
+    }
+
+    /// Once the connections held fell to half of the most held since the
+    /// last time (and that was at least `TRIM_AT`), and once more when
+    /// the last of them closed, give the memory the allocator keeps free
+    /// back to the system: a service that held many connections returns
+    /// to its size before them once they close.
+    fn give_back_memory(&mut self) {
+        const TRIM_AT: u64 = 64;
+        let now = self.stats.connections_now;
+        let halved = self.trim_peak >= TRIM_AT && now * 2 <= self.trim_peak;
+        let last = now == 0 && self.trimmed;
+        if !(halved || last) {
+            return;
+        }
+        self.trim_peak = now;
+        self.trimmed = now != 0;
+        drop_spare_buffers();
+        #[cfg(target_env = "gnu")]
+        // SAFETY: malloc_trim only releases memory the allocator holds free.
+        unsafe {
+            libc::malloc_trim(0);
+        }
     }
 
     /// The log line for a connection dropped for `why`.

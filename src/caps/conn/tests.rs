@@ -472,3 +472,37 @@ fn hello_sweep_selects_the_overdue_and_counts_the_dropped() {
     HelloSweep::select(empty).finish(&mut svc);
     assert_eq!(svc.stats.dropped_hello_deadline, 1);
 }
+
+/// A connection holds a read buffer only while it has bytes to consume
+/// and an output buffer only while output waits: once its request is
+/// read and its reply written, it holds no buffer at all (issue 17).
+#[test]
+fn a_quiet_connection_holds_no_buffers() {
+    let mut svc = service();
+    let (cl, mut c) = admitted(&mut svc);
+    assert_eq!(c.next_frame(&mut svc).unwrap(), None);
+    assert_eq!(c.tx.buffer_bytes(), 0, "after the hello");
+    // A request in two pieces: the partial frame is the reader's.
+    let mut req = request(1, 600).to_vec();
+    req.extend([7u8; 600]);
+    send(&cl, &req[..100]);
+    assert_eq!(c.next_frame(&mut svc).unwrap(), None);
+    assert!(c.tx.buffer_bytes() < 1024, "{}", c.tx.buffer_bytes());
+    send(&cl, &req[100..]);
+    c.tx.input_ready();
+    let (h, body) = c.next_frame(&mut svc).unwrap().unwrap();
+    assert_eq!((h.id, body.len()), (1, 600));
+    assert_eq!(c.next_frame(&mut svc).unwrap(), None);
+    // A reply bigger than what is kept once written.
+    c.send(
+        Some(&mut svc),
+        &Header::new(FrameKind::Reply, 1, 3000),
+        &[9u8; 3000],
+    );
+    assert!(c.tx.buffer_bytes() >= 3000);
+    c.tx.flush().unwrap();
+    assert_eq!(c.tx.queued(), 0);
+    let mut got = vec![0u8; HEADER_LEN + 3000];
+    read_exact_timeout(cl.as_raw_fd(), &mut got, 5000).unwrap();
+    assert_eq!(c.tx.buffer_bytes(), 0, "quiet again");
+}

@@ -5,6 +5,7 @@
 //! memory, negotiated in the hello) replaces the body of this type and
 //! nothing else.
 
+use std::cell::RefCell;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Instant;
 
@@ -22,6 +23,51 @@ use crate::warn;
 
 /// Bytes read from a socket at a time.
 const READ_CHUNK: usize = 64 * 1024;
+/// Read buffers kept for reuse by the connections of one thread.
+const SPARE_CHUNKS: usize = 4;
+
+thread_local! {
+    /// Read buffers no connection of this thread uses now. A connection
+    /// takes one when it reads and gives it back as soon as it consumed
+    /// every byte read (a partial frame is the frame reader's), so a
+    /// quiet connection holds none and a busy thread does not allocate
+    /// one per read.
+    static SPARE: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A read buffer of `READ_CHUNK` bytes: a spare one, else a new one.
+fn take_chunk() -> Box<[u8]> {
+    let spare = SPARE
+        .try_with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop()))
+        .ok()
+        .flatten();
+    spare.unwrap_or_else(|| vec![0u8; READ_CHUNK].into_boxed_slice())
+}
+
+/// Free this thread's spare read buffers (a service that shed many
+/// connections gives its memory back).
+pub(super) fn drop_spare_buffers() {
+    let _ = SPARE.try_with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut() {
+            *s = Vec::new();
+        }
+    });
+}
+
+/// Give read buffer `b` back (kept if the thread has fewer than
+/// `SPARE_CHUNKS` spare ones, else freed).
+fn give_back(b: Box<[u8]>) {
+    if b.len() != READ_CHUNK {
+        return;
+    }
+    let _ = SPARE.try_with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut()
+            && s.len() < SPARE_CHUNKS
+        {
+            s.push(b);
+        }
+    });
+}
 
 /// One connected socket: buffered input and output, its event loop
 /// registration (v1) and the peer's hello as far as it came.
@@ -30,7 +76,8 @@ pub(in crate::caps) struct Transport {
     /// The cpu event loop's registration (v1; v2 polls).
     pub(in crate::caps) token: Option<Token>,
     /// Bytes read but not yet consumed: `inbuf[in_pos..in_end]`; taken
-    /// at the first read after the hello.
+    /// (`take_chunk`) when the socket is read and given back once every
+    /// byte in it is consumed: empty while the connection is quiet.
     inbuf: Box<[u8]>,
     in_pos: usize,
     in_end: usize,
@@ -358,8 +405,7 @@ impl Transport {
             }
         }
         if self.out_pos == self.out.len() {
-            self.out.clear();
-            self.out_pos = 0;
+            self.release_out();
         }
         let want_out = self.wants_out();
         let events = (self.events & !EV_OUT) | if want_out { EV_OUT } else { 0 };
@@ -403,10 +449,11 @@ impl Transport {
     /// only say `EAGAIN`.
     fn fill(&mut self) -> Result<bool, ReadEnd> {
         if self.drained {
+            self.release_inbuf();
             return Ok(false);
         }
         if self.inbuf.is_empty() {
-            self.inbuf = vec![0u8; READ_CHUNK].into_boxed_slice();
+            self.inbuf = take_chunk();
         }
         if self.in_pos == self.in_end {
             self.in_pos = 0;
@@ -464,6 +511,7 @@ impl Transport {
                     Errno::EINTR => continue,
                     Errno::EAGAIN => {
                         self.drained = true;
+                        self.release_inbuf();
                         return Ok(false);
                     }
                     e => return Err(ReadEnd::Errno(e)),
@@ -538,10 +586,36 @@ impl Transport {
                 )
                 .map_err(ReadEnd::Protocol)?;
             self.in_pos += n;
+            if self.in_pos == self.in_end {
+                self.release_inbuf();
+            }
             if item.is_some() {
                 return Ok(item);
             }
         }
+    }
+
+    /// Give the read buffer back once everything in it is consumed.
+    fn release_inbuf(&mut self) {
+        if self.in_pos == self.in_end && !self.inbuf.is_empty() {
+            give_back(std::mem::take(&mut self.inbuf));
+            self.in_pos = 0;
+            self.in_end = 0;
+        }
+    }
+
+    /// Free the output buffer once it is all written (a quiet
+    /// connection holds none).
+    fn release_out(&mut self) {
+        self.out_pos = 0;
+        self.out = Vec::new();
+    }
+
+    /// Bytes of buffers this connection holds now (read and output
+    /// buffers, the frame reader's partial frame).
+    #[cfg(test)]
+    pub(in crate::caps) fn buffer_bytes(&self) -> usize {
+        self.inbuf.len() + self.out.capacity() + self.reader.capacity()
     }
 
     /// Take exactly `HELLO_LEN` bytes of hello from the socket, once
@@ -591,10 +665,10 @@ impl Transport {
         self.shm = Mode::Off;
         self.fds_in.clear();
         self.out_fd = None;
-        self.out.clear();
+        self.out = Vec::new();
         self.out_pos = 0;
-        self.in_pos = 0;
-        self.in_end = 0;
+        self.in_pos = self.in_end;
+        self.release_inbuf();
     }
 
     /// Stop watching and close the socket. What the peer sent and we did
@@ -626,7 +700,9 @@ impl Transport {
         self.fds_in.clear();
         self.out_fd = None;
         self.fd = None;
-        self.out.clear();
+        self.out = Vec::new();
         self.out_pos = 0;
+        self.in_pos = self.in_end;
+        self.release_inbuf();
     }
 }

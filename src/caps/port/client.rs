@@ -65,6 +65,10 @@ unsafe fn deliver_reply(p: *mut CapsPort, h: &Header, body: &[u8]) -> Result<(),
             cl.outstanding.insert(h.id, pend);
             return Err(WireError::TooLarge(body.len() as u64));
         }
+        if cl.outstanding.is_empty() && cl.outstanding.capacity() > QUIET_KEEP {
+            // A burst is over: the map's room goes with it.
+            cl.outstanding = HashMap::default();
+        }
         pend.msg
     };
     // SAFETY: the client keeps `msg` alive while its request is

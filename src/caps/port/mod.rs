@@ -77,6 +77,9 @@ const MAX_OUT: usize = 4 << 20;
 const FLUSH_AT: usize = 64 * 1024;
 /// Completions remembered for `caps_client_waitreply(port, NULL)`.
 const MAX_COMPLETED: usize = 1024;
+/// Request ids a connection's table keeps room for once it has none
+/// (more room, left by a burst, is freed: a quiet connection stays small).
+const QUIET_KEEP: usize = 32;
 
 /// A CAPS port: the C structure first, then our state.
 #[repr(C)]

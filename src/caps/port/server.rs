@@ -263,6 +263,11 @@ pub(super) unsafe fn remote_shutdown(r: *mut CapsPort, why: Option<&ReadEnd>) {
             Some(s) => {
                 s.core.ended(&mut c.link, why);
                 s.remotes.retain(|&x| x != r);
+                // A service that shed most of its connections gives the
+                // list's room back.
+                if s.remotes.capacity() > 64 && s.remotes.len() * 4 < s.remotes.capacity() {
+                    s.remotes.shrink_to(s.remotes.len() * 2);
+                }
                 s.dirty.retain(|&x| x != r);
                 s.paused.retain(|&x| x != r);
             }
@@ -399,6 +404,10 @@ pub(super) unsafe extern "C" fn remote_replyport(port: *mut lwkt_port, msg: *mut
             c.held -= 1;
             c.held_bytes -= size;
             c.ids.remove(&id);
+            // A burst is over: the set's room goes with it.
+            if c.ids.is_empty() && c.ids.capacity() > QUIET_KEEP {
+                c.ids = HashSet::default();
+            }
         }
         if inherited(r, None) {
             // Received by the parent: its reply is the parent's to send.
