@@ -67,7 +67,7 @@ unsafe fn deliver_reply(p: *mut CapsPort, h: &Header, body: &[u8]) -> Result<(),
         }
         if cl.outstanding.is_empty() && cl.outstanding.capacity() > QUIET_KEEP {
             // A burst is over: the map's room goes with it.
-            cl.outstanding = HashMap::default();
+            cl.outstanding = IdMap::default();
         }
         pend.msg
     };

@@ -34,7 +34,7 @@ pub(super) unsafe fn accept_all(svc: *mut CapsPort) {
             service_name: name,
             dirty: false,
             held: 0,
-            ids: HashSet::default(),
+            ids: IdSet::default(),
             paused: false,
             held_bytes: 0,
         };
@@ -406,7 +406,7 @@ pub(super) unsafe extern "C" fn remote_replyport(port: *mut lwkt_port, msg: *mut
             c.ids.remove(&id);
             // A burst is over: the set's room goes with it.
             if c.ids.is_empty() && c.ids.capacity() > QUIET_KEEP {
-                c.ids = HashSet::default();
+                c.ids = IdSet::default();
             }
         }
         if inherited(r, None) {
