@@ -23,6 +23,8 @@ use crate::warn;
 
 /// Bytes read from a socket at a time.
 const READ_CHUNK: usize = 64 * 1024;
+/// Output buffer bytes a connection keeps once all is written.
+pub(super) const OUT_KEEP: usize = 512;
 /// Read buffers kept for reuse by the connections of one thread.
 const SPARE_CHUNKS: usize = 4;
 
@@ -604,11 +606,17 @@ impl Transport {
         }
     }
 
-    /// Free the output buffer once it is all written (a quiet
-    /// connection holds none).
+    /// The output buffer is all written: empty it, and free it if a
+    /// burst made it larger than `OUT_KEEP` bytes (a quiet connection
+    /// holds at most that; a small one stays, so that a connection
+    /// writing a frame at a time does not allocate one per write).
     fn release_out(&mut self) {
         self.out_pos = 0;
-        self.out = Vec::new();
+        if self.out.capacity() > OUT_KEEP {
+            self.out = Vec::new();
+        } else {
+            self.out.clear();
+        }
     }
 
     /// Bytes of buffers this connection holds now (read and output
