@@ -25,6 +25,7 @@
 pub mod evloop;
 pub mod fork;
 pub mod ipi;
+pub mod ipiring;
 
 use core::ffi::c_int;
 use core::ptr;
@@ -159,6 +160,10 @@ pub struct CpuPriv {
     pub ipiq: Mutex<Vec<ipi::Ipi>>,
     /// Owner. The batch being run (kept to reuse its allocation).
     pub ipi_work: Vec<ipi::Ipi>,
+    /// Shared. `ipiq` may hold entries (set under its lock by senders,
+    /// cleared under it by the cpu): the cpu's look at its IPIs skips
+    /// the lock when it is false.
+    pub ipiq_used: AtomicBool,
     /// Shared. The cpu sleeps (or is about to) in its event loop.
     pub sleeping: AtomicBool,
     /// Shared, set once before the cpu is published in `ncpus`.
@@ -295,7 +300,9 @@ pub unsafe fn wait_for_work(gd: *mut globaldata) -> Idle {
                 return Idle::Work;
             }
         }
-        if ncpus.load(Ordering::Relaxed) > 1 && idle_spin(&mut (*p).spin, rf) {
+        if ncpus.load(Ordering::Relaxed) > 1
+            && idle_spin(&mut (*p).spin, rf, ipiring::cpu_index(gd))
+        {
             return Idle::Work;
         }
         if evloop::has_probes()
@@ -337,26 +344,39 @@ pub unsafe fn wait_for_work(gd: *mut globaldata) -> Idle {
     Idle::Work
 }
 
-/// The idle spin: wait up to `*budget` ns for a request bit in `rf`;
-/// true when one came. Adapts the budget (see [`SPIN_MAX_NS`]).
-fn idle_spin(budget: &mut u32, rf: &AtomicI32) -> bool {
+/// The idle spin: wait up to `*budget` ns for a request bit in `rf` or
+/// an entry in the rings of cpu `me` (`ipiring`, whose senders then need
+/// not set a bit); true when one came. Adapts the budget (see
+/// [`SPIN_MAX_NS`]).
+fn idle_spin(budget: &mut u32, rf: &AtomicI32, me: Option<usize>) -> bool {
     let b = *budget;
     let t0 = std::time::Instant::now();
-    loop {
+    let ready = || rf.load(Ordering::Relaxed) != 0 || me.is_some_and(ipiring::pending);
+    if let Some(t) = me {
+        ipiring::start_polling(t);
+    }
+    let found = 'spin: loop {
         for _ in 0..SPIN_TURNS_PER_CLOCK {
-            if rf.load(Ordering::Relaxed) != 0 {
-                *budget = b.saturating_mul(2).min(SPIN_MAX_NS);
-                return true;
+            if ready() {
+                break 'spin true;
             }
             core::hint::spin_loop();
         }
         if t0.elapsed().as_nanos() >= u128::from(b) {
-            *budget = (b / 2).max(SPIN_MIN_NS);
-            return false;
+            break false;
         }
         // SAFETY: no preconditions.
         unsafe { libc::sched_yield() };
-    }
+    };
+    // An entry a sender left untold (it saw this cpu polling) counts as
+    // found, even when the spin had ended without it.
+    let found = me.is_some_and(ipiring::stop_polling) || found;
+    *budget = if found {
+        b.saturating_mul(2).min(SPIN_MAX_NS)
+    } else {
+        (b / 2).max(SPIN_MIN_NS)
+    };
+    found
 }
 
 /// A sleep begun at `t0` was ended by a request: a spin that long would
@@ -579,6 +599,7 @@ pub unsafe fn gdinit_cpu(gd: *mut globaldata, cpuid: c_int) {
             zombie_stacks: Vec::new(),
             ipiq: Mutex::new(Vec::new()),
             ipi_work: Vec::new(),
+            ipiq_used: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
             waker: OnceLock::new(),
             spin: SPIN_MAX_NS,
