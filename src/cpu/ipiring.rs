@@ -55,7 +55,7 @@ struct Writer {
     /// The reader's index when the writer last looked.
     seen_rindex: UnsafeCell<u32>,
     /// Entries of this pair waiting in the target's shared queue.
-    pub spilled: AtomicU32,
+    spilled: AtomicU32,
 }
 
 /// The reader's side of a ring (its own cache line).
@@ -96,7 +96,7 @@ pub fn cpu_index(gd: *mut globaldata) -> Option<usize> {
     let base = super::globaldata_find(0) as usize;
     let off = (gd as usize).wrapping_sub(base);
     let size = core::mem::size_of::<globaldata>();
-    (off < NCPU * size && off % size == 0).then_some(off / size)
+    (off < NCPU * size && off.is_multiple_of(size)).then_some(off / size)
 }
 
 /// The ring from `s` to `t`, made on first use.
