@@ -12,10 +12,11 @@
 //! request word as the shared queue did.
 //!
 //! The target learns of an entry in one of two ways. While it spins idle
-//! it says so in [`POLLING`] and looks at the rings itself: the sender,
-//! which reads that flag after publishing (both sides with a SeqCst
-//! fence between their store and their load, so at least one sees the
-//! other's), then does nothing more. Otherwise the sender sets `RQF_IPIQ`
+//! it says so in the slot each of its rings will fill next (`polling`,
+//! in the cache line the sender writes anyway) and looks at the rings
+//! itself: the sender, which reads that flag after publishing (both sides
+//! with a SeqCst fence between their store and their load, so at least
+//! one sees the other's), then does nothing more. Otherwise the sender sets `RQF_IPIQ`
 //! in the target's `gd_reqflags` and wakes it if it sleeps, as before.
 //!
 //! A full ring (`RING_SLOTS` entries not yet taken) sends to the target's
@@ -43,6 +44,9 @@ const MASK: u32 = RING_SLOTS - 1;
 struct Slot {
     /// Index + 1 of the entry the slot holds (0: never used).
     seq: AtomicU32,
+    /// The target spins idle and will look at this slot: its sender need
+    /// not tell it (set and cleared by the target).
+    polling: AtomicBool,
     func: UnsafeCell<Option<IpiFn>>,
     arg: UnsafeCell<*mut c_void>,
 }
@@ -79,14 +83,6 @@ static RINGS: [[AtomicPtr<Ring>; NCPU]; NCPU] =
 
 /// Per target cpu: the bits of the source cpus that have a ring to it.
 static SOURCES: [AtomicU32; NCPU] = [const { AtomicU32::new(0) }; NCPU];
-
-/// A flag alone in its cache line.
-#[repr(C, align(64))]
-struct Flag(AtomicBool);
-
-/// Per cpu: it spins idle and looks at its rings itself (no request bit
-/// or wakeup needed).
-static POLLING: [Flag; NCPU] = [const { Flag(AtomicBool::new(false)) }; NCPU];
 
 /// The index of `gd` in `gdary`, when it is an element of it (a unit
 /// test's private cpus are not). Pointer arithmetic: `gd_cpuid` shares
@@ -164,7 +160,7 @@ pub unsafe fn push(t: usize, s: usize, func: IpiFn, arg: *mut c_void) -> Pushed 
         // Pairs with the fence in `stop_polling`: either the target sees
         // this entry after it stops polling, or we see it still polling.
         core::sync::atomic::fence(Ordering::SeqCst);
-        if POLLING[t].0.load(Ordering::Relaxed) {
+        if slot.polling.load(Ordering::Relaxed) {
             Pushed::Seen
         } else {
             Pushed::Notify
@@ -254,17 +250,38 @@ pub unsafe fn drain(t: usize) -> usize {
     n
 }
 
-/// Cpu `t` starts its idle spin: senders need not tell it of entries.
+/// Set `polling` in the next slot of each of cpu `t`'s rings.
+///
+/// # Safety
+/// `t` is the current cpu's index.
+#[inline(always)]
+fn mark_polling(t: usize, on: bool) {
+    let mut m = SOURCES[t].load(Ordering::Acquire);
+    while m != 0 {
+        let s = m.trailing_zeros() as usize;
+        m &= m - 1;
+        // SAFETY: as in `pending`.
+        let ring = unsafe { &*RINGS[t][s].load(Ordering::Acquire) };
+        let r = ring.r.rindex.load(Ordering::Relaxed);
+        ring.slots[(r & MASK) as usize]
+            .polling
+            .store(on, Ordering::Relaxed);
+    }
+}
+
+/// Cpu `t` (the current one, with nothing waiting in its rings) starts
+/// its idle spin: senders need not tell it of entries. It takes none
+/// until [`stop_polling`], so the slots marked stay the next ones.
 #[inline(always)]
 pub fn start_polling(t: usize) {
-    POLLING[t].0.store(true, Ordering::Relaxed);
+    mark_polling(t, true);
 }
 
 /// Cpu `t` ends its idle spin; true when an entry waits in its rings (it
 /// must then run them: a sender may have left it untold).
 #[inline(always)]
 pub fn stop_polling(t: usize) -> bool {
-    POLLING[t].0.store(false, Ordering::Relaxed);
+    mark_polling(t, false);
     // Pairs with the fence in `push`.
     core::sync::atomic::fence(Ordering::SeqCst);
     pending(t)
@@ -330,9 +347,6 @@ pub unsafe fn after_fork_child(t: Option<usize>) -> Vec<(IpiFn, *mut c_void)> {
                 unsafe { ptr::write_bytes(r, 0, 1) };
             }
         }
-    }
-    for p in &POLLING {
-        p.0.store(false, Ordering::Relaxed);
     }
     kept
 }
