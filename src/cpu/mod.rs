@@ -9,7 +9,8 @@
 //! this module.
 //!
 //! Every cpu is one kernel thread. Other cpus reach it only through its IPI
-//! queue (`ipi`) and the request bits in `gd_reqflags`; a cpu with nothing
+//! rings and queue (`ipi`, `ipiring`) and the request bits in
+//! `gd_reqflags`; a cpu with nothing
 //! to run spins briefly (bounded, adaptive) and then sleeps in its event
 //! loop, from which [`notify`] wakes it through the loop's eventfd.
 //!
@@ -156,7 +157,8 @@ pub struct CpuPriv {
     /// Owner. Stacks of exited threads that are not cached, unmapped by the
     /// idle thread (their owner cannot unmap the stack it runs on).
     pub zombie_stacks: Vec<md_thread>,
-    /// Shared. Functions queued for this cpu by others (`lwkt_send_ipiq`).
+    /// Shared. Functions queued for this cpu by others (`lwkt_send_ipiq`)
+    /// that their ring to it could not take (`ipi`).
     pub ipiq: Mutex<Vec<ipi::Ipi>>,
     /// Owner. The batch being run (kept to reuse its allocation).
     pub ipi_work: Vec<ipi::Ipi>,
