@@ -84,6 +84,21 @@ static RINGS: [[AtomicPtr<Ring>; NCPU]; NCPU] =
 /// Per target cpu: the bits of the source cpus that have a ring to it.
 static SOURCES: [AtomicU32; NCPU] = [const { AtomicU32::new(0) }; NCPU];
 
+/// The rings into cpu `t`, by source.
+#[inline(always)]
+fn rings_into(t: usize) -> impl Iterator<Item = &'static Ring> {
+    let mut m = SOURCES[t].load(Ordering::Acquire);
+    core::iter::from_fn(move || {
+        (m != 0).then(|| {
+            let s = m.trailing_zeros() as usize;
+            m &= m - 1;
+            // SAFETY: a bit in SOURCES follows the ring's publication, and
+            // rings are never freed.
+            unsafe { &*RINGS[t][s].load(Ordering::Acquire) }
+        })
+    })
+}
+
 /// The index of `gd` in `gdary`, when it is an element of it (a unit
 /// test's private cpus are not). Pointer arithmetic: `gd_cpuid` shares
 /// its cache line with fields the target writes at every switch.
@@ -211,18 +226,10 @@ unsafe fn take(ring: &Ring) -> Option<(IpiFn, *mut c_void)> {
 /// Is an entry waiting in one of cpu `t`'s rings? A few loads.
 #[inline(always)]
 pub fn pending(t: usize) -> bool {
-    let mut m = SOURCES[t].load(Ordering::Acquire);
-    while m != 0 {
-        let s = m.trailing_zeros() as usize;
-        m &= m - 1;
-        // SAFETY: a bit in SOURCES follows the ring's publication.
-        let ring = unsafe { &*RINGS[t][s].load(Ordering::Acquire) };
+    rings_into(t).any(|ring| {
         let r = ring.r.rindex.load(Ordering::Relaxed);
-        if ring.slots[(r & MASK) as usize].seq.load(Ordering::Relaxed) == r.wrapping_add(1) {
-            return true;
-        }
-    }
-    false
+        ring.slots[(r & MASK) as usize].seq.load(Ordering::Relaxed) == r.wrapping_add(1)
+    })
 }
 
 /// Run every entry waiting in cpu `t`'s rings, each pair in order; how
@@ -234,34 +241,23 @@ pub fn pending(t: usize) -> bool {
 /// call here (the senders' contract).
 pub unsafe fn drain(t: usize) -> usize {
     let mut n = 0;
-    let mut m = SOURCES[t].load(Ordering::Acquire);
-    while m != 0 {
-        let s = m.trailing_zeros() as usize;
-        m &= m - 1;
-        // SAFETY: as in `pending`; this cpu is the ring's reader.
-        unsafe {
-            let ring = &*RINGS[t][s].load(Ordering::Acquire);
-            while let Some((f, a)) = take(ring) {
-                f(a);
-                n += 1;
-            }
+    for ring in rings_into(t) {
+        // SAFETY: this cpu is the ring's reader; the functions are the
+        // senders' business.
+        while let Some((f, a)) = unsafe { take(ring) } {
+            // SAFETY: as above.
+            unsafe { f(a) };
+            n += 1;
         }
     }
     n
 }
 
-/// Set `polling` in the next slot of each of cpu `t`'s rings.
-///
-/// # Safety
-/// `t` is the current cpu's index.
+/// Set `polling` in the next slot of each of cpu `t`'s rings (`t` is
+/// the current cpu: the slots stay the next ones while it takes none).
 #[inline(always)]
 fn mark_polling(t: usize, on: bool) {
-    let mut m = SOURCES[t].load(Ordering::Acquire);
-    while m != 0 {
-        let s = m.trailing_zeros() as usize;
-        m &= m - 1;
-        // SAFETY: as in `pending`.
-        let ring = unsafe { &*RINGS[t][s].load(Ordering::Acquire) };
+    for ring in rings_into(t) {
         let r = ring.r.rindex.load(Ordering::Relaxed);
         ring.slots[(r & MASK) as usize]
             .polling
@@ -293,24 +289,18 @@ pub fn stop_polling(t: usize) -> bool {
 /// Cpu `t` is the current one, or one no thread runs (a `fork()` child).
 pub unsafe fn count_queued(t: usize, func: IpiFn) -> usize {
     let mut n = 0;
-    let mut m = SOURCES[t].load(Ordering::Acquire);
-    while m != 0 {
-        let s = m.trailing_zeros() as usize;
-        m &= m - 1;
-        // SAFETY: as in `pending`; published slots are read only.
-        unsafe {
-            let ring = &*RINGS[t][s].load(Ordering::Acquire);
-            let mut r = ring.r.rindex.load(Ordering::Relaxed);
-            loop {
-                let slot = &ring.slots[(r & MASK) as usize];
-                if slot.seq.load(Ordering::Acquire) != r.wrapping_add(1) {
-                    break;
-                }
-                if (*slot.func.get()).is_some_and(|f| core::ptr::fn_addr_eq(f, func)) {
-                    n += 1;
-                }
-                r = r.wrapping_add(1);
+    for ring in rings_into(t) {
+        let mut r = ring.r.rindex.load(Ordering::Relaxed);
+        loop {
+            let slot = &ring.slots[(r & MASK) as usize];
+            if slot.seq.load(Ordering::Acquire) != r.wrapping_add(1) {
+                break;
             }
+            // SAFETY: published slots are only read here.
+            if unsafe { *slot.func.get() }.is_some_and(|f| core::ptr::fn_addr_eq(f, func)) {
+                n += 1;
+            }
+            r = r.wrapping_add(1);
         }
     }
     n
@@ -325,18 +315,10 @@ pub unsafe fn count_queued(t: usize, func: IpiFn) -> usize {
 /// The child's only thread.
 pub unsafe fn after_fork_child(t: Option<usize>) -> Vec<(IpiFn, *mut c_void)> {
     let mut kept = Vec::new();
-    if let Some(t) = t {
+    for ring in t.into_iter().flat_map(rings_into) {
         // SAFETY: per the contract nothing else reads or writes rings.
-        unsafe {
-            let mut m = SOURCES[t].load(Ordering::Acquire);
-            while m != 0 {
-                let s = m.trailing_zeros() as usize;
-                m &= m - 1;
-                let ring = &*RINGS[t][s].load(Ordering::Acquire);
-                while let Some(e) = take(ring) {
-                    kept.push(e);
-                }
-            }
+        while let Some(e) = unsafe { take(ring) } {
+            kept.push(e);
         }
     }
     for row in &RINGS {
