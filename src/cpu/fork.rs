@@ -80,6 +80,10 @@ unsafe fn forget_cpu(gd: *mut globaldata) {
 /// over on the next LWKT call. The parent's structures are left as they
 /// are (set up again when used).
 fn forget_cpus() {
+    // The IPIs the parent's cpus had sent each other are dropped with
+    // their queues (a new cpu 0 gets a new one); the rings too.
+    // SAFETY: the child's only thread; no cpu runs.
+    drop(unsafe { super::ipiring::after_fork_child(None) });
     CPU0_TAKEN.store(false, Ordering::SeqCst);
     ncpus.store(1, Ordering::SeqCst);
     LIVE.store(0, Ordering::SeqCst);

@@ -9,7 +9,8 @@
 //! this module.
 //!
 //! Every cpu is one kernel thread. Other cpus reach it only through its IPI
-//! queue (`ipi`) and the request bits in `gd_reqflags`; a cpu with nothing
+//! rings and queue (`ipi`, `ipiring`) and the request bits in
+//! `gd_reqflags`; a cpu with nothing
 //! to run spins briefly (bounded, adaptive) and then sleeps in its event
 //! loop, from which [`notify`] wakes it through the loop's eventfd.
 //!
@@ -26,6 +27,7 @@ mod busy;
 pub mod evloop;
 pub mod fork;
 pub mod ipi;
+pub mod ipiring;
 
 use core::ffi::c_int;
 use core::ptr;
@@ -156,10 +158,15 @@ pub struct CpuPriv {
     /// Owner. Stacks of exited threads that are not cached, unmapped by the
     /// idle thread (their owner cannot unmap the stack it runs on).
     pub zombie_stacks: Vec<md_thread>,
-    /// Shared. Functions queued for this cpu by others (`lwkt_send_ipiq`).
+    /// Shared. Functions queued for this cpu by others (`lwkt_send_ipiq`)
+    /// that their ring to it could not take (`ipi`).
     pub ipiq: Mutex<Vec<ipi::Ipi>>,
     /// Owner. The batch being run (kept to reuse its allocation).
     pub ipi_work: Vec<ipi::Ipi>,
+    /// Shared. `ipiq` may hold entries (set under its lock by senders,
+    /// cleared under it by the cpu): the cpu's look at its IPIs skips
+    /// the lock when it is false.
+    pub ipiq_used: AtomicBool,
     /// Shared. The cpu sleeps (or is about to) in its event loop.
     pub sleeping: AtomicBool,
     /// Shared, set once before the cpu is published in `ncpus`.
@@ -296,7 +303,9 @@ pub unsafe fn wait_for_work(gd: *mut globaldata) -> Idle {
                 return Idle::Work;
             }
         }
-        if ncpus.load(Ordering::Relaxed) > 1 && idle_spin(&mut (*p).spin, rf) {
+        if ncpus.load(Ordering::Relaxed) > 1
+            && idle_spin(&mut (*p).spin, rf, ipiring::cpu_index(gd))
+        {
             return Idle::Work;
         }
         if evloop::has_probes()
@@ -338,26 +347,43 @@ pub unsafe fn wait_for_work(gd: *mut globaldata) -> Idle {
     Idle::Work
 }
 
-/// The idle spin: wait up to `*budget` ns for a request bit in `rf`;
-/// true when one came. Adapts the budget (see [`SPIN_MAX_NS`]).
-fn idle_spin(budget: &mut u32, rf: &AtomicI32) -> bool {
+/// The idle spin: wait up to `*budget` ns for a request bit in `rf` or
+/// an entry in the rings of cpu `me` (`ipiring`, whose senders then need
+/// not set a bit); true when one came. Adapts the budget (see
+/// [`SPIN_MAX_NS`]).
+fn idle_spin(budget: &mut u32, rf: &AtomicI32, me: Option<usize>) -> bool {
     let b = *budget;
-    let t0 = std::time::Instant::now();
-    loop {
+    // The clock is first read after the first turns, not on entry: most
+    // waits of a ping-pong between cpus end before (a clock read costs
+    // some 20 ns, a tenth of a round trip's share here).
+    let mut t0 = None;
+    let ready = || rf.load(Ordering::Relaxed) != 0 || me.is_some_and(ipiring::pending);
+    if let Some(t) = me {
+        ipiring::start_polling(t);
+    }
+    let found = 'spin: loop {
         for _ in 0..SPIN_TURNS_PER_CLOCK {
-            if rf.load(Ordering::Relaxed) != 0 {
-                *budget = b.saturating_mul(2).min(SPIN_MAX_NS);
-                return true;
+            if ready() {
+                break 'spin true;
             }
             core::hint::spin_loop();
         }
+        let t0 = *t0.get_or_insert_with(std::time::Instant::now);
         if t0.elapsed().as_nanos() >= u128::from(b) {
-            *budget = (b / 2).max(SPIN_MIN_NS);
-            return false;
+            break false;
         }
         // SAFETY: no preconditions.
         unsafe { libc::sched_yield() };
-    }
+    };
+    // An entry a sender left untold (it saw this cpu polling) counts as
+    // found, even when the spin had ended without it.
+    let found = me.is_some_and(ipiring::stop_polling) || found;
+    *budget = if found {
+        b.saturating_mul(2).min(SPIN_MAX_NS)
+    } else {
+        (b / 2).max(SPIN_MIN_NS)
+    };
+    found
 }
 
 /// A sleep begun at `t0` was ended by a request: a spin that long would
@@ -592,6 +618,7 @@ pub unsafe fn gdinit_cpu(gd: *mut globaldata, cpuid: c_int) {
             zombie_stacks: Vec::new(),
             ipiq: Mutex::new(Vec::new()),
             ipi_work: Vec::new(),
+            ipiq_used: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
             waker: OnceLock::new(),
             spin: SPIN_MAX_NS,

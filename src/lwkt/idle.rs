@@ -193,7 +193,7 @@ unsafe extern "C" fn idle_loop(_arg: *mut c_void) {
     unsafe {
         let td = idle_thread(gd);
         loop {
-            ipi::process(gd);
+            ipi::process_idle(gd);
             reap(gd);
             let private = cpu_priv(gd);
             let main = (*private).main_td;
