@@ -159,7 +159,7 @@ pub unsafe fn domsg(port: *mut lwkt_port, msg: *mut lwkt_msg) -> c_int {
     // SAFETY: the caller guarantees both pointers are valid.
     unsafe {
         (*msg).ms_flags &= !(MSGF_ASYNC | MSGF_REPLY | MSGF_QUEUED);
-        if let Some(error) = domsg_handoff(port, msg) {
+        if let Some(error) = domsg_direct(port, msg) {
             return error;
         }
         let error = beginmsg("lwkt_domsg", port, msg);
@@ -176,14 +176,14 @@ pub unsafe fn domsg(port: *mut lwkt_port, msg: *mut lwkt_msg) -> c_int {
 /// cpu, and the reply port has the default vectors and belongs to the
 /// current thread: the put and the wait of the general path in one go,
 /// with the cpu handed straight to the owner when `lwkt_switch` would
-/// run it next anyway ([`sched::handoff_queue`]). The message and ports
+/// run it next anyway ([`sched::direct_queue`]). The message and ports
 /// go through the same states as on the general path. `None`, with
 /// nothing done, in every other case.
 ///
 /// # Safety
 /// `port` and `msg` must be valid.
 #[inline(always)]
-unsafe fn domsg_handoff(port: *mut lwkt_port, msg: *mut lwkt_msg) -> Option<c_int> {
+unsafe fn domsg_direct(port: *mut lwkt_port, msg: *mut lwkt_msg) -> Option<c_int> {
     // SAFETY: per the contract; the owner of a port is a valid thread
     // while it owns it, the reply port is checked before use.
     unsafe {
@@ -202,7 +202,7 @@ unsafe fn domsg_handoff(port: *mut lwkt_port, msg: *mut lwkt_msg) -> Option<c_in
         if (*rport).mp_td != td {
             return None;
         }
-        let q = sched::handoff_queue(gd, td, owner)?;
+        let q = sched::direct_queue(gd, td, owner)?;
         // default_putport on the owner's cpu.
         (*msg).ms_target_port = port;
         (*msg).ms_flags &= !(MSGF_DONE | MSGF_REPLY);
@@ -212,7 +212,7 @@ unsafe fn domsg_handoff(port: *mut lwkt_port, msg: *mut lwkt_msg) -> Option<c_in
         // default_waitport of the reply port: block until done.
         (*rport).mp_flags |= MSGPORTF_WAITING;
         (*td).td_wchan = rport.cast();
-        sched::handoff(gd, td, owner, q, c"waitport".as_ptr());
+        sched::block_direct(gd, td, owner, q, c"waitport".as_ptr());
         let mut done = wait_done(rport, msg);
         if done.is_null() {
             // Woken before the reply (lwkt_schedule by someone else).

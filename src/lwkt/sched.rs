@@ -311,7 +311,7 @@ unsafe fn switch_slow(func: &str, gd: *mut globaldata, td: *mut thread) {
 /// block, can hand the cpu straight to `ntd`, a blocked thread of the
 /// same cpu it is about to wake: `Some` only when scheduling `ntd`,
 /// descheduling `td` and `lwkt_switch` would run `ntd` next and leave the
-/// run queues as [`handoff`] does. That is when `td` may switch (no
+/// run queues as [`block_direct`] does. That is when `td` may switch (no
 /// critical section, release function or pending IPI), `td` is alone on
 /// its run queue and that queue is the highest non-empty one, `ntd` has
 /// the same priority (so no runnable thread of higher priority is passed
@@ -323,7 +323,7 @@ unsafe fn switch_slow(func: &str, gd: *mut globaldata, td: *mut thread) {
 /// `gd` is the current cpu, `td` its current thread, `ntd` a valid
 /// thread.
 #[inline(always)]
-pub(super) unsafe fn handoff_queue(
+pub(super) unsafe fn direct_queue(
     gd: *mut globaldata,
     td: *mut thread,
     ntd: *mut thread,
@@ -360,14 +360,14 @@ pub(super) unsafe fn handoff_queue(
 }
 
 /// Block the current thread `td` with wait message `wmesg` and switch to
-/// `ntd`, woken for it, through `q` from [`handoff_queue`]: `ntd` takes
+/// `ntd`, woken for it, through `q` from [`direct_queue`]: `ntd` takes
 /// `td`'s place on `q` (the run-queue mask stays), as scheduling `ntd`,
 /// descheduling `td` and picking the next thread would leave it.
 ///
 /// # Safety
-/// `q` came from `handoff_queue(gd, td, ntd)` and nothing changed since.
+/// `q` came from `direct_queue(gd, td, ntd)` and nothing changed since.
 #[inline(always)]
-pub(super) unsafe fn handoff(
+pub(super) unsafe fn block_direct(
     gd: *mut globaldata,
     td: *mut thread,
     ntd: *mut thread,
