@@ -187,6 +187,9 @@ c_test!(defs_umbrella_static, src: "defs_umbrella", static_link: true);
 c_test!(msgport, src: "msgport");
 c_test!(msgport_static, src: "msgport", static_link: true);
 c_test!(msgport_symbols, src: "msgport_symbols");
+// lwkt_domsg handing the cpu to a waiting server: scheduling order and
+// message states kept (issue 19)
+c_test!(msg_handoff, src: "msg_handoff");
 c_test!(msgport_null_args, src: "msgport_bad", args: &["null-args"],
     stderr_has: &["lwkt_domsg: NULL port", "lwkt_beginmsg: NULL message", "lwkt_waitmsg: NULL message"]);
 c_test!(msgport_double_reply, src: "msgport_bad", args: &["double-reply"],

@@ -48,6 +48,15 @@ if build san_stacks-asan san_stacks address; then
 	grep -Eq 'Direct leak of [0-9]+ byte\(s\) in (99[0-9]|1000) object' "$tmp/err" \
 	    && ok "asan: the leak report counts the lost blocks" \
 	    || bad "asan: leak report without the lost blocks" "$tmp/err"
+	# lwkt_domsg handing the cpu straight to a server of its cpu switches
+	# outside lwkt_switch: ASan must be told of that switch too.
+	if build msg_handoff-asan msg_handoff address; then
+		ASAN_OPTIONS=detect_stack_use_after_return=1 expect \
+		    "asan: same-cpu lwkt_domsg handed straight to the server, fake stacks" 0 \
+		    "failures 0" "" "AddressSanitizer|ERROR" "$out/msg_handoff-asan"
+	else
+		bad "asan: msg_handoff does not build" "$tmp/cc.err"
+	fi
 else
 	echo "asan: skipped (cc cannot build with -fsanitize=address: $(head -1 "$tmp/cc.err"); .ci/run installs libasan8)"
 fi

@@ -16,7 +16,9 @@ use super::boot::mycpu;
 use super::san::{self, Leave};
 use super::tdqueue::{self, Link};
 use super::thread::{TDF_EXITED, idle_thread, local_cpu, name};
-use crate::abi::{TDF_RUNNING, TDF_RUNQ, TDPRI_CRIT, TDPRI_MASK, TDPRI_MAX, globaldata, thread};
+use crate::abi::{
+    TDF_RUNNING, TDF_RUNQ, TDPRI_CRIT, TDPRI_MASK, TDPRI_MAX, globaldata, thread, thread_queue,
+};
 use crate::cpu::{self, cpu_priv, ipi};
 use crate::fatal;
 
@@ -163,7 +165,7 @@ unsafe fn pick_without_mplock(gd: *mut globaldata, waiting: *mut thread) -> *mut
 /// # Safety
 /// `gd` is the current cpu, `td` its current thread, `ntd` a runnable
 /// thread of `gd` that is not running.
-#[inline]
+#[inline(always)]
 pub(super) unsafe fn switch_to(
     gd: *mut globaldata,
     td: *mut thread,
@@ -302,6 +304,87 @@ unsafe fn switch_slow(func: &str, gd: *mut globaldata, td: *mut thread) {
     unsafe {
         check_not_critical(func, gd, td);
         do_switch(gd, td);
+    }
+}
+
+/// The run queue through which the current thread `td`, about to
+/// block, can hand the cpu straight to `ntd`, a blocked thread of the
+/// same cpu it is about to wake: `Some` only when scheduling `ntd`,
+/// descheduling `td` and `lwkt_switch` would run `ntd` next and leave the
+/// run queues as [`block_direct`] does. That is when `td` may switch (no
+/// critical section, release function or pending IPI), `td` is alone on
+/// its run queue and that queue is the highest non-empty one, `ntd` has
+/// the same priority (so no runnable thread of higher priority is passed
+/// over, and none of the same priority waits in line), is on no queue,
+/// alive and waits on no wait queue, and its MP-lock need is what the cpu
+/// already meets. Nothing is changed.
+///
+/// # Safety
+/// `gd` is the current cpu, `td` its current thread, `ntd` a valid
+/// thread.
+#[inline(always)]
+pub(super) unsafe fn direct_queue(
+    gd: *mut globaldata,
+    td: *mut thread,
+    ntd: *mut thread,
+) -> Option<*mut thread_queue> {
+    // SAFETY: per the contract.
+    unsafe {
+        let pri = (*td).td_pri;
+        if pri >= TDPRI_CRIT
+            || (*td).td_release.is_some()
+            || cpu::reqflags(gd).load(Ordering::Relaxed) != 0
+            || (*ntd).td_pri != pri
+            || (*td).td_flags & TDF_RUNQ == 0
+            || (*ntd).td_flags & (TDF_RUNQ | TDF_EXITED) != 0
+            || !(*ntd).td_wait.is_null()
+            || (*ntd).td_gd != gd
+            || ntd == idle_thread(gd)
+        {
+            return None;
+        }
+        let p = (pri & TDPRI_MASK) as usize;
+        let q = &raw mut (*gd).gd_tdrunq[p];
+        if 31 - (*gd).gd_runqmask.leading_zeros() as usize != p
+            || tdqueue::first(q) != td
+            || !tdqueue::next(td, Link::Threadq).is_null()
+        {
+            return None;
+        }
+        let mine = cpu::MPLOCK.owner.load(Ordering::Acquire) == (*gd).gd_cpuid as c_int;
+        if ((*ntd).td_mpcount > 0) != mine {
+            return None;
+        }
+        Some(q)
+    }
+}
+
+/// Block the current thread `td` with wait message `wmesg` and switch to
+/// `ntd`, woken for it, through `q` from [`direct_queue`]: `ntd` takes
+/// `td`'s place on `q` (the run-queue mask stays), as scheduling `ntd`,
+/// descheduling `td` and picking the next thread would leave it.
+///
+/// # Safety
+/// `q` came from `direct_queue(gd, td, ntd)` and nothing changed since.
+#[inline(always)]
+pub(super) unsafe fn block_direct(
+    gd: *mut globaldata,
+    td: *mut thread,
+    ntd: *mut thread,
+    q: *mut thread_queue,
+    wmesg: *const c_char,
+) {
+    // SAFETY: per the contract, `td` is alone on `q` and `ntd` on no
+    // queue.
+    unsafe {
+        (*td).td_wmesg = wmesg;
+        tdqueue::remove(q, td, Link::Threadq);
+        tdqueue::insert_tail(q, ntd, Link::Threadq);
+        (*td).td_flags &= !TDF_RUNQ;
+        (*ntd).td_flags |= TDF_RUNQ;
+        switch_to(gd, td, ntd, Leave::Suspend);
+        (*td).td_wmesg = ptr::null();
+        (*td).td_wchan = ptr::null_mut();
     }
 }
 

@@ -16,7 +16,7 @@ use super::arch;
 use super::boot::mycpu;
 use super::msgport as mp;
 use super::san::{self, Leave};
-use super::sched::{dequeue, pick_next, schedule_local, switch_to};
+use super::sched::{dequeue, enqueue, pick_next, schedule_local, switch_to};
 use super::stack;
 use super::tdqueue::{self, Link};
 use crate::abi::{
@@ -379,11 +379,15 @@ pub unsafe fn alloc_thread(template: *mut thread, cpu_id: c_int) -> *mut thread 
 /// # Safety
 /// As [`alloc_thread`].
 unsafe fn alloc_thread_for(template: *mut thread, cpu_id: c_int) -> Result<*mut thread, String> {
-    let tgd = target_cpu("lwkt_alloc_thread", cpu_id);
     // Structures and stacks come from the current cpu's cache, whatever
     // cpu the thread will run on (an exited thread is cached by the cpu it
     // ran on).
     let gd = mycpu();
+    let tgd = if cpu_id == -1 {
+        gd
+    } else {
+        target_cpu("lwkt_alloc_thread", cpu_id)
+    };
     // SAFETY: `gd` is the current cpu; list manipulation per tdqueue.
     unsafe {
         let mut flags = 0;
@@ -490,7 +494,10 @@ pub unsafe fn create(
         if tgd == gd {
             register(gd, td);
             if run {
-                schedule_local(gd, td);
+                // What schedule_local checks first (exited, the idle
+                // thread, on a wait queue) cannot hold for a thread just
+                // made.
+                enqueue(gd, td);
             }
         } else if run {
             ipi::send(tgd, register_schedule_ipi, td.cast());
