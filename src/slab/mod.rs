@@ -539,6 +539,8 @@ pub unsafe fn realloc(
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_fast;
+#[cfg(test)]
 mod tests_fork;
 #[cfg(test)]
 mod tests_mag;
