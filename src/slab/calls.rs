@@ -137,7 +137,10 @@ pub unsafe fn count_quiet_gd(gd: *mut SLGlobalData, tag: u8) -> bool {
         c.store(n, Ordering::Relaxed);
         // The flag's address only now: no register holds it across the
         // count (the fast path of `slab_malloc` then saves none).
-        !n.is_multiple_of(FOLD) && (*((*gd).sl_Pad0[2] as *const Flag)).0.load(Ordering::Relaxed)
+        !n.is_multiple_of(FOLD)
+            && (*((*gd).sl_Pad0[2] as *const Flag))
+                .0
+                .load(Ordering::Relaxed)
     }
 }
 

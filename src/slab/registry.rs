@@ -93,8 +93,7 @@ pub fn set(base: usize, live: bool) -> bool {
             return false;
         }
         let fresh = p.cast::<AtomicU64>();
-        match TOP[top].compare_exchange(empty(), fresh, Ordering::AcqRel, Ordering::Acquire)
-        {
+        match TOP[top].compare_exchange(empty(), fresh, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => leaf = fresh,
             Err(other) => {
                 // SAFETY: `p` is our own unpublished mapping of `bytes`.

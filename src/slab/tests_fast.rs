@@ -47,7 +47,10 @@ fn a_zone_in_one_stretch_is_not_in_another() {
     assert!(registry::set(a, true));
     assert!(registry::is_zone(a), "the zone was not recorded");
     assert!(!registry::is_zone(b), "a stretch without zones has one");
-    assert!(!registry::is_zone(a + (1 << 15)), "the next grain is a zone");
+    assert!(
+        !registry::is_zone(a + (1 << 15)),
+        "the next grain is a zone"
+    );
     assert!(registry::set(a, false));
     assert!(!registry::is_zone(a), "the zone was not forgotten");
 }
