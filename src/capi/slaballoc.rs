@@ -91,15 +91,16 @@ pub unsafe extern "C" fn slab_realloc(
 /// `slab_free(NULL, type)` does nothing, like `free(3)`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn slab_free(ptr: *mut c_void, mtype: *mut malloc_type) {
-    if ptr.is_null() || mtype.is_null() {
+    if mtype.is_null() {
         return free_null(mtype);
     }
-    // SAFETY: non-NULL type supplied by the caller.
+    // SAFETY: non-NULL type supplied by the caller; a NULL `ptr` takes
+    // `slab::free`'s slow path, which returns.
     unsafe { slab::free(ptr, mtype) }
 }
 
-/// `slab_free` of NULL, or with a NULL type (out of line, so the common
-/// path needs no stack frame).
+/// `slab_free` with a NULL type (out of line, so the common path needs
+/// no stack frame).
 #[cold]
 #[inline(never)]
 fn free_null(mtype: *mut malloc_type) {

@@ -228,64 +228,68 @@ impl HomeWindow {
 #[inline(always)]
 pub unsafe fn home_charge(gd: *mut SLGlobalData, ty: *mut malloc_type, bytes: usize) -> bool {
     // SAFETY: caller contract.
-    let charged = unsafe { as_home(gd, ty) }.then(|| unsafe { charge(ty, bytes) });
+    let charged = unsafe { as_home(gd, ty) }.then(|| unsafe {
+        charge(
+            ty,
+            long(addr_of_mut!((*ty).ks_limit)).load(Ordering::Relaxed),
+            bytes,
+        )
+    });
     charged == Some(true)
 }
 
-/// [`home_charge`] for a caller that has opened `gd`'s window itself
-/// (`slab::malloc`, which also takes the chunk inside it). No call, so the
-/// caller's fast path stays a leaf.
-///
-/// # Safety
-/// `gd` is the calling thread's cpu state with its window open, `ty` a
-/// valid registered type.
-#[inline(always)]
-pub unsafe fn home_charge_open(
-    gd: *mut SLGlobalData,
-    ty: *mut malloc_type,
-    bytes: usize,
-    flags: i32,
-) -> bool {
-    // SAFETY: caller contract.
-    let own = unsafe { owner(ty) }.load(Ordering::Relaxed);
-    // One test: this cpu is the home and `flags` (the caller's
-    // `sl_Flags`) is 0.
-    // SAFETY: caller contract.
-    (own ^ gd as usize) | flags as usize == 0 && unsafe { charge(ty, bytes) }
-}
-
-/// What [`shared_count_open`] did.
+/// What [`count_open`] did.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Counted {
     /// Nothing: the caller takes the full path (`account`).
     No,
-    /// The call is counted.
+    /// The call is counted (and charged, for a home).
     Yes,
     /// The call is counted; `calls::count_noted` must follow.
     Note,
 }
 
-/// The fast path of a *shared* type (several cpus allocate it) without a
-/// limit, for a cpu whose statistics slot is its own: count the call in
-/// this cpu's counters (`calls::count_quiet`). Otherwise change nothing
-/// and return [`Counted::No`]. Called with `gd`'s window open like
-/// [`home_charge_open`], after it.
+/// The fast paths of the accounting, for a caller that has opened `gd`'s
+/// window itself (`slab::malloc`, which also takes the chunk inside it;
+/// no call, so its fast path stays a leaf), with `flags` its `sl_Flags`:
+///
+/// * this cpu is the type's home (no flag set: a home's slot is its
+///   own): [`home_charge`];
+/// * the type is *shared* (several cpus allocate it), without a limit,
+///   and this cpu's statistics slot is its own (no flag set): count the
+///   call in this cpu's counters (`calls::count_quiet`).
+///
+/// Otherwise nothing changes and the answer is [`Counted::No`]. The
+/// owner word and the limit are loaded once for both.
 ///
 /// # Safety
 /// `gd` is the calling thread's cpu state with its window open, `ty` a
-/// valid registered type of tag `tag`; `flags` is `gd`'s `sl_Flags`.
+/// valid registered type of tag `tag`.
 #[inline(always)]
-pub unsafe fn shared_count_open(
+pub unsafe fn count_open(
     gd: *mut SLGlobalData,
     ty: *mut malloc_type,
     tag: u8,
+    bytes: usize,
     flags: i32,
 ) -> Counted {
     // SAFETY: caller contract: live fields of `ty` and `gd`.
     unsafe {
+        // The flags first: then neither they nor a combination of them
+        // stays in a register (the fast path saves none).
+        if flags != 0 {
+            return Counted::No;
+        }
         let own = owner(ty).load(Ordering::Relaxed);
         let lim = long(addr_of_mut!((*ty).ks_limit)).load(Ordering::Relaxed);
-        if own != OWNER_SHARED || flags != 0 || lim != UNLIMITED || tag == TAG_UNCHECKED {
+        if own == gd as usize {
+            return if charge(ty, lim, bytes) {
+                Counted::Yes
+            } else {
+                Counted::No
+            };
+        }
+        if own != OWNER_SHARED || lim != UNLIMITED || tag == TAG_UNCHECKED {
             return Counted::No;
         }
         if calls::count_quiet_gd(gd, tag) {
@@ -296,23 +300,22 @@ pub unsafe fn shared_count_open(
     }
 }
 
-/// Inside the home's window: check the loose sum against the limit,
-/// charge `bytes` and count the call with plain stores; false (nothing
-/// changed) if the slow path must decide.
+/// Inside the home's window: check the loose sum against the limit
+/// `lim` (`ks_limit`, loaded by the caller), charge `bytes` and count the
+/// call with plain stores; false (nothing changed) if the slow path must
+/// decide.
 ///
 /// # Safety
 /// `ty` is a valid registered type whose home has its window open.
 #[inline(always)]
-unsafe fn charge(ty: *mut malloc_type, bytes: usize) -> bool {
+unsafe fn charge(ty: *mut malloc_type, lim: isize, bytes: usize) -> bool {
     // SAFETY: caller contract: live fields of `ty`.
-    let (calls, loose, lim) = unsafe {
+    let (calls, loose) = unsafe {
         (
             AtomicI64::from_ptr(addr_of_mut!((*ty).ks_calls)),
             long(addr_of_mut!((*ty).ks_loosememuse)),
-            long(addr_of_mut!((*ty).ks_limit)),
         )
     };
-    let lim = lim.load(Ordering::Relaxed);
     let ok = lim == UNLIMITED || {
         // 0: not set yet (or the limit was set after the type was
         // used without one): the slow path starts it from the exact

@@ -132,8 +132,15 @@ pub unsafe fn count_quiet_gd(gd: *mut SLGlobalData, tag: u8) -> bool {
     // rows.
     unsafe {
         let row = &*((*gd).sl_Pad0[1] as *const Row);
-        let dirty = &*((*gd).sl_Pad0[2] as *const Flag);
-        quiet(row, dirty, tag)
+        let c = &row.0[tag as usize];
+        let n = c.load(Ordering::Relaxed) + 1;
+        c.store(n, Ordering::Relaxed);
+        // The flag's address only now: no register holds it across the
+        // count (the fast path of `slab_malloc` then saves none).
+        !n.is_multiple_of(FOLD)
+            && (*((*gd).sl_Pad0[2] as *const Flag))
+                .0
+                .load(Ordering::Relaxed)
     }
 }
 

@@ -81,6 +81,23 @@ pub fn current_gd() -> *mut SLGlobalData {
     if gd.is_null() { attach() } else { gd }
 }
 
+/// How a thread's state is allocated: on a 128-byte boundary, so that
+/// its lines are the same for every state: the line of `sl_Counting`,
+/// `sl_Flags` and the magazine and counter addresses, which the owner
+/// writes or reads on every call, is not the line of `sl_Remote`, which
+/// other cpus' frees write (at 8-byte alignment, as `Layout::new` gives,
+/// they met on one line for some heap addresses), nor a line of another
+/// state or of other heap data. (A `gd_slab` inside a cpu's globaldata is
+/// where its owner put it.)
+const STATE_LAYOUT: Layout = match Layout::from_size_align(size_of::<SLGlobalData>(), 128) {
+    Ok(l) => l,
+    Err(_) => panic!("state layout"),
+};
+const _: () = assert!(
+    core::mem::offset_of!(SLGlobalData, sl_Counting) / 64
+        != core::mem::offset_of!(SLGlobalData, sl_Remote) / 64
+);
+
 #[cold]
 fn attach() -> *mut SLGlobalData {
     super::init();
@@ -93,7 +110,7 @@ fn attach() -> *mut SLGlobalData {
     };
     let gd = pooled.unwrap_or_else(|| {
         // SAFETY: non-zero-sized layout.
-        let gd = unsafe { alloc_zeroed(Layout::new::<SLGlobalData>()) }.cast::<SLGlobalData>();
+        let gd = unsafe { alloc_zeroed(STATE_LAYOUT) }.cast::<SLGlobalData>();
         if gd.is_null() {
             fatal!(
                 "slab_malloc",

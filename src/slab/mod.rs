@@ -221,11 +221,17 @@ pub unsafe fn malloc(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_
     // ours if this cpu is its home (`reclaim`, `account`).
     unsafe {
         let w = reclaim::open(gd);
-        // A home's slot is not shared: any flag is `SLGD_PARKED`.
-        if !account::home_charge_open(gd, ty, cs, reclaim::flags(gd)) {
-            return malloc_shared(w, gd, class, ty, tag, flags);
+        let f = reclaim::flags(gd);
+        // With no flag set (`count_open` counts only then) the statistics
+        // slot and the zones are ours inside the window.
+        match account::count_open(gd, ty, tag, cs, f) {
+            account::Counted::Yes => take(w, gd, class, ty, tag, flags, true),
+            account::Counted::Note => malloc_noted(w, gd, class, ty, tag, flags),
+            account::Counted::No => {
+                w.close();
+                malloc_away(gd, class, ty, tag, flags)
+            }
         }
-        take(w, gd, class, ty, tag, flags, true)
     }
 }
 
@@ -268,44 +274,13 @@ unsafe fn take(
     }
 }
 
-/// [`malloc`] of a zone chunk when this cpu is not the type's home, in
-/// the window `w` the caller opened (which it closes): the fast path of
-/// a shared type without a limit (counted in this cpu's own counters),
-/// else `malloc_away`. Out of line, so the home's fast path stays as
-/// short as before.
-///
-/// # Safety
-/// As [`zone_malloc`], but with `w` the open window of `gd`.
-#[inline(never)]
-unsafe fn malloc_shared(
-    w: reclaim::Window,
-    gd: *mut SLGlobalData,
-    class: u32,
-    ty: *mut malloc_type,
-    tag: u8,
-    flags: c_int,
-) -> *mut c_void {
-    // SAFETY: caller contract; with no flag set the statistics slot and
-    // the zones are ours inside the window.
-    unsafe {
-        match account::shared_count_open(gd, ty, tag, reclaim::flags(gd)) {
-            account::Counted::Yes => take(w, gd, class, ty, tag, flags, true),
-            account::Counted::Note => malloc_noted(w, gd, class, ty, tag, flags),
-            account::Counted::No => {
-                w.close();
-                malloc_away(gd, class, ty, tag, flags)
-            }
-        }
-    }
-}
-
-/// [`malloc_shared`] after a count that needs its slow half
+/// [`malloc`] of a shared type after a count that needs its slow half
 /// (`calls::count_noted`, once every `calls::FOLD` calls or a period):
-/// out of line, so `malloc_shared` makes tail calls only and saves no
+/// out of line, so `malloc` makes tail calls only and saves no
 /// registers.
 ///
 /// # Safety
-/// As [`malloc_shared`], the call already counted by
+/// As [`zone_malloc_in`], the call already counted by
 /// `calls::count_quiet`.
 #[cold]
 #[inline(never)]
@@ -451,7 +426,8 @@ unsafe fn malloc_slow(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c
 /// `slab_free`.
 ///
 /// The fast path: a thread with allocator state, a chunk of a zone, a
-/// registered type. Everything else is `free_slow`.
+/// registered type. Everything else is `free_slow`, NULL too (its base,
+/// 0, is no zone: nothing is mapped at address 0).
 ///
 /// # Safety
 /// `ty` is non-NULL and points to a valid `struct malloc_type`.
@@ -486,7 +462,9 @@ pub unsafe fn free(ptr: *mut c_void, ty: *mut malloc_type) {
 #[cold]
 #[inline(never)]
 pub(crate) unsafe fn free_slow(ptr: *mut c_void, ty: *mut malloc_type) {
-    if ptr == ZERO_LENGTH_PTR {
+    // NULL, like `free(3)`: nothing, whatever the type (the fast path
+    // sends it here, its zone base 0 being no zone).
+    if ptr.is_null() || ptr == ZERO_LENGTH_PTR {
         return;
     }
     // SAFETY: forwarded caller contract.
@@ -560,6 +538,8 @@ pub unsafe fn realloc(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_fast;
 #[cfg(test)]
 mod tests_fork;
 #[cfg(test)]

@@ -6,8 +6,9 @@
 //! indexed by address bits 47..32, each leaf is a bitmap of the zones in
 //! one 4 GiB stretch, one bit per 32 KiB (the smallest zone size; a
 //! larger zone is recorded at the bit of its first 32 KiB). Lookups are
-//! two loads and shifts by constants; only zone creation and release
-//! write.
+//! two loads and shifts by constants, with no test between them: a top
+//! entry with no leaf yet points at [`EMPTY`], a leaf of zeros. Only zone
+//! creation and release write.
 
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
@@ -22,8 +23,17 @@ const _: () = assert!(1 << GRAIN_SHIFT == crate::abi::ZALLOC_MIN_ZONE_SIZE as us
 /// Words of one leaf: one bit per smallest zone (32 KiB) in 4 GiB.
 const LEAF_WORDS: usize = (1 << (TOP_SHIFT - GRAIN_SHIFT)) / 64;
 
+/// The leaf of every 4 GiB stretch without a zone yet: all bits clear,
+/// never written (`set` replaces it before it sets a bit).
+static EMPTY: [AtomicU64; LEAF_WORDS] = [const { AtomicU64::new(0) }; LEAF_WORDS];
+
+/// [`EMPTY`]'s address, what a top entry without a leaf holds.
+fn empty() -> *mut AtomicU64 {
+    EMPTY.as_ptr().cast_mut()
+}
+
 static TOP: [AtomicPtr<AtomicU64>; TOP_ENTRIES] =
-    [const { AtomicPtr::new(ptr::null_mut()) }; TOP_ENTRIES];
+    [const { AtomicPtr::new(EMPTY.as_ptr().cast_mut()) }; TOP_ENTRIES];
 
 /// Bit position of the zone starting at `base`: (leaf index, word, bit).
 #[inline(always)]
@@ -49,11 +59,9 @@ pub fn is_zone_in_range(base: usize) -> bool {
         return false;
     };
     let leaf = TOP[top].load(Ordering::Acquire);
-    if leaf.is_null() {
-        return false;
-    }
-    // SAFETY: a published leaf is a live mapping of LEAF_WORDS words that is
-    // never unmapped, and `word < LEAF_WORDS` by construction of `locate`.
+    // SAFETY: a top entry is `EMPTY` or a published leaf, a live mapping
+    // of LEAF_WORDS words that is never unmapped; `word < LEAF_WORDS` by
+    // construction of `locate`.
     let w = unsafe { &*leaf.add(word) };
     w.load(Ordering::Acquire) & bit != 0
 }
@@ -65,7 +73,7 @@ pub fn set(base: usize, live: bool) -> bool {
         return false;
     };
     let mut leaf = TOP[top].load(Ordering::Acquire);
-    if leaf.is_null() {
+    if leaf == empty() {
         if !live {
             return true;
         }
@@ -85,8 +93,7 @@ pub fn set(base: usize, live: bool) -> bool {
             return false;
         }
         let fresh = p.cast::<AtomicU64>();
-        match TOP[top].compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire)
-        {
+        match TOP[top].compare_exchange(empty(), fresh, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => leaf = fresh,
             Err(other) => {
                 // SAFETY: `p` is our own unpublished mapping of `bytes`.
@@ -95,8 +102,8 @@ pub fn set(base: usize, live: bool) -> bool {
             }
         }
     }
-    // SAFETY: as in `is_zone`: published leaves live forever and `word` is
-    // in range.
+    // SAFETY: as in `is_zone`: `leaf` is a published leaf (not `EMPTY`),
+    // which lives forever, and `word` is in range.
     let w = unsafe { &*leaf.add(word) };
     if live {
         w.fetch_or(bit, Ordering::Release);
