@@ -641,6 +641,40 @@ mod tests {
         unwatch(&keep);
     }
 
+    /// Review: a `compact_hold` set while the loop was small must not
+    /// keep a loop that grew much larger since from giving its room back.
+    #[test]
+    fn review_hold_from_a_small_loop_does_not_pin_a_big_one() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let reg = || {
+            // SAFETY: dup of a descriptor we own; closed below.
+            let d = unsafe { libc::dup(a.as_raw_fd()) };
+            (register(d, 0, Box::new(|_| {})).unwrap(), d)
+        };
+        let drop_all = |w: &[(Token, RawFd)]| {
+            for &(t, d) in w {
+                unregister(t);
+                // SAFETY: our dup, no longer watched.
+                unsafe { libc::close(d) };
+            }
+        };
+        // 256 slots; the first 192 go, the last 64 stay: compact finds
+        // the last slot live and holds at 64.
+        let first: Vec<_> = (0..256).map(|_| reg()).collect();
+        drop_all(&first[..192]);
+        let hold = with(|l| l.compact_hold);
+        // A burst of 3000 more, then they all go.
+        let burst: Vec<_> = (0..3000).map(|_| reg()).collect();
+        let peak = with(|l| l.slots.len());
+        drop_all(&burst);
+        let (len, live) = with(|l| (l.slots.len(), l.live));
+        drop_all(&first[192..]);
+        assert!(
+            len < 1024,
+            "hold {hold}: {len} slots kept for {live} live (peak {peak})"
+        );
+    }
+
     #[test]
     fn readiness_runs_callbacks_and_unregister_stops_them() {
         let (mut a, b) = UnixStream::pair().unwrap();
