@@ -2,9 +2,11 @@
 //! small integers, mostly a counter. One multiplication spreads them
 //! across the table's buckets and tag bits, which is hash enough and much
 //! cheaper than the standard library's SipHash, paid on every request,
-//! reply and dispose notice. (A peer may choose ids that collide: they
-//! live in its own connection's table, at most `CAPS_MAXINPROG` + 1 of
-//! them, so that slows its own lookups only, and boundedly.)
+//! reply and dispose notice. The high half of a key is folded into the
+//! low half first, so that ids differing only above bit 31 spread too.
+//! (A peer may still choose ids that collide: they live in its own
+//! connection's table, at most `MAX_HELD` (v1, 256) or `CAPS_MAXINPROG`
+//! + 1 (v2) of them, so that slows its own lookups only, and boundedly.)
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -37,7 +39,7 @@ impl Hasher for IdHasher {
         self.write_u64(v as u32 as u64);
     }
     fn write_u64(&mut self, v: u64) {
-        self.0 = v.wrapping_mul(GOLDEN);
+        self.0 = (v ^ (v >> 32)).wrapping_mul(GOLDEN);
     }
     fn write_i64(&mut self, v: i64) {
         self.write_u64(v as u64);
@@ -62,5 +64,14 @@ mod tests {
         // i64 and u32 keys go the same way as u64.
         assert_eq!(b.hash_one(5i64), b.hash_one(5u64));
         assert_eq!(b.hash_one(5u32), b.hash_one(5u64));
+    }
+
+    /// Ids that differ only above bit 31 (`k << 32`) spread over the
+    /// buckets too (without the fold they all hashed to bucket 0).
+    #[test]
+    fn ids_differing_in_the_high_half_spread() {
+        let b = BuildHasherDefault::<IdHasher>::default();
+        let buckets: IdSet<u64> = (1u64..=128).map(|k| b.hash_one(k << 32) & 127).collect();
+        assert!(buckets.len() > 64, "{} buckets", buckets.len());
     }
 }
