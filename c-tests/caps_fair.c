@@ -76,6 +76,18 @@ signal_fd(int fd)
 		_exit(1);
 }
 
+/* B's request came `pos_b`-th of `total`: within the first TURN + 1? */
+static void
+verdict(int pos_b, int total)
+{
+	if (pos_b == 0)
+		fail("service", "B's request never came");
+	printf("fair: %s\n", pos_b <= TURN + 1 ? "yes" : "no");
+	if (pos_b > TURN + 1)
+		fprintf(stderr, "caps_fair: B's request came %d of %d\n", pos_b, total);
+	fflush(stdout);
+}
+
 static void
 send_tag(caps_port_t port, struct lwkt_port *rport, struct tmsg *m, char tag)
 {
@@ -126,12 +138,7 @@ server(int up, int go)
 			pos_b = i;
 		lwkt_replymsg(msg, 0);
 	}
-	if (pos_b == 0)
-		fail("service", "B's request never came");
-	printf("fair: %s\n", pos_b <= TURN + 1 ? "yes" : "no");
-	if (pos_b > TURN + 1)
-		fprintf(stderr, "caps_fair: B's request came %d of %d\n", pos_b, BURST + 1);
-	fflush(stdout);
+	verdict(pos_b, BURST + 1);
 	caps_close(port);
 	_exit(0);
 }
@@ -254,12 +261,7 @@ server2(int up, int go)
 			pos_b = i;
 		caps_sys_reply(cid, "", 0, id);
 	}
-	if (pos_b == 0)
-		fail("service", "B's request never came");
-	printf("fair: %s\n", pos_b <= TURN + 1 ? "yes" : "no");
-	if (pos_b > TURN + 1)
-		fprintf(stderr, "caps_fair: B's request came %d of %d\n", pos_b, BURST2 + 1);
-	fflush(stdout);
+	verdict(pos_b, BURST2 + 1);
 	caps_sys_close(cid);
 	_exit(0);
 }
