@@ -3,7 +3,7 @@
  * client that sends a burst of requests at once does not make another
  * client's request wait behind the whole burst (issue 17).
  *
- *	caps_fair [a|b]
+ *	caps_fair [a|b] [v2]
  *
  * A service and two clients, A and B, each a process. Both join (one
  * round trip each; A first, or B with argument b); then the service stops
@@ -17,6 +17,11 @@
  * so B's must come within the first TURN + 1: prints "fair: yes" if it
  * did, else "fair: no" (its position on stderr). Counts, not clocks: the
  * verdict does not depend on timing.
+ *
+ * With v2, the same over the kernel-style calls (caps_sys_*): A's burst
+ * is BURST2 puts (a v2 client may have CAPS_MAXINPROG outstanding), the
+ * position counts requests only (the service also sees the joins'
+ * dispose notices).
  */
 #include <sys/types.h>
 #include <libcaps/globaldata.h>
@@ -36,6 +41,7 @@
 
 #define NAME	"fair"
 #define BURST	200	/* under the 256 requests a connection may hold */
+#define BURST2	120	/* v2: under the 128 a client may have outstanding */
 #define TURN	32	/* what the service reads from one connection at a time */
 
 struct tmsg {
@@ -68,6 +74,18 @@ signal_fd(int fd)
 
 	if (write(fd, &c, 1) != 1)
 		_exit(1);
+}
+
+/* B's request came `pos_b`-th of `total`: within the first TURN + 1? */
+static void
+verdict(int pos_b, int total)
+{
+	if (pos_b == 0)
+		fail("service", "B's request never came");
+	printf("fair: %s\n", pos_b <= TURN + 1 ? "yes" : "no");
+	if (pos_b > TURN + 1)
+		fprintf(stderr, "caps_fair: B's request came %d of %d\n", pos_b, total);
+	fflush(stdout);
 }
 
 static void
@@ -120,12 +138,7 @@ server(int up, int go)
 			pos_b = i;
 		lwkt_replymsg(msg, 0);
 	}
-	if (pos_b == 0)
-		fail("service", "B's request never came");
-	printf("fair: %s\n", pos_b <= TURN + 1 ? "yes" : "no");
-	if (pos_b > TURN + 1)
-		fprintf(stderr, "caps_fair: B's request came %d of %d\n", pos_b, BURST + 1);
-	fflush(stdout);
+	verdict(pos_b, BURST + 1);
 	caps_close(port);
 	_exit(0);
 }
@@ -186,14 +199,143 @@ client_b(int first)
 	_exit(0);
 }
 
+/* ---- v2: the same with caps_sys_* ---- */
+
+static int
+join2(const char *who)
+{
+	struct caps_msgid mid;
+	char buf[16];
+	int cid;
+
+	cid = caps_sys_client(NAME, getuid(), getgid(), 0, CAPF_ANYCLIENT);
+	if (cid < 0)
+		fail(who, "caps_sys_client failed");
+	if (caps_sys_put(cid, "J", 1) < 0)
+		fail(who, "caps_sys_put failed");
+	if (caps_sys_wait(cid, buf, sizeof(buf), &mid, NULL) < 0 ||
+	    mid.c_state != CAPMS_REPLY)
+		fail(who, "no reply to its join");
+	return (cid);
+}
+
+/* The next request (dispose notices are taken and passed over). */
+static char
+take2(int cid, off_t *id)
+{
+	struct caps_msgid mid;
+	char buf[16];
+	int n;
+
+	for (;;) {
+		n = caps_sys_wait(cid, buf, sizeof(buf), &mid, NULL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			fail("service", "caps_sys_wait failed");
+		}
+		if (mid.c_state == CAPMS_REQUEST && n == 1) {
+			*id = mid.c_id;
+			return (buf[0]);
+		}
+	}
+}
+
+static void
+server2(int up, int go)
+{
+	off_t id;
+	int cid, i, pos_b = 0;
+
+	cid = caps_sys_service(NAME, getuid(), getgid(), 0, CAPF_ANYCLIENT);
+	if (cid < 0)
+		fail("service", "caps_sys_service failed");
+	signal_fd(up);
+	for (i = 0; i < 2; ++i) {
+		take2(cid, &id);
+		caps_sys_reply(cid, "", 0, id);
+	}
+	await(go, "service");
+	for (i = 1; i <= BURST2 + 1; ++i) {
+		if (take2(cid, &id) == 'B')
+			pos_b = i;
+		caps_sys_reply(cid, "", 0, id);
+	}
+	verdict(pos_b, BURST2 + 1);
+	caps_sys_close(cid);
+	_exit(0);
+}
+
+static void
+replies2(int cid, int n, const char *who)
+{
+	struct caps_msgid mid;
+	char buf[16];
+
+	while (n > 0) {
+		if (caps_sys_wait(cid, buf, sizeof(buf), &mid, NULL) < 0) {
+			if (errno == EINTR)
+				continue;
+			fail(who, "a reply was lost");
+		}
+		if (mid.c_state == CAPMS_REPLY)
+			--n;
+	}
+}
+
+static void
+client_a2(int first)
+{
+	int cid, i;
+
+	if (first == 'a') {
+		cid = join2("A");
+		signal_fd(first_joined[1]);
+		await(both_joined[0], "A");
+	} else {
+		await(first_joined[0], "A");
+		cid = join2("A");
+	}
+	for (i = 0; i < BURST2; ++i)
+		if (caps_sys_put(cid, "A", 1) < 0)
+			fail("A", "caps_sys_put failed");
+	signal_fd(a_sent[1]);
+	replies2(cid, BURST2, "A");
+	caps_sys_close(cid);
+	_exit(0);
+}
+
+static void
+client_b2(int first)
+{
+	int cid;
+
+	if (first == 'b') {
+		cid = join2("B");
+		signal_fd(first_joined[1]);
+	} else {
+		await(first_joined[0], "B");
+		cid = join2("B");
+		signal_fd(both_joined[1]);
+	}
+	await(a_sent[0], "B");
+	if (caps_sys_put(cid, "B", 1) < 0)
+		fail("B", "caps_sys_put failed");
+	signal_fd(go[1]);
+	replies2(cid, 1, "B");
+	caps_sys_close(cid);
+	_exit(0);
+}
+
 int
 main(int ac, char **av)
 {
 	int up[2], i, status, ok = 1, first = ac > 1 ? av[1][0] : 'a';
+	int v2 = ac > 2 && strcmp(av[2], "v2") == 0;
 	pid_t pid[3];
 
-	if (first != 'a' && first != 'b') {
-		fprintf(stderr, "usage: caps_fair [a|b]\n");
+	if ((first != 'a' && first != 'b') || (ac > 2 && !v2)) {
+		fprintf(stderr, "usage: caps_fair [a|b] [v2]\n");
 		return (2);
 	}
 	signal(SIGPIPE, SIG_IGN);
@@ -203,13 +345,22 @@ main(int ac, char **av)
 		return (1);
 	}
 	fflush(stdout);
-	if ((pid[0] = fork()) == 0)
+	if ((pid[0] = fork()) == 0) {
+		if (v2)
+			server2(up[1], go[0]);
 		server(up[1], go[0]);
+	}
 	await(up[0], "main");	/* the service is published */
-	if ((pid[1] = fork()) == 0)
+	if ((pid[1] = fork()) == 0) {
+		if (v2)
+			client_a2(first);
 		client_a(first);
-	if ((pid[2] = fork()) == 0)
+	}
+	if ((pid[2] = fork()) == 0) {
+		if (v2)
+			client_b2(first);
 		client_b(first);
+	}
 	for (i = 0; i < 3; ++i) {
 		if (pid[i] < 0 || waitpid(pid[i], &status, 0) != pid[i] ||
 		    !WIFEXITED(status) || WEXITSTATUS(status) != 0)

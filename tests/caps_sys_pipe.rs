@@ -261,13 +261,18 @@ fn run(name: &str, total: u64, depth: u64, scramble: bool, warm: u64) -> (u64, S
 }
 
 /// 64 outstanding, the service answering out of order: every reply
-/// matches its request, and the service sees every request once and one
-/// dispose notice per reply, for the id it replied to.
+/// matches its request, and the service sees every request once and
+/// exactly one dispose notice per reply, for the id it replied to.
 #[test]
 fn pipelined_replies_answer_their_requests() {
     let total = 20_000;
     let (_, s) = run("pipe_order", total, 64, true, 1);
     assert_eq!(s.requests, total);
+    assert_eq!(
+        s.disposed.len() as u64,
+        total,
+        "one dispose notice per reply, none twice"
+    );
     let mut d = s.disposed;
     d.sort_unstable();
     d.dedup();

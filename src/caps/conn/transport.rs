@@ -23,8 +23,6 @@ use crate::warn;
 
 /// Bytes read from a socket at a time.
 const READ_CHUNK: usize = 64 * 1024;
-/// Output buffer bytes a connection keeps once all is written.
-pub(super) const OUT_KEEP: usize = 512;
 /// Read buffers kept for reuse by the connections of one thread.
 const SPARE_CHUNKS: usize = 4;
 
@@ -35,6 +33,26 @@ thread_local! {
     /// quiet connection holds none and a busy thread does not allocate
     /// one per read.
     static SPARE: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
+    /// An output buffer no connection of this thread uses now: a
+    /// connection takes it when it queues output and gives it back once
+    /// all is written, so a round trip (or a doorbell) does not allocate
+    /// one and free it again.
+    static SPARE_OUT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The largest output buffer kept as this thread's spare.
+const SPARE_OUT_MAX: usize = 64 * 1024;
+
+/// `out`, given this thread's spare output buffer if it has none.
+fn out_buf(out: &mut Vec<u8>) -> &mut Vec<u8> {
+    if out.capacity() == 0 {
+        let _ = SPARE_OUT.try_with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut() {
+                std::mem::swap(out, &mut s);
+            }
+        });
+    }
+    out
 }
 
 /// A read buffer of `READ_CHUNK` bytes: a spare one, else a new one.
@@ -46,10 +64,15 @@ fn take_chunk() -> Box<[u8]> {
     spare.unwrap_or_else(|| vec![0u8; READ_CHUNK].into_boxed_slice())
 }
 
-/// Free this thread's spare read buffers (a service that shed many
+/// Free this thread's spare read and output buffers (a service that shed many
 /// connections gives its memory back).
 pub(super) fn drop_spare_buffers() {
     let _ = SPARE.try_with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut() {
+            *s = Vec::new();
+        }
+    });
+    let _ = SPARE_OUT.try_with(|s| {
         if let Ok(mut s) = s.try_borrow_mut() {
             *s = Vec::new();
         }
@@ -230,7 +253,7 @@ impl Transport {
         let mut rec = transport_header(ATTACH);
         rec[32..40].copy_from_slice(&(DEFAULT_RING as u64).to_le_bytes());
         self.out_fd = Some((self.out.len(), fd));
-        self.out.extend_from_slice(&rec);
+        out_buf(&mut self.out).extend_from_slice(&rec);
         self.shm = Mode::On(Box::new(Link::new(tx, None, Some(rx))));
     }
 
@@ -259,7 +282,7 @@ impl Transport {
                 let mut link = Link::new(tx, Some(Inbound::new(rx)), None);
                 link.stall_limit = Some(STALL_LIMIT);
                 self.shm = Mode::On(Box::new(link));
-                self.out.extend_from_slice(&transport_header(ATTACHED));
+                out_buf(&mut self.out).extend_from_slice(&transport_header(ATTACHED));
                 self.sync_probe();
                 Ok(())
             }
@@ -357,6 +380,7 @@ impl Transport {
         if let Mode::On(link) = &mut self.shm {
             let out = &mut self.out;
             let drained = link.drain(|hb, body| {
+                let out = out_buf(out);
                 out.extend_from_slice(hb);
                 out.extend_from_slice(body);
             });
@@ -365,7 +389,7 @@ impl Transport {
             }
             // Output already queued wakes the peer as well as a doorbell.
             if std::mem::take(&mut link.bell) && self.out_pos == self.out.len() {
-                self.out.extend_from_slice(&doorbell());
+                out_buf(&mut self.out).extend_from_slice(&doorbell());
             }
         }
         while self.out_pos < self.out.len() {
@@ -435,13 +459,14 @@ impl Transport {
                 }
             }
         }
-        self.out.extend_from_slice(&hb);
-        self.out.extend_from_slice(body);
+        let out = out_buf(&mut self.out);
+        out.extend_from_slice(&hb);
+        out.extend_from_slice(body);
     }
 
     /// Queue raw bytes (a hello).
     pub(in crate::caps) fn push_bytes(&mut self, b: &[u8]) {
-        self.out.extend_from_slice(b);
+        out_buf(&mut self.out).extend_from_slice(b);
     }
 
     /// Read more bytes behind the unconsumed input: Ok(true) if some
@@ -606,17 +631,23 @@ impl Transport {
         }
     }
 
-    /// The output buffer is all written: empty it, and free it if a
-    /// burst made it larger than `OUT_KEEP` bytes (a quiet connection
-    /// holds at most that; a small one stays, so that a connection
-    /// writing a frame at a time does not allocate one per write).
+    /// Give the output buffer back once it is all written (a quiet
+    /// connection holds none): kept as the thread's spare if it has none
+    /// and it is not big, else freed.
     fn release_out(&mut self) {
         self.out_pos = 0;
-        if self.out.capacity() > OUT_KEEP {
-            self.out = Vec::new();
-        } else {
-            self.out.clear();
+        let mut out = std::mem::take(&mut self.out);
+        if out.capacity() == 0 || out.capacity() > SPARE_OUT_MAX {
+            return;
         }
+        out.clear();
+        let _ = SPARE_OUT.try_with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut()
+                && s.capacity() == 0
+            {
+                *s = out;
+            }
+        });
     }
 
     /// Bytes of buffers this connection holds now (read and output

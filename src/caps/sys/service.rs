@@ -8,7 +8,7 @@ use std::os::fd::AsRawFd;
 
 use super::names::{key, matching_nodes, node_name};
 use super::table::{Kind, lock};
-use super::{ACCEPT_EVERY, Got, MAX_AT_SERVER, MAX_MSG, check_name};
+use super::{ACCEPT_EVERY, Got, MAX_AT_SERVER, MAX_MSG, TURN, check_name};
 use crate::abi::{CAPF_EXCL, CAPF_UFLAGS, CAPMS_DISPOSE, CAPMS_REQUEST, caps_cred};
 use crate::caps::conn::{self, Admission, ReadEnd, set_nonblocking};
 use crate::caps::cred::{Cred, SysAccess};
@@ -134,8 +134,8 @@ pub fn service(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno
 }
 
 impl Service {
-    /// Accept new connections, read every frame available, write what
-    /// is queued. Never blocks.
+    /// Accept new connections, read the frames available (at most
+    /// [`TURN`] from each connection), write what is queued. Never blocks.
     pub(super) fn pump(&mut self, sockets: bool) {
         if self.accept_due || self.accept_skipped >= ACCEPT_EVERY {
             self.accept_due = false;
@@ -198,7 +198,10 @@ impl Service {
             }
             Admission::Admitted => {}
         }
-        loop {
+        // At most TURN frames, then the others' turn: what is left is read
+        // at the next pump, which comes once the queue is taken (a get
+        // finds what this one queued before it polls).
+        for _ in 0..TURN {
             let Some(c) = self.conns.get_mut(&k) else {
                 return;
             };
