@@ -54,6 +54,12 @@ pub(super) const CANDIDATE_HELLO_MS: i32 = 1_000;
 /// hello before it drops it.
 pub(super) const HELLO_DEADLINE: Duration = Duration::from_secs(2);
 
+/// Requests (v1) or frames (v2) a service reads from one connection at
+/// a time: a connection with more is read on after every other
+/// connection with input had its turn, so a client's burst delays
+/// another client's request by at most this many of its own (issue 17;
+/// `c-tests/caps_fair.c`).
+pub(super) const TURN: usize = 32;
 pub(super) const EV_IN: u32 = libc::EPOLLIN as u32;
 pub(super) const EV_OUT: u32 = libc::EPOLLOUT as u32;
 

@@ -65,11 +65,6 @@ const MSG_HDR: usize = size_of::<lwkt_msg>();
 const MAX_BODY: u32 = (MAX_MSGSIZE - MSG_HDR) as u32;
 /// Requests a server holds for one connection before it stops reading it.
 const MAX_HELD: usize = 256;
-/// Requests read from one connection at a time: a connection with more
-/// is read on after every other connection with input had its turn, so a
-/// client's burst delays another client's request by at most this many
-/// of its own (issue 17; `c-tests/caps_fair.c`).
-const TURN: usize = 32;
 /// Reply bytes queued for one connection before the server stops reading
 /// its requests.
 const MAX_OUT: usize = 4 << 20;

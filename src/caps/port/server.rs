@@ -7,7 +7,7 @@ use super::request::{
 };
 use super::*;
 use crate::abi::lwkt_port;
-use crate::caps::conn::{Admission, EV_OUT, HELLO_DEADLINE, ReadEnd};
+use crate::caps::conn::{Admission, EV_OUT, HELLO_DEADLINE, ReadEnd, TURN};
 use crate::caps::wire::{FrameKind, Header, WireError};
 use crate::warn;
 use guard::{account, listed, may_read};

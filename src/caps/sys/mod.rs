@@ -57,11 +57,6 @@ const MAX_AT_SERVER: usize = MAX_INPROG + 1;
 /// (inotify normally wakes the wait at once).
 const WAITSVC_POLL_MS: i32 = 1000;
 
-/// Frames a service reads from one connection before the others' turn
-/// (as a v1 service's): a client's burst does not put another client's
-/// request behind all of it.
-const TURN: usize = 32;
-
 /// A service that is not told a connection is pending looks every this
 /// many reads (see `Service::accept_due`).
 const ACCEPT_EVERY: u32 = 8;

@@ -8,8 +8,9 @@ use std::os::fd::AsRawFd;
 
 use super::names::{key, matching_nodes, node_name};
 use super::table::{Kind, lock};
-use super::{ACCEPT_EVERY, Got, MAX_AT_SERVER, MAX_MSG, TURN, check_name};
+use super::{ACCEPT_EVERY, Got, MAX_AT_SERVER, MAX_MSG, check_name};
 use crate::abi::{CAPF_EXCL, CAPF_UFLAGS, CAPMS_DISPOSE, CAPMS_REQUEST, caps_cred};
+use crate::caps::conn::TURN;
 use crate::caps::conn::{self, Admission, ReadEnd, set_nonblocking};
 use crate::caps::cred::{Cred, SysAccess};
 use crate::caps::errno::Errno;
