@@ -671,3 +671,85 @@ fn hostile_shm_peers_cost_only_their_connection_v2() {
     let err = text(&srv.stop().stderr);
     check_log(&err, "caps_sys_service", &want);
 }
+
+// ---- quiet connections give their pages back (issue 17) ---------------------
+
+/// Connections held by the quiet test, and the requests of each burst
+/// (1000-byte payloads: 9 pages of each ring touched).
+const QUIET_CONNECTIONS: usize = 1000;
+const QUIET_BURST: usize = 32;
+
+/// A connection in shared memory that made a burst of `QUIET_BURST`
+/// round trips through its rings (checked); it is quiet from now on.
+fn burst(sock: &Path) -> (Peer, Map) {
+    let fd = memfd(REGION, Some(SEALS));
+    let map = Map::new(&fd);
+    let mut p = Peer::connect(sock, 1);
+    p.attach_ok(&fd);
+    drop(fd);
+    round_trips(&mut p, &map, QUIET_BURST);
+    (p, map)
+}
+
+/// `n` requests of 1000 bytes through the ring, then their replies.
+fn round_trips(p: &mut Peer, map: &Map, n: usize) {
+    let body: Vec<u8> = (0..1000).map(|i| i as u8).collect();
+    let ids: Vec<u64> = (0..n).map(|_| p.request(map, &body)).collect();
+    let want: Vec<u8> = body.iter().map(|b| !b).collect();
+    for id in ids {
+        let (h, got) = p.reply(map);
+        assert_eq!(u64::from_le_bytes(h[8..16].try_into().unwrap()), id);
+        assert!(got == want, "reply {id}: wrong payload");
+    }
+}
+
+/// A thousand connections that each made a burst through their rings
+/// and then went quiet cost the v1 service at most 4 KiB each once the
+/// quiet period (1 s, checked every second) has passed: it gave back its
+/// ring's pages and dropped its view of the region. Each still works
+/// afterwards: its next request rings the doorbell and is answered.
+#[test]
+fn quiet_shm_connections_give_their_pages_back() {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `rl` is a writable rlimit.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl);
+        rl.rlim_cur = rl.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur as usize) < QUIET_CONNECTIONS + 64 {
+        eprintln!("skipped: RLIMIT_NOFILE below {}", QUIET_CONNECTIONS + 64);
+        return;
+    }
+    let rdv = Rendezvous::new("libcaps-shm", "quiet", 0o755);
+    let mut c = rdv.command(echo());
+    c.args(["-s", "quiet"]).env("LIBCAPS_SHM", "1");
+    let srv = Proc(Some(c.spawn().expect("spawn server")));
+    let sock = v1_socket(&rdv, "quiet");
+    wait_listening(&sock);
+    let pid = srv.pid() as u32;
+    // The start: a service that served one connection in shared memory.
+    drop(burst(&sock));
+    std::thread::sleep(Duration::from_millis(2500));
+    let rss0 = common::rss_kib(pid);
+    let mut held: Vec<(Peer, Map)> = (0..QUIET_CONNECTIONS).map(|_| burst(&sock)).collect();
+    let busy = common::rss_kib(pid);
+    std::thread::sleep(Duration::from_millis(2500));
+    let rss = common::rss_kib(pid);
+    let per_conn = rss.saturating_sub(rss0) as f64 / QUIET_CONNECTIONS as f64;
+    eprintln!(
+        "quiet: {rss0} KiB, {busy} KiB after the bursts, {rss} KiB once quiet ({per_conn:.2} KiB per connection)"
+    );
+    assert!(
+        per_conn <= 4.0,
+        "{per_conn:.2} KiB per quiet connection in shared memory"
+    );
+    for (p, map) in held.iter_mut() {
+        round_trips(p, map, 2);
+    }
+    drop(held);
+    drop(srv);
+}
