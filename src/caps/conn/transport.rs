@@ -561,7 +561,12 @@ impl Transport {
             if let Some(e) = self.broken {
                 return Err(ReadEnd::Errno(e.errno()));
             }
+            // A dormant connection's ring is not looked at (that would
+            // map its pages again, and their neighbours: fault-around)
+            // until the socket brings something: the peer's next record
+            // comes with a doorbell.
             if let Mode::On(link) = &mut self.shm
+                && !link.dormant
                 && let Some(rx) = link.rx.as_mut()
             {
                 match rx.next_frame() {
