@@ -305,7 +305,22 @@ caps_server(const char *name)
 
 enum what { EPOLL, CAPS, CAPS_BURST, HALF_HELLO };
 
-/* BURST round trips over `port` (replies to `rport`); 0 if all came back. */
+/* One round trip of `m` (result `i`) over `port`, replies to `rport`;
+ * 0 if the reply came back right. */
+static int
+round_trip(caps_port_t port, struct lwkt_port *rport, struct bmsg *m, int i)
+{
+	lwkt_initmsg(&m->msg, rport, 0);
+	m->msg.u.ms_result = i;
+	m->msg.ms_msgsize = m->msg.ms_maxsize = sizeof(*m);
+	lwkt_beginmsg(&port->lport, &m->msg);
+	if (caps_client_waitreply(port, &m->msg) == NULL ||
+	    ~m->msg.u.ms_result != i)
+		return (-1);
+	return (0);
+}
+
+/* BURST round trips over `port`; 0 if all came back. */
 static int
 burst(caps_port_t port, struct lwkt_port *rport)
 {
@@ -313,15 +328,9 @@ burst(caps_port_t port, struct lwkt_port *rport)
 	int i;
 
 	memset(m.data, 1, sizeof(m.data));
-	for (i = 0; i < BURST; ++i) {
-		lwkt_initmsg(&m.msg, rport, 0);
-		m.msg.u.ms_result = i;
-		m.msg.ms_msgsize = m.msg.ms_maxsize = sizeof(m);
-		lwkt_beginmsg(&port->lport, &m.msg);
-		if (caps_client_waitreply(port, &m.msg) == NULL ||
-		    ~m.msg.u.ms_result != i)
+	for (i = 0; i < BURST; ++i)
+		if (round_trip(port, rport, &m, i) != 0)
 			return (-1);
-	}
 	return (0);
 }
 
@@ -419,12 +428,7 @@ probe(enum what w, const char *name)
 			double t0 = now();
 
 			if (w == CAPS) {
-				lwkt_initmsg(&m.msg, &rport, 0);
-				m.msg.u.ms_result = i;
-				m.msg.ms_msgsize = m.msg.ms_maxsize = sizeof(m);
-				lwkt_beginmsg(&port->lport, &m.msg);
-				if (caps_client_waitreply(port, &m.msg) == NULL ||
-				    ~m.msg.u.ms_result != i)
+				if (round_trip(port, &rport, &m, i) != 0)
 					_exit(2);
 			} else if (write(fd, &m, sizeof(m)) != sizeof(m) ||
 			    readn(fd, &m, sizeof(m)) != 0)

@@ -711,17 +711,7 @@ fn round_trips(p: &mut Peer, map: &Map, n: usize) {
 /// Raise RLIMIT_NOFILE to the hard limit (the services inherit it);
 /// false when that is too low for `QUIET_CONNECTIONS`.
 fn enough_descriptors() -> bool {
-    let mut rl = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `rl` is a writable rlimit.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl);
-        rl.rlim_cur = rl.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
-    }
-    if (rl.rlim_cur as usize) < QUIET_CONNECTIONS + 64 {
+    if !common::raise_nofile(QUIET_CONNECTIONS + 64) {
         eprintln!("skipped: RLIMIT_NOFILE below {}", QUIET_CONNECTIONS + 64);
         return false;
     }
