@@ -20,6 +20,13 @@
  * Each is measured REPS times, the two servers taking turns, and the
  * run with the median accept time is shown (the machine may be busy).
  *
+ * A row "CAPS burst": CAPS connections that each made BURST round trips
+ * (64-byte payload; over shared memory, the default, so their rings were
+ * touched) and then went quiet; measured QUIET_WAIT_US after the last
+ * burst (the service gives a quiet connection's pages of its region back
+ * between one and two seconds after its last record), the clients'
+ * memory too.
+ *
  * A last row: CAPS connections that sent only half a hello (8 of its 16
  * bytes), measured well inside the service's 2 s hello deadline.
  *
@@ -56,6 +63,8 @@
 #define MAX_CLIENTS	16
 #define PROBE_ROUNDS	2000
 #define REPS		3
+#define BURST		32
+#define QUIET_WAIT_US	2500000
 
 struct bmsg {
 	struct lwkt_msg	msg;
@@ -294,7 +303,36 @@ caps_server(const char *name)
 
 /* ---- the clients ---- */
 
-enum what { EPOLL, CAPS, HALF_HELLO };
+enum what { EPOLL, CAPS, CAPS_BURST, HALF_HELLO };
+
+/* One round trip of `m` (result `i`) over `port`, replies to `rport`;
+ * 0 if the reply came back right. */
+static int
+round_trip(caps_port_t port, struct lwkt_port *rport, struct bmsg *m, int i)
+{
+	lwkt_initmsg(&m->msg, rport, 0);
+	m->msg.u.ms_result = i;
+	m->msg.ms_msgsize = m->msg.ms_maxsize = sizeof(*m);
+	lwkt_beginmsg(&port->lport, &m->msg);
+	if (caps_client_waitreply(port, &m->msg) == NULL ||
+	    ~m->msg.u.ms_result != i)
+		return (-1);
+	return (0);
+}
+
+/* BURST round trips over `port`; 0 if all came back. */
+static int
+burst(caps_port_t port, struct lwkt_port *rport)
+{
+	struct bmsg m;
+	int i;
+
+	memset(m.data, 1, sizeof(m.data));
+	for (i = 0; i < BURST; ++i)
+		if (round_trip(port, rport, &m, i) != 0)
+			return (-1);
+	return (0);
+}
 
 /*
  * A client process: open `n` connections of kind `w`, write its memory
@@ -310,17 +348,24 @@ client(enum what w, const char *name, int n, int rep, int hold, int hold_w)
 	if ((pid = fork()) == 0) {
 		char path[300], c = 'x';
 		long before, grown = 0;
+		struct lwkt_port rport;
 		int i;
 
 		close(hold_w);
+		lwkt_initport(&rport, curthread);
 		if (raise_nofile() < (rlim_t)n + 32)
 			grown = -1;
 		caps_path(path, sizeof(path), name);
 		before = rss_kb(getpid());
 		for (i = 0; i < n && grown == 0; ++i) {
-			if (w == CAPS) {
-				if (caps_client(name, (uid_t)-1, 0) == NULL) {
+			if (w == CAPS || w == CAPS_BURST) {
+				caps_port_t port = caps_client(name, (uid_t)-1, 0);
+
+				if (port == NULL) {
 					perror("caps_client");
+					grown = -1;
+				} else if (w == CAPS_BURST && burst(port, &rport) != 0) {
+					fprintf(stderr, "caps_idle: a burst failed\n");
 					grown = -1;
 				}
 				continue;
@@ -342,6 +387,9 @@ client(enum what w, const char *name, int n, int rep, int hold, int hold_w)
 					grown = -1;
 			}
 		}
+		/* After a burst: once the connections went quiet. */
+		if (grown == 0 && w == CAPS_BURST)
+			usleep(QUIET_WAIT_US);
 		if (grown == 0)
 			grown = rss_kb(getpid()) - before;
 		write(rep, &grown, sizeof(grown));
@@ -380,12 +428,7 @@ probe(enum what w, const char *name)
 			double t0 = now();
 
 			if (w == CAPS) {
-				lwkt_initmsg(&m.msg, &rport, 0);
-				m.msg.u.ms_result = i;
-				m.msg.ms_msgsize = m.msg.ms_maxsize = sizeof(m);
-				lwkt_beginmsg(&port->lport, &m.msg);
-				if (caps_client_waitreply(port, &m.msg) == NULL ||
-				    ~m.msg.u.ms_result != i)
+				if (round_trip(port, &rport, &m, i) != 0)
 					_exit(2);
 			} else if (write(fd, &m, sizeof(m)) != sizeof(m) ||
 			    readn(fd, &m, sizeof(m)) != 0)
@@ -442,11 +485,12 @@ measure(enum what w, int n, const char *name)
 	if (wait_fds(spid, fd0 + n, 1, 30) != 0)
 		row.ok = 0;
 	row.accept_s = now() - t0;
+	/* (a burst row: every client reported after its quiet wait) */
 	usleep(200000);
 	row.rss_kb = rss_kb(spid);
 	row.client_kb = (double)total / n;
 	if (w != HALF_HELLO)
-		row.probe_p50 = probe(w, name);
+		row.probe_p50 = probe(w == EPOLL ? EPOLL : CAPS, name);
 	close(hold[1]);
 	for (k = 0; k < nkids; ++k)
 		waitpid(kids[k], NULL, 0);
@@ -563,6 +607,9 @@ main(int ac, char **av)
 		measure_both(n, name, &e, &c);
 		print_row("epoll echo", &e, NULL);
 		print_row("CAPS v1", &c, &e);
+		snprintf(name, sizeof(name), "burst%d", n);
+		c = measure(CAPS_BURST, n, name);
+		print_row("CAPS burst", &c, &e);
 		if (i == 0) {
 			snprintf(name, sizeof(name), "half%d", n);
 			c = measure(HALF_HELLO, n, name);
@@ -572,7 +619,9 @@ main(int ac, char **av)
 	printf("(RSS: the server's VmRSS growth while the connections are held;"
 	    " KB 0 / KB end: its VmRSS before them and after they closed, end %%:"
 	    " the growth that stayed; cli KB/c: the clients' VmRSS growth per"
-	    " connection; probe p50 in us; half: only 8 bytes of the hello sent)\n");
+	    " connection; probe p50 in us; burst: each connection made %d round"
+	    " trips, then was quiet %.1f s; half: only 8 bytes of the hello sent)\n",
+	    BURST, QUIET_WAIT_US / 1e6);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	system(cmd);
 	return (0);

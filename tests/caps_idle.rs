@@ -80,25 +80,9 @@ fn served(sock: &Path) -> UnixStream {
     st
 }
 
-/// Raise RLIMIT_NOFILE to the hard limit (the service inherits it);
-/// false when that is too low for the test.
-fn enough_descriptors() -> bool {
-    let mut rl = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `rl` is a writable rlimit.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl);
-        rl.rlim_cur = rl.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
-    }
-    rl.rlim_cur as usize >= CONNECTIONS + 64
-}
-
 #[test]
 fn idle_connections_cost_at_most_4_kb_and_memory_comes_back() {
-    if !enough_descriptors() {
+    if !common::raise_nofile(CONNECTIONS + 64) {
         eprintln!("skipped: RLIMIT_NOFILE below {}", CONNECTIONS + 64);
         return;
     }

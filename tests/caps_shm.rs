@@ -671,3 +671,117 @@ fn hostile_shm_peers_cost_only_their_connection_v2() {
     let err = text(&srv.stop().stderr);
     check_log(&err, "caps_sys_service", &want);
 }
+
+// ---- quiet connections give their pages back (issue 17) ---------------------
+
+/// Connections held by the quiet test, and the requests of each burst
+/// (1000-byte payloads: 9 pages of each ring touched).
+const QUIET_CONNECTIONS: usize = 1000;
+const QUIET_BURST: usize = 32;
+
+/// A connection in shared memory (wire version `version`) that made a
+/// burst of `QUIET_BURST` round trips through its rings (checked); it is
+/// quiet from now on.
+fn burst(sock: &Path, version: u16) -> (Peer, Map) {
+    let fd = memfd(REGION, Some(SEALS));
+    let map = Map::new(&fd);
+    let mut p = Peer::connect(sock, version);
+    p.attach_ok(&fd);
+    drop(fd);
+    round_trips(&mut p, &map, QUIET_BURST);
+    (p, map)
+}
+
+/// `n` requests of 1000 bytes through the ring, then their replies (v1's
+/// `caps_echo` complements the payload, `caps_hostile v2serve` echoes it).
+fn round_trips(p: &mut Peer, map: &Map, n: usize) {
+    let body: Vec<u8> = (0..1000).map(|i| i as u8).collect();
+    let ids: Vec<u64> = (0..n).map(|_| p.request(map, &body)).collect();
+    let want: Vec<u8> = match p.version {
+        1 => body.iter().map(|b| !b).collect(),
+        _ => body,
+    };
+    for id in ids {
+        let (h, got) = p.reply(map);
+        assert_eq!(u64::from_le_bytes(h[8..16].try_into().unwrap()), id);
+        assert!(got == want, "reply {id}: wrong payload");
+    }
+}
+
+/// Raise RLIMIT_NOFILE to the hard limit (the services inherit it);
+/// false when that is too low for `QUIET_CONNECTIONS`.
+fn enough_descriptors() -> bool {
+    if !common::raise_nofile(QUIET_CONNECTIONS + 64) {
+        eprintln!("skipped: RLIMIT_NOFILE below {}", QUIET_CONNECTIONS + 64);
+        return false;
+    }
+    true
+}
+
+/// `QUIET_CONNECTIONS` connections to the service `pid` at `sock` that
+/// each made a burst through their rings and then went quiet cost it at
+/// most 4 KiB each once the quiet period (1 s, checked every second) has
+/// passed (looked for within 10 s): it gave back its ring's pages and dropped its view of the
+/// region. Each still works afterwards: its next request rings the
+/// doorbell and is answered.
+fn quiet_connections(sock: &Path, version: u16, pid: u32) {
+    // The start: a service that served one connection in shared memory.
+    drop(burst(sock, version));
+    std::thread::sleep(Duration::from_millis(2500));
+    let rss0 = common::rss_kib(pid);
+    let mut held: Vec<(Peer, Map)> = (0..QUIET_CONNECTIONS)
+        .map(|_| burst(sock, version))
+        .collect();
+    let busy = common::rss_kib(pid);
+    // Quiet for 1 to 2 s, the sweep every second: look for 10 s at most
+    // (a loaded machine may run the service late).
+    let t0 = Instant::now();
+    let per = |rss: u64| rss.saturating_sub(rss0) as f64 / QUIET_CONNECTIONS as f64;
+    let mut rss = common::rss_kib(pid);
+    while per(rss) > 4.0 && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(250));
+        rss = common::rss_kib(pid);
+    }
+    let per_conn = per(rss);
+    eprintln!(
+        "quiet v{version}: {rss0} KiB, {busy} KiB after the bursts, {rss} KiB once quiet \
+         ({per_conn:.2} KiB per connection, {:.1} s after the last burst)",
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(
+        per_conn <= 4.0,
+        "v{version}: {per_conn:.2} KiB per quiet connection in shared memory"
+    );
+    for (p, map) in held.iter_mut() {
+        round_trips(p, map, 2);
+    }
+}
+
+#[test]
+fn quiet_shm_connections_give_their_pages_back_v1() {
+    if !enough_descriptors() {
+        return;
+    }
+    let rdv = Rendezvous::new("libcaps-shm", "quiet", 0o755);
+    let mut c = rdv.command(echo());
+    c.args(["-s", "quiet"]).env("LIBCAPS_SHM", "1");
+    let srv = Proc(Some(c.spawn().expect("spawn server")));
+    let sock = v1_socket(&rdv, "quiet");
+    wait_listening(&sock);
+    quiet_connections(&sock, 1, srv.pid() as u32);
+}
+
+#[test]
+fn quiet_shm_connections_give_their_pages_back_v2() {
+    if !enough_descriptors() {
+        return;
+    }
+    let rdv = Rendezvous::new("libcaps-shm", "quiet2", 0o755);
+    let mut s = rdv.command(hostile());
+    s.args(["v2serve", "quiet2", "0"]).env("LIBCAPS_SHM", "1");
+    let mut srv = Proc(Some(s.spawn().expect("spawn server")));
+    srv.expect_line("serving");
+    let sock = rdv.join("sys").join(format!("quiet2,{},-", uid()));
+    wait_listening(&sock);
+    quiet_connections(&sock, 2, srv.pid() as u32);
+}

@@ -448,3 +448,19 @@ pub fn cpu_ticks(pid: i32) -> u64 {
     let f: Vec<&str> = rest.split(' ').collect();
     f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
+
+/// Raise this process's RLIMIT_NOFILE to its hard limit (the programs it
+/// starts inherit it); true when that allows `n` descriptors.
+pub fn raise_nofile(n: usize) -> bool {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `rl` is a writable rlimit.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl);
+        rl.rlim_cur = rl.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+    }
+    rl.rlim_cur as usize >= n
+}

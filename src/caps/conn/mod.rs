@@ -41,7 +41,7 @@ mod transport;
 pub(super) use client::{client_dropped, client_transport, handshake, read_exact_timeout};
 pub(super) use limits::Timer;
 pub(super) use service::{Admission, Connection, HelloSweep, Service};
-pub(super) use shmlink::shm_enabled;
+pub(super) use shmlink::{QUIET, shm_enabled};
 pub(super) use transport::{ReadEnd, Transport};
 
 /// How long a v1 client waits for the server's hello.

@@ -17,6 +17,12 @@ use crate::cpu::evloop;
 /// takes (as it waits for a service that does not read its socket).
 pub(super) const STALL_LIMIT: Duration = Duration::from_secs(10);
 
+/// How long a service's connection goes without a record in either ring
+/// before it gives its pages of the region back (checked by the sweep
+/// that also runs the hello deadline, every `QUIET`: so between one and
+/// two periods after the last record).
+pub(in crate::caps) const QUIET: Duration = Duration::from_secs(1);
+
 /// `LIBCAPS_SHM`: 0 not read yet, 1 off, 2 on.
 static SHM: AtomicU8 = AtomicU8::new(0);
 
@@ -68,6 +74,12 @@ pub(super) struct Link {
     /// Drop the peer after [`STALL_LIMIT`] without room (the service's
     /// side).
     pub(super) stall_limit: Option<Duration>,
+    /// Both rings' indices (our tail, our head) at the last quiet sweep.
+    mark: Option<(u32, u32)>,
+    /// Quiet: the pages are given back, the reader-asleep flag of the
+    /// ring we read is set (the peer rings the doorbell for its next
+    /// record) and the ring is not probed; the next record wakes it.
+    pub(super) dormant: bool,
 }
 
 /// What a frame written to the producer ring asks of the socket.
@@ -90,7 +102,54 @@ impl Link {
             bell: false,
             full_since: None,
             stall_limit: None,
+            mark: None,
+            dormant: false,
         }
+    }
+
+    /// A quiet sweep (every [`QUIET`]): when neither ring moved since
+    /// the last one and nothing is on its way (no frame waits for room,
+    /// for its marker or for the peer to read it), give the pages back
+    /// ([`Producer::give_back`]) and become dormant. True if it did now.
+    pub(super) fn quiet(&mut self) -> bool {
+        let Some(rx) = self.rx.as_mut() else {
+            return false;
+        };
+        let mark = (self.tx.tail(), rx.ring().head());
+        if self.dormant || self.mark.replace(mark) != Some(mark) {
+            return false;
+        }
+        if !self.backlog.is_empty() || self.bell || !rx.settled() {
+            return false;
+        }
+        // The peer's next record must ring: say we sleep (false: one came).
+        if rx.ring().prepare_sleep() != Ok(true) {
+            return false;
+        }
+        match self.tx.give_back() {
+            Ok(true) => {}
+            // Unread replies (or an index the next operation reports):
+            // stay awake.
+            _ => {
+                rx.ring().woke();
+                return false;
+            }
+        }
+        self.dormant = true;
+        self.mark = None;
+        true
+    }
+
+    /// A record came or goes: no longer dormant. True if it was (the
+    /// caller watches the ring again).
+    pub(super) fn wake(&mut self) -> bool {
+        if !std::mem::take(&mut self.dormant) {
+            return false;
+        }
+        if let Some(rx) = self.rx.as_mut() {
+            rx.ring().woke();
+        }
+        true
     }
 
     /// Write one frame (`hb` its encoded header) behind any that wait.
@@ -140,8 +199,12 @@ impl Link {
         Ok(())
     }
 
-    /// The probe of the ring we read, once we read one.
+    /// The probe of the ring we read, once we read one (none while
+    /// dormant: the doorbell on the socket wakes the reader).
     pub(super) fn probe(&mut self) -> Option<Probe> {
+        if self.dormant {
+            return None;
+        }
         self.rx.as_mut().map(|rx| rx.ring().probe())
     }
 }

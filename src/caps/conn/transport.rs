@@ -208,6 +208,38 @@ impl Transport {
         }
     }
 
+    /// A quiet sweep (service side, every `shmlink::QUIET`): a connection
+    /// whose rings did not move since the last sweep gives its pages of
+    /// the region back and stops being probed until its next record
+    /// (`Link::quiet`). True if it did now.
+    pub(in crate::caps) fn quiet(&mut self) -> bool {
+        let went = match &mut self.shm {
+            Mode::On(link) if self.broken.is_none() => link.quiet(),
+            _ => false,
+        };
+        if went {
+            self.sync_probe();
+        }
+        went
+    }
+
+    /// Are this connection's rings in use and not dormant (the quiet
+    /// sweep has work to do)?
+    pub(in crate::caps) fn ring_awake(&self) -> bool {
+        matches!(&self.shm, Mode::On(link) if link.rx.is_some() && !link.dormant)
+            && self.broken.is_none()
+    }
+
+    /// A record came or goes: a dormant connection is watched again.
+    fn wake(&mut self) {
+        if let Mode::On(link) = &mut self.shm
+            && link.dormant
+            && link.wake()
+        {
+            self.sync_probe();
+        }
+    }
+
     /// Watch (or stop watching) the probe of our ring in the event loop
     /// (v1): on while input is wanted.
     fn sync_probe(&mut self) {
@@ -446,6 +478,7 @@ impl Transport {
             self.make_region();
         }
         let hb = h.encode();
+        self.wake();
         if let Mode::On(link) = &mut self.shm {
             if self.broken.is_some() {
                 return;
@@ -555,7 +588,12 @@ impl Transport {
             if let Some(e) = self.broken {
                 return Err(ReadEnd::Errno(e.errno()));
             }
+            // A dormant connection's ring is not looked at (that would
+            // map its pages again, and their neighbours: fault-around)
+            // until the socket brings something: the peer's next record
+            // comes with a doorbell.
             if let Mode::On(link) = &mut self.shm
+                && !link.dormant
                 && let Some(rx) = link.rx.as_mut()
             {
                 match rx.next_frame() {
@@ -564,6 +602,7 @@ impl Transport {
                             link.bell = true;
                             self.flush().map_err(ReadEnd::Errno)?;
                         }
+                        self.wake();
                         return Ok(Some(f));
                     }
                     Ok(None) => {}
@@ -573,6 +612,7 @@ impl Transport {
             let Some(item) = self.socket_item()? else {
                 return Ok(None);
             };
+            self.wake();
             match item {
                 Fed::Control(b) => {
                     if let Err(e) = self.control(&b) {

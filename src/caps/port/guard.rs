@@ -8,7 +8,7 @@ use std::os::fd::AsRawFd;
 
 use super::server::{remote_read, remote_shutdown};
 use super::*;
-use crate::caps::conn::HelloSweep;
+use crate::caps::conn::{HelloSweep, QUIET};
 use crate::warn;
 
 /// The hello-deadline timer of service `svc`, registered with this cpu's
@@ -38,7 +38,9 @@ pub(super) unsafe fn hello_timer(svc: *mut CapsPort) -> Option<Timer> {
 
 /// The hello deadline timer fired: drop every connection of `svc` whose
 /// hello is overdue (after reading what it sent meanwhile), one log line
-/// for all of them, and re-arm for the next one due.
+/// for all of them; let the connections whose rings went quiet give
+/// their pages back (`Transport::quiet`); re-arm for the next hello due,
+/// or in `QUIET` while a connection's rings are awake.
 ///
 /// # Safety
 /// `svc` must be a live service port. Fetches `&mut` through
@@ -74,10 +76,18 @@ pub(super) unsafe fn hello_sweep(svc: *mut CapsPort) {
             return;
         };
         sweep.finish(&mut s.core);
+        let mut awake = false;
+        for &r in &s.remotes {
+            let tx = &mut connection_of(r).link.tx;
+            tx.quiet();
+            awake |= tx.ring_awake();
+        }
+        let quiet_due = awake.then(|| std::time::Instant::now() + QUIET);
         let next = s
             .remotes
             .iter()
             .filter_map(|&r| connection_of(r).link.hello_due())
+            .chain(quiet_due)
             .min();
         if let Some(t) = s.timer.as_mut() {
             t.arm(next);

@@ -7,7 +7,7 @@ use super::request::{
 };
 use super::*;
 use crate::abi::lwkt_port;
-use crate::caps::conn::{Admission, EV_OUT, HELLO_DEADLINE, ReadEnd, TURN};
+use crate::caps::conn::{Admission, EV_OUT, HELLO_DEADLINE, QUIET, ReadEnd, TURN};
 use crate::caps::wire::{FrameKind, Header, WireError};
 use crate::warn;
 use guard::{account, listed, may_read};
@@ -99,6 +99,28 @@ pub(super) unsafe fn remote_event(r: *mut CapsPort, bits: u32) {
     unsafe { remote_read(r) };
 }
 
+/// Connection `r` read all there was: if its rings are in use and its
+/// service's sweep is not armed, arm it for `QUIET` from now (it gives a
+/// quiet connection's pages back; `guard::hello_sweep`).
+///
+/// # Safety
+/// `r` must be a live connection port. The references end with the block.
+unsafe fn arm_quiet_sweep(r: *mut CapsPort) {
+    // SAFETY: `r` is live, so is its service (another object).
+    unsafe {
+        let c = connection_of(r);
+        if !c.link.tx.ring_awake() {
+            return;
+        }
+        if let Some(s) = service_of(c.service)
+            && let Some(t) = s.timer.as_mut()
+            && t.at.is_none()
+        {
+            t.arm(Some(std::time::Instant::now() + QUIET));
+        }
+    }
+}
+
 /// Read the hello, then requests, from a connection while the server
 /// can take them.
 ///
@@ -165,7 +187,11 @@ pub(super) unsafe fn remote_read(r: *mut CapsPort) {
             }
         };
         let end = match next {
-            Ok(None) => return,
+            Ok(None) => {
+                // SAFETY: `r` is live.
+                unsafe { arm_quiet_sweep(r) };
+                return;
+            }
             Ok(Some((h, body))) if h.kind == FrameKind::Request => {
                 // SAFETY: `r` is live.
                 if unsafe { connection_of(r) }.ids.insert(h.id) {

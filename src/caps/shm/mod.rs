@@ -205,6 +205,12 @@ impl Inbound {
         }
     }
 
+    /// Nothing half-received: no marker waits for its frame, no frame
+    /// from the socket waits for its marker.
+    pub fn settled(&self) -> bool {
+        !self.owed && self.early.is_empty()
+    }
+
     /// True when a marker waits for its frame from the socket.
     pub fn awaits_socket(&self) -> bool {
         self.owed

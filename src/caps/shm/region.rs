@@ -132,6 +132,34 @@ impl Mapping {
         })
     }
 
+    /// Give back this mapping's pages in `off .. off + len` (page
+    /// aligned): `libc::MADV_REMOVE` frees the memfd's pages there (both
+    /// sides read zeros from then on: only the producer of a data area
+    /// whose reader read everything may do that), `libc::MADV_DONTNEED`
+    /// drops only this process's view of them (the next access maps the
+    /// same bytes again, the peer's view is untouched).
+    pub(super) fn advise(&self, off: usize, len: usize, advice: i32) -> Result<(), ShmError> {
+        debug_assert!(off + len <= self.len && off.is_multiple_of(page_size()));
+        // SAFETY: the range lies inside our own shared mapping; neither
+        // advice unmaps it or changes what a later access may touch, and
+        // every access to it is atomic (a page given back reads as zeros
+        // or as the file's bytes, which the ring checks as any others).
+        if unsafe { libc::madvise(self.base.add(off).cast(), len, advice) } != 0 {
+            return Err(ShmError::Os(errno()));
+        }
+        Ok(())
+    }
+
+    /// Bytes of the region.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The offset of `p` (inside the mapping) from its first byte.
+    pub(super) fn offset_of(&self, p: *const u8) -> usize {
+        p as usize - self.base as usize
+    }
+
     /// The `u32` at `off` in the region.
     fn word(&self, off: usize) -> &AtomicU32 {
         debug_assert!(off + 4 <= self.len && off.is_multiple_of(4));

@@ -89,6 +89,19 @@ impl RingMem {
         }
     }
 
+    /// Free the pages of the data area (`MADV_REMOVE`): the producer's
+    /// own ring, once the reader has read everything.
+    fn remove_data(&self) -> Result<(), ShmError> {
+        let off = self._map.offset_of(self.data);
+        self._map.advise(off, self.cap as usize, libc::MADV_REMOVE)
+    }
+
+    /// Drop this process's view of the whole region (`MADV_DONTNEED`):
+    /// the bytes stay in the memfd, the next access maps them again.
+    fn drop_view(&self) -> Result<(), ShmError> {
+        self._map.advise(0, self._map.len(), libc::MADV_DONTNEED)
+    }
+
     /// The `u32` control word at `off`.
     fn word(&self, off: usize) -> &AtomicU32 {
         debug_assert!(off + 4 <= CTL_LEN && off.is_multiple_of(4));
@@ -273,6 +286,26 @@ impl Producer {
         Ok((self.mem.cap - self.free()?) as usize)
     }
 
+    /// Our index (it moves with every record written).
+    pub fn tail(&self) -> u32 {
+        self.tail
+    }
+
+    /// The connection went quiet: if the reader has read everything
+    /// (its head, validated, is our tail), free the pages of the data
+    /// area (the reader never reads outside `[head, tail)`, so nothing it
+    /// may read is lost) and drop this process's view of the whole
+    /// region (the control page, the peer's ring). `Ok(false)`: unread
+    /// records, nothing given back.
+    pub fn give_back(&mut self) -> Result<bool, ShmError> {
+        if self.pending()? != 0 {
+            return Ok(false);
+        }
+        self.mem.remove_data()?;
+        self.mem.drop_view()?;
+        Ok(true)
+    }
+
     /// Tests: after an error, carry on from the shared head as it is now
     /// (a real connection is dropped instead).
     #[cfg(test)]
@@ -454,6 +487,11 @@ impl Consumer {
     /// the asleep flag, so the writer stops ringing.
     pub fn woke(&mut self) {
         self.mem.word(CTL_READER_ASLEEP).store(0, Ordering::Relaxed);
+    }
+
+    /// Our index (it moves with every record read).
+    pub fn head(&self) -> u32 {
+        self.head
     }
 
     /// Tests: after an error, carry on from the shared tail as it is now.

@@ -738,3 +738,47 @@ fn ping_pong_between_two_processes() {
         "child status {st:#x}"
     );
 }
+
+/// 512-byte blocks the memfd `fd` holds (its pages in memory).
+fn memfd_blocks(fd: &OwnedFd) -> i64 {
+    // SAFETY: an all-zero `stat` is a valid value to be overwritten.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat into a writable stat.
+    assert_eq!(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) }, 0);
+    st.st_blocks
+}
+
+/// A producer whose reader read everything frees its ring's pages
+/// (the memfd holds only the control page then); with a record unread it
+/// frees nothing; the ring works on afterwards, across the freed pages
+/// and around the end.
+#[test]
+fn give_back_frees_a_read_ring_and_only_then() {
+    const BIG: usize = 16 * 4096;
+    let mut r = Region::create(BIG).unwrap();
+    let fd = r.take_fd().unwrap();
+    let mine = fd.try_clone().unwrap();
+    let peer = Region::attach(fd, BIG).unwrap();
+    let (mut p, _) = r.split(Side::Client, MAX_BODY);
+    let (_, mut c) = peer.split(Side::Service, MAX_BODY);
+    let page_blocks = 4096 / 512;
+    for id in 0..10 {
+        push_ok(&mut p, id, 4000);
+    }
+    for id in 0..9 {
+        assert_eq!(pop_frame(&mut c).1, body(id, 4000));
+    }
+    let written = memfd_blocks(&mine);
+    assert!(written >= 11 * page_blocks, "{written} blocks");
+    assert_eq!(p.give_back(), Ok(false), "a record is unread");
+    assert_eq!(memfd_blocks(&mine), written);
+    assert_eq!(pop_frame(&mut c).1, body(9, 4000));
+    assert_eq!(p.give_back(), Ok(true));
+    assert_eq!(memfd_blocks(&mine), page_blocks, "only the control page");
+    // On from index 10 × 4048, over the freed pages and around the end.
+    for id in 10..40 {
+        push_ok(&mut p, id, 4000);
+        assert_eq!(pop_frame(&mut c).1, body(id, 4000));
+    }
+    assert_eq!(c.pop(), Ok(None));
+}

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use super::service::{Connection, Service};
-use crate::caps::conn::{HelloSweep, ReadEnd};
+use crate::caps::conn::{HelloSweep, QUIET, ReadEnd};
 
 impl Service {
     /// Take connection `k` off the table (and off its uid's count and
@@ -21,6 +21,7 @@ impl Service {
     /// they sent), one log line for all. (Nothing to do, and no clock
     /// read, while every connection has said hello.)
     pub(super) fn hello_sweep(&mut self) {
+        self.quiet_sweep();
         if self.conns.values().all(|c| c.link.hello_done()) {
             return;
         }
@@ -34,9 +35,39 @@ impl Service {
         sweep.finish(&mut self.core);
     }
 
-    /// When the next connection without a hello is due to be dropped.
+    /// Every `QUIET` while some connection's rings are awake: let those
+    /// whose rings did not move since the last sweep give their pages of
+    /// the region back (`Transport::quiet`). (No clock read while no
+    /// ring is awake.)
+    fn quiet_sweep(&mut self) {
+        let now = match self.quiet_at {
+            None => {
+                if self.conns.values().any(|c| c.link.tx.ring_awake()) {
+                    self.quiet_at = Some(Instant::now() + QUIET);
+                }
+                return;
+            }
+            Some(at) => match Instant::now() {
+                now if now >= at => now,
+                _ => return,
+            },
+        };
+        let mut awake = false;
+        for c in self.conns.values_mut() {
+            c.link.tx.quiet();
+            awake |= c.link.tx.ring_awake();
+        }
+        self.quiet_at = awake.then(|| now + QUIET);
+    }
+
+    /// When the next connection without a hello is due to be dropped, or
+    /// the quiet sweep is due (the waiter's poll ends then).
     pub(super) fn hello_due(&self) -> Option<Instant> {
-        self.conns.values().filter_map(|c| c.link.hello_due()).min()
+        self.conns
+            .values()
+            .filter_map(|c| c.link.hello_due())
+            .chain(self.quiet_at)
+            .min()
     }
 
     /// Bring the budget up to date with what connection `k` buffers now.

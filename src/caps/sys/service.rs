@@ -73,6 +73,9 @@ pub(super) struct Service {
     /// `caps_sys_wait` still takes new clients), not on every call.
     pub(super) accept_due: bool,
     accept_skipped: u32,
+    /// When the quiet sweep is due (`guard.rs`): set while a connection's
+    /// rings are awake.
+    pub(super) quiet_at: Option<std::time::Instant>,
 }
 
 /// `caps_sys_service`: register service `(name, uid, gid)`.
@@ -126,6 +129,7 @@ pub fn service(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno
         news: false,
         accept_due: true,
         accept_skipped: 0,
+        quiet_at: None,
     };
     let r = lock().insert(flags, Kind::Service(Box::new(svc)));
     if let Err(e) = &r {
