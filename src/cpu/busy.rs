@@ -73,8 +73,17 @@ fn running_of(line: &[u8]) -> Option<usize> {
     field.split('/').next()?.parse().ok()
 }
 
-/// More threads runnable than this process has cores: waits should sleep
-/// instead of spinning.
+/// `runnable` threads on the machine are too many to spin beside, for a
+/// process on `cores` cores.
+fn too_many(runnable: usize, cores: usize) -> bool {
+    runnable > 2 * cores
+}
+
+/// More than twice as many threads runnable as this process has cores:
+/// waits should sleep instead of spinning. (Twice: a client and its
+/// service spinning on two cores are two runnable threads already, and
+/// any third thread of the machine would otherwise stop both spinning
+/// for `REFRESH_NS`.)
 pub fn oversubscribed() -> bool {
     let now = coarse_ns();
     let at = READ_AT.load(Ordering::Relaxed);
@@ -84,7 +93,7 @@ pub fn oversubscribed() -> bool {
             .is_ok()
     {
         // Unreadable: spin as before.
-        let busy = runnable().is_some_and(|r| r > cores());
+        let busy = runnable().is_some_and(|r| too_many(r, cores()));
         BUSY.store(busy, Ordering::Relaxed);
         return busy;
     }
@@ -101,6 +110,16 @@ mod tests {
         assert_eq!(running_of(b"0.45 1.36 2.10 130/456 12345"), Some(130));
         assert_eq!(running_of(b"0.45 1.36"), None);
         assert_eq!(running_of(b"a b c x/y z"), None);
+    }
+
+    /// A client and its service spinning on two cores, plus a third
+    /// thread, still spin; five runnable threads on two cores do not.
+    #[test]
+    fn a_third_thread_does_not_stop_a_pair_spinning() {
+        assert!(!too_many(3, 2));
+        assert!(!too_many(4, 2));
+        assert!(too_many(5, 2));
+        assert!(too_many(3, 1));
     }
 
     #[test]
