@@ -27,10 +27,14 @@ static READ_AT: AtomicU64 = AtomicU64::new(0);
 /// What that read said.
 static BUSY: AtomicBool = AtomicBool::new(false);
 
-/// Cores this process may run on.
+/// Cores of the machine (online), the same scope as `/proc/loadavg`'s
+/// count: a process confined to fewer by its affinity (`taskset`) still
+/// shares them with the machine's other threads, and on one core a wait
+/// that polls with `sched_yield` hands the core to its peer directly.
 fn cores() -> usize {
     static CORES: OnceLock<usize> = OnceLock::new();
-    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    // SAFETY: sysconf has no preconditions.
+    *CORES.get_or_init(|| unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize)
 }
 
 fn coarse_ns() -> u64 {
@@ -79,7 +83,7 @@ fn too_many(runnable: usize, cores: usize) -> bool {
     runnable > 2 * cores
 }
 
-/// More than twice as many threads runnable as this process has cores:
+/// More than twice as many threads runnable as the machine has cores:
 /// waits should sleep instead of spinning. (Twice: a client and its
 /// service spinning on two cores are two runnable threads already, and
 /// any third thread of the machine would otherwise stop both spinning
