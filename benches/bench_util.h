@@ -1,7 +1,8 @@
 /*
  * bench_util.h -- helpers the benchmarks share: the clock, pinning to a
  * cpu, percentiles of a sample, reading and writing exactly n bytes,
- * forking and reaping children, the request bytes of the CAPS benchmarks.
+ * forking and reaping children, the request bytes of the CAPS benchmarks,
+ * a process's resident memory.
  * A program that includes it defines _GNU_SOURCE first (pin() uses the
  * CPU_SET macros).
  */
@@ -184,6 +185,24 @@ rm_tree(const char *dir)
 {
 	if (nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
 		perror(dir);
+}
+
+/* VmRSS of process `pid` in KB; -1 if unreadable. */
+static inline long
+rss_kb(pid_t pid)
+{
+	char path[64], line[256];
+	long kb = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return (-1);
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "VmRSS: %ld", &kb) == 1)
+			break;
+	fclose(f);
+	return (kb);
 }
 
 #endif

@@ -101,24 +101,6 @@ raise_nofile(void)
 	return (rl.rlim_cur);
 }
 
-/* VmRSS of `pid` in KB (-1: unknown). */
-static long
-rss_kb(pid_t pid)
-{
-	char path[64], line[256];
-	long kb = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	if ((f = fopen(path, "r")) == NULL)
-		return (-1);
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (sscanf(line, "VmRSS: %ld", &kb) == 1)
-			break;
-	fclose(f);
-	return (kb);
-}
-
 /* How many descriptors `pid` has open. */
 static int
 nfds(pid_t pid)

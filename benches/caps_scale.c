@@ -178,24 +178,6 @@ cpu_ticks(pid_t pid)
 	return ((long long)(ut + st));
 }
 
-/* VmRSS of process pid in KB; -1 if unreadable. */
-static long
-rss_kb(pid_t pid)
-{
-	char path[64], line[256];
-	long kb = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	if ((f = fopen(path, "r")) == NULL)
-		return (-1);
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (sscanf(line, "VmRSS: %ld", &kb) == 1)
-			break;
-	fclose(f);
-	return (kb);
-}
-
 /* ---- the epoll echo server ---- */
 
 static char sock_path[300];
