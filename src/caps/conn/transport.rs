@@ -26,72 +26,72 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Read buffers kept for reuse by the connections of one thread.
 const SPARE_CHUNKS: usize = 4;
 
-thread_local! {
-    /// Read buffers no connection of this thread uses now. A connection
-    /// takes one when it reads and gives it back as soon as it consumed
-    /// every byte read (a partial frame is the frame reader's), so a
-    /// quiet connection holds none and a busy thread does not allocate
-    /// one per read.
-    static SPARE: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
-    /// An output buffer no connection of this thread uses now: a
-    /// connection takes it when it queues output and gives it back once
-    /// all is written, so a round trip (or a doorbell) does not allocate
-    /// one and free it again.
-    static SPARE_OUT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
 /// The largest output buffer kept as this thread's spare.
 const SPARE_OUT_MAX: usize = 64 * 1024;
+
+/// Buffers no connection of this thread uses now. A connection takes a
+/// read buffer when it reads and gives it back as soon as it consumed
+/// every byte read (a partial frame is the frame reader's), and the output
+/// buffer when it queues output, given back once all is written: a quiet
+/// connection holds neither, and a busy thread does not allocate one per
+/// read or per round trip (or doorbell).
+#[derive(Default)]
+struct Spares {
+    /// At most `SPARE_CHUNKS` read buffers of `READ_CHUNK` bytes.
+    read: Vec<Box<[u8]>>,
+    /// One output buffer of at most `SPARE_OUT_MAX` bytes (empty: none).
+    out: Vec<u8>,
+}
+
+thread_local! {
+    static SPARES: RefCell<Spares> = const {
+        RefCell::new(Spares {
+            read: Vec::new(),
+            out: Vec::new(),
+        })
+    };
+}
+
+/// Run `f` on this thread's spares; `None` while the thread is exiting
+/// (or, re-entered, they are in use): the caller does without.
+fn spares<R>(f: impl FnOnce(&mut Spares) -> R) -> Option<R> {
+    SPARES
+        .try_with(|s| s.try_borrow_mut().ok().map(|mut s| f(&mut s)))
+        .ok()
+        .flatten()
+}
 
 /// `out`, given this thread's spare output buffer if it has none.
 fn out_buf(out: &mut Vec<u8>) -> &mut Vec<u8> {
     if out.capacity() == 0 {
-        let _ = SPARE_OUT.try_with(|s| {
-            if let Ok(mut s) = s.try_borrow_mut() {
-                std::mem::swap(out, &mut s);
-            }
-        });
+        spares(|s| std::mem::swap(out, &mut s.out));
     }
     out
 }
 
 /// A read buffer of `READ_CHUNK` bytes: a spare one, else a new one.
 fn take_chunk() -> Box<[u8]> {
-    let spare = SPARE
-        .try_with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop()))
-        .ok()
-        .flatten();
-    spare.unwrap_or_else(|| vec![0u8; READ_CHUNK].into_boxed_slice())
+    spares(|s| s.read.pop())
+        .flatten()
+        .unwrap_or_else(|| vec![0u8; READ_CHUNK].into_boxed_slice())
 }
 
-/// Free this thread's spare read and output buffers (a service that shed many
-/// connections gives its memory back).
+/// Free this thread's spare read and output buffers (a service that shed
+/// many connections gives its memory back).
 pub(super) fn drop_spare_buffers() {
-    let _ = SPARE.try_with(|s| {
-        if let Ok(mut s) = s.try_borrow_mut() {
-            *s = Vec::new();
-        }
-    });
-    let _ = SPARE_OUT.try_with(|s| {
-        if let Ok(mut s) = s.try_borrow_mut() {
-            *s = Vec::new();
-        }
-    });
+    spares(|s| *s = Spares::default());
 }
 
 /// Give read buffer `b` back (kept if the thread has fewer than
 /// `SPARE_CHUNKS` spare ones, else freed).
 fn give_back(b: Box<[u8]>) {
-    if b.len() != READ_CHUNK {
-        return;
+    if b.len() == READ_CHUNK {
+        spares(|s| {
+            if s.read.len() < SPARE_CHUNKS {
+                s.read.push(b);
+            }
+        });
     }
-    let _ = SPARE.try_with(|s| {
-        if let Ok(mut s) = s.try_borrow_mut()
-            && s.len() < SPARE_CHUNKS
-        {
-            s.push(b);
-        }
-    });
 }
 
 /// One connected socket: buffered input and output, its event loop
@@ -681,11 +681,9 @@ impl Transport {
             return;
         }
         out.clear();
-        let _ = SPARE_OUT.try_with(|s| {
-            if let Ok(mut s) = s.try_borrow_mut()
-                && s.capacity() == 0
-            {
-                *s = out;
+        spares(|s| {
+            if s.out.capacity() == 0 {
+                s.out = out;
             }
         });
     }
