@@ -24,8 +24,12 @@
  * (64-byte payload; over shared memory, the default, so their rings were
  * touched) and then went quiet; measured QUIET_WAIT_US after the last
  * burst (the service gives a quiet connection's pages of its region back
- * between one and two seconds after its last record), the clients'
- * memory too.
+ * between one and two seconds after its last record, and tells the
+ * client to give the region up), the clients' memory too. The clients
+ * wait as a v1 program with nothing to do waits: inside libcaps, their
+ * cpu reading its sockets (idle_in_libcaps); a row "burst, usleep":
+ * the same with clients that wait in usleep(), outside the library,
+ * which then cannot run.
  *
  * A last row: CAPS connections that sent only half a hello (8 of its 16
  * bytes), measured well inside the service's 2 s hello deadline.
@@ -65,6 +69,7 @@
 #define REPS		3
 #define BURST		32
 #define QUIET_WAIT_US	2500000
+#define IDLE_NAP_US	200
 
 struct bmsg {
 	struct lwkt_msg	msg;
@@ -285,7 +290,21 @@ caps_server(const char *name)
 
 /* ---- the clients ---- */
 
-enum what { EPOLL, CAPS, CAPS_BURST, HALF_HELLO };
+enum what { EPOLL, CAPS, CAPS_BURST, CAPS_BURST_SLEEP, HALF_HELLO };
+
+/* Wait `us` inside libcaps, as a v1 program whose threads have nothing
+ * to do: lwkt_yield() looks at the cpu's sockets every 32 calls (what
+ * an idle cpu does in its event loop), short naps between them. */
+static void
+idle_in_libcaps(long us)
+{
+	double end = now() + us / 1e6;
+
+	while (now() < end) {
+		lwkt_yield();
+		usleep(IDLE_NAP_US);
+	}
+}
 
 /* One round trip of `m` (result `i`) over `port`, replies to `rport`;
  * 0 if the reply came back right. */
@@ -340,13 +359,13 @@ client(enum what w, const char *name, int n, int rep, int hold, int hold_w)
 		caps_path(path, sizeof(path), name);
 		before = rss_kb(getpid());
 		for (i = 0; i < n && grown == 0; ++i) {
-			if (w == CAPS || w == CAPS_BURST) {
+			if (w == CAPS || w == CAPS_BURST || w == CAPS_BURST_SLEEP) {
 				caps_port_t port = caps_client(name, (uid_t)-1, 0);
 
 				if (port == NULL) {
 					perror("caps_client");
 					grown = -1;
-				} else if (w == CAPS_BURST && burst(port, &rport) != 0) {
+				} else if (w != CAPS && burst(port, &rport) != 0) {
 					fprintf(stderr, "caps_idle: a burst failed\n");
 					grown = -1;
 				}
@@ -371,6 +390,8 @@ client(enum what w, const char *name, int n, int rep, int hold, int hold_w)
 		}
 		/* After a burst: once the connections went quiet. */
 		if (grown == 0 && w == CAPS_BURST)
+			idle_in_libcaps(QUIET_WAIT_US);
+		if (grown == 0 && w == CAPS_BURST_SLEEP)
 			usleep(QUIET_WAIT_US);
 		if (grown == 0)
 			grown = rss_kb(getpid()) - before;
@@ -592,6 +613,9 @@ main(int ac, char **av)
 		snprintf(name, sizeof(name), "burst%d", n);
 		c = measure(CAPS_BURST, n, name);
 		print_row("CAPS burst", &c, &e);
+		snprintf(name, sizeof(name), "bsleep%d", n);
+		c = measure(CAPS_BURST_SLEEP, n, name);
+		print_row("burst,usleep", &c, &e);
 		if (i == 0) {
 			snprintf(name, sizeof(name), "half%d", n);
 			c = measure(HALF_HELLO, n, name);
@@ -602,7 +626,8 @@ main(int ac, char **av)
 	    " KB 0 / KB end: its VmRSS before them and after they closed, end %%:"
 	    " the growth that stayed; cli KB/c: the clients' VmRSS growth per"
 	    " connection; probe p50 in us; burst: each connection made %d round"
-	    " trips, then was quiet %.1f s; half: only 8 bytes of the hello sent)\n",
+	    " trips, then was quiet %.1f s, its client waiting in libcaps (usleep:"
+	    " outside it); half: only 8 bytes of the hello sent)\n",
 	    BURST, QUIET_WAIT_US / 1e6);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	system(cmd);

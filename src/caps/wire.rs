@@ -14,6 +14,12 @@ pub const VERSION_SYS: u16 = 2;
 /// server accepts (server hello, with status 0 otherwise) to carry the
 /// connection's frames in shared memory (`docs/wire-protocol.md`).
 pub const HELLO_SHM: u32 = 0x4000_0000;
+/// A bit of a hello's `status`, with [`HELLO_SHM`]: the client offers
+/// (and the server, answering, agrees) that a quiet connection's region
+/// is given up altogether, by a detach record from the service and the
+/// client's detached record (`docs/wire-protocol.md`, "Quiet
+/// connections").
+pub const HELLO_DETACH: u32 = 0x2000_0000;
 /// Bytes in a hello.
 pub const HELLO_LEN: usize = 16;
 /// Bytes in a frame header.

@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::caps::cred::Cred;
 use crate::caps::errno::Errno;
 use crate::caps::rendezvous;
-use crate::caps::wire::{HELLO_LEN, HELLO_SHM, Hello, HelloKind};
+use crate::caps::wire::{HELLO_DETACH, HELLO_LEN, HELLO_SHM, Hello, HelloKind};
 
 use super::transport::{ReadEnd, Transport};
 use super::{set_nonblocking, shm_enabled};
@@ -89,8 +89,10 @@ pub(in crate::caps) fn handshake(
     wait_ms: i32,
 ) -> Result<(OwnedFd, bool), Errno> {
     let offer = shm_enabled();
+    // With shared memory, the client also takes detach records (it
+    // handles them whether or not the server says it sends them).
     let hello = &Hello {
-        status: hello.status | if offer { HELLO_SHM } else { 0 },
+        status: hello.status | if offer { HELLO_SHM | HELLO_DETACH } else { 0 },
         ..*hello
     };
     let r = (|| {
@@ -118,8 +120,9 @@ pub(in crate::caps) fn handshake(
             warn!(func, "service {}: {w}", String::from_utf8_lossy(name));
             Errno::EPROTO
         })?;
-        if reply.status & !HELLO_SHM != 0 {
-            return Err(Errno((reply.status & !HELLO_SHM) as i32));
+        let errno = reply.status & !(HELLO_SHM | HELLO_DETACH);
+        if errno != 0 {
+            return Err(Errno(errno as i32));
         }
         Ok((fd, offer && reply.status & HELLO_SHM != 0))
     })();

@@ -32,6 +32,8 @@ mod accept;
 mod client;
 mod limits;
 mod service;
+#[cfg(test)]
+mod shm_tests;
 mod shmlink;
 mod stats;
 #[cfg(test)]

@@ -16,7 +16,7 @@ use crate::caps::cred::Cred;
 use crate::caps::errno::Errno;
 use crate::caps::shm::Side;
 use crate::caps::wire::{
-    Frame, FrameKind, HEADER_LEN, HELLO_LEN, HELLO_SHM, Header, Hello, HelloKind,
+    Frame, FrameKind, HEADER_LEN, HELLO_DETACH, HELLO_LEN, HELLO_SHM, Header, Hello, HelloKind,
 };
 use crate::warn;
 
@@ -170,6 +170,7 @@ impl Service {
         };
         self.stats.bytes_in += HELLO_LEN as u64;
         let mut offered = false;
+        let mut detach = false;
         let status = match Hello::decode(&bytes, HelloKind::Client, self.version) {
             Err(w) => {
                 self.log_drop(c.peer.pid, &format_args!("bad hello: {w}"));
@@ -178,7 +179,8 @@ impl Service {
             }
             Ok(mut h) => {
                 offered = h.status & HELLO_SHM != 0;
-                h.status &= !HELLO_SHM;
+                detach = offered && h.status & HELLO_DETACH != 0;
+                h.status &= !(HELLO_SHM | HELLO_DETACH);
                 if rule(&h, &c.peer) {
                     0
                 } else {
@@ -192,11 +194,14 @@ impl Service {
             version: self.version,
             kind: HelloKind::Server,
             max_msgsize: self.max_msgsize,
-            status: status as u32 | if shm { HELLO_SHM } else { 0 },
+            status: status as u32
+                | if shm { HELLO_SHM } else { 0 }
+                | if shm && detach { HELLO_DETACH } else { 0 },
         };
         if shm {
             let label = format!("{}: dropping client pid {}", self.label, c.peer.pid);
             c.tx.agree_shm(Side::Service, self.func, label);
+            c.tx.agree_detach(detach);
         }
         crate::trace!(
             self.func,

@@ -80,6 +80,14 @@ pub(super) struct Link {
     /// ring we read is set (the peer rings the doorbell for its next
     /// record) and the ring is not probed; the next record wakes it.
     pub(super) dormant: bool,
+    /// Service, detach agreed in the hello: the detach record is sent.
+    /// Nothing is written to ring 1 any more (our frames go on the
+    /// socket); ring 0 is read until the client's detached record, then
+    /// the region is unmapped.
+    pub(super) sent_detach: bool,
+    /// Service: the client's detached record came; once ring 0 is read
+    /// to its end, the link goes.
+    pub(super) peer_detached: bool,
 }
 
 /// What a frame written to the producer ring asks of the socket.
@@ -104,6 +112,8 @@ impl Link {
             stall_limit: None,
             mark: None,
             dormant: false,
+            sent_detach: false,
+            peer_detached: false,
         }
     }
 

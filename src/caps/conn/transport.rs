@@ -14,8 +14,8 @@ use super::{EV_IN, EV_OUT, HELLO_DEADLINE};
 use crate::caps::errno::Errno;
 use crate::caps::shm::fdpass::{recv_with_fds, send_with_fds};
 use crate::caps::shm::{
-    ATTACH, ATTACHED, DEFAULT_RING, DOORBELL, Inbound, Probe, Region, ShmError, Side,
-    check_transport_header, doorbell, transport_header,
+    ATTACH, ATTACHED, DEFAULT_RING, DETACH, DETACHED, DOORBELL, Inbound, Probe, Region, ShmError,
+    Side, check_transport_header, doorbell, transport_header,
 };
 use crate::caps::wire::{Fed, Frame, FrameReader, HEADER_LEN, HELLO_LEN, Header, WireError};
 use crate::cpu::evloop::{self, EV_PROBE, Token};
@@ -127,6 +127,9 @@ pub(in crate::caps) struct Transport {
     shm: Mode,
     /// Which end we are (meaningful once shared memory is agreed).
     side: Side,
+    /// Service: the client takes detach records (`wire::HELLO_DETACH`):
+    /// a quiet connection's region is given up, not only its pages.
+    detach: bool,
     /// Descriptors received before the attach record (service).
     fds_in: Vec<OwnedFd>,
     /// A descriptor to send with the byte at this offset of `out`.
@@ -182,6 +185,7 @@ impl Transport {
             since: Instant::now(),
             shm: Mode::Off,
             side: Side::Client,
+            detach: false,
             fds_in: Vec::new(),
             out_fd: None,
             broken: None,
@@ -200,6 +204,11 @@ impl Transport {
         self.label = label;
     }
 
+    /// Service: the client offered to take detach records (the hello).
+    pub(in crate::caps) fn agree_detach(&mut self, yes: bool) {
+        self.detach = yes;
+    }
+
     /// The probe of the ring we read (v2 waiters poll it themselves).
     pub(in crate::caps) fn probe(&mut self) -> Option<Probe> {
         match &mut self.shm {
@@ -212,15 +221,73 @@ impl Transport {
     /// whose rings did not move since the last sweep gives its pages of
     /// the region back and stops being probed until its next record
     /// (`Link::quiet`). True if it did now.
+    /// With detach agreed, the service also tells the client to give
+    /// the region up (a detach record; `detached` unmaps it here).
     pub(in crate::caps) fn quiet(&mut self) -> bool {
         let went = match &mut self.shm {
             Mode::On(link) if self.broken.is_none() => link.quiet(),
             _ => false,
         };
-        if went {
-            self.sync_probe();
+        if !went {
+            return false;
         }
-        went
+        self.sync_probe();
+        if let Mode::On(link) = &mut self.shm
+            && self.detach
+            && self.side == Side::Service
+            && !link.sent_detach
+        {
+            link.sent_detach = true;
+            out_buf(&mut self.out).extend_from_slice(&transport_header(DETACH));
+            // A failure shows at the next read (the peer's end).
+            let _ = self.flush();
+        }
+        true
+    }
+
+    /// The client got the detach record: the service has written its
+    /// last record to ring 1, and we have read them all (else it broke
+    /// the protocol). Unmap the region, answer with the detached record
+    /// (after every record we wrote to ring 0), and send the frames that
+    /// waited for room in ring 0 with the next region.
+    fn detach_client(&mut self) -> Result<(), ShmError> {
+        let Mode::On(link) = &mut self.shm else {
+            return Err(ShmError::BadRecord(WireError::BadKind(DETACH)));
+        };
+        let Some(rx) = link.rx.as_mut() else {
+            return Err(ShmError::BadRecord(WireError::BadKind(DETACH)));
+        };
+        if rx.ring().has_data() || !rx.settled() {
+            return Err(ShmError::BadRecord(WireError::Unexpected(
+                "detach with records unread",
+            )));
+        }
+        let backlog = std::mem::take(&mut link.backlog);
+        self.shm = Mode::Agreed;
+        self.sync_probe();
+        out_buf(&mut self.out).extend_from_slice(&transport_header(DETACHED));
+        for (hb, body) in backlog {
+            self.push_encoded(hb, &body);
+        }
+        Ok(())
+    }
+
+    /// Service: the client's detached record came and ring 0 is read to
+    /// its end: the link goes (the region is unmapped: nobody maps it
+    /// any more, the memfd is freed); the client's next frame comes with
+    /// a new attach.
+    fn detached(&mut self) -> Result<(), ShmError> {
+        if let Mode::On(link) = &mut self.shm
+            && let Some(rx) = link.rx.as_mut()
+            && !rx.settled()
+        {
+            return Err(ShmError::BadRecord(WireError::Unexpected(
+                "detached with a frame owed",
+            )));
+        }
+        self.shm = Mode::Agreed;
+        self.sync_probe();
+        Ok(())
     }
 
     /// Are this connection's rings in use and not dormant (the quiet
@@ -322,6 +389,20 @@ impl Transport {
                 check_transport_header(b)?;
                 link.rx = link.waiting.take().map(Inbound::new);
                 self.sync_probe();
+                Ok(())
+            }
+            (DETACH, Mode::On(_), Side::Client) => {
+                check_transport_header(b)?;
+                self.detach_client()
+            }
+            (DETACHED, Mode::On(link), Side::Service)
+                if link.sent_detach && !link.peer_detached =>
+            {
+                check_transport_header(b)?;
+                // Read ring 0 to its end (what the client wrote before
+                // this record is there now), then let go (`detached`).
+                link.peer_detached = true;
+                link.dormant = false;
                 Ok(())
             }
             _ => Err(ShmError::BadRecord(WireError::BadKind(kind))),
@@ -474,12 +555,22 @@ impl Transport {
     /// Queue one frame: in the ring of a connection in shared memory (the
     /// client makes the region with its first frame), else on the socket.
     pub(in crate::caps) fn push_frame(&mut self, h: &Header, body: &[u8]) {
+        self.push_encoded(h.encode(), body);
+    }
+
+    /// `push_frame` of an encoded header. After a detach record (service)
+    /// the frame goes on the socket: the ring is not written again.
+    fn push_encoded(&mut self, hb: [u8; HEADER_LEN], body: &[u8]) {
         if matches!(self.shm, Mode::Agreed) && self.side == Side::Client {
             self.make_region();
         }
-        let hb = h.encode();
-        self.wake();
-        if let Mode::On(link) = &mut self.shm {
+        let ring = !matches!(&self.shm, Mode::On(link) if link.sent_detach);
+        if ring {
+            self.wake();
+        }
+        if let Mode::On(link) = &mut self.shm
+            && ring
+        {
             if self.broken.is_some() {
                 return;
             }
@@ -527,7 +618,14 @@ impl Transport {
         // Until the attach record came, the bytes that carry its
         // descriptor must be read with `recvmsg` (a plain read would make
         // the kernel discard the descriptor).
-        let want_fds = matches!(self.shm, Mode::Agreed) && self.side == Side::Service;
+        // (Also once a detach record went: the client's new attach may
+        // come with the same read as its detached record.)
+        let want_fds = self.side == Side::Service
+            && match &self.shm {
+                Mode::Agreed => true,
+                Mode::On(link) => link.sent_detach,
+                Mode::Off => false,
+            };
         loop {
             let got: Result<usize, Errno> = if want_fds {
                 let Some(sock) = self.fd.as_ref() else {
@@ -604,6 +702,11 @@ impl Transport {
                         }
                         self.wake();
                         return Ok(Some(f));
+                    }
+                    Ok(None) if link.peer_detached => {
+                        if let Err(e) = self.detached() {
+                            return Err(ReadEnd::Errno(self.fail(e)));
+                        }
                     }
                     Ok(None) => {}
                     Err(e) => return Err(ReadEnd::Errno(self.fail(e))),
@@ -686,6 +789,22 @@ impl Transport {
                 s.out = out;
             }
         });
+    }
+
+    /// Where this connection's region is mapped (address, bytes), while
+    /// it is.
+    #[cfg(test)]
+    pub(in crate::caps) fn region_span(&self) -> Option<(usize, usize)> {
+        match &self.shm {
+            Mode::On(link) => Some(link.tx.region_span()),
+            _ => None,
+        }
+    }
+
+    /// Is the connection in shared memory (agreed, mapped or not)?
+    #[cfg(test)]
+    pub(in crate::caps) fn shm_agreed(&self) -> bool {
+        !matches!(self.shm, Mode::Off)
     }
 
     /// Bytes of buffers this connection holds now (read and output

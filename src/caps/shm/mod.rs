@@ -44,6 +44,17 @@ pub const ATTACH: u16 = 0x8002;
 /// Kind of the socket-only attach acknowledgement (service → client): the
 /// service reads the rings and writes its replies to ring 1 from now on.
 pub const ATTACHED: u16 = 0x8003;
+/// Kind of the socket-only detach record (service → client, only to a
+/// client that offered `wire::HELLO_DETACH`): the service wrote its last
+/// record to ring 1, all of which the client has read; its frames come on
+/// the socket from now on. The client answers [`DETACHED`] and unmaps the
+/// region. Every other byte 0.
+pub const DETACH: u16 = 0x8004;
+/// Kind of the socket-only detached record (client → service, answering
+/// [`DETACH`]): the client wrote its last record to ring 0 before it and
+/// has unmapped the region; its next frame comes with a new region (a new
+/// attach). Every other byte 0.
+pub const DETACHED: u16 = 0x8005;
 
 /// The doorbell as sent on the socket.
 pub fn doorbell() -> [u8; HEADER_LEN] {

@@ -155,6 +155,13 @@ impl Mapping {
         self.len
     }
 
+    /// The address of the region's first byte (tests look at the
+    /// mapping from outside: `mincore`, `/proc/self/maps`).
+    #[cfg(test)]
+    pub(super) fn addr(&self) -> usize {
+        self.base as usize
+    }
+
     /// The offset of `p` (inside the mapping) from its first byte.
     pub(super) fn offset_of(&self, p: *const u8) -> usize {
         p as usize - self.base as usize

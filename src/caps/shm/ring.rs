@@ -306,6 +306,12 @@ impl Producer {
         Ok(true)
     }
 
+    /// Tests: where the region of this ring is mapped (address, bytes).
+    #[cfg(test)]
+    pub fn region_span(&self) -> (usize, usize) {
+        (self.mem._map.addr(), self.mem._map.len())
+    }
+
     /// Tests: after an error, carry on from the shared head as it is now
     /// (a real connection is dropped instead).
     #[cfg(test)]
