@@ -68,7 +68,7 @@
 #define PROBE_ROUNDS	2000
 #define REPS		3
 #define BURST		32
-#define QUIET_WAIT_US	2500000
+#define QUIET_WAIT_US	3500000
 #define IDLE_NAP_US	200
 
 struct bmsg {

@@ -12,7 +12,7 @@
  *	unanswered. -u/-G: as for the client, dropped to before serving.
  *
  * Client:  caps_echo -c NAME [-u UID] [-G GID] [-r ROUNDS] [-z SIZE] [-p PIPE]
- *		[-o OWNER] [-x] [-w SECS]
+ *		[-o OWNER] [-x] [-w SECS] [-q SECS]
  *	Optionally drops to group GID and user UID, connects to NAME of user
  *	OWNER (default -1), and runs ROUNDS requests of SIZE payload bytes,
  *	PIPE outstanding at a time, checking every reply. -x asks for grown
@@ -20,6 +20,9 @@
  *	outstanding requests ended. -C closes the port right after sending
  *	the first PIPE requests and reports how they ended. -w keeps the
  *	connection open and idle for SECS seconds after the last reply.
+ *	-q: after the rounds, prints "quiet", keeps the connection quiet for
+ *	SECS seconds while the program waits inside libcaps (lwkt_yield and
+ *	short naps: its cpu reads its sockets), then runs the rounds again.
  *
  * SIGPIPE is ignored unless -P is given (the library never raises it).
  */
@@ -33,6 +36,7 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <time.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,6 +177,24 @@ send(caps_port_t port, lwkt_msg_t msg)
 
 /* -w: seconds the client keeps its connection open after the rounds. */
 static unsigned int linger;
+/* -q: seconds the client stays quiet inside libcaps between two runs. */
+static unsigned int quiet;
+
+/* Wait `secs` seconds the way an idle LWKT program waits: inside the
+ * library, its cpu looking at its sockets (lwkt_yield does every 32
+ * calls), with short naps. */
+static void
+quiet_in_libcaps(unsigned int secs)
+{
+	struct timespec t0, t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {
+		lwkt_yield();
+		usleep(1000);
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	} while (t.tv_sec - t0.tv_sec < (time_t)secs);
+}
 
 static int
 client(const char *name, uid_t owner, long rounds, size_t size, int pipe, int grow,
@@ -182,6 +204,7 @@ client(const char *name, uid_t owner, long rounds, size_t size, int pipe, int gr
 	struct req *reqs;
 	caps_port_t port;
 	long sent = 0, done = 0;
+	int pass = 0;
 	size_t bufsize = grow ? CAPMSG_MAXSIZE : sizeof(struct lwkt_msg) + size;
 	int i;
 
@@ -196,6 +219,7 @@ client(const char *name, uid_t owner, long rounds, size_t size, int pipe, int gr
 		reqs[i].msg = calloc(1, bufsize);	/* every byte sent is defined */
 		reqs[i].size = size;
 	}
+again:
 	for (i = 0; i < pipe && sent < rounds; ++i) {
 		fill(&reqs[i], sent++, grow, &rport);
 		send(port, reqs[i].msg);
@@ -255,6 +279,12 @@ client(const char *name, uid_t owner, long rounds, size_t size, int pipe, int gr
 		}
 	}
 	printf("ok %ld\n", done);
+	if (quiet > 0 && pass++ == 0) {
+		printf("quiet\n");
+		quiet_in_libcaps(quiet);
+		sent = done = 0;
+		goto again;
+	}
 	if (linger > 0)
 		sleep(linger);
 	caps_close(port);
@@ -277,7 +307,7 @@ main(int ac, char **av)
 	const char *name = NULL;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	while ((ch = getopt(ac, av, "s:c:f:g:m:h:n:k:u:G:r:z:p:o:w:xCP")) != -1) {
+	while ((ch = getopt(ac, av, "s:c:f:g:m:h:n:k:u:G:r:z:p:o:w:q:xCP")) != -1) {
 		switch (ch) {
 		case 's': mode = 's'; name = optarg; break;
 		case 'c': mode = 'c'; name = optarg; break;
@@ -293,6 +323,7 @@ main(int ac, char **av)
 		case 'p': pipe = (int)strtol(optarg, NULL, 0); break;
 		case 'o': owner = (uid_t)strtol(optarg, NULL, 0); break;
 		case 'w': linger = (unsigned int)strtoul(optarg, NULL, 0); break;
+		case 'q': quiet = (unsigned int)strtoul(optarg, NULL, 0); break;
 		case 'x': grow = 1; break;
 		case 'C': close_early = 1; break;
 		case 'P': keep_sigpipe = 1; break;

@@ -46,6 +46,12 @@
  *	caps_sys_client(NAME, -1, -1), N requests (default 1) one after the
  *	other, each reply checked: prints "ok" and how long it took, or the
  *	error; then keeps the connection open and idle for W seconds.
+ *   v2quiet NAME N W
+ *	caps_sys_client(NAME, -1, -1): N requests of 1000 bytes and one of
+ *	131072 (too big for a ring: it and its reply go on the socket behind
+ *	a marker), each reply checked against the request (v2serve echoes),
+ *	prints "ok"; sleeps W seconds (outside libcaps: the connection is
+ *	quiet); then the same again, "ok" again, and sleeps W seconds more.
  *   v2fork-getgen NAME
  *	Publishes v2 service NAME, connects to it, forks; the child calls
  *	caps_sys_getgen on the inherited client port and prints the result.
@@ -480,6 +486,52 @@ v2ping(const char *name, long count, int idle)
 	return (0);
 }
 
+/* One request of `len` bytes (byte i: i * 13 + seq) and its echo. */
+static int
+v2echo(int c, char *buf, size_t len, long seq)
+{
+	struct caps_msgid mid;
+	size_t i;
+	int n;
+
+	for (i = 0; i < len; ++i)
+		buf[i] = (char)(i * 13 + seq);
+	if (caps_sys_put(c, buf, (int)len) < 0)
+		return (printf("caps_sys_put: %s\n", strerror(errno)), 1);
+	memset(buf, 0, len);
+	n = caps_sys_wait(c, buf, (int)len, &mid, NULL);
+	if (n != (int)len)
+		return (printf("caps_sys_wait: %d of %zu: %s\n", n, len, strerror(errno)), 1);
+	for (i = 0; i < len; ++i)
+		if (buf[i] != (char)(i * 13 + seq))
+			return (printf("request %ld: byte %zu\n", seq, i), 1);
+	return (0);
+}
+
+static int
+v2quiet(const char *name, long count, int idle)
+{
+	static char buf[128 * 1024];
+	long i, seq = 0;
+	int c, pass;
+
+	c = caps_sys_client(name, (uid_t)-1, (gid_t)-1, 0, CAPF_ANYCLIENT);
+	if (c < 0)
+		return (printf("caps_sys_client: %s\n", strerror(errno)), 1);
+	for (pass = 0; pass < 2; ++pass) {
+		for (i = 0; i < count; ++i)
+			if (v2echo(c, buf, 1000, seq++) != 0)
+				return (1);
+		if (v2echo(c, buf, sizeof(buf), seq++) != 0)
+			return (1);
+		printf("ok\n");
+		fflush(stdout);
+		sleep((unsigned)idle);
+	}
+	caps_sys_close(c);
+	return (0);
+}
+
 static int
 v2fork_getgen(const char *name)
 {
@@ -555,6 +607,8 @@ main(int ac, char **av)
 	if (ac >= 2 && ac <= 4 && strcmp(av[0], "v2ping") == 0)
 		return (v2ping(av[1], ac >= 3 ? strtol(av[2], NULL, 0) : 1,
 		    ac == 4 ? atoi(av[3]) : 0));
+	if (ac == 4 && strcmp(av[0], "v2quiet") == 0)
+		return (v2quiet(av[1], strtol(av[2], NULL, 0), atoi(av[3])));
 	if (ac == 2 && strcmp(av[0], "v2fork-getgen") == 0)
 		return (v2fork_getgen(av[1]));
 	fprintf(stderr, "usage: caps_hostile [-u UID -G GID] MODE ARGS...\n");

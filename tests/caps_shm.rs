@@ -785,3 +785,84 @@ fn quiet_shm_connections_give_their_pages_back_v2() {
     wait_listening(&sock);
     quiet_connections(&sock, 2, srv.pid() as u32);
 }
+
+// ---- quiet clients give their region up (issue 17) ----------------------------
+
+/// The shared regions of the library that process `pid` maps: the inode
+/// of each one's memfd (`/proc/PID/maps`).
+fn regions_mapped(pid: i32) -> Vec<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("libcaps-ring"))
+        .map(|l| l.split_whitespace().nth(4).unwrap_or("").to_string())
+        .collect()
+}
+
+/// A v1 client whose connection went quiet while it waits inside libcaps
+/// gives its region up (the service's detach record): no region is left
+/// in its memory. Then it runs its rounds again (60,000-byte requests,
+/// four in flight: the ring fills up) through a new region, every reply
+/// checked, and the service drops nothing.
+#[test]
+fn a_quiet_v1_client_gives_its_region_up_and_resumes() {
+    let rdv = Rendezvous::new("libcaps-shm", "qcli", 0o755);
+    let srv = v1_server(&rdv, "qcli", "1");
+    let mut c = rdv.command(echo());
+    c.args([
+        "-c", "qcli", "-r", "200", "-z", "60000", "-p", "4", "-q", "8",
+    ])
+    .env("LIBCAPS_SHM", "1");
+    let mut cli = Proc(Some(c.spawn().unwrap()));
+    cli.expect_line("ok 200");
+    cli.expect_line("quiet");
+    let pid = cli.pid();
+    assert_eq!(regions_mapped(pid).len(), 1, "the client maps its region");
+    // The service's sweep finds it quiet after 1 to 2 s; the client's
+    // cpu reads the detach record within about 30 ms of it.
+    let t0 = Instant::now();
+    while !regions_mapped(pid).is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(7),
+            "the quiet client still maps its region"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cli.expect_line("ok 200");
+    let out = wait_deadline(cli.0.take().unwrap());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let serr = text(&srv.stop().stderr);
+    assert!(!serr.contains("dropping"), "{serr}");
+}
+
+/// A v2 client whose connection was quiet for 3 s (its process outside
+/// libcaps, so the service's detach record waits in its socket): its next
+/// requests, the first written to the old region before it reads that
+/// record, and a 128 KiB one on the socket behind a marker each way, are
+/// all answered right, and it then maps one region, a new one.
+#[test]
+fn a_quiet_v2_client_resumes_across_a_detach() {
+    let rdv = Rendezvous::new("libcaps-shm", "qcli2", 0o755);
+    let mut s = rdv.command(hostile());
+    s.args(["v2serve", "qcli2", "0"])
+        .env("LIBCAPS_DEBUG", "1")
+        .env("LIBCAPS_SHM", "1");
+    let mut srv = Proc(Some(s.spawn().expect("spawn server")));
+    srv.expect_line("serving");
+    wait_listening(&rdv.join("sys").join(format!("qcli2,{},-", uid())));
+    let mut c = rdv.command(hostile());
+    c.args(["v2quiet", "qcli2", "50", "3"])
+        .env("LIBCAPS_SHM", "1");
+    let mut cli = Proc(Some(c.spawn().unwrap()));
+    cli.expect_line("ok");
+    let first = regions_mapped(cli.pid());
+    assert_eq!(first.len(), 1, "the client maps its region");
+    cli.expect_line("ok");
+    let then = regions_mapped(cli.pid());
+    assert_eq!(then.len(), 1, "one region: {then:?}");
+    assert_ne!(first, then, "a new region after the detach");
+    let out = wait_deadline(cli.0.take().unwrap());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let serr = text(&srv.stop().stderr);
+    assert!(!serr.contains("dropping"), "{serr}");
+}
