@@ -366,6 +366,12 @@ impl Peer {
     /// Connect to `sock`, say hello (version `version`, offering shared
     /// memory) and read the service's hello (and, v2, its generation).
     fn connect(sock: &Path, version: u16) -> Peer {
+        Peer::connect_with(sock, version, 0)
+    }
+
+    /// `connect`, offering the hello bits `bits` beside `HELLO_SHM`
+    /// (which the service accepts all).
+    fn connect_with(sock: &Path, version: u16, bits: u32) -> Peer {
         let mut s = UnixStream::connect(sock).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let mut h = b"CAPS".to_vec();
@@ -377,13 +383,13 @@ impl Peer {
             (131072, 4)
         };
         h.extend_from_slice(&max.to_le_bytes());
-        h.extend_from_slice(&(flags | HELLO_SHM).to_le_bytes());
+        h.extend_from_slice(&(flags | HELLO_SHM | bits).to_le_bytes());
         s.write_all(&h).unwrap();
         let mut r = [0u8; 16];
         s.read_exact(&mut r).unwrap();
         assert_eq!(
             u32::from_le_bytes(r[12..16].try_into().unwrap()),
-            HELLO_SHM,
+            HELLO_SHM | bits,
             "the service accepts shared memory"
         );
         if version == 2 {
@@ -865,4 +871,84 @@ fn a_quiet_v2_client_resumes_across_a_detach() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let serr = text(&srv.stop().stderr);
     assert!(!serr.contains("dropping"), "{serr}");
+}
+
+const HELLO_DETACH: u32 = 0x2000_0000;
+const DETACH: u16 = 0x8004;
+const DETACHED: u16 = 0x8005;
+
+/// A peer that offered detach records, after a burst through its
+/// region: the service's detach record came (within 20 s).
+fn detach_offered(sock: &Path, version: u16) -> (Peer, Map, OwnedFd) {
+    let fd = memfd(REGION, Some(SEALS));
+    let map = Map::new(&fd);
+    let mut p = Peer::connect_with(sock, version, HELLO_DETACH);
+    p.attach_ok(&fd);
+    round_trips(&mut p, &map, 4);
+    (p, map, fd)
+}
+
+fn read_detach(p: &mut Peer) {
+    let mut b = [0u8; 48];
+    p.sock.read_exact(&mut b).unwrap();
+    assert_eq!(b, record(DETACH), "the detach record");
+}
+
+/// Around a detach, peers that break the rules lose their connection
+/// (one log line each) and nothing else: one punches the whole region
+/// (control page included) and rings instead of answering, one attaches
+/// an unsealed memfd after its detached record, one answers twice. A
+/// peer that keeps the rules goes on in a new region, v1 and v2.
+#[test]
+fn hostile_peers_around_a_detach_cost_only_their_connection() {
+    for version in [1u16, 2] {
+        let name = format!("hdetach{version}");
+        let rdv = Rendezvous::new("libcaps-shm", &name, 0o755);
+        let (srv, sock, func) = if version == 1 {
+            let srv = v1_server(&rdv, &name, "1");
+            (srv, v1_socket(&rdv, &name), "caps_service")
+        } else {
+            let mut s = rdv.command(hostile());
+            s.args(["v2serve", &name, "0"]).env("LIBCAPS_SHM", "1");
+            let mut srv = Proc(Some(s.spawn().expect("spawn server")));
+            srv.expect_line("serving");
+            let sock = rdv.join("sys").join(format!("{name},{},-", uid()));
+            wait_listening(&sock);
+            (srv, sock, "caps_sys_service")
+        };
+        let mut peers: Vec<_> = (0..4).map(|_| detach_offered(&sock, version)).collect();
+        peers.iter_mut().for_each(|(p, _, _)| read_detach(p));
+        let (mut good, good_map, _) = peers.pop().unwrap();
+        let (twice, _, _) = peers.pop().unwrap();
+        let (unsealed, _, _) = peers.pop().unwrap();
+        let (punch, _map, fd) = peers.pop().unwrap();
+        // SAFETY: punching our own memfd.
+        let r = unsafe {
+            libc::fallocate(
+                fd.as_raw_fd(),
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                0,
+                REGION as libc::off_t,
+            )
+        };
+        assert_eq!(r, 0);
+        (&punch.sock).write_all(&record(DOORBELL)).unwrap();
+        punch.closed();
+        (&unsealed.sock).write_all(&record(DETACHED)).unwrap();
+        unsealed.attach(Some(memfd(REGION, None).as_raw_fd()));
+        unsealed.closed();
+        (&twice.sock).write_all(&record(DETACHED)).unwrap();
+        (&twice.sock).write_all(&record(DETACHED)).unwrap();
+        twice.closed();
+        (&good.sock).write_all(&record(DETACHED)).unwrap();
+        drop(good_map);
+        let fd = memfd(REGION, Some(SEALS));
+        let map = Map::new(&fd);
+        (good.tail, good.head) = (0, 0);
+        good.attach_ok(&fd);
+        round_trips(&mut good, &map, 4);
+        let err = text(&srv.stop().stderr);
+        let want = ["impossible tail", "seals (0x0)", "unknown frame kind 32773"];
+        check_log(&err, func, &want);
+    }
 }
