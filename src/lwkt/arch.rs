@@ -135,6 +135,32 @@ mod imp {
         }
     }
 
+    /// Resume the switched-out thread whose stack pointer is `to`,
+    /// saving nothing of the running one, which never runs again (an
+    /// exiting thread): the second half of [`switch`] alone.
+    ///
+    /// # Safety
+    /// As [`switch`] for `to`; nothing may ever resume the caller.
+    #[inline(always)]
+    pub unsafe fn jump(to: *mut c_char) -> ! {
+        // SAFETY: per the contract; the frame at `to` is the one switch
+        // saved (or init_stack prepared), which the code at its resume
+        // address pops.
+        unsafe {
+            core::arch::asm!(
+                "mov rsp, {to}",
+                // FP control: the new thread's.
+                "ldmxcsr [rsp]",
+                "fldcw [rsp + 4]",
+                "mov rax, [rsp + 8]",
+                "add rsp, 16",
+                "jmp rax",
+                to = in(reg) to,
+                options(noreturn),
+            );
+        }
+    }
+
     /// The thread pointer (`fs` base; glibc keeps it at `fs:0`).
     #[inline(always)]
     pub fn thread_pointer() -> usize {
@@ -315,6 +341,18 @@ mod imp {
         )
     }
 
+    /// As on x86_64, through [`switch`] with a save slot nobody reads.
+    ///
+    /// # Safety
+    /// As on x86_64.
+    #[inline(always)]
+    pub unsafe fn jump(to: *mut c_char) -> ! {
+        let mut dead: *mut c_char = core::ptr::null_mut();
+        // SAFETY: per the contract; `dead` is never switched back to.
+        unsafe { switch(&raw mut dead, to) };
+        unreachable!("an exited thread was resumed")
+    }
+
     /// The thread pointer (`tpidr_el0`).
     #[inline(always)]
     pub fn thread_pointer() -> usize {
@@ -415,6 +453,18 @@ compile_error!("libcaps: no context switch for this architecture (x86_64 and aar
 pub unsafe fn switch(save: *mut *mut c_char, to: *mut c_char) {
     // SAFETY: forwarded contract.
     unsafe { imp::switch(save, to) }
+}
+
+/// Resume the thread whose saved stack pointer is `to` without saving
+/// the running one, which never runs again (see the module
+/// documentation).
+///
+/// # Safety
+/// `to` as for [`switch`]; nothing may ever resume the caller.
+#[inline(always)]
+pub unsafe fn jump(to: *mut c_char) -> ! {
+    // SAFETY: forwarded contract.
+    unsafe { imp::jump(to) }
 }
 
 /// Prepare a stack whose top is `top` so that switching to the returned

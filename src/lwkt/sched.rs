@@ -196,6 +196,31 @@ pub(super) unsafe fn switch_to(
     }
 }
 
+/// [`switch_to`] from `td`, which has exited and is never resumed:
+/// nothing of it is saved.
+///
+/// # Safety
+/// As [`switch_to`]; `td` has exited.
+#[inline(always)]
+pub(super) unsafe fn exit_to(gd: *mut globaldata, td: *mut thread, ntd: *mut thread) -> ! {
+    // SAFETY: per the contract.
+    unsafe {
+        if san::active() {
+            switch_to(gd, td, ntd, Leave::Exit);
+            crate::fatal!("lwkt_exit", "an exited thread was resumed");
+        }
+        (*td).td_flags &= !TDF_RUNNING;
+        (*ntd).td_flags |= TDF_RUNNING;
+        (*gd).gd_curthread = ntd;
+        // errno: the new thread's (the exited one's is dropped).
+        let ne = (*ntd).td_mach.mtd_errno;
+        if ne != arch::errno_get() {
+            arch::errno_set(ne);
+        }
+        arch::jump((*ntd).td_sp)
+    }
+}
+
 /// Refuse to switch or block inside a critical section (except for the
 /// idle thread, which lives in one).
 ///
