@@ -26,7 +26,9 @@
 //!
 //! A new thread's stack is prepared by [`init_stack`] so that the first
 //! switch into it "returns" into the architecture's `trampoline`, which calls
-//! `start(func, arg)`; `start` never returns.
+//! `start(func, arg)`; `start` never returns. An exiting thread, which
+//! never runs again, leaves with [`jump`]: the second half of the switch
+//! alone, nothing of it saved.
 
 use core::ffi::{c_char, c_int, c_void};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

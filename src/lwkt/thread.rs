@@ -20,8 +20,8 @@ use super::sched::{dequeue, enqueue, exit_to, pick_next, schedule_local};
 use super::stack;
 use super::tdqueue::{self, Link};
 use crate::abi::{
-    TDF_ALLOCATED_STACK, TDF_ALLOCATED_THREAD, TDF_STOPREQ, TDF_SYSTHREAD, TDF_VERBOSE, TDPRI_CRIT,
-    TDPRI_KERN_DAEMON, THREAD_STACK, globaldata, md_thread, thread,
+    MAXCOMLEN, TDF_ALLOCATED_STACK, TDF_ALLOCATED_THREAD, TDF_STOPREQ, TDF_SYSTHREAD, TDF_VERBOSE,
+    TDPRI_CRIT, TDPRI_KERN_DAEMON, THREAD_STACK, globaldata, md_thread, thread,
 };
 use crate::cpu::{self, cpu_priv, ipi};
 use crate::{fatal, warn};
@@ -293,6 +293,36 @@ pub unsafe fn set_comm(td: *mut thread, comm: *const c_char) {
     }
 }
 
+/// [`set_comm`] of a name in a buffer of `MAXCOMLEN + 1` bytes that is
+/// all zeroes after the name (the C shim's): copied whole, without
+/// looking for its end.
+///
+/// # Safety
+/// `td` valid; `comm` NULL or such a buffer.
+pub unsafe fn set_comm_padded(td: *mut thread, comm: *const c_char) {
+    // SAFETY: per the contract.
+    unsafe {
+        if comm.is_null() {
+            (*td).td_comm.fill(0);
+        } else {
+            copy_comm_padded(td, comm);
+        }
+    }
+}
+
+/// Copy a name as [`set_comm_padded`] does (`comm` not NULL).
+///
+/// # Safety
+/// As [`set_comm_padded`].
+#[inline(always)]
+unsafe fn copy_comm_padded(td: *mut thread, comm: *const c_char) {
+    // SAFETY: per the contract, `comm` has exactly the size of td_comm;
+    // it is read unaligned (a C char array).
+    unsafe {
+        (*td).td_comm = ptr::read_unaligned(comm.cast::<[c_char; MAXCOMLEN as usize + 1]>());
+    }
+}
+
 /// [`set_comm`] into a thread whose `td_comm` is all zeroes.
 ///
 /// # Safety
@@ -518,7 +548,8 @@ pub fn target_cpu(func: &str, cpu_id: c_int) -> *mut globaldata {
 ///
 /// # Safety
 /// `ptd` NULL or writable; `template` NULL or an unused thread structure;
-/// `comm` NULL or a C string.
+/// `comm` NULL or a name as [`set_comm_padded`] takes it (`MAXCOMLEN + 1`
+/// bytes, zero after the name).
 pub unsafe fn create(
     func: unsafe extern "C" fn(*mut c_void),
     arg: *mut c_void,
@@ -557,8 +588,9 @@ pub unsafe fn create(
         set_handler(td, func, arg);
         (*td).td_flags |= TDF_VERBOSE | tdflags;
         (*td).td_mpcount = 1;
-        // init_fields zeroed td_comm.
-        copy_comm(td, comm);
+        if !comm.is_null() {
+            copy_comm_padded(td, comm);
+        }
         let run = (*td).td_flags & TDF_STOPREQ == 0;
         (*td).td_flags &= !TDF_STOPREQ;
         let tgd = (*td).td_gd;
