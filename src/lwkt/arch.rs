@@ -352,7 +352,7 @@ mod imp {
         let mut dead: *mut c_char = core::ptr::null_mut();
         // SAFETY: per the contract; `dead` is never switched back to.
         unsafe { switch(&raw mut dead, to) };
-        unreachable!("an exited thread was resumed")
+        crate::fatal!("lwkt_exit", "an exited thread was resumed")
     }
 
     /// The thread pointer (`tpidr_el0`).
