@@ -70,11 +70,24 @@ pub fn fatal(func: &str, args: Arguments<'_>) -> ! {
     std::process::abort()
 }
 
+/// Run `f`, which reports a fatal error, out of line: the closure
+/// [`fatal!`] passes captures what it prints by value, so that a fast
+/// path with a check that may be fatal keeps those values in registers
+/// (formatting them in place takes their addresses, which made callers
+/// store them on the stack on every call).
+#[cold]
+#[inline(never)]
+pub fn fatal_cold<F: FnOnce() -> core::convert::Infallible>(f: F) -> ! {
+    match f() {}
+}
+
 /// `fatal!("lwkt_sendmsg", "NULL port")`
 #[macro_export]
 macro_rules! fatal {
     ($func:expr, $($arg:tt)*) => {
-        $crate::diag::fatal($func, format_args!($($arg)*))
+        $crate::diag::fatal_cold(move || -> core::convert::Infallible {
+            $crate::diag::fatal($func, format_args!($($arg)*))
+        })
     };
 }
 

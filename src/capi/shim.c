@@ -16,6 +16,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #ifdef LIBCAPS_HAVE_VALGRIND
 #include <valgrind/valgrind.h>
 #endif
@@ -95,26 +96,30 @@ libcaps_vg_stack_deregister(unsigned int id)
 #define COMM_SIZE 17
 
 /*
- * The thread name to copy (at most COMM_SIZE - 1 bytes of it): ctl
- * itself (NULL: none) when its first COMM_SIZE - 1 bytes hold no
- * conversion (vsnprintf would give the same bytes, at many times the
- * cost of the rest of lwkt_create), else ctl formatted into comm
- * (COMM_SIZE bytes).
+ * The thread name, in comm (COMM_SIZE bytes, zero after the name, so
+ * that the Rust side copies it whole without looking for its end): the
+ * first COMM_SIZE - 1 bytes of ctl, copied as they are scanned, when
+ * they hold no conversion (vsnprintf would give the same bytes, at many
+ * times the cost of the rest of lwkt_create), else ctl formatted. NULL
+ * when ctl is NULL.
  */
 static const char *
 format_comm(char *comm, const char *ctl, va_list ap)
 {
 	size_t i;
+	char c;
 
 	if (ctl == NULL)
 		return (NULL);
-	for (i = 0; i < COMM_SIZE - 1 && ctl[i] != '\0'; ++i) {
-		if (ctl[i] == '%') {
+	memset(comm, 0, COMM_SIZE);
+	for (i = 0; i < COMM_SIZE - 1 && (c = ctl[i]) != '\0'; ++i) {
+		if (c == '%') {
 			vsnprintf(comm, COMM_SIZE, ctl, ap);
 			return (comm);
 		}
+		comm[i] = c;
 	}
-	return (ctl);
+	return (comm);
 }
 
 int

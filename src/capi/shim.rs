@@ -10,7 +10,8 @@ use crate::fatal;
 use crate::lwkt::thread as lt;
 
 /// `lwkt_create(func, arg, ptd, template, tdflags, cpu, fmt, ...)` once the
-/// name is formatted. 0, or `ENOMEM` when no memory or stack is left.
+/// name is formatted: `comm` is NULL or the shim's `MAXCOMLEN + 1` bytes,
+/// zero after the name. 0, or `ENOMEM` when no memory or stack is left.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn libcaps_thread_create(
     func: Option<unsafe extern "C" fn(*mut c_void)>,
@@ -24,16 +25,19 @@ pub unsafe extern "C" fn libcaps_thread_create(
     let Some(func) = func else {
         fatal!("lwkt_create", "NULL thread function")
     };
-    // SAFETY: the C caller's pointers, documented in <sys/thread.h>.
+    // SAFETY: the C caller's pointers, documented in <sys/thread.h>;
+    // `comm` as create wants it (see above).
     unsafe { lt::create(func, arg, ptd, template, tdflags, cpu, comm) }
 }
 
-/// `lwkt_set_comm(td, fmt, ...)` once the name is formatted.
+/// `lwkt_set_comm(td, fmt, ...)` once the name is formatted (`comm` as
+/// for [`libcaps_thread_create`]).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn libcaps_thread_set_comm(td: *mut thread, comm: *const c_char) {
     if td.is_null() {
         fatal!("lwkt_set_comm", "NULL thread");
     }
-    // SAFETY: `td` is the caller's thread; `comm` a C string from the shim.
-    unsafe { lt::set_comm(td, comm) }
+    // SAFETY: `td` is the caller's thread; `comm` NULL or the shim's
+    // zero-padded buffer.
+    unsafe { lt::set_comm_padded(td, comm) }
 }

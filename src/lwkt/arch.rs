@@ -26,7 +26,9 @@
 //!
 //! A new thread's stack is prepared by [`init_stack`] so that the first
 //! switch into it "returns" into the architecture's `trampoline`, which calls
-//! `start(func, arg)`; `start` never returns.
+//! `start(func, arg)`; `start` never returns. An exiting thread, which
+//! never runs again, leaves with [`jump`]: the second half of the switch
+//! alone, nothing of it saved.
 
 use core::ffi::{c_char, c_int, c_void};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -131,6 +133,32 @@ mod imp {
                 out("r14") _,
                 out("r15") _,
                 clobber_abi("C"),
+            );
+        }
+    }
+
+    /// Resume the switched-out thread whose stack pointer is `to`,
+    /// saving nothing of the running one, which never runs again (an
+    /// exiting thread): the second half of [`switch`] alone.
+    ///
+    /// # Safety
+    /// As [`switch`] for `to`; nothing may ever resume the caller.
+    #[inline(always)]
+    pub unsafe fn jump(to: *mut c_char) -> ! {
+        // SAFETY: per the contract; the frame at `to` is the one switch
+        // saved (or init_stack prepared), which the code at its resume
+        // address pops.
+        unsafe {
+            core::arch::asm!(
+                "mov rsp, {to}",
+                // FP control: the new thread's.
+                "ldmxcsr [rsp]",
+                "fldcw [rsp + 4]",
+                "mov rax, [rsp + 8]",
+                "add rsp, 16",
+                "jmp rax",
+                to = in(reg) to,
+                options(noreturn),
             );
         }
     }
@@ -315,6 +343,18 @@ mod imp {
         )
     }
 
+    /// As on x86_64, through [`switch`] with a save slot nobody reads.
+    ///
+    /// # Safety
+    /// As on x86_64.
+    #[inline(always)]
+    pub unsafe fn jump(to: *mut c_char) -> ! {
+        let mut dead: *mut c_char = core::ptr::null_mut();
+        // SAFETY: per the contract; `dead` is never switched back to.
+        unsafe { switch(&raw mut dead, to) };
+        crate::fatal!("lwkt_exit", "an exited thread was resumed")
+    }
+
     /// The thread pointer (`tpidr_el0`).
     #[inline(always)]
     pub fn thread_pointer() -> usize {
@@ -415,6 +455,18 @@ compile_error!("libcaps: no context switch for this architecture (x86_64 and aar
 pub unsafe fn switch(save: *mut *mut c_char, to: *mut c_char) {
     // SAFETY: forwarded contract.
     unsafe { imp::switch(save, to) }
+}
+
+/// Resume the thread whose saved stack pointer is `to` without saving
+/// the running one, which never runs again (see the module
+/// documentation).
+///
+/// # Safety
+/// `to` as for [`switch`]; nothing may ever resume the caller.
+#[inline(always)]
+pub unsafe fn jump(to: *mut c_char) -> ! {
+    // SAFETY: forwarded contract.
+    unsafe { imp::jump(to) }
 }
 
 /// Prepare a stack whose top is `top` so that switching to the returned

@@ -78,6 +78,19 @@ pub unsafe fn initport(port: *mut lwkt_port, td: *mut thread, vectors: &PortVect
     // lwkt_port is a valid value (NULL pointers, None vectors).
     unsafe {
         ptr::write_bytes(port, 0, 1);
+        initport_zeroed(port, td, vectors);
+    }
+}
+
+/// [`initport`] of a port that is already all zeroes (the built-in port
+/// of a thread being initialised).
+///
+/// # Safety
+/// `port` must be valid for writes and zeroed.
+#[inline(always)]
+pub unsafe fn initport_zeroed(port: *mut lwkt_port, td: *mut thread, vectors: &PortVectors) {
+    // SAFETY: per the contract.
+    unsafe {
         queue::init(&raw mut (*port).mp_msgq);
         (*port).mp_td = td;
         (*port).mp_putport = Some(vectors.putport);

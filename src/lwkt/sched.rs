@@ -172,11 +172,23 @@ pub(super) unsafe fn switch_to(
     ntd: *mut thread,
     leave: Leave,
 ) {
-    // SAFETY: per the contract; ntd's td_sp was saved by a switch or
-    // prepared by set_handler.
+    // SAFETY: per the contract.
     unsafe {
         (*td).td_flags &= !TDF_RUNNING;
         (*ntd).td_flags |= TDF_RUNNING;
+        switch_flagged(gd, td, ntd, leave);
+    }
+}
+
+/// [`switch_to`] once `TDF_RUNNING` has moved from `td` to `ntd`.
+///
+/// # Safety
+/// As [`switch_to`].
+#[inline(always)]
+unsafe fn switch_flagged(gd: *mut globaldata, td: *mut thread, ntd: *mut thread, leave: Leave) {
+    // SAFETY: per the contract; ntd's td_sp was saved by a switch or
+    // prepared by set_handler.
+    unsafe {
         (*gd).gd_curthread = ntd;
         // errno belongs to the thread: nothing between here and the
         // return into `ntd` touches it. Written only when the two
@@ -193,6 +205,31 @@ pub(super) unsafe fn switch_to(
         } else {
             arch::switch(&raw mut (*td).td_sp, (*ntd).td_sp);
         }
+    }
+}
+
+/// [`switch_to`] from `td`, which has exited and is never resumed:
+/// nothing of it is saved.
+///
+/// # Safety
+/// As [`switch_to`]; `td` has exited.
+#[inline(always)]
+pub(super) unsafe fn exit_to(gd: *mut globaldata, td: *mut thread, ntd: *mut thread) -> ! {
+    // SAFETY: per the contract.
+    unsafe {
+        if san::active() {
+            switch_to(gd, td, ntd, Leave::Exit);
+            crate::fatal!("lwkt_exit", "an exited thread was resumed");
+        }
+        (*td).td_flags &= !TDF_RUNNING;
+        (*ntd).td_flags |= TDF_RUNNING;
+        (*gd).gd_curthread = ntd;
+        // errno: the new thread's (the exited one's is dropped).
+        let ne = (*ntd).td_mach.mtd_errno;
+        if ne != arch::errno_get() {
+            arch::errno_set(ne);
+        }
+        arch::jump((*ntd).td_sp)
     }
 }
 
@@ -380,9 +417,11 @@ pub(super) unsafe fn block_direct(
         (*td).td_wmesg = wmesg;
         tdqueue::remove(q, td, Link::Threadq);
         tdqueue::insert_tail(q, ntd, Link::Threadq);
-        (*td).td_flags &= !TDF_RUNQ;
-        (*ntd).td_flags |= TDF_RUNQ;
-        switch_to(gd, td, ntd, Leave::Suspend);
+        // One update of each thread's flags (the queue's and the
+        // switch's together).
+        (*td).td_flags &= !(TDF_RUNQ | TDF_RUNNING);
+        (*ntd).td_flags |= TDF_RUNQ | TDF_RUNNING;
+        switch_flagged(gd, td, ntd, Leave::Suspend);
         (*td).td_wmesg = ptr::null();
         (*td).td_wchan = ptr::null_mut();
     }

@@ -15,13 +15,13 @@ use core::sync::atomic::{AtomicI32, Ordering};
 use super::arch;
 use super::boot::mycpu;
 use super::msgport as mp;
-use super::san::{self, Leave};
-use super::sched::{dequeue, enqueue, pick_next, schedule_local, switch_to};
+use super::san;
+use super::sched::{dequeue, enqueue, exit_to, pick_next, schedule_local};
 use super::stack;
 use super::tdqueue::{self, Link};
 use crate::abi::{
-    TDF_ALLOCATED_STACK, TDF_ALLOCATED_THREAD, TDF_STOPREQ, TDF_SYSTHREAD, TDF_VERBOSE, TDPRI_CRIT,
-    TDPRI_KERN_DAEMON, THREAD_STACK, globaldata, md_thread, thread,
+    MAXCOMLEN, TDF_ALLOCATED_STACK, TDF_ALLOCATED_THREAD, TDF_STOPREQ, TDF_SYSTHREAD, TDF_VERBOSE,
+    TDPRI_CRIT, TDPRI_KERN_DAEMON, THREAD_STACK, globaldata, md_thread, thread,
 };
 use crate::cpu::{self, cpu_priv, ipi};
 use crate::{fatal, warn};
@@ -97,11 +97,50 @@ pub(super) unsafe fn init_fields(
         } else if !stack.is_null() {
             (*td).td_mach.mtd_stksize = THREAD_STACK as usize;
         }
+        set_fields(td, stack, flags, gd);
+    }
+}
+
+/// [`init_fields`] of a cached thread whose `td_mach` (and the stack it
+/// describes, at `td_kstack`) is kept as it is: everything before
+/// `td_mach` is zeroed and set, the saved `errno` cleared; the machine
+/// part is neither copied out nor back.
+///
+/// # Safety
+/// `td` is a thread of the free list whose `td_mach` holds a stack.
+unsafe fn reinit_fields(td: *mut thread, flags: c_int, gd: *mut globaldata) {
+    // SAFETY: per the contract; the bytes before td_mach are the whole
+    // DragonFly part of the structure, valid when all zero.
+    unsafe {
+        let stack = (*td).td_kstack;
+        // Two fixed-size pieces, each small enough for the compiler to
+        // store inline instead of calling memset.
+        const HEAD: usize = 256;
+        const REST: usize = core::mem::offset_of!(thread, td_mach) - HEAD;
+        const _: () = assert!(REST.is_multiple_of(8));
+        let p = td.cast::<u8>();
+        ptr::write_bytes(p.cast::<[u64; HEAD / 8]>(), 0, 1);
+        // Keeps the two pieces from being merged back into one memset.
+        core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+        ptr::write_bytes(p.add(HEAD).cast::<[u64; REST / 8]>(), 0, 1);
+        (*td).td_mach.mtd_errno = 0;
+        set_fields(td, stack, flags, gd);
+    }
+}
+
+/// The fields [`init_fields`] sets in a zeroed thread.
+///
+/// # Safety
+/// `td` is writable, zeroed up to `td_mach`.
+#[inline(always)]
+unsafe fn set_fields(td: *mut thread, stack: *mut c_char, flags: c_int, gd: *mut globaldata) {
+    // SAFETY: per the contract.
+    unsafe {
         (*td).td_kstack = stack;
         (*td).td_flags = flags;
         (*td).td_gd = gd;
         (*td).td_pri = TDPRI_KERN_DAEMON + TDPRI_CRIT;
-        mp::initport(&raw mut (*td).td_msgport, td, &mp::DEFAULT_VECTORS);
+        mp::initport_zeroed(&raw mut (*td).td_msgport, td, &mp::DEFAULT_VECTORS);
     }
 }
 
@@ -254,6 +293,36 @@ pub unsafe fn set_comm(td: *mut thread, comm: *const c_char) {
     }
 }
 
+/// [`set_comm`] of a name in a buffer of `MAXCOMLEN + 1` bytes that is
+/// all zeroes after the name (the C shim's): copied whole, without
+/// looking for its end.
+///
+/// # Safety
+/// `td` valid; `comm` NULL or such a buffer.
+pub unsafe fn set_comm_padded(td: *mut thread, comm: *const c_char) {
+    // SAFETY: per the contract.
+    unsafe {
+        if comm.is_null() {
+            (*td).td_comm.fill(0);
+        } else {
+            copy_comm_padded(td, comm);
+        }
+    }
+}
+
+/// Copy a name as [`set_comm_padded`] does (`comm` not NULL).
+///
+/// # Safety
+/// As [`set_comm_padded`].
+#[inline(always)]
+unsafe fn copy_comm_padded(td: *mut thread, comm: *const c_char) {
+    // SAFETY: per the contract, `comm` has exactly the size of td_comm;
+    // it is read unaligned (a C char array).
+    unsafe {
+        (*td).td_comm = ptr::read_unaligned(comm.cast::<[c_char; MAXCOMLEN as usize + 1]>());
+    }
+}
+
 /// [`set_comm`] into a thread whose `td_comm` is all zeroes.
 ///
 /// # Safety
@@ -396,6 +465,9 @@ unsafe fn alloc_thread_for(template: *mut thread, cpu_id: c_int) -> Result<*mut 
         if !template.is_null() {
             td = template;
         } else {
+            if let Some(td) = reuse_cached(gd, tgd) {
+                return Ok(td);
+            }
             let cached = tdqueue::first(&raw const (*gd).gd_tdfreeq);
             if !cached.is_null() {
                 tdqueue::remove(&raw mut (*gd).gd_tdfreeq, cached, Link::Threadq);
@@ -428,6 +500,30 @@ unsafe fn alloc_thread_for(template: *mut thread, cpu_id: c_int) -> Result<*mut 
     }
 }
 
+/// The common case of [`alloc_thread_for`]: the first thread of the
+/// current cpu `gd`'s free list, when it has a stack, taken off the list
+/// and initialised for `tgd` with that stack where it is (counted, not
+/// yet on `tgd`'s thread list). `None`, with nothing done, when the list
+/// is empty or its first thread has no stack.
+///
+/// # Safety
+/// `gd` is the current cpu, `tgd` a started cpu.
+#[inline(always)]
+unsafe fn reuse_cached(gd: *mut globaldata, tgd: *mut globaldata) -> Option<*mut thread> {
+    // SAFETY: per the contract; threads on the free list are not running.
+    unsafe {
+        let td = tdqueue::first(&raw const (*gd).gd_tdfreeq);
+        if td.is_null() || (*td).td_mach.mtd_map.is_null() {
+            return None;
+        }
+        tdqueue::remove(&raw mut (*gd).gd_tdfreeq, td, Link::Threadq);
+        (*gd).gd_tdfreecount -= 1;
+        reinit_fields(td, TDF_ALLOCATED_THREAD | TDF_ALLOCATED_STACK, tgd);
+        count_user(td);
+        Some(td)
+    }
+}
+
 /// The cpu named by a `cpu` argument (-1: current).
 pub fn target_cpu(func: &str, cpu_id: c_int) -> *mut globaldata {
     if cpu_id == -1 {
@@ -452,7 +548,8 @@ pub fn target_cpu(func: &str, cpu_id: c_int) -> *mut globaldata {
 ///
 /// # Safety
 /// `ptd` NULL or writable; `template` NULL or an unused thread structure;
-/// `comm` NULL or a C string.
+/// `comm` NULL or a name as [`set_comm_padded`] takes it (`MAXCOMLEN + 1`
+/// bytes, zero after the name).
 pub unsafe fn create(
     func: unsafe extern "C" fn(*mut c_void),
     arg: *mut c_void,
@@ -464,7 +561,13 @@ pub unsafe fn create(
 ) -> c_int {
     // SAFETY: per the contract.
     unsafe {
-        let td = match alloc_thread_for(template, cpu_id) {
+        let cached = if template.is_null() && cpu_id == -1 {
+            let gd = mycpu();
+            reuse_cached(gd, gd)
+        } else {
+            None
+        };
+        let td = match cached.map_or_else(|| alloc_thread_for(template, cpu_id), Ok) {
             Ok(td) => td,
             Err(why) => {
                 let name = if comm.is_null() {
@@ -485,8 +588,9 @@ pub unsafe fn create(
         set_handler(td, func, arg);
         (*td).td_flags |= TDF_VERBOSE | tdflags;
         (*td).td_mpcount = 1;
-        // init_fields zeroed td_comm.
-        copy_comm(td, comm);
+        if !comm.is_null() {
+            copy_comm_padded(td, comm);
+        }
         let run = (*td).td_flags & TDF_STOPREQ == 0;
         (*td).td_flags &= !TDF_STOPREQ;
         let tgd = (*td).td_gd;
@@ -644,9 +748,8 @@ pub fn exit_current() -> ! {
         }
         (*td).td_pri += TDPRI_CRIT;
         let ntd = pick_next(gd);
-        switch_to(gd, td, ntd, Leave::Exit);
+        exit_to(gd, td, ntd)
     }
-    fatal!("lwkt_exit", "an exited thread was resumed")
 }
 
 #[cfg(test)]
