@@ -110,6 +110,12 @@ struct EvLoop {
     again: Vec<Token>,
     /// Polls without sleeping since the descriptors were last looked at.
     skipped: u32,
+    /// Callbacks of the pass running now (ready descriptors, probes,
+    /// [`again`]) not yet called: input other registrations have.
+    pass_left: usize,
+    /// Events a look at the descriptors for [`others_waiting`] found,
+    /// called back at the next look at the probes.
+    pending: Vec<(Token, u32)>,
 }
 
 /// Wakes a cpu's event loop from any kernel thread.
@@ -181,6 +187,8 @@ impl EvLoop {
             probes: Vec::new(),
             again: Vec::new(),
             skipped: 0,
+            pass_left: 0,
+            pending: Vec::new(),
         }
     }
 }
@@ -286,6 +294,7 @@ pub fn unregister(token: Token) {
     with(|l| {
         l.probes.retain(|(t, _)| *t != token);
         l.again.retain(|t| *t != token);
+        l.pending.retain(|(t, _)| *t != token);
         let Some(s) = l.slots.get_mut(token.slot as usize) else {
             return;
         };
@@ -502,23 +511,76 @@ fn wait_descriptors(timeout_ms: i32) -> usize {
     if n <= 0 {
         return 0;
     }
-    for ev in &evs[..n as usize] {
+    let n = n as usize;
+    let outer = with(|l| l.pass_left);
+    for (i, ev) in evs[..n].iter().enumerate() {
         let (key, bits) = (ev.u64, ev.events);
         if key == WAKE_KEY {
-            let fd = with(|l| l.waker.fd.as_raw_fd());
-            let mut v = 0u64;
-            // SAFETY: reading 8 bytes into a valid u64 from our eventfd.
-            unsafe { libc::read(fd, (&raw mut v).cast(), 8) };
+            drain_wakeups();
             continue;
         }
+        with(|l| l.pass_left = n - 1 - i);
         dispatch(Token::from_key(key), bits);
     }
-    n as usize
+    with(|l| l.pass_left = outer);
+    n
 }
 
-/// Are probes watched on this cpu (or callbacks due [`again`])?
+/// Read the wakeup eventfd's count (the cpu is awake: the wakeups it
+/// stands for are seen).
+fn drain_wakeups() {
+    let fd = with(|l| l.waker.fd.as_raw_fd());
+    let mut v = 0u64;
+    // SAFETY: reading 8 bytes into a valid u64 from our eventfd.
+    unsafe { libc::read(fd, (&raw mut v).cast(), 8) };
+}
+
+/// Has a registration other than `me` input waiting, or does something
+/// else want this cpu? Asked by a reader that took its turn's worth of
+/// input (a CAPS connection, `conn::TURN` requests) before it reads on:
+/// true means it should stop and let the others go first ([`again`]).
+/// Known without a system call: callbacks of the pass running now not yet
+/// called, registrations due [`again`], probes that are ready. Else the
+/// descriptors are looked at without sleeping (one `epoll_wait`); what
+/// that finds is called back at the next look at the probes, and a wakeup
+/// of the cpu counts as waiting.
+pub fn others_waiting(me: Token) -> bool {
+    let known = with(|l| {
+        l.pass_left > 0
+            || l.pending.iter().any(|(t, _)| *t != me)
+            || l.again.iter().any(|t| *t != me)
+            || l.probes.iter().any(|(t, p)| *t != me && p.ready())
+    });
+    if known {
+        return true;
+    }
+    const MAX: usize = 64;
+    let ep = with(|l| l.ep.as_raw_fd());
+    let mut evs = [libc::epoll_event { events: 0, u64: 0 }; MAX];
+    // SAFETY: `evs` has room for MAX events.
+    let n = unsafe { libc::epoll_wait(ep, evs.as_mut_ptr(), MAX as i32, 0) };
+    let mut others = false;
+    for ev in &evs[..n.max(0) as usize] {
+        let (key, bits) = (ev.u64, ev.events);
+        if key == WAKE_KEY {
+            drain_wakeups();
+            others = true;
+            continue;
+        }
+        let t = Token::from_key(key);
+        others |= t != me;
+        with(|l| match l.pending.iter_mut().find(|(p, _)| *p == t) {
+            Some((_, b)) => *b |= bits,
+            None => l.pending.push((t, bits)),
+        });
+    }
+    others
+}
+
+/// Are probes watched on this cpu (or callbacks due [`again`], or events
+/// found by [`others_waiting`] not yet called back)?
 pub fn has_probes() -> bool {
-    with(|l| !l.probes.is_empty() || !l.again.is_empty())
+    with(|l| !l.probes.is_empty() || !l.again.is_empty() || !l.pending.is_empty())
 }
 
 /// Run the callbacks of the registrations whose probe is ready; how
@@ -547,13 +609,15 @@ fn sleep_probes() -> bool {
     })
 }
 
-/// Run the callbacks of the registrations whose probe is ready, then of
-/// those due [`again`] (once each); how many.
+/// Run the callbacks of the events [`others_waiting`] found, of the
+/// registrations whose probe is ready, then of those due [`again`] (once
+/// each); how many.
 fn run_probes() -> usize {
-    let (ready, again): (Vec<Token>, Vec<Token>) = with(|l| {
+    let (pending, ready, again): (Vec<(Token, u32)>, Vec<Token>, Vec<Token>) = with(|l| {
+        let pending = std::mem::take(&mut l.pending);
         let again = std::mem::take(&mut l.again);
         if l.probes.is_empty() {
-            return (Vec::new(), again);
+            return (pending, Vec::new(), again);
         }
         let ready = l
             .probes
@@ -561,17 +625,22 @@ fn run_probes() -> usize {
             .filter(|(_, p)| p.ready())
             .map(|(t, _)| *t)
             .collect();
-        (ready, again)
+        (pending, ready, again)
     });
-    for &t in &ready {
-        dispatch(t, EV_PROBE);
+    let mut calls: Vec<(Token, u32)> = pending;
+    for t in ready.into_iter().chain(again) {
+        match calls.iter_mut().find(|(c, _)| *c == t) {
+            Some((_, b)) => *b |= EV_PROBE,
+            None => calls.push((t, EV_PROBE)),
+        }
     }
-    let mut n = ready.len();
-    for &t in again.iter().filter(|t| !ready.contains(t)) {
-        dispatch(t, EV_PROBE);
-        n += 1;
+    let outer = with(|l| l.pass_left);
+    for (i, &(t, bits)) in calls.iter().enumerate() {
+        with(|l| l.pass_left = calls.len() - 1 - i);
+        dispatch(t, bits);
     }
-    n
+    with(|l| l.pass_left = outer);
+    calls.len()
 }
 
 /// Run the callback of registration `token` with readiness `bits`.
@@ -771,6 +840,109 @@ mod tests {
         unregister(s);
         unregister(t);
         drop(ring_a);
+    }
+
+    /// A probe whose input a test turns on and off.
+    struct Flag(Rc<Cell<bool>>);
+    impl Probe for Flag {
+        fn ready(&self) -> bool {
+            self.0.get()
+        }
+        fn sleep(&self) -> bool {
+            !self.0.get()
+        }
+        fn woke(&self) {}
+    }
+
+    /// A reader that took its turn asks whether another has input: not
+    /// its own probe, but another's, a registration due again, or a
+    /// descriptor that is ready, whose callback is not run inside the
+    /// question but at the next look (issue 17: a connection alone is read
+    /// on instead of stopping every TURN requests).
+    #[test]
+    fn others_waiting_sees_the_others_and_not_the_asker() {
+        let (_a1, a2) = UnixStream::pair().unwrap();
+        let (_b1, b2) = UnixStream::pair().unwrap();
+        let (ra, rb) = (Rc::new(Cell::new(true)), Rc::new(Cell::new(false)));
+        let a = register(a2.as_raw_fd(), libc::EPOLLIN as u32, Box::new(|_| {})).unwrap();
+        let b = register(b2.as_raw_fd(), libc::EPOLLIN as u32, Box::new(|_| {})).unwrap();
+        set_probe(a, Some(Box::new(Flag(Rc::clone(&ra)))));
+        set_probe(b, Some(Box::new(Flag(Rc::clone(&rb)))));
+        assert!(!others_waiting(a), "only the asker has input");
+        rb.set(true);
+        assert!(others_waiting(a), "another probe is ready");
+        assert!(others_waiting(b));
+        rb.set(false);
+        ra.set(false);
+        again(b);
+        assert!(others_waiting(a), "another is due again");
+        assert!(!others_waiting(b), "the asker is due again");
+        assert_eq!(poll_probes(), 1);
+        // A descriptor with input: seen, called back at the next look.
+        let (mut c1, c2) = UnixStream::pair().unwrap();
+        let hits = Rc::new(Cell::new(0));
+        let h = Rc::clone(&hits);
+        let cfd = c2.as_raw_fd();
+        let c = register(
+            cfd,
+            libc::EPOLLIN as u32,
+            Box::new(move |bits| {
+                assert_eq!(bits & libc::EPOLLIN as u32, libc::EPOLLIN as u32);
+                let mut b = [0u8; 8];
+                // SAFETY: reading into a local buffer from our socket.
+                unsafe { libc::read(cfd, b.as_mut_ptr().cast(), 8) };
+                h.set(h.get() + 1);
+            }),
+        )
+        .unwrap();
+        c1.write_all(b"x").unwrap();
+        assert!(others_waiting(a), "a descriptor is ready");
+        assert_eq!(hits.get(), 0, "not called back inside the question");
+        assert!(has_probes());
+        assert_eq!(poll_probes(), 1);
+        assert_eq!(hits.get(), 1);
+        // Its own descriptor is not another's input.
+        let (mut a3, a4) = UnixStream::pair().unwrap();
+        let d = register(a4.as_raw_fd(), libc::EPOLLIN as u32, Box::new(|_| {})).unwrap();
+        unregister(c);
+        drop(c1);
+        a3.write_all(b"y").unwrap();
+        assert!(!others_waiting(d));
+        unregister(d);
+        unregister(a);
+        unregister(b);
+        assert!(!has_probes());
+    }
+
+    /// Within one pass of ready descriptors, those not yet called back
+    /// are input that waits.
+    #[test]
+    fn others_waiting_counts_the_rest_of_the_pass() {
+        let (mut x1, x2) = UnixStream::pair().unwrap();
+        let (mut y1, y2) = UnixStream::pair().unwrap();
+        let seen = Rc::new(Cell::new(Vec::new()));
+        let me: Rc<Cell<[Option<Token>; 2]>> = Rc::new(Cell::new([None, None]));
+        let mk = |i: usize, sock: &UnixStream| {
+            let (seen, me) = (Rc::clone(&seen), Rc::clone(&me));
+            let fd = sock.as_raw_fd();
+            Box::new(move |_| {
+                let mut b = [0u8; 8];
+                // SAFETY: reading into a local buffer from our socket.
+                unsafe { libc::read(fd, b.as_mut_ptr().cast(), 8) };
+                let mut v = seen.take();
+                v.push(others_waiting(me.get()[i].unwrap()));
+                seen.set(v);
+            }) as Callback
+        };
+        let tx = register(x2.as_raw_fd(), libc::EPOLLIN as u32, mk(0, &x2)).unwrap();
+        let ty = register(y2.as_raw_fd(), libc::EPOLLIN as u32, mk(1, &y2)).unwrap();
+        me.set([Some(tx), Some(ty)]);
+        x1.write_all(b"x").unwrap();
+        y1.write_all(b"y").unwrap();
+        assert_eq!(poll(1000), 2);
+        assert_eq!(seen.take(), vec![true, false]);
+        unregister(tx);
+        unregister(ty);
     }
 
     #[test]
