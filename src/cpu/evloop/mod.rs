@@ -621,33 +621,36 @@ fn sleep_probes() -> bool {
 /// the first ready at the last one), then of those due [`again`] (once
 /// each); how many.
 fn run_probes() -> usize {
-    let (pending, ready, again): (Vec<(Token, u32)>, Vec<Token>, Vec<Token>) = with(|l| {
-        let pending = std::mem::take(&mut l.pending);
-        let again = std::mem::take(&mut l.again);
-        if l.probes.is_empty() {
-            return (pending, Vec::new(), again);
-        }
+    let calls: Vec<(Token, u32)> = with(|l| {
+        // The events kept by `others_waiting` (usually none), then the
+        // ready probes (one each), then the registrations due again.
+        let mut calls = std::mem::take(&mut l.pending);
+        let kept = calls.len();
         let n = l.probes.len();
-        let start = l.next_probe % n;
-        let mut ready = Vec::new();
+        let start = if n > 0 { l.next_probe % n } else { 0 };
+        let mut first = true;
         for i in (start..n).chain(0..start) {
             let (t, p) = &l.probes[i];
-            if p.ready() {
-                if ready.is_empty() {
-                    l.next_probe = i + 1;
-                }
-                ready.push(*t);
+            if !p.ready() {
+                continue;
+            }
+            if first {
+                first = false;
+                l.next_probe = i + 1;
+            }
+            match calls[..kept].iter_mut().find(|(c, _)| c == t) {
+                Some((_, b)) => *b |= EV_PROBE,
+                None => calls.push((*t, EV_PROBE)),
             }
         }
-        (pending, ready, again)
-    });
-    let mut calls: Vec<(Token, u32)> = pending;
-    for t in ready.into_iter().chain(again) {
-        match calls.iter_mut().find(|(c, _)| *c == t) {
-            Some((_, b)) => *b |= EV_PROBE,
-            None => calls.push((t, EV_PROBE)),
+        for t in std::mem::take(&mut l.again) {
+            match calls.iter_mut().find(|(c, _)| *c == t) {
+                Some((_, b)) => *b |= EV_PROBE,
+                None => calls.push((t, EV_PROBE)),
+            }
         }
-    }
+        calls
+    });
     let outer = with(|l| l.pass_left);
     for (i, &(t, bits)) in calls.iter().enumerate() {
         with(|l| l.pass_left = calls.len() - 1 - i);
