@@ -211,6 +211,8 @@ bench-caps: stage
 	./build/caps_scale $(BENCH_SCALE_SECONDS)
 	$(BENCH_CC) -o build/caps_idle benches/caps_idle.c -lcaps
 	./build/caps_idle
+	$(BENCH_CC) -o build/doorbell_bench benches/doorbell_bench.c
+	./build/doorbell_bench
 
 # CAPS v2: caps_sys_put + caps_sys_wait against caps_sys_wait +
 # caps_sys_reply, beside a raw Unix-socket ping-pong; pipelined, beside

@@ -25,9 +25,23 @@
  *			window, per cent of one core
  *	us/rt		the server's cpu time per round trip
  *	rss KB		the server's VmRSS at the end of the window
+ *	srv cs		the server's context switches (voluntary and not, all
+ *			its threads: /proc/PID/task/TID/status) per round trip
+ *	cli cs		the clients' context switches (getrusage) per round trip
+ *	cli us		the clients' cpu time (getrusage) per round trip
+ *	srv sc		the server's system calls per round trip, counted by
+ *			`perf stat -e raw_syscalls:sys_enter -p PID` over the
+ *			window; only with CAPS_SCALE_PERF=1 in the environment
+ *			("-" otherwise or if perf could not count); the
+ *			warm-up is counted too and the count scaled by it
+ *	cli sc		the same for all the clients together
+ *
+ * Per-round-trip counts hold still where rt/s does not on a shared
+ * machine: compare those.
  *
  * With CAPS_SCALE_COUNTS set in the environment, each row's round trips
- * per client are printed on stderr.
+ * per client are printed on stderr. CAPS_SCALE_KINDS (a list of epoll,
+ * v1, v2; default all three) picks the servers measured.
  *
  * Nothing is pinned: the machine's scheduler places the server and the
  * clients. Services live in a private rendezvous directory (LIBCAPS_DIR =
@@ -45,11 +59,13 @@
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/time.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -74,6 +90,8 @@ static const char *kind_name[NKIND] = { "epoll", "CAPS v1", "CAPS v2" };
 
 struct client_out {
 	long		count;		/* round trips in the window */
+	long		csw;		/* its context switches in the window */
+	double		cpu_us;		/* its cpu time (user + system) in the window */
 	int		failed;
 	uint64_t	hist[NBUCKET];	/* their latencies */
 };
@@ -176,6 +194,106 @@ cpu_ticks(pid_t pid)
 	    &ut, &st) != 2)
 		return (-1);
 	return ((long long)(ut + st));
+}
+
+/* Context switches, voluntary and not, of every thread of process pid;
+ * -1 if unreadable. */
+static long long
+ctx_switches(pid_t pid)
+{
+	char path[300], line[256];
+	long long total = 0, v;
+	struct dirent *d;
+	DIR *dp;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	if ((dp = opendir(path)) == NULL)
+		return (-1);
+	while ((d = readdir(dp)) != NULL) {
+		if (d->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/status", (int)pid,
+		    d->d_name);
+		if ((f = fopen(path, "r")) == NULL)
+			continue;
+		while (fgets(line, sizeof(line), f) != NULL)
+			if (sscanf(line, "voluntary_ctxt_switches: %lld", &v) == 1 ||
+			    sscanf(line, "nonvoluntary_ctxt_switches: %lld", &v) == 1)
+				total += v;
+		fclose(f);
+	}
+	closedir(dp);
+	return (total);
+}
+
+/* This process's context switches; its cpu time (us) in *cpu_us. */
+static long
+own_ctx_switches(double *cpu_us)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	*cpu_us = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
+	    ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
+	return (ru.ru_nvcsw + ru.ru_nivcsw);
+}
+
+/*
+ * With CAPS_SCALE_PERF=1: `perf stat` counting the system calls of the
+ * processes pids[0..n) (all their threads) into file out, until
+ * perf_stop. 0 if not asked for or perf could not start.
+ */
+static pid_t
+perf_start(const pid_t *pids, int n, const char *out)
+{
+	static char list[MAXCLIENTS * 12];
+	const char *e = getenv("CAPS_SCALE_PERF");
+	size_t at = 0;
+	pid_t p;
+	int i;
+
+	if (e == NULL || strcmp(e, "1") != 0)
+		return (0);
+	for (i = 0; i < n; ++i)
+		at += (size_t)snprintf(list + at, sizeof(list) - at, "%s%d",
+		    i > 0 ? "," : "", (int)pids[i]);
+	unlink(out);
+	if ((p = fork()) < 0)
+		return (0);
+	if (p == 0) {
+		int devnull = open("/dev/null", O_RDWR);
+
+		dup2(devnull, 1);
+		dup2(devnull, 2);
+		execlp("perf", "perf", "stat", "-x,", "-o", out, "-e",
+		    "raw_syscalls:sys_enter", "-p", list, (char *)NULL);
+		_exit(127);
+	}
+	return (p);
+}
+
+/* Stop perf p (SIGINT: it writes its count) and return the count in
+ * file out, or -1. */
+static long long
+perf_stop(pid_t p, const char *out)
+{
+	char line[256];
+	long long n = -1;
+	FILE *f;
+
+	if (p <= 0)
+		return (-1);
+	kill(p, SIGINT);
+	reap(p);
+	if ((f = fopen(out, "r")) == NULL)
+		return (-1);
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (strstr(line, "raw_syscalls:sys_enter") != NULL &&
+		    sscanf(line, "%lld,", &n) == 1)
+			break;
+	fclose(f);
+	return (n);
 }
 
 /* ---- the epoll echo server ---- */
@@ -419,7 +537,12 @@ client(enum kind k, int me)
 	__atomic_add_fetch(&board->ready, 1, __ATOMIC_SEQ_CST);
 	while (!__atomic_load_n(&board->go, __ATOMIC_ACQUIRE))
 		usleep(1000);
+	long csw0 = -1;
+	double cpu0 = 0, cpu1;
+
 	while ((t0 = now_ns()) < board->end) {
+		if (csw0 < 0 && t0 >= board->start)
+			csw0 = own_ctx_switches(&cpu0);
 		if (round_trip(k, &c, seq++) != 0) {
 			out->failed = 1;
 			_exit(1);
@@ -430,6 +553,10 @@ client(enum kind k, int me)
 			++out->count;
 		}
 	}
+	if (csw0 >= 0) {
+		out->csw = own_ctx_switches(&cpu1) - csw0;
+		out->cpu_us = cpu1 - cpu0;
+	}
 	_exit(0);
 }
 
@@ -437,6 +564,9 @@ client(enum kind k, int me)
 
 struct rowres {
 	double	rate, p50, p99, fair, cpu, us_per_rt;
+	double	srv_cs, cli_cs, srv_sc;	/* per round trip; srv_sc < 0: not counted */
+	double	cli_us;			/* clients' cpu time per round trip */
+	double	cli_sc;			/* clients' system calls per round trip, or < 0 */
 	long	rss;
 	int	ok;
 };
@@ -447,9 +577,12 @@ run_row(enum kind k, int n)
 	static uint64_t merged[NBUCKET];
 	pid_t spid, cpid[MAXCLIENTS];
 	struct rowres r;
-	long long c0, c1;
+	long long c0, c1, s0, s1, sc, csc;
+	char sout[300], cout[300];
 	double warm, deadline;
-	long total = 0, least = -1;
+	long total = 0, least = -1, ccsw = 0;
+	double ccpu = 0;
+	pid_t perf, cperf;
 	int i, b;
 
 	memset(&r, 0, sizeof(r));
@@ -469,10 +602,19 @@ run_row(enum kind k, int n)
 	board->start = now_ns() + warm * 1e9;
 	board->end = board->start + seconds * 1e9;
 	__atomic_store_n(&board->go, 1, __ATOMIC_RELEASE);
+	snprintf(sout, sizeof(sout), "%s/perf.server", dir);
+	snprintf(cout, sizeof(cout), "%s/perf.clients", dir);
+	perf = perf_start(&spid, 1, sout);
+	cperf = perf_start(cpid, n, cout);
 	sleep_until(board->start);
 	c0 = cpu_ticks(spid);
+	s0 = ctx_switches(spid);
 	sleep_until(board->end);
 	c1 = cpu_ticks(spid);
+	s1 = ctx_switches(spid);
+	/* perf counted a little before and after the window too. */
+	sc = perf_stop(perf, sout);
+	csc = perf_stop(cperf, cout);
 	r.rss = rss_kb(spid);
 	for (i = 0; i < n; ++i) {
 		if (!r.ok)
@@ -491,6 +633,8 @@ run_row(enum kind k, int n)
 		if (o->failed)
 			r.ok = 0;
 		total += o->count;
+		ccsw += o->csw;
+		ccpu += o->cpu_us;
 		if (least < 0 || o->count < least)
 			least = o->count;
 		for (b = 0; b < NBUCKET; ++b)
@@ -513,6 +657,12 @@ run_row(enum kind k, int n)
 	r.p50 = percentile(merged, total, 0.50);
 	r.p99 = percentile(merged, total, 0.99);
 	r.fair = (double)least / ((double)total / n);
+	r.srv_cs = s0 >= 0 && s1 >= 0 ? (double)(s1 - s0) / total : -1;
+	r.cli_cs = (double)ccsw / total;
+	r.cli_us = ccpu / total;
+	/* perf counted the warm-up too (and a little more). */
+	r.srv_sc = sc >= 0 ? (double)sc / (total * (1 + warm / seconds)) : -1;
+	r.cli_sc = csc >= 0 ? (double)csc / (total * (1 + warm / seconds)) : -1;
 	if (c0 >= 0 && c1 >= 0) {
 		double cpu_s = (double)(c1 - c0) / sysconf(_SC_CLK_TCK);
 
@@ -551,6 +701,22 @@ raise_nofile(int need)
 }
 
 static pid_t parent;
+
+/* Is kind k in CAPS_SCALE_KINDS (all of them when it is not set)? */
+static int
+kind_wanted(int k)
+{
+	static const char *key[NKIND] = { "epoll", "v1", "v2" };
+	const char *e = getenv("CAPS_SCALE_KINDS"), *p;
+	size_t l = strlen(key[k]);
+
+	if (e == NULL)
+		return (1);
+	for (p = e; (p = strstr(p, key[k])) != NULL; p += l)
+		if ((p == e || p[-1] == ',') && (p[l] == '\0' || p[l] == ','))
+			return (1);
+	return (0);
+}
 
 static void
 cleanup(void)
@@ -595,16 +761,20 @@ main(int ac, char **av)
 	    "%.2f s measured per row; %ld cpus online; %s\n", PAYLOAD, seconds, ncpu,
 	    getenv("LIBCAPS_SHM") != NULL && strcmp(getenv("LIBCAPS_SHM"), "0") == 0 ?
 	    "LIBCAPS_SHM=0" : "shared memory as the library decides");
-	printf("%4s %-8s %10s %8s %9s %9s %8s %5s %8s %7s %8s\n", "N", "server", "rt/s",
-	    "vs epoll", "p50 us", "p99 us", "p50 vs", "fair", "srv cpu%", "us/rt",
-	    "rss KB");
+	printf("%4s %-8s %10s %8s %9s %9s %8s %5s %8s %7s %8s %6s %6s %6s %6s %6s\n", "N",
+	    "server", "rt/s", "vs epoll", "p50 us", "p99 us", "p50 vs", "fair",
+	    "srv cpu%", "us/rt", "rss KB", "srv cs", "srv sc", "cli cs", "cli sc", "cli us");
 	for (i = 0; i < (int)(sizeof(ns) / sizeof(ns[0])) && ns[i] <= maxn; ++i) {
 		struct rowres base = { 0 };
 
 		if (ns[i] < minn)
 			continue;
 		for (k = 0; k < NKIND; ++k) {
-			struct rowres r = run_row(k, ns[i]);
+			struct rowres r;
+
+			if (!kind_wanted(k))
+				continue;
+			r = run_row(k, ns[i]);
 
 			if (k == EPOLL)
 				base = r;
@@ -612,11 +782,22 @@ main(int ac, char **av)
 				printf("%4d %-8s   failed\n", ns[i], kind_name[k]);
 				continue;
 			}
-			printf("%4d %-8s %10.0f %7.2fx %9.1f %9.1f %7.2fx %5.2f %8.0f %7.2f %8ld\n",
+			char sc[16], csc[16];
+
+			if (r.srv_sc >= 0)
+				snprintf(sc, sizeof(sc), "%6.2f", r.srv_sc);
+			else
+				snprintf(sc, sizeof(sc), "%6s", "-");
+			if (r.cli_sc >= 0)
+				snprintf(csc, sizeof(csc), "%6.2f", r.cli_sc);
+			else
+				snprintf(csc, sizeof(csc), "%6s", "-");
+			printf("%4d %-8s %10.0f %7.2fx %9.1f %9.1f %7.2fx %5.2f %8.0f %7.2f %8ld"
+			    " %6.2f %s %6.2f %s %6.2f\n",
 			    ns[i], kind_name[k], r.rate,
 			    base.ok && base.rate > 0 ? r.rate / base.rate : 0, r.p50, r.p99,
 			    base.ok && base.p50 > 0 ? r.p50 / base.p50 : 0,
-			    r.fair, r.cpu, r.us_per_rt, r.rss);
+			    r.fair, r.cpu, r.us_per_rt, r.rss, r.srv_cs, sc, r.cli_cs, csc, r.cli_us);
 		}
 	}
 	return (0);	/* cleanup() removes the directory */

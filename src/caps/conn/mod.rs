@@ -60,7 +60,9 @@ pub(super) const HELLO_DEADLINE: Duration = Duration::from_secs(2);
 /// a time: a connection with more is read on after every other
 /// connection with input had its turn, so a client's burst delays
 /// another client's request by at most this many of its own (issue 17;
-/// `c-tests/caps_fair.c`).
+/// `c-tests/caps_fair.c`). v1 ends a turn only when another connection
+/// has input or the cpu is wanted (`evloop::others_waiting`): a
+/// connection alone is read on.
 pub(super) const TURN: usize = 32;
 pub(super) const EV_IN: u32 = libc::EPOLLIN as u32;
 pub(super) const EV_OUT: u32 = libc::EPOLLOUT as u32;

@@ -110,6 +110,18 @@ struct EvLoop {
     again: Vec<Token>,
     /// Polls without sleeping since the descriptors were last looked at.
     skipped: u32,
+    /// Callbacks of the pass running now (ready descriptors, probes,
+    /// [`again`]) not yet called: input other registrations have.
+    pass_left: usize,
+    /// Events a look at the descriptors for [`others_waiting`] found,
+    /// called back at the next look at the probes.
+    pending: Vec<(Token, u32)>,
+    /// Where the next look at the probes starts: after the first one
+    /// that was ready at the last look, so no probe is always called back
+    /// first (whose peer would be answered first every time: with 128
+    /// CAPS clients the first ring's made twice the round trips of the
+    /// last's; issue 17).
+    next_probe: usize,
 }
 
 /// Wakes a cpu's event loop from any kernel thread.
@@ -181,6 +193,9 @@ impl EvLoop {
             probes: Vec::new(),
             again: Vec::new(),
             skipped: 0,
+            pass_left: 0,
+            pending: Vec::new(),
+            next_probe: 0,
         }
     }
 }
@@ -286,6 +301,7 @@ pub fn unregister(token: Token) {
     with(|l| {
         l.probes.retain(|(t, _)| *t != token);
         l.again.retain(|t| *t != token);
+        l.pending.retain(|(t, _)| *t != token);
         let Some(s) = l.slots.get_mut(token.slot as usize) else {
             return;
         };
@@ -502,23 +518,76 @@ fn wait_descriptors(timeout_ms: i32) -> usize {
     if n <= 0 {
         return 0;
     }
-    for ev in &evs[..n as usize] {
+    let n = n as usize;
+    let outer = with(|l| l.pass_left);
+    for (i, ev) in evs[..n].iter().enumerate() {
         let (key, bits) = (ev.u64, ev.events);
         if key == WAKE_KEY {
-            let fd = with(|l| l.waker.fd.as_raw_fd());
-            let mut v = 0u64;
-            // SAFETY: reading 8 bytes into a valid u64 from our eventfd.
-            unsafe { libc::read(fd, (&raw mut v).cast(), 8) };
+            drain_wakeups();
             continue;
         }
+        with(|l| l.pass_left = n - 1 - i);
         dispatch(Token::from_key(key), bits);
     }
-    n as usize
+    with(|l| l.pass_left = outer);
+    n
 }
 
-/// Are probes watched on this cpu (or callbacks due [`again`])?
+/// Read the wakeup eventfd's count (the cpu is awake: the wakeups it
+/// stands for are seen).
+fn drain_wakeups() {
+    let fd = with(|l| l.waker.fd.as_raw_fd());
+    let mut v = 0u64;
+    // SAFETY: reading 8 bytes into a valid u64 from our eventfd.
+    unsafe { libc::read(fd, (&raw mut v).cast(), 8) };
+}
+
+/// Has a registration other than `me` input waiting, or does something
+/// else want this cpu? Asked by a reader that took its turn's worth of
+/// input (a CAPS connection, `conn::TURN` requests) before it reads on:
+/// true means it should stop and let the others go first ([`again`]).
+/// Known without a system call: callbacks of the pass running now not yet
+/// called, registrations due [`again`], probes that are ready. Else the
+/// descriptors are looked at without sleeping (one `epoll_wait`); what
+/// that finds is called back at the next look at the probes, and a wakeup
+/// of the cpu counts as waiting.
+pub fn others_waiting(me: Token) -> bool {
+    let known = with(|l| {
+        l.pass_left > 0
+            || l.pending.iter().any(|(t, _)| *t != me)
+            || l.again.iter().any(|t| *t != me)
+            || l.probes.iter().any(|(t, p)| *t != me && p.ready())
+    });
+    if known {
+        return true;
+    }
+    const MAX: usize = 64;
+    let ep = with(|l| l.ep.as_raw_fd());
+    let mut evs = [libc::epoll_event { events: 0, u64: 0 }; MAX];
+    // SAFETY: `evs` has room for MAX events.
+    let n = unsafe { libc::epoll_wait(ep, evs.as_mut_ptr(), MAX as i32, 0) };
+    let mut others = false;
+    for ev in &evs[..n.max(0) as usize] {
+        let (key, bits) = (ev.u64, ev.events);
+        if key == WAKE_KEY {
+            drain_wakeups();
+            others = true;
+            continue;
+        }
+        let t = Token::from_key(key);
+        others |= t != me;
+        with(|l| match l.pending.iter_mut().find(|(p, _)| *p == t) {
+            Some((_, b)) => *b |= bits,
+            None => l.pending.push((t, bits)),
+        });
+    }
+    others
+}
+
+/// Are probes watched on this cpu (or callbacks due [`again`], or events
+/// found by [`others_waiting`] not yet called back)?
 pub fn has_probes() -> bool {
-    with(|l| !l.probes.is_empty() || !l.again.is_empty())
+    with(|l| !l.probes.is_empty() || !l.again.is_empty() || !l.pending.is_empty())
 }
 
 /// Run the callbacks of the registrations whose probe is ready; how
@@ -547,31 +616,48 @@ fn sleep_probes() -> bool {
     })
 }
 
-/// Run the callbacks of the registrations whose probe is ready, then of
-/// those due [`again`] (once each); how many.
+/// Run the callbacks of the events [`others_waiting`] found, of the
+/// registrations whose probe is ready (in turn: each look starts after
+/// the first ready at the last one), then of those due [`again`] (once
+/// each); how many.
 fn run_probes() -> usize {
-    let (ready, again): (Vec<Token>, Vec<Token>) = with(|l| {
-        let again = std::mem::take(&mut l.again);
-        if l.probes.is_empty() {
-            return (Vec::new(), again);
+    let calls: Vec<(Token, u32)> = with(|l| {
+        // The events kept by `others_waiting` (usually none), then the
+        // ready probes (one each), then the registrations due again.
+        let mut calls = std::mem::take(&mut l.pending);
+        let kept = calls.len();
+        let n = l.probes.len();
+        let start = if n > 0 { l.next_probe % n } else { 0 };
+        let mut first = true;
+        for i in (start..n).chain(0..start) {
+            let (t, p) = &l.probes[i];
+            if !p.ready() {
+                continue;
+            }
+            if first {
+                first = false;
+                l.next_probe = i + 1;
+            }
+            match calls[..kept].iter_mut().find(|(c, _)| c == t) {
+                Some((_, b)) => *b |= EV_PROBE,
+                None => calls.push((*t, EV_PROBE)),
+            }
         }
-        let ready = l
-            .probes
-            .iter()
-            .filter(|(_, p)| p.ready())
-            .map(|(t, _)| *t)
-            .collect();
-        (ready, again)
+        for t in std::mem::take(&mut l.again) {
+            match calls.iter_mut().find(|(c, _)| *c == t) {
+                Some((_, b)) => *b |= EV_PROBE,
+                None => calls.push((t, EV_PROBE)),
+            }
+        }
+        calls
     });
-    for &t in &ready {
-        dispatch(t, EV_PROBE);
+    let outer = with(|l| l.pass_left);
+    for (i, &(t, bits)) in calls.iter().enumerate() {
+        with(|l| l.pass_left = calls.len() - 1 - i);
+        dispatch(t, bits);
     }
-    let mut n = ready.len();
-    for &t in again.iter().filter(|t| !ready.contains(t)) {
-        dispatch(t, EV_PROBE);
-        n += 1;
-    }
-    n
+    with(|l| l.pass_left = outer);
+    calls.len()
 }
 
 /// Run the callback of registration `token` with readiness `bits`.
@@ -595,226 +681,4 @@ fn dispatch(token: Token, bits: u32) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::cell::Cell;
-    use std::io::Write;
-    use std::os::unix::net::UnixStream;
-    use std::rc::Rc;
-
-    /// A loop that watched many descriptors and now watches few gives
-    /// the room of their registrations back, and a token of a
-    /// registration that went with it matches no later one (issue 17).
-    #[test]
-    fn many_registrations_gone_give_their_room_back() {
-        let (a, _b) = UnixStream::pair().unwrap();
-        let watch = |n: usize| -> Vec<(Token, RawFd)> {
-            (0..n)
-                .map(|_| {
-                    // SAFETY: dup of a descriptor we own; closed by `unwatch`.
-                    let d = unsafe { libc::dup(a.as_raw_fd()) };
-                    (register(d, 0, Box::new(|_| {})).unwrap(), d)
-                })
-                .collect()
-        };
-        let unwatch = |w: &[(Token, RawFd)]| {
-            for &(t, d) in w {
-                unregister(t);
-                // SAFETY: our dup, no longer watched.
-                unsafe { libc::close(d) };
-            }
-        };
-        let keep = watch(1);
-        let many = watch(4000);
-        let peak = with(|l| l.slots.capacity());
-        unwatch(&many);
-        let (slots, free) = with(|l| (l.slots.capacity(), l.free.capacity()));
-        assert!(
-            slots * 8 < peak && free * 8 < peak,
-            "{slots} {free} of {peak}"
-        );
-        // New registrations do not answer to the old tokens.
-        let fresh = watch(8);
-        for (t, _) in &many {
-            assert!(fresh.iter().all(|(f, _)| f != t));
-        }
-        unwatch(&fresh);
-        unwatch(&keep);
-    }
-
-    /// Registrations left from a small loop do not keep a loop that grew
-    /// much larger since from giving its room back when the burst goes
-    /// (seen failing with the first compaction rule: 3064 slots kept for
-    /// 64 live).
-    #[test]
-    fn a_burst_gives_its_room_back_past_older_registrations() {
-        let (a, _b) = UnixStream::pair().unwrap();
-        let reg = || {
-            // SAFETY: dup of a descriptor we own; closed below.
-            let d = unsafe { libc::dup(a.as_raw_fd()) };
-            (register(d, 0, Box::new(|_| {})).unwrap(), d)
-        };
-        let drop_all = |w: &[(Token, RawFd)]| {
-            for &(t, d) in w {
-                unregister(t);
-                // SAFETY: our dup, no longer watched.
-                unsafe { libc::close(d) };
-            }
-        };
-        // 256 slots; the first 192 go, the last 64 stay.
-        let first: Vec<_> = (0..256).map(|_| reg()).collect();
-        drop_all(&first[..192]);
-        let high = with(|l| l.high);
-        // A burst of 3000 more, then they all go.
-        let burst: Vec<_> = (0..3000).map(|_| reg()).collect();
-        let peak = with(|l| l.slots.len());
-        drop_all(&burst);
-        let (len, live) = with(|l| (l.slots.len(), l.live));
-        drop_all(&first[192..]);
-        assert!(
-            len < 1024,
-            "high {high}: {len} slots kept for {live} live (peak {peak})"
-        );
-    }
-
-    #[test]
-    fn readiness_runs_callbacks_and_unregister_stops_them() {
-        let (mut a, b) = UnixStream::pair().unwrap();
-        let hits = Rc::new(Cell::new(0));
-        let h = Rc::clone(&hits);
-        let t = register(
-            b.as_raw_fd(),
-            libc::EPOLLIN as u32,
-            Box::new(move |_| h.set(h.get() + 1)),
-        )
-        .unwrap();
-        assert_eq!(sources(), 1);
-        assert_eq!(poll(0), 0);
-        a.write_all(b"x").unwrap();
-        assert_eq!(poll(1000), 1);
-        assert_eq!(hits.get(), 1);
-        unregister(t);
-        assert_eq!(sources(), 0);
-        assert_eq!(poll(0), 0);
-        assert_eq!(hits.get(), 1);
-        unregister(t); // stale: harmless
-    }
-
-    #[test]
-    fn idle_hooks_run_before_blocking_only() {
-        let n = Rc::new(Cell::new(0));
-        let m = Rc::clone(&n);
-        let id = add_idle_hook(Box::new(move || m.set(m.get() + 1)));
-        poll(0);
-        assert_eq!(n.get(), 0);
-        poll(1);
-        assert_eq!(n.get(), 1);
-        remove_idle_hook(id);
-        poll(1);
-        assert_eq!(n.get(), 1);
-    }
-
-    #[test]
-    fn waker_interrupts_a_blocking_poll() {
-        let w = waker();
-        let th = std::thread::spawn(move || {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            w.wake();
-        });
-        assert_eq!(poll(5000), 1);
-        th.join().unwrap();
-    }
-
-    /// A probe that always has input (a busy ring).
-    struct Busy;
-    impl Probe for Busy {
-        fn ready(&self) -> bool {
-            true
-        }
-        fn sleep(&self) -> bool {
-            false
-        }
-        fn woke(&self) {}
-    }
-
-    /// Rings that always have input must not keep the descriptors from
-    /// being looked at (issue 17: with many busy CAPS rings, new
-    /// connections, attach records and wakeups waited for ever).
-    #[test]
-    fn busy_probes_do_not_starve_the_descriptors() {
-        let (ring_a, ring_b) = UnixStream::pair().unwrap();
-        let t = register(ring_b.as_raw_fd(), 0, Box::new(|_| {})).unwrap();
-        set_probe(t, Some(Box::new(Busy)));
-        let (mut a, b) = UnixStream::pair().unwrap();
-        let hits = Rc::new(Cell::new(0));
-        let h = Rc::clone(&hits);
-        let s = register(
-            b.as_raw_fd(),
-            libc::EPOLLIN as u32,
-            Box::new(move |_| h.set(h.get() + 1)),
-        )
-        .unwrap();
-        a.write_all(b"x").unwrap();
-        for timeout in [0, -1] {
-            hits.set(0);
-            for _ in 0..PROBE_POLLS {
-                assert!(poll(timeout) >= 1);
-            }
-            assert_eq!(hits.get(), 1, "polls with timeout {timeout}");
-        }
-        // The idle loop's spin on the probes too.
-        hits.set(0);
-        for _ in 0..PROBE_POLLS {
-            assert!(poll_probes() >= 1);
-        }
-        assert_eq!(hits.get(), 1, "poll_probes");
-        unregister(s);
-        unregister(t);
-        drop(ring_a);
-    }
-
-    #[test]
-    fn again_calls_back_once_at_the_next_look() {
-        let (_a, b) = UnixStream::pair().unwrap();
-        let bits = Rc::new(Cell::new(Vec::new()));
-        let seen = Rc::clone(&bits);
-        let t = register(
-            b.as_raw_fd(),
-            libc::EPOLLIN as u32,
-            Box::new(move |x| {
-                let mut v = seen.take();
-                v.push(x);
-                seen.set(v);
-            }),
-        )
-        .unwrap();
-        assert!(!has_probes());
-        again(t);
-        again(t);
-        assert!(has_probes());
-        assert_eq!(poll_probes(), 1);
-        assert_eq!(bits.take(), vec![EV_PROBE]);
-        assert_eq!(poll(0), 0);
-        assert!(bits.take().is_empty());
-        again(t);
-        unregister(t);
-        assert!(!has_probes());
-    }
-
-    #[test]
-    fn a_callback_may_unregister_itself() {
-        let (mut a, b) = UnixStream::pair().unwrap();
-        let me: Rc<Cell<Option<Token>>> = Rc::new(Cell::new(None));
-        let m = Rc::clone(&me);
-        let t = register(
-            b.as_raw_fd(),
-            libc::EPOLLIN as u32,
-            Box::new(move |_| unregister(m.get().unwrap())),
-        )
-        .unwrap();
-        me.set(Some(t));
-        a.write_all(b"x").unwrap();
-        assert_eq!(poll(1000), 1);
-        assert_eq!(sources(), 0);
-    }
-}
+mod tests;
