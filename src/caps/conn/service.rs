@@ -49,6 +49,10 @@ pub(in crate::caps) struct Service {
     trim_peak: u64,
     /// Memory was given back since the service last held no connection.
     trimmed: bool,
+    /// The options of a client hello (bits of `wire::HELLO_OPTIONS`
+    /// other than shared memory) this service's face takes: an offered
+    /// one is agreed in the answer (v2: `wire::HELLO_DISPOSES`).
+    pub(in crate::caps) options: u32,
 }
 
 /// The service side of one client connection.
@@ -65,6 +69,8 @@ pub(in crate::caps) struct Connection {
     /// Over the memory budget when last accounted (counted once per
     /// crossing).
     over_budget: bool,
+    /// The hello options both sides agreed to (`Service::options`).
+    pub(in crate::caps) options: u32,
 }
 
 /// Where a connection's hello stands after [`Service::admit`].
@@ -101,6 +107,7 @@ impl Service {
             stats: Box::new(Stats::new()),
             trim_peak: 0,
             trimmed: false,
+            options: 0,
         }
     }
 
@@ -145,6 +152,7 @@ impl Service {
             charged: 0,
             held_back: false,
             over_budget: false,
+            options: 0,
         }
     }
 
@@ -170,6 +178,7 @@ impl Service {
         };
         self.stats.bytes_in += HELLO_LEN as u64;
         let mut offered = false;
+        let mut options = 0;
         let status = match Hello::decode(&bytes, HelloKind::Client, self.version) {
             Err(w) => {
                 self.log_drop(c.peer.pid, &format_args!("bad hello: {w}"));
@@ -178,7 +187,8 @@ impl Service {
             }
             Ok(mut h) => {
                 offered = h.status & HELLO_SHM != 0;
-                h.status &= !HELLO_SHM;
+                options = h.status & self.options & !HELLO_SHM;
+                h.status &= !(HELLO_SHM | self.options);
                 if rule(&h, &c.peer) {
                     0
                 } else {
@@ -192,7 +202,10 @@ impl Service {
             version: self.version,
             kind: HelloKind::Server,
             max_msgsize: self.max_msgsize,
-            status: status as u32 | if shm { HELLO_SHM } else { 0 },
+            status: match status {
+                0 => options | if shm { HELLO_SHM } else { 0 },
+                e => e as u32,
+            },
         };
         if shm {
             let label = format!("{}: dropping client pid {}", self.label, c.peer.pid);
@@ -216,6 +229,7 @@ impl Service {
             return Admission::Closed;
         }
         c.hello_done = true;
+        c.options = options;
         Admission::Admitted
     }
 

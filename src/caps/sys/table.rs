@@ -189,6 +189,17 @@ impl Table {
     pub(super) fn get(&mut self, id: i32) -> Result<&mut Entry, Errno> {
         self.entries.get_mut(&id).ok_or(Errno::EINVAL)
     }
+
+    /// Send every dispose notice this process's clients owe (before a
+    /// call sleeps: no service waits for one while we wait).
+    pub(super) fn send_owed(&mut self) {
+        for e in self.entries.values_mut() {
+            if let Kind::Client(c) = &mut e.kind {
+                c.send_owed();
+                e.settle();
+            }
+        }
+    }
 }
 
 impl Entry {
@@ -213,7 +224,17 @@ impl Entry {
         match &mut self.kind {
             Kind::Forked => Err(Errno::ENOTCONN),
             Kind::Service(s) => Ok(s.take(buf, cred)),
-            Kind::Client(c) => Ok(c.take(buf, cred)),
+            // Another thread waiting on the client is not kept waiting
+            // for a dispose the service may need first.
+            Kind::Client(c) => Ok(c.take(buf, cred, self.waiters > 0)),
+        }
+    }
+
+    /// Queue the dispose notices a client owes its service (sent by the
+    /// next write: `pump` ends with one).
+    pub(super) fn push_owed(&mut self) {
+        if let Kind::Client(c) = &mut self.kind {
+            c.push_owed();
         }
     }
 
