@@ -239,9 +239,11 @@ impl Client {
                 Ok(Some((h, body))) => match h.kind {
                     FrameKind::Gen => self.generation = h.result as i64,
                     FrameKind::Reply
-                        if self.outstanding.get(&h.id).is_some_and(|replied| !replied) =>
+                        if self
+                            .outstanding
+                            .get_mut(&h.id)
+                            .is_some_and(|replied| !std::mem::replace(replied, true)) =>
                     {
-                        self.outstanding.insert(h.id, true);
                         self.news = true;
                         self.replies.push_back((h.id, body, false));
                     }

@@ -386,16 +386,21 @@ impl Service {
                     c.to_c(out);
                 }
                 self.queue.pop_front();
-                if self.held.get(&sid).is_some_and(|h| h.conn.is_none()) {
-                    self.held.remove(&sid);
-                }
-                if !self.conns.contains_key(&conn)
-                    && !self
+                // A notice of a connection that went away: the request
+                // it held is forgotten, and with its last notice its
+                // credentials. (A live one's came from a reply: nothing
+                // of it is held.)
+                if !self.conns.contains_key(&conn) {
+                    if self.held.get(&sid).is_some_and(|h| h.conn.is_none()) {
+                        self.held.remove(&sid);
+                    }
+                    if !self
                         .queue
                         .iter()
                         .any(|q| matches!(q, Queued::Dispose { conn: c, .. } if *c == conn))
-                {
-                    self.gone.remove(&conn);
+                    {
+                        self.gone.remove(&conn);
+                    }
                 }
                 Some(Got {
                     size: 0,
