@@ -8,7 +8,7 @@ pub const MAGIC: u32 = u32::from_le_bytes(*b"CAPS");
 /// Protocol version of the v1 port API (`caps_service`/`caps_client`).
 pub const VERSION: u16 = 1;
 /// Protocol version of the v2 `caps_sys_*` API: same hello and frame
-/// header, plus the `Dispose` and `Gen` frames.
+/// header, plus the `Dispose`, `Gen` and `Disposes` frames.
 pub const VERSION_SYS: u16 = 2;
 /// A bit of a hello's `status`: the client offers (client hello) and the
 /// server accepts (server hello, with status 0 otherwise) to carry the
@@ -20,6 +20,16 @@ pub const HELLO_SHM: u32 = 0x4000_0000;
 /// client's detached record (`docs/wire-protocol.md`, "Quiet
 /// connections").
 pub const HELLO_DETACH: u32 = 0x2000_0000;
+/// A bit of a v2 hello's `status`: the client offers (client hello) and
+/// the server agrees (server hello) that the client sends its dispose
+/// notices coalesced: several in one `Disposes` frame, or one in the
+/// `result` field of its next request, instead of a `Dispose` frame per
+/// reply read (`docs/wire-protocol.md`, "Coalesced disposes").
+pub const HELLO_DISPOSES: u32 = 0x1000_0000;
+/// The bits of a hello's `status` a client may offer options in: a server
+/// answers an offered option by setting its bit, which is then no part of
+/// the errno (those are below `0x1_0000`).
+pub const HELLO_OPTIONS: u32 = 0xFFFF_0000;
 /// Bytes in a hello.
 pub const HELLO_LEN: usize = 16;
 /// Bytes in a frame header.
@@ -120,8 +130,10 @@ impl Hello {
 }
 
 /// Request (client → server) or reply (server → client); v2 only:
-/// dispose notice (client → server: the reply `id` was read) and
-/// generation (server → client: `result` is the service's generation).
+/// dispose notice (client → server: the reply `id` was read),
+/// generation (server → client: `result` is the service's generation)
+/// and, when the hellos agreed to [`HELLO_DISPOSES`], a list of dispose
+/// notices (client → server: the payload is the ids, 8 bytes each).
 /// Both versions: the library-internal `Ping` and `Stat` (client →
 /// server, answered by the server's library with a frame of the same
 /// kind and id; never shown to an application).
@@ -134,6 +146,7 @@ pub enum FrameKind {
     Gen = 4,
     Ping = 5,
     Stat = 6,
+    Disposes = 7,
 }
 
 /// A frame header. The payload (`body_len` bytes: the message bytes after
@@ -199,6 +212,7 @@ impl Header {
             4 => FrameKind::Gen,
             5 => FrameKind::Ping,
             6 => FrameKind::Stat,
+            7 => FrameKind::Disposes,
             k => return Err(WireError::BadKind(k)),
         };
         if u16_at(2) != 0 {
@@ -221,11 +235,16 @@ impl Header {
             | FrameKind::Gen
             | FrameKind::Ping
             | FrameKind::Stat
+            | FrameKind::Disposes
                 if capacity != 0 =>
             {
                 return Err(WireError::BadField("capacity", capacity.into()));
             }
             FrameKind::Dispose | FrameKind::Gen | FrameKind::Ping if body_len != 0 => {
+                return Err(WireError::BadField("body_len", body_len.into()));
+            }
+            // One id or more, 8 bytes each.
+            FrameKind::Disposes if body_len == 0 || !body_len.is_multiple_of(8) => {
                 return Err(WireError::BadField("body_len", body_len.into()));
             }
             _ => {}
@@ -487,8 +506,8 @@ mod tests {
         r[16] = 1;
         assert!(Header::decode(&r, 1000).is_err());
         let mut k = header(FrameKind::Reply, 10).encode();
-        k[0] = 7;
-        assert_eq!(Header::decode(&k, 1000), Err(WireError::BadKind(7)));
+        k[0] = 9;
+        assert_eq!(Header::decode(&k, 1000), Err(WireError::BadKind(9)));
         // v2 notices carry no payload and no capacity
         let mut g = header(FrameKind::Reply, 0);
         g.kind = FrameKind::Gen;
@@ -497,6 +516,19 @@ mod tests {
         assert_eq!(Header::decode(&g.encode(), 1000), Ok(g));
         g.body_len = 1;
         assert!(Header::decode(&g.encode(), 1000).is_err());
+        // A list of dispose ids: 8 bytes each, at least one, no capacity.
+        let mut d = Header::new(FrameKind::Disposes, 0, 24);
+        assert_eq!(Header::decode(&d.encode(), 1000), Ok(d));
+        for bad in [0, 4, 20] {
+            d.body_len = bad;
+            assert_eq!(
+                Header::decode(&d.encode(), 1000),
+                Err(WireError::BadField("body_len", bad.into()))
+            );
+        }
+        d.body_len = 8;
+        d.capacity = 8;
+        assert!(Header::decode(&d.encode(), 1000).is_err());
         assert_eq!(
             Hello::decode(
                 &Hello {

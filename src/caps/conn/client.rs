@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::caps::cred::Cred;
 use crate::caps::errno::Errno;
 use crate::caps::rendezvous;
-use crate::caps::wire::{HELLO_DETACH, HELLO_LEN, HELLO_SHM, Hello, HelloKind};
+use crate::caps::wire::{HELLO_DETACH, HELLO_LEN, HELLO_OPTIONS, HELLO_SHM, Hello, HelloKind};
 
 use super::transport::{ReadEnd, Transport};
 use super::{set_nonblocking, shm_enabled};
@@ -75,10 +75,11 @@ pub(in crate::caps) fn read_exact_timeout(
 /// listener whose credentials may not claim them is refused (`ENOENT`,
 /// one log line) before anything is sent. `sent` runs between sending and waiting (v2: this process's own
 /// services answer then, so a program can be a client of its own service).
-/// Returns the connected socket, still blocking, and whether both sides
-/// agreed to shared memory (offered unless `LIBCAPS_SHM=0`). A refusal is the errno
-/// the server put in its status; a malformed answer is `EPROTO`, logged
-/// under `func` with the service `name`.
+/// Returns the connected socket, still blocking, whether both sides
+/// agreed to shared memory (offered unless `LIBCAPS_SHM=0`), and the
+/// other options of `hello`'s (bits of `HELLO_OPTIONS`) the server agreed
+/// to. A refusal is the errno the server put in its status; a malformed
+/// answer is `EPROTO`, logged under `func` with the service `name`.
 pub(in crate::caps) fn handshake(
     path: &Path,
     hello: &Hello,
@@ -87,10 +88,12 @@ pub(in crate::caps) fn handshake(
     func: &str,
     name: &[u8],
     wait_ms: i32,
-) -> Result<(OwnedFd, bool), Errno> {
+) -> Result<(OwnedFd, bool, u32), Errno> {
     let offer = shm_enabled();
     // With shared memory, the client also takes detach records (it
     // handles them whether or not the server says it sends them).
+    // An answer's bit that we offered is an agreement, not an errno.
+    let options = hello.status & HELLO_OPTIONS & !HELLO_SHM;
     let hello = &Hello {
         status: hello.status | if offer { HELLO_SHM | HELLO_DETACH } else { 0 },
         ..*hello
@@ -120,23 +123,27 @@ pub(in crate::caps) fn handshake(
             warn!(func, "service {}: {w}", String::from_utf8_lossy(name));
             Errno::EPROTO
         })?;
-        let errno = reply.status & !(HELLO_SHM | HELLO_DETACH);
+        let errno = reply.status & !(HELLO_SHM | HELLO_DETACH | options);
         if errno != 0 {
             return Err(Errno(errno as i32));
         }
-        Ok((fd, offer && reply.status & HELLO_SHM != 0))
+        Ok((
+            fd,
+            offer && reply.status & HELLO_SHM != 0,
+            reply.status & options,
+        ))
     })();
     trace_connect(func, path, &r);
     r
 }
 
 /// `LIBCAPS_DEBUG`: the outcome of a connection to `path`.
-fn trace_connect(func: &str, path: &Path, r: &Result<(OwnedFd, bool), Errno>) {
+fn trace_connect(func: &str, path: &Path, r: &Result<(OwnedFd, bool, u32), Errno>) {
     if !crate::diag::debug_on() {
         return;
     }
     match r {
-        Ok((fd, shm)) => {
+        Ok((fd, shm, _)) => {
             let peer = Cred::of_peer(fd.as_raw_fd()).unwrap_or_default();
             crate::trace!(
                 func,

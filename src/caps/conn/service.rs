@@ -49,6 +49,10 @@ pub(in crate::caps) struct Service {
     trim_peak: u64,
     /// Memory was given back since the service last held no connection.
     trimmed: bool,
+    /// The options of a client hello (bits of `wire::HELLO_OPTIONS`
+    /// other than shared memory) this service's face takes: an offered
+    /// one is agreed in the answer (v2: `wire::HELLO_DISPOSES`).
+    pub(in crate::caps) options: u32,
 }
 
 /// The service side of one client connection.
@@ -65,6 +69,8 @@ pub(in crate::caps) struct Connection {
     /// Over the memory budget when last accounted (counted once per
     /// crossing).
     over_budget: bool,
+    /// The hello options both sides agreed to (`Service::options`).
+    pub(in crate::caps) options: u32,
 }
 
 /// Where a connection's hello stands after [`Service::admit`].
@@ -101,6 +107,7 @@ impl Service {
             stats: Box::new(Stats::new()),
             trim_peak: 0,
             trimmed: false,
+            options: 0,
         }
     }
 
@@ -145,6 +152,7 @@ impl Service {
             charged: 0,
             held_back: false,
             over_budget: false,
+            options: 0,
         }
     }
 
@@ -171,6 +179,7 @@ impl Service {
         self.stats.bytes_in += HELLO_LEN as u64;
         let mut offered = false;
         let mut detach = false;
+        let mut options = 0;
         let status = match Hello::decode(&bytes, HelloKind::Client, self.version) {
             Err(w) => {
                 self.log_drop(c.peer.pid, &format_args!("bad hello: {w}"));
@@ -180,7 +189,8 @@ impl Service {
             Ok(mut h) => {
                 offered = h.status & HELLO_SHM != 0;
                 detach = offered && h.status & HELLO_DETACH != 0;
-                h.status &= !(HELLO_SHM | HELLO_DETACH);
+                options = h.status & self.options & !(HELLO_SHM | HELLO_DETACH);
+                h.status &= !(HELLO_SHM | HELLO_DETACH | self.options);
                 if rule(&h, &c.peer) {
                     0
                 } else {
@@ -194,9 +204,14 @@ impl Service {
             version: self.version,
             kind: HelloKind::Server,
             max_msgsize: self.max_msgsize,
-            status: status as u32
-                | if shm { HELLO_SHM } else { 0 }
-                | if shm && detach { HELLO_DETACH } else { 0 },
+            status: match status {
+                0 => {
+                    options
+                        | if shm { HELLO_SHM } else { 0 }
+                        | if shm && detach { HELLO_DETACH } else { 0 }
+                }
+                e => e as u32,
+            },
         };
         if shm {
             let label = format!("{}: dropping client pid {}", self.label, c.peer.pid);
@@ -221,6 +236,7 @@ impl Service {
             return Admission::Closed;
         }
         c.hello_done = true;
+        c.options = options;
         Admission::Admitted
     }
 

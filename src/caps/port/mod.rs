@@ -305,7 +305,7 @@ pub fn client(name: &[u8], uid: u32, td: *mut thread) -> Result<*mut CapsPort, E
         max_msgsize: MAX_MSGSIZE as u32,
         status: 0,
     };
-    let (fd, shm) = handshake(
+    let (fd, shm, _) = handshake(
         &path,
         &hello,
         (Some(uid), None),

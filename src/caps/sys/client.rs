@@ -19,7 +19,9 @@ use crate::caps::cred::Cred;
 use crate::caps::errno::Errno;
 use crate::caps::idhash::IdMap;
 use crate::caps::rendezvous;
-use crate::caps::wire::{FrameKind, HEADER_LEN, Header, Hello, HelloKind, VERSION_SYS, WireError};
+use crate::caps::wire::{
+    FrameKind, HEADER_LEN, HELLO_DISPOSES, Header, Hello, HelloKind, VERSION_SYS, WireError,
+};
 use crate::warn;
 
 /// A v2 client's connection to its service.
@@ -33,6 +35,18 @@ pub(super) struct Client {
     outstanding: IdMap<u64, bool>,
     /// Replies received, not yet retrieved: (id, data, synthesized).
     replies: VecDeque<(u64, Vec<u8>, bool)>,
+    /// The service takes coalesced disposes (the hellos agreed to
+    /// `HELLO_DISPOSES`); else each reply read is disposed of at once.
+    coalesce: bool,
+    /// Ids of replies retrieved whose dispose is not sent yet, in the
+    /// order they were retrieved. With `coalesce`, a dispose is owed only
+    /// while the client still has other requests outstanding and no other
+    /// thread sleeps on the entry; the disposes owed go with the next
+    /// request, or before a call on this client finds nothing to take
+    /// (before it sleeps or says `EAGAIN`), before any `caps_sys_*` call
+    /// of the process sleeps, and at close. So the service never waits
+    /// for them while the client waits for it.
+    owed: Vec<u64>,
     pub(super) generation: i64,
     /// A reply arrived or the connection ended (see `Entry::settle`).
     pub(super) news: bool,
@@ -43,6 +57,8 @@ pub(super) struct Client {
 pub fn client(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno> {
     check_name(name)?;
     let flags = flags & CAPF_UFLAGS;
+    // Connecting may take a while.
+    lock().send_owed();
     let dir = rendezvous::sys_dir();
     let watch = if flags & CAPF_WAITSVC != 0 {
         rendezvous::open_sys_dir("caps_sys_client")?;
@@ -50,7 +66,7 @@ pub fn client(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno>
     } else {
         None
     };
-    let (fd, shm, generation) = loop {
+    let (fd, shm, generation, options) = loop {
         match connect_any(&dir, name, uid, gid, flags) {
             Err(Errno::ENOENT) if watch.is_some() => {}
             other => break other?,
@@ -67,6 +83,8 @@ pub fn client(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno>
         next_id: 1,
         outstanding: IdMap::default(),
         replies: VecDeque::new(),
+        coalesce: options & HELLO_DISPOSES != 0,
+        owed: Vec::new(),
         generation,
         news: false,
     };
@@ -81,12 +99,12 @@ fn connect_any(
     uid: u32,
     gid: u32,
     flags: i32,
-) -> Result<(OwnedFd, bool, i64), Errno> {
+) -> Result<(OwnedFd, bool, i64, u32), Errno> {
     let hello = Hello {
         version: VERSION_SYS,
         kind: HelloKind::Client,
         max_msgsize: MAX_MSG as u32,
-        status: flags as u32,
+        status: flags as u32 | HELLO_DISPOSES,
     };
     let mut silent = None;
     let nodes = matching_nodes(dir, name, uid, gid);
@@ -110,7 +128,7 @@ fn connect_any(
             name,
             deadline,
         ) {
-            Ok((fd, shm)) => {
+            Ok((fd, shm, options)) => {
                 // The server follows its hello with its generation.
                 let mut b = [0u8; HEADER_LEN];
                 match read_exact_timeout(fd.as_raw_fd(), &mut b, deadline) {
@@ -124,7 +142,7 @@ fn connect_any(
                 if h.kind != FrameKind::Gen {
                     return Err(Errno::EPROTO);
                 }
-                return Ok((fd, shm, h.result as i64));
+                return Ok((fd, shm, h.result as i64, options));
             }
             // A dead service's node, or one removed meanwhile.
             Err(Errno::ECONNREFUSED | Errno::ENOENT | Errno::ECONNRESET) => continue,
@@ -221,9 +239,11 @@ impl Client {
                 Ok(Some((h, body))) => match h.kind {
                     FrameKind::Gen => self.generation = h.result as i64,
                     FrameKind::Reply
-                        if self.outstanding.get(&h.id).is_some_and(|replied| !replied) =>
+                        if self
+                            .outstanding
+                            .get_mut(&h.id)
+                            .is_some_and(|replied| !std::mem::replace(replied, true)) =>
                     {
-                        self.outstanding.insert(h.id, true);
                         self.news = true;
                         self.replies.push_back((h.id, body, false));
                     }
@@ -250,6 +270,7 @@ impl Client {
     /// gets an empty one, as the kernel auto-replied them.
     fn lost(&mut self) {
         self.news = true;
+        self.owed.clear();
         self.conn.close();
         let mut ids: Vec<u64> = self
             .outstanding
@@ -275,8 +296,13 @@ impl Client {
         }
         let id = self.next_id;
         self.next_id += 1;
+        // The disposes owed go first: the last one in the request's
+        // `result`, any others in a `Disposes` frame before it.
+        let last = if self.coalesce { self.owed.pop() } else { None };
+        self.push_owed();
         let h = Header {
             capacity: data.len() as u32,
+            result: last.unwrap_or(0),
             ..Header::new(FrameKind::Request, id, data.len() as u32)
         };
         self.conn.push_frame(&h, data);
@@ -290,7 +316,15 @@ impl Client {
         Ok(id as i64)
     }
 
-    pub(super) fn take(&mut self, buf: &mut [u8], cred: Option<&mut caps_cred>) -> Option<Got> {
+    /// Retrieve the first reply received into `buf`. Its dispose is sent
+    /// at once, or owed (see `owed`); `urgent`: another thread sleeps on
+    /// this client, so nothing is owed.
+    pub(super) fn take(
+        &mut self,
+        buf: &mut [u8],
+        cred: Option<&mut caps_cred>,
+        urgent: bool,
+    ) -> Option<Got> {
         let (id, data, synth) = self.replies.front()?;
         let (id, size, synth) = (*id, data.len(), *synth);
         if let Some(out) = cred {
@@ -309,12 +343,53 @@ impl Client {
         }
         self.outstanding.remove(&id);
         if !synth && !self.conn.dead {
-            let h = Header::new(FrameKind::Dispose, id, 0);
-            self.conn.push_frame(&h, &[]);
-            if self.conn.flush().is_err() {
-                self.lost();
+            self.owed.push(id);
+            if !self.coalesce || urgent || self.outstanding.is_empty() {
+                self.send_owed();
             }
         }
         Some(got)
+    }
+
+    /// Send the disposes owed, if any (see `owed`).
+    pub(super) fn send_owed(&mut self) {
+        if self.owed.is_empty() || self.conn.dead {
+            return;
+        }
+        self.push_owed();
+        if self.conn.flush().is_err() {
+            self.lost();
+        }
+    }
+
+    /// Queue the disposes owed: one `Dispose` frame each to a service
+    /// that did not agree to coalescing, else one frame for all of them.
+    pub(super) fn push_owed(&mut self) {
+        match self.owed[..] {
+            [] => {}
+            [id] => self
+                .conn
+                .push_frame(&Header::new(FrameKind::Dispose, id, 0), &[]),
+            _ if !self.coalesce => {
+                for &id in &self.owed {
+                    let h = Header::new(FrameKind::Dispose, id, 0);
+                    self.conn.push_frame(&h, &[]);
+                }
+            }
+            _ => {
+                // (At most `MAX_INPROG + 1` are ever owed: that many can
+                // be outstanding.)
+                let mut ids = [0u8; 8 * (MAX_INPROG + 1)];
+                for some in self.owed.chunks(MAX_INPROG + 1) {
+                    for (d, id) in ids.chunks_exact_mut(8).zip(some) {
+                        d.copy_from_slice(&id.to_le_bytes());
+                    }
+                    let n = 8 * some.len();
+                    let h = Header::new(FrameKind::Disposes, 0, n as u32);
+                    self.conn.push_frame(&h, &ids[..n]);
+                }
+            }
+        }
+        self.owed.clear();
     }
 }

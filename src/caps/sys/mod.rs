@@ -77,8 +77,10 @@ pub struct Got {
 pub fn close(id: i32) -> Result<(), Errno> {
     let mut t = lock();
     let mut e = t.entries.remove(&id).ok_or(Errno::EINVAL)?;
-    if let Kind::Service(s) = &mut e.kind {
-        s.close();
+    match &mut e.kind {
+        Kind::Service(s) => s.close(),
+        Kind::Client(c) => c.send_owed(),
+        Kind::Forked => {}
     }
     e.signal();
     Ok(())
@@ -173,6 +175,9 @@ pub fn get(
             // message that arrived with another).
             let mut got = e.take(buf, cred.as_deref_mut())?;
             if got.is_none() {
+                // Nothing to take: a client's owed disposes go out now
+                // (with the write that ends the pump).
+                e.push_owed();
                 e.pump(std::mem::take(&mut sockets_ready));
                 e.settle();
                 got = e.take(buf, cred.as_deref_mut())?;
@@ -187,6 +192,11 @@ pub fn get(
                 _ if !block => return Err(Errno::EAGAIN),
                 _ => {}
             }
+            // About to sleep: what other clients owe goes out first.
+            if t.entries.len() > 1 {
+                t.send_owed();
+            }
+            let e = t.get(id)?;
             due = None;
             let PollSet { fds, probes } = set.get_or_insert_with(PollSet::take);
             fds.clear();

@@ -17,7 +17,7 @@ use crate::caps::errno::Errno;
 use crate::caps::idhash::IdMap;
 use crate::caps::rendezvous::{self, Listener};
 use crate::caps::shm::Probe;
-use crate::caps::wire::{FrameKind, Header, VERSION_SYS, WireError};
+use crate::caps::wire::{FrameKind, HELLO_DISPOSES, Header, VERSION_SYS, WireError};
 use crate::warn;
 
 /// A message waiting at a service to be retrieved.
@@ -103,7 +103,7 @@ pub fn service(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno
             .any(|n| rendezvous::is_live(&n.path))
     })?;
     set_nonblocking(listener.fd.as_raw_fd());
-    let core = conn::Service::new(
+    let mut core = conn::Service::new(
         "caps_sys_service",
         listener.path.display().to_string(),
         me.uid,
@@ -111,6 +111,7 @@ pub fn service(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno
         MAX_MSG as u32,
         MAX_MSG as u32,
     );
+    core.options = HELLO_DISPOSES;
     let svc = Service {
         core,
         listener,
@@ -239,8 +240,17 @@ impl Service {
     /// One frame from connection `k`.
     fn frame(&mut self, k: u64, h: &Header, body: Vec<u8>) -> Result<(), &'static str> {
         let c = self.conns.get_mut(&k).ok_or("gone")?;
+        let coalesce = c.link.options & HELLO_DISPOSES != 0;
         match h.kind {
             FrameKind::Request => {
+                // A dispose the request carries comes first (it frees
+                // its place in the count below).
+                match h.result {
+                    0 => {}
+                    _ if !coalesce => return Err("a request with a result"),
+                    id => self.dispose(k, id)?,
+                }
+                let c = self.conns.get_mut(&k).ok_or("gone")?;
                 if c.inflight >= MAX_AT_SERVER {
                     return Err("too many requests in flight");
                 }
@@ -257,18 +267,33 @@ impl Service {
                 });
                 Ok(())
             }
-            FrameKind::Dispose => {
-                let sid = c.replied.remove(&h.id).ok_or("dispose of no reply")?;
-                // The client no longer counts it either.
-                c.inflight = c.inflight.saturating_sub(1);
-                self.news = true;
-                self.queue.push_back(Queued::Dispose { sid, conn: k });
-                Ok(())
+            FrameKind::Dispose => self.dispose(k, h.id),
+            FrameKind::Disposes if !coalesce => Err("a list of disposes not agreed to"),
+            FrameKind::Disposes if h.id != 0 => Err("a list of disposes with an id"),
+            // No more than can be outstanding (each id is checked below;
+            // a repeated one names no reply the second time).
+            FrameKind::Disposes if body.len() > 8 * MAX_AT_SERVER => {
+                Err("more disposes in one frame than requests in flight")
             }
+            FrameKind::Disposes => body
+                .chunks_exact(8)
+                .try_for_each(|id| self.dispose(k, u64::from_le_bytes(id.try_into().unwrap()))),
             FrameKind::Reply | FrameKind::Gen => Err("a server's frame from a client"),
             // Answered by the connection layer, never passed on.
             FrameKind::Ping | FrameKind::Stat => Err("a library frame passed to the face"),
         }
+    }
+
+    /// The client of connection `k` read the reply to its request `id`:
+    /// queue the dispose notice.
+    fn dispose(&mut self, k: u64, id: u64) -> Result<(), &'static str> {
+        let c = self.conns.get_mut(&k).ok_or("gone")?;
+        let sid = c.replied.remove(&id).ok_or("dispose of no reply")?;
+        // The client no longer counts it either.
+        c.inflight = c.inflight.saturating_sub(1);
+        self.news = true;
+        self.queue.push_back(Queued::Dispose { sid, conn: k });
+        Ok(())
     }
 
     /// Connection `k` ended: its unread requests are dropped; requests
@@ -361,16 +386,21 @@ impl Service {
                     c.to_c(out);
                 }
                 self.queue.pop_front();
-                if self.held.get(&sid).is_some_and(|h| h.conn.is_none()) {
-                    self.held.remove(&sid);
-                }
-                if !self.conns.contains_key(&conn)
-                    && !self
+                // A notice of a connection that went away: the request
+                // it held is forgotten, and with its last notice its
+                // credentials. (A live one's came from a reply: nothing
+                // of it is held.)
+                if !self.conns.contains_key(&conn) {
+                    if self.held.get(&sid).is_some_and(|h| h.conn.is_none()) {
+                        self.held.remove(&sid);
+                    }
+                    if !self
                         .queue
                         .iter()
                         .any(|q| matches!(q, Queued::Dispose { conn: c, .. } if *c == conn))
-                {
-                    self.gone.remove(&conn);
+                    {
+                        self.gone.remove(&conn);
+                    }
                 }
                 Some(Got {
                     size: 0,
