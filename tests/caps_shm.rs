@@ -10,7 +10,7 @@
 #[macro_use]
 mod common;
 
-use common::cpu_ticks;
+use common::cpu_ns;
 use common::rendezvous::Rendezvous;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -147,16 +147,16 @@ fn shm_is_used_unless_either_side_says_no() {
 
 // ---- idle --------------------------------------------------------------------
 
-/// The CPU ticks `srv` uses over 3 s while `cli`, its burst done, holds
+/// The CPU time `srv` uses over 3 s, in ns, while `cli`, its burst done, holds
 /// its connection idle (from 300 ms after the burst); then both stopped,
 /// `cli` having succeeded, `srv`'s log checked for a connection in shared
 /// memory.
-fn idle_ticks(srv: Proc, cli: Proc) -> u64 {
+fn idle_cpu_ns(srv: Proc, cli: Proc) -> u64 {
     let mut cli = cli;
     std::thread::sleep(Duration::from_millis(300));
-    let before = cpu_ticks(srv.pid());
+    let before = cpu_ns(srv.pid());
     std::thread::sleep(Duration::from_secs(3));
-    let used = cpu_ticks(srv.pid()) - before;
+    let used = cpu_ns(srv.pid()) - before;
     let cli_out = wait_deadline(cli.0.take().unwrap());
     assert!(cli_out.status.success(), "{}", text(&cli_out.stderr));
     let serr = text(&srv.stop().stderr);
@@ -168,8 +168,16 @@ fn idle_ticks(srv: Proc, cli: Proc) -> u64 {
     used
 }
 
+/// What an idle service may use in 3 s: its once-a-second sweep, which
+/// makes the quiet connection dormant and detaches it (0.2-0.5 ms
+/// measured), well inside; a service that polls or spins uses 3 s.
+/// (Counted in nanoseconds: whole 10 ms ticks charged a process that ran
+/// a few microseconds when a tick came failed this test under load.)
+const IDLE_BUDGET_NS: u64 = 10_000_000;
+
 /// After a burst of 20,000 round trips, a service whose client keeps its
-/// connection (in shared memory) open and idle uses no CPU time over 3 s:
+/// connection (in shared memory) open and idle uses next to no CPU time
+/// over 3 s (under `IDLE_BUDGET_NS`):
 /// it sleeps, having told the client's ring to ring its doorbell.
 #[test]
 fn idle_service_after_a_burst_uses_no_cpu() {
@@ -180,8 +188,11 @@ fn idle_service_after_a_burst_uses_no_cpu() {
         .env("LIBCAPS_SHM", "1");
     let mut cli = Proc(Some(c.spawn().unwrap()));
     cli.expect_line("ok 20000");
-    let used = idle_ticks(srv, cli);
-    assert_eq!(used, 0, "the idle service used {used} ticks in 3 s");
+    let used = idle_cpu_ns(srv, cli);
+    assert!(
+        used < IDLE_BUDGET_NS,
+        "the idle service used {used} ns in 3 s"
+    );
 }
 
 /// The same for a v2 service (`caps_hostile v2serve`, blocked in
@@ -202,8 +213,11 @@ fn idle_v2_service_after_a_burst_uses_no_cpu() {
         .env("LIBCAPS_SHM", "1");
     let mut cli = Proc(Some(c.spawn().unwrap()));
     cli.expect_line("ok");
-    let used = idle_ticks(srv, cli);
-    assert_eq!(used, 0, "the idle v2 service used {used} ticks in 3 s");
+    let used = idle_cpu_ns(srv, cli);
+    assert!(
+        used < IDLE_BUDGET_NS,
+        "the idle v2 service used {used} ns in 3 s"
+    );
 }
 
 // ---- the attacker -------------------------------------------------------------
