@@ -441,12 +441,10 @@ pub unsafe fn free(ptr: *mut c_void, ty: *mut malloc_type) {
     // does not hand out, would only take the slow path.)
     let out = (gd as usize).wrapping_sub(1) | base;
     if out >> registry::ADDR_BITS == 0 && registry::is_zone_in_range(base) {
-        // SAFETY: forwarded caller contract.
-        if let Some(tag) = unsafe { types::registered_tag(ty) } {
-            // SAFETY: `base` is a live zone; `gd` is this thread's cpu
-            // state; `ty` is registered with tag `tag`.
-            return unsafe { zone::free_fast(gd, base, ptr.cast(), ty, tag) };
-        }
+        // SAFETY: `base` is a live zone; `gd` is this thread's cpu state;
+        // `ty` is a valid type (registered or not: `free_fast` compares
+        // its word with the chunk's tag and sends anything else here).
+        return unsafe { zone::free_fast(gd, base, ptr.cast(), ty, types::reg_word(ty)) };
     }
     // SAFETY: forwarded caller contract.
     unsafe { free_slow(ptr, ty) }

@@ -15,7 +15,10 @@ use crate::{fatal, warn};
 
 use super::gd::SLGD_SHARED;
 
-const REG_SIG: isize = 0x736c6162;
+/// Below 2^23, so that a registered word (`REG_SIG << 8 | tag`) is below
+/// 2^31 and the fast paths compare it with an immediate operand.
+const REG_SIG: isize = 0x5ab7ae;
+const _: () = assert!(REG_SIG < 1 << 23);
 /// Tag of a type registered after the table filled up: not checked.
 pub const TAG_UNCHECKED: u8 = 255;
 const FIRST_TAG: u8 = 2;
@@ -131,12 +134,31 @@ pub unsafe fn check(ty: *mut malloc_type, func: &str) -> u8 {
 #[inline(always)]
 pub unsafe fn registered_tag(ty: *mut malloc_type) -> Option<u8> {
     // SAFETY: caller contract.
-    let r = unsafe { slot(addr_of_mut!((*ty).ks_reserved[0])) }.load(Ordering::Acquire);
-    if r >> 8 == REG_SIG {
+    let r = unsafe { reg_word(ty) };
+    // `r >> 8 == REG_SIG` as one subtraction and one unsigned compare.
+    if (r.wrapping_sub(REG_SIG << 8) as usize) < 256 {
         Some(r as u8)
     } else {
         None
     }
+}
+
+/// `ks_reserved[0]` of `ty`: `REG_SIG << 8 | tag` once it is registered.
+///
+/// # Safety
+/// `ty` is non-NULL and points to a `malloc_type`.
+#[inline(always)]
+pub unsafe fn reg_word(ty: *mut malloc_type) -> isize {
+    // SAFETY: caller contract.
+    unsafe { slot(addr_of_mut!((*ty).ks_reserved[0])) }.load(Ordering::Acquire)
+}
+
+/// Is `r` (a type's [`reg_word`]) the word of a registered type whose
+/// chunks carry tag `t`? (The free fast path's type check and tag check
+/// in one compare with an immediate.)
+#[inline(always)]
+pub fn reg_word_is(r: isize, t: u8) -> bool {
+    (r ^ t as isize) == REG_SIG << 8
 }
 
 #[cold]

@@ -513,14 +513,16 @@ pub unsafe fn free(
 ///
 /// # Safety
 /// `base` is `c & ~ZoneMask` and a registered zone; `gd` is the calling
-/// thread's cpu state; `ty` is a registered type of tag `t`.
+/// thread's cpu state; `ty` is a valid `malloc_type` and `r` its
+/// `types::reg_word` (the chunk is freed here only if `ty` is registered
+/// and the chunk's tag is its own).
 #[inline(always)]
 pub unsafe fn free_fast(
     gd: *mut SLGlobalData,
     base: usize,
     c: *mut u8,
     ty: *mut malloc_type,
-    t: u8,
+    r: isize,
 ) {
     // SAFETY: caller contract; `Fixed` is read-only while the zone has
     // live chunks, the rest of the zone is ours when `owner == gd`.
@@ -541,7 +543,8 @@ pub unsafe fn free_fast(
         }
         let (i, exact) = index(off, (sr >> 32) as u32);
         let tg = tag(z, i);
-        if !exact || tg.load(Ordering::Relaxed) != t {
+        // The type is registered and its tag is the chunk's: one compare.
+        if !exact || !types::reg_word_is(r, tg.load(Ordering::Relaxed)) {
             w.close();
             return super::free_slow(c.cast(), ty);
         }
@@ -550,7 +553,7 @@ pub unsafe fn free_fast(
         let owner = (*z).f.owner;
         // One test for another cpu's chunk, a shared statistics slot and a
         // parked state.
-        if (owner as usize ^ gd as usize) | reclaim::flags(gd) as usize != 0 {
+        if (owner as usize ^ gd as usize) | reclaim::flags(gd) as u32 as usize != 0 {
             w.close();
             types::stat(gd, ty, cs, -1);
             if owner != gd {
