@@ -151,18 +151,29 @@ pub unsafe fn pop(gd: *mut SLGlobalData, idx: usize) -> (*mut u8, *mut u8) {
     }
 }
 
-/// Push chunk `c` (already tagged free, its tag byte at `tag`, below it
-/// in its zone) of class `idx` on the magazine; false (nothing done) if
-/// it is full.
+/// The magazine of class `idx` of the cpu state `gd` (what a zone of
+/// `gd` keeps in its header for [`push`]).
 ///
 /// # Safety
-/// As [`pop`]; `c` is a chunk of a zone of `gd`, of class `idx`, that
-/// nothing uses and that is on no list.
+/// `gd` is a cpu state set up by `gd::gd_setup`; `idx < NZONES`.
 #[inline(always)]
-pub unsafe fn push(gd: *mut SLGlobalData, idx: usize, c: *mut u8, tag: *const u8) -> bool {
+pub unsafe fn of(gd: *mut SLGlobalData, idx: usize) -> *mut Mag {
+    // SAFETY: caller contract.
+    unsafe { (*mags(gd)).0.as_mut_ptr().add(idx) }
+}
+
+/// Push chunk `c` (already tagged free, its tag byte at `tag`, below it
+/// in its zone) on the magazine `m` of its class; false (nothing done)
+/// if it is full.
+///
+/// # Safety
+/// As [`pop`], with `m` = [`of`]`(gd, idx)`; `c` is a chunk of a zone of
+/// `gd`, of class `idx`, that nothing uses and that is on no list.
+#[inline(always)]
+pub unsafe fn push(m: *mut Mag, c: *mut u8, tag: *const u8) -> bool {
     // SAFETY: caller contract; `n < max <= MAX` indexes a free entry.
     unsafe {
-        let m = (*mags(gd)).0.get_unchecked_mut(idx);
+        let m = &mut *m;
         let n = m.n;
         if n >= m.max {
             return false;

@@ -57,6 +57,9 @@ pub struct Fixed {
     pub owner: *mut SLGlobalData,
     /// The size class (`z_ZoneIndex`).
     pub idx: u32,
+    /// The owner's magazine of the class (`mag::of(owner, idx)`): the free
+    /// path pushes there without the class arithmetic.
+    pub mag: *mut mag::Mag,
 }
 
 impl Fixed {
@@ -324,6 +327,7 @@ unsafe fn refill(gd: *mut SLGlobalData, idx: usize, cs: usize) -> *mut Zone {
                 base: base as usize,
                 owner: gd,
                 idx: idx as u32,
+                mag: mag::of(gd, idx),
             },
         });
         (*gd).ZoneAry[idx] = z.cast();
@@ -562,7 +566,7 @@ pub unsafe fn free_fast(
             return free_flagged(gd, z, c);
         }
         types::stat_home(gd, ty, cs, -1);
-        if mag::push(gd, (*z).f.idx as usize, c, tg.as_ptr()) {
+        if mag::push((*z).f.mag, c, tg.as_ptr()) {
             w.close();
             return;
         }
