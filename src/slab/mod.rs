@@ -76,9 +76,8 @@ pub struct Params {
 }
 
 static ZONE_SIZE: AtomicUsize = AtomicUsize::new(0);
-/// `!(ZONE_SIZE - 1)` once it is set (before: 0, so no pointer has a
-/// zone): `slab_free` finds a zone with one `and`.
-static ZONE_BASE: AtomicUsize = AtomicUsize::new(0);
+// `!(ZONE_SIZE - 1)` is `registry::FAST.zone_base`, next to the arena's
+// bounds that `slab_free` reads with it.
 static ZONE_LIMIT: AtomicUsize = AtomicUsize::new(0);
 static OS_PAGE: AtomicUsize = AtomicUsize::new(0);
 
@@ -118,7 +117,7 @@ pub fn init() {
     fork::register();
     OS_PAGE.store(psize, Ordering::Relaxed);
     ZONE_LIMIT.store((zs / 4).min(ZALLOC_ZONE_LIMIT as usize), Ordering::Relaxed);
-    ZONE_BASE.store(!(zs - 1), Ordering::Relaxed);
+    registry::FAST.zone_base.store(!(zs - 1), Ordering::Relaxed);
     ZONE_SIZE.store(zs, Ordering::Release);
 }
 
@@ -425,9 +424,9 @@ unsafe fn malloc_slow(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c
 
 /// `slab_free`.
 ///
-/// The fast path: a thread with allocator state, a chunk of a zone, a
-/// registered type. Everything else is `free_slow`, NULL too (its base,
-/// 0, is no zone: nothing is mapped at address 0).
+/// The fast path: a thread with allocator state, a chunk of a zone in
+/// the arena, a registered type. Everything else is `free_off_arena`,
+/// NULL too (its base, 0, is below the arena).
 ///
 /// # Safety
 /// `ty` is non-NULL and points to a valid `struct malloc_type`.
@@ -435,15 +434,33 @@ unsafe fn malloc_slow(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c
 pub unsafe fn free(ptr: *mut c_void, ty: *mut malloc_type) {
     let gd = tls::get();
     // Zero before any state exists: then `base` is not a zone either.
-    let base = ptr as usize & ZONE_BASE.load(Ordering::Relaxed);
-    // One test for "no state" (`gd - 1` wraps to all ones) and "not in
-    // the registry's range". (A state above the range, which the heap
-    // does not hand out, would only take the slow path.)
-    let out = (gd as usize).wrapping_sub(1) | base;
-    if out >> registry::ADDR_BITS == 0 && registry::is_zone_in_range(base) {
-        // SAFETY: `base` is a live zone; `gd` is this thread's cpu state;
-        // `ty` is a valid type (registered or not: `free_fast` compares
-        // its word with the chunk's tag and sends anything else here).
+    let base = ptr as usize & registry::FAST.zone_base.load(Ordering::Relaxed);
+    if !gd.is_null() && registry::in_arena(base) {
+        // SAFETY: `base` can be read as a zone header (the arena's carved
+        // part); `gd` is this thread's cpu state; `ty` is a valid type
+        // (registered or not: `free_fast` compares its word with the
+        // chunk's tag and sends anything else to `free_slow`, which makes
+        // every check again and reports).
+        return unsafe { zone::free_fast(gd, base, ptr.cast(), ty, types::reg_word(ty)) };
+    }
+    // SAFETY: forwarded caller contract.
+    unsafe { free_off_arena(ptr, ty) }
+}
+
+/// [`free`] of anything outside the arena's carved part: a live zone
+/// outside it (the arena full, not reserved, or `RLIMIT_AS` set) takes
+/// the same fast path once the registry's bitmap says it is one; the
+/// rest (NULL, no state yet, a page mapping, a bad pointer) `free_slow`.
+/// Out of line, so that `free` makes tail calls only.
+///
+/// # Safety
+/// As [`free`].
+#[inline(never)]
+unsafe fn free_off_arena(ptr: *mut c_void, ty: *mut malloc_type) {
+    let gd = tls::get();
+    let base = ptr as usize & registry::FAST.zone_base.load(Ordering::Relaxed);
+    if !gd.is_null() && registry::is_zone(base) {
+        // SAFETY: as in `free`, `base` being a live zone.
         return unsafe { zone::free_fast(gd, base, ptr.cast(), ty, types::reg_word(ty)) };
     }
     // SAFETY: forwarded caller contract.
@@ -536,6 +553,8 @@ pub unsafe fn realloc(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_arena;
 #[cfg(test)]
 mod tests_fast;
 #[cfg(test)]

@@ -343,14 +343,17 @@ unsafe fn refill(gd: *mut SLGlobalData, idx: usize, cs: usize) -> *mut Zone {
 /// parked (its `ZoneInfo` is counted); `zs` is the zone size, a power of 2
 /// and a page multiple.
 unsafe fn map_zone(gd: *mut SLGlobalData, zs: usize) -> *mut Zone {
-    // SAFETY: `zs` is a power of 2 and a page multiple.
-    let a = unsafe { oversized::map_aligned(zs, zs) };
-    if a == libc::MAP_FAILED {
-        return ptr::null_mut();
+    let mut a = registry::carve(zs);
+    if a.is_null() {
+        // SAFETY: `zs` is a power of 2 and a page multiple.
+        a = unsafe { oversized::map_aligned(zs, zs) };
+        if a == libc::MAP_FAILED {
+            return ptr::null_mut();
+        }
     }
     if !registry::set(a as usize, true) {
-        // SAFETY: the fresh mapping is ours and nothing refers to it.
-        unsafe { libc::munmap(a, zs) };
+        // SAFETY: the fresh zone is ours and nothing refers to it.
+        unsafe { registry::give_back(a, zs) };
         return ptr::null_mut();
     }
     // SAFETY: caller contract.
@@ -377,7 +380,8 @@ unsafe fn zone_stat(gd: *mut SLGlobalData, bytes: isize) {
     }
 }
 
-/// Unmap a zone that has no live chunk.
+/// Give back (unmap, or return to the arena) a zone that has no live
+/// chunk.
 ///
 /// # Safety
 /// The zones of `gd` are the caller's (as for [`zone_stat`]); `z` is one of
@@ -390,7 +394,7 @@ unsafe fn release(gd: *mut SLGlobalData, z: *mut Zone) {
         (*z).h.z_Magic = 0;
         (*z).f.magic = 0;
         registry::set(z as usize, false);
-        libc::munmap(z.cast(), zs);
+        registry::give_back(z.cast(), zs);
         zone_stat(gd, -(zs as isize));
     }
 }
