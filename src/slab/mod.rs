@@ -17,7 +17,8 @@
 //!   on the owner's remote-free list (one compare-and-swap); the owner
 //!   takes the whole list back when a size class runs dry, or the
 //!   reclaimer does it for an owner that does not (`reclaim`).
-//! * Zones are `ZoneSize`-aligned (mapped twice as large and trimmed), so
+//! * Zones are `ZoneSize`-aligned, carved from one reserved arena
+//!   (`registry`; outside it, mapped twice as large and trimmed), so
 //!   `ptr & ~ZoneMask` is the zone header, and power-of-2 chunks are
 //!   aligned to their size.
 //! * Every chunk has a one-byte tag after the zone header: never allocated,

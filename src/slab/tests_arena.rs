@@ -4,9 +4,14 @@
 
 use core::ffi::c_void;
 use std::collections::HashSet;
+use std::sync::Mutex;
 
-use super::tests::new_type;
+use super::tests::{new_type, totals};
 use super::*;
+
+/// Held by the tests that look where zones go: the one that sets
+/// `RLIMIT_AS` sends every new zone outside the arena meanwhile.
+static WHERE: Mutex<()> = Mutex::new(());
 
 /// Zone bases of `v`'s blocks.
 fn bases(v: &[usize]) -> HashSet<usize> {
@@ -26,6 +31,7 @@ fn resident(a: usize) -> bool {
 
 #[test]
 fn zones_are_carved_from_the_arena() {
+    let _g = WHERE.lock().unwrap_or_else(|e| e.into_inner());
     std::thread::spawn(|| {
         let ty = new_type(c"arena");
         let v: Vec<usize> =
@@ -48,6 +54,7 @@ fn zones_are_carved_from_the_arena() {
 
 #[test]
 fn a_zone_given_back_reads_as_none_and_its_place_is_carved_again() {
+    let _g = WHERE.lock().unwrap_or_else(|e| e.into_inner());
     std::thread::spawn(|| {
         let ty = new_type(c"arena-back");
         let v: Vec<usize> =
@@ -105,4 +112,48 @@ fn a_zone_given_back_reads_as_none_and_its_place_is_carved_again() {
     })
     .join()
     .unwrap();
+}
+
+/// `RLIMIT_AS` set (here to a finite value that limits nothing): new
+/// zones are mapped one by one outside the arena, and their frees (the
+/// registry's bitmap, `free_off_arena`) work as in the arena.
+#[test]
+fn zones_outside_the_arena_while_rlimit_as_is_set() {
+    let _g = WHERE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: valid out-parameter.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut old) }, 0);
+    if old.rlim_max != libc::RLIM_INFINITY {
+        return; // the test runs under a limit already: nothing to set back
+    }
+    let set = libc::rlimit {
+        rlim_cur: 1 << 62,
+        rlim_max: old.rlim_max,
+    };
+    // SAFETY: valid rlimit.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &set) }, 0);
+    let r = std::thread::spawn(|| {
+        let ty = new_type(c"arena-off");
+        let v: Vec<usize> =
+            // SAFETY: valid type.
+            (0..20_000).map(|_| unsafe { malloc(1000, ty, 0) } as usize).collect();
+        let out = bases(&v)
+            .iter()
+            .filter(|&&b| !registry::in_arena(b) && registry::is_zone(b))
+            .count();
+        for p in v {
+            // SAFETY: live blocks of `ty`.
+            unsafe { free(p as *mut c_void, ty) };
+        }
+        (out, totals(ty))
+    })
+    .join();
+    // SAFETY: valid rlimit (the soft limit back to the hard one).
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &old) }, 0);
+    let (out, t) = r.unwrap();
+    assert!(out > 100, "{out} zones outside the arena");
+    assert_eq!(t, (0, 0, 20_000), "totals after freeing all");
 }
