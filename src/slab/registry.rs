@@ -182,7 +182,10 @@ pub fn carve_lock() -> MutexGuard<'static, Carve> {
 /// own chunks can point into).
 #[inline(always)]
 pub fn in_arena(base: usize) -> bool {
-    base.wrapping_sub(FAST.lo.load(Ordering::Relaxed)) < FAST.top.load(Ordering::Relaxed)
+    // The bound first: a bound that is not 0 was stored after `lo`, which
+    // the acquire load then sees too (never a bound with `lo` still 0).
+    let top = FAST.top.load(Ordering::Acquire);
+    base.wrapping_sub(FAST.lo.load(Ordering::Relaxed)) < top
 }
 
 /// Is `RLIMIT_AS` unlimited (so zones may go to the arena)?
