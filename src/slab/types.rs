@@ -21,7 +21,7 @@ const REG_SIG: isize = 0x5ab7ae;
 const _: () = assert!(REG_SIG < 1 << 23);
 /// Tag of a type registered after the table filled up: not checked.
 pub const TAG_UNCHECKED: u8 = 255;
-const FIRST_TAG: u8 = 2;
+pub(super) const FIRST_TAG: u8 = 2;
 
 /// `ks_limit` of a type that did not set one: `(vm_poff_t)-1 / 10` taken
 /// as unsigned (the original's defect 17 would have made it 0).
