@@ -272,6 +272,23 @@ pub unsafe fn totals(ty: *mut malloc_type) -> (isize, isize) {
     (mem, n)
 }
 
+/// The statistics slot of the cpu state `gd`.
+///
+/// # Safety
+/// `gd` is a cpu state set up by `gd::gd_setup`, which stores a slot
+/// below `SMP_MAXCPU` (and nothing else writes `sl_Slot`: C code must not
+/// touch the fields after `ZoneInfo`).
+#[inline(always)]
+unsafe fn slot_of(gd: *mut SLGlobalData) -> usize {
+    // SAFETY: caller contract.
+    unsafe {
+        let s = (*gd).sl_Slot as u32 as usize;
+        // No `% SMP_MAXCPU` on every call (one instruction each way).
+        core::hint::assert_unchecked(s < SMP_MAXCPU);
+        s
+    }
+}
+
 /// [`stat`] for a cpu whose statistics slot is its own (not
 /// `SLGD_SHARED`; a cpu with a shared slot never becomes a type's home,
 /// see `account`): plain loads and stores, and no flag test.
@@ -280,9 +297,9 @@ pub unsafe fn totals(ty: *mut malloc_type) -> (isize, isize) {
 /// As [`stat`], and `gd`'s slot is not shared.
 #[inline(always)]
 pub unsafe fn stat_home(gd: *mut SLGlobalData, ty: *mut malloc_type, mem: isize, n: isize) {
-    // SAFETY: caller contract; the slot is < SMP_MAXCPU (set by gd_setup).
+    // SAFETY: caller contract; the slot is < SMP_MAXCPU (`slot_of`).
     unsafe {
-        let s = (*gd).sl_Slot as usize % SMP_MAXCPU;
+        let s = slot_of(gd);
         let m = slot(addr_of_mut!((*ty).ks_memuse[s]));
         let u = slot(addr_of_mut!((*ty).ks_inuse[s]));
         m.store(m.load(Ordering::Relaxed) + mem, Ordering::Relaxed);
@@ -297,9 +314,9 @@ pub unsafe fn stat_home(gd: *mut SLGlobalData, ty: *mut malloc_type, mem: isize,
 /// `gd` is the calling thread's cpu state; `ty` is a valid `malloc_type`.
 #[inline(always)]
 pub unsafe fn stat(gd: *mut SLGlobalData, ty: *mut malloc_type, mem: isize, n: isize) {
-    // SAFETY: caller contract; the slot is < SMP_MAXCPU (set by gd_setup).
+    // SAFETY: caller contract; the slot is < SMP_MAXCPU (`slot_of`).
     unsafe {
-        let s = (*gd).sl_Slot as usize % SMP_MAXCPU;
+        let s = slot_of(gd);
         let m = slot(addr_of_mut!((*ty).ks_memuse[s]));
         let u = slot(addr_of_mut!((*ty).ks_inuse[s]));
         if super::reclaim::flags(gd) & SLGD_SHARED == 0 {
