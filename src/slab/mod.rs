@@ -208,17 +208,17 @@ pub unsafe fn malloc(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_
         // SAFETY: forwarded caller contract.
         return unsafe { malloc_slow(size, ty, flags) };
     }
+    // The tag if the type is registered: `count_open` says whether it is
+    // (no test of the registration word's signature here).
     // SAFETY: forwarded caller contract.
-    let Some(tag) = (unsafe { types::registered_tag(ty) }) else {
-        // SAFETY: forwarded caller contract.
-        return unsafe { malloc_slow(size, ty, flags) };
-    };
+    let tag = unsafe { types::reg_word(ty) } as u8;
     let class = SMALL_CLASS[size.div_ceil(8)];
     let cs = (class >> 8) as usize;
-    // SAFETY: `ty` is a registered, valid type; `gd` is this thread's cpu
-    // state; `class` is a small size class. Inside the window the zones
-    // are ours unless the state is parked, and the type's counters are
-    // ours if this cpu is its home (`reclaim`, `account`).
+    // SAFETY: `ty` is a valid type, registered with tag `tag` if
+    // `count_open` counts the call; `gd` is this thread's cpu state;
+    // `class` is a small size class. Inside the window the zones are ours
+    // unless the state is parked, and the type's counters are ours if
+    // this cpu is its home (`reclaim`, `account`).
     unsafe {
         let w = reclaim::open(gd);
         let f = reclaim::flags(gd);
@@ -229,7 +229,7 @@ pub unsafe fn malloc(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_
             account::Counted::Note => malloc_noted(w, gd, class, ty, tag, flags),
             account::Counted::No => {
                 w.close();
-                malloc_away(gd, class, ty, tag, flags)
+                malloc_away(gd, class, ty, flags)
             }
         }
     }
@@ -299,21 +299,29 @@ unsafe fn malloc_noted(
     }
 }
 
-/// [`malloc`] of a zone chunk when the type is not this cpu's alone (or
-/// its limit is near, or the state is parked): count and charge in full,
-/// then take the first free-listed chunk, else `zone_malloc`.
+/// [`malloc`] of a zone chunk of `class` when the type is not this
+/// cpu's alone (or its limit is near, or the state is parked), or not
+/// registered yet (registered here, as `malloc_slow` would): count and
+/// charge in full, then take the first free-listed chunk, else
+/// `zone_malloc`.
 ///
 /// # Safety
-/// As [`zone_malloc`].
+/// `gd` is the calling thread's cpu state, no window of it open; `ty` is
+/// non-NULL and points to a `struct malloc_type` that stays valid.
 #[inline(never)]
 unsafe fn malloc_away(
     gd: *mut SLGlobalData,
     class: u32,
     ty: *mut malloc_type,
-    tag: u8,
     flags: c_int,
 ) -> *mut c_void {
     // SAFETY: caller contract.
+    let tag = match unsafe { types::registered_tag(ty) } {
+        Some(t) => t,
+        // SAFETY: caller contract (checks the magic, registers).
+        None => unsafe { types::check(ty, "slab_malloc") },
+    };
+    // SAFETY: caller contract; `ty` is registered with tag `tag`.
     unsafe {
         if !account::account(gd, ty, (class >> 8) as usize) {
             return over_limit(ty, flags);

@@ -245,6 +245,9 @@ pub unsafe fn unregister(ty: *mut malloc_type) {
             );
         }
         slot(addr_of_mut!((*ty).ks_limit)).store(0, Ordering::Relaxed);
+        // No home and not shared any more: `slab::malloc` trusts those
+        // (before the registration word goes).
+        super::account::reset(ty);
     }
     let tag = r as u8;
     if tag != TAG_UNCHECKED {

@@ -93,7 +93,7 @@ pub struct Zone {
 /// `z` is a mapped zone and `i < z_NMax` of it; the reference is not used
 /// after the zone is unmapped.
 #[inline(always)]
-unsafe fn tag<'a>(z: *mut Zone, i: usize) -> &'a AtomicU8 {
+pub(super) unsafe fn tag<'a>(z: *mut Zone, i: usize) -> &'a AtomicU8 {
     // SAFETY: the caller passes `i < z_NMax`; the tag array of `z_NMax`
     // bytes follows the header inside the zone's mapping.
     unsafe { AtomicU8::from_ptr(z.cast::<u8>().add(size_of::<Zone>() + i)) }
