@@ -32,10 +32,7 @@ pub const SLGD_SHARED: i32 = 0x0001;
 /// usually its main thread, which often waits while two workers run),
 /// the fourth slot 5 (with the second's): the first two cpus share no
 /// line of a type, nor do the second and third. Then spread out; the
-/// slots writing line 2 come last. (A new state takes the first free
-/// slot in this order that clashes least with the slots of the states
-/// in use, and a pooled state is chosen the same way: [`claim_slot`],
-/// [`pop_pooled`].)
+/// slots writing line 2 come last.
 const SLOT_ORDER: [i32; SMP_MAXCPU] = [12, 4, 13, 5, 14, 6, 7, 8, 9, 10, 11, 0, 1, 2, 3, 15];
 static SLOTS: AtomicU32 = AtomicU32::new(0);
 static SHARED_NEXT: AtomicU32 = AtomicU32::new(0);
@@ -220,32 +217,6 @@ pub unsafe fn adopt_cpu(gd: *mut SLGlobalData) {
     }
 }
 
-/// Claim a free statistics slot: of those free, the first in
-/// [`SLOT_ORDER`] that writes the fewest lines of a type that the slots
-/// in use ([`ACTIVE`]) write. -1 if all are taken.
-fn claim_slot() -> i32 {
-    loop {
-        let taken = SLOTS.load(Ordering::Relaxed);
-        let active = ACTIVE.load(Ordering::Relaxed);
-        let mut best: Option<(i32, u32)> = None;
-        for s in SLOT_ORDER {
-            if taken & (1 << s) != 0 {
-                continue;
-            }
-            let n = (CLASH[s as usize] & active).count_ones();
-            if best.is_none_or(|(_, m)| n < m) {
-                best = Some((s, n));
-            }
-        }
-        let Some((s, _)) = best else {
-            return -1;
-        };
-        if SLOTS.fetch_or(1 << s, Ordering::Relaxed) & (1 << s) == 0 {
-            return s;
-        }
-    }
-}
-
 /// Prepare a zeroed `SLGlobalData` (the `gd_slab` of a new cpu): claim a
 /// statistics slot (shared, with atomic counters, once all
 /// `SMP_MAXCPU` are taken) and set up `ZoneInfo`.
@@ -254,7 +225,13 @@ fn claim_slot() -> i32 {
 /// `gd` points to a zeroed `SLGlobalData` that no one else uses yet.
 pub unsafe fn gd_setup(gd: *mut SLGlobalData) {
     super::init();
-    let slot = claim_slot();
+    let mut slot = -1;
+    for s in SLOT_ORDER {
+        if SLOTS.fetch_or(1 << s, Ordering::Relaxed) & (1 << s) == 0 {
+            slot = s;
+            break;
+        }
+    }
     // SAFETY: caller contract.
     unsafe {
         if slot < 0 {
