@@ -305,7 +305,11 @@ bench_xthr(int a, size_t sz, long n)
 	return (now_ns() - t0) / n;
 }
 
-/* shared: both threads run pair loops on one type. */
+/* shared: both threads run pair loops on one type. The block is kept
+ * from being optimized away by an empty asm, not by a store to `sink`:
+ * both threads storing to one global moved its cache line between the
+ * cores on every pair, a cost of the harness (about 3.5 ns a pair on the
+ * 2-core VM) added to every allocator's figure. */
 static size_t sh_sz;
 static long sh_n;
 
@@ -314,7 +318,7 @@ sh_loop(int a)
 {
 	for (long i = 0; i < sh_n; i++) {
 		void *p = xalloc(a, sh_sz, M_SHARED);
-		sink = p;
+		__asm__ volatile("" : : "r"(p) : "memory");
 		xfree(a, p, M_SHARED);
 	}
 }
