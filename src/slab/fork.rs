@@ -15,8 +15,11 @@ use super::{account, calls, gd, oversized, reclaim, registry, tls, types};
 use crate::atfork::{Held, register_once};
 
 /// The locks the forking thread holds between `prepare` and
-/// `parent`/`child`, in a fixed order (no code path holds two of them at
-/// once, so the order cannot deadlock).
+/// `parent`/`child`, in a fixed order. The arena's (`registry::Carve`)
+/// is last: a zone is carved or given back while another of them may be
+/// held (the reclaimer's, during a pass), but nothing is taken while it is
+/// held; no code path holds two of the others at once. So the order cannot
+/// deadlock.
 type Locks = (
     MutexGuard<'static, types::Registry>,
     MutexGuard<'static, gd::Pool>,
