@@ -364,6 +364,7 @@ c_test!(slab_basic, src: "slab_basic");
 c_test!(slab_basic_static, src: "slab_basic", static_link: true);
 c_test!(slab_threads, src: "slab_threads");
 c_test!(slab_dormant, src: "slab_dormant");
+c_test!(slab_slots, src: "slab_slots");
 c_test!(slab_nomem, src: "slab_bad", args: &["nomem"]);
 c_test!(slab_limit_nullok, src: "slab_bad", args: &["limit-nullok"]);
 c_test!(slab_bad_foreign, src: "slab_bad", args: &["foreign"],

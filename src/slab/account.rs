@@ -55,7 +55,12 @@ use super::{calls, reclaim};
 const UNLIMITED: isize = super::types::UNLIMITED as isize;
 
 const OWNER_NONE: usize = 0;
-const OWNER_SHARED: usize = 1;
+/// Not a small number that a C program might leave in `ks_reserved[1]`,
+/// and odd (never a cpu state's address): `slab::malloc` trusts an owner
+/// word that is this or its own state as a registered type's (the slow
+/// path sets both only after registration; registration and
+/// `slab_malloc_uninit` reset the word).
+pub(super) const OWNER_SHARED: usize = 0x5ab7_ae01;
 const OWNER_SWITCHING: usize = 2;
 
 /// A type moves to the cpu allocating it at most this many times; the
@@ -264,7 +269,10 @@ pub enum Counted {
 ///
 /// # Safety
 /// `gd` is the calling thread's cpu state with its window open, `ty` a
-/// valid registered type of tag `tag`.
+/// valid type, registered or not, and `tag` the low byte of its
+/// registration word: an answer other than [`Counted::No`] says it is
+/// registered with that tag (its owner word is `gd` or `OWNER_SHARED`,
+/// which only a registered type's is).
 #[inline(always)]
 pub unsafe fn count_open(
     gd: *mut SLGlobalData,

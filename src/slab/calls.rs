@@ -33,7 +33,7 @@
 //! `ks_calls` instead.
 
 use core::ptr::addr_of_mut;
-use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use core::ffi::c_long;
 
@@ -56,13 +56,19 @@ static COUNT: [Row; SMP_MAXCPU] = [const { Row([const { AtomicU64::new(0) }; TAG
 /// How much of each counter is in `ks_calls` already.
 static FOLDED: [Row; SMP_MAXCPU] = [const { Row([const { AtomicU64::new(0) }; TAGS]) }; SMP_MAXCPU];
 
-/// A slot's dirty flag, on its own cache line.
-#[repr(C, align(64))]
-struct Flag(AtomicBool);
+/// A slot's dirty flag is the word of its row that no type counts in
+/// (tag 0, `TAG_NEVER`, is never a type's): set (non-zero), the slot may
+/// have calls not yet folded, and the reclaimer will fold them. Beside
+/// the counters, so the count tests it through the row's address it
+/// already holds (two instructions less than a flag of its own; the
+/// reclaimer writes that line once a period when it clears the flag).
+const DIRTY: usize = 0;
+const _: () = assert!(types::FIRST_TAG as usize > DIRTY);
 
-/// Set: the slot may have calls not yet folded; the reclaimer will fold
-/// them.
-static DIRTY: [Flag; SMP_MAXCPU] = [const { Flag(AtomicBool::new(false)) }; SMP_MAXCPU];
+/// Slot `s`'s dirty flag.
+fn dirty(s: usize) -> &'static AtomicU64 {
+    &COUNT[s].0[DIRTY]
+}
 
 /// # Safety
 /// `ty` is a valid `malloc_type`.
@@ -94,20 +100,20 @@ pub unsafe fn count(slot: usize, tag: u8, ty: *mut malloc_type) {
 #[inline(always)]
 pub fn count_quiet(slot: usize, tag: u8) -> bool {
     let s = slot % SMP_MAXCPU;
-    quiet(&COUNT[s], &DIRTY[s], tag)
+    quiet(&COUNT[s], tag)
 }
 
 #[inline(always)]
-fn quiet(row: &Row, dirty: &Flag, tag: u8) -> bool {
+fn quiet(row: &Row, tag: u8) -> bool {
     let c = &row.0[tag as usize];
     let n = c.load(Ordering::Relaxed) + 1;
     c.store(n, Ordering::Relaxed);
-    !n.is_multiple_of(FOLD) && dirty.0.load(Ordering::Relaxed)
+    !n.is_multiple_of(FOLD) && row.0[DIRTY].load(Ordering::Relaxed) != 0
 }
 
-/// Where a cpu state keeps the addresses of its slot's counters and dirty
-/// flag, so that [`count_quiet_gd`] needs no slot arithmetic:
-/// `sl_Pad0[1]` and `sl_Pad0[2]` (words of the allocator, unused by C).
+/// Where a cpu state keeps the address of its slot's counters (and dirty
+/// flag), so that [`count_quiet_gd`] needs no slot arithmetic:
+/// `sl_Pad0[1]` (a word of the allocator, unused by C).
 ///
 /// # Safety
 /// `gd` is a cpu state being set up, with its own statistics slot `slot`.
@@ -116,12 +122,11 @@ pub unsafe fn setup(gd: *mut SLGlobalData, slot: usize) {
     // SAFETY: caller contract.
     unsafe {
         (*gd).sl_Pad0[1] = &COUNT[s] as *const Row as c_long;
-        (*gd).sl_Pad0[2] = &DIRTY[s] as *const Flag as c_long;
     }
 }
 
-/// [`count_quiet`] for the cpu state `gd`, through the addresses
-/// [`setup`] left in it.
+/// [`count_quiet`] for the cpu state `gd`, through the address [`setup`]
+/// left in it.
 ///
 /// # Safety
 /// `gd` is the calling thread's cpu state, set up with a statistics slot
@@ -135,12 +140,7 @@ pub unsafe fn count_quiet_gd(gd: *mut SLGlobalData, tag: u8) -> bool {
         let c = &row.0[tag as usize];
         let n = c.load(Ordering::Relaxed) + 1;
         c.store(n, Ordering::Relaxed);
-        // The flag's address only now: no register holds it across the
-        // count (the fast path of `slab_malloc` then saves none).
-        !n.is_multiple_of(FOLD)
-            && (*((*gd).sl_Pad0[2] as *const Flag))
-                .0
-                .load(Ordering::Relaxed)
+        !n.is_multiple_of(FOLD) && row.0[DIRTY].load(Ordering::Relaxed) != 0
     }
 }
 
@@ -170,10 +170,10 @@ unsafe fn note(s: usize, tag: u8, ty: *mut malloc_type, fold_now: bool) {
         // SAFETY: caller contract.
         unsafe { fold(s, tag, ty) };
     }
-    if !DIRTY[s].0.load(Ordering::Relaxed) {
+    if dirty(s).load(Ordering::Relaxed) == 0 {
         // Sequentially consistent: either the reclaimer's last look after
         // going idle sees the flag, or this sees it idle and wakes it.
-        DIRTY[s].0.store(true, Ordering::SeqCst);
+        dirty(s).store(1, Ordering::SeqCst);
         super::reclaim::wake();
     }
 }
@@ -194,7 +194,7 @@ unsafe fn fold(s: usize, tag: u8, ty: *mut malloc_type) {
 /// Fold everything slot `s` counted, for every registered type.
 fn fold_slot(s: usize) {
     let _reg = types::registry_lock();
-    for tag in 0..TAGS {
+    for tag in types::FIRST_TAG as usize..TAGS {
         let now = COUNT[s].0[tag].load(Ordering::Relaxed);
         if now <= FOLDED[s].0[tag].load(Ordering::Relaxed) {
             continue;
@@ -230,17 +230,18 @@ pub unsafe fn fold_type(tag: u8, ty: *mut malloc_type) {
 /// dirty (its cpu may count more: look again at the next period).
 pub fn pass() -> bool {
     let mut any = false;
-    for (s, d) in DIRTY.iter().enumerate() {
-        if !d.0.load(Ordering::Relaxed) {
+    for s in 0..SMP_MAXCPU {
+        let d = dirty(s);
+        if d.load(Ordering::Relaxed) == 0 {
             continue;
         }
         any = true;
-        d.0.store(false, Ordering::SeqCst);
+        d.store(0, Ordering::SeqCst);
         // After the barrier a count stored before it is visible here; a
         // cpu that counts later sees the flag clear and sets it again.
         if !account::barrier_all() {
             // Cannot know: keep the slot dirty (folded every period).
-            d.0.store(true, Ordering::Relaxed);
+            d.store(1, Ordering::Relaxed);
         }
         fold_slot(s);
     }
@@ -249,14 +250,14 @@ pub fn pass() -> bool {
 
 /// Is any slot dirty? (The reclaimer's last look before it sleeps.)
 pub fn any_dirty() -> bool {
-    DIRTY.iter().any(|d| d.0.load(Ordering::SeqCst))
+    (0..SMP_MAXCPU).any(|s| dirty(s).load(Ordering::SeqCst) != 0)
 }
 
 /// In a `fork()` child: no reclaimer runs; clear the flags so the next
 /// count of each slot starts one.
 pub fn after_fork_child() {
-    for d in &DIRTY {
-        d.0.store(false, Ordering::Relaxed);
+    for s in 0..SMP_MAXCPU {
+        dirty(s).store(0, Ordering::Relaxed);
     }
 }
 

@@ -1,6 +1,6 @@
 //! `fork()` while another thread holds one of the allocator's locks (the
 //! type registry, the pool of thread states, the table of mappings, the
-//! reclaimer's): the
+//! reclaimer's, the zone arena's): the
 //! child would inherit the lock held by a thread it does not have, and its
 //! next allocation that needs the lock would wait forever. As glibc does
 //! for `malloc`, the forking thread takes every lock before the fork and
@@ -11,17 +11,21 @@
 use core::sync::atomic::AtomicBool;
 use std::sync::MutexGuard;
 
-use super::{account, calls, gd, oversized, reclaim, tls, types};
+use super::{account, calls, gd, oversized, reclaim, registry, tls, types};
 use crate::atfork::{Held, register_once};
 
 /// The locks the forking thread holds between `prepare` and
-/// `parent`/`child`, in a fixed order (no code path holds two of them at
-/// once, so the order cannot deadlock).
+/// `parent`/`child`, in a fixed order. The arena's (`registry::Carve`)
+/// is last: a zone is carved or given back while another of them may be
+/// held (the reclaimer's, during a pass), but nothing is taken while it is
+/// held; no code path holds two of the others at once. So the order cannot
+/// deadlock.
 type Locks = (
     MutexGuard<'static, types::Registry>,
     MutexGuard<'static, gd::Pool>,
     MutexGuard<'static, oversized::Table>,
     MutexGuard<'static, ()>,
+    MutexGuard<'static, registry::Carve>,
 );
 
 static HELD: Held<Locks> = Held::new();
@@ -46,6 +50,7 @@ extern "C" fn prepare() {
         gd::pool_lock(),
         oversized::table(),
         reclaim::reap_lock(),
+        registry::carve_lock(),
     );
     // SAFETY: the prepare handler.
     unsafe { HELD.keep(held) };

@@ -16,11 +16,12 @@
 //!   second free of it, or `slab_realloc` of it, is reported as for any
 //!   freed chunk). Its zone counts it as allocated (`z_NFree` leaves it
 //!   out), so the zone is never unmapped under it.
-//! * An entry is the chunk's address (below 2^47: zones are only mapped
-//!   there, `registry`) with, in the top 17 bits, how far below the
-//!   chunk its tag byte is (less than a zone, at most 2^17 bytes):
-//!   taking it sets its tag without reading the zone header or the zone
-//!   size.
+//! * An entry is two words in two parallel arrays: the chunk's address
+//!   and the address of its tag byte, so taking it sets its tag without
+//!   reading the zone header or the zone size, and neither a push nor a
+//!   pop packs or unpacks anything (6 instructions a pair less than one
+//!   word with the tag's distance in its top bits; a magazine is then
+//!   256 bytes instead of 128).
 //! * A magazine holds at most [`MAX`] chunks of a class (fewer for large
 //!   chunks, at most about 16 KiB); a free finding it full goes to the
 //!   zone, an allocation finding it empty takes from the zone.
@@ -43,30 +44,28 @@ use crate::fatal;
 use super::zoneindex;
 
 /// Most chunks a magazine holds for one class: 15, so that a [`Mag`] is
-/// 128 bytes (two cache lines) and its address a shift of the class.
+/// 256 bytes (four cache lines) and its address a shift of the class.
 pub const MAX: u32 = 15;
 
 /// Bytes a magazine holds for one class, about: a class of large chunks
 /// gets fewer than [`MAX`] (at least 2).
 const BYTES: usize = 16384;
 
-/// Bits of an entry that hold the chunk's address.
-const ADDR_BITS: u32 = 47;
-const _: () = assert!(crate::abi::ZALLOC_MAX_ZONE_SIZE as usize <= 1 << (64 - ADDR_BITS));
-const ADDR_MASK: usize = (1 << ADDR_BITS) - 1;
-
 /// One class's magazine.
 #[repr(C)]
 pub struct Mag {
-    /// Chunks held: `slot[..n]`.
+    /// Chunks held: `chunk[..n]`.
     n: u32,
     /// Most chunks held.
     max: u32,
-    /// Entries, the last pushed at `n - 1`.
-    slot: [usize; MAX as usize],
+    /// The chunks, the last pushed at `n - 1`.
+    chunk: [*mut u8; MAX as usize],
+    /// `tag[i]` is the address of `chunk[i]`'s tag byte.
+    tag: [*mut u8; MAX as usize],
+    _pad: usize,
 }
 
-const _: () = assert!(size_of::<Mag>() == 128);
+const _: () = assert!(size_of::<Mag>() == 256);
 
 /// A cpu's magazines, one per size class, on cache lines of their own
 /// (no other cpu's data on a line this cpu writes on every call).
@@ -142,34 +141,45 @@ pub unsafe fn pop(gd: *mut SLGlobalData, idx: usize) -> (*mut u8, *mut u8) {
         if n == 0 {
             return (ptr::null_mut(), ptr::null_mut());
         }
+        let i = (n - 1) as usize;
         m.n = n - 1;
-        let e = *m.slot.get_unchecked((n - 1) as usize);
-        let c = (e & ADDR_MASK) as *mut u8;
+        let c = *m.chunk.get_unchecked(i);
         // A pushed chunk is in a zone, so never NULL: the caller's test
         // of the pointer then needs no second test here.
         core::hint::assert_unchecked(!c.is_null());
-        (c, c.sub(e >> ADDR_BITS))
+        (c, *m.tag.get_unchecked(i))
     }
 }
 
-/// Push chunk `c` (already tagged free, its tag byte at `tag`, below it
-/// in its zone) of class `idx` on the magazine; false (nothing done) if
-/// it is full.
+/// The magazine of class `idx` of the cpu state `gd` (what a zone of
+/// `gd` keeps in its header for [`push`]).
 ///
 /// # Safety
-/// As [`pop`]; `c` is a chunk of a zone of `gd`, of class `idx`, that
-/// nothing uses and that is on no list.
+/// `gd` is a cpu state set up by `gd::gd_setup`; `idx < NZONES`.
 #[inline(always)]
-pub unsafe fn push(gd: *mut SLGlobalData, idx: usize, c: *mut u8, tag: *const u8) -> bool {
+pub unsafe fn of(gd: *mut SLGlobalData, idx: usize) -> *mut Mag {
+    // SAFETY: caller contract.
+    unsafe { (*mags(gd)).0.as_mut_ptr().add(idx) }
+}
+
+/// Push chunk `c` (already tagged free, its tag byte at `tag`, below it
+/// in its zone) on the magazine `m` of its class; false (nothing done)
+/// if it is full.
+///
+/// # Safety
+/// As [`pop`], with `m` = [`of`]`(gd, idx)`; `c` is a chunk of a zone of
+/// `gd`, of class `idx`, that nothing uses and that is on no list.
+#[inline(always)]
+pub unsafe fn push(m: *mut Mag, c: *mut u8, tag: *const u8) -> bool {
     // SAFETY: caller contract; `n < max <= MAX` indexes a free entry.
     unsafe {
-        let m = (*mags(gd)).0.get_unchecked_mut(idx);
+        let m = &mut *m;
         let n = m.n;
         if n >= m.max {
             return false;
         }
-        let d = c as usize - tag as usize;
-        *m.slot.get_unchecked_mut(n as usize) = c as usize | d << ADDR_BITS;
+        *m.chunk.get_unchecked_mut(n as usize) = c;
+        *m.tag.get_unchecked_mut(n as usize) = tag.cast_mut();
         m.n = n + 1;
         true
     }
@@ -189,8 +199,8 @@ pub unsafe fn flush(gd: *mut SLGlobalData, mut back: impl FnMut(*mut u8)) {
         for m in (*all).0.iter_mut() {
             let n = m.n as usize;
             m.n = 0;
-            for &e in &m.slot[..n] {
-                back((e & ADDR_MASK) as *mut u8);
+            for &c in &m.chunk[..n] {
+                back(c);
             }
         }
     }

@@ -17,7 +17,8 @@
 //!   on the owner's remote-free list (one compare-and-swap); the owner
 //!   takes the whole list back when a size class runs dry, or the
 //!   reclaimer does it for an owner that does not (`reclaim`).
-//! * Zones are `ZoneSize`-aligned (mapped twice as large and trimmed), so
+//! * Zones are `ZoneSize`-aligned, carved from one reserved arena
+//!   (`registry`; outside it, mapped twice as large and trimmed), so
 //!   `ptr & ~ZoneMask` is the zone header, and power-of-2 chunks are
 //!   aligned to their size.
 //! * Every chunk has a one-byte tag after the zone header: never allocated,
@@ -76,9 +77,8 @@ pub struct Params {
 }
 
 static ZONE_SIZE: AtomicUsize = AtomicUsize::new(0);
-/// `!(ZONE_SIZE - 1)` once it is set (before: 0, so no pointer has a
-/// zone): `slab_free` finds a zone with one `and`.
-static ZONE_BASE: AtomicUsize = AtomicUsize::new(0);
+// `!(ZONE_SIZE - 1)` is `registry::FAST.zone_base`, next to the arena's
+// bounds that `slab_free` reads with it.
 static ZONE_LIMIT: AtomicUsize = AtomicUsize::new(0);
 static OS_PAGE: AtomicUsize = AtomicUsize::new(0);
 
@@ -118,7 +118,7 @@ pub fn init() {
     fork::register();
     OS_PAGE.store(psize, Ordering::Relaxed);
     ZONE_LIMIT.store((zs / 4).min(ZALLOC_ZONE_LIMIT as usize), Ordering::Relaxed);
-    ZONE_BASE.store(!(zs - 1), Ordering::Relaxed);
+    registry::FAST.zone_base.store(!(zs - 1), Ordering::Relaxed);
     ZONE_SIZE.store(zs, Ordering::Release);
 }
 
@@ -208,17 +208,17 @@ pub unsafe fn malloc(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_
         // SAFETY: forwarded caller contract.
         return unsafe { malloc_slow(size, ty, flags) };
     }
+    // The tag if the type is registered: `count_open` says whether it is
+    // (no test of the registration word's signature here).
     // SAFETY: forwarded caller contract.
-    let Some(tag) = (unsafe { types::registered_tag(ty) }) else {
-        // SAFETY: forwarded caller contract.
-        return unsafe { malloc_slow(size, ty, flags) };
-    };
+    let tag = unsafe { types::reg_word(ty) } as u8;
     let class = SMALL_CLASS[size.div_ceil(8)];
     let cs = (class >> 8) as usize;
-    // SAFETY: `ty` is a registered, valid type; `gd` is this thread's cpu
-    // state; `class` is a small size class. Inside the window the zones
-    // are ours unless the state is parked, and the type's counters are
-    // ours if this cpu is its home (`reclaim`, `account`).
+    // SAFETY: `ty` is a valid type, registered with tag `tag` if
+    // `count_open` counts the call; `gd` is this thread's cpu state;
+    // `class` is a small size class. Inside the window the zones are ours
+    // unless the state is parked, and the type's counters are ours if
+    // this cpu is its home (`reclaim`, `account`).
     unsafe {
         let w = reclaim::open(gd);
         let f = reclaim::flags(gd);
@@ -229,7 +229,7 @@ pub unsafe fn malloc(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_
             account::Counted::Note => malloc_noted(w, gd, class, ty, tag, flags),
             account::Counted::No => {
                 w.close();
-                malloc_away(gd, class, ty, tag, flags)
+                malloc_away(gd, class, ty, flags)
             }
         }
     }
@@ -299,21 +299,29 @@ unsafe fn malloc_noted(
     }
 }
 
-/// [`malloc`] of a zone chunk when the type is not this cpu's alone (or
-/// its limit is near, or the state is parked): count and charge in full,
-/// then take the first free-listed chunk, else `zone_malloc`.
+/// [`malloc`] of a zone chunk of `class` when the type is not this
+/// cpu's alone (or its limit is near, or the state is parked), or not
+/// registered yet (registered here, as `malloc_slow` would): count and
+/// charge in full, then take the first free-listed chunk, else
+/// `zone_malloc`.
 ///
 /// # Safety
-/// As [`zone_malloc`].
+/// `gd` is the calling thread's cpu state, no window of it open; `ty` is
+/// non-NULL and points to a `struct malloc_type` that stays valid.
 #[inline(never)]
 unsafe fn malloc_away(
     gd: *mut SLGlobalData,
     class: u32,
     ty: *mut malloc_type,
-    tag: u8,
     flags: c_int,
 ) -> *mut c_void {
     // SAFETY: caller contract.
+    let tag = match unsafe { types::registered_tag(ty) } {
+        Some(t) => t,
+        // SAFETY: caller contract (checks the magic, registers).
+        None => unsafe { types::check(ty, "slab_malloc") },
+    };
+    // SAFETY: caller contract; `ty` is registered with tag `tag`.
     unsafe {
         if !account::account(gd, ty, (class >> 8) as usize) {
             return over_limit(ty, flags);
@@ -425,9 +433,9 @@ unsafe fn malloc_slow(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c
 
 /// `slab_free`.
 ///
-/// The fast path: a thread with allocator state, a chunk of a zone, a
-/// registered type. Everything else is `free_slow`, NULL too (its base,
-/// 0, is no zone: nothing is mapped at address 0).
+/// The fast path: a thread with allocator state, a chunk of a zone in
+/// the arena, a registered type. Everything else is `free_off_arena`,
+/// NULL too (its base, 0, is below the arena).
 ///
 /// # Safety
 /// `ty` is non-NULL and points to a valid `struct malloc_type`.
@@ -435,18 +443,34 @@ unsafe fn malloc_slow(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c
 pub unsafe fn free(ptr: *mut c_void, ty: *mut malloc_type) {
     let gd = tls::get();
     // Zero before any state exists: then `base` is not a zone either.
-    let base = ptr as usize & ZONE_BASE.load(Ordering::Relaxed);
-    // One test for "no state" (`gd - 1` wraps to all ones) and "not in
-    // the registry's range". (A state above the range, which the heap
-    // does not hand out, would only take the slow path.)
-    let out = (gd as usize).wrapping_sub(1) | base;
-    if out >> registry::ADDR_BITS == 0 && registry::is_zone_in_range(base) {
-        // SAFETY: forwarded caller contract.
-        if let Some(tag) = unsafe { types::registered_tag(ty) } {
-            // SAFETY: `base` is a live zone; `gd` is this thread's cpu
-            // state; `ty` is registered with tag `tag`.
-            return unsafe { zone::free_fast(gd, base, ptr.cast(), ty, tag) };
-        }
+    let base = ptr as usize & registry::FAST.zone_base.load(Ordering::Relaxed);
+    if !gd.is_null() && registry::in_arena(base) {
+        // SAFETY: `base` can be read as a zone header (the arena's carved
+        // part); `gd` is this thread's cpu state; `ty` is a valid type
+        // (registered or not: `free_fast` compares its word with the
+        // chunk's tag and sends anything else to `free_slow`, which makes
+        // every check again and reports).
+        return unsafe { zone::free_fast(gd, base, ptr.cast(), ty, types::reg_word(ty)) };
+    }
+    // SAFETY: forwarded caller contract.
+    unsafe { free_off_arena(ptr, ty) }
+}
+
+/// [`free`] of anything outside the arena's carved part: a live zone
+/// outside it (the arena full, not reserved, or `RLIMIT_AS` set) takes
+/// the same fast path once the registry's bitmap says it is one; the
+/// rest (NULL, no state yet, a page mapping, a bad pointer) `free_slow`.
+/// Out of line, so that `free` makes tail calls only.
+///
+/// # Safety
+/// As [`free`].
+#[inline(never)]
+unsafe fn free_off_arena(ptr: *mut c_void, ty: *mut malloc_type) {
+    let gd = tls::get();
+    let base = ptr as usize & registry::FAST.zone_base.load(Ordering::Relaxed);
+    if !gd.is_null() && registry::is_zone(base) {
+        // SAFETY: as in `free`, `base` being a live zone.
+        return unsafe { zone::free_fast(gd, base, ptr.cast(), ty, types::reg_word(ty)) };
     }
     // SAFETY: forwarded caller contract.
     unsafe { free_slow(ptr, ty) }
@@ -538,6 +562,8 @@ pub unsafe fn realloc(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_arena;
 #[cfg(test)]
 mod tests_fast;
 #[cfg(test)]

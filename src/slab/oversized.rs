@@ -149,6 +149,30 @@ pub unsafe fn alloc(
 /// that is either at most 4096 or a multiple of the page size: otherwise a
 /// trim can unmap part of the returned range.
 pub(super) unsafe fn map_aligned(bytes: usize, align: usize) -> *mut c_void {
+    // SAFETY: forwarded caller contract.
+    unsafe { map_prot(bytes, align, libc::PROT_READ | libc::PROT_WRITE, 0) }
+}
+
+/// [`map_aligned`] as a reservation: inaccessible, no memory committed
+/// (`registry::carve` makes parts of it readable and writable).
+///
+/// # Safety
+/// As [`map_aligned`].
+pub(super) unsafe fn reserve_aligned(bytes: usize, align: usize) -> *mut c_void {
+    // SAFETY: forwarded caller contract.
+    unsafe { map_prot(bytes, align, libc::PROT_NONE, libc::MAP_NORESERVE) }
+}
+
+/// [`map_aligned`] with protection `prot` and more mapping flags `more`.
+///
+/// # Safety
+/// As [`map_aligned`].
+unsafe fn map_prot(
+    bytes: usize,
+    align: usize,
+    prot: libc::c_int,
+    more: libc::c_int,
+) -> *mut c_void {
     let extra = if align > 4096 { align } else { 0 };
     let Some(len) = bytes.checked_add(extra) else {
         return libc::MAP_FAILED;
@@ -158,8 +182,8 @@ pub(super) unsafe fn map_aligned(bytes: usize, align: usize) -> *mut c_void {
         let m = libc::mmap(
             ptr::null_mut(),
             len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            prot,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | more,
             -1,
             0,
         );

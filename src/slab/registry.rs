@@ -1,4 +1,5 @@
-//! Which `ZoneSize`-aligned blocks are live zones of this allocator.
+//! Which `ZoneSize`-aligned blocks are live zones of this allocator, and
+//! where zones are mapped.
 //!
 //! `slab_free()` finds a chunk's zone with `ptr & ~ZoneMask`; before it
 //! reads that header it asks here, so a pointer the allocator never handed
@@ -9,9 +10,24 @@
 //! two loads and shifts by constants, with no test between them: a top
 //! entry with no leaf yet points at [`EMPTY`], a leaf of zeros. Only zone
 //! creation and release write.
+//!
+//! **The arena.** Zones are carved from one reserved stretch of address
+//! space ([`ARENA_BYTES`] or less, reserved `PROT_NONE` at the first zone), so the
+//! free fast path asks [`in_arena`] instead: one subtraction and one
+//! compare against the part carved so far, which is always readable. A
+//! zone given back there is not unmapped: its pages go back to the kernel
+//! (`MADV_DONTNEED`), so it reads as zeros (no zone magic: the free path's
+//! checks send a pointer into it to the slow path, which asks the bitmap
+//! and reports it), and its place goes on a free list for the next zone.
+//! Zones go outside the arena, one mapping each as before, when it is
+//! full, could not be reserved, or `RLIMIT_AS` is not unlimited (the
+//! arena would let zones grow past the limit the caller set). The bitmap
+//! records every live zone, in the arena or not.
 
+use core::ffi::c_void;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 /// Zones are only mapped below `1 << ADDR_BITS`.
 pub const ADDR_BITS: u32 = 47;
@@ -111,4 +127,137 @@ pub fn set(base: usize, live: bool) -> bool {
         w.fetch_and(!bit, Ordering::Release);
     }
     true
+}
+
+/// Address space reserved for zones: 64 GiB (at most 2^21 zones of 32 KiB,
+/// 2^19 of 128 KiB); if the kernel refuses (or valgrind, which takes
+/// 32 GiB at most), half as much, down to [`ARENA_MIN`].
+pub const ARENA_BYTES: usize = 64 << 30;
+/// The smallest arena tried.
+const ARENA_MIN: usize = 1 << 30;
+
+/// What the free fast path reads, on one line (one address to load):
+#[repr(C, align(64))]
+pub struct Fast {
+    /// `!(ZoneSize - 1)` once the zone size is set (before: 0, so no
+    /// pointer has a zone): a zone's base is a pointer `&` this.
+    pub zone_base: AtomicUsize,
+    /// Start of the arena (0: none yet, or none could be reserved).
+    lo: AtomicUsize,
+    /// Bytes from `lo` carved into zones so far (readable and writable);
+    /// only grows.
+    top: AtomicUsize,
+}
+
+pub static FAST: Fast = Fast {
+    zone_base: AtomicUsize::new(0),
+    lo: AtomicUsize::new(0),
+    top: AtomicUsize::new(0),
+};
+
+/// The arena's state for carving, under its lock.
+pub struct Carve {
+    /// Tried to reserve (successful or not): never tried again.
+    tried: bool,
+    /// Bytes reserved at `FAST.lo`.
+    len: usize,
+    /// Places of zones given back, to be carved again first.
+    free: Vec<usize>,
+}
+
+static CARVE: Mutex<Carve> = Mutex::new(Carve {
+    tried: false,
+    len: 0,
+    free: Vec::new(),
+});
+
+/// The carving lock (also held by the forking thread across `fork()`).
+pub fn carve_lock() -> MutexGuard<'static, Carve> {
+    CARVE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Is `base` (a pointer masked with `~ZoneMask`) in the carved part of
+/// the arena? Then its header can be read (a live zone's, a zone's given
+/// back (zeros), or one being set up by its owner, which only the owner's
+/// own chunks can point into).
+#[inline(always)]
+pub fn in_arena(base: usize) -> bool {
+    // The bound first: a bound that is not 0 was stored after `lo`, which
+    // the acquire load then sees too (never a bound with `lo` still 0).
+    let top = FAST.top.load(Ordering::Acquire);
+    base.wrapping_sub(FAST.lo.load(Ordering::Relaxed)) < top
+}
+
+/// Is `RLIMIT_AS` unlimited (so zones may go to the arena)?
+fn as_unlimited() -> bool {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `rl` is a valid out-parameter.
+    let r = unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut rl) };
+    r == 0 && rl.rlim_cur == libc::RLIM_INFINITY
+}
+
+/// A place for a zone of `zs` bytes (a power of 2, a page multiple) in
+/// the arena, readable and writable and all zeros; NULL if the arena
+/// cannot give one (the caller maps the zone itself).
+pub fn carve(zs: usize) -> *mut c_void {
+    if !as_unlimited() {
+        return ptr::null_mut();
+    }
+    let mut c = carve_lock();
+    if let Some(a) = c.free.pop() {
+        return a as *mut c_void;
+    }
+    if !c.tried {
+        c.tried = true;
+        let mut len = ARENA_BYTES;
+        while len >= ARENA_MIN {
+            // Aligned to the largest zone size (the zone size is a power
+            // of 2 no larger).
+            // SAFETY: a fresh reservation, nothing else involved.
+            let a = unsafe {
+                super::oversized::reserve_aligned(len, crate::abi::ZALLOC_MAX_ZONE_SIZE as usize)
+            };
+            if a != libc::MAP_FAILED {
+                c.len = len;
+                FAST.lo.store(a as usize, Ordering::Relaxed);
+                break;
+            }
+            len /= 2;
+        }
+    }
+    let lo = FAST.lo.load(Ordering::Relaxed);
+    let top = FAST.top.load(Ordering::Relaxed);
+    if lo == 0 || c.len - top < zs {
+        return ptr::null_mut();
+    }
+    let a = (lo + top) as *mut c_void;
+    // SAFETY: `[a, a + zs)` is in our reservation and not carved yet.
+    if unsafe { libc::mprotect(a, zs, libc::PROT_READ | libc::PROT_WRITE) } != 0 {
+        return ptr::null_mut();
+    }
+    // Published after the pages are readable: a free that sees the new
+    // bound can read the header.
+    FAST.top.store(top + zs, Ordering::Release);
+    a
+}
+
+/// Give back the zone of `zs` bytes at `z` (not recorded live any more):
+/// in the arena its pages go back to the kernel and its place to the
+/// free list, else it is unmapped.
+///
+/// # Safety
+/// `z` is a zone of `zs` bytes from [`carve`] or its own mapping, which
+/// nothing uses any more.
+pub unsafe fn give_back(z: *mut c_void, zs: usize) {
+    if in_arena(z as usize) {
+        // SAFETY: caller contract: the pages are ours and unused.
+        unsafe { libc::madvise(z, zs, libc::MADV_DONTNEED) };
+        carve_lock().free.push(z as usize);
+    } else {
+        // SAFETY: caller contract: the zone's own mapping.
+        unsafe { libc::munmap(z, zs) };
+    }
 }

@@ -441,6 +441,44 @@ fn registration_resets_the_owner_word() {
     }
 }
 
+/// `slab_malloc_uninit` clears the owner word too: `slab_malloc`'s fast
+/// path takes a type whose owner word is its cpu state (or shared) for a
+/// registered one without testing the registration word, so a type used
+/// again after `slab_malloc_uninit` must go through registration again.
+#[test]
+fn uninit_resets_the_owner_word() {
+    std::thread::spawn(|| {
+        let ty = new_type(c"uninit-owner");
+        // SAFETY: valid type; the block is freed before the type goes.
+        unsafe { free(malloc(100, ty, 0), ty) };
+        // SAFETY: live test type.
+        let own = unsafe { (*ty).ks_reserved[1] } as usize;
+        assert_eq!(own, current_gd() as usize);
+        // SAFETY: a registered type with nothing allocated.
+        unsafe { types::unregister(ty) };
+        // SAFETY: live test type.
+        assert_eq!(unsafe { (*ty).ks_reserved[1] }, 0, "owner word kept");
+        // Used again: registered again, its chunks tagged with its new tag.
+        // SAFETY: valid type.
+        let p = unsafe { malloc(100, ty, 0) };
+        // SAFETY: live test type.
+        let tag = unsafe { types::registered_tag(ty) }.expect("registered again");
+        let base = p as usize & !params().zone_mask;
+        let z = base as *mut zone::Zone;
+        // SAFETY: `p` is a live chunk of the live zone `z`.
+        let got = unsafe {
+            let off = p as usize - (*z).f.base;
+            zone::tag(z, off / (*z).f.cs as usize).load(core::sync::atomic::Ordering::Relaxed)
+        };
+        assert_eq!(got, tag, "chunk tag");
+        // SAFETY: live block of `ty`.
+        unsafe { free(p, ty) };
+        assert_eq!(totals(ty), (0, 0, 2), "both calls counted");
+    })
+    .join()
+    .unwrap();
+}
+
 #[test]
 fn cross_thread_frees_return_to_the_owner() {
     let ty = new_type(c"xfree") as usize;

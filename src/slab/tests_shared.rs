@@ -10,7 +10,7 @@ use super::*;
 use crate::abi::{M_NULLOK, malloc_type};
 
 /// `ks_reserved[1]` of a type several cpus allocate (`account`).
-const OWNER_SHARED: isize = 1;
+const OWNER_SHARED: isize = super::account::OWNER_SHARED as isize;
 
 /// The totals once `ks_calls` reached `calls`, or after 3 s (30 periods
 /// of the reclaimer, which folds within one).

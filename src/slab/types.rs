@@ -15,10 +15,13 @@ use crate::{fatal, warn};
 
 use super::gd::SLGD_SHARED;
 
-const REG_SIG: isize = 0x736c6162;
+/// Below 2^23, so that a registered word (`REG_SIG << 8 | tag`) is below
+/// 2^31 and the fast paths compare it with an immediate operand.
+const REG_SIG: isize = 0x5ab7ae;
+const _: () = assert!(REG_SIG < 1 << 23);
 /// Tag of a type registered after the table filled up: not checked.
 pub const TAG_UNCHECKED: u8 = 255;
-const FIRST_TAG: u8 = 2;
+pub(super) const FIRST_TAG: u8 = 2;
 
 /// `ks_limit` of a type that did not set one: `(vm_poff_t)-1 / 10` taken
 /// as unsigned (the original's defect 17 would have made it 0).
@@ -131,12 +134,31 @@ pub unsafe fn check(ty: *mut malloc_type, func: &str) -> u8 {
 #[inline(always)]
 pub unsafe fn registered_tag(ty: *mut malloc_type) -> Option<u8> {
     // SAFETY: caller contract.
-    let r = unsafe { slot(addr_of_mut!((*ty).ks_reserved[0])) }.load(Ordering::Acquire);
-    if r >> 8 == REG_SIG {
+    let r = unsafe { reg_word(ty) };
+    // `r >> 8 == REG_SIG` as one subtraction and one unsigned compare.
+    if (r.wrapping_sub(REG_SIG << 8) as usize) < 256 {
         Some(r as u8)
     } else {
         None
     }
+}
+
+/// `ks_reserved[0]` of `ty`: `REG_SIG << 8 | tag` once it is registered.
+///
+/// # Safety
+/// `ty` is non-NULL and points to a `malloc_type`.
+#[inline(always)]
+pub unsafe fn reg_word(ty: *mut malloc_type) -> isize {
+    // SAFETY: caller contract.
+    unsafe { slot(addr_of_mut!((*ty).ks_reserved[0])) }.load(Ordering::Acquire)
+}
+
+/// Is `r` (a type's [`reg_word`]) the word of a registered type whose
+/// chunks carry tag `t`? (The free fast path's type check and tag check
+/// in one compare with an immediate.)
+#[inline(always)]
+pub fn reg_word_is(r: isize, t: u8) -> bool {
+    (r ^ t as isize) == REG_SIG << 8
 }
 
 #[cold]
@@ -223,6 +245,9 @@ pub unsafe fn unregister(ty: *mut malloc_type) {
             );
         }
         slot(addr_of_mut!((*ty).ks_limit)).store(0, Ordering::Relaxed);
+        // No home and not shared any more: `slab::malloc` trusts those
+        // (before the registration word goes).
+        super::account::reset(ty);
     }
     let tag = r as u8;
     if tag != TAG_UNCHECKED {
@@ -250,6 +275,23 @@ pub unsafe fn totals(ty: *mut malloc_type) -> (isize, isize) {
     (mem, n)
 }
 
+/// The statistics slot of the cpu state `gd`.
+///
+/// # Safety
+/// `gd` is a cpu state set up by `gd::gd_setup`, which stores a slot
+/// below `SMP_MAXCPU` (and nothing else writes `sl_Slot`: C code must not
+/// touch the fields after `ZoneInfo`).
+#[inline(always)]
+unsafe fn slot_of(gd: *mut SLGlobalData) -> usize {
+    // SAFETY: caller contract.
+    unsafe {
+        let s = (*gd).sl_Slot as u32 as usize;
+        // No `% SMP_MAXCPU` on every call (one instruction each way).
+        core::hint::assert_unchecked(s < SMP_MAXCPU);
+        s
+    }
+}
+
 /// [`stat`] for a cpu whose statistics slot is its own (not
 /// `SLGD_SHARED`; a cpu with a shared slot never becomes a type's home,
 /// see `account`): plain loads and stores, and no flag test.
@@ -258,9 +300,9 @@ pub unsafe fn totals(ty: *mut malloc_type) -> (isize, isize) {
 /// As [`stat`], and `gd`'s slot is not shared.
 #[inline(always)]
 pub unsafe fn stat_home(gd: *mut SLGlobalData, ty: *mut malloc_type, mem: isize, n: isize) {
-    // SAFETY: caller contract; the slot is < SMP_MAXCPU (set by gd_setup).
+    // SAFETY: caller contract; the slot is < SMP_MAXCPU (`slot_of`).
     unsafe {
-        let s = (*gd).sl_Slot as usize % SMP_MAXCPU;
+        let s = slot_of(gd);
         let m = slot(addr_of_mut!((*ty).ks_memuse[s]));
         let u = slot(addr_of_mut!((*ty).ks_inuse[s]));
         m.store(m.load(Ordering::Relaxed) + mem, Ordering::Relaxed);
@@ -275,9 +317,9 @@ pub unsafe fn stat_home(gd: *mut SLGlobalData, ty: *mut malloc_type, mem: isize,
 /// `gd` is the calling thread's cpu state; `ty` is a valid `malloc_type`.
 #[inline(always)]
 pub unsafe fn stat(gd: *mut SLGlobalData, ty: *mut malloc_type, mem: isize, n: isize) {
-    // SAFETY: caller contract; the slot is < SMP_MAXCPU (set by gd_setup).
+    // SAFETY: caller contract; the slot is < SMP_MAXCPU (`slot_of`).
     unsafe {
-        let s = (*gd).sl_Slot as usize % SMP_MAXCPU;
+        let s = slot_of(gd);
         let m = slot(addr_of_mut!((*ty).ks_memuse[s]));
         let u = slot(addr_of_mut!((*ty).ks_inuse[s]));
         if super::reclaim::flags(gd) & SLGD_SHARED == 0 {

@@ -57,6 +57,9 @@ pub struct Fixed {
     pub owner: *mut SLGlobalData,
     /// The size class (`z_ZoneIndex`).
     pub idx: u32,
+    /// The owner's magazine of the class (`mag::of(owner, idx)`): the free
+    /// path pushes there without the class arithmetic.
+    pub mag: *mut mag::Mag,
 }
 
 impl Fixed {
@@ -90,7 +93,7 @@ pub struct Zone {
 /// `z` is a mapped zone and `i < z_NMax` of it; the reference is not used
 /// after the zone is unmapped.
 #[inline(always)]
-unsafe fn tag<'a>(z: *mut Zone, i: usize) -> &'a AtomicU8 {
+pub(super) unsafe fn tag<'a>(z: *mut Zone, i: usize) -> &'a AtomicU8 {
     // SAFETY: the caller passes `i < z_NMax`; the tag array of `z_NMax`
     // bytes follows the header inside the zone's mapping.
     unsafe { AtomicU8::from_ptr(z.cast::<u8>().add(size_of::<Zone>() + i)) }
@@ -324,6 +327,7 @@ unsafe fn refill(gd: *mut SLGlobalData, idx: usize, cs: usize) -> *mut Zone {
                 base: base as usize,
                 owner: gd,
                 idx: idx as u32,
+                mag: mag::of(gd, idx),
             },
         });
         (*gd).ZoneAry[idx] = z.cast();
@@ -339,14 +343,17 @@ unsafe fn refill(gd: *mut SLGlobalData, idx: usize, cs: usize) -> *mut Zone {
 /// parked (its `ZoneInfo` is counted); `zs` is the zone size, a power of 2
 /// and a page multiple.
 unsafe fn map_zone(gd: *mut SLGlobalData, zs: usize) -> *mut Zone {
-    // SAFETY: `zs` is a power of 2 and a page multiple.
-    let a = unsafe { oversized::map_aligned(zs, zs) };
-    if a == libc::MAP_FAILED {
-        return ptr::null_mut();
+    let mut a = registry::carve(zs);
+    if a.is_null() {
+        // SAFETY: `zs` is a power of 2 and a page multiple.
+        a = unsafe { oversized::map_aligned(zs, zs) };
+        if a == libc::MAP_FAILED {
+            return ptr::null_mut();
+        }
     }
     if !registry::set(a as usize, true) {
-        // SAFETY: the fresh mapping is ours and nothing refers to it.
-        unsafe { libc::munmap(a, zs) };
+        // SAFETY: the fresh zone is ours and nothing refers to it.
+        unsafe { registry::give_back(a, zs) };
         return ptr::null_mut();
     }
     // SAFETY: caller contract.
@@ -373,7 +380,8 @@ unsafe fn zone_stat(gd: *mut SLGlobalData, bytes: isize) {
     }
 }
 
-/// Unmap a zone that has no live chunk.
+/// Give back (unmap, or return to the arena) a zone that has no live
+/// chunk.
 ///
 /// # Safety
 /// The zones of `gd` are the caller's (as for [`zone_stat`]); `z` is one of
@@ -386,7 +394,7 @@ unsafe fn release(gd: *mut SLGlobalData, z: *mut Zone) {
         (*z).h.z_Magic = 0;
         (*z).f.magic = 0;
         registry::set(z as usize, false);
-        libc::munmap(z.cast(), zs);
+        registry::give_back(z.cast(), zs);
         zone_stat(gd, -(zs as isize));
     }
 }
@@ -513,14 +521,16 @@ pub unsafe fn free(
 ///
 /// # Safety
 /// `base` is `c & ~ZoneMask` and a registered zone; `gd` is the calling
-/// thread's cpu state; `ty` is a registered type of tag `t`.
+/// thread's cpu state; `ty` is a valid `malloc_type` and `r` its
+/// `types::reg_word` (the chunk is freed here only if `ty` is registered
+/// and the chunk's tag is its own).
 #[inline(always)]
 pub unsafe fn free_fast(
     gd: *mut SLGlobalData,
     base: usize,
     c: *mut u8,
     ty: *mut malloc_type,
-    t: u8,
+    r: isize,
 ) {
     // SAFETY: caller contract; `Fixed` is read-only while the zone has
     // live chunks, the rest of the zone is ours when `owner == gd`.
@@ -541,7 +551,8 @@ pub unsafe fn free_fast(
         }
         let (i, exact) = index(off, (sr >> 32) as u32);
         let tg = tag(z, i);
-        if !exact || tg.load(Ordering::Relaxed) != t {
+        // The type is registered and its tag is the chunk's: one compare.
+        if !exact || !types::reg_word_is(r, tg.load(Ordering::Relaxed)) {
             w.close();
             return super::free_slow(c.cast(), ty);
         }
@@ -550,7 +561,7 @@ pub unsafe fn free_fast(
         let owner = (*z).f.owner;
         // One test for another cpu's chunk, a shared statistics slot and a
         // parked state.
-        if (owner as usize ^ gd as usize) | reclaim::flags(gd) as usize != 0 {
+        if (owner as usize ^ gd as usize) | reclaim::flags(gd) as u32 as usize != 0 {
             w.close();
             types::stat(gd, ty, cs, -1);
             if owner != gd {
@@ -559,7 +570,7 @@ pub unsafe fn free_fast(
             return free_flagged(gd, z, c);
         }
         types::stat_home(gd, ty, cs, -1);
-        if mag::push(gd, (*z).f.idx as usize, c, tg.as_ptr()) {
+        if mag::push((*z).f.mag, c, tg.as_ptr()) {
             w.close();
             return;
         }
