@@ -213,6 +213,8 @@ bench-caps: stage
 	./build/caps_idle
 	$(BENCH_CC) -o build/doorbell_bench benches/doorbell_bench.c
 	./build/doorbell_bench
+	$(BENCH_CC) -o build/wake_batch benches/wake_batch.c
+	./build/wake_batch
 
 # CAPS v2: caps_sys_put + caps_sys_wait against caps_sys_wait +
 # caps_sys_reply, beside a raw Unix-socket ping-pong; pipelined, beside

@@ -43,6 +43,12 @@
  * per client are printed on stderr. CAPS_SCALE_KINDS (a list of epoll,
  * v1, v2; default all three) picks the servers measured.
  *
+ * CAPS_SCALE_SCHED=batch (or batch-clients, batch-server) runs the clients
+ * and the server (or only the clients, only the server) under SCHED_BATCH
+ * (sched(7): a task woken under it does not preempt the one running; any
+ * user may choose it): to see what wake-up preemption costs. The header
+ * line says which.
+ *
  * Nothing is pinned: the machine's scheduler places the server and the
  * clients. Services live in a private rendezvous directory (LIBCAPS_DIR =
  * a mkdtemp directory, removed at the end). Every reply is checked; a
@@ -58,6 +64,7 @@
 #include <sys/caps.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/time.h>
 #include <sys/socket.h>
@@ -77,6 +84,27 @@
 #include <unistd.h>
 
 #include "bench_util.h"
+
+/*
+ * CAPS_SCALE_SCHED: put this process (a server when server is 1, a
+ * client otherwise) under SCHED_BATCH if the setting asks for it.
+ */
+static void
+sched_as(int server)
+{
+	const char *e = getenv("CAPS_SCALE_SCHED");
+	struct sched_param sp = { 0 };
+
+	if (e == NULL || *e == '\0')
+		return;
+	if (strcmp(e, "batch") != 0 &&
+	    strcmp(e, server ? "batch-server" : "batch-clients") != 0)
+		return;
+	if (sched_setscheduler(0, SCHED_BATCH, &sp) != 0) {
+		perror("caps_scale: sched_setscheduler(SCHED_BATCH)");
+		_exit(1);
+	}
+}
 
 #define PAYLOAD		64
 #define HDR		48	/* our frame header (docs/wire-protocol.md) */
@@ -327,6 +355,7 @@ epoll_server(void)
 		close(lfd);
 		return (pid);
 	}
+	sched_as(1);
 	ep = epoll_create1(0);
 	fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK);
 	ev.events = EPOLLIN;
@@ -391,6 +420,7 @@ v1_server(void)
 		caps_port_t port;
 		lwkt_msg_t msg;
 
+		sched_as(1);
 		port = caps_service(svc_name, (gid_t)-1, 0600, 0);
 		if (port == NULL) {
 			perror("caps_service");
@@ -427,6 +457,7 @@ v2_server(void)
 	pid = xfork();
 	if (pid != 0)
 		return (pid);
+	sched_as(1);
 	cid = caps_sys_service(svc_name, getuid(), getgid(), 0, CAPF_ANYCLIENT);
 	if (cid < 0) {
 		perror("caps_sys_service");
@@ -530,6 +561,7 @@ client(enum kind k, int me)
 	double t0, t1;
 
 	alarm(30);		/* a lost reply fails the row, not the run */
+	sched_as(0);
 	if (connect_to(k, &c) != 0) {
 		out->failed = 1;
 		_exit(1);
@@ -761,6 +793,8 @@ main(int ac, char **av)
 	    "%.2f s measured per row; %ld cpus online; %s\n", PAYLOAD, seconds, ncpu,
 	    getenv("LIBCAPS_SHM") != NULL && strcmp(getenv("LIBCAPS_SHM"), "0") == 0 ?
 	    "LIBCAPS_SHM=0" : "shared memory as the library decides");
+	if (getenv("CAPS_SCALE_SCHED") != NULL && *getenv("CAPS_SCALE_SCHED") != '\0')
+		printf("CAPS_SCALE_SCHED=%s\n", getenv("CAPS_SCALE_SCHED"));
 	printf("%4s %-8s %10s %8s %9s %9s %8s %5s %8s %7s %8s %6s %6s %6s %6s %6s\n", "N",
 	    "server", "rt/s", "vs epoll", "p50 us", "p99 us", "p50 vs", "fair",
 	    "srv cpu%", "us/rt", "rss KB", "srv cs", "srv sc", "cli cs", "cli sc", "cli us");
