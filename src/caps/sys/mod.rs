@@ -184,6 +184,21 @@ pub fn get(
             }
             if let Some(g) = got {
                 e.settle();
+                // Another thread asleep on another client may wait for a
+                // service that needs this dispose first: none is owed
+                // while one sleeps (it went to sleep before this one
+                // was owed, so its own flush did not send it). (A thread
+                // asleep on a service waits for its clients, as it
+                // would for any client that stays out of the library.)
+                if t.entries.len() > 1
+                    && t.entries
+                        .values()
+                        .any(|x| x.waiters > 0 && matches!(x.kind, Kind::Client(_)))
+                    && let Ok(e) = t.get(id)
+                {
+                    e.send_owed();
+                    e.settle();
+                }
                 return Ok(g);
             }
             match &e.kind {
