@@ -178,7 +178,13 @@ pub fn get(
                 // Nothing to take: a client's owed disposes go out now
                 // (with the write that ends the pump).
                 e.push_owed();
-                e.pump(std::mem::take(&mut sockets_ready));
+                // A client's last look before EAGAIN reads its socket too:
+                // no poll will tell it that something came there (a frame
+                // behind a marker, or the frames a service sends on the
+                // socket once it detached the region: without this a
+                // client that only polls never saw them).
+                let last_look = !block && matches!(e.kind, Kind::Client(_));
+                e.pump(std::mem::take(&mut sockets_ready) || last_look);
                 e.settle();
                 got = e.take(buf, cred.as_deref_mut())?;
             }
