@@ -36,7 +36,12 @@ const PATIENCE: Duration = Duration::from_secs(20);
 
 // ---- the calls ------------------------------------------------------------
 
-fn setup() {
+/// Every test first: the directory, the watchdog, and the tests one at a
+/// time (a client thread of one test asleep in `caps_sys_wait` makes
+/// every other client of the process send its disposes at once).
+fn setup() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let d = std::env::temp_dir().join(format!("lcsysdisp-{}", std::process::id()));
@@ -52,6 +57,7 @@ fn setup() {
             std::process::abort();
         });
     });
+    guard
 }
 
 fn errno() -> i32 {
@@ -270,7 +276,7 @@ fn serve(sid: i32, until: usize) -> std::thread::JoinHandle<(Vec<i64>, Vec<i64>)
 /// any more they go at once, in the order the replies were read.
 #[test]
 fn client_coalesces_disposes_when_the_service_agreed() {
-    setup();
+    let _serial = setup();
     let server = raw_service(
         "coal",
         |_| DISPOSES,
@@ -328,7 +334,7 @@ fn client_coalesces_disposes_when_the_service_agreed() {
 /// dispose in them.
 #[test]
 fn a_service_without_the_option_gets_a_dispose_frame_per_reply() {
-    setup();
+    let _serial = setup();
     let server = raw_service(
         "old_svc",
         |_| 0,
@@ -358,7 +364,7 @@ fn a_service_without_the_option_gets_a_dispose_frame_per_reply() {
 /// notices in order.
 #[test]
 fn an_old_client_is_served_with_a_dispose_frame_per_reply() {
-    setup();
+    let _serial = setup();
     let sid = open("old_cli", true);
     let svc = serve(sid, 3);
     let (mut s, answer) = raw_client("old_cli", CAPF_WORLD as u32);
@@ -381,7 +387,7 @@ fn an_old_client_is_served_with_a_dispose_frame_per_reply() {
 /// disposes in requests and in lists, as notices in their order.
 #[test]
 fn a_service_takes_coalesced_disposes_in_order() {
-    setup();
+    let _serial = setup();
     let sid = open("new_svc", true);
     let svc = serve(sid, 5);
     let (mut s, answer) = raw_client("new_svc", CAPF_WORLD as u32 | DISPOSES);
@@ -404,7 +410,7 @@ fn a_service_takes_coalesced_disposes_in_order() {
 /// the frame, or from the end of the connection).
 #[test]
 fn bad_coalesced_disposes_drop_only_that_connection() {
-    setup();
+    let _serial = setup();
     let sid = open("hostile", true);
     let with = CAPF_WORLD as u32 | DISPOSES;
     let without = CAPF_WORLD as u32;
@@ -477,7 +483,7 @@ fn bad_coalesced_disposes_drop_only_that_connection() {
 /// (`caps_sys_get`) for that second reply.
 #[test]
 fn a_client_that_waits_owes_no_dispose() {
-    setup();
+    let _serial = setup();
     for (name, block) in [("owe_wait", true), ("owe_poll", false)] {
         let sid = open(name, true);
         let svc = std::thread::spawn(move || {
@@ -515,7 +521,7 @@ fn a_client_that_waits_owes_no_dispose() {
 /// and the service does not count the replies it read as in flight.
 #[test]
 fn owed_disposes_do_not_count_against_the_limit() {
-    setup();
+    let _serial = setup();
     let sid = open("limit", true);
     let c = open("limit", false);
     for _ in 0..129 {
@@ -556,4 +562,67 @@ fn owed_disposes_do_not_count_against_the_limit() {
     assert_eq!(n, 129);
     close(c);
     close(sid);
+}
+
+/// A dispose owed by one thread must not hold up another thread of the
+/// process that is already asleep in `caps_sys_wait` (on another
+/// connection): that thread waits for a service, which may need the
+/// notice first ("So a client never waits for its service while it owes
+/// it a dispose"). A raw service with two connections answers the first
+/// only once it got the dispose of the second's first reply; the thread
+/// that read that reply then waits outside the library for the first.
+#[test]
+fn a_dispose_owed_does_not_hold_up_a_thread_asleep_on_another_connection() {
+    let _serial = setup();
+    let real = open("xthr_dir", true);
+    let (uid, gid) = me();
+    let l = UnixListener::bind(sys_dir().join(format!("xthr,{uid},{gid}"))).unwrap();
+    close(real);
+    let server = std::thread::spawn(move || {
+        let mut conns: Vec<UnixStream> = (0..2)
+            .map(|_| {
+                let (mut s, _) = l.accept().unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut h = [0u8; 16];
+                s.read_exact(&mut h).unwrap();
+                s.write_all(&[hello(2, DISPOSES), frame(GEN, 0, 0, &[])].concat())
+                    .unwrap();
+                s
+            })
+            .collect();
+        // The second connection's two requests, then the first's.
+        for _ in 0..2 {
+            assert_eq!(read_frame(&mut conns[1]).kind, REQUEST);
+        }
+        assert_eq!(read_frame(&mut conns[0]).kind, REQUEST);
+        conns[1].write_all(&frame(REPLY, 1, 0, b"r")).unwrap();
+        // Its dispose (a frame, or a list), then the first's reply.
+        let mut h = [0u8; 48];
+        let got = conns[1].read_exact(&mut h).is_ok();
+        if got {
+            conns[0].write_all(&frame(REPLY, 1, 0, b"r")).unwrap();
+        }
+        // (Dropping the connections ends the waiter's wait either way.)
+        drop(conns);
+        (got, u16::from_le_bytes([h[0], h[1]]))
+    });
+    let c1 = open("xthr", false);
+    let c2 = open("xthr", false);
+    assert_eq!(put(c2, b"q"), Ok(1));
+    assert_eq!(put(c2, b"q"), Ok(2));
+    let waiter = std::thread::spawn(move || {
+        assert_eq!(put(c1, b"q"), Ok(1));
+        recv(c1, true)
+    });
+    // The waiter asleep first (in its wait on c1).
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(recv(c2, true), Ok((1, CAPMS_REPLY)));
+    // Out of the library until the waiter has its reply.
+    let waited = waiter.join().unwrap();
+    let (got, kind) = server.join().unwrap();
+    assert!(got, "the dispose of reply 1 never reached the service");
+    assert!(kind == DISPOSE || kind == LIST, "kind {kind}");
+    assert_eq!(waited, Ok((1, CAPMS_REPLY)));
+    close(c1);
+    close(c2);
 }

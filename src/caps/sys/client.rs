@@ -41,7 +41,8 @@ pub(super) struct Client {
     /// Ids of replies retrieved whose dispose is not sent yet, in the
     /// order they were retrieved. With `coalesce`, a dispose is owed only
     /// while the client still has other requests outstanding and no other
-    /// thread sleeps on the entry; the disposes owed go with the next
+    /// thread sleeps on this or another client of the process (`get`
+    /// sends them when one does); the disposes owed go with the next
     /// request, or before a call on this client finds nothing to take
     /// (before it sleeps or says `EAGAIN`), before any `caps_sys_*` call
     /// of the process sleeps, and at close. So the service never waits

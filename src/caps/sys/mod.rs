@@ -178,12 +178,33 @@ pub fn get(
                 // Nothing to take: a client's owed disposes go out now
                 // (with the write that ends the pump).
                 e.push_owed();
-                e.pump(std::mem::take(&mut sockets_ready));
+                // A client's last look before EAGAIN reads its socket too:
+                // no poll will tell it that something came there (a frame
+                // behind a marker, or the frames a service sends on the
+                // socket once it detached the region: without this a
+                // client that only polls never saw them).
+                let last_look = !block && matches!(e.kind, Kind::Client(_));
+                e.pump(std::mem::take(&mut sockets_ready) || last_look);
                 e.settle();
                 got = e.take(buf, cred.as_deref_mut())?;
             }
             if let Some(g) = got {
                 e.settle();
+                // Another thread asleep on another client may wait for a
+                // service that needs this dispose first: none is owed
+                // while one sleeps (it went to sleep before this one
+                // was owed, so its own flush did not send it). (A thread
+                // asleep on a service waits for its clients, as it
+                // would for any client that stays out of the library.)
+                if t.entries.len() > 1
+                    && t.entries
+                        .values()
+                        .any(|x| x.waiters > 0 && matches!(x.kind, Kind::Client(_)))
+                    && let Ok(e) = t.get(id)
+                {
+                    e.send_owed();
+                    e.settle();
+                }
                 return Ok(g);
             }
             match &e.kind {

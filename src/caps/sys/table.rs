@@ -269,6 +269,13 @@ impl Entry {
         }
     }
 
+    /// Send the dispose notices a client owes its service now.
+    pub(super) fn send_owed(&mut self) {
+        if let Kind::Client(c) = &mut self.kind {
+            c.send_owed();
+        }
+    }
+
     /// Queue the dispose notices a client owes its service (sent by the
     /// next write: `pump` ends with one).
     pub(super) fn push_owed(&mut self) {
