@@ -129,10 +129,14 @@ pub fn set(base: usize, live: bool) -> bool {
     true
 }
 
-/// Address space reserved for zones: 64 GiB (at most 2^21 zones of 32 KiB,
-/// 2^19 of 128 KiB); if the kernel refuses (or valgrind, which takes
-/// 32 GiB at most), half as much, down to [`ARENA_MIN`].
-pub const ARENA_BYTES: usize = 64 << 30;
+/// Address space reserved for zones: 4 GiB (at most 2^17 zones of 32 KiB,
+/// 2^15 of 128 KiB; more slab memory than that goes to zones outside the
+/// arena); if the kernel refuses, half as much, down to [`ARENA_MIN`].
+/// Not more: the reservation counts in the process's address-space size
+/// (VmSize), so a program that lowers `RLIMIT_AS` after its first
+/// allocation (a sandbox, `prlimit` from outside) must still find room
+/// under a limit of a few GiB.
+pub const ARENA_BYTES: usize = 4 << 30;
 /// The smallest arena tried.
 const ARENA_MIN: usize = 1 << 30;
 

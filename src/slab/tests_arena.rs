@@ -160,11 +160,10 @@ fn zones_outside_the_arena_while_rlimit_as_is_set() {
 
 /// A program that lowers `RLIMIT_AS` after its first allocation (a
 /// sandbox, `prlimit` from outside) to a size far above what it uses
-/// still maps memory: the arena's reservation (up to 64 GiB, reserved
+/// still maps memory: the arena's reservation (up to 4 GiB, reserved
 /// while the limit was off) must not count against a limit set later.
 /// In a forked child: the limit is the child's only.
 #[test]
-#[ignore = "known defect, left for the lead: the reservation counts in VmSize"]
 fn a_limit_set_after_the_arena_was_reserved_leaves_room() {
     let _g = WHERE.lock().unwrap_or_else(|e| e.into_inner());
     let ty = new_type(c"arena-late-limit");
