@@ -31,8 +31,19 @@
  * the same with clients that wait in usleep(), outside the library,
  * which then cannot run.
  *
+ * The start of a burst row is taken after one warm-up connection of the
+ * same kind (burst, quiet, close), as the probe is one round-trip
+ * connection for every row: code and tables the service makes on first
+ * use of those paths are not the connections'. When the two starts
+ * differ, the VmRSS before the warm-up and the growth against it are
+ * printed too. Each CAPS row prints the server's RssAnon, RssFile and
+ * RssShmem (/proc/PID/status) at the start and the end, to tell heap
+ * from code pages from mapped regions.
+ *
  * A last row: CAPS connections that sent only half a hello (8 of its 16
- * bytes), measured well inside the service's 2 s hello deadline.
+ * bytes), measured well inside the service's 2 s hello deadline; its end
+ * is taken, as for the other rows, once the server's descriptors went
+ * back (the clients exit, the service reads end of file).
  *
  * RLIMIT_NOFILE is raised to the hard limit in every process; a run that
  * needs more than that says so and uses fewer connections.
