@@ -31,8 +31,19 @@
  * the same with clients that wait in usleep(), outside the library,
  * which then cannot run.
  *
+ * The start of a burst row is taken after one warm-up connection of the
+ * same kind (burst, quiet, close), as the probe is one round-trip
+ * connection for every row: code and tables the service makes on first
+ * use of those paths are not the connections'. When the two starts
+ * differ, the VmRSS before the warm-up and the growth against it are
+ * printed too. Each CAPS row prints the server's RssAnon, RssFile and
+ * RssShmem (/proc/PID/status) at the start and the end, to tell heap
+ * from code pages from mapped regions.
+ *
  * A last row: CAPS connections that sent only half a hello (8 of its 16
- * bytes), measured well inside the service's 2 s hello deadline.
+ * bytes), measured well inside the service's 2 s hello deadline; its end
+ * is taken, as for the other rows, once the server's descriptors went
+ * back (the clients exit, the service reads end of file).
  *
  * RLIMIT_NOFILE is raised to the hard limit in every process; a run that
  * needs more than that says so and uses fewer connections.
@@ -76,6 +87,33 @@ struct bmsg {
 	char		data[PAYLOAD];
 };
 
+/* A server's resident memory by kind (KB, RssAnon, RssFile, RssShmem of
+ * /proc/PID/status):
+ * anonymous (its heap), file-backed (code of the program and the
+ * library), shared memory (mapped regions). */
+struct mem {
+	long	anon, file, shmem;
+};
+
+static struct mem
+mem_of(pid_t pid)
+{
+	char path[64], line[256];
+	struct mem m = { -1, -1, -1 };
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return (m);
+	while (fgets(line, sizeof(line), f) != NULL) {
+		sscanf(line, "RssAnon: %ld", &m.anon);
+		sscanf(line, "RssFile: %ld", &m.file);
+		sscanf(line, "RssShmem: %ld", &m.shmem);
+	}
+	fclose(f);
+	return (m);
+}
+
 /* What one measurement found. */
 struct row {
 	int	n;		/* connections held */
@@ -83,6 +121,8 @@ struct row {
 	long	rss0_kb;	/* server VmRSS before */
 	long	rss_kb;		/* server VmRSS while they are held */
 	long	rss_end_kb;	/* server VmRSS after they closed */
+	long	cold_kb;	/* server VmRSS before the warm-up cycle */
+	struct mem m0, mend;	/* by kind at the start and the end */
 	double	client_kb;	/* client memory per connection */
 	double	probe_p50;	/* us */
 	int	ok;
@@ -468,7 +508,28 @@ measure(enum what w, int n, const char *name)
 	probe(w == EPOLL ? EPOLL : CAPS, name);
 	usleep(100000);
 	fd0 = nfds(spid);
-	row.rss0_kb = rss_kb(spid);
+	row.rss0_kb = row.cold_kb = rss_kb(spid);
+	/* A burst row: one warm-up connection of the same kind first
+	 * (burst, quiet, close), so that the start counts the code of those
+	 * paths, paged in once per process, as the probe does for the
+	 * round trip (both starts are printed). */
+	if (w == CAPS_BURST || w == CAPS_BURST_SLEEP) {
+		pipe(rep);
+		pipe(hold);
+		kids[0] = client(w, name, 1, rep[1], hold[0], hold[1]);
+		close(rep[1]);
+		close(hold[0]);
+		if (readn(rep[0], &grown, sizeof(grown)) != 0 || grown < 0)
+			row.ok = 0;
+		close(hold[1]);
+		close(rep[0]);
+		waitpid(kids[0], NULL, 0);
+		if (wait_fds(spid, fd0 + 4, 0, 30) != 0)
+			row.ok = 0;
+		usleep(300000);
+		row.rss0_kb = rss_kb(spid);
+	}
+	row.m0 = mem_of(spid);
 	pipe(rep);
 	pipe(hold);
 	t0 = now();
@@ -499,10 +560,11 @@ measure(enum what w, int n, const char *name)
 		waitpid(kids[k], NULL, 0);
 	/* (+4: descriptors a CAPS service makes on first use, its hello
 	 * timer among them) */
-	if (w != HALF_HELLO && wait_fds(spid, fd0 + 4, 0, 30) != 0)
+	if (wait_fds(spid, fd0 + 4, 0, 30) != 0)
 		row.ok = 0;
 	usleep(300000);
 	row.rss_end_kb = rss_kb(spid);
+	row.mend = mem_of(spid);
 	close(rep[0]);
 	kill(spid, SIGKILL);
 	waitpid(spid, NULL, 0);
@@ -565,6 +627,13 @@ print_row(const char *what, const struct row *r, const struct row *base)
 			printf(", x%.2f p50", r->probe_p50 / base->probe_p50);
 	}
 	printf("\n");
+	if (r->cold_kb != r->rss0_kb)
+		printf("%-12s start before the warm-up cycle %ld KB: end %+.1f%% of it\n",
+		    "", r->cold_kb, 100.0 * (r->rss_end_kb - r->cold_kb) / r->cold_kb);
+	if (r->m0.anon >= 0 && r->mend.anon >= 0)
+		printf("%-12s KB anon/file/shmem: start %ld/%ld/%ld, end %ld/%ld/%ld\n",
+		    "", r->m0.anon, r->m0.file, r->m0.shmem, r->mend.anon,
+		    r->mend.file, r->mend.shmem);
 }
 
 int

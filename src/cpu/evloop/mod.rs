@@ -278,10 +278,22 @@ pub fn modify(token: Token, events: u32) {
 pub fn set_probe(token: Token, probe: Option<Box<dyn Probe>>) {
     with(|l| {
         l.probes.retain(|(t, _)| *t != token);
-        if let Some(p) = probe {
-            l.probes.push((token, p));
+        match probe {
+            Some(p) => l.probes.push((token, p)),
+            None => shrink_sparse(&mut l.probes),
         }
     })
+}
+
+/// Give back most of `v`'s room once it is at most a quarter used (keep
+/// twice what it holds): a list that held thousands returns to its size
+/// before them, and one that goes up and down by less than a factor of
+/// four is not reallocated. Amortised O(1) per removal.
+fn shrink_sparse<T>(v: &mut Vec<T>) {
+    const MIN_ROOM: usize = 64;
+    if v.capacity() > MIN_ROOM && v.len() * 4 <= v.capacity() {
+        v.shrink_to((v.len() * 2).max(MIN_ROOM / 2));
+    }
 }
 
 /// Run the callback of `token` again (with [`EV_PROBE`]) at the next
@@ -302,6 +314,8 @@ pub fn unregister(token: Token) {
         l.probes.retain(|(t, _)| *t != token);
         l.again.retain(|t| *t != token);
         l.pending.retain(|(t, _)| *t != token);
+        shrink_sparse(&mut l.probes);
+        shrink_sparse(&mut l.again);
         let Some(s) = l.slots.get_mut(token.slot as usize) else {
             return;
         };
