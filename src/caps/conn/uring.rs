@@ -401,6 +401,8 @@ mod tests {
     use std::os::fd::AsRawFd;
     use std::os::unix::net::UnixStream;
 
+    const HEADER: usize = crate::caps::wire::HEADER_LEN;
+
     fn pair() -> (UnixStream, UnixStream) {
         UnixStream::pair().expect("socketpair")
     }
@@ -476,6 +478,45 @@ mod tests {
             vec![(0, Rung::Sent), (1, Rung::Again), (2, Rung::Again)]
         );
         assert_eq!(read_all(&b), doorbell().to_vec());
+    }
+
+    /// A fork child lets the parent's ring go and rings on its own; the
+    /// parent's still works after.
+    #[test]
+    fn a_fork_child_makes_its_own_ring() {
+        if !usable() {
+            eprintln!("io_uring not usable here: nothing to test");
+            return;
+        }
+        let ring_two = |tag: usize| {
+            let (a, b) = (pair(), pair());
+            let mut bells = Bells::new();
+            bells.take(a.0.as_raw_fd(), tag);
+            bells.take(b.0.as_raw_fd(), tag + 1);
+            let mut sent = 0;
+            bells.ring(|_, rung| sent += usize::from(rung == Rung::Sent));
+            sent == 2 && read_all(&a.1).len() == HEADER && read_all(&b.1).len() == HEADER
+        };
+        assert!(ring_two(0));
+        let parents = RING.with(|c| c.borrow().as_ref().map(|r| r.fd));
+        assert!(parents.is_some());
+        // SAFETY: the child only makes system calls and allocates (glibc
+        // keeps malloc usable in a fork child), then _exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            after_fork_child();
+            let dropped = RING.with(|c| c.borrow().is_none());
+            let ok = dropped && ring_two(10) && RING.with(|c| c.borrow().is_some());
+            // SAFETY: leaves the child at once.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &raw mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        assert_eq!(RING.with(|c| c.borrow().as_ref().map(|r| r.fd)), parents);
+        assert!(ring_two(20));
     }
 
     /// A batch of one is left to send().
