@@ -39,6 +39,7 @@ mod stats;
 #[cfg(test)]
 mod tests;
 mod transport;
+pub(in crate::caps) mod uring;
 
 pub(super) use client::{client_dropped, client_transport, handshake, read_exact_timeout};
 pub(super) use limits::Timer;
@@ -80,6 +81,7 @@ pub(super) fn fork_generation() -> u32 {
 /// now dead here, and this cpu's event loop is the child's own.
 pub(super) fn after_fork_child() {
     FORK_GEN.fetch_add(1, Ordering::Relaxed);
+    uring::after_fork_child();
     evloop::after_fork_child();
 }
 

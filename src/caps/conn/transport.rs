@@ -10,6 +10,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Instant;
 
 use super::shmlink::{Link, Mode, STALL_LIMIT, Sent};
+use super::uring::{Bells, Rung};
 use super::{EV_IN, EV_OUT, HELLO_DEADLINE};
 use crate::caps::errno::Errno;
 use crate::caps::shm::fdpass::{recv_with_fds, send_with_fds};
@@ -487,6 +488,42 @@ impl Transport {
     /// peer's doorbell if it asked for one, and write as much queued
     /// output as the socket takes.
     pub(in crate::caps) fn flush(&mut self) -> Result<(), Errno> {
+        self.flush_with(None)
+    }
+
+    /// As [`Transport::flush`], except that a doorbell owed on a socket
+    /// with nothing else to write goes into `bells` under `key`, to be
+    /// rung with the pass's others; its result comes back through
+    /// [`Transport::bell_rung`].
+    pub(in crate::caps) fn flush_into(
+        &mut self,
+        bells: &mut Bells,
+        key: usize,
+    ) -> Result<(), Errno> {
+        self.flush_with(Some((bells, key)))
+    }
+
+    /// The doorbell taken by [`Transport::flush_into`] was rung: if not
+    /// (or not whole), write it (the rest of it) the old way, which meets
+    /// the same condition again (a full socket: kept for `EPOLLOUT`; a
+    /// gone peer: the error).
+    pub(in crate::caps) fn bell_rung(&mut self, rung: Rung) -> Result<(), Errno> {
+        match rung {
+            Rung::Sent => Ok(()),
+            Rung::Part(n) => {
+                out_buf(&mut self.out).extend_from_slice(&doorbell()[n.min(HEADER_LEN)..]);
+                self.flush()
+            }
+            Rung::Again => {
+                if let Mode::On(link) = &mut self.shm {
+                    link.bell = true;
+                }
+                self.flush()
+            }
+        }
+    }
+
+    fn flush_with(&mut self, bells: Option<(&mut Bells, usize)>) -> Result<(), Errno> {
         if let Some(e) = self.broken {
             return Err(e.errno());
         }
@@ -502,7 +539,14 @@ impl Transport {
             }
             // Output already queued wakes the peer as well as a doorbell.
             if std::mem::take(&mut link.bell) && self.out_pos == self.out.len() {
-                out_buf(&mut self.out).extend_from_slice(&doorbell());
+                let fd = self.fd.as_ref().map_or(-1, |f| f.as_raw_fd());
+                let taken = match bells {
+                    Some((b, key)) if self.out_fd.is_none() => b.take(fd, key),
+                    _ => false,
+                };
+                if !taken {
+                    out_buf(&mut self.out).extend_from_slice(&doorbell());
+                }
             }
         }
         while self.out_pos < self.out.len() {

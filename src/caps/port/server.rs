@@ -7,6 +7,7 @@ use super::request::{
 };
 use super::*;
 use crate::abi::lwkt_port;
+use crate::caps::conn::uring::{Bells, Rung};
 use crate::caps::conn::{Admission, EV_OUT, HELLO_DEADLINE, QUIET, ReadEnd, TURN};
 use crate::caps::wire::{FrameKind, Header, WireError};
 use crate::warn;
@@ -257,6 +258,10 @@ pub(super) unsafe fn flush_dirty(svc: *mut CapsPort) {
         Some(s) => std::mem::take(&mut s.dirty),
         None => return,
     };
+    // The doorbells of the pass are rung together (one io_uring_enter
+    // per 16), after every connection's frames are in its ring and
+    // before the cpu takes its next request or sleeps.
+    let mut bells = Bells::new();
     // SAFETY: listed remotes are live (shutdown takes them off the list).
     unsafe {
         for r in dirty {
@@ -266,7 +271,7 @@ pub(super) unsafe fn flush_dirty(svc: *mut CapsPort) {
             let flushed = {
                 let c = connection_of(r);
                 c.dirty = false;
-                c.link.tx.flush()
+                c.link.tx.flush_into(&mut bells, r as usize)
             };
             match flushed {
                 Err(e) => remote_shutdown(r, Some(&ReadEnd::Errno(e))),
@@ -274,6 +279,21 @@ pub(super) unsafe fn flush_dirty(svc: *mut CapsPort) {
             }
         }
     }
+    bells.ring(|key, rung| {
+        let r = key as *mut CapsPort;
+        // SAFETY: a connection still listed is live (one shut down since
+        // its doorbell was taken is off the list and not touched).
+        unsafe {
+            if rung == Rung::Sent || !listed(svc, r) {
+                return;
+            }
+            let rang = connection_of(r).link.tx.bell_rung(rung);
+            match rang {
+                Err(e) => remote_shutdown(r, Some(&ReadEnd::Errno(e))),
+                Ok(()) => account(r),
+            }
+        }
+    });
 }
 
 /// Shut down the service's side of a connection. Requests it still
