@@ -20,9 +20,8 @@ use super::sched::{dequeue, enqueue, exit_to, pick_next, schedule_local};
 use super::stack;
 use super::tdqueue::{self, Link};
 use crate::abi::{
-    lwkt_port,
     MAXCOMLEN, TDF_ALLOCATED_STACK, TDF_ALLOCATED_THREAD, TDF_STOPREQ, TDF_SYSTHREAD, TDF_VERBOSE,
-    TDPRI_CRIT, TDPRI_KERN_DAEMON, THREAD_STACK, globaldata, md_thread, thread,
+    TDPRI_CRIT, TDPRI_KERN_DAEMON, THREAD_STACK, globaldata, lwkt_port, md_thread, thread,
 };
 use crate::cpu::{self, cpu_priv, ipi};
 use crate::{fatal, warn};
@@ -463,20 +462,30 @@ const _: () = assert!(
         <= 64
 );
 
+// The skew is one 64-bit word, which `alloc_struct` fills with the size
+// of what follows it.
+const _: () = assert!(STRUCT_SKEW == core::mem::size_of::<u64>());
+
 /// A zeroed thread structure placed as [`STRUCT_SKEW`] says, or NULL when
-/// memory is short; freed with [`free_struct`].
+/// memory is short; freed with [`free_struct`]. The word before it holds
+/// its size: the layout of a length-prefixed block, which valgrind's leak
+/// check (heuristic `length64`, on by default) counts as reachable
+/// through a pointer to the structure (threads still running at `exit`
+/// are not leaks).
 fn alloc_struct() -> *mut thread {
-    let size = core::mem::size_of::<thread>() + STRUCT_SKEW;
+    let size = core::mem::size_of::<thread>();
     let mut p: *mut c_void = ptr::null_mut();
     // SAFETY: `p` is a valid out-pointer; 64 is a power of two and a
     // multiple of the pointer size.
-    if unsafe { libc::posix_memalign(&mut p, 64, size) } != 0 {
+    if unsafe { libc::posix_memalign(&mut p, 64, size + STRUCT_SKEW) } != 0 {
         return ptr::null_mut();
     }
-    // SAFETY: `p` is `size` writable bytes.
+    // SAFETY: `p` is `size + STRUCT_SKEW` writable bytes, 64-aligned.
     unsafe {
-        ptr::write_bytes(p.cast::<u8>(), 0, size);
-        p.cast::<u8>().add(STRUCT_SKEW).cast()
+        p.cast::<u64>().write(size as u64);
+        let td = p.cast::<u8>().add(STRUCT_SKEW);
+        ptr::write_bytes(td, 0, size);
+        td.cast()
     }
 }
 
