@@ -7,6 +7,11 @@
  * 3 * n + 1 with error n % 7; the client checks every answer, that each
  * reply is its own message, and that batched replies come back in order.
  * Both threads drop the MP lock first so that the cpus run in parallel.
+ *
+ * The threads lwkt_create makes hold what a put or a reply from another
+ * cpu reads of a port's owner (td_msgport.mp_td, the port's vectors,
+ * td_gd) in one cache line, apart from the fields the owner writes as it
+ * waits (mp_flags, td_wmesg): checked for both threads.
  */
 #include <sys/types.h>
 #include <libcaps/globaldata.h>
@@ -14,6 +19,8 @@
 #include <sys/msgport.h>
 #include <sys/msgport2.h>
 #include <sys/thread2.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -50,6 +57,19 @@ server(void *arg)
 		++served;
 		lwkt_replymsg(msg, n % 7);
 	}
+}
+
+/* 1 when the fields of td that another cpu reads share one cache line. */
+static int
+one_line(thread_t td)
+{
+	uintptr_t first = (uintptr_t)&td->td_msgport.mp_td;
+	uintptr_t last = (uintptr_t)&td->td_gd + sizeof(td->td_gd) - 1;
+	uintptr_t flags = (uintptr_t)&td->td_msgport.mp_flags;
+	uintptr_t wmesg = (uintptr_t)&td->td_wmesg;
+
+	return (first / 64 == last / 64 && flags / 64 != first / 64 &&
+	    wmesg / 64 != first / 64);
 }
 
 static int
@@ -121,6 +141,9 @@ main(void)
 	lwkt_create(client, NULL, &client_td, NULL, TDF_STOPREQ, -1, "client");
 	server_td->td_flags &= ~TDF_VERBOSE;
 	client_td->td_flags &= ~TDF_VERBOSE;
+	printf("read by other cpus in one line: server %s client %s\n",
+	    one_line(server_td) ? "yes" : "no",
+	    one_line(client_td) ? "yes" : "no");
 	lwkt_schedule(server_td);
 	lwkt_schedule(client_td);
 	lwkt_deschedule_self();

@@ -103,7 +103,8 @@ fn pingpong_between_two_cpus_checks_every_value() {
     ok("vcpu_pingpong", &out, &stdout);
     assert_eq!(
         stdout,
-        "domsg 500000 round trips checked\n\
+        "read by other cpus in one line: server yes client yes\n\
+         domsg 500000 round trips checked\n\
          sendmsg+waitport 500000 round trips checked\n\
          2000 batches of 8 in flight checked\n\
          client cpu 0 server cpu 1\n\

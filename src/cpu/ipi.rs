@@ -209,7 +209,13 @@ unsafe fn process_slow(gd: *mut globaldata) {
         let p = cpu_priv(gd);
         let me = ipiring::cpu_index(gd);
         loop {
-            reqflags(gd).fetch_and(!(RQF_IPIQ | RQF_WAKE), Ordering::SeqCst);
+            // Cleared before the looks below, so that an entry queued
+            // after them sets it again; not written when already clear
+            // (the idle spin's entries come without a bit): a locked
+            // instruction less on the way to the woken thread.
+            if reqflags(gd).load(Ordering::Relaxed) & (RQF_IPIQ | RQF_WAKE) != 0 {
+                reqflags(gd).fetch_and(!(RQF_IPIQ | RQF_WAKE), Ordering::SeqCst);
+            }
             // A pair's ring entries are older than its entries in the
             // queue: the rings first.
             if let Some(t) = me {

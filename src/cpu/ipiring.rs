@@ -13,10 +13,14 @@
 //!
 //! The target learns of an entry in one of two ways. While it spins idle
 //! it says so in the slot each of its rings will fill next (`polling`,
-//! in the cache line the sender writes anyway) and looks at the rings
-//! itself: the sender, which reads that flag after publishing (both sides
-//! with a SeqCst fence between their store and their load, so at least
-//! one sees the other's), then does nothing more. Otherwise the sender sets `RQF_IPIQ`
+//! in the cache line the sender writes anyway: the `seq` it waits for
+//! there) and looks at the rings itself: the sender, which reads that
+//! word after publishing (both sides with a SeqCst fence between their
+//! store and their load, so at least one sees the other's), then does
+//! nothing more when it holds the `seq` just published. A spin that ends
+//! with an entry in a slot leaves that slot's `polling` as it is (a value
+//! of an old lap never matches a later `seq`): the target then writes the
+//! line once per entry, not twice. Otherwise the sender sets `RQF_IPIQ`
 //! in the target's `gd_reqflags` and wakes it if it sleeps, as before.
 //!
 //! A full ring (`RING_SLOTS` entries not yet taken) sends to the target's
@@ -28,7 +32,7 @@
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
 use super::ipi::IpiFn;
 use crate::abi::{MAXVCPU, globaldata};
@@ -44,9 +48,10 @@ const MASK: u32 = RING_SLOTS - 1;
 struct Slot {
     /// Index + 1 of the entry the slot holds (0: never used).
     seq: AtomicU32,
-    /// The target spins idle and will look at this slot: its sender need
-    /// not tell it (set and cleared by the target).
-    polling: AtomicBool,
+    /// `seq` of the entry the target, spinning idle, waits for in this
+    /// slot (0: none): its sender need not tell it (set and cleared by
+    /// the target).
+    polling: AtomicU32,
     func: UnsafeCell<Option<IpiFn>>,
     arg: UnsafeCell<*mut c_void>,
 }
@@ -175,7 +180,7 @@ pub unsafe fn push(t: usize, s: usize, func: IpiFn, arg: *mut c_void) -> Pushed 
         // Pairs with the fence in `stop_polling`: either the target sees
         // this entry after it stops polling, or we see it still polling.
         core::sync::atomic::fence(Ordering::SeqCst);
-        if slot.polling.load(Ordering::Relaxed) {
+        if slot.polling.load(Ordering::Relaxed) == w.wrapping_add(1) {
             Pushed::Seen
         } else {
             Pushed::Notify
@@ -253,31 +258,33 @@ pub unsafe fn drain(t: usize) -> usize {
     n
 }
 
-/// Set `polling` in the next slot of each of cpu `t`'s rings (`t` is
-/// the current cpu: the slots stay the next ones while it takes none).
-#[inline(always)]
-fn mark_polling(t: usize, on: bool) {
-    for ring in rings_into(t) {
-        let r = ring.r.rindex.load(Ordering::Relaxed);
-        ring.slots[(r & MASK) as usize]
-            .polling
-            .store(on, Ordering::Relaxed);
-    }
-}
-
 /// Cpu `t` (the current one, with nothing waiting in its rings) starts
 /// its idle spin: senders need not tell it of entries. It takes none
 /// until [`stop_polling`], so the slots marked stay the next ones.
 #[inline(always)]
 pub fn start_polling(t: usize) {
-    mark_polling(t, true);
+    for ring in rings_into(t) {
+        let r = ring.r.rindex.load(Ordering::Relaxed);
+        ring.slots[(r & MASK) as usize]
+            .polling
+            .store(r.wrapping_add(1), Ordering::Relaxed);
+    }
 }
 
 /// Cpu `t` ends its idle spin; true when an entry waits in its rings (it
-/// must then run them: a sender may have left it untold).
+/// must then run them: a sender may have left it untold). A slot that
+/// already holds its entry keeps its mark: the sender has published, so
+/// it needs no telling, and the mark names an entry that slot will not
+/// hold again (the next lap's `seq` differs).
 #[inline(always)]
 pub fn stop_polling(t: usize) -> bool {
-    mark_polling(t, false);
+    for ring in rings_into(t) {
+        let r = ring.r.rindex.load(Ordering::Relaxed);
+        let slot = &ring.slots[(r & MASK) as usize];
+        if slot.seq.load(Ordering::Relaxed) != r.wrapping_add(1) {
+            slot.polling.store(0, Ordering::Relaxed);
+        }
+    }
     // Pairs with the fence in `push`.
     core::sync::atomic::fence(Ordering::SeqCst);
     pending(t)
@@ -331,4 +338,58 @@ pub unsafe fn after_fork_child(t: Option<usize>) -> Vec<(IpiFn, *mut c_void)> {
         }
     }
     kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An IPI that does nothing.
+    ///
+    /// # Safety
+    /// None: it touches nothing.
+    unsafe extern "C" fn nop(_arg: *mut c_void) {}
+
+    fn send(t: usize, s: usize) -> &'static str {
+        // SAFETY: only this test uses the pair (cpus no test starts).
+        match unsafe { push(t, s, nop, ptr::null_mut()) } {
+            Pushed::Seen => "seen",
+            Pushed::Notify => "notify",
+            Pushed::Full => "full",
+        }
+    }
+
+    #[test]
+    fn a_spin_that_found_its_entry_keeps_the_mark_and_later_laps_are_told() {
+        let (t, s) = (NCPU - 1, NCPU - 2);
+        assert_eq!(send(t, s), "notify");
+        // SAFETY: this test is the pair's only reader.
+        assert_eq!(unsafe { drain(t) }, 1);
+        start_polling(t);
+        assert_eq!(send(t, s), "seen");
+        assert!(stop_polling(t));
+        // SAFETY: rings are never freed.
+        let ring = unsafe { &*RINGS[t][s].load(Ordering::Acquire) };
+        // The slot of the entry found keeps its mark: the spinning cpu
+        // wrote that line once, when it began to wait there.
+        assert_eq!(ring.slots[1].polling.load(Ordering::Relaxed), 2);
+        // SAFETY: as above.
+        assert_eq!(unsafe { drain(t) }, 1);
+        // After the spin senders tell the cpu again, in that slot's
+        // next lap as well: an old mark names an older entry.
+        for _ in 0..RING_SLOTS {
+            assert_eq!(send(t, s), "notify");
+            // SAFETY: as above.
+            assert_eq!(unsafe { drain(t) }, 1);
+        }
+        assert_eq!(ring.slots[1].seq.load(Ordering::Relaxed), 2 + RING_SLOTS);
+        // A spin that ends with nothing clears its mark.
+        start_polling(t);
+        assert!(!stop_polling(t));
+        assert!(
+            ring.slots
+                .iter()
+                .all(|x| x.polling.load(Ordering::Relaxed) != 3 + RING_SLOTS)
+        );
+    }
 }

@@ -74,7 +74,7 @@ unsafe fn reap(gd: *mut globaldata) {
             tdqueue::remove(&raw mut (*gd).gd_tdfreeq, td, Link::Threadq);
             (*gd).gd_tdfreecount -= 1;
             stack::free(&raw mut (*td).td_mach);
-            libc::free(td.cast());
+            super::thread::free_struct(td);
         }
         let private = cpu_priv(gd);
         while let Some(mut m) = (*private).zombie_stacks.pop() {

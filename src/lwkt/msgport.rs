@@ -200,17 +200,26 @@ unsafe fn domsg_direct(port: *mut lwkt_port, msg: *mut lwkt_msg) -> Option<c_int
     // SAFETY: per the contract; the owner of a port is a valid thread
     // while it owns it, the reply port is checked before use.
     unsafe {
+        // First what a send to another cpu reads anyway (`mp_td`, the
+        // vectors, the owner's `td_gd`: one cache line of a thread that
+        // `thread::alloc_struct` placed, written only when the thread is
+        // set up), so that such a send looks at nothing the owner writes
+        // as it waits (`mp_flags`, `td_pri`, `td_flags`).
         let owner = (*port).mp_td;
-        let rport = (*msg).ms_reply_port;
         if owner.is_null()
-            || (*port).mp_flags & MSGPORTF_WAITING == 0
             || (*port).mp_putport.map(|f| f as usize) != Some(vec_putport as *const () as usize)
+        {
+            return None;
+        }
+        let gd = mycpu();
+        let rport = (*msg).ms_reply_port;
+        if (*owner).td_gd != gd
+            || (*port).mp_flags & MSGPORTF_WAITING == 0
             || rport.is_null()
             || (*rport).mp_waitport.map(|f| f as usize) != Some(vec_waitport as *const () as usize)
         {
             return None;
         }
-        let gd = mycpu();
         let td = (*gd).gd_curthread;
         if (*rport).mp_td != td {
             return None;
