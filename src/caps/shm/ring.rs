@@ -134,6 +134,23 @@ impl RingMem {
         }
     }
 
+    /// `copy_out` into a new vector of `len` bytes (never zeroed
+    /// first: each word is appended as it is read).
+    fn copy_out_vec(&self, pos: u32, len: usize) -> Vec<u8> {
+        debug_assert!((pos as usize).is_multiple_of(RECORD_ALIGN));
+        let mut out = Vec::with_capacity(len);
+        let mut p = pos;
+        let mut left = len;
+        while left > 0 {
+            let w = self.data_word(p).load(Ordering::Relaxed).to_ne_bytes();
+            let n = left.min(RECORD_ALIGN);
+            out.extend_from_slice(&w[..n]);
+            left -= n;
+            p = p.wrapping_add(RECORD_ALIGN as u32);
+        }
+        out
+    }
+
     /// Copy `bytes` to ring position `pos` (8-aligned, wrapping); a last
     /// partial word is padded with zeros. Returns the position after it.
     fn copy_in(&self, pos: u32, bytes: &[u8]) -> u32 {
@@ -447,8 +464,14 @@ impl Consumer {
             None => Ok(None),
             Some(Next::Marker) => Ok(Some(Record::Marker)),
             Some(Next::Frame(h)) => {
-                let mut body = vec![0u8; h.body_len as usize];
-                self.take_body(&mut body)?;
+                let Some((_, len)) = self.pending.take() else {
+                    return Err(ShmError::Misuse("no frame pending after its header"));
+                };
+                let body = self.mem.copy_out_vec(
+                    self.head.wrapping_add(HEADER_LEN as u32),
+                    h.body_len as usize,
+                );
+                self.advance(len);
                 Ok(Some(Record::Frame(h, body)))
             }
         }
