@@ -74,6 +74,7 @@ fn find_single_threaded() {
 
 /// True when this is the process's only thread (and has always been: the
 /// flag is not set back when threads end, nor in a forked child).
+#[inline]
 fn single_threaded() -> bool {
     let p = SINGLE_THREADED.load(Ordering::Relaxed);
     // SAFETY: null or glibc's flag (see `find_single_threaded`); glibc
@@ -170,6 +171,7 @@ pub(super) struct Guard(bool);
 /// two atomic instructions, three times per pipelined v2 request on the
 /// service's side, wait for every store before them to reach the cache
 /// (on two cores, the frames written into the shared rings).
+#[inline]
 pub(super) fn lock() -> Guard {
     register_handlers();
     if single_threaded() {
