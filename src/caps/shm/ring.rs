@@ -123,15 +123,40 @@ impl RingMem {
     }
 
     /// Copy `out.len()` bytes from ring position `pos` (8-aligned; the
-    /// copy wraps at the end of the data area).
+    /// copy wraps at the end of the data area). Whole words are copied
+    /// with constant-size copies (a slice of a computed length is a
+    /// `memcpy` call per word).
     fn copy_out(&self, pos: u32, out: &mut [u8]) {
         debug_assert!((pos as usize).is_multiple_of(RECORD_ALIGN));
         let mut p = pos;
-        for chunk in out.chunks_mut(RECORD_ALIGN) {
-            let w = self.data_word(p).load(Ordering::Relaxed).to_ne_bytes();
-            chunk.copy_from_slice(&w[..chunk.len()]);
+        let mut words = out.chunks_exact_mut(RECORD_ALIGN);
+        for chunk in &mut words {
+            chunk.copy_from_slice(&self.data_word(p).load(Ordering::Relaxed).to_ne_bytes());
             p = p.wrapping_add(RECORD_ALIGN as u32);
         }
+        let tail = words.into_remainder();
+        if !tail.is_empty() {
+            let w = self.data_word(p).load(Ordering::Relaxed).to_ne_bytes();
+            tail.copy_from_slice(&w[..tail.len()]);
+        }
+    }
+
+    /// `copy_out` into a new vector of `len` bytes (never zeroed first:
+    /// each word is appended as it is read).
+    fn copy_out_vec(&self, pos: u32, len: usize) -> Vec<u8> {
+        debug_assert!((pos as usize).is_multiple_of(RECORD_ALIGN));
+        let mut out = Vec::with_capacity(len);
+        let mut p = pos;
+        for _ in 0..len / RECORD_ALIGN {
+            out.extend_from_slice(&self.data_word(p).load(Ordering::Relaxed).to_ne_bytes());
+            p = p.wrapping_add(RECORD_ALIGN as u32);
+        }
+        let tail = len % RECORD_ALIGN;
+        if tail != 0 {
+            let w = self.data_word(p).load(Ordering::Relaxed).to_ne_bytes();
+            out.extend_from_slice(&w[..tail]);
+        }
+        out
     }
 
     /// Copy `bytes` to ring position `pos` (8-aligned, wrapping); a last
@@ -139,9 +164,18 @@ impl RingMem {
     fn copy_in(&self, pos: u32, bytes: &[u8]) -> u32 {
         debug_assert!((pos as usize).is_multiple_of(RECORD_ALIGN));
         let mut p = pos;
-        for chunk in bytes.chunks(RECORD_ALIGN) {
+        let mut words = bytes.chunks_exact(RECORD_ALIGN);
+        for chunk in &mut words {
             let mut w = [0u8; RECORD_ALIGN];
-            w[..chunk.len()].copy_from_slice(chunk);
+            w.copy_from_slice(chunk);
+            self.data_word(p)
+                .store(u64::from_ne_bytes(w), Ordering::Relaxed);
+            p = p.wrapping_add(RECORD_ALIGN as u32);
+        }
+        let tail = words.remainder();
+        if !tail.is_empty() {
+            let mut w = [0u8; RECORD_ALIGN];
+            w[..tail.len()].copy_from_slice(tail);
             self.data_word(p)
                 .store(u64::from_ne_bytes(w), Ordering::Relaxed);
             p = p.wrapping_add(RECORD_ALIGN as u32);
@@ -447,8 +481,14 @@ impl Consumer {
             None => Ok(None),
             Some(Next::Marker) => Ok(Some(Record::Marker)),
             Some(Next::Frame(h)) => {
-                let mut body = vec![0u8; h.body_len as usize];
-                self.take_body(&mut body)?;
+                let Some((_, len)) = self.pending.take() else {
+                    return Err(ShmError::Misuse("no frame pending after its header"));
+                };
+                let body = self.mem.copy_out_vec(
+                    self.head.wrapping_add(HEADER_LEN as u32),
+                    h.body_len as usize,
+                );
+                self.advance(len);
                 Ok(Some(Record::Frame(h, body)))
             }
         }

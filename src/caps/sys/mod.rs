@@ -276,8 +276,12 @@ thread_local! {
         const { std::cell::Cell::new((Vec::new(), Vec::new())) };
 }
 
+// `take` and `drop` are kept out of line: inlined, the thread-local's
+// address (a `__tls_get_addr` call in a shared library) was computed at the
+// entry of every `get`, also of the many that never poll.
 impl PollSet {
     /// The calling thread's (empty; new if the thread is exiting).
+    #[inline(never)]
     fn take() -> PollSet {
         let (fds, probes) = POLL_SET.try_with(|c| c.take()).unwrap_or_default();
         PollSet { fds, probes }
@@ -285,6 +289,7 @@ impl PollSet {
 }
 
 impl Drop for PollSet {
+    #[inline(never)]
     fn drop(&mut self) {
         let mut fds = std::mem::take(&mut self.fds);
         let mut probes = std::mem::take(&mut self.probes);

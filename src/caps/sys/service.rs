@@ -206,8 +206,18 @@ impl Service {
         }
         // At most TURN frames, then the others' turn: what is left is read
         // at the next pump, which comes once the queue is taken (a get
-        // finds what this one queued before it polls).
-        for _ in 0..TURN {
+        // finds what this one queued before it polls). A lone connection
+        // reads on (as a v1 service's does when no other has input): what
+        // it can send before a reply is bounded (its requests in flight,
+        // its budget), and each pump costs a walk of the connections, the
+        // hello sweep and a flush.
+        let alone = self.conns.len() == 1;
+        let mut taken = 0;
+        loop {
+            if taken == TURN && !alone {
+                break;
+            }
+            taken += 1;
             let Some(c) = self.conns.get_mut(&k) else {
                 return;
             };

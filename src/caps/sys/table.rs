@@ -5,7 +5,7 @@ use std::cell::UnsafeCell;
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, Ordering};
 
 use super::Got;
 use super::client::Client;
@@ -46,14 +46,42 @@ pub(super) struct Table {
 /// sleeps on it (taken and released with one atomic instruction each when
 /// nobody waits: every call takes it, a pipelined v2 request three times
 /// on the service's side, where `pthread_mutex_lock`/`unlock` cost some
-/// 75 instructions a pair).
+/// 75 instructions a pair). A process that never started a second thread
+/// does not take it at all (see [`lock`]).
 struct Shared {
     lock: AtomicU32,
     table: UnsafeCell<Table>,
 }
 
-// SAFETY: `table` is only reached through `Guard`, which holds `lock`.
+// SAFETY: `table` is only reached through `Guard`, which holds `lock`, or
+// which was made while the process had one thread (the caller's): no other
+// thread exists to reach it until this one starts one, which it does not
+// do while a guard lives.
 unsafe impl Sync for Shared {}
+
+/// glibc's `__libc_single_threaded` (since 2.32: nonzero until the process
+/// first starts a thread), looked up when the library is loaded; null when
+/// the C library has none (then the lock is always taken).
+static SINGLE_THREADED: AtomicPtr<AtomicU8> = AtomicPtr::new(std::ptr::null_mut());
+
+fn find_single_threaded() {
+    // SAFETY: dlsym with a NUL-terminated name; the result, if not null,
+    // is the address of glibc's one-byte flag, which lives as long as the
+    // process.
+    let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__libc_single_threaded".as_ptr()) };
+    SINGLE_THREADED.store(p.cast(), Ordering::Relaxed);
+}
+
+/// True when this is the process's only thread (and has always been: the
+/// flag is not set back when threads end, nor in a forked child).
+#[inline]
+fn single_threaded() -> bool {
+    let p = SINGLE_THREADED.load(Ordering::Relaxed);
+    // SAFETY: null or glibc's flag (see `find_single_threaded`); glibc
+    // writes it with plain stores from the thread that starts the first
+    // other thread, so a byte-sized atomic load of it is sound.
+    !p.is_null() && unsafe { (*p).load(Ordering::Relaxed) } != 0
+}
 
 static SHARED: Shared = Shared {
     lock: AtomicU32::new(0),
@@ -81,6 +109,7 @@ pub(in crate::caps) extern "C" fn register_handlers() {
     if DONE.load(Ordering::Acquire) {
         return;
     }
+    find_single_threaded();
     if crate::atfork::register_once(&DONE, fork_prepare, fork_parent, fork_child) {
         // SAFETY: a plain function that lives forever.
         unsafe { libc::atexit(unlink_at_exit) };
@@ -132,33 +161,48 @@ fn futex(op: i32, val: u32) {
     };
 }
 
-/// The table, locked.
-pub(super) struct Guard(());
+/// The table, locked (`true`), or reached by the process's only thread
+/// without the lock (`false`).
+pub(super) struct Guard(bool);
 
+/// The table. A process with a single thread does not lock it: nothing
+/// else can reach it (no library call starts a thread while a guard
+/// lives; the fork and exit handlers run between calls), and the lock's
+/// two atomic instructions, three times per pipelined v2 request on the
+/// service's side, wait for every store before them to reach the cache
+/// (on two cores, the frames written into the shared rings).
+#[inline]
 pub(super) fn lock() -> Guard {
     register_handlers();
+    if single_threaded() {
+        return Guard(false);
+    }
     raw_lock();
-    Guard(())
+    Guard(true)
 }
 
 impl std::ops::Deref for Guard {
     type Target = Table;
     fn deref(&self) -> &Table {
-        // SAFETY: the mutex is held while the guard lives.
+        // SAFETY: the mutex is held while the guard lives, or there is no
+        // other thread (`lock`).
         unsafe { &*SHARED.table.get() }
     }
 }
 
 impl std::ops::DerefMut for Guard {
     fn deref_mut(&mut self) -> &mut Table {
-        // SAFETY: the mutex is held while the guard lives.
+        // SAFETY: the mutex is held while the guard lives, or there is no
+        // other thread (`lock`).
         unsafe { &mut *SHARED.table.get() }
     }
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        raw_unlock();
+        if self.0 {
+            raw_unlock();
+        }
     }
 }
 
