@@ -1,7 +1,7 @@
 /*
  * doorbell_bench -- what one wakeup of a sleeping process costs, the way a
  * CAPS shared-memory connection rings it today against a futex word in
- * shared memory (an idea for the doorbell, not used: see BENCHMARKS.md,
+ * shared memory (an idea, not used: see docs/benchmarks-history.md,
  * "Issue 17 point 2: where the time goes").
  *
  *	doorbell_bench [ROUNDS]

@@ -14,7 +14,7 @@
  *   valgrind --tool=callgrind --callgrind-out-file=/dev/null \
  *       ./build/lwkt_ops switch 20000 2>&1 | grep Collected
  *
- * and again with 120000 (BENCHMARKS.md, "Threads").
+ * and again with 120000 (docs/benchmarks-history.md, "Threads").
  */
 #include <sys/types.h>
 #include <libcaps/globaldata.h>

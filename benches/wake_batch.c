@@ -2,7 +2,7 @@
  * wake_batch -- what a CAPS service pays to wake a batch of sleeping
  * clients, one `send` per doorbell (what it does today) against all of a
  * batch's doorbells in one io_uring_enter (an idea, not used: see
- * BENCHMARKS.md, "Issue 17 point 2: what wake-up preemption costs").
+ * docs/benchmarks-history.md, "Issue 17 point 2: what wake-up preemption costs").
  *
  *	wake_batch [K [BATCHES]]
  *

@@ -2,7 +2,7 @@
 //! `io_uring_enter` with up to [`PER_ENTER`] `IORING_OP_SEND`s instead of
 //! one `send()` each. Every client woken by a `send()` preempts the
 //! service's kernel thread; submitted together, the wake-ups come after
-//! the whole batch is out (BENCHMARKS.md, "Issue 17 point 2").
+//! the whole batch is out (docs/benchmarks-history.md, "Issue 17 point 2").
 //!
 //! * One ring per kernel thread (a cpu is its kernel thread), set up on
 //!   the first batch of two or more doorbells. Decided once per process:
@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use crate::caps::shm::doorbell;
 
 /// Sends per `io_uring_enter` (16 kept fairness at 0.95 at 128 clients,
-/// BENCHMARKS.md; the clients woken by one call run while the next is
+/// docs/benchmarks-history.md; the clients woken by one call run while the next is
 /// filled).
 pub(super) const PER_ENTER: usize = 16;
 /// Ring sizes: a submission queue of [`PER_ENTER`]; the completion queue

@@ -157,7 +157,7 @@ pub(super) unsafe fn remote_read(r: *mut CapsPort) {
             // The others' turn, if any other has input: read on after
             // them. Alone, read on (splitting its turns cost a lone
             // client pipelining 64 requests 18% more cpu per request on
-            // one core; BENCHMARKS.md), and ask again after another turn.
+            // one core; docs/benchmarks-history.md), and ask again after another turn.
             taken = 0;
             // SAFETY: `r` is live.
             if let Some(t) = unsafe { connection_of(r) }.link.tx.token
