@@ -23,7 +23,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 
 use crate::caps::shm::doorbell;
 
@@ -217,7 +217,7 @@ impl Ring {
         // the submission tail and reads the completion queue; the kernel
         // reads entries up to the tail published with release ordering.
         unsafe {
-            let mut t = core::ptr::read_volatile(self.sq_tail);
+            let mut t = AtomicU32::from_ptr(self.sq_tail).load(Ordering::Relaxed);
             for (i, &fd) in fds.iter().enumerate() {
                 let idx = t & self.sq_mask;
                 self.sqes.add(idx as usize).write(Sqe {
@@ -235,8 +235,8 @@ impl Ring {
                 self.sq_array.add(idx as usize).write_volatile(idx);
                 t = t.wrapping_add(1);
             }
-            core::sync::atomic::fence(Ordering::Release);
-            core::ptr::write_volatile(self.sq_tail, t);
+            // Release: the entries above are visible before the new tail.
+            AtomicU32::from_ptr(self.sq_tail).store(t, Ordering::Release);
             let n = libc::syscall(
                 SYS_ENTER,
                 self.fd,
@@ -255,9 +255,11 @@ impl Ring {
             if n > 0 {
                 SUBMITTED.set(SUBMITTED.get() + n as u64);
             }
-            core::sync::atomic::fence(Ordering::Acquire);
-            let tail = core::ptr::read_volatile(self.cq_tail);
-            let mut head = core::ptr::read_volatile(self.cq_head);
+            // Acquire on the tail load itself (a fence before the load
+            // orders nothing after it): the entries up to the tail are
+            // read only after it, whichever cpu posted them.
+            let tail = AtomicU32::from_ptr(self.cq_tail.cast_mut()).load(Ordering::Acquire);
+            let mut head = AtomicU32::from_ptr(self.cq_head).load(Ordering::Relaxed);
             while head != tail {
                 let c = &*self.cqes.add((head & self.cq_mask) as usize);
                 if c.user_data & !0xffff_ffff == tag
@@ -267,8 +269,9 @@ impl Ring {
                 }
                 head = head.wrapping_add(1);
             }
-            core::sync::atomic::fence(Ordering::Release);
-            core::ptr::write_volatile(self.cq_head, head);
+            // Release: the entries are read before the kernel may reuse
+            // their slots.
+            AtomicU32::from_ptr(self.cq_head).store(head, Ordering::Release);
             match err {
                 Some(e) => Err(e),
                 // Entries the kernel did not take stay in the queue: the
@@ -344,7 +347,18 @@ impl Bells {
     /// Ring every doorbell taken, [`PER_ENTER`] per `io_uring_enter`,
     /// and call `done(key, rung)` for each, in the order taken. A batch
     /// of one is left to `send()` (as cheap, and no ring set up for it).
-    pub(in crate::caps) fn ring(self, mut done: impl FnMut(usize, Rung)) {
+    ///
+    /// `still(key, fd)`, asked right before each `io_uring_enter`: is
+    /// `fd` still the open socket of `key`'s connection? A connection
+    /// shut down since its doorbell was taken (later in the same pass,
+    /// or by an earlier `done`) closed its socket, and another thread may
+    /// have been given that number since: its doorbell is not submitted
+    /// (reported [`Rung::Again`]).
+    pub(in crate::caps) fn ring(
+        self,
+        mut still: impl FnMut(usize, RawFd) -> bool,
+        mut done: impl FnMut(usize, Rung),
+    ) {
         if self.owed.len() < 2 {
             for &(_, key) in &self.owed {
                 done(key, Rung::Again);
@@ -354,31 +368,47 @@ impl Bells {
         let mut results = [None; PER_ENTER];
         for chunk in self.owed.chunks(PER_ENTER) {
             results.fill(None);
-            let fds: Vec<RawFd> = chunk.iter().map(|&(fd, _)| fd).collect();
-            let rang = RING.with(|cell| {
-                let mut slot = cell.borrow_mut();
-                if slot
-                    .as_ref()
-                    .is_some_and(|r| r.forks != super::fork_generation())
-                {
-                    // The parent's ring, inherited: never submitted on.
-                    drop(slot.take());
+            // Slot i of `fds` (and of `results`) is entry at[i] of the chunk.
+            let mut at = [0usize; PER_ENTER];
+            let mut fds: Vec<RawFd> = Vec::with_capacity(chunk.len());
+            for (i, &(fd, key)) in chunk.iter().enumerate() {
+                if still(key, fd) {
+                    at[fds.len()] = i;
+                    fds.push(fd);
                 }
-                if slot.is_none() && enabled() {
-                    match Ring::setup() {
-                        Ok(r) => *slot = Some(r),
-                        Err(e) => turn_off("io_uring_setup", e),
+            }
+            let mut by_entry = [None; PER_ENTER];
+            let rang = if fds.is_empty() {
+                None
+            } else {
+                RING.with(|cell| {
+                    let mut slot = cell.borrow_mut();
+                    if slot
+                        .as_ref()
+                        .is_some_and(|r| r.forks != super::fork_generation())
+                    {
+                        // The parent's ring, inherited: never submitted on.
+                        drop(slot.take());
                     }
-                }
-                let r = slot.as_mut()?;
-                if let Err(e) = r.ring(&fds, &mut results) {
-                    drop(slot.take());
-                    turn_off("io_uring_enter", e);
-                }
-                Some(())
-            });
+                    if slot.is_none() && enabled() {
+                        match Ring::setup() {
+                            Ok(r) => *slot = Some(r),
+                            Err(e) => turn_off("io_uring_setup", e),
+                        }
+                    }
+                    let r = slot.as_mut()?;
+                    if let Err(e) = r.ring(&fds, &mut results) {
+                        drop(slot.take());
+                        turn_off("io_uring_enter", e);
+                    }
+                    Some(())
+                })
+            };
+            for (slot, &i) in at.iter().take(fds.len()).enumerate() {
+                by_entry[i] = results[slot];
+            }
             for (i, &(_, key)) in chunk.iter().enumerate() {
-                let rung = match (rang, results[i]) {
+                let rung = match (rang, by_entry[i]) {
                     (Some(()), Some(n)) if n == BELL.len() as i32 => Rung::Sent,
                     (Some(()), Some(n)) if n > 0 => Rung::Part(n as usize),
                     (Some(()), Some(e)) if e == -libc::EINVAL || e == -libc::EOPNOTSUPP => {
@@ -440,7 +470,7 @@ mod tests {
         }
         let (e0, s0) = counts();
         let mut seen = Vec::new();
-        bells.ring(|key, rung| seen.push((key, rung)));
+        bells.ring(|_, _| true, |key, rung| seen.push((key, rung)));
         let (e1, s1) = counts();
         assert_eq!(e1 - e0, 3, "40 doorbells in 3 calls (16, 16, 8)");
         assert_eq!(s1 - s0, 40);
@@ -472,7 +502,7 @@ mod tests {
             assert!(bells.take(f.as_raw_fd(), i));
         }
         let mut seen = Vec::new();
-        bells.ring(|key, rung| seen.push((key, rung)));
+        bells.ring(|_, _| true, |key, rung| seen.push((key, rung)));
         assert_eq!(
             seen,
             vec![(0, Rung::Sent), (1, Rung::Again), (2, Rung::Again)]
@@ -509,7 +539,10 @@ mod tests {
             bells.take(a.0.as_raw_fd(), tag);
             bells.take(b.0.as_raw_fd(), tag + 1);
             let mut sent = 0;
-            bells.ring(|_, rung| sent += usize::from(rung == Rung::Sent));
+            bells.ring(
+                |_, _| true,
+                |_, rung| sent += usize::from(rung == Rung::Sent),
+            );
             sent == 2 && read_all(&a.1).len() == HEADER && read_all(&b.1).len() == HEADER
         };
         assert!(ring_two(0));
@@ -534,6 +567,34 @@ mod tests {
         assert!(ring_two(20));
     }
 
+    /// A doorbell taken for a connection that is gone by the time the
+    /// batch is rung (shut down later in the same pass) is not sent: its
+    /// descriptor number may belong to another socket by then (here:
+    /// dup2 puts another socket under that number, as a reuse would).
+    #[test]
+    fn a_gone_connections_doorbell_does_not_reach_a_reused_descriptor() {
+        if !usable() {
+            eprintln!("io_uring not usable here: nothing to test");
+            return;
+        }
+        let (gone, _gone_peer) = pair();
+        let (live, live_peer) = pair();
+        let mut bells = Bells::new();
+        assert!(bells.take(gone.as_raw_fd(), 0));
+        assert!(bells.take(live.as_raw_fd(), 1));
+        // The first connection closes; its number now names another
+        // socket (one atomic dup2: no window for other tests' threads).
+        let (other, other_peer) = pair();
+        // SAFETY: both descriptors are ours; `gone` owns the new one.
+        assert!(unsafe { libc::dup2(other.as_raw_fd(), gone.as_raw_fd()) } >= 0);
+        let mut seen = Vec::new();
+        // The service knows key 0's connection is gone (not listed).
+        bells.ring(|key, _| key != 0, |key, rung| seen.push((key, rung)));
+        assert_eq!(read_all(&other_peer), Vec::<u8>::new(), "a stray doorbell");
+        assert_eq!(read_all(&live_peer), doorbell().to_vec());
+        assert_eq!(seen, vec![(0, Rung::Again), (1, Rung::Sent)]);
+    }
+
     /// A batch of one is left to send().
     #[test]
     fn one_doorbell_is_not_batched() {
@@ -544,7 +605,7 @@ mod tests {
         }
         let e0 = counts().0;
         let mut seen = Vec::new();
-        bells.ring(|key, rung| seen.push((key, rung)));
+        bells.ring(|_, _| true, |key, rung| seen.push((key, rung)));
         assert_eq!(counts().0, e0);
         assert_eq!(seen, vec![(7, Rung::Again)]);
     }

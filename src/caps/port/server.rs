@@ -279,7 +279,16 @@ pub(super) unsafe fn flush_dirty(svc: *mut CapsPort) {
             }
         }
     }
-    bells.ring(|key, rung| {
+    // A connection shut down since its doorbell was taken (a paused one
+    // read again by `account`, or by an earlier `bell_rung`) closed its
+    // socket, whose number another thread may hold by now: only a
+    // listed connection's own socket is rung.
+    let still = |key: usize, fd: i32| {
+        let r = key as *mut CapsPort;
+        // SAFETY: a listed connection is live.
+        unsafe { listed(svc, r) && connection_of(r).link.tx.raw() == fd }
+    };
+    bells.ring(still, |key, rung| {
         let r = key as *mut CapsPort;
         // SAFETY: a connection still listed is live (one shut down since
         // its doorbell was taken is off the list and not touched).
