@@ -309,6 +309,45 @@ static SPIN_NS: AtomicU32 = AtomicU32::new(SOCK_SPIN_MIN_NS);
 /// The spin on the rings before that (`crate::cpu::probe_spin`).
 static PROBE_SPIN_NS: AtomicU32 = AtomicU32::new(PROBE_SPIN_MAX_NS);
 
+/// Waits to skip the yield of an oversubscribed machine's wait (see
+/// [`yield_pays`]) before trying it again, and how many the next miss
+/// skips.
+static YIELD_SKIP: AtomicU32 = AtomicU32::new(0);
+static YIELD_BACKOFF: AtomicU32 = AtomicU32::new(0);
+/// Most waits a miss makes skip.
+const YIELD_BACKOFF_MAX: u32 = 64;
+
+/// On an oversubscribed machine `sock_spin` does not spin, and a wait
+/// would sleep at once; but a peer that shares the core and is runnable
+/// (both ends of a pipelined connection on one core) answers during one
+/// `sched_yield`, for the price of that call instead of a sleep, its
+/// wakeup, and the peer's doorbell write. So the wait yields once before
+/// it sleeps, as long as that pays: after a yield that found nothing
+/// (the peer is asleep, elsewhere, or slow) the next 1, 2, 4, ...
+/// [`YIELD_BACKOFF_MAX`] waits sleep at once, and a yield that found
+/// something resets that. An idle wait therefore yields once, then
+/// sleeps.
+fn yield_pays() -> bool {
+    let skip = YIELD_SKIP.load(Ordering::Relaxed);
+    if skip > 0 {
+        YIELD_SKIP.store(skip - 1, Ordering::Relaxed);
+        return false;
+    }
+    true
+}
+
+/// What the yield [`yield_pays`] allowed found.
+fn yield_paid(found: bool) {
+    let next = if found {
+        0
+    } else {
+        let b = YIELD_BACKOFF.load(Ordering::Relaxed);
+        YIELD_SKIP.store(b.max(1), Ordering::Relaxed);
+        (b.max(1) * 2).min(YIELD_BACKOFF_MAX)
+    };
+    YIELD_BACKOFF.store(next, Ordering::Relaxed);
+}
+
 /// `poll(fds)` until something is ready (there, or in the rings the
 /// `probes` watch) or `until` passes, after polling them (with
 /// `sched_yield`, so a peer on the same core runs first) for up to the
@@ -352,6 +391,21 @@ fn poll_adaptive(
     if r != 0 {
         SPIN_NS.store(budget, Ordering::Relaxed);
         return (r, from_fds);
+    }
+    // `sock_spin` made no look: the machine is oversubscribed.
+    if polls == 0 && yield_pays() {
+        // SAFETY: no preconditions.
+        unsafe { libc::sched_yield() };
+        let r = if probes.is_empty() {
+            // SAFETY: `fds` is a valid array of `n` pollfds.
+            unsafe { libc::poll(fds.as_mut_ptr(), n, 0) }
+        } else {
+            i32::from(probes.iter().any(Probe::ready))
+        };
+        yield_paid(r != 0);
+        if r != 0 {
+            return (r, probes.is_empty());
+        }
     }
     for (i, p) in probes.iter().enumerate() {
         if !p.sleep() {
