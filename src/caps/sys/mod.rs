@@ -58,8 +58,12 @@ const MAX_AT_SERVER: usize = MAX_INPROG + 1;
 const WAITSVC_POLL_MS: i32 = 1000;
 
 /// A service that is not told a connection is pending looks every this
-/// many reads (see `Service::accept_due`).
+/// many reads at first, and then, while its looks find nothing, at ever
+/// longer intervals up to `ACCEPT_EVERY_MAX` reads (see
+/// `Service::accept_due`; a look costs a failing `accept4`, and a wait
+/// that polls sees a pending connection anyway).
 const ACCEPT_EVERY: u32 = 8;
+const ACCEPT_EVERY_MAX: u32 = 256;
 
 // ---- the calls -----------------------------------------------------------
 
@@ -309,6 +313,59 @@ static SPIN_NS: AtomicU32 = AtomicU32::new(SOCK_SPIN_MIN_NS);
 /// The spin on the rings before that (`crate::cpu::probe_spin`).
 static PROBE_SPIN_NS: AtomicU32 = AtomicU32::new(PROBE_SPIN_MAX_NS);
 
+/// On an oversubscribed machine `sock_spin` does not spin, and a wait
+/// would sleep at once; but a peer that shares the core and is runnable
+/// (both ends of a pipelined connection on one core) answers during one
+/// `sched_yield`, for the price of that call instead of a sleep, its
+/// wakeup, and the peer's doorbell write. So the wait yields once before
+/// it sleeps, as long as that pays: after a yield that found nothing
+/// (the peer is asleep, elsewhere, or slow) the next 1, 2, 4, ...
+/// [`YIELD_BACKOFF_MAX`] waits sleep at once, and a yield that found
+/// something resets that. An idle wait therefore yields once, then
+/// sleeps.
+struct YieldGate {
+    /// Waits still to skip the yield.
+    skip: AtomicU32,
+    /// How many the next miss makes skip.
+    backoff: AtomicU32,
+}
+
+/// Most waits a miss makes skip.
+const YIELD_BACKOFF_MAX: u32 = 64;
+
+static YIELD_GATE: YieldGate = YieldGate::new();
+
+impl YieldGate {
+    const fn new() -> YieldGate {
+        YieldGate {
+            skip: AtomicU32::new(0),
+            backoff: AtomicU32::new(1),
+        }
+    }
+
+    /// Should this wait yield before it sleeps?
+    fn pays(&self) -> bool {
+        let skip = self.skip.load(Ordering::Relaxed);
+        if skip > 0 {
+            self.skip.store(skip - 1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// What the yield [`YieldGate::pays`] allowed found.
+    fn paid(&self, found: bool) {
+        if found {
+            self.backoff.store(1, Ordering::Relaxed);
+        } else {
+            let b = self.backoff.load(Ordering::Relaxed);
+            self.skip.store(b, Ordering::Relaxed);
+            self.backoff
+                .store((b * 2).min(YIELD_BACKOFF_MAX), Ordering::Relaxed);
+        }
+    }
+}
+
 /// `poll(fds)` until something is ready (there, or in the rings the
 /// `probes` watch) or `until` passes, after polling them (with
 /// `sched_yield`, so a peer on the same core runs first) for up to the
@@ -352,6 +409,21 @@ fn poll_adaptive(
     if r != 0 {
         SPIN_NS.store(budget, Ordering::Relaxed);
         return (r, from_fds);
+    }
+    // `sock_spin` made no look: the machine is oversubscribed.
+    if polls == 0 && YIELD_GATE.pays() {
+        // SAFETY: no preconditions.
+        unsafe { libc::sched_yield() };
+        let r = if probes.is_empty() {
+            // SAFETY: `fds` is a valid array of `n` pollfds.
+            unsafe { libc::poll(fds.as_mut_ptr(), n, 0) }
+        } else {
+            i32::from(probes.iter().any(Probe::ready))
+        };
+        YIELD_GATE.paid(r != 0);
+        if r != 0 {
+            return (r, probes.is_empty());
+        }
     }
     for (i, p) in probes.iter().enumerate() {
         if !p.sleep() {
@@ -402,4 +474,78 @@ pub fn abort(id: i32) -> Result<i32, Errno> {
     let mut t = lock();
     t.get(id)?;
     Ok(crate::abi::CAPS_ABORT_NOTIMPL)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The waits that yield before sleeping on an oversubscribed machine:
+    /// all while yields find something; after misses, 1, 2, 4, ... up to
+    /// `YIELD_BACKOFF_MAX` waits in a row do not.
+    #[test]
+    fn yields_back_off_after_misses() {
+        let g = YieldGate::new();
+        for _ in 0..3 {
+            assert!(g.pays());
+            g.paid(true);
+        }
+        for skip in [1, 2, 4, 8, 16, 32, 64, 64] {
+            assert!(g.pays());
+            g.paid(false);
+            for _ in 0..skip {
+                assert!(!g.pays());
+            }
+        }
+        assert!(g.pays());
+        g.paid(true);
+        assert!(g.pays());
+        g.paid(false);
+        assert!(!g.pays());
+        assert!(g.pays());
+    }
+
+    /// The `accept` looks of service `id`, and its connections.
+    fn looks(id: i32) -> (u64, usize) {
+        let mut t = lock();
+        match &t.get(id).unwrap().kind {
+            Kind::Service(s) => (s.accept_looks, s.conns.len()),
+            _ => unreachable!(),
+        }
+    }
+
+    /// A service whose reads find nothing stops looking for a connection
+    /// every `ACCEPT_EVERY` reads (a failing `accept4` each), and still
+    /// takes one that is pending, within `ACCEPT_EVERY_MAX` reads, though
+    /// no poll told it.
+    #[test]
+    fn a_quiet_service_looks_for_connections_ever_less_often() {
+        let dir = std::env::temp_dir().join(format!("libcaps-accept-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // SAFETY: no other unit test of the library reads or sets the
+        // environment's LIBCAPS_DIR (the rendezvous directory).
+        unsafe { std::env::set_var("LIBCAPS_DIR", &dir) };
+        let id = service(b"acceptlooks", u32::MAX, u32::MAX, 0).unwrap();
+        let mut buf = [0u8; 64];
+        let reads = 2000;
+        for _ in 0..reads {
+            assert_eq!(get(id, &mut buf, None, false), Err(Errno::EAGAIN));
+        }
+        let (n, conns) = looks(id);
+        assert_eq!(conns, 0);
+        // 1 + 2000 / 9 before; now 1 + about log2(256 / 8) + 2000 / 257.
+        assert!(n < 20, "{n} accept looks in {reads} reads");
+        let node = std::fs::read_dir(dir.join("sys"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().contains("acceptlooks"))
+            .unwrap();
+        let _peer = std::os::unix::net::UnixStream::connect(&node).unwrap();
+        for _ in 0..=ACCEPT_EVERY_MAX {
+            let _ = get(id, &mut buf, None, false);
+        }
+        assert_eq!(looks(id).1, 1);
+        close(id).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -8,7 +8,7 @@ use std::os::fd::AsRawFd;
 
 use super::names::{key, matching_nodes, node_name};
 use super::table::{Kind, lock};
-use super::{ACCEPT_EVERY, Got, MAX_AT_SERVER, MAX_MSG, check_name};
+use super::{ACCEPT_EVERY, ACCEPT_EVERY_MAX, Got, MAX_AT_SERVER, MAX_MSG, check_name};
 use crate::abi::{CAPF_EXCL, CAPF_UFLAGS, CAPMS_DISPOSE, CAPMS_REQUEST, caps_cred};
 use crate::caps::conn::TURN;
 use crate::caps::conn::{self, Admission, ReadEnd, set_nonblocking};
@@ -68,11 +68,19 @@ pub(super) struct Service {
     /// looked (see `Entry::settle`).
     pub(super) news: bool,
     /// The listener may have a connection pending: accept at the next
-    /// read. Set by a poll that saw it readable; otherwise `accept` runs
-    /// every `ACCEPT_EVERY` reads (a service that never sleeps in
-    /// `caps_sys_wait` still takes new clients), not on every call.
+    /// read. Set by a poll that saw it readable (the listener is in every
+    /// poll set of a wait). Otherwise `accept` runs every `accept_every`
+    /// reads only, so that a service whose waits never poll (its rings
+    /// always have something) still takes new clients: that interval
+    /// starts at `ACCEPT_EVERY`, doubles after each look that found
+    /// nothing, up to `ACCEPT_EVERY_MAX`, and is reset by a look that found
+    /// a connection.
     pub(super) accept_due: bool,
     accept_skipped: u32,
+    accept_every: u32,
+    /// `accept` looks made (tests).
+    #[cfg(test)]
+    pub(super) accept_looks: u64,
     /// When the quiet sweep is due (`guard.rs`): set while a connection's
     /// rings are awake.
     pub(super) quiet_at: Option<std::time::Instant>,
@@ -130,6 +138,9 @@ pub fn service(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno
         news: false,
         accept_due: true,
         accept_skipped: 0,
+        accept_every: ACCEPT_EVERY,
+        #[cfg(test)]
+        accept_looks: 0,
         quiet_at: None,
     };
     let r = lock().insert(flags, Kind::Service(Box::new(svc)));
@@ -143,10 +154,14 @@ impl Service {
     /// Accept new connections, read the frames available (at most
     /// [`TURN`] from each connection), write what is queued. Never blocks.
     pub(super) fn pump(&mut self, sockets: bool) {
-        if self.accept_due || self.accept_skipped >= ACCEPT_EVERY {
+        if self.accept_due || self.accept_skipped >= self.accept_every {
             self.accept_due = false;
             self.accept_skipped = 0;
-            self.accept_all();
+            self.accept_every = if self.accept_all() {
+                ACCEPT_EVERY
+            } else {
+                self.accept_every.saturating_mul(2).min(ACCEPT_EVERY_MAX)
+            };
         } else {
             self.accept_skipped += 1;
         }
@@ -164,8 +179,15 @@ impl Service {
         self.hello_sweep();
     }
 
-    fn accept_all(&mut self) {
+    /// Accept the pending connections; true if there was one.
+    fn accept_all(&mut self) -> bool {
+        #[cfg(test)]
+        {
+            self.accept_looks += 1;
+        }
+        let mut any = false;
         while let Some(link) = self.core.accept(self.listener.fd.as_raw_fd()) {
+            any = true;
             let k = self.next_conn;
             self.next_conn += 1;
             self.news = true;
@@ -179,6 +201,7 @@ impl Service {
                 },
             );
         }
+        any
     }
 
     fn pump_conn(&mut self, k: u64, sockets: bool) {
