@@ -3,57 +3,12 @@
 //! gets the replies its service sends on the socket after it detached a
 //! quiet connection's region.
 
-use caps::abi::{CAPF_ANYCLIENT, CAPMS_REPLY, CAPMS_REQUEST, caps_msgid};
-use caps::capi::caps::{
-    caps_sys_client, caps_sys_close, caps_sys_get, caps_sys_put, caps_sys_reply, caps_sys_service,
-    caps_sys_wait,
-};
-use std::ffi::CString;
+use caps::abi::{CAPMS_REPLY, CAPMS_REQUEST};
+use caps::capi::caps::{caps_sys_close, caps_sys_put, caps_sys_reply};
 use std::time::{Duration, Instant};
 
-fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap()
-}
-
-fn open(name: &str, service: bool) -> i32 {
-    let n = CString::new(name).unwrap();
-    // SAFETY: plain id queries and a valid C string.
-    let r = unsafe {
-        let (uid, gid) = (libc::geteuid(), libc::getegid());
-        if service {
-            caps_sys_service(n.as_ptr(), uid, gid, 0, CAPF_ANYCLIENT)
-        } else {
-            caps_sys_client(n.as_ptr(), uid, gid, 0, CAPF_ANYCLIENT)
-        }
-    };
-    assert!(r >= 0, "open {name}: errno {}", errno());
-    r
-}
-
-fn recv(id: i32, block: bool) -> Result<(i64, u32), i32> {
-    let mut m = caps_msgid {
-        c_id: -1,
-        c_state: 99,
-        c_reserved01: 0,
-    };
-    let mut buf = [0u8; 256];
-    let f = if block { caps_sys_wait } else { caps_sys_get };
-    // SAFETY: `buf` is writable for its length; no credentials asked.
-    let n = unsafe {
-        f(
-            id,
-            buf.as_mut_ptr().cast(),
-            buf.len() as i32,
-            &mut m,
-            std::ptr::null_mut(),
-        )
-    };
-    if n < 0 {
-        Err(errno())
-    } else {
-        Ok((m.c_id, m.c_state))
-    }
-}
+mod v2calls;
+use v2calls::{errno, open, recv};
 
 fn put(id: i32) -> i64 {
     // SAFETY: a readable 1-byte buffer.

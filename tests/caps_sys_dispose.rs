@@ -7,19 +7,16 @@
 //! one `Dispose` frame per reply (docs/wire-protocol.md, "Coalesced
 //! disposes"). Raw sockets play the old and the hostile peers.
 
-use caps::abi::{
-    CAPF_ANYCLIENT, CAPF_WORLD, CAPMS_DISPOSE, CAPMS_REPLY, CAPMS_REQUEST, caps_msgid,
-};
-use caps::capi::caps::{
-    caps_sys_client, caps_sys_close, caps_sys_get, caps_sys_put, caps_sys_reply, caps_sys_service,
-    caps_sys_wait,
-};
-use std::ffi::CString;
+use caps::abi::{CAPF_WORLD, CAPMS_DISPOSE, CAPMS_REPLY, CAPMS_REQUEST};
+use caps::capi::caps::{caps_sys_close, caps_sys_put};
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::Once;
 use std::time::{Duration, Instant};
+
+mod v2calls;
+use v2calls::{errno, me, open, recv, reply};
 
 /// The hello option (`wire::HELLO_DISPOSES`).
 const DISPOSES: u32 = 0x1000_0000;
@@ -60,71 +57,15 @@ fn setup() -> std::sync::MutexGuard<'static, ()> {
     guard
 }
 
-fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap()
-}
-
-fn me() -> (u32, u32) {
-    // SAFETY: plain id queries.
-    unsafe { (libc::geteuid(), libc::getegid()) }
-}
-
-fn open(name: &str, service: bool) -> i32 {
-    let n = CString::new(name).unwrap();
-    let (uid, gid) = me();
-    // SAFETY: a valid C string.
-    let r = unsafe {
-        if service {
-            caps_sys_service(n.as_ptr(), uid, gid, 0, CAPF_ANYCLIENT)
-        } else {
-            caps_sys_client(n.as_ptr(), uid, gid, 0, CAPF_ANYCLIENT)
-        }
-    };
-    assert!(r >= 0, "open {name}: errno {}", errno());
-    r
-}
-
 fn put(id: i32, data: &[u8]) -> Result<i64, i32> {
     // SAFETY: `data` is readable for its length; it is only read.
     let r = unsafe { caps_sys_put(id, data.as_ptr() as *mut _, data.len() as i32) };
     if r < 0 { Err(errno()) } else { Ok(r) }
 }
 
-fn reply(id: i32, data: &[u8], msgid: i64) {
-    // SAFETY: as for put.
-    let r = unsafe { caps_sys_reply(id, data.as_ptr() as *mut _, data.len() as i32, msgid) };
-    assert_eq!(r, 0, "reply: errno {}", errno());
-}
-
 fn close(id: i32) {
     // SAFETY: a plain call.
     assert_eq!(unsafe { caps_sys_close(id) }, 0);
-}
-
-/// Wait (`block`) or look for the next message: its id and state, or
-/// the errno.
-fn recv(id: i32, block: bool) -> Result<(i64, u32), i32> {
-    let mut m = caps_msgid {
-        c_id: -1,
-        c_state: 99,
-        c_reserved01: 0,
-    };
-    let mut buf = [0u8; 256];
-    let f = if block { caps_sys_wait } else { caps_sys_get };
-    // SAFETY: `buf` is writable for its length; no credentials asked.
-    let n = unsafe {
-        f(
-            id,
-            buf.as_mut_ptr().cast(),
-            buf.len() as i32,
-            &mut m,
-            std::ptr::null_mut(),
-        )
-    };
-    if n < 0 {
-        return Err(errno());
-    }
-    Ok((m.c_id, m.c_state))
 }
 
 /// The next message of service `sid` (waiting for it), of `state`.

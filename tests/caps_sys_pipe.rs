@@ -4,17 +4,16 @@
 //! names, and the calls must not allocate per call beyond the message
 //! bodies the transport hands over (counted by this binary's allocator).
 
-use caps::abi::{CAPF_ANYCLIENT, CAPMS_DISPOSE, CAPMS_REPLY, CAPMS_REQUEST, caps_msgid};
-use caps::capi::caps::{
-    caps_sys_client, caps_sys_close, caps_sys_get, caps_sys_put, caps_sys_reply, caps_sys_service,
-    caps_sys_wait,
-};
+use caps::abi::{CAPMS_DISPOSE, CAPMS_REPLY, CAPMS_REQUEST, caps_msgid};
+use caps::capi::caps::{caps_sys_close, caps_sys_get, caps_sys_put, caps_sys_wait};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::ffi::CString;
 use std::sync::Once;
 use std::time::Duration;
+
+mod v2calls;
+use v2calls::{errno, me, open, reply};
 
 // ---- counting allocations per thread --------------------------------------
 
@@ -76,41 +75,11 @@ fn setup() {
     });
 }
 
-fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap()
-}
-
-fn me() -> (u32, u32) {
-    // SAFETY: plain id queries.
-    unsafe { (libc::geteuid(), libc::getegid()) }
-}
-
-fn open(name: &str, service: bool) -> i32 {
-    let n = CString::new(name).unwrap();
-    let (uid, gid) = me();
-    // SAFETY: a valid C string.
-    let r = unsafe {
-        if service {
-            caps_sys_service(n.as_ptr(), uid, gid, 0, CAPF_ANYCLIENT)
-        } else {
-            caps_sys_client(n.as_ptr(), uid, gid, 0, CAPF_ANYCLIENT)
-        }
-    };
-    assert!(r >= 0, "open {name}: errno {}", errno());
-    r
-}
-
 fn put(id: i32, data: &[u8]) -> i64 {
     // SAFETY: `data` is readable for its length; it is only read.
     let r = unsafe { caps_sys_put(id, data.as_ptr() as *mut _, data.len() as i32) };
     assert!(r >= 0, "put: errno {}", errno());
     r
-}
-
-fn reply(id: i32, data: &[u8], msgid: i64) {
-    // SAFETY: as for put.
-    let r = unsafe { caps_sys_reply(id, data.as_ptr() as *mut _, data.len() as i32, msgid) };
-    assert_eq!(r, 0, "reply: errno {}", errno());
 }
 
 /// Wait (`block`) or look for the next message into `buf`: its size, id
