@@ -32,6 +32,18 @@ fn debug_init() -> bool {
     on
 }
 
+/// Is the environment variable `name` set to exactly "0" (a feature
+/// switched off: `LIBCAPS_SHM=0`, `LIBCAPS_URING=0`)? Read with `getenv`,
+/// not `std::env` (whose lock another thread may hold across a `fork`).
+pub fn env_is_zero(name: &core::ffi::CStr) -> bool {
+    // SAFETY: getenv with a NUL-terminated name; the value, NUL-terminated
+    // when not null, is only read here.
+    unsafe {
+        let v = libc::getenv(name.as_ptr());
+        !v.is_null() && *v == b'0' as core::ffi::c_char && *v.add(1) == 0
+    }
+}
+
 /// Write a trace line `libcaps[PID]: FUNC: MESSAGE` (see [`trace!`](crate::trace)).
 #[cold]
 pub fn trace(func: &str, args: Arguments<'_>) {

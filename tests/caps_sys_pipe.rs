@@ -4,8 +4,8 @@
 //! names, and the calls must not allocate per call beyond the message
 //! bodies the transport hands over (counted by this binary's allocator).
 
-use caps::abi::{CAPMS_DISPOSE, CAPMS_REPLY, CAPMS_REQUEST, caps_msgid};
-use caps::capi::caps::{caps_sys_close, caps_sys_get, caps_sys_put, caps_sys_wait};
+use caps::abi::{CAPMS_DISPOSE, CAPMS_REPLY, CAPMS_REQUEST};
+use caps::capi::caps::{caps_sys_close, caps_sys_put};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -13,7 +13,7 @@ use std::sync::Once;
 use std::time::Duration;
 
 mod v2calls;
-use v2calls::{errno, me, open, reply};
+use v2calls::{errno, me, open, recv_into as recv, reply};
 
 // ---- counting allocations per thread --------------------------------------
 
@@ -80,31 +80,6 @@ fn put(id: i32, data: &[u8]) -> i64 {
     let r = unsafe { caps_sys_put(id, data.as_ptr() as *mut _, data.len() as i32) };
     assert!(r >= 0, "put: errno {}", errno());
     r
-}
-
-/// Wait (`block`) or look for the next message into `buf`: its size, id
-/// and state, or the errno.
-fn recv(id: i32, buf: &mut [u8], block: bool) -> Result<(usize, i64, u32), i32> {
-    let mut m = caps_msgid {
-        c_id: -1,
-        c_state: 99,
-        c_reserved01: 0,
-    };
-    let f = if block { caps_sys_wait } else { caps_sys_get };
-    // SAFETY: `buf` is writable for its length; no credentials asked.
-    let n = unsafe {
-        f(
-            id,
-            buf.as_mut_ptr().cast(),
-            buf.len() as i32,
-            &mut m,
-            std::ptr::null_mut(),
-        )
-    };
-    if n < 0 {
-        return Err(errno());
-    }
-    Ok((n as usize, m.c_id, m.c_state))
 }
 
 /// The payload of request `seq`, and what the service answers to it.

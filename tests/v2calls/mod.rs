@@ -45,15 +45,14 @@ pub fn reply(id: i32, data: &[u8], msgid: i64) {
     assert_eq!(r, 0, "reply: errno {}", errno());
 }
 
-/// Wait (`block`) or look for the next message (at most 256 bytes,
-/// dropped): its id and state, or the errno.
-pub fn recv(id: i32, block: bool) -> Result<(i64, u32), i32> {
+/// Wait (`block`) or look for the next message into `buf`: its size, id
+/// and state, or the errno.
+pub fn recv_into(id: i32, buf: &mut [u8], block: bool) -> Result<(usize, i64, u32), i32> {
     let mut m = caps_msgid {
         c_id: -1,
         c_state: 99,
         c_reserved01: 0,
     };
-    let mut buf = [0u8; 256];
     let f = if block { caps_sys_wait } else { caps_sys_get };
     // SAFETY: `buf` is writable for its length; no credentials asked.
     let n = unsafe {
@@ -68,5 +67,11 @@ pub fn recv(id: i32, block: bool) -> Result<(i64, u32), i32> {
     if n < 0 {
         return Err(errno());
     }
-    Ok((m.c_id, m.c_state))
+    Ok((n as usize, m.c_id, m.c_state))
+}
+
+/// [`recv_into`] a buffer of 256 bytes, dropped: the id and state.
+pub fn recv(id: i32, block: bool) -> Result<(i64, u32), i32> {
+    let mut buf = [0u8; 256];
+    recv_into(id, &mut buf, block).map(|(_, id, state)| (id, state))
 }

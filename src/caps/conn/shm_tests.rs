@@ -5,10 +5,9 @@
 //! old client (no detach offered) keeps its region; a peer that breaks
 //! the detach rules loses only its connection.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 
 use super::*;
-use crate::caps::cred::Cred;
 use crate::caps::errno::Errno;
 use crate::caps::shm::{DETACH, DETACHED, transport_header};
 use crate::caps::wire::{
@@ -39,22 +38,7 @@ fn ends(detach: bool) -> Option<Ends> {
     // SAFETY: plain id query.
     let me = unsafe { libc::geteuid() };
     let mut svc = Service::new("shm_test", "svc".into(), me, VERSION, 4096, MAX_BODY);
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for two descriptors.
-    let r = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
-    assert_eq!(r, 0);
-    // SAFETY: two new descriptors nobody else owns.
-    let (client, server) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    set_nonblocking(server.as_raw_fd());
-    let peer = Cred::of_peer(server.as_raw_fd()).unwrap();
-    let mut c = svc.open(server, peer);
+    let (client, mut c) = super::tests::pair(&mut svc);
     let status = HELLO_SHM | if detach { HELLO_DETACH } else { 0 };
     let hello = Hello {
         version: VERSION,

@@ -33,12 +33,7 @@ pub(in crate::caps) fn shm_enabled() -> bool {
         1 => false,
         2 => true,
         _ => {
-            // SAFETY: getenv with a NUL-terminated name; the value is only
-            // read here.
-            let off = unsafe {
-                let v = libc::getenv(c"LIBCAPS_SHM".as_ptr());
-                !v.is_null() && *v == b'0' as core::ffi::c_char && *v.add(1) == 0
-            };
+            let off = crate::diag::env_is_zero(c"LIBCAPS_SHM");
             SHM.store(if off { 1 } else { 2 }, Ordering::Relaxed);
             !off
         }

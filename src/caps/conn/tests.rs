@@ -22,7 +22,7 @@ fn service() -> Service {
 
 /// A connected pair: (the client's end, blocking; the service's
 /// connection on the other end, non-blocking).
-fn pair(svc: &mut Service) -> (OwnedFd, Connection) {
+pub(super) fn pair(svc: &mut Service) -> (OwnedFd, Connection) {
     let mut fds = [0; 2];
     // SAFETY: `fds` has room for two descriptors.
     let r = unsafe {

@@ -63,12 +63,7 @@ pub(super) fn enabled() -> bool {
         1 => false,
         2 => true,
         _ => {
-            // SAFETY: getenv with a NUL-terminated name; the value is only
-            // read here.
-            let off = unsafe {
-                let v = libc::getenv(c"LIBCAPS_URING".as_ptr());
-                !v.is_null() && *v == b'0' as core::ffi::c_char && *v.add(1) == 0
-            };
+            let off = crate::diag::env_is_zero(c"LIBCAPS_URING");
             if off {
                 crate::trace!("libcaps", "LIBCAPS_URING=0: doorbells by send()");
             }
