@@ -16,6 +16,22 @@
  *	futex	a word in shared memory: the waker stores 1 and calls
  *		FUTEX_WAKE; the sleeper swaps it to 0 and, if it was 0,
  *		calls FUTEX_WAIT
+ *	recv	the socket doorbell, but the sleeper blocks in recv on the
+ *		socket instead of epoll_wait and then recv (one system call
+ *		per sleep instead of two; a cpu asleep there sees nothing
+ *		else)
+ *	eventfd	an eventfd per sleeper, watched by its epoll: the waker
+ *		writes 8 bytes to it; the sleeper waits in epoll_wait, then
+ *		reads them (a doorbell that carries no bytes through a
+ *		socket, the wait as today)
+ *	uring	the futex word, but the sleeper waits in io_uring: an
+ *		IORING_OP_FUTEX_WAIT on its word submitted and waited for in
+ *		one io_uring_enter, beside a multishot IORING_OP_POLL_ADD on
+ *		its epoll descriptor (holding a socket, as a CAPS cpu's
+ *		does) armed once, so that a socket or an eventfd would wake
+ *		it too (Linux 6.7 or later; the row says so if the kernel
+ *		has no io_uring or no futex operations); the waker calls
+ *		FUTEX_WAKE
  *
  * Columns, per wakeup (two per round): wakeups per second; cpu time
  * (user + system, getrusage) of both processes, that is the cost of one
@@ -24,14 +40,19 @@
  */
 #define _GNU_SOURCE
 #include <linux/futex.h>
+#include <linux/io_uring.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include <errno.h>
+#include <poll.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +63,7 @@
 struct board {
 	_Atomic int	word[2];	/* futex: one per sleeper */
 	double		cpu_us[2];	/* each side's cpu time */
+	_Atomic int	err;		/* uring: why it cannot run here */
 	long		csw[2];		/* each side's context switches */
 };
 
@@ -122,10 +144,233 @@ futex_side(int me)
 	board->csw[me] = cs1 - cs0;
 }
 
+/* Side me over socket fd, the sleeper blocking in recv. */
+static void
+recv_side(int me, int fd)
+{
+	char bell[48];
+	long i, cs0, cs1;
+	double c0;
+
+	memset(bell, 0, sizeof(bell));
+	c0 = cpu_us(&cs0);
+	for (i = 0; i < rounds; ++i) {
+		if (me == 0)
+			send(fd, bell, sizeof(bell), MSG_DONTWAIT);
+		if (recv(fd, bell, sizeof(bell), MSG_WAITALL) != sizeof(bell))
+			_exit(1);
+		if (me == 1)
+			send(fd, bell, sizeof(bell), MSG_DONTWAIT);
+	}
+	board->cpu_us[me] = cpu_us(&cs1) - c0;
+	board->csw[me] = cs1 - cs0;
+}
+
+/* Side me with eventfds efd[0], efd[1] (shared across the fork). */
+static void
+eventfd_side(int me, const int *efd)
+{
+	struct epoll_event ev, out;
+	uint64_t one = 1, v;
+	long i, cs0, cs1;
+	double c0;
+	int ep;
+
+	ep = epoll_create1(0);
+	memset(&ev, 0, sizeof(ev));
+	ev.events = EPOLLIN;
+	epoll_ctl(ep, EPOLL_CTL_ADD, efd[me], &ev);
+	c0 = cpu_us(&cs0);
+	for (i = 0; i < rounds; ++i) {
+		if (me == 0 && write(efd[1], &one, 8) != 8)
+			_exit(1);
+		while (epoll_wait(ep, &out, 1, -1) < 1)
+			;
+		if (read(efd[me], &v, 8) != 8)
+			_exit(1);
+		if (me == 1 && write(efd[0], &one, 8) != 8)
+			_exit(1);
+	}
+	board->cpu_us[me] = cpu_us(&cs1) - c0;
+	board->csw[me] = cs1 - cs0;
+}
+
+/*
+ * The io_uring of the uring row, its rings mapped as the kernel's
+ * offsets say (the system's header may predate the futex operations:
+ * their numbers are Linux 6.7's).
+ */
+#define OP_FUTEX_WAIT	51
+#define FUTEX2_U32	0x02
+#define FUTEX_ANY	0xffffffffULL
+#define TAG_FUTEX	1
+#define TAG_POLL	2
+
+struct uring {
+	int			 fd;
+	_Atomic unsigned	*sq_tail, *cq_head, *cq_tail;
+	unsigned		 sq_mask, cq_mask, *sq_array;
+	struct io_uring_sqe	*sqes;
+	struct io_uring_cqe	*cqes;
+};
+
+static int
+uring_setup(struct uring *u)
+{
+	struct io_uring_params p;
+	char *sq, *cq;
+
+	memset(&p, 0, sizeof(p));
+	u->fd = syscall(SYS_io_uring_setup, 8, &p);
+	if (u->fd < 0)
+		return (-1);
+	sq = mmap(NULL, p.sq_off.array + p.sq_entries * sizeof(unsigned),
+	    PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, u->fd,
+	    IORING_OFF_SQ_RING);
+	cq = mmap(NULL, p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe),
+	    PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, u->fd,
+	    IORING_OFF_CQ_RING);
+	u->sqes = mmap(NULL, p.sq_entries * sizeof(struct io_uring_sqe),
+	    PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, u->fd,
+	    IORING_OFF_SQES);
+	if (sq == MAP_FAILED || cq == MAP_FAILED || u->sqes == MAP_FAILED)
+		return (-1);
+	u->sq_tail = (void *)(sq + p.sq_off.tail);
+	u->sq_mask = *(unsigned *)(sq + p.sq_off.ring_mask);
+	u->sq_array = (void *)(sq + p.sq_off.array);
+	u->cq_head = (void *)(cq + p.cq_off.head);
+	u->cq_tail = (void *)(cq + p.cq_off.tail);
+	u->cq_mask = *(unsigned *)(cq + p.cq_off.ring_mask);
+	u->cqes = (void *)(cq + p.cq_off.cqes);
+	return (0);
+}
+
+/* Queue one entry (not submitted yet); the caller fills it. */
+static struct io_uring_sqe *
+uring_sqe(struct uring *u)
+{
+	unsigned t = atomic_load_explicit(u->sq_tail, memory_order_relaxed);
+	struct io_uring_sqe *e = &u->sqes[t & u->sq_mask];
+
+	memset(e, 0, sizeof(*e));
+	u->sq_array[t & u->sq_mask] = t & u->sq_mask;
+	atomic_store_explicit(u->sq_tail, t + 1, memory_order_release);
+	return (e);
+}
+
+/* Submit `n` and wait for `wait` completions; the futex wait's result
+ * (0 woken, -EAGAIN the word was not 0 any more) or 1 if it did not end. */
+static int
+uring_enter(struct uring *u, unsigned n, unsigned wait)
+{
+	unsigned h;
+	int r = 1;
+
+	if (syscall(SYS_io_uring_enter, u->fd, n, wait,
+	    wait ? IORING_ENTER_GETEVENTS : 0, NULL, 0) < 0 && errno != EINTR)
+		_exit(2);
+	h = atomic_load_explicit(u->cq_head, memory_order_relaxed);
+	while (h != atomic_load_explicit(u->cq_tail, memory_order_acquire)) {
+		struct io_uring_cqe *c = &u->cqes[h++ & u->cq_mask];
+
+		if (c->user_data == TAG_FUTEX)
+			r = c->res;
+		else if (c->res < 0)
+			r = c->res;	/* the poll failed: no wakeups from it */
+	}
+	atomic_store_explicit(u->cq_head, h, memory_order_release);
+	return (r);
+}
+
+/* 0, or the error that makes the uring row impossible here. */
+static int
+uring_side_setup(struct uring *u, int ep)
+{
+	struct io_uring_sqe *e;
+	_Atomic int probe = 1;
+	int r;
+
+	if (uring_setup(u) != 0)
+		return (errno);
+	e = uring_sqe(u);
+	e->opcode = IORING_OP_POLL_ADD;
+	e->fd = ep;
+	e->poll32_events = POLLIN;
+	e->len = IORING_POLL_ADD_MULTI;
+	e->user_data = TAG_POLL;
+	/* A wait on a word that is not 0 ends at once: is the op there? */
+	e = uring_sqe(u);
+	e->opcode = OP_FUTEX_WAIT;
+	e->fd = FUTEX2_U32;
+	e->addr = (uintptr_t)&probe;
+	e->addr2 = 0;
+	e->addr3 = FUTEX_ANY;
+	e->user_data = TAG_FUTEX;
+	r = uring_enter(u, 2, 1);
+	if (r == -EAGAIN)
+		return (0);
+	return (r < 0 ? -r : EINVAL);
+}
+
+static void
+uring_wait_for(struct uring *u, _Atomic int *w)
+{
+	while (atomic_exchange(w, 0) == 0) {
+		struct io_uring_sqe *e = uring_sqe(u);
+
+		e->opcode = OP_FUTEX_WAIT;
+		e->fd = FUTEX2_U32;
+		e->addr = (uintptr_t)w;
+		e->addr2 = 0;
+		e->addr3 = FUTEX_ANY;
+		e->user_data = TAG_FUTEX;
+		/* A completion of the poll alone: wait on (nothing to
+		 * submit; the socket is quiet in this benchmark). */
+		if (uring_enter(u, 1, 1) == 1)
+			while (uring_enter(u, 0, 1) == 1)
+				;
+	}
+}
+
+static void
+uring_side(int me, int fd)
+{
+	struct epoll_event ev;
+	struct uring u;
+	long i, cs0, cs1;
+	double c0;
+	int ep, err;
+
+	ep = epoll_create1(0);
+	memset(&ev, 0, sizeof(ev));
+	ev.events = EPOLLIN;
+	epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+	err = uring_side_setup(&u, ep);
+	if (err != 0) {
+		/* Release the other side, wherever it waits. */
+		board->err = err;
+		futex_ring(&board->word[0]);
+		futex_ring(&board->word[1]);
+		return;
+	}
+	c0 = cpu_us(&cs0);
+	for (i = 0; i < rounds && !board->err; ++i) {
+		if (me == 0) {
+			futex_ring(&board->word[1]);
+			uring_wait_for(&u, &board->word[0]);
+		} else {
+			uring_wait_for(&u, &board->word[1]);
+			futex_ring(&board->word[0]);
+		}
+	}
+	board->cpu_us[me] = cpu_us(&cs1) - c0;
+	board->csw[me] = cs1 - cs0;
+}
+
 int
 main(int ac, char **av)
 {
-	static const char *name[] = { "socket", "futex" };
+	static const char *name[] = { "socket", "futex", "recv", "eventfd", "uring" };
 	int k;
 
 	if (ac > 1)
@@ -143,8 +388,8 @@ main(int ac, char **av)
 	printf("two processes taking turns, sleeping between them; %ld rounds\n", rounds);
 	printf("%-8s %10s %14s %10s\n", "doorbell", "wakeups/s", "cpu us/wakeup",
 	    "cs/wakeup");
-	for (k = 0; k < 2; ++k) {
-		int sv[2];
+	for (k = 0; k < 5; ++k) {
+		int sv[2], efd[2];
 		double t0;
 		pid_t p;
 
@@ -153,20 +398,46 @@ main(int ac, char **av)
 			perror("socketpair");
 			return (1);
 		}
+		efd[0] = eventfd(0, EFD_NONBLOCK);
+		efd[1] = eventfd(0, EFD_NONBLOCK);
+		if (efd[0] < 0 || efd[1] < 0) {
+			perror("eventfd");
+			return (1);
+		}
 		t0 = now();
 		p = xfork();
 		if (p == 0) {
 			if (k == 0)
 				socket_side(1, sv[1]);
-			else
+			else if (k == 1)
 				futex_side(1);
+			else if (k == 2)
+				recv_side(1, sv[1]);
+			else if (k == 3)
+				eventfd_side(1, efd);
+			else
+				uring_side(1, sv[1]);
 			_exit(0);
 		}
 		if (k == 0)
 			socket_side(0, sv[0]);
-		else
+		else if (k == 1)
 			futex_side(0);
+		else if (k == 2)
+			recv_side(0, sv[0]);
+		else if (k == 3)
+			eventfd_side(0, efd);
+		else
+			uring_side(0, sv[0]);
 		reap(p);
+		close(efd[0]);
+		close(efd[1]);
+		if (board->err) {
+			printf("%-8s not here: %s\n", name[k], strerror(board->err));
+			close(sv[0]);
+			close(sv[1]);
+			continue;
+		}
 		printf("%-8s %10.0f %14.2f %10.2f\n", name[k], 2 * rounds / (now() - t0),
 		    (board->cpu_us[0] + board->cpu_us[1]) / (2 * rounds),
 		    (double)(board->csw[0] + board->csw[1]) / (2 * rounds));
