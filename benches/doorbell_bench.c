@@ -1,8 +1,8 @@
 /*
  * doorbell_bench -- what one wakeup of a sleeping process costs, the way a
- * CAPS shared-memory connection rings it today against a futex word in
- * shared memory (an idea, not used: see docs/benchmarks-history.md,
- * "Issue 17 point 2: where the time goes").
+ * CAPS shared-memory connection rings it today against other ways to ring
+ * it (ideas, none used yet: see docs/benchmarks-history.md, "Issue 17
+ * point 2: where the time goes").
  *
  *	doorbell_bench [ROUNDS]
  *
