@@ -81,41 +81,64 @@ cpu_us(long *csw)
 	    ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 }
 
-/* Side me (0 starts) over socket fd: ring, sleep until rung, in turn. */
-static void
-socket_side(int me, int fd)
-{
-	struct epoll_event ev, out;
-	char bell[48];
-	long i, cs0, cs1;
-	double c0;
-	int ep;
+struct uring;
 
-	memset(bell, 0, sizeof(bell));
-	ep = epoll_create1(0);
-	memset(&ev, 0, sizeof(ev));
-	ev.events = EPOLLIN;
-	epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
-	c0 = cpu_us(&cs0);
-	for (i = 0; i < rounds; ++i) {
-		if (me == 0)
-			send(fd, bell, sizeof(bell), MSG_DONTWAIT);
-		while (epoll_wait(ep, &out, 1, -1) < 1)
-			;
-		if (readn(fd, bell, sizeof(bell)) != 0)
-			_exit(1);
-		if (me == 1)
-			send(fd, bell, sizeof(bell), MSG_DONTWAIT);
+/* One side of a row: who it is and what it waits with. */
+struct side {
+	int		 me;		/* 0 rings first */
+	int		 fd;		/* its end of the socket pair */
+	int		 ep;		/* an epoll instance holding fd */
+	const int	*efd;		/* the two eventfds, one per sleeper */
+	struct uring	*u;		/* uring: its io_uring */
+};
+
+/* Take `rounds` turns: side 0 rings then waits, side 1 waits then rings. */
+static void
+take_turns(struct side *s, void (*ring)(struct side *), void (*wait)(struct side *))
+{
+	long i, cs0, cs1;
+	double c0 = cpu_us(&cs0);
+
+	for (i = 0; i < rounds && !board->err; ++i) {
+		if (s->me == 0)
+			ring(s);
+		wait(s);
+		if (s->me == 1)
+			ring(s);
 	}
-	board->cpu_us[me] = cpu_us(&cs1) - c0;
-	board->csw[me] = cs1 - cs0;
+	board->cpu_us[s->me] = cpu_us(&cs1) - c0;
+	board->csw[s->me] = cs1 - cs0;
 }
 
 static void
-futex_wait_for(_Atomic int *w)
+socket_ring(struct side *s)
 {
-	while (atomic_exchange(w, 0) == 0)
-		syscall(SYS_futex, w, FUTEX_WAIT, 0, NULL, NULL, 0);
+	static const char bell[48];
+
+	send(s->fd, bell, sizeof(bell), MSG_DONTWAIT);
+}
+
+/* socket: epoll_wait, then read the doorbell (as a CAPS cpu does). */
+static void
+socket_wait(struct side *s)
+{
+	struct epoll_event out;
+	char bell[48];
+
+	while (epoll_wait(s->ep, &out, 1, -1) < 1)
+		;
+	if (readn(s->fd, bell, sizeof(bell)) != 0)
+		_exit(1);
+}
+
+/* recv: block in recv on the socket itself. */
+static void
+recv_wait(struct side *s)
+{
+	char bell[48];
+
+	if (recv(s->fd, bell, sizeof(bell), MSG_WAITALL) != sizeof(bell))
+		_exit(1);
 }
 
 static void
@@ -126,73 +149,40 @@ futex_ring(_Atomic int *w)
 }
 
 static void
-futex_side(int me)
+futex_ring_peer(struct side *s)
 {
-	long i, cs0, cs1;
-	double c0 = cpu_us(&cs0);
-
-	for (i = 0; i < rounds; ++i) {
-		if (me == 0) {
-			futex_ring(&board->word[1]);
-			futex_wait_for(&board->word[0]);
-		} else {
-			futex_wait_for(&board->word[1]);
-			futex_ring(&board->word[0]);
-		}
-	}
-	board->cpu_us[me] = cpu_us(&cs1) - c0;
-	board->csw[me] = cs1 - cs0;
+	futex_ring(&board->word[1 - s->me]);
 }
 
-/* Side me over socket fd, the sleeper blocking in recv. */
 static void
-recv_side(int me, int fd)
+futex_wait(struct side *s)
 {
-	char bell[48];
-	long i, cs0, cs1;
-	double c0;
+	_Atomic int *w = &board->word[s->me];
 
-	memset(bell, 0, sizeof(bell));
-	c0 = cpu_us(&cs0);
-	for (i = 0; i < rounds; ++i) {
-		if (me == 0)
-			send(fd, bell, sizeof(bell), MSG_DONTWAIT);
-		if (recv(fd, bell, sizeof(bell), MSG_WAITALL) != sizeof(bell))
-			_exit(1);
-		if (me == 1)
-			send(fd, bell, sizeof(bell), MSG_DONTWAIT);
-	}
-	board->cpu_us[me] = cpu_us(&cs1) - c0;
-	board->csw[me] = cs1 - cs0;
+	while (atomic_exchange(w, 0) == 0)
+		syscall(SYS_futex, w, FUTEX_WAIT, 0, NULL, NULL, 0);
 }
 
-/* Side me with eventfds efd[0], efd[1] (shared across the fork). */
 static void
-eventfd_side(int me, const int *efd)
+eventfd_ring(struct side *s)
 {
-	struct epoll_event ev, out;
-	uint64_t one = 1, v;
-	long i, cs0, cs1;
-	double c0;
-	int ep;
+	uint64_t one = 1;
 
-	ep = epoll_create1(0);
-	memset(&ev, 0, sizeof(ev));
-	ev.events = EPOLLIN;
-	epoll_ctl(ep, EPOLL_CTL_ADD, efd[me], &ev);
-	c0 = cpu_us(&cs0);
-	for (i = 0; i < rounds; ++i) {
-		if (me == 0 && write(efd[1], &one, 8) != 8)
-			_exit(1);
-		while (epoll_wait(ep, &out, 1, -1) < 1)
-			;
-		if (read(efd[me], &v, 8) != 8)
-			_exit(1);
-		if (me == 1 && write(efd[0], &one, 8) != 8)
-			_exit(1);
-	}
-	board->cpu_us[me] = cpu_us(&cs1) - c0;
-	board->csw[me] = cs1 - cs0;
+	if (write(s->efd[1 - s->me], &one, 8) != 8)
+		_exit(1);
+}
+
+/* eventfd: epoll_wait on one's eventfd, then read it. */
+static void
+eventfd_wait(struct side *s)
+{
+	struct epoll_event out;
+	uint64_t v;
+
+	while (epoll_wait(s->ep, &out, 1, -1) < 1)
+		;
+	if (read(s->efd[s->me], &v, 8) != 8)
+		_exit(1);
 }
 
 /*
@@ -312,11 +302,14 @@ uring_side_setup(struct uring *u, int ep)
 	return (r < 0 ? -r : EINVAL);
 }
 
+/* uring: wait on one's word in io_uring (the epoll instance polled beside). */
 static void
-uring_wait_for(struct uring *u, _Atomic int *w)
+uring_wait(struct side *s)
 {
+	_Atomic int *w = &board->word[s->me];
+
 	while (atomic_exchange(w, 0) == 0) {
-		struct io_uring_sqe *e = uring_sqe(u);
+		struct io_uring_sqe *e = uring_sqe(s->u);
 
 		e->opcode = OP_FUTEX_WAIT;
 		e->fd = FUTEX2_U32;
@@ -326,45 +319,51 @@ uring_wait_for(struct uring *u, _Atomic int *w)
 		e->user_data = TAG_FUTEX;
 		/* A completion of the poll alone: wait on (nothing to
 		 * submit; the socket is quiet in this benchmark). */
-		if (uring_enter(u, 1, 1) == 1)
-			while (uring_enter(u, 0, 1) == 1)
+		if (uring_enter(s->u, 1, 1) == 1)
+			while (uring_enter(s->u, 0, 1) == 1)
 				;
 	}
 }
 
+/* Run side `me` of row k over socket pair sv and eventfds efd. */
 static void
-uring_side(int me, int fd)
+run_side(int k, int me, const int *sv, const int *efd)
 {
 	struct epoll_event ev;
+	struct side s = { .me = me, .fd = sv[me], .efd = efd };
 	struct uring u;
-	long i, cs0, cs1;
-	double c0;
-	int ep, err;
+	int err;
 
-	ep = epoll_create1(0);
+	/* The sleeper's epoll instance: its eventfd, else its socket. */
+	s.ep = epoll_create1(0);
 	memset(&ev, 0, sizeof(ev));
 	ev.events = EPOLLIN;
-	epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
-	err = uring_side_setup(&u, ep);
-	if (err != 0) {
-		/* Release the other side, wherever it waits. */
-		board->err = err;
-		futex_ring(&board->word[0]);
-		futex_ring(&board->word[1]);
-		return;
-	}
-	c0 = cpu_us(&cs0);
-	for (i = 0; i < rounds && !board->err; ++i) {
-		if (me == 0) {
-			futex_ring(&board->word[1]);
-			uring_wait_for(&u, &board->word[0]);
-		} else {
-			uring_wait_for(&u, &board->word[1]);
+	epoll_ctl(s.ep, EPOLL_CTL_ADD, k == 3 ? efd[me] : s.fd, &ev);
+	switch (k) {
+	case 0:
+		take_turns(&s, socket_ring, socket_wait);
+		break;
+	case 1:
+		take_turns(&s, futex_ring_peer, futex_wait);
+		break;
+	case 2:
+		take_turns(&s, socket_ring, recv_wait);
+		break;
+	case 3:
+		take_turns(&s, eventfd_ring, eventfd_wait);
+		break;
+	default:
+		s.u = &u;
+		err = uring_side_setup(&u, s.ep);
+		if (err != 0) {
+			/* Release the other side, wherever it waits. */
+			board->err = err;
 			futex_ring(&board->word[0]);
+			futex_ring(&board->word[1]);
+			return;
 		}
+		take_turns(&s, futex_ring_peer, uring_wait);
 	}
-	board->cpu_us[me] = cpu_us(&cs1) - c0;
-	board->csw[me] = cs1 - cs0;
 }
 
 int
@@ -407,28 +406,10 @@ main(int ac, char **av)
 		t0 = now();
 		p = xfork();
 		if (p == 0) {
-			if (k == 0)
-				socket_side(1, sv[1]);
-			else if (k == 1)
-				futex_side(1);
-			else if (k == 2)
-				recv_side(1, sv[1]);
-			else if (k == 3)
-				eventfd_side(1, efd);
-			else
-				uring_side(1, sv[1]);
+			run_side(k, 1, sv, efd);
 			_exit(0);
 		}
-		if (k == 0)
-			socket_side(0, sv[0]);
-		else if (k == 1)
-			futex_side(0);
-		else if (k == 2)
-			recv_side(0, sv[0]);
-		else if (k == 3)
-			eventfd_side(0, efd);
-		else
-			uring_side(0, sv[0]);
+		run_side(k, 0, sv, efd);
 		reap(p);
 		close(efd[0]);
 		close(efd[1]);
