@@ -16,6 +16,9 @@
  *	futex	a word in shared memory: the waker stores 1 and calls
  *		FUTEX_WAKE; the sleeper swaps it to 0 and, if it was 0,
  *		calls FUTEX_WAIT
+ *	poll	the socket doorbell, the sleeper waiting in poll(2) on its
+ *		socket instead of epoll_wait (as a CAPS v2 caller's wait
+ *		does), then reading it
  *	recv	the socket doorbell, but the sleeper blocks in recv on the
  *		socket instead of epoll_wait and then recv (one system call
  *		per sleep instead of two; a cpu asleep there sees nothing
@@ -126,6 +129,19 @@ socket_wait(struct side *s)
 	char bell[48];
 
 	while (epoll_wait(s->ep, &out, 1, -1) < 1)
+		;
+	if (readn(s->fd, bell, sizeof(bell)) != 0)
+		_exit(1);
+}
+
+/* poll: poll(2) on the socket, then read the doorbell. */
+static void
+poll_wait(struct side *s)
+{
+	struct pollfd pfd = { .fd = s->fd, .events = POLLIN };
+	char bell[48];
+
+	while (poll(&pfd, 1, -1) < 1)
 		;
 	if (readn(s->fd, bell, sizeof(bell)) != 0)
 		_exit(1);
@@ -352,6 +368,9 @@ run_side(int k, int me, const int *sv, const int *efd)
 	case 3:
 		take_turns(&s, eventfd_ring, eventfd_wait);
 		break;
+	case 5:
+		take_turns(&s, socket_ring, poll_wait);
+		break;
 	default:
 		s.u = &u;
 		err = uring_side_setup(&u, s.ep);
@@ -369,7 +388,8 @@ run_side(int k, int me, const int *sv, const int *efd)
 int
 main(int ac, char **av)
 {
-	static const char *name[] = { "socket", "futex", "recv", "eventfd", "uring" };
+	static const char *name[] = { "socket", "futex", "recv", "eventfd", "uring",
+	    "poll" };
 	int k;
 
 	if (ac > 1)
@@ -387,7 +407,7 @@ main(int ac, char **av)
 	printf("two processes taking turns, sleeping between them; %ld rounds\n", rounds);
 	printf("%-8s %10s %14s %10s\n", "doorbell", "wakeups/s", "cpu us/wakeup",
 	    "cs/wakeup");
-	for (k = 0; k < 5; ++k) {
+	for (k = 0; k < 6; ++k) {
 		int sv[2], efd[2];
 		double t0;
 		pid_t p;
