@@ -240,6 +240,13 @@ mod imp {
     /// it with `func`, `arg` and `start` on the stack: `start(func, arg)`
     /// on an aligned stack. `start` never returns.
     ///
+    /// `start` is entered with a jump over a return address of 0 (where
+    /// stack walks end), not with a `call`: a call would leave an entry
+    /// on the cpu's return stack buffer that no `ret` ever takes, and
+    /// the thread resumed when this one exits would then mispredict its
+    /// next two returns (the exit path adds the other entry unless it
+    /// is inlined into `start`, as `lwkt::thread::thread_start` does).
+    ///
     /// # Safety
     /// Never called: only entered by the first switch to a stack
     /// prepared by [`init_stack`], with the start function and its
@@ -252,8 +259,8 @@ mod imp {
             "pop rax",
             "xor ebp, ebp",
             "and rsp, -16",
-            "call rax",
-            "ud2",
+            "push 0",
+            "jmp rax",
         )
     }
 

@@ -390,7 +390,9 @@ unsafe extern "C" fn thread_start(func: *mut c_void, arg: *mut c_void) -> ! {
         let f: unsafe extern "C" fn(*mut c_void) = core::mem::transmute(func);
         f(arg);
     }
-    exit_current()
+    // Inlined, not called: a call that never returns would leave an
+    // entry on the return stack buffer (see `arch`'s trampoline).
+    exit_inline()
 }
 
 /// The cpu a thread argument refers to, which must be this one.
@@ -765,6 +767,12 @@ unsafe fn forget(gd: *mut globaldata, td: *mut thread) {
 /// `lwkt_exit()`: end the current thread. Its structure and stack go to the
 /// cpu's cache (or are released later) and the cpu switches away for good.
 pub fn exit_current() -> ! {
+    exit_inline()
+}
+
+/// [`exit_current`], inlined where a thread's function returns.
+#[inline(always)]
+fn exit_inline() -> ! {
     let gd = mycpu();
     // SAFETY: current cpu and thread; the thread never runs again, so its
     // stack is only reused after the switch below has left it.
