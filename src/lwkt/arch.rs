@@ -25,8 +25,9 @@
 //! the assembly.
 //!
 //! A new thread's stack is prepared by [`init_stack`] so that the first
-//! switch into it "returns" into the architecture's `trampoline`, which calls
-//! `start(func, arg)`; `start` never returns. An exiting thread, which
+//! switch into it "returns" into the architecture's `trampoline`, which enters
+//! `start(func, arg)` (on x86_64 with a jump, leaving the return stack
+//! buffer balanced); `start` never returns. An exiting thread, which
 //! never runs again, leaves with [`jump`]: the second half of the switch
 //! alone, nothing of it saved.
 
