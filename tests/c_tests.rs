@@ -288,6 +288,8 @@ c_test!(thr_prio, src: "thr_prio");
 c_test!(thr_names, src: "thr_names");
 // A structure from the cache of exited threads is handed out fresh.
 c_test!(thr_reuse, src: "thr_reuse");
+// TDF_SYSTHREAD given to lwkt_create: main does not wait for that thread.
+c_test!(thr_systhread, src: "thr_systhread");
 c_test!(thr_wait, src: "thr_wait");
 c_test!(thr_bad_crit_switch, src: "thr_bad", args: &["crit-switch"],
     exit: Exit::Signal(SIGABRT), stderr_has: &["lwkt_switch: called inside a critical section"]);

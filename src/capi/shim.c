@@ -98,28 +98,37 @@ libcaps_vg_stack_deregister(unsigned int id)
 /*
  * The thread name, in comm (COMM_SIZE bytes, zero after the name, so
  * that the Rust side copies it whole without looking for its end): the
- * first COMM_SIZE - 1 bytes of ctl, copied as they are scanned, when
- * they hold no conversion (vsnprintf would give the same bytes, at many
- * times the cost of the rest of lwkt_create), else ctl formatted. NULL
- * when ctl is NULL.
+ * first COMM_SIZE - 1 bytes of ctl, copied as they are scanned. 0 when
+ * they hold a conversion, which the caller then formats with
+ * format_comm() (vsnprintf would give the same bytes otherwise, at many
+ * times the cost of the rest of lwkt_create).
  */
-static const char *
-format_comm(char *comm, const char *ctl, va_list ap)
+static inline int
+copy_comm(char *comm, const char *ctl)
 {
 	size_t i;
 	char c;
 
-	if (ctl == NULL)
-		return (NULL);
 	memset(comm, 0, COMM_SIZE);
 	for (i = 0; i < COMM_SIZE - 1 && (c = ctl[i]) != '\0'; ++i) {
-		if (c == '%') {
-			vsnprintf(comm, COMM_SIZE, ctl, ap);
-			return (comm);
-		}
+		if (c == '%')
+			return (0);
 		comm[i] = c;
 	}
-	return (comm);
+	return (1);
+}
+
+/*
+ * ctl formatted into comm (as copy_comm leaves it). Out of line, and
+ * va_start only on the way to it, so that the common case, a name
+ * without conversions, pays for neither a va_list nor the registers
+ * that live across vsnprintf.
+ */
+__attribute__((noinline, cold)) static void
+format_comm(char *comm, const char *ctl, va_list ap)
+{
+	memset(comm, 0, COMM_SIZE);
+	vsnprintf(comm, COMM_SIZE, ctl, ap);
 }
 
 int
@@ -127,27 +136,36 @@ lwkt_create(void (*func)(void *), void *arg, struct thread **ptd,
     struct thread *template, int tdflags, int cpu, const char *ctl, ...)
 {
 	char comm[COMM_SIZE];
-	const char *name;
 	va_list ap;
 
-	va_start(ap, ctl);
-	name = format_comm(comm, ctl, ap);
-	va_end(ap);
+	if (ctl == NULL)
+		return (libcaps_thread_create(func, arg, ptd, template,
+		    tdflags, cpu, NULL));
+	if (__builtin_expect(!copy_comm(comm, ctl), 0)) {
+		va_start(ap, ctl);
+		format_comm(comm, ctl, ap);
+		va_end(ap);
+	}
 	return (libcaps_thread_create(func, arg, ptd, template, tdflags, cpu,
-	    name));
+	    comm));
 }
 
 void
 lwkt_set_comm(struct thread *td, const char *ctl, ...)
 {
 	char comm[COMM_SIZE];
-	const char *name;
 	va_list ap;
 
-	va_start(ap, ctl);
-	name = format_comm(comm, ctl, ap);
-	va_end(ap);
-	libcaps_thread_set_comm(td, name);
+	if (ctl == NULL) {
+		libcaps_thread_set_comm(td, NULL);
+		return;
+	}
+	if (!copy_comm(comm, ctl)) {
+		va_start(ap, ctl);
+		format_comm(comm, ctl, ap);
+		va_end(ap);
+	}
+	libcaps_thread_set_comm(td, comm);
 }
 
 void

@@ -25,8 +25,9 @@
 //! the assembly.
 //!
 //! A new thread's stack is prepared by [`init_stack`] so that the first
-//! switch into it "returns" into the architecture's `trampoline`, which calls
-//! `start(func, arg)`; `start` never returns. An exiting thread, which
+//! switch into it "returns" into the architecture's `trampoline`, which enters
+//! `start(func, arg)` (on x86_64 with a jump, leaving the return stack
+//! buffer balanced); `start` never returns. An exiting thread, which
 //! never runs again, leaves with [`jump`]: the second half of the switch
 //! alone, nothing of it saved.
 
@@ -240,6 +241,13 @@ mod imp {
     /// it with `func`, `arg` and `start` on the stack: `start(func, arg)`
     /// on an aligned stack. `start` never returns.
     ///
+    /// `start` is entered with a jump over a return address of 0 (where
+    /// stack walks end), not with a `call`: a call would leave an entry
+    /// on the cpu's return stack buffer that no `ret` ever takes, and
+    /// the thread resumed when this one exits would then mispredict its
+    /// next two returns (the exit path adds the other entry unless it
+    /// is inlined into `start`, as `lwkt::thread::thread_start` does).
+    ///
     /// # Safety
     /// Never called: only entered by the first switch to a stack
     /// prepared by [`init_stack`], with the start function and its
@@ -252,8 +260,8 @@ mod imp {
             "pop rax",
             "xor ebp, ebp",
             "and rsp, -16",
-            "call rax",
-            "ud2",
+            "push 0",
+            "jmp rax",
         )
     }
 

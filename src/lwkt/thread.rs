@@ -390,7 +390,9 @@ unsafe extern "C" fn thread_start(func: *mut c_void, arg: *mut c_void) -> ! {
         let f: unsafe extern "C" fn(*mut c_void) = core::mem::transmute(func);
         f(arg);
     }
-    exit_current()
+    // Inlined, not called: a call that never returns would leave an
+    // entry on the return stack buffer (see `arch`'s trampoline).
+    exit_inline()
 }
 
 /// The cpu a thread argument refers to, which must be this one.
@@ -423,7 +425,7 @@ pub(super) unsafe fn local_cpu(func: &str, td: *mut thread) -> *mut globaldata {
 /// `template` NULL or a thread structure not in use.
 pub unsafe fn alloc_thread(template: *mut thread, cpu_id: c_int) -> *mut thread {
     // SAFETY: per the contract.
-    let td = unsafe { alloc_thread_for(template, cpu_id) }.unwrap_or_else(|why| {
+    let td = unsafe { alloc_thread_for(template, cpu_id, 0) }.unwrap_or_else(|why| {
         warn!("lwkt_alloc_thread", "cannot allocate a thread: {why}");
         ptr::null_mut()
     });
@@ -500,12 +502,17 @@ pub unsafe fn free_struct(td: *mut thread) {
 }
 
 /// The allocation part of [`alloc_thread`]: the thread is initialised for
-/// its cpu and counted, but not yet on that cpu's thread list. Err: what
-/// was missing (nothing is allocated then).
+/// its cpu with `TDF_SYSTHREAD` if `sys` has it, and counted as that
+/// says, but not yet on that cpu's thread list. Err: what was missing
+/// (nothing is allocated then).
 ///
 /// # Safety
 /// As [`alloc_thread`].
-unsafe fn alloc_thread_for(template: *mut thread, cpu_id: c_int) -> Result<*mut thread, String> {
+unsafe fn alloc_thread_for(
+    template: *mut thread,
+    cpu_id: c_int,
+    sys: c_int,
+) -> Result<*mut thread, String> {
     // Structures and stacks come from the current cpu's cache, whatever
     // cpu the thread will run on (an exited thread is cached by the cpu it
     // ran on).
@@ -517,13 +524,13 @@ unsafe fn alloc_thread_for(template: *mut thread, cpu_id: c_int) -> Result<*mut 
     };
     // SAFETY: `gd` is the current cpu; list manipulation per tdqueue.
     unsafe {
-        let mut flags = 0;
+        let mut flags = sys & TDF_SYSTHREAD;
         let td;
         let mut mach: md_thread = core::mem::zeroed();
         if !template.is_null() {
             td = template;
         } else {
-            if let Some(td) = reuse_cached(gd, tgd) {
+            if let Some(td) = reuse_cached(gd, tgd, sys) {
                 return Ok(td);
             }
             let cached = tdqueue::first(&raw const (*gd).gd_tdfreeq);
@@ -560,14 +567,19 @@ unsafe fn alloc_thread_for(template: *mut thread, cpu_id: c_int) -> Result<*mut 
 
 /// The common case of [`alloc_thread_for`]: the first thread of the
 /// current cpu `gd`'s free list, when it has a stack, taken off the list
-/// and initialised for `tgd` with that stack where it is (counted, not
-/// yet on `tgd`'s thread list). `None`, with nothing done, when the list
-/// is empty or its first thread has no stack.
+/// and initialised for `tgd` with that stack where it is (`TDF_SYSTHREAD`
+/// if `sys` has it, counted accordingly, not yet on `tgd`'s thread
+/// list). `None`, with nothing done, when the list is empty or its first
+/// thread has no stack.
 ///
 /// # Safety
 /// `gd` is the current cpu, `tgd` a started cpu.
 #[inline(always)]
-unsafe fn reuse_cached(gd: *mut globaldata, tgd: *mut globaldata) -> Option<*mut thread> {
+unsafe fn reuse_cached(
+    gd: *mut globaldata,
+    tgd: *mut globaldata,
+    sys: c_int,
+) -> Option<*mut thread> {
     // SAFETY: per the contract; threads on the free list are not running.
     unsafe {
         let td = tdqueue::first(&raw const (*gd).gd_tdfreeq);
@@ -576,7 +588,11 @@ unsafe fn reuse_cached(gd: *mut globaldata, tgd: *mut globaldata) -> Option<*mut
         }
         tdqueue::remove(&raw mut (*gd).gd_tdfreeq, td, Link::Threadq);
         (*gd).gd_tdfreecount -= 1;
-        reinit_fields(td, TDF_ALLOCATED_THREAD | TDF_ALLOCATED_STACK, tgd);
+        reinit_fields(
+            td,
+            TDF_ALLOCATED_THREAD | TDF_ALLOCATED_STACK | (sys & TDF_SYSTHREAD),
+            tgd,
+        );
         count_user(td);
         Some(td)
     }
@@ -617,15 +633,18 @@ pub unsafe fn create(
     cpu_id: c_int,
     comm: *const c_char,
 ) -> c_int {
-    // SAFETY: per the contract.
+    // SAFETY: per the contract; `gd` stays the current cpu (nothing
+    // here switches).
     unsafe {
+        let gd = mycpu();
+        // A system thread is one from the start: counted as such when it
+        // is made, as it will be uncounted when it exits.
         let cached = if template.is_null() && cpu_id == -1 {
-            let gd = mycpu();
-            reuse_cached(gd, gd)
+            reuse_cached(gd, gd, tdflags)
         } else {
             None
         };
-        let td = match cached.map_or_else(|| alloc_thread_for(template, cpu_id), Ok) {
+        let td = match cached.map_or_else(|| alloc_thread_for(template, cpu_id, tdflags), Ok) {
             Ok(td) => td,
             Err(why) => {
                 let name = if comm.is_null() {
@@ -652,7 +671,6 @@ pub unsafe fn create(
         let run = (*td).td_flags & TDF_STOPREQ == 0;
         (*td).td_flags &= !TDF_STOPREQ;
         let tgd = (*td).td_gd;
-        let gd = mycpu();
         if tgd == gd {
             register(gd, td);
             if run {
@@ -765,6 +783,12 @@ unsafe fn forget(gd: *mut globaldata, td: *mut thread) {
 /// `lwkt_exit()`: end the current thread. Its structure and stack go to the
 /// cpu's cache (or are released later) and the cpu switches away for good.
 pub fn exit_current() -> ! {
+    exit_inline()
+}
+
+/// [`exit_current`], inlined where a thread's function returns.
+#[inline(always)]
+fn exit_inline() -> ! {
     let gd = mycpu();
     // SAFETY: current cpu and thread; the thread never runs again, so its
     // stack is only reused after the switch below has left it.
