@@ -7,6 +7,7 @@
  *   spair N    the same on a type several threads have allocated (shared)
  *   larson N   one thread, a shared type: 1024 live blocks of random
  *              16-1024 bytes, N random replacements
+ *   shared N   two threads at once each doing spair N on one type
  *   l2 N       two threads each doing larson N on one type, one
  *              replacement in 16 through 64 slots both threads swap
  *              blocks into (so freed by the other thread)
@@ -75,6 +76,21 @@ share(struct malloc_type *t)
 	}
 }
 
+static long pairs;
+
+static void *
+spair(void *arg)
+{
+	struct malloc_type *t = arg;
+
+	for (long i = 0; i < pairs; i++) {
+		void *p = xalloc(64, t);
+		__asm__ volatile("" : : "r"(p) : "memory");
+		xfree(p, t);
+	}
+	return (NULL);
+}
+
 static inline uint32_t
 xorshift32(uint32_t *s)
 {
@@ -127,7 +143,7 @@ int
 main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: slab_ops pair|spair|larson|l2 N [tc]\n");
+		fprintf(stderr, "usage: slab_ops pair|spair|shared|larson|l2 N [tc]\n");
 		return (2);
 	}
 	long n = atol(argv[2]);
@@ -141,14 +157,17 @@ main(int argc, char **argv)
 		tc_release = (void (*)(void *))dlsym(h, "tc_free");
 	}
 	share(M_OPS_SHARED);
-	if (strcmp(argv[1], "pair") == 0 || strcmp(argv[1], "spair") == 0) {
-		struct malloc_type *t = argv[1][0] == 's' ? M_OPS_SHARED : M_OPS_HOME;
+	pairs = n;
+	if (strcmp(argv[1], "pair") == 0) {
+		spair(M_OPS_HOME);
+	} else if (strcmp(argv[1], "spair") == 0) {
+		spair(M_OPS_SHARED);
+	} else if (strcmp(argv[1], "shared") == 0) {
+		pthread_t th;
 
-		for (long i = 0; i < n; i++) {
-			void *p = xalloc(64, t);
-			__asm__ volatile("" : : "r"(p) : "memory");
-			xfree(p, t);
-		}
+		pthread_create(&th, NULL, spair, M_OPS_SHARED);
+		spair(M_OPS_SHARED);
+		pthread_join(th, NULL);
 	} else if (strcmp(argv[1], "larson") == 0) {
 		static struct ls l;
 
