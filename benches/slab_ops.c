@@ -22,6 +22,7 @@
  *
  * and again with 200000.
  */
+#define _GNU_SOURCE
 #include <sys/types.h>
 #include <libcaps/globaldata.h>
 #include <libcaps/slaballoc.h>
@@ -32,6 +33,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "bench_util.h"
 
 MALLOC_DEFINE(M_OPS_HOME, "ops-home", "slab_ops: one thread's type");
 MALLOC_DEFINE(M_OPS_SHARED, "ops-shared", "slab_ops: a shared type");
@@ -89,17 +92,6 @@ spair(void *arg)
 		xfree(p, t);
 	}
 	return (NULL);
-}
-
-static inline uint32_t
-xorshift32(uint32_t *s)
-{
-	uint32_t x = *s;
-
-	x ^= x << 13;
-	x ^= x >> 17;
-	x ^= x << 5;
-	return (*s = x);
 }
 
 #define LIVE	1024

@@ -85,7 +85,7 @@ unsafe fn shared_word(ty: *mut malloc_type) -> usize {
 }
 
 /// Is `o` an owner word of shared mode?
-fn is_shared(o: usize) -> bool {
+pub(super) fn is_shared(o: usize) -> bool {
     o == OWNER_SHARED || o == OWNER_SHARED_ATOMIC
 }
 
