@@ -246,6 +246,7 @@ bench-park: stage
 bench-slab: stage
 	sh benches/deps.sh $(BENCH_PKGS_SLAB)
 	$(BENCH_CC) -o build/slab_bench benches/slab_bench.c -lcaps -ldl -lm -lpthread
+	$(BENCH_CC) -o build/slab_ops benches/slab_ops.c -lcaps -ldl -lpthread
 	./build/slab_bench $(BENCH_SCALE) $(BENCH_REPS)
 
 bench-encoding:

@@ -2,7 +2,7 @@
  * bench_util.h -- helpers the benchmarks share: the clock, pinning to a
  * cpu, percentiles of a sample, reading and writing exactly n bytes,
  * forking and reaping children, the request bytes of the CAPS benchmarks,
- * a process's resident memory.
+ * a process's resident memory, a small random number generator.
  * A program that includes it defines _GNU_SOURCE first (pin() uses the
  * CPU_SET macros).
  */
@@ -30,6 +30,19 @@ now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (ts.tv_sec * 1e9 + ts.tv_nsec);
+}
+
+/* Marsaglia's xorshift32: the next of a sequence of 32-bit numbers from
+ * the state *s (non-zero). */
+static inline uint32_t
+xorshift32(uint32_t *s)
+{
+	uint32_t x = *s;
+
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	return (*s = x);
 }
 
 /* Seconds on the monotonic clock. */

@@ -408,17 +408,6 @@ struct ls_thread {
 	void		*live[LS_LIVE];
 };
 
-static inline uint32_t
-xorshift32(uint32_t *s)
-{
-	uint32_t x = *s;
-
-	x ^= x << 13;
-	x ^= x >> 17;
-	x ^= x << 5;
-	return (*s = x);
-}
-
 /* 16 to 1024 bytes from the top half of r. */
 static inline size_t
 ls_size(uint32_t r)

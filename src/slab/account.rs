@@ -25,7 +25,9 @@
 //!   cpu counts its calls in counters of its own, folded into `ks_calls`
 //!   later (`calls`; an atomic add on `ks_calls` for a cpu whose
 //!   statistics slot is shared), and charges the loose sum of a type with
-//!   a limit with an atomic add.
+//!   a limit with an atomic add. A type registered with `TAG_UNCHECKED`
+//!   (the tags ran out) has no per-cpu counters: it becomes
+//!   `OWNER_SHARED_ATOMIC` instead and counts with an atomic add.
 //!
 //! Leaving a home must not race with an update the home is doing with
 //! plain stores. The home brackets each update with `sl_Counting = 1 ...
@@ -61,7 +63,31 @@ const OWNER_NONE: usize = 0;
 /// path sets both only after registration; registration and
 /// `slab_malloc_uninit` reset the word).
 pub(super) const OWNER_SHARED: usize = 0x5ab7_ae01;
+/// Shared, for a type whose calls cannot go to per-cpu counters (one
+/// registered with `TAG_UNCHECKED`, which has no row of its own there):
+/// counted with an atomic add on `ks_calls`. A word of its own rather
+/// than a test of the tag on `slab::malloc`'s fast path, which takes
+/// only `OWNER_SHARED` for the per-cpu count.
+pub(super) const OWNER_SHARED_ATOMIC: usize = 0x5ab7_ae03;
 const OWNER_SWITCHING: usize = 2;
+
+/// The word of a shared type `ty`: [`OWNER_SHARED`], or
+/// [`OWNER_SHARED_ATOMIC`] for a type with `TAG_UNCHECKED`.
+///
+/// # Safety
+/// `ty` is a valid registered type.
+unsafe fn shared_word(ty: *mut malloc_type) -> usize {
+    // SAFETY: caller contract.
+    match unsafe { super::types::registered_tag(ty) } {
+        Some(TAG_UNCHECKED) => OWNER_SHARED_ATOMIC,
+        _ => OWNER_SHARED,
+    }
+}
+
+/// Is `o` an owner word of shared mode?
+pub(super) fn is_shared(o: usize) -> bool {
+    o == OWNER_SHARED || o == OWNER_SHARED_ATOMIC
+}
 
 /// A type moves to the cpu allocating it at most this many times; the
 /// next time another cpu allocates it, it becomes shared.
@@ -260,8 +286,9 @@ pub enum Counted {
 ///
 /// * this cpu is the type's home (no flag set: a home's slot is its
 ///   own): [`home_charge`];
-/// * the type is *shared* (several cpus allocate it), without a limit,
-///   and this cpu's statistics slot is its own (no flag set): count the
+/// * the type is *shared* (several cpus allocate it; `OWNER_SHARED`, so
+///   not `TAG_UNCHECKED`), without a limit, and this cpu's statistics
+///   slot is its own (no flag set): count the
 ///   call in this cpu's counters (`calls::count_quiet`).
 ///
 /// Otherwise nothing changes and the answer is [`Counted::No`]. The
@@ -297,7 +324,8 @@ pub unsafe fn count_open(
                 Counted::No
             };
         }
-        if own != OWNER_SHARED || lim != UNLIMITED || tag == TAG_UNCHECKED {
+        // A type with `TAG_UNCHECKED` is `OWNER_SHARED_ATOMIC` instead.
+        if own != OWNER_SHARED || lim != UNLIMITED {
             return Counted::No;
         }
         if calls::count_quiet_gd(gd, tag) {
@@ -392,7 +420,7 @@ unsafe fn account_slow(gd: *mut SLGlobalData, ty: *mut malloc_type, bytes: usize
                 None => continue,
             }
         }
-        if o != OWNER_SHARED {
+        if !is_shared(o) {
             // SAFETY: caller contract.
             unsafe { settle(gd, ty, own, o) };
             continue;
@@ -434,8 +462,8 @@ unsafe fn count_shared(gd: *mut SLGlobalData, ty: *mut malloc_type, kc: &AtomicI
     }
 }
 
-/// One step of moving the owner word on from `o` (neither `OWNER_SHARED`
-/// nor `gd`): claim an unowned type as `gd`'s home, wait for a switch in
+/// One step of moving the owner word on from `o` (neither a shared word,
+/// [`is_shared`], nor `gd`): claim an unowned type as `gd`'s home, wait for a switch in
 /// progress, or switch another cpu's home type to shared mode. The caller
 /// reads the word again.
 ///
@@ -450,7 +478,8 @@ unsafe fn settle(gd: *mut SLGlobalData, ty: *mut malloc_type, own: &AtomicUsize,
             let want = if may_be_home(gd) {
                 gd as usize
             } else {
-                OWNER_SHARED
+                // SAFETY: caller contract.
+                unsafe { shared_word(ty) }
             };
             // Lost the race: the caller sees who won.
             let _ = own.compare_exchange(o, want, Ordering::AcqRel, Ordering::Acquire);
@@ -492,7 +521,8 @@ unsafe fn settle(gd: *mut SLGlobalData, ty: *mut malloc_type, own: &AtomicUsize,
             let next = if n <= MAX_MOVES && may_be_home(gd) {
                 gd as usize
             } else {
-                OWNER_SHARED
+                // SAFETY: caller contract.
+                unsafe { shared_word(ty) }
             };
             own.store(next, Ordering::Release);
         }
@@ -556,7 +586,7 @@ pub unsafe fn after_fork_child(ty: *mut malloc_type, me: *mut SLGlobalData) {
     // SAFETY: caller contract.
     let own = unsafe { owner(ty) };
     let o = own.load(Ordering::Relaxed);
-    if o != OWNER_NONE && o != OWNER_SHARED && o != me as usize {
+    if o != OWNER_NONE && !is_shared(o) && o != me as usize {
         own.store(OWNER_NONE, Ordering::Relaxed);
     }
 }

@@ -9,8 +9,12 @@ use super::tests::{new_type, totals};
 use super::*;
 use crate::abi::{M_NULLOK, malloc_type};
 
-/// `ks_reserved[1]` of a type several cpus allocate (`account`).
-const OWNER_SHARED: isize = super::account::OWNER_SHARED as isize;
+/// Is `ty` in shared mode? (`OWNER_SHARED`, or `OWNER_SHARED_ATOMIC`
+/// for a type registered after the tags ran out, which a whole test run
+/// does.)
+fn shared(ty: *mut malloc_type) -> bool {
+    super::account::is_shared(owner(ty) as usize)
+}
 
 /// The totals once `ks_calls` reached `calls`, or after 3 s (30 periods
 /// of the reclaimer, which folds within one).
@@ -40,6 +44,12 @@ fn one(ty: usize) {
 /// Two threads take 10 turns at `ty` (a channel hands the turn over; 20
 /// calls), which makes it shared; both have exited when this returns.
 pub(super) fn make_shared(ty: *mut malloc_type) {
+    take_turns(ty);
+    assert!(shared(ty), "shared after taking turns");
+}
+
+/// The 20 calls of [`make_shared`].
+fn take_turns(ty: *mut malloc_type) {
     let t = ty as usize;
     let (to_b, from_a) = mpsc::sync_channel::<()>(0);
     let (to_a, from_b) = mpsc::sync_channel::<()>(0);
@@ -59,7 +69,6 @@ pub(super) fn make_shared(ty: *mut malloc_type) {
     .join()
     .unwrap();
     b.join().unwrap();
-    assert_eq!(owner(ty), OWNER_SHARED, "shared after taking turns");
 }
 
 /// Every thread's counts are in `ks_calls` as soon as the threads are
@@ -69,6 +78,14 @@ fn calls_of_a_shared_type_are_exact_once_its_threads_are_joined() {
     const N: usize = 10_000;
     let ty = new_type(c"joined");
     make_shared(ty);
+    both_at_once(ty, N);
+    assert_eq!(totals(ty), (0, 0, (20 + 2 * N) as i64));
+}
+
+/// Two threads each make `n` calls of `ty` (random sizes below 900
+/// bytes, each block freed at once), both at the same time; both have
+/// exited when this returns.
+fn both_at_once(ty: *mut malloc_type, n: usize) {
     let t = ty as usize;
     let go = Arc::new(Barrier::new(2));
     let hs: Vec<_> = (0..2)
@@ -77,7 +94,7 @@ fn calls_of_a_shared_type_are_exact_once_its_threads_are_joined() {
             std::thread::spawn(move || {
                 let ty = t as *mut malloc_type;
                 go.wait();
-                for k in 0..N {
+                for k in 0..n {
                     // SAFETY: valid type; the block is freed at once.
                     unsafe { free(malloc(1 + (k * 13 + i) % 900, ty, 0), ty) };
                 }
@@ -87,7 +104,6 @@ fn calls_of_a_shared_type_are_exact_once_its_threads_are_joined() {
     for h in hs {
         h.join().unwrap();
     }
-    assert_eq!(totals(ty), (0, 0, (20 + 2 * N) as i64));
 }
 
 /// Calls of a thread that goes on living are folded by the reclaimer
@@ -165,6 +181,31 @@ fn limit_trips_for_a_shared_type() {
             unsafe { free(p as *mut c_void, ty) };
         }
     }
-    assert_eq!(owner(ty), OWNER_SHARED);
+    assert!(shared(ty));
     assert_eq!(totals(ty).0, 0);
+}
+
+/// A type registered when the tags ran out (`TAG_UNCHECKED`, which has
+/// no per-cpu counters) and allocated by several threads: its calls are
+/// all in `ks_calls` once the threads are joined, none left in a counter
+/// that no fold reads.
+#[test]
+fn calls_of_a_shared_unchecked_type_are_exact() {
+    const N: usize = 5_000;
+    let ty = new_type(c"unchecked");
+    // SAFETY: live test type, not used by any thread yet; registered,
+    // then given the tag of a type registered after the tags ran out.
+    unsafe {
+        types::check(ty, "test");
+        let r = core::ptr::addr_of_mut!((*ty).ks_reserved[0]);
+        core::ptr::write_volatile(r, (types::REG_SIG << 8 | types::TAG_UNCHECKED as isize) as _);
+    }
+    take_turns(ty);
+    both_at_once(ty, N);
+    assert_eq!(totals(ty), (0, 0, (20 + 2 * N) as i64));
+    assert_eq!(
+        owner(ty),
+        super::account::OWNER_SHARED_ATOMIC as isize,
+        "shared, counted with atomic adds"
+    );
 }

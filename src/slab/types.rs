@@ -17,7 +17,7 @@ use super::gd::SLGD_SHARED;
 
 /// Below 2^23, so that a registered word (`REG_SIG << 8 | tag`) is below
 /// 2^31 and the fast paths compare it with an immediate operand.
-const REG_SIG: isize = 0x5ab7ae;
+pub(super) const REG_SIG: isize = 0x5ab7ae;
 const _: () = assert!(REG_SIG < 1 << 23);
 /// Tag of a type registered after the table filled up: not checked.
 pub const TAG_UNCHECKED: u8 = 255;
