@@ -6,7 +6,8 @@
  * fcontext_peer.c). Prints ns per operation and the ratios.
  *
  *   lwkt_switch   two threads calling lwkt_switch() in turn (thr2 pattern);
- *                 fcontext: two contexts jumping to each other
+ *                 fcontext: two contexts jumping to each other; once more
+ *                 with the two threads in two functions (two call sites)
  *   create        lwkt_create + first run + exit, stacks from the cache;
  *                 fcontext: make_fcontext on a reused stack + run + exit
  *   domsg         lwkt_domsg round trip to a thread blocked in waitport;
@@ -153,6 +154,40 @@ bench_lwkt_switch(void)
 	return ((sw_t1 - sw_t0) / (2.0 * iters));
 }
 
+/*
+ * The same two-thread switch, each thread calling lwkt_switch() from a
+ * function of its own: a switched-in thread returns to another call
+ * site than the one the switched-out thread called from (what the
+ * cpu's return predictor cannot guess by itself).
+ */
+static void
+switcher_b(void *arg)
+{
+	long i;
+
+	(void)arg;
+	for (i = 0; i < iters; ++i)
+		lwkt_switch();
+	if (++sw_done == 2)
+		sw_t1 = now_ns();
+}
+
+static double
+bench_lwkt_switch2(void)
+{
+	thread_t a, b;
+
+	lwkt_create(switcher, NULL, &a, NULL, 0, -1, "sw1");
+	lwkt_create(switcher_b, NULL, &b, NULL, 0, -1, "sw2");
+	a->td_flags &= ~TDF_VERBOSE;
+	b->td_flags &= ~TDF_VERBOSE;
+	sw_done = 0;
+	sw_t0 = now_ns();
+	lwkt_deschedule_self();
+	lwkt_switch();
+	return ((sw_t1 - sw_t0) / (2.0 * iters));
+}
+
 static long created_runs;
 
 static void
@@ -286,7 +321,7 @@ print_pair(const char *what, const double *ours, const double *peer)
 int
 main(int argc, char **argv)
 {
-	double uc, bare, sw[REPS], cr[REPS], dm[REPS], fsw[REPS], fcr[REPS], fdm[REPS];
+	double uc, bare, sw2, sw[REPS], cr[REPS], dm[REPS], fsw[REPS], fcr[REPS], fdm[REPS];
 	double scale = argc > 1 ? atof(argv[1]) : 1.0;
 	int r;
 
@@ -307,6 +342,7 @@ main(int argc, char **argv)
 
 	uc = bench_swapcontext();
 	bare = bench_bare();
+	sw2 = bench_lwkt_switch2();
 	for (r = 0; r < REPS; ++r) {
 		sw[r] = bench_lwkt_switch();
 		fsw[r] = fcontext_switch(iters);
@@ -321,6 +357,7 @@ main(int argc, char **argv)
 	printf("%-34s %10.1f %11.2fx\n", "bare asm switch (one switch)", bare, uc / bare);
 	printf("%-34s %10.1f %11.2fx\n", "lwkt_switch, thr2 pattern", median(sw), uc / median(sw));
 	printf("%-34s %10.1f %11.2fx\n", "lwkt_switch vs bare asm", median(sw), median(sw) / bare);
+	printf("%-34s %10.1f %11.2fx\n", "lwkt_switch, two call sites", sw2, uc / sw2);
 	printf("\nagainst Boost.Context fcontext, ns, median of %d (each run libcaps/fcontext)\n", REPS);
 	printf("%-34s %9s %9s %9s  %s\n", "operation", "libcaps", "fcontext", "ratio", "runs");
 	print_pair("switch, thr2 pattern (per switch)", sw, fsw);
