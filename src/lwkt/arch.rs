@@ -24,6 +24,13 @@
 //! (`lwkt::sched::switch_to`, with [`errno_get`]/[`errno_set`]), not in
 //! the assembly.
 //!
+//! On x86_64 the exported entry points that may block
+//! ([`blocking_entry`]) run their bodies from one `call` in `imp::gate`
+//! and return to their C caller with an indirect jump: a thread resumed
+//! by a switch then returns from its body to the address the
+//! return-stack predictor holds, whichever entry point the thread
+//! switched away from blocked in.
+//!
 //! A new thread's stack is prepared by [`init_stack`] so that the first
 //! switch into it "returns" into the architecture's `trampoline`, which calls
 //! `start(func, arg)`; `start` never returns. An exiting thread, which
