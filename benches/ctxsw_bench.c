@@ -126,59 +126,37 @@ bench_bare(void)
 static double sw_t0, sw_t1;
 static int sw_done;
 
+/*
+ * arg NULL: the thr2 pattern, both threads calling lwkt_switch() from
+ * the same instruction. arg non-NULL: the second thread calls it from
+ * another loop, so a switched-in thread returns to another call site
+ * than the one the switched-out thread called from (what the cpu's
+ * return predictor cannot guess by itself).
+ */
 static void
 switcher(void *arg)
 {
 	long i;
 
-	(void)arg;
-	for (i = 0; i < iters; ++i)
-		lwkt_switch();
+	if (arg == NULL) {
+		for (i = 0; i < iters; ++i)
+			lwkt_switch();
+	} else {
+		for (i = iters; i > 0; --i)
+			lwkt_switch();
+	}
 	if (++sw_done == 2)
 		sw_t1 = now_ns();
 }
 
+/* Two switching threads; the second one's argument is `second`. */
 static double
-bench_lwkt_switch(void)
+bench_lwkt_switch(void *second)
 {
 	thread_t a, b;
 
 	lwkt_create(switcher, NULL, &a, NULL, 0, -1, "sw1");
-	lwkt_create(switcher, NULL, &b, NULL, 0, -1, "sw2");
-	a->td_flags &= ~TDF_VERBOSE;
-	b->td_flags &= ~TDF_VERBOSE;
-	sw_done = 0;
-	sw_t0 = now_ns();
-	lwkt_deschedule_self();
-	lwkt_switch();
-	return ((sw_t1 - sw_t0) / (2.0 * iters));
-}
-
-/*
- * The same two-thread switch, each thread calling lwkt_switch() from a
- * function of its own: a switched-in thread returns to another call
- * site than the one the switched-out thread called from (what the
- * cpu's return predictor cannot guess by itself).
- */
-static void
-switcher_b(void *arg)
-{
-	long i;
-
-	(void)arg;
-	for (i = 0; i < iters; ++i)
-		lwkt_switch();
-	if (++sw_done == 2)
-		sw_t1 = now_ns();
-}
-
-static double
-bench_lwkt_switch2(void)
-{
-	thread_t a, b;
-
-	lwkt_create(switcher, NULL, &a, NULL, 0, -1, "sw1");
-	lwkt_create(switcher_b, NULL, &b, NULL, 0, -1, "sw2");
+	lwkt_create(switcher, second, &b, NULL, 0, -1, "sw2");
 	a->td_flags &= ~TDF_VERBOSE;
 	b->td_flags &= ~TDF_VERBOSE;
 	sw_done = 0;
@@ -333,7 +311,7 @@ main(int argc, char **argv)
 	uthread_init();
 	/* warm up: caches, stacks, page faults */
 	iters /= 20;
-	bench_lwkt_switch();
+	bench_lwkt_switch(NULL);
 	bench_create();
 	fcontext_switch(iters);
 	fcontext_create(iters / 10);
@@ -342,9 +320,9 @@ main(int argc, char **argv)
 
 	uc = bench_swapcontext();
 	bare = bench_bare();
-	sw2 = bench_lwkt_switch2();
+	sw2 = bench_lwkt_switch(&sw_done);
 	for (r = 0; r < REPS; ++r) {
-		sw[r] = bench_lwkt_switch();
+		sw[r] = bench_lwkt_switch(NULL);
 		fsw[r] = fcontext_switch(iters);
 		cr[r] = bench_create();
 		fcr[r] = fcontext_create(iters / 10);
