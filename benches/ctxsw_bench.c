@@ -6,7 +6,8 @@
  * fcontext_peer.c). Prints ns per operation and the ratios.
  *
  *   lwkt_switch   two threads calling lwkt_switch() in turn (thr2 pattern);
- *                 fcontext: two contexts jumping to each other
+ *                 fcontext: two contexts jumping to each other; once more
+ *                 with the two threads in two functions (two call sites)
  *   create        lwkt_create + first run + exit, stacks from the cache;
  *                 fcontext: make_fcontext on a reused stack + run + exit
  *   domsg         lwkt_domsg round trip to a thread blocked in waitport;
@@ -125,25 +126,37 @@ bench_bare(void)
 static double sw_t0, sw_t1;
 static int sw_done;
 
+/*
+ * arg NULL: the thr2 pattern, both threads calling lwkt_switch() from
+ * the same instruction. arg non-NULL: the second thread calls it from
+ * another loop, so a switched-in thread returns to another call site
+ * than the one the switched-out thread called from (what the cpu's
+ * return predictor cannot guess by itself).
+ */
 static void
 switcher(void *arg)
 {
 	long i;
 
-	(void)arg;
-	for (i = 0; i < iters; ++i)
-		lwkt_switch();
+	if (arg == NULL) {
+		for (i = 0; i < iters; ++i)
+			lwkt_switch();
+	} else {
+		for (i = iters; i > 0; --i)
+			lwkt_switch();
+	}
 	if (++sw_done == 2)
 		sw_t1 = now_ns();
 }
 
+/* Two switching threads; the second one's argument is `second`. */
 static double
-bench_lwkt_switch(void)
+bench_lwkt_switch(void *second)
 {
 	thread_t a, b;
 
 	lwkt_create(switcher, NULL, &a, NULL, 0, -1, "sw1");
-	lwkt_create(switcher, NULL, &b, NULL, 0, -1, "sw2");
+	lwkt_create(switcher, second, &b, NULL, 0, -1, "sw2");
 	a->td_flags &= ~TDF_VERBOSE;
 	b->td_flags &= ~TDF_VERBOSE;
 	sw_done = 0;
@@ -286,7 +299,7 @@ print_pair(const char *what, const double *ours, const double *peer)
 int
 main(int argc, char **argv)
 {
-	double uc, bare, sw[REPS], cr[REPS], dm[REPS], fsw[REPS], fcr[REPS], fdm[REPS];
+	double uc, bare, sw2, sw[REPS], cr[REPS], dm[REPS], fsw[REPS], fcr[REPS], fdm[REPS];
 	double scale = argc > 1 ? atof(argv[1]) : 1.0;
 	int r;
 
@@ -298,7 +311,7 @@ main(int argc, char **argv)
 	uthread_init();
 	/* warm up: caches, stacks, page faults */
 	iters /= 20;
-	bench_lwkt_switch();
+	bench_lwkt_switch(NULL);
 	bench_create();
 	fcontext_switch(iters);
 	fcontext_create(iters / 10);
@@ -307,8 +320,9 @@ main(int argc, char **argv)
 
 	uc = bench_swapcontext();
 	bare = bench_bare();
+	sw2 = bench_lwkt_switch(&sw_done);
 	for (r = 0; r < REPS; ++r) {
-		sw[r] = bench_lwkt_switch();
+		sw[r] = bench_lwkt_switch(NULL);
 		fsw[r] = fcontext_switch(iters);
 		cr[r] = bench_create();
 		fcr[r] = fcontext_create(iters / 10);
@@ -321,6 +335,7 @@ main(int argc, char **argv)
 	printf("%-34s %10.1f %11.2fx\n", "bare asm switch (one switch)", bare, uc / bare);
 	printf("%-34s %10.1f %11.2fx\n", "lwkt_switch, thr2 pattern", median(sw), uc / median(sw));
 	printf("%-34s %10.1f %11.2fx\n", "lwkt_switch vs bare asm", median(sw), median(sw) / bare);
+	printf("%-34s %10.1f %11.2fx\n", "lwkt_switch, two call sites", sw2, uc / sw2);
 	printf("\nagainst Boost.Context fcontext, ns, median of %d (each run libcaps/fcontext)\n", REPS);
 	printf("%-34s %9s %9s %9s  %s\n", "operation", "libcaps", "fcontext", "ratio", "runs");
 	print_pair("switch, thr2 pattern (per switch)", sw, fsw);

@@ -6,8 +6,9 @@
 #   1. shared library, the script auto-loaded from its installed name;
 #   2. libcaps.a, the script loaded by hand with `source`.
 # Each run checks `info lwkt-threads` (names and states), that each
-# thread's `lwkt-bt` contains the function it blocked in, and that the
-# program's registers are the same before and after `lwkt-bt all`.
+# thread's `lwkt-bt` contains the function it blocked in and no unknown
+# frame, and that the program's registers are the same before and after
+# `lwkt-bt all`.
 set -u
 if ! command -v gdb >/dev/null 2>&1; then
 	echo "gdb: skipped (gdb is not installed; .ci/run installs it)"
@@ -61,6 +62,11 @@ check() {	# check LABEL LOG
 	    && ok "$label: mpwaiter backtrace reaches the MP lock wait" || bad "$label: mpwaiter backtrace"
 	section "$log" main | grep -q 'all_blocked' && ok "$label: main's backtrace is its kernel thread's" \
 	    || bad "$label: main backtrace"
+	# Every frame unwound is a known function: the blocking entry
+	# points' gate (src/lwkt/arch.rs) tells the unwinder where its
+	# caller's return address is.
+	! grep -Eq '^#[0-9]+ .* in \?\? \(' "$log" && ok "$label: no unknown frame in the backtraces" \
+	    || bad "$label: a backtrace has an unknown frame"
 	before=$(grep -A8 '^REGS-BEFORE' "$log" | grep -E '^r[a-z0-9]+ ')
 	after=$(grep -A8 '^REGS-AFTER' "$log" | grep -E '^r[a-z0-9]+ ')
 	[ -n "$before" ] && [ "$before" = "$after" ] && ok "$label: registers unchanged by lwkt-bt all" \

@@ -8,6 +8,7 @@
 use core::ffi::{c_int, c_void};
 
 use crate::abi::{lwkt_msg_t, lwkt_port_t, thread};
+use crate::lwkt::arch::blocking_entry;
 use crate::lwkt::msgport as core_mp;
 use crate::{fatal, warn};
 
@@ -104,7 +105,17 @@ pub unsafe extern "C" fn lwkt_sendmsg(port: lwkt_port_t, msg: lwkt_msg_t) {
 ///
 /// Context: may block the calling thread (other threads keep running).
 #[unsafe(no_mangle)]
+#[unsafe(naked)]
 pub unsafe extern "C" fn lwkt_domsg(port: lwkt_port_t, msg: lwkt_msg_t) -> c_int {
+    blocking_entry!(domsg_body)
+}
+
+/// The body of [`lwkt_domsg`] (which returns through the gate of
+/// `lwkt::arch`).
+///
+/// # Safety
+/// As `lwkt_domsg`.
+unsafe extern "C" fn domsg_body(port: lwkt_port_t, msg: lwkt_msg_t) -> c_int {
     if port.is_null() {
         return einval("lwkt_domsg", "port");
     }
@@ -118,7 +129,16 @@ pub unsafe extern "C" fn lwkt_domsg(port: lwkt_port_t, msg: lwkt_msg_t) -> c_int
 /// Wait until `msg` has been replied (on its reply port) and return its
 /// `ms_error`. Returns `EINVAL` for a NULL message.
 #[unsafe(no_mangle)]
+#[unsafe(naked)]
 pub unsafe extern "C" fn lwkt_waitmsg(msg: lwkt_msg_t) -> c_int {
+    blocking_entry!(waitmsg_body)
+}
+
+/// The body of [`lwkt_waitmsg`].
+///
+/// # Safety
+/// As `lwkt_waitmsg`.
+unsafe extern "C" fn waitmsg_body(msg: lwkt_msg_t) -> c_int {
     if msg.is_null() {
         return einval("lwkt_waitmsg", "message");
     }
@@ -129,7 +149,16 @@ pub unsafe extern "C" fn lwkt_waitmsg(msg: lwkt_msg_t) -> c_int {
 /// Wait on `port` through its `mp_waitport`: for `msg == NULL` the next
 /// message to arrive, else until `msg` is complete. Aborts on a NULL port.
 #[unsafe(no_mangle)]
+#[unsafe(naked)]
 pub unsafe extern "C" fn lwkt_waitport(port: lwkt_port_t, msg: lwkt_msg_t) -> *mut c_void {
+    blocking_entry!(waitport_body)
+}
+
+/// The body of [`lwkt_waitport`].
+///
+/// # Safety
+/// As `lwkt_waitport`.
+unsafe extern "C" fn waitport_body(port: lwkt_port_t, msg: lwkt_msg_t) -> *mut c_void {
     if port.is_null() {
         fatal!("lwkt_waitport", "NULL port");
     }

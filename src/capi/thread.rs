@@ -89,7 +89,14 @@ pub unsafe extern "C" fn lwkt_free_thread(td: thread_t) {
 /// itself) it runs again when someone schedules it. Calling it inside a
 /// critical section is a fatal error.
 #[unsafe(no_mangle)]
+#[unsafe(naked)]
 pub extern "C" fn lwkt_switch() {
+    crate::lwkt::arch::blocking_entry!(switch_body)
+}
+
+/// The body of [`lwkt_switch`] (which returns through the gate of
+/// `lwkt::arch`).
+extern "C" fn switch_body() {
     sched::switch("lwkt_switch")
 }
 
@@ -102,7 +109,13 @@ pub extern "C" fn lwkt_start_threading(_td: thread_t) {
 /// Let every other runnable thread of the same (or higher) priority run
 /// once: the caller is put at the tail of its run queue and switches.
 #[unsafe(no_mangle)]
+#[unsafe(naked)]
 pub extern "C" fn lwkt_yield() {
+    crate::lwkt::arch::blocking_entry!(yield_body)
+}
+
+/// The body of [`lwkt_yield`].
+extern "C" fn yield_body() {
     sched::yield_self()
 }
 

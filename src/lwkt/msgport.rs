@@ -168,6 +168,7 @@ pub unsafe fn sendmsg(port: *mut lwkt_port, msg: *mut lwkt_msg) {
 ///
 /// # Safety
 /// `port` and `msg` must be valid.
+#[inline(always)]
 pub unsafe fn domsg(port: *mut lwkt_port, msg: *mut lwkt_msg) -> c_int {
     // SAFETY: the caller guarantees both pointers are valid.
     unsafe {
@@ -250,6 +251,7 @@ unsafe fn domsg_direct(port: *mut lwkt_port, msg: *mut lwkt_msg) -> Option<c_int
 ///
 /// # Safety
 /// `msg` must be valid.
+#[inline(always)]
 pub unsafe fn waitmsg(func: &str, msg: *mut lwkt_msg) -> c_int {
     // SAFETY: the caller guarantees `msg` is valid; its reply port is
     // checked before use.
@@ -271,12 +273,19 @@ pub unsafe fn waitmsg(func: &str, msg: *mut lwkt_msg) -> c_int {
 ///
 /// # Safety
 /// `port` must be valid; `msg` NULL or valid.
+#[inline(always)]
 pub unsafe fn waitport(func: &str, port: *mut lwkt_port, msg: *mut lwkt_msg) -> *mut c_void {
     // SAFETY: the caller guarantees `port` is valid.
     unsafe {
         let Some(waitport) = (*port).mp_waitport else {
             fatal!(func, "port {port:p} has no mp_waitport (not initialised?)")
         };
+        // The default vector inline: a thread that blocks here then
+        // resumes in its caller's frame, whose return the gate of
+        // `lwkt::arch` keeps predicted.
+        if waitport as usize == vec_waitport as *const () as usize {
+            return default_waitport(port, msg);
+        }
         waitport(port, msg)
     }
 }

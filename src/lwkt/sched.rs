@@ -540,6 +540,7 @@ pub unsafe fn schedule_local(gd: *mut globaldata, td: *mut thread) {
 /// `lwkt_yield()`: `lwkt_schedule_self()` + `lwkt_switch()`, except that a
 /// caller already on its run queue first moves to the tail, so that every
 /// other runnable thread of its priority runs before it again.
+#[inline(always)]
 pub fn yield_self() {
     let gd = mycpu();
     // SAFETY: current cpu and thread.
