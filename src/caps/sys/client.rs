@@ -341,8 +341,13 @@ impl Client {
         }
         if let Some((_, data, _)) = self.replies.pop_front() {
             buf[..size].copy_from_slice(&data);
+            self.conn.recycle(data);
         }
         self.outstanding.remove(&id);
+        if self.outstanding.is_empty() {
+            // Quiet: nothing more is coming.
+            self.conn.quiet_bodies();
+        }
         if !synth && !self.conn.dead {
             self.owed.push(id);
             if !self.coalesce || urgent || self.outstanding.is_empty() {

@@ -544,11 +544,7 @@ mod tests {
     /// no poll told it.
     #[test]
     fn a_quiet_service_looks_for_connections_ever_less_often() {
-        let dir = std::env::temp_dir().join(format!("libcaps-accept-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        // SAFETY: no other unit test of the library reads or sets the
-        // environment's LIBCAPS_DIR (the rendezvous directory).
-        unsafe { std::env::set_var("LIBCAPS_DIR", &dir) };
+        let dir = rendezvous_dir();
         let id = service(b"acceptlooks", u32::MAX, u32::MAX, 0).unwrap();
         let mut buf = [0u8; 64];
         let reads = 2000;
@@ -570,6 +566,80 @@ mod tests {
         }
         assert_eq!(looks(id).1, 1);
         close(id).unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The rendezvous directory of these tests (LIBCAPS_DIR), set once.
+    fn rendezvous_dir() -> std::path::PathBuf {
+        static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+        DIR.get_or_init(|| {
+            let dir = std::env::temp_dir().join(format!("libcaps-sys-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            // SAFETY: no other unit test of the library reads or sets the
+            // environment's LIBCAPS_DIR (the rendezvous directory), and
+            // these set it once.
+            unsafe { std::env::set_var("LIBCAPS_DIR", &dir) };
+            dir
+        })
+        .clone()
+    }
+
+    /// Payload buffers kept by client `cid`'s connection, and by the
+    /// connections of service `sid`.
+    fn spare_bodies(cid: i32, sid: i32) -> (usize, usize) {
+        let mut t = lock();
+        let c = match &t.get(cid).unwrap().kind {
+            Kind::Client(c) => c.conn.spare_bodies(),
+            _ => unreachable!(),
+        };
+        let s = match &t.get(sid).unwrap().kind {
+            Kind::Service(s) => s.conns.values().map(|c| c.link.tx.spare_bodies()).sum(),
+            _ => unreachable!(),
+        };
+        (c, s)
+    }
+
+    /// Issue 17: both ends of a v2 connection reuse the payload buffers
+    /// of the messages taken while requests are outstanding, and keep
+    /// none once nothing is (an idle connection holds no buffers).
+    #[test]
+    fn message_buffers_are_reused_while_busy_and_given_back_when_quiet() {
+        let _dir = rendezvous_dir();
+        let any = crate::abi::CAPF_ANYCLIENT;
+        let sid = service(b"bodyreuse", u32::MAX, u32::MAX, any).unwrap();
+        let cid = client(b"bodyreuse", u32::MAX, u32::MAX, any).unwrap();
+        let mut buf = [0u8; 64];
+        let ids: Vec<i64> = (0..3u8).map(|i| put(cid, &[i; 64]).unwrap()).collect();
+        let mut sids = Vec::new();
+        for _ in 0..3 {
+            let g = get(sid, &mut buf, None, true).unwrap();
+            assert_eq!(g.state, crate::abi::CAPMS_REQUEST);
+            sids.push(g.id);
+        }
+        assert!(
+            spare_bodies(cid, sid).1 >= 2,
+            "{:?}",
+            spare_bodies(cid, sid)
+        );
+        for &s in &sids {
+            reply(sid, &[7; 64], s).unwrap();
+        }
+        for (i, &want) in ids.iter().enumerate() {
+            let g = get(cid, &mut buf, None, true).unwrap();
+            assert_eq!(g.id, want);
+            let (c, _) = spare_bodies(cid, sid);
+            if i < 2 {
+                assert!(c >= 1, "client keeps {c} after reply {i}");
+            } else {
+                assert_eq!(c, 0, "client quiet");
+            }
+        }
+        // The disposes reach the service: its connection is quiet.
+        for _ in 0..3 {
+            let g = get(sid, &mut buf, None, true).unwrap();
+            assert_eq!(g.state, crate::abi::CAPMS_DISPOSE);
+        }
+        assert_eq!(spare_bodies(cid, sid), (0, 0));
+        close(cid).unwrap();
+        close(sid).unwrap();
     }
 }
