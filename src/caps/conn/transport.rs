@@ -836,7 +836,9 @@ impl Transport {
     /// The connection went quiet (nothing of it is outstanding): free the
     /// payload buffers kept for reuse.
     pub(in crate::caps) fn quiet_bodies(&mut self) {
-        self.bodies = Vec::new();
+        if self.bodies.capacity() != 0 {
+            self.bodies = Vec::new();
+        }
     }
 
     /// Payload buffers kept for reuse (tests).

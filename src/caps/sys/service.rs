@@ -413,7 +413,11 @@ impl Service {
                     _ => None,
                 };
                 if let Some(c) = self.conns.get_mut(&conn) {
-                    if let Some(d) = data {
+                    // Kept while the connection has other requests at
+                    // the server (this one counts until its dispose).
+                    if let Some(d) = data
+                        && c.inflight > 1
+                    {
                         c.link.tx.recycle(d);
                     }
                     c.queued_bytes -= size;
