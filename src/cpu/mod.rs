@@ -846,6 +846,23 @@ impl MpLock<'_> {
 mod tests {
     use super::*;
 
+    /// `sock_spin_with` from `budget`, its yields `brief` or not, its
+    /// polls finding something at the `found_at`th look (0: never):
+    /// (result, looks, budget after).
+    fn spin(budget: u32, brief: bool, found_at: u32) -> (i32, u32, u32) {
+        let mut b = budget;
+        let mut looks = 0;
+        let r = sock_spin_with(
+            &mut b,
+            || brief,
+            || {
+                looks += 1;
+                i32::from(looks == found_at)
+            },
+        );
+        (r, looks, b)
+    }
+
     /// A yield that let another task run a slice ends the spin at once,
     /// with the budget halved, whatever its poll found; yields that come
     /// straight back spin on (issue 17: a v2 wait yielded 2 ms slices to
@@ -853,32 +870,10 @@ mod tests {
     #[test]
     fn a_slow_yield_ends_the_socket_spin() {
         // Slow yields, nothing found: one look, not a budget's worth.
-        let mut budget = 20_000_000;
-        let mut looks = 0;
-        let r = sock_spin_with(
-            &mut budget,
-            || false,
-            || {
-                looks += 1;
-                0
-            },
-        );
-        assert_eq!((r, looks, budget), (0, 1, 10_000_000));
+        assert_eq!(spin(20_000_000, false, 0), (0, 1, 10_000_000));
         // Slow yield, found: the budget does not grow.
-        let mut budget = 8_000;
-        assert_eq!(sock_spin_with(&mut budget, || false, || 1), 1);
-        assert_eq!(budget, 4_000);
+        assert_eq!(spin(8_000, false, 1), (1, 1, 4_000));
         // Brief yields: on until something is found, then it grows.
-        let mut budget = 8_000;
-        let mut looks = 0;
-        let r = sock_spin_with(
-            &mut budget,
-            || true,
-            || {
-                looks += 1;
-                i32::from(looks == 3)
-            },
-        );
-        assert_eq!((r, looks, budget), (1, 3, 16_000));
+        assert_eq!(spin(8_000, true, 3), (1, 3, 16_000));
     }
 }
