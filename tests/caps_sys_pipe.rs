@@ -225,25 +225,37 @@ fn pipelined_replies_answer_their_requests() {
 
 /// The calls allocate no more than the bodies of the frames received:
 /// at most one allocation per request at the service (its payload) and
-/// one per reply at the client, whether the two take turns (one
-/// outstanding: every wait reads the socket or ring afresh) or 64 are
-/// outstanding.
+/// one per reply at the client when the two take turns (one
+/// outstanding: every wait reads the socket or ring afresh); with 64
+/// outstanding, hardly any of those (issue 17: the buffers of the
+/// messages taken are reused for the next ones while other requests of
+/// the connection are outstanding).
 #[test]
 fn no_allocation_per_call_beyond_message_bodies() {
     for (name, depth) in [("alloc_turns", 1), ("alloc_pipe", 64)] {
         let (total, warm) = (20_000, 2_000);
         let (client, s) = run(name, total, depth, false, warm);
-        let n = total - warm;
+        // One per message when taking turns; pipelined, one only when
+        // the other end fell behind so far that one message of the
+        // connection was left outstanding (under load: 2% of them seen;
+        // 100% before the buffers were reused).
+        let n = if depth == 1 {
+            total - warm
+        } else {
+            (total - warm) / 10
+        };
         // Slack for a table growing once or the like; not one per call.
-        let slack = n / 100;
+        let slack = (total - warm) / 100;
         assert!(
             client <= n + slack,
-            "{name}: the client allocated {client} times for {n} round trips"
+            "{name}: the client allocated {client} times for {} round trips (allowed {n})",
+            total - warm
         );
         assert!(
             s.allocs <= n + slack,
-            "{name}: the service allocated {} times for {n} requests",
-            s.allocs
+            "{name}: the service allocated {} times for {} requests (allowed {n})",
+            s.allocs,
+            total - warm
         );
     }
 }

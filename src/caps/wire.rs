@@ -358,7 +358,8 @@ pub enum Fed {
 /// allocated for a frame before its header has been validated, so a peer
 /// cannot make us allocate more than the limit. The body goes to a buffer
 /// of exactly its length, which the completed frame takes: one allocation
-/// per frame with a payload, none for an empty one.
+/// per frame with a payload, none for an empty one; or, fed with
+/// [`FrameReader::feed_pooled`], to a spare buffer of the caller's.
 pub struct FrameReader {
     header: Option<Header>,
     head: [u8; HEADER_LEN],
@@ -410,6 +411,19 @@ impl FrameReader {
         max_body: u32,
         control: bool,
     ) -> Result<(usize, Option<Fed>), WireError> {
+        self.feed_pooled(input, max_body, control, &mut Vec::new())
+    }
+
+    /// [`FrameReader::feed_any`], taking a frame's body buffer from
+    /// `spares` (the last one, cleared; grown if it is too small) when
+    /// there is one and the frame has a payload.
+    pub fn feed_pooled(
+        &mut self,
+        input: &[u8],
+        max_body: u32,
+        control: bool,
+        spares: &mut Vec<Vec<u8>>,
+    ) -> Result<(usize, Option<Fed>), WireError> {
         let n = input.len().min(self.want());
         if self.header.is_none() {
             self.head[self.head_len..self.head_len + n].copy_from_slice(&input[..n]);
@@ -423,8 +437,17 @@ impl FrameReader {
                 return Ok((n, Some(Fed::Control(raw))));
             }
             let h = Header::decode(&raw, max_body)?;
-            // Exactly the body's bytes: the frame takes this buffer.
-            self.buf = Vec::with_capacity(h.body_len as usize);
+            // The frame takes this buffer: a spare, or exactly the body's
+            // bytes.
+            let len = h.body_len as usize;
+            self.buf = match spares.pop() {
+                Some(mut b) if len > 0 => {
+                    b.clear();
+                    b.reserve_exact(len);
+                    b
+                }
+                _ => Vec::with_capacity(len),
+            };
             self.header = Some(h);
         } else {
             self.buf.extend_from_slice(&input[..n]);

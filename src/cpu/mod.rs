@@ -415,6 +415,22 @@ unsafe fn poll_sockets_briefly(p: *mut CpuPriv, rf: &AtomicI32) -> bool {
     }) > 0
 }
 
+/// A `sched_yield` that came back later than this let a task run a time
+/// slice (the scheduler's slices are 0.75-3 ms; a peer that shares the
+/// core answers a batch in tens of µs): the core is shared with work
+/// that is not our peer's, and every further yield gives it another
+/// slice.
+pub const YIELD_SLICE_NS: u32 = 250_000;
+
+/// `sched_yield`, timed: true when it came back within
+/// [`YIELD_SLICE_NS`] (nothing but, perhaps, our peer ran meanwhile).
+pub fn yield_briefly() -> bool {
+    let t0 = std::time::Instant::now();
+    // SAFETY: no preconditions.
+    unsafe { libc::sched_yield() };
+    t0.elapsed().as_nanos() < u128::from(YIELD_SLICE_NS)
+}
+
 /// The socket poll before a sleep, shared by the cpus' idle loop and the
 /// CAPS v2 waits: call `poll0` (a poll with timeout 0) after a
 /// `sched_yield` (a peer that shares this core runs and answers first;
@@ -425,24 +441,41 @@ unsafe fn poll_sockets_briefly(p: *mut CpuPriv, rf: &AtomicI32) -> bool {
 /// On an oversubscribed machine ([`busy::oversubscribed`]) it returns 0
 /// at once, without a poll: the caller sleeps (measured with 128 CAPS
 /// clients on 2 cores: spinning clients left the service 5-13% of a
-/// core, and p99 grew to 4-16 ms).
-pub fn sock_spin(budget: &mut u32, mut poll0: impl FnMut() -> i32) -> i32 {
+/// core, and p99 grew to 4-16 ms). A yield that let another task run a
+/// slice ([`yield_briefly`] false: a task that is not the peer shares
+/// the core) ends the spin after its poll, and the budget halves even if
+/// that poll found something: a sleep costs the waiter tens of µs, each
+/// further yield a slice (a v2 pipelined pair beside one busy process
+/// made 500 yields of 2 ms each per 100,000 replies: issue 17).
+pub fn sock_spin(budget: &mut u32, poll0: impl FnMut() -> i32) -> i32 {
     if busy::oversubscribed() {
         return 0;
     }
+    sock_spin_with(budget, yield_briefly, poll0)
+}
+
+/// [`sock_spin`] with the yield given (`yield_core`: [`yield_briefly`]).
+fn sock_spin_with(
+    budget: &mut u32,
+    mut yield_core: impl FnMut() -> bool,
+    mut poll0: impl FnMut() -> i32,
+) -> i32 {
     let b = *budget;
     let t0 = std::time::Instant::now();
     loop {
-        // SAFETY: no preconditions.
-        unsafe { libc::sched_yield() };
+        let brief = yield_core();
         let r = poll0();
         if r != 0 {
             if r > 0 {
-                *budget = b.saturating_mul(2).min(SOCK_SPIN_MAX_NS);
+                *budget = if brief {
+                    b.saturating_mul(2).min(SOCK_SPIN_MAX_NS)
+                } else {
+                    (b / 2).max(SOCK_SPIN_MIN_NS)
+                };
             }
             return r;
         }
-        if t0.elapsed().as_nanos() >= u128::from(b) {
+        if !brief || t0.elapsed().as_nanos() >= u128::from(b) {
             *budget = (b / 2).max(SOCK_SPIN_MIN_NS);
             return 0;
         }
@@ -806,5 +839,41 @@ impl MpLock<'_> {
             // lock) register as waiters.
             unsafe { notify(gto, RQF_WAKE) };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `sock_spin_with` from `budget`, its yields `brief` or not, its
+    /// polls finding something at the `found_at`th look (0: never):
+    /// (result, looks, budget after).
+    fn spin(budget: u32, brief: bool, found_at: u32) -> (i32, u32, u32) {
+        let mut b = budget;
+        let mut looks = 0;
+        let r = sock_spin_with(
+            &mut b,
+            || brief,
+            || {
+                looks += 1;
+                i32::from(looks == found_at)
+            },
+        );
+        (r, looks, b)
+    }
+
+    /// A yield that let another task run a slice ends the spin at once,
+    /// with the budget halved, whatever its poll found; yields that come
+    /// straight back spin on (issue 17: a v2 wait yielded 2 ms slices to
+    /// a busy neighbour).
+    #[test]
+    fn a_slow_yield_ends_the_socket_spin() {
+        // Slow yields, nothing found: one look, not a budget's worth.
+        assert_eq!(spin(20_000_000, false, 0), (0, 1, 10_000_000));
+        // Slow yield, found: the budget does not grow.
+        assert_eq!(spin(8_000, false, 1), (1, 1, 4_000));
+        // Brief yields: on until something is found, then it grows.
+        assert_eq!(spin(8_000, true, 3), (1, 3, 16_000));
     }
 }

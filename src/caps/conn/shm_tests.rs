@@ -282,3 +282,33 @@ fn detach_records_out_of_turn_drop_the_connection() {
         Err(ReadEnd::Errno(Errno::EPROTO))
     );
 }
+
+/// Issue 17: the payload buffer of a frame the face consumed serves the
+/// next frame read from the ring (no allocation per frame), at most
+/// `SPARE_BODY_MAX` bytes of it; a quiet connection keeps none.
+#[test]
+fn ring_frames_reuse_consumed_payload_buffers() {
+    let Some(mut e) = ends(false) else { return };
+    e.round_trips(1, &[64]);
+    e.send_request(2, 64);
+    e.send_request(3, 64);
+    let (mut reqs, _) = e.pump();
+    assert_eq!(reqs.len(), 2);
+    let (_, first) = reqs.remove(0);
+    let kept = first.as_ptr();
+    e.c.tx.recycle(first);
+    assert_eq!(e.c.tx.spare_bodies(), 1);
+    e.send_request(4, 48);
+    let (reqs, _) = e.pump();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].1, body(4, 48));
+    assert_eq!(reqs[0].1.as_ptr(), kept, "the consumed buffer was reused");
+    assert_eq!(e.c.tx.spare_bodies(), 0);
+    // A big one is not kept.
+    e.c.tx.recycle(vec![0; 4096]);
+    assert_eq!(e.c.tx.spare_bodies(), 0);
+    e.c.tx.recycle(vec![0; 64]);
+    e.c.tx.quiet_bodies();
+    assert_eq!(e.c.tx.spare_bodies(), 0);
+    assert_eq!(e.c.tx.buffer_bytes(), 0);
+}

@@ -506,3 +506,30 @@ fn a_quiet_connection_holds_no_buffers() {
     read_exact_timeout(cl.as_raw_fd(), &mut got, 5000).unwrap();
     assert_eq!(c.tx.buffer_bytes(), 0, "quiet again");
 }
+
+/// Issue 17: a frame read from the socket takes the payload buffer of one
+/// the face consumed (no allocation per frame); a quiet connection keeps
+/// none.
+#[test]
+fn socket_frames_reuse_consumed_payload_buffers() {
+    let mut svc = service();
+    let (cl, mut c) = admitted(&mut svc);
+    let payload =
+        |id: u64, n: usize| -> Vec<u8> { (0..n).map(|i| (i as u64 + id) as u8).collect() };
+    send(&cl, &request(1, 64));
+    send(&cl, &payload(1, 64));
+    c.tx.ready(EV_IN).unwrap();
+    let (_, first) = c.next_frame(&mut svc).unwrap().unwrap();
+    let kept = first.as_ptr();
+    c.tx.recycle(first);
+    send(&cl, &request(2, 40));
+    send(&cl, &payload(2, 40));
+    c.tx.ready(EV_IN).unwrap();
+    let (h, got) = c.next_frame(&mut svc).unwrap().unwrap();
+    assert_eq!((h.id, &got), (2, &payload(2, 40)));
+    assert_eq!(got.as_ptr(), kept, "the consumed buffer was reused");
+    c.tx.recycle(got);
+    assert_eq!(c.tx.spare_bodies(), 1);
+    c.tx.quiet_bodies();
+    assert_eq!(c.tx.buffer_bytes(), 0);
+}

@@ -30,6 +30,13 @@ const SPARE_CHUNKS: usize = 4;
 /// The largest output buffer kept as this thread's spare.
 const SPARE_OUT_MAX: usize = 64 * 1024;
 
+/// Payload buffers one connection keeps for reuse ([`Transport::recycle`]):
+/// as many as one pump reads (a pipelining peer's 64 frames; glibc's
+/// per-thread cache holds 7 chunks of a size, so a malloc per frame fell
+/// into its slower paths), each of at most `SPARE_BODY_MAX` bytes.
+const SPARE_BODIES: usize = 64;
+const SPARE_BODY_MAX: usize = 512;
+
 /// Buffers no connection of this thread uses now. A connection takes a
 /// read buffer when it reads and gives it back as soon as it consumed
 /// every byte read (a partial frame is the frame reader's), and the output
@@ -110,6 +117,10 @@ pub(in crate::caps) struct Transport {
     /// The last read emptied the socket; wait for the next event.
     drained: bool,
     reader: FrameReader,
+    /// Payload buffers of frames the face has consumed, for the next
+    /// frames read (`recycle`); given back when the connection goes quiet
+    /// (`quiet_bodies`): empty while it is.
+    bodies: Vec<Vec<u8>>,
     out: Vec<u8>,
     out_pos: usize,
     /// The events the registration asks for (`EV_IN`, `EV_OUT`).
@@ -176,6 +187,7 @@ impl Transport {
             in_end: 0,
             drained: false,
             reader: FrameReader::default(),
+            bodies: Vec::new(),
             out: Vec::new(),
             out_pos: 0,
             events: EV_IN,
@@ -225,6 +237,7 @@ impl Transport {
     /// With detach agreed, the service also tells the client to give
     /// the region up (a detach record; `detached` unmaps it here).
     pub(in crate::caps) fn quiet(&mut self) -> bool {
+        self.quiet_bodies();
         let went = match &mut self.shm {
             Mode::On(link) if self.broken.is_none() => link.quiet(),
             _ => false,
@@ -738,7 +751,7 @@ impl Transport {
                 && !link.dormant
                 && let Some(rx) = link.rx.as_mut()
             {
-                match rx.next_frame() {
+                match rx.next_frame_pooled(&mut self.bodies) {
                     Ok(Some(f)) => {
                         if rx.ring().take_doorbell() {
                             link.bell = true;
@@ -793,10 +806,11 @@ impl Transport {
             }
             let (n, item) = self
                 .reader
-                .feed_any(
+                .feed_pooled(
                     &self.inbuf[self.in_pos..self.in_end],
                     self.max_body,
                     control,
+                    &mut self.bodies,
                 )
                 .map_err(ReadEnd::Protocol)?;
             self.in_pos += n;
@@ -807,6 +821,30 @@ impl Transport {
                 return Ok(item);
             }
         }
+    }
+
+    /// The face has consumed the payload of a frame this connection read:
+    /// keep its buffer for the next one (unless `SPARE_BODIES` are kept
+    /// already, or it is bigger than `SPARE_BODY_MAX`).
+    pub(in crate::caps) fn recycle(&mut self, body: Vec<u8>) {
+        let cap = body.capacity();
+        if cap > 0 && cap <= SPARE_BODY_MAX && self.bodies.len() < SPARE_BODIES {
+            self.bodies.push(body);
+        }
+    }
+
+    /// The connection went quiet (nothing of it is outstanding): free the
+    /// payload buffers kept for reuse.
+    pub(in crate::caps) fn quiet_bodies(&mut self) {
+        if self.bodies.capacity() != 0 {
+            self.bodies = Vec::new();
+        }
+    }
+
+    /// Payload buffers kept for reuse (tests).
+    #[cfg(test)]
+    pub(in crate::caps) fn spare_bodies(&self) -> usize {
+        self.bodies.len()
     }
 
     /// Give the read buffer back once everything in it is consumed.
@@ -855,7 +893,10 @@ impl Transport {
     /// buffers, the frame reader's partial frame).
     #[cfg(test)]
     pub(in crate::caps) fn buffer_bytes(&self) -> usize {
-        self.inbuf.len() + self.out.capacity() + self.reader.capacity()
+        self.inbuf.len()
+            + self.out.capacity()
+            + self.reader.capacity()
+            + self.bodies.iter().map(Vec::capacity).sum::<usize>()
     }
 
     /// Take exactly `HELLO_LEN` bytes of hello from the socket, once
@@ -907,6 +948,7 @@ impl Transport {
         self.out_fd = None;
         self.out = Vec::new();
         self.out_pos = 0;
+        self.bodies = Vec::new();
         self.in_pos = self.in_end;
         self.release_inbuf();
     }
@@ -942,6 +984,7 @@ impl Transport {
         self.fd = None;
         self.out = Vec::new();
         self.out_pos = 0;
+        self.bodies = Vec::new();
         self.in_pos = self.in_end;
         self.release_inbuf();
     }

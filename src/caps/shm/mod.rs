@@ -200,12 +200,21 @@ impl Inbound {
 
     /// The next frame in the peer's order, if it has arrived.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, ShmError> {
+        self.next_frame_pooled(&mut Vec::new())
+    }
+
+    /// [`Inbound::next_frame`], a ring frame's payload copied into a
+    /// buffer of `spares` if there is one ([`Consumer::pop_pooled`]).
+    pub fn next_frame_pooled(
+        &mut self,
+        spares: &mut Vec<Vec<u8>>,
+    ) -> Result<Option<Frame>, ShmError> {
         if self.owed {
             let f = self.early.pop_front();
             self.owed = f.is_none();
             return Ok(f);
         }
-        match self.ring.pop()? {
+        match self.ring.pop_pooled(spares)? {
             None => Ok(None),
             Some(Record::Frame(h, body)) => Ok(Some((h, body))),
             Some(Record::Marker) => {

@@ -141,11 +141,12 @@ impl RingMem {
         }
     }
 
-    /// `copy_out` into a new vector of `len` bytes (never zeroed first:
-    /// each word is appended as it is read).
-    fn copy_out_vec(&self, pos: u32, len: usize) -> Vec<u8> {
+    /// `copy_out` into `out` (cleared, grown to `len` bytes; never zeroed
+    /// first: each word is appended as it is read).
+    fn copy_out_vec(&self, pos: u32, len: usize, mut out: Vec<u8>) -> Vec<u8> {
         debug_assert!((pos as usize).is_multiple_of(RECORD_ALIGN));
-        let mut out = Vec::with_capacity(len);
+        out.clear();
+        out.reserve_exact(len);
         let mut p = pos;
         for _ in 0..len / RECORD_ALIGN {
             out.extend_from_slice(&self.data_word(p).load(Ordering::Relaxed).to_ne_bytes());
@@ -477,6 +478,13 @@ impl Consumer {
 
     /// The next whole record, copied out, or `None` when the ring is empty.
     pub fn pop(&mut self) -> Result<Option<Record>, ShmError> {
+        self.pop_pooled(&mut Vec::new())
+    }
+
+    /// [`Consumer::pop`], copying a frame's payload into the last buffer
+    /// of `spares` when there is one (no allocation unless it is too
+    /// small).
+    pub fn pop_pooled(&mut self, spares: &mut Vec<Vec<u8>>) -> Result<Option<Record>, ShmError> {
         match self.next_header()? {
             None => Ok(None),
             Some(Next::Marker) => Ok(Some(Record::Marker)),
@@ -484,10 +492,14 @@ impl Consumer {
                 let Some((_, len)) = self.pending.take() else {
                     return Err(ShmError::Misuse("no frame pending after its header"));
                 };
-                let body = self.mem.copy_out_vec(
-                    self.head.wrapping_add(HEADER_LEN as u32),
-                    h.body_len as usize,
-                );
+                let body_len = h.body_len as usize;
+                let out = match spares.pop() {
+                    Some(b) if body_len > 0 => b,
+                    _ => Vec::new(),
+                };
+                let body =
+                    self.mem
+                        .copy_out_vec(self.head.wrapping_add(HEADER_LEN as u32), body_len, out);
                 self.advance(len);
                 Ok(Some(Record::Frame(h, body)))
             }

@@ -339,10 +339,18 @@ impl Client {
         if size > buf.len() {
             return Some(got);
         }
-        if let Some((_, data, _)) = self.replies.pop_front() {
+        let data = self.replies.pop_front().map(|(_, data, _)| {
             buf[..size].copy_from_slice(&data);
-        }
+            data
+        });
         self.outstanding.remove(&id);
+        if self.outstanding.is_empty() {
+            // Quiet: nothing more is coming (and one request at a time
+            // costs no list of spares).
+            self.conn.quiet_bodies();
+        } else if let Some(d) = data {
+            self.conn.recycle(d);
+        }
         if !synth && !self.conn.dead {
             self.owed.push(id);
             if !self.coalesce || urgent || self.outstanding.is_empty() {

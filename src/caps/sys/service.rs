@@ -308,9 +308,19 @@ impl Service {
             FrameKind::Disposes if body.len() > 8 * MAX_AT_SERVER => {
                 Err("more disposes in one frame than requests in flight")
             }
-            FrameKind::Disposes => body
-                .chunks_exact(8)
-                .try_for_each(|id| self.dispose(k, u64::from_le_bytes(id.try_into().unwrap()))),
+            FrameKind::Disposes => {
+                let r = body
+                    .chunks_exact(8)
+                    .try_for_each(|id| self.dispose(k, u64::from_le_bytes(id.try_into().unwrap())));
+                // Its buffer serves the next frame, unless the connection
+                // went quiet with these disposes.
+                if let Some(c) = self.conns.get_mut(&k)
+                    && c.inflight > 0
+                {
+                    c.link.tx.recycle(body);
+                }
+                r
+            }
             FrameKind::Reply | FrameKind::Gen => Err("a server's frame from a client"),
             // Answered by the connection layer, never passed on.
             FrameKind::Ping | FrameKind::Stat => Err("a library frame passed to the face"),
@@ -324,6 +334,10 @@ impl Service {
         let sid = c.replied.remove(&id).ok_or("dispose of no reply")?;
         // The client no longer counts it either.
         c.inflight = c.inflight.saturating_sub(1);
+        if c.inflight == 0 {
+            // Quiet: nothing of the connection's is at the server.
+            c.link.tx.quiet_bodies();
+        }
         self.news = true;
         self.queue.push_back(Queued::Dispose { sid, conn: k });
         Ok(())
@@ -391,10 +405,21 @@ impl Service {
                         state: CAPMS_REQUEST,
                     });
                 }
-                if let Some(Queued::Request { data, .. }) = self.queue.pop_front() {
-                    buf[..size].copy_from_slice(&data);
-                }
+                let data = match self.queue.pop_front() {
+                    Some(Queued::Request { data, .. }) => {
+                        buf[..size].copy_from_slice(&data);
+                        Some(data)
+                    }
+                    _ => None,
+                };
                 if let Some(c) = self.conns.get_mut(&conn) {
+                    // Kept while the connection has other requests at
+                    // the server (this one counts until its dispose).
+                    if let Some(d) = data
+                        && c.inflight > 1
+                    {
+                        c.link.tx.recycle(d);
+                    }
                     c.queued_bytes -= size;
                     self.core.account(&mut c.link, c.queued_bytes);
                 }
