@@ -371,6 +371,21 @@ uring_wait(struct side *s)
 	}
 }
 
+/* How each row rings and waits, in the order of main's names (uring, 4,
+ * sets its io_uring up first). */
+static const struct {
+	void	(*ring)(struct side *);
+	void	(*wait)(struct side *);
+} row[] = {
+	{ socket_ring, socket_wait },
+	{ futex_ring_peer, futex_wait },
+	{ socket_ring, recv_wait },
+	{ eventfd_ring, eventfd_wait },
+	{ futex_ring_peer, uring_wait },
+	{ socket_ring, poll_wait },
+	{ pipe_ring, pipe_wait },
+};
+
 /* Run side `me` of row k over socket pair sv, eventfds efd, pipes pfd. */
 static void
 run_side(int k, int me, const int *sv, const int *efd, const int *pfd)
@@ -386,37 +401,20 @@ run_side(int k, int me, const int *sv, const int *efd, const int *pfd)
 	ev.events = EPOLLIN;
 	epoll_ctl(s.ep, EPOLL_CTL_ADD,
 	    k == 3 ? efd[me] : k == 6 ? pfd[2 * me] : s.fd, &ev);
-	switch (k) {
-	case 0:
-		take_turns(&s, socket_ring, socket_wait);
-		break;
-	case 1:
-		take_turns(&s, futex_ring_peer, futex_wait);
-		break;
-	case 2:
-		take_turns(&s, socket_ring, recv_wait);
-		break;
-	case 3:
-		take_turns(&s, eventfd_ring, eventfd_wait);
-		break;
-	case 5:
-		take_turns(&s, socket_ring, poll_wait);
-		break;
-	case 6:
-		take_turns(&s, pipe_ring, pipe_wait);
-		break;
-	default:
-		s.u = &u;
-		err = uring_side_setup(&u, s.ep);
-		if (err != 0) {
-			/* Release the other side, wherever it waits. */
-			board->err = err;
-			futex_ring(&board->word[0]);
-			futex_ring(&board->word[1]);
-			return;
-		}
-		take_turns(&s, futex_ring_peer, uring_wait);
+	if (k != 4) {
+		take_turns(&s, row[k].ring, row[k].wait);
+		return;
 	}
+	s.u = &u;
+	err = uring_side_setup(&u, s.ep);
+	if (err != 0) {
+		/* Release the other side, wherever it waits. */
+		board->err = err;
+		futex_ring(&board->word[0]);
+		futex_ring(&board->word[1]);
+		return;
+	}
+	take_turns(&s, futex_ring_peer, uring_wait);
 }
 
 int
