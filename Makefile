@@ -48,7 +48,7 @@ STAGE      := $(CURDIR)/build/stage
 HEADERS    := $(shell cd include && find . -name '*.h' | sed 's|^\./||' | sort)
 HEADER_DIRS := $(shell cd include && find . -mindepth 1 -type d | sed 's|^\./||' | sort -r)
 
-.PHONY: all lib capsctl install uninstall stage test check-install check-exports check-docs demo bench bench-caps bench-caps-sys \
+.PHONY: all lib capsctl install uninstall stage test check-install check-exports check-docs demo bench bench-caps bench-caps-sys doorbell-hostile \
 	bench-threads bench-park bench-slab bench-encoding bench-vcpu headers clean
 
 all: lib capsctl
@@ -215,6 +215,14 @@ bench-caps: stage
 	./build/doorbell_bench
 	$(BENCH_CC) -o build/wake_batch benches/wake_batch.c
 	./build/wake_batch
+
+# Not a benchmark: what a hostile client can do to each doorbell of
+# doorbell_bench (its userfaultfd cases need root or
+# vm.unprivileged_userfaultfd=1, else they say "not here").
+doorbell-hostile:
+	@mkdir -p build
+	$(BENCH_CC) -o build/doorbell_hostile benches/doorbell_hostile.c
+	./build/doorbell_hostile
 
 # CAPS v2: caps_sys_put + caps_sys_wait against caps_sys_wait +
 # caps_sys_reply, beside a raw Unix-socket ping-pong; pipelined, beside

@@ -35,6 +35,10 @@
  *		it too (Linux 6.7 or later; the row says so if the kernel
  *		has no io_uring or no futex operations); the waker calls
  *		FUTEX_WAKE
+ *	pipe	a pipe per sleeper, its read end watched by its epoll: the
+ *		waker writes 1 byte to the write end it alone holds
+ *		(O_NONBLOCK, and a full pipe only means a ring is pending);
+ *		the sleeper waits in epoll_wait, then reads what is there
  *
  * Columns, per wakeup (two per round): wakeups per second; cpu time
  * (user + system, getrusage) of both processes, that is the cost of one
@@ -53,6 +57,7 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -92,6 +97,8 @@ struct side {
 	int		 fd;		/* its end of the socket pair */
 	int		 ep;		/* an epoll instance holding fd */
 	const int	*efd;		/* the two eventfds, one per sleeper */
+	const int	*pfd;		/* pipe: sleeper i reads pfd[2i], is
+					 * woken through pfd[2i + 1] */
 	struct uring	*u;		/* uring: its io_uring */
 };
 
@@ -198,6 +205,29 @@ eventfd_wait(struct side *s)
 	while (epoll_wait(s->ep, &out, 1, -1) < 1)
 		;
 	if (read(s->efd[s->me], &v, 8) != 8)
+		_exit(1);
+}
+
+static void
+pipe_ring(struct side *s)
+{
+	char one = 1;
+
+	/* EAGAIN: the pipe is full, a ring is pending already. */
+	if (write(s->pfd[2 * (1 - s->me) + 1], &one, 1) != 1 && errno != EAGAIN)
+		_exit(1);
+}
+
+/* pipe: epoll_wait on one's pipe, then read all that is in it. */
+static void
+pipe_wait(struct side *s)
+{
+	struct epoll_event out;
+	char bell[64];
+
+	while (epoll_wait(s->ep, &out, 1, -1) < 1)
+		;
+	if (read(s->pfd[2 * s->me], bell, sizeof(bell)) < 1)
 		_exit(1);
 }
 
@@ -341,55 +371,57 @@ uring_wait(struct side *s)
 	}
 }
 
-/* Run side `me` of row k over socket pair sv and eventfds efd. */
+/* How each row rings and waits, in the order of main's names (uring, 4,
+ * sets its io_uring up first). */
+static const struct {
+	void	(*ring)(struct side *);
+	void	(*wait)(struct side *);
+} row[] = {
+	{ socket_ring, socket_wait },
+	{ futex_ring_peer, futex_wait },
+	{ socket_ring, recv_wait },
+	{ eventfd_ring, eventfd_wait },
+	{ futex_ring_peer, uring_wait },
+	{ socket_ring, poll_wait },
+	{ pipe_ring, pipe_wait },
+};
+
+/* Run side `me` of row k over socket pair sv, eventfds efd, pipes pfd. */
 static void
-run_side(int k, int me, const int *sv, const int *efd)
+run_side(int k, int me, const int *sv, const int *efd, const int *pfd)
 {
 	struct epoll_event ev;
-	struct side s = { .me = me, .fd = sv[me], .efd = efd };
+	struct side s = { .me = me, .fd = sv[me], .efd = efd, .pfd = pfd };
 	struct uring u;
 	int err;
 
-	/* The sleeper's epoll instance: its eventfd, else its socket. */
+	/* The sleeper's epoll instance: its eventfd or pipe, else its socket. */
 	s.ep = epoll_create1(0);
 	memset(&ev, 0, sizeof(ev));
 	ev.events = EPOLLIN;
-	epoll_ctl(s.ep, EPOLL_CTL_ADD, k == 3 ? efd[me] : s.fd, &ev);
-	switch (k) {
-	case 0:
-		take_turns(&s, socket_ring, socket_wait);
-		break;
-	case 1:
-		take_turns(&s, futex_ring_peer, futex_wait);
-		break;
-	case 2:
-		take_turns(&s, socket_ring, recv_wait);
-		break;
-	case 3:
-		take_turns(&s, eventfd_ring, eventfd_wait);
-		break;
-	case 5:
-		take_turns(&s, socket_ring, poll_wait);
-		break;
-	default:
-		s.u = &u;
-		err = uring_side_setup(&u, s.ep);
-		if (err != 0) {
-			/* Release the other side, wherever it waits. */
-			board->err = err;
-			futex_ring(&board->word[0]);
-			futex_ring(&board->word[1]);
-			return;
-		}
-		take_turns(&s, futex_ring_peer, uring_wait);
+	epoll_ctl(s.ep, EPOLL_CTL_ADD,
+	    k == 3 ? efd[me] : k == 6 ? pfd[2 * me] : s.fd, &ev);
+	if (k != 4) {
+		take_turns(&s, row[k].ring, row[k].wait);
+		return;
 	}
+	s.u = &u;
+	err = uring_side_setup(&u, s.ep);
+	if (err != 0) {
+		/* Release the other side, wherever it waits. */
+		board->err = err;
+		futex_ring(&board->word[0]);
+		futex_ring(&board->word[1]);
+		return;
+	}
+	take_turns(&s, futex_ring_peer, uring_wait);
 }
 
 int
 main(int ac, char **av)
 {
 	static const char *name[] = { "socket", "futex", "recv", "eventfd", "uring",
-	    "poll" };
+	    "poll", "pipe" };
 	int k;
 
 	if (ac > 1)
@@ -407,8 +439,8 @@ main(int ac, char **av)
 	printf("two processes taking turns, sleeping between them; %ld rounds\n", rounds);
 	printf("%-8s %10s %14s %10s\n", "doorbell", "wakeups/s", "cpu us/wakeup",
 	    "cs/wakeup");
-	for (k = 0; k < 6; ++k) {
-		int sv[2], efd[2];
+	for (k = 0; k < 7; ++k) {
+		int sv[2], efd[2], pfd[4];
 		double t0;
 		pid_t p;
 
@@ -423,16 +455,22 @@ main(int ac, char **av)
 			perror("eventfd");
 			return (1);
 		}
+		if (pipe2(pfd, O_NONBLOCK) != 0 || pipe2(pfd + 2, O_NONBLOCK) != 0) {
+			perror("pipe2");
+			return (1);
+		}
 		t0 = now();
 		p = xfork();
 		if (p == 0) {
-			run_side(k, 1, sv, efd);
+			run_side(k, 1, sv, efd, pfd);
 			_exit(0);
 		}
-		run_side(k, 0, sv, efd);
+		run_side(k, 0, sv, efd, pfd);
 		reap(p);
 		close(efd[0]);
 		close(efd[1]);
+		for (int i = 0; i < 4; ++i)
+			close(pfd[i]);
 		if (board->err) {
 			printf("%-8s not here: %s\n", name[k], strerror(board->err));
 			close(sv[0]);
