@@ -286,6 +286,8 @@ c_test!(thr_nomem, src: "thr_nomem",
     stderr_has: &["libcaps: lwkt_create: cannot create thread \"t"]);
 c_test!(thr_prio, src: "thr_prio");
 c_test!(thr_names, src: "thr_names");
+// A plain name copied, not formatted: every byte as vsnprintf gives it.
+c_test!(thr_names_copy, src: "thr_names_copy");
 // A structure from the cache of exited threads is handed out fresh.
 c_test!(thr_reuse, src: "thr_reuse");
 // TDF_SYSTHREAD given to lwkt_create: main does not wait for that thread.

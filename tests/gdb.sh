@@ -35,7 +35,8 @@ run_gdb() {
 	shift 2
 	timeout 120 gdb -batch -nx "$@" -ex 'break all_blocked' -ex run \
 	    -ex 'echo REGS-BEFORE\n' -ex "$regs" -ex 'info lwkt-threads' -ex 'lwkt-bt all' \
-	    -ex 'echo REGS-AFTER\n' -ex "$regs" -ex kill "$prog" > "$log" 2>&1
+	    -ex 'echo REGS-AFTER\n' -ex "$regs" -ex 'echo PLAIN-BT\n' -ex 'thread 2' -ex bt \
+	    -ex kill "$prog" > "$log" 2>&1
 }
 
 # section LOG NAME: the lwkt-bt output for thread NAME
@@ -67,6 +68,18 @@ check() {	# check LABEL LOG
 	# caller's return address is.
 	! grep -Eq '^#[0-9]+ .* in \?\? \(' "$log" && ok "$label: no unknown frame in the backtraces" \
 	    || bad "$label: a backtrace has an unknown frame"
+	# A thread's backtrace ends at its first frame, the trampoline that
+	# entered thread_start, with nothing (no `?? ()`) above it; so does
+	# gdb's own `bt` in a kernel thread running an LWKT thread (cpu 1's
+	# idle thread).
+	for t in portwaiter tokwaiter mpwaiter; do
+		section "$log" "$t" | sed -n '/^PLAIN-BT/q;p' | grep -E '^#[0-9]+ ' | tail -n 2 | tr '\n' ' ' \
+		    | grep -q 'lwkt::thread::thread_start.*lwkt::arch::imp::trampoline[^#]*$' \
+		    && ok "$label: $t backtrace ends at the trampoline" || bad "$label: $t backtrace end"
+	done
+	sed -n '/^PLAIN-BT/,$p' "$log" | grep -E '^#[0-9]+ ' | tail -n 2 | tr '\n' ' ' \
+	    | grep -q 'lwkt::thread::thread_start.*lwkt::arch::imp::trampoline[^#]*$' \
+	    && ok "$label: gdb's bt in an LWKT thread ends at the trampoline" || bad "$label: plain bt end"
 	before=$(grep -A8 '^REGS-BEFORE' "$log" | grep -E '^r[a-z0-9]+ ')
 	after=$(grep -A8 '^REGS-AFTER' "$log" | grep -E '^r[a-z0-9]+ ')
 	[ -n "$before" ] && [ "$before" = "$after" ] && ok "$label: registers unchanged by lwkt-bt all" \

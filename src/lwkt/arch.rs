@@ -290,12 +290,18 @@ mod imp {
     /// it with `func`, `arg` and `start` on the stack: `start(func, arg)`
     /// on an aligned stack. `start` never returns.
     ///
-    /// `start` is entered with a jump over a return address of 0 (where
-    /// stack walks end), not with a `call`: a call would leave an entry
-    /// on the cpu's return stack buffer that no `ret` ever takes, and
-    /// the thread resumed when this one exits would then mispredict its
-    /// next two returns (the exit path adds the other entry unless it
-    /// is inlined into `start`, as `lwkt::thread::thread_start` does).
+    /// `start` is entered with a jump over a return address pushed by
+    /// hand (into this function, whose unwind information says it has
+    /// no caller, so stack walks end here), not with a `call`: a call
+    /// would leave an entry on the cpu's return stack buffer that no
+    /// `ret` ever takes, and the thread resumed when this one exits
+    /// would then mispredict its next two returns (the exit path adds
+    /// the other entry unless it is inlined into `start`, as
+    /// `lwkt::thread::thread_start` does). A return address of 0 would
+    /// do for the return stack but not for debuggers: gdb shows a last
+    /// frame `?? ()` above `start`, and ASan, finding fewer than three
+    /// frames with the DWARF unwinder in a thread function's report,
+    /// walks `rbp` instead.
     ///
     /// # Safety
     /// Never called: only entered by the first switch to a stack
@@ -304,13 +310,22 @@ mod imp {
     #[unsafe(naked)]
     unsafe extern "C" fn trampoline() {
         core::arch::naked_asm!(
+            // The outermost frame: no caller to unwind to (gdb and the
+            // DWARF unwinders stop here, as at glibc's thread start).
+            ".cfi_startproc",
+            ".cfi_undefined rip",
             "pop rdi",
             "pop rsi",
             "pop rax",
             "xor ebp, ebp",
             "and rsp, -16",
-            "push 0",
+            // `start`'s return address, pushed rather than called.
+            "lea rcx, [rip + 2f]",
+            "push rcx",
             "jmp rax",
+            "2:",
+            "ud2",
+            ".cfi_endproc",
         )
     }
 
