@@ -290,8 +290,9 @@ mod imp {
     /// it with `func`, `arg` and `start` on the stack: `start(func, arg)`
     /// on an aligned stack. `start` never returns.
     ///
-    /// `start` is entered with a jump over a return address of 0 (where
-    /// stack walks end), not with a `call`: a call would leave an entry
+    /// `start` is entered with a jump over a return address inside the
+    /// trampoline (the `ud2` after the jump, whose CFI ends stack walks),
+    /// not with a `call`: a call would leave an entry
     /// on the cpu's return stack buffer that no `ret` ever takes, and
     /// the thread resumed when this one exits would then mispredict its
     /// next two returns (the exit path adds the other entry unless it
@@ -304,13 +305,21 @@ mod imp {
     #[unsafe(naked)]
     unsafe extern "C" fn trampoline() {
         core::arch::naked_asm!(
+            // The outermost frame: its return address is undefined, so
+            // unwinders and debuggers end a new thread's stack walk here
+            // (as at glibc's clone) instead of at an unknown frame.
+            ".cfi_startproc",
+            ".cfi_undefined rip",
             "pop rdi",
             "pop rsi",
             "pop rax",
             "xor ebp, ebp",
             "and rsp, -16",
-            "push 0",
+            "lea rcx, [rip + 2f]",
+            "push rcx",
             "jmp rax",
+            "2: ud2",
+            ".cfi_endproc",
         )
     }
 
