@@ -115,15 +115,12 @@ clobber(void *arg)
 	}
 }
 
-static thread_t
-spawn(void (*func)(void *), void *arg, int cpu, const char *name)
+/* Let a thread made stopped run, without its "has exited" line. */
+static void
+run_quietly(thread_t td)
 {
-	thread_t td;
-
-	lwkt_create(func, arg, &td, NULL, TDF_STOPREQ, cpu, "%s", name);
 	td->td_flags &= ~TDF_VERBOSE;
 	lwkt_schedule(td);
-	return (td);
 }
 
 static int
@@ -215,25 +212,31 @@ int
 main(void)
 {
 	struct lwkt_msg quit;
+	thread_t td;
 	int i;
 
 	uthread_init();
-	server_td = spawn(server, NULL, -1, "server");
-	spawn(clobber, NULL, -1, "clobber");
+	lwkt_create(server, NULL, &server_td, NULL, TDF_STOPREQ, -1, "server");
+	run_quietly(server_td);
+	lwkt_create(clobber, NULL, &td, NULL, TDF_STOPREQ, -1, "clobber");
+	run_quietly(td);
 
 	for (i = 0; i < ROUNDS; ++i)
 		wrong += round_trip("main", i);
 	report("main");
 
 	done = 0;
-	spawn(worker, "created", -1, "worker");
+	lwkt_create(worker, "created", &td, NULL, TDF_STOPREQ, -1, "worker");
+	run_quietly(td);
 	while (!done)
 		lwkt_yield();
 	report("created thread");
 
 	/* A thread of a second cpu, its messages crossing to this one. */
 	done = 0;
-	spawn(worker, "vcpu", caps_fork_vcpu(), "vworker");
+	lwkt_create(worker, "vcpu", &td, NULL, TDF_STOPREQ, caps_fork_vcpu(),
+	    "vworker");
+	run_quietly(td);
 	while (!done)
 		lwkt_yield();
 	report("vcpu thread");
