@@ -187,7 +187,7 @@ round_trip(const char *who, int i)
 }
 
 static int wrong;
-static volatile int done;
+static int done;	/* set by the worker, which may be on another cpu */
 
 static void
 worker(void *arg)
@@ -196,7 +196,7 @@ worker(void *arg)
 
 	for (i = 0; i < ROUNDS; ++i)
 		wrong += round_trip((const char *)arg, i);
-	done = 1;
+	__atomic_store_n(&done, 1, __ATOMIC_RELEASE);
 }
 
 static void
@@ -225,19 +225,19 @@ main(void)
 		wrong += round_trip("main", i);
 	report("main");
 
-	done = 0;
+	__atomic_store_n(&done, 0, __ATOMIC_RELAXED);
 	lwkt_create(worker, "created", &td, NULL, TDF_STOPREQ, -1, "worker");
 	run_quietly(td);
-	while (!done)
+	while (!__atomic_load_n(&done, __ATOMIC_ACQUIRE))
 		lwkt_yield();
 	report("created thread");
 
 	/* A thread of a second cpu, its messages crossing to this one. */
-	done = 0;
+	__atomic_store_n(&done, 0, __ATOMIC_RELAXED);
 	lwkt_create(worker, "vcpu", &td, NULL, TDF_STOPREQ, caps_fork_vcpu(),
 	    "vworker");
 	run_quietly(td);
-	while (!done)
+	while (!__atomic_load_n(&done, __ATOMIC_ACQUIRE))
 		lwkt_yield();
 	report("vcpu thread");
 
