@@ -312,6 +312,8 @@ c_test!(thr_errno_domsg, src: "thr_errno", args: &["domsg"]);
 c_test!(thr_errno_caps, src: "thr_errno", args: &["caps"]);
 c_test!(thr_errno_token, src: "thr_errno", args: &["token"]);
 c_test!(thr_fpenv, src: "thr_fpenv", cflags: &["-lm"]);
+c_test!(gate_regs, src: "gate_regs");
+c_test!(gate_unwind, src: "gate_unwind");
 const NO_CLASH: &[&str] = &["-fno-stack-clash-protection"];
 c_test!(thr_overflow_recurse, src: "thr_overflow", args: &["recurse"], cflags: NO_CLASH,
     exit: Exit::Signal(SIGABRT),

@@ -568,8 +568,13 @@ pub unsafe fn init_stack(
 macro_rules! blocking_entry {
     ($body:path) => {
         core::arch::naked_asm!(
+            // CFI of its own (the caller's return address on top, as at
+            // any entry): an unwinder interrupted here by a signal finds
+            // the caller.
+            ".cfi_startproc",
             "lea rax, [rip + {body}]",
             "jmp {gate}",
+            ".cfi_endproc",
             body = sym $body,
             gate = sym $crate::lwkt::arch::gate_fn,
         )
@@ -580,7 +585,7 @@ macro_rules! blocking_entry {
 #[cfg(target_arch = "aarch64")]
 macro_rules! blocking_entry {
     ($body:path) => {
-        core::arch::naked_asm!("b {body}", body = sym $body)
+        core::arch::naked_asm!(".cfi_startproc", "b {body}", ".cfi_endproc", body = sym $body)
     };
 }
 
