@@ -198,7 +198,10 @@ fn calls_of_a_shared_unchecked_type_are_exact() {
     unsafe {
         types::check(ty, "test");
         let r = core::ptr::addr_of_mut!((*ty).ks_reserved[0]);
-        core::ptr::write_volatile(r, (types::REG_SIG << 8 | types::TAG_UNCHECKED as isize) as _);
+        core::ptr::write_volatile(
+            r,
+            (types::REG_SIG << 8 | types::TAG_UNCHECKED as isize) as _,
+        );
     }
     take_turns(ty);
     both_at_once(ty, N);
