@@ -49,7 +49,8 @@ on_trap(int sig, siginfo_t *si, void *ctx)
 		return;
 	}
 	steps++;
-	if (pc < stub_lo + STUB_BYTES)
+	/* The gate may be linked just below the stub: its bounds both ways. */
+	if (pc >= stub_lo && pc < stub_lo + STUB_BYTES)
 		in_stub++;
 	n = backtrace(frames, 64);
 	for (i = 0; i < n; ++i)
@@ -57,7 +58,7 @@ on_trap(int sig, siginfo_t *si, void *ctx)
 			break;
 	if (i == n) {
 		missed++;
-		if (pc < stub_lo + STUB_BYTES)
+		if (pc >= stub_lo && pc < stub_lo + STUB_BYTES)
 			missed_stub++;
 	}
 #else

@@ -212,6 +212,26 @@ fn widen_window(ty: *mut malloc_type) {
     }
 }
 
+#[cfg(test)]
+std::thread_local! {
+    /// Set by a unit test: this thread never becomes a type's home, as a
+    /// cpu with a shared statistics slot, or any cpu when `membarrier()`
+    /// is missing (its first allocation of a type makes it shared).
+    pub static NO_HOME: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+    /// Set by a unit test: spin this many times in `slab::malloc`'s fast
+    /// path between its loads of the type's registration word and owner
+    /// word, so that another thread's first use can fall in between.
+    pub static GAP: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
+}
+
+#[cfg(test)]
+#[inline(never)]
+fn widen_gap() {
+    for _ in 0..GAP.with(|g| g.get()) {
+        core::hint::spin_loop();
+    }
+}
+
 /// The home's update window: `sl_Counting` set around the update (the
 /// cpu's [`reclaim::Window`]), the owner word read again inside it (see
 /// the module comment). Returns a value for `update` to run under `then`
@@ -292,47 +312,59 @@ pub enum Counted {
 ///   call in this cpu's counters (`calls::count_quiet`).
 ///
 /// Otherwise nothing changes and the answer is [`Counted::No`]. The
-/// owner word and the limit are loaded once for both.
+/// owner word and the limit are loaded once for both. With the answer
+/// comes the tag of the type (the low byte of its registration word),
+/// which is its tag when the answer is not [`Counted::No`].
+///
+/// The owner word is read first (acquire), the registration word after
+/// it: a cpu sets the owner word to itself or to `OWNER_SHARED` only
+/// after it saw the type registered, so a cpu that sees either sees the
+/// registration too. Read the other way round, a cpu could read the word
+/// of an unregistered type (0), then another cpu register the type and
+/// make it shared (its first allocation, when it may not be a home), and
+/// the first cpu count its call under tag 0 (lost from `ks_calls`) and tag
+/// its chunk 0 (`slab_free` would report a chunk never allocated).
 ///
 /// # Safety
 /// `gd` is the calling thread's cpu state with its window open, `ty` a
-/// valid type, registered or not, and `tag` the low byte of its
-/// registration word: an answer other than [`Counted::No`] says it is
-/// registered with that tag (its owner word is `gd` or `OWNER_SHARED`,
-/// which only a registered type's is).
+/// valid type, registered or not.
 #[inline(always)]
 pub unsafe fn count_open(
     gd: *mut SLGlobalData,
     ty: *mut malloc_type,
-    tag: u8,
     bytes: usize,
     flags: i32,
-) -> Counted {
+) -> (Counted, u8) {
     // SAFETY: caller contract: live fields of `ty` and `gd`.
     unsafe {
         // The flags first: then neither they nor a combination of them
         // stays in a register (the fast path saves none).
         if flags != 0 {
-            return Counted::No;
+            return (Counted::No, 0);
         }
-        let own = owner(ty).load(Ordering::Relaxed);
+        let own = owner(ty).load(Ordering::Acquire);
+        #[cfg(test)]
+        widen_gap();
+        let tag = super::types::reg_word(ty) as u8;
         let lim = long(addr_of_mut!((*ty).ks_limit)).load(Ordering::Relaxed);
         if own == gd as usize {
-            return if charge(ty, lim, bytes) {
+            let c = if charge(ty, lim, bytes) {
                 Counted::Yes
             } else {
                 Counted::No
             };
+            return (c, tag);
         }
         // A type with `TAG_UNCHECKED` is `OWNER_SHARED_ATOMIC` instead.
         if own != OWNER_SHARED || lim != UNLIMITED {
-            return Counted::No;
+            return (Counted::No, tag);
         }
-        if calls::count_quiet_gd(gd, tag) {
+        let c = if calls::count_quiet_gd(gd, tag) {
             Counted::Yes
         } else {
             Counted::Note
-        }
+        };
+        (c, tag)
     }
 }
 
@@ -533,6 +565,10 @@ unsafe fn settle(gd: *mut SLGlobalData, ty: *mut malloc_type, own: &AtomicUsize,
 /// unavailable, nor when its statistics slot is shared with other cpus
 /// (the home's fast path updates its slot plainly).
 fn may_be_home(gd: *mut SLGlobalData) -> bool {
+    #[cfg(test)]
+    if NO_HOME.with(|f| f.get()) {
+        return false;
+    }
     // SAFETY: `gd` is the calling thread's cpu state.
     HOME_OK.load(Ordering::Relaxed) && unsafe { reclaim::flags(gd) } & SLGD_SHARED == 0
 }

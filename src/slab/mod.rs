@@ -208,10 +208,6 @@ pub unsafe fn malloc(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_
         // SAFETY: forwarded caller contract.
         return unsafe { malloc_slow(size, ty, flags) };
     }
-    // The tag if the type is registered: `count_open` says whether it is
-    // (no test of the registration word's signature here).
-    // SAFETY: forwarded caller contract.
-    let tag = unsafe { types::reg_word(ty) } as u8;
     let class = SMALL_CLASS[size.div_ceil(8)];
     let cs = (class >> 8) as usize;
     // SAFETY: `ty` is a valid type, registered with tag `tag` if
@@ -223,8 +219,11 @@ pub unsafe fn malloc(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_
         let w = reclaim::open(gd);
         let f = reclaim::flags(gd);
         // With no flag set (`count_open` counts only then) the statistics
-        // slot and the zones are ours inside the window.
-        match account::count_open(gd, ty, tag, cs, f) {
+        // slot and the zones are ours inside the window. The tag comes
+        // from `count_open`, read after the owner word (see there); no
+        // test of the registration word's signature here.
+        let (counted, tag) = account::count_open(gd, ty, cs, f);
+        match counted {
             account::Counted::Yes => take(w, gd, class, ty, tag, flags, true),
             account::Counted::Note => malloc_noted(w, gd, class, ty, tag, flags),
             account::Counted::No => {

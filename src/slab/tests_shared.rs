@@ -212,3 +212,66 @@ fn calls_of_a_shared_unchecked_type_are_exact() {
         "shared, counted with atomic adds"
     );
 }
+
+/// `k` fresh types, each first used by two threads at once (one
+/// `slab_malloc` each, both threads with allocator state already). Both
+/// threads make a type shared on first use (`account::NO_HOME`: as
+/// without `membarrier()`, or with a shared statistics slot). For type
+/// `i`, thread `i % 2` spins `gap` times in `slab::malloc`'s fast path
+/// between its loads of the registration and owner words. Returns how
+/// many types lost a call from `ks_calls` (their blocks are not freed:
+/// they may carry the wrong tag); the blocks of the others are freed,
+/// which reports a wrong tag.
+fn first_use_at_once(k: usize, gap: u32) -> usize {
+    let tys: Vec<usize> = (0..k).map(|_| new_type(c"first use") as usize).collect();
+    let warm = new_type(c"first use warm-up") as usize;
+    // A spinning barrier: both threads leave it within a few cache
+    // misses of each other (a sleeping one would wake too late).
+    let go = Arc::new(core::sync::atomic::AtomicUsize::new(0));
+    let hs: Vec<_> = (0..2)
+        .map(|me| {
+            let (go, tys) = (go.clone(), tys.clone());
+            std::thread::spawn(move || {
+                one(warm);
+                super::account::NO_HOME.with(|f| f.set(true));
+                let mut v = Vec::new();
+                for (i, &t) in tys.iter().enumerate() {
+                    super::account::GAP.with(|g| g.set(if i % 2 == me { gap } else { 0 }));
+                    go.fetch_add(1, Ordering::Relaxed);
+                    while go.load(Ordering::Relaxed) < 2 * (i + 1) {
+                        core::hint::spin_loop();
+                    }
+                    // SAFETY: valid type; freed by the caller.
+                    v.push(unsafe { malloc(48, t as *mut malloc_type, 0) } as usize);
+                }
+                v
+            })
+        })
+        .collect();
+    let blocks: Vec<Vec<usize>> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+    let mut lost = 0;
+    for (i, &t) in tys.iter().enumerate() {
+        let ty = t as *mut malloc_type;
+        // Both threads have exited: their counts are folded.
+        if totals(ty) != (96, 2, 2) {
+            lost += 1;
+            continue;
+        }
+        for b in &blocks {
+            // SAFETY: a live block of `ty`.
+            unsafe { free(b[i] as *mut c_void, ty) };
+        }
+        assert_eq!(totals(ty), (0, 0, 2));
+    }
+    lost
+}
+
+/// Two threads using a fresh type for the first time at once: the one
+/// whose fast path read the registration word before the other
+/// registered the type and made it shared must not count its call under
+/// a stale tag (lost from `ks_calls`) nor tag its block with it (a false
+/// "never allocated" or "wrong malloc_type" at `slab_free`).
+#[test]
+fn first_use_by_two_threads_at_once_counts_both_calls() {
+    assert_eq!(first_use_at_once(16, 200_000), 0, "types that lost a call");
+}
