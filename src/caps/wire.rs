@@ -353,6 +353,24 @@ pub enum Fed {
     Control([u8; HEADER_LEN]),
 }
 
+/// An empty buffer with room for a body of `len` bytes: the last of
+/// `spares` (buffers of consumed frames kept by their connection) when
+/// there is one and the body is not empty, else a new one of exactly
+/// `len` bytes (none allocated for an empty body).
+pub fn spare_body(spares: &mut Vec<Vec<u8>>, len: usize) -> Vec<u8> {
+    if len == 0 {
+        return Vec::new();
+    }
+    match spares.pop() {
+        Some(mut b) => {
+            b.clear();
+            b.reserve_exact(len);
+            b
+        }
+        None => Vec::with_capacity(len),
+    }
+}
+
 /// Incremental frame reader: feed it bytes as they arrive, take whole
 /// frames out. A header is collected in a fixed array; nothing is
 /// allocated for a frame before its header has been validated, so a peer
@@ -440,14 +458,7 @@ impl FrameReader {
             // The frame takes this buffer: a spare, or exactly the body's
             // bytes.
             let len = h.body_len as usize;
-            self.buf = match spares.pop() {
-                Some(mut b) if len > 0 => {
-                    b.clear();
-                    b.reserve_exact(len);
-                    b
-                }
-                _ => Vec::with_capacity(len),
-            };
+            self.buf = spare_body(spares, len);
             self.header = Some(h);
         } else {
             self.buf.extend_from_slice(&input[..n]);

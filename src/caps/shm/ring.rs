@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use super::region::Mapping;
 use super::{MARKER, ShmError, check_transport_header, transport_header};
-use crate::caps::wire::{HEADER_LEN, Header};
+use crate::caps::wire::{HEADER_LEN, Header, spare_body};
 
 /// Records start on 8-byte boundaries.
 pub const RECORD_ALIGN: usize = 8;
@@ -141,12 +141,12 @@ impl RingMem {
         }
     }
 
-    /// `copy_out` into `out` (cleared, grown to `len` bytes; never zeroed
-    /// first: each word is appended as it is read).
+    /// `copy_out` into `out` (empty, with room for `len` bytes:
+    /// `wire::spare_body`; never zeroed first: each word is appended as
+    /// it is read).
     fn copy_out_vec(&self, pos: u32, len: usize, mut out: Vec<u8>) -> Vec<u8> {
         debug_assert!((pos as usize).is_multiple_of(RECORD_ALIGN));
-        out.clear();
-        out.reserve_exact(len);
+        debug_assert!(out.is_empty() && out.capacity() >= len);
         let mut p = pos;
         for _ in 0..len / RECORD_ALIGN {
             out.extend_from_slice(&self.data_word(p).load(Ordering::Relaxed).to_ne_bytes());
@@ -493,10 +493,7 @@ impl Consumer {
                     return Err(ShmError::Misuse("no frame pending after its header"));
                 };
                 let body_len = h.body_len as usize;
-                let out = match spares.pop() {
-                    Some(b) if body_len > 0 => b,
-                    _ => Vec::new(),
-                };
+                let out = spare_body(spares, body_len);
                 let body =
                     self.mem
                         .copy_out_vec(self.head.wrapping_add(HEADER_LEN as u32), body_len, out);
