@@ -27,7 +27,7 @@ use crate::abi::{
     EASYNC, MSGF_ASYNC, MSGF_DONE, MSGF_QUEUED, MSGF_REPLY, MSGPORTF_WAITING, globaldata, lwkt_msg,
     lwkt_port, thread,
 };
-use crate::cpu::ipi;
+use crate::cpu::{ipi, mycpu_if_any};
 use crate::fatal;
 
 /// `(current cpu, cpu of the port's owner when that is another cpu)`.
@@ -429,8 +429,57 @@ unsafe extern "C" fn replyport_ipi(arg: *mut c_void) {
 ///
 /// # Safety
 /// Called through a port vector with valid `port` and `msg`.
-#[inline]
+#[inline(always)]
 pub unsafe fn default_replyport(port: *mut lwkt_port, msg: *mut lwkt_msg) {
+    // SAFETY: valid pointers per the vector contract.
+    unsafe {
+        if !reply_here(port, msg) {
+            reply_general(port, msg);
+        }
+    }
+}
+
+/// The common reply, done without a call: a synchronous message, neither
+/// replied nor queued, to a port whose owner runs on the current cpu. It
+/// is marked done and replied, and the owner woken if it waits on the
+/// port. `false`, with nothing done, in every other case (which
+/// [`reply_general`] handles, fatal errors included).
+///
+/// # Safety
+/// `port` and `msg` must be valid.
+#[inline(always)]
+unsafe fn reply_here(port: *mut lwkt_port, msg: *mut lwkt_msg) -> bool {
+    // SAFETY: per the contract; an owner thread is valid while it owns
+    // the port, and a waiting port's owner is the live thread that set
+    // MSGPORTF_WAITING.
+    unsafe {
+        let flags = (*msg).ms_flags;
+        let owner = (*port).mp_td;
+        if flags & (MSGF_REPLY | MSGF_QUEUED | MSGF_ASYNC) != 0 || owner.is_null() {
+            return false;
+        }
+        let gd = mycpu_if_any();
+        if gd.is_null() || (*owner).td_gd != gd {
+            return false;
+        }
+        (*msg).ms_flags = flags | MSGF_DONE | MSGF_REPLY;
+        let pflags = (*port).mp_flags;
+        if pflags & MSGPORTF_WAITING != 0 {
+            (*port).mp_flags = pflags & !MSGPORTF_WAITING;
+            sched::wake_local(gd, owner);
+        }
+        true
+    }
+}
+
+/// [`default_replyport`] in full: replies of asynchronous messages,
+/// replies to another cpu, to ports without an owner, and the fatal
+/// errors.
+///
+/// # Safety
+/// `port` and `msg` must be valid.
+#[inline(never)]
+unsafe fn reply_general(port: *mut lwkt_port, msg: *mut lwkt_msg) {
     // SAFETY: valid pointers per the vector contract.
     unsafe {
         let flags = (*msg).ms_flags;
@@ -507,7 +556,10 @@ pub unsafe fn default_waitport(port: *mut lwkt_port, msg: *mut lwkt_msg) -> *mut
             (*port).mp_flags |= MSGPORTF_WAITING;
             // What the thread waits on, for gdb (cleared on resuming).
             (*owner).td_wchan = port.cast();
-            super::sched::block_current(func, gd, owner, c"waitport".as_ptr());
+            let wmesg = c"waitport".as_ptr();
+            if !sched::block_next(gd, owner, wmesg) {
+                sched::block_current(func, gd, owner, wmesg);
+            }
         }
     }
 }
