@@ -354,7 +354,9 @@ unsafe fn switch_slow(func: &str, gd: *mut globaldata, td: *mut thread) {
 /// the same priority (so no runnable thread of higher priority is passed
 /// over, and none of the same priority waits in line), is on no queue,
 /// alive and waits on no wait queue, and its MP-lock need is what the cpu
-/// already meets. Nothing is changed.
+/// already meets. Nothing is changed. (`ntd` is not the idle thread: that
+/// one never leaves its critical section, and `ntd`'s priority is
+/// `td`'s, outside one.)
 ///
 /// # Safety
 /// `gd` is the current cpu, `td` its current thread, `ntd` a valid
@@ -372,17 +374,18 @@ pub(super) unsafe fn direct_queue(
             || (*td).td_release.is_some()
             || cpu::reqflags(gd).load(Ordering::Relaxed) != 0
             || (*ntd).td_pri != pri
-            || (*td).td_flags & TDF_RUNQ == 0
             || (*ntd).td_flags & (TDF_RUNQ | TDF_EXITED) != 0
             || !(*ntd).td_wait.is_null()
             || (*ntd).td_gd != gd
-            || ntd == idle_thread(gd)
         {
             return None;
         }
+        debug_assert!(ntd != idle_thread(gd));
+        // `td` heads the highest non-empty queue (so it is on it) and is
+        // alone there.
         let p = (pri & TDPRI_MASK) as usize;
         let q = &raw mut (*gd).gd_tdrunq[p];
-        if 31 - (*gd).gd_runqmask.leading_zeros() as usize != p
+        if (*gd).gd_runqmask >> p != 1
             || tdqueue::first(q) != td
             || !tdqueue::next(td, Link::Threadq).is_null()
         {
@@ -415,8 +418,7 @@ pub(super) unsafe fn block_direct(
     // queue.
     unsafe {
         (*td).td_wmesg = wmesg;
-        tdqueue::remove(q, td, Link::Threadq);
-        tdqueue::insert_tail(q, ntd, Link::Threadq);
+        replace_alone(q, td, ntd);
         // One update of each thread's flags (the queue's and the
         // switch's together).
         (*td).td_flags &= !(TDF_RUNQ | TDF_RUNNING);
@@ -424,6 +426,28 @@ pub(super) unsafe fn block_direct(
         switch_flagged(gd, td, ntd, Leave::Suspend);
         (*td).td_wmesg = ptr::null();
         (*td).td_wchan = ptr::null_mut();
+    }
+}
+
+/// `TAILQ_REMOVE(q, td)` + `TAILQ_INSERT_TAIL(q, ntd)` through
+/// `td_threadq`, when `td` is alone on `q`: `ntd` takes its place in one
+/// go.
+///
+/// # Safety
+/// `td` is the only thread on `q`; `ntd` a valid thread on no list
+/// through `td_threadq`.
+#[inline(always)]
+unsafe fn replace_alone(q: *mut thread_queue, td: *mut thread, ntd: *mut thread) {
+    // SAFETY: per the contract, `q` and both threads are valid, and no
+    // other thread links to `td` through `td_threadq`.
+    unsafe {
+        debug_assert!(tdqueue::first(q) == td && tdqueue::next(td, Link::Threadq).is_null());
+        let link = &raw mut (*ntd).td_threadq;
+        (*link).tqe_next = ptr::null_mut();
+        (*link).tqe_prev = &raw mut (*q).tqh_first;
+        (*q).tqh_first = ntd;
+        (*q).tqh_last = &raw mut (*link).tqe_next;
+        (*td).td_threadq.tqe_prev = ptr::null_mut();
     }
 }
 
