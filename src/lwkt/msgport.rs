@@ -560,15 +560,12 @@ pub unsafe fn default_waitport(port: *mut lwkt_port, msg: *mut lwkt_msg) -> *mut
 unsafe fn wait_ready(port: *mut lwkt_port, msg: *mut lwkt_msg) -> *mut lwkt_msg {
     // SAFETY: per the contract.
     unsafe {
-        // One path for both kinds of wait: a thread blocked in
-        // default_waitport resumes at the same return address whichever
-        // kind of wait put it to sleep, so the cpu's return predictor
-        // stays right across the switch (a server waiting for a request
-        // and a client waiting for its reply return through the same
-        // frames). black_box keeps the compiler from splitting the
-        // function in two on `msg`, which would bring back two blocking
-        // calls.
-        if core::hint::black_box(msg).is_null() {
+        // Both kinds of wait share default_waitport's one direct switch
+        // (it has no loop the compiler could split on `msg`), so a
+        // thread blocked there resumes at the same place whichever kind
+        // of wait put it to sleep (a server waiting for a request, a
+        // client waiting for its reply).
+        if msg.is_null() {
             getport(port)
         } else {
             wait_done(port, msg)

@@ -502,7 +502,17 @@ pub(super) unsafe fn block_next(
             return false;
         }
         (*td).td_wmesg = wmesg;
-        tdqueue::remove(q, td, Link::Threadq);
+        // `td` off the queue, `ntd` left alone on it.
+        let link = &raw mut (*ntd).td_threadq;
+        if first == td {
+            (*q).tqh_first = ntd;
+            (*link).tqe_prev = &raw mut (*q).tqh_first;
+        } else {
+            (*link).tqe_next = ptr::null_mut();
+            (*q).tqh_last = &raw mut (*link).tqe_next;
+        }
+        (*td).td_threadq.tqe_next = ptr::null_mut();
+        (*td).td_threadq.tqe_prev = ptr::null_mut();
         (*td).td_flags &= !(TDF_RUNQ | TDF_RUNNING);
         (*ntd).td_flags |= TDF_RUNNING;
         switch_flagged(gd, td, ntd, Leave::Suspend);
