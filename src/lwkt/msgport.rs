@@ -530,24 +530,38 @@ pub unsafe fn default_waitport(port: *mut lwkt_port, msg: *mut lwkt_msg) -> *mut
         let (gd, owner) = owner_cpu("lwkt_waitport", port);
         // The common wait without a loop (whose invariants the compiler
         // would keep on the stack across the switch): one look, one
-        // direct switch to the thread that takes the cpu (the client the
-        // server has just replied to), one more look; anything else is
-        // the loop of `wait_loop`.
+        // block, one more look. The block goes straight to the thread
+        // that takes the cpu when it is the one other thread of the run
+        // queue (the client a server has just replied to), else through
+        // the general switch. A wake-up with nothing ready goes on in
+        // `wait_loop`.
         let ready = wait_ready(port, msg);
         if !ready.is_null() {
             return ready.cast();
         }
         if owner.is_null() {
-            return wait_loop(port, msg, gd, owner);
+            ownerless_wait(wait_func(msg), port);
         }
         mark_waiting(port, owner);
-        if sched::block_next(gd, owner, c"waitport".as_ptr()) {
-            let ready = wait_ready(port, msg);
-            if !ready.is_null() {
-                return ready.cast();
-            }
+        let wmesg = c"waitport".as_ptr();
+        if !sched::block_next(gd, owner, wmesg) {
+            sched::block_current(wait_func(msg), gd, owner, wmesg);
         }
+        let ready = wait_ready(port, msg);
+        if !ready.is_null() {
+            return ready.cast();
+        }
+        mark_waiting(port, owner);
         wait_loop(port, msg, gd, owner)
+    }
+}
+
+/// The name of the C function waiting for `msg` (for diagnostics).
+fn wait_func(msg: *mut lwkt_msg) -> &'static str {
+    if msg.is_null() {
+        "lwkt_waitport"
+    } else {
+        "lwkt_waitmsg"
     }
 }
 
@@ -560,11 +574,6 @@ pub unsafe fn default_waitport(port: *mut lwkt_port, msg: *mut lwkt_msg) -> *mut
 unsafe fn wait_ready(port: *mut lwkt_port, msg: *mut lwkt_msg) -> *mut lwkt_msg {
     // SAFETY: per the contract.
     unsafe {
-        // Both kinds of wait share default_waitport's one direct switch
-        // (it has no loop the compiler could split on `msg`), so a
-        // thread blocked there resumes at the same place whichever kind
-        // of wait put it to sleep (a server waiting for a request, a
-        // client waiting for its reply).
         if msg.is_null() {
             getport(port)
         } else {
@@ -587,12 +596,12 @@ unsafe fn mark_waiting(port: *mut lwkt_port, owner: *mut thread) {
     }
 }
 
-/// [`default_waitport`] in general: look, block until woken, look again,
-/// for as long as it takes.
+/// [`default_waitport`] in general, once `port` is marked waited on and
+/// nothing is ready: block until woken, look, for as long as it takes.
 ///
 /// # Safety
 /// As [`default_waitport`]; `(gd, owner)` is what [`owner_cpu`] returned
-/// for `port`.
+/// for `port`, `owner` not NULL.
 #[inline(never)]
 unsafe fn wait_loop(
     port: *mut lwkt_port,
@@ -600,23 +609,16 @@ unsafe fn wait_loop(
     gd: *mut globaldata,
     owner: *mut thread,
 ) -> *mut c_void {
-    let func = if msg.is_null() {
-        "lwkt_waitport"
-    } else {
-        "lwkt_waitmsg"
-    };
+    let func = wait_func(msg);
     // SAFETY: per the contract.
     unsafe {
         loop {
+            sched::block_current(func, gd, owner, c"waitport".as_ptr());
             let ready = wait_ready(port, msg);
             if !ready.is_null() {
                 return ready.cast();
             }
-            if owner.is_null() {
-                ownerless_wait(func, port);
-            }
             mark_waiting(port, owner);
-            sched::block_current(func, gd, owner, c"waitport".as_ptr());
         }
     }
 }
