@@ -418,7 +418,13 @@ pub(super) unsafe fn block_direct(
     // queue.
     unsafe {
         (*td).td_wmesg = wmesg;
-        replace_alone(q, td, ntd);
+        // `ntd` takes the place of `td`, alone on `q`, in one go.
+        let link = &raw mut (*ntd).td_threadq;
+        (*link).tqe_next = ptr::null_mut();
+        (*link).tqe_prev = &raw mut (*q).tqh_first;
+        (*q).tqh_first = ntd;
+        (*q).tqh_last = &raw mut (*link).tqe_next;
+        (*td).td_threadq.tqe_prev = ptr::null_mut();
         // One update of each thread's flags (the queue's and the
         // switch's together).
         (*td).td_flags &= !(TDF_RUNQ | TDF_RUNNING);
@@ -429,37 +435,14 @@ pub(super) unsafe fn block_direct(
     }
 }
 
-/// `TAILQ_REMOVE(q, td)` + `TAILQ_INSERT_TAIL(q, ntd)` through
-/// `td_threadq`, when `td` is alone on `q`: `ntd` takes its place in one
-/// go.
-///
-/// # Safety
-/// `td` is the only thread on `q`; `ntd` a valid thread on no list
-/// through `td_threadq`.
-#[inline(always)]
-unsafe fn replace_alone(q: *mut thread_queue, td: *mut thread, ntd: *mut thread) {
-    // SAFETY: per the contract, `q` and both threads are valid, and no
-    // other thread links to `td` through `td_threadq`.
-    unsafe {
-        debug_assert!(tdqueue::first(q) == td && tdqueue::next(td, Link::Threadq).is_null());
-        let link = &raw mut (*ntd).td_threadq;
-        (*link).tqe_next = ptr::null_mut();
-        (*link).tqe_prev = &raw mut (*q).tqh_first;
-        (*q).tqh_first = ntd;
-        (*q).tqh_last = &raw mut (*link).tqe_next;
-        (*td).td_threadq.tqe_prev = ptr::null_mut();
-    }
-}
-
 /// Block the current thread `td` with wait message `wmesg` and switch to
 /// the one other thread of its run queue, when that is what descheduling
 /// `td` and `lwkt_switch` would do: `td` may switch (no critical section,
 /// release function or pending IPI), its run queue is the highest
 /// non-empty one and holds `td` and one thread `ntd` besides, whose
-/// MP-lock need the cpu already meets. `ntd` is left alone on the queue
-/// (the run-queue mask stays), as the general path would leave it: the
-/// wait of a server that has just replied to the client it switches to.
-/// `false`, with nothing changed, in every other case.
+/// MP-lock need the cpu already meets; `ntd` is left alone there, as the
+/// general path would leave it (a server that has just replied to its
+/// client). `false`, with nothing changed, otherwise.
 ///
 /// # Safety
 /// `gd` is the current cpu, `td` its current thread; `wmesg` must be a
