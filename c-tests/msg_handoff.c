@@ -6,7 +6,9 @@
  * server), and the message, the ports and the client go through the same
  * states as on the general path (seen from the server while the client
  * waits, and by the client after the reply). A client woken before its
- * reply goes on waiting for it.
+ * reply goes on waiting for it. The same for the way back: a server that
+ * replies and waits may give the cpu straight to its client, but only when
+ * the scheduler would run the client next.
  */
 #include <sys/types.h>
 #include <libcaps/globaldata.h>
@@ -19,7 +21,9 @@
 
 #define CMD_PLAIN	1
 #define CMD_KICK	2	/* server wakes the client before replying */
-#define CMD_QUIT	3
+#define CMD_LINE	3	/* server puts a thread in line before replying */
+#define CMD_HIGH	4	/* server makes a higher one runnable first */
+#define CMD_QUIT	5
 #define PRI		12
 
 static char order[256];
@@ -47,6 +51,8 @@ runner(void *arg)
 {
 	note(arg);
 }
+
+static thread_t stopped(const char *, int);
 
 static void
 server(void *arg)
@@ -79,7 +85,16 @@ server(void *arg)
 			CHECK((ctd->td_flags & TDF_RUNQ) == 0);
 			CHECK(ctd->td_msgport.mp_flags & MSGPORTF_WAITING);
 		}
+		if (cmd == CMD_LINE)
+			lwkt_schedule(stopped("Z", PRI));
+		if (cmd == CMD_HIGH)
+			lwkt_schedule(stopped("W", PRI + 5));
 		lwkt_replymsg(msg, cmd + 100);
+		if (cmd == CMD_LINE || cmd == CMD_HIGH) {
+			/* The client woken, behind what was in line. */
+			CHECK(ctd->td_flags & TDF_RUNQ);
+			CHECK((ctd->td_msgport.mp_flags & MSGPORTF_WAITING) == 0);
+		}
 	} while (cmd != CMD_QUIT);
 }
 
@@ -136,6 +151,11 @@ client(void *arg)
 	send(CMD_PLAIN, "higher server");
 	lwkt_setpri(std, PRI);
 	send(CMD_KICK, "woken early");
+	/* On the way back: one of the same priority put in line by the
+	 * server before its reply runs before the client. */
+	send(CMD_LINE, "reply, same in line");
+	/* One of higher priority made runnable by the server: it too. */
+	send(CMD_HIGH, "reply, higher runnable");
 	send(CMD_QUIT, "quit");
 }
 

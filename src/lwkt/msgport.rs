@@ -27,7 +27,7 @@ use crate::abi::{
     EASYNC, MSGF_ASYNC, MSGF_DONE, MSGF_QUEUED, MSGF_REPLY, MSGPORTF_WAITING, globaldata, lwkt_msg,
     lwkt_port, thread,
 };
-use crate::cpu::ipi;
+use crate::cpu::{ipi, mycpu_if_any};
 use crate::fatal;
 
 /// `(current cpu, cpu of the port's owner when that is another cpu)`.
@@ -172,10 +172,10 @@ pub unsafe fn sendmsg(port: *mut lwkt_port, msg: *mut lwkt_msg) {
 pub unsafe fn domsg(port: *mut lwkt_port, msg: *mut lwkt_msg) -> c_int {
     // SAFETY: the caller guarantees both pointers are valid.
     unsafe {
-        (*msg).ms_flags &= !(MSGF_ASYNC | MSGF_REPLY | MSGF_QUEUED);
         if let Some(error) = domsg_direct(port, msg) {
             return error;
         }
+        (*msg).ms_flags &= !(MSGF_ASYNC | MSGF_REPLY | MSGF_QUEUED);
         let error = beginmsg("lwkt_domsg", port, msg);
         if error == EASYNC {
             waitmsg("lwkt_domsg", msg)
@@ -185,7 +185,7 @@ pub unsafe fn domsg(port: *mut lwkt_port, msg: *mut lwkt_msg) -> c_int {
     }
 }
 
-/// [`domsg`] of a message whose flags it has prepared, when the target
+/// [`domsg`] when the target
 /// is a port with the default vectors whose owner waits on it on this
 /// cpu, and the reply port has the default vectors and belongs to the
 /// current thread: the put and the wait of the general path in one go,
@@ -226,11 +226,11 @@ unsafe fn domsg_direct(port: *mut lwkt_port, msg: *mut lwkt_msg) -> Option<c_int
             return None;
         }
         let q = sched::direct_queue(gd, td, owner)?;
-        // default_putport on the owner's cpu.
+        // default_putport on the owner's cpu, with domsg's flags: of
+        // ASYNC, DONE, REPLY and QUEUED only QUEUED is left set.
         (*msg).ms_target_port = port;
-        (*msg).ms_flags &= !(MSGF_DONE | MSGF_REPLY);
+        (*msg).ms_flags = ((*msg).ms_flags & !(MSGF_ASYNC | MSGF_DONE | MSGF_REPLY)) | MSGF_QUEUED;
         queue::insert_tail(&raw mut (*port).mp_msgq, msg);
-        (*msg).ms_flags |= MSGF_QUEUED;
         (*port).mp_flags &= !MSGPORTF_WAITING;
         // default_waitport of the reply port: block until done.
         (*rport).mp_flags |= MSGPORTF_WAITING;
@@ -429,8 +429,57 @@ unsafe extern "C" fn replyport_ipi(arg: *mut c_void) {
 ///
 /// # Safety
 /// Called through a port vector with valid `port` and `msg`.
-#[inline]
+#[inline(always)]
 pub unsafe fn default_replyport(port: *mut lwkt_port, msg: *mut lwkt_msg) {
+    // SAFETY: valid pointers per the vector contract.
+    unsafe {
+        if !reply_here(port, msg) {
+            reply_general(port, msg);
+        }
+    }
+}
+
+/// The common reply, done without a call: a synchronous message, neither
+/// replied nor queued, to a port whose owner runs on the current cpu. It
+/// is marked done and replied, and the owner woken if it waits on the
+/// port. `false`, with nothing done, in every other case (which
+/// [`reply_general`] handles, fatal errors included).
+///
+/// # Safety
+/// `port` and `msg` must be valid.
+#[inline(always)]
+unsafe fn reply_here(port: *mut lwkt_port, msg: *mut lwkt_msg) -> bool {
+    // SAFETY: per the contract; an owner thread is valid while it owns
+    // the port, and a waiting port's owner is the live thread that set
+    // MSGPORTF_WAITING.
+    unsafe {
+        let flags = (*msg).ms_flags;
+        let owner = (*port).mp_td;
+        if flags & (MSGF_REPLY | MSGF_QUEUED | MSGF_ASYNC) != 0 || owner.is_null() {
+            return false;
+        }
+        let gd = mycpu_if_any();
+        if gd.is_null() || (*owner).td_gd != gd {
+            return false;
+        }
+        (*msg).ms_flags = flags | MSGF_DONE | MSGF_REPLY;
+        let pflags = (*port).mp_flags;
+        if pflags & MSGPORTF_WAITING != 0 {
+            (*port).mp_flags = pflags & !MSGPORTF_WAITING;
+            sched::wake_local(gd, owner);
+        }
+        true
+    }
+}
+
+/// [`default_replyport`] in full: replies of asynchronous messages,
+/// replies to another cpu, to ports without an owner, and the fatal
+/// errors.
+///
+/// # Safety
+/// `port` and `msg` must be valid.
+#[inline(never)]
+unsafe fn reply_general(port: *mut lwkt_port, msg: *mut lwkt_msg) {
     // SAFETY: valid pointers per the vector contract.
     unsafe {
         let flags = (*msg).ms_flags;
@@ -479,35 +528,97 @@ pub unsafe fn default_waitport(port: *mut lwkt_port, msg: *mut lwkt_msg) -> *mut
         // The owner, which must be the caller (NULL for a port without
         // an owner), and the current cpu, looked up once for the wait.
         let (gd, owner) = owner_cpu("lwkt_waitport", port);
-        let func = if msg.is_null() {
-            "lwkt_waitport"
+        // The common wait without a loop (whose invariants the compiler
+        // would keep on the stack across the switch): one look, one
+        // block, one more look. The block goes straight to the thread
+        // that takes the cpu when it is the one other thread of the run
+        // queue (the client a server has just replied to), else through
+        // the general switch. A wake-up with nothing ready goes on in
+        // `wait_loop`.
+        let ready = wait_ready(port, msg);
+        if !ready.is_null() {
+            return ready.cast();
+        }
+        if owner.is_null() {
+            ownerless_wait(wait_func(msg), port);
+        }
+        mark_waiting(port, owner);
+        let wmesg = c"waitport".as_ptr();
+        if !sched::block_next(gd, owner, wmesg) {
+            sched::block_current(wait_func(msg), gd, owner, wmesg);
+        }
+        let ready = wait_ready(port, msg);
+        if !ready.is_null() {
+            return ready.cast();
+        }
+        mark_waiting(port, owner);
+        wait_loop(port, msg, gd, owner)
+    }
+}
+
+/// The name of the C function waiting for `msg` (for diagnostics).
+fn wait_func(msg: *mut lwkt_msg) -> &'static str {
+    if msg.is_null() {
+        "lwkt_waitport"
+    } else {
+        "lwkt_waitmsg"
+    }
+}
+
+/// What [`default_waitport`] waits for: the next message of `port` (for
+/// `msg == NULL`) or `msg` done; NULL while there is none.
+///
+/// # Safety
+/// `port` must be valid; `msg` NULL or valid.
+#[inline(always)]
+unsafe fn wait_ready(port: *mut lwkt_port, msg: *mut lwkt_msg) -> *mut lwkt_msg {
+    // SAFETY: per the contract.
+    unsafe {
+        if msg.is_null() {
+            getport(port)
         } else {
-            "lwkt_waitmsg"
-        };
+            wait_done(port, msg)
+        }
+    }
+}
+
+/// Mark `port` waited on by its owner `owner`, about to block.
+///
+/// # Safety
+/// `port` must be valid and `owner` its owner, the current thread.
+#[inline(always)]
+unsafe fn mark_waiting(port: *mut lwkt_port, owner: *mut thread) {
+    // SAFETY: per the contract.
+    unsafe {
+        (*port).mp_flags |= MSGPORTF_WAITING;
+        // What the thread waits on, for gdb (cleared on resuming).
+        (*owner).td_wchan = port.cast();
+    }
+}
+
+/// [`default_waitport`] in general, once `port` is marked waited on and
+/// nothing is ready: block until woken, look, for as long as it takes.
+///
+/// # Safety
+/// As [`default_waitport`]; `(gd, owner)` is what [`owner_cpu`] returned
+/// for `port`, `owner` not NULL.
+#[inline(never)]
+unsafe fn wait_loop(
+    port: *mut lwkt_port,
+    msg: *mut lwkt_msg,
+    gd: *mut globaldata,
+    owner: *mut thread,
+) -> *mut c_void {
+    let func = wait_func(msg);
+    // SAFETY: per the contract.
+    unsafe {
         loop {
-            // One loop with one call that blocks, for both kinds of wait:
-            // a thread blocked here resumes at the same return address
-            // whichever kind of wait put it to sleep, so the cpu's return
-            // predictor stays right across the switch (a server waiting
-            // for a request and a client waiting for its reply return
-            // through the same frames). black_box keeps the compiler from
-            // splitting the loop in two on `msg`, which would bring back
-            // two blocking calls.
-            let ready = if core::hint::black_box(msg).is_null() {
-                getport(port)
-            } else {
-                wait_done(port, msg)
-            };
+            sched::block_current(func, gd, owner, c"waitport".as_ptr());
+            let ready = wait_ready(port, msg);
             if !ready.is_null() {
                 return ready.cast();
             }
-            if owner.is_null() {
-                ownerless_wait(func, port);
-            }
-            (*port).mp_flags |= MSGPORTF_WAITING;
-            // What the thread waits on, for gdb (cleared on resuming).
-            (*owner).td_wchan = port.cast();
-            super::sched::block_current(func, gd, owner, c"waitport".as_ptr());
+            mark_waiting(port, owner);
         }
     }
 }

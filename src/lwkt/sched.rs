@@ -354,7 +354,9 @@ unsafe fn switch_slow(func: &str, gd: *mut globaldata, td: *mut thread) {
 /// the same priority (so no runnable thread of higher priority is passed
 /// over, and none of the same priority waits in line), is on no queue,
 /// alive and waits on no wait queue, and its MP-lock need is what the cpu
-/// already meets. Nothing is changed.
+/// already meets. Nothing is changed. (`ntd` is not the idle thread: that
+/// one never leaves its critical section, and `ntd`'s priority is
+/// `td`'s, outside one.)
 ///
 /// # Safety
 /// `gd` is the current cpu, `td` its current thread, `ntd` a valid
@@ -372,17 +374,18 @@ pub(super) unsafe fn direct_queue(
             || (*td).td_release.is_some()
             || cpu::reqflags(gd).load(Ordering::Relaxed) != 0
             || (*ntd).td_pri != pri
-            || (*td).td_flags & TDF_RUNQ == 0
             || (*ntd).td_flags & (TDF_RUNQ | TDF_EXITED) != 0
             || !(*ntd).td_wait.is_null()
             || (*ntd).td_gd != gd
-            || ntd == idle_thread(gd)
         {
             return None;
         }
+        debug_assert!(ntd != idle_thread(gd));
+        // `td` heads the highest non-empty queue (so it is on it) and is
+        // alone there.
         let p = (pri & TDPRI_MASK) as usize;
         let q = &raw mut (*gd).gd_tdrunq[p];
-        if 31 - (*gd).gd_runqmask.leading_zeros() as usize != p
+        if (*gd).gd_runqmask >> p != 1
             || tdqueue::first(q) != td
             || !tdqueue::next(td, Link::Threadq).is_null()
         {
@@ -415,8 +418,13 @@ pub(super) unsafe fn block_direct(
     // queue.
     unsafe {
         (*td).td_wmesg = wmesg;
-        tdqueue::remove(q, td, Link::Threadq);
-        tdqueue::insert_tail(q, ntd, Link::Threadq);
+        // `ntd` takes the place of `td`, alone on `q`, in one go.
+        let link = &raw mut (*ntd).td_threadq;
+        (*link).tqe_next = ptr::null_mut();
+        (*link).tqe_prev = &raw mut (*q).tqh_first;
+        (*q).tqh_first = ntd;
+        (*q).tqh_last = &raw mut (*link).tqe_next;
+        (*td).td_threadq.tqe_prev = ptr::null_mut();
         // One update of each thread's flags (the queue's and the
         // switch's together).
         (*td).td_flags &= !(TDF_RUNQ | TDF_RUNNING);
@@ -425,6 +433,111 @@ pub(super) unsafe fn block_direct(
         (*td).td_wmesg = ptr::null();
         (*td).td_wchan = ptr::null_mut();
     }
+}
+
+/// Block the current thread `td` with wait message `wmesg` and switch to
+/// the one other thread of its run queue, when that is what descheduling
+/// `td` and `lwkt_switch` would do: `td` may switch (no critical section,
+/// release function or pending IPI), its run queue is the highest
+/// non-empty one and holds `td` and one thread `ntd` besides, whose
+/// MP-lock need the cpu already meets; `ntd` is left alone there, as the
+/// general path would leave it (a server that has just replied to its
+/// client). `false`, with nothing changed, otherwise.
+///
+/// # Safety
+/// `gd` is the current cpu, `td` its current thread; `wmesg` must be a
+/// static C string.
+#[inline(always)]
+pub(super) unsafe fn block_next(
+    gd: *mut globaldata,
+    td: *mut thread,
+    wmesg: *const c_char,
+) -> bool {
+    // SAFETY: per the contract; threads on the run queue are valid.
+    unsafe {
+        let pri = (*td).td_pri;
+        if pri >= TDPRI_CRIT
+            || (*td).td_release.is_some()
+            || cpu::reqflags(gd).load(Ordering::Relaxed) != 0
+        {
+            return false;
+        }
+        let p = (pri & TDPRI_MASK) as usize;
+        if (*gd).gd_runqmask >> p != 1 {
+            return false;
+        }
+        // Exactly two threads on the queue, `td` one of them.
+        let q = &raw mut (*gd).gd_tdrunq[p];
+        let first = tdqueue::first(q);
+        let second = tdqueue::next(first, Link::Threadq);
+        if second.is_null() || !tdqueue::next(second, Link::Threadq).is_null() {
+            return false;
+        }
+        let ntd = if first == td {
+            second
+        } else if second == td {
+            first
+        } else {
+            return false;
+        };
+        let mine = cpu::MPLOCK.owner.load(Ordering::Acquire) == (*gd).gd_cpuid as c_int;
+        if ((*ntd).td_mpcount > 0) != mine {
+            return false;
+        }
+        (*td).td_wmesg = wmesg;
+        // `td` off the queue, `ntd` left alone on it.
+        let link = &raw mut (*ntd).td_threadq;
+        if first == td {
+            (*q).tqh_first = ntd;
+            (*link).tqe_prev = &raw mut (*q).tqh_first;
+        } else {
+            (*link).tqe_next = ptr::null_mut();
+            (*q).tqh_last = &raw mut (*link).tqe_next;
+        }
+        (*td).td_threadq.tqe_next = ptr::null_mut();
+        (*td).td_threadq.tqe_prev = ptr::null_mut();
+        (*td).td_flags &= !(TDF_RUNQ | TDF_RUNNING);
+        (*ntd).td_flags |= TDF_RUNNING;
+        switch_flagged(gd, td, ntd, Leave::Suspend);
+        (*td).td_wmesg = ptr::null();
+        (*td).td_wchan = ptr::null_mut();
+        true
+    }
+}
+
+/// [`schedule_local`] of `td`, a thread of the current cpu `gd`, for a
+/// waker that expects `td` blocked: the common case (alive, on no run or
+/// wait queue, not the idle thread) queues it without a call, anything
+/// else goes through [`schedule_local`] out of line.
+///
+/// # Safety
+/// As [`schedule_local`].
+#[inline(always)]
+pub(super) unsafe fn wake_local(gd: *mut globaldata, td: *mut thread) {
+    // SAFETY: per the contract.
+    unsafe {
+        let flags = (*td).td_flags;
+        if flags & (TDF_RUNQ | TDF_EXITED) == 0 && (*td).td_wait.is_null() && td != idle_thread(gd)
+        {
+            // enqueue, its test already made.
+            let pri = ((*td).td_pri & TDPRI_MASK) as usize;
+            tdqueue::insert_tail(&raw mut (*gd).gd_tdrunq[pri], td, Link::Threadq);
+            (*gd).gd_runqmask |= 1 << pri;
+            (*td).td_flags = flags | TDF_RUNQ;
+        } else {
+            schedule_local_call(gd, td);
+        }
+    }
+}
+
+/// [`schedule_local`] as a call, for [`wake_local`]'s uncommon cases.
+///
+/// # Safety
+/// As [`schedule_local`].
+#[inline(never)]
+unsafe fn schedule_local_call(gd: *mut globaldata, td: *mut thread) {
+    // SAFETY: per the contract.
+    unsafe { schedule_local(gd, td) }
 }
 
 /// Block the current thread with wait message `wmesg` until someone
