@@ -21,8 +21,9 @@
 //! written only when it differs (`msr fpcr` may synchronise the core).
 //! That block is marked "FP control" below. A new thread starts with the state the thread package
 //! started with ([`capture_fp_start`]). errno is switched in Rust
-//! (`lwkt::sched::switch_to`, with [`errno_get`]/[`errno_set`]), not in
-//! the assembly.
+//! (`lwkt::sched::switch_to`, with [`errno_swap`]), not in
+//! the assembly: saved and loaded unconditionally, one offset load and
+//! no branch.
 //!
 //! On x86_64 the exported entry points that may block
 //! ([`blocking_entry`]) run their bodies from one `call` in `imp::gate`
@@ -77,6 +78,23 @@ pub fn errno_get() -> c_int {
 pub fn errno_set(v: c_int) {
     // SAFETY: the offset leads to this thread's errno (see ERRNO_OFF).
     unsafe { imp::tls_write(ERRNO_OFF.load(Ordering::Relaxed), v) }
+}
+
+/// Store the running kernel thread's `errno` in `*save` and set it to
+/// `v` (the switch: the old thread's saved, the new one's loaded), with
+/// one load of the offset.
+///
+/// # Safety
+/// `save` must be writable.
+#[inline(always)]
+pub unsafe fn errno_swap(save: *mut c_int, v: c_int) {
+    let off = ERRNO_OFF.load(Ordering::Relaxed);
+    // SAFETY: the offset leads to this thread's errno (see ERRNO_OFF);
+    // `save` per the contract.
+    unsafe {
+        *save = imp::tls_read(off);
+        imp::tls_write(off, v);
+    }
 }
 
 /// Record the calling kernel thread's floating-point control state as

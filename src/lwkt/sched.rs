@@ -191,14 +191,9 @@ unsafe fn switch_flagged(gd: *mut globaldata, td: *mut thread, ntd: *mut thread,
     unsafe {
         (*gd).gd_curthread = ntd;
         // errno belongs to the thread: nothing between here and the
-        // return into `ntd` touches it. Written only when the two
-        // differ (rarely: most threads leave it alone).
-        let e = arch::errno_get();
-        (*td).td_mach.mtd_errno = e;
-        let ne = (*ntd).td_mach.mtd_errno;
-        if ne != e {
-            arch::errno_set(ne);
-        }
+        // return into `ntd` touches it. Saved and loaded without
+        // comparing the two (one load of errno's offset, no branch).
+        arch::errno_swap(&raw mut (*td).td_mach.mtd_errno, (*ntd).td_mach.mtd_errno);
         if san::active() {
             // A program built with a sanitizer (src/lwkt/san.rs).
             san::switch(td, ntd, leave);
@@ -225,10 +220,7 @@ pub(super) unsafe fn exit_to(gd: *mut globaldata, td: *mut thread, ntd: *mut thr
         (*ntd).td_flags |= TDF_RUNNING;
         (*gd).gd_curthread = ntd;
         // errno: the new thread's (the exited one's is dropped).
-        let ne = (*ntd).td_mach.mtd_errno;
-        if ne != arch::errno_get() {
-            arch::errno_set(ne);
-        }
+        arch::errno_set((*ntd).td_mach.mtd_errno);
         arch::jump((*ntd).td_sp)
     }
 }

@@ -391,8 +391,10 @@ unsafe extern "C" fn thread_start(func: *mut c_void, arg: *mut c_void) -> ! {
         f(arg);
     }
     // Inlined, not called: a call that never returns would leave an
-    // entry on the return stack buffer (see `arch`'s trampoline).
-    exit_inline()
+    // entry on the return stack buffer (see `arch`'s trampoline). A
+    // thread stays on its cpu for life: `gd` is still the current cpu
+    // (no second look at the kernel thread's `mycpu`).
+    exit_inline(gd)
 }
 
 /// The cpu a thread argument refers to, which must be this one.
@@ -783,13 +785,13 @@ unsafe fn forget(gd: *mut globaldata, td: *mut thread) {
 /// `lwkt_exit()`: end the current thread. Its structure and stack go to the
 /// cpu's cache (or are released later) and the cpu switches away for good.
 pub fn exit_current() -> ! {
-    exit_inline()
+    exit_inline(mycpu())
 }
 
-/// [`exit_current`], inlined where a thread's function returns.
+/// [`exit_current`] on the current cpu `gd`, inlined where a thread's
+/// function returns.
 #[inline(always)]
-fn exit_inline() -> ! {
-    let gd = mycpu();
+fn exit_inline(gd: *mut globaldata) -> ! {
     // SAFETY: current cpu and thread; the thread never runs again, so its
     // stack is only reused after the switch below has left it.
     unsafe {
