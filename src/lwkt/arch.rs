@@ -36,11 +36,13 @@
 //! switch into it "returns" into the architecture's `trampoline`, which enters
 //! `start(func, arg)` (on x86_64 with a jump, leaving the return stack
 //! buffer balanced); `start` never returns. An exiting thread, which
-//! never runs again, leaves with [`jump`]: the second half of the switch
+//! never runs again, leaves with [`jump_thread`]: the second half of the switch
 //! alone, nothing of it saved.
 
 use core::ffi::{c_char, c_int, c_void};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use crate::abi::thread;
 
 /// Entry of a new thread: `start(func, arg)` (never returns).
 pub type StartFn = unsafe extern "C" fn(*mut c_void, *mut c_void) -> !;
@@ -127,9 +129,25 @@ mod imp {
     /// a thread that is not running, or by [`super::init_stack`].
     #[inline(always)]
     pub unsafe fn switch(save: *mut *mut c_char, to: *mut c_char) {
+        // SAFETY: per the contract (the slot to save into at offset 0 of
+        // `save`, the stack pointer to load at offset 0 of `&to`).
+        unsafe { switch_at::<0>(save.cast(), (&raw const to).cast()) }
+    }
+
+    /// [`switch`] with the save slot and the new stack pointer at offset
+    /// `OFF` of `from` and `into` (two threads' `td_sp`, which the asm
+    /// then addresses itself: no field address to compute, no load
+    /// before it).
+    ///
+    /// # Safety
+    /// `from + OFF` is the writable save slot; `into + OFF` holds a stack
+    /// pointer as [`switch`] wants `to`.
+    #[inline(always)]
+    pub unsafe fn switch_at<const OFF: usize>(from: *mut u8, into: *const u8) {
         // SAFETY: per the contract; every register the asm may change is
         // declared clobbered, except rbx and rbp, which it saves and
-        // restores itself.
+        // restores itself. rax, which it uses before the last read of an
+        // input, is a plain output: no input shares it.
         unsafe {
             core::arch::asm!(
                 "push rbp",
@@ -140,8 +158,8 @@ mod imp {
                 "sub rsp, 8",
                 "stmxcsr [rsp]",
                 "fnstcw [rsp + 4]",
-                "mov [rdi], rsp",
-                "mov rsp, rsi",
+                "mov [{from} + {off}], rsp",
+                "mov rsp, [{into} + {off}]",
                 // FP control: the new thread's (see the module comment).
                 "ldmxcsr [rsp]",
                 "fldcw [rsp + 4]",
@@ -152,8 +170,10 @@ mod imp {
                 "2:",
                 "pop rbx",
                 "pop rbp",
-                in("rdi") save,
-                in("rsi") to,
+                from = in(reg) from,
+                into = in(reg) into,
+                off = const OFF,
+                out("rax") _,
                 out("r12") _,
                 out("r13") _,
                 out("r14") _,
@@ -163,27 +183,30 @@ mod imp {
         }
     }
 
-    /// Resume the switched-out thread whose stack pointer is `to`,
+    /// Resume the switched-out thread whose stack pointer is at offset
+    /// `OFF` of `into` (a thread's `td_sp`, loaded by the asm itself),
     /// saving nothing of the running one, which never runs again (an
-    /// exiting thread): the second half of [`switch`] alone.
+    /// exiting thread): the second half of [`switch_at`] alone.
     ///
     /// # Safety
-    /// As [`switch`] for `to`; nothing may ever resume the caller.
+    /// `into + OFF` holds a stack pointer as [`switch`] wants `to`;
+    /// nothing may ever resume the caller.
     #[inline(always)]
-    pub unsafe fn jump(to: *mut c_char) -> ! {
-        // SAFETY: per the contract; the frame at `to` is the one switch
+    pub unsafe fn jump_at<const OFF: usize>(into: *const u8) -> ! {
+        // SAFETY: per the contract; the frame there is the one switch
         // saved (or init_stack prepared), which the code at its resume
         // address pops.
         unsafe {
             core::arch::asm!(
-                "mov rsp, {to}",
+                "mov rsp, [{into} + {off}]",
                 // FP control: the new thread's.
                 "ldmxcsr [rsp]",
                 "fldcw [rsp + 4]",
                 "mov rax, [rsp + 8]",
                 "add rsp, 16",
                 "jmp rax",
-                to = in(reg) to,
+                into = in(reg) into,
+                off = const OFF,
                 options(noreturn),
             );
         }
@@ -547,16 +570,47 @@ pub unsafe fn switch(save: *mut *mut c_char, to: *mut c_char) {
     unsafe { imp::switch(save, to) }
 }
 
-/// Resume the thread whose saved stack pointer is `to` without saving
-/// the running one, which never runs again (see the module
+/// [`switch`] from thread `td` to thread `ntd`: the save slot and the
+/// stack pointer loaded are their `td_sp`, addressed by the switch
+/// itself.
+///
+/// # Safety
+/// As [`switch`], with `&(*td).td_sp` as `save` and `(*ntd).td_sp` as
+/// `to`.
+#[inline(always)]
+pub unsafe fn switch_threads(td: *mut thread, ntd: *const thread) {
+    const OFF: usize = core::mem::offset_of!(thread, td_sp);
+    // SAFETY: forwarded contract.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        imp::switch_at::<OFF>(td.cast(), ntd.cast())
+    }
+    // SAFETY: forwarded contract.
+    #[cfg(not(target_arch = "x86_64"))]
+    unsafe {
+        imp::switch(&raw mut (*td).td_sp, (*ntd).td_sp)
+    }
+}
+
+/// Resume thread `ntd` (its `td_sp`, loaded by the jump itself) without
+/// saving the running one, which never runs again (see the module
 /// documentation).
 ///
 /// # Safety
-/// `to` as for [`switch`]; nothing may ever resume the caller.
+/// `(*ntd).td_sp` as `to` for [`switch`]; nothing may ever resume the
+/// caller.
 #[inline(always)]
-pub unsafe fn jump(to: *mut c_char) -> ! {
+pub unsafe fn jump_thread(ntd: *const thread) -> ! {
     // SAFETY: forwarded contract.
-    unsafe { imp::jump(to) }
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        imp::jump_at::<{ core::mem::offset_of!(thread, td_sp) }>(ntd.cast())
+    }
+    // SAFETY: forwarded contract.
+    #[cfg(not(target_arch = "x86_64"))]
+    unsafe {
+        imp::jump((*ntd).td_sp)
+    }
 }
 
 /// Prepare a stack whose top is `top` so that switching to the returned

@@ -215,7 +215,7 @@ pub unsafe fn switch(td: *mut thread, ntd: *mut thread, leave: Leave) {
         if hooks & TSAN != 0 {
             libcaps_tsan_switch_to_fiber(tsan_fibers(td, ntd, leave));
         }
-        arch::switch(&raw mut (*td).td_sp, (*ntd).td_sp);
+        arch::switch_threads(td, ntd);
         arrived(fake);
     }
 }

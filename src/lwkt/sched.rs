@@ -198,7 +198,7 @@ unsafe fn switch_flagged(gd: *mut globaldata, td: *mut thread, ntd: *mut thread,
             // A program built with a sanitizer (src/lwkt/san.rs).
             san::switch(td, ntd, leave);
         } else {
-            arch::switch(&raw mut (*td).td_sp, (*ntd).td_sp);
+            arch::switch_threads(td, ntd);
         }
     }
 }
@@ -221,7 +221,7 @@ pub(super) unsafe fn exit_to(gd: *mut globaldata, td: *mut thread, ntd: *mut thr
         (*gd).gd_curthread = ntd;
         // errno: the new thread's (the exited one's is dropped).
         arch::errno_set((*ntd).td_mach.mtd_errno);
-        arch::jump((*ntd).td_sp)
+        arch::jump_thread(ntd)
     }
 }
 
@@ -310,8 +310,13 @@ pub fn switch(func: &str) {
         // thread needs it and the cpu has it, or needs it not and the
         // cpu has it not.
         // (Acquire, as MpLock::acquire reads it: a plain load on x86_64.)
-        let mine = cpu::MPLOCK.owner.load(Ordering::Acquire) == (*gd).gd_cpuid as c_int;
-        if ((*ntd).td_mpcount > 0) != mine {
+        // Two branches rather than a compare of two flags: one test
+        // fewer either way.
+        if cpu::MPLOCK.owner.load(Ordering::Acquire) == (*gd).gd_cpuid as c_int {
+            if (*ntd).td_mpcount <= 0 {
+                return switch_slow(func, gd, td);
+            }
+        } else if (*ntd).td_mpcount > 0 {
             return switch_slow(func, gd, td);
         }
         tdqueue::rotate_first(q, ntd);
