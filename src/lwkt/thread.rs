@@ -103,28 +103,29 @@ pub(super) unsafe fn init_fields(
 
 /// [`init_fields`] of a cached thread whose `td_mach` (and the stack it
 /// describes, at `td_kstack`) is kept as it is: everything before
-/// `td_mach` is zeroed and set, the saved `errno` cleared; the machine
-/// part is neither copied out nor back.
+/// `td_mach` but `td_kstack` is zeroed and set, the saved `errno`
+/// cleared; the machine part is neither copied out nor back.
 ///
 /// # Safety
 /// `td` is a thread of the free list whose `td_mach` holds a stack.
 unsafe fn reinit_fields(td: *mut thread, flags: c_int, gd: *mut globaldata) {
     // SAFETY: per the contract; the bytes before td_mach are the whole
-    // DragonFly part of the structure, valid when all zero.
+    // DragonFly part of the structure, valid when all zero, and
+    // td_kstack already holds the stack set_fields stores.
     unsafe {
-        let stack = (*td).td_kstack;
-        // Two fixed-size pieces, each small enough for the compiler to
-        // store inline instead of calling memset.
-        const HEAD: usize = 256;
-        const REST: usize = core::mem::offset_of!(thread, td_mach) - HEAD;
-        const _: () = assert!(REST.is_multiple_of(8));
+        // Two fixed-size pieces around td_kstack, each small enough for
+        // the compiler to store inline instead of calling memset.
+        const HEAD: usize = core::mem::offset_of!(thread, td_kstack);
+        const TAIL: usize = HEAD + core::mem::size_of::<*mut c_char>();
+        const REST: usize = core::mem::offset_of!(thread, td_mach) - TAIL;
+        const _: () = assert!(HEAD.is_multiple_of(8) && REST.is_multiple_of(8));
         let p = td.cast::<u8>();
         ptr::write_bytes(p.cast::<[u64; HEAD / 8]>(), 0, 1);
         // Keeps the two pieces from being merged back into one memset.
         core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
-        ptr::write_bytes(p.add(HEAD).cast::<[u64; REST / 8]>(), 0, 1);
+        ptr::write_bytes(p.add(TAIL).cast::<[u64; REST / 8]>(), 0, 1);
         (*td).td_mach.mtd_errno = 0;
-        set_fields(td, stack, flags, gd);
+        set_fields(td, (*td).td_kstack, flags, gd);
     }
 }
 
@@ -665,13 +666,14 @@ pub unsafe fn create(
             *ptd = td;
         }
         set_handler(td, func, arg);
-        (*td).td_flags |= TDF_VERBOSE | tdflags;
+        // The flags in one store: TDF_STOPREQ only says whether to run.
+        let flags = (*td).td_flags | TDF_VERBOSE | tdflags;
+        let run = flags & TDF_STOPREQ == 0;
+        (*td).td_flags = flags & !TDF_STOPREQ;
         (*td).td_mpcount = 1;
         if !comm.is_null() {
             copy_comm_padded(td, comm);
         }
-        let run = (*td).td_flags & TDF_STOPREQ == 0;
-        (*td).td_flags &= !TDF_STOPREQ;
         let tgd = (*td).td_gd;
         if tgd == gd {
             register(gd, td);
