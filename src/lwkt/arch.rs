@@ -639,15 +639,25 @@ pub unsafe fn init_stack(
 #[cfg(target_arch = "x86_64")]
 macro_rules! blocking_entry {
     ($body:path) => {
+        $crate::lwkt::arch::gate_stub!("lea rax, [rip + {target}]", $body)
+    };
+}
+
+/// The stub of [`blocking_entry`] and [`blocking_entry_via`]: `$load`
+/// puts the body's address in `rax` (from `{target}`, 7 bytes either
+/// way), then the jump to the gate.
+#[cfg(target_arch = "x86_64")]
+macro_rules! gate_stub {
+    ($load:literal, $target:path) => {
         core::arch::naked_asm!(
             // CFI of its own (the caller's return address on top, as at
             // any entry): an unwinder interrupted here by a signal finds
             // the caller.
             ".cfi_startproc",
-            "lea rax, [rip + {body}]",
+            $load,
             "jmp {gate}",
             ".cfi_endproc",
-            body = sym $body,
+            target = sym $target,
             gate = sym $crate::lwkt::arch::gate_fn,
         )
     };
@@ -661,7 +671,29 @@ macro_rules! blocking_entry {
     };
 }
 
-pub(crate) use blocking_entry;
+/// [`blocking_entry`] whose body is the function whose address the
+/// static `$slot` (an `AtomicPtr<()>`) holds when it is called (set
+/// before the first call; `$default` is what it holds at first). The
+/// stub has the size of [`blocking_entry`]'s: a load in place of the
+/// address computation (7 bytes each), then the jump to the gate.
+#[cfg(target_arch = "x86_64")]
+macro_rules! blocking_entry_via {
+    ($slot:path, $default:path) => {
+        $crate::lwkt::arch::gate_stub!("mov rax, qword ptr [rip + {target}]", $slot)
+    };
+}
+
+/// As [`blocking_entry`] with `$default` (elsewhere than x86_64).
+#[cfg(target_arch = "aarch64")]
+macro_rules! blocking_entry_via {
+    ($slot:path, $default:path) => {
+        $crate::lwkt::arch::blocking_entry!($default)
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) use gate_stub;
+pub(crate) use {blocking_entry, blocking_entry_via};
 
 /// The gate of [`blocking_entry`] (x86_64).
 #[cfg(target_arch = "x86_64")]

@@ -84,6 +84,7 @@ pub fn init() {
         MAIN_STACK.1.store(size, Ordering::Relaxed);
     }
     san::set_hooks(hooks);
+    super::sched::choose_bodies(active());
     // main's frames while another thread runs on cpu 0.
     let (lo, size) = (
         MAIN_STACK.0.load(Ordering::Relaxed),
