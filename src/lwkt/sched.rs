@@ -220,15 +220,21 @@ unsafe fn switch_flagged_as<const SAN: bool>(
 }
 
 /// [`switch_to`] from `td`, which has exited and is never resumed:
-/// nothing of it is saved.
+/// nothing of it is saved. Without `SAN` the caller knows that no
+/// sanitizer is there (`san::active()` false), and nothing looks.
 ///
 /// # Safety
-/// As [`switch_to`]; `td` has exited.
+/// As [`switch_to`]; `td` has exited; without `SAN`, `san::active()`
+/// is false.
 #[inline(always)]
-pub(super) unsafe fn exit_to(gd: *mut globaldata, td: *mut thread, ntd: *mut thread) -> ! {
+pub(super) unsafe fn exit_to<const SAN: bool>(
+    gd: *mut globaldata,
+    td: *mut thread,
+    ntd: *mut thread,
+) -> ! {
     // SAFETY: per the contract.
     unsafe {
-        if san::active() {
+        if SAN && san::active() {
             switch_to(gd, td, ntd, Leave::Exit);
             crate::fatal!("lwkt_exit", "an exited thread was resumed");
         }

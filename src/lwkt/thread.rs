@@ -363,12 +363,17 @@ pub(super) unsafe fn set_handler(
         if (*td).td_kstack.is_null() {
             fatal!("lwkt_create", "thread {td:p} has no stack");
         }
-        if san::active() {
+        // The start that looks for a sanitizer only when one is there
+        // (the thread's start and exit then do not look).
+        let start: arch::StartFn = if san::active() {
             san::fresh_stack((*td).td_kstack, (*td).td_mach.mtd_stksize);
-        }
+            thread_start::<true>
+        } else {
+            thread_start::<false>
+        };
         let top = (*td).td_kstack.add((*td).td_mach.mtd_stksize);
         let top = top.wrapping_sub(top as usize & 15);
-        (*td).td_sp = arch::init_stack(top, thread_start, func as *mut c_void, arg);
+        (*td).td_sp = arch::init_stack(top, start, func as *mut c_void, arg);
     }
 }
 
@@ -378,8 +383,10 @@ pub(super) unsafe fn set_handler(
 /// # Safety
 /// Only entered through the trampoline of a stack prepared by
 /// [`set_handler`], with the `func` and `arg` it stored.
-unsafe extern "C" fn thread_start(func: *mut c_void, arg: *mut c_void) -> ! {
-    if san::active() {
+/// `SAN`: a sanitizer wants stack switches announced (`san::active()`,
+/// which set_handler looked at).
+unsafe extern "C" fn thread_start<const SAN: bool>(func: *mut c_void, arg: *mut c_void) -> ! {
+    if SAN {
         // SAFETY: the first code on this thread's stack after the switch.
         unsafe { san::arrived(ptr::null_mut()) };
     }
@@ -395,7 +402,7 @@ unsafe extern "C" fn thread_start(func: *mut c_void, arg: *mut c_void) -> ! {
     // entry on the return stack buffer (see `arch`'s trampoline). A
     // thread stays on its cpu for life: `gd` is still the current cpu
     // (no second look at the kernel thread's `mycpu`).
-    exit_inline(gd)
+    exit_inline::<SAN>(gd)
 }
 
 /// The cpu a thread argument refers to, which must be this one.
@@ -787,13 +794,14 @@ unsafe fn forget(gd: *mut globaldata, td: *mut thread) {
 /// `lwkt_exit()`: end the current thread. Its structure and stack go to the
 /// cpu's cache (or are released later) and the cpu switches away for good.
 pub fn exit_current() -> ! {
-    exit_inline(mycpu())
+    exit_inline::<true>(mycpu())
 }
 
 /// [`exit_current`] on the current cpu `gd`, inlined where a thread's
-/// function returns.
+/// function returns; `SAN` false when no sanitizer is there (the switch
+/// away does not look).
 #[inline(always)]
-fn exit_inline(gd: *mut globaldata) -> ! {
+fn exit_inline<const SAN: bool>(gd: *mut globaldata) -> ! {
     // SAFETY: current cpu and thread; the thread never runs again, so its
     // stack is only reused after the switch below has left it.
     unsafe {
@@ -834,7 +842,7 @@ fn exit_inline(gd: *mut globaldata) -> ! {
         }
         (*td).td_pri += TDPRI_CRIT;
         let ntd = pick_next(gd);
-        exit_to(gd, td, ntd)
+        exit_to::<SAN>(gd, td, ntd)
     }
 }
 
