@@ -30,7 +30,11 @@
 //! and return to their C caller with an indirect jump: a thread resumed
 //! by a switch then returns from its body to the address the
 //! return-stack predictor holds, whichever entry point the thread
-//! switched away from blocked in.
+//! switched away from blocked in. `lwkt_switch` and `lwkt_yield`
+//! ([`blocking_entry_via`]) load their body's address from a static
+//! instead, chosen once before the first switch
+//! (`lwkt::sched::SWITCH_BODY`: without a sanitizer runtime, a body
+//! that never looks for one).
 //!
 //! A new thread's stack is prepared by [`init_stack`] so that the first
 //! switch into it "returns" into the architecture's `trampoline`, which enters
