@@ -583,11 +583,10 @@ pub unsafe fn switch(save: *mut *mut c_char, to: *mut c_char) {
 /// `to`.
 #[inline(always)]
 pub unsafe fn switch_threads(td: *mut thread, ntd: *const thread) {
-    const OFF: usize = core::mem::offset_of!(thread, td_sp);
     // SAFETY: forwarded contract.
     #[cfg(target_arch = "x86_64")]
     unsafe {
-        imp::switch_at::<OFF>(td.cast(), ntd.cast())
+        imp::switch_at::<{ core::mem::offset_of!(thread, td_sp) }>(td.cast(), ntd.cast())
     }
     // SAFETY: forwarded contract.
     #[cfg(not(target_arch = "x86_64"))]
