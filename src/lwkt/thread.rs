@@ -359,13 +359,28 @@ pub(super) unsafe fn set_handler(
     arg: *mut c_void,
 ) {
     // SAFETY: per the contract.
+    unsafe { set_handler_san(td, func, arg, san::active()) }
+}
+
+/// [`set_handler`], told whether a sanitizer is there (`san::active()`).
+///
+/// # Safety
+/// As [`set_handler`]; `active` is `san::active()`.
+#[inline(always)]
+unsafe fn set_handler_san(
+    td: *mut thread,
+    func: unsafe extern "C" fn(*mut c_void),
+    arg: *mut c_void,
+    active: bool,
+) {
+    // SAFETY: per the contract.
     unsafe {
         if (*td).td_kstack.is_null() {
             fatal!("lwkt_create", "thread {td:p} has no stack");
         }
         // The start that looks for a sanitizer only when one is there
         // (the thread's start and exit then do not look).
-        let start: arch::StartFn = if san::active() {
+        let start: arch::StartFn = if active {
             san::fresh_stack((*td).td_kstack, (*td).td_mach.mtd_stksize);
             thread_start::<true>
         } else {
@@ -630,10 +645,15 @@ pub fn target_cpu(func: &str, cpu_id: c_int) -> *mut globaldata {
 /// unless `TDF_STOPREQ` is in `tdflags`. 0, or `ENOMEM` (one line said,
 /// NULL in `*ptd`) when no memory or stack is left for it.
 ///
+/// The common case (no template, the current cpu, a cached thread with
+/// its stack, no sanitizer, the cpu set up) is taken without a call, so
+/// that it saves no registers; anything else goes to [`create_slow`].
+///
 /// # Safety
 /// `ptd` NULL or writable; `template` NULL or an unused thread structure;
 /// `comm` NULL or a name as [`set_comm_padded`] takes it (`MAXCOMLEN + 1`
 /// bytes, zero after the name).
+#[inline(always)]
 pub unsafe fn create(
     func: unsafe extern "C" fn(*mut c_void),
     arg: *mut c_void,
@@ -643,44 +663,86 @@ pub unsafe fn create(
     cpu_id: c_int,
     comm: *const c_char,
 ) -> c_int {
-    // SAFETY: per the contract; `gd` stays the current cpu (nothing
-    // here switches).
+    let gd = cpu::mycpu_if_any();
+    let args = CreateArgs {
+        template,
+        cpu_id,
+        tdflags,
+        func,
+        arg,
+        ptd,
+    };
+    // SAFETY: per the contract; `gd` is the current cpu, set up.
     unsafe {
-        let gd = mycpu();
-        // A system thread is one from the start: counted as such when it
-        // is made, as it will be uncounted when it exits.
-        let cached = if template.is_null() && cpu_id == -1 {
-            reuse_cached(gd, gd, tdflags)
-        } else {
-            None
-        };
-        let td = match cached.map_or_else(|| alloc_thread_for(template, cpu_id, tdflags), Ok) {
-            Ok(td) => td,
-            Err(why) => {
-                let name = if comm.is_null() {
-                    "".into()
-                } else {
-                    CStr::from_ptr(comm).to_string_lossy()
-                };
-                warn!("lwkt_create", "cannot create thread \"{name}\": {why}");
-                if !ptd.is_null() {
-                    *ptd = ptr::null_mut();
-                }
-                return libc::ENOMEM;
+        if template.is_null()
+            && cpu_id == -1
+            && !gd.is_null()
+            && !san::active()
+            && let Some(td) = reuse_cached(gd, gd, tdflags)
+        {
+            let run = prepare_created(td, &args, comm, false);
+            register(gd, td);
+            if run {
+                enqueue(gd, td);
             }
-        };
-        if !ptd.is_null() {
-            *ptd = td;
+            return 0;
         }
-        set_handler(td, func, arg);
+        create_slow(args, comm)
+    }
+}
+
+/// The arguments of [`create`] but the name, as it hands them on to
+/// [`create_slow`]: what to allocate, then what to run and where to
+/// say which thread runs it.
+struct CreateArgs {
+    template: *mut thread,
+    cpu_id: c_int,
+    tdflags: c_int,
+    func: unsafe extern "C" fn(*mut c_void),
+    arg: *mut c_void,
+    ptd: *mut *mut thread,
+}
+
+/// What [`create`] does to a thread it has before it registers it:
+/// `*ptd`, handler, flags, MP-lock hold, name. Whether to run it.
+///
+/// # Safety
+/// `td` is a thread just initialised (and counted) for its cpu, on no
+/// list; `san_active` is `san::active()`; the rest as [`create`].
+#[inline(always)]
+unsafe fn prepare_created(
+    td: *mut thread,
+    a: &CreateArgs,
+    comm: *const c_char,
+    san_active: bool,
+) -> bool {
+    // SAFETY: per the contract.
+    unsafe {
+        if !a.ptd.is_null() {
+            *a.ptd = td;
+        }
+        set_handler_san(td, a.func, a.arg, san_active);
         // The flags in one store: TDF_STOPREQ only says whether to run.
-        let flags = (*td).td_flags | TDF_VERBOSE | tdflags;
-        let run = flags & TDF_STOPREQ == 0;
+        let flags = (*td).td_flags | TDF_VERBOSE | a.tdflags;
         (*td).td_flags = flags & !TDF_STOPREQ;
         (*td).td_mpcount = 1;
         if !comm.is_null() {
             copy_comm_padded(td, comm);
         }
+        flags & TDF_STOPREQ == 0
+    }
+}
+
+/// [`prepare_created`], then the registration and run queue (on the
+/// current cpu `gd`) or the IPI to the thread's cpu.
+///
+/// # Safety
+/// As [`prepare_created`]; `gd` is the current cpu.
+#[inline(always)]
+unsafe fn start_created(gd: *mut globaldata, td: *mut thread, a: &CreateArgs, comm: *const c_char) {
+    // SAFETY: per the contract.
+    unsafe {
+        let run = prepare_created(td, a, comm, san::active());
         let tgd = (*td).td_gd;
         if tgd == gd {
             register(gd, td);
@@ -695,6 +757,44 @@ pub unsafe fn create(
         } else {
             ipi::send(tgd, register_ipi, td.cast());
         }
+    }
+}
+
+/// [`create`] in full.
+///
+/// # Safety
+/// As [`create`] for `a`'s fields and `comm`.
+#[inline(never)]
+unsafe fn create_slow(a: CreateArgs, comm: *const c_char) -> c_int {
+    let ptd = a.ptd;
+    // SAFETY: per the contract; `gd` stays the current cpu (nothing
+    // here switches).
+    unsafe {
+        let gd = mycpu();
+        // A system thread is one from the start: counted as such when it
+        // is made, as it will be uncounted when it exits.
+        let cached = if a.template.is_null() && a.cpu_id == -1 {
+            reuse_cached(gd, gd, a.tdflags)
+        } else {
+            None
+        };
+        let td = match cached.map_or_else(|| alloc_thread_for(a.template, a.cpu_id, a.tdflags), Ok)
+        {
+            Ok(td) => td,
+            Err(why) => {
+                let name = if comm.is_null() {
+                    "".into()
+                } else {
+                    CStr::from_ptr(comm).to_string_lossy()
+                };
+                warn!("lwkt_create", "cannot create thread \"{name}\": {why}");
+                if !ptd.is_null() {
+                    *ptd = ptr::null_mut();
+                }
+                return libc::ENOMEM;
+            }
+        };
+        start_created(gd, td, &a, comm);
     }
     0
 }
