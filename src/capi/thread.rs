@@ -91,13 +91,7 @@ pub unsafe extern "C" fn lwkt_free_thread(td: thread_t) {
 #[unsafe(no_mangle)]
 #[unsafe(naked)]
 pub extern "C" fn lwkt_switch() {
-    crate::lwkt::arch::blocking_entry!(switch_body)
-}
-
-/// The body of [`lwkt_switch`] (which returns through the gate of
-/// `lwkt::arch`).
-extern "C" fn switch_body() {
-    sched::switch("lwkt_switch")
+    crate::lwkt::arch::blocking_entry_via!(sched::SWITCH_BODY, sched::switch_body)
 }
 
 /// `lwkt_switch()` (the December 2003 name used to start a new cpu).
@@ -111,12 +105,7 @@ pub extern "C" fn lwkt_start_threading(_td: thread_t) {
 #[unsafe(no_mangle)]
 #[unsafe(naked)]
 pub extern "C" fn lwkt_yield() {
-    crate::lwkt::arch::blocking_entry!(yield_body)
-}
-
-/// The body of [`lwkt_yield`].
-extern "C" fn yield_body() {
-    sched::yield_self()
+    crate::lwkt::arch::blocking_entry_via!(sched::YIELD_BODY, sched::yield_body)
 }
 
 /// Switch only if a thread of higher priority is runnable and the caller

@@ -21,25 +21,32 @@
 //! written only when it differs (`msr fpcr` may synchronise the core).
 //! That block is marked "FP control" below. A new thread starts with the state the thread package
 //! started with ([`capture_fp_start`]). errno is switched in Rust
-//! (`lwkt::sched::switch_to`, with [`errno_get`]/[`errno_set`]), not in
-//! the assembly.
+//! (`lwkt::sched::switch_to`, with [`errno_swap`]), not in
+//! the assembly: saved and loaded unconditionally, one offset load and
+//! no branch.
 //!
 //! On x86_64 the exported entry points that may block
 //! ([`blocking_entry`]) run their bodies from one `call` in `imp::gate`
 //! and return to their C caller with an indirect jump: a thread resumed
 //! by a switch then returns from its body to the address the
 //! return-stack predictor holds, whichever entry point the thread
-//! switched away from blocked in.
+//! switched away from blocked in. `lwkt_switch` and `lwkt_yield`
+//! ([`blocking_entry_via`]) load their body's address from a static
+//! instead, chosen once before the first switch
+//! (`lwkt::sched::SWITCH_BODY`: without a sanitizer runtime, a body
+//! that never looks for one).
 //!
 //! A new thread's stack is prepared by [`init_stack`] so that the first
 //! switch into it "returns" into the architecture's `trampoline`, which enters
 //! `start(func, arg)` (on x86_64 with a jump, leaving the return stack
 //! buffer balanced); `start` never returns. An exiting thread, which
-//! never runs again, leaves with [`jump`]: the second half of the switch
+//! never runs again, leaves with [`jump_thread`]: the second half of the switch
 //! alone, nothing of it saved.
 
 use core::ffi::{c_char, c_int, c_void};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use crate::abi::thread;
 
 /// Entry of a new thread: `start(func, arg)` (never returns).
 pub type StartFn = unsafe extern "C" fn(*mut c_void, *mut c_void) -> !;
@@ -79,6 +86,23 @@ pub fn errno_set(v: c_int) {
     unsafe { imp::tls_write(ERRNO_OFF.load(Ordering::Relaxed), v) }
 }
 
+/// Store the running kernel thread's `errno` in `*save` and set it to
+/// `v` (the switch: the old thread's saved, the new one's loaded), with
+/// one load of the offset.
+///
+/// # Safety
+/// `save` must be writable.
+#[inline(always)]
+pub unsafe fn errno_swap(save: *mut c_int, v: c_int) {
+    let off = ERRNO_OFF.load(Ordering::Relaxed);
+    // SAFETY: the offset leads to this thread's errno (see ERRNO_OFF);
+    // `save` per the contract.
+    unsafe {
+        *save = imp::tls_read(off);
+        imp::tls_write(off, v);
+    }
+}
+
 /// Record the calling kernel thread's floating-point control state as
 /// the one new threads start with (called when the thread package
 /// starts, on cpu 0).
@@ -109,9 +133,25 @@ mod imp {
     /// a thread that is not running, or by [`super::init_stack`].
     #[inline(always)]
     pub unsafe fn switch(save: *mut *mut c_char, to: *mut c_char) {
+        // SAFETY: per the contract (the slot to save into at offset 0 of
+        // `save`, the stack pointer to load at offset 0 of `&to`).
+        unsafe { switch_at::<0>(save.cast(), (&raw const to).cast()) }
+    }
+
+    /// [`switch`] with the save slot and the new stack pointer at offset
+    /// `OFF` of `from` and `into` (two threads' `td_sp`, which the asm
+    /// then addresses itself: no field address to compute, no load
+    /// before it).
+    ///
+    /// # Safety
+    /// `from + OFF` is the writable save slot; `into + OFF` holds a stack
+    /// pointer as [`switch`] wants `to`.
+    #[inline(always)]
+    pub unsafe fn switch_at<const OFF: usize>(from: *mut u8, into: *const u8) {
         // SAFETY: per the contract; every register the asm may change is
         // declared clobbered, except rbx and rbp, which it saves and
-        // restores itself.
+        // restores itself. rax, which it uses before the last read of an
+        // input, is a plain output: no input shares it.
         unsafe {
             core::arch::asm!(
                 "push rbp",
@@ -122,8 +162,8 @@ mod imp {
                 "sub rsp, 8",
                 "stmxcsr [rsp]",
                 "fnstcw [rsp + 4]",
-                "mov [rdi], rsp",
-                "mov rsp, rsi",
+                "mov [{from} + {off}], rsp",
+                "mov rsp, [{into} + {off}]",
                 // FP control: the new thread's (see the module comment).
                 "ldmxcsr [rsp]",
                 "fldcw [rsp + 4]",
@@ -134,8 +174,10 @@ mod imp {
                 "2:",
                 "pop rbx",
                 "pop rbp",
-                in("rdi") save,
-                in("rsi") to,
+                from = in(reg) from,
+                into = in(reg) into,
+                off = const OFF,
+                out("rax") _,
                 out("r12") _,
                 out("r13") _,
                 out("r14") _,
@@ -145,27 +187,30 @@ mod imp {
         }
     }
 
-    /// Resume the switched-out thread whose stack pointer is `to`,
+    /// Resume the switched-out thread whose stack pointer is at offset
+    /// `OFF` of `into` (a thread's `td_sp`, loaded by the asm itself),
     /// saving nothing of the running one, which never runs again (an
-    /// exiting thread): the second half of [`switch`] alone.
+    /// exiting thread): the second half of [`switch_at`] alone.
     ///
     /// # Safety
-    /// As [`switch`] for `to`; nothing may ever resume the caller.
+    /// `into + OFF` holds a stack pointer as [`switch`] wants `to`;
+    /// nothing may ever resume the caller.
     #[inline(always)]
-    pub unsafe fn jump(to: *mut c_char) -> ! {
-        // SAFETY: per the contract; the frame at `to` is the one switch
+    pub unsafe fn jump_at<const OFF: usize>(into: *const u8) -> ! {
+        // SAFETY: per the contract; the frame there is the one switch
         // saved (or init_stack prepared), which the code at its resume
         // address pops.
         unsafe {
             core::arch::asm!(
-                "mov rsp, {to}",
+                "mov rsp, [{into} + {off}]",
                 // FP control: the new thread's.
                 "ldmxcsr [rsp]",
                 "fldcw [rsp + 4]",
                 "mov rax, [rsp + 8]",
                 "add rsp, 16",
                 "jmp rax",
-                to = in(reg) to,
+                into = in(reg) into,
+                off = const OFF,
                 options(noreturn),
             );
         }
@@ -529,16 +574,46 @@ pub unsafe fn switch(save: *mut *mut c_char, to: *mut c_char) {
     unsafe { imp::switch(save, to) }
 }
 
-/// Resume the thread whose saved stack pointer is `to` without saving
-/// the running one, which never runs again (see the module
+/// [`switch`] from thread `td` to thread `ntd`: the save slot and the
+/// stack pointer loaded are their `td_sp`, addressed by the switch
+/// itself.
+///
+/// # Safety
+/// As [`switch`], with `&(*td).td_sp` as `save` and `(*ntd).td_sp` as
+/// `to`.
+#[inline(always)]
+pub unsafe fn switch_threads(td: *mut thread, ntd: *const thread) {
+    // SAFETY: forwarded contract.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        imp::switch_at::<{ core::mem::offset_of!(thread, td_sp) }>(td.cast(), ntd.cast())
+    }
+    // SAFETY: forwarded contract.
+    #[cfg(not(target_arch = "x86_64"))]
+    unsafe {
+        imp::switch(&raw mut (*td).td_sp, (*ntd).td_sp)
+    }
+}
+
+/// Resume thread `ntd` (its `td_sp`, loaded by the jump itself) without
+/// saving the running one, which never runs again (see the module
 /// documentation).
 ///
 /// # Safety
-/// `to` as for [`switch`]; nothing may ever resume the caller.
+/// `(*ntd).td_sp` as `to` for [`switch`]; nothing may ever resume the
+/// caller.
 #[inline(always)]
-pub unsafe fn jump(to: *mut c_char) -> ! {
+pub unsafe fn jump_thread(ntd: *const thread) -> ! {
     // SAFETY: forwarded contract.
-    unsafe { imp::jump(to) }
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        imp::jump_at::<{ core::mem::offset_of!(thread, td_sp) }>(ntd.cast())
+    }
+    // SAFETY: forwarded contract.
+    #[cfg(not(target_arch = "x86_64"))]
+    unsafe {
+        imp::jump((*ntd).td_sp)
+    }
 }
 
 /// Prepare a stack whose top is `top` so that switching to the returned
@@ -567,15 +642,25 @@ pub unsafe fn init_stack(
 #[cfg(target_arch = "x86_64")]
 macro_rules! blocking_entry {
     ($body:path) => {
+        $crate::lwkt::arch::gate_stub!("lea rax, [rip + {target}]", $body)
+    };
+}
+
+/// The stub of [`blocking_entry`] and [`blocking_entry_via`]: `$load`
+/// puts the body's address in `rax` (from `{target}`, 7 bytes either
+/// way), then the jump to the gate.
+#[cfg(target_arch = "x86_64")]
+macro_rules! gate_stub {
+    ($load:literal, $target:path) => {
         core::arch::naked_asm!(
             // CFI of its own (the caller's return address on top, as at
             // any entry): an unwinder interrupted here by a signal finds
             // the caller.
             ".cfi_startproc",
-            "lea rax, [rip + {body}]",
+            $load,
             "jmp {gate}",
             ".cfi_endproc",
-            body = sym $body,
+            target = sym $target,
             gate = sym $crate::lwkt::arch::gate_fn,
         )
     };
@@ -589,7 +674,29 @@ macro_rules! blocking_entry {
     };
 }
 
-pub(crate) use blocking_entry;
+/// [`blocking_entry`] whose body is the function whose address the
+/// static `$slot` (an `AtomicPtr<()>`) holds when it is called (set
+/// before the first call; `$default` is what it holds at first). The
+/// stub has the size of [`blocking_entry`]'s: a load in place of the
+/// address computation (7 bytes each), then the jump to the gate.
+#[cfg(target_arch = "x86_64")]
+macro_rules! blocking_entry_via {
+    ($slot:path, $default:path) => {
+        $crate::lwkt::arch::gate_stub!("mov rax, qword ptr [rip + {target}]", $slot)
+    };
+}
+
+/// As [`blocking_entry`] with `$default` (elsewhere than x86_64).
+#[cfg(target_arch = "aarch64")]
+macro_rules! blocking_entry_via {
+    ($slot:path, $default:path) => {
+        $crate::lwkt::arch::blocking_entry!($default)
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) use gate_stub;
+pub(crate) use {blocking_entry, blocking_entry_via};
 
 /// The gate of [`blocking_entry`] (x86_64).
 #[cfg(target_arch = "x86_64")]

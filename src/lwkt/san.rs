@@ -84,6 +84,7 @@ pub fn init() {
         MAIN_STACK.1.store(size, Ordering::Relaxed);
     }
     san::set_hooks(hooks);
+    super::sched::choose_bodies(active());
     // main's frames while another thread runs on cpu 0.
     let (lo, size) = (
         MAIN_STACK.0.load(Ordering::Relaxed),
@@ -215,7 +216,7 @@ pub unsafe fn switch(td: *mut thread, ntd: *mut thread, leave: Leave) {
         if hooks & TSAN != 0 {
             libcaps_tsan_switch_to_fiber(tsan_fibers(td, ntd, leave));
         }
-        arch::switch(&raw mut (*td).td_sp, (*ntd).td_sp);
+        arch::switch_threads(td, ntd);
         arrived(fake);
     }
 }

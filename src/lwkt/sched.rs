@@ -9,7 +9,7 @@
 
 use core::ffi::{c_char, c_int, c_void};
 use core::ptr;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicPtr, Ordering};
 
 use super::arch;
 use super::boot::mycpu;
@@ -186,38 +186,55 @@ pub(super) unsafe fn switch_to(
 /// As [`switch_to`].
 #[inline(always)]
 unsafe fn switch_flagged(gd: *mut globaldata, td: *mut thread, ntd: *mut thread, leave: Leave) {
+    // SAFETY: per the contract.
+    unsafe { switch_flagged_as::<true>(gd, td, ntd, leave) }
+}
+
+/// [`switch_flagged`]; without `SAN`, for a caller that knows no
+/// sanitizer is there ([`SWITCH_BODY`]), without looking.
+///
+/// # Safety
+/// As [`switch_to`]; without `SAN`, `san::active()` is false.
+#[inline(always)]
+unsafe fn switch_flagged_as<const SAN: bool>(
+    gd: *mut globaldata,
+    td: *mut thread,
+    ntd: *mut thread,
+    leave: Leave,
+) {
     // SAFETY: per the contract; ntd's td_sp was saved by a switch or
     // prepared by set_handler.
     unsafe {
         (*gd).gd_curthread = ntd;
         // errno belongs to the thread: nothing between here and the
-        // return into `ntd` touches it. Written only when the two
-        // differ (rarely: most threads leave it alone).
-        let e = arch::errno_get();
-        (*td).td_mach.mtd_errno = e;
-        let ne = (*ntd).td_mach.mtd_errno;
-        if ne != e {
-            arch::errno_set(ne);
-        }
-        if san::active() {
+        // return into `ntd` touches it. Saved and loaded without
+        // comparing the two (one load of errno's offset, no branch).
+        arch::errno_swap(&raw mut (*td).td_mach.mtd_errno, (*ntd).td_mach.mtd_errno);
+        if SAN && san::active() {
             // A program built with a sanitizer (src/lwkt/san.rs).
             san::switch(td, ntd, leave);
         } else {
-            arch::switch(&raw mut (*td).td_sp, (*ntd).td_sp);
+            arch::switch_threads(td, ntd);
         }
     }
 }
 
 /// [`switch_to`] from `td`, which has exited and is never resumed:
-/// nothing of it is saved.
+/// nothing of it is saved. Without `SAN` the caller knows that no
+/// sanitizer is there (`san::active()` false), and nothing looks.
 ///
 /// # Safety
-/// As [`switch_to`]; `td` has exited.
+/// As [`switch_to`]; `td` has exited; without `SAN`, `san::active()`
+/// is false.
 #[inline(always)]
-pub(super) unsafe fn exit_to(gd: *mut globaldata, td: *mut thread, ntd: *mut thread) -> ! {
+pub(super) unsafe fn exit_to<const SAN: bool>(
+    gd: *mut globaldata,
+    td: *mut thread,
+    ntd: *mut thread,
+) -> ! {
     // SAFETY: per the contract.
     unsafe {
-        if san::active() {
+        if SAN && san::active() {
             switch_to(gd, td, ntd, Leave::Exit);
             crate::fatal!("lwkt_exit", "an exited thread was resumed");
         }
@@ -225,11 +242,8 @@ pub(super) unsafe fn exit_to(gd: *mut globaldata, td: *mut thread, ntd: *mut thr
         (*ntd).td_flags |= TDF_RUNNING;
         (*gd).gd_curthread = ntd;
         // errno: the new thread's (the exited one's is dropped).
-        let ne = (*ntd).td_mach.mtd_errno;
-        if ne != arch::errno_get() {
-            arch::errno_set(ne);
-        }
-        arch::jump((*ntd).td_sp)
+        arch::errno_set((*ntd).td_mach.mtd_errno);
+        arch::jump_thread(ntd)
     }
 }
 
@@ -274,6 +288,16 @@ unsafe fn critical_switch(func: &str, td: *mut thread) -> ! {
 #[inline(always)]
 pub(super) unsafe fn do_switch(gd: *mut globaldata, td: *mut thread) {
     // SAFETY: per the contract.
+    unsafe { do_switch_as::<true>(gd, td) }
+}
+
+/// [`do_switch`]; without `SAN` as [`switch_flagged_as`].
+///
+/// # Safety
+/// As [`do_switch`]; without `SAN`, `san::active()` is false.
+#[inline(always)]
+unsafe fn do_switch_as<const SAN: bool>(gd: *mut globaldata, td: *mut thread) {
+    // SAFETY: per the contract.
     unsafe {
         if let Some(release) = (*td).td_release {
             release(td);
@@ -281,7 +305,9 @@ pub(super) unsafe fn do_switch(gd: *mut globaldata, td: *mut thread) {
         ipi::process(gd);
         let ntd = pick_next(gd);
         if ntd != td {
-            switch_to(gd, td, ntd, Leave::Suspend);
+            (*td).td_flags &= !TDF_RUNNING;
+            (*ntd).td_flags |= TDF_RUNNING;
+            switch_flagged_as::<SAN>(gd, td, ntd, Leave::Suspend);
         }
     }
 }
@@ -296,6 +322,57 @@ pub(super) unsafe fn do_switch(gd: *mut globaldata, td: *mut thread) {
 /// anything else goes to [`switch_slow`] before a thing is changed.
 #[inline(always)]
 pub fn switch(func: &str) {
+    switch_as::<true>(func)
+}
+
+/// The body `lwkt_switch` runs (through the gate of `lwkt::arch`, whose
+/// stub loads it from here): [`switch_body`] until [`san::init`] finds
+/// no sanitizer runtime (before the first switch) and installs
+/// [`switch_body_nosan`], which then does not look for one at every
+/// switch. A switch that leaves the fast path looks as always.
+pub static SWITCH_BODY: AtomicPtr<()> = AtomicPtr::new(switch_body as *mut ());
+
+/// The same for `lwkt_yield`: [`yield_body`] or [`yield_body_nosan`].
+pub static YIELD_BODY: AtomicPtr<()> = AtomicPtr::new(yield_body as *mut ());
+
+/// `lwkt_switch`'s body: [`switch`].
+pub extern "C" fn switch_body() {
+    switch("lwkt_switch")
+}
+
+/// `lwkt_switch`'s body in a program without a sanitizer runtime.
+extern "C" fn switch_body_nosan() {
+    switch_as::<false>("lwkt_switch")
+}
+
+/// `lwkt_yield`'s body: [`yield_self`].
+pub extern "C" fn yield_body() {
+    yield_self()
+}
+
+/// `lwkt_yield`'s body in a program without a sanitizer runtime.
+extern "C" fn yield_body_nosan() {
+    yield_as::<false>()
+}
+
+/// Install the bodies of `lwkt_switch` and `lwkt_yield` that do not look
+/// for a sanitizer when `active` (whether one wants stack switches
+/// announced) is false; called once by [`san::init`], before the first
+/// switch.
+pub(super) fn choose_bodies(active: bool) {
+    let (switch, yield_): (extern "C" fn(), extern "C" fn()) = if active {
+        (switch_body, yield_body)
+    } else {
+        (switch_body_nosan, yield_body_nosan)
+    };
+    SWITCH_BODY.store(switch as *mut (), Ordering::Relaxed);
+    YIELD_BODY.store(yield_ as *mut (), Ordering::Relaxed);
+}
+
+/// [`switch`]; without `SAN` for a program known to have no sanitizer
+/// runtime ([`SWITCH_BODY`]).
+#[inline(always)]
+fn switch_as<const SAN: bool>(func: &str) {
     let gd = mycpu();
     // SAFETY: `gd` is the current cpu, its current thread valid; the
     // queue head is a runnable thread of `gd`.
@@ -318,13 +395,20 @@ pub fn switch(func: &str) {
         // thread needs it and the cpu has it, or needs it not and the
         // cpu has it not.
         // (Acquire, as MpLock::acquire reads it: a plain load on x86_64.)
-        let mine = cpu::MPLOCK.owner.load(Ordering::Acquire) == (*gd).gd_cpuid as c_int;
-        if ((*ntd).td_mpcount > 0) != mine {
+        // Two branches rather than a compare of two flags: one test
+        // fewer either way.
+        if cpu::MPLOCK.owner.load(Ordering::Acquire) == (*gd).gd_cpuid as c_int {
+            if (*ntd).td_mpcount <= 0 {
+                return switch_slow(func, gd, td);
+            }
+        } else if (*ntd).td_mpcount > 0 {
             return switch_slow(func, gd, td);
         }
         tdqueue::rotate_first(q, ntd);
         if ntd != td {
-            switch_to(gd, td, ntd, Leave::Suspend);
+            (*td).td_flags &= !TDF_RUNNING;
+            (*ntd).td_flags |= TDF_RUNNING;
+            switch_flagged_as::<SAN>(gd, td, ntd, Leave::Suspend);
         }
     }
 }
@@ -655,6 +739,13 @@ pub unsafe fn schedule_local(gd: *mut globaldata, td: *mut thread) {
 /// other runnable thread of its priority runs before it again.
 #[inline(always)]
 pub fn yield_self() {
+    yield_as::<true>()
+}
+
+/// [`yield_self`]; without `SAN` for a program known to have no
+/// sanitizer runtime ([`YIELD_BODY`]).
+#[inline(always)]
+fn yield_as<const SAN: bool>() {
     let gd = mycpu();
     // SAFETY: current cpu and thread.
     unsafe {
@@ -675,7 +766,7 @@ pub fn yield_self() {
             cpu::MPLOCK.handoff(gd);
         }
         to_tail(gd, td);
-        do_switch(gd, td);
+        do_switch_as::<SAN>(gd, td);
     }
 }
 

@@ -103,28 +103,29 @@ pub(super) unsafe fn init_fields(
 
 /// [`init_fields`] of a cached thread whose `td_mach` (and the stack it
 /// describes, at `td_kstack`) is kept as it is: everything before
-/// `td_mach` is zeroed and set, the saved `errno` cleared; the machine
-/// part is neither copied out nor back.
+/// `td_mach` but `td_kstack` is zeroed and set, the saved `errno`
+/// cleared; the machine part is neither copied out nor back.
 ///
 /// # Safety
 /// `td` is a thread of the free list whose `td_mach` holds a stack.
 unsafe fn reinit_fields(td: *mut thread, flags: c_int, gd: *mut globaldata) {
     // SAFETY: per the contract; the bytes before td_mach are the whole
-    // DragonFly part of the structure, valid when all zero.
+    // DragonFly part of the structure, valid when all zero, and
+    // td_kstack already holds the stack set_fields stores.
     unsafe {
-        let stack = (*td).td_kstack;
-        // Two fixed-size pieces, each small enough for the compiler to
-        // store inline instead of calling memset.
-        const HEAD: usize = 256;
-        const REST: usize = core::mem::offset_of!(thread, td_mach) - HEAD;
-        const _: () = assert!(REST.is_multiple_of(8));
+        // Two fixed-size pieces around td_kstack, each small enough for
+        // the compiler to store inline instead of calling memset.
+        const HEAD: usize = core::mem::offset_of!(thread, td_kstack);
+        const TAIL: usize = HEAD + core::mem::size_of::<*mut c_char>();
+        const REST: usize = core::mem::offset_of!(thread, td_mach) - TAIL;
+        const _: () = assert!(HEAD.is_multiple_of(8) && REST.is_multiple_of(8));
         let p = td.cast::<u8>();
         ptr::write_bytes(p.cast::<[u64; HEAD / 8]>(), 0, 1);
         // Keeps the two pieces from being merged back into one memset.
         core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
-        ptr::write_bytes(p.add(HEAD).cast::<[u64; REST / 8]>(), 0, 1);
+        ptr::write_bytes(p.add(TAIL).cast::<[u64; REST / 8]>(), 0, 1);
         (*td).td_mach.mtd_errno = 0;
-        set_fields(td, stack, flags, gd);
+        set_fields(td, (*td).td_kstack, flags, gd);
     }
 }
 
@@ -358,16 +359,36 @@ pub(super) unsafe fn set_handler(
     arg: *mut c_void,
 ) {
     // SAFETY: per the contract.
+    unsafe { set_handler_san(td, func, arg, san::active()) }
+}
+
+/// [`set_handler`], told whether a sanitizer is there (`san::active()`).
+///
+/// # Safety
+/// As [`set_handler`]; `active` is `san::active()`.
+#[inline(always)]
+unsafe fn set_handler_san(
+    td: *mut thread,
+    func: unsafe extern "C" fn(*mut c_void),
+    arg: *mut c_void,
+    active: bool,
+) {
+    // SAFETY: per the contract.
     unsafe {
         if (*td).td_kstack.is_null() {
             fatal!("lwkt_create", "thread {td:p} has no stack");
         }
-        if san::active() {
+        // The start that looks for a sanitizer only when one is there
+        // (the thread's start and exit then do not look).
+        let start: arch::StartFn = if active {
             san::fresh_stack((*td).td_kstack, (*td).td_mach.mtd_stksize);
-        }
+            thread_start::<true>
+        } else {
+            thread_start::<false>
+        };
         let top = (*td).td_kstack.add((*td).td_mach.mtd_stksize);
         let top = top.wrapping_sub(top as usize & 15);
-        (*td).td_sp = arch::init_stack(top, thread_start, func as *mut c_void, arg);
+        (*td).td_sp = arch::init_stack(top, start, func as *mut c_void, arg);
     }
 }
 
@@ -377,8 +398,10 @@ pub(super) unsafe fn set_handler(
 /// # Safety
 /// Only entered through the trampoline of a stack prepared by
 /// [`set_handler`], with the `func` and `arg` it stored.
-unsafe extern "C" fn thread_start(func: *mut c_void, arg: *mut c_void) -> ! {
-    if san::active() {
+/// `SAN`: a sanitizer wants stack switches announced (`san::active()`,
+/// which set_handler looked at).
+unsafe extern "C" fn thread_start<const SAN: bool>(func: *mut c_void, arg: *mut c_void) -> ! {
+    if SAN {
         // SAFETY: the first code on this thread's stack after the switch.
         unsafe { san::arrived(ptr::null_mut()) };
     }
@@ -391,8 +414,10 @@ unsafe extern "C" fn thread_start(func: *mut c_void, arg: *mut c_void) -> ! {
         f(arg);
     }
     // Inlined, not called: a call that never returns would leave an
-    // entry on the return stack buffer (see `arch`'s trampoline).
-    exit_inline()
+    // entry on the return stack buffer (see `arch`'s trampoline). A
+    // thread stays on its cpu for life: `gd` is still the current cpu
+    // (no second look at the kernel thread's `mycpu`).
+    exit_inline::<SAN>(gd)
 }
 
 /// The cpu a thread argument refers to, which must be this one.
@@ -620,10 +645,15 @@ pub fn target_cpu(func: &str, cpu_id: c_int) -> *mut globaldata {
 /// unless `TDF_STOPREQ` is in `tdflags`. 0, or `ENOMEM` (one line said,
 /// NULL in `*ptd`) when no memory or stack is left for it.
 ///
+/// The common case (no template, the current cpu, a cached thread with
+/// its stack, no sanitizer, the cpu set up) is taken without a call, so
+/// that it saves no registers; anything else goes to [`create_slow`].
+///
 /// # Safety
 /// `ptd` NULL or writable; `template` NULL or an unused thread structure;
 /// `comm` NULL or a name as [`set_comm_padded`] takes it (`MAXCOMLEN + 1`
 /// bytes, zero after the name).
+#[inline(always)]
 pub unsafe fn create(
     func: unsafe extern "C" fn(*mut c_void),
     arg: *mut c_void,
@@ -633,43 +663,86 @@ pub unsafe fn create(
     cpu_id: c_int,
     comm: *const c_char,
 ) -> c_int {
-    // SAFETY: per the contract; `gd` stays the current cpu (nothing
-    // here switches).
+    let gd = cpu::mycpu_if_any();
+    let args = CreateArgs {
+        template,
+        cpu_id,
+        tdflags,
+        func,
+        arg,
+        ptd,
+    };
+    // SAFETY: per the contract; `gd` is the current cpu, set up.
     unsafe {
-        let gd = mycpu();
-        // A system thread is one from the start: counted as such when it
-        // is made, as it will be uncounted when it exits.
-        let cached = if template.is_null() && cpu_id == -1 {
-            reuse_cached(gd, gd, tdflags)
-        } else {
-            None
-        };
-        let td = match cached.map_or_else(|| alloc_thread_for(template, cpu_id, tdflags), Ok) {
-            Ok(td) => td,
-            Err(why) => {
-                let name = if comm.is_null() {
-                    "".into()
-                } else {
-                    CStr::from_ptr(comm).to_string_lossy()
-                };
-                warn!("lwkt_create", "cannot create thread \"{name}\": {why}");
-                if !ptd.is_null() {
-                    *ptd = ptr::null_mut();
-                }
-                return libc::ENOMEM;
+        if template.is_null()
+            && cpu_id == -1
+            && !gd.is_null()
+            && !san::active()
+            && let Some(td) = reuse_cached(gd, gd, tdflags)
+        {
+            let run = prepare_created(td, &args, comm, false);
+            register(gd, td);
+            if run {
+                enqueue(gd, td);
             }
-        };
-        if !ptd.is_null() {
-            *ptd = td;
+            return 0;
         }
-        set_handler(td, func, arg);
-        (*td).td_flags |= TDF_VERBOSE | tdflags;
+        create_slow(args, comm)
+    }
+}
+
+/// The arguments of [`create`] but the name, as it hands them on to
+/// [`create_slow`]: what to allocate, then what to run and where to
+/// say which thread runs it.
+struct CreateArgs {
+    template: *mut thread,
+    cpu_id: c_int,
+    tdflags: c_int,
+    func: unsafe extern "C" fn(*mut c_void),
+    arg: *mut c_void,
+    ptd: *mut *mut thread,
+}
+
+/// What [`create`] does to a thread it has before it registers it:
+/// `*ptd`, handler, flags, MP-lock hold, name. Whether to run it.
+///
+/// # Safety
+/// `td` is a thread just initialised (and counted) for its cpu, on no
+/// list; `san_active` is `san::active()`; the rest as [`create`].
+#[inline(always)]
+unsafe fn prepare_created(
+    td: *mut thread,
+    a: &CreateArgs,
+    comm: *const c_char,
+    san_active: bool,
+) -> bool {
+    // SAFETY: per the contract.
+    unsafe {
+        if !a.ptd.is_null() {
+            *a.ptd = td;
+        }
+        set_handler_san(td, a.func, a.arg, san_active);
+        // The flags in one store: TDF_STOPREQ only says whether to run.
+        let flags = (*td).td_flags | TDF_VERBOSE | a.tdflags;
+        (*td).td_flags = flags & !TDF_STOPREQ;
         (*td).td_mpcount = 1;
         if !comm.is_null() {
             copy_comm_padded(td, comm);
         }
-        let run = (*td).td_flags & TDF_STOPREQ == 0;
-        (*td).td_flags &= !TDF_STOPREQ;
+        flags & TDF_STOPREQ == 0
+    }
+}
+
+/// [`prepare_created`], then the registration and run queue (on the
+/// current cpu `gd`) or the IPI to the thread's cpu.
+///
+/// # Safety
+/// As [`prepare_created`]; `gd` is the current cpu.
+#[inline(always)]
+unsafe fn start_created(gd: *mut globaldata, td: *mut thread, a: &CreateArgs, comm: *const c_char) {
+    // SAFETY: per the contract.
+    unsafe {
+        let run = prepare_created(td, a, comm, san::active());
         let tgd = (*td).td_gd;
         if tgd == gd {
             register(gd, td);
@@ -684,6 +757,44 @@ pub unsafe fn create(
         } else {
             ipi::send(tgd, register_ipi, td.cast());
         }
+    }
+}
+
+/// [`create`] in full.
+///
+/// # Safety
+/// As [`create`] for `a`'s fields and `comm`.
+#[inline(never)]
+unsafe fn create_slow(a: CreateArgs, comm: *const c_char) -> c_int {
+    let ptd = a.ptd;
+    // SAFETY: per the contract; `gd` stays the current cpu (nothing
+    // here switches).
+    unsafe {
+        let gd = mycpu();
+        // A system thread is one from the start: counted as such when it
+        // is made, as it will be uncounted when it exits.
+        let cached = if a.template.is_null() && a.cpu_id == -1 {
+            reuse_cached(gd, gd, a.tdflags)
+        } else {
+            None
+        };
+        let td = match cached.map_or_else(|| alloc_thread_for(a.template, a.cpu_id, a.tdflags), Ok)
+        {
+            Ok(td) => td,
+            Err(why) => {
+                let name = if comm.is_null() {
+                    "".into()
+                } else {
+                    CStr::from_ptr(comm).to_string_lossy()
+                };
+                warn!("lwkt_create", "cannot create thread \"{name}\": {why}");
+                if !ptd.is_null() {
+                    *ptd = ptr::null_mut();
+                }
+                return libc::ENOMEM;
+            }
+        };
+        start_created(gd, td, &a, comm);
     }
     0
 }
@@ -783,13 +894,14 @@ unsafe fn forget(gd: *mut globaldata, td: *mut thread) {
 /// `lwkt_exit()`: end the current thread. Its structure and stack go to the
 /// cpu's cache (or are released later) and the cpu switches away for good.
 pub fn exit_current() -> ! {
-    exit_inline()
+    exit_inline::<true>(mycpu())
 }
 
-/// [`exit_current`], inlined where a thread's function returns.
+/// [`exit_current`] on the current cpu `gd`, inlined where a thread's
+/// function returns; `SAN` false when no sanitizer is there (the switch
+/// away does not look).
 #[inline(always)]
-fn exit_inline() -> ! {
-    let gd = mycpu();
+fn exit_inline<const SAN: bool>(gd: *mut globaldata) -> ! {
     // SAFETY: current cpu and thread; the thread never runs again, so its
     // stack is only reused after the switch below has left it.
     unsafe {
@@ -830,7 +942,7 @@ fn exit_inline() -> ! {
         }
         (*td).td_pri += TDPRI_CRIT;
         let ntd = pick_next(gd);
-        exit_to(gd, td, ntd)
+        exit_to::<SAN>(gd, td, ntd)
     }
 }
 
