@@ -64,20 +64,6 @@ pub struct Fixed {
     pub mag: *mut mag::Mag,
 }
 
-impl Fixed {
-    /// `magic | cs << 32`: the two 32-bit fields the free path checks
-    /// first, read as one 64-bit word.
-    #[inline(always)]
-    fn magic_cs(&self) -> u64 {
-        const _: () = assert!(cfg!(target_endian = "little"));
-        let p = (self as *const Fixed).cast::<u64>();
-        // SAFETY: `Fixed` is `repr(C)` and 64-byte aligned; `magic, cs`
-        // are its first 8-byte-aligned pair of `i32`/`u32`, which on a
-        // little-endian target reads as this 64-bit value.
-        unsafe { p.read() }
-    }
-}
-
 /// A zone header: the C-visible `SLZone` plus what this implementation
 /// needs.
 #[repr(C)]
@@ -564,11 +550,11 @@ pub unsafe fn free_fast(
         // `free_slow`, which makes them again and reports.
         let z = base as *mut Zone;
         let f = &(*z).f;
-        // `magic, cs` in one load; `span` and `recip` are words, used
-        // from memory.
-        let mc = f.magic_cs();
+        // The magic, `span` and `recip` are used from memory (a compare
+        // with an immediate, a compare, a multiplication): no loads of
+        // their own.
         let off = (c as usize).wrapping_sub(f.base);
-        if mc as u32 != ZALLOC_SLAB_MAGIC as u32 || off >= f.span {
+        if f.magic != ZALLOC_SLAB_MAGIC || off >= f.span {
             w.close();
             return super::free_slow(c.cast(), ty);
         }
@@ -576,12 +562,17 @@ pub unsafe fn free_fast(
         let key = tag_key(z, i);
         let tg = tag_at(key);
         // The type is registered and its tag is the chunk's: one compare.
-        if !exact || !types::reg_word_is(r, tg.load(Ordering::Relaxed)) {
+        // A plain read of the tag (an atomic one of a byte is zero-extended
+        // twice): only the chunk's holder writes it (allocation, this
+        // free), so no other thread writes it now unless the program
+        // frees the chunk twice at once, which the checks cannot catch
+        // either way.
+        if !exact || !types::reg_word_is(r, tg.as_ptr().read()) {
             w.close();
             return super::free_slow(c.cast(), ty);
         }
         tg.store(TAG_FREE, Ordering::Relaxed);
-        let cs = -(((mc >> 32) as u32) as isize);
+        let cs = -(f.cs as isize);
         // One test for another cpu's chunk, a shared statistics slot and a
         // parked state (the owner read again below the test, so the test
         // needs no copy of it).
