@@ -57,13 +57,19 @@ static COUNT: [Row; SMP_MAXCPU] = [const { Row([const { AtomicU64::new(0) }; TAG
 static FOLDED: [Row; SMP_MAXCPU] = [const { Row([const { AtomicU64::new(0) }; TAGS]) }; SMP_MAXCPU];
 
 /// A slot's dirty flag is the word of its row that no type counts in
-/// (tag 0, `TAG_NEVER`, is never a type's): set (non-zero), the slot may
+/// (tag 0, `TAG_NEVER`, is never a type's): set ([`SET`]), the slot may
 /// have calls not yet folded, and the reclaimer will fold them. Beside
 /// the counters, so the count tests it through the row's address it
 /// already holds (two instructions less than a flag of its own; the
 /// reclaimer writes that line once a period when it clears the flag).
 const DIRTY: usize = 0;
 const _: () = assert!(types::FIRST_TAG as usize > DIRTY);
+
+/// The value of a set dirty flag: `FOLD - 1`, so that for a count `n`,
+/// `n & flag` is 0 exactly when the flag is clear or `n` a multiple of
+/// [`FOLD`] (a power of 2): the two tests of a count in one `and`.
+const SET: u64 = FOLD - 1;
+const _: () = assert!(FOLD.is_power_of_two());
 
 /// Slot `s`'s dirty flag.
 fn dirty(s: usize) -> &'static AtomicU64 {
@@ -108,7 +114,7 @@ fn quiet(row: &Row, tag: u8) -> bool {
     let c = &row.0[tag as usize];
     let n = c.load(Ordering::Relaxed) + 1;
     c.store(n, Ordering::Relaxed);
-    !n.is_multiple_of(FOLD) && row.0[DIRTY].load(Ordering::Relaxed) != 0
+    n & row.0[DIRTY].load(Ordering::Relaxed) != 0
 }
 
 /// Where a cpu state keeps the address of its slot's counters (and dirty
@@ -140,7 +146,7 @@ pub unsafe fn count_quiet_gd(gd: *mut SLGlobalData, tag: u8) -> bool {
         let c = &row.0[tag as usize];
         let n = c.load(Ordering::Relaxed) + 1;
         c.store(n, Ordering::Relaxed);
-        !n.is_multiple_of(FOLD) && row.0[DIRTY].load(Ordering::Relaxed) != 0
+        n & row.0[DIRTY].load(Ordering::Relaxed) != 0
     }
 }
 
@@ -173,7 +179,7 @@ unsafe fn note(s: usize, tag: u8, ty: *mut malloc_type, fold_now: bool) {
     if dirty(s).load(Ordering::Relaxed) == 0 {
         // Sequentially consistent: either the reclaimer's last look after
         // going idle sees the flag, or this sees it idle and wakes it.
-        dirty(s).store(1, Ordering::SeqCst);
+        dirty(s).store(SET, Ordering::SeqCst);
         super::reclaim::wake();
     }
 }
@@ -241,7 +247,7 @@ pub fn pass() -> bool {
         // cpu that counts later sees the flag clear and sets it again.
         if !account::barrier_all() {
             // Cannot know: keep the slot dirty (folded every period).
-            d.store(1, Ordering::Relaxed);
+            d.store(SET, Ordering::Relaxed);
         }
         fold_slot(s);
     }

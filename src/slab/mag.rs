@@ -17,7 +17,9 @@
 //!   freed chunk). Its zone counts it as allocated (`z_NFree` leaves it
 //!   out), so the zone is never unmapped under it.
 //! * An entry is two words in two parallel arrays: the chunk's address
-//!   and the address of its tag byte, so taking it sets its tag without
+//!   and its tag key (`zone::tag_key`: the zone's address plus the
+//!   chunk's index, its tag byte at a constant distance from that, which
+//!   the store of the tag adds in its address), so taking it sets its tag without
 //!   reading the zone header or the zone size, and neither a push nor a
 //!   pop packs or unpacks anything (6 instructions a pair less than one
 //!   word with the tag's distance in its top bits; a magazine is then
@@ -60,8 +62,8 @@ pub struct Mag {
     max: u32,
     /// The chunks, the last pushed at `n - 1`.
     chunk: [*mut u8; MAX as usize],
-    /// `tag[i]` is the address of `chunk[i]`'s tag byte.
-    tag: [*mut u8; MAX as usize],
+    /// `tag[i]` is `chunk[i]`'s tag key (`zone::tag_key`).
+    tag: [usize; MAX as usize],
     _pad: usize,
 }
 
@@ -125,21 +127,23 @@ pub unsafe fn setup(gd: *mut SLGlobalData) {
     }
 }
 
-/// Take the last chunk pushed on class `idx`'s magazine: (chunk, its tag
-/// byte), or NULL if the magazine is empty.
+/// Take the last chunk pushed on the magazine of class `idx`, at `moff`
+/// = `idx * size_of::<Mag>()` from the first: (chunk, its tag key), or
+/// NULL if the magazine is empty.
 ///
 /// # Safety
 /// `gd` is the calling thread's cpu state, its window open and no flag
-/// set (or parked and the caller the reclaimer); `idx < NZONES`.
+/// set (or parked and the caller the reclaimer); `moff` is `idx *
+/// size_of::<Mag>()` with `idx < NZONES`.
 #[inline(always)]
-pub unsafe fn pop(gd: *mut SLGlobalData, idx: usize) -> (*mut u8, *mut u8) {
+pub unsafe fn pop(gd: *mut SLGlobalData, moff: usize) -> (*mut u8, usize) {
     // SAFETY: caller contract: the magazine and its chunks are ours;
     // `n - 1 < n <= max <= MAX` indexes a pushed entry.
     unsafe {
-        let m = (*mags(gd)).0.get_unchecked_mut(idx);
+        let m = &mut *mags(gd).byte_add(moff).cast::<Mag>();
         let n = m.n;
         if n == 0 {
-            return (ptr::null_mut(), ptr::null_mut());
+            return (ptr::null_mut(), 0);
         }
         let i = (n - 1) as usize;
         m.n = n - 1;
@@ -162,15 +166,14 @@ pub unsafe fn of(gd: *mut SLGlobalData, idx: usize) -> *mut Mag {
     unsafe { (*mags(gd)).0.as_mut_ptr().add(idx) }
 }
 
-/// Push chunk `c` (already tagged free, its tag byte at `tag`, below it
-/// in its zone) on the magazine `m` of its class; false (nothing done)
-/// if it is full.
+/// Push chunk `c` (already tagged free, its tag key `key`) on the
+/// magazine `m` of its class; false (nothing done) if it is full.
 ///
 /// # Safety
 /// As [`pop`], with `m` = [`of`]`(gd, idx)`; `c` is a chunk of a zone of
 /// `gd`, of class `idx`, that nothing uses and that is on no list.
 #[inline(always)]
-pub unsafe fn push(m: *mut Mag, c: *mut u8, tag: *const u8) -> bool {
+pub unsafe fn push(m: *mut Mag, c: *mut u8, key: usize) -> bool {
     // SAFETY: caller contract; `n < max <= MAX` indexes a free entry.
     unsafe {
         let m = &mut *m;
@@ -179,7 +182,7 @@ pub unsafe fn push(m: *mut Mag, c: *mut u8, tag: *const u8) -> bool {
             return false;
         }
         *m.chunk.get_unchecked_mut(n as usize) = c;
-        *m.tag.get_unchecked_mut(n as usize) = tag.cast_mut();
+        *m.tag.get_unchecked_mut(n as usize) = key;
         m.n = n + 1;
         true
     }

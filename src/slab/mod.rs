@@ -157,16 +157,42 @@ pub const fn zoneindex(n: usize) -> (usize, usize) {
 const SMALL_MAX: usize = 4095;
 const _: () = assert!(SMALL_MAX < ZALLOC_MIN_ZONE_SIZE as usize / 4);
 
-/// Size class of a request of 1..=`SMALL_MAX` bytes by `(n + 7) / 8`:
-/// zone index in the low byte, chunk size above. (A class boundary is a
-/// multiple of 8 there, so rounding `n` up to 8 first does not change its
-/// class.) A `const`, so it is addressed directly, not through the GOT.
-const SMALL_CLASS: [u32; SMALL_MAX.div_ceil(8) + 1] = {
-    let mut t = [0u32; SMALL_MAX.div_ceil(8) + 1];
-    let mut k = 1;
+/// A size class as the zone paths take it: the chunk size and where the
+/// class's magazine is among a cpu's (`idx * size_of::<Mag>()`), each a
+/// load of its own from [`SMALL_CLASS`] (no shift or mask on the fast
+/// path), passed on in one register.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct Class {
+    cs: u32,
+    moff: u32,
+}
+
+impl Class {
+    const fn new(idx: usize, cs: usize) -> Class {
+        Class {
+            cs: cs as u32,
+            moff: (idx * size_of::<mag::Mag>()) as u32,
+        }
+    }
+
+    /// The zone index.
+    #[inline(always)]
+    fn idx(self) -> usize {
+        self.moff as usize / size_of::<mag::Mag>()
+    }
+}
+
+/// Size class of a request of 1..=`SMALL_MAX` bytes by `(n - 1) / 8`
+/// (the fast path's range test has computed `n - 1`). A class boundary
+/// is a multiple of 8 there, so all of `8k + 1 ..= 8k + 8` are in one
+/// class. A `const`, so it is addressed directly, not through the GOT.
+const SMALL_CLASS: [Class; SMALL_MAX.div_ceil(8)] = {
+    let mut t = [Class { cs: 0, moff: 0 }; SMALL_MAX.div_ceil(8)];
+    let mut k = 0;
     while k < t.len() {
-        let (i, c) = zoneindex(k * 8);
-        t[k] = (c << 8 | i) as u32;
+        let (i, c) = zoneindex((k + 1) * 8);
+        t[k] = Class::new(i, c);
         k += 1;
     }
     t
@@ -204,12 +230,14 @@ fn fail(func: &str, ty: *mut malloc_type, flags: c_int, why: &str) -> *mut c_voi
 #[inline(always)]
 pub unsafe fn malloc(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_void {
     let gd = tls::get();
-    if gd.is_null() || size.wrapping_sub(1) >= SMALL_MAX {
+    let n1 = size.wrapping_sub(1);
+    if gd.is_null() || n1 >= SMALL_MAX {
         // SAFETY: forwarded caller contract.
         return unsafe { malloc_slow(size, ty, flags) };
     }
-    let class = SMALL_CLASS[size.div_ceil(8)];
-    let cs = (class >> 8) as usize;
+    // SAFETY: `n1 < SMALL_MAX`, so `n1 / 8 < SMALL_MAX.div_ceil(8)`.
+    let class = unsafe { *SMALL_CLASS.get_unchecked(n1 / 8) };
+    let cs = class.cs as usize;
     // SAFETY: `ty` is a valid type, registered with tag `tag` if
     // `count_open` counts the call; `gd` is this thread's cpu state;
     // `class` is a small size class. Inside the window the zones are ours
@@ -224,19 +252,19 @@ pub unsafe fn malloc(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_
         // test of the registration word's signature here.
         let (counted, tag) = account::count_open(gd, ty, cs, f);
         match counted {
-            account::Counted::Yes => take(w, gd, class, ty, tag, flags, true),
-            account::Counted::Note => malloc_noted(w, gd, class, ty, tag, flags),
+            account::Counted::Yes => take(w, class, ty, tag, flags, true),
+            account::Counted::Note => malloc_noted(class, ty, flags, w, tag),
             account::Counted::No => {
                 w.close();
-                malloc_away(gd, class, ty, flags)
+                malloc_away(class, ty, flags, gd)
             }
         }
     }
 }
 
-/// A chunk of `class` (`chunk size << 8 | zone index`) for a call already
-/// counted and charged, in the window `w` (the state not parked), which
-/// it closes: the last chunk the magazine got, else `zone_malloc_in`
+/// A chunk of `class` for a call already counted and charged, in the
+/// window `w` of the calling thread's cpu state (not parked), which it
+/// closes: the last chunk the magazine got, else `zone_malloc_in`
 /// (out of line: the zone's free list, then the zone's other ways).
 /// `home`: this cpu is the type's home (its statistics slot is its own).
 ///
@@ -245,19 +273,19 @@ pub unsafe fn malloc(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_
 #[inline(always)]
 unsafe fn take(
     w: reclaim::Window,
-    gd: *mut SLGlobalData,
-    class: u32,
+    class: Class,
     ty: *mut malloc_type,
     tag: u8,
     flags: c_int,
     home: bool,
 ) -> *mut c_void {
-    let (idx, cs) = ((class & 0xff) as usize, (class >> 8) as usize);
+    let cs = class.cs as usize;
+    let gd = w.gd();
     // SAFETY: caller contract.
     unsafe {
-        let c = zone::pop_mag(gd, idx, tag);
+        let c = zone::pop_mag(gd, class.moff as usize, tag);
         if c.is_null() {
-            return zone_malloc_in(w, gd, class, ty, tag, flags);
+            return zone_malloc_in(class, ty, flags, w, tag);
         }
         w.close();
         if home {
@@ -284,17 +312,16 @@ unsafe fn take(
 #[cold]
 #[inline(never)]
 unsafe fn malloc_noted(
-    w: reclaim::Window,
-    gd: *mut SLGlobalData,
-    class: u32,
+    class: Class,
     ty: *mut malloc_type,
-    tag: u8,
     flags: c_int,
+    w: reclaim::Window,
+    tag: u8,
 ) -> *mut c_void {
     // SAFETY: caller contract.
     unsafe {
-        calls::count_noted((*gd).sl_Slot as usize, tag, ty);
-        take(w, gd, class, ty, tag, flags, true)
+        calls::count_noted((*w.gd()).sl_Slot as usize, tag, ty);
+        take(w, class, ty, tag, flags, true)
     }
 }
 
@@ -309,10 +336,10 @@ unsafe fn malloc_noted(
 /// non-NULL and points to a `struct malloc_type` that stays valid.
 #[inline(never)]
 unsafe fn malloc_away(
-    gd: *mut SLGlobalData,
-    class: u32,
+    class: Class,
     ty: *mut malloc_type,
     flags: c_int,
+    gd: *mut SLGlobalData,
 ) -> *mut c_void {
     // SAFETY: caller contract.
     let tag = match unsafe { types::registered_tag(ty) } {
@@ -322,10 +349,10 @@ unsafe fn malloc_away(
     };
     // SAFETY: caller contract; `ty` is registered with tag `tag`.
     unsafe {
-        if !account::account(gd, ty, (class >> 8) as usize) {
+        if !account::account(gd, ty, class.cs as usize) {
             return over_limit(ty, flags);
         }
-        take(reclaim::own(gd), gd, class, ty, tag, flags, false)
+        take(reclaim::own(gd), class, ty, tag, flags, false)
     }
 }
 
@@ -336,7 +363,7 @@ fn over_limit(ty: *mut malloc_type, flags: c_int) -> *mut c_void {
     fail("slab_malloc", ty, flags, "malloc limit exceeded")
 }
 
-/// A chunk of `class` (`chunk size << 8 | zone index`) for `ty` tagged
+/// A chunk of `class` for `ty` tagged
 /// `tag`; the call is already counted and charged.
 ///
 /// # Safety
@@ -344,30 +371,33 @@ fn over_limit(ty: *mut malloc_type, flags: c_int) -> *mut c_void {
 /// registered type with tag `tag`.
 unsafe fn zone_malloc(
     gd: *mut SLGlobalData,
-    class: u32,
+    class: Class,
     ty: *mut malloc_type,
     tag: u8,
     flags: c_int,
 ) -> *mut c_void {
     // SAFETY: caller contract.
-    unsafe { zone_malloc_in(reclaim::own(gd), gd, class, ty, tag, flags) }
+    unsafe { zone_malloc_in(class, ty, flags, reclaim::own(gd), tag) }
 }
 
-/// [`zone_malloc`] inside the window `w` (the state not parked), which it
-/// closes: the fast paths go on in the window they opened.
+/// [`zone_malloc`] inside the window `w` of the calling thread's cpu
+/// state (not parked), which it closes: the fast paths go on in the
+/// window they opened. The arguments in the order `slab_malloc` has
+/// `ty` and `flags` in (the second and third), so that its tail calls
+/// move fewer registers.
 ///
 /// # Safety
-/// As [`zone_malloc`], but with `w` the open window of `gd`.
+/// As [`zone_malloc`], but with `w` the open window of the cpu state.
 #[inline(never)]
 unsafe fn zone_malloc_in(
-    w: reclaim::Window,
-    gd: *mut SLGlobalData,
-    class: u32,
+    class: Class,
     ty: *mut malloc_type,
-    tag: u8,
     flags: c_int,
+    w: reclaim::Window,
+    tag: u8,
 ) -> *mut c_void {
-    let (idx, cs) = ((class & 0xff) as usize, (class >> 8) as usize);
+    let gd = w.gd();
+    let (idx, cs) = (class.idx(), class.cs as usize);
     // SAFETY: `gd` is this thread's cpu state, its window open and not
     // parked; `idx < NZONES`.
     let c = unsafe { zone::alloc(gd, idx, cs, tag, flags & (M_ZERO | M_PASSIVE_ZERO) != 0) };
@@ -426,7 +456,7 @@ unsafe fn malloc_slow(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c
         if !account::account(gd, ty, cs) {
             return over_limit(ty, flags);
         }
-        zone_malloc(gd, (cs << 8 | idx) as u32, ty, tag, flags)
+        zone_malloc(gd, Class::new(idx, cs), ty, tag, flags)
     }
 }
 

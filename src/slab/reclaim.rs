@@ -81,6 +81,12 @@ pub unsafe fn open(gd: *mut SLGlobalData) -> Window {
 }
 
 impl Window {
+    /// The cpu state whose window this is.
+    #[inline(always)]
+    pub fn gd(&self) -> *mut SLGlobalData {
+        self.gd
+    }
+
     /// Close the window: everything done inside is visible to a reclaimer
     /// (or a cpu taking a home type over) that sees it closed.
     #[inline(always)]

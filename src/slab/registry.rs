@@ -146,16 +146,19 @@ pub struct Fast {
     /// `!(ZoneSize - 1)` once the zone size is set (before: 0, so no
     /// pointer has a zone): a zone's base is a pointer `&` this.
     pub zone_base: AtomicUsize,
-    /// Start of the arena (0: none yet, or none could be reserved).
-    lo: AtomicUsize,
-    /// Bytes from `lo` carved into zones so far (readable and writable);
+    /// Minus the start of the arena (0: none yet, or none could be
+    /// reserved): [`in_arena`] adds it to a copy of the base it tests
+    /// (`base - lo` as a load and an add into a register, not a load, a
+    /// copy and a subtraction).
+    neg_lo: AtomicUsize,
+    /// Bytes from the arena's start carved into zones so far (readable and writable);
     /// only grows.
     top: AtomicUsize,
 }
 
 pub static FAST: Fast = Fast {
     zone_base: AtomicUsize::new(0),
-    lo: AtomicUsize::new(0),
+    neg_lo: AtomicUsize::new(0),
     top: AtomicUsize::new(0),
 };
 
@@ -163,7 +166,7 @@ pub static FAST: Fast = Fast {
 pub struct Carve {
     /// Tried to reserve (successful or not): never tried again.
     tried: bool,
-    /// Bytes reserved at `FAST.lo`.
+    /// Bytes reserved at the arena's start (`-FAST.neg_lo`).
     len: usize,
     /// Places of zones given back, to be carved again first.
     free: Vec<usize>,
@@ -186,10 +189,10 @@ pub fn carve_lock() -> MutexGuard<'static, Carve> {
 /// own chunks can point into).
 #[inline(always)]
 pub fn in_arena(base: usize) -> bool {
-    // The bound first: a bound that is not 0 was stored after `lo`, which
-    // the acquire load then sees too (never a bound with `lo` still 0).
+    // The bound first: a bound that is not 0 was stored after `neg_lo`, which
+    // the acquire load then sees too (never a bound with `neg_lo` still 0).
     let top = FAST.top.load(Ordering::Acquire);
-    base.wrapping_sub(FAST.lo.load(Ordering::Relaxed)) < top
+    FAST.neg_lo.load(Ordering::Relaxed).wrapping_add(base) < top
 }
 
 /// Is `RLIMIT_AS` unlimited (so zones may go to the arena)?
@@ -226,13 +229,14 @@ pub fn carve(zs: usize) -> *mut c_void {
             };
             if a != libc::MAP_FAILED {
                 c.len = len;
-                FAST.lo.store(a as usize, Ordering::Relaxed);
+                FAST.neg_lo
+                    .store((a as usize).wrapping_neg(), Ordering::Relaxed);
                 break;
             }
             len /= 2;
         }
     }
-    let lo = FAST.lo.load(Ordering::Relaxed);
+    let lo = FAST.neg_lo.load(Ordering::Relaxed).wrapping_neg();
     let top = FAST.top.load(Ordering::Relaxed);
     if lo == 0 || c.len - top < zs {
         return ptr::null_mut();

@@ -48,9 +48,11 @@ pub struct Fixed {
     /// Chunk size.
     pub cs: u32,
     /// `z_NMax * cs`: offsets from `base` below this are in the array.
-    pub span: u32,
-    /// `ceil(2^32 / cs)`: chunk index by multiplication.
-    pub recip: u32,
+    /// A word, so the free path compares an offset with it in memory.
+    pub span: usize,
+    /// `ceil(2^32 / cs)`: chunk index by multiplication ([`index`]). A
+    /// word, so the free path multiplies by it in memory.
+    pub recip: u64,
     /// Start of the chunk array (`z_BasePtr`).
     pub base: usize,
     /// The owning cpu state.
@@ -60,21 +62,6 @@ pub struct Fixed {
     /// The owner's magazine of the class (`mag::of(owner, idx)`): the free
     /// path pushes there without the class arithmetic.
     pub mag: *mut mag::Mag,
-}
-
-impl Fixed {
-    /// `magic | cs << 32` and `span | recip << 32`: the four 32-bit
-    /// fields the free path checks, read as two 64-bit words.
-    #[inline(always)]
-    fn pairs(&self) -> (u64, u64) {
-        const _: () = assert!(cfg!(target_endian = "little"));
-        let p = (self as *const Fixed).cast::<u64>();
-        // SAFETY: `Fixed` is `repr(C)` and 64-byte aligned; `magic, cs`
-        // and `span, recip` are its first two 8-byte-aligned pairs of
-        // `u32`/`i32`, which on a little-endian target read as these
-        // 64-bit values.
-        unsafe { (p.read(), p.add(1).read()) }
-    }
 }
 
 /// A zone header: the C-visible `SLZone` plus what this implementation
@@ -94,9 +81,29 @@ pub struct Zone {
 /// after the zone is unmapped.
 #[inline(always)]
 pub(super) unsafe fn tag<'a>(z: *mut Zone, i: usize) -> &'a AtomicU8 {
-    // SAFETY: the caller passes `i < z_NMax`; the tag array of `z_NMax`
-    // bytes follows the header inside the zone's mapping.
-    unsafe { AtomicU8::from_ptr(z.cast::<u8>().add(size_of::<Zone>() + i)) }
+    // SAFETY: caller contract.
+    unsafe { tag_at(tag_key(z, i)) }
+}
+
+/// The tag key of chunk `i` of `z`: the zone's address plus `i`, its tag
+/// byte being at `size_of::<Zone>()` from there (a magazine keeps the
+/// key, and the stores of a tag through it add the constant in their
+/// address: one addition less on the free path).
+#[inline(always)]
+pub(super) fn tag_key(z: *mut Zone, i: usize) -> usize {
+    z as usize + i
+}
+
+/// The tag byte of the tag key `key`.
+///
+/// # Safety
+/// `key` is [`tag_key`]`(z, i)` of a mapped zone `z` and `i < z_NMax` of
+/// it; the reference is not used after the zone is unmapped.
+#[inline(always)]
+pub(super) unsafe fn tag_at<'a>(key: usize) -> &'a AtomicU8 {
+    // SAFETY: caller contract: the tag array of `z_NMax` bytes follows
+    // the header inside the zone's mapping.
+    unsafe { AtomicU8::from_ptr((key + size_of::<Zone>()) as *mut u8) }
 }
 
 /// Index of the chunk at byte offset `off` (< `span`) of the array, and
@@ -108,14 +115,14 @@ pub(super) unsafe fn tag<'a>(z: *mut Zone, i: usize) -> &'a AtomicU8 {
 /// `i * e < 2^17 <= 2^18 <= recip`: the high half is `i`, and the low half
 /// is below `recip` exactly when `r == 0`.
 #[inline(always)]
-pub(super) fn index(off: usize, recip: u32) -> (usize, bool) {
-    let p = off as u64 * recip as u64;
-    ((p >> 32) as usize, (p as u32) < recip)
+pub(super) fn index(off: usize, recip: u64) -> (usize, bool) {
+    let p = (off as u64).wrapping_mul(recip);
+    ((p >> 32) as usize, (p as u32) < recip as u32)
 }
 
 /// `ceil(2^32 / cs)`.
-pub(super) fn recip(cs: usize) -> u32 {
-    (1u64 << 32).div_ceil(cs as u64) as u32
+pub(super) fn recip(cs: usize) -> u64 {
+    (1u64 << 32).div_ceil(cs as u64)
 }
 
 /// The first step of [`alloc`]: take the first free-listed chunk of class
@@ -149,20 +156,21 @@ unsafe fn pop(gd: *mut SLGlobalData, idx: usize, t: u8) -> *mut u8 {
     }
 }
 
-/// Take the first chunk of class `idx`'s magazine (`mag`) for the cpu
-/// `gd`, tagged `t`; NULL if the magazine is empty (then call [`pop`]).
+/// Take the first chunk of class `idx`'s magazine (`mag`, at `moff` =
+/// `idx * size_of::<Mag>()` among the cpu's) for the cpu `gd`, tagged
+/// `t`; NULL if the magazine is empty (then call [`pop`]).
 ///
 /// # Safety
 /// `gd` is the calling thread's cpu state, its window open and no flag
-/// set; `idx < NZONES`.
+/// set; `moff` is `idx * size_of::<Mag>()` with `idx < NZONES`.
 #[inline(always)]
-pub unsafe fn pop_mag(gd: *mut SLGlobalData, idx: usize, t: u8) -> *mut u8 {
+pub unsafe fn pop_mag(gd: *mut SLGlobalData, moff: usize, t: u8) -> *mut u8 {
     // SAFETY: caller contract; a chunk in the magazine is a chunk of a
     // live zone of `gd` (the zone counts it allocated) and `tg` its tag.
     unsafe {
-        let (c, tg) = mag::pop(gd, idx);
+        let (c, key) = mag::pop(gd, moff);
         if !c.is_null() {
-            AtomicU8::from_ptr(tg).store(t, Ordering::Relaxed);
+            tag_at(key).store(t, Ordering::Relaxed);
         }
         c
     }
@@ -322,7 +330,7 @@ unsafe fn refill(gd: *mut SLGlobalData, idx: usize, cs: usize) -> *mut Zone {
             f: Fixed {
                 magic: ZALLOC_SLAB_MAGIC,
                 cs: cs as u32,
-                span: (nmax * cs) as u32,
+                span: nmax * cs,
                 recip: recip(cs),
                 base: base as usize,
                 owner: gd,
@@ -417,7 +425,7 @@ unsafe fn locate(func: &str, base: usize, c: *mut u8) -> (*mut Zone, usize) {
             bad_magic(func, c, z);
         }
         let off = (c as usize).wrapping_sub(f.base);
-        if off >= f.span as usize {
+        if off >= f.span {
             bad_ptr(func, c, "points into a slab zone header, not at a chunk");
         }
         let (i, exact) = index(off, f.recip);
@@ -509,7 +517,7 @@ pub unsafe fn free(
             free_local(gd, z, c);
             w.close();
         } else {
-            free_remote(owner, c);
+            free_remote(c, owner);
         }
         cs
     }
@@ -542,52 +550,63 @@ pub unsafe fn free_fast(
         // `free_slow`, which makes them again and reports.
         let z = base as *mut Zone;
         let f = &(*z).f;
-        // `magic, cs` and `span, recip` each in one load.
-        let (mc, sr) = f.pairs();
+        // The magic, `span` and `recip` are used from memory (a compare
+        // with an immediate, a compare, a multiplication): no loads of
+        // their own.
         let off = (c as usize).wrapping_sub(f.base);
-        if mc as u32 != ZALLOC_SLAB_MAGIC as u32 || off >= (sr as u32) as usize {
+        if f.magic != ZALLOC_SLAB_MAGIC || off >= f.span {
             w.close();
             return super::free_slow(c.cast(), ty);
         }
-        let (i, exact) = index(off, (sr >> 32) as u32);
-        let tg = tag(z, i);
+        let (i, exact) = index(off, f.recip);
+        let key = tag_key(z, i);
+        let tg = tag_at(key);
         // The type is registered and its tag is the chunk's: one compare.
-        if !exact || !types::reg_word_is(r, tg.load(Ordering::Relaxed)) {
+        // A plain read of the tag (an atomic one of a byte is zero-extended
+        // twice): only the chunk's holder writes it (allocation, this
+        // free), so no other thread writes it now unless the program
+        // frees the chunk twice at once, which the checks cannot catch
+        // either way.
+        if !exact || !types::reg_word_is(r, tg.as_ptr().read()) {
             w.close();
             return super::free_slow(c.cast(), ty);
         }
         tg.store(TAG_FREE, Ordering::Relaxed);
-        let cs = -(((mc >> 32) as u32) as isize);
-        let owner = (*z).f.owner;
+        let cs = -(f.cs as isize);
         // One test for another cpu's chunk, a shared statistics slot and a
-        // parked state.
-        if (owner as usize ^ gd as usize) | reclaim::flags(gd) as u32 as usize != 0 {
+        // parked state (the owner read again below the test, so the test
+        // needs no copy of it).
+        if ((*z).f.owner as usize ^ gd as usize) | reclaim::flags(gd) as u32 as usize != 0 {
             w.close();
+            let owner = (*z).f.owner;
             types::stat(gd, ty, cs, -1);
             if owner != gd {
-                return free_remote(owner, c);
+                return free_remote(c, owner);
             }
-            return free_flagged(gd, z, c);
+            return free_flagged(c, gd, z);
         }
         types::stat_home(gd, ty, cs, -1);
-        if mag::push((*z).f.mag, c, tg.as_ptr()) {
+        if mag::push((*z).f.mag, c, key) {
             w.close();
             return;
         }
-        free_list_in(w, gd, z, c);
+        free_list_in(c, w, z);
     }
 }
 
 /// The rest of [`free_fast`] when the class's magazine is full: `c` goes
 /// on its zone's free list, in the window `w`, which it closes. Out of
-/// line, so the fast path keeps to the registers it need not save.
+/// line, so the fast path keeps to the registers it need not save; the
+/// chunk first, as `slab_free` has it, so its tail calls move fewer
+/// registers (and so for the other tail calls of [`free_fast`]).
 ///
 /// # Safety
-/// `w` is the open window of `gd`, the calling thread's cpu state with no
-/// flag set; `z` is a live zone of `gd` and `c` a chunk of `z` that is no
-/// longer in use (tagged free) and on no list.
+/// `w` is the open window of `gd` (`w.gd()`), the calling thread's cpu
+/// state with no flag set; `z` is a live zone of `gd` and `c` a chunk of
+/// `z` that is no longer in use (tagged free) and on no list.
 #[inline(never)]
-unsafe fn free_list_in(w: reclaim::Window, gd: *mut SLGlobalData, z: *mut Zone, c: *mut u8) {
+unsafe fn free_list_in(c: *mut u8, w: reclaim::Window, z: *mut Zone) {
+    let gd = w.gd();
     // SAFETY: caller contract.
     unsafe {
         let ch = c.cast::<SLChunk>();
@@ -614,7 +633,7 @@ unsafe fn free_list_in(w: reclaim::Window, gd: *mut SLGlobalData, z: *mut Zone, 
 /// already set free).
 #[cold]
 #[inline(never)]
-unsafe fn free_flagged(gd: *mut SLGlobalData, z: *mut Zone, c: *mut u8) {
+unsafe fn free_flagged(c: *mut u8, gd: *mut SLGlobalData, z: *mut Zone) {
     // SAFETY: `gd` is the calling thread's state, owner of the live zone
     // `z`; the window makes its zones ours.
     unsafe {
@@ -633,7 +652,7 @@ unsafe fn free_flagged(gd: *mut SLGlobalData, z: *mut Zone, c: *mut u8) {
 /// `c` is a chunk of that zone which the caller has just tagged free and
 /// which nothing else uses: its first word becomes the list link.
 #[inline(never)]
-unsafe fn free_remote(owner: *mut SLGlobalData, c: *mut u8) {
+unsafe fn free_remote(c: *mut u8, owner: *mut SLGlobalData) {
     // SAFETY: `owner` is the live state owning the zone of `c` (states
     // are pooled, never freed); `c` is a chunk we just marked free.
     unsafe {
