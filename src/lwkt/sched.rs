@@ -45,6 +45,17 @@ pub(super) unsafe fn enqueue(gd: *mut globaldata, td: *mut thread) {
 /// `td` must be a thread of `gd`.
 #[inline]
 pub(super) unsafe fn dequeue(gd: *mut globaldata, td: *mut thread) {
+    // SAFETY: per the contract.
+    unsafe { dequeue_inline(gd, td) }
+}
+
+/// [`dequeue`] inlined, for a path that would otherwise pay a call for
+/// it (a thread's exit).
+///
+/// # Safety
+/// As [`dequeue`].
+#[inline(always)]
+pub(super) unsafe fn dequeue_inline(gd: *mut globaldata, td: *mut thread) {
     // SAFETY: per the contract; TDF_RUNQ says which list td is on.
     unsafe {
         if (*td).td_flags & TDF_RUNQ != 0 {

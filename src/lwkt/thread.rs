@@ -16,7 +16,7 @@ use super::arch;
 use super::boot::mycpu;
 use super::msgport as mp;
 use super::san;
-use super::sched::{dequeue, enqueue, exit_to, pick_next, schedule_local};
+use super::sched::{dequeue, dequeue_inline, enqueue, exit_to, pick_next, schedule_local};
 use super::stack;
 use super::tdqueue::{self, Link};
 use crate::abi::{
@@ -874,6 +874,7 @@ pub unsafe fn free_thread(td: *mut thread) {
 ///
 /// # Safety
 /// `td` is a live (not exited) thread of `gd`.
+#[inline(always)]
 unsafe fn forget(gd: *mut globaldata, td: *mut thread) {
     // SAFETY: per the contract.
     unsafe {
@@ -920,7 +921,7 @@ fn exit_inline<const SAN: bool>(gd: *mut globaldata) -> ! {
                 (*td).td_comm.as_ptr(),
             );
         }
-        dequeue(gd, td);
+        dequeue_inline(gd, td);
         forget(gd, td);
         (*td).td_mpcount = 0;
         (*td).td_flags |= TDF_EXITED;
