@@ -23,6 +23,8 @@ c_program!(caps1, "caps1-ipc", "caps1");
 
 c_program!(echo, "caps_echo-ipc", "caps_echo");
 
+c_program!(deadsend, "caps1_deadsend-ipc", "caps1_deadsend");
+
 /// A private rendezvous directory (0755 so other uids can reach root's
 /// services through it), removed at the end.
 struct Rdv(Rendezvous);
@@ -248,6 +250,24 @@ fn server_killed_mid_stream_caps1_client_reports_failure() {
         so.contains("client failed\n") && so.ends_with("exit\n"),
         "{so}"
     );
+}
+
+/// The service closed after one reply and the client's library has seen
+/// it: a message sent again (marked done by `lwkt_initmsg`, still holding
+/// the first reply) fails at once, and waiting for it gives NULL, not the
+/// message as if answered (caps1's "bad reply" when its server died right
+/// after a reply).
+#[test]
+fn request_on_a_connection_known_dead_fails() {
+    let rdv = Rdv::new("deadsend");
+    let srv = rdv.serve(caps1(), "test", &["-s", "-n1", "-q2"]);
+    let out = run(rdv.cmd(deadsend()));
+    expect_ok(
+        &out,
+        "first: replied error=23\nshut down\nsecond: beginmsg 5, waitreply NULL\n",
+    );
+    let out = srv.finish();
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
 // ---- threads meet IPC ----------------------------------------------------
