@@ -5,7 +5,8 @@
  *				error 23 and the complemented result
  *	caps1 -c [-qN] [-nN]	connect to "test" and send 0, 1, 2, ...
  *
- * -q (quiet 1) prints every 65536th reply, -q2 none. -nN stops after N
+ * -q (quiet 1) prints every 65536th reply (the first one too), each
+ * flushed at once so a watcher sees the stream has started; -q2 none. -nN stops after N
  * requests (client) or N requests served (server); without it both run
  * until the peer goes away. The client ends with the round-trip rate.
  */
@@ -90,6 +91,9 @@ client(void)
 		if (quiet == 0 || (quiet == 1 && (i & 65535) == 0)) {
 			printf("reply: error=%d/23 res=%d/%ld\n",
 			    junkmsg.ms_error, ~junkmsg.u.ms_result, i);
+			/* -q1's rare progress lines go out at once, pipe or not. */
+			if (quiet == 1)
+				fflush(stdout);
 		}
 		if (junkmsg.ms_error != 23 || ~junkmsg.u.ms_result != (int)i) {
 			printf("bad reply to %ld\n", i);

@@ -23,6 +23,8 @@ c_program!(caps1, "caps1-ipc", "caps1");
 
 c_program!(echo, "caps_echo-ipc", "caps_echo");
 
+c_program!(deadsend, "caps1_deadsend-ipc", "caps1_deadsend");
+
 /// A private rendezvous directory (0755 so other uids can reach root's
 /// services through it), removed at the end.
 struct Rdv(Rendezvous);
@@ -69,6 +71,35 @@ impl Rdv {
     }
 }
 
+/// Wait until our service `name` has received a request (its library's
+/// counters, read with `capsctl stat`): some client is mid-stream.
+fn wait_requests(rdv: &Rdv, name: &str) {
+    let capsctl = Path::new(env!("CARGO_BIN_EXE_capsctl"));
+    let t0 = Instant::now();
+    loop {
+        let out = run({
+            let mut c = rdv.cmd(capsctl);
+            c.args(["stat", name, "--json"]);
+            c
+        });
+        let so = text(&out.stdout);
+        let requests = so
+            .split("\"requests\": ")
+            .nth(1)
+            .and_then(|r| r.split(',').next())
+            .and_then(|n| n.parse::<u64>().ok());
+        if requests.is_some_and(|n| n > 0) {
+            return;
+        }
+        assert!(
+            t0.elapsed() < DEADLINE,
+            "no request reached {name}: {so}{}",
+            text(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// A running server process; killed if the test ends early.
 struct Server(Option<Child>);
 
@@ -106,6 +137,24 @@ fn run(mut c: Command) -> Output {
 }
 
 use common::text;
+
+/// The lines of a child's standard output (taken from it), each sent as
+/// soon as it is read; the channel ends when the output does.
+fn stdout_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        loop {
+            let mut line = String::new();
+            match out.read_line(&mut line) {
+                Ok(n) if n > 0 && tx.send(line).is_ok() => {}
+                _ => break,
+            }
+        }
+    });
+    rx
+}
 
 fn expect_ok(out: &Output, stdout: &str) {
     assert!(
@@ -186,16 +235,39 @@ fn caps1_client_without_server_fails_cleanly() {
 fn server_killed_mid_stream_caps1_client_reports_failure() {
     let rdv = Rdv::new("caps1kill");
     let mut srv = rdv.serve(caps1(), "test", &["-s", "-q2"]);
-    let client = rdv.cmd(caps1()).args(["-c", "-q2"]).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // -q1: the client prints (and flushes) the first reply, so the kill
+    // comes mid-stream for certain, not after a guess of how long a loaded
+    // machine needs to start the client and connect.
+    let mut client = rdv.cmd(caps1()).args(["-c", "-q1"]).spawn().unwrap();
+    let lines = stdout_lines(&mut client);
+    let first = lines.recv_timeout(DEADLINE).unwrap_or_default();
     srv.kill(libc::SIGKILL);
     let out = wait_deadline(client);
-    let so = text(&out.stdout);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let so = first.clone() + &lines.iter().collect::<String>();
+    assert_eq!(first, "reply: error=23/23 res=0/0\n", "{so}");
+    assert!(out.status.success(), "{so}\n{}", text(&out.stderr));
     assert!(
         so.contains("client failed\n") && so.ends_with("exit\n"),
         "{so}"
     );
+}
+
+/// The service closed after one reply and the client's library has seen
+/// it: a message sent again (marked done by `lwkt_initmsg`, still holding
+/// the first reply) fails at once, and waiting for it gives NULL, not the
+/// message as if answered (caps1's "bad reply" when its server died right
+/// after a reply).
+#[test]
+fn request_on_a_connection_known_dead_fails() {
+    let rdv = Rdv::new("deadsend");
+    let srv = rdv.serve(caps1(), "test", &["-s", "-n1", "-q2"]);
+    let out = run(rdv.cmd(deadsend()));
+    expect_ok(
+        &out,
+        "first: replied error=23\nshut down\nsecond: beginmsg 5, waitreply NULL\n",
+    );
+    let out = srv.finish();
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
 // ---- threads meet IPC ----------------------------------------------------
@@ -442,7 +514,9 @@ fn server_kill9_with_requests_in_flight() {
         ])
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(400));
+    // Kill only once requests flow (a fixed sleep could come before the
+    // client, slow to start on a loaded machine, has even connected).
+    wait_requests(&rdv, "kill9");
     srv.kill(libc::SIGKILL);
     let out = wait_deadline(client);
     let so = text(&out.stdout);

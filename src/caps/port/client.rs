@@ -187,10 +187,12 @@ pub(super) unsafe fn client_send(p: *mut CapsPort, msg: *mut lwkt_msg) -> i32 {
     unsafe {
         let (size, max) = ((*msg).ms_msgsize, (*msg).ms_maxsize);
         let cl = client_of(p);
+        // Not done, even when it fails at once: `lwkt_initmsg` marked it
+        // done, and `caps_client_waitreply` would hand it back as answered.
+        (*msg).ms_flags &= !(MSGF_DONE | MSGF_REPLY | MSGF_QUEUED);
         if cl.conn.dead {
             return Errno::EIO.0;
         }
-        (*msg).ms_flags &= !(MSGF_DONE | MSGF_REPLY | MSGF_QUEUED);
         let id = cl.next_id;
         cl.next_id += 1;
         let body_len = size as usize - MSG_HDR;
