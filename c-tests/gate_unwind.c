@@ -18,14 +18,14 @@
 #include <string.h>
 #include <ucontext.h>
 
+#include "trapstep.h"
+
 /* The stub: the instructions of lwkt_yield before its jump out. */
 #define STUB_BYTES 12
 
 static volatile int state, steps, in_stub, missed, missed_stub;
 static uintptr_t stub_lo;
 
-void stepper(void);
-extern const char stepper_ret[];	/* where lwkt_yield returns to */
 
 static void
 on_trap(int sig, siginfo_t *si, void *ctx)
@@ -68,31 +68,6 @@ on_trap(int sig, siginfo_t *si, void *ctx)
 #endif
 }
 
-#ifdef __x86_64__
-/* Sets the trap flag and calls lwkt_yield (whose return is stepper_ret). */
-__asm__(
-	".text\n"
-	".globl stepper\n"
-	".type stepper, @function\n"
-	"stepper:\n"
-	"	.cfi_startproc\n"
-	"	sub $8, %rsp\n"
-	"	.cfi_adjust_cfa_offset 8\n"
-	"	pushfq\n"
-	"	orq $0x100, (%rsp)\n"
-	"	popfq\n"
-	"	call lwkt_yield@PLT\n"
-	".globl stepper_ret\n"
-	"stepper_ret:\n"
-	"	add $8, %rsp\n"
-	"	.cfi_adjust_cfa_offset -8\n"
-	"	ret\n"
-	"	.cfi_endproc\n"
-	".size stepper, .-stepper\n");
-#else
-void stepper(void) { lwkt_yield(); }
-const char stepper_ret[1];
-#endif
 
 int
 main(void)

@@ -314,6 +314,7 @@ c_test!(thr_errno_token, src: "thr_errno", args: &["token"]);
 c_test!(thr_fpenv, src: "thr_fpenv", cflags: &["-lm"]);
 c_test!(gate_regs, src: "gate_regs");
 c_test!(gate_unwind, src: "gate_unwind");
+c_test!(switch_unwind, src: "switch_unwind");
 const NO_CLASH: &[&str] = &["-fno-stack-clash-protection"];
 c_test!(thr_overflow_recurse, src: "thr_overflow", args: &["recurse"], cflags: NO_CLASH,
     exit: Exit::Signal(SIGABRT),

@@ -154,6 +154,14 @@ mod imp {
         // input, is a plain output: no input shares it.
         unsafe {
             core::arch::asm!(
+                // From here to the resume point the stack is not the one
+                // the enclosing function's unwind information describes
+                // (pushes, then the other thread's): an unwinder that
+                // starts on one of these instructions (a signal handler's
+                // backtrace()) stops here instead of reading return
+                // addresses from the wrong words.
+                ".cfi_remember_state",
+                ".cfi_undefined rip",
                 "push rbp",
                 "push rbx",
                 "lea rax, [rip + 2f]",
@@ -164,16 +172,20 @@ mod imp {
                 "fnstcw [rsp + 4]",
                 "mov [{from} + {off}], rsp",
                 "mov rsp, [{into} + {off}]",
-                // FP control: the new thread's (see the module comment).
+                // The new thread's FP control (see the module comment),
+                // rbx and rbp, then its resume point on the stack it had
+                // there: the resume point needs no instruction of its own.
                 "ldmxcsr [rsp]",
                 "fldcw [rsp + 4]",
                 "mov rax, [rsp + 8]",
-                "add rsp, 16",
+                "mov rbx, [rsp + 16]",
+                "mov rbp, [rsp + 24]",
+                "add rsp, 32",
                 "jmp rax",
-                // The resume point of the thread switched away from here.
+                // The resume point of the thread switched away from here:
+                // the stack is again the one the unwind information says.
                 "2:",
-                "pop rbx",
-                "pop rbp",
+                ".cfi_restore_state",
                 from = in(reg) from,
                 into = in(reg) into,
                 off = const OFF,
@@ -202,13 +214,21 @@ mod imp {
         // address pops.
         unsafe {
             core::arch::asm!(
+                // As in switch_at: no unwinding through the other stack
+                // (the state restored after it for whatever code the
+                // compiler places behind this block).
+                ".cfi_remember_state",
+                ".cfi_undefined rip",
                 "mov rsp, [{into} + {off}]",
-                // FP control: the new thread's.
+                // FP control, rbx and rbp: the new thread's.
                 "ldmxcsr [rsp]",
                 "fldcw [rsp + 4]",
                 "mov rax, [rsp + 8]",
-                "add rsp, 16",
+                "mov rbx, [rsp + 16]",
+                "mov rbp, [rsp + 24]",
+                "add rsp, 32",
                 "jmp rax",
+                ".cfi_restore_state",
                 into = in(reg) into,
                 off = const OFF,
                 options(noreturn),
@@ -359,8 +379,9 @@ mod imp {
             // DWARF unwinders stop here, as at glibc's thread start).
             ".cfi_startproc",
             ".cfi_undefined rip",
-            "pop rdi",
-            "pop rsi",
+            // func and arg came in the frame's rbx and rbp words.
+            "mov rdi, rbx",
+            "mov rsi, rbp",
             "pop rax",
             "xor ebp, ebp",
             "and rsp, -16",
@@ -376,8 +397,8 @@ mod imp {
 
     /// Words below the top of a new stack, in the order of a switched-out
     /// thread's frame: the FP control word, the resume address (the
-    /// trampoline), then what the trampoline pops (func, arg, start) and
-    /// one word of padding.
+    /// trampoline), func and arg in the words the switch loads into rbx and
+    /// rbp, then start (which the trampoline pops) and one word of padding.
     const FRAME_WORDS: usize = 6;
 
     /// # Safety
