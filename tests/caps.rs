@@ -6,155 +6,21 @@
 #[macro_use]
 mod common;
 
-use common::rendezvous::Rendezvous;
 use common::{compile_c, cpu_ticks};
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Child, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// The deadline of any one program run.
-const DEADLINE: Duration = Duration::from_secs(120);
-
 c_program!(caps1, "caps1-ipc", "caps1");
-
 c_program!(echo, "caps_echo-ipc", "caps_echo");
-
 c_program!(deadsend, "caps1_deadsend-ipc", "caps1_deadsend");
 
-/// A private rendezvous directory (0755 so other uids can reach root's
-/// services through it), removed at the end.
-struct Rdv(Rendezvous);
-
-impl Rdv {
-    fn new(tag: &str) -> Rdv {
-        Rdv::with_mode(tag, 0o755)
-    }
-
-    fn with_mode(tag: &str, mode: u32) -> Rdv {
-        Rdv(Rendezvous::new("libcaps-test", tag, mode))
-    }
-
-    fn cmd(&self, prog: &Path) -> Command {
-        self.0.command(prog)
-    }
-
-    /// The socket of service `name` of the current user.
-    fn socket(&self, name: &str) -> PathBuf {
-        // SAFETY: geteuid has no preconditions.
-        let uid = unsafe { libc::geteuid() };
-        if uid == 0 {
-            self.0.join("root").join(name)
-        } else {
-            self.0.join("users").join(uid.to_string()).join(name)
-        }
-    }
-
-    /// Start a server and wait until it accepts connections.
-    fn serve(&self, prog: &Path, name: &str, args: &[&str]) -> Server {
-        let child = self.cmd(prog).args(args).spawn().expect("spawn server");
-        let sock = self.socket(name);
-        let t0 = Instant::now();
-        // Connectable, not just present: a dead service's stale socket
-        // may still be there until the new one replaces it.
-        while UnixStream::connect(&sock).is_err() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "server {name} did not come up"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        Server(Some(child))
-    }
-}
-
-/// Wait until our service `name` has received a request (its library's
-/// counters, read with `capsctl stat`): some client is mid-stream.
-fn wait_requests(rdv: &Rdv, name: &str) {
-    let capsctl = Path::new(env!("CARGO_BIN_EXE_capsctl"));
-    let t0 = Instant::now();
-    loop {
-        let out = run({
-            let mut c = rdv.cmd(capsctl);
-            c.args(["stat", name, "--json"]);
-            c
-        });
-        let so = text(&out.stdout);
-        let requests = so
-            .split("\"requests\": ")
-            .nth(1)
-            .and_then(|r| r.split(',').next())
-            .and_then(|n| n.parse::<u64>().ok());
-        if requests.is_some_and(|n| n > 0) {
-            return;
-        }
-        assert!(
-            t0.elapsed() < DEADLINE,
-            "no request reached {name}: {so}{}",
-            text(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// A running server process; killed if the test ends early.
-struct Server(Option<Child>);
-
-impl Server {
-    fn pid(&self) -> i32 {
-        self.0.as_ref().unwrap().id() as i32
-    }
-
-    fn kill(&mut self, sig: i32) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.pid(), sig) };
-    }
-
-    fn finish(mut self) -> Output {
-        wait_deadline(self.0.take().unwrap())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Wait for a child, killing it (and failing) past the deadline.
-fn wait_deadline(child: Child) -> Output {
-    common::wait_deadline(child, DEADLINE, "program")
-}
-
-fn run(mut c: Command) -> Output {
-    wait_deadline(c.spawn().expect("spawn"))
-}
-
+use common::ipc::{DEADLINE, Rdv, Server, run, stdout_lines, wait_deadline, wait_requests};
 use common::text;
-
-/// The lines of a child's standard output (taken from it), each sent as
-/// soon as it is read; the channel ends when the output does.
-fn stdout_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
-    use std::io::BufRead;
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        loop {
-            let mut line = String::new();
-            match out.read_line(&mut line) {
-                Ok(n) if n > 0 && tx.send(line).is_ok() => {}
-                _ => break,
-            }
-        }
-    });
-    rx
-}
 
 fn expect_ok(out: &Output, stdout: &str) {
     assert!(

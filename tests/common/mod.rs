@@ -2,6 +2,7 @@
 //! the installed library.
 #![allow(dead_code)]
 
+pub mod ipc;
 pub mod rendezvous;
 
 /// `fn NAME() -> &'static Path`: the C program `c-tests/SRC.c`, compiled
