@@ -336,6 +336,26 @@ pub fn switch(func: &str) {
     switch_as::<true>(func)
 }
 
+/// Whether switching to `ntd` leaves the MP lock as it is, as
+/// `pick_next` would: `ntd` needs it and the cpu `gd` (the current one)
+/// has it, or needs it not and the cpu has it not. (Acquire, as
+/// `MpLock::acquire` reads it: a plain load on x86_64. Two branches
+/// rather than a compare of two flags: one test fewer either way.)
+///
+/// # Safety
+/// `gd` is the current cpu, `ntd` a valid thread.
+#[inline(always)]
+unsafe fn mp_need_met(gd: *mut globaldata, ntd: *mut thread) -> bool {
+    // SAFETY: per the contract.
+    unsafe {
+        if cpu::MPLOCK.owner.load(Ordering::Acquire) == (*gd).gd_cpuid as c_int {
+            (*ntd).td_mpcount > 0
+        } else {
+            (*ntd).td_mpcount <= 0
+        }
+    }
+}
+
 /// The body `lwkt_switch` runs (through the gate of `lwkt::arch`, whose
 /// stub loads it from here): [`switch_body`] until [`san::init`] finds
 /// no sanitizer runtime (before the first switch) and installs
@@ -402,17 +422,7 @@ fn switch_as<const SAN: bool>(func: &str) {
         let pri = 31 - mask.leading_zeros() as usize;
         let q = &raw mut (*gd).gd_tdrunq[pri];
         let ntd = tdqueue::first(q);
-        // What pick_next would do to the MP lock: nothing when the next
-        // thread needs it and the cpu has it, or needs it not and the
-        // cpu has it not.
-        // (Acquire, as MpLock::acquire reads it: a plain load on x86_64.)
-        // Two branches rather than a compare of two flags: one test
-        // fewer either way.
-        if cpu::MPLOCK.owner.load(Ordering::Acquire) == (*gd).gd_cpuid as c_int {
-            if (*ntd).td_mpcount <= 0 {
-                return switch_slow(func, gd, td);
-            }
-        } else if (*ntd).td_mpcount > 0 {
+        if !mp_need_met(gd, ntd) {
             return switch_slow(func, gd, td);
         }
         tdqueue::rotate_first(q, ntd);
@@ -486,8 +496,7 @@ pub(super) unsafe fn direct_queue(
         {
             return None;
         }
-        let mine = cpu::MPLOCK.owner.load(Ordering::Acquire) == (*gd).gd_cpuid as c_int;
-        if ((*ntd).td_mpcount > 0) != mine {
+        if !mp_need_met(gd, ntd) {
             return None;
         }
         Some(q)
@@ -514,12 +523,7 @@ pub(super) unsafe fn block_direct(
     unsafe {
         (*td).td_wmesg = wmesg;
         // `ntd` takes the place of `td`, alone on `q`, in one go.
-        let link = &raw mut (*ntd).td_threadq;
-        (*link).tqe_next = ptr::null_mut();
-        (*link).tqe_prev = &raw mut (*q).tqh_first;
-        (*q).tqh_first = ntd;
-        (*q).tqh_last = &raw mut (*link).tqe_next;
-        (*td).td_threadq.tqe_prev = ptr::null_mut();
+        tdqueue::replace_alone(q, td, ntd);
         // One update of each thread's flags (the queue's and the
         // switch's together).
         (*td).td_flags &= !(TDF_RUNQ | TDF_RUNNING);
@@ -575,22 +579,12 @@ pub(super) unsafe fn block_next(
         } else {
             return false;
         };
-        let mine = cpu::MPLOCK.owner.load(Ordering::Acquire) == (*gd).gd_cpuid as c_int;
-        if ((*ntd).td_mpcount > 0) != mine {
+        if !mp_need_met(gd, ntd) {
             return false;
         }
         (*td).td_wmesg = wmesg;
         // `td` off the queue, `ntd` left alone on it.
-        let link = &raw mut (*ntd).td_threadq;
-        if first == td {
-            (*q).tqh_first = ntd;
-            (*link).tqe_prev = &raw mut (*q).tqh_first;
-        } else {
-            (*link).tqe_next = ptr::null_mut();
-            (*q).tqh_last = &raw mut (*link).tqe_next;
-        }
-        (*td).td_threadq.tqe_next = ptr::null_mut();
-        (*td).td_threadq.tqe_prev = ptr::null_mut();
+        tdqueue::remove_leaving(q, td, ntd, first == td);
         (*td).td_flags &= !(TDF_RUNQ | TDF_RUNNING);
         (*ntd).td_flags |= TDF_RUNNING;
         switch_flagged(gd, td, ntd, Leave::Suspend);

@@ -103,6 +103,56 @@ pub unsafe fn rotate_first(q: *mut thread_queue, td: *mut thread) {
     }
 }
 
+/// `td`, alone on `q` through `td_threadq`, gives its place to `ntd`,
+/// which is on no list: `ntd` alone on `q`, `td` unlinked. What a
+/// `TAILQ_REMOVE` + `TAILQ_INSERT_TAIL` would leave, with fewer stores.
+///
+/// # Safety
+/// `td` must be the only thread of `q` through `td_threadq`, `ntd` a
+/// valid thread on no list through it.
+#[inline(always)]
+pub unsafe fn replace_alone(q: *mut thread_queue, td: *mut thread, ntd: *mut thread) {
+    // SAFETY: per the contract.
+    unsafe {
+        let e = entry(ntd, Link::Threadq);
+        (*e).next = core::ptr::null_mut();
+        (*e).prev = &raw mut (*q).tqh_first;
+        (*q).tqh_first = ntd;
+        (*q).tqh_last = &raw mut (*e).next;
+        (*entry(td, Link::Threadq)).prev = core::ptr::null_mut();
+    }
+}
+
+/// Take `td` off `q`, which holds exactly `td` and `other` through
+/// `td_threadq` (`td` first when `td_first`), leaving `other` alone on
+/// it. What a `TAILQ_REMOVE` would leave, without its tests.
+///
+/// # Safety
+/// `q` must hold exactly the two threads `td` and `other`, in the order
+/// `td_first` says.
+#[inline(always)]
+pub unsafe fn remove_leaving(
+    q: *mut thread_queue,
+    td: *mut thread,
+    other: *mut thread,
+    td_first: bool,
+) {
+    // SAFETY: per the contract.
+    unsafe {
+        let e = entry(other, Link::Threadq);
+        if td_first {
+            (*q).tqh_first = other;
+            (*e).prev = &raw mut (*q).tqh_first;
+        } else {
+            (*e).next = core::ptr::null_mut();
+            (*q).tqh_last = &raw mut (*e).next;
+        }
+        let t = entry(td, Link::Threadq);
+        (*t).next = core::ptr::null_mut();
+        (*t).prev = core::ptr::null_mut();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
