@@ -881,14 +881,7 @@ fn planted_service_of_another_user_is_refused() {
         .expect("spawn impostor");
     let srv = Server(Some(child));
     let own = rdv.0.join("users").join(nobody.to_string()).join("plant");
-    let t0 = Instant::now();
-    while UnixStream::connect(&own).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "impostor did not come up"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    common::wait_listening(&own);
     let victim = rdv.0.join("users").join("1234");
     std::fs::create_dir_all(&victim).unwrap();
     std::os::unix::fs::chown(&victim, Some(nobody), Some(nobody)).unwrap();

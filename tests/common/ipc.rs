@@ -4,7 +4,6 @@
 
 use super::rendezvous::Rendezvous;
 use super::text;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
@@ -43,17 +42,9 @@ impl Rdv {
     /// Start a server and wait until it accepts connections.
     pub fn serve(&self, prog: &Path, name: &str, args: &[&str]) -> Server {
         let child = self.cmd(prog).args(args).spawn().expect("spawn server");
-        let sock = self.socket(name);
-        let t0 = Instant::now();
         // Connectable, not just present: a dead service's stale socket
         // may still be there until the new one replaces it.
-        while UnixStream::connect(&sock).is_err() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "server {name} did not come up"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        super::wait_listening(&self.socket(name));
         Server(Some(child))
     }
 }
