@@ -397,20 +397,19 @@ fn v2serve(base: &Base, name: &str, nofile: &str) -> (Proc, PathBuf) {
 #[test]
 fn v2_service_log_lines_name_caps_sys_service() {
     let base = Base::new("v2log");
-    let (srv, node) = v2serve(&base, "logname", "24");
+    let (mut srv, node) = v2serve(&base, "logname", "24");
+    let errs = common::lines_of(srv.0.as_mut().unwrap().stderr.take().unwrap());
     let held: Vec<UnixStream> = (0..40)
         .filter_map(|_| UnixStream::connect(&node).ok())
         .collect();
-    // wait for the service to run into its limit (its log line)
-    std::thread::sleep(Duration::from_millis(500));
+    // The service runs into its limit: its log line.
+    let mut err = common::await_line(&errs, "accept log line", |l| {
+        l.starts_with("libcaps: caps_sys_service: accept:")
+    });
     drop(held);
-    let out = srv.kill();
-    let err = text(&out.stderr);
-    assert!(
-        err.lines()
-            .any(|l| l.starts_with("libcaps: caps_sys_service: accept:")),
-        "{err}"
-    );
+    drop(srv.kill());
+    err.extend(errs.iter());
+    let err = err.concat();
     assert!(!err.contains("caps_service:"), "{err}");
 }
 

@@ -218,10 +218,11 @@ fn serve(sid: i32, until: usize) -> std::thread::JoinHandle<(Vec<i64>, Vec<i64>)
 #[test]
 fn client_coalesces_disposes_when_the_service_agreed() {
     let _serial = setup();
+    let (got_last, last_read) = std::sync::mpsc::channel();
     let server = raw_service(
         "coal",
         |_| DISPOSES,
-        |offered, mut s| {
+        move |offered, mut s| {
             let reqs: Vec<Frame> = (0..4).map(|_| read_frame(&mut s)).collect();
             assert!(reqs.iter().all(|r| (r.kind, r.result) == (REQUEST, 0)));
             // One write: the client reads the three replies at once.
@@ -237,6 +238,7 @@ fn client_coalesces_disposes_when_the_service_agreed() {
                 .unwrap();
             // It read 4 and 5: nothing outstanding, so no dispose waits.
             let last = read_frame(&mut s);
+            got_last.send(()).unwrap();
             let mut rest = Vec::new();
             s.read_to_end(&mut rest).unwrap();
             (
@@ -259,8 +261,10 @@ fn client_coalesces_disposes_when_the_service_agreed() {
     for want in [4, 5] {
         assert_eq!(recv(c, true), Ok((want, CAPMS_REPLY)));
     }
-    // What the service got before the client closes.
-    std::thread::sleep(Duration::from_millis(100));
+    // The last disposes reach the service while the client is open.
+    last_read
+        .recv_timeout(PATIENCE)
+        .expect("the disposes of 4 and 5 before the client closes");
     close(c);
     let (offered, first, req, last, rest) = server.join().unwrap();
     assert_ne!(offered & DISPOSES, 0, "the client offers the option");

@@ -9,8 +9,10 @@ use caps::capi::caps::{caps_sys_close, caps_sys_put};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::Once;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 mod v2calls;
 use v2calls::{errno, me, open, recv_into as recv, reply};
@@ -109,7 +111,7 @@ struct Served {
 /// `scramble`: after each blocking wait, take what else is queued (up to
 /// 16 requests) and answer those in reverse order. Counts the
 /// allocations of the calls made after the first `warm` requests.
-fn serve(sid: i32, scramble: bool, warm: u64) -> Served {
+fn serve(sid: i32, scramble: bool, warm: u64, disposes: &AtomicU64) -> Served {
     let mut buf = [0u8; 64];
     let mut s = Served {
         requests: 0,
@@ -137,7 +139,10 @@ fn serve(sid: i32, scramble: bool, warm: u64) -> Served {
                     }
                     batch.push((id, answer(buf)));
                 }
-                CAPMS_DISPOSE => s.disposed.push(id),
+                CAPMS_DISPOSE => {
+                    s.disposed.push(id);
+                    disposes.store(s.disposed.len() as u64, Ordering::Relaxed);
+                }
                 other => panic!("service: state {other}"),
             }
             if !scramble || batch.len() == batch.capacity() {
@@ -190,14 +195,28 @@ fn pipeline(cid: i32, total: u64, depth: u64, warm: u64) -> u64 {
 fn run(name: &str, total: u64, depth: u64, scramble: bool, warm: u64) -> (u64, Served) {
     setup();
     let sid = open(name, true);
-    let server = std::thread::spawn(move || serve(sid, scramble, warm));
+    let disposes = Arc::new(AtomicU64::new(0));
+    let seen = disposes.clone();
+    let server = std::thread::spawn(move || serve(sid, scramble, warm, &seen));
     let cid = open(name, false);
     let client_allocs = pipeline(cid, total, depth, warm);
-    // SAFETY: plain calls.
+    // SAFETY: a plain call.
     unsafe {
         assert_eq!(caps_sys_close(cid), 0);
-        // The last dispose notices reach the service before it closes.
-        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The last dispose notices (one per reply) reach the service before
+    // it closes.
+    let t0 = Instant::now();
+    while disposes.load(Ordering::Relaxed) < total {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "{name}: {} dispose notices of {total}",
+            disposes.load(Ordering::Relaxed)
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // SAFETY: a plain call.
+    unsafe {
         assert_eq!(caps_sys_close(sid), 0);
     }
     let served = server.join().unwrap();

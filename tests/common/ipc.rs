@@ -117,17 +117,5 @@ pub fn run(mut c: Command) -> Output {
 /// The lines of a child's standard output (taken from it), each sent as
 /// soon as it is read; the channel ends when the output does.
 pub fn stdout_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
-    use std::io::BufRead;
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        loop {
-            let mut line = String::new();
-            match out.read_line(&mut line) {
-                Ok(n) if n > 0 && tx.send(line).is_ok() => {}
-                _ => break,
-            }
-        }
-    });
-    rx
+    super::lines_of(child.stdout.take().unwrap())
 }

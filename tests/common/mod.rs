@@ -30,6 +30,50 @@ pub fn wait_listening(p: &Path) {
     }
 }
 
+/// The lines `r` gives (a child's stdout or stderr), each sent on the
+/// channel as soon as it is read, from a thread of their own; the channel
+/// ends when the input does.
+pub fn lines_of<R: std::io::Read + Send + 'static>(r: R) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let mut input = std::io::BufReader::new(r);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        loop {
+            let mut line = String::new();
+            match input.read_line(&mut line) {
+                Ok(n) if n > 0 && tx.send(line).is_ok() => {}
+                _ => break,
+            }
+        }
+    });
+    rx
+}
+
+/// Receive lines from `lines` until one satisfies `hit` (returned, with
+/// every line before it), failing after [`PROGRAM_DEADLINE`] or when the
+/// input ends first.
+pub fn await_line(
+    lines: &std::sync::mpsc::Receiver<String>,
+    what: &str,
+    hit: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let t0 = Instant::now();
+    let mut seen = Vec::new();
+    loop {
+        let left = PROGRAM_DEADLINE.saturating_sub(t0.elapsed());
+        match lines.recv_timeout(left) {
+            Ok(l) => {
+                let done = hit(&l);
+                seen.push(l);
+                if done {
+                    return seen;
+                }
+            }
+            Err(e) => panic!("no {what} ({e}); got {seen:?}"),
+        }
+    }
+}
+
 /// A program's output as text.
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
