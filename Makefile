@@ -198,8 +198,11 @@ BENCH_PKGS_THREADS := libboost-context-dev
 BENCH_CC = cc -O2 -Wall -Werror -DSMP -I$(STAGE)/usr/include/libcaps -L$(STAGE)/usr/lib \
 	   -Wl,-rpath,$(STAGE)/usr/lib
 BENCH_ROUNDS ?= 20000
-# Seconds measured per row of the N-clients table (caps_scale).
+# Seconds measured per row of the N-clients table (caps_scale), and how
+# many times the whole table runs (2 or more: the median of the passes,
+# each row's spread, the ratio of the largest N to the smallest).
 BENCH_SCALE_SECONDS ?= 1
+BENCH_SCALE_PASSES ?= 1
 BENCH_SCALE ?= 1
 BENCH_REPS ?= 5
 bench: bench-caps bench-caps-sys bench-threads bench-park bench-slab bench-encoding bench-vcpu
@@ -208,7 +211,7 @@ bench-caps: stage
 	$(BENCH_CC) -o build/caps_bench benches/caps_bench.c -lcaps
 	./build/caps_bench $(BENCH_ROUNDS)
 	$(BENCH_CC) -o build/caps_scale benches/caps_scale.c -lcaps
-	./build/caps_scale $(BENCH_SCALE_SECONDS)
+	./build/caps_scale $(BENCH_SCALE_SECONDS) 128 1 $(BENCH_SCALE_PASSES)
 	$(BENCH_CC) -o build/caps_idle benches/caps_idle.c -lcaps
 	./build/caps_idle
 	$(BENCH_CC) -o build/doorbell_bench benches/doorbell_bench.c

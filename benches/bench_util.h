@@ -2,7 +2,8 @@
  * bench_util.h -- helpers the benchmarks share: the clock, pinning to a
  * cpu, percentiles of a sample, reading and writing exactly n bytes,
  * forking and reaping children, the request bytes of the CAPS benchmarks,
- * a process's resident memory, a small random number generator.
+ * a process's resident memory, cpu time and context switches, a small
+ * random number generator.
  * A program that includes it defines _GNU_SOURCE first (pin() uses the
  * CPU_SET macros).
  */
@@ -12,6 +13,7 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
 #include <sched.h>
@@ -216,6 +218,60 @@ rss_kb(pid_t pid)
 			break;
 	fclose(f);
 	return (kb);
+}
+
+/* utime + stime of process pid, in clock ticks; -1 if unreadable. */
+static inline long long
+cpu_ticks(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long ut, st;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return (-1);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* After the command name (in parentheses, may hold spaces). */
+	if ((p = strrchr(buf, ')')) == NULL ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+	    &ut, &st) != 2)
+		return (-1);
+	return ((long long)(ut + st));
+}
+
+/* Context switches, voluntary and not, of every thread of process pid;
+ * -1 if unreadable. */
+static inline long long
+ctx_switches(pid_t pid)
+{
+	char path[300], line[256];
+	long long total = 0, v;
+	struct dirent *d;
+	DIR *dp;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	if ((dp = opendir(path)) == NULL)
+		return (-1);
+	while ((d = readdir(dp)) != NULL) {
+		if (d->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/status", (int)pid,
+		    d->d_name);
+		if ((f = fopen(path, "r")) == NULL)
+			continue;
+		while (fgets(line, sizeof(line), f) != NULL)
+			if (sscanf(line, "voluntary_ctxt_switches: %lld", &v) == 1 ||
+			    sscanf(line, "nonvoluntary_ctxt_switches: %lld", &v) == 1)
+				total += v;
+		fclose(f);
+	}
+	closedir(dp);
+	return (total);
 }
 
 #endif

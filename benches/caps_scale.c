@@ -5,7 +5,7 @@
  * minimal single-threaded epoll echo server over Unix stream sockets
  * written here.
  *
- *	caps_scale [SECONDS [MAXCLIENTS [MINCLIENTS]]]
+ *	caps_scale [SECONDS [MAXCLIENTS [MINCLIENTS [PASSES]]]]
  *
  * Every row runs for a fixed time: the clients connect, then all start
  * together; after a warm-up (a quarter of SECONDS, at most 0.25 s) round
@@ -38,6 +38,19 @@
  *
  * Per-round-trip counts hold still where rt/s does not on a shared
  * machine: compare those.
+ *
+ * PASSES (default 1) runs the whole table that many times in turn (every
+ * N, every kind, then again), printing each pass; with two or more it
+ * then prints the median of the passes for every cell, with a last
+ * column "spread": (max - min) / median of the row's rt/s, in per cent
+ * ("vs epoll" and "p50 vs" are the medians of each pass's own ratio:
+ * the epoll row ran seconds before, under the same load). Last, for
+ * every kind, the largest N measured against the smallest: each pass's
+ * ratio of rt/s, of p50 over the ratio of clients (1.00: p50 grew as
+ * fast as the number of clients), and of the server's and the clients'
+ * cpu per round trip, as the median (min-max) of the passes. What the
+ * machine does to the epoll server's ratio is the noise the others
+ * are judged against.
  *
  * With CAPS_SCALE_COUNTS set in the environment, each row's round trips
  * per client are printed on stderr. CAPS_SCALE_KINDS (a list of epoll,
@@ -72,10 +85,10 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -199,60 +212,6 @@ sleep_until(double t_ns)
 
 		nanosleep(&ts, NULL);
 	}
-}
-
-/* utime + stime of process pid, in clock ticks; -1 if unreadable. */
-static long long
-cpu_ticks(pid_t pid)
-{
-	char path[64], buf[1024], *p;
-	unsigned long long ut, st;
-	FILE *f;
-	size_t n;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if ((f = fopen(path, "r")) == NULL)
-		return (-1);
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	/* After the command name (in parentheses, may hold spaces). */
-	if ((p = strrchr(buf, ')')) == NULL ||
-	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-	    &ut, &st) != 2)
-		return (-1);
-	return ((long long)(ut + st));
-}
-
-/* Context switches, voluntary and not, of every thread of process pid;
- * -1 if unreadable. */
-static long long
-ctx_switches(pid_t pid)
-{
-	char path[300], line[256];
-	long long total = 0, v;
-	struct dirent *d;
-	DIR *dp;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-	if ((dp = opendir(path)) == NULL)
-		return (-1);
-	while ((d = readdir(dp)) != NULL) {
-		if (d->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%d/task/%s/status", (int)pid,
-		    d->d_name);
-		if ((f = fopen(path, "r")) == NULL)
-			continue;
-		while (fgets(line, sizeof(line), f) != NULL)
-			if (sscanf(line, "voluntary_ctxt_switches: %lld", &v) == 1 ||
-			    sscanf(line, "nonvoluntary_ctxt_switches: %lld", &v) == 1)
-				total += v;
-		fclose(f);
-	}
-	closedir(dp);
-	return (total);
 }
 
 /* This process's context switches; its cpu time (us) in *cpu_us. */
@@ -757,11 +716,171 @@ cleanup(void)
 		rm_tree(dir);
 }
 
+#define NN	8		/* the Ns of the table: 1, 2, 4, ... 128 */
+#define MAXPASS	50
+
+static const int ns[NN] = { 1, 2, 4, 8, 16, 32, 64, 128 };
+/* Every pass's rows; res[p][i][k].ok is 0 for a row not run or failed. */
+static struct rowres res[MAXPASS][NN][NKIND];
+
+static void
+print_header(const char *extra)
+{
+	printf("%4s %-8s %10s %8s %9s %9s %8s %5s %8s %7s %8s %6s %6s %6s %6s %6s%s\n", "N",
+	    "server", "rt/s", "vs epoll", "p50 us", "p99 us", "p50 vs", "fair",
+	    "srv cpu%", "us/rt", "rss KB", "srv cs", "srv sc", "cli cs", "cli sc", "cli us",
+	    extra);
+}
+
+/* One row; vs, p50vs: its ratios to the epoll row (0: none). */
+static void
+print_row(int n, int k, const struct rowres *r, double vs, double p50vs)
+{
+	char sc[16] = "     -", csc[16] = "     -";
+
+	if (r->srv_sc >= 0)
+		snprintf(sc, sizeof(sc), "%6.2f", r->srv_sc);
+	if (r->cli_sc >= 0)
+		snprintf(csc, sizeof(csc), "%6.2f", r->cli_sc);
+	printf("%4d %-8s %10.0f %7.2fx %9.1f %9.1f %7.2fx %5.2f %8.0f %7.2f %8ld"
+	    " %6.2f %s %6.2f %s %6.2f",
+	    n, kind_name[k], r->rate, vs, r->p50, r->p99, p50vs,
+	    r->fair, r->cpu, r->us_per_rt, r->rss, r->srv_cs, sc, r->cli_cs, csc, r->cli_us);
+}
+
+/* Median, min and max of v[0..n) (n > 0; v is sorted). */
+struct spread {
+	double	med, min, max;
+};
+
+static struct spread
+spread_of(double *v, int n)
+{
+	struct spread s;
+
+	qsort(v, (size_t)n, sizeof(v[0]), cmpd);
+	s.min = v[0];
+	s.max = v[n - 1];
+	s.med = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+	return (s);
+}
+
+/* The ratio of rows r to the epoll row b of the same pass, field at off. */
+static double
+ratio_to(const struct rowres *r, const struct rowres *b, size_t off)
+{
+	double x = *(const double *)(const void *)((const char *)r + off);
+	double y = *(const double *)(const void *)((const char *)b + off);
+
+	return (b->ok && y > 0 ? x / y : 0);
+}
+
+/* The median of field off (a double) of row (i, k) over the passes that
+ * measured it; into *s its spread. The number of such passes. */
+static int
+median_field(int passes, int i, int k, size_t off, struct spread *s)
+{
+	double v[MAXPASS];
+	int p, m = 0;
+
+	for (p = 0; p < passes; ++p)
+		if (res[p][i][k].ok)
+			v[m++] = *(const double *)(const void *)((const char *)&res[p][i][k] + off);
+	if (m > 0)
+		*s = spread_of(v, m);
+	return (m);
+}
+
+/* The median of every pass's rows, one line per N and kind. */
+static void
+print_medians(int passes)
+{
+	static const size_t fields[] = {
+		offsetof(struct rowres, rate), offsetof(struct rowres, p50),
+		offsetof(struct rowres, p99), offsetof(struct rowres, fair),
+		offsetof(struct rowres, cpu), offsetof(struct rowres, us_per_rt),
+		offsetof(struct rowres, srv_cs), offsetof(struct rowres, cli_cs),
+		offsetof(struct rowres, srv_sc), offsetof(struct rowres, cli_sc),
+		offsetof(struct rowres, cli_us),
+	};
+	int i, k, p, f;
+
+	printf("median of %d passes (spread: (max - min) / median of rt/s)\n", passes);
+	print_header("  spread");
+	for (i = 0; i < NN; ++i)
+		for (k = 0; k < NKIND; ++k) {
+			struct rowres r = { 0 };
+			struct spread s, rate = { 0 };
+			double vs[MAXPASS], p50vs[MAXPASS], rss[MAXPASS];
+			int m = 0;
+
+			for (f = 0; f < (int)(sizeof(fields) / sizeof(fields[0])); ++f)
+				if (median_field(passes, i, k, fields[f], &s) > 0) {
+					*(double *)(void *)((char *)&r + fields[f]) = s.med;
+					if (fields[f] == offsetof(struct rowres, rate))
+						rate = s;
+				}
+			for (p = 0; p < passes; ++p) {
+				const struct rowres *x = &res[p][i][k], *b = &res[p][i][EPOLL];
+
+				if (!x->ok)
+					continue;
+				vs[m] = ratio_to(x, b, offsetof(struct rowres, rate));
+				p50vs[m] = ratio_to(x, b, offsetof(struct rowres, p50));
+				rss[m++] = (double)x->rss;
+			}
+			if (m == 0)
+				continue;
+			r.rss = (long)spread_of(rss, m).med;
+			print_row(ns[i], k, &r, spread_of(vs, m).med, spread_of(p50vs, m).med);
+			printf("  %5.0f%%%s\n", rate.med > 0 ? (rate.max - rate.min) / rate.med * 100 : 0,
+			    m < passes ? " (some failed)" : "");
+		}
+}
+
+/* For every kind: row hi against row lo (indices into ns), per pass. */
+static void
+print_scaling(int passes, int lo, int hi)
+{
+	int k, p;
+
+	printf("N=%d against N=%d, per pass, median (min-max) of %d passes:\n"
+	    "%-8s %22s %22s %22s %22s\n", ns[hi], ns[lo], passes, "server", "rt/s ratio",
+	    "p50 ratio / N ratio", "srv us/rt ratio", "cli us/rt ratio");
+	for (k = 0; k < NKIND; ++k) {
+		static const size_t fields[] = {
+			offsetof(struct rowres, rate), offsetof(struct rowres, p50),
+			offsetof(struct rowres, us_per_rt), offsetof(struct rowres, cli_us),
+		};
+		double v[4][MAXPASS];
+		int f, m = 0;
+
+		for (p = 0; p < passes; ++p) {
+			const struct rowres *a = &res[p][lo][k], *b = &res[p][hi][k];
+
+			if (!a->ok || !b->ok)
+				continue;
+			for (f = 0; f < 4; ++f)
+				v[f][m] = ratio_to(b, a, fields[f]);
+			v[1][m] /= (double)ns[hi] / ns[lo];
+			++m;
+		}
+		if (m == 0)
+			continue;
+		printf("%-8s", kind_name[k]);
+		for (f = 0; f < 4; ++f) {
+			struct spread s = spread_of(v[f], m);
+
+			printf("   %5.2f (%5.2f-%5.2f)", s.med, s.min, s.max);
+		}
+		printf("\n");
+	}
+}
+
 int
 main(int ac, char **av)
 {
-	static const int ns[] = { 1, 2, 4, 8, 16, 32, 64, 128 };
-	int maxn = MAXCLIENTS, minn = 1, i, k;
+	int maxn = MAXCLIENTS, minn = 1, passes = 1, lo = -1, hi = -1, i, k, p;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 
 	if (ac > 1)
@@ -770,10 +889,13 @@ main(int ac, char **av)
 		maxn = atoi(av[2]);
 	if (ac > 3)
 		minn = atoi(av[3]);
-	if (seconds < 0.05 || seconds > 60 || maxn < 1 || maxn > MAXCLIENTS) {
+	if (ac > 4)
+		passes = atoi(av[4]);
+	if (seconds < 0.05 || seconds > 60 || maxn < 1 || maxn > MAXCLIENTS ||
+	    passes < 1 || passes > MAXPASS) {
 		fprintf(stderr, "usage: caps_scale [SECONDS (0.05..60) [MAXCLIENTS (1..%d) "
-		    "[MINCLIENTS]]]\n",
-		    MAXCLIENTS);
+		    "[MINCLIENTS [PASSES (1..%d)]]]]\n",
+		    MAXCLIENTS, MAXPASS);
 		return (1);
 	}
 	board = mmap(NULL, sizeof(*board), PROT_READ | PROT_WRITE,
@@ -795,44 +917,37 @@ main(int ac, char **av)
 	    "LIBCAPS_SHM=0" : "shared memory as the library decides");
 	if (getenv("CAPS_SCALE_SCHED") != NULL && *getenv("CAPS_SCALE_SCHED") != '\0')
 		printf("CAPS_SCALE_SCHED=%s\n", getenv("CAPS_SCALE_SCHED"));
-	printf("%4s %-8s %10s %8s %9s %9s %8s %5s %8s %7s %8s %6s %6s %6s %6s %6s\n", "N",
-	    "server", "rt/s", "vs epoll", "p50 us", "p99 us", "p50 vs", "fair",
-	    "srv cpu%", "us/rt", "rss KB", "srv cs", "srv sc", "cli cs", "cli sc", "cli us");
-	for (i = 0; i < (int)(sizeof(ns) / sizeof(ns[0])) && ns[i] <= maxn; ++i) {
-		struct rowres base = { 0 };
-
-		if (ns[i] < minn)
-			continue;
-		for (k = 0; k < NKIND; ++k) {
-			struct rowres r;
-
-			if (!kind_wanted(k))
+	for (p = 0; p < passes; ++p) {
+		if (passes > 1)
+			printf("pass %d of %d\n", p + 1, passes);
+		print_header("");
+		for (i = 0; i < NN && ns[i] <= maxn; ++i) {
+			if (ns[i] < minn)
 				continue;
-			r = run_row(k, ns[i]);
+			if (lo < 0)
+				lo = i;
+			hi = i;
+			for (k = 0; k < NKIND; ++k) {
+				struct rowres *r = &res[p][i][k], *base = &res[p][i][EPOLL];
 
-			if (k == EPOLL)
-				base = r;
-			if (!r.ok) {
-				printf("%4d %-8s   failed\n", ns[i], kind_name[k]);
-				continue;
+				if (!kind_wanted(k))
+					continue;
+				*r = run_row(k, ns[i]);
+				if (!r->ok) {
+					printf("%4d %-8s   failed\n", ns[i], kind_name[k]);
+					continue;
+				}
+				print_row(ns[i], k, r, ratio_to(r, base, offsetof(struct rowres, rate)),
+				    ratio_to(r, base, offsetof(struct rowres, p50)));
+				printf("\n");
 			}
-			char sc[16], csc[16];
-
-			if (r.srv_sc >= 0)
-				snprintf(sc, sizeof(sc), "%6.2f", r.srv_sc);
-			else
-				snprintf(sc, sizeof(sc), "%6s", "-");
-			if (r.cli_sc >= 0)
-				snprintf(csc, sizeof(csc), "%6.2f", r.cli_sc);
-			else
-				snprintf(csc, sizeof(csc), "%6s", "-");
-			printf("%4d %-8s %10.0f %7.2fx %9.1f %9.1f %7.2fx %5.2f %8.0f %7.2f %8ld"
-			    " %6.2f %s %6.2f %s %6.2f\n",
-			    ns[i], kind_name[k], r.rate,
-			    base.ok && base.rate > 0 ? r.rate / base.rate : 0, r.p50, r.p99,
-			    base.ok && base.p50 > 0 ? r.p50 / base.p50 : 0,
-			    r.fair, r.cpu, r.us_per_rt, r.rss, r.srv_cs, sc, r.cli_cs, csc, r.cli_us);
+			fflush(stdout);
 		}
+	}
+	if (passes > 1 && lo >= 0) {
+		print_medians(passes);
+		if (hi > lo)
+			print_scaling(passes, lo, hi);
 	}
 	return (0);	/* cleanup() removes the directory */
 }

@@ -2,7 +2,8 @@
 //! `caps_sys_*`) takes its connections' requests in. `c-tests/caps_fair.c` has one client send a
 //! burst of requests at once and another one request behind it, while the
 //! service takes none; then counts where the second client's request came.
-//! Over shared memory and over the socket alike.
+//! Over shared memory and over the socket alike. `c-tests/caps_allocs.c`
+//! counts a v1 client's and service's calls to malloc per round trip.
 
 #[macro_use]
 mod common;
@@ -10,6 +11,7 @@ mod common;
 use common::{CapsBase, run, text};
 
 c_program!(fair, "caps_fair", "caps_fair");
+c_program!(allocs, "caps_allocs", "caps_allocs");
 
 /// `first`: the client that joins first ("a", the bursting one, or "b").
 /// `v2`: the kernel-style calls instead of the v1 ports.
@@ -54,4 +56,45 @@ fn a_v2_burst_does_not_delay_another_client_shm() {
 fn a_v2_burst_does_not_delay_another_client_socket() {
     burst_case("fair2-socket-a", false, "a", true);
     burst_case("fair2-socket-b", false, "b", true);
+}
+
+/// A warm v1 client and service allocate nothing per round trip (each
+/// allocated and freed a payload buffer per frame read, and the cpu a
+/// list per look at its rings: one or two mallocs per round trip on each
+/// side). `caps_allocs` counts over 2,000 round trips; a few (a timer's
+/// work) may allocate.
+fn allocs_case(tag: &str, shm: bool) {
+    let base = CapsBase::new(tag);
+    let mut c = base.cmd(allocs());
+    if !shm {
+        c.env("LIBCAPS_SHM", "0");
+    }
+    let out = run(c);
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "caps_allocs failed: {}",
+        text(&out.stderr)
+    );
+    // "client N" and "service N": each side's mallocs.
+    let counts: Vec<(&str, u64)> = stdout
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter_map(|(who, n)| Some((who, n.parse().ok()?)))
+        .collect();
+    assert_eq!(counts.len(), 2, "{stdout}");
+    assert!(
+        counts.iter().all(|&(_, n)| n < 100),
+        "mallocs in 2,000 round trips: {counts:?}"
+    );
+}
+
+#[test]
+fn a_warm_round_trip_allocates_nothing_shm() {
+    allocs_case("allocs-shm", true);
+}
+
+#[test]
+fn a_warm_round_trip_allocates_nothing_socket() {
+    allocs_case("allocs-socket", false);
 }

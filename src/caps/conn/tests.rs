@@ -530,6 +530,11 @@ fn socket_frames_reuse_consumed_payload_buffers() {
     assert_eq!(got.as_ptr(), kept, "the consumed buffer was reused");
     c.tx.recycle(got);
     assert_eq!(c.tx.spare_bodies(), 1);
+    // A v1 client keeps one more than it has requests outstanding.
+    c.tx.recycle_upto(vec![0; 64], 1);
+    assert_eq!(c.tx.spare_bodies(), 1, "one kept already");
+    c.tx.recycle_upto(vec![0; 64], 2);
+    assert_eq!(c.tx.spare_bodies(), 2);
     c.tx.quiet_bodies();
     assert_eq!(c.tx.buffer_bytes(), 0);
 }

@@ -827,8 +827,15 @@ impl Transport {
     /// keep its buffer for the next one (unless `SPARE_BODIES` are kept
     /// already, or it is bigger than `SPARE_BODY_MAX`).
     pub(in crate::caps) fn recycle(&mut self, body: Vec<u8>) {
+        self.recycle_upto(body, SPARE_BODIES);
+    }
+
+    /// As [`Transport::recycle`], unless `most` buffers are kept already
+    /// (a client keeps one more than it has requests outstanding: one,
+    /// for the next reply, once it has none).
+    pub(in crate::caps) fn recycle_upto(&mut self, body: Vec<u8>, most: usize) {
         let cap = body.capacity();
-        if cap > 0 && cap <= SPARE_BODY_MAX && self.bodies.len() < SPARE_BODIES {
+        if cap > 0 && cap <= SPARE_BODY_MAX && self.bodies.len() < most.min(SPARE_BODIES) {
             self.bodies.push(body);
         }
     }

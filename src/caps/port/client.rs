@@ -34,7 +34,7 @@ pub(super) unsafe fn client_event(p: *mut CapsPort, bits: u32) {
         let end = match next {
             Ok(None) => return,
             // SAFETY: `p` is live.
-            Ok(Some((h, body))) => match unsafe { deliver_reply(p, &h, &body) } {
+            Ok(Some((h, body))) => match unsafe { deliver_reply(p, &h, body) } {
                 Ok(()) => continue,
                 Err(w) => ReadEnd::Protocol(w),
             },
@@ -47,11 +47,15 @@ pub(super) unsafe fn client_event(p: *mut CapsPort, bits: u32) {
 }
 
 /// Copy a reply over the client's original message and complete it
-/// through the message's reply port.
+/// through the message's reply port. The payload's buffer goes back to
+/// the connection for the next frame it reads (not a malloc and a free
+/// per round trip; one more than the requests still outstanding is
+/// kept, so a quiet connection holds one at most), before the reply
+/// port runs (it may close the port).
 ///
 /// # Safety
 /// `p` must be a live client port of the current cpu.
-unsafe fn deliver_reply(p: *mut CapsPort, h: &Header, body: &[u8]) -> Result<(), WireError> {
+unsafe fn deliver_reply(p: *mut CapsPort, h: &Header, body: Vec<u8>) -> Result<(), WireError> {
     if h.kind != FrameKind::Reply {
         return Err(WireError::BadKind(h.kind as u16));
     }
@@ -72,10 +76,16 @@ unsafe fn deliver_reply(p: *mut CapsPort, h: &Header, body: &[u8]) -> Result<(),
         pend.msg
     };
     // SAFETY: the client keeps `msg` alive while its request is
-    // outstanding; it has room for MSG_HDR + capacity bytes.
+    // outstanding; it has room for MSG_HDR + capacity bytes. `p` is live;
+    // the reference to its client ends with its block, before the
+    // reply port runs.
     unsafe {
-        msg_fill(msg, h, body);
+        msg_fill(msg, h, &body);
         (*msg).ms_error = h.error;
+        {
+            let cl = client_of(p);
+            cl.conn.recycle_upto(body, cl.outstanding.len() + 1);
+        }
         complete(p, msg);
     }
     Ok(())

@@ -204,6 +204,11 @@ pub(super) unsafe fn remote_read(r: *mut CapsPort) {
                 if unsafe { connection_of(r) }.ids.insert(h.id) {
                     // SAFETY: `r` is live.
                     unsafe { deliver_request(r, &h, &body) };
+                    // Its buffer serves the next frame read (not a malloc
+                    // and a free per request).
+                    // SAFETY: `r` is live (delivering only queued the
+                    // message on the service port).
+                    unsafe { connection_of(r) }.link.tx.recycle(body);
                     taken += 1;
                     continue;
                 }

@@ -116,6 +116,11 @@ struct EvLoop {
     /// Events a look at the descriptors for [`others_waiting`] found,
     /// called back at the next look at the probes.
     pending: Vec<(Token, u32)>,
+    /// The list of callbacks of the last look at the probes, empty, kept
+    /// for the next one (a look that found input allocated one per round
+    /// trip of a CAPS client or service: issue 17); not kept past
+    /// [`SPARE_CALLS_MAX`] entries.
+    spare_calls: Vec<(Token, u32)>,
     /// Where the next look at the probes starts: after the first one
     /// that was ready at the last look, so no probe is always called back
     /// first (whose peer would be answered first every time: with 128
@@ -195,6 +200,7 @@ impl EvLoop {
             skipped: 0,
             pass_left: 0,
             pending: Vec::new(),
+            spare_calls: Vec::new(),
             next_probe: 0,
         }
     }
@@ -635,10 +641,11 @@ fn sleep_probes() -> bool {
 /// the first ready at the last one), then of those due [`again`] (once
 /// each); how many.
 fn run_probes() -> usize {
-    let calls: Vec<(Token, u32)> = with(|l| {
+    let mut calls: Vec<(Token, u32)> = with(|l| {
         // The events kept by `others_waiting` (usually none), then the
         // ready probes (one each), then the registrations due again.
-        let mut calls = std::mem::take(&mut l.pending);
+        let mut calls = std::mem::take(&mut l.spare_calls);
+        calls.append(&mut l.pending);
         let kept = calls.len();
         let n = l.probes.len();
         let start = if n > 0 { l.next_probe % n } else { 0 };
@@ -657,7 +664,7 @@ fn run_probes() -> usize {
                 None => calls.push((*t, EV_PROBE)),
             }
         }
-        for t in std::mem::take(&mut l.again) {
+        for t in l.again.drain(..) {
             match calls.iter_mut().find(|(c, _)| *c == t) {
                 Some((_, b)) => *b |= EV_PROBE,
                 None => calls.push((t, EV_PROBE)),
@@ -666,13 +673,26 @@ fn run_probes() -> usize {
         calls
     });
     let outer = with(|l| l.pass_left);
+    let n = calls.len();
     for (i, &(t, bits)) in calls.iter().enumerate() {
-        with(|l| l.pass_left = calls.len() - 1 - i);
+        with(|l| l.pass_left = n - 1 - i);
         dispatch(t, bits);
     }
-    with(|l| l.pass_left = outer);
-    calls.len()
+    calls.clear();
+    with(|l| {
+        l.pass_left = outer;
+        // (A callback that looked at the probes again left its list
+        // there already.)
+        if l.spare_calls.capacity() == 0 && calls.capacity() <= SPARE_CALLS_MAX {
+            l.spare_calls = calls;
+        }
+    });
+    n
 }
+
+/// The longest list of callbacks kept from one look at the probes to
+/// the next (`EvLoop::spare_calls`).
+const SPARE_CALLS_MAX: usize = 256;
 
 /// Run the callback of registration `token` with readiness `bits`.
 fn dispatch(token: Token, bits: u32) {
