@@ -9,6 +9,7 @@
 //! to that cpu as an IPI.
 
 use core::ffi::{CStr, c_char, c_int, c_void};
+use core::mem::offset_of;
 use core::ptr;
 use core::sync::atomic::{AtomicI32, Ordering};
 
@@ -102,32 +103,66 @@ pub(super) unsafe fn init_fields(
 }
 
 /// [`init_fields`] of a cached thread whose `td_mach` (and the stack it
-/// describes, at `td_kstack`) is kept as it is: everything before
-/// `td_mach` but `td_kstack` is zeroed and set, the saved `errno`
-/// cleared; the machine part is neither copied out nor back.
+/// describes, at `td_kstack`) is kept as it is: the fields before
+/// `td_mach` that [`set_fields`] does not store are zeroed, the saved
+/// `errno` cleared; the machine part is neither copied out nor back.
+/// The list links are not written: a thread off the free list is on no
+/// list, and taking a thread off a list clears its link (`tailq::remove`).
 ///
 /// # Safety
-/// `td` is a thread of the free list whose `td_mach` holds a stack.
+/// `td` is a thread just taken off the free list whose `td_mach` holds a
+/// stack.
 unsafe fn reinit_fields(td: *mut thread, flags: c_int, gd: *mut globaldata) {
-    // SAFETY: per the contract; the bytes before td_mach are the whole
-    // DragonFly part of the structure, valid when all zero, and
-    // td_kstack already holds the stack set_fields stores.
+    // SAFETY: per the contract; every byte before td_mach is either
+    // zeroed here, a clear list link, td_kstack (already the stack
+    // set_fields stores) or stored by set_fields (see the assertions on
+    // the layout below), which leaves the thread as init_fields would.
     unsafe {
-        // Two fixed-size pieces around td_kstack, each small enough for
-        // the compiler to store inline instead of calling memset.
-        const HEAD: usize = core::mem::offset_of!(thread, td_kstack);
-        const TAIL: usize = HEAD + core::mem::size_of::<*mut c_char>();
-        const REST: usize = core::mem::offset_of!(thread, td_mach) - TAIL;
-        const _: () = assert!(HEAD.is_multiple_of(8) && REST.is_multiple_of(8));
-        let p = td.cast::<u8>();
-        ptr::write_bytes(p.cast::<[u64; HEAD / 8]>(), 0, 1);
-        // Keeps the two pieces from being merged back into one memset.
-        core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
-        ptr::write_bytes(p.add(TAIL).cast::<[u64; REST / 8]>(), 0, 1);
+        for (start, end) in [SPAN_PORT, SPAN_OWNER, SPAN_WAIT, SPAN_INFO, SPAN_TAIL] {
+            // A constant count once unrolled: stored inline, no memset.
+            ptr::write_bytes(td.cast::<u8>().add(start), 0, end - start);
+        }
         (*td).td_mach.mtd_errno = 0;
         set_fields(td, (*td).td_kstack, flags, gd);
     }
 }
+
+/// The spans [`reinit_fields`] zeroes, `[start, end)`: what lies between
+/// the list links, `td_kstack` and the fields [`set_fields`] stores.
+const SPAN_PORT: (usize, usize) = (
+    offset_of!(thread, td_msgport) + offset_of!(lwkt_port, mp_flags),
+    offset_of!(thread, td_msgport) + offset_of!(lwkt_port, mp_td),
+);
+const SPAN_OWNER: (usize, usize) = (offset_of!(thread, td_proc), offset_of!(thread, td_gd));
+const SPAN_WAIT: (usize, usize) = (offset_of!(thread, td_wmesg), offset_of!(thread, td_pri));
+const SPAN_INFO: (usize, usize) = (offset_of!(thread, td_gen), offset_of!(thread, td_kstack));
+const SPAN_TAIL: (usize, usize) = (offset_of!(thread, td_sp), offset_of!(thread, td_mach));
+
+// The spans and what is not zeroed cover everything before td_mach: the
+// two links, the port's queue head, then its owner and four vectors,
+// td_gd, td_pri with td_flags, td_kstack.
+const _: () = {
+    let port = offset_of!(thread, td_msgport);
+    assert!(offset_of!(thread, td_threadq) == 0);
+    assert!(offset_of!(thread, td_allq) == core::mem::size_of::<crate::abi::thread_entry>());
+    assert!(port == 2 * core::mem::size_of::<crate::abi::thread_entry>());
+    assert!(offset_of!(lwkt_port, mp_msgq) == 0);
+    assert!(SPAN_PORT.0 == port + core::mem::size_of::<crate::abi::lwkt_msg_queue>());
+    assert!(SPAN_OWNER.0 == port + core::mem::size_of::<lwkt_port>());
+    assert!(offset_of!(lwkt_port, mp_abortport) + 8 == core::mem::size_of::<lwkt_port>());
+    assert!(offset_of!(lwkt_port, mp_putport) == offset_of!(lwkt_port, mp_td) + 8);
+    assert!(SPAN_WAIT.0 == SPAN_OWNER.1 + 8);
+    assert!(offset_of!(thread, td_flags) == SPAN_WAIT.1 + 4);
+    assert!(SPAN_INFO.0 == offset_of!(thread, td_flags) + 4);
+    assert!(SPAN_TAIL.0 == SPAN_INFO.1 + 8);
+    let spans = [SPAN_PORT, SPAN_OWNER, SPAN_WAIT, SPAN_INFO, SPAN_TAIL];
+    let mut i = 0;
+    while i < spans.len() {
+        assert!(spans[i].0.is_multiple_of(8) && spans[i].1.is_multiple_of(8));
+        assert!(spans[i].1 > spans[i].0);
+        i += 1;
+    }
+};
 
 /// The fields [`init_fields`] sets in a zeroed thread.
 ///
@@ -359,13 +394,20 @@ pub(super) unsafe fn set_handler(
     arg: *mut c_void,
 ) {
     // SAFETY: per the contract.
-    unsafe { set_handler_san(td, func, arg, san::active()) }
+    unsafe {
+        if (*td).td_kstack.is_null() {
+            fatal!("lwkt_create", "thread {td:p} has no stack");
+        }
+        set_handler_san(td, func, arg, san::active());
+    }
 }
 
-/// [`set_handler`], told whether a sanitizer is there (`san::active()`).
+/// [`set_handler`] of a thread known to have a stack, told whether a
+/// sanitizer is there (`san::active()`).
 ///
 /// # Safety
-/// As [`set_handler`]; `active` is `san::active()`.
+/// As [`set_handler`], and `td_kstack` is not NULL; `active` is
+/// `san::active()`.
 #[inline(always)]
 unsafe fn set_handler_san(
     td: *mut thread,
@@ -375,9 +417,6 @@ unsafe fn set_handler_san(
 ) {
     // SAFETY: per the contract.
     unsafe {
-        if (*td).td_kstack.is_null() {
-            fatal!("lwkt_create", "thread {td:p} has no stack");
-        }
         // The start that looks for a sanitizer only when one is there
         // (the thread's start and exit then do not look).
         let start: arch::StartFn = if active {
@@ -405,7 +444,8 @@ unsafe extern "C" fn thread_start<const SAN: bool>(func: *mut c_void, arg: *mut 
         // SAFETY: the first code on this thread's stack after the switch.
         unsafe { san::arrived(ptr::null_mut()) };
     }
-    let gd = mycpu();
+    // A thread of ours runs on a cpu that is set up: nothing to adopt.
+    let gd = cpu::mycpu_if_any();
     // SAFETY: the current thread is valid; `func` was stored by set_handler
     // from a function pointer of this exact type.
     unsafe {
@@ -479,13 +519,13 @@ pub unsafe fn alloc_thread(template: *mut thread, cpu_id: c_int) -> *mut thread 
 /// target's line over at every put and the client's at every reply, each
 /// just written by its owner's last wait.
 pub const STRUCT_SKEW: usize = (64
-    - (core::mem::offset_of!(thread, td_msgport) + core::mem::offset_of!(lwkt_port, mp_td)) % 64)
+    - (offset_of!(thread, td_msgport) + offset_of!(lwkt_port, mp_td)) % 64)
     % 64;
 
 const _: () = assert!(
-    core::mem::offset_of!(thread, td_gd) + 8
-        - core::mem::offset_of!(thread, td_msgport)
-        - core::mem::offset_of!(lwkt_port, mp_td)
+    offset_of!(thread, td_gd) + 8
+        - offset_of!(thread, td_msgport)
+        - offset_of!(lwkt_port, mp_td)
         <= 64
 );
 
@@ -674,8 +714,8 @@ pub unsafe fn create(
     };
     // SAFETY: per the contract; `gd` is the current cpu, set up.
     unsafe {
-        if template.is_null()
-            && cpu_id == -1
+        // No template and the current cpu (-1), in one test.
+        if (template as usize | cpu_id.wrapping_add(1) as u32 as usize) == 0
             && !gd.is_null()
             && !san::active()
             && let Some(td) = reuse_cached(gd, gd, tdflags)
@@ -708,7 +748,8 @@ struct CreateArgs {
 ///
 /// # Safety
 /// `td` is a thread just initialised (and counted) for its cpu, on no
-/// list; `san_active` is `san::active()`; the rest as [`create`].
+/// list, with a stack (a cached one, or one `alloc_thread_for` mapped);
+/// `san_active` is `san::active()`; the rest as [`create`].
 #[inline(always)]
 unsafe fn prepare_created(
     td: *mut thread,
@@ -883,28 +924,28 @@ unsafe fn forget(gd: *mut globaldata, td: *mut thread) {
         if (*td).td_flags & TDF_SYSTHREAD != 0 {
             (*gd).gd_sys_threads -= 1;
         } else if user_threads_add(-1) == 1 {
-            // The last user thread: the cpu of main may be asleep.
-            let mgd = cpu::globaldata_find(MAIN_CPU);
-            if mgd != gd {
-                cpu::notify(mgd, cpu::RQF_WAKE);
-            }
+            wake_main_cpu(gd);
         }
+    }
+}
+
+/// The last user thread has gone (on cpu `gd`): the cpu of main may be
+/// asleep.
+#[cold]
+#[inline(never)]
+fn wake_main_cpu(gd: *mut globaldata) {
+    let mgd = cpu::globaldata_find(MAIN_CPU);
+    if mgd != gd {
+        // SAFETY: cpu 0, started before any thread could exit.
+        unsafe { cpu::notify(mgd, cpu::RQF_WAKE) };
     }
 }
 
 /// `lwkt_exit()`: end the current thread. Its structure and stack go to the
 /// cpu's cache (or are released later) and the cpu switches away for good.
 pub fn exit_current() -> ! {
-    exit_inline::<true>(mycpu())
-}
-
-/// [`exit_current`] on the current cpu `gd`, inlined where a thread's
-/// function returns; `SAN` false when no sanitizer is there (the switch
-/// away does not look).
-#[inline(always)]
-fn exit_inline<const SAN: bool>(gd: *mut globaldata) -> ! {
-    // SAFETY: current cpu and thread; the thread never runs again, so its
-    // stack is only reused after the switch below has left it.
+    let gd = mycpu();
+    // SAFETY: the current cpu and thread.
     unsafe {
         let td = (*gd).gd_curthread;
         if td == idle_thread(gd) {
@@ -914,6 +955,25 @@ fn exit_inline<const SAN: bool>(gd: *mut globaldata) -> ! {
                 (*gd).gd_cpuid
             );
         }
+        let private = cpu_priv(gd);
+        if td == (*private).main_td {
+            (*private).main_exited = true;
+        }
+    }
+    exit_inline::<true>(gd)
+}
+
+/// [`exit_current`] on the current cpu `gd`, inlined where a thread's
+/// function returns, without the checks for the idle thread and `main`
+/// (neither is a thread whose function returns: the idle thread's never
+/// does and `main` has none); `SAN` false when no sanitizer is there
+/// (the switch away does not look).
+#[inline(always)]
+fn exit_inline<const SAN: bool>(gd: *mut globaldata) -> ! {
+    // SAFETY: current cpu and thread; the thread never runs again, so its
+    // stack is only reused after the switch below has left it.
+    unsafe {
+        let td = (*gd).gd_curthread;
         if (*td).td_flags & TDF_VERBOSE != 0 {
             libc::printf(
                 c"kthread %p %s has exited\n".as_ptr(),
@@ -925,10 +985,6 @@ fn exit_inline<const SAN: bool>(gd: *mut globaldata) -> ! {
         forget(gd, td);
         (*td).td_mpcount = 0;
         (*td).td_flags |= TDF_EXITED;
-        let private = cpu_priv(gd);
-        if td == (*private).main_td {
-            (*private).main_exited = true;
-        }
         let flags = (*td).td_flags;
         if flags & TDF_ALLOCATED_THREAD != 0 && (*td).td_refs == 0 {
             tdqueue::insert_tail(&raw mut (*gd).gd_tdfreeq, td, Link::Threadq);
@@ -936,7 +992,7 @@ fn exit_inline<const SAN: bool>(gd: *mut globaldata) -> ! {
             (*td).td_flags |= TDF_FREEQ;
         } else if !(*td).td_mach.mtd_map.is_null() {
             // Not cached: the idle thread unmaps the stack once we are off it.
-            (*private)
+            (*cpu_priv(gd))
                 .zombie_stacks
                 .push(ptr::read(&raw const (*td).td_mach));
             (*td).td_mach.mtd_map = ptr::null_mut();
