@@ -9,7 +9,6 @@
 //! to that cpu as an IPI.
 
 use core::ffi::{CStr, c_char, c_int, c_void};
-use core::mem::offset_of;
 use core::ptr;
 use core::sync::atomic::{AtomicI32, Ordering};
 
@@ -22,10 +21,15 @@ use super::stack;
 use super::tdqueue::{self, Link};
 use crate::abi::{
     MAXCOMLEN, TDF_ALLOCATED_STACK, TDF_ALLOCATED_THREAD, TDF_STOPREQ, TDF_SYSTHREAD, TDF_VERBOSE,
-    TDPRI_CRIT, TDPRI_KERN_DAEMON, THREAD_STACK, globaldata, lwkt_port, md_thread, thread,
+    TDPRI_CRIT, TDPRI_KERN_DAEMON, THREAD_STACK, globaldata, md_thread, thread,
 };
 use crate::cpu::{self, cpu_priv, ipi};
 use crate::{fatal, warn};
+
+mod layout;
+
+use layout::alloc_struct;
+pub use layout::{STRUCT_SKEW, free_struct};
 
 /// Private flag: the thread has exited (`lwkt_exit`). Outside every
 /// DragonFly `TDF_*` value.
@@ -118,51 +122,11 @@ unsafe fn reinit_fields(td: *mut thread, flags: c_int, gd: *mut globaldata) {
     // set_fields stores) or stored by set_fields (see the assertions on
     // the layout below), which leaves the thread as init_fields would.
     unsafe {
-        for (start, end) in [SPAN_PORT, SPAN_OWNER, SPAN_WAIT, SPAN_INFO, SPAN_TAIL] {
-            // A constant count once unrolled: stored inline, no memset.
-            ptr::write_bytes(td.cast::<u8>().add(start), 0, end - start);
-        }
+        layout::zero_for_reuse(td);
         (*td).td_mach.mtd_errno = 0;
         set_fields(td, (*td).td_kstack, flags, gd);
     }
 }
-
-/// The spans [`reinit_fields`] zeroes, `[start, end)`: what lies between
-/// the list links, `td_kstack` and the fields [`set_fields`] stores.
-const SPAN_PORT: (usize, usize) = (
-    offset_of!(thread, td_msgport) + offset_of!(lwkt_port, mp_flags),
-    offset_of!(thread, td_msgport) + offset_of!(lwkt_port, mp_td),
-);
-const SPAN_OWNER: (usize, usize) = (offset_of!(thread, td_proc), offset_of!(thread, td_gd));
-const SPAN_WAIT: (usize, usize) = (offset_of!(thread, td_wmesg), offset_of!(thread, td_pri));
-const SPAN_INFO: (usize, usize) = (offset_of!(thread, td_gen), offset_of!(thread, td_kstack));
-const SPAN_TAIL: (usize, usize) = (offset_of!(thread, td_sp), offset_of!(thread, td_mach));
-
-// The spans and what is not zeroed cover everything before td_mach: the
-// two links, the port's queue head, then its owner and four vectors,
-// td_gd, td_pri with td_flags, td_kstack.
-const _: () = {
-    let port = offset_of!(thread, td_msgport);
-    assert!(offset_of!(thread, td_threadq) == 0);
-    assert!(offset_of!(thread, td_allq) == core::mem::size_of::<crate::abi::thread_entry>());
-    assert!(port == 2 * core::mem::size_of::<crate::abi::thread_entry>());
-    assert!(offset_of!(lwkt_port, mp_msgq) == 0);
-    assert!(SPAN_PORT.0 == port + core::mem::size_of::<crate::abi::lwkt_msg_queue>());
-    assert!(SPAN_OWNER.0 == port + core::mem::size_of::<lwkt_port>());
-    assert!(offset_of!(lwkt_port, mp_abortport) + 8 == core::mem::size_of::<lwkt_port>());
-    assert!(offset_of!(lwkt_port, mp_putport) == offset_of!(lwkt_port, mp_td) + 8);
-    assert!(SPAN_WAIT.0 == SPAN_OWNER.1 + 8);
-    assert!(offset_of!(thread, td_flags) == SPAN_WAIT.1 + 4);
-    assert!(SPAN_INFO.0 == offset_of!(thread, td_flags) + 4);
-    assert!(SPAN_TAIL.0 == SPAN_INFO.1 + 8);
-    let spans = [SPAN_PORT, SPAN_OWNER, SPAN_WAIT, SPAN_INFO, SPAN_TAIL];
-    let mut i = 0;
-    while i < spans.len() {
-        assert!(spans[i].0.is_multiple_of(8) && spans[i].1.is_multiple_of(8));
-        assert!(spans[i].1 > spans[i].0);
-        i += 1;
-    }
-};
 
 /// The fields [`init_fields`] sets in a zeroed thread.
 ///
@@ -506,64 +470,6 @@ pub unsafe fn alloc_thread(template: *mut thread, cpu_id: c_int) -> *mut thread 
         }
     }
     td
-}
-
-/// Where in a cache line a thread structure of ours begins: the fields
-/// that a put or a reply from another cpu reads of the port's owner
-/// (`td_msgport.mp_td`, the port's four vectors, `td_gd`; with `td_proc`
-/// and `td_pcb` between them, 64 bytes from `mp_td` on) then share one
-/// line that only the thread's set-up writes. The fields its owner
-/// writes at every wait (`td_threadq`, the port's `mp_msgq` and
-/// `mp_flags`, `td_wmesg`, `td_wchan`, `td_flags`) lie on the lines
-/// before and after it. Otherwise a cross-cpu `lwkt_domsg` pulled the
-/// target's line over at every put and the client's at every reply, each
-/// just written by its owner's last wait.
-pub const STRUCT_SKEW: usize = (64
-    - (offset_of!(thread, td_msgport) + offset_of!(lwkt_port, mp_td)) % 64)
-    % 64;
-
-const _: () = assert!(
-    offset_of!(thread, td_gd) + 8
-        - offset_of!(thread, td_msgport)
-        - offset_of!(lwkt_port, mp_td)
-        <= 64
-);
-
-// The skew is one 64-bit word, which `alloc_struct` fills with the size
-// of what follows it.
-const _: () = assert!(STRUCT_SKEW == core::mem::size_of::<u64>());
-
-/// A zeroed thread structure placed as [`STRUCT_SKEW`] says, or NULL when
-/// memory is short; freed with [`free_struct`]. The word before it holds
-/// its size: the layout of a length-prefixed block, which valgrind's leak
-/// check (heuristic `length64`, on by default) counts as reachable
-/// through a pointer to the structure (threads still running at `exit`
-/// are not leaks).
-fn alloc_struct() -> *mut thread {
-    let size = core::mem::size_of::<thread>();
-    let mut p: *mut c_void = ptr::null_mut();
-    // SAFETY: `p` is a valid out-pointer; 64 is a power of two and a
-    // multiple of the pointer size.
-    if unsafe { libc::posix_memalign(&mut p, 64, size + STRUCT_SKEW) } != 0 {
-        return ptr::null_mut();
-    }
-    // SAFETY: `p` is `size + STRUCT_SKEW` writable bytes, 64-aligned.
-    unsafe {
-        p.cast::<u64>().write(size as u64);
-        let td = p.cast::<u8>().add(STRUCT_SKEW);
-        ptr::write_bytes(td, 0, size);
-        td.cast()
-    }
-}
-
-/// Free a thread structure of [`alloc_struct`].
-///
-/// # Safety
-/// `td` came from [`alloc_struct`] and nobody uses it any more.
-pub unsafe fn free_struct(td: *mut thread) {
-    // SAFETY: per the contract, the allocation began STRUCT_SKEW bytes
-    // before.
-    unsafe { libc::free(td.cast::<u8>().sub(STRUCT_SKEW).cast()) }
 }
 
 /// The allocation part of [`alloc_thread`]: the thread is initialised for
