@@ -845,20 +845,12 @@ unsafe fn forget(gd: *mut globaldata, td: *mut thread) {
         if (*td).td_flags & TDF_SYSTHREAD != 0 {
             (*gd).gd_sys_threads -= 1;
         } else if user_threads_add(-1) == 1 {
-            wake_main_cpu(gd);
+            // The last user thread: the cpu of main may be asleep.
+            let mgd = cpu::globaldata_find(MAIN_CPU);
+            if mgd != gd {
+                cpu::notify(mgd, cpu::RQF_WAKE);
+            }
         }
-    }
-}
-
-/// The last user thread has gone (on cpu `gd`): the cpu of main may be
-/// asleep.
-#[cold]
-#[inline(never)]
-fn wake_main_cpu(gd: *mut globaldata) {
-    let mgd = cpu::globaldata_find(MAIN_CPU);
-    if mgd != gd {
-        // SAFETY: cpu 0, started before any thread could exit.
-        unsafe { cpu::notify(mgd, cpu::RQF_WAKE) };
     }
 }
 
