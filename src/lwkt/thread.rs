@@ -633,12 +633,13 @@ pub unsafe fn create(
             }
             return 0;
         }
-        create_slow(func, arg, ptd, template, tdflags, cpu_id, comm)
+        create_slow(args, comm)
     }
 }
 
-/// The arguments of [`create`] but the name: what to allocate, then
-/// what to run and where to say which thread runs it.
+/// The arguments of [`create`] but the name, as it hands them on to
+/// [`create_slow`]: what to allocate, then what to run and where to
+/// say which thread runs it.
 struct CreateArgs {
     template: *mut thread,
     cpu_id: c_int,
@@ -706,29 +707,13 @@ unsafe fn start_created(gd: *mut globaldata, td: *mut thread, a: &CreateArgs, co
     }
 }
 
-/// [`create`] in full, with [`create`]'s arguments (so that the call to
-/// it is a jump).
+/// [`create`] in full.
 ///
 /// # Safety
-/// As [`create`].
+/// As [`create`] for `a`'s fields and `comm`.
 #[inline(never)]
-unsafe extern "C" fn create_slow(
-    func: unsafe extern "C" fn(*mut c_void),
-    arg: *mut c_void,
-    ptd: *mut *mut thread,
-    template: *mut thread,
-    tdflags: c_int,
-    cpu_id: c_int,
-    comm: *const c_char,
-) -> c_int {
-    let a = CreateArgs {
-        template,
-        cpu_id,
-        tdflags,
-        func,
-        arg,
-        ptd,
-    };
+unsafe fn create_slow(a: CreateArgs, comm: *const c_char) -> c_int {
+    let ptd = a.ptd;
     // SAFETY: per the contract; `gd` stays the current cpu (nothing
     // here switches).
     unsafe {
