@@ -21,10 +21,15 @@ use super::stack;
 use super::tdqueue::{self, Link};
 use crate::abi::{
     MAXCOMLEN, TDF_ALLOCATED_STACK, TDF_ALLOCATED_THREAD, TDF_STOPREQ, TDF_SYSTHREAD, TDF_VERBOSE,
-    TDPRI_CRIT, TDPRI_KERN_DAEMON, THREAD_STACK, globaldata, lwkt_port, md_thread, thread,
+    TDPRI_CRIT, TDPRI_KERN_DAEMON, THREAD_STACK, globaldata, md_thread, thread,
 };
 use crate::cpu::{self, cpu_priv, ipi};
 use crate::{fatal, warn};
+
+mod layout;
+
+use layout::alloc_struct;
+pub use layout::{STRUCT_SKEW, free_struct};
 
 /// Private flag: the thread has exited (`lwkt_exit`). Outside every
 /// DragonFly `TDF_*` value.
@@ -102,28 +107,22 @@ pub(super) unsafe fn init_fields(
 }
 
 /// [`init_fields`] of a cached thread whose `td_mach` (and the stack it
-/// describes, at `td_kstack`) is kept as it is: everything before
-/// `td_mach` but `td_kstack` is zeroed and set, the saved `errno`
-/// cleared; the machine part is neither copied out nor back.
+/// describes, at `td_kstack`) is kept as it is: the fields before
+/// `td_mach` that [`set_fields`] does not store are zeroed, the saved
+/// `errno` cleared; the machine part is neither copied out nor back.
+/// The list links are not written: a thread off the free list is on no
+/// list, and taking a thread off a list clears its link (`tailq::remove`).
 ///
 /// # Safety
-/// `td` is a thread of the free list whose `td_mach` holds a stack.
+/// `td` is a thread just taken off the free list whose `td_mach` holds a
+/// stack.
 unsafe fn reinit_fields(td: *mut thread, flags: c_int, gd: *mut globaldata) {
-    // SAFETY: per the contract; the bytes before td_mach are the whole
-    // DragonFly part of the structure, valid when all zero, and
-    // td_kstack already holds the stack set_fields stores.
+    // SAFETY: per the contract; every byte before td_mach is either
+    // zeroed here, a clear list link, td_kstack (already the stack
+    // set_fields stores) or stored by set_fields (see the assertions on
+    // the layout below), which leaves the thread as init_fields would.
     unsafe {
-        // Two fixed-size pieces around td_kstack, each small enough for
-        // the compiler to store inline instead of calling memset.
-        const HEAD: usize = core::mem::offset_of!(thread, td_kstack);
-        const TAIL: usize = HEAD + core::mem::size_of::<*mut c_char>();
-        const REST: usize = core::mem::offset_of!(thread, td_mach) - TAIL;
-        const _: () = assert!(HEAD.is_multiple_of(8) && REST.is_multiple_of(8));
-        let p = td.cast::<u8>();
-        ptr::write_bytes(p.cast::<[u64; HEAD / 8]>(), 0, 1);
-        // Keeps the two pieces from being merged back into one memset.
-        core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
-        ptr::write_bytes(p.add(TAIL).cast::<[u64; REST / 8]>(), 0, 1);
+        layout::zero_for_reuse(td);
         (*td).td_mach.mtd_errno = 0;
         set_fields(td, (*td).td_kstack, flags, gd);
     }
@@ -359,13 +358,20 @@ pub(super) unsafe fn set_handler(
     arg: *mut c_void,
 ) {
     // SAFETY: per the contract.
-    unsafe { set_handler_san(td, func, arg, san::active()) }
+    unsafe {
+        if (*td).td_kstack.is_null() {
+            fatal!("lwkt_create", "thread {td:p} has no stack");
+        }
+        set_handler_san(td, func, arg, san::active());
+    }
 }
 
-/// [`set_handler`], told whether a sanitizer is there (`san::active()`).
+/// [`set_handler`] of a thread known to have a stack, told whether a
+/// sanitizer is there (`san::active()`).
 ///
 /// # Safety
-/// As [`set_handler`]; `active` is `san::active()`.
+/// As [`set_handler`], and `td_kstack` is not NULL; `active` is
+/// `san::active()`.
 #[inline(always)]
 unsafe fn set_handler_san(
     td: *mut thread,
@@ -375,9 +381,6 @@ unsafe fn set_handler_san(
 ) {
     // SAFETY: per the contract.
     unsafe {
-        if (*td).td_kstack.is_null() {
-            fatal!("lwkt_create", "thread {td:p} has no stack");
-        }
         // The start that looks for a sanitizer only when one is there
         // (the thread's start and exit then do not look).
         let start: arch::StartFn = if active {
@@ -405,7 +408,8 @@ unsafe extern "C" fn thread_start<const SAN: bool>(func: *mut c_void, arg: *mut 
         // SAFETY: the first code on this thread's stack after the switch.
         unsafe { san::arrived(ptr::null_mut()) };
     }
-    let gd = mycpu();
+    // A thread of ours runs on a cpu that is set up: nothing to adopt.
+    let gd = cpu::mycpu_if_any();
     // SAFETY: the current thread is valid; `func` was stored by set_handler
     // from a function pointer of this exact type.
     unsafe {
@@ -466,64 +470,6 @@ pub unsafe fn alloc_thread(template: *mut thread, cpu_id: c_int) -> *mut thread 
         }
     }
     td
-}
-
-/// Where in a cache line a thread structure of ours begins: the fields
-/// that a put or a reply from another cpu reads of the port's owner
-/// (`td_msgport.mp_td`, the port's four vectors, `td_gd`; with `td_proc`
-/// and `td_pcb` between them, 64 bytes from `mp_td` on) then share one
-/// line that only the thread's set-up writes. The fields its owner
-/// writes at every wait (`td_threadq`, the port's `mp_msgq` and
-/// `mp_flags`, `td_wmesg`, `td_wchan`, `td_flags`) lie on the lines
-/// before and after it. Otherwise a cross-cpu `lwkt_domsg` pulled the
-/// target's line over at every put and the client's at every reply, each
-/// just written by its owner's last wait.
-pub const STRUCT_SKEW: usize = (64
-    - (core::mem::offset_of!(thread, td_msgport) + core::mem::offset_of!(lwkt_port, mp_td)) % 64)
-    % 64;
-
-const _: () = assert!(
-    core::mem::offset_of!(thread, td_gd) + 8
-        - core::mem::offset_of!(thread, td_msgport)
-        - core::mem::offset_of!(lwkt_port, mp_td)
-        <= 64
-);
-
-// The skew is one 64-bit word, which `alloc_struct` fills with the size
-// of what follows it.
-const _: () = assert!(STRUCT_SKEW == core::mem::size_of::<u64>());
-
-/// A zeroed thread structure placed as [`STRUCT_SKEW`] says, or NULL when
-/// memory is short; freed with [`free_struct`]. The word before it holds
-/// its size: the layout of a length-prefixed block, which valgrind's leak
-/// check (heuristic `length64`, on by default) counts as reachable
-/// through a pointer to the structure (threads still running at `exit`
-/// are not leaks).
-fn alloc_struct() -> *mut thread {
-    let size = core::mem::size_of::<thread>();
-    let mut p: *mut c_void = ptr::null_mut();
-    // SAFETY: `p` is a valid out-pointer; 64 is a power of two and a
-    // multiple of the pointer size.
-    if unsafe { libc::posix_memalign(&mut p, 64, size + STRUCT_SKEW) } != 0 {
-        return ptr::null_mut();
-    }
-    // SAFETY: `p` is `size + STRUCT_SKEW` writable bytes, 64-aligned.
-    unsafe {
-        p.cast::<u64>().write(size as u64);
-        let td = p.cast::<u8>().add(STRUCT_SKEW);
-        ptr::write_bytes(td, 0, size);
-        td.cast()
-    }
-}
-
-/// Free a thread structure of [`alloc_struct`].
-///
-/// # Safety
-/// `td` came from [`alloc_struct`] and nobody uses it any more.
-pub unsafe fn free_struct(td: *mut thread) {
-    // SAFETY: per the contract, the allocation began STRUCT_SKEW bytes
-    // before.
-    unsafe { libc::free(td.cast::<u8>().sub(STRUCT_SKEW).cast()) }
 }
 
 /// The allocation part of [`alloc_thread`]: the thread is initialised for
@@ -674,8 +620,8 @@ pub unsafe fn create(
     };
     // SAFETY: per the contract; `gd` is the current cpu, set up.
     unsafe {
-        if template.is_null()
-            && cpu_id == -1
+        // No template and the current cpu (-1), in one test.
+        if (template as usize | cpu_id.wrapping_add(1) as u32 as usize) == 0
             && !gd.is_null()
             && !san::active()
             && let Some(td) = reuse_cached(gd, gd, tdflags)
@@ -708,7 +654,8 @@ struct CreateArgs {
 ///
 /// # Safety
 /// `td` is a thread just initialised (and counted) for its cpu, on no
-/// list; `san_active` is `san::active()`; the rest as [`create`].
+/// list, with a stack (a cached one, or one `alloc_thread_for` mapped);
+/// `san_active` is `san::active()`; the rest as [`create`].
 #[inline(always)]
 unsafe fn prepare_created(
     td: *mut thread,
@@ -895,16 +842,8 @@ unsafe fn forget(gd: *mut globaldata, td: *mut thread) {
 /// `lwkt_exit()`: end the current thread. Its structure and stack go to the
 /// cpu's cache (or are released later) and the cpu switches away for good.
 pub fn exit_current() -> ! {
-    exit_inline::<true>(mycpu())
-}
-
-/// [`exit_current`] on the current cpu `gd`, inlined where a thread's
-/// function returns; `SAN` false when no sanitizer is there (the switch
-/// away does not look).
-#[inline(always)]
-fn exit_inline<const SAN: bool>(gd: *mut globaldata) -> ! {
-    // SAFETY: current cpu and thread; the thread never runs again, so its
-    // stack is only reused after the switch below has left it.
+    let gd = mycpu();
+    // SAFETY: the current cpu and thread.
     unsafe {
         let td = (*gd).gd_curthread;
         if td == idle_thread(gd) {
@@ -914,6 +853,25 @@ fn exit_inline<const SAN: bool>(gd: *mut globaldata) -> ! {
                 (*gd).gd_cpuid
             );
         }
+        let private = cpu_priv(gd);
+        if td == (*private).main_td {
+            (*private).main_exited = true;
+        }
+    }
+    exit_inline::<true>(gd)
+}
+
+/// [`exit_current`] on the current cpu `gd`, inlined where a thread's
+/// function returns, without the checks for the idle thread and `main`
+/// (neither is a thread whose function returns: the idle thread's never
+/// does and `main` has none); `SAN` false when no sanitizer is there
+/// (the switch away does not look).
+#[inline(always)]
+fn exit_inline<const SAN: bool>(gd: *mut globaldata) -> ! {
+    // SAFETY: current cpu and thread; the thread never runs again, so its
+    // stack is only reused after the switch below has left it.
+    unsafe {
+        let td = (*gd).gd_curthread;
         if (*td).td_flags & TDF_VERBOSE != 0 {
             libc::printf(
                 c"kthread %p %s has exited\n".as_ptr(),
@@ -925,10 +883,6 @@ fn exit_inline<const SAN: bool>(gd: *mut globaldata) -> ! {
         forget(gd, td);
         (*td).td_mpcount = 0;
         (*td).td_flags |= TDF_EXITED;
-        let private = cpu_priv(gd);
-        if td == (*private).main_td {
-            (*private).main_exited = true;
-        }
         let flags = (*td).td_flags;
         if flags & TDF_ALLOCATED_THREAD != 0 && (*td).td_refs == 0 {
             tdqueue::insert_tail(&raw mut (*gd).gd_tdfreeq, td, Link::Threadq);
@@ -936,7 +890,7 @@ fn exit_inline<const SAN: bool>(gd: *mut globaldata) -> ! {
             (*td).td_flags |= TDF_FREEQ;
         } else if !(*td).td_mach.mtd_map.is_null() {
             // Not cached: the idle thread unmaps the stack once we are off it.
-            (*private)
+            (*cpu_priv(gd))
                 .zombie_stacks
                 .push(ptr::read(&raw const (*td).td_mach));
             (*td).td_mach.mtd_map = ptr::null_mut();
