@@ -73,17 +73,20 @@ pub fn errno_init() {
 }
 
 /// The running kernel thread's `errno`.
-#[inline(always)]
 pub fn errno_get() -> c_int {
-    // SAFETY: the offset leads to this thread's errno (see ERRNO_OFF).
-    unsafe { imp::tls_read(ERRNO_OFF.load(Ordering::Relaxed)) }
+    // SAFETY: __errno_location has no preconditions and returns this
+    // kernel thread's errno.
+    unsafe { *libc::__errno_location() }
 }
 
-/// Set the running kernel thread's `errno`.
+/// Set the running kernel thread's `errno` (after `errno_init`).
 #[inline(always)]
 pub fn errno_set(v: c_int) {
-    // SAFETY: the offset leads to this thread's errno (see ERRNO_OFF).
-    unsafe { imp::tls_write(ERRNO_OFF.load(Ordering::Relaxed), v) }
+    // SAFETY: errno_init ran when the thread package started, before
+    // anything that switches errno.
+    unsafe {
+        imp::errno_exchange(v);
+    }
 }
 
 /// Store the running kernel thread's `errno` in `*save` and set it to
@@ -94,13 +97,9 @@ pub fn errno_set(v: c_int) {
 /// `save` must be writable.
 #[inline(always)]
 pub unsafe fn errno_swap(save: *mut c_int, v: c_int) {
-    let off = ERRNO_OFF.load(Ordering::Relaxed);
     // SAFETY: the offset leads to this thread's errno (see ERRNO_OFF);
     // `save` per the contract.
-    unsafe {
-        *save = imp::tls_read(off);
-        imp::tls_write(off, v);
-    }
+    unsafe { *save = imp::errno_exchange(v) }
 }
 
 /// Record the calling kernel thread's floating-point control state as
@@ -293,41 +292,33 @@ mod imp {
         tp
     }
 
-    /// The `int` at offset `off` from the thread pointer (`fs`-relative,
-    /// one instruction).
+    /// Set the running kernel thread's `errno` to `v` and return what
+    /// it was, in one asm block: `ERRNO_OFF` loaded with one
+    /// `rip`-relative instruction (a load of the static in Rust takes its
+    /// address from the GOT, which the linker turns into an `lea`: one
+    /// instruction more on every switch), then `fs`-relative accesses.
     ///
     /// # Safety
-    /// `off` must be the offset of an `int` of this thread's static TLS.
+    /// `ERRNO_OFF` holds errno's offset (`errno_init` has run).
     #[inline(always)]
-    pub unsafe fn tls_read(off: usize) -> c_int {
-        let v: c_int;
-        // SAFETY: per the contract.
+    pub unsafe fn errno_exchange(v: c_int) -> c_int {
+        let old: c_int;
+        // SAFETY: per the contract; the static is an aligned word read
+        // as a relaxed atomic load is on x86_64 (it changes only in
+        // `errno_init`, before the first switch).
         unsafe {
             core::arch::asm!(
-                "mov {v:e}, dword ptr fs:[{o}]",
-                o = in(reg) off,
-                v = out(reg) v,
-                options(nostack, readonly, preserves_flags),
-            );
-        }
-        v
-    }
-
-    /// Store `v` in the `int` at offset `off` from the thread pointer.
-    ///
-    /// # Safety
-    /// As [`tls_read`].
-    #[inline(always)]
-    pub unsafe fn tls_write(off: usize, v: c_int) {
-        // SAFETY: per the contract.
-        unsafe {
-            core::arch::asm!(
+                "mov {o}, qword ptr [rip + {off}]",
+                "mov {old:e}, dword ptr fs:[{o}]",
                 "mov dword ptr fs:[{o}], {v:e}",
-                o = in(reg) off,
+                off = sym super::ERRNO_OFF,
+                o = out(reg) _,
+                old = out(reg) old,
                 v = in(reg) v,
                 options(nostack, preserves_flags),
             );
         }
+        old
     }
 
     /// MXCSR 0x1f80 (all exceptions masked, round to nearest) and x87
@@ -502,6 +493,22 @@ mod imp {
             core::arch::asm!("mrs {}, tpidr_el0", out(reg) tp, options(nomem, nostack, pure));
         }
         tp
+    }
+
+    /// Set the running kernel thread's `errno` to `v` and return what
+    /// it was.
+    ///
+    /// # Safety
+    /// `ERRNO_OFF` holds errno's offset (`errno_init` has run).
+    #[inline(always)]
+    pub unsafe fn errno_exchange(v: c_int) -> c_int {
+        let off = super::ERRNO_OFF.load(core::sync::atomic::Ordering::Relaxed);
+        // SAFETY: per the contract.
+        unsafe {
+            let old = tls_read(off);
+            tls_write(off, v);
+            old
+        }
     }
 
     /// The `int` at offset `off` from the thread pointer.
