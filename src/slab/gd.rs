@@ -246,6 +246,7 @@ pub unsafe fn gd_setup(gd: *mut SLGlobalData) {
         (*gd).ZoneInfo.ks_magic = M_MAGIC;
         (*gd).ZoneInfo.ks_shortdesc = c"slab zones".as_ptr();
         (*gd).ZoneInfo.ks_limit = types::UNLIMITED;
+        reclaim::set_key(gd);
         mag::setup(gd);
         reclaim::track(gd);
     }
