@@ -119,7 +119,7 @@ pub(super) fn pool_lock() -> std::sync::MutexGuard<'static, Pool> {
 
 thread_local! {
     /// Registered on a thread's first use only: its destructor pools the
-    /// state. The fast paths read [`tls::get`] alone.
+    /// state. The fast paths read the thread's `tls::Slot` alone.
     static GUARD: Guard = const { Guard };
 }
 
@@ -139,7 +139,7 @@ impl Drop for Guard {
             // SAFETY: as above.
             calls::fold_own(unsafe { (*gd).sl_Slot } as usize);
         }
-        tls::set(ptr::null_mut());
+        set_current(ptr::null_mut());
         let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: as above.
         ACTIVE.fetch_and(!unsafe { active_bit(gd) }, Ordering::Relaxed);
@@ -196,8 +196,28 @@ fn attach() -> *mut SLGlobalData {
     });
     // SAFETY: a set-up state, now this thread's.
     ACTIVE.fetch_or(unsafe { active_bit(gd) }, Ordering::Relaxed);
-    tls::set(gd);
+    set_current(gd);
     gd
+}
+
+/// Make `gd` the calling thread's state (NULL: none), with the words the
+/// fast paths test beside it (`tls::Slot`): all zero without a state.
+/// Called again by a free that found its zone outside the thread's copy of
+/// the arena's bounds (`slab::free_off_arena`), to copy them afresh.
+pub(super) fn set_current(gd: *mut SLGlobalData) {
+    tls::set(if gd.is_null() {
+        tls::Slot {
+            gd,
+            small: 0,
+            arena: tls::Arena::NONE,
+        }
+    } else {
+        tls::Slot {
+            gd,
+            small: super::SMALL_MAX,
+            arena: super::registry::view(),
+        }
+    });
 }
 
 /// A new cpu was set up on the calling kernel thread: allocate from its
@@ -213,7 +233,7 @@ pub unsafe fn adopt_cpu(gd: *mut SLGlobalData) {
             gd_setup(gd);
             ACTIVE.fetch_or(active_bit(gd), Ordering::Relaxed);
         }
-        tls::set(gd);
+        set_current(gd);
     }
 }
 
@@ -246,6 +266,7 @@ pub unsafe fn gd_setup(gd: *mut SLGlobalData) {
         (*gd).ZoneInfo.ks_magic = M_MAGIC;
         (*gd).ZoneInfo.ks_shortdesc = c"slab zones".as_ptr();
         (*gd).ZoneInfo.ks_limit = types::UNLIMITED;
+        reclaim::set_key(gd);
         mag::setup(gd);
         reclaim::track(gd);
     }

@@ -229,14 +229,21 @@ fn fail(func: &str, ty: *mut malloc_type, flags: c_int, why: &str) -> *mut c_voi
 /// `ty` is non-NULL and points to a `struct malloc_type` that stays valid.
 #[inline(always)]
 pub unsafe fn malloc(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c_void {
-    let gd = tls::get();
+    // `small` is `SMALL_MAX` when the thread has a state, else 0: one
+    // test for both.
+    let (gd, small) = tls::get_small();
     let n1 = size.wrapping_sub(1);
-    if gd.is_null() || n1 >= SMALL_MAX {
+    if n1 >= small {
         // SAFETY: forwarded caller contract.
         return unsafe { malloc_slow(size, ty, flags) };
     }
-    // SAFETY: `n1 < SMALL_MAX`, so `n1 / 8 < SMALL_MAX.div_ceil(8)`.
-    let class = unsafe { *SMALL_CLASS.get_unchecked(n1 / 8) };
+    // SAFETY: `small` is `SMALL_MAX` or 0 (`gd::set_current` alone sets
+    // it), so `n1 < SMALL_MAX` and `n1 / 8 < SMALL_MAX.div_ceil(8)`; and
+    // `gd` is then the thread's state, not NULL.
+    let class = unsafe {
+        core::hint::assert_unchecked(small <= SMALL_MAX && !gd.is_null());
+        *SMALL_CLASS.get_unchecked(n1 / 8)
+    };
     let cs = class.cs as usize;
     // SAFETY: `ty` is a valid type, registered with tag `tag` if
     // `count_open` counts the call; `gd` is this thread's cpu state;
@@ -470,10 +477,11 @@ unsafe fn malloc_slow(size: usize, ty: *mut malloc_type, flags: c_int) -> *mut c
 /// `ty` is non-NULL and points to a valid `struct malloc_type`.
 #[inline(always)]
 pub unsafe fn free(ptr: *mut c_void, ty: *mut malloc_type) {
-    let gd = tls::get();
-    // Zero before any state exists: then `base` is not a zone either.
-    let base = ptr as usize & registry::FAST.zone_base.load(Ordering::Relaxed);
-    if !gd.is_null() && registry::in_arena(base) {
+    // The thread's copy of the arena's bounds: all zero while it has no
+    // state, so that no pointer is in it then (one test for both).
+    let (gd, a) = tls::get_arena();
+    let base = ptr as usize & a.mask;
+    if a.neg_lo.wrapping_add(base) < a.top {
         // SAFETY: `base` can be read as a zone header (the arena's carved
         // part); `gd` is this thread's cpu state; `ty` is a valid type
         // (registered or not: `free_fast` compares its word with the
@@ -485,11 +493,13 @@ pub unsafe fn free(ptr: *mut c_void, ty: *mut malloc_type) {
     unsafe { free_off_arena(ptr, ty) }
 }
 
-/// [`free`] of anything outside the arena's carved part: a live zone
-/// outside it (the arena full, not reserved, or `RLIMIT_AS` set) takes
-/// the same fast path once the registry's bitmap says it is one; the
-/// rest (NULL, no state yet, a page mapping, a bad pointer) `free_slow`.
-/// Out of line, so that `free` makes tail calls only.
+/// [`free`] of anything outside the thread's copy of the arena's carved
+/// part: a live zone outside it (carved since the copy was taken, or
+/// outside the arena: full, not reserved, or `RLIMIT_AS` set) takes the
+/// same fast path once the registry's bitmap says it is one, and the
+/// copy is taken again; the rest (NULL, no state yet, a page mapping, a
+/// bad pointer) `free_slow`. Out of line, so that `free` makes tail calls
+/// only.
 ///
 /// # Safety
 /// As [`free`].
@@ -498,6 +508,7 @@ unsafe fn free_off_arena(ptr: *mut c_void, ty: *mut malloc_type) {
     let gd = tls::get();
     let base = ptr as usize & registry::FAST.zone_base.load(Ordering::Relaxed);
     if !gd.is_null() && registry::is_zone(base) {
+        gd::set_current(gd);
         // SAFETY: as in `free`, `base` being a live zone.
         return unsafe { zone::free_fast(gd, base, ptr.cast(), ty, types::reg_word(ty)) };
     }

@@ -30,7 +30,8 @@
 
 use core::ptr::{self, addr_of_mut};
 use core::sync::atomic::{
-    AtomicBool, AtomicI32, AtomicI64, AtomicPtr, AtomicU32, Ordering, compiler_fence, fence,
+    AtomicBool, AtomicI32, AtomicI64, AtomicPtr, AtomicU32, AtomicUsize, Ordering, compiler_fence,
+    fence,
 };
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -119,6 +120,55 @@ pub unsafe fn flags(gd: *mut SLGlobalData) -> i32 {
     unsafe { flag_word(gd) }.load(Ordering::Relaxed)
 }
 
+/// The state's *key* (`sl_Pad0[2]`, a word of the allocator): its own
+/// address while no flag is set in `sl_Flags`, else [`KEY_FLAGGED`].
+/// The fast paths compare it, read inside the window like the flags,
+/// with a zone's owner or a type's owner word: one compare says "this
+/// cpu's, and no flag set" (two instructions less than the flag word's
+/// load and test beside a compare with the state's address). Written
+/// by [`set_key`] after every change of the flags.
+pub const KEY_FLAGGED: usize = 1;
+
+/// The key's word.
+///
+/// # Safety
+/// `gd` is a cpu state.
+#[inline(always)]
+unsafe fn key_word<'a>(gd: *mut SLGlobalData) -> &'a AtomicUsize {
+    // SAFETY: caller contract; a `c_long` has a word's size and alignment.
+    unsafe { AtomicUsize::from_ptr(addr_of_mut!((*gd).sl_Pad0[2]).cast()) }
+}
+
+/// The state's key (see [`KEY_FLAGGED`]). Read inside a window, as
+/// [`flags`].
+///
+/// # Safety
+/// `gd` is a cpu state.
+#[inline(always)]
+pub unsafe fn key(gd: *mut SLGlobalData) -> usize {
+    // SAFETY: caller contract.
+    unsafe { key_word(gd) }.load(Ordering::Relaxed)
+}
+
+/// Set the key from the flags, after they changed (by the writer of the
+/// flags, before anything that publishes the change: `park`'s
+/// `membarrier()`, the owner's next window).
+///
+/// # Safety
+/// `gd` is a cpu state.
+#[inline]
+pub unsafe fn set_key(gd: *mut SLGlobalData) {
+    // SAFETY: caller contract.
+    unsafe {
+        let k = if flags(gd) == 0 {
+            gd as usize
+        } else {
+            KEY_FLAGGED
+        };
+        key_word(gd).store(k, Ordering::Relaxed);
+    }
+}
+
 /// Is the state parked? (See [`flags`].)
 ///
 /// # Safety
@@ -162,7 +212,10 @@ pub unsafe fn unpark(gd: *mut SLGlobalData) {
     let _e = KeepErrno::new();
     let _g = reap_lock();
     // SAFETY: caller contract.
-    unsafe { flag_word(gd) }.fetch_and(!SLGD_PARKED, Ordering::Relaxed);
+    unsafe {
+        flag_word(gd).fetch_and(!SLGD_PARKED, Ordering::Relaxed);
+        set_key(gd);
+    }
 }
 
 /// Restores the caller's `errno` when dropped: the slow paths here wait
@@ -438,11 +491,15 @@ unsafe fn park(gd: *mut SLGlobalData) -> bool {
     let flag = unsafe { flag_word(gd) };
     if flag.load(Ordering::Relaxed) & SLGD_PARKED == 0 {
         flag.fetch_or(SLGD_PARKED, Ordering::Relaxed);
+        // SAFETY: caller contract.
+        unsafe { set_key(gd) };
         // Without the barrier the owner may miss the flag while this side
         // misses its open window: give up (its memory stays with it).
         // SAFETY: caller contract.
         if !account::barrier_all() || !unsafe { window_closes(gd) } {
             flag.fetch_and(!SLGD_PARKED, Ordering::Relaxed);
+            // SAFETY: caller contract.
+            unsafe { set_key(gd) };
             return false;
         }
         #[cfg(test)]

@@ -13,8 +13,11 @@
 //!
 //! **The arena.** Zones are carved from one reserved stretch of address
 //! space ([`ARENA_BYTES`] or less, reserved `PROT_NONE` at the first zone), so the
-//! free fast path asks [`in_arena`] instead: one subtraction and one
-//! compare against the part carved so far, which is always readable. A
+//! free fast path asks [`in_arena`]'s question instead, of its thread's
+//! copy of the bounds ([`view`], in its TLS slot): one addition and one
+//! compare against the part carved so far, which is always readable (a
+//! copy older than the last carving says no for the newer zones; such a
+//! free asks the bitmap, which says yes, and copies the bounds again). A
 //! zone given back there is not unmapped: its pages go back to the kernel
 //! (`MADV_DONTNEED`), so it reads as zeros (no zone magic: the free path's
 //! checks send a pointer into it to the slow path, which asks the bitmap
@@ -140,7 +143,10 @@ pub const ARENA_BYTES: usize = 4 << 30;
 /// The smallest arena tried.
 const ARENA_MIN: usize = 1 << 30;
 
-/// What the free fast path reads, on one line (one address to load):
+/// The arena's bounds, on one line (one address to load). Each thread's
+/// free fast path reads a copy of them in its TLS slot (`tls::Arena`,
+/// taken by [`view`]), and a free outside that copy takes the path that
+/// asks the bitmap and copies them again:
 #[repr(C, align(64))]
 pub struct Fast {
     /// `!(ZoneSize - 1)` once the zone size is set (before: 0, so no
@@ -193,6 +199,18 @@ pub fn in_arena(base: usize) -> bool {
     // the acquire load then sees too (never a bound with `neg_lo` still 0).
     let top = FAST.top.load(Ordering::Acquire);
     FAST.neg_lo.load(Ordering::Relaxed).wrapping_add(base) < top
+}
+
+/// A copy of the arena's bounds for a thread's slot (`tls::Arena`), read
+/// in the order of [`in_arena`]. Only valid once the zone size is set
+/// (`slab::init`), as it is before any cpu state exists.
+pub fn view() -> super::tls::Arena {
+    let top = FAST.top.load(Ordering::Acquire);
+    super::tls::Arena {
+        mask: FAST.zone_base.load(Ordering::Relaxed),
+        neg_lo: FAST.neg_lo.load(Ordering::Relaxed),
+        top,
+    }
 }
 
 /// Is `RLIMIT_AS` unlimited (so zones may go to the arena)?

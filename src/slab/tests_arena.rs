@@ -213,3 +213,46 @@ fn a_limit_set_after_the_arena_was_reserved_leaves_room() {
         used >> 10
     );
 }
+
+/// A thread's copy of the arena's bounds (in its TLS slot) is taken when
+/// it gets its state, and the arena grows after that (any thread's new
+/// zones). A chunk beyond the copy is freed all the same, through the
+/// path that asks the bitmap, and the copy is taken again. (The copy is
+/// made old here by hand: which zones another thread's allocations carve
+/// depends on what earlier tests gave back.)
+#[test]
+fn a_free_beyond_the_threads_copy_of_the_arena_copies_it_again() {
+    let _g = WHERE.lock().unwrap_or_else(|e| e.into_inner());
+    std::thread::spawn(|| {
+        let t = new_type(c"arena-copy");
+        // SAFETY: valid type.
+        let p = unsafe { malloc(64, t, 0) };
+        let b = p as usize & !params().zone_mask;
+        assert!(registry::in_arena(b), "zone {b:#x} is not in the arena");
+        // A fresh copy (the state may have come before the arena).
+        gd::set_current(tls::get());
+        let (gd, now) = tls::get_arena();
+        assert!(
+            now.neg_lo.wrapping_add(b) < now.top,
+            "zone beyond a fresh copy"
+        );
+        // A copy from before this zone was carved.
+        let old = tls::Arena {
+            top: now.neg_lo.wrapping_add(b),
+            ..now
+        };
+        tls::set(tls::Slot {
+            gd,
+            small: SMALL_MAX,
+            arena: old,
+        });
+        // SAFETY: a live block of `t`.
+        unsafe { free(p, t) };
+        let (_, after) = tls::get_arena();
+        assert_eq!(after.top, now.top, "the copy was not taken again");
+        let (mem, n, calls) = totals(t);
+        assert_eq!((mem, n, calls), (0, 0, 1), "the type after the free");
+    })
+    .join()
+    .unwrap();
+}

@@ -59,6 +59,10 @@ pub struct Fixed {
     pub owner: *mut SLGlobalData,
     /// The size class (`z_ZoneIndex`).
     pub idx: u32,
+    /// The low half of `recip`, a field of its own so that the free path
+    /// compares with it in memory as it multiplies by `recip` in memory
+    /// (no load of its own; [`index_in`]).
+    pub recip_lo: u32,
     /// The owner's magazine of the class (`mag::of(owner, idx)`): the free
     /// path pushes there without the class arithmetic.
     pub mag: *mut mag::Mag,
@@ -118,6 +122,14 @@ pub(super) unsafe fn tag_at<'a>(key: usize) -> &'a AtomicU8 {
 pub(super) fn index(off: usize, recip: u64) -> (usize, bool) {
     let p = (off as u64).wrapping_mul(recip);
     ((p >> 32) as usize, (p as u32) < recip as u32)
+}
+
+/// [`index`] with the reciprocal of a zone's [`Fixed`]: the product
+/// and the exactness test each take their operand from memory.
+#[inline(always)]
+fn index_in(off: usize, f: &Fixed) -> (usize, bool) {
+    let p = (off as u64).wrapping_mul(f.recip);
+    ((p >> 32) as usize, (p as u32) < f.recip_lo)
 }
 
 /// `ceil(2^32 / cs)`.
@@ -335,6 +347,7 @@ unsafe fn refill(gd: *mut SLGlobalData, idx: usize, cs: usize) -> *mut Zone {
                 base: base as usize,
                 owner: gd,
                 idx: idx as u32,
+                recip_lo: recip(cs) as u32,
                 mag: mag::of(gd, idx),
             },
         });
@@ -550,15 +563,15 @@ pub unsafe fn free_fast(
         // `free_slow`, which makes them again and reports.
         let z = base as *mut Zone;
         let f = &(*z).f;
-        // The magic, `span` and `recip` are used from memory (a compare
-        // with an immediate, a compare, a multiplication): no loads of
-        // their own.
+        // The magic, `span`, `recip` and `recip_lo` are used from memory
+        // (a compare with an immediate, a compare, a multiplication, a
+        // compare): no loads of their own.
         let off = (c as usize).wrapping_sub(f.base);
         if f.magic != ZALLOC_SLAB_MAGIC || off >= f.span {
             w.close();
             return super::free_slow(c.cast(), ty);
         }
-        let (i, exact) = index(off, f.recip);
+        let (i, exact) = index_in(off, f);
         let key = tag_key(z, i);
         let tg = tag_at(key);
         // The type is registered and its tag is the chunk's: one compare.
@@ -573,10 +586,11 @@ pub unsafe fn free_fast(
         }
         tg.store(TAG_FREE, Ordering::Relaxed);
         let cs = -(f.cs as isize);
-        // One test for another cpu's chunk, a shared statistics slot and a
-        // parked state (the owner read again below the test, so the test
-        // needs no copy of it).
-        if ((*z).f.owner as usize ^ gd as usize) | reclaim::flags(gd) as u32 as usize != 0 {
+        // One compare for another cpu's chunk, a shared statistics slot
+        // and a parked state: the state's key is its address only while
+        // no flag is set (the owner read again below the test, so the
+        // test needs no copy of it).
+        if (*z).f.owner as usize != reclaim::key(gd) {
             w.close();
             let owner = (*z).f.owner;
             types::stat(gd, ty, cs, -1);
