@@ -34,6 +34,7 @@ mod guard;
 mod names;
 mod service;
 mod table;
+mod watch;
 
 pub use client::client;
 pub use names::check_name;
@@ -155,7 +156,6 @@ pub fn get(
     let mut set: Option<PollSet> = None;
     // The entry we sleep on, once we did.
     let mut slept_on: Option<u64> = None;
-    let mut listener_ready = false;
     // The last poll looked at the sockets and saw something (not only at
     // the rings): read them all. The first look reads the rings, and the
     // sockets of connections not in shared memory.
@@ -172,9 +172,6 @@ pub fn get(
                     return Err(Errno::EINVAL);
                 }
                 e.waiters -= 1;
-            }
-            if let Kind::Service(s) = &mut e.kind {
-                s.accept_due |= std::mem::take(&mut listener_ready);
             }
             // What an earlier read queued comes first; the sockets are
             // read only when nothing is queued (a system call saved per
@@ -253,8 +250,6 @@ pub fn get(
         fds.push(pollfd(wake.as_raw_fd(), libc::POLLIN));
         let (r, polled) = poll_adaptive(fds, probes, due);
         sockets_ready = polled;
-        // A service's listener comes first in its poll set.
-        listener_ready = r > 0 && fds[0].revents != 0;
         if r < 0 {
             // A signal gives EINTR, as the kernel's interruptible sleep did.
             let e = Errno::last();
@@ -566,6 +561,62 @@ mod tests {
         }
         assert_eq!(looks(id).1, 1);
         close(id).unwrap();
+    }
+
+    /// How often service `id`'s pumps read each connection, by key.
+    fn visits(id: i32) -> Vec<(u64, u64)> {
+        let mut t = lock();
+        match &t.get(id).unwrap().kind {
+            Kind::Service(s) => s.conns.iter().map(|(k, c)| (*k, c.visits)).collect(),
+            _ => unreachable!(),
+        }
+    }
+
+    /// Issue 17: a service's reads and waits cost nothing per idle
+    /// connection: while one client makes round trips, the pumps read
+    /// none of the connections that send nothing (before, every pump
+    /// read every connection's socket).
+    #[test]
+    fn a_service_does_not_read_idle_connections() {
+        let _dir = rendezvous_dir();
+        let any = crate::abi::CAPF_ANYCLIENT;
+        let sid = service(b"idlereads", u32::MAX, u32::MAX, any).unwrap();
+        let idle: Vec<i32> = (0..16)
+            .map(|_| client(b"idlereads", u32::MAX, u32::MAX, any).unwrap())
+            .collect();
+        let cid = client(b"idlereads", u32::MAX, u32::MAX, any).unwrap();
+        let round_trip = |i: u8| {
+            let mut buf = [0u8; 64];
+            let m = put(cid, &[i; 8]).unwrap();
+            let g = loop {
+                let g = get(sid, &mut buf, None, true).unwrap();
+                if g.state == crate::abi::CAPMS_REQUEST {
+                    break g;
+                }
+            };
+            reply(sid, &[i; 8], g.id).unwrap();
+            assert_eq!(get(cid, &mut buf, None, true).unwrap().id, m);
+        };
+        // Every hello is read by now.
+        round_trip(0);
+        let before = visits(sid);
+        assert_eq!(before.len(), idle.len() + 1);
+        // The active client connected last: its key is the highest.
+        let idle_reads = |v: &[(u64, u64)]| v[..idle.len()].iter().map(|(_, n)| n).sum::<u64>();
+        let active = |v: &[(u64, u64)]| v[idle.len()].1;
+        for i in 1..=20 {
+            round_trip(i);
+        }
+        let after = visits(sid);
+        assert!(active(&after) > active(&before));
+        assert_eq!(
+            idle_reads(&after),
+            idle_reads(&before),
+            "{before:?} {after:?}"
+        );
+        for id in idle.into_iter().chain([cid, sid]) {
+            close(id).unwrap();
+        }
     }
 
     /// The rendezvous directory of these tests (LIBCAPS_DIR), set once.
