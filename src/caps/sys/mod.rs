@@ -60,11 +60,12 @@ const MAX_AT_SERVER: usize = MAX_INPROG + 1;
 /// (inotify normally wakes the wait at once).
 const WAITSVC_POLL_MS: i32 = 1000;
 
-/// A service that is not told a connection is pending looks every this
-/// many reads at first, and then, while its looks find nothing, at ever
-/// longer intervals up to `ACCEPT_EVERY_MAX` reads (see
-/// `Service::accept_due`; a look costs a failing `accept4`, and a wait
-/// that polls sees a pending connection anyway).
+/// A service whose rings are awake and that is not told by a poll that
+/// an event came looks at its epoll set (new connections, sockets) every
+/// this many reads at first, and then, while its looks find nothing, at
+/// ever longer intervals up to `ACCEPT_EVERY_MAX` reads (see
+/// `Service::accept_due`; a look costs an `epoll_wait`, and a wait that
+/// polls sees the events anyway).
 const ACCEPT_EVERY: u32 = 8;
 const ACCEPT_EVERY_MAX: u32 = 256;
 
@@ -533,10 +534,10 @@ mod tests {
         }
     }
 
-    /// A service whose reads find nothing stops looking for a connection
-    /// every `ACCEPT_EVERY` reads (a failing `accept4` each), and still
-    /// takes one that is pending, within `ACCEPT_EVERY_MAX` reads, though
-    /// no poll told it.
+    /// A service whose reads find nothing does not look for a connection
+    /// at every read (a failing `accept4` each), and still takes one that
+    /// is pending, within `ACCEPT_EVERY_MAX` reads, though no poll told
+    /// it.
     #[test]
     fn a_quiet_service_looks_for_connections_ever_less_often() {
         let dir = rendezvous_dir();
@@ -615,6 +616,43 @@ mod tests {
             "{before:?} {after:?}"
         );
         for id in idle.into_iter().chain([cid, sid]) {
+            close(id).unwrap();
+        }
+    }
+
+    /// While a connection's ring is awake, reads do not wait for a
+    /// poll to look at the sockets (the ring is read without a system
+    /// call); the epoll set is still looked at, as a listener was, within
+    /// `ACCEPT_EVERY_MAX` reads: a request that comes on another
+    /// connection's socket (a first frame: its region's attach record
+    /// comes there) is not starved.
+    #[test]
+    fn a_socket_is_read_while_another_connections_ring_is_awake() {
+        let _dir = rendezvous_dir();
+        let any = crate::abi::CAPF_ANYCLIENT;
+        let sid = service(b"ringandsocket", u32::MAX, u32::MAX, any).unwrap();
+        let a = client(b"ringandsocket", u32::MAX, u32::MAX, any).unwrap();
+        let b = client(b"ringandsocket", u32::MAX, u32::MAX, any).unwrap();
+        let mut buf = [0u8; 64];
+        // A's round trip wakes its rings (for a second or two).
+        let m = put(a, &[1; 8]).unwrap();
+        let g = get(sid, &mut buf, None, true).unwrap();
+        reply(sid, &[1; 8], g.id).unwrap();
+        assert_eq!(get(a, &mut buf, None, true).unwrap().id, m);
+        put(b, &[2; 8]).unwrap();
+        let mut got = None;
+        for _ in 0..=ACCEPT_EVERY_MAX {
+            match get(sid, &mut buf, None, false) {
+                Ok(g) if g.state == crate::abi::CAPMS_REQUEST => {
+                    got = Some(buf[0]);
+                    break;
+                }
+                Ok(_) | Err(Errno::EAGAIN) => {}
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert_eq!(got, Some(2));
+        for id in [a, b, sid] {
             close(id).unwrap();
         }
     }

@@ -74,13 +74,15 @@ pub(super) struct Service {
     /// looked (see `Entry::settle`).
     pub(super) news: bool,
     /// The listener may have a connection pending: accept at the next
-    /// read. Set by an event of the listener (it is in the epoll set a
-    /// wait polls). Otherwise `accept` runs every `accept_every`
-    /// reads only, so that a service whose waits never poll (its rings
-    /// always have something) still takes new clients: that interval
-    /// starts at `ACCEPT_EVERY`, doubles after each look that found
-    /// nothing, up to `ACCEPT_EVERY_MAX`, and is reset by a look that found
-    /// a connection.
+    /// read. Set by an event of the listener (it is in the epoll set),
+    /// or by a client of this process that connects. The events are
+    /// taken by every read while no ring is awake, and by a read after a
+    /// wait's poll saw them; while a ring is awake, a read without a poll
+    /// takes them every `accept_every` reads only, so that a service whose
+    /// waits never poll (its rings always have something) still takes new
+    /// clients and reads the sockets: that interval starts at
+    /// `ACCEPT_EVERY`, doubles after each look that found nothing, up to
+    /// `ACCEPT_EVERY_MAX`, and is reset by a look that found an event.
     pub(super) accept_due: bool,
     accept_skipped: u32,
     accept_every: u32,
@@ -164,21 +166,24 @@ impl Service {
     /// some (`watch.rs`), write what is queued. Never blocks. `sockets`:
     /// take the epoll set's events first (a wait's poll saw it readable,
     /// or the call reads everything); also done when no ring is awake
-    /// (then only a socket can have brought something).
+    /// (then only a socket can have brought something), and otherwise
+    /// every `accept_every` reads (see `accept_due`).
     pub(super) fn pump(&mut self, sockets: bool) {
-        if sockets || self.w.rings.is_empty() {
-            self.harvest();
-        }
-        if self.accept_due || self.accept_skipped >= self.accept_every {
-            self.accept_due = false;
-            self.accept_skipped = 0;
-            self.accept_every = if self.accept_all() {
-                ACCEPT_EVERY
-            } else {
-                self.accept_every.saturating_mul(2).min(ACCEPT_EVERY_MAX)
-            };
+        if sockets || self.w.rings.is_empty() || self.accept_skipped >= self.accept_every {
+            let found = self.harvest();
+            if !sockets && !self.w.rings.is_empty() {
+                self.accept_skipped = 0;
+                self.accept_every = if found {
+                    ACCEPT_EVERY
+                } else {
+                    self.accept_every.saturating_mul(2).min(ACCEPT_EVERY_MAX)
+                };
+            }
         } else {
             self.accept_skipped += 1;
+        }
+        if std::mem::take(&mut self.accept_due) {
+            self.accept_all();
         }
         for i in 0..self.start_walk() {
             let k = self.walk(i);
@@ -188,15 +193,13 @@ impl Service {
         self.hello_sweep();
     }
 
-    /// Accept the pending connections; true if there was one.
-    fn accept_all(&mut self) -> bool {
+    /// Accept the pending connections.
+    fn accept_all(&mut self) {
         #[cfg(test)]
         {
             self.accept_looks += 1;
         }
-        let mut any = false;
         while let Some(link) = self.core.accept(self.listener.fd.as_raw_fd()) {
-            any = true;
             let k = self.next_conn;
             self.next_conn += 1;
             self.news = true;
@@ -218,7 +221,6 @@ impl Service {
                 self.remove_conn(k, None);
             }
         }
-        any
     }
 
     fn pump_conn(&mut self, k: u64) {

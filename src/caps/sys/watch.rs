@@ -101,7 +101,9 @@ impl Service {
 
     /// Take the events pending: the connections they name are read at
     /// the next pump (their sockets too), the listener is looked at.
-    pub(super) fn harvest(&mut self) {
+    /// True if there was one.
+    pub(super) fn harvest(&mut self) -> bool {
+        let mut found = false;
         loop {
             let w = &mut self.w;
             w.events.clear();
@@ -111,8 +113,9 @@ impl Service {
                 libc::epoll_wait(w.ep.as_raw_fd(), w.events.as_mut_ptr(), EVENTS as i32, 0)
             };
             if n <= 0 {
-                return;
+                return found;
             }
+            found = true;
             // SAFETY: epoll_wait initialized the first `n` entries.
             unsafe { w.events.set_len(n as usize) };
             for e in &w.events {
@@ -127,7 +130,7 @@ impl Service {
                 }
             }
             if (n as usize) < EVENTS {
-                return;
+                return found;
             }
         }
     }
