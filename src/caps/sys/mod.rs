@@ -657,6 +657,34 @@ mod tests {
         }
     }
 
+    /// More connections with something to read than one `epoll_wait`
+    /// takes: every request is read, and the read ends (the level-
+    /// triggered set reports the still-ready ones again, behind the
+    /// others: taking events until fewer came than asked never ended).
+    #[test]
+    fn more_ready_connections_than_one_epoll_wait_takes() {
+        let _dir = rendezvous_dir();
+        let any = crate::abi::CAPF_ANYCLIENT;
+        let sid = service(b"manyready", u32::MAX, u32::MAX, any).unwrap();
+        let clients: Vec<i32> = (0..150)
+            .map(|_| client(b"manyready", u32::MAX, u32::MAX, any).unwrap())
+            .collect();
+        for (i, &c) in clients.iter().enumerate() {
+            put(c, &(i as u32).to_le_bytes()).unwrap();
+        }
+        let mut buf = [0u8; 64];
+        let mut seen = vec![false; clients.len()];
+        for _ in 0..clients.len() {
+            let g = get(sid, &mut buf, None, true).unwrap();
+            assert_eq!(g.state, crate::abi::CAPMS_REQUEST);
+            let i = u32::from_le_bytes(buf[..4].try_into().unwrap()) as usize;
+            assert!(!std::mem::replace(&mut seen[i], true));
+        }
+        for id in clients.into_iter().chain([sid]) {
+            close(id).unwrap();
+        }
+    }
+
     /// The rendezvous directory of these tests (LIBCAPS_DIR), set once.
     fn rendezvous_dir() -> std::path::PathBuf {
         static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();

@@ -101,10 +101,12 @@ impl Service {
 
     /// Take the events pending: the connections they name are read at
     /// the next pump (their sockets too), the listener is looked at.
-    /// True if there was one.
+    /// True if there was one. (Level-triggered: a descriptor still ready
+    /// is reported again, behind the others, so the takes are bounded by
+    /// the number of descriptors, not by the events coming to an end.)
     pub(super) fn harvest(&mut self) -> bool {
         let mut found = false;
-        loop {
+        for _ in 0..=self.conns.len() / EVENTS {
             let w = &mut self.w;
             w.events.clear();
             w.events.reserve(EVENTS);
@@ -130,9 +132,10 @@ impl Service {
                 }
             }
             if (n as usize) < EVENTS {
-                return found;
+                break;
             }
         }
+        found
     }
 
     /// Read connection `k` again at the next pump (its turn was cut short).
