@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 c_program!(caps1, "caps1-ipc", "caps1");
 c_program!(echo, "caps_echo-ipc", "caps_echo");
 c_program!(deadsend, "caps1_deadsend-ipc", "caps1_deadsend");
+c_program!(close_in_reply, "caps_close_in_reply", "caps_close_in_reply");
 
 use common::ipc::{DEADLINE, Rdv, Server, run, stdout_lines, wait_deadline, wait_requests};
 use common::text;
@@ -134,6 +135,20 @@ fn request_on_a_connection_known_dead_fails() {
     );
     let out = srv.finish();
     assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// A client closes its port from inside its reply port's vector, on a
+/// reply and when the service went away (`EIO`): the library, which
+/// called the vector, uses the port no more (tests/valgrind.sh runs
+/// this under memcheck, which saw the freed port read before).
+#[test]
+fn a_client_closes_its_port_in_its_reply_vector() {
+    for (mode, want) in [("reply", "closed 0\n"), ("dead", "closed 5\n")] {
+        let rdv = Rdv::new(&format!("closeinreply-{mode}"));
+        let mut c = rdv.cmd(close_in_reply());
+        c.arg(mode);
+        expect_ok(&run(c), want);
+    }
 }
 
 // ---- threads meet IPC ----------------------------------------------------

@@ -66,6 +66,9 @@ srv=$!
 wait_service vg
 vg 0 caps_threads-ipc vg 100	# 8 threads x 100 = 800 requests
 vg 0 caps_echo-ipc -c vg -r 400 -p 4 -z 1000
+# a client closing its port inside its reply vector (its own service)
+vg 0 caps_close_in_reply reply
+vg 0 caps_close_in_reply dead
 wait $srv
 rc=$?
 if [ $rc = 0 ]; then pass=$((pass + 1)); echo "ok   caps_echo server"; else

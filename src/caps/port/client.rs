@@ -9,11 +9,74 @@ use crate::caps::wire::{FrameKind, Header, WireError};
 use crate::warn;
 use xcpu::{client_put_elsewhere, reply_elsewhere, reply_port_is_local};
 
+/// Mark a call under way on client port `p` that may run the
+/// application's reply vectors, which may `caps_close` the port: the
+/// port then stays allocated until the matching [`release_hold`].
+///
+/// # Safety
+/// `p` must be a live client port.
+unsafe fn hold(p: *mut CapsPort) {
+    // SAFETY: per the contract; the reference ends with the statement.
+    unsafe { client_of(p).holds += 1 };
+}
+
+/// End a [`hold`] of `p`: the last one frees a port closed meanwhile.
+/// True when `p` was freed (nothing may use it any more).
+///
+/// # Safety
+/// `p` must be a client port held by the caller.
+unsafe fn release_hold(p: *mut CapsPort) -> bool {
+    // SAFETY: per the contract, `p` is still allocated; the reference
+    // ends before the port is freed.
+    unsafe {
+        let free = {
+            let cl = client_of(p);
+            cl.holds -= 1;
+            cl.holds == 0 && cl.closed
+        };
+        if free {
+            free_port(p);
+        }
+        free
+    }
+}
+
+/// `caps_close` of client port `p`: shut it down (its outstanding
+/// requests complete with `EIO`) and free it, at once unless a call of
+/// this module holds it (the close came from a reply vector that call
+/// ran): then the last such call frees it.
+///
+/// # Safety
+/// `p` must be a live client port of the current cpu, not closed yet.
+pub(super) unsafe fn client_close(p: *mut CapsPort) {
+    // SAFETY: per the contract.
+    unsafe {
+        client_of(p).closed = true;
+        hold(p);
+        client_shutdown(p, None);
+        release_hold(p);
+    }
+}
+
 /// Readiness of a client connection: replies.
 ///
 /// # Safety
 /// `p` must be a live client port of the current cpu.
 pub(super) unsafe fn client_event(p: *mut CapsPort, bits: u32) {
+    // SAFETY: per the contract; a reply vector that closes `p` leaves it
+    // allocated until the hold ends.
+    unsafe {
+        hold(p);
+        client_event_held(p, bits);
+        release_hold(p);
+    }
+}
+
+/// [`client_event`] of a port it holds.
+///
+/// # Safety
+/// As [`client_event`], and `p` is held.
+unsafe fn client_event_held(p: *mut CapsPort, bits: u32) {
     // SAFETY: `p` is live; the reference ends with the block.
     let ready = unsafe {
         let cl = client_of(p);
@@ -35,6 +98,9 @@ pub(super) unsafe fn client_event(p: *mut CapsPort, bits: u32) {
             Ok(None) => return,
             // SAFETY: `p` is live.
             Ok(Some((h, body))) => match unsafe { deliver_reply(p, &h, body) } {
+                // SAFETY: `p` is held, so still allocated (a reply vector
+                // may have closed it: then read nothing more).
+                Ok(()) if unsafe { client_of(p) }.closed => return,
                 Ok(()) => continue,
                 Err(w) => ReadEnd::Protocol(w),
             },
@@ -119,11 +185,26 @@ unsafe fn complete(p: *mut CapsPort, msg: *mut lwkt_msg) {
 }
 
 /// Shut down a client connection: every outstanding request completes
-/// with `EIO` through its reply port.
+/// with `EIO` through its reply port. `p` may be freed on return (a
+/// reply vector closed it): the caller uses it no more.
 ///
 /// # Safety
 /// `p` must be a live client port of the current cpu.
 pub(super) unsafe fn client_shutdown(p: *mut CapsPort, why: Option<&ReadEnd>) {
+    // SAFETY: per the contract; held, `p` stays allocated while the
+    // reply vectors run.
+    unsafe {
+        hold(p);
+        client_shutdown_held(p, why);
+        release_hold(p);
+    }
+}
+
+/// [`client_shutdown`] of a port it holds.
+///
+/// # Safety
+/// As [`client_shutdown`], and `p` is held.
+unsafe fn client_shutdown_held(p: *mut CapsPort, why: Option<&ReadEnd>) {
     // SAFETY: `p` is live; the reference ends with the block.
     let mut pending: Vec<(u64, Pending)> = unsafe {
         let cl = client_of(p);

@@ -49,7 +49,7 @@ mod guard;
 mod request;
 mod server;
 mod xcpu;
-use client::{client_event, client_putport, client_replyport, client_shutdown, client_waitport};
+use client::{client_close, client_event, client_putport, client_replyport, client_waitport};
 use guard::{hello_timer, inherited};
 use request::{free_request, req_head};
 use server::{
@@ -123,6 +123,12 @@ struct Client {
     outstanding: IdMap<u64, Pending>,
     completed: VecDeque<*mut lwkt_msg>,
     failed: HashSet<*mut lwkt_msg>,
+    /// Calls of this module on the port under way that may run the
+    /// application's reply vectors (`client::hold`): a `caps_close` from
+    /// one of those only shuts the port down, and the last of them frees it.
+    holds: u32,
+    /// `caps_close` was called: freed once `holds` is back to 0.
+    closed: bool,
 }
 
 struct Pending {
@@ -323,6 +329,8 @@ pub fn client(name: &[u8], uid: u32, td: *mut thread) -> Result<*mut CapsPort, E
         outstanding: IdMap::default(),
         completed: VecDeque::new(),
         failed: HashSet::new(),
+        holds: 0,
+        closed: false,
     };
     let p = mkport(CAPT_CLIENT, td, Kind::Client(cl));
     // SAFETY: `p` is live; it unregisters in `close`.
@@ -485,10 +493,7 @@ pub unsafe fn close(p: *mut CapsPort) {
             CAPT_REMOTE => {
                 remote_shutdown(p, None);
             }
-            CAPT_CLIENT => {
-                client_shutdown(p, None);
-                free_port(p);
-            }
+            CAPT_CLIENT => client_close(p),
             _ => {}
         }
     }
