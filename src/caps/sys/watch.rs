@@ -166,12 +166,19 @@ impl Service {
         w.visit.len()
     }
 
-    /// Are there connections to read that no poll would tell of: those
-    /// whose turn was cut short or whose pause ended? What they read
-    /// waits in their buffers, not in their sockets or rings: a wait must
-    /// not sleep.
+    /// Are there connections to read that no poll would tell of? Those
+    /// whose turn was cut short or whose pause ended (what they read
+    /// waits in their buffers, not in their sockets or rings), and paused
+    /// ones that may read again (another's output was written during the
+    /// pump's walk, after they were looked at: their input is not
+    /// watched). A wait must not sleep then.
     pub(super) fn reads_pending(&self) -> bool {
         !self.w.ready.is_empty()
+            || self.w.paused.iter().any(|k| {
+                self.conns
+                    .get(k)
+                    .is_some_and(|c| self.core.may_read(&c.link))
+            })
     }
 
     /// The `i`th connection of the walk.
