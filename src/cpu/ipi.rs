@@ -223,17 +223,35 @@ unsafe fn process_slow(gd: *mut globaldata) {
             }
             if (*p).ipiq_used.load(Ordering::Acquire) {
                 let mut work = core::mem::take(&mut (*p).ipi_work);
+                // Entries a spilled pair put in its ring after the drain
+                // above and before its ring filled: older than its
+                // entries in the batch, so they run first.
+                let mut older = Vec::new();
                 {
                     let mut q = (*p).ipiq.lock().unwrap_or_else(|e| e.into_inner());
                     core::mem::swap(&mut *q, &mut work);
                     (*p).ipiq_used.store(false, Ordering::Relaxed);
                     if let Some(t) = me {
+                        let mut spilled = 0u32;
+                        for ipi in work.iter().filter(|i| i.src != NO_RING) {
+                            spilled |= 1 << ipi.src;
+                        }
+                        // Taken before the unspills below let the
+                        // senders use their rings again.
+                        while spilled != 0 {
+                            let s = spilled.trailing_zeros() as usize;
+                            spilled &= spilled - 1;
+                            ipiring::take_older(t, s, &mut older);
+                        }
                         for ipi in work.iter().filter(|i| i.src != NO_RING) {
                             ipiring::unspill(t, ipi.src);
                         }
                     }
                 }
                 crate::san::acquire(p);
+                for (f, a) in older {
+                    f(a);
+                }
                 for ipi in work.drain(..) {
                     (ipi.func)(ipi.arg);
                 }

@@ -208,6 +208,25 @@ pub fn unspill(t: usize, s: usize) {
     }
 }
 
+/// Cpu `t` takes, without running them, the entries waiting in the ring
+/// from `s` into `out`. Called while pair `s → t` has entries on `t`'s
+/// shared queue (its sender queues there, not in the ring, until they
+/// are taken): what the ring still holds then is older than all of them.
+///
+/// # Safety
+/// Called by cpu `t` only (the ring's reader).
+pub unsafe fn take_older(t: usize, s: usize, out: &mut Vec<(IpiFn, *mut c_void)>) {
+    let r = RINGS[t][s].load(Ordering::Acquire);
+    if r.is_null() {
+        return;
+    }
+    // SAFETY: rings are never freed; per the contract this cpu is the
+    // ring's reader.
+    while let Some(e) = unsafe { take(&*r) } {
+        out.push(e);
+    }
+}
+
 /// The next entry of `ring` if it is published: `(function, argument)`,
 /// taken (the reader's index moves past it).
 ///
