@@ -46,11 +46,24 @@
  * ("vs epoll" and "p50 vs" are the medians of each pass's own ratio:
  * the epoll row ran seconds before, under the same load). Last, for
  * every kind, the largest N measured against the smallest: each pass's
- * ratio of rt/s, of p50 over the ratio of clients (1.00: p50 grew as
- * fast as the number of clients), and of the server's and the clients'
- * cpu per round trip, as the median (min-max) of the passes. What the
- * machine does to the epoll server's ratio is the noise the others
- * are judged against.
+ * ratio of rt/s, of p50 and p99 over the ratio of clients (1.00: they
+ * grew as fast as the number of clients), and of the server's and the
+ * clients' cpu per round trip, as the median of the passes with a 95%
+ * interval of that median (distribution-free: two order statistics;
+ * six passes or more, else the range). Then the same ratios of v1 and
+ * v2 divided by the epoll server's of the same pass (the "ratio of
+ * ratios": below 1 for rt/s, the kind scales worse than the baseline
+ * under the same machine), and a verdict on rt/s for a fall of 10%:
+ * "does not fall" when the interval lies above 0.90, "falls" when
+ * below, else undecided.
+ *
+ * The rows of one N run back to back, epoll's beside the others, so
+ * they share the machine's state; every other pass runs the Ns from the
+ * largest down and the kinds in reverse order, so a load that drifts
+ * during a pass favours neither. CAPS_SCALE_NS (a list such as
+ * "8,128") runs only those Ns: `CAPS_SCALE_NS=8,128
+ * CAPS_SCALE_KINDS=epoll,v1 caps_scale 0.5 128 8 12` is the verdict
+ * of issue 17 point 2 in some two minutes.
  *
  * With CAPS_SCALE_COUNTS set in the environment, each row's round trips
  * per client are printed on stderr. CAPS_SCALE_KINDS (a list of epoll,
@@ -97,27 +110,6 @@
 #include <unistd.h>
 
 #include "bench_util.h"
-
-/*
- * CAPS_SCALE_SCHED: put this process (a server when server is 1, a
- * client otherwise) under SCHED_BATCH if the setting asks for it.
- */
-static void
-sched_as(int server)
-{
-	const char *e = getenv("CAPS_SCALE_SCHED");
-	struct sched_param sp = { 0 };
-
-	if (e == NULL || *e == '\0')
-		return;
-	if (strcmp(e, "batch") != 0 &&
-	    strcmp(e, server ? "batch-server" : "batch-clients") != 0)
-		return;
-	if (sched_setscheduler(0, SCHED_BATCH, &sp) != 0) {
-		perror("caps_scale: sched_setscheduler(SCHED_BATCH)");
-		_exit(1);
-	}
-}
 
 #define PAYLOAD		64
 #define HDR		48	/* our frame header (docs/wire-protocol.md) */
@@ -283,233 +275,7 @@ perf_stop(pid_t p, const char *out)
 	return (n);
 }
 
-/* ---- the epoll echo server ---- */
-
-static char sock_path[300];
-static struct sockaddr_un echo_addr;	/* sock_path */
-
-/* Listen on sock_path before the fork, so clients may connect at once. */
-static pid_t
-epoll_server(void)
-{
-	struct sockaddr_un sa;
-	struct epoll_event ev, evs[64];
-	unsigned char buf[4096];
-	int lfd, ep, n, i;
-	pid_t pid;
-
-	snprintf(sock_path, sizeof(sock_path), "%s/echo%d.sock", dir, row);
-	if (strlen(sock_path) >= sizeof(sa.sun_path))
-		die("epoll server: socket path too long");
-	memset(&sa, 0, sizeof(sa));
-	sa.sun_family = AF_UNIX;
-	memcpy(sa.sun_path, sock_path, strlen(sock_path));
-	echo_addr = sa;
-	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-	    listen(lfd, 1024) != 0)
-		die("epoll server: cannot listen");
-	pid = xfork();
-	if (pid != 0) {
-		close(lfd);
-		return (pid);
-	}
-	sched_as(1);
-	ep = epoll_create1(0);
-	fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK);
-	ev.events = EPOLLIN;
-	ev.data.fd = lfd;
-	epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
-	for (;;) {
-		n = epoll_wait(ep, evs, 64, -1);
-		for (i = 0; i < n; ++i) {
-			int fd = evs[i].data.fd;
-			ssize_t r;
-
-			if (fd == lfd) {
-				int c;
-
-				while ((c = accept4(lfd, NULL, NULL, SOCK_NONBLOCK)) >= 0) {
-					ev.events = EPOLLIN;
-					ev.data.fd = c;
-					epoll_ctl(ep, EPOLL_CTL_ADD, c, &ev);
-				}
-				continue;
-			}
-			/*
-			 * Echo what came. One request is outstanding per
-			 * client, so the reply always fits the socket's
-			 * buffer: the write is never short.
-			 */
-			r = read(fd, buf, sizeof(buf));
-			if (r <= 0) {
-				if (r < 0 && errno == EAGAIN)
-					continue;
-				epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
-				close(fd);
-				continue;
-			}
-			if (writen(fd, buf, r) != 0) {
-				epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
-				close(fd);
-			}
-		}
-	}
-}
-
-/* ---- CAPS servers ---- */
-
-struct bmsg {
-	struct lwkt_msg	msg;
-	char		data[PAYLOAD];
-};
-
-static char svc_name[64];
-
-static pid_t
-v1_server(void)
-{
-	char path[512];
-	struct stat st;
-	pid_t pid;
-
-	snprintf(svc_name, sizeof(svc_name), "scale1_%d", row);
-	pid = xfork();
-	if (pid == 0) {
-		caps_port_t port;
-		lwkt_msg_t msg;
-
-		sched_as(1);
-		port = caps_service(svc_name, (gid_t)-1, 0600, 0);
-		if (port == NULL) {
-			perror("caps_service");
-			_exit(1);
-		}
-		while ((msg = lwkt_waitport(&port->lport, NULL)) != NULL) {
-			struct bmsg *m = (struct bmsg *)msg;
-
-			complement((unsigned char *)m->data, PAYLOAD);
-			msg->u.ms_result = ~msg->u.ms_result;
-			lwkt_replymsg(msg, 0);
-		}
-		_exit(0);
-	}
-	if (geteuid() == 0)
-		snprintf(path, sizeof(path), "%s/root/%s", dir, svc_name);
-	else
-		snprintf(path, sizeof(path), "%s/users/%d/%s", dir, (int)geteuid(),
-		    svc_name);
-	while (stat(path, &st) != 0)
-		usleep(1000);
-	return (pid);
-}
-
-static pid_t
-v2_server(void)
-{
-	unsigned char buf[PAYLOAD];
-	struct caps_msgid msgid;
-	pid_t pid;
-	int cid, n;
-
-	snprintf(svc_name, sizeof(svc_name), "scale2_%d", row);
-	pid = xfork();
-	if (pid != 0)
-		return (pid);
-	sched_as(1);
-	cid = caps_sys_service(svc_name, getuid(), getgid(), 0, CAPF_ANYCLIENT);
-	if (cid < 0) {
-		perror("caps_sys_service");
-		_exit(1);
-	}
-	for (;;) {
-		n = caps_sys_wait(cid, buf, sizeof(buf), &msgid, NULL);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			perror("caps_sys_wait (server)");
-			_exit(1);
-		}
-		if (msgid.c_state != CAPMS_REQUEST)
-			continue;	/* dispose notices */
-		complement(buf, n);
-		if (caps_sys_reply(cid, buf, n, msgid.c_id) != 0) {
-			perror("caps_sys_reply");
-			_exit(1);
-		}
-	}
-}
-
-/* ---- clients ---- */
-
-/* One round trip of each kind: 0, or -1 (lost or wrong reply). */
-struct conn {
-	int		fd;		/* epoll: socket; v2: cid */
-	caps_port_t	port;		/* v1 */
-	struct lwkt_port rport;		/* v1 */
-};
-
-static int
-connect_to(enum kind k, struct conn *c)
-{
-	switch (k) {
-	case EPOLL:
-		c->fd = socket(AF_UNIX, SOCK_STREAM, 0);
-		return (c->fd >= 0 && connect(c->fd, (struct sockaddr *)&echo_addr,
-		    sizeof(echo_addr)) == 0 ? 0 : -1);
-	case V1:
-		lwkt_initport(&c->rport, curthread);
-		c->port = caps_client(svc_name, (uid_t)-1, 0);
-		return (c->port != NULL ? 0 : -1);
-	default:
-		c->fd = caps_sys_client(svc_name, getuid(), getgid(), 0,
-		    CAPF_ANYCLIENT | CAPF_WAITSVC);
-		return (c->fd >= 0 ? 0 : -1);
-	}
-}
-
-static int
-round_trip(enum kind k, struct conn *c, uint64_t seq)
-{
-	unsigned char buf[RAWMSG], want[RAWMSG];
-	struct caps_msgid msgid;
-	struct bmsg m;
-	off_t id;
-	int n;
-
-	switch (k) {
-	case EPOLL:
-		fill(buf, RAWMSG, seq);
-		if (writen(c->fd, buf, RAWMSG) != 0 || readn(c->fd, want, RAWMSG) != 0)
-			return (-1);
-		return (memcmp(buf, want, RAWMSG) == 0 ? 0 : -1);
-	case V1:
-		lwkt_initmsg(&m.msg, &c->rport, 0);
-		m.msg.u.ms_result = (int)seq;
-		m.msg.ms_msgsize = m.msg.ms_maxsize = sizeof(m);
-		fill((unsigned char *)m.data, PAYLOAD, seq);
-		lwkt_beginmsg(&c->port->lport, &m.msg);
-		if (caps_client_waitreply(c->port, &m.msg) == NULL ||
-		    ~m.msg.u.ms_result != (int)seq)
-			return (-1);
-		fill(want, PAYLOAD, seq);
-		complement(want, PAYLOAD);
-		return (memcmp(m.data, want, PAYLOAD) == 0 ? 0 : -1);
-	default:
-		fill(buf, PAYLOAD, seq);
-		id = caps_sys_put(c->fd, buf, PAYLOAD);
-		if (id < 0)
-			return (-1);
-		do
-			n = caps_sys_wait(c->fd, buf, PAYLOAD, &msgid, NULL);
-		while (n < 0 && errno == EINTR);
-		if (n != PAYLOAD || msgid.c_state != CAPMS_REPLY || msgid.c_id != id)
-			return (-1);
-		fill(want, PAYLOAD, seq);
-		complement(want, PAYLOAD);
-		return (memcmp(buf, want, PAYLOAD) == 0 ? 0 : -1);
-	}
-}
+#include "caps_scale_kinds.h"
 
 static void
 client(enum kind k, int me)
@@ -709,6 +475,26 @@ kind_wanted(int k)
 	return (0);
 }
 
+/* Is N in CAPS_SCALE_NS (a list such as "8,128"; every N when not set)? */
+static int
+n_wanted(int n)
+{
+	const char *e = getenv("CAPS_SCALE_NS"), *p;
+	char *end;
+
+	if (e == NULL || *e == '\0')
+		return (1);
+	for (p = e; *p != '\0'; p = *end == ',' ? end + 1 : end) {
+		long v = strtol(p, &end, 10);
+
+		if (end == p)
+			return (0);
+		if (v == n)
+			return (1);
+	}
+	return (0);
+}
+
 static void
 cleanup(void)
 {
@@ -838,43 +624,165 @@ print_medians(int passes)
 		}
 }
 
-/* For every kind: row hi against row lo (indices into ns), per pass. */
+/*
+ * A confidence interval of the median of v[0..n) (sorted), free of any
+ * assumption on the distribution: [v[j], v[n-1-j]] with the largest j
+ * for which at most 2.5% of the binomial(n, 1/2) lies below j on either
+ * side (the median lies outside with a chance of at most 5%). Needs 6
+ * or more values; with fewer, the whole range (and *level 0).
+ */
+static void
+median_ci(const double *v, int n, double *lo, double *hi, double *level)
+{
+	double tail = 0, c = 1;
+	int j = 0, i;
+
+	/* tail = P(X <= j) for X ~ binomial(n, 1/2), built up term by term. */
+	for (i = 0; i < n; ++i)
+		c /= 2;
+	tail = c;		/* P(X = 0) */
+	while (j + 1 < n / 2) {
+		double next = c * (n - j) / (j + 1);
+
+		if (tail + next > 0.025)
+			break;
+		c = next;
+		tail += c;
+		++j;
+	}
+	if (tail > 0.025) {
+		*lo = v[0];
+		*hi = v[n - 1];
+		*level = 0;
+		return;
+	}
+	*lo = v[j];
+	*hi = v[n - 1 - j];
+	*level = 1 - 2 * tail;
+}
+
+/* "median [lo-hi]" of v[0..n) into buf: the interval of median_ci. */
+static const char *
+med_ci_str(double *v, int n, char *buf, size_t len)
+{
+	double lo, hi, level;
+	struct spread s = spread_of(v, n);
+
+	median_ci(v, n, &lo, &hi, &level);
+	if (level > 0)
+		snprintf(buf, len, "%5.2f [%4.2f-%4.2f]", s.med, lo, hi);
+	else
+		snprintf(buf, len, "%5.2f (%4.2f-%4.2f)", s.med, lo, hi);
+	return (buf);
+}
+
+/*
+ * For every kind: row hi against row lo (indices into ns), per pass.
+ * Then, for every kind but epoll, the same ratios divided by the epoll
+ * server's of the same pass ("ratio of ratios"): how much worse (< 1
+ * for rt/s, > 1 for p50) the kind scales than the baseline under the
+ * same machine, which the interleaving of the rows gives both.
+ */
 static void
 print_scaling(int passes, int lo, int hi)
 {
-	int k, p;
+	static const size_t fields[] = {
+		offsetof(struct rowres, rate), offsetof(struct rowres, p50),
+		offsetof(struct rowres, p99), offsetof(struct rowres, us_per_rt),
+		offsetof(struct rowres, cli_us),
+	};
+	enum { NF = sizeof(fields) / sizeof(fields[0]) };
+	static double v[NKIND][NF][MAXPASS];
+	static int ok[NKIND][MAXPASS];
+	double nratio = (double)ns[hi] / ns[lo];
+	char buf[64];
+	int k, p, f, m, any95 = 0;
 
-	printf("N=%d against N=%d, per pass, median (min-max) of %d passes:\n"
-	    "%-8s %22s %22s %22s %22s\n", ns[hi], ns[lo], passes, "server", "rt/s ratio",
-	    "p50 ratio / N ratio", "srv us/rt ratio", "cli us/rt ratio");
-	for (k = 0; k < NKIND; ++k) {
-		static const size_t fields[] = {
-			offsetof(struct rowres, rate), offsetof(struct rowres, p50),
-			offsetof(struct rowres, us_per_rt), offsetof(struct rowres, cli_us),
-		};
-		double v[4][MAXPASS];
-		int f, m = 0;
-
+	for (k = 0; k < NKIND; ++k)
 		for (p = 0; p < passes; ++p) {
 			const struct rowres *a = &res[p][lo][k], *b = &res[p][hi][k];
 
-			if (!a->ok || !b->ok)
-				continue;
-			for (f = 0; f < 4; ++f)
-				v[f][m] = ratio_to(b, a, fields[f]);
-			v[1][m] /= (double)ns[hi] / ns[lo];
-			++m;
+			ok[k][p] = a->ok && b->ok;
+			for (f = 0; ok[k][p] && f < NF; ++f)
+				v[k][f][p] = ratio_to(b, a, fields[f]);
+			if (ok[k][p]) {
+				v[k][1][p] /= nratio;
+				v[k][2][p] /= nratio;
+			}
 		}
+	printf("N=%d against N=%d, per pass: median [95%% interval of the median] "
+	    "(or (min-max) under 6 passes)\n"
+	    "%-8s %5s %20s %20s %20s %20s %20s\n", ns[hi], ns[lo], "server", "passes",
+	    "rt/s ratio", "p50 ratio / N ratio", "p99 ratio / N ratio", "srv us/rt ratio",
+	    "cli us/rt ratio");
+	for (k = 0; k < NKIND; ++k) {
+		double w[MAXPASS];
+
+		for (p = m = 0; p < passes; ++p)
+			m += ok[k][p];
 		if (m == 0)
 			continue;
-		printf("%-8s", kind_name[k]);
-		for (f = 0; f < 4; ++f) {
-			struct spread s = spread_of(v[f], m);
-
-			printf("   %5.2f (%5.2f-%5.2f)", s.med, s.min, s.max);
+		printf("%-8s %5d", kind_name[k], m);
+		for (f = 0; f < NF; ++f) {
+			for (p = m = 0; p < passes; ++p)
+				if (ok[k][p])
+					w[m++] = v[k][f][p];
+			printf(" %20s", med_ci_str(w, m, buf, sizeof(buf)));
 		}
 		printf("\n");
 	}
+	for (k = 0; k < NKIND; ++k) {
+		double w[MAXPASS];
+
+		if (k == EPOLL)
+			continue;
+		for (p = m = 0; p < passes; ++p)
+			m += ok[k][p] && ok[EPOLL][p];
+		if (m == 0)
+			continue;
+		if (!any95++)
+			printf("the same, over the epoll server's of the same pass:\n");
+		printf("%-8s %5d", kind_name[k], m);
+		for (f = 0; f < NF; ++f) {
+			for (p = m = 0; p < passes; ++p)
+				if (ok[k][p] && ok[EPOLL][p] && v[EPOLL][f][p] > 0)
+					w[m++] = v[k][f][p] / v[EPOLL][f][p];
+			printf(" %20s", m > 0 ? med_ci_str(w, m, buf, sizeof(buf)) : "-");
+		}
+		printf("\n");
+	}
+	/*
+	 * The verdict on rt/s, the issue's "does not fall (within noise)",
+	 * for a fall of 10%: the kind's own ratio, and its ratio over the
+	 * epoll server's.
+	 */
+	for (k = 0; k < NKIND; ++k)
+		for (int rel = 0; rel < 2; ++rel) {
+			double w[MAXPASS], l, h, level;
+
+			if (rel && k == EPOLL)
+				continue;
+			for (p = m = 0; p < passes; ++p)
+				if (ok[k][p] && (!rel || (ok[EPOLL][p] && v[EPOLL][0][p] > 0)))
+					w[m++] = rel ? v[k][0][p] / v[EPOLL][0][p] : v[k][0][p];
+			if (m == 0)
+				continue;
+			qsort(w, (size_t)m, sizeof(w[0]), cmpd);
+			median_ci(w, m, &l, &h, &level);
+			printf("verdict %-8s rt/s N=%d/N=%d%s: ", kind_name[k], ns[hi], ns[lo],
+			    rel ? " over epoll's" : "");
+			if (level == 0)
+				printf("undecided (fewer than 6 passes)\n");
+			else if (l >= 0.90)
+				printf("does not fall by 10%% (%.0f%% interval %.2f-%.2f)\n",
+				    level * 100, l, h);
+			else if (h < 0.90)
+				printf("falls by more than 10%% (%.0f%% interval %.2f-%.2f)\n",
+				    level * 100, l, h);
+			else
+				printf("undecided: interval %.2f-%.2f straddles 0.90 (more passes)\n",
+				    l, h);
+		}
 }
 
 int
@@ -917,22 +825,40 @@ main(int ac, char **av)
 	    "LIBCAPS_SHM=0" : "shared memory as the library decides");
 	if (getenv("CAPS_SCALE_SCHED") != NULL && *getenv("CAPS_SCALE_SCHED") != '\0')
 		printf("CAPS_SCALE_SCHED=%s\n", getenv("CAPS_SCALE_SCHED"));
-	for (p = 0; p < passes; ++p) {
-		if (passes > 1)
-			printf("pass %d of %d\n", p + 1, passes);
-		print_header("");
-		for (i = 0; i < NN && ns[i] <= maxn; ++i) {
-			if (ns[i] < minn)
-				continue;
+	for (i = 0; i < NN && ns[i] <= maxn; ++i)
+		if (ns[i] >= minn && n_wanted(ns[i])) {
 			if (lo < 0)
 				lo = i;
 			hi = i;
+		}
+	for (p = 0; p < passes; ++p) {
+		/*
+		 * Every other pass runs the Ns from the largest down and the
+		 * kinds at each N in the reverse order: a machine whose load
+		 * drifts during a pass favours neither end nor either kind
+		 * over an even number of passes.
+		 */
+		int rev = p % 2;
+
+		if (passes > 1)
+			printf("pass %d of %d%s\n", p + 1, passes,
+			    rev ? " (largest N first, kinds in reverse)" : "");
+		print_header("");
+		for (int j = 0; lo >= 0 && j <= hi - lo; ++j) {
+			i = rev ? hi - j : lo + j;
+			if (!n_wanted(ns[i]))
+				continue;
+			for (int kk = 0; kk < NKIND; ++kk) {
+				k = rev ? NKIND - 1 - kk : kk;
+				if (kind_wanted(k))
+					res[p][i][k] = run_row(k, ns[i]);
+			}
+			/* Printed once the epoll row of this N has run. */
 			for (k = 0; k < NKIND; ++k) {
 				struct rowres *r = &res[p][i][k], *base = &res[p][i][EPOLL];
 
 				if (!kind_wanted(k))
 					continue;
-				*r = run_row(k, ns[i]);
 				if (!r->ok) {
 					printf("%4d %-8s   failed\n", ns[i], kind_name[k]);
 					continue;
