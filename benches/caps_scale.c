@@ -785,6 +785,8 @@ print_scaling(int passes, int lo, int hi)
 		}
 }
 
+#include "caps_scale_slice.h"
+
 int
 main(int ac, char **av)
 {
@@ -818,6 +820,17 @@ main(int ac, char **av)
 	atexit(cleanup);
 	signal(SIGPIPE, SIG_IGN);
 
+	if (getenv("CAPS_SCALE_SLICE") != NULL) {
+		int ms = atoi(getenv("CAPS_SCALE_SLICE"));
+
+		if (ms < 10 || ms > 10000 || minn < 1 || minn > maxn) {
+			fprintf(stderr, "caps_scale: CAPS_SCALE_SLICE=MS (10..10000) with "
+			    "1 <= MINCLIENTS <= MAXCLIENTS\n");
+			return (1);
+		}
+		raise_nofile(2 * maxn + 64);
+		return (run_slices(minn, maxn, passes, ms));
+	}
 	raise_nofile(2 * maxn + 64);
 	printf("N clients, one round trip outstanding each, %d-byte payload; "
 	    "%.2f s measured per row; %ld cpus online; %s\n", PAYLOAD, seconds, ncpu,
