@@ -243,13 +243,13 @@ cpu_ticks(pid_t pid)
 	return ((long long)(ut + st));
 }
 
-/* Context switches, voluntary and not, of every thread of process pid;
- * -1 if unreadable. */
+/* The sum over every thread of process pid of what `one` reads from
+ * its /proc/PID/task/TID/`file`; -1 if the threads cannot be listed. */
 static inline long long
-ctx_switches(pid_t pid)
+sum_tasks(pid_t pid, const char *file, long long (*one)(FILE *))
 {
-	char path[300], line[256];
-	long long total = 0, v;
+	char path[300];
+	long long total = 0;
 	struct dirent *d;
 	DIR *dp;
 	FILE *f;
@@ -260,18 +260,52 @@ ctx_switches(pid_t pid)
 	while ((d = readdir(dp)) != NULL) {
 		if (d->d_name[0] == '.')
 			continue;
-		snprintf(path, sizeof(path), "/proc/%d/task/%s/status", (int)pid,
-		    d->d_name);
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/%s", (int)pid,
+		    d->d_name, file);
 		if ((f = fopen(path, "r")) == NULL)
 			continue;
-		while (fgets(line, sizeof(line), f) != NULL)
-			if (sscanf(line, "voluntary_ctxt_switches: %lld", &v) == 1 ||
-			    sscanf(line, "nonvoluntary_ctxt_switches: %lld", &v) == 1)
-				total += v;
+		total += one(f);
 		fclose(f);
 	}
 	closedir(dp);
 	return (total);
+}
+
+static inline long long
+status_switches(FILE *f)
+{
+	char line[256];
+	long long total = 0, v;
+
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "voluntary_ctxt_switches: %lld", &v) == 1 ||
+		    sscanf(line, "nonvoluntary_ctxt_switches: %lld", &v) == 1)
+			total += v;
+	return (total);
+}
+
+/* Context switches, voluntary and not, of every thread of process pid;
+ * -1 if unreadable. */
+static inline long long
+ctx_switches(pid_t pid)
+{
+	return (sum_tasks(pid, "status", status_switches));
+}
+
+static inline long long
+schedstat_ns(FILE *f)
+{
+	long long v;
+
+	return (fscanf(f, "%lld", &v) == 1 ? v : 0);
+}
+
+/* Cpu time (ns) of every thread of process pid (schedstat's first
+ * field: exact, not in clock ticks); -1 if unreadable. */
+static inline long long
+sched_ns(pid_t pid)
+{
+	return (sum_tasks(pid, "schedstat", schedstat_ns));
 }
 
 #endif

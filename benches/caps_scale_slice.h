@@ -17,7 +17,6 @@
 #ifndef CAPS_SCALE_SLICE_H
 #define CAPS_SCALE_SLICE_H
 
-#include <dirent.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 
@@ -68,35 +67,6 @@ own_cpu_us(void)
 
 	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
 	return (ts.tv_sec * 1e6 + ts.tv_nsec / 1e3);
-}
-
-/* Cpu time (ns) of every thread of process pid (schedstat's first
- * field: exact, not in clock ticks); -1 if unreadable. */
-static long long
-sched_ns(pid_t pid)
-{
-	char path[300];
-	long long total = 0, v;
-	struct dirent *d;
-	DIR *dp;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-	if ((dp = opendir(path)) == NULL)
-		return (-1);
-	while ((d = readdir(dp)) != NULL) {
-		if (d->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%d/task/%s/schedstat", (int)pid,
-		    d->d_name);
-		if ((f = fopen(path, "r")) == NULL)
-			continue;
-		if (fscanf(f, "%lld", &v) == 1)
-			total += v;
-		fclose(f);
-	}
-	closedir(dp);
-	return (total);
 }
 
 /* Client me of set `set` (kind k): connect, then do round trips in the
