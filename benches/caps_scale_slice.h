@@ -12,7 +12,10 @@
  * epoll at one N, then that at the largest N against at the smallest)
  * compare like with like. The first SETTLE_MS of a slice are not
  * counted (the set's clients and server waking, the last round trips of
- * the set before).
+ * the set before). The table: each set's round trips per second over
+ * its slices, p50 and p99 of all of them, "fair" (the fewest round
+ * trips one client made over the mean), and the server's and the
+ * clients' cpu per round trip (the server's from schedstat, exact).
  */
 #ifndef CAPS_SCALE_SLICE_H
 #define CAPS_SCALE_SLICE_H
@@ -277,28 +280,33 @@ run_slices(int lo, int hi, int rounds, int slice_ms)
 		printf("a client failed: no results\n");
 		return (1);
 	}
-	printf("%4s %-8s %10s %9s %9s %9s %9s\n", "N", "server", "rt/s", "p50 us", "p99 us",
-	    "srv us/rt", "cli us/rt");
+	printf("%4s %-8s %10s %9s %9s %5s %9s %9s\n", "N", "server", "rt/s", "p50 us", "p99 us",
+	    "fair", "srv us/rt", "cli us/rt");
 	for (j = 0; j < nsets; ++j) {
 		struct sset *s = &sets[j];
 		double srv = 0, cli = 0;
-		long total = 0;
+		long total = 0, least = -1;
 
 		for (i = 0; i < s->n; ++i) {
 			struct sclient *o = &sb->c[s->first + i];
+			long mine = 0;
 
 			for (r = 0; r < rounds; ++r) {
-				total += o->count[r];
+				mine += o->count[r];
 				cli += o->cpu_us[r];
 			}
+			total += mine;
+			if (least < 0 || mine < least)
+				least = mine;
 		}
 		for (r = 0; r < rounds; ++r)
 			srv += s->srv_ns[r] / 1e3;
 		if (total == 0)
 			continue;
-		printf("%4d %-8s %10.0f %9.1f %9.1f %9.2f %9.2f\n", s->n, kind_name[s->k],
+		printf("%4d %-8s %10.0f %9.1f %9.1f %5.2f %9.2f %9.2f\n", s->n, kind_name[s->k],
 		    total / (rounds * slice_s), set_pct(j, -1, rounds, 0.50),
-		    set_pct(j, -1, rounds, 0.99), srv / total, cli / total);
+		    set_pct(j, -1, rounds, 0.99), (double)least / ((double)total / s->n),
+		    srv / total, cli / total);
 	}
 	if (hi == lo)
 		return (0);
