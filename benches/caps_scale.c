@@ -62,8 +62,12 @@
  * largest down and the kinds in reverse order, so a load that drifts
  * during a pass favours neither. CAPS_SCALE_NS (a list such as
  * "8,128") runs only those Ns: `CAPS_SCALE_NS=8,128
- * CAPS_SCALE_KINDS=epoll,v1 caps_scale 0.5 128 8 12` is the verdict
- * of issue 17 point 2 in some two minutes.
+ * CAPS_SCALE_KINDS=epoll,v1 caps_scale 0.5 128 8 12` takes some two
+ * minutes. Whole rows, seconds apart, still see different machines
+ * when other work shares it; CAPS_SCALE_SLICE=MS (caps_scale_slice.h)
+ * runs every set at once and interleaves them in slices of MS ms:
+ * `CAPS_SCALE_SLICE=100 CAPS_SCALE_NS=8,128 CAPS_SCALE_KINDS=epoll,v1
+ * caps_scale 1 128 8 40` is the verdict of issue 17 point 2 in 20 s.
  *
  * With CAPS_SCALE_COUNTS set in the environment, each row's round trips
  * per client are printed on stderr. CAPS_SCALE_KINDS (a list of epoll,

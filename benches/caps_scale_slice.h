@@ -1,21 +1,32 @@
 /*
  * caps_scale's interleaved mode (CAPS_SCALE_SLICE=MS; included by
- * caps_scale.c after its statistics): every kind's server at the
- * smallest and at the largest N runs at once, each with its own clients
- * connected, and the sets of clients take turns in slices of MS ms: one
- * set does round trips while every other client sleeps on a futex (its
- * server then sleeps in epoll_wait). A round gives every set one slice,
- * in an order that reverses every other round; PASSES rounds. The
- * slices of one round lie within a second or so of each other: the
- * machine's load, which drifts over seconds when other work shares it,
- * is much the same for all of them, so each round's ratios (v1 against
- * epoll at one N, then that at the largest N against at the smallest)
- * compare like with like. The first SETTLE_MS of a slice are not
- * counted (the set's clients and server waking, the last round trips of
- * the set before). The table: each set's round trips per second over
- * its slices, p50 and p99 of all of them, "fair" (the fewest round
- * trips one client made over the mean), and the server's and the
- * clients' cpu per round trip (the server's from schedstat, exact).
+ * caps_scale.c after its statistics):
+ *
+ *	CAPS_SCALE_SLICE=MS caps_scale SECONDS MAXCLIENTS MINCLIENTS ROUNDS
+ *
+ * A set is one kind's server with N clients of its own; a set for every
+ * wanted kind (CAPS_SCALE_KINDS) and every N of the table from
+ * MINCLIENTS to MAXCLIENTS (those in CAPS_SCALE_NS) runs at once, all
+ * connected, and the sets take turns in slices of MS ms: one set does
+ * round trips while every other client sleeps on a futex (its server
+ * then sleeps in epoll_wait). A round gives every set one slice, the
+ * kinds of one N back to back, in an order that reverses every other
+ * round; ROUNDS rounds (SECONDS is not used). The slices of one round
+ * lie within a second or so of each other: the machine's load, which
+ * drifts over seconds when other work shares it, is much the same for
+ * all of them, so each round's ratios (v1 against epoll at one N, then
+ * that at the largest N against at the smallest) compare like with
+ * like. The first SETTLE_MS of a slice are not counted (the set's
+ * clients and server waking, the last round trips of the set before).
+ * The table: each set's round trips per second over its slices, that
+ * over the epoll set's of the same N, p50 and p99 of all of them, "fair"
+ * (the fewest round trips one client made over the mean), and the
+ * server's and the clients' cpu per round trip (the server's from
+ * schedstat, exact). Then, per kind, each round's ratios of the largest
+ * N to the smallest (rt/s; p50 and p99 over the ratio of the Ns; cpu
+ * per round trip; for v1 and v2 the rt/s ratio over epoll's) as the
+ * median with a 95% interval of the median, and the verdict on a 10%
+ * fall of rt/s.
  */
 #ifndef CAPS_SCALE_SLICE_H
 #define CAPS_SCALE_SLICE_H
@@ -23,7 +34,7 @@
 #include <linux/futex.h>
 #include <sys/syscall.h>
 
-#define MAXSETS		(2 * NKIND)
+#define MAXSETS		(NN * NKIND)
 #define MAXROUNDS	MAXPASS
 #define SETTLE_MS	20
 
@@ -200,8 +211,36 @@ print_ratio(const char *label, double *v, int m, int verdict)
 		printf("  undecided (the interval straddles 0.90)\n");
 }
 
-/* The interleaved run: Ns lo and hi, every wanted kind, `rounds` rounds
- * of one slice of slice_ms per set. */
+/* Round trips of the epoll set with n clients over every round. */
+static double
+ep_total(const struct sset *sets, int nsets, int n, int rounds)
+{
+	long total = 0;
+	int j, i, r;
+
+	for (j = 0; j < nsets; ++j)
+		if (sets[j].k == EPOLL && sets[j].n == n)
+			for (i = 0; i < n; ++i)
+				for (r = 0; r < rounds; ++r)
+					total += sb->c[sets[j].first + i].count[r];
+	return ((double)total);
+}
+
+/* The set of kind k with n clients, or NULL. */
+static const struct sset *
+find_set(const struct sset *sets, int nsets, int k, int n)
+{
+	int j;
+
+	for (j = 0; j < nsets; ++j)
+		if (sets[j].k == (enum kind)k && sets[j].n == n)
+			return (&sets[j]);
+	return (NULL);
+}
+
+/* The interleaved run: the table's Ns from lo to hi (those in
+ * CAPS_SCALE_NS), every wanted kind, `rounds` rounds of one slice of
+ * slice_ms per set. */
 static int
 run_slices(int lo, int hi, int rounds, int slice_ms)
 {
@@ -216,14 +255,14 @@ run_slices(int lo, int hi, int rounds, int slice_ms)
 		die("mmap");
 	sb->set = -1;
 	sb->alarm_s = (unsigned)(rounds * MAXSETS * (slice_ms + SETTLE_MS) / 1000 + 120);
-	for (k = 0; k < NKIND; ++k)
-		for (j = 0; j < 2; ++j) {
+	for (j = 0; j < NN; ++j)
+		for (k = 0; k < NKIND; ++k) {
 			struct sset *s = &sets[nsets];
 
-			if (!kind_wanted(k) || (j == 1 && hi == lo))
+			if (!kind_wanted(k) || ns[j] < lo || ns[j] > hi || !n_wanted(ns[j]))
 				continue;
 			s->k = (enum kind)k;
-			s->n = j == 0 ? lo : hi;
+			s->n = ns[j];
 			s->first = nclients;
 			++row;
 			s->spid = k == EPOLL ? epoll_server() : k == V1 ? v1_server() : v2_server();
@@ -242,7 +281,7 @@ run_slices(int lo, int hi, int rounds, int slice_ms)
 		printf("only %d of %d clients connected\n", sb->ready, nclients);
 		bad = 1;
 	}
-	printf("interleaved: %d sets (kinds x N = %d, %d), %d rounds of one %d ms slice "
+	printf("interleaved: %d sets (kinds x N from %d to %d), %d rounds of one %d ms slice "
 	    "each (the first %d ms not counted); order reversed every other round\n",
 	    nsets, lo, hi, rounds, slice_ms + SETTLE_MS, SETTLE_MS);
 	for (r = 0; r < rounds && !bad; ++r)
@@ -280,11 +319,11 @@ run_slices(int lo, int hi, int rounds, int slice_ms)
 		printf("a client failed: no results\n");
 		return (1);
 	}
-	printf("%4s %-8s %10s %9s %9s %5s %9s %9s\n", "N", "server", "rt/s", "p50 us", "p99 us",
-	    "fair", "srv us/rt", "cli us/rt");
+	printf("%4s %-8s %10s %8s %9s %9s %5s %9s %9s\n", "N", "server", "rt/s", "vs epoll",
+	    "p50 us", "p99 us", "fair", "srv us/rt", "cli us/rt");
 	for (j = 0; j < nsets; ++j) {
 		struct sset *s = &sets[j];
-		double srv = 0, cli = 0;
+		double srv = 0, cli = 0, ep = ep_total(sets, nsets, s->n, rounds);
 		long total = 0, least = -1;
 
 		for (i = 0; i < s->n; ++i) {
@@ -303,25 +342,26 @@ run_slices(int lo, int hi, int rounds, int slice_ms)
 			srv += s->srv_ns[r] / 1e3;
 		if (total == 0)
 			continue;
-		printf("%4d %-8s %10.0f %9.1f %9.1f %5.2f %9.2f %9.2f\n", s->n, kind_name[s->k],
-		    total / (rounds * slice_s), set_pct(j, -1, rounds, 0.50),
+		printf("%4d %-8s %10.0f %7.2fx %9.1f %9.1f %5.2f %9.2f %9.2f\n", s->n,
+		    kind_name[s->k], total / (rounds * slice_s), ep > 0 ? total / ep : 0,
+		    set_pct(j, -1, rounds, 0.50),
 		    set_pct(j, -1, rounds, 0.99), (double)least / ((double)total / s->n),
 		    srv / total, cli / total);
 	}
+	lo = sets[0].n;
+	hi = sets[nsets - 1].n;
 	if (hi == lo)
 		return (0);
 	printf("per round, N=%d against N=%d: median [95%% interval of the median] "
 	    "(or (min-max) under 6 rounds)\n", hi, lo);
 	for (k = 0; k < NKIND; ++k) {
-		/* sets are made kind by kind, lo then hi */
-		const struct sset *a = NULL, *b = NULL, *ea = &sets[0], *eb = &sets[1];
+		const struct sset *a = find_set(sets, nsets, k, lo), *b = find_set(sets, nsets, k, hi);
+		const struct sset *ea = find_set(sets, nsets, EPOLL, lo);
+		const struct sset *eb = find_set(sets, nsets, EPOLL, hi);
 		double v[MAXROUNDS], w[MAXROUNDS], x[MAXROUNDS], p50[MAXROUNDS], p99[MAXROUNDS];
 		char label[80];
 		int m = 0;
 
-		for (j = 0; j < nsets; ++j)
-			if (sets[j].k == (enum kind)k)
-				*(sets[j].n == lo ? &a : &b) = &sets[j];
 		if (a == NULL || b == NULL)
 			continue;
 		for (r = 0; r < rounds; ++r) {
@@ -331,7 +371,7 @@ run_slices(int lo, int hi, int rounds, int slice_ms)
 			if (ra <= 0 || rb <= 0 || ca <= 0)
 				continue;
 			x[m] = 0;
-			if (k != EPOLL && ea->k == EPOLL) {
+			if (k != EPOLL && ea != NULL && eb != NULL) {
 				double ea_r = set_rate(ea, r, slice_s), eb_r = set_rate(eb, r, slice_s);
 
 				if (ea_r <= 0 || eb_r <= 0)
@@ -357,7 +397,7 @@ run_slices(int lo, int hi, int rounds, int slice_ms)
 		print_ratio(label, p99, m, 0);
 		snprintf(label, sizeof(label), "cpu per round trip, N=%d / N=%d", hi, lo);
 		print_ratio(label, w, m, 0);
-		if (k != EPOLL && ea->k == EPOLL && x[0] > 0) {
+		if (k != EPOLL && ea != NULL && eb != NULL) {
 			snprintf(label, sizeof(label), "that rt/s ratio over epoll's");
 			print_ratio(label, x, m, 1);
 		}
