@@ -25,8 +25,11 @@
  * schedstat, exact). Then, per kind, each round's ratios of the largest
  * N to the smallest (rt/s; p50 and p99 over the ratio of the Ns; cpu
  * per round trip; for v1 and v2 the rt/s ratio over epoll's) as the
- * median with a 95% interval of the median, and the verdict on a 10%
- * fall of rt/s.
+ * median with a 95% interval of the median, and verdicts with a margin
+ * of 10%: rt/s "does not fall" when the interval lies above 0.90, p50
+ * and p99 "grow no faster than N" when it lies below 1.10 (the
+ * opposite verdicts when it lies wholly on the other side, else
+ * undecided).
  */
 #ifndef CAPS_SCALE_SLICE_H
 #define CAPS_SCALE_SLICE_H
@@ -189,8 +192,13 @@ set_pct(int j, int r, int rounds, double q)
 	return (total > 0 ? percentile(merged, total, q) : 0);
 }
 
-/* Print "label  median [interval]" of v[0..m) and, for rt/s ratios, the
- * verdict on a 10% fall. */
+/*
+ * Print "label  median [interval]" of v[0..m) and a verdict with a
+ * margin of 10%: for rt/s ratios (verdict 1) on a fall (the interval
+ * above 0.90: it does not fall by 10%); for latency ratios already
+ * divided by the ratio of the Ns (verdict 2) on growing faster than N
+ * (the interval below 1.10: it grows no faster, within 10%).
+ */
 static void
 print_ratio(const char *label, double *v, int m, int verdict)
 {
@@ -203,12 +211,13 @@ print_ratio(const char *label, double *v, int m, int verdict)
 		printf("\n");
 	else if (level == 0)
 		printf("  undecided (fewer than 6 rounds)\n");
-	else if (lo >= 0.90)
-		printf("  does not fall by 10%%\n");
-	else if (hi < 0.90)
-		printf("  falls by more than 10%%\n");
+	else if (verdict == 1)
+		printf("  %s\n", lo >= 0.90 ? "does not fall by 10%" : hi < 0.90 ?
+		    "falls by more than 10%" : "undecided (the interval straddles 0.90)");
 	else
-		printf("  undecided (the interval straddles 0.90)\n");
+		printf("  %s\n", hi <= 1.10 ? "grows no faster than N (10%)" : lo > 1.10 ?
+		    "grows faster than N, by more than 10%" :
+		    "undecided (the interval straddles 1.10)");
 }
 
 /* Round trips of the epoll set with n clients over every round. */
@@ -392,9 +401,9 @@ run_slices(int lo, int hi, int rounds, int slice_ms)
 		snprintf(label, sizeof(label), "rt/s N=%d / rt/s N=%d", hi, lo);
 		print_ratio(label, v, m, 1);
 		snprintf(label, sizeof(label), "p50 N=%d / p50 N=%d / %d", hi, lo, hi / lo);
-		print_ratio(label, p50, m, 0);
+		print_ratio(label, p50, m, 2);
 		snprintf(label, sizeof(label), "p99 N=%d / p99 N=%d / %d", hi, lo, hi / lo);
-		print_ratio(label, p99, m, 0);
+		print_ratio(label, p99, m, 2);
 		snprintf(label, sizeof(label), "cpu per round trip, N=%d / N=%d", hi, lo);
 		print_ratio(label, w, m, 0);
 		if (k != EPOLL && ea != NULL && eb != NULL) {
