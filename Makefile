@@ -203,6 +203,9 @@ BENCH_ROUNDS ?= 20000
 # each row's spread, the ratio of the largest N to the smallest).
 BENCH_SCALE_SECONDS ?= 1
 BENCH_SCALE_PASSES ?= 1
+# Rounds of the interleaved 8-against-128 verdict (CAPS_SCALE_SLICE: every
+# set of clients connected at once, taking turns in 100 ms slices).
+BENCH_SCALE_ROUNDS ?= 40
 BENCH_SCALE ?= 1
 BENCH_REPS ?= 5
 bench: bench-caps bench-caps-sys bench-threads bench-park bench-slab bench-encoding bench-vcpu
@@ -212,6 +215,7 @@ bench-caps: stage
 	./build/caps_bench $(BENCH_ROUNDS)
 	$(BENCH_CC) -o build/caps_scale benches/caps_scale.c -lcaps
 	./build/caps_scale $(BENCH_SCALE_SECONDS) 128 1 $(BENCH_SCALE_PASSES)
+	CAPS_SCALE_SLICE=100 CAPS_SCALE_NS=8,128 ./build/caps_scale 1 128 8 $(BENCH_SCALE_ROUNDS)
 	$(BENCH_CC) -o build/caps_idle benches/caps_idle.c -lcaps
 	./build/caps_idle
 	$(BENCH_CC) -o build/doorbell_bench benches/doorbell_bench.c
