@@ -293,6 +293,12 @@ run_slices(int lo, int hi, int rounds, int slice_ms)
 	printf("interleaved: %d sets (kinds x N from %d to %d), %d rounds of one %d ms slice "
 	    "each (the first %d ms not counted); order reversed every other round\n",
 	    nsets, lo, hi, rounds, slice_ms + SETTLE_MS, SETTLE_MS);
+	/* The library's quiet sweep (1 s) gives a quiet connection's rings
+	 * back: a set idle that long wakes them at each of its slices. */
+	if ((nsets - 1) * (slice_ms + SETTLE_MS) >= 1000)
+		printf("note: a set waits %d ms between its slices, long enough for CAPS "
+		    "rings to go dormant meanwhile (fewer sets or shorter slices avoid it)\n",
+		    (nsets - 1) * (slice_ms + SETTLE_MS));
 	for (r = 0; r < rounds && !bad; ++r)
 		for (j = 0; j < nsets; ++j) {
 			struct sset *s = &sets[r % 2 ? nsets - 1 - j : j];
