@@ -7,6 +7,10 @@
  *   spair N    the same on a type several threads have allocated (shared)
  *   larson N   one thread, a shared type: 1024 live blocks of random
  *              16-1024 bytes, N random replacements
+ *   l64 N      larson with every block 64 bytes: one size class in one
+ *              or two zones, so that every line the slab touches stays
+ *              in the L1 cache (cachegrind: no simulated miss); what
+ *              larson costs beyond it comes from the many zones
  *   shared N   two threads at once each doing spair N on one type
  *   l2 N       two threads each doing larson N on one type, one
  *              replacement in 16 through 64 slots both threads swap
@@ -105,17 +109,25 @@ struct ls {
 	void *live[LIVE];
 };
 
-static void *
-larson(void *arg)
+/* The block size of a replacement: `fixed`, or 16-1024 bytes by the top
+ * half of r when `fixed` is 0 (a constant in each caller, so that the
+ * larson loop is the same code as before l64 existed). */
+static inline __attribute__((always_inline)) size_t
+ls_size(size_t fixed, uint32_t r)
 {
-	struct ls *l = arg;
+	return (fixed != 0 ? fixed : 16 + (r >> 16) % 1009);
+}
+
+static inline __attribute__((always_inline)) void *
+ls_run(struct ls *l, size_t fixed)
+{
 	uint32_t s = l->seed;
 
 	for (int i = 0; i < LIVE; i++)
-		l->live[i] = xalloc(16 + (xorshift32(&s) >> 16) % 1009, M_OPS_SHARED);
+		l->live[i] = xalloc(ls_size(fixed, xorshift32(&s)), M_OPS_SHARED);
 	for (long i = 0; i < l->n; i++) {
 		uint32_t r = xorshift32(&s);
-		void *p = xalloc(16 + (r >> 16) % 1009, M_OPS_SHARED), *old;
+		void *p = xalloc(ls_size(fixed, r), M_OPS_SHARED), *old;
 
 		if (l->two && (r & 15) == 0) {
 			old = atomic_exchange(&swap_slot[(r >> 4) % SWAP], p);
@@ -131,11 +143,23 @@ larson(void *arg)
 	return (NULL);
 }
 
+static void *
+larson(void *arg)
+{
+	return (ls_run(arg, 0));
+}
+
+static void *
+l64(void *arg)
+{
+	return (ls_run(arg, 64));
+}
+
 int
 main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: slab_ops pair|spair|shared|larson|l2 N [tc]\n");
+		fprintf(stderr, "usage: slab_ops pair|spair|shared|larson|l64|l2 N [tc]\n");
 		return (2);
 	}
 	long n = atol(argv[2]);
@@ -160,12 +184,15 @@ main(int argc, char **argv)
 		pthread_create(&th, NULL, spair, M_OPS_SHARED);
 		spair(M_OPS_SHARED);
 		pthread_join(th, NULL);
-	} else if (strcmp(argv[1], "larson") == 0) {
+	} else if (strcmp(argv[1], "larson") == 0 || strcmp(argv[1], "l64") == 0) {
 		static struct ls l;
 
 		l.seed = 0x9e3779b9u;
 		l.n = n;
-		larson(&l);
+		if (strcmp(argv[1], "l64") == 0)
+			l64(&l);
+		else
+			larson(&l);
 	} else if (strcmp(argv[1], "l2") == 0) {
 		static struct ls l[2];
 		pthread_t th[2];
