@@ -743,11 +743,13 @@ pub unsafe fn switch(save: *mut *mut c_char, to: *mut c_char) {
 
 /// [`switch`] from thread `td` to thread `ntd`: the save slot and the
 /// stack pointer loaded are their `td_sp`, addressed by the switch
-/// itself.
+/// itself. On x86_64 `td` becomes the last switched-out thread (module
+/// documentation).
 ///
 /// # Safety
 /// As [`switch`], with `&(*td).td_sp` as `save` and `(*ntd).td_sp` as
-/// `to`.
+/// `to`; `td` has not exited (an exited thread leaves with
+/// [`switch_threads_exit`] or [`jump_thread`]).
 #[inline(always)]
 pub unsafe fn switch_threads(td: *mut thread, ntd: *const thread) {
     // SAFETY: forwarded contract; the record of the last switched-out
