@@ -290,6 +290,9 @@ c_test!(thr_names, src: "thr_names");
 c_test!(thr_names_copy, src: "thr_names_copy");
 // A structure from the cache of exited threads is handed out fresh.
 c_test!(thr_reuse, src: "thr_reuse");
+// A structure reused after an exit that resumed it without a switch
+// starts in its new function (the switch's record of the last thread).
+c_test!(thr_resume_reused, src: "thr_resume_reused");
 // TDF_SYSTHREAD given to lwkt_create: main does not wait for that thread.
 c_test!(thr_systhread, src: "thr_systhread");
 c_test!(thr_wait, src: "thr_wait");

@@ -29,6 +29,16 @@
 __thread struct globaldata *__libcaps_mycpu
     __attribute__((tls_model("initial-exec")));
 
+/*
+ * The last thread this kernel thread (this cpu) switched away from and
+ * the stack pointer the switch saved in its td_sp, or NULL: the
+ * x86_64 switch takes a resumed thread's stack pointer from here when it
+ * is that thread, without the loads that lead to its td_sp
+ * (src/lwkt/arch.rs, "the last switched-out thread"). Internal.
+ */
+__thread void *__libcaps_swlast[2]
+    __attribute__((tls_model("initial-exec"), visibility("hidden")));
+
 /* Message of the first panic(), as in DragonFly. */
 const char *panicstr;
 

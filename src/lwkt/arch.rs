@@ -36,6 +36,25 @@
 //! (`lwkt::sched::SWITCH_BODY`: without a sanitizer runtime, a body
 //! that never looks for one).
 //!
+//! The last switched-out thread: on x86_64 each kernel thread (each
+//! cpu) records, in an initial-exec TLS pair of the C shim
+//! (`__libcaps_swlast`), the thread it last switched away from and the
+//! stack pointer saved in that thread's `td_sp`. A switch to that
+//! thread takes the stack pointer from the record (two threads taking
+//! turns: every switch), so that the loads of the new thread's frame
+//! need not wait for the run queue's head and its `td_sp`. The
+//! invariant: the record is empty or names a thread that is not running
+//! and whose `td_sp` is the pointer recorded. It is kept in one place,
+//! this module: every switch between threads ([`switch_threads`])
+//! records the thread it leaves, which nothing but the next switch
+//! resumes; a thread that leaves for good ([`jump_thread`],
+//! [`switch_threads_exit`]) empties it, so an exited thread, whose
+//! `td_sp` is rewritten when it is set up anew, is never recorded and
+//! the thread resumed is not left recorded while it runs. Switches to
+//! and from a cpu's boot stack ([`switch`]) are not between threads
+//! and do not touch it. Debug builds check it at every switch
+//! ([`last_switched_ok`]).
+//!
 //! A new thread's stack is prepared by [`init_stack`] so that the first
 //! switch into it "returns" into the architecture's `trampoline`, which enters
 //! `start(func, arg)` (on x86_64 with a jump, leaving the return stack
@@ -114,6 +133,78 @@ mod imp {
     use super::StartFn;
     use core::ffi::{c_char, c_int, c_void};
 
+    /// The first half of every switch, as asm text: the running thread's
+    /// `rbp`, `rbx`, resume point (label `2`, after the switch) and FP
+    /// control (MXCSR at `[rsp]`, x87 control word at `[rsp + 4]`)
+    /// pushed on its stack; `rsp` is then what its `td_sp` gets.
+    macro_rules! save_frame {
+        () => {
+            concat!(
+                "push rbp\n",
+                "push rbx\n",
+                "lea rax, [rip + 2f]\n",
+                "push rax\n",
+                "sub rsp, 8\n",
+                "stmxcsr [rsp]\n",
+                "fnstcw [rsp + 4]\n",
+            )
+        };
+    }
+
+    /// The second half, once `rsp` is the new thread's saved stack
+    /// pointer: its FP control (see the module comment), `rbx` and
+    /// `rbp`, then a jump to its resume point (on the stack it had
+    /// there: the resume point needs no instruction of its own).
+    macro_rules! load_frame {
+        () => {
+            concat!(
+                "ldmxcsr [rsp]\n",
+                "fldcw [rsp + 4]\n",
+                "mov rax, [rsp + 8]\n",
+                "mov rbx, [rsp + 16]\n",
+                "mov rbp, [rsp + 24]\n",
+                "add rsp, 32\n",
+                "jmp rax\n",
+            )
+        };
+    }
+
+    /// A switch from `$from` to `$into` (in registers, named `{from}` and
+    /// `{into}` in the text; `{off}` is `$off`) whose instructions are
+    /// `$text`, which must end in a jump to the new thread: the resume
+    /// point (label `2`) and the operands every switch has. Every
+    /// register the text may change is declared clobbered, except `rbx`
+    /// and `rbp`, which it saves and restores itself; `rax`, `r12` and
+    /// `r13`–`r15` are plain outputs, so no input shares them.
+    ///
+    /// From the first instruction to the resume point the stack is not
+    /// the one the enclosing function's unwind information describes
+    /// (pushes, then the other thread's): an unwinder that starts there
+    /// (a signal handler's backtrace()) stops instead of reading return
+    /// addresses from the wrong words; at the resume point of the thread
+    /// switched away from, the stack is again the one the unwind
+    /// information says.
+    macro_rules! switch_asm {
+        ($from:expr, $into:expr, $off:expr, $($text:expr),+ $(,)?) => {
+            core::arch::asm!(
+                ".cfi_remember_state",
+                ".cfi_undefined rip",
+                $($text,)+
+                "2:",
+                ".cfi_restore_state",
+                from = in(reg) $from,
+                into = in(reg) $into,
+                off = const $off,
+                out("rax") _,
+                out("r12") _,
+                out("r13") _,
+                out("r14") _,
+                out("r15") _,
+                clobber_abi("C"),
+            )
+        };
+    }
+
     /// Store the running thread's resume point on its stack and its stack
     /// pointer in `*save`, switch to the stack `to` and jump to the resume
     /// point saved there.
@@ -152,50 +243,100 @@ mod imp {
         // restores itself. rax, which it uses before the last read of an
         // input, is a plain output: no input shares it.
         unsafe {
-            core::arch::asm!(
-                // From here to the resume point the stack is not the one
-                // the enclosing function's unwind information describes
-                // (pushes, then the other thread's): an unwinder that
-                // starts on one of these instructions (a signal handler's
-                // backtrace()) stops here instead of reading return
-                // addresses from the wrong words.
-                ".cfi_remember_state",
-                ".cfi_undefined rip",
-                "push rbp",
-                "push rbx",
-                "lea rax, [rip + 2f]",
-                "push rax",
-                // FP control: MXCSR at [rsp], x87 control word at [rsp + 4].
-                "sub rsp, 8",
-                "stmxcsr [rsp]",
-                "fnstcw [rsp + 4]",
+            switch_asm!(
+                from,
+                into,
+                OFF,
+                save_frame!(),
                 "mov [{from} + {off}], rsp",
                 "mov rsp, [{into} + {off}]",
-                // The new thread's FP control (see the module comment),
-                // rbx and rbp, then its resume point on the stack it had
-                // there: the resume point needs no instruction of its own.
-                "ldmxcsr [rsp]",
-                "fldcw [rsp + 4]",
-                "mov rax, [rsp + 8]",
-                "mov rbx, [rsp + 16]",
-                "mov rbp, [rsp + 24]",
-                "add rsp, 32",
-                "jmp rax",
-                // The resume point of the thread switched away from here:
-                // the stack is again the one the unwind information says.
-                "2:",
-                ".cfi_restore_state",
-                from = in(reg) from,
-                into = in(reg) into,
-                off = const OFF,
-                out("rax") _,
-                out("r12") _,
-                out("r13") _,
-                out("r14") _,
-                out("r15") _,
-                clobber_abi("C"),
+                load_frame!(),
             );
         }
+    }
+
+    /// [`switch_at`] from one thread to another (`from` and `into` are
+    /// the two threads, `OFF` the offset of their `td_sp`), through the
+    /// last switched-out thread of this kernel thread
+    /// (`__libcaps_swlast`, see "The last switched-out thread" in the
+    /// module documentation): when `into` is that thread, its stack
+    /// pointer is taken from there, a load that waits only for the TLS
+    /// offset, not for `into` (the run queue's head) nor its `td_sp`;
+    /// the compare with `into` is a predicted branch, off that chain.
+    /// Either way `from` and the stack pointer saved in its `td_sp` are
+    /// recorded there.
+    ///
+    /// # Safety
+    /// As [`switch_at`]; `from` and `into` are threads, and the record
+    /// holds NULL or a thread that is not running with the stack pointer
+    /// its `td_sp` holds.
+    #[inline(always)]
+    pub unsafe fn switch_threads_at<const OFF: usize>(from: *mut u8, into: *const u8) {
+        // SAFETY: per the contract, as in switch_at; r12 (clobbered,
+        // so no input shares it) holds the record's TLS offset.
+        unsafe {
+            switch_asm!(
+                from,
+                into,
+                OFF,
+                "mov r12, qword ptr [rip + __libcaps_swlast@GOTTPOFF]",
+                save_frame!(),
+                "mov [{from} + {off}], rsp",
+                // The new stack pointer: the record's when `into` is its
+                // thread, else `into`'s td_sp; the record then says
+                // `from` and its stack pointer.
+                "cmp {into}, qword ptr fs:[r12]",
+                "jne 3f",
+                "mov rax, qword ptr fs:[r12 + 8]",
+                "mov qword ptr fs:[r12], {from}",
+                "mov qword ptr fs:[r12 + 8], rsp",
+                "mov rsp, rax",
+                // The new thread's frame, once per way in: no jump
+                // between the two.
+                load_frame!(),
+                "3:",
+                "mov qword ptr fs:[r12], {from}",
+                "mov qword ptr fs:[r12 + 8], rsp",
+                "mov rsp, [{into} + {off}]",
+                load_frame!(),
+            );
+        }
+    }
+
+    /// Empty the record of the last switched-out thread (a thread leaves
+    /// for good without being recorded).
+    #[inline(always)]
+    pub fn forget_last() {
+        // SAFETY: stores NULL into this kernel thread's record, an
+        // initial-exec TLS variable of the library (as `mycpu`).
+        unsafe {
+            core::arch::asm!(
+                "mov {o}, qword ptr [rip + __libcaps_swlast@GOTTPOFF]",
+                "mov qword ptr fs:[{o}], 0",
+                o = out(reg) _,
+                options(nostack, preserves_flags),
+            );
+        }
+    }
+
+    /// The record of the last switched-out thread: the thread (NULL if
+    /// none) and its stack pointer.
+    #[inline(always)]
+    pub fn last_switched() -> (*const u8, *mut c_char) {
+        let (td, sp): (*const u8, *mut c_char);
+        // SAFETY: reads this kernel thread's record (see forget_last).
+        unsafe {
+            core::arch::asm!(
+                "mov {o}, qword ptr [rip + __libcaps_swlast@GOTTPOFF]",
+                "mov {t}, qword ptr fs:[{o}]",
+                "mov {s}, qword ptr fs:[{o} + 8]",
+                o = out(reg) _,
+                t = out(reg) td,
+                s = out(reg) sp,
+                options(nostack, readonly, preserves_flags),
+            );
+        }
+        (td, sp)
     }
 
     /// Resume the switched-out thread whose stack pointer is at offset
@@ -218,17 +359,15 @@ mod imp {
                 // compiler places behind this block).
                 ".cfi_remember_state",
                 ".cfi_undefined rip",
-                "mov rsp, [{into} + {off}]",
-                // FP control, rbx and rbp: the new thread's.
-                "ldmxcsr [rsp]",
-                "fldcw [rsp + 4]",
-                "mov rax, [rsp + 8]",
-                "mov rbx, [rsp + 16]",
-                "mov rbp, [rsp + 24]",
-                "add rsp, 32",
-                "jmp rax",
+                // The exiting thread is not recorded, and the record
+                // must not name `into` once it runs: emptied.
+                "mov rax, qword ptr [rip + __libcaps_swlast@GOTTPOFF]",
+                "mov qword ptr fs:[rax], 0",
+                "mov rsp, [rcx + {off}]",
+                load_frame!(),
                 ".cfi_restore_state",
-                into = in(reg) into,
+                // In rcx, not rax, which the asm uses before reading it.
+                in("rcx") into,
                 off = const OFF,
                 options(noreturn),
             );
@@ -604,22 +743,67 @@ pub unsafe fn switch(save: *mut *mut c_char, to: *mut c_char) {
 
 /// [`switch`] from thread `td` to thread `ntd`: the save slot and the
 /// stack pointer loaded are their `td_sp`, addressed by the switch
-/// itself.
+/// itself. On x86_64 `td` becomes the last switched-out thread (module
+/// documentation).
 ///
 /// # Safety
 /// As [`switch`], with `&(*td).td_sp` as `save` and `(*ntd).td_sp` as
-/// `to`.
+/// `to`; `td` has not exited (an exited thread leaves with
+/// [`switch_threads_exit`] or [`jump_thread`]).
 #[inline(always)]
 pub unsafe fn switch_threads(td: *mut thread, ntd: *const thread) {
+    // SAFETY: forwarded contract; the record of the last switched-out
+    // thread is kept as its invariant says (module documentation).
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        imp::switch_threads_at::<{ core::mem::offset_of!(thread, td_sp) }>(td.cast(), ntd.cast())
+    }
+    // SAFETY: forwarded contract.
+    #[cfg(not(target_arch = "x86_64"))]
+    unsafe {
+        imp::switch(&raw mut (*td).td_sp, (*ntd).td_sp)
+    }
+}
+
+/// [`switch_threads`] from `td`, which has exited: its stack pointer is
+/// saved (a sanitizer's switch) but not recorded as the last
+/// switched-out thread's, since `td` may be set up anew.
+///
+/// # Safety
+/// As [`switch_threads`]; nothing may ever resume `td` as it was.
+#[inline(always)]
+pub unsafe fn switch_threads_exit(td: *mut thread, ntd: *const thread) {
     // SAFETY: forwarded contract.
     #[cfg(target_arch = "x86_64")]
     unsafe {
+        imp::forget_last();
         imp::switch_at::<{ core::mem::offset_of!(thread, td_sp) }>(td.cast(), ntd.cast())
     }
     // SAFETY: forwarded contract.
     #[cfg(not(target_arch = "x86_64"))]
     unsafe {
         imp::switch(&raw mut (*td).td_sp, (*ntd).td_sp)
+    }
+}
+
+/// Whether the record of the last switched-out thread is what its
+/// invariant says, seen from a switch from `td` (running) to `ntd`: it
+/// names neither `td` nor a thread whose `td_sp` differs from the one
+/// recorded (a debug assertion of every switch).
+///
+/// # Safety
+/// `td` and `ntd` are valid threads.
+pub unsafe fn last_switched_ok(td: *const thread, ntd: *const thread) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let (last, sp) = imp::last_switched();
+        // SAFETY: per the contract.
+        last != td.cast() && (last != ntd.cast() || sp == unsafe { (*ntd).td_sp })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (td, ntd);
+        true
     }
 }
 

@@ -216,7 +216,11 @@ pub unsafe fn switch(td: *mut thread, ntd: *mut thread, leave: Leave) {
         if hooks & TSAN != 0 {
             libcaps_tsan_switch_to_fiber(tsan_fibers(td, ntd, leave));
         }
-        arch::switch_threads(td, ntd);
+        if leave == Leave::Exit {
+            arch::switch_threads_exit(td, ntd);
+        } else {
+            arch::switch_threads(td, ntd);
+        }
         arrived(fake);
     }
 }

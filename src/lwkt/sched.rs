@@ -216,6 +216,10 @@ unsafe fn switch_flagged_as<const SAN: bool>(
     // SAFETY: per the contract; ntd's td_sp was saved by a switch or
     // prepared by set_handler.
     unsafe {
+        debug_assert!(
+            arch::last_switched_ok(td, ntd),
+            "the record of the last switched-out thread is stale"
+        );
         (*gd).gd_curthread = ntd;
         // errno belongs to the thread: nothing between here and the
         // return into `ntd` touches it. Saved and loaded without
