@@ -290,6 +290,8 @@ c_test!(thr_names, src: "thr_names");
 c_test!(thr_names_copy, src: "thr_names_copy");
 // A structure from the cache of exited threads is handed out fresh.
 c_test!(thr_reuse, src: "thr_reuse");
+// The cache of exited threads hands out the last one in first.
+c_test!(thr_cache_lifo, src: "thr_cache_lifo");
 // TDF_SYSTHREAD given to lwkt_create: main does not wait for that thread.
 c_test!(thr_systhread, src: "thr_systhread");
 c_test!(thr_wait, src: "thr_wait");

@@ -105,6 +105,65 @@ pub unsafe fn insert_tail<H: CHead>(
     }
 }
 
+/// `TAILQ_INSERT_HEAD(head, elm, field)`; `entry` as for
+/// [`insert_tail`].
+///
+/// # Safety
+/// As [`insert_tail`].
+#[inline]
+pub unsafe fn insert_head<H: CHead>(
+    head: *mut H,
+    elm: *mut H::Elem,
+    entry: impl Fn(*mut H::Elem) -> *mut Entry<H::Elem>,
+) {
+    let head = view(head);
+    // SAFETY: both are valid per the contract; the old first element, if
+    // any, is linked on `head`.
+    unsafe {
+        let e = entry(elm);
+        let next = (*head).first;
+        (*e).next = next;
+        if next.is_null() {
+            (*head).last = &raw mut (*e).next;
+        } else {
+            (*entry(next)).prev = &raw mut (*e).next;
+        }
+        (*head).first = elm;
+        (*e).prev = &raw mut (*head).first;
+    }
+}
+
+/// `TAILQ_LAST(head, headname)`: the last element, NULL when the list is
+/// empty. `entry` as for [`insert_tail`].
+///
+/// # Safety
+/// `head` must be an initialised list whose elements are linked through
+/// the link `entry` selects.
+#[inline]
+pub unsafe fn last<H: CHead>(
+    head: *const H,
+    entry: impl Fn(*mut H::Elem) -> *mut Entry<H::Elem>,
+) -> *mut H::Elem {
+    let head = view(head);
+    // SAFETY: per the contract; `last` points at the head's `first` (an
+    // empty list) or at the last element's `next`, whose entry's `prev`
+    // points at the pointer to that element.
+    unsafe {
+        if (*head).first.is_null() {
+            return ptr::null_mut();
+        }
+        let next_of_last = (*head).last;
+        // The entry whose `next` field `last` points at.
+        let e = next_of_last
+            .cast::<u8>()
+            .sub(core::mem::offset_of!(Entry<H::Elem>, next))
+            .cast::<Entry<H::Elem>>();
+        let elm = *(*e).prev;
+        debug_assert!(&raw mut (*entry(elm)).next == next_of_last);
+        elm
+    }
+}
+
 /// `TAILQ_REMOVE(head, elm, field)`; `entry` as for [`insert_tail`]. The
 /// element's link is cleared.
 ///
@@ -228,6 +287,18 @@ mod tests {
             assert_eq!(walk(ha, link_a), [3, 4]);
             remove(ha, p[2], link_a);
             remove(ha, p[3], link_a);
+            assert!(walk(ha, link_a).is_empty());
+            assert!(last(ha, link_a).is_null());
+            // At the head: of an empty list, then before a first element.
+            insert_head(ha, p[1], link_a);
+            insert_head(ha, p[0], link_a);
+            insert_tail(ha, p[2], link_a);
+            assert_eq!(walk(ha, link_a), [1, 2, 3]);
+            assert_eq!(last(ha, link_a), p[2]);
+            remove(ha, p[2], link_a);
+            assert_eq!(last(ha, link_a), p[1]);
+            remove(ha, p[0], link_a);
+            remove(ha, p[1], link_a);
             assert!(walk(ha, link_a).is_empty());
             // The other link was never touched.
             assert_eq!(walk(hb, link_b), [4, 3, 2, 1]);

@@ -39,6 +39,10 @@ pub const TDF_EXITED: c_int = 0x4000_0000;
 pub const TDF_FREEQ: c_int = 0x2000_0000;
 
 /// Exited threads kept for reuse per cpu; the idle loop frees the rest.
+/// The cache is a stack: an exited thread goes in at the head of
+/// `gd_tdfreeq` and `lwkt_create` takes the head, so that it gets the
+/// structure and stack used last (the likeliest to be in the cpu's
+/// caches); the idle loop frees from the tail, the longest unused.
 pub const THREAD_CACHE_MAX: c_int = 64;
 
 /// Live threads without `TDF_SYSTHREAD`, on every cpu. Counted when a
@@ -773,7 +777,7 @@ pub unsafe fn rele(td: *mut thread) {
                 == TDF_EXITED | TDF_ALLOCATED_THREAD
         {
             let gd = (*td).td_gd;
-            tdqueue::insert_tail(&raw mut (*gd).gd_tdfreeq, td, Link::Threadq);
+            tdqueue::insert_head(&raw mut (*gd).gd_tdfreeq, td, Link::Threadq);
             (*gd).gd_tdfreecount += 1;
             (*td).td_flags |= TDF_FREEQ;
         }
@@ -885,7 +889,7 @@ fn exit_inline<const SAN: bool>(gd: *mut globaldata) -> ! {
         (*td).td_flags |= TDF_EXITED;
         let flags = (*td).td_flags;
         if flags & TDF_ALLOCATED_THREAD != 0 && (*td).td_refs == 0 {
-            tdqueue::insert_tail(&raw mut (*gd).gd_tdfreeq, td, Link::Threadq);
+            tdqueue::insert_head(&raw mut (*gd).gd_tdfreeq, td, Link::Threadq);
             (*gd).gd_tdfreecount += 1;
             (*td).td_flags |= TDF_FREEQ;
         } else if !(*td).td_mach.mtd_map.is_null() {
