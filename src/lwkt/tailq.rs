@@ -93,15 +93,11 @@ pub unsafe fn insert_tail<H: CHead>(
     elm: *mut H::Elem,
     entry: impl Fn(*mut H::Elem) -> *mut Entry<H::Elem>,
 ) {
-    let head = view(head);
-    // SAFETY: both are valid per the contract; `last` of an initialised
-    // list points at the last next-pointer.
+    // SAFETY: per the contract; `last` of an initialised list points at
+    // the last next-pointer, which has no successor.
     unsafe {
-        let e = entry(elm);
-        (*e).next = ptr::null_mut();
-        (*e).prev = (*head).last;
-        *(*head).last = elm;
-        (*head).last = &raw mut (*e).next;
+        let last = (*view(head)).last;
+        link_at(view(head), elm, last, ptr::null_mut(), entry);
     }
 }
 
@@ -117,19 +113,36 @@ pub unsafe fn insert_head<H: CHead>(
     entry: impl Fn(*mut H::Elem) -> *mut Entry<H::Elem>,
 ) {
     let head = view(head);
-    // SAFETY: both are valid per the contract; the old first element, if
-    // any, is linked on `head`.
+    // SAFETY: per the contract; the head's first pointer is followed by
+    // the old first element (or by nothing).
+    unsafe { link_at(head, elm, &raw mut (*head).first, (*head).first, entry) }
+}
+
+/// Link `elm` into `head` where the pointer `at` (the head's `first` or
+/// an element's `next`) points, in front of `next`, what `at` holds.
+///
+/// # Safety
+/// `at` is that pointer of `head` and `next` its value; `elm` and `entry`
+/// as for [`insert_tail`].
+#[inline(always)]
+unsafe fn link_at<T>(
+    head: *mut Head<T>,
+    elm: *mut T,
+    at: *mut *mut T,
+    next: *mut T,
+    entry: impl Fn(*mut T) -> *mut Entry<T>,
+) {
+    // SAFETY: per the contract.
     unsafe {
         let e = entry(elm);
-        let next = (*head).first;
         (*e).next = next;
+        (*e).prev = at;
+        *at = elm;
         if next.is_null() {
             (*head).last = &raw mut (*e).next;
         } else {
             (*entry(next)).prev = &raw mut (*e).next;
         }
-        (*head).first = elm;
-        (*e).prev = &raw mut (*head).first;
     }
 }
 
