@@ -14,7 +14,7 @@ use crate::cpu::{self, cpu_priv};
 use crate::fatal;
 
 /// Put the exited thread `td` at the head of `gd`'s cache (see
-/// [`THREAD_CACHE_MAX`]).
+/// [`THREAD_CACHE_MAX`](super::THREAD_CACHE_MAX)).
 ///
 /// # Safety
 /// `td` is an exited, unheld thread of ours of `gd`, on no `td_threadq`
