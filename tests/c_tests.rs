@@ -293,6 +293,8 @@ c_test!(thr_reuse, src: "thr_reuse");
 // A structure reused after an exit that resumed it without a switch
 // starts in its new function (the switch's record of the last thread).
 c_test!(thr_resume_reused, src: "thr_resume_reused");
+// The cache of exited threads hands out the last one in first.
+c_test!(thr_cache_lifo, src: "thr_cache_lifo");
 // TDF_SYSTHREAD given to lwkt_create: main does not wait for that thread.
 c_test!(thr_systhread, src: "thr_systhread");
 c_test!(thr_wait, src: "thr_wait");

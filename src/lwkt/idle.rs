@@ -70,7 +70,8 @@ unsafe fn reap(gd: *mut globaldata) {
     // running, and the idle thread's own stack is never among them.
     unsafe {
         while (*gd).gd_tdfreecount > THREAD_CACHE_MAX {
-            let td = tdqueue::first(&raw const (*gd).gd_tdfreeq);
+            // The longest unused (see THREAD_CACHE_MAX).
+            let td = tdqueue::last(&raw const (*gd).gd_tdfreeq, Link::Threadq);
             tdqueue::remove(&raw mut (*gd).gd_tdfreeq, td, Link::Threadq);
             (*gd).gd_tdfreecount -= 1;
             stack::free(&raw mut (*td).td_mach);

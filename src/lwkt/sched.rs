@@ -262,6 +262,39 @@ pub(super) unsafe fn exit_to<const SAN: bool>(
     }
 }
 
+/// Leave the current thread `td`, which has exited, for the thread
+/// [`pick_next`] chooses. The common case, a runnable thread whose
+/// MP-lock need the cpu already meets, is taken without a call (so that
+/// an exit path need keep nothing in callee-saved registers); anything
+/// else picks out of line.
+///
+/// # Safety
+/// As [`exit_to`] for `gd` and `td`, which is on no run queue.
+#[inline(always)]
+pub(super) unsafe fn exit_switch<const SAN: bool>(gd: *mut globaldata, td: *mut thread) -> ! {
+    // SAFETY: per the contract; the queue head is a runnable thread of
+    // `gd`.
+    unsafe {
+        let ntd = head_if_met(gd);
+        if ntd.is_null() {
+            exit_picked::<SAN>(gd, td)
+        }
+        exit_to::<SAN>(gd, td, ntd)
+    }
+}
+
+/// [`exit_switch`] through [`pick_next`] (the MP lock to take or drop,
+/// or nothing runnable).
+///
+/// # Safety
+/// As [`exit_switch`].
+#[cold]
+#[inline(never)]
+unsafe fn exit_picked<const SAN: bool>(gd: *mut globaldata, td: *mut thread) -> ! {
+    // SAFETY: per the contract.
+    unsafe { exit_to::<SAN>(gd, td, pick_next(gd)) }
+}
+
 /// Refuse to switch or block inside a critical section (except for the
 /// idle thread, which lives in one).
 ///
@@ -753,19 +786,63 @@ pub fn yield_self() {
 
 /// [`yield_self`]; without `SAN` for a program known to have no
 /// sanitizer runtime ([`YIELD_BODY`]).
+///
+/// The common case (no critical section, release function, IPI, look at
+/// the sockets or cpu waiting for the MP lock due, and a next thread
+/// whose MP-lock need the cpu meets: a creator letting the thread it
+/// has just made run) makes no call, as [`switch_as`]'s, so that the
+/// body saves no register; anything else goes to [`yield_slow`] before
+/// a thing is changed, or, once the caller is at the tail of its
+/// queue, to [`switch_picked`].
 #[inline(always)]
 fn yield_as<const SAN: bool>() {
     let gd = mycpu();
     // SAFETY: current cpu and thread.
     unsafe {
         let td = (*gd).gd_curthread;
-        check_not_critical("lwkt_yield", gd, td);
         // A thread that keeps yielding never lets the cpu go idle, where
         // its sockets are read and deferred writes made: do both now and
-        // then, so that it cannot starve CAPS traffic.
+        // then (yield_slow), so that it cannot starve CAPS traffic.
         let p = cpu_priv(gd);
-        (*p).yields = (*p).yields.wrapping_add(1);
-        if (*p).yields.is_multiple_of(YIELDS_PER_POLL) {
+        let yields = (*p).yields.wrapping_add(1);
+        (*p).yields = yields;
+        if (*td).td_pri >= TDPRI_CRIT
+            || (*td).td_release.is_some()
+            || cpu::reqflags(gd).load(Ordering::Relaxed) != 0
+            || yields.is_multiple_of(YIELDS_PER_POLL)
+            || cpu::MPLOCK.wanted()
+        {
+            return yield_slow::<SAN>(gd, td, yields);
+        }
+        to_tail(gd, td);
+        match head_if_met(gd) {
+            ntd if ntd.is_null() => switch_picked::<SAN>(gd, td),
+            ntd if ntd == td => {}
+            ntd => {
+                (*td).td_flags &= !TDF_RUNNING;
+                (*ntd).td_flags |= TDF_RUNNING;
+                switch_flagged_as::<SAN>(gd, td, ntd, Leave::Suspend);
+            }
+        }
+    }
+}
+
+/// Every case of [`yield_as`] but the common one: it checks that the
+/// caller is in no critical section, looks at the sockets every
+/// [`YIELDS_PER_POLL`] calls (`yields` counts this one), hands the MP
+/// lock to a cpu waiting for it, and switches with the release function,
+/// IPIs and the MP lock seen to.
+///
+/// # Safety
+/// `gd` is the current cpu, `td` its current thread; without `SAN`,
+/// `san::active()` is false.
+#[cold]
+#[inline(never)]
+unsafe fn yield_slow<const SAN: bool>(gd: *mut globaldata, td: *mut thread, yields: u32) {
+    // SAFETY: per the contract.
+    unsafe {
+        check_not_critical("lwkt_yield", gd, td);
+        if yields.is_multiple_of(YIELDS_PER_POLL) {
             poll_sources();
         }
         // Another cpu waits for the MP lock: hand it over (one load when
@@ -776,6 +853,44 @@ fn yield_as<const SAN: bool>() {
         }
         to_tail(gd, td);
         do_switch_as::<SAN>(gd, td);
+    }
+}
+
+/// [`do_switch`] of [`yield_as`] when the thread at the head of the
+/// highest queue needs the MP lock taken or dropped.
+///
+/// # Safety
+/// As [`yield_slow`].
+#[cold]
+#[inline(never)]
+unsafe fn switch_picked<const SAN: bool>(gd: *mut globaldata, td: *mut thread) {
+    // SAFETY: per the contract.
+    unsafe { do_switch_as::<SAN>(gd, td) }
+}
+
+/// The head of `gd`'s highest non-empty run queue, rotated to its tail
+/// as [`pick_next`] leaves it, when the cpu already meets its MP-lock
+/// need; NULL, with nothing changed, when that need is not met or no
+/// thread is runnable.
+///
+/// # Safety
+/// `gd` is the current cpu.
+#[inline(always)]
+unsafe fn head_if_met(gd: *mut globaldata) -> *mut thread {
+    // SAFETY: per the contract; the queue head is a runnable thread of
+    // `gd`.
+    unsafe {
+        let mask = (*gd).gd_runqmask;
+        if mask == 0 {
+            return ptr::null_mut();
+        }
+        let q = &raw mut (*gd).gd_tdrunq[31 - mask.leading_zeros() as usize];
+        let ntd = tdqueue::first(q);
+        if !mp_need_met(gd, ntd) {
+            return ptr::null_mut();
+        }
+        tdqueue::rotate_first(q, ntd);
+        ntd
     }
 }
 

@@ -93,15 +93,87 @@ pub unsafe fn insert_tail<H: CHead>(
     elm: *mut H::Elem,
     entry: impl Fn(*mut H::Elem) -> *mut Entry<H::Elem>,
 ) {
+    // SAFETY: per the contract; `last` of an initialised list points at
+    // the last next-pointer, which has no successor.
+    unsafe {
+        let last = (*view(head)).last;
+        link_at(view(head), elm, last, ptr::null_mut(), entry);
+    }
+}
+
+/// `TAILQ_INSERT_HEAD(head, elm, field)`; `entry` as for
+/// [`insert_tail`].
+///
+/// # Safety
+/// As [`insert_tail`].
+#[inline]
+pub unsafe fn insert_head<H: CHead>(
+    head: *mut H,
+    elm: *mut H::Elem,
+    entry: impl Fn(*mut H::Elem) -> *mut Entry<H::Elem>,
+) {
     let head = view(head);
-    // SAFETY: both are valid per the contract; `last` of an initialised
-    // list points at the last next-pointer.
+    // SAFETY: per the contract; the head's first pointer is followed by
+    // the old first element (or by nothing).
+    unsafe { link_at(head, elm, &raw mut (*head).first, (*head).first, entry) }
+}
+
+/// Link `elm` into `head` where the pointer `at` (the head's `first` or
+/// an element's `next`) points, in front of `next`, what `at` holds.
+///
+/// # Safety
+/// `at` is that pointer of `head` and `next` its value; `elm` and `entry`
+/// as for [`insert_tail`].
+#[inline(always)]
+unsafe fn link_at<T>(
+    head: *mut Head<T>,
+    elm: *mut T,
+    at: *mut *mut T,
+    next: *mut T,
+    entry: impl Fn(*mut T) -> *mut Entry<T>,
+) {
+    // SAFETY: per the contract.
     unsafe {
         let e = entry(elm);
-        (*e).next = ptr::null_mut();
-        (*e).prev = (*head).last;
-        *(*head).last = elm;
-        (*head).last = &raw mut (*e).next;
+        (*e).next = next;
+        (*e).prev = at;
+        *at = elm;
+        if next.is_null() {
+            (*head).last = &raw mut (*e).next;
+        } else {
+            (*entry(next)).prev = &raw mut (*e).next;
+        }
+    }
+}
+
+/// `TAILQ_LAST(head, headname)`: the last element, NULL when the list is
+/// empty. `entry` as for [`insert_tail`].
+///
+/// # Safety
+/// `head` must be an initialised list whose elements are linked through
+/// the link `entry` selects.
+#[inline]
+pub unsafe fn last<H: CHead>(
+    head: *const H,
+    entry: impl Fn(*mut H::Elem) -> *mut Entry<H::Elem>,
+) -> *mut H::Elem {
+    let head = view(head);
+    // SAFETY: per the contract; `last` points at the head's `first` (an
+    // empty list) or at the last element's `next`, whose entry's `prev`
+    // points at the pointer to that element.
+    unsafe {
+        if (*head).first.is_null() {
+            return ptr::null_mut();
+        }
+        let next_of_last = (*head).last;
+        // The entry whose `next` field `last` points at.
+        let e = next_of_last
+            .cast::<u8>()
+            .sub(core::mem::offset_of!(Entry<H::Elem>, next))
+            .cast::<Entry<H::Elem>>();
+        let elm = *(*e).prev;
+        debug_assert!(&raw mut (*entry(elm)).next == next_of_last);
+        elm
     }
 }
 
@@ -228,6 +300,18 @@ mod tests {
             assert_eq!(walk(ha, link_a), [3, 4]);
             remove(ha, p[2], link_a);
             remove(ha, p[3], link_a);
+            assert!(walk(ha, link_a).is_empty());
+            assert!(last(ha, link_a).is_null());
+            // At the head: of an empty list, then before a first element.
+            insert_head(ha, p[1], link_a);
+            insert_head(ha, p[0], link_a);
+            insert_tail(ha, p[2], link_a);
+            assert_eq!(walk(ha, link_a), [1, 2, 3]);
+            assert_eq!(last(ha, link_a), p[2]);
+            remove(ha, p[2], link_a);
+            assert_eq!(last(ha, link_a), p[1]);
+            remove(ha, p[0], link_a);
+            remove(ha, p[1], link_a);
             assert!(walk(ha, link_a).is_empty());
             // The other link was never touched.
             assert_eq!(walk(hb, link_b), [4, 3, 2, 1]);

@@ -68,6 +68,26 @@ pub unsafe fn insert_tail(q: *mut thread_queue, td: *mut thread, link: Link) {
     unsafe { tailq::insert_tail(q, td, |t| entry(t, link)) }
 }
 
+/// `TAILQ_INSERT_HEAD(head, td, link)`.
+///
+/// # Safety
+/// As [`insert_tail`].
+#[inline]
+pub unsafe fn insert_head(q: *mut thread_queue, td: *mut thread, link: Link) {
+    // SAFETY: per the contract.
+    unsafe { tailq::insert_head(q, td, |t| entry(t, link)) }
+}
+
+/// `TAILQ_LAST(head, thread_queue)` of a list linked through `link`.
+///
+/// # Safety
+/// `q` must be an initialised list of threads linked through `link`.
+#[inline]
+pub unsafe fn last(q: *const thread_queue, link: Link) -> *mut thread {
+    // SAFETY: per the contract.
+    unsafe { tailq::last(q, |t| entry(t, link)) }
+}
+
 /// `TAILQ_REMOVE(head, td, link)`.
 ///
 /// # Safety

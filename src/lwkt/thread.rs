@@ -1,7 +1,7 @@
 //! LWKT threads of one cpu: initialisation (`lwkt_init_thread`), creation
 //! from a per-cpu cache of exited threads (with their stacks), naming,
-//! references (`lwkt_hold`/`lwkt_rele`), release and exit, and the count
-//! of user threads that decides when `main` is resumed. The run queues
+//! references (`lwkt_hold`/`lwkt_rele`), release and exit (`thread/exit.rs`),
+//! and the count of user threads that decides when `main` is resumed. The run queues
 //! and the switch are in `sched`, the idle thread in `idle`.
 //!
 //! Everything here runs on the cpu's own kernel thread. A thread belongs to
@@ -16,18 +16,21 @@ use super::arch;
 use super::boot::mycpu;
 use super::msgport as mp;
 use super::san;
-use super::sched::{dequeue, dequeue_inline, enqueue, exit_to, pick_next, schedule_local};
+use super::sched::{dequeue, enqueue, schedule_local};
 use super::stack;
 use super::tdqueue::{self, Link};
 use crate::abi::{
     MAXCOMLEN, TDF_ALLOCATED_STACK, TDF_ALLOCATED_THREAD, TDF_STOPREQ, TDF_SYSTHREAD, TDF_VERBOSE,
     TDPRI_CRIT, TDPRI_KERN_DAEMON, THREAD_STACK, globaldata, md_thread, thread,
 };
-use crate::cpu::{self, cpu_priv, ipi};
+use crate::cpu::{self, ipi};
 use crate::{fatal, warn};
 
+mod exit;
 mod layout;
 
+pub use exit::exit_current;
+use exit::{cache, exit_inline, forget};
 use layout::alloc_struct;
 pub use layout::{STRUCT_SKEW, free_struct};
 
@@ -39,6 +42,10 @@ pub const TDF_EXITED: c_int = 0x4000_0000;
 pub const TDF_FREEQ: c_int = 0x2000_0000;
 
 /// Exited threads kept for reuse per cpu; the idle loop frees the rest.
+/// The cache is a stack: an exited thread goes in at the head of
+/// `gd_tdfreeq` and `lwkt_create` takes the head, so that it gets the
+/// structure and stack used last (the likeliest to be in the cpu's
+/// caches); the idle loop frees from the tail, the longest unused.
 pub const THREAD_CACHE_MAX: c_int = 64;
 
 /// Live threads without `TDF_SYSTHREAD`, on every cpu. Counted when a
@@ -419,9 +426,11 @@ unsafe extern "C" fn thread_start<const SAN: bool>(func: *mut c_void, arg: *mut 
     }
     // Inlined, not called: a call that never returns would leave an
     // entry on the return stack buffer (see `arch`'s trampoline). A
-    // thread stays on its cpu for life: `gd` is still the current cpu
-    // (no second look at the kernel thread's `mycpu`).
-    exit_inline::<SAN>(gd)
+    // thread stays on its cpu for life, but `gd` is looked up again
+    // rather than kept across `func` (two loads): nothing then lives
+    // across a call that returns, so this function, which never returns,
+    // saves no callee-saved register.
+    exit_inline::<SAN>(cpu::mycpu_if_any())
 }
 
 /// The cpu a thread argument refers to, which must be this one.
@@ -773,9 +782,7 @@ pub unsafe fn rele(td: *mut thread) {
                 == TDF_EXITED | TDF_ALLOCATED_THREAD
         {
             let gd = (*td).td_gd;
-            tdqueue::insert_tail(&raw mut (*gd).gd_tdfreeq, td, Link::Threadq);
-            (*gd).gd_tdfreecount += 1;
-            (*td).td_flags |= TDF_FREEQ;
+            cache(gd, td);
         }
     }
 }
@@ -814,90 +821,6 @@ pub unsafe fn free_thread(td: *mut thread) {
         if flags & TDF_ALLOCATED_THREAD != 0 {
             free_struct(td);
         }
-    }
-}
-
-/// Take a live thread off the cpu's thread list and counters.
-///
-/// # Safety
-/// `td` is a live (not exited) thread of `gd`.
-#[inline(always)]
-unsafe fn forget(gd: *mut globaldata, td: *mut thread) {
-    // SAFETY: per the contract.
-    unsafe {
-        tdqueue::remove(&raw mut (*gd).gd_tdallq, td, Link::Allq);
-        (*gd).gd_num_threads -= 1;
-        if (*td).td_flags & TDF_SYSTHREAD != 0 {
-            (*gd).gd_sys_threads -= 1;
-        } else if user_threads_add(-1) == 1 {
-            // The last user thread: the cpu of main may be asleep.
-            let mgd = cpu::globaldata_find(MAIN_CPU);
-            if mgd != gd {
-                cpu::notify(mgd, cpu::RQF_WAKE);
-            }
-        }
-    }
-}
-
-/// `lwkt_exit()`: end the current thread. Its structure and stack go to the
-/// cpu's cache (or are released later) and the cpu switches away for good.
-pub fn exit_current() -> ! {
-    let gd = mycpu();
-    // SAFETY: the current cpu and thread.
-    unsafe {
-        let td = (*gd).gd_curthread;
-        if td == idle_thread(gd) {
-            fatal!(
-                "lwkt_exit",
-                "the idle thread of cpu {} cannot exit",
-                (*gd).gd_cpuid
-            );
-        }
-        let private = cpu_priv(gd);
-        if td == (*private).main_td {
-            (*private).main_exited = true;
-        }
-    }
-    exit_inline::<true>(gd)
-}
-
-/// [`exit_current`] on the current cpu `gd`, inlined where a thread's
-/// function returns, without the checks for the idle thread and `main`
-/// (neither is a thread whose function returns: the idle thread's never
-/// does and `main` has none); `SAN` false when no sanitizer is there
-/// (the switch away does not look).
-#[inline(always)]
-fn exit_inline<const SAN: bool>(gd: *mut globaldata) -> ! {
-    // SAFETY: current cpu and thread; the thread never runs again, so its
-    // stack is only reused after the switch below has left it.
-    unsafe {
-        let td = (*gd).gd_curthread;
-        if (*td).td_flags & TDF_VERBOSE != 0 {
-            libc::printf(
-                c"kthread %p %s has exited\n".as_ptr(),
-                td,
-                (*td).td_comm.as_ptr(),
-            );
-        }
-        dequeue_inline(gd, td);
-        forget(gd, td);
-        (*td).td_mpcount = 0;
-        (*td).td_flags |= TDF_EXITED;
-        let flags = (*td).td_flags;
-        if flags & TDF_ALLOCATED_THREAD != 0 && (*td).td_refs == 0 {
-            tdqueue::insert_tail(&raw mut (*gd).gd_tdfreeq, td, Link::Threadq);
-            (*gd).gd_tdfreecount += 1;
-            (*td).td_flags |= TDF_FREEQ;
-        } else if !(*td).td_mach.mtd_map.is_null() {
-            // Not cached: the idle thread unmaps the stack once we are off it.
-            (*cpu_priv(gd))
-                .zombie_stacks
-                .push(ptr::read(&raw const (*td).td_mach));
-            (*td).td_mach.mtd_map = ptr::null_mut();
-        }
-        (*td).td_pri += TDPRI_CRIT;
-        let ntd = pick_next(gd);
-        exit_to::<SAN>(gd, td, ntd)
     }
 }
 
