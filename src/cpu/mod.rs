@@ -178,7 +178,7 @@ pub struct CpuPriv {
     /// when its idle spin last began (-1: not yet known); see `coloc`.
     pub core: AtomicI32,
     /// Owner. How often an idle spin beside a peer on its core ends in a
-    /// sleep (`coloc`).
+    /// move (`coloc`).
     pub coloc: coloc::Backoff,
     /// Owner. Current budget, in ns, for polling the cpu's sockets before
     /// sleeping (see [`SOCK_SPIN_MAX_NS`]).
