@@ -24,6 +24,7 @@
 //! them, with C names.
 
 mod busy;
+mod coloc;
 pub mod evloop;
 pub mod fork;
 pub mod ipi;
@@ -173,6 +174,12 @@ pub struct CpuPriv {
     pub waker: OnceLock<Arc<evloop::Waker>>,
     /// Owner. Current idle spin budget, in ns (see [`SPIN_MAX_NS`]).
     pub spin: u32,
+    /// Shared (written by the owner). The core its kernel thread ran on
+    /// when its idle spin last began (-1: not yet known); see `coloc`.
+    pub core: AtomicI32,
+    /// Owner. How often an idle spin beside a peer on its core ends in a
+    /// move (`coloc`).
+    pub coloc: coloc::Backoff,
     /// Owner. Current budget, in ns, for polling the cpu's sockets before
     /// sleeping (see [`SOCK_SPIN_MAX_NS`]).
     pub sock_spin_ns: u32,
@@ -303,19 +310,33 @@ pub unsafe fn wait_for_work(gd: *mut globaldata) -> Idle {
                 return Idle::Work;
             }
         }
-        if ncpus.load(Ordering::Relaxed) > 1
-            && idle_spin(&mut (*p).spin, rf, ipiring::cpu_index(gd))
-        {
-            return Idle::Work;
+        let mut beside = false;
+        if ncpus.load(Ordering::Relaxed) > 1 {
+            let core = coloc::note_core(&*p);
+            let me = (*gd).gd_cpuid as c_int;
+            let backoff = &mut (*p).coloc;
+            // Cpu 0 (`main`'s thread) never moves: its peer does.
+            match idle_spin(&mut (*p).spin, rf, ipiring::cpu_index(gd), || {
+                me != 0 && backoff.move_now(coloc::peer_on_my_core(me, core))
+            }) {
+                Spin::Found => return Idle::Work,
+                Spin::Beside if coloc::move_off(core) => return Idle::Work,
+                Spin::Beside => beside = true,
+                Spin::Timeout => {}
+            }
         }
-        if evloop::has_probes()
+        // Beside a peer on this core and unable to move, every further
+        // spin or yield only delays it: straight to the sleep (which polls
+        // the sockets too).
+        if !beside
+            && evloop::has_probes()
             && probe_spin(&mut (*p).probe_spin_ns, || {
                 rf.load(Ordering::Relaxed) != 0 || evloop::poll_probes() > 0
             })
         {
             return Idle::Work;
         }
-        if evloop::sources() > 0 && poll_sockets_briefly(p, rf) {
+        if !beside && evloop::sources() > 0 && poll_sockets_briefly(p, rf) {
             return Idle::Work;
         }
         (*p).sleeping.store(true, Ordering::SeqCst);
@@ -347,11 +368,31 @@ pub unsafe fn wait_for_work(gd: *mut globaldata) -> Idle {
     Idle::Work
 }
 
+/// How an idle spin ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Spin {
+    /// A request bit or a ring entry came.
+    Found,
+    /// The budget ran out.
+    Timeout,
+    /// Still waiting at the first look at the clock, `beside` said to
+    /// stop: another cpu shares this one's core (`coloc`), and this one
+    /// should move.
+    Beside,
+}
+
 /// The idle spin: wait up to `*budget` ns for a request bit in `rf` or
 /// an entry in the rings of cpu `me` (`ipiring`, whose senders then need
-/// not set a bit); true when one came. Adapts the budget (see
-/// [`SPIN_MAX_NS`]).
-fn idle_spin(budget: &mut u32, rf: &AtomicI32, me: Option<usize>) -> bool {
+/// not set a bit). Still waiting at its first look at the clock (about a
+/// µs), it asks `beside` once whether to stop and move to another core
+/// (see `coloc`). Adapts the budget (see [`SPIN_MAX_NS`]); a spin stopped by
+/// `beside` leaves it as it is.
+fn idle_spin(
+    budget: &mut u32,
+    rf: &AtomicI32,
+    me: Option<usize>,
+    mut beside: impl FnMut() -> bool,
+) -> Spin {
     let b = *budget;
     // The clock is first read after the first turns, not on entry: most
     // waits of a ping-pong between cpus end before (a clock read costs
@@ -361,29 +402,38 @@ fn idle_spin(budget: &mut u32, rf: &AtomicI32, me: Option<usize>) -> bool {
     if let Some(t) = me {
         ipiring::start_polling(t);
     }
-    let found = 'spin: loop {
+    let end = 'spin: loop {
         for _ in 0..SPIN_TURNS_PER_CLOCK {
             if ready() {
-                break 'spin true;
+                break 'spin Spin::Found;
             }
             core::hint::spin_loop();
         }
-        let t0 = *t0.get_or_insert_with(std::time::Instant::now);
+        let t0 = match t0 {
+            Some(t0) => t0,
+            None => {
+                if beside() {
+                    break Spin::Beside;
+                }
+                *t0.insert(std::time::Instant::now())
+            }
+        };
         if t0.elapsed().as_nanos() >= u128::from(b) {
-            break false;
+            break Spin::Timeout;
         }
         // SAFETY: no preconditions.
         unsafe { libc::sched_yield() };
     };
     // An entry a sender left untold (it saw this cpu polling) counts as
     // found, even when the spin had ended without it.
-    let found = me.is_some_and(ipiring::stop_polling) || found;
-    *budget = if found {
-        b.saturating_mul(2).min(SPIN_MAX_NS)
-    } else {
-        (b / 2).max(SPIN_MIN_NS)
-    };
-    found
+    if me.is_some_and(ipiring::stop_polling) || end == Spin::Found {
+        *budget = b.saturating_mul(2).min(SPIN_MAX_NS);
+        return Spin::Found;
+    }
+    if end == Spin::Timeout {
+        *budget = (b / 2).max(SPIN_MIN_NS);
+    }
+    end
 }
 
 /// A sleep begun at `t0` was ended by a request: a spin that long would
@@ -655,6 +705,8 @@ pub unsafe fn gdinit_cpu(gd: *mut globaldata, cpuid: c_int) {
             sleeping: AtomicBool::new(false),
             waker: OnceLock::new(),
             spin: SPIN_MAX_NS,
+            core: AtomicI32::new(-1),
+            coloc: coloc::Backoff::default(),
             sock_spin_ns: SOCK_SPIN_MAX_NS,
             probe_spin_ns: PROBE_SPIN_MAX_NS,
             sleeps: 0,
@@ -861,6 +913,35 @@ mod tests {
             },
         );
         (r, looks, b)
+    }
+
+    /// A spin still waiting at its first look at the clock, told that a
+    /// peer shares its core, stops there (to move): asked once, its
+    /// budget left as it is (a spin that runs out halves it). Told no, it
+    /// runs its budget out without asking again; a request already there
+    /// is found before any question.
+    #[test]
+    fn an_idle_spin_beside_a_peer_on_its_core_stops_to_move() {
+        let rf = AtomicI32::new(0);
+        let mut asked = 0;
+        let mut b = SPIN_MAX_NS;
+        let end = idle_spin(&mut b, &rf, None, || {
+            asked += 1;
+            true
+        });
+        assert_eq!((end, asked, b), (Spin::Beside, 1, SPIN_MAX_NS));
+        let mut b = 2 * SPIN_MIN_NS;
+        let end = idle_spin(&mut b, &rf, None, || {
+            asked += 1;
+            false
+        });
+        assert_eq!((end, asked, b), (Spin::Timeout, 2, SPIN_MIN_NS));
+        rf.store(RQF_WAKE, Ordering::Relaxed);
+        let end = idle_spin(&mut b, &rf, None, || {
+            asked += 1;
+            true
+        });
+        assert_eq!((end, asked, b), (Spin::Found, 2, 2 * SPIN_MIN_NS));
     }
 
     /// A yield that let another task run a slice ends the spin at once,
