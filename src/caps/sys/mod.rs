@@ -36,6 +36,9 @@ mod service;
 mod table;
 mod watch;
 
+#[cfg(test)]
+mod held_tests;
+
 pub use client::client;
 pub use names::check_name;
 pub(in crate::caps) use names::parse_node;
@@ -210,6 +213,14 @@ pub fn get(
                     e.settle();
                 }
                 return Ok(g);
+            }
+            // Frames a service read into a connection's buffer are seen
+            // by no poll: read them before an EAGAIN or a sleep.
+            if let Kind::Service(s) = &e.kind
+                && s.reads_pending()
+            {
+                slept_on = None;
+                continue;
             }
             match &e.kind {
                 Kind::Client(c) if c.conn.dead => return Err(Errno::ENOTCONN),
@@ -686,7 +697,7 @@ mod tests {
     }
 
     /// The rendezvous directory of these tests (LIBCAPS_DIR), set once.
-    fn rendezvous_dir() -> std::path::PathBuf {
+    pub(super) fn rendezvous_dir() -> std::path::PathBuf {
         static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
         DIR.get_or_init(|| {
             let dir = std::env::temp_dir().join(format!("libcaps-sys-{}", std::process::id()));

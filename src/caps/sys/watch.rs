@@ -10,7 +10,9 @@
 //!
 //! A pump reads only the connections with an event since the last one,
 //! with awake rings, whose turn was cut short, or whose pause ended; in
-//! key order, as the walk of every connection did.
+//! key order, as the walk of every connection did. A wait does not sleep
+//! while a turn was cut short or a pause ended: what those connections
+//! read before waits in their buffers, where no poll sees it.
 
 use std::collections::BTreeSet;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -164,6 +166,21 @@ impl Service {
         w.visit.len()
     }
 
+    /// Are there connections to read that no poll would tell of? Those
+    /// whose turn was cut short or whose pause ended (what they read
+    /// waits in their buffers, not in their sockets or rings), and paused
+    /// ones that may read again (another's output was written during the
+    /// pump's walk, after they were looked at: their input is not
+    /// watched). A wait must not sleep then.
+    pub(super) fn reads_pending(&self) -> bool {
+        !self.w.ready.is_empty()
+            || self.w.paused.iter().any(|k| {
+                self.conns
+                    .get(k)
+                    .is_some_and(|c| self.core.may_read(&c.link))
+            })
+    }
+
     /// The `i`th connection of the walk.
     pub(super) fn walk(&self, i: usize) -> u64 {
         self.w.visit[i]
@@ -186,7 +203,13 @@ impl Service {
         }
         let may_read = self.core.may_read(&c.link);
         if may_read {
-            w.paused.remove(&k);
+            if w.paused.remove(&k) {
+                // Its pause ended (its output was written, say): what it
+                // had read before waits in its buffer, where no event
+                // tells of it.
+                c.link.tx.input_ready();
+                w.ready.push(k);
+            }
         } else {
             w.paused.insert(k);
         }
