@@ -268,7 +268,14 @@ impl Service {
                 break;
             }
             match c.link.next_frame(&mut self.core) {
-                Ok(None) => break,
+                Ok(None) => {
+                    // Stopped at its bound of pings and stats: the rest
+                    // (buffered, maybe) at the next pump, alone or not.
+                    if c.link.turn_cut() {
+                        self.again(k);
+                    }
+                    break;
+                }
                 Ok(Some((h, body))) => {
                     if let Err(why) = self.frame(k, &h, body) {
                         self.conn_gone(k, Some(&ReadEnd::Protocol(WireError::Unexpected(why))));
