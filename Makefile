@@ -237,6 +237,8 @@ doorbell-hostile:
 bench-caps-sys: stage
 	$(BENCH_CC) -o build/caps_sys_bench benches/caps_sys_bench.c -lcaps
 	./build/caps_sys_bench $(BENCH_ROUNDS)
+	$(BENCH_CC) -o build/caps_sys_idle benches/caps_sys_idle.c -lcaps
+	./build/caps_sys_idle
 
 # LWKT threads beside swapcontext, a bare switch and Boost.Context's
 # fcontext in one process, then corosensei (a Rust example) right after,

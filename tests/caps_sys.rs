@@ -19,8 +19,9 @@ use std::ffi::CString;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Child;
-use std::sync::Once;
-use std::sync::mpsc::{Receiver, channel};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -235,6 +236,14 @@ fn setup() {
         unsafe { std::env::set_var("LIBCAPS_DIR", &d) };
         // SAFETY: a plain function registered once.
         unsafe { libc::atexit(remove_dir) };
+        // SIGUSR1 interrupts a wait (`EINTR`) and does nothing else
+        // (`Svc::drop`, `wait_is_interrupted_by_a_signal`).
+        // SAFETY: installing a no-op handler without SA_RESTART.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_usr1 as extern "C" fn(i32) as usize;
+            libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
+        }
         // The in-process tests block in the library's calls: a hang
         // there ends the whole test program instead of stalling it.
         std::thread::spawn(|| {
@@ -359,16 +368,29 @@ fn wait(id: i32) -> Msg {
 struct Svc {
     id: i32,
     msgs: Receiver<Msg>,
+    stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Svc {
     fn start(name: &str, flags: i32, answer: Option<&'static [u8]>) -> Svc {
         let (uid, gid) = me();
-        let id = service(name, uid, gid, flags).unwrap();
+        Svc::serve(service(name, uid, gid, flags).unwrap(), 4096, answer)
+    }
+
+    /// Serve service `id` on a thread (messages up to `maxsize` bytes).
+    fn serve(id: i32, maxsize: usize, answer: Option<&'static [u8]>) -> Svc {
         let (tx, rx) = channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
         let thread = std::thread::spawn(move || {
-            while let Ok(m) = recv(id, 4096, true) {
+            while !stopped.load(Ordering::SeqCst) {
+                let m = match recv(id, maxsize, true) {
+                    Ok(m) => m,
+                    // `Svc::drop` asks it to look at `stop`.
+                    Err(libc::EINTR) => continue,
+                    Err(_) => break,
+                };
                 if m.state == CAPMS_REQUEST
                     && let Some(a) = answer
                 {
@@ -382,6 +404,7 @@ impl Svc {
         Svc {
             id,
             msgs: rx,
+            stop,
             thread: Some(thread),
         }
     }
@@ -399,11 +422,38 @@ impl Svc {
     }
 }
 
+/// The service is closed once its thread has ended, never before: a
+/// closed id is given to the next entry made (another test's client,
+/// say), and a thread that called in with the old id afterwards (it had
+/// not started yet, or was between two messages) took that entry's
+/// messages: its replies, which their own test then waited for forever.
+/// So the thread is told to stop (`stop`) and its wait interrupted by a
+/// signal (`EINTR`), again until it ended: a signal that came before it
+/// went to sleep wakes nothing.
 impl Drop for Svc {
     fn drop(&mut self) {
-        let _ = close(self.id);
+        self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
+            while interrupt(&t, &self.msgs).is_some() {}
             let _ = t.join();
+        }
+        let _ = close(self.id);
+    }
+}
+
+/// Send SIGUSR1 to thread `t` (a wait of its returns `EINTR`) until `rx`
+/// brings something (returned) or is disconnected (`None`). A signal
+/// that comes before the thread went to sleep wakes nothing: hence again.
+fn interrupt<T, U>(t: &std::thread::JoinHandle<U>, rx: &Receiver<T>) -> Option<T> {
+    use std::os::unix::thread::JoinHandleExt;
+    loop {
+        // SAFETY: the thread is not joined yet, so its pthread_t is
+        // valid; SIGUSR1 has a no-op handler (`setup`).
+        unsafe { libc::pthread_kill(t.as_pthread_t(), libc::SIGUSR1) };
+        match rx.recv_timeout(Duration::from_millis(10)) {
+            Ok(v) => return Some(v),
+            Err(RecvTimeoutError::Disconnected) => return None,
+            Err(RecvTimeoutError::Timeout) => {}
         }
     }
 }
@@ -716,18 +766,7 @@ fn uid_gid_keys_and_wildcards() {
 
 impl Svc {
     fn start_keys(name: &str, uid: u32, gid: u32, flags: i32) -> Svc {
-        let id = service(name, uid, gid, flags).unwrap();
-        let (tx, rx) = channel();
-        let thread = std::thread::spawn(move || {
-            while let Ok(m) = recv(id, 64, true) {
-                let _ = tx.send(m);
-            }
-        });
-        Svc {
-            id,
-            msgs: rx,
-            thread: Some(thread),
-        }
+        Svc::serve(service(name, uid, gid, flags).unwrap(), 64, None)
     }
 }
 
@@ -913,27 +952,24 @@ fn wait_is_interrupted_by_a_signal() {
     setup();
     let (uid, gid) = me();
     let id = service("intr", uid, gid, CAPF_ANYCLIENT).unwrap();
-    // SAFETY: installing a no-op handler without SA_RESTART.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_usr1 as extern "C" fn(i32) as usize;
-        libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
-    }
-    let t = std::thread::spawn(move || recv(id, 16, true).err());
+    // (`setup` gave SIGUSR1 a no-op handler.)
+    let (tx, rx) = channel();
+    let t = std::thread::spawn(move || tx.send(recv(id, 16, true).err()).unwrap());
     std::thread::sleep(Duration::from_millis(200));
     assert!(!t.is_finished(), "wait returned with nothing to get");
-    use std::os::unix::thread::JoinHandleExt;
-    // SAFETY: the thread is alive (it has not finished).
-    unsafe { libc::pthread_kill(t.as_pthread_t(), libc::SIGUSR1) };
-    assert_eq!(t.join().unwrap(), Some(libc::EINTR));
+    assert_eq!(interrupt(&t, &rx), Some(Some(libc::EINTR)));
+    t.join().unwrap();
     close(id).unwrap();
     // Waiting for a service is interruptible too.
-    let t = std::thread::spawn(move || client("intr.never", uid, gid, CAPF_WAITSVC).err());
+    let (tx, rx) = channel();
+    let t = std::thread::spawn(move || {
+        let r = client("intr.never", uid, gid, CAPF_WAITSVC).err();
+        tx.send(r).unwrap();
+    });
     std::thread::sleep(Duration::from_millis(200));
     assert!(!t.is_finished(), "CAPF_WAITSVC returned without a service");
-    // SAFETY: the thread is alive (it has not finished).
-    unsafe { libc::pthread_kill(t.as_pthread_t(), libc::SIGUSR1) };
-    assert_eq!(t.join().unwrap(), Some(libc::EINTR));
+    assert_eq!(interrupt(&t, &rx), Some(Some(libc::EINTR)));
+    t.join().unwrap();
 }
 
 /// CPU time this thread used.
@@ -1246,10 +1282,16 @@ fn one_client_port_used_by_four_threads_at_once() {
     setup();
     let (uid, gid) = me();
     let sid = service("par", uid, gid, CAPF_ANYCLIENT).unwrap();
+    // It ends after the workers' 4,000 requests, before `sid` is closed
+    // (a thread that waits on an id closed meanwhile may wait on the
+    // next entry given that id: see `Svc`).
     let echo = std::thread::spawn(move || {
-        while let Ok(m) = recv(sid, 64, true) {
+        let mut answered = 0;
+        while answered < 4 * 1000 {
+            let m = recv(sid, 64, true).unwrap();
             if m.state == CAPMS_REQUEST {
                 reply(sid, &m.data, m.id).unwrap();
+                answered += 1;
             }
         }
     });
@@ -1278,7 +1320,7 @@ fn one_client_port_used_by_four_threads_at_once() {
     got.sort();
     want.sort();
     assert_eq!(got, want);
+    echo.join().unwrap();
     close(c).unwrap();
     close(sid).unwrap();
-    echo.join().unwrap();
 }

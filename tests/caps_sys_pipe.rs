@@ -9,10 +9,8 @@ use caps::capi::caps::{caps_sys_close, caps_sys_put};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::Once;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod v2calls;
 use v2calls::{errno, me, open, recv_into as recv, reply};
@@ -110,8 +108,11 @@ struct Served {
 /// A service answering every request with its payload complemented.
 /// `scramble`: after each blocking wait, take what else is queued (up to
 /// 16 requests) and answer those in reverse order. Counts the
-/// allocations of the calls made after the first `warm` requests.
-fn serve(sid: i32, scramble: bool, warm: u64, disposes: &AtomicU64) -> Served {
+/// allocations of the calls made after the first `warm` requests. Ends
+/// with the `total`th dispose notice: before the test closes `sid` (a
+/// thread that waits on an id closed meanwhile may wait on the next
+/// entry given that id, another test's, and take its messages).
+fn serve(sid: i32, scramble: bool, warm: u64, total: u64) -> Served {
     let mut buf = [0u8; 64];
     let mut s = Served {
         requests: 0,
@@ -141,7 +142,6 @@ fn serve(sid: i32, scramble: bool, warm: u64, disposes: &AtomicU64) -> Served {
                 }
                 CAPMS_DISPOSE => {
                     s.disposed.push(id);
-                    disposes.store(s.disposed.len() as u64, Ordering::Relaxed);
                 }
                 other => panic!("service: state {other}"),
             }
@@ -155,6 +155,10 @@ fn serve(sid: i32, scramble: bool, warm: u64, disposes: &AtomicU64) -> Served {
         }
         while let Some((id, a)) = batch.pop() {
             reply(sid, &a, id);
+        }
+        if s.disposed.len() as u64 == total {
+            s.allocs = since.map_or(0, |a| allocs() - a);
+            return s;
         }
     }
 }
@@ -195,31 +199,20 @@ fn pipeline(cid: i32, total: u64, depth: u64, warm: u64) -> u64 {
 fn run(name: &str, total: u64, depth: u64, scramble: bool, warm: u64) -> (u64, Served) {
     setup();
     let sid = open(name, true);
-    let disposes = Arc::new(AtomicU64::new(0));
-    let seen = disposes.clone();
-    let server = std::thread::spawn(move || serve(sid, scramble, warm, &seen));
+    let server = std::thread::spawn(move || serve(sid, scramble, warm, total));
     let cid = open(name, false);
     let client_allocs = pipeline(cid, total, depth, warm);
     // SAFETY: a plain call.
     unsafe {
         assert_eq!(caps_sys_close(cid), 0);
     }
-    // The last dispose notices (one per reply) reach the service before
-    // it closes.
-    let t0 = Instant::now();
-    while disposes.load(Ordering::Relaxed) < total {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "{name}: {} dispose notices of {total}",
-            disposes.load(Ordering::Relaxed)
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    // The last dispose notices (one per reply) reach the service, which
+    // then ends; it is closed after.
+    let served = server.join().unwrap();
     // SAFETY: a plain call.
     unsafe {
         assert_eq!(caps_sys_close(sid), 0);
     }
-    let served = server.join().unwrap();
     (client_allocs, served)
 }
 

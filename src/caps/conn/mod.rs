@@ -42,6 +42,8 @@ mod transport;
 pub(in crate::caps) mod uring;
 
 pub(super) use client::{client_dropped, client_transport, handshake, read_exact_timeout};
+#[cfg(test)]
+pub(in crate::caps) use limits::BUDGET_TOTAL;
 pub(super) use limits::Timer;
 pub(super) use service::{Admission, Connection, HelloSweep, Service};
 pub(super) use shmlink::{QUIET, shm_enabled};

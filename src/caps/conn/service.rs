@@ -11,7 +11,7 @@ use super::accept::accept;
 use super::limits::{Budget, Gate};
 use super::stats::{INTERNAL_OUT_MAX, Stats};
 use super::transport::{ReadEnd, Transport, drop_spare_buffers};
-use super::{HELLO_DEADLINE, shm_enabled};
+use super::{HELLO_DEADLINE, TURN, shm_enabled};
 use crate::caps::cred::Cred;
 use crate::caps::errno::Errno;
 use crate::caps::shm::Side;
@@ -71,6 +71,9 @@ pub(in crate::caps) struct Connection {
     over_budget: bool,
     /// The hello options both sides agreed to (`Service::options`).
     pub(in crate::caps) options: u32,
+    /// The last [`Connection::next_frame`] stopped after answering
+    /// [`TURN`] library frames: more may wait where no poll sees them.
+    turn_cut: bool,
 }
 
 /// Where a connection's hello stands after [`Service::admit`].
@@ -153,6 +156,7 @@ impl Service {
             held_back: false,
             over_budget: false,
             options: 0,
+            turn_cut: false,
         }
     }
 
@@ -410,12 +414,16 @@ impl Connection {
     /// `svc`. Frames of the library's own kinds (`Ping`, `Stat`) are
     /// answered here (`conn::stats`) and never returned; while their
     /// answers fill the output, nothing more is read (`Ok(None)`, and
-    /// [`Service::may_read`] says no until the peer reads them).
+    /// [`Service::may_read`] says no until the peer reads them). At most
+    /// [`TURN`] of them are answered per call: then `Ok(None)` and
+    /// [`Connection::turn_cut`] says so (a peer that sends them as fast
+    /// as it reads the answers kept the service on its connection).
     pub(in crate::caps) fn next_frame(
         &mut self,
         svc: &mut Service,
     ) -> Result<Option<Frame>, ReadEnd> {
-        let mut answered = false;
+        let mut answered = 0;
+        self.turn_cut = false;
         let next = loop {
             if self.held_back {
                 if self.tx.queued() >= INTERNAL_OUT_MAX {
@@ -426,6 +434,10 @@ impl Connection {
                 }
                 self.held_back = false;
             }
+            if answered == TURN {
+                self.turn_cut = true;
+                break None;
+            }
             let Some((h, body)) = self.tx.next_frame()? else {
                 break None;
             };
@@ -433,7 +445,7 @@ impl Connection {
             match h.kind {
                 FrameKind::Ping | FrameKind::Stat => {
                     svc.answer(self, &h)?;
-                    answered = true;
+                    answered += 1;
                 }
                 FrameKind::Request => {
                     svc.stats.requests += 1;
@@ -442,10 +454,17 @@ impl Connection {
                 _ => break Some((h, body)),
             }
         };
-        if answered {
+        if answered > 0 {
             self.tx.flush().map_err(ReadEnd::Errno)?;
         }
         Ok(next)
+    }
+
+    /// Did the last [`Connection::next_frame`] stop at its bound of
+    /// library frames (rather than for want of input)? The face reads the
+    /// connection again at its next turn.
+    pub(in crate::caps) fn turn_cut(&self) -> bool {
+        self.turn_cut
     }
 
     /// Queue frame `h` with payload `body` for the peer, counted in the

@@ -428,6 +428,39 @@ fn answers_a_peer_does_not_read_hold_its_connection_back() {
     assert!(svc.stats.pings > pings_then, "read again once released");
 }
 
+/// A peer that sends pings as fast as it reads the answers does not keep
+/// the service on its connection: a call answers at most `TURN` library
+/// frames, says it stopped there, and the next call goes on.
+#[test]
+fn pings_answered_per_call_are_bounded() {
+    let mut svc = service();
+    let (cl, mut c) = admitted(&mut svc);
+    let n = 3 * TURN as u64 + 5;
+    let pings: Vec<u8> = (0..n).flat_map(|i| frame(FrameKind::Ping, i)).collect();
+    send(&cl, &pings);
+    send(&cl, &request(1, 0));
+    c.tx.ready(EV_IN).unwrap();
+    let mut cut = 0;
+    let got = loop {
+        let before = svc.stats.pings;
+        match c.next_frame(&mut svc).unwrap() {
+            Some((h, _)) => break h,
+            None => {
+                assert!(c.turn_cut(), "stopped with pings unanswered");
+                assert_eq!(svc.stats.pings - before, TURN as u64);
+                cut += 1;
+                assert!(cut <= 3, "{} of {n} pings answered", svc.stats.pings);
+            }
+        }
+    };
+    assert_eq!((got.kind, got.id, cut), (FrameKind::Request, 1, 3));
+    assert_eq!(svc.stats.pings, n);
+    assert!(!c.turn_cut());
+    for i in 0..n {
+        assert_eq!(read_frame(&cl).0.id, i);
+    }
+}
+
 #[test]
 fn ended_counts_only_the_peers_protocol_violations() {
     let mut svc = service();

@@ -194,6 +194,13 @@ pub(super) unsafe fn remote_read(r: *mut CapsPort) {
             }
         };
         let end = match next {
+            // It answered its bound of pings and stats: as a full turn
+            // (the others' turn if any other has input).
+            // SAFETY: `r` is live.
+            Ok(None) if unsafe { connection_of(r) }.link.turn_cut() => {
+                taken = TURN;
+                continue;
+            }
             Ok(None) => {
                 // SAFETY: `r` is live.
                 unsafe { arm_quiet_sweep(r) };

@@ -13,6 +13,7 @@ impl Service {
     /// (`conn::Service::ended`).
     pub(super) fn remove_conn(&mut self, k: u64, why: Option<&ReadEnd>) -> Option<Connection> {
         let mut c = self.conns.remove(&k)?;
+        self.unwatch_conn(k, c.link.tx.raw());
         self.core.ended(&mut c.link, why);
         Some(c)
     }
@@ -22,10 +23,16 @@ impl Service {
     /// read, while every connection has said hello.)
     pub(super) fn hello_sweep(&mut self) {
         self.quiet_sweep();
-        if self.conns.values().all(|c| c.link.hello_done()) {
+        if self.w.hello.is_empty() {
             return;
         }
-        let mut sweep = HelloSweep::select(self.conns.iter().map(|(k, c)| (*k, &c.link)));
+        let conns = &self.conns;
+        let mut sweep = HelloSweep::select(
+            self.w
+                .hello
+                .iter()
+                .filter_map(|k| conns.get(k).map(|c| (*k, &c.link))),
+        );
         for k in sweep.take() {
             if let Some(c) = self.conns.get(&k) {
                 sweep.dropped(&c.link);
@@ -42,7 +49,7 @@ impl Service {
     fn quiet_sweep(&mut self) {
         let now = match self.quiet_at {
             None => {
-                if self.conns.values().any(|c| c.link.tx.ring_awake()) {
+                if !self.w.rings.is_empty() {
                     self.quiet_at = Some(Instant::now() + QUIET);
                 }
                 return;
@@ -52,20 +59,23 @@ impl Service {
                 _ => return,
             },
         };
-        let mut awake = false;
-        for c in self.conns.values_mut() {
-            c.link.tx.quiet();
-            awake |= c.link.tx.ring_awake();
+        let awake: Vec<u64> = self.w.rings.iter().copied().collect();
+        for k in awake {
+            if let Some(c) = self.conns.get_mut(&k) {
+                c.link.tx.quiet();
+            }
+            self.track(k);
         }
-        self.quiet_at = awake.then(|| now + QUIET);
+        self.quiet_at = (!self.w.rings.is_empty()).then(|| now + QUIET);
     }
 
     /// When the next connection without a hello is due to be dropped, or
     /// the quiet sweep is due (the waiter's poll ends then).
     pub(super) fn hello_due(&self) -> Option<Instant> {
-        self.conns
-            .values()
-            .filter_map(|c| c.link.hello_due())
+        self.w
+            .hello
+            .iter()
+            .filter_map(|k| self.conns.get(k)?.link.hello_due())
             .chain(self.quiet_at)
             .min()
     }

@@ -34,6 +34,10 @@ mod guard;
 mod names;
 mod service;
 mod table;
+mod watch;
+
+#[cfg(test)]
+mod held_tests;
 
 pub use client::client;
 pub use names::check_name;
@@ -59,11 +63,12 @@ const MAX_AT_SERVER: usize = MAX_INPROG + 1;
 /// (inotify normally wakes the wait at once).
 const WAITSVC_POLL_MS: i32 = 1000;
 
-/// A service that is not told a connection is pending looks every this
-/// many reads at first, and then, while its looks find nothing, at ever
-/// longer intervals up to `ACCEPT_EVERY_MAX` reads (see
-/// `Service::accept_due`; a look costs a failing `accept4`, and a wait
-/// that polls sees a pending connection anyway).
+/// A service whose rings are awake and that is not told by a poll that
+/// an event came looks at its epoll set (new connections, sockets) every
+/// this many reads at first, and then, while its looks find nothing, at
+/// ever longer intervals up to `ACCEPT_EVERY_MAX` reads (see
+/// `Service::accept_due`; a look costs an `epoll_wait`, and a wait that
+/// polls sees the events anyway).
 const ACCEPT_EVERY: u32 = 8;
 const ACCEPT_EVERY_MAX: u32 = 256;
 
@@ -155,7 +160,6 @@ pub fn get(
     let mut set: Option<PollSet> = None;
     // The entry we sleep on, once we did.
     let mut slept_on: Option<u64> = None;
-    let mut listener_ready = false;
     // The last poll looked at the sockets and saw something (not only at
     // the rings): read them all. The first look reads the rings, and the
     // sockets of connections not in shared memory.
@@ -172,9 +176,6 @@ pub fn get(
                     return Err(Errno::EINVAL);
                 }
                 e.waiters -= 1;
-            }
-            if let Kind::Service(s) = &mut e.kind {
-                s.accept_due |= std::mem::take(&mut listener_ready);
             }
             // What an earlier read queued comes first; the sockets are
             // read only when nothing is queued (a system call saved per
@@ -212,6 +213,14 @@ pub fn get(
                     e.settle();
                 }
                 return Ok(g);
+            }
+            // Frames a service read into a connection's buffer are seen
+            // by no poll: read them before an EAGAIN or a sleep.
+            if let Kind::Service(s) = &e.kind
+                && s.reads_pending()
+            {
+                slept_on = None;
+                continue;
             }
             match &e.kind {
                 Kind::Client(c) if c.conn.dead => return Err(Errno::ENOTCONN),
@@ -253,8 +262,6 @@ pub fn get(
         fds.push(pollfd(wake.as_raw_fd(), libc::POLLIN));
         let (r, polled) = poll_adaptive(fds, probes, due);
         sockets_ready = polled;
-        // A service's listener comes first in its poll set.
-        listener_ready = r > 0 && fds[0].revents != 0;
         if r < 0 {
             // A signal gives EINTR, as the kernel's interruptible sleep did.
             let e = Errno::last();
@@ -538,10 +545,10 @@ mod tests {
         }
     }
 
-    /// A service whose reads find nothing stops looking for a connection
-    /// every `ACCEPT_EVERY` reads (a failing `accept4` each), and still
-    /// takes one that is pending, within `ACCEPT_EVERY_MAX` reads, though
-    /// no poll told it.
+    /// A service whose reads find nothing does not look for a connection
+    /// at every read (a failing `accept4` each), and still takes one that
+    /// is pending, within `ACCEPT_EVERY_MAX` reads, though no poll told
+    /// it.
     #[test]
     fn a_quiet_service_looks_for_connections_ever_less_often() {
         let dir = rendezvous_dir();
@@ -568,8 +575,129 @@ mod tests {
         close(id).unwrap();
     }
 
+    /// How often service `id`'s pumps read each connection, by key.
+    fn visits(id: i32) -> Vec<(u64, u64)> {
+        let mut t = lock();
+        match &t.get(id).unwrap().kind {
+            Kind::Service(s) => s.conns.iter().map(|(k, c)| (*k, c.visits)).collect(),
+            _ => unreachable!(),
+        }
+    }
+
+    /// Issue 17: a service's reads and waits cost nothing per idle
+    /// connection: while one client makes round trips, the pumps read
+    /// none of the connections that send nothing (before, every pump
+    /// read every connection's socket).
+    #[test]
+    fn a_service_does_not_read_idle_connections() {
+        let _dir = rendezvous_dir();
+        let any = crate::abi::CAPF_ANYCLIENT;
+        let sid = service(b"idlereads", u32::MAX, u32::MAX, any).unwrap();
+        let idle: Vec<i32> = (0..16)
+            .map(|_| client(b"idlereads", u32::MAX, u32::MAX, any).unwrap())
+            .collect();
+        let cid = client(b"idlereads", u32::MAX, u32::MAX, any).unwrap();
+        let round_trip = |i: u8| {
+            let mut buf = [0u8; 64];
+            let m = put(cid, &[i; 8]).unwrap();
+            let g = loop {
+                let g = get(sid, &mut buf, None, true).unwrap();
+                if g.state == crate::abi::CAPMS_REQUEST {
+                    break g;
+                }
+            };
+            reply(sid, &[i; 8], g.id).unwrap();
+            assert_eq!(get(cid, &mut buf, None, true).unwrap().id, m);
+        };
+        // Every hello is read by now.
+        round_trip(0);
+        let before = visits(sid);
+        assert_eq!(before.len(), idle.len() + 1);
+        // The active client connected last: its key is the highest.
+        let idle_reads = |v: &[(u64, u64)]| v[..idle.len()].iter().map(|(_, n)| n).sum::<u64>();
+        let active = |v: &[(u64, u64)]| v[idle.len()].1;
+        for i in 1..=20 {
+            round_trip(i);
+        }
+        let after = visits(sid);
+        assert!(active(&after) > active(&before));
+        assert_eq!(
+            idle_reads(&after),
+            idle_reads(&before),
+            "{before:?} {after:?}"
+        );
+        for id in idle.into_iter().chain([cid, sid]) {
+            close(id).unwrap();
+        }
+    }
+
+    /// While a connection's ring is awake, reads do not wait for a
+    /// poll to look at the sockets (the ring is read without a system
+    /// call); the epoll set is still looked at, as a listener was, within
+    /// `ACCEPT_EVERY_MAX` reads: a request that comes on another
+    /// connection's socket (a first frame: its region's attach record
+    /// comes there) is not starved.
+    #[test]
+    fn a_socket_is_read_while_another_connections_ring_is_awake() {
+        let _dir = rendezvous_dir();
+        let any = crate::abi::CAPF_ANYCLIENT;
+        let sid = service(b"ringandsocket", u32::MAX, u32::MAX, any).unwrap();
+        let a = client(b"ringandsocket", u32::MAX, u32::MAX, any).unwrap();
+        let b = client(b"ringandsocket", u32::MAX, u32::MAX, any).unwrap();
+        let mut buf = [0u8; 64];
+        // A's round trip wakes its rings (for a second or two).
+        let m = put(a, &[1; 8]).unwrap();
+        let g = get(sid, &mut buf, None, true).unwrap();
+        reply(sid, &[1; 8], g.id).unwrap();
+        assert_eq!(get(a, &mut buf, None, true).unwrap().id, m);
+        put(b, &[2; 8]).unwrap();
+        let mut got = None;
+        for _ in 0..=ACCEPT_EVERY_MAX {
+            match get(sid, &mut buf, None, false) {
+                Ok(g) if g.state == crate::abi::CAPMS_REQUEST => {
+                    got = Some(buf[0]);
+                    break;
+                }
+                Ok(_) | Err(Errno::EAGAIN) => {}
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert_eq!(got, Some(2));
+        for id in [a, b, sid] {
+            close(id).unwrap();
+        }
+    }
+
+    /// More connections with something to read than one `epoll_wait`
+    /// takes: every request is read, and the read ends (the level-
+    /// triggered set reports the still-ready ones again, behind the
+    /// others: taking events until fewer came than asked never ended).
+    #[test]
+    fn more_ready_connections_than_one_epoll_wait_takes() {
+        let _dir = rendezvous_dir();
+        let any = crate::abi::CAPF_ANYCLIENT;
+        let sid = service(b"manyready", u32::MAX, u32::MAX, any).unwrap();
+        let clients: Vec<i32> = (0..150)
+            .map(|_| client(b"manyready", u32::MAX, u32::MAX, any).unwrap())
+            .collect();
+        for (i, &c) in clients.iter().enumerate() {
+            put(c, &(i as u32).to_le_bytes()).unwrap();
+        }
+        let mut buf = [0u8; 64];
+        let mut seen = vec![false; clients.len()];
+        for _ in 0..clients.len() {
+            let g = get(sid, &mut buf, None, true).unwrap();
+            assert_eq!(g.state, crate::abi::CAPMS_REQUEST);
+            let i = u32::from_le_bytes(buf[..4].try_into().unwrap()) as usize;
+            assert!(!std::mem::replace(&mut seen[i], true));
+        }
+        for id in clients.into_iter().chain([sid]) {
+            close(id).unwrap();
+        }
+    }
+
     /// The rendezvous directory of these tests (LIBCAPS_DIR), set once.
-    fn rendezvous_dir() -> std::path::PathBuf {
+    pub(super) fn rendezvous_dir() -> std::path::PathBuf {
         static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
         DIR.get_or_init(|| {
             let dir = std::env::temp_dir().join(format!("libcaps-sys-{}", std::process::id()));

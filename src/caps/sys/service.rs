@@ -3,11 +3,11 @@
 //! limits are the connection layer's (`caps::conn`).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::ops::Bound::{Excluded, Unbounded};
 use std::os::fd::AsRawFd;
 
 use super::names::{key, matching_nodes, node_name};
 use super::table::{Kind, lock};
+use super::watch::Watch;
 use super::{ACCEPT_EVERY, ACCEPT_EVERY_MAX, Got, MAX_AT_SERVER, MAX_MSG, check_name};
 use crate::abi::{CAPF_EXCL, CAPF_UFLAGS, CAPMS_DISPOSE, CAPMS_REQUEST, caps_cred};
 use crate::caps::conn::TURN;
@@ -16,7 +16,6 @@ use crate::caps::cred::{Cred, SysAccess};
 use crate::caps::errno::Errno;
 use crate::caps::idhash::IdMap;
 use crate::caps::rendezvous::{self, Listener};
-use crate::caps::shm::Probe;
 use crate::caps::wire::{FrameKind, HELLO_DISPOSES, Header, VERSION_SYS, WireError};
 use crate::warn;
 
@@ -48,12 +47,19 @@ pub(super) struct Connection {
     inflight: usize,
     /// Bytes of its requests queued, not yet taken.
     pub(super) queued_bytes: usize,
+    /// What its socket is watched for (`watch.rs`).
+    pub(super) interest: u32,
+    /// Times a pump read it (tests).
+    #[cfg(test)]
+    pub(super) visits: u64,
 }
 
 pub(super) struct Service {
     /// Admission, budget and log lines (the connection layer's).
     pub(super) core: conn::Service,
     pub(super) listener: Listener,
+    /// The epoll set and the connections to read (`watch.rs`).
+    pub(super) w: Watch,
     access: SysAccess,
     pub(super) conns: BTreeMap<u64, Connection>,
     next_conn: u64,
@@ -68,13 +74,15 @@ pub(super) struct Service {
     /// looked (see `Entry::settle`).
     pub(super) news: bool,
     /// The listener may have a connection pending: accept at the next
-    /// read. Set by a poll that saw it readable (the listener is in every
-    /// poll set of a wait). Otherwise `accept` runs every `accept_every`
-    /// reads only, so that a service whose waits never poll (its rings
-    /// always have something) still takes new clients: that interval
-    /// starts at `ACCEPT_EVERY`, doubles after each look that found
-    /// nothing, up to `ACCEPT_EVERY_MAX`, and is reset by a look that found
-    /// a connection.
+    /// read. Set by an event of the listener (it is in the epoll set),
+    /// or by a client of this process that connects. The events are
+    /// taken by every read while no ring is awake, and by a read after a
+    /// wait's poll saw them; while a ring is awake, a read without a poll
+    /// takes them every `accept_every` reads only, so that a service whose
+    /// waits never poll (its rings always have something) still takes new
+    /// clients and reads the sockets: that interval starts at
+    /// `ACCEPT_EVERY`, doubles after each look that found nothing, up to
+    /// `ACCEPT_EVERY_MAX`, and is reset by a look that found an event.
     pub(super) accept_due: bool,
     accept_skipped: u32,
     accept_every: u32,
@@ -111,6 +119,7 @@ pub fn service(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno
             .any(|n| rendezvous::is_live(&n.path))
     })?;
     set_nonblocking(listener.fd.as_raw_fd());
+    let w = Watch::new(listener.fd.as_raw_fd())?;
     let mut core = conn::Service::new(
         "caps_sys_service",
         listener.path.display().to_string(),
@@ -123,6 +132,7 @@ pub fn service(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno
     let svc = Service {
         core,
         listener,
+        w,
         access: SysAccess {
             uid: key(uid),
             gid: key(gid),
@@ -152,45 +162,48 @@ pub fn service(name: &[u8], uid: u32, gid: u32, flags: i32) -> Result<i32, Errno
 
 impl Service {
     /// Accept new connections, read the frames available (at most
-    /// [`TURN`] from each connection), write what is queued. Never blocks.
+    /// [`TURN`] from each connection) from the connections that may have
+    /// some (`watch.rs`), write what is queued. Never blocks. `sockets`:
+    /// take the epoll set's events first (a wait's poll saw it readable,
+    /// or the call reads everything); also done when no ring is awake
+    /// (then only a socket can have brought something), and otherwise
+    /// every `accept_every` reads (see `accept_due`).
     pub(super) fn pump(&mut self, sockets: bool) {
-        if self.accept_due || self.accept_skipped >= self.accept_every {
-            self.accept_due = false;
-            self.accept_skipped = 0;
-            self.accept_every = if self.accept_all() {
-                ACCEPT_EVERY
-            } else {
-                self.accept_every.saturating_mul(2).min(ACCEPT_EVERY_MAX)
-            };
+        if sockets || self.w.rings.is_empty() || self.accept_skipped >= self.accept_every {
+            let found = self.harvest();
+            if !sockets && !self.w.rings.is_empty() {
+                self.accept_skipped = 0;
+                self.accept_every = if found {
+                    ACCEPT_EVERY
+                } else {
+                    self.accept_every.saturating_mul(2).min(ACCEPT_EVERY_MAX)
+                };
+            }
         } else {
             self.accept_skipped += 1;
         }
-        // Walk the keys without collecting them (no allocation per call):
-        // a connection `pump_conn` removes is behind the cursor.
-        let mut next = self.conns.keys().next().copied();
-        while let Some(k) = next {
-            self.pump_conn(k, sockets);
-            next = self
-                .conns
-                .range((Excluded(k), Unbounded))
-                .next()
-                .map(|(k, _)| *k);
+        if std::mem::take(&mut self.accept_due) {
+            self.accept_all();
+        }
+        for i in 0..self.start_walk() {
+            let k = self.walk(i);
+            self.pump_conn(k);
+            self.track(k);
         }
         self.hello_sweep();
     }
 
-    /// Accept the pending connections; true if there was one.
-    fn accept_all(&mut self) -> bool {
+    /// Accept the pending connections.
+    fn accept_all(&mut self) {
         #[cfg(test)]
         {
             self.accept_looks += 1;
         }
-        let mut any = false;
         while let Some(link) = self.core.accept(self.listener.fd.as_raw_fd()) {
-            any = true;
             let k = self.next_conn;
             self.next_conn += 1;
             self.news = true;
+            let fd = link.tx.raw();
             self.conns.insert(
                 k,
                 Connection {
@@ -198,20 +211,25 @@ impl Service {
                     replied: IdMap::default(),
                     inflight: 0,
                     queued_bytes: 0,
+                    interest: libc::EPOLLIN as u32,
+                    #[cfg(test)]
+                    visits: 0,
                 },
             );
+            if let Err(e) = self.watch_conn(k, fd) {
+                warn!("caps_sys_service", "cannot watch a connection: {}", e);
+                self.remove_conn(k, None);
+            }
         }
-        any
     }
 
-    fn pump_conn(&mut self, k: u64, sockets: bool) {
+    fn pump_conn(&mut self, k: u64) {
         let Some(c) = self.conns.get_mut(&k) else {
             return;
         };
-        if sockets {
-            c.link.tx.input_ready();
-        } else {
-            c.link.tx.input_ready_unless_ring();
+        #[cfg(test)]
+        {
+            c.visits += 1;
         }
         let (access, generation) = (&self.access, self.generation);
         let admission = self.core.admit(
@@ -238,6 +256,7 @@ impl Service {
         let mut taken = 0;
         loop {
             if taken == TURN && !alone {
+                self.again(k);
                 break;
             }
             taken += 1;
@@ -249,7 +268,14 @@ impl Service {
                 break;
             }
             match c.link.next_frame(&mut self.core) {
-                Ok(None) => break,
+                Ok(None) => {
+                    // Stopped at its bound of pings and stats: the rest
+                    // (buffered, maybe) at the next pump, alone or not.
+                    if c.link.turn_cut() {
+                        self.again(k);
+                    }
+                    break;
+                }
                 Ok(Some((h, body))) => {
                     if let Err(why) = self.frame(k, &h, body) {
                         self.conn_gone(k, Some(&ReadEnd::Protocol(WireError::Unexpected(why))));
@@ -509,6 +535,7 @@ impl Service {
             self.conn_gone(conn, None);
         } else {
             self.core.account(&mut c.link, c.queued_bytes);
+            self.track(conn);
         }
         Ok(())
     }
@@ -526,27 +553,9 @@ impl Service {
         for k in dead {
             self.conn_gone(k, None);
         }
-    }
-
-    /// What a wait watches: the listener and every connection's socket
-    /// in `fds`, the rings of those it may read in `probes`.
-    pub(super) fn poll_fds(&mut self, fds: &mut Vec<libc::pollfd>, probes: &mut Vec<Probe>) {
-        fds.push(pollfd(self.listener.fd.as_raw_fd(), libc::POLLIN));
-        for c in self.conns.values_mut() {
-            if self.core.may_read(&c.link) {
-                probes.extend(c.link.tx.probe());
-            }
-            let out = if c.link.tx.wants_out() {
-                libc::POLLOUT
-            } else {
-                0
-            };
-            let inp = if self.core.may_read(&c.link) {
-                libc::POLLIN
-            } else {
-                0
-            };
-            fds.push(pollfd(c.link.tx.raw(), inp | out));
+        let keys: Vec<u64> = self.conns.keys().copied().collect();
+        for k in keys {
+            self.track(k);
         }
     }
 
