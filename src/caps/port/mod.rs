@@ -124,8 +124,9 @@ struct Client {
     completed: VecDeque<*mut lwkt_msg>,
     failed: HashSet<*mut lwkt_msg>,
     /// Calls of this module on the port under way that may run the
-    /// application's reply vectors (`client::hold`): a `caps_close` from
-    /// one of those only shuts the port down, and the last of them frees it.
+    /// application's reply vectors, or whose thread waits on the port
+    /// (`client::hold`): a `caps_close` meanwhile only shuts the port
+    /// down, and the last of them frees it.
     holds: u32,
     /// `caps_close` was called: freed once `holds` is back to 0.
     closed: bool,
