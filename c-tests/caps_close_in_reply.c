@@ -6,7 +6,7 @@
  * after the vector returns; tests/valgrind.sh runs this under memcheck,
  * which reports any such access.
  *
- *	caps_close_in_reply reply|dead|wait|waitany
+ *	caps_close_in_reply reply|dead|wait|waitany|service
  *
  * The service is a child process: it replies to the request ("reply"),
  * or the client kills it once it took the request ("dead"). Prints "closed N" (N: the message's
@@ -18,6 +18,10 @@
  * must end with NULL and errno ENOTCONN, the request with EIO, and the
  * library must not touch the freed port. Prints "closer: closed", then
  * "waitreply NULL errno ENOTCONN ms_error 5".
+ *
+ * With "service", the same for a service port of this process: another
+ * thread closes it while its owner waits in lwkt_waitport. Prints
+ * "closer: closed", then "waitport NULL errno ENOTCONN".
  */
 #include <sys/types.h>
 #include <libcaps/globaldata.h>
@@ -74,6 +78,24 @@ closer(void *arg)
 	printf("closer: closed\n");
 }
 
+/* "service": another thread closes a service port main waits on. */
+static int
+close_service_while_waiting(void)
+{
+	void *r;
+	int err;
+
+	if ((port = caps_service(NAME, (gid_t)-1, 0600, 0)) == NULL)
+		fail("caps_service failed");
+	start_quiet(closer, NULL, -1, "closer");
+	errno = 0;
+	r = lwkt_waitport(&port->lport, NULL);
+	err = errno;
+	printf("waitport %s errno %s\n", r == NULL ? "NULL" : "message",
+	    err == ENOTCONN ? "ENOTCONN" : strerror(err));
+	return (0);
+}
+
 /* "wait": another thread closes the port while main waits on it. */
 static void
 close_while_waiting(lwkt_msg_t m, int any)
@@ -125,9 +147,11 @@ main(int ac, char **av)
 	pid_t pid;
 	char c;
 
+	if (ac == 2 && strcmp(av[1], "service") == 0)
+		return (close_service_while_waiting());
 	if (ac != 2 || (strcmp(av[1], "reply") != 0 && strcmp(av[1], "dead") != 0 &&
 	    strcmp(av[1], "wait") != 0 && strcmp(av[1], "waitany") != 0))
-		fail("usage: caps_close_in_reply reply|dead|wait|waitany");
+		fail("usage: caps_close_in_reply reply|dead|wait|waitany|service");
 	reply = strcmp(av[1], "reply") == 0;
 	waiter = strncmp(av[1], "wait", 4) == 0;
 	if (pipe(up) != 0)

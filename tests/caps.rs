@@ -178,6 +178,24 @@ fn a_client_port_closed_while_its_owner_waits_on_it() {
     }
 }
 
+/// The same for a service port: another thread of the cpu closes it
+/// while its owner waits in `lwkt_waitport` (memcheck saw the freed port
+/// read before, tests/valgrind.sh).
+#[test]
+fn a_service_port_closed_while_its_owner_waits_on_it() {
+    let rdv = Rdv::new("closewaiter-service");
+    let mut c = rdv.cmd(close_in_reply());
+    c.arg("service");
+    let out = run(c);
+    expect_ok(&out, "closer: closed\nwaitport NULL errno ENOTCONN\n");
+    let err = text(&out.stderr);
+    assert_eq!(
+        err.matches("lwkt_waitport: CAPS service port 0x").count(),
+        1,
+        "{err}"
+    );
+}
+
 // ---- threads meet IPC ----------------------------------------------------
 
 #[test]

@@ -72,6 +72,7 @@ vg 0 caps_close_in_reply dead
 # another thread closing a client port its owner waits on
 vg 0 caps_close_in_reply wait
 vg 0 caps_close_in_reply waitany
+vg 0 caps_close_in_reply service
 wait $srv
 rc=$?
 if [ $rc = 0 ]; then pass=$((pass + 1)); echo "ok   caps_echo server"; else

@@ -115,6 +115,11 @@ struct Service {
     timer: Option<Timer>,
     /// Connections not read from until they may be again.
     paused: Vec<*mut CapsPort>,
+    /// The owner is blocked in `lwkt_waitport` on the port: a
+    /// `caps_close` meanwhile (from another thread of the cpu) only shuts
+    /// it down, marking it `closed`, and the waiter frees it as it wakes.
+    waiting: bool,
+    closed: bool,
 }
 
 struct Client {
@@ -269,6 +274,8 @@ pub fn service(
         idle_hook: None,
         timer: None,
         paused: Vec::new(),
+        waiting: false,
+        closed: false,
     };
     let p = mkport(CAPT_SERVICE, td, Kind::Service(svc));
     // SAFETY: `p` is live; it unregisters in `close`.
@@ -489,7 +496,15 @@ pub unsafe fn close(p: *mut CapsPort) {
                     free_request(m);
                     release(r);
                 }
-                free_port(p);
+                let Some(s) = service_of(p) else {
+                    unreachable!()
+                };
+                if s.waiting {
+                    // The owner frees it as it wakes (`service_waitport`).
+                    s.closed = true;
+                } else {
+                    free_port(p);
+                }
             }
             CAPT_REMOTE => {
                 remote_shutdown(p, None);
