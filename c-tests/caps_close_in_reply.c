@@ -6,11 +6,22 @@
  * after the vector returns; tests/valgrind.sh runs this under memcheck,
  * which reports any such access.
  *
- *	caps_close_in_reply reply|dead
+ *	caps_close_in_reply reply|dead|wait|waitany|service
  *
  * The service is a child process: it replies to the request ("reply"),
  * or the client kills it once it took the request ("dead"). Prints "closed N" (N: the message's
  * ms_error) and exits 0 once the vector ran.
+ *
+ * With "wait" ("waitany"), another LWKT thread of the cpu closes the
+ * port while its owner waits in caps_client_waitreply for the request
+ * (for any reply), which the service took and never answers: the wait
+ * must end with NULL and errno ENOTCONN, the request with EIO, and the
+ * library must not touch the freed port. Prints "closer: closed", then
+ * "waitreply NULL errno ENOTCONN ms_error 5".
+ *
+ * With "service", the same for a service port of this process: another
+ * thread closes it while its owner waits in lwkt_waitport. Prints
+ * "closer: closed", then "waitport NULL errno ENOTCONN".
  */
 #include <sys/types.h>
 #include <libcaps/globaldata.h>
@@ -21,11 +32,14 @@
 #include <sys/caps.h>
 #include <sys/wait.h>
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "quiet.h"
 
 #define NAME	"closeinreply"
 
@@ -47,6 +61,54 @@ close_in_reply(lwkt_port_t rport, lwkt_msg_t msg)
 	msg->ms_flags |= MSGF_DONE | MSGF_REPLY;
 	caps_close(port);
 	done = 1;
+}
+
+/*
+ * The closer ("wait"): runs once main blocks (main never yields before
+ * its wait), and still checks that main is waiting on the port before it
+ * closes it.
+ */
+static void
+closer(void *arg)
+{
+	(void)arg;
+	while ((port->lport.mp_flags & MSGPORTF_WAITING) == 0)
+		lwkt_yield();
+	caps_close(port);
+	printf("closer: closed\n");
+}
+
+/* "service": another thread closes a service port main waits on. */
+static int
+close_service_while_waiting(void)
+{
+	void *r;
+	int err;
+
+	if ((port = caps_service(NAME, (gid_t)-1, 0600, 0)) == NULL)
+		fail("caps_service failed");
+	start_quiet(closer, NULL, -1, "closer");
+	errno = 0;
+	r = lwkt_waitport(&port->lport, NULL);
+	err = errno;
+	printf("waitport %s errno %s\n", r == NULL ? "NULL" : "message",
+	    err == ENOTCONN ? "ENOTCONN" : strerror(err));
+	return (0);
+}
+
+/* "wait": another thread closes the port while main waits on it. */
+static void
+close_while_waiting(lwkt_msg_t m, int any)
+{
+	void *r;
+	int err;
+
+	start_quiet(closer, NULL, -1, "closer");
+	errno = 0;
+	r = caps_client_waitreply(port, any ? NULL : m);
+	err = errno;
+	printf("waitreply %s errno %s ms_error %d\n", r == NULL ? "NULL" : "message",
+	    err == ENOTCONN ? "ENOTCONN" : strerror(err), m->ms_error);
 }
 
 static void
@@ -81,13 +143,17 @@ main(int ac, char **av)
 {
 	struct lwkt_port rport;
 	struct lwkt_msg m;
-	int up[2], status, reply;
+	int up[2], status, reply, waiter;
 	pid_t pid;
 	char c;
 
-	if (ac != 2 || (strcmp(av[1], "reply") != 0 && strcmp(av[1], "dead") != 0))
-		fail("usage: caps_close_in_reply reply|dead");
+	if (ac == 2 && strcmp(av[1], "service") == 0)
+		return (close_service_while_waiting());
+	if (ac != 2 || (strcmp(av[1], "reply") != 0 && strcmp(av[1], "dead") != 0 &&
+	    strcmp(av[1], "wait") != 0 && strcmp(av[1], "waitany") != 0))
+		fail("usage: caps_close_in_reply reply|dead|wait|waitany|service");
 	reply = strcmp(av[1], "reply") == 0;
+	waiter = strncmp(av[1], "wait", 4) == 0;
 	if (pipe(up) != 0)
 		fail("pipe");
 	fflush(stdout);
@@ -98,7 +164,8 @@ main(int ac, char **av)
 	if (read(up[0], &c, 1) != 1)
 		fail("the service did not start");
 	lwkt_initport(&rport, curthread);
-	rport.mp_replyport = close_in_reply;
+	if (!waiter)
+		rport.mp_replyport = close_in_reply;
 	if ((port = caps_client(NAME, (uid_t)-1, 0)) == NULL)
 		fail("caps_client failed");
 	lwkt_initmsg(&m, &rport, 0);
@@ -107,11 +174,14 @@ main(int ac, char **av)
 	if (!reply) {
 		if (read(up[0], &c, 1) != 1)
 			fail("the service did not take the request");
+		if (waiter)
+			close_while_waiting(&m, strcmp(av[1], "waitany") == 0);
 		kill(pid, SIGKILL);
 	}
-	while (!done)
+	while (!waiter && !done)
 		lwkt_yield();
-	printf("closed %d\n", m.ms_error);
+	if (!waiter)
+		printf("closed %d\n", m.ms_error);
 	if (reply)
 		kill(pid, SIGKILL);
 	if (waitpid(pid, &status, 0) != pid)

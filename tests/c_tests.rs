@@ -405,6 +405,8 @@ c_test!(slab_bad_limit, src: "slab_bad", args: &["limit"],
 // ---- virtual cpus --------------------------------------------------------
 c_test!(vcpu_yield_mplock, src: "vcpu_yield_mplock");
 c_test!(vcpu_mplock_wait, src: "vcpu_mplock_wait", stderr_lacks: &["libcaps"]);
+c_test!(vcpu_mplock_starve, src: "vcpu_mplock_starve", stderr_lacks: &["libcaps"]);
+c_test!(vcpu_rele_xcpu, src: "vcpu_rele_xcpu", stderr_lacks: &["libcaps"]);
 c_test!(vcpu_deadlock, src: "vcpu_deadlock", exit: Exit::Signal(SIGABRT),
     stderr_has: &["libcaps: deadlock: all 2 cpus sleep and nothing can wake any of their threads",
         "\"waiter\": blocked in waitport", "\"main\": descheduled"]);

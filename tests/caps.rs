@@ -151,6 +151,51 @@ fn a_client_closes_its_port_in_its_reply_vector() {
     }
 }
 
+/// Another thread of the cpu closes a client port while its owner waits
+/// in `caps_client_waitreply` (for its request, or for any reply): the
+/// wait ends with NULL and `ENOTCONN`, the request with `EIO`, and one
+/// line names the call and the port (tests/valgrind.sh runs this under
+/// memcheck, which saw the freed port read before; "waitany" crashed).
+#[test]
+fn a_client_port_closed_while_its_owner_waits_on_it() {
+    for mode in ["wait", "waitany"] {
+        let rdv = Rdv::new(&format!("closewaiter-{mode}"));
+        let mut c = rdv.cmd(close_in_reply());
+        c.arg(mode);
+        let out = run(c);
+        expect_ok(
+            &out,
+            "closer: closed\nwaitreply NULL errno ENOTCONN ms_error 5\n",
+        );
+        let err = text(&out.stderr);
+        assert_eq!(
+            err.matches("caps_client_waitreply: CAPS client port 0x")
+                .count(),
+            1,
+            "{mode}: {err}"
+        );
+        assert!(err.contains("closed while its owner waited on it"), "{err}");
+    }
+}
+
+/// The same for a service port: another thread of the cpu closes it
+/// while its owner waits in `lwkt_waitport` (memcheck saw the freed port
+/// read before, tests/valgrind.sh).
+#[test]
+fn a_service_port_closed_while_its_owner_waits_on_it() {
+    let rdv = Rdv::new("closewaiter-service");
+    let mut c = rdv.cmd(close_in_reply());
+    c.arg("service");
+    let out = run(c);
+    expect_ok(&out, "closer: closed\nwaitport NULL errno ENOTCONN\n");
+    let err = text(&out.stderr);
+    assert_eq!(
+        err.matches("lwkt_waitport: CAPS service port 0x").count(),
+        1,
+        "{err}"
+    );
+}
+
 // ---- threads meet IPC ----------------------------------------------------
 
 #[test]

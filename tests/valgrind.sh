@@ -69,6 +69,10 @@ vg 0 caps_echo-ipc -c vg -r 400 -p 4 -z 1000
 # a client closing its port inside its reply vector (its own service)
 vg 0 caps_close_in_reply reply
 vg 0 caps_close_in_reply dead
+# another thread closing a client port its owner waits on
+vg 0 caps_close_in_reply wait
+vg 0 caps_close_in_reply waitany
+vg 0 caps_close_in_reply service
 wait $srv
 rc=$?
 if [ $rc = 0 ]; then pass=$((pass + 1)); echo "ok   caps_echo server"; else

@@ -128,7 +128,8 @@ pub unsafe extern "C" fn caps_client(
 /// Wait for the reply to `msg` sent on client `port` (`msg` NULL: any
 /// reply) and return the message, its contents replaced by the reply.
 /// Returns NULL when the connection failed (the message then holds
-/// `ms_error = EIO`) or on bad arguments.
+/// `ms_error = EIO`), with `errno = ENOTCONN` when another thread of the
+/// cpu closed the port during the wait, or on bad arguments.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn caps_client_waitreply(port: caps_port_t, msg: lwkt_msg_t) -> *mut c_void {
     if port.is_null() {

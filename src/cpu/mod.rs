@@ -768,8 +768,9 @@ impl MpLock<'_> {
         got
     }
 
-    /// `gd` just took the lock from nobody: tell ThreadSanitizer, and end
-    /// the traced wait of one of its threads. Out of line: the
+    /// `gd` just took the lock from nobody: tell ThreadSanitizer, end
+    /// `gd`'s registration as a waiter ([`MpLock::wait_note`]) and the
+    /// traced wait of one of its threads. Out of line: the
     /// scheduler's pick stays small.
     ///
     /// # Safety
@@ -778,6 +779,8 @@ impl MpLock<'_> {
     #[inline(never)]
     unsafe fn taken(self, gd: *mut globaldata) {
         crate::san::acquire(self.owner);
+        // SAFETY: per the contract.
+        unsafe { self.wait_done(gd) };
         if crate::diag::debug_on() {
             // SAFETY: per the contract; the field is atomic.
             unsafe {
@@ -837,6 +840,36 @@ impl MpLock<'_> {
         true
     }
 
+    /// A thread of `gd` (the current cpu) waits for the lock, which
+    /// another cpu holds, while `gd` runs others: register as a waiter
+    /// (the holder's next yield hands the lock over), until `gd` gets the
+    /// lock ([`MpLock::taken`], or [`MpLock::handoff`] to it). No wakeup
+    /// is due: `gd` does not sleep (an idle cpu uses
+    /// [`MpLock::wait_register`]).
+    ///
+    /// # Safety
+    /// As for [`MpLock::acquire`].
+    pub unsafe fn wait_note(self, gd: *mut globaldata) {
+        // SAFETY: reading the id of the cpu.
+        let bit = 1u32 << unsafe { (*gd).gd_cpuid };
+        if self.waiters.load(Ordering::Relaxed) & bit == 0 {
+            self.waiters.fetch_or(bit, Ordering::SeqCst);
+        }
+    }
+
+    /// `gd` has the lock: it waits no more ([`MpLock::wait_note`]).
+    ///
+    /// # Safety
+    /// As for [`MpLock::acquire`].
+    #[inline(always)]
+    unsafe fn wait_done(self, gd: *mut globaldata) {
+        // SAFETY: reading the id of the cpu.
+        let bit = 1u32 << unsafe { (*gd).gd_cpuid };
+        if self.waiters.load(Ordering::Relaxed) & bit != 0 {
+            self.waiters.fetch_and(!bit, Ordering::SeqCst);
+        }
+    }
+
     /// Undo [`MpLock::wait_register`].
     ///
     /// # Safety
@@ -879,6 +912,9 @@ impl MpLock<'_> {
             .is_ok()
         {
             let gto = (self.cpu)(to);
+            // SAFETY: a started cpu (or a test's private cpu of this
+            // lock): it has the lock now.
+            unsafe { self.wait_done(gto) };
             if crate::diag::debug_on() {
                 // SAFETY: a started cpu; the field is atomic.
                 unsafe {

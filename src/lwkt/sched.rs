@@ -128,7 +128,7 @@ unsafe fn pick_next_on(gd: *mut globaldata, mp: cpu::MpLock<'_>) -> *mut thread 
             if !mp.acquire(gd) {
                 // Another cpu holds the MP lock: look for a thread that
                 // does not need it.
-                return pick_without_mplock(gd, ntd);
+                return pick_without_mplock(gd, ntd, mp);
             }
         } else {
             mp.release(gd);
@@ -140,17 +140,25 @@ unsafe fn pick_next_on(gd: *mut globaldata, mp: cpu::MpLock<'_>) -> *mut thread 
 
 /// The highest-priority runnable thread that does not need the MP lock
 /// (rotated to the tail of its queue), or the idle thread; `waiting`, the
-/// first in line, needs the lock and waits for it (traced).
+/// first in line, needs the lock and waits for it (traced): `gd` says so
+/// to `mp`'s holder, whose next yield hands the lock over, as it does for
+/// an idle cpu (a cpu that always had another thread to run never said
+/// it waited, and its thread never got the lock).
 ///
 /// # Safety
 /// As for [`pick_next_on`]; `gd` does not hold the MP lock.
 #[cold]
-unsafe fn pick_without_mplock(gd: *mut globaldata, waiting: *mut thread) -> *mut thread {
+unsafe fn pick_without_mplock(
+    gd: *mut globaldata,
+    waiting: *mut thread,
+    mp: cpu::MpLock<'_>,
+) -> *mut thread {
     // SAFETY: run queues of the current cpu.
     unsafe {
         if crate::diag::debug_on() {
             super::mplock::trace_mplock_wait("lwkt_switch", gd, waiting);
         }
+        mp.wait_note(gd);
         let mut mask = (*gd).gd_runqmask;
         while mask != 0 {
             let pri = 31 - mask.leading_zeros() as usize;

@@ -755,29 +755,72 @@ unsafe fn create_slow(a: CreateArgs, comm: *const c_char) -> c_int {
     0
 }
 
+/// `td_refs` of `td`, which [`hold`] may change from any cpu.
+///
+/// # Safety
+/// `td` must be a valid thread.
+#[inline(always)]
+pub(super) unsafe fn refs<'a>(td: *mut thread) -> &'a AtomicI32 {
+    // SAFETY: `td_refs` is an aligned `c_int` of a valid thread, and
+    // every access to it goes through this atomic view.
+    unsafe { AtomicI32::from_ptr(&raw mut (*td).td_refs) }
+}
+
 /// `lwkt_hold`: a reference that keeps `td`'s structure from being
-/// reused after it exits (until [`rele`]).
+/// reused after it exits (until [`rele`]). Any cpu may take one.
 ///
 /// # Safety
 /// `td` must be a valid thread.
 pub unsafe fn hold(td: *mut thread) {
     // SAFETY: per the contract.
-    unsafe { (*td).td_refs += 1 }
+    unsafe { refs(td).fetch_add(1, Ordering::Relaxed) };
 }
 
 /// `lwkt_rele`: drop a reference taken with [`hold`]. The last release of
-/// an exited allocated thread returns it to the cache.
+/// an exited allocated thread returns it to its cpu's cache. Called on
+/// another cpu, the release is sent to the thread's cpu by IPI: only that
+/// cpu looks at its thread's flags and its cache (the reference it drops
+/// keeps the structure from reuse until then).
 ///
 /// # Safety
 /// `td` must be a valid thread.
 pub unsafe fn rele(td: *mut thread) {
-    // SAFETY: per the contract.
+    // SAFETY: per the contract; a held thread's `td_gd` does not change
+    // (only a cached structure is reinitialised for another cpu).
     unsafe {
-        if (*td).td_refs <= 0 {
+        if refs(td).load(Ordering::Relaxed) <= 0 {
             fatal!("lwkt_rele", "thread {td:p} is not held");
         }
-        (*td).td_refs -= 1;
-        if (*td).td_refs == 0
+        let tgd = (*td).td_gd;
+        if tgd != mycpu() {
+            ipi::send(tgd, rele_ipi, td.cast());
+            return;
+        }
+        rele_local(td);
+    }
+}
+
+/// IPI: [`rele`] on the thread's cpu.
+///
+/// # Safety
+/// Only sent by [`rele`] to the cpu of `arg`, a held thread.
+unsafe extern "C" fn rele_ipi(arg: *mut c_void) {
+    // SAFETY: the reference being dropped kept the thread valid.
+    unsafe { rele_local(arg.cast()) }
+}
+
+/// [`rele`] on `td`'s own cpu, the current one.
+///
+/// # Safety
+/// `td` must be a valid thread of the current cpu.
+unsafe fn rele_local(td: *mut thread) {
+    // SAFETY: per the contract.
+    unsafe {
+        let old = refs(td).fetch_sub(1, Ordering::AcqRel);
+        if old <= 0 {
+            fatal!("lwkt_rele", "thread {td:p} is not held");
+        }
+        if old == 1
             && (*td).td_flags & (TDF_EXITED | TDF_ALLOCATED_THREAD | TDF_FREEQ)
                 == TDF_EXITED | TDF_ALLOCATED_THREAD
         {
@@ -845,7 +888,8 @@ mod tests {
     fn hold_and_the_last_rele_of_an_exited_allocated_thread_caches_it() {
         let mut c = PrivateCpu::new(27);
         let (exited, kept, live) = (c.thread(10, 0), c.thread(10, 0), c.thread(10, 0));
-        // SAFETY: threads of the private cpu, which nothing runs.
+        // SAFETY: threads of the private cpu, which nothing runs (not the
+        // current cpu: `rele_local` is what `rele` runs on a thread's own).
         unsafe {
             let gd = c.gd;
             (*exited).td_flags |= TDF_EXITED | TDF_ALLOCATED_THREAD;
@@ -855,12 +899,12 @@ mod tests {
                 hold(td);
                 hold(td);
                 assert_eq!((*td).td_refs, 2);
-                rele(td);
+                rele_local(td);
             }
             assert_eq!((*exited).td_refs, 1);
             assert_eq!((*gd).gd_tdfreecount, 0, "still held: not cached");
             for td in [exited, kept, live] {
-                rele(td);
+                rele_local(td);
                 assert_eq!((*td).td_refs, 0);
             }
             assert_eq!((*gd).gd_tdfreecount, 1);

@@ -118,7 +118,8 @@ caps_port_t caps_client(const char *name, uid_t uid, int flags);
  Wait for the reply to `msg` sent on client `port` (`msg` NULL: any
  reply) and return the message, its contents replaced by the reply.
  Returns NULL when the connection failed (the message then holds
- `ms_error = EIO`) or on bad arguments.
+ `ms_error = EIO`), with `errno = ENOTCONN` when another thread of the
+ cpu closed the port during the wait, or on bad arguments.
  */
 void *caps_client_waitreply(caps_port_t port, lwkt_msg_t msg);
 

@@ -44,7 +44,8 @@ unsafe fn release_hold(p: *mut CapsPort) -> bool {
 /// `caps_close` of client port `p`: shut it down (its outstanding
 /// requests complete with `EIO`) and free it, at once unless a call of
 /// this module holds it (the close came from a reply vector that call
-/// ran): then the last such call frees it.
+/// ran, or from another thread of the cpu while the owner waits in
+/// [`client_waitport`]): then the last such call frees it.
 ///
 /// # Safety
 /// `p` must be a live client port of the current cpu, not closed yet.
@@ -328,11 +329,33 @@ pub(super) unsafe extern "C" fn client_waitport(
         unsafe { refuse("caps_client_waitreply", port, ogd) };
         return ptr::null_mut();
     }
+    // SAFETY: `p` is live; held while this thread waits, it stays
+    // allocated if another thread of this cpu closes it meanwhile.
+    let (r, closed) = unsafe {
+        hold(p);
+        let r = wait_held(p, msg);
+        let closed = client_of(p).closed;
+        release_hold(p);
+        (r, closed)
+    };
+    if closed && r.is_null() {
+        // Set after the port is freed (which may call into libc).
+        // SAFETY: `__errno_location` returns this thread's errno.
+        unsafe { *libc::__errno_location() = Errno::ENOTCONN.0 };
+    }
+    r
+}
+
+/// [`client_waitport`] of a port of the current cpu it holds.
+///
+/// # Safety
+/// As [`client_waitport`], and `p` is held.
+unsafe fn wait_held(p: *mut CapsPort, msg: *mut lwkt_msg) -> *mut libc::c_void {
     loop {
-        // SAFETY: `msg` (when given) is the caller's live message; messages
-        // in `completed` were completed by us and belong to the caller.
-        // The reference to the client's state ends before the thread
-        // blocks (others run then).
+        // SAFETY: `p` is held, so allocated. `msg` (when given) is the
+        // caller's live message; messages in `completed` were completed by
+        // us and belong to the caller. The reference to the client's state
+        // ends before the thread blocks (others run then).
         unsafe {
             let cl = client_of(p);
             let done = if msg.is_null() {
@@ -347,17 +370,32 @@ pub(super) unsafe extern "C" fn client_waitport(
                 unqueue_from_reply_port(m);
                 // Only a dead connection has failed messages.
                 if cl.conn.dead && cl.failed.remove(&m) {
-                    return ptr::null_mut();
+                    return no_reply(p, cl);
                 }
                 return m.cast();
             }
             if cl.conn.dead {
-                return ptr::null_mut();
+                return no_reply(p, cl);
             }
+            let port = &raw mut (*p).c.lport;
             mp::check_owner("caps_client_waitreply", port);
             mp::block_on_port("caps_client_waitreply", port);
         }
     }
+}
+
+/// `caps_client_waitreply`'s NULL: no reply will come on `p`'s dead
+/// connection. A port closed meanwhile (by another thread of its cpu,
+/// while this one waited) says so in a line ([`client_waitport`] sets
+/// `errno` to `ENOTCONN` once it let the port go).
+fn no_reply(p: *mut CapsPort, cl: &Client) -> *mut libc::c_void {
+    if cl.closed {
+        warn!(
+            "caps_client_waitreply",
+            "CAPS client port {p:p} was closed while its owner waited on it: no reply will come (ENOTCONN)"
+        );
+    }
+    ptr::null_mut()
 }
 
 /// A completed message may sit on its reply port's queue (asynchronous

@@ -115,6 +115,11 @@ struct Service {
     timer: Option<Timer>,
     /// Connections not read from until they may be again.
     paused: Vec<*mut CapsPort>,
+    /// The owner is blocked in `lwkt_waitport` on the port: a
+    /// `caps_close` meanwhile (from another thread of the cpu) only shuts
+    /// it down, marking it `closed`, and the waiter frees it as it wakes.
+    waiting: bool,
+    closed: bool,
 }
 
 struct Client {
@@ -124,8 +129,9 @@ struct Client {
     completed: VecDeque<*mut lwkt_msg>,
     failed: HashSet<*mut lwkt_msg>,
     /// Calls of this module on the port under way that may run the
-    /// application's reply vectors (`client::hold`): a `caps_close` from
-    /// one of those only shuts the port down, and the last of them frees it.
+    /// application's reply vectors, or whose thread waits on the port
+    /// (`client::hold`): a `caps_close` meanwhile only shuts the port
+    /// down, and the last of them frees it.
     holds: u32,
     /// `caps_close` was called: freed once `holds` is back to 0.
     closed: bool,
@@ -268,6 +274,8 @@ pub fn service(
         idle_hook: None,
         timer: None,
         paused: Vec::new(),
+        waiting: false,
+        closed: false,
     };
     let p = mkport(CAPT_SERVICE, td, Kind::Service(svc));
     // SAFETY: `p` is live; it unregisters in `close`.
@@ -488,7 +496,15 @@ pub unsafe fn close(p: *mut CapsPort) {
                     free_request(m);
                     release(r);
                 }
-                free_port(p);
+                let Some(s) = service_of(p) else {
+                    unreachable!()
+                };
+                if s.waiting {
+                    // The owner frees it as it wakes (`service_waitport`).
+                    s.closed = true;
+                } else {
+                    free_port(p);
+                }
             }
             CAPT_REMOTE => {
                 remote_shutdown(p, None);

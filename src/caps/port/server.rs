@@ -411,8 +411,31 @@ pub(super) unsafe extern "C" fn service_waitport(
                 return ptr::null_mut();
             }
             mp::check_owner("lwkt_waitport", port);
+            set_waiting(p, true);
             mp::block_on_port("lwkt_waitport", port);
+            set_waiting(p, false);
+            if service_of(p).is_some_and(|s| s.closed) {
+                warn!(
+                    "lwkt_waitport",
+                    "CAPS service port {p:p} was closed while its owner waited on it (ENOTCONN)"
+                );
+                free_port(p);
+                // SAFETY: `__errno_location` returns this thread's errno.
+                *libc::__errno_location() = Errno::ENOTCONN.0;
+                return ptr::null_mut();
+            }
         }
+    }
+}
+
+/// Mark service port `p`'s owner as blocked on it (or no longer).
+///
+/// # Safety
+/// `p` must be a live service port.
+unsafe fn set_waiting(p: *mut CapsPort, on: bool) {
+    // SAFETY: per the contract; the reference ends with the statement.
+    if let Some(s) = unsafe { service_of(p) } {
+        s.waiting = on;
     }
 }
 

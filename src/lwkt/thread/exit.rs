@@ -3,10 +3,11 @@
 //! threads they fill, and the cpu's thread list and counts they leave.
 
 use core::ptr;
+use core::sync::atomic::Ordering;
 
 use super::super::sched::{dequeue_inline, exit_switch, exit_to, pick_next};
 use super::super::tdqueue::{self, Link};
-use super::{MAIN_CPU, TDF_EXITED, TDF_FREEQ, idle_thread, mycpu, user_threads_add};
+use super::{MAIN_CPU, TDF_EXITED, TDF_FREEQ, idle_thread, mycpu, refs, user_threads_add};
 use crate::abi::{
     TDF_ALLOCATED_THREAD, TDF_SYSTHREAD, TDF_VERBOSE, TDPRI_CRIT, globaldata, thread,
 };
@@ -83,7 +84,7 @@ pub(super) fn exit_inline<const SAN: bool>(gd: *mut globaldata) -> ! {
     unsafe {
         let td = (*gd).gd_curthread;
         if (*td).td_flags & (TDF_VERBOSE | TDF_ALLOCATED_THREAD) != TDF_ALLOCATED_THREAD
-            || (*td).td_refs != 0
+            || refs(td).load(Ordering::Acquire) != 0
         {
             exit_full::<SAN>(gd, td)
         }
@@ -120,7 +121,7 @@ unsafe fn exit_full<const SAN: bool>(gd: *mut globaldata, td: *mut thread) -> ! 
         let wake = unlist(gd, td);
         retire(td);
         let flags = (*td).td_flags;
-        if flags & TDF_ALLOCATED_THREAD != 0 && (*td).td_refs == 0 {
+        if flags & TDF_ALLOCATED_THREAD != 0 && refs(td).load(Ordering::Acquire) == 0 {
             cache(gd, td);
         } else if !(*td).td_mach.mtd_map.is_null() {
             // Not cached: the idle thread unmaps the stack once we are off it.
