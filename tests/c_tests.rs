@@ -293,6 +293,9 @@ c_test!(thr_reuse, src: "thr_reuse");
 // A structure reused after an exit that resumed it without a switch
 // starts in its new function (the switch's record of the last thread).
 c_test!(thr_resume_reused, src: "thr_resume_reused");
+// lwkt_free_thread of the last switched-out thread, then a structure at
+// its address: it starts in its own function (the record is emptied).
+c_test!(thr_free_recorded, src: "thr_free_recorded");
 // The cache of exited threads hands out the last one in first.
 c_test!(thr_cache_lifo, src: "thr_cache_lifo");
 // TDF_SYSTHREAD given to lwkt_create: main does not wait for that thread.

@@ -19,6 +19,7 @@ c_program!(caps1, "caps1-ipc", "caps1");
 c_program!(echo, "caps_echo-ipc", "caps_echo");
 c_program!(deadsend, "caps1_deadsend-ipc", "caps1_deadsend");
 c_program!(close_in_reply, "caps_close_in_reply", "caps_close_in_reply");
+c_program!(ping_turn, "caps_ping_turn", "caps_ping_turn");
 
 use common::ipc::{DEADLINE, Rdv, Server, run, stdout_lines, wait_deadline, wait_requests};
 use common::text;
@@ -193,6 +194,29 @@ fn a_service_port_closed_while_its_owner_waits_on_it() {
         err.matches("lwkt_waitport: CAPS service port 0x").count(),
         1,
         "{err}"
+    );
+}
+
+/// A lone client's pings, a thousand in one write: the service answers
+/// a few turns' worth, then the other threads of its cpu run (here
+/// `main`, which sent them from the same cpu and yields), however many
+/// wait; before, one look at the socket answered them all (a client
+/// pinging as fast as it read the answers kept the cpu).
+#[test]
+fn a_lone_clients_pings_are_answered_a_turn_at_a_time() {
+    let rdv = Rdv::new("pingturn");
+    let mut c = rdv.cmd(ping_turn());
+    c.arg(rdv.socket("pingturn"));
+    let out = run(c);
+    let t = text(&out.stdout);
+    assert!(
+        out.status.success()
+            && t.starts_with(
+                "every ping answered: yes\nat most 5632 bytes of answers per yield: yes ("
+            ),
+        "status {:?}\nstdout:\n{t}\nstderr:\n{}",
+        out.status,
+        text(&out.stderr)
     );
 }
 

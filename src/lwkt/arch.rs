@@ -48,9 +48,11 @@
 //! this module: every switch between threads ([`switch_threads`])
 //! records the thread it leaves, which nothing but the next switch
 //! resumes; a thread that leaves for good ([`jump_thread`],
-//! [`switch_threads_exit`]) empties it, so an exited thread, whose
-//! `td_sp` is rewritten when it is set up anew, is never recorded and
-//! the thread resumed is not left recorded while it runs. Switches to
+//! [`switch_threads_exit`]) empties it, and `lwkt_free_thread` of a
+//! switched-out thread that never exited takes it out of the record
+//! ([`forget_thread`]), so a retired thread, whose structure may be set
+//! up anew with another `td_sp`, is never recorded and the thread
+//! resumed is not left recorded while it runs. Switches to
 //! and from a cpu's boot stack ([`switch`]) are not between threads
 //! and do not touch it. Debug builds check it at every switch
 //! ([`last_switched_ok`]).
@@ -784,6 +786,19 @@ pub unsafe fn switch_threads_exit(td: *mut thread, ntd: *const thread) {
     unsafe {
         imp::switch(&raw mut (*td).td_sp, (*ntd).td_sp)
     }
+}
+
+/// `td`, a thread of this kernel thread (cpu) that is not running, is
+/// retired without exiting (`lwkt_free_thread`): the record of the last
+/// switched-out thread no longer names it, since its structure may be
+/// set up anew with another `td_sp` (module documentation).
+pub fn forget_thread(td: *const thread) {
+    #[cfg(target_arch = "x86_64")]
+    if imp::last_switched().0 == td.cast() {
+        imp::forget_last();
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = td;
 }
 
 /// Whether the record of the last switched-out thread is what its

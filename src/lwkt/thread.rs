@@ -858,6 +858,8 @@ pub unsafe fn free_thread(td: *mut thread) {
         } else if flags & TDF_EXITED == 0 {
             dequeue(gd, td);
             forget(gd, td);
+            // Switched out, it may be the last switched-out thread.
+            arch::forget_thread(td);
         }
         stack::free(&raw mut (*td).td_mach);
         (*td).td_flags = TDF_EXITED;

@@ -194,10 +194,19 @@ pub(super) unsafe fn remote_read(r: *mut CapsPort) {
             }
         };
         let end = match next {
-            // It answered its bound of pings and stats: as a full turn
-            // (the others' turn if any other has input).
+            // It answered its bound of pings and stats: the rest (in its
+            // buffer, maybe, where no poll sees it) at the next look,
+            // alone or not, as a v2 service does. Read on alone, a peer
+            // sending them as fast as it reads the answers kept the cpu
+            // on its connection: pings, unlike requests, are not bounded
+            // by a budget.
             // SAFETY: `r` is live.
             Ok(None) if unsafe { connection_of(r) }.link.turn_cut() => {
+                // SAFETY: `r` is live.
+                if let Some(t) = unsafe { connection_of(r) }.link.tx.token {
+                    evloop::again(t);
+                    return;
+                }
                 taken = TURN;
                 continue;
             }
