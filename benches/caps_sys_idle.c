@@ -37,6 +37,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench_util.h"
+
 #define NAME		"caps_sys_idle"
 #define PAYLOAD		64
 #define PER_HOLDER	1000
@@ -137,27 +139,6 @@ round_trips(int id, long rounds)
 	}
 }
 
-/* The server's user + system time, in clock ticks. */
-static long
-cpu_ticks(pid_t pid)
-{
-	char path[64], buf[1024], *p;
-	unsigned long ut, st;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "r");
-	if (f == NULL || fgets(buf, sizeof(buf), f) == NULL)
-		die("stat");
-	fclose(f);
-	p = strrchr(buf, ')');
-	/* state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
-	if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-	    &ut, &st) != 2)
-		die("stat fields");
-	return ((long)(ut + st));
-}
-
 /* Start perf counting the server's system calls into file out. */
 static pid_t
 start_perf(pid_t server, const char *out)
@@ -201,7 +182,7 @@ run(long rounds, int n)
 {
 	pid_t server, holders[MAXHOLDERS], perf;
 	int fds[2], h, nh, id, st;
-	long t0, t1;
+	long long t0, t1;
 	char c, out[300];
 
 	server = fork();
@@ -231,6 +212,8 @@ run(long rounds, int n)
 	t0 = cpu_ticks(server);
 	round_trips(id, rounds);
 	t1 = cpu_ticks(server);
+	if (t0 < 0 || t1 < 0)
+		die("stat");
 	kill(perf, SIGINT);
 	waitpid(perf, &st, 0);
 	printf("%d idle connections%s, %ld round trips: server cpu %.1f us per round trip\n",
@@ -278,12 +261,6 @@ main(int argc, char **argv)
 	else
 		for (i = 0; i < 3; i++)
 			run(rounds, def[i]);
-	{
-		char cmd[300];
-
-		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-		if (system(cmd) != 0)
-			fprintf(stderr, "caps_sys_idle: could not remove %s\n", dir);
-	}
+	rm_tree(dir);
 	return (0);
 }
