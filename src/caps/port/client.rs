@@ -20,12 +20,12 @@ unsafe fn hold(p: *mut CapsPort) {
     unsafe { client_of(p).holds += 1 };
 }
 
-/// End a [`hold`] of `p`: the last one frees a port closed meanwhile.
-/// True when `p` was freed (nothing may use it any more).
+/// End a [`hold`] of `p`: the last one frees a port closed meanwhile
+/// (nothing may use it any more).
 ///
 /// # Safety
 /// `p` must be a client port held by the caller.
-unsafe fn release_hold(p: *mut CapsPort) -> bool {
+unsafe fn release_hold(p: *mut CapsPort) {
     // SAFETY: per the contract, `p` is still allocated; the reference
     // ends before the port is freed.
     unsafe {
@@ -37,7 +37,6 @@ unsafe fn release_hold(p: *mut CapsPort) -> bool {
         if free {
             free_port(p);
         }
-        free
     }
 }
 
@@ -45,7 +44,9 @@ unsafe fn release_hold(p: *mut CapsPort) -> bool {
 /// requests complete with `EIO`) and free it, at once unless a call of
 /// this module holds it (the close came from a reply vector that call
 /// ran, or from another thread of the cpu while the owner waits in
-/// [`client_waitport`]): then the last such call frees it.
+/// [`client_waitport`]): then the last such call frees it. (The
+/// shutdown holds the port while it runs the reply vectors: the end of
+/// its hold is what frees it.)
 ///
 /// # Safety
 /// `p` must be a live client port of the current cpu, not closed yet.
@@ -53,9 +54,7 @@ pub(super) unsafe fn client_close(p: *mut CapsPort) {
     // SAFETY: per the contract.
     unsafe {
         client_of(p).closed = true;
-        hold(p);
         client_shutdown(p, None);
-        release_hold(p);
     }
 }
 
