@@ -31,6 +31,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "quiet.h"
+
 static volatile int spoiled, token_held;
 static struct lwkt_token tok;
 static thread_t server_td;
@@ -54,18 +56,6 @@ ename(int e)
 		snprintf(buf, sizeof(buf), "%d", e);
 		return (buf);
 	}
-}
-
-/* Create a thread quietly (no "has exited" line) and schedule it. */
-static thread_t
-spawn(void (*func)(void *), void *arg, int cpu, const char *name)
-{
-	thread_t td;
-
-	lwkt_create(func, arg, &td, NULL, TDF_STOPREQ, cpu, "%s", name);
-	td->td_flags &= ~TDF_VERBOSE;
-	lwkt_schedule(td);
-	return (td);
 }
 
 static void
@@ -109,11 +99,11 @@ a_yield(void *arg)
 	(void)arg;
 	fail_open();
 	before = errno;
-	spawn(spoiler, NULL, -1, "spoiler");
+	start_quiet(spoiler, NULL, -1, "spoiler");
 	lwkt_yield();
 	report("yield", before, errno);
 	errno = ERANGE;
-	spawn(newborn, NULL, -1, "newborn");
+	start_quiet(newborn, NULL, -1, "newborn");
 	lwkt_yield();
 	printf("creator after yield: errno %s\n", ename(errno));
 }
@@ -153,7 +143,7 @@ prepare_caps_msg(struct lwkt_msg *msg, int cmd)
 
 	fail_open();
 	before = errno;
-	spawn(spoiler, NULL, -1, "spoiler");
+	start_quiet(spoiler, NULL, -1, "spoiler");
 	lwkt_initmsg(msg, &curthread->td_msgport, cmd);
 	msg->ms_msgsize = sizeof(*msg);
 	msg->ms_maxsize = sizeof(*msg);
@@ -210,7 +200,7 @@ a_token(void *arg)
 	rel_mplock();
 	fail_open();
 	before = errno;
-	spawn(spoiler, NULL, -1, "spoiler");
+	start_quiet(spoiler, NULL, -1, "spoiler");
 	lwkt_gettoken(&tok);
 	report("token", before, errno);
 	lwkt_reltoken(&tok);
@@ -243,7 +233,7 @@ caps_server(void)
 static void
 run(void (*a)(void *), int cpu)
 {
-	spawn(a, NULL, cpu, "A");
+	start_quiet(a, NULL, cpu, "A");
 	lwkt_deschedule_self();
 	lwkt_switch();
 }
@@ -256,7 +246,7 @@ main(int ac, char **av)
 	if (strcmp(mode, "yield") == 0) {
 		run(a_yield, -1);
 	} else if (strcmp(mode, "domsg") == 0) {
-		server_td = spawn(server, NULL, -1, "server");
+		server_td = start_quiet(server, NULL, -1, "server");
 		run(a_domsg, -1);
 	} else if (strcmp(mode, "caps") == 0) {
 		char dir[] = "/tmp/libcaps-errno-XXXXXX";
@@ -281,7 +271,7 @@ main(int ac, char **av)
 		lwkt_inittoken(&tok);
 		cpu = caps_fork_vcpu();
 		rel_mplock();
-		spawn(holder, NULL, cpu, "holder");
+		start_quiet(holder, NULL, cpu, "holder");
 		while (!token_held)
 			lwkt_yield();
 		run(a_token, -1);

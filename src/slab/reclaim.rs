@@ -152,7 +152,8 @@ pub unsafe fn key(gd: *mut SLGlobalData) -> usize {
 
 /// Set the key from the flags, after they changed (by the writer of the
 /// flags, before anything that publishes the change: `park`'s
-/// `membarrier()`, the owner's next window).
+/// `membarrier()`, the owner's next window): by the state's setup, and
+/// by [`mark_parked`] for every later change.
 ///
 /// # Safety
 /// `gd` is a cpu state.
@@ -166,6 +167,25 @@ pub unsafe fn set_key(gd: *mut SLGlobalData) {
             KEY_FLAGGED
         };
         key_word(gd).store(k, Ordering::Relaxed);
+    }
+}
+
+/// Set (`on`) or clear `SLGD_PARKED`, and the key with it (see
+/// [`set_key`]).
+///
+/// # Safety
+/// `gd` is a cpu state; the caller holds `REAP`.
+#[inline]
+unsafe fn mark_parked(gd: *mut SLGlobalData, on: bool) {
+    // SAFETY: caller contract.
+    unsafe {
+        let flag = flag_word(gd);
+        if on {
+            flag.fetch_or(SLGD_PARKED, Ordering::Relaxed);
+        } else {
+            flag.fetch_and(!SLGD_PARKED, Ordering::Relaxed);
+        }
+        set_key(gd);
     }
 }
 
@@ -211,11 +231,8 @@ pub unsafe fn own(gd: *mut SLGlobalData) -> Window {
 pub unsafe fn unpark(gd: *mut SLGlobalData) {
     let _e = KeepErrno::new();
     let _g = reap_lock();
-    // SAFETY: caller contract.
-    unsafe {
-        flag_word(gd).fetch_and(!SLGD_PARKED, Ordering::Relaxed);
-        set_key(gd);
-    }
+    // SAFETY: caller contract; `REAP` held.
+    unsafe { mark_parked(gd, false) };
 }
 
 /// Restores the caller's `errno` when dropped: the slow paths here wait
@@ -488,18 +505,15 @@ unsafe fn reclaim(gd: *mut SLGlobalData, all: bool) -> bool {
 /// `gd` is a cpu state; the caller holds `REAP`.
 unsafe fn park(gd: *mut SLGlobalData) -> bool {
     // SAFETY: caller contract.
-    let flag = unsafe { flag_word(gd) };
-    if flag.load(Ordering::Relaxed) & SLGD_PARKED == 0 {
-        flag.fetch_or(SLGD_PARKED, Ordering::Relaxed);
+    if !unsafe { parked(gd) } {
         // SAFETY: caller contract.
-        unsafe { set_key(gd) };
+        unsafe { mark_parked(gd, true) };
         // Without the barrier the owner may miss the flag while this side
         // misses its open window: give up (its memory stays with it).
         // SAFETY: caller contract.
         if !account::barrier_all() || !unsafe { window_closes(gd) } {
-            flag.fetch_and(!SLGD_PARKED, Ordering::Relaxed);
             // SAFETY: caller contract.
-            unsafe { set_key(gd) };
+            unsafe { mark_parked(gd, false) };
             return false;
         }
         #[cfg(test)]
